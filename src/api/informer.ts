@@ -1,0 +1,85 @@
+/**
+ * Informer keeps a local copy of a filtered set of objects through the API:
+ * list, then watch from the list's revision; on a broken stream, re-watch
+ * from the last revision seen; on 410 Gone, list again. Handlers receive
+ * (type, object) and must treat the object as read-only. `synced` becomes true
+ * after the first successful list, which is what lets an agent decide it may
+ * clean up (it never removes anything before it has heard from the server).
+ */
+import { backoffDelay } from '../base/backoff.js';
+import { sleep } from '../base/clock.js';
+import type { ApiClient } from './client.js';
+import type { KindInfo } from './kinds.js';
+
+export interface InformerOptions {
+  fieldSelector?: Record<string, string>;
+  labelSelector?: Record<string, string>;
+  /** Called once per (re)list with the complete set; objects missing from it were deleted. */
+  onSync?: (objects: Map<string, any>) => void;
+  onEvent: (type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: any) => void;
+  onError?: (err: Error) => void;
+  retry?: { initialMs: number; maxMs: number };
+}
+
+export class Informer {
+  readonly objects = new Map<string, any>();
+  synced = false;
+  private abort = new AbortController();
+  private stopped = false;
+  private done?: Promise<void>;
+
+  constructor(
+    private readonly client: ApiClient,
+    private readonly kind: KindInfo,
+    private readonly opts: InformerOptions,
+  ) {}
+
+  start(): void {
+    this.done = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    await this.done?.catch(() => {});
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    let rv: string | undefined;
+    while (!this.stopped) {
+      try {
+        if (rv === undefined) {
+          const list = await this.client.list<any>(this.kind, { fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector });
+          const seen = new Map<string, any>();
+          for (const o of list.items) seen.set(o.metadata.name, o);
+          for (const [name, old] of this.objects) if (!seen.has(name)) this.opts.onEvent('DELETED', old);
+          this.objects.clear();
+          for (const [n, o] of seen) this.objects.set(n, o);
+          rv = list.metadata.resourceVersion;
+          this.synced = true;
+          this.opts.onSync?.(this.objects);
+        }
+        for await (const ev of this.client.watch<any>(this.kind, { resourceVersion: rv, fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector, signal: this.abort.signal })) {
+          failures = 0;
+          if (ev.type === 'ERROR') {
+            if ((ev.object as { code?: number }).code === 410) rv = undefined;
+            break;
+          }
+          rv = ev.object.metadata.resourceVersion;
+          if (ev.type === 'BOOKMARK') continue;
+          if (ev.type === 'DELETED') this.objects.delete(ev.object.metadata.name);
+          else this.objects.set(ev.object.metadata.name, ev.object);
+          this.opts.onEvent(ev.type, ev.object);
+        }
+      } catch (e) {
+        if (this.stopped) return;
+        const err = e as Error & { code?: string };
+        if (err.code === 'BATON_ERR_GONE') rv = undefined;
+        this.opts.onError?.(err);
+        failures++;
+      }
+      if (!this.stopped) await sleep(backoffDelay(this.opts.retry ?? { initialMs: 200, maxMs: 5000 }, Math.max(1, failures)), this.abort.signal);
+    }
+  }
+}

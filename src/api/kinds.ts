@@ -1,0 +1,147 @@
+/**
+ * KINDS is the one table of resource kinds. It drives the HTTP routes, the
+ * server's watches and watch cache, the typed client, the CLI's tables and
+ * the conformance tests, so a later kind (Endpoints, Job, Autoscaler state,
+ * Revision) is a new row here, not a rewrite elsewhere.
+ */
+import type { z } from 'zod';
+import type { Node, Service, Task } from './types.js';
+import { nodeSpecSchema, serviceSpecSchema } from './schemas.js';
+
+export interface Column<T> {
+  header: string;
+  get(obj: T): string;
+}
+
+export interface KindInfo<T = any> {
+  kind: string;
+  plural: string;
+  /** Where objects live: the revisioned store, or the TTL'd event table. */
+  storage: 'store' | 'events';
+  /** Whether clients may create/update it through the generic routes (Tasks and Nodes are server-owned). */
+  clientWritable: boolean;
+  specSchema?: z.ZodType;
+  /** Field selectors the watch cache can filter on (e.g. spec.nodeName for an agent's tasks). */
+  fields: Record<string, (obj: T) => string | undefined>;
+  columns: Column<T>[];
+}
+
+function age(iso: string | undefined): string {
+  if (!iso) return '-';
+  const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+function bytes(n: number): string {
+  if (!n) return '0';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n % 1 ? n.toFixed(1) : n}${units[i]}`;
+}
+
+export const nodeKind: KindInfo<Node> = {
+  kind: 'Node',
+  plural: 'nodes',
+  storage: 'store',
+  clientWritable: false,
+  specSchema: nodeSpecSchema,
+  fields: { 'metadata.name': (n) => n.metadata.name, 'status.state': (n) => n.status.state },
+  columns: [
+    { header: 'ID', get: (n) => n.metadata.uid.slice(0, 12) },
+    { header: 'NAME', get: (n) => n.metadata.name },
+    { header: 'STATUS', get: (n) => n.status.state[0]!.toUpperCase() + n.status.state.slice(1).replace('notready', 'NotReady') },
+    { header: 'AVAILABILITY', get: (n) => n.spec.availability },
+    { header: 'ADDRESS', get: (n) => n.status.address },
+    { header: 'CPUS', get: (n) => `${n.status.allocated.cpus}/${n.status.capacity.cpus}` },
+    { header: 'MEMORY', get: (n) => `${bytes(n.status.allocated.memoryBytes)}/${bytes(n.status.capacity.memoryBytes)}` },
+    { header: 'TASKS', get: (n) => String(n.status.taskCount) },
+    { header: 'ENGINE', get: (n) => n.status.engineVersion || '-' },
+    { header: 'AGE', get: (n) => age(n.metadata.creationTimestamp) },
+  ],
+};
+
+export const serviceKind: KindInfo<Service> = {
+  kind: 'Service',
+  plural: 'services',
+  storage: 'store',
+  clientWritable: true,
+  specSchema: serviceSpecSchema,
+  fields: { 'metadata.name': (s) => s.metadata.name, 'spec.stack': (s) => s.spec.stack },
+  columns: [
+    { header: 'ID', get: (s) => s.metadata.uid.slice(0, 12) },
+    { header: 'NAME', get: (s) => s.metadata.name },
+    { header: 'MODE', get: (s) => s.spec.mode },
+    { header: 'REPLICAS', get: (s) => `${s.status.ready}/${s.spec.replicas}` },
+    { header: 'IMAGE', get: (s) => s.spec.container.image },
+    {
+      header: 'PORTS',
+      get: (s) => s.spec.ports.map((p) => (p.published ? `*:${p.published}->${p.target}/tcp` : `${p.target}/tcp`)).join(', '),
+    },
+  ],
+};
+
+export const taskKind: KindInfo<Task> = {
+  kind: 'Task',
+  plural: 'tasks',
+  storage: 'store',
+  clientWritable: false,
+  fields: {
+    'metadata.name': (t) => t.metadata.name,
+    'spec.nodeName': (t) => t.spec.nodeName,
+    'spec.serviceName': (t) => t.spec.serviceName,
+    'status.state': (t) => t.status.state,
+  },
+  columns: [
+    { header: 'ID', get: (t) => t.metadata.uid.slice(0, 12) },
+    { header: 'NAME', get: (t) => t.metadata.name },
+    { header: 'IMAGE', get: (t) => t.spec.container.image },
+    { header: 'NODE', get: (t) => t.spec.nodeName || '-' },
+    { header: 'DESIRED STATE', get: (t) => t.spec.desiredState },
+    { header: 'CURRENT STATE', get: (t) => `${t.status.state[0]!.toUpperCase()}${t.status.state.slice(1)} ${age(t.status.timestamp)} ago` },
+    { header: 'ADDRESS', get: (t) => (t.status.hostIP && t.status.ports.length ? t.status.ports.map((p) => `${t.status.hostIP}:${p.hostPort}`).join(',') : '-') },
+    { header: 'ERROR', get: (t) => t.status.error ?? (t.status.state === 'pending' ? (t.status.pendingReason ?? '') : '') },
+  ],
+};
+
+export const eventKind: KindInfo<any> = {
+  kind: 'Event',
+  plural: 'events',
+  storage: 'events',
+  clientWritable: false,
+  fields: {},
+  columns: [
+    { header: 'TIME', get: (e) => e.time },
+    { header: 'TYPE', get: (e) => e.type },
+    { header: 'REASON', get: (e) => e.reason },
+    { header: 'OBJECT', get: (e) => `${e.kind.toLowerCase()}/${e.name}` },
+    { header: 'SOURCE', get: (e) => e.source },
+    { header: 'MESSAGE', get: (e) => e.message },
+  ],
+};
+
+export const KINDS = [nodeKind, serviceKind, taskKind, eventKind] as const;
+export const STORE_KINDS = KINDS.filter((k) => k.storage === 'store');
+
+export function kindByPlural(plural: string): KindInfo | undefined {
+  return KINDS.find((k) => k.plural === plural);
+}
+
+export function kindByName(kind: string): KindInfo | undefined {
+  return KINDS.find((k) => k.kind.toLowerCase() === kind.toLowerCase());
+}
+
+/** storeKey is where an object lives in the Store; one prefix per kind so each kind has one watch. */
+export function storeKey(plural: string, name: string): string {
+  return `/baton/${plural}/${name}`;
+}
+
+export function storePrefix(plural: string): string {
+  return `/baton/${plural}/`;
+}

@@ -1,0 +1,97 @@
+/**
+ * Zod schemas for what clients may write. The server validates every spec it
+ * is sent (the CLI's Compose reader is only one client), and turns each zod
+ * issue into an ErrorDetail with its path, so a bad request lists every
+ * problem at once.
+ */
+import { z } from 'zod';
+import type { ErrorDetail } from '../base/errors.js';
+
+const name = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'must start with a letter or digit and contain only letters, digits, "_", "." or "-" (at most 63)');
+const nonNegInt = z.number().int().min(0);
+const ms = nonNegInt;
+
+export const labelsSchema = z.record(z.string(), z.string());
+
+export const containerSpecSchema = z.object({
+  image: z.string().min(1),
+  command: z.array(z.string()).optional(),
+  entrypoint: z.array(z.string()).optional(),
+  env: z.record(z.string(), z.string()),
+  labels: labelsSchema,
+  user: z.string().optional(),
+  workingDir: z.string().optional(),
+  readOnly: z.boolean(),
+  capAdd: z.array(z.string()),
+  capDrop: z.array(z.string()),
+  tmpfs: z.array(z.string()),
+  ulimits: z.record(z.string(), z.object({ soft: z.number().int(), hard: z.number().int() })),
+  sysctls: z.record(z.string(), z.string()),
+  extraHosts: z.array(z.string()),
+  hostname: z.string().optional(),
+  init: z.boolean(),
+  stopSignal: z.string().optional(),
+  stopGracePeriodMs: ms,
+  healthcheck: z
+    .object({
+      test: z.array(z.string()),
+      intervalMs: ms,
+      timeoutMs: ms,
+      retries: nonNegInt,
+      startPeriodMs: ms,
+      startIntervalMs: ms.optional(),
+    })
+    .optional(),
+  pullPolicy: z.enum(['always', 'missing', 'never']).optional(),
+  mounts: z.array(
+    z.object({
+      type: z.enum(['bind', 'volume', 'tmpfs']),
+      source: z.string().optional(),
+      target: z.string().min(1),
+      readOnly: z.boolean(),
+    }),
+  ),
+  networkMode: z.enum(['host', 'none']),
+});
+
+const amounts = z.object({ cpus: z.number().min(0), memoryBytes: nonNegInt });
+
+export const serviceSpecSchema = z.object({
+  stack: z.string(),
+  shortName: z.string(),
+  mode: z.literal('replicated'),
+  replicas: z.number().int().min(0).max(100_000),
+  container: containerSpecSchema,
+  ports: z.array(
+    z.object({
+      target: z.number().int().min(1).max(65535),
+      published: z.number().int().min(1).max(65535).optional(),
+      protocol: z.literal('tcp'),
+      mode: z.enum(['ingress', 'host']),
+      name: z.string().optional(),
+    }),
+  ),
+  expose: z.array(z.number().int().min(1).max(65535)),
+  resources: z.object({ reservations: amounts, limits: amounts.extend({ pids: nonNegInt.optional() }) }),
+  restartPolicy: z.object({
+    condition: z.enum(['any', 'on-failure', 'none']),
+    delayMs: ms,
+    maxDelayMs: ms,
+    maxAttempts: nonNegInt,
+    windowMs: ms,
+  }),
+  placement: z.object({ constraints: z.array(z.string()) }),
+  x: z.record(z.string(), z.unknown()),
+});
+
+export const nodeSpecSchema = z.object({ availability: z.enum(['active', 'pause', 'drain']) });
+
+export const objectNameSchema = name;
+
+/** zodDetails turns a zod error into ErrorDetails rooted at `prefix`. */
+export function zodDetails(err: z.ZodError, prefix: string): ErrorDetail[] {
+  return err.issues.map((i) => ({
+    path: [prefix, ...i.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))].join('.').replace(/\.\[/g, '['),
+    message: i.message,
+  }));
+}

@@ -1,0 +1,332 @@
+/**
+ * Baton's API resource types. Runtime-neutral: imported by the server, the
+ * agent, the CLI and (later) the dashboard. All durations are milliseconds and
+ * all sizes are bytes, so nothing downstream re-parses "10s" or "512M".
+ */
+
+export const API_VERSION = 'baton/v1';
+
+export interface OwnerRef {
+  kind: string;
+  name: string;
+  uid: string;
+}
+
+export interface ObjectMeta {
+  name: string;
+  uid: string;
+  /** The store modRevision of the object's last write, as a decimal string. */
+  resourceVersion: string;
+  /** Bumped by the server on every spec change (never on status writes). */
+  generation: number;
+  labels: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerRefs: OwnerRef[];
+  /** ISO-8601. */
+  creationTimestamp: string;
+  /** The store revision at which status was last written ("0" before any). */
+  statusVersion?: string;
+}
+
+export interface Resource<K extends string, S, St> {
+  apiVersion: typeof API_VERSION;
+  kind: K;
+  metadata: ObjectMeta;
+  spec: S;
+  status: St;
+}
+
+// ---------------------------------------------------------------- containers
+
+export interface PortSpec {
+  /** Container port; with host networking the task must bind the host port it is given. */
+  target: number;
+  /** Port published cluster-wide by the routing mesh (a later issue); stored now. */
+  published?: number;
+  protocol: 'tcp';
+  mode: 'ingress' | 'host';
+  name?: string;
+}
+
+export interface MountSpec {
+  type: 'bind' | 'volume' | 'tmpfs';
+  /** Host path (bind) or volume name (volume); absent for anonymous volumes and tmpfs. */
+  source?: string;
+  target: string;
+  readOnly: boolean;
+}
+
+export interface HealthcheckSpec {
+  /** Docker form: ["CMD", ...], ["CMD-SHELL", "..."] or ["NONE"]. */
+  test: string[];
+  intervalMs: number;
+  timeoutMs: number;
+  retries: number;
+  startPeriodMs: number;
+  startIntervalMs?: number;
+}
+
+export interface Ulimit {
+  soft: number;
+  hard: number;
+}
+
+export type PullPolicy = 'always' | 'missing' | 'never';
+
+export interface ContainerSpec {
+  image: string;
+  /** Overrides the image's CMD; undefined keeps it. */
+  command?: string[];
+  /** Overrides the image's ENTRYPOINT; undefined keeps it. */
+  entrypoint?: string[];
+  env: Record<string, string>;
+  /** Container labels (Compose `labels`). */
+  labels: Record<string, string>;
+  user?: string;
+  workingDir?: string;
+  readOnly: boolean;
+  capAdd: string[];
+  capDrop: string[];
+  /** tmpfs mounts: "path" or "path:options". */
+  tmpfs: string[];
+  ulimits: Record<string, Ulimit>;
+  sysctls: Record<string, string>;
+  /** "host:ip" entries for /etc/hosts. */
+  extraHosts: string[];
+  hostname?: string;
+  /** Run Docker's init as PID 1 so signals reach the process (default true). */
+  init: boolean;
+  stopSignal?: string;
+  stopGracePeriodMs: number;
+  healthcheck?: HealthcheckSpec;
+  /** undefined: the agent's --pull default. */
+  pullPolicy?: PullPolicy;
+  mounts: MountSpec[];
+  networkMode: 'host' | 'none';
+}
+
+export interface ResourceAmounts {
+  /** CPU cores, fractional. */
+  cpus: number;
+  memoryBytes: number;
+}
+
+export interface ResourceSpec {
+  /** Used by placement against node capacity. */
+  reservations: ResourceAmounts;
+  /** Enforced by the engine; 0 means unlimited. */
+  limits: ResourceAmounts & { pids?: number };
+}
+
+export interface RestartPolicy {
+  condition: 'any' | 'on-failure' | 'none';
+  /** Delay before the first restart; doubles per consecutive failure up to maxDelayMs. */
+  delayMs: number;
+  maxDelayMs: number;
+  /** 0 = unlimited, counted within windowMs (or ever, when windowMs is 0). */
+  maxAttempts: number;
+  windowMs: number;
+}
+
+// ---------------------------------------------------------------- services
+
+export interface ServiceSpec {
+  /** The stack (Compose project) this service came from; "" for none. */
+  stack: string;
+  /** The service's name inside its stack (Compose key). */
+  shortName: string;
+  mode: 'replicated';
+  replicas: number;
+  container: ContainerSpec;
+  ports: PortSpec[];
+  /** Ports reachable by other tasks only (Compose `expose`). */
+  expose: number[];
+  resources: ResourceSpec;
+  restartPolicy: RestartPolicy;
+  placement: { constraints: string[] };
+  /** Baton extension (Compose `x-baton`); later issues add keys. */
+  x: Record<string, unknown>;
+}
+
+export interface ServiceStatus {
+  observedGeneration: number;
+  /** Tasks with desiredState running. */
+  desired: number;
+  /** Tasks ready (running and healthy). */
+  ready: number;
+  running: number;
+  /** Human summary for the CLI, e.g. "updating 2/3". */
+  message?: string;
+}
+
+export type Service = Resource<'Service', ServiceSpec, ServiceStatus>;
+
+// ---------------------------------------------------------------- tasks
+
+export type TaskState =
+  | 'pending'
+  | 'assigned'
+  | 'preparing'
+  | 'starting'
+  | 'running'
+  | 'complete'
+  | 'failed'
+  | 'shutdown'
+  | 'rejected'
+  | 'orphaned';
+
+export const TERMINAL_TASK_STATES: readonly TaskState[] = ['complete', 'failed', 'shutdown', 'rejected', 'orphaned'];
+
+export function isTerminal(state: TaskState): boolean {
+  return TERMINAL_TASK_STATES.includes(state);
+}
+
+export type DesiredState = 'running' | 'shutdown' | 'complete';
+
+export interface TaskSpec {
+  serviceName: string;
+  serviceUid: string;
+  slot: number;
+  /** Hash of the parts of the service spec that shape a container; a change makes new tasks. */
+  specHash: string;
+  /** Set by placement; "" while pending. */
+  nodeName: string;
+  desiredState: DesiredState;
+  container: ContainerSpec;
+  ports: PortSpec[];
+  expose: number[];
+  resources: ResourceSpec;
+  restartPolicy: RestartPolicy;
+  placement: { constraints: string[] };
+}
+
+export interface TaskPortBinding {
+  target: number;
+  hostPort: number;
+  published?: number;
+}
+
+export interface TaskStatus {
+  state: TaskState;
+  /** Short human message ("started", "restarting in 2s"). */
+  message: string;
+  /** Why the task failed or was rejected (engine's words). */
+  error?: string;
+  exitCode?: number;
+  containerId?: string;
+  /** Opaque, versioned driver handle (JSON) so a restarted agent re-attaches. */
+  handle?: string;
+  hostIP?: string;
+  ports: TaskPortBinding[];
+  restartCount: number;
+  /** Last health check outcome; undefined when the task has no health check. */
+  healthy?: boolean;
+  startedAt?: string;
+  finishedAt?: string;
+  /** When the state last changed (ISO-8601). */
+  timestamp: string;
+  /** Why the task is pending, when placement could not place it. */
+  pendingReason?: string;
+}
+
+export type Task = Resource<'Task', TaskSpec, TaskStatus>;
+
+export function isTaskReady(t: Task): boolean {
+  return t.status.state === 'running' && t.status.healthy !== false && (t.spec.container.healthcheck === undefined || t.status.healthy === true);
+}
+
+// ---------------------------------------------------------------- nodes
+
+export type NodeAvailability = 'active' | 'pause' | 'drain';
+export type NodeState = 'unknown' | 'ready' | 'notready' | 'down';
+
+export interface NodeSpec {
+  availability: NodeAvailability;
+}
+
+export interface NodeStatus {
+  state: NodeState;
+  message: string;
+  address: string;
+  hostname: string;
+  capacity: ResourceAmounts;
+  allocated: ResourceAmounts;
+  taskCount: number;
+  agentVersion: string;
+  engineVersion: string;
+  portRange: [number, number];
+  /** ISO-8601 of the last heartbeat the server saw when it last wrote this status. */
+  lastHeartbeat?: string;
+  /** When state last changed. */
+  timestamp: string;
+}
+
+export type Node = Resource<'Node', NodeSpec, NodeStatus>;
+
+// ---------------------------------------------------------------- events
+
+export interface EventSpec {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+  involvedObject: { kind: string; name: string; uid?: string };
+  source: string;
+  node?: string;
+  service?: string;
+  time: string;
+}
+
+// ---------------------------------------------------------------- misc wire types
+
+export interface ListMeta {
+  resourceVersion: string;
+  continue?: string;
+}
+
+export interface List<T> {
+  items: T[];
+  metadata: ListMeta;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+
+export interface WireWatchEvent<T> {
+  type: WatchEventType;
+  object: T;
+}
+
+export interface ApiErrorBody {
+  error: {
+    code: string;
+    message: string;
+    details?: { path: string; message: string; line?: number }[];
+  };
+}
+
+export interface ClusterInfo {
+  clusterId: string;
+  version: string;
+  apiVersion: string;
+  storeBackend: string;
+  revision: string;
+}
+
+export interface ApplyServiceResult {
+  name: string;
+  action: 'create' | 'update' | 'unchanged' | 'delete';
+  diff?: string[];
+}
+
+export interface ApplyRequest {
+  stack: string;
+  services: { name: string; spec: ServiceSpec; labels: Record<string, string> }[];
+  prune: boolean;
+  dryRun: boolean;
+}
+
+export interface ApplyResponse {
+  stack: string;
+  revision: string;
+  results: ApplyServiceResult[];
+  warnings: string[];
+}

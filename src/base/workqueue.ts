@@ -1,0 +1,133 @@
+/**
+ * WorkQueue is the Kubernetes controller work queue: keys, not events.
+ *
+ * - A key added many times before a worker takes it is processed once
+ *   (level-triggered: the reconciler re-reads current state anyway).
+ * - A key is never handed to two workers at once; a key added while being
+ *   processed is processed again afterwards.
+ * - A failed key is retried after a per-key exponential backoff; success
+ *   forgets its failures.
+ * - `addAfter` schedules a key on the injected clock (for "check again when
+ *   this deadline passes" without polling).
+ */
+import { KeyedBackoff, type BackoffOptions } from './backoff.js';
+import { systemClock, type Clock } from './clock.js';
+
+export interface WorkQueueOptions {
+  name: string;
+  workers?: number;
+  backoff?: BackoffOptions;
+  clock?: Clock;
+  onError?: (key: string, err: unknown) => void;
+}
+
+export class WorkQueue {
+  private readonly queue: string[] = [];
+  private readonly queued = new Set<string>();
+  private readonly processing = new Set<string>();
+  private readonly dirty = new Set<string>();
+  private readonly delayed = new Map<string, { at: number; cancel: () => void }>();
+  private readonly backoff: KeyedBackoff;
+  private readonly clock: Clock;
+  private active = 0;
+  private stopped = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly handler: (key: string) => Promise<void>,
+    private readonly opts: WorkQueueOptions,
+  ) {
+    this.backoff = new KeyedBackoff(opts.backoff ?? { initialMs: 50, maxMs: 30_000 });
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  add(key: string): void {
+    if (this.stopped) return;
+    if (this.processing.has(key)) {
+      this.dirty.add(key);
+      return;
+    }
+    if (this.queued.has(key)) return;
+    this.queued.add(key);
+    this.queue.push(key);
+    this.pump();
+  }
+
+  /** addAfter adds key once ms have passed; an earlier pending schedule wins. */
+  addAfter(key: string, ms: number): void {
+    if (this.stopped) return;
+    if (ms <= 0) return this.add(key);
+    const at = this.clock.now() + ms;
+    const existing = this.delayed.get(key);
+    if (existing && existing.at <= at) return;
+    existing?.cancel();
+    const cancel = this.clock.setTimeout(() => {
+      this.delayed.delete(key);
+      this.add(key);
+    }, ms);
+    this.delayed.set(key, { at, cancel });
+  }
+
+  get length(): number {
+    return this.queue.length;
+  }
+
+  /** idle resolves when nothing is queued or processing (delayed keys do not count). */
+  idle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const d of this.delayed.values()) d.cancel();
+    this.delayed.clear();
+    this.queue.length = 0;
+    this.queued.clear();
+    this.notifyIdle();
+  }
+
+  private isIdle(): boolean {
+    return this.queue.length === 0 && this.active === 0;
+  }
+
+  private notifyIdle(): void {
+    if (!this.isIdle()) return;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const r of w) r();
+  }
+
+  private pump(): void {
+    const workers = this.opts.workers ?? 1;
+    while (!this.stopped && this.active < workers && this.queue.length > 0) {
+      const key = this.queue.shift()!;
+      this.queued.delete(key);
+      this.processing.add(key);
+      this.active++;
+      void this.run(key);
+    }
+  }
+
+  private async run(key: string): Promise<void> {
+    let failed = false;
+    try {
+      await this.handler(key);
+    } catch (err) {
+      failed = true;
+      this.opts.onError?.(key, err);
+    }
+    this.processing.delete(key);
+    this.active--;
+    if (!this.stopped) {
+      if (failed) {
+        this.addAfter(key, this.backoff.next(key));
+      } else {
+        this.backoff.forget(key);
+      }
+      if (this.dirty.delete(key)) this.add(key);
+    }
+    this.pump();
+    this.notifyIdle();
+  }
+}

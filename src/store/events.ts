@@ -1,0 +1,59 @@
+/**
+ * EventStore keeps cluster Events outside the revision log, with a TTL.
+ *
+ * Why a separate table: Kubernetes stored Events in etcd and paid for it with
+ * write amplification and compaction churn. Events are an audit trail for
+ * people ("why is my task pending?"), not desired state, so they never take a
+ * revision and never wake a controller.
+ */
+export interface StoredEvent {
+  /** Monotonic id within this store (not a store revision). */
+  id: number;
+  /** Milliseconds since the epoch. */
+  time: number;
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+  kind: string;
+  name: string;
+  uid?: string;
+  /** Component that reported it: "server", "agent/<node>", "controller/service" … */
+  source: string;
+  /** Node involved, when there is one. */
+  node?: string;
+  /** Service involved, when there is one (for `baton service ps` style filters). */
+  service?: string;
+}
+
+export type NewEvent = Omit<StoredEvent, 'id' | 'time'> & { time?: number };
+
+export interface EventQuery {
+  kind?: string;
+  name?: string;
+  service?: string;
+  node?: string;
+  /** Only events with id greater than this. */
+  afterId?: number;
+  /** Newest N (returned oldest first). */
+  limit?: number;
+}
+
+export interface EventStore {
+  record(e: NewEvent): StoredEvent;
+  list(q?: EventQuery): StoredEvent[];
+  /** Calls fn for every event recorded from now on; returns an unsubscribe function. */
+  subscribe(fn: (e: StoredEvent) => void): () => void;
+  /** Removes events older than now - ttlMs; returns how many were removed. */
+  prune(now: number): number;
+  readonly ttlMs: number;
+}
+
+/** matchesEventQuery is the one filter both backends and live subscriptions use. */
+export function matchesEventQuery(e: StoredEvent, q: EventQuery): boolean {
+  if (q.kind && e.kind.toLowerCase() !== q.kind.toLowerCase()) return false;
+  if (q.name && e.name !== q.name) return false;
+  if (q.service && e.service !== q.service) return false;
+  if (q.node && e.node !== q.node) return false;
+  if (q.afterId !== undefined && e.id <= q.afterId) return false;
+  return true;
+}

@@ -1,0 +1,203 @@
+/**
+ * Store is Baton's storage contract: the subset of etcd's key-value API that
+ * both the embedded SQLite backend and a real etcd cluster can honour exactly.
+ *
+ * Why this shape: every controller, the watch cache and the API server are
+ * written against revisions, compare-and-swap and ordered watches. Keeping the
+ * contract to what etcd offers means the HA backend (etcd) is a new row in the
+ * conformance suite, not a redesign.
+ *
+ * Rules every backend must keep (checked by `conformance.ts`):
+ * - Every write (put or delete, including a lease expiry) gets a global,
+ *   strictly increasing revision. All ops in one txn share one revision.
+ * - `KeyValue.modRevision` is the revision of the key's last write; the API
+ *   layer exposes it as `metadata.resourceVersion`.
+ * - A watch delivers each change after `afterRevision` exactly once, in
+ *   revision order, and periodically a progress notification carrying the
+ *   current revision so a quiet, filtered watcher stays above the compaction
+ *   point.
+ * - A watch or range at a compacted revision fails with `StoreCompactedError`.
+ * - Lease keep-alives never write a revision.
+ */
+
+export interface KeyValue {
+  key: string;
+  value: string;
+  /** Revision at which the key was created (since its last deletion). */
+  createRevision: number;
+  /** Revision of the key's last modification. */
+  modRevision: number;
+  /** Number of writes since creation (1 after create). */
+  version: number;
+  /** Lease id the key is attached to, 0 when none. */
+  lease: number;
+}
+
+export type CompareTarget = 'mod' | 'create' | 'version' | 'value';
+export type CompareOp = '=' | '!=' | '<' | '>';
+
+/**
+ * Compare is one precondition of a txn. For a missing key, mod/create/version
+ * are 0 and value is undefined, as in etcd (so `create = 0` means "absent"),
+ * and every value compare on it fails, `!=` included, as etcd does.
+ */
+export interface Compare {
+  key: string;
+  target: CompareTarget;
+  op: CompareOp;
+  value: number | string;
+}
+
+export type Op =
+  | { type: 'put'; key: string; value: string; lease?: number }
+  | { type: 'delete'; key: string }
+  | { type: 'deletePrefix'; prefix: string };
+
+export interface TxnResult {
+  succeeded: boolean;
+  /** Store revision after the txn (unchanged when nothing was written). */
+  revision: number;
+}
+
+export interface RangeOptions {
+  /** Maximum number of keys to return; 0 or undefined for all. */
+  limit?: number;
+  /** Opaque token from a previous page: the next key to start from. */
+  continue?: string;
+  /** Read as of this revision; defaults to the current one. */
+  atRevision?: number;
+}
+
+export interface RangeResult {
+  kvs: KeyValue[];
+  /** The revision this range was read at. Pass it as `atRevision` for the next page. */
+  revision: number;
+  /** Present when more keys remain. */
+  continue?: string;
+}
+
+export type WatchEvent =
+  | { type: 'put'; kv: KeyValue; prevKv?: KeyValue }
+  | { type: 'delete'; kv: KeyValue; prevKv?: KeyValue };
+
+export interface WatchBatch {
+  /** Changes in revision order; empty for a progress notification. */
+  events: WatchEvent[];
+  /** All changes up to and including this revision have been delivered. */
+  revision: number;
+  progress?: boolean;
+}
+
+export interface WatchHandlers {
+  onBatch(batch: WatchBatch): void;
+  /** The watch ended abnormally (compaction, slow consumer, store closed). */
+  onError(err: Error): void;
+}
+
+export interface Watch {
+  close(): void;
+}
+
+export interface Lease {
+  id: number;
+  ttlSeconds: number;
+}
+
+export interface Store {
+  readonly backend: string;
+  get(key: string): Promise<KeyValue | undefined>;
+  range(prefix: string, opts?: RangeOptions): Promise<RangeResult>;
+  /**
+   * Applies `success` ops atomically if every compare holds, else `failure`. At most 128 ops
+   * (success + failure) and 128 compares. As in etcd, a txn may not put one key twice or put
+   * a key it also deletes (StoreError code 'duplicate_key').
+   */
+  txn(compares: Compare[], success: Op[], failure?: Op[]): Promise<TxnResult>;
+  /** Streams changes under `prefix` with revision > afterRevision. */
+  watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Watch;
+  /** Drops history at and below `revision` (superseded versions and tombstones). */
+  compact(revision: number): Promise<void>;
+  currentRevision(): Promise<number>;
+  compactRevision(): Promise<number>;
+  leaseGrant(ttlSeconds: number): Promise<Lease>;
+  /** Extends a lease's life; writes no revision. Throws StoreLeaseNotFoundError when gone. */
+  leaseKeepAlive(id: number): Promise<void>;
+  /** Ends a lease and deletes its keys (one revision). */
+  leaseRevoke(id: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** MAX_TXN_OPS matches etcd's default --max-txn-ops. */
+export const MAX_TXN_OPS = 128;
+
+export class StoreError extends Error {
+  constructor(message: string, readonly code: string) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+/** StoreCompactedError: the requested revision is gone; list again and re-watch. */
+export class StoreCompactedError extends StoreError {
+  constructor(readonly requested: number, readonly compactRevision: number) {
+    super(`revision ${requested} has been compacted (compact revision ${compactRevision})`, 'compacted');
+  }
+}
+
+export class StoreFutureRevisionError extends StoreError {
+  constructor(readonly requested: number, readonly current: number) {
+    super(`revision ${requested} is in the future (current revision ${current})`, 'future_revision');
+  }
+}
+
+export class StoreLeaseNotFoundError extends StoreError {
+  constructor(readonly leaseId: number) {
+    super(`lease ${leaseId} not found`, 'lease_not_found');
+  }
+}
+
+export class StoreTooManyOpsError extends StoreError {
+  constructor(readonly count: number) {
+    super(`txn has ${count} ops; the limit is ${MAX_TXN_OPS}`, 'too_many_ops');
+  }
+}
+
+export class StoreClosedError extends StoreError {
+  constructor() {
+    super('store is closed', 'closed');
+  }
+}
+
+/**
+ * prefixEnd returns the smallest key greater than every key starting with prefix (etcd's range_end).
+ * Keys order by code point (UTF-8 byte order, as in etcd and SQLite), so the last code point is
+ * incremented, not the last UTF-16 unit (which would wrap at U+FFFF or split a surrogate pair).
+ * '' (and a prefix of only U+10FFFF) has no finite end: U+10FFFF is returned; treat '' as "all keys".
+ */
+export function prefixEnd(prefix: string): string {
+  const cps = Array.from(prefix);
+  while (cps.length > 0) {
+    const last = cps.pop()!.codePointAt(0)!;
+    if (last < 0x10ffff) return cps.join('') + String.fromCodePoint(last === 0xd7ff ? 0xe000 : last + 1);
+  }
+  return '\u{10FFFF}';
+}
+
+/** compareHolds evaluates one Compare against the key's current state (undefined when absent). */
+export function compareHolds(c: Compare, kv: KeyValue | undefined): boolean {
+  let actual: number | string | undefined;
+  switch (c.target) {
+    case 'mod': actual = kv?.modRevision ?? 0; break;
+    case 'create': actual = kv?.createRevision ?? 0; break;
+    case 'version': actual = kv?.version ?? 0; break;
+    case 'value': actual = kv?.value; break;
+  }
+  // etcd fails every value compare on a missing key (even '!='): there is no value to compare.
+  if (actual === undefined) return false;
+  switch (c.op) {
+    case '=': return actual === c.value;
+    case '!=': return actual !== c.value;
+    case '<': return actual < c.value;
+    case '>': return actual > c.value;
+  }
+}
