@@ -1,0 +1,121 @@
+/**
+ * applyStack makes a stack's services match a declared set in ONE store txn:
+ * every service is created, updated or (with prune) deleted together, or
+ * nothing is. Re-applying the same declaration writes nothing. The diff it
+ * returns is what `--dry-run` prints.
+ */
+import { BatonError, type ErrorDetail } from '../base/errors.js';
+import { serviceKind } from '../api/kinds.js';
+import { objectNameSchema, serviceSpecSchema, zodDetails } from '../api/schemas.js';
+import type { ApplyRequest, ApplyResponse, ApplyServiceResult, Service } from '../api/types.js';
+import { MAX_TXN_OPS, type Compare, type Op } from '../store/store.js';
+import { stableStringify, type AnyObject, type Registry } from './registry.js';
+
+const STACK_LABEL = 'baton.stack';
+
+export function validateApply(req: ApplyRequest): ErrorDetail[] {
+  const details: ErrorDetail[] = [];
+  if (!/^[a-z0-9][a-z0-9_-]{0,62}$/.test(req.stack ?? '')) details.push({ path: 'stack', message: 'stack name must be lowercase letters, digits, "_" or "-", starting with a letter or digit' });
+  if (!Array.isArray(req.services)) {
+    details.push({ path: 'services', message: 'must be a list' });
+    return details;
+  }
+  const seen = new Set<string>();
+  req.services.forEach((s, i) => {
+    const n = objectNameSchema.safeParse(s?.name);
+    if (!n.success) details.push(...zodDetails(n.error, `services[${i}].name`));
+    if (seen.has(s?.name)) details.push({ path: `services[${i}].name`, message: `duplicate service "${s.name}"` });
+    seen.add(s?.name);
+    const r = serviceSpecSchema.safeParse(s?.spec);
+    if (!r.success) details.push(...zodDetails(r.error, `services.${s?.name ?? i}.spec`));
+    else if (s.spec.stack !== req.stack) details.push({ path: `services.${s.name}.spec.stack`, message: `is "${s.spec.stack}" but the stack being applied is "${req.stack}"` });
+  });
+  return details;
+}
+
+/** diffLines lists changed leaves as "path: old → new", for humans. */
+export function diffLines(a: unknown, b: unknown, path = ''): string[] {
+  if (stableStringify(a) === stableStringify(b)) return [];
+  const isObj = (v: unknown) => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (isObj(a) && isObj(b)) {
+    const keys = [...new Set([...Object.keys(a as object), ...Object.keys(b as object)])].sort();
+    return keys.flatMap((k) => diffLines((a as any)[k], (b as any)[k], path ? `${path}.${k}` : k));
+  }
+  return [`${path}: ${JSON.stringify(a) ?? '(none)'} → ${JSON.stringify(b) ?? '(none)'}`];
+}
+
+export async function applyStack(registry: Registry, req: ApplyRequest): Promise<ApplyResponse> {
+  const details = validateApply(req);
+  if (details.length) throw new BatonError('BATON_ERR_VALIDATION', `stack "${req.stack}" is invalid`, details);
+
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const existing = (await registry.list<Service & AnyObject>(serviceKind)).items;
+    const byName = new Map(existing.map((s) => [s.metadata.name, s]));
+    const compares: Compare[] = [];
+    const ops: Op[] = [];
+    const results: ApplyServiceResult[] = [];
+    for (const s of req.services) {
+      const labels = { ...s.labels, [STACK_LABEL]: req.stack };
+      const cur = byName.get(s.name);
+      if (!cur) {
+        const obj = registry.build(serviceKind, { metadata: { name: s.name, labels }, spec: s.spec, status: { observedGeneration: 0, desired: s.spec.replicas, ready: 0, running: 0 } });
+        const c = registry.createOp(serviceKind, obj);
+        compares.push(c.compare);
+        ops.push(c.op);
+        results.push({ name: s.name, action: 'create' });
+        continue;
+      }
+      if (cur.spec.stack !== req.stack) {
+        throw new BatonError('BATON_ERR_CONFLICT', `service "${s.name}" belongs to stack "${cur.spec.stack || '(none)'}", not "${req.stack}"`, [{ path: `services.${s.spec.shortName}`, message: 'name already taken by another stack' }]);
+      }
+      const diff = [...diffLines(cur.spec, s.spec, 'spec'), ...diffLines(cur.metadata.labels, labels, 'labels')];
+      if (diff.length === 0) {
+        results.push({ name: s.name, action: 'unchanged' });
+        continue;
+      }
+      const next = registry.specUpdate(cur, { spec: s.spec, labels });
+      const u = registry.updateOp(serviceKind, cur, next);
+      compares.push(u.compare);
+      ops.push(u.op);
+      results.push({ name: s.name, action: 'update', diff });
+    }
+    if (req.prune) {
+      const declared = new Set(req.services.map((s) => s.name));
+      for (const cur of existing) {
+        if (cur.spec.stack !== req.stack || declared.has(cur.metadata.name)) continue;
+        const d = registry.deleteOp(serviceKind, cur);
+        compares.push(d.compare);
+        ops.push(d.op);
+        results.push({ name: cur.metadata.name, action: 'delete' });
+      }
+    }
+    if (ops.length > MAX_TXN_OPS) {
+      throw new BatonError('BATON_ERR_TOO_LARGE', `stack "${req.stack}" changes ${ops.length} services at once; one apply is one transaction of at most ${MAX_TXN_OPS}`);
+    }
+    if (req.dryRun || ops.length === 0) {
+      return { stack: req.stack, revision: String(await registry.store.currentRevision()), results, warnings: [] };
+    }
+    const r = await registry.store.txn(compares, ops);
+    if (r.succeeded) return { stack: req.stack, revision: String(r.revision), results, warnings: [] };
+    // Someone changed a service between our read and write: read again.
+  }
+  throw new BatonError('BATON_ERR_CONFLICT', `stack "${req.stack}" kept changing while applying; try again`);
+}
+
+/** removeStack deletes every service of a stack in one txn (their tasks are then stopped by the service controller). */
+export async function removeStack(registry: Registry, stack: string): Promise<string[]> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const existing = (await registry.list<Service & AnyObject>(serviceKind)).items.filter((s) => s.spec.stack === stack);
+    if (existing.length === 0) throw new BatonError('BATON_ERR_NOT_FOUND', `stack "${stack}" not found`);
+    const compares: Compare[] = [];
+    const ops: Op[] = [];
+    for (const s of existing) {
+      const d = registry.deleteOp(serviceKind, s);
+      compares.push(d.compare);
+      ops.push(d.op);
+    }
+    const r = await registry.store.txn(compares, ops);
+    if (r.succeeded) return existing.map((s) => s.metadata.name);
+  }
+  throw new BatonError('BATON_ERR_CONFLICT', `stack "${stack}" kept changing while removing; try again`);
+}

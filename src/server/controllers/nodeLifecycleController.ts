@@ -1,0 +1,114 @@
+/**
+ * NodeLifecycleController derives each node's state from in-memory heartbeats
+ * and writes Node status only when something changes: Ready ↔ NotReady ↔ Down
+ * (each transition also an Event), or the node's allocation and task count.
+ *
+ * A node is Ready when its last heartbeat is fresh (within
+ * missedHeartbeats × interval) and its engine answers. After a server
+ * restart, nodes get one full NotReady window to heartbeat again before they
+ * are marked NotReady, so a restart does not flap the cluster.
+ */
+import { WorkQueue } from '../../base/workqueue.js';
+import { nodeKind } from '../../api/kinds.js';
+import type { Node, NodeState, NodeStatus, Task } from '../../api/types.js';
+import { allocatedByNode } from '../../scheduler/placement.js';
+import { stableStringify } from '../registry.js';
+import { recordEvent, type Controller, type ControllerContext } from './context.js';
+
+export class NodeLifecycleController implements Controller {
+  readonly name = 'node-lifecycle';
+  private queue: WorkQueue;
+  private unsubs: (() => void)[] = [];
+  private cancelTick?: () => void;
+
+  constructor(private readonly ctx: ControllerContext) {
+    this.queue = new WorkQueue((k) => this.reconcile(k), {
+      name: 'node-lifecycle',
+      clock: ctx.clock,
+      backoff: { initialMs: 100, maxMs: 5000 },
+      onError: (key, err) => ctx.log.warn({ controller: 'node-lifecycle', key, err: String(err) }, 'reconcile failed; will retry'),
+    });
+  }
+
+  start(): void {
+    this.unsubs.push(
+      this.ctx.nodes.onDidChange((e) => e.type !== 'DELETED' && this.queue.add(e.object.metadata.name)),
+      this.ctx.heartbeats.onDidChange((n) => this.queue.add(n)),
+      this.ctx.tasks.onDidChange((e) => {
+        const t = e.object as Task;
+        const p = e.prev as Task | undefined;
+        if (t.spec.nodeName) this.queue.add(t.spec.nodeName);
+        if (p?.spec.nodeName && p.spec.nodeName !== t.spec.nodeName) this.queue.add(p.spec.nodeName);
+      }),
+    );
+    this.tick();
+  }
+
+  stop(): void {
+    for (const u of this.unsubs) u();
+    this.cancelTick?.();
+    this.queue.stop();
+  }
+
+  /** tick re-checks every node once per heartbeat interval: staleness is a matter of time passing. */
+  private tick(): void {
+    for (const name of this.ctx.nodes.objects.keys()) this.queue.add(name);
+    this.cancelTick = this.ctx.clock.setTimeout(() => this.tick(), this.ctx.timings.heartbeatIntervalMs);
+  }
+
+  /** deriveState is the node state rule, from the last beat and the time. */
+  deriveState(node: Node, now: number): { state: NodeState; message: string } {
+    const { timings, heartbeats } = this.ctx;
+    const beat = heartbeats.get(node.metadata.name);
+    const notReadyAfter = timings.heartbeatIntervalMs * timings.missedHeartbeats;
+    if (!beat) {
+      // Fresh server: give agents a window to reconnect before judging them.
+      if (now - heartbeats.startedAt < notReadyAfter) return { state: node.status.state, message: node.status.message };
+      const since = node.status.lastHeartbeat ? Date.parse(node.status.lastHeartbeat) : heartbeats.startedAt;
+      if (now - Math.max(since, heartbeats.startedAt) >= timings.nodeDownAfterMs) return { state: 'down', message: 'no heartbeat since the server started' };
+      return { state: 'notready', message: 'no heartbeat since the server started' };
+    }
+    const age = now - beat.at;
+    if (age >= timings.nodeDownAfterMs) return { state: 'down', message: `no heartbeat for ${Math.round(age / 1000)}s` };
+    if (age >= notReadyAfter) return { state: 'notready', message: `missed ${Math.floor(age / timings.heartbeatIntervalMs)} heartbeats` };
+    if (!beat.engineOk) return { state: 'notready', message: `container engine unreachable: ${beat.engineError ?? 'no answer'}` };
+    return { state: 'ready', message: '' };
+  }
+
+  async reconcile(name: string): Promise<void> {
+    const { ctx } = this;
+    const node = ctx.nodes.objects.get(name) as Node | undefined;
+    if (!node) return;
+    const now = ctx.clock.now();
+    const { state, message } = this.deriveState(node, now);
+    const tasks = ([...ctx.tasks.objects.values()] as Task[]).filter((t) => t.spec.nodeName === name);
+    const alloc = allocatedByNode(tasks).get(name) ?? { cpus: 0, memoryBytes: 0, count: 0 };
+    const beat = ctx.heartbeats.get(name);
+    const next: NodeStatus = {
+      ...node.status,
+      state,
+      message,
+      allocated: { cpus: Math.round(alloc.cpus * 1000) / 1000, memoryBytes: alloc.memoryBytes },
+      taskCount: alloc.count,
+      engineVersion: beat?.engineVersion ?? node.status.engineVersion,
+      timestamp: state !== node.status.state ? new Date(now).toISOString() : node.status.timestamp,
+      ...(state !== node.status.state && beat ? { lastHeartbeat: new Date(beat.at).toISOString() } : {}),
+    };
+    if (stableStringify(next) === stableStringify(node.status)) return;
+    const [r] = await ctx.registry.updateStatus(nodeKind, [{ name, uid: node.metadata.uid, status: next }]);
+    if (r && !r.ok) throw r.error;
+    if (state !== node.status.state) {
+      const label = { ready: 'Ready', notready: 'NotReady', down: 'Down', unknown: 'Unknown' }[state];
+      recordEvent(ctx, {
+        type: state === 'ready' ? 'Normal' : 'Warning',
+        reason: `Node${label}`,
+        kind: 'Node',
+        name,
+        uid: node.metadata.uid,
+        node: name,
+        source: 'controller/node-lifecycle',
+        message: `node ${name} is ${label}${message ? `: ${message}` : ''}`,
+      });
+    }
+  }
+}

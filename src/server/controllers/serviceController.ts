@@ -1,0 +1,128 @@
+/**
+ * ServiceController keeps each service's slots filled. Watches enqueue service
+ * names (a task change enqueues its owner); reconcile re-reads the caches,
+ * asks the pure reconcileService for a plan and executes it. Creates are
+ * create-if-absent with deterministic names, so a stale cache or a crash
+ * between plan and write can never duplicate a task.
+ */
+import { WorkQueue } from '../../base/workqueue.js';
+import { serviceKind, taskKind } from '../../api/kinds.js';
+import type { Service, Task } from '../../api/types.js';
+import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
+import { stableStringify, type AnyObject } from '../registry.js';
+import { reconcileService } from './serviceReconciler.js';
+import { recordEvent, type Controller, type ControllerContext } from './context.js';
+
+export class ServiceController implements Controller {
+  readonly name = 'service';
+  private queue: WorkQueue;
+  private unsubs: (() => void)[] = [];
+  /** serviceName → task names, so a reconcile reads one service's tasks, not all. */
+  private byService = new Map<string, Set<string>>();
+
+  constructor(private readonly ctx: ControllerContext) {
+    this.queue = new WorkQueue((k) => this.reconcile(k), {
+      name: 'service',
+      clock: ctx.clock,
+      backoff: { initialMs: 100, maxMs: 30_000 },
+      onError: (key, err) => ctx.log.warn({ controller: 'service', key, err: String(err) }, 'reconcile failed; will retry'),
+    });
+  }
+
+  start(): void {
+    for (const t of this.ctx.tasks.objects.values()) this.index(t as Task, undefined);
+    this.unsubs.push(
+      this.ctx.services.onDidChange((e) => this.queue.add(e.object.metadata.name)),
+      this.ctx.tasks.onDidChange((e) => {
+        this.index(e.type === 'DELETED' ? undefined : (e.object as Task), e.prev as Task | undefined);
+        this.queue.add((e.object as Task).spec.serviceName);
+      }),
+    );
+    for (const name of this.ctx.services.objects.keys()) this.queue.add(name);
+    for (const name of this.byService.keys()) this.queue.add(name);
+  }
+
+  stop(): void {
+    for (const u of this.unsubs) u();
+    this.queue.stop();
+  }
+
+  idle(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  private index(now: Task | undefined, prev: Task | undefined): void {
+    if (prev) this.byService.get(prev.spec.serviceName)?.delete(prev.metadata.name);
+    if (now) {
+      let s = this.byService.get(now.spec.serviceName);
+      if (!s) this.byService.set(now.spec.serviceName, (s = new Set()));
+      s.add(now.metadata.name);
+    }
+  }
+
+  async reconcile(name: string): Promise<void> {
+    const { ctx } = this;
+    const svc = ctx.services.objects.get(name) as Service | undefined;
+    const names = this.byService.get(name) ?? new Set<string>();
+    const tasks = [...names].map((n) => ctx.tasks.objects.get(n) as Task | undefined).filter((t): t is Task => !!t);
+    if (!svc && tasks.length === 0) {
+      this.byService.delete(name);
+      return;
+    }
+    const plan = reconcileService(svc, tasks, ctx.clock.now());
+
+    // Creates: one txn per 128, each guarded by "absent".
+    const creates = plan.create.map((c) =>
+      ctx.registry.build(taskKind, {
+        metadata: {
+          name: c.name,
+          uid: c.uid,
+          labels: { 'baton.service': name, 'baton.slot': String(c.slot), 'baton.attempt': String(c.attempt), ...(svc?.spec.stack ? { 'baton.stack': svc.spec.stack } : {}) },
+          ownerRefs: svc ? [{ kind: 'Service', name, uid: svc.metadata.uid }] : [],
+        },
+        spec: c.spec,
+        status: { state: 'pending', message: 'waiting for placement', ports: [], restartCount: 0, timestamp: new Date(ctx.clock.now()).toISOString() },
+      }),
+    );
+    for (let i = 0; i < creates.length; i += MAX_TXN_OPS) {
+      const chunk = creates.slice(i, i + MAX_TXN_OPS);
+      const compares: Compare[] = [];
+      const ops: Op[] = [];
+      for (const o of chunk) {
+        const c = ctx.registry.createOp(taskKind, o);
+        compares.push(c.compare);
+        ops.push(c.op);
+      }
+      const r = await ctx.registry.store.txn(compares, ops);
+      if (!r.succeeded && chunk.length > 1) {
+        // Someone made some of them already (stale cache): create one by one.
+        for (const o of chunk) {
+          const c = ctx.registry.createOp(taskKind, o);
+          await ctx.registry.store.txn([c.compare], [c.op]);
+        }
+      }
+    }
+    for (const { task, desiredState } of plan.setDesired) {
+      await ctx.registry.mutate<Task & AnyObject>(taskKind, task.metadata.name, (cur) => {
+        if (cur.metadata.uid !== task.metadata.uid || cur.spec.desiredState === desiredState) return undefined;
+        cur.spec.desiredState = desiredState;
+        cur.metadata.generation++;
+        return cur;
+      });
+      if (desiredState === 'shutdown' && task.status.state !== 'pending') {
+        recordEvent(ctx, { type: 'Normal', reason: 'Stopping', kind: 'Task', name: task.metadata.name, uid: task.metadata.uid, source: 'controller/service', message: `stopping task ${task.metadata.name} on ${task.spec.nodeName || '(unassigned)'}`, node: task.spec.nodeName || undefined, service: task.spec.serviceName });
+      }
+    }
+    for (const t of plan.delete) {
+      const cur = ctx.tasks.objects.get(t.metadata.name);
+      if (!cur) continue;
+      const { compare, op } = ctx.registry.deleteOp(taskKind, cur);
+      await ctx.registry.store.txn([compare], [op]);
+    }
+    if (svc && plan.status && stableStringify(plan.status) !== stableStringify(svc.status)) {
+      const [r] = await ctx.registry.updateStatus(serviceKind, [{ name, uid: svc.metadata.uid, status: plan.status }]);
+      if (r && !r.ok && r.error.code !== 'BATON_ERR_NOT_FOUND') throw r.error;
+    }
+    if (plan.requeueAfterMs !== undefined) this.queue.addAfter(name, plan.requeueAfterMs);
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * reconcileService is the service controller's business logic, a pure
+ * function after Nomad's reconciler: (service, its tasks, now) → a data-only
+ * plan. No I/O and time as an input, so it is tested with tables and
+ * properties and the controller around it only executes plans.
+ *
+ * Rules:
+ * - Slots 1..replicas each want exactly one task with desiredState running.
+ * - A slot whose running task has an old specHash is replaced stop-first, and
+ *   at most one slot is in transition at a time (the rollout issue replaces
+ *   this with update_config).
+ * - A task that ended although it should run (rejected, failed past its
+ *   restart policy, orphaned) is replaced after a per-slot exponential
+ *   backoff; one that completed under a policy that does not restart it is
+ *   left complete.
+ * - Tasks above `replicas` are told to shut down; terminal tasks beyond the
+ *   history limit (5 per slot, like Swarm) are deleted.
+ */
+import { createHash } from 'node:crypto';
+import { backoffDelay } from '../../base/backoff.js';
+import { isTaskReady, isTerminal, type Service, type ServiceStatus, type Task, type TaskSpec } from '../../api/types.js';
+import { stableStringify } from '../registry.js';
+
+export const TASK_HISTORY_LIMIT = 5;
+
+export interface NewTaskPlan {
+  name: string;
+  uid: string;
+  slot: number;
+  attempt: number;
+  spec: TaskSpec;
+}
+
+export interface ServicePlan {
+  create: NewTaskPlan[];
+  /** Tasks whose desiredState must change. */
+  setDesired: { task: Task; desiredState: TaskSpec['desiredState'] }[];
+  delete: Task[];
+  /** Reconcile again after this long (a backoff is running). */
+  requeueAfterMs?: number;
+  status?: ServiceStatus;
+}
+
+/** specHash covers every field that shapes a task's container; changing any of them makes new tasks. */
+export function specHash(svc: Service): string {
+  const s = svc.spec;
+  return createHash('sha256')
+    .update(stableStringify({ c: s.container, p: s.ports, e: s.expose, r: s.resources, rp: s.restartPolicy, pl: s.placement }))
+    .digest('hex')
+    .slice(0, 12);
+}
+
+/** taskIdentity is deterministic, so a retried create collides instead of duplicating. */
+export function taskIdentity(serviceName: string, serviceUid: string, slot: number, hash: string, attempt: number): { name: string; uid: string } {
+  const h = createHash('sha256').update(`${serviceUid}/${slot}/${hash}/${attempt}`).digest('hex');
+  return { name: `${serviceName}.${slot}.${h.slice(0, 10)}`, uid: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}` };
+}
+
+function attemptOf(t: Task): number {
+  return Number(t.metadata.labels['baton.attempt'] ?? '0');
+}
+
+function created(t: Task): number {
+  return Date.parse(t.metadata.creationTimestamp);
+}
+
+function stateTime(t: Task): number {
+  return Date.parse(t.status.timestamp);
+}
+
+/** shouldReplace: the task ended while it should run, and its policy wants it running again. */
+function shouldReplace(t: Task): boolean {
+  const st = t.status.state;
+  if (st === 'rejected' || st === 'orphaned' || st === 'shutdown') return true;
+  const cond = t.spec.restartPolicy.condition;
+  if (st === 'complete') return cond === 'any';
+  if (st === 'failed') return cond !== 'none';
+  return false;
+}
+
+export function reconcileService(svc: Service | undefined, tasks: Task[], now: number): ServicePlan {
+  const plan: ServicePlan = { create: [], setDesired: [], delete: [] };
+
+  if (!svc) {
+    // Owner gone: shut everything down, delete what has stopped.
+    for (const t of tasks) {
+      if (t.spec.desiredState === 'running') plan.setDesired.push({ task: t, desiredState: 'shutdown' });
+      else if (isTerminal(t.status.state) || !t.spec.nodeName) plan.delete.push(t);
+    }
+    return plan;
+  }
+
+  const hash = specHash(svc);
+  const bySlot = new Map<number, Task[]>();
+  for (const t of tasks) {
+    const list = bySlot.get(t.spec.slot) ?? [];
+    list.push(t);
+    bySlot.set(t.spec.slot, list);
+  }
+  for (const list of bySlot.values()) list.sort((a, b) => attemptOf(a) - attemptOf(b) || created(a) - created(b));
+
+  // Scale down: every slot above replicas stops.
+  for (const [slot, list] of bySlot) {
+    if (slot <= svc.spec.replicas) continue;
+    for (const t of list) {
+      if (t.spec.desiredState === 'running') plan.setDesired.push({ task: t, desiredState: 'shutdown' });
+    }
+  }
+
+  // Is a slot already mid-replacement (old stopping, or new not yet running)?
+  let inTransition = 0;
+  for (let slot = 1; slot <= svc.spec.replicas; slot++) {
+    const list = bySlot.get(slot) ?? [];
+    const stopping = list.some((t) => t.spec.desiredState !== 'running' && !isTerminal(t.status.state) && t.spec.nodeName);
+    const live = list.filter((t) => t.spec.desiredState === 'running');
+    const newNotReady = live.some((t) => t.spec.specHash === hash && !isTaskReady(t)) && list.some((t) => t.spec.specHash !== hash);
+    if (stopping || newNotReady) inTransition++;
+  }
+
+  let requeue: number | undefined;
+  const want = (ms: number) => (requeue = requeue === undefined ? ms : Math.min(requeue, ms));
+
+  for (let slot = 1; slot <= svc.spec.replicas; slot++) {
+    const list = bySlot.get(slot) ?? [];
+    const live = list.filter((t) => t.spec.desiredState === 'running');
+    const nextAttempt = list.reduce((m, t) => Math.max(m, attemptOf(t)), 0) + 1;
+    const make = () => {
+      const id = taskIdentity(svc.metadata.name, svc.metadata.uid, slot, hash, nextAttempt);
+      plan.create.push({ ...id, slot, attempt: nextAttempt, spec: newTaskSpec(svc, slot, hash) });
+    };
+
+    // Extra running tasks in one slot (should not happen): keep the newest.
+    for (const extra of live.slice(0, -1)) plan.setDesired.push({ task: extra, desiredState: 'shutdown' });
+    const cur = live.at(-1);
+
+    if (cur && cur.spec.specHash !== hash) {
+      // Stop-first replacement, one slot at a time.
+      if (inTransition === 0) {
+        plan.setDesired.push({ task: cur, desiredState: 'shutdown' });
+        inTransition++;
+      }
+      continue;
+    }
+    if (cur && isTerminal(cur.status.state)) {
+      if (!shouldReplace(cur)) {
+        plan.setDesired.push({ task: cur, desiredState: 'complete' });
+        continue;
+      }
+      plan.setDesired.push({ task: cur, desiredState: 'shutdown' });
+      // fall through to the backoff check below, treating the slot as empty
+    } else if (cur) {
+      continue;
+    }
+
+    // The slot is empty. Wait while an old task is still stopping (stop-first).
+    if (list.some((t) => t.spec.desiredState !== 'running' && !isTerminal(t.status.state) && t.spec.nodeName)) continue;
+    // Back off after consecutive failures in this slot.
+    const failures = consecutiveFailures(list, cur);
+    if (failures > 0) {
+      const last = cur ?? list.at(-1)!;
+      const delay = backoffDelay({ initialMs: svc.spec.restartPolicy.delayMs || 1000, maxMs: svc.spec.restartPolicy.maxDelayMs || 60_000 }, failures);
+      const due = stateTime(last) + delay;
+      if (now < due) {
+        want(due - now);
+        continue;
+      }
+    }
+    // A slot that ended under a non-restarting policy stays done.
+    const lastOfSlot = list.at(-1);
+    if (!cur && lastOfSlot && lastOfSlot.spec.desiredState === 'complete' && lastOfSlot.spec.specHash === hash) continue;
+    make();
+  }
+
+  // History: keep the newest TASK_HISTORY_LIMIT stopped tasks per slot.
+  for (const [slot, list] of bySlot) {
+    const dead = list.filter((t) => t.spec.desiredState !== 'running' && (isTerminal(t.status.state) || !t.spec.nodeName));
+    const keep = slot <= svc.spec.replicas ? TASK_HISTORY_LIMIT : 0;
+    const excess = dead.length - keep;
+    if (excess > 0) plan.delete.push(...dead.slice(0, excess));
+  }
+
+  const liveTasks = tasks.filter((t) => t.spec.desiredState === 'running' && t.spec.slot <= svc.spec.replicas);
+  plan.status = {
+    observedGeneration: svc.metadata.generation,
+    desired: svc.spec.replicas,
+    running: liveTasks.filter((t) => t.status.state === 'running').length,
+    ready: liveTasks.filter((t) => isTaskReady(t) && t.spec.specHash === hash).length,
+    ...(inTransition > 0 ? { message: 'updating' } : {}),
+  };
+  if (requeue !== undefined) plan.requeueAfterMs = requeue;
+  return plan;
+}
+
+function consecutiveFailures(list: Task[], cur: Task | undefined): number {
+  let n = 0;
+  const all = cur && !list.includes(cur) ? [...list, cur] : list;
+  for (let i = all.length - 1; i >= 0; i--) {
+    const t = all[i]!;
+    if (!isTerminal(t.status.state)) break;
+    if (t.status.state === 'complete' || (t.status.state === 'shutdown' && t.spec.desiredState !== 'running')) break;
+    n++;
+  }
+  return n;
+}
+
+export function newTaskSpec(svc: Service, slot: number, hash: string): TaskSpec {
+  const s = svc.spec;
+  return {
+    serviceName: svc.metadata.name,
+    serviceUid: svc.metadata.uid,
+    slot,
+    specHash: hash,
+    nodeName: '',
+    desiredState: 'running',
+    container: s.container,
+    ports: s.ports,
+    expose: s.expose,
+    resources: s.resources,
+    restartPolicy: s.restartPolicy,
+    placement: s.placement,
+  };
+}

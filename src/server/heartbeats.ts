@@ -1,0 +1,45 @@
+/**
+ * Heartbeats keeps node liveness in server memory. A heartbeat is an API call,
+ * never a store write: Kubernetes learned (the Efficient Node Heartbeat KEP)
+ * that status writes from every node every few seconds load the store for
+ * nothing. The node-lifecycle controller writes Node status only when the
+ * state derived from these beats changes.
+ */
+import type { Clock } from '../base/clock.js';
+
+export interface Beat {
+  at: number;
+  engineOk: boolean;
+  engineVersion: string;
+  engineError?: string;
+}
+
+export class Heartbeats {
+  private beats = new Map<string, Beat>();
+  private listeners = new Set<(node: string) => void>();
+  readonly startedAt: number;
+
+  constructor(private readonly clock: Clock) {
+    this.startedAt = clock.now();
+  }
+
+  beat(node: string, engine: { ok: boolean; version: string; error?: string }): void {
+    const prev = this.beats.get(node);
+    this.beats.set(node, { at: this.clock.now(), engineOk: engine.ok, engineVersion: engine.version, engineError: engine.error });
+    // Wake the lifecycle controller only when something it derives could change.
+    if (!prev || prev.engineOk !== engine.ok) for (const l of this.listeners) l(node);
+  }
+
+  get(node: string): Beat | undefined {
+    return this.beats.get(node);
+  }
+
+  forget(node: string): void {
+    this.beats.delete(node);
+  }
+
+  onDidChange(fn: (node: string) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+}

@@ -1,0 +1,262 @@
+/**
+ * Registry is the typed object layer over the Store: it turns API objects into
+ * key-values and back, and owns the object-model rules:
+ *
+ * - `metadata.resourceVersion` is the key's modRevision (never stored in the
+ *   value, so it cannot disagree with the store);
+ * - a spec write carries a resourceVersion precondition and bumps
+ *   `generation` only when the spec changed; it never touches status;
+ * - a status write never touches spec or metadata. It is retried internally
+ *   against the latest object, so a batched agent report cannot conflict with
+ *   a concurrent spec write. Its own optional precondition is
+ *   `metadata.statusVersion`, a counter bumped on each status write.
+ */
+import { randomUUID } from 'node:crypto';
+import { BatonError } from '../base/errors.js';
+import { systemClock, type Clock } from '../base/clock.js';
+import type { Compare, KeyValue, Op, Store } from '../store/store.js';
+import { MAX_TXN_OPS } from '../store/store.js';
+import { storeKey, storePrefix, type KindInfo } from '../api/kinds.js';
+import { API_VERSION, type ObjectMeta } from '../api/types.js';
+
+export interface AnyObject {
+  apiVersion: string;
+  kind: string;
+  metadata: ObjectMeta;
+  spec: any;
+  status: any;
+}
+
+export interface NewObject<S = unknown, St = unknown> {
+  metadata: { name: string; uid?: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerRefs?: ObjectMeta['ownerRefs'] };
+  spec: S;
+  status: St;
+}
+
+export function decode<T = AnyObject>(kv: KeyValue): T {
+  const obj = JSON.parse(kv.value) as AnyObject;
+  obj.metadata.resourceVersion = String(kv.modRevision);
+  return obj as T;
+}
+
+export function encode(obj: AnyObject): string {
+  const { resourceVersion: _rv, ...meta } = obj.metadata;
+  return JSON.stringify({ ...obj, metadata: meta });
+}
+
+/** stableStringify is JSON with sorted keys, so equal specs compare equal regardless of key order. */
+export function stableStringify(v: unknown): string {
+  if (v === undefined) return 'null';
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(stableStringify).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${stableStringify(o[k])}`)
+    .join(',')}}`;
+}
+
+export class Registry {
+  constructor(
+    readonly store: Store,
+    private readonly clock: Clock = systemClock,
+  ) {}
+
+  key(kind: KindInfo, name: string): string {
+    return storeKey(kind.plural, name);
+  }
+
+  async get<T = AnyObject>(kind: KindInfo, name: string): Promise<T | undefined> {
+    const kv = await this.store.get(this.key(kind, name));
+    return kv ? decode<T>(kv) : undefined;
+  }
+
+  async mustGet<T = AnyObject>(kind: KindInfo, name: string): Promise<T> {
+    const obj = await this.get<T>(kind, name);
+    if (!obj) throw new BatonError('BATON_ERR_NOT_FOUND', `${kind.kind.toLowerCase()} "${name}" not found`);
+    return obj;
+  }
+
+  async list<T = AnyObject>(kind: KindInfo, opts: { limit?: number; continue?: string; atRevision?: number } = {}) {
+    const r = await this.store.range(storePrefix(kind.plural), opts);
+    return { items: r.kvs.map((kv) => decode<T>(kv)), revision: r.revision, continue: r.continue };
+  }
+
+  /** build makes a stored object for a create: uid, generation 1, timestamps. */
+  build(kind: KindInfo, o: NewObject): AnyObject {
+    return {
+      apiVersion: API_VERSION,
+      kind: kind.kind,
+      metadata: {
+        name: o.metadata.name,
+        uid: o.metadata.uid ?? randomUUID(),
+        resourceVersion: '0',
+        generation: 1,
+        labels: o.metadata.labels ?? {},
+        ...(o.metadata.annotations ? { annotations: o.metadata.annotations } : {}),
+        ownerRefs: o.metadata.ownerRefs ?? [],
+        creationTimestamp: new Date(this.clock.now()).toISOString(),
+        statusVersion: '0',
+      },
+      spec: o.spec,
+      status: o.status,
+    };
+  }
+
+  /** createOp returns the compare and put that create obj only if its key is absent. */
+  createOp(kind: KindInfo, obj: AnyObject): { compare: Compare; op: Op } {
+    const key = this.key(kind, obj.metadata.name);
+    return { compare: { key, target: 'create', op: '=', value: 0 }, op: { type: 'put', key, value: encode(obj) } };
+  }
+
+  async create<T = AnyObject>(kind: KindInfo, o: NewObject): Promise<T> {
+    const obj = this.build(kind, o);
+    const { compare, op } = this.createOp(kind, obj);
+    const r = await this.store.txn([compare], [op]);
+    if (!r.succeeded) throw new BatonError('BATON_ERR_ALREADY_EXISTS', `${kind.kind.toLowerCase()} "${obj.metadata.name}" already exists`);
+    obj.metadata.resourceVersion = String(r.revision);
+    return obj as T;
+  }
+
+  /**
+   * specUpdate computes the object a spec write produces from `current`: the
+   * new spec and labels, the current status, generation bumped if the spec changed.
+   */
+  specUpdate(current: AnyObject, next: { spec: unknown; labels?: Record<string, string>; annotations?: Record<string, string> }): AnyObject {
+    const changed = stableStringify(current.spec) !== stableStringify(next.spec);
+    return {
+      ...current,
+      metadata: {
+        ...current.metadata,
+        labels: next.labels ?? current.metadata.labels,
+        ...(next.annotations ? { annotations: next.annotations } : {}),
+        generation: current.metadata.generation + (changed ? 1 : 0),
+      },
+      spec: next.spec,
+    };
+  }
+
+  /** updateOp returns the compare and put for writing obj over the version `current` was read at. */
+  updateOp(kind: KindInfo, current: AnyObject, obj: AnyObject): { compare: Compare; op: Op } {
+    const key = this.key(kind, obj.metadata.name);
+    return {
+      compare: { key, target: 'mod', op: '=', value: Number(current.metadata.resourceVersion) },
+      op: { type: 'put', key, value: encode(obj) },
+    };
+  }
+
+  /** update writes a new spec (and labels) with a resourceVersion precondition; status is kept. */
+  async update<T = AnyObject>(kind: KindInfo, name: string, resourceVersion: string | undefined, next: { spec: unknown; labels?: Record<string, string> }): Promise<T> {
+    const current = await this.mustGet(kind, name);
+    if (resourceVersion !== undefined && resourceVersion !== current.metadata.resourceVersion) {
+      throw conflict(kind, name, resourceVersion, current.metadata.resourceVersion);
+    }
+    const obj = this.specUpdate(current, next);
+    const { compare, op } = this.updateOp(kind, current, obj);
+    const r = await this.store.txn([compare], [op]);
+    if (!r.succeeded) throw conflict(kind, name, current.metadata.resourceVersion, '(newer)');
+    obj.metadata.resourceVersion = String(r.revision);
+    return obj as T;
+  }
+
+  /** mutate re-reads, applies fn and writes with CAS, retrying on conflict: for server-side read-modify-write. */
+  async mutate<T extends AnyObject = AnyObject>(kind: KindInfo, name: string, fn: (cur: T) => T | undefined, attempts = 10): Promise<T | undefined> {
+    for (let i = 0; i < attempts; i++) {
+      const current = await this.get<T>(kind, name);
+      if (!current) return undefined;
+      const next = fn(structuredClone(current));
+      if (!next) return current;
+      const { compare, op } = this.updateOp(kind, current, next);
+      const r = await this.store.txn([compare], [op]);
+      if (r.succeeded) {
+        next.metadata.resourceVersion = String(r.revision);
+        return next;
+      }
+    }
+    throw new BatonError('BATON_ERR_CONFLICT', `${kind.kind.toLowerCase()} "${name}" kept changing; gave up after ${attempts} attempts`);
+  }
+
+  /**
+   * updateStatus writes statuses in as few txns as possible (≤128 ops each).
+   * Each item may carry a uid (the object must still be that incarnation) and
+   * a statusVersion precondition. Returns one result per item, in order.
+   */
+  async updateStatus(
+    kind: KindInfo,
+    items: { name: string; uid?: string; statusVersion?: string; status: unknown }[],
+  ): Promise<({ ok: true; object: AnyObject } | { ok: false; error: BatonError })[]> {
+    const results: ({ ok: true; object: AnyObject } | { ok: false; error: BatonError })[] = new Array(items.length);
+    let pending = items.map((item, index) => ({ item, index }));
+    for (let attempt = 0; attempt < 10 && pending.length > 0; attempt++) {
+      const retry: typeof pending = [];
+      for (let i = 0; i < pending.length; i += MAX_TXN_OPS) {
+        const chunk = pending.slice(i, i + MAX_TXN_OPS);
+        const compares: Compare[] = [];
+        const ops: Op[] = [];
+        const written: { index: number; obj: AnyObject; entry: (typeof pending)[number] }[] = [];
+        for (const entry of chunk) {
+          const { item, index } = entry;
+          const current = await this.get(kind, item.name);
+          if (!current) {
+            results[index] = { ok: false, error: new BatonError('BATON_ERR_NOT_FOUND', `${kind.kind.toLowerCase()} "${item.name}" not found`) };
+            continue;
+          }
+          if (item.uid && item.uid !== current.metadata.uid) {
+            results[index] = { ok: false, error: new BatonError('BATON_ERR_CONFLICT', `${kind.kind.toLowerCase()} "${item.name}" was replaced (uid ${current.metadata.uid}, not ${item.uid})`) };
+            continue;
+          }
+          const sv = current.metadata.statusVersion ?? '0';
+          if (item.statusVersion !== undefined && item.statusVersion !== sv) {
+            results[index] = { ok: false, error: new BatonError('BATON_ERR_CONFLICT', `status of ${kind.kind.toLowerCase()} "${item.name}" is at version ${sv}, not ${item.statusVersion}`) };
+            continue;
+          }
+          const obj: AnyObject = { ...current, metadata: { ...current.metadata, statusVersion: String(Number(sv) + 1) }, status: item.status };
+          const { compare, op } = this.updateOp(kind, current, obj);
+          compares.push(compare);
+          ops.push(op);
+          written.push({ index, obj, entry });
+        }
+        if (ops.length === 0) continue;
+        const r = await this.store.txn(compares, ops);
+        if (r.succeeded) {
+          for (const w of written) {
+            w.obj.metadata.resourceVersion = String(r.revision);
+            results[w.index] = { ok: true, object: w.obj };
+          }
+        } else {
+          retry.push(...written.map((w) => w.entry));
+        }
+      }
+      pending = retry;
+    }
+    for (const { item, index } of pending) {
+      results[index] = { ok: false, error: new BatonError('BATON_ERR_CONFLICT', `${kind.kind.toLowerCase()} "${item.name}" kept changing`) };
+    }
+    return results;
+  }
+
+  deleteOp(kind: KindInfo, obj: AnyObject): { compare: Compare; op: Op } {
+    const key = this.key(kind, obj.metadata.name);
+    return { compare: { key, target: 'mod', op: '=', value: Number(obj.metadata.resourceVersion) }, op: { type: 'delete', key } };
+  }
+
+  async delete(kind: KindInfo, name: string, pre: { resourceVersion?: string; uid?: string } = {}): Promise<AnyObject> {
+    const current = await this.mustGet(kind, name);
+    if (pre.uid && pre.uid !== current.metadata.uid) throw new BatonError('BATON_ERR_CONFLICT', `${kind.kind.toLowerCase()} "${name}" has uid ${current.metadata.uid}, not ${pre.uid}`);
+    if (pre.resourceVersion && pre.resourceVersion !== current.metadata.resourceVersion) {
+      throw conflict(kind, name, pre.resourceVersion, current.metadata.resourceVersion);
+    }
+    const { compare, op } = this.deleteOp(kind, current);
+    const r = await this.store.txn([compare], [op]);
+    if (!r.succeeded) throw conflict(kind, name, current.metadata.resourceVersion, '(newer)');
+    return current;
+  }
+}
+
+function conflict(kind: KindInfo, name: string, had: string, now: string): BatonError {
+  return new BatonError(
+    'BATON_ERR_CONFLICT',
+    `${kind.kind.toLowerCase()} "${name}" was modified (your resourceVersion ${had}, current ${now}); read it again and retry`,
+  );
+}

@@ -1,0 +1,193 @@
+/**
+ * BatonServer is the control plane in one object: the store, one watch cache
+ * per kind, the controllers behind a leadership gate, and the HTTP API.
+ *
+ * Start order matters and is the layer order: store → caches (list+watch) →
+ * controllers (only while leading) → HTTP. Stop is the reverse.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import pino, { type Logger } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import { systemClock, type Clock } from '../base/clock.js';
+import { lockDir } from '../base/lock.js';
+import { STORE_KINDS } from '../api/kinds.js';
+import type { Store } from '../store/store.js';
+import type { EventStore } from '../store/events.js';
+import { SqliteStore } from '../store/sqlite/sqliteStore.js';
+import { SqliteEventStore } from '../store/sqlite/sqliteEventStore.js';
+import { SpreadPlacer } from '../scheduler/placement.js';
+import { Registry } from './registry.js';
+import { WatchCache } from './watchCache.js';
+import { Tokens } from './auth.js';
+import { Heartbeats } from './heartbeats.js';
+import { buildHttp } from './http.js';
+import { DEFAULT_TIMINGS, type Controller, type ControllerContext, type Timings } from './controllers/context.js';
+import { ServiceController } from './controllers/serviceController.js';
+import { SchedulerController } from './controllers/schedulerController.js';
+import { NodeLifecycleController } from './controllers/nodeLifecycleController.js';
+
+export interface ServerOptions {
+  dataDir: string;
+  /** host:port; port 0 picks a free one. */
+  listen: string;
+  /** Inject a store (tests use MemoryStore); default: SQLite in dataDir. */
+  store?: Store;
+  events?: EventStore;
+  clock?: Clock;
+  timings?: Partial<Timings>;
+  logLevel?: string;
+  logger?: Logger;
+}
+
+/**
+ * Leadership gates controllers. With one server it is always open; the HA
+ * issue implements it with an etcd election, and nothing else changes.
+ */
+export interface Leadership {
+  onDidChange(fn: (leading: boolean) => void): () => void;
+  readonly leading: boolean;
+}
+
+export const alwaysLeader: Leadership = {
+  leading: true,
+  onDidChange: (fn) => {
+    fn(true);
+    return () => {};
+  },
+};
+
+export class BatonServer {
+  private app!: FastifyInstance;
+  private controllers: Controller[] = [];
+  private caches: Record<string, WatchCache> = {};
+  private releaseLock?: () => void;
+  private timers: (() => void)[] = [];
+  private leadershipUnsub?: () => void;
+  url = '';
+  clusterId = '';
+  adminToken = '';
+  agentToken = '';
+  store!: Store;
+  ctx!: ControllerContext;
+
+  private constructor(private readonly opts: ServerOptions) {}
+
+  static async start(opts: ServerOptions): Promise<BatonServer> {
+    const s = new BatonServer(opts);
+    try {
+      await s.init();
+    } catch (e) {
+      await s.stop().catch(() => {});
+      throw e;
+    }
+    return s;
+  }
+
+  private async init(): Promise<void> {
+    const { opts } = this;
+    const dir = join(opts.dataDir, 'server');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.releaseLock = lockDir(dir, 'baton server');
+    const clock = opts.clock ?? systemClock;
+    const log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'server' } }, pino.destination(2));
+    const timings = { ...DEFAULT_TIMINGS, ...opts.timings };
+
+    let sqlite: SqliteStore | undefined;
+    if (opts.store) this.store = opts.store;
+    else this.store = sqlite = SqliteStore.open(join(dir, 'state.db'), { clock });
+    const events = opts.events ?? (sqlite ? new SqliteEventStore(sqlite.db, { ttlMs: timings.eventTtlMs }) : undefined);
+    if (!events) throw new Error('an injected store needs an injected event store');
+
+    // Cluster identity and first tokens, made once.
+    const idFile = join(dir, 'cluster.json');
+    const tokens = new Tokens(this.store);
+    if (existsSync(idFile)) {
+      this.clusterId = JSON.parse(readFileSync(idFile, 'utf8')).clusterId;
+      this.adminToken = readFileSync(join(dir, 'admin.token'), 'utf8').trim();
+      this.agentToken = readFileSync(join(dir, 'agent.token'), 'utf8').trim();
+    } else {
+      this.clusterId = randomUUID();
+      this.adminToken = await tokens.create('admin', 'created at cluster init');
+      this.agentToken = await tokens.create('agent', 'created at cluster init');
+      writeFileSync(join(dir, 'admin.token'), this.adminToken + '\n', { mode: 0o600 });
+      writeFileSync(join(dir, 'agent.token'), this.agentToken + '\n', { mode: 0o600 });
+      writeFileSync(idFile, JSON.stringify({ clusterId: this.clusterId }) + '\n', { mode: 0o600 });
+    }
+
+    for (const k of STORE_KINDS) {
+      const c = new WatchCache(this.store, k);
+      await c.start();
+      this.caches[k.plural] = c;
+    }
+    const registry = new Registry(this.store, clock);
+    this.ctx = {
+      registry,
+      nodes: this.caches.nodes!,
+      services: this.caches.services!,
+      tasks: this.caches.tasks!,
+      events,
+      heartbeats: new Heartbeats(clock),
+      clock,
+      timings,
+      log,
+    };
+    this.controllers = [new NodeLifecycleController(this.ctx), new SchedulerController(this.ctx, new SpreadPlacer()), new ServiceController(this.ctx)];
+    this.leadershipUnsub = alwaysLeader.onDidChange((leading) => {
+      for (const c of this.controllers) (leading ? c.start() : c.stop());
+    });
+
+    // Housekeeping: compaction with a stated retention, and the event TTL.
+    const housekeep = async () => {
+      try {
+        const rev = await this.store.currentRevision();
+        const target = rev - timings.compactRetainRevisions;
+        if (target > (await this.store.compactRevision())) await this.store.compact(target);
+        events.prune(clock.now());
+      } catch (e) {
+        log.warn({ err: String(e) }, 'housekeeping failed');
+      }
+      this.timers.push(clock.setTimeout(() => void housekeep(), timings.compactIntervalMs));
+    };
+    this.timers.push(clock.setTimeout(() => void housekeep(), timings.compactIntervalMs));
+
+    this.app = buildHttp({
+      ctx: this.ctx,
+      tokens,
+      clusterId: this.clusterId,
+      storeBackend: this.store.backend,
+      caches: this.caches,
+      snapshot: sqlite
+        ? async () => {
+            const file = join(tmpdir(), `baton-snapshot-${process.pid}-${Date.now()}.db`);
+            await sqlite!.backup(file);
+            return file;
+          }
+        : undefined,
+    });
+    const [host, port] = splitHostPort(opts.listen);
+    await this.app.listen({ host, port });
+    const addr = this.app.server.address();
+    const p = typeof addr === 'object' && addr ? addr.port : port;
+    this.url = `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
+    log.info({ url: this.url, clusterId: this.clusterId, store: this.store.backend }, 'server started');
+  }
+
+  async stop(): Promise<void> {
+    this.leadershipUnsub?.();
+    for (const c of this.controllers) c.stop();
+    for (const t of this.timers) t();
+    if (this.app) await this.app.close().catch(() => {});
+    for (const c of Object.values(this.caches)) c.stop();
+    if (this.store && !this.opts.store) await this.store.close().catch(() => {});
+    this.releaseLock?.();
+  }
+}
+
+export function splitHostPort(listen: string): [string, number] {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(listen);
+  if (!m) throw new Error(`--listen must be host:port, got "${listen}"`);
+  return [m[1] || '127.0.0.1', Number(m[2])];
+}

@@ -1,0 +1,199 @@
+/**
+ * WatchCache holds one store watch per kind and serves everything else from
+ * memory: lists, filtered watches (an agent's `spec.nodeName=<node>`), and the
+ * server's own controllers. Fan-out therefore costs one store watch per kind,
+ * however many agents and clients watch, and a change to one node's task
+ * reaches one agent, not all of them.
+ *
+ * A watcher resuming from a revision older than the cache's window gets
+ * GoneError and must list again, as with a compacted store.
+ */
+import type { Store, Watch, WatchBatch } from '../store/store.js';
+import { StoreCompactedError } from '../store/store.js';
+import { storePrefix, type KindInfo } from '../api/kinds.js';
+import { decode, type AnyObject } from './registry.js';
+
+export interface CacheEvent {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  object: AnyObject;
+  prev?: AnyObject;
+  revision: number;
+}
+
+export type FieldFilter = Record<string, string>;
+
+export class GoneError extends Error {
+  constructor(readonly requested: number, readonly oldest: number) {
+    super(`resourceVersion ${requested} is too old (oldest available ${oldest}); list again`);
+  }
+}
+
+interface Subscriber {
+  /** Events at or below this revision were already reflected in what the subscriber listed. */
+  after: number;
+  matches: (o: AnyObject) => boolean;
+  onEvents: (events: CacheEvent[], revision: number) => void;
+  onError: (err: Error) => void;
+}
+
+export class WatchCache {
+  readonly objects = new Map<string, AnyObject>();
+  private history: CacheEvent[] = [];
+  private oldestRevision = 0;
+  private _revision = 0;
+  private watch?: Watch;
+  private subs = new Set<Subscriber>();
+  private listeners = new Set<(e: CacheEvent) => void>();
+  private stopped = false;
+
+  constructor(
+    private readonly store: Store,
+    readonly kind: KindInfo,
+    private readonly windowSize = 20_000,
+  ) {}
+
+  get revision(): number {
+    return this._revision;
+  }
+
+  async start(): Promise<void> {
+    // List, then watch from the list's revision: nothing lost, nothing twice.
+    const r = await this.store.range(storePrefix(this.kind.plural));
+    this.objects.clear();
+    for (const kv of r.kvs) {
+      const o = decode(kv);
+      this.objects.set(o.metadata.name, o);
+    }
+    this.history = [];
+    this.oldestRevision = r.revision;
+    this.setRevision(r.revision);
+    this.watch = this.store.watch(storePrefix(this.kind.plural), r.revision, {
+      onBatch: (b) => this.apply(b),
+      onError: (err) => this.restart(err),
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.watch?.close();
+    for (const s of this.subs) s.onError(new Error('server shutting down'));
+    this.subs.clear();
+  }
+
+  /** onDidChange registers an in-process listener (controllers' informers); returns an unsubscribe. */
+  onDidChange(fn: (e: CacheEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  list(filter?: FieldFilter, labels?: Record<string, string>): AnyObject[] {
+    return this.filter([...this.objects.values()], filter, labels).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  }
+
+  /** filter applies field and label selectors to objects read elsewhere (a consistent store read). */
+  filter(objects: AnyObject[], filter?: FieldFilter, labels?: Record<string, string>): AnyObject[] {
+    return objects.filter(this.matcher(filter, labels));
+  }
+
+  /**
+   * subscribe streams changes after `afterRevision` that match the filter. An
+   * object that stops matching is delivered as DELETED (as Kubernetes does).
+   */
+  subscribe(
+    afterRevision: number,
+    filter: FieldFilter | undefined,
+    labels: Record<string, string> | undefined,
+    onEvents: Subscriber['onEvents'],
+    onError: Subscriber['onError'],
+  ): () => void {
+    if (afterRevision < this.oldestRevision) throw new GoneError(afterRevision, this.oldestRevision);
+    const sub: Subscriber = { after: afterRevision, matches: this.matcher(filter, labels), onEvents, onError };
+    const backlog = this.history.filter((e) => e.revision > afterRevision);
+    const out = this.project(sub, backlog);
+    if (out.length) onEvents(out, this._revision);
+    this.subs.add(sub);
+    return () => this.subs.delete(sub);
+  }
+
+  private matcher(filter?: FieldFilter, labels?: Record<string, string>): (o: AnyObject) => boolean {
+    const f = Object.entries(filter ?? {});
+    const l = Object.entries(labels ?? {});
+    if (!f.length && !l.length) return () => true;
+    for (const [field] of f) {
+      if (!this.kind.fields[field]) throw new Error(`field selector "${field}" is not supported for ${this.kind.plural}; supported: ${Object.keys(this.kind.fields).join(', ')}`);
+    }
+    return (o) => f.every(([k, v]) => this.kind.fields[k]!(o) === v) && l.every(([k, v]) => o.metadata.labels?.[k] === v);
+  }
+
+  private project(sub: Subscriber, events: CacheEvent[]): CacheEvent[] {
+    const out: CacheEvent[] = [];
+    for (const e of events) {
+      if (e.revision <= sub.after) continue;
+      const now = e.type !== 'DELETED' && sub.matches(e.object);
+      const before = e.prev ? sub.matches(e.prev) : false;
+      if (now) out.push(before || e.type !== 'MODIFIED' ? e : { ...e, type: 'ADDED' });
+      else if (before) out.push({ type: 'DELETED', object: e.type === 'DELETED' ? e.object : e.prev!, revision: e.revision });
+    }
+    return out;
+  }
+
+  private apply(batch: WatchBatch): void {
+    const events: CacheEvent[] = [];
+    for (const we of batch.events) {
+      const name = we.kv.key.slice(storePrefix(this.kind.plural).length);
+      const prev = this.objects.get(name);
+      if (we.type === 'put') {
+        const o = decode(we.kv);
+        this.objects.set(name, o);
+        events.push({ type: prev ? 'MODIFIED' : 'ADDED', object: o, prev, revision: we.kv.modRevision });
+      } else if (prev) {
+        this.objects.delete(name);
+        events.push({ type: 'DELETED', object: { ...prev, metadata: { ...prev.metadata, resourceVersion: String(we.kv.modRevision) } }, prev, revision: we.kv.modRevision });
+      }
+    }
+    if (events.length) {
+      this.history.push(...events);
+      if (this.history.length > this.windowSize) {
+        const drop = this.history.length - this.windowSize;
+        this.oldestRevision = this.history[drop - 1]!.revision;
+        this.history = this.history.slice(drop);
+      }
+    }
+    this.setRevision(batch.revision);
+    for (const e of events) for (const l of this.listeners) l(e);
+    for (const sub of this.subs) {
+      const out = this.project(sub, events);
+      if (out.length || batch.progress) {
+        try {
+          sub.onEvents(out, batch.revision);
+        } catch (err) {
+          this.subs.delete(sub);
+          sub.onError(err as Error);
+        }
+      }
+    }
+  }
+
+  private setRevision(rev: number): void {
+    if (rev < this._revision) return;
+    this._revision = rev;
+  }
+
+  private restart(err: Error): void {
+    if (this.stopped) return;
+    // Our own store watch broke: every subscriber must relist, and so do we.
+    for (const s of this.subs) s.onError(err instanceof StoreCompactedError ? new GoneError(err.requested, err.compactRevision) : err);
+    this.subs.clear();
+    const before = new Map(this.objects);
+    this.start()
+      .then(() => {
+        // Tell in-process listeners what changed while we were blind.
+        for (const [name, o] of this.objects) {
+          const p = before.get(name);
+          if (!p || p.metadata.resourceVersion !== o.metadata.resourceVersion) for (const l of this.listeners) l({ type: p ? 'MODIFIED' : 'ADDED', object: o, prev: p, revision: this._revision });
+        }
+        for (const [name, p] of before) if (!this.objects.has(name)) for (const l of this.listeners) l({ type: 'DELETED', object: p, prev: p, revision: this._revision });
+      })
+      .catch(() => setTimeout(() => this.restart(err), 500).unref());
+  }
+}
