@@ -1,0 +1,509 @@
+/**
+ * Agent is the node agent: it registers its node, heartbeats, watches only
+ * its own node's tasks, and converges containers to them through a Driver.
+ *
+ * - Recovery is local: a crashed task is restarted in place by its restart
+ *   policy with a tunable exponential backoff, without asking the server.
+ * - Status is reported in batches, and buffered while the server is away.
+ * - After a restart the agent adopts its containers by label; it removes
+ *   containers no task wants only after a successful sync with the server,
+ *   and only those of this cluster and this node.
+ * - It follows the engine's event stream instead of polling, with a slow
+ *   resync as a safety net, and starts at most `startConcurrency` containers
+ *   at a time.
+ */
+import { hostname as osHostname, cpus as osCpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import pino, { type Logger } from 'pino';
+import { ApiClient } from '../api/client.js';
+import { Informer } from '../api/informer.js';
+import { nodeKind, taskKind } from '../api/kinds.js';
+import type { Task, TaskPortBinding, TaskState, TaskStatus } from '../api/types.js';
+import { isTerminal } from '../api/types.js';
+import { backoffDelay } from '../base/backoff.js';
+import { sleep, systemClock, type Clock } from '../base/clock.js';
+import { BatonError } from '../base/errors.js';
+import { lockDir } from '../base/lock.js';
+import { VERSION } from '../base/version.js';
+import { WorkQueue } from '../base/workqueue.js';
+import { stableStringify } from '../server/registry.js';
+import { DriverError, type Driver, type TaskHandle } from './driver.js';
+import { PortAllocator } from './ports.js';
+
+export interface AgentOptions {
+  server: string;
+  token: string;
+  name?: string;
+  address: string;
+  dataDir: string;
+  driver: Driver;
+  cpus?: number;
+  memoryBytes?: number;
+  labels?: Record<string, string>;
+  portRange: [number, number];
+  pull: 'never' | 'missing' | 'always';
+  clock?: Clock;
+  logger?: Logger;
+  logLevel?: string;
+  /** How often pending status changes are sent. */
+  statusFlushMs?: number;
+  startConcurrency?: number;
+  /** Re-check every task this often even without events (safety net). */
+  resyncIntervalMs?: number;
+  /** A task that ran at least this long resets its crash backoff. */
+  backoffResetMs?: number;
+  client?: ApiClient;
+}
+
+export const LABEL_CLUSTER = 'baton.cluster';
+export const LABEL_NODE = 'baton.node';
+export const LABEL_NODE_NAME = 'baton.node.name';
+export const LABEL_TASK = 'baton.task';
+export const LABEL_TASK_UID = 'baton.task.uid';
+export const LABEL_SERVICE = 'baton.service';
+export const LABEL_SLOT = 'baton.slot';
+export const LABEL_PORTS = 'baton.ports';
+
+interface Local {
+  handle?: TaskHandle;
+  ports?: TaskPortBinding[];
+  /** Consecutive crashes since the last long-enough run. */
+  crashes: number;
+  /** Restart times within the policy window. */
+  restarts: number[];
+  restartCount: number;
+  restartAt?: number;
+  startedAt?: number;
+  /** The last status we produced (reported or buffered). */
+  status?: TaskStatus;
+}
+
+export class Agent {
+  readonly client: ApiClient;
+  readonly name: string;
+  nodeUid = '';
+  clusterId = '';
+  private log: Logger;
+  private clock: Clock;
+  private informer?: Informer;
+  private queue: WorkQueue;
+  private locals = new Map<string, Local>();
+  private pendingStatus = new Map<string, { name: string; uid: string; status: TaskStatus }>();
+  private pendingEvents: unknown[] = [];
+  private ports: PortAllocator;
+  private abort = new AbortController();
+  private loops: Promise<void>[] = [];
+  private stopEvents?: () => void;
+  private releaseLock?: () => void;
+  private engineOk = false;
+  private engineVersion = '';
+  private engineError?: string;
+  private heartbeatMs = 2000;
+  private cleaned = false;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'agent' } }, pino.destination(2));
+    this.client = opts.client ?? new ApiClient({ server: opts.server, token: opts.token, timeoutMs: 10_000 });
+    this.name = opts.name ?? osHostname();
+    this.ports = new PortAllocator(opts.portRange, opts.address);
+    this.queue = new WorkQueue((k) => this.reconcile(k), {
+      name: 'agent-tasks',
+      workers: opts.startConcurrency ?? 8,
+      clock: this.clock,
+      backoff: { initialMs: 250, maxMs: 10_000 },
+      onError: (key, err) => this.log.warn({ task: key, err: String(err) }, 'task reconcile failed; will retry'),
+    });
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.opts.dataDir, { recursive: true, mode: 0o700 });
+    this.releaseLock = lockDir(this.opts.dataDir, `baton agent ${this.name}`);
+    await this.pingEngine();
+    await this.adopt();
+    await this.register();
+    this.startEvents();
+    this.informer = new Informer(this.client, taskKind, {
+      fieldSelector: { 'spec.nodeName': this.name },
+      onSync: (objs) => {
+        for (const name of objs.keys()) this.queue.add(name);
+        for (const name of this.locals.keys()) this.queue.add(name);
+        if (!this.cleaned) {
+          this.cleaned = true;
+          void this.sweep();
+        }
+      },
+      onEvent: (_type, t: Task) => this.queue.add(t.metadata.name),
+      onError: (err) => this.log.debug({ err: err.message }, 'task watch interrupted; reconnecting'),
+    });
+    this.informer.start();
+    this.loops.push(this.heartbeatLoop(), this.flushLoop(), this.resyncLoop());
+    this.log.info({ node: this.name, address: this.opts.address, server: this.opts.server }, 'agent started');
+  }
+
+  /** stop leaves containers running, to be adopted by the next agent on this node. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.stopEvents?.();
+    this.queue.stop();
+    await this.informer?.stop();
+    await Promise.allSettled(this.loops);
+    await this.flush().catch(() => {});
+    this.releaseLock?.();
+  }
+
+  // ------------------------------------------------------------ registration
+
+  private nodeFile(): string {
+    return join(this.opts.dataDir, 'node.json');
+  }
+
+  private async register(): Promise<void> {
+    const info = await this.opts.driver.ping();
+    let failures = 0;
+    while (!this.abort.signal.aborted) {
+      try {
+        const res = await this.client.call<{ node: { metadata: { uid: string } }; clusterId: string; heartbeatIntervalMs: number }>('POST', '/api/v1/nodes/register', {
+          name: this.name,
+          address: this.opts.address,
+          hostname: osHostname(),
+          agentVersion: VERSION,
+          labels: this.opts.labels ?? {},
+          capacity: { cpus: this.opts.cpus ?? info.cpus ?? osCpus().length, memoryBytes: this.opts.memoryBytes ?? info.memoryBytes ?? totalmem() },
+          portRange: this.opts.portRange,
+          engine: { ok: info.ok, version: info.version, error: info.error },
+        });
+        const known = existsSync(this.nodeFile()) ? JSON.parse(readFileSync(this.nodeFile(), 'utf8')) : undefined;
+        if (known && known.clusterId && known.clusterId !== res.clusterId) {
+          throw new BatonError('BATON_ERR_CONFLICT', `data directory ${this.opts.dataDir} belongs to cluster ${known.clusterId}, but the server is cluster ${res.clusterId}; use another --data-dir`);
+        }
+        this.nodeUid = res.node.metadata.uid;
+        this.clusterId = res.clusterId;
+        this.heartbeatMs = res.heartbeatIntervalMs;
+        writeFileSync(this.nodeFile(), JSON.stringify({ name: this.name, uid: this.nodeUid, clusterId: this.clusterId }) + '\n');
+        return;
+      } catch (e) {
+        const err = e as BatonError;
+        // A refusal (bad token, incompatible version, wrong cluster) will not fix itself.
+        if (err.code && err.code !== 'BATON_ERR_UNAVAILABLE' && err.code !== 'BATON_ERR_INTERNAL') throw err;
+        failures++;
+        if (failures === 1 || failures % 10 === 0) this.log.warn({ err: err.message }, 'cannot register with the server yet; retrying');
+        await sleep(backoffDelay({ initialMs: 200, maxMs: 5000 }, failures), this.abort.signal);
+      }
+    }
+  }
+
+  private async pingEngine(): Promise<void> {
+    const info = await this.opts.driver.ping();
+    const was = this.engineOk;
+    this.engineOk = info.ok;
+    this.engineVersion = info.version;
+    this.engineError = info.error;
+    if (was !== info.ok) {
+      this.log[info.ok ? 'info' : 'warn']({ engine: info.version, err: info.error }, info.ok ? 'container engine is reachable' : 'container engine is unreachable');
+      if (info.ok && this.nodeUid) {
+        // Back from an outage: events may have been missed.
+        this.startEvents();
+        for (const name of this.taskNames()) this.queue.add(name);
+      }
+    }
+  }
+
+  private async heartbeatLoop(): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      await sleep(this.heartbeatMs, this.abort.signal);
+      if (this.abort.signal.aborted) return;
+      await this.pingEngine();
+      try {
+        await this.client.call('POST', `/api/v1/nodes/${encodeURIComponent(this.name)}/heartbeat`, { engine: { ok: this.engineOk, version: this.engineVersion, error: this.engineError } });
+      } catch (e) {
+        const err = e as BatonError;
+        if (err.code === 'BATON_ERR_NOT_FOUND') await this.register().catch((x) => this.log.warn({ err: String(x) }, 're-register failed'));
+        else this.log.debug({ err: err.message }, 'heartbeat failed');
+      }
+    }
+  }
+
+  private async resyncLoop(): Promise<void> {
+    const every = this.opts.resyncIntervalMs ?? 30_000;
+    while (!this.abort.signal.aborted) {
+      await sleep(every, this.abort.signal);
+      for (const name of this.taskNames()) this.queue.add(name);
+    }
+  }
+
+  private taskNames(): Set<string> {
+    return new Set([...(this.informer?.objects.keys() ?? []), ...this.locals.keys()]);
+  }
+
+  // ------------------------------------------------------------ engine events & adoption
+
+  private labelsFilter(): Record<string, string> {
+    return { [LABEL_NODE_NAME]: this.name };
+  }
+
+  private startEvents(): void {
+    this.stopEvents?.();
+    this.stopEvents = this.opts.driver.events(
+      this.labelsFilter(),
+      (e) => {
+        const name = e.labels[LABEL_TASK];
+        if (name) this.queue.add(name);
+      },
+      (err) => {
+        if (this.abort.signal.aborted) return;
+        this.log.debug({ err: err.message }, 'engine event stream broke; reconnecting');
+        this.stopEvents = undefined;
+        setTimeout(() => {
+          if (!this.abort.signal.aborted && !this.stopEvents) {
+            this.startEvents();
+            for (const name of this.taskNames()) this.queue.add(name);
+          }
+        }, 1000).unref();
+      },
+    );
+  }
+
+  /** adopt finds this node's containers from a previous run and re-attaches to them. */
+  private async adopt(): Promise<void> {
+    if (!this.engineOk) return;
+    const found = await this.opts.driver.list(this.labelsFilter());
+    for (const c of found) {
+      const name = c.labels[LABEL_TASK];
+      if (!name) continue;
+      const ports = parsePorts(c.labels[LABEL_PORTS]);
+      this.ports.reserve(ports.map((p) => p.hostPort));
+      this.locals.set(name, { handle: c.handle, ports, crashes: 0, restarts: [], restartCount: 0 });
+    }
+    if (found.length) this.log.info({ count: found.length }, 'adopted existing containers');
+  }
+
+  /** sweep removes containers no task wants: only after a sync, only this cluster's and this node's. */
+  private async sweep(): Promise<void> {
+    if (!this.engineOk || !this.clusterId) return;
+    const found = await this.opts.driver.list({ [LABEL_CLUSTER]: this.clusterId, [LABEL_NODE_NAME]: this.name });
+    for (const c of found) {
+      const name = c.labels[LABEL_TASK];
+      if (name && this.informer?.objects.has(name)) continue;
+      this.log.info({ container: c.handle.name }, 'removing a container no task wants');
+      await this.opts.driver.destroy(c.handle).catch(() => {});
+      this.ports.release(parsePorts(c.labels[LABEL_PORTS]).map((p) => p.hostPort));
+      if (name) this.locals.delete(name);
+    }
+  }
+
+  // ------------------------------------------------------------ status reporting
+
+  private report(task: Task, local: Local, state: TaskState, message: string, extra: Partial<TaskStatus> = {}): void {
+    const prev = local.status ?? task.status;
+    const status: TaskStatus = {
+      state,
+      message,
+      ports: local.ports ?? [],
+      hostIP: this.opts.address,
+      restartCount: local.restartCount,
+      ...(local.handle ? { containerId: local.handle.id, handle: JSON.stringify(local.handle) } : {}),
+      ...(prev.startedAt ? { startedAt: prev.startedAt } : {}),
+      ...extra,
+      timestamp: prev.state === state ? prev.timestamp : new Date(this.clock.now()).toISOString(),
+    };
+    const same = (a: TaskStatus | undefined) => a && stableStringify({ ...a, timestamp: 0 }) === stableStringify({ ...status, timestamp: 0 });
+    if (same(local.status) || (same(task.status) && !this.pendingStatus.has(task.metadata.name))) {
+      local.status = status;
+      return;
+    }
+    local.status = status;
+    this.pendingStatus.set(task.metadata.name, { name: task.metadata.name, uid: task.metadata.uid, status });
+    if (prev.state !== state && (state === 'rejected' || state === 'failed' || (state === 'starting' && extra.exitCode !== undefined))) {
+      this.pendingEvents.push({
+        type: 'Warning',
+        reason: state === 'rejected' ? 'TaskRejected' : state === 'failed' ? 'TaskFailed' : 'TaskCrashed',
+        message: `${task.metadata.name}: ${extra.error ?? message}`,
+        kind: 'Task',
+        name: task.metadata.name,
+        uid: task.metadata.uid,
+        node: this.name,
+        service: task.spec.serviceName,
+        source: `agent/${this.name}`,
+      });
+    }
+  }
+
+  private async flushLoop(): Promise<void> {
+    const every = this.opts.statusFlushMs ?? 200;
+    while (!this.abort.signal.aborted) {
+      await sleep(every, this.abort.signal);
+      await this.flush().catch((e) => this.log.debug({ err: String(e) }, 'status flush failed; will retry'));
+    }
+  }
+
+  /** flush sends buffered statuses in one batch; anything not accepted stays buffered unless its task is gone. */
+  async flush(): Promise<void> {
+    if (this.pendingEvents.length) {
+      const evs = this.pendingEvents.splice(0);
+      await this.client.postEvents(evs).catch((e) => {
+        this.pendingEvents.unshift(...evs.slice(-500));
+        throw e;
+      });
+    }
+    if (this.pendingStatus.size === 0) return;
+    const items = [...this.pendingStatus.values()].slice(0, 500);
+    const res = await this.client.updateStatus(taskKind, items);
+    res.items.forEach((r, i) => {
+      const sent = items[i]!;
+      // Drop it if accepted, or if the task is gone/replaced; keep it if a newer one was queued meanwhile.
+      if (this.pendingStatus.get(sent.name) === sent) this.pendingStatus.delete(sent.name);
+      if (!r.ok && r.error?.code !== 'BATON_ERR_NOT_FOUND' && r.error?.code !== 'BATON_ERR_CONFLICT') this.log.warn({ task: sent.name, err: r.error?.message }, 'status rejected');
+    });
+  }
+
+  // ------------------------------------------------------------ the task reconciler
+
+  private async reconcile(name: string): Promise<void> {
+    const task = this.informer?.objects.get(name) as Task | undefined;
+    let local = this.locals.get(name);
+    const driver = this.opts.driver;
+
+    if (!task) {
+      // Deleted on the server (history trimmed or service removed). Only act after a sync.
+      if (!this.informer?.synced || !local) return;
+      if (local.handle) {
+        const insp = await driver.inspect(local.handle);
+        if (insp.state === 'running') await driver.stop(local.handle, 10_000);
+        await driver.destroy(local.handle);
+      }
+      this.ports.release((local.ports ?? []).map((p) => p.hostPort));
+      this.locals.delete(name);
+      return;
+    }
+    if (!local) {
+      local = { crashes: 0, restarts: [], restartCount: task.status.restartCount ?? 0 };
+      if (task.status.handle) {
+        try {
+          local.handle = JSON.parse(task.status.handle) as TaskHandle;
+          local.ports = task.status.ports;
+        } catch {
+          /* unreadable handle: treat as absent */
+        }
+      }
+      this.locals.set(name, local);
+    }
+    if (!this.engineOk) {
+      throw new Error('container engine unreachable');
+    }
+
+    const insp = local.handle ? await driver.inspect(local.handle) : undefined;
+    const exists = insp && insp.state !== 'missing';
+
+    if (task.spec.desiredState !== 'running') {
+      if (exists && insp!.state === 'running') {
+        await driver.stop(local.handle!, task.spec.container.stopGracePeriodMs, task.spec.container.stopSignal);
+        const after = await driver.inspect(local.handle!);
+        this.report(task, local, 'shutdown', 'stopped', { exitCode: after.exitCode, finishedAt: after.finishedAt });
+      } else if (!isTerminal(task.status.state) || (local.status && !isTerminal(local.status.state))) {
+        this.report(task, local, 'shutdown', exists ? 'stopped' : 'never started', exists ? { exitCode: insp!.exitCode, finishedAt: insp!.finishedAt } : {});
+      }
+      return;
+    }
+
+    // Desired running.
+    if (exists && insp!.state === 'running') {
+      if (local.startedAt === undefined) local.startedAt = insp!.startedAt ? Date.parse(insp!.startedAt) : this.clock.now();
+      const healthy = task.spec.container.healthcheck ? (insp!.health === 'healthy' ? true : insp!.health === 'unhealthy' ? false : undefined) : undefined;
+      this.report(task, local, 'running', 'started', { startedAt: insp!.startedAt, ...(healthy !== undefined ? { healthy } : {}) });
+      return;
+    }
+    if (isTerminal(task.status.state) && local.status && isTerminal(local.status.state)) return;
+
+    if (exists && insp!.state === 'exited') {
+      const code = insp!.exitCode ?? -1;
+      const policy = task.spec.restartPolicy;
+      const ranMs = local.startedAt !== undefined && insp!.finishedAt ? Date.parse(insp!.finishedAt) - local.startedAt : 0;
+      if (local.restartAt === undefined) {
+        // A new exit: decide whether and when to restart.
+        if (ranMs >= (this.opts.backoffResetMs ?? 10_000)) local.crashes = 0;
+        local.startedAt = undefined;
+        const wants = policy.condition === 'any' || (policy.condition === 'on-failure' && code !== 0);
+        const now = this.clock.now();
+        local.restarts = local.restarts.filter((t) => !policy.windowMs || now - t < policy.windowMs);
+        if (!wants) {
+          this.report(task, local, code === 0 ? 'complete' : 'failed', `exited with code ${code}`, { exitCode: code, finishedAt: insp!.finishedAt, ...(code !== 0 ? { error: insp!.error || `exit code ${code}${insp!.oomKilled ? ' (out of memory)' : ''}` } : {}) });
+          return;
+        }
+        if (policy.maxAttempts > 0 && local.restarts.length >= policy.maxAttempts) {
+          this.report(task, local, 'failed', `restart limit reached (${policy.maxAttempts})`, { exitCode: code, finishedAt: insp!.finishedAt, error: `exited with code ${code}; gave up after ${policy.maxAttempts} restarts` });
+          return;
+        }
+        local.crashes++;
+        const delay = backoffDelay({ initialMs: policy.delayMs, maxMs: Math.max(policy.maxDelayMs, policy.delayMs) }, local.crashes);
+        local.restartAt = now + delay;
+        this.report(task, local, 'starting', `exited with code ${code}; restarting in ${Math.round(delay / 100) / 10}s`, { exitCode: code, finishedAt: insp!.finishedAt });
+      }
+      const wait = local.restartAt - this.clock.now();
+      if (wait > 0) {
+        this.queue.addAfter(name, wait);
+        return;
+      }
+      local.restartAt = undefined;
+      local.restarts.push(this.clock.now());
+      local.restartCount++;
+    }
+
+    // Create (first time) or start in place (restart).
+    if (!exists && !local.ports) {
+      const targets = [...task.spec.ports.map((p) => p.target), ...task.spec.expose.filter((e) => !task.spec.ports.some((p) => p.target === e))];
+      const host = await this.ports.allocate(targets.length);
+      local.ports = targets.map((target, i) => ({ target, hostPort: host[i]!, ...(task.spec.ports.find((p) => p.target === target)?.published ? { published: task.spec.ports.find((p) => p.target === target)!.published } : {}) }));
+    }
+    this.report(task, local, exists ? 'starting' : 'preparing', exists ? 'restarting in place' : 'creating container');
+    const env: Record<string, string> = { BATON_HOST_IP: this.opts.address, BATON_TASK: task.metadata.name, BATON_SERVICE: task.spec.serviceName, BATON_SLOT: String(task.spec.slot) };
+    for (const p of local.ports ?? []) env[`BATON_PORT_${p.target}`] = String(p.hostPort);
+    if (local.ports?.length) env.PORT = String(local.ports[0]!.hostPort);
+    try {
+      local.handle = await driver.start({
+        taskName: task.metadata.name,
+        taskUid: task.metadata.uid,
+        serviceName: task.spec.serviceName,
+        slot: task.spec.slot,
+        spec: task.spec.container,
+        resources: task.spec.resources,
+        env,
+        labels: {
+          [LABEL_CLUSTER]: this.clusterId,
+          [LABEL_NODE]: this.nodeUid,
+          [LABEL_NODE_NAME]: this.name,
+          [LABEL_TASK]: task.metadata.name,
+          [LABEL_TASK_UID]: task.metadata.uid,
+          [LABEL_SERVICE]: task.spec.serviceName,
+          [LABEL_SLOT]: String(task.spec.slot),
+          [LABEL_PORTS]: JSON.stringify(local.ports ?? []),
+        },
+        pullPolicy: task.spec.container.pullPolicy ?? this.opts.pull,
+      });
+    } catch (e) {
+      if (e instanceof DriverError && e.reason === 'engine_unavailable') throw e;
+      const msg = (e as Error).message;
+      this.ports.release((local.ports ?? []).map((p) => p.hostPort));
+      local.ports = [];
+      this.report(task, local, 'rejected', 'could not start', { error: msg });
+      return;
+    }
+    const after = await driver.inspect(local.handle);
+    local.startedAt = after.startedAt ? Date.parse(after.startedAt) : this.clock.now();
+    if (after.state === 'running') this.report(task, local, 'running', 'started', { startedAt: after.startedAt });
+    else this.queue.add(name); // it already exited: handle the exit
+  }
+}
+
+function parsePorts(s: string | undefined): TaskPortBinding[] {
+  if (!s) return [];
+  try {
+    const v = JSON.parse(s);
+    return Array.isArray(v) ? v : [];
+  } catch {
+    return [];
+  }
+}
+
+export { nodeKind };

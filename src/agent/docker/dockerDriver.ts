@@ -1,0 +1,686 @@
+/**
+ * The Docker task driver: runs each task as one Docker container named after
+ * the task, so the engine itself makes starts idempotent (a retried create
+ * conflicts instead of duplicating) and restarts happen in place (same
+ * container, logs kept). Baton restarts tasks itself, so the engine's restart
+ * policy is always "no".
+ */
+import { createHash } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
+import Docker from 'dockerode';
+import type { ContainerSpec, ResourceSpec } from '../../api/types.js';
+import {
+  DriverError,
+  type Driver,
+  type DriverEvent,
+  type DriverTaskState,
+  type EngineInfo,
+  type ExitResult,
+  type ListedTask,
+  type TaskConfig,
+  type TaskHandle,
+  type TaskInspect,
+  type TaskStats,
+} from '../driver.js';
+
+/** DOCKER_DRIVER_NAME is the `driver` field of every handle this driver makes, so a handle from another driver is refused. */
+export const DOCKER_DRIVER_NAME = 'docker';
+/** DOCKER_HANDLE_VERSION is the `version` of handles this driver writes; a newer agent reads older ones by it. */
+export const DOCKER_HANDLE_VERSION = 1;
+
+const DEFAULT_SOCKET = '/var/run/docker.sock';
+const DEFAULT_PULL_TIMEOUT_MS = 5 * 60_000;
+const PING_TIMEOUT_MS = 10_000;
+/** After SIGKILL a container is gone within milliseconds; this only bounds a wedged engine. */
+const KILL_WAIT_MS = 30_000;
+const NS_PER_MS = 1_000_000;
+/** How long a start that lost a create race waits for the winner's container to become visible. */
+const CONFLICT_SETTLE_MS = 10_000;
+/** Event attributes that are not container labels (Docker mixes both into Actor.Attributes). */
+const NON_LABEL_ATTRIBUTES = new Set(['name', 'image', 'exitCode', 'signal', 'execDuration']);
+const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EPIPE', 'ENOTSOCK']);
+
+/** DockerDriverOptions configures a DockerDriver; every field has a default that suits a local engine. */
+export interface DockerDriverOptions {
+  /** The engine's Unix socket (default /var/run/docker.sock). */
+  socketPath?: string;
+  /** How long one image pull may take before it fails as image_not_found (default 5 minutes). */
+  pullTimeoutMs?: number;
+}
+
+/**
+ * containerName turns a task name into a valid Docker container name
+ * (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`), because the container is found again by
+ * this name. Valid names are kept as they are; a name that had to change gets
+ * a short hash of the original so two different task names never collide.
+ */
+export function containerName(taskName: string): string {
+  if (/^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/.test(taskName)) return taskName;
+  let n = taskName.replace(/[^a-zA-Z0-9_.-]+/g, '-').replace(/^[^a-zA-Z0-9]+/, '');
+  if (n === '') n = 'task';
+  const hash = createHash('sha256').update(taskName).digest('hex').slice(0, 8);
+  return `${n}-${hash}`;
+}
+
+/**
+ * DockerDriver implements Driver on a Docker Engine through its Unix socket
+ * (dockerode), because Docker is what every node is expected to have. It
+ * uses host or no networking only; ports are the agent's business.
+ */
+export class DockerDriver implements Driver {
+  readonly name = DOCKER_DRIVER_NAME;
+  private readonly docker: Docker;
+  private readonly socketPath: string;
+  private readonly pullTimeoutMs: number;
+  private readonly subscriptions = new Set<() => void>();
+
+  constructor(opts: DockerDriverOptions = {}) {
+    this.socketPath = opts.socketPath ?? DEFAULT_SOCKET;
+    this.pullTimeoutMs = opts.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
+    this.docker = new Docker({ socketPath: this.socketPath });
+  }
+
+  async ping(): Promise<EngineInfo> {
+    const signal = AbortSignal.timeout(PING_TIMEOUT_MS);
+    try {
+      // The typings omit the options argument that carries the abort signal.
+      const d = this.docker as unknown as {
+        version(o: object): Promise<{ Version: string }>;
+        info(o: object): Promise<{ NCPU?: number; MemTotal?: number }>;
+      };
+      const [version, info] = await Promise.all([d.version({ abortSignal: signal }), d.info({ abortSignal: signal })]);
+      return { ok: true, version: version.Version, cpus: info.NCPU, memoryBytes: info.MemTotal };
+    } catch (err) {
+      const e = signal.aborted ? new Error(`docker engine did not answer within ${PING_TIMEOUT_MS}ms`) : this.toDriverError(err);
+      return { ok: false, version: '', error: e.message };
+    }
+  }
+
+  async start(config: TaskConfig): Promise<TaskHandle> {
+    const name = containerName(config.taskName);
+    const existing = await this.inspectByName(name);
+    if (existing) return this.ensureRunning(existing);
+
+    const body = this.createBody(name, config);
+    await this.ensureVolumes(config);
+    let id: string;
+    try {
+      id = await this.createWithPullPolicy(body, config.spec.image, config.pullPolicy);
+    } catch (err) {
+      if (statusOf(err) !== 409) throw err instanceof DriverError ? err : this.toDriverError(err);
+      // Created concurrently, or by an earlier attempt that crashed before
+      // recording it. The engine reserves the name before the container can
+      // be inspected, so the winner may need a moment to appear.
+      const deadline = Date.now() + CONFLICT_SETTLE_MS;
+      for (let delay = 10; ; delay = Math.min(delay * 2, 250)) {
+        const raced = await this.inspectByName(name);
+        if (raced) return this.ensureRunning(raced);
+        if (Date.now() >= deadline) throw this.toDriverError(err);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+    await this.startContainer(id);
+    return handleOf(id, name);
+  }
+
+  async wait(handle: TaskHandle, signal?: AbortSignal): Promise<ExitResult> {
+    signal?.throwIfAborted();
+    const c = this.container(handle);
+    let res: { StatusCode: number; Error?: { Message?: string } | null };
+    try {
+      res = await c.wait({ condition: 'not-running', ...(signal ? { abortSignal: signal } : {}) });
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (statusOf(err) === 404) return { exitCode: -1, oomKilled: false, error: engineMessage(err) };
+      throw this.toDriverError(err);
+    }
+    const waitError = res.Error?.Message || undefined;
+    try {
+      const info = await c.inspect();
+      const st = info.State;
+      return {
+        exitCode: typeof st.ExitCode === 'number' ? st.ExitCode : res.StatusCode,
+        oomKilled: st.OOMKilled === true,
+        ...(st.Error || waitError ? { error: st.Error || waitError } : {}),
+      };
+    } catch (err) {
+      if (statusOf(err) !== 404) throw this.toDriverError(err);
+      return { exitCode: res.StatusCode, oomKilled: false, ...(waitError ? { error: waitError } : {}) };
+    }
+  }
+
+  async stop(handle: TaskHandle, graceMs: number, signal?: string): Promise<void> {
+    const c = this.container(handle);
+    const t = Math.max(0, Math.ceil(graceMs / 1000));
+    try {
+      if (signal !== undefined) {
+        const info = await c.inspect();
+        if (!info.State.Running) return;
+        const own = normalizeSignal((info.Config as { StopSignal?: string }).StopSignal || 'SIGTERM');
+        if (normalizeSignal(signal) !== own) {
+          await this.killThenWait(c, signal, graceMs);
+          return;
+        }
+      }
+      await c.stop({ t });
+    } catch (err) {
+      const status = statusOf(err);
+      // 304: already stopped; 404: gone; 409: not running (kill raced an exit).
+      if (status === 304 || status === 404 || status === 409) return;
+      throw this.toDriverError(err);
+    }
+  }
+
+  async destroy(handle: TaskHandle): Promise<void> {
+    try {
+      await this.container(handle).remove({ force: true, v: true });
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 404) return;
+      if (status === 409 && /already in progress/i.test(engineMessage(err))) return;
+      throw this.toDriverError(err);
+    }
+  }
+
+  async inspect(handle: TaskHandle): Promise<TaskInspect> {
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await this.container(handle).inspect();
+    } catch (err) {
+      if (statusOf(err) === 404) return { state: 'missing', labels: {} };
+      throw this.toDriverError(err);
+    }
+    return inspectOf(info);
+  }
+
+  async stats(handle: TaskHandle): Promise<TaskStats> {
+    let s: Docker.ContainerStats;
+    try {
+      s = await this.container(handle).stats({ stream: false });
+    } catch (err) {
+      throw this.toDriverError(err);
+    }
+    return statsOf(s);
+  }
+
+  async list(labels: Record<string, string>): Promise<ListedTask[]> {
+    const label = labelFilters(labels);
+    let items: Docker.ContainerInfo[];
+    try {
+      items = await this.docker.listContainers({ all: true, ...(label.length ? { filters: { label } } : {}) });
+    } catch (err) {
+      throw this.toDriverError(err);
+    }
+    return items.map((c) => ({
+      handle: handleOf(c.Id, (c.Names[0] ?? '').replace(/^\//, '')),
+      labels: c.Labels ?? {},
+      state: stateOf(c.State),
+    }));
+  }
+
+  events(labels: Record<string, string>, onEvent: (e: DriverEvent) => void, onError: (err: Error) => void): () => void {
+    const ac = new AbortController();
+    let stopped = false;
+    let failed = false;
+    let stream: NodeJS.ReadableStream | undefined;
+    const fail = (err: Error) => {
+      if (stopped || failed) return;
+      failed = true;
+      this.subscriptions.delete(stop);
+      onError(err);
+    };
+    const stop = () => {
+      if (stopped) return;
+      stopped = true;
+      this.subscriptions.delete(stop);
+      ac.abort();
+      (stream as unknown as { destroy?: () => void } | undefined)?.destroy?.();
+    };
+    this.subscriptions.add(stop);
+
+    const label = labelFilters(labels);
+    // `since` = now: events between this call and the stream's connection are
+    // replayed by the engine instead of lost.
+    const now = Date.now();
+    const since = `${Math.floor(now / 1000)}.${String(now % 1000).padStart(3, '0')}`;
+    const opts = {
+      since,
+      filters: { type: ['container'], event: ['start', 'die', 'destroy', 'health_status'], ...(label.length ? { label } : {}) },
+      abortSignal: ac.signal,
+    };
+    this.docker.getEvents(opts as unknown as Docker.GetEventsOptions).then(
+      (s) => {
+        stream = s;
+        if (stopped) {
+          (s as unknown as { destroy?: () => void }).destroy?.();
+          return;
+        }
+        const split = lineSplitter((line) => {
+          let msg: DockerEventMessage;
+          try {
+            msg = JSON.parse(line) as DockerEventMessage;
+          } catch {
+            return; // A torn or foreign line must not end the subscription.
+          }
+          const ev = eventOf(msg);
+          if (ev && !stopped) onEvent(ev);
+        });
+        s.on('data', (chunk: Buffer | string) => {
+          if (!stopped) split(chunk);
+        });
+        s.on('error', (err: Error) => fail(this.toDriverError(err)));
+        s.on('end', () => fail(new DriverError('docker event stream ended', 'engine_unavailable')));
+        s.on('close', () => fail(new DriverError('docker event stream closed', 'engine_unavailable')));
+      },
+      (err: unknown) => fail(this.toDriverError(err)),
+    );
+    return stop;
+  }
+
+  async close(): Promise<void> {
+    for (const stop of [...this.subscriptions]) stop();
+  }
+
+  // ------------------------------------------------------------ internals
+
+  private container(handle: TaskHandle): Docker.Container {
+    if (handle.driver !== DOCKER_DRIVER_NAME) {
+      throw new DriverError(`handle belongs to driver "${handle.driver}", not "${DOCKER_DRIVER_NAME}"`, 'invalid_config');
+    }
+    if (handle.version > DOCKER_HANDLE_VERSION) {
+      throw new DriverError(`docker handle version ${handle.version} is newer than this agent understands (${DOCKER_HANDLE_VERSION})`, 'invalid_config');
+    }
+    return this.docker.getContainer(handle.id || handle.name);
+  }
+
+  private async inspectByName(name: string): Promise<Docker.ContainerInspectInfo | undefined> {
+    try {
+      return await this.docker.getContainer(name).inspect();
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw this.toDriverError(err);
+    }
+  }
+
+  /** ensureRunning starts an existing container again in place (same id, logs kept) unless it already runs. */
+  private async ensureRunning(info: Docker.ContainerInspectInfo): Promise<TaskHandle> {
+    const handle = handleOf(info.Id, info.Name.replace(/^\//, ''));
+    const st = info.State;
+    if (st.Paused) {
+      try {
+        await this.docker.getContainer(info.Id).unpause();
+      } catch (err) {
+        if (statusOf(err) !== 409) throw this.toDriverError(err);
+      }
+      return handle;
+    }
+    if (st.Running || st.Restarting) return handle;
+    await this.startContainer(info.Id);
+    return handle;
+  }
+
+  private async startContainer(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).start();
+    } catch (err) {
+      if (statusOf(err) === 304) return; // already started (a concurrent start won)
+      throw this.toDriverError(err);
+    }
+  }
+
+  private async createWithPullPolicy(body: Docker.ContainerCreateOptions, image: string, policy: TaskConfig['pullPolicy']): Promise<string> {
+    if (policy === 'always') await this.pull(image);
+    try {
+      return (await this.docker.createContainer(body)).id;
+    } catch (err) {
+      if (statusOf(err) !== 404) throw this.createError(err);
+      if (policy !== 'missing') throw new DriverError(engineMessage(err), 'image_not_found');
+    }
+    await this.pull(image);
+    try {
+      return (await this.docker.createContainer(body)).id;
+    } catch (err) {
+      if (statusOf(err) === 404) throw new DriverError(engineMessage(err), 'image_not_found');
+      throw this.createError(err);
+    }
+  }
+
+  private createError(err: unknown): Error {
+    if (statusOf(err) === 409) return err as Error; // handled by start()
+    if (statusOf(err) === 400) return new DriverError(engineMessage(err), 'invalid_config');
+    return this.toDriverError(err);
+  }
+
+  /** pull follows the engine's progress stream to its end; errors arrive inside the stream as well as by status. */
+  private async pull(image: string): Promise<void> {
+    const signal = AbortSignal.timeout(this.pullTimeoutMs);
+    try {
+      const stream = await this.docker.pull(image, { abortSignal: signal });
+      await new Promise<void>((resolve, reject) => {
+        let streamError: string | undefined;
+        const split = lineSplitter((line) => {
+          try {
+            const m = JSON.parse(line) as { error?: string; errorDetail?: { message?: string } };
+            if (m.error || m.errorDetail?.message) streamError ??= m.errorDetail?.message || m.error;
+          } catch {
+            /* progress lines only */
+          }
+        });
+        let done = false;
+        const finish = (err?: Error) => {
+          if (done) return;
+          done = true;
+          split.flush();
+          if (err) reject(err);
+          else if (streamError) reject(new DriverError(streamError, 'image_not_found'));
+          else resolve();
+        };
+        stream.on('data', (chunk: Buffer | string) => split(chunk));
+        stream.on('error', (err: Error) => finish(err));
+        stream.on('end', () => finish());
+        stream.on('close', () => finish());
+      });
+    } catch (err) {
+      if (err instanceof DriverError) throw err;
+      if (signal.aborted) throw new DriverError(`pulling ${image} timed out after ${this.pullTimeoutMs}ms`, 'image_not_found');
+      if (isConnectionError(err)) throw this.toDriverError(err);
+      throw new DriverError(engineMessage(err), 'image_not_found');
+    }
+  }
+
+  /** ensureVolumes creates named volumes before the container, so they carry the cluster/node labels (Docker would create them bare). */
+  private async ensureVolumes(config: TaskConfig): Promise<void> {
+    const labels: Record<string, string> = {};
+    for (const [k, v] of Object.entries(config.labels)) {
+      if (/(^|\.)(cluster|node)([._-]?[a-z]*)?$/i.test(k)) labels[k] = v;
+    }
+    for (const m of config.spec.mounts) {
+      if (m.type !== 'volume' || !m.source) continue;
+      try {
+        await this.docker.getVolume(m.source).inspect();
+        continue;
+      } catch (err) {
+        if (statusOf(err) !== 404) throw this.toDriverError(err);
+      }
+      try {
+        await this.docker.createVolume({ Name: m.source, Labels: labels });
+      } catch (err) {
+        throw statusOf(err) === 400 ? new DriverError(engineMessage(err), 'invalid_config') : this.toDriverError(err);
+      }
+    }
+  }
+
+  private createBody(name: string, config: TaskConfig): Docker.ContainerCreateOptions {
+    return createBody(name, config.spec, config.resources, config.env, config.labels);
+  }
+
+  private async killThenWait(c: Docker.Container, signal: string, graceMs: number): Promise<void> {
+    await c.kill({ signal });
+    if (await waitNotRunning(c, graceMs)) return;
+    try {
+      await c.kill({ signal: 'SIGKILL' });
+    } catch (err) {
+      const status = statusOf(err);
+      if (status !== 404 && status !== 409) throw err;
+      return;
+    }
+    await waitNotRunning(c, KILL_WAIT_MS);
+  }
+
+  private toDriverError(err: unknown): DriverError {
+    if (err instanceof DriverError) return err;
+    if (isConnectionError(err)) {
+      const msg = err instanceof Error ? err.message : String(err);
+      return new DriverError(`docker engine unavailable at ${this.socketPath}: ${msg}`, 'engine_unavailable');
+    }
+    if (statusOf(err) === 409) return new DriverError(engineMessage(err), 'conflict');
+    return new DriverError(engineMessage(err), 'failed');
+  }
+}
+
+// ---------------------------------------------------------------- pure helpers
+
+/** createBody builds the engine's container-create request for one task; exported so the mapping can be checked without an engine. */
+export function createBody(
+  name: string,
+  spec: ContainerSpec,
+  resources: ResourceSpec,
+  env: Record<string, string>,
+  labels: Record<string, string>,
+): Docker.ContainerCreateOptions {
+  const mergedEnv = { ...spec.env, ...env };
+  const hostConfig: Docker.HostConfig & Record<string, unknown> = {
+    NetworkMode: spec.networkMode,
+    Init: spec.init,
+    ReadonlyRootfs: spec.readOnly,
+    RestartPolicy: { Name: 'no' },
+    LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+  };
+  if (spec.capAdd.length) hostConfig.CapAdd = spec.capAdd;
+  if (spec.capDrop.length) hostConfig.CapDrop = spec.capDrop;
+  if (spec.tmpfs.length) {
+    const tmpfs: Record<string, string> = {};
+    for (const entry of spec.tmpfs) {
+      const i = entry.indexOf(':');
+      if (i < 0) tmpfs[entry] = '';
+      else tmpfs[entry.slice(0, i)] = entry.slice(i + 1);
+    }
+    hostConfig.Tmpfs = tmpfs;
+  }
+  const ulimits = Object.entries(spec.ulimits).map(([Name, u]) => ({ Name, Soft: u.soft, Hard: u.hard }));
+  if (ulimits.length) hostConfig.Ulimits = ulimits;
+  if (Object.keys(spec.sysctls).length) hostConfig.Sysctls = { ...spec.sysctls };
+  if (spec.extraHosts.length) hostConfig.ExtraHosts = [...spec.extraHosts];
+  if (spec.mounts.length) {
+    hostConfig.Mounts = spec.mounts.map((m) => {
+      const mount: Record<string, unknown> = { Type: m.type, Target: m.target, ReadOnly: m.readOnly };
+      if (m.type !== 'tmpfs' && m.source) mount.Source = m.source;
+      return mount as unknown as Docker.MountSettings;
+    });
+  }
+  if (resources.limits.memoryBytes > 0) hostConfig.Memory = resources.limits.memoryBytes;
+  if (resources.limits.cpus > 0) hostConfig.NanoCpus = Math.round(resources.limits.cpus * 1e9);
+  if (resources.limits.pids && resources.limits.pids > 0) hostConfig.PidsLimit = resources.limits.pids;
+
+  const body: Docker.ContainerCreateOptions & Record<string, unknown> = {
+    name,
+    Image: spec.image,
+    Env: Object.entries(mergedEnv).map(([k, v]) => `${k}=${v}`),
+    Labels: { ...spec.labels, ...labels },
+    StopTimeout: Math.max(0, Math.ceil(spec.stopGracePeriodMs / 1000)),
+    HostConfig: hostConfig,
+  };
+  if (spec.command !== undefined) body.Cmd = spec.command;
+  if (spec.entrypoint !== undefined) body.Entrypoint = spec.entrypoint;
+  if (spec.user) body.User = spec.user;
+  if (spec.workingDir) body.WorkingDir = spec.workingDir;
+  // Docker rejects a hostname together with host networking (the host's is used).
+  if (spec.hostname && spec.networkMode !== 'host') body.Hostname = spec.hostname;
+  if (spec.stopSignal) body.StopSignal = spec.stopSignal;
+  if (spec.healthcheck) {
+    const h = spec.healthcheck;
+    const hc: Docker.HealthConfig = { Test: h.test };
+    if (h.intervalMs > 0) hc.Interval = h.intervalMs * NS_PER_MS;
+    if (h.timeoutMs > 0) hc.Timeout = h.timeoutMs * NS_PER_MS;
+    if (h.retries > 0) hc.Retries = h.retries;
+    if (h.startPeriodMs > 0) hc.StartPeriod = h.startPeriodMs * NS_PER_MS;
+    if (h.startIntervalMs && h.startIntervalMs > 0) hc.StartInterval = h.startIntervalMs * NS_PER_MS;
+    body.Healthcheck = hc;
+  }
+  return body;
+}
+
+function handleOf(id: string, name: string): TaskHandle {
+  return { driver: DOCKER_DRIVER_NAME, version: DOCKER_HANDLE_VERSION, id, name };
+}
+
+function labelFilters(labels: Record<string, string>): string[] {
+  return Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+}
+
+/** stateOf maps Docker's container status words onto the driver's four states. */
+function stateOf(status: string | undefined): DriverTaskState {
+  switch (status) {
+    case 'created':
+      return 'created';
+    case 'running':
+    case 'paused':
+    case 'restarting':
+      return 'running';
+    case 'exited':
+    case 'dead':
+    case 'removing':
+      return 'exited';
+    default:
+      return 'exited';
+  }
+}
+
+const ZERO_TIME = '0001-01-01T00:00:00Z';
+
+function inspectOf(info: Docker.ContainerInspectInfo): TaskInspect {
+  const st = info.State;
+  const state = stateOf(st.Status);
+  const out: TaskInspect = { state, labels: info.Config?.Labels ?? {} };
+  if (state === 'exited') out.exitCode = st.ExitCode;
+  if (st.Error) out.error = st.Error;
+  if (st.OOMKilled) out.oomKilled = true;
+  if (st.StartedAt && st.StartedAt !== ZERO_TIME) out.startedAt = st.StartedAt;
+  if (st.FinishedAt && st.FinishedAt !== ZERO_TIME && state === 'exited') out.finishedAt = st.FinishedAt;
+  const health = st.Health?.Status;
+  if (health === 'starting' || health === 'healthy' || health === 'unhealthy') out.health = health;
+  return out;
+}
+
+function statsOf(s: Docker.ContainerStats): TaskStats {
+  const cpu = s.cpu_stats;
+  const pre = s.precpu_stats;
+  const cpuDelta = (cpu?.cpu_usage?.total_usage ?? 0) - (pre?.cpu_usage?.total_usage ?? 0);
+  const sysDelta = (cpu?.system_cpu_usage ?? 0) - (pre?.system_cpu_usage ?? 0);
+  const online = cpu?.online_cpus || cpu?.cpu_usage?.percpu_usage?.length || 1;
+  const cpuPercent = cpuDelta > 0 && sysDelta > 0 ? (cpuDelta / sysDelta) * online * 100 : 0;
+  const mem = s.memory_stats ?? ({} as Docker.MemoryStats);
+  const detail = (mem.stats ?? {}) as unknown as Record<string, number | undefined>;
+  // As `docker stats`: page cache that can be dropped is not counted (cgroup v1: total_inactive_file, v2: inactive_file).
+  const inactive = detail.total_inactive_file ?? detail.inactive_file ?? 0;
+  const usage = mem.usage ?? 0;
+  return {
+    cpuPercent,
+    memoryBytes: inactive < usage ? usage - inactive : usage,
+    memoryLimitBytes: mem.limit ?? 0,
+    time: s.read && !s.read.startsWith('0001-') ? s.read : new Date().toISOString(),
+  };
+}
+
+interface DockerEventMessage {
+  Type?: string;
+  Action?: string;
+  status?: string;
+  id?: string;
+  Actor?: { ID?: string; Attributes?: Record<string, string> };
+}
+
+/** eventOf maps one engine event onto a DriverEvent; events the driver does not report give undefined. */
+function eventOf(msg: DockerEventMessage): DriverEvent | undefined {
+  if (msg.Type !== undefined && msg.Type !== 'container') return undefined;
+  const action = msg.Action ?? msg.status ?? '';
+  const attrs = msg.Actor?.Attributes ?? {};
+  const id = msg.Actor?.ID ?? msg.id ?? '';
+  if (!id) return undefined;
+  const handle = handleOf(id, attrs.name ?? '');
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(attrs)) if (!NON_LABEL_ATTRIBUTES.has(k)) labels[k] = v;
+  if (action === 'start') return { type: 'start', handle, labels };
+  if (action === 'destroy') return { type: 'destroy', handle, labels };
+  if (action === 'die') {
+    const code = Number.parseInt(attrs.exitCode ?? '', 10);
+    const ev: DriverEvent = { type: 'die', handle, labels, exitCode: Number.isNaN(code) ? -1 : code };
+    if (attrs.oomKilled === 'true') ev.oomKilled = true;
+    return ev;
+  }
+  if (action.startsWith('health_status')) {
+    const status = action.slice(action.indexOf(':') + 1).trim();
+    if (status === 'healthy' || status === 'unhealthy' || status === 'starting') return { type: 'health', handle, labels, status };
+  }
+  return undefined;
+}
+
+/** lineSplitter feeds complete lines of a newline-delimited stream to onLine; chunks may split lines and UTF-8 characters. */
+function lineSplitter(onLine: (line: string) => void): ((chunk: Buffer | string) => void) & { flush(): void } {
+  const decoder = new StringDecoder('utf8');
+  let buf = '';
+  const emit = (line: string) => {
+    const l = line.trim();
+    if (l) onLine(l);
+  };
+  const push = (chunk: Buffer | string) => {
+    buf += typeof chunk === 'string' ? chunk : decoder.write(chunk);
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      emit(line);
+    }
+  };
+  return Object.assign(push, {
+    flush() {
+      buf += decoder.end();
+      const rest = buf;
+      buf = '';
+      emit(rest);
+    },
+  });
+}
+
+function normalizeSignal(sig: string): string {
+  const s = sig.trim().toUpperCase();
+  const byNumber: Record<string, string> = { '1': 'HUP', '2': 'INT', '3': 'QUIT', '9': 'KILL', '10': 'USR1', '12': 'USR2', '15': 'TERM' };
+  if (byNumber[s]) return byNumber[s];
+  return s.startsWith('SIG') ? s.slice(3) : s;
+}
+
+/** waitNotRunning resolves true once the container stops (or is gone), false when timeoutMs passes first. */
+async function waitNotRunning(c: Docker.Container, timeoutMs: number): Promise<boolean> {
+  const signal = AbortSignal.timeout(Math.max(1, timeoutMs));
+  try {
+    await c.wait({ condition: 'not-running', abortSignal: signal });
+    return true;
+  } catch (err) {
+    if (signal.aborted) return false;
+    if (statusOf(err) === 404) return true;
+    throw err;
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  const s = (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof s === 'number' ? s : undefined;
+}
+
+function isConnectionError(err: unknown): boolean {
+  const e = err as { code?: unknown; cause?: { code?: unknown } } | null;
+  const code = e?.code ?? e?.cause?.code;
+  return typeof code === 'string' && CONNECTION_ERROR_CODES.has(code) && statusOf(err) === undefined;
+}
+
+/** engineMessage extracts the engine's own words ("No such image: foo:latest") from a dockerode error, without its HTTP prefix. */
+function engineMessage(err: unknown): string {
+  const e = err as { json?: unknown; message?: unknown } | null;
+  const fromJson = (v: unknown): string | undefined => {
+    if (v && typeof v === 'object' && !Buffer.isBuffer(v)) {
+      const m = (v as { message?: unknown }).message;
+      return typeof m === 'string' && m.trim() ? m.trim() : undefined;
+    }
+    const text = Buffer.isBuffer(v) ? v.toString('utf8') : typeof v === 'string' ? v : undefined;
+    if (!text?.trim()) return undefined;
+    try {
+      return fromJson(JSON.parse(text)) ?? text.trim();
+    } catch {
+      return text.trim();
+    }
+  };
+  const j = fromJson(e?.json);
+  if (j) return j;
+  const msg = typeof e?.message === 'string' ? e.message : String(err);
+  return msg.replace(/^\(HTTP code \d+\)[^-]*- /, '').trim() || msg;
+}

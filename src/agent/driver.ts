@@ -1,0 +1,124 @@
+/**
+ * Driver is how an agent runs tasks, after Nomad's task drivers: a small
+ * required interface, opaque versioned handles, and nothing about Baton's
+ * scheduling. Docker is the driver today; a simulated driver (for thousands of
+ * nodes in one process) and an exec driver implement the same interface later.
+ */
+import type { ContainerSpec, ResourceSpec } from '../api/types.js';
+
+/** TaskConfig is everything a driver needs to start one task's container. */
+export interface TaskConfig {
+  /** Task object name; the container is named after it so a retried create conflicts instead of duplicating. */
+  taskName: string;
+  taskUid: string;
+  serviceName: string;
+  slot: number;
+  spec: ContainerSpec;
+  resources: ResourceSpec;
+  /** Extra environment set by the agent (PORT, BATON_PORT_<n>, BATON_HOST_IP). */
+  env: Record<string, string>;
+  /** Labels the agent adds (cluster, node, task ids, port bindings). */
+  labels: Record<string, string>;
+  /** Effective pull policy after the agent's default is applied. */
+  pullPolicy: 'always' | 'missing' | 'never';
+}
+
+/** TaskHandle is opaque to everyone but the driver that made it; `version` lets a newer agent read an older handle. */
+export interface TaskHandle {
+  driver: string;
+  version: number;
+  id: string;
+  name: string;
+}
+
+export type DriverTaskState = 'created' | 'running' | 'exited' | 'missing';
+
+export interface TaskInspect {
+  state: DriverTaskState;
+  exitCode?: number;
+  /** Engine's error text (e.g. exec format error). */
+  error?: string;
+  oomKilled?: boolean;
+  startedAt?: string;
+  finishedAt?: string;
+  /** Labels found on the container (how the agent adopts it). */
+  labels: Record<string, string>;
+  /** Engine's restart count is not used: Baton restarts in place itself. */
+  health?: 'starting' | 'healthy' | 'unhealthy';
+}
+
+export interface ExitResult {
+  exitCode: number;
+  oomKilled: boolean;
+  error?: string;
+}
+
+export interface TaskStats {
+  cpuPercent: number;
+  memoryBytes: number;
+  memoryLimitBytes: number;
+  time: string;
+}
+
+/** ListedTask is a container found on the engine that carries Baton's labels. */
+export interface ListedTask {
+  handle: TaskHandle;
+  labels: Record<string, string>;
+  state: DriverTaskState;
+}
+
+export type DriverEvent =
+  | { type: 'start'; handle: TaskHandle; labels: Record<string, string> }
+  | { type: 'die'; handle: TaskHandle; labels: Record<string, string>; exitCode: number; oomKilled?: boolean }
+  | { type: 'health'; handle: TaskHandle; labels: Record<string, string>; status: 'healthy' | 'unhealthy' | 'starting' }
+  | { type: 'destroy'; handle: TaskHandle; labels: Record<string, string> };
+
+export interface EngineInfo {
+  ok: boolean;
+  version: string;
+  error?: string;
+  cpus?: number;
+  memoryBytes?: number;
+}
+
+export class DriverError extends Error {
+  constructor(
+    message: string,
+    /** image_not_found | conflict | engine_unavailable | invalid_config | failed */
+    readonly reason: string,
+  ) {
+    super(message);
+    this.name = 'DriverError';
+  }
+}
+
+export interface Driver {
+  readonly name: string;
+  /** ping reports whether the engine answers, and its version. Never throws. */
+  ping(): Promise<EngineInfo>;
+  /**
+   * start creates (if needed) and starts the task's container. Idempotent by
+   * task name: when the container already exists it is started again in
+   * place (that is how restarts keep one container and its logs).
+   * Throws DriverError with reason image_not_found when the image is missing
+   * and the pull policy forbids pulling.
+   */
+  start(config: TaskConfig): Promise<TaskHandle>;
+  /** wait resolves when the task's container exits (immediately if it already has). */
+  wait(handle: TaskHandle, signal?: AbortSignal): Promise<ExitResult>;
+  /** stop sends the stop signal and kills after graceMs. Missing containers are not an error. */
+  stop(handle: TaskHandle, graceMs: number, signal?: string): Promise<void>;
+  /** destroy removes the container (forcefully). Missing containers are not an error. */
+  destroy(handle: TaskHandle): Promise<void>;
+  inspect(handle: TaskHandle): Promise<TaskInspect>;
+  stats(handle: TaskHandle): Promise<TaskStats>;
+  /** list returns every container whose labels include all of `labels`. */
+  list(labels: Record<string, string>): Promise<ListedTask[]>;
+  /**
+   * events follows the engine's event stream filtered by `labels`; onError is
+   * called when the stream breaks (the caller reconnects by calling again).
+   * Returns a function that stops following.
+   */
+  events(labels: Record<string, string>, onEvent: (e: DriverEvent) => void, onError: (err: Error) => void): () => void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,203 @@
+/**
+ * The long-running commands: `baton server`, `baton agent` and `baton up`
+ * (server and agent in one process), plus `up -d` / `down` with a PID file.
+ * Each process locks its data directory; stopping leaves containers running,
+ * to be adopted by the next start.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Agent } from '../agent/agent.js';
+import { DockerDriver } from '../agent/docker/dockerDriver.js';
+import { parsePortRange } from '../agent/ports.js';
+import { sleep } from '../base/clock.js';
+import { BatonError } from '../base/errors.js';
+import { parseBytes } from '../manifest/units.js';
+import { BatonServer } from '../server/server.js';
+import type { Timings } from '../server/controllers/context.js';
+import { batonHome, saveContext } from './context.js';
+
+export interface AgentFlags {
+  server?: string;
+  token?: string;
+  name?: string;
+  address: string;
+  dataDir: string;
+  cpus?: string;
+  memory?: string;
+  label?: string[];
+  portRange: string;
+  pull: string;
+  dockerSocket?: string;
+  logLevel?: string;
+  statusFlush?: string;
+  resync?: string;
+}
+
+function parseLabels(list: string[] = []): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of list) {
+    const i = l.indexOf('=');
+    if (i <= 0) throw new BatonError('BATON_ERR_BAD_REQUEST', `--label ${l}: must look like key=value`);
+    out[l.slice(0, i)] = l.slice(i + 1);
+  }
+  return out;
+}
+
+export function agentOptions(f: AgentFlags, server: string, token: string) {
+  if (!['never', 'missing', 'always'].includes(f.pull)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--pull must be never, missing or always, got "${f.pull}"`);
+  let memoryBytes: number | undefined;
+  if (f.memory !== undefined) {
+    const r = parseBytes(f.memory, '--memory');
+    if (!r.ok) throw new BatonError('BATON_ERR_BAD_REQUEST', `--memory: ${r.error.message}`);
+    memoryBytes = r.value;
+  }
+  const cpus = f.cpus !== undefined ? Number(f.cpus) : undefined;
+  if (cpus !== undefined && !(cpus > 0)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--cpus must be a positive number, got "${f.cpus}"`);
+  let portRange: [number, number];
+  try {
+    portRange = parsePortRange(f.portRange);
+  } catch (e) {
+    throw new BatonError('BATON_ERR_BAD_REQUEST', (e as Error).message);
+  }
+  return {
+    server,
+    token,
+    name: f.name,
+    address: f.address,
+    dataDir: resolve(f.dataDir),
+    driver: new DockerDriver({ socketPath: f.dockerSocket }),
+    cpus,
+    memoryBytes,
+    labels: parseLabels(f.label),
+    portRange,
+    pull: f.pull as 'never' | 'missing' | 'always',
+    logLevel: f.logLevel,
+    statusFlushMs: f.statusFlush ? Number(f.statusFlush) : undefined,
+    resyncIntervalMs: f.resync ? Number(f.resync) : undefined,
+  };
+}
+
+/** timingsFromEnv lets tests shorten every duration without new flags (BATON_TIMINGS='{"heartbeatIntervalMs":200}'). */
+export function timingsFromEnv(): Partial<Timings> {
+  const s = process.env.BATON_TIMINGS;
+  if (!s) return {};
+  try {
+    return JSON.parse(s);
+  } catch {
+    throw new BatonError('BATON_ERR_BAD_REQUEST', 'BATON_TIMINGS must be a JSON object of durations in ms');
+  }
+}
+
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = () => {
+    if (stopping) return;
+    stopping = true;
+    stop().finally(() => process.exit(0));
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
+
+export async function runServer(f: { dataDir: string; listen: string; logLevel?: string }): Promise<void> {
+  const server = await BatonServer.start({ dataDir: resolve(f.dataDir), listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv() });
+  process.stdout.write(`baton server listening on ${server.url}\ncluster ${server.clusterId}\nagent token: ${server.agentToken}\n`);
+  onSignals(() => server.stop());
+}
+
+export async function runAgent(f: AgentFlags): Promise<void> {
+  if (!f.server || !f.token) throw new BatonError('BATON_ERR_BAD_REQUEST', 'baton agent needs --server URL and --token TOKEN');
+  const agent = new Agent(agentOptions(f, f.server, f.token));
+  await agent.start();
+  onSignals(() => agent.stop());
+}
+
+export interface UpFlags extends AgentFlags {
+  listen: string;
+  detach?: boolean;
+  context: string;
+}
+
+function pidFile(dataDir: string): string {
+  return join(resolve(dataDir), 'baton.pid');
+}
+
+export async function runUp(f: UpFlags, argv: string[]): Promise<void> {
+  const dataDir = resolve(f.dataDir);
+  if (f.detach) return detach(dataDir, argv, f);
+  const server = await BatonServer.start({ dataDir, listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv() });
+  let agent: Agent | undefined;
+  try {
+    agent = new Agent(agentOptions({ ...f, dataDir: join(dataDir, 'agent') }, server.url, server.agentToken));
+    await agent.start();
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+  saveContext(f.context, { server: server.url, token: server.adminToken }, true);
+  writeFileSync(pidFile(dataDir), `${process.pid}\n`);
+  process.stdout.write(`baton is up: server ${server.url}, node ${agent.name}\ncontext "${f.context}" saved in ${join(batonHome(), 'contexts.yaml')}\n`);
+  onSignals(async () => {
+    await agent!.stop();
+    await server.stop();
+    rmSync(pidFile(dataDir), { force: true });
+  });
+}
+
+async function detach(dataDir: string, argv: string[], f: UpFlags): Promise<void> {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const running = readPid(dataDir);
+  if (running) throw new BatonError('BATON_ERR_CONFLICT', `baton is already running (pid ${running}, data dir ${dataDir}); baton down stops it`);
+  const log = join(dataDir, 'baton.log');
+  const out = openSync(log, 'a');
+  const bin = fileURLToPath(new URL('../../../bin/baton.js', import.meta.url));
+  const args = argv.filter((a) => a !== '-d' && a !== '--detach');
+  const child = spawn(process.execPath, [bin, ...args], { detached: true, stdio: ['ignore', out, out], env: process.env });
+  child.unref();
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    await sleep(200);
+    if (child.exitCode !== null) break;
+    if (readPid(dataDir) === child.pid) {
+      process.stdout.write(`baton is up in the background (pid ${child.pid}); logs: ${log}\n`);
+      return;
+    }
+  }
+  const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
+  throw new BatonError('BATON_ERR_UNAVAILABLE', `baton did not come up (see ${log})${tail ? `:\n${tail}` : ''}`);
+}
+
+function readPid(dataDir: string): number | undefined {
+  const p = pidFile(dataDir);
+  if (!existsSync(p)) return undefined;
+  const pid = Number(readFileSync(p, 'utf8').trim());
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function runDown(f: { dataDir: string }): Promise<void> {
+  const dataDir = resolve(f.dataDir);
+  const pid = readPid(dataDir);
+  if (!pid) {
+    process.stdout.write(`baton is not running (no live pid in ${pidFile(dataDir)})\n`);
+    return;
+  }
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      process.stdout.write(`baton stopped (pid ${pid}); containers keep running and are adopted by the next baton up\n`);
+      return;
+    }
+    await sleep(100);
+  }
+  throw new BatonError('BATON_ERR_UNAVAILABLE', `baton (pid ${pid}) did not stop within 30 s`);
+}

@@ -1,0 +1,367 @@
+/**
+ * The `baton` command line. One commander program; each verb is a thin layer
+ * over the typed ApiClient, and every failure is one line on stderr with a
+ * non-zero exit (a stack trace only with BATON_DEBUG=1).
+ */
+import { Command, Option } from 'commander';
+import { existsSync, readFileSync, createWriteStream, copyFileSync } from 'node:fs';
+import { dirname, join, resolve, basename } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { ApiClient } from '../api/client.js';
+import { nodeKind, serviceKind, taskKind, eventKind } from '../api/kinds.js';
+import type { Node, Service, Task } from '../api/types.js';
+import { isTerminal } from '../api/types.js';
+import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
+import { sleep } from '../base/clock.js';
+import { VERSION } from '../base/version.js';
+import { parseDotEnv, readCompose } from '../manifest/compose.js';
+import { batonHome, contextsPath, readContexts, resolveTarget, writeContexts } from './context.js';
+import { render, renderOne, table, type Format } from './output.js';
+import { runAgent, runDown, runServer, runUp } from './daemon.js';
+
+interface Globals {
+  output: Format;
+  server?: string;
+  token?: string;
+  context?: string;
+}
+
+function client(cmd: Command): { api: ApiClient; g: Globals } {
+  const g = cmd.optsWithGlobals() as Globals;
+  const t = resolveTarget(g);
+  return { api: new ApiClient({ server: t.server, token: t.token }), g };
+}
+
+function out(s: string): void {
+  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
+}
+
+function addAgentFlags(c: Command, defaults: { portRange: string; address: string }): Command {
+  return c
+    .option('--name <name>', 'node name (default: the hostname)')
+    .option('--address <ip>', 'address tasks bind to and peers reach this node at', defaults.address)
+    .option('--cpus <n>', 'CPU capacity to offer (default: detected)')
+    .option('--memory <bytes>', 'memory capacity to offer, e.g. 8g (default: detected)')
+    .option('--label <k=v...>', 'node label (repeatable)')
+    .option('--port-range <a-b>', 'host ports for task ports; agents on one host must not overlap', defaults.portRange)
+    .addOption(new Option('--pull <policy>', 'image pull policy').choices(['never', 'missing', 'always']).default('missing'))
+    .option('--docker-socket <path>', 'Docker engine socket', '/var/run/docker.sock')
+    .option('--log-level <level>', 'log level (debug, info, warn, error)', 'info');
+}
+
+export function buildProgram(): Command {
+  const program = new Command('baton')
+    .description('Baton: a container orchestrator. Start like Swarm, run like Kubernetes, scale like Nomad.')
+    .version(VERSION)
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
+    .option('--server <url>', 'API server URL (default: from the context)')
+    .option('--token <token>', 'API token (default: from the context)')
+    .option('--context <name>', 'context from contexts.yaml (or BATON_CONTEXT)')
+    .showHelpAfterError()
+    .configureOutput({ outputError: (s, write) => write(s) });
+
+  // ------------------------------------------------------------ processes
+  addAgentFlags(
+    program
+      .command('up')
+      .description('run a server and an agent in one process (a one-node cluster)')
+      .option('-d, --detach', 'run in the background (PID file in the data dir)')
+      .option('--data-dir <dir>', 'data directory', batonHome())
+      .option('--listen <host:port>', 'API listen address', '127.0.0.1:7400')
+      .option('--context-name <name>', 'name of the client context to write', 'default'),
+    { portRange: '20000-20999', address: '127.0.0.1' },
+  ).action(async (o) => runUp({ ...o, context: o.contextName }, process.argv.slice(2)));
+
+  program
+    .command('down')
+    .description('stop a background `baton up` (containers keep running)')
+    .option('--data-dir <dir>', 'data directory', batonHome())
+    .action(async (o) => runDown(o));
+
+  program
+    .command('server')
+    .description('run the control plane')
+    .option('--data-dir <dir>', 'data directory', batonHome())
+    .option('--listen <host:port>', 'API listen address', '127.0.0.1:7400')
+    .option('--log-level <level>', 'log level', 'info')
+    .action(async (o) => runServer(o));
+
+  addAgentFlags(
+    program
+      .command('agent')
+      .description('run a node agent that joins a server')
+      .requiredOption('--data-dir <dir>', 'agent data directory')
+      .option('--join <url>', 'server URL (alias of --server)'),
+    { portRange: '21000-21999', address: '127.0.0.1' },
+  ).action(async (o, cmd: Command) => {
+    const g = cmd.optsWithGlobals();
+    return runAgent({ ...o, server: o.join ?? g.server, token: g.token });
+  });
+
+  // ------------------------------------------------------------ apply & stacks
+  program
+    .command('apply')
+    .description('create or update a stack from a Compose file, atomically')
+    .requiredOption('-f, --file <file>', 'Compose file')
+    .option('--stack <name>', 'stack name (default: the file\'s `name`, else its directory)')
+    .option('--dry-run', 'print what would change; change nothing')
+    .option('--prune', 'remove services of the stack that left the file')
+    .option('--wait', 'block until the stack has converged')
+    .option('--timeout <seconds>', 'with --wait, give up after this long', '300')
+    .option('--ignore-unsupported', 'turn "not supported" errors into warnings and drop those keys')
+    .action(async (o, cmd: Command) => {
+      const file = resolve(o.file);
+      if (!existsSync(file)) throw new BatonError('BATON_ERR_BAD_REQUEST', `${o.file}: no such file`);
+      const text = readFileSync(file, 'utf8');
+      const dotenv = join(dirname(file), '.env');
+      const env = { ...(existsSync(dotenv) ? parseDotEnv(readFileSync(dotenv, 'utf8')) : {}), ...process.env };
+      const r = readCompose(text, { fileName: basename(file), baseDir: dirname(file), env, stack: o.stack, ignoreUnsupported: !!o.ignoreUnsupported });
+      for (const w of r.warnings) process.stderr.write(`warning: ${o.file}: ${w.path}${w.line ? ` (line ${w.line})` : ''}: ${w.message}\n`);
+      if (r.errors.length) throw new BatonError('BATON_ERR_MANIFEST', `${o.file} has ${r.errors.length} error${r.errors.length > 1 ? 's' : ''}; nothing was applied`, r.errors);
+      const { api } = client(cmd);
+      const res = await api.apply(r.stack, { services: r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels })), prune: !!o.prune, dryRun: !!o.dryRun });
+      for (const x of res.results) {
+        const verb = { create: 'create', update: 'update', unchanged: 'unchanged', delete: 'delete' }[x.action];
+        out(`${o.dryRun ? '(dry run) would ' : ''}${verb === 'unchanged' ? 'unchanged' : verb + (o.dryRun ? '' : 'd').replace('ed', verb.endsWith('e') ? 'd' : 'ed')} service ${x.name}`);
+        for (const d of x.diff ?? []) out(`    ${d}`);
+      }
+      const published = r.services.flatMap((s) => s.spec.ports.filter((p) => p.published).map((p) => `${s.name} ${p.published}->${p.target}`));
+      if (published.length && !o.dryRun) {
+        process.stderr.write(`note: published ports are recorded (${published.join(', ')}); the routing mesh that serves them is not in this release yet. Each task's address:port is in \`baton service ps\`.\n`);
+      }
+      if (o.wait && !o.dryRun) await waitStack(api, r.stack, r.services.map((s) => s.name), Number(o.timeout) * 1000);
+    });
+
+  const stack = program.command('stack').description('manage stacks');
+  stack
+    .command('ls')
+    .description('list stacks')
+    .action(async (_o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const r = await api.stacks();
+      out(g.output === 'table' ? table(['NAME', 'SERVICES', 'REPLICAS'], r.items.map((s) => [s.name, String(s.services), `${s.ready}/${s.replicas}`])) : renderOne(g.output, r.items));
+    });
+  stack
+    .command('rm <name>')
+    .description('remove a stack; its containers are stopped gracefully')
+    .action(async (name: string, _o, cmd: Command) => {
+      const { api } = client(cmd);
+      const r = await api.removeStack(name);
+      for (const s of r.removed) out(`removed service ${s}`);
+    });
+
+  // ------------------------------------------------------------ services
+  const service = program.command('service').description('manage services');
+  service
+    .command('ls')
+    .description('list services')
+    .action(async (_o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const r = await api.services();
+      out(render(g.output, r.items, serviceKind.columns));
+    });
+  service
+    .command('ps <name>')
+    .description("list a service's tasks, with why a pending task is pending")
+    .option('-a, --all', 'include stopped tasks (history)')
+    .action(async (name: string, o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      await api.get(serviceKind, name);
+      const r = await api.tasks({ fieldSelector: { 'spec.serviceName': name } });
+      const items = sortTasks(r.items).filter((t) => o.all || t.spec.desiredState === 'running' || !isTerminal(t.status.state));
+      out(render(g.output, items, taskKind.columns));
+    });
+  service
+    .command('inspect <name>')
+    .description('show a service in full')
+    .action(async (name: string, _o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      out(renderOne(g.output === 'table' ? 'yaml' : g.output, await api.get(serviceKind, name)));
+    });
+  service
+    .command('scale <assignments...>')
+    .description('set replicas: baton service scale web=5 [api=2 ...]')
+    .action(async (assignments: string[], _o, cmd: Command) => {
+      const { api } = client(cmd);
+      for (const a of assignments) {
+        const m = /^([^=]+)=(\d+)$/.exec(a);
+        if (!m) throw new BatonError('BATON_ERR_BAD_REQUEST', `"${a}" must look like SERVICE=REPLICAS`);
+        await api.scale(m[1]!, Number(m[2]));
+        out(`${m[1]} scaled to ${m[2]}`);
+      }
+    });
+  service
+    .command('rm <names...>')
+    .description('remove services')
+    .action(async (names: string[], _o, cmd: Command) => {
+      const { api } = client(cmd);
+      for (const n of names) {
+        await api.delete(serviceKind, n);
+        out(`removed service ${n}`);
+      }
+    });
+
+  // ------------------------------------------------------------ nodes, tasks, events
+  const node = program.command('node').description('manage nodes');
+  node
+    .command('ls')
+    .description('list nodes')
+    .action(async (_o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const r = await api.nodes();
+      out(render(g.output, r.items, nodeKind.columns));
+    });
+  node
+    .command('inspect <name>')
+    .description('show a node in full')
+    .action(async (name: string, _o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      out(renderOne(g.output === 'table' ? 'yaml' : g.output, await api.get<Node>(nodeKind, name)));
+    });
+
+  program
+    .command('ps')
+    .description('list tasks of every service')
+    .option('-a, --all', 'include stopped tasks (history)')
+    .option('--node <name>', 'only tasks on this node')
+    .action(async (o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const r = await api.tasks(o.node ? { fieldSelector: { 'spec.nodeName': o.node } } : {});
+      const items = sortTasks(r.items).filter((t) => o.all || t.spec.desiredState === 'running' || !isTerminal(t.status.state));
+      out(render(g.output, items, taskKind.columns));
+    });
+
+  program
+    .command('events')
+    .description('show cluster events (newest last)')
+    .option('-f, --follow', 'keep printing new events')
+    .option('--service <name>', 'only events of this service')
+    .option('--node <name>', 'only events of this node')
+    .option('--limit <n>', 'how many past events', '100')
+    .action(async (o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const q = { service: o.service, node: o.node, limit: Number(o.limit) };
+      if (!o.follow) {
+        const r = await api.events(q);
+        out(render(g.output, r.items, eventKind.columns));
+        return;
+      }
+      for await (const e of api.watchEvents(q)) {
+        const ev = e.object;
+        out(g.output === 'table' ? eventKind.columns.map((c) => c.get(ev)).join('  ') : JSON.stringify(ev));
+      }
+    });
+
+  // ------------------------------------------------------------ snapshots
+  const snapshot = program.command('snapshot').description('back up and restore the cluster state');
+  snapshot
+    .command('save <file>')
+    .description('write an online backup of the store (SQLite) to FILE')
+    .action(async (file: string, _o, cmd: Command) => {
+      const { api } = client(cmd);
+      const res = await api.raw('GET', '/api/v1/snapshot', undefined, new AbortController().signal);
+      await pipeline(Readable.fromWeb(res.body as any), createWriteStream(file));
+      out(`snapshot written to ${file}`);
+    });
+  snapshot
+    .command('restore <file>')
+    .description('replace the state of a stopped server with a snapshot')
+    .option('--data-dir <dir>', 'server data directory', batonHome())
+    .action(async (file: string, o) => {
+      const { SqliteStore } = await import('../store/sqlite/sqliteStore.js');
+      const { lockDir } = await import('../base/lock.js');
+      const dir = join(resolve(o.dataDir), 'server');
+      const release = lockDir(dir, 'baton snapshot restore');
+      try {
+        const dest = join(dir, 'state.db');
+        if (existsSync(dest)) copyFileSync(dest, `${dest}.before-restore`);
+        await SqliteStore.restore(resolve(file), dest);
+      } finally {
+        release();
+      }
+      out(`restored ${file} into ${dir}; start the server again`);
+    });
+
+  // ------------------------------------------------------------ contexts
+  const context = program.command('context').description('manage client contexts');
+  context
+    .command('ls')
+    .description('list contexts')
+    .action(async (_o, cmd: Command) => {
+      const g = cmd.optsWithGlobals() as Globals;
+      const f = readContexts();
+      const rows = Object.entries(f.contexts).map(([n, c]) => [n === f.current ? `${n} *` : n, c.server]);
+      out(g.output === 'table' ? table(['NAME', 'SERVER'], rows) : renderOne(g.output, { current: f.current, contexts: Object.fromEntries(Object.entries(f.contexts).map(([n, c]) => [n, { server: c.server }])) }));
+    });
+  context
+    .command('use <name>')
+    .description('make a context the current one')
+    .action(async (name: string) => {
+      const f = readContexts();
+      if (!f.contexts[name]) throw new BatonError('BATON_ERR_NOT_FOUND', `context "${name}" not found in ${contextsPath()}`);
+      f.current = name;
+      writeContexts(f);
+      out(`now using context "${name}"`);
+    });
+
+  return program;
+}
+
+function sortTasks(ts: Task[]): Task[] {
+  return [...ts].sort((a, b) => a.spec.serviceName.localeCompare(b.spec.serviceName) || a.spec.slot - b.spec.slot || b.metadata.creationTimestamp.localeCompare(a.metadata.creationTimestamp));
+}
+
+/** waitStack blocks until every service is observed at its generation with all replicas ready, printing progress. */
+async function waitStack(api: ApiClient, stack: string, names: string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  const reported = new Set<string>();
+  while (Date.now() < deadline) {
+    const [svcs, tasks] = await Promise.all([api.services(), api.tasks()]);
+    const mine = svcs.items.filter((s: Service) => names.includes(s.metadata.name));
+    const line = mine.map((s) => `${s.metadata.name} ${s.status.ready ?? 0}/${s.spec.replicas}`).join(', ');
+    if (line !== last) {
+      out(`waiting: ${line}`);
+      last = line;
+    }
+    for (const t of tasks.items) {
+      if (!names.includes(t.spec.serviceName) || t.spec.desiredState !== 'running') continue;
+      const why = t.status.error ?? (t.status.state === 'pending' ? t.status.pendingReason : undefined);
+      const key = `${t.metadata.name}:${t.status.state}:${why}`;
+      if (why && !reported.has(key)) {
+        reported.add(key);
+        out(`  ${t.metadata.name}: ${t.status.state}: ${why}`);
+      }
+    }
+    const done = mine.length === names.length && mine.every((s) => s.status.observedGeneration >= s.metadata.generation && s.status.ready === s.spec.replicas && !s.status.message);
+    if (done) {
+      out(`stack ${stack} converged`);
+      return;
+    }
+    await sleep(500);
+  }
+  throw new BatonError('BATON_ERR_UNAVAILABLE', `stack ${stack} did not converge within ${Math.round(timeoutMs / 1000)} s (last: ${last})`);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    const err = e as Error & { code?: string; exitCode?: number };
+    if (err.code?.startsWith('commander.')) {
+      process.exitCode = err.exitCode ?? 1;
+      return;
+    }
+    if (isBatonError(err)) {
+      process.stderr.write(`error: ${err.message}\n`);
+      if (err.details.length) process.stderr.write(formatDetails(err.details) + '\n');
+    } else {
+      process.stderr.write(`error: ${err.message}\n`);
+    }
+    if (process.env.BATON_DEBUG) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = 1;
+  }
+}
