@@ -9,6 +9,7 @@
  * GoneError and must list again, as with a compacted store.
  */
 import type { Store, Watch, WatchBatch } from '../store/store.js';
+import { BatonError } from '../base/errors.js';
 import { StoreCompactedError } from '../store/store.js';
 import { storePrefix, type KindInfo } from '../api/kinds.js';
 import { decode, type AnyObject } from './registry.js';
@@ -45,6 +46,7 @@ export class WatchCache {
   private subs = new Set<Subscriber>();
   private listeners = new Set<(e: CacheEvent) => void>();
   private stopped = false;
+  private indexes = new Map<string, { fn: (o: AnyObject) => string | undefined; map: Map<string, Set<string>> }>();
 
   constructor(
     private readonly store: Store,
@@ -60,9 +62,11 @@ export class WatchCache {
     // List, then watch from the list's revision: nothing lost, nothing twice.
     const r = await this.store.range(storePrefix(this.kind.plural));
     this.objects.clear();
+    for (const idx of this.indexes.values()) idx.map.clear();
     for (const kv of r.kvs) {
       const o = decode(kv);
       this.objects.set(o.metadata.name, o);
+      this.indexPut(o, undefined);
     }
     this.history = [];
     this.oldestRevision = r.revision;
@@ -78,6 +82,50 @@ export class WatchCache {
     this.watch?.close();
     for (const s of this.subs) s.onError(new Error('server shutting down'));
     this.subs.clear();
+  }
+
+  /**
+   * addIndex maintains a secondary index (client-go's Indexer), e.g. tasks by
+   * service or by node, so a reconcile reads its own objects without scanning
+   * every object of the kind. Idempotent by name.
+   */
+  addIndex(name: string, fn: (o: AnyObject) => string | undefined): void {
+    if (this.indexes.has(name)) return;
+    const map = new Map<string, Set<string>>();
+    this.indexes.set(name, { fn, map });
+    for (const o of this.objects.values()) this.indexPut(o, undefined);
+  }
+
+  /** byIndex returns the objects whose index value equals `value`. */
+  byIndex(name: string, value: string): AnyObject[] {
+    const idx = this.indexes.get(name);
+    if (!idx) throw new Error(`no index "${name}" on ${this.kind.plural}`);
+    const out: AnyObject[] = [];
+    for (const n of idx.map.get(value) ?? []) {
+      const o = this.objects.get(n);
+      if (o) out.push(o);
+    }
+    return out;
+  }
+
+  private indexPut(now: AnyObject | undefined, prev: AnyObject | undefined): void {
+    for (const { fn, map } of this.indexes.values()) {
+      if (prev) {
+        const v = fn(prev);
+        if (v !== undefined) {
+          const set = map.get(v);
+          set?.delete(prev.metadata.name);
+          if (set && set.size === 0) map.delete(v);
+        }
+      }
+      if (now) {
+        const v = fn(now);
+        if (v === undefined) continue;
+        let set = map.get(v);
+        if (!set) map.set(v, (set = new Set()));
+        set.add(now.metadata.name);
+      }
+    }
   }
 
   /** onDidChange registers an in-process listener (controllers' informers); returns an unsubscribe. */
@@ -120,7 +168,7 @@ export class WatchCache {
     const l = Object.entries(labels ?? {});
     if (!f.length && !l.length) return () => true;
     for (const [field] of f) {
-      if (!this.kind.fields[field]) throw new Error(`field selector "${field}" is not supported for ${this.kind.plural}; supported: ${Object.keys(this.kind.fields).join(', ')}`);
+      if (!this.kind.fields[field]) throw new BatonError('BATON_ERR_BAD_REQUEST', `field selector "${field}" is not supported for ${this.kind.plural}; supported: ${Object.keys(this.kind.fields).join(', ')}`);
     }
     return (o) => f.every(([k, v]) => this.kind.fields[k]!(o) === v) && l.every(([k, v]) => o.metadata.labels?.[k] === v);
   }
@@ -145,9 +193,11 @@ export class WatchCache {
       if (we.type === 'put') {
         const o = decode(we.kv);
         this.objects.set(name, o);
+        this.indexPut(o, prev);
         events.push({ type: prev ? 'MODIFIED' : 'ADDED', object: o, prev, revision: we.kv.modRevision });
       } else if (prev) {
         this.objects.delete(name);
+        this.indexPut(undefined, prev);
         events.push({ type: 'DELETED', object: { ...prev, metadata: { ...prev.metadata, resourceVersion: String(we.kv.modRevision) } }, prev, revision: we.kv.modRevision });
       }
     }

@@ -15,6 +15,9 @@ import { allocatedByNode } from '../../scheduler/placement.js';
 import { stableStringify } from '../registry.js';
 import { recordEvent, type Controller, type ControllerContext } from './context.js';
 
+/** TASKS_BY_NODE indexes tasks by assigned node. */
+export const TASKS_BY_NODE = 'byNode';
+
 export class NodeLifecycleController implements Controller {
   readonly name = 'node-lifecycle';
   private queue: WorkQueue;
@@ -28,6 +31,7 @@ export class NodeLifecycleController implements Controller {
       backoff: { initialMs: 100, maxMs: 5000 },
       onError: (key, err) => ctx.log.warn({ controller: 'node-lifecycle', key, err: String(err) }, 'reconcile failed; will retry'),
     });
+    ctx.tasks.addIndex(TASKS_BY_NODE, (t) => (t as unknown as Task).spec.nodeName || undefined);
   }
 
   start(): void {
@@ -81,7 +85,7 @@ export class NodeLifecycleController implements Controller {
     if (!node) return;
     const now = ctx.clock.now();
     const { state, message } = this.deriveState(node, now);
-    const tasks = ([...ctx.tasks.objects.values()] as Task[]).filter((t) => t.spec.nodeName === name);
+    const tasks = ctx.tasks.byIndex(TASKS_BY_NODE, name) as unknown as Task[];
     const alloc = allocatedByNode(tasks).get(name) ?? { cpus: 0, memoryBytes: 0, count: 0 };
     const beat = ctx.heartbeats.get(name);
     const next: NodeStatus = {

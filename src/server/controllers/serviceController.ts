@@ -13,12 +13,13 @@ import { stableStringify, type AnyObject } from '../registry.js';
 import { reconcileService } from './serviceReconciler.js';
 import { recordEvent, type Controller, type ControllerContext } from './context.js';
 
+/** TASKS_BY_SERVICE indexes tasks by owning service, so a reconcile reads one service's tasks, not all. */
+export const TASKS_BY_SERVICE = 'byService';
+
 export class ServiceController implements Controller {
   readonly name = 'service';
   private queue: WorkQueue;
   private unsubs: (() => void)[] = [];
-  /** serviceName → task names, so a reconcile reads one service's tasks, not all. */
-  private byService = new Map<string, Set<string>>();
 
   constructor(private readonly ctx: ControllerContext) {
     this.queue = new WorkQueue((k) => this.reconcile(k), {
@@ -27,19 +28,17 @@ export class ServiceController implements Controller {
       backoff: { initialMs: 100, maxMs: 30_000 },
       onError: (key, err) => ctx.log.warn({ controller: 'service', key, err: String(err) }, 'reconcile failed; will retry'),
     });
+    ctx.tasks.addIndex(TASKS_BY_SERVICE, (t) => (t as unknown as Task).spec.serviceName);
   }
 
   start(): void {
-    for (const t of this.ctx.tasks.objects.values()) this.index(t as Task, undefined);
     this.unsubs.push(
       this.ctx.services.onDidChange((e) => this.queue.add(e.object.metadata.name)),
-      this.ctx.tasks.onDidChange((e) => {
-        this.index(e.type === 'DELETED' ? undefined : (e.object as Task), e.prev as Task | undefined);
-        this.queue.add((e.object as Task).spec.serviceName);
-      }),
+      this.ctx.tasks.onDidChange((e) => this.queue.add((e.object as Task).spec.serviceName)),
     );
     for (const name of this.ctx.services.objects.keys()) this.queue.add(name);
-    for (const name of this.byService.keys()) this.queue.add(name);
+    // Orphans too: tasks whose service is gone.
+    for (const t of this.ctx.tasks.objects.values()) this.queue.add((t as Task).spec.serviceName);
   }
 
   stop(): void {
@@ -51,24 +50,11 @@ export class ServiceController implements Controller {
     return this.queue.idle();
   }
 
-  private index(now: Task | undefined, prev: Task | undefined): void {
-    if (prev) this.byService.get(prev.spec.serviceName)?.delete(prev.metadata.name);
-    if (now) {
-      let s = this.byService.get(now.spec.serviceName);
-      if (!s) this.byService.set(now.spec.serviceName, (s = new Set()));
-      s.add(now.metadata.name);
-    }
-  }
-
   async reconcile(name: string): Promise<void> {
     const { ctx } = this;
     const svc = ctx.services.objects.get(name) as Service | undefined;
-    const names = this.byService.get(name) ?? new Set<string>();
-    const tasks = [...names].map((n) => ctx.tasks.objects.get(n) as Task | undefined).filter((t): t is Task => !!t);
-    if (!svc && tasks.length === 0) {
-      this.byService.delete(name);
-      return;
-    }
+    const tasks = ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[];
+    if (!svc && tasks.length === 0) return;
     const plan = reconcileService(svc, tasks, ctx.clock.now());
 
     // Creates: one txn per 128, each guarded by "absent".

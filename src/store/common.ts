@@ -1,0 +1,551 @@
+/**
+ * What the store backends share: the txn/watch/lease engine (`BaseStore`) on
+ * top of a small synchronous storage interface (`KvBackend`), key ordering,
+ * continue tokens, and the event-store helpers.
+ *
+ * Why one engine: compare evaluation, revision assignment, watch fan-out,
+ * progress notifications and lease expiry are the subtle parts of the Store
+ * contract. Writing them once means the memory and SQLite backends differ only
+ * in how they keep rows, and the conformance suite tests one set of rules.
+ */
+import { systemClock, type Clock } from '../base/clock.js';
+import type { NewEvent, StoredEvent } from './events.js';
+import {
+  MAX_TXN_OPS,
+  StoreClosedError,
+  StoreCompactedError,
+  StoreError,
+  StoreFutureRevisionError,
+  StoreLeaseNotFoundError,
+  StoreTooManyOpsError,
+  compareHolds,
+  prefixEnd,
+  type Compare,
+  type KeyValue,
+  type Lease,
+  type Op,
+  type RangeOptions,
+  type RangeResult,
+  type Store,
+  type TxnResult,
+  type Watch,
+  type WatchBatch,
+  type WatchEvent,
+  type WatchHandlers,
+} from './store.js';
+
+/** StoreOptions configures either backend; every timer runs on `clock`. */
+export interface StoreOptions {
+  /** Time source for lease expiry and progress notifications (default: the system clock). */
+  clock?: Clock;
+  /** How often each live watcher gets a progress notification (default 5000 ms). */
+  progressIntervalMs?: number;
+  /** How often expired leases are looked for (default 1000 ms). */
+  leaseCheckIntervalMs?: number;
+}
+
+/** DEFAULT_PROGRESS_INTERVAL_MS: etcd-like cadence that keeps quiet, filtered watchers above compaction. */
+export const DEFAULT_PROGRESS_INTERVAL_MS = 5_000;
+/** DEFAULT_LEASE_CHECK_INTERVAL_MS bounds how late past its TTL a lease's keys are deleted. */
+export const DEFAULT_LEASE_CHECK_INTERVAL_MS = 1_000;
+/** CATCHUP_BATCH_EVENTS caps the events in one replayed watch batch, so a long replay is not one giant array per callback. */
+export const CATCHUP_BATCH_EVENTS = 1_000;
+
+/**
+ * compareKeys orders keys by code point (UTF-8 byte order, as etcd and SQLite
+ * do) rather than by UTF-16 unit as JS `<` does; the two differ only when
+ * astral characters meet U+E000–U+FFFF, but both backends must agree.
+ */
+export function compareKeys(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x !== y) {
+      if (x >= 0xd800 && y >= 0xd800) {
+        // Surrogates (D800–DFFF) encode code points above every unit in E000–FFFF.
+        x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+        y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+      }
+      return x - y;
+    }
+  }
+  return a.length - b.length;
+}
+
+/** rangeEnd is the exclusive upper bound of a prefix scan, or undefined when it has none (prefix ''). */
+export function rangeEnd(prefix: string): string | undefined {
+  const end = prefixEnd(prefix);
+  return end === '\u{10FFFF}' ? undefined : end;
+}
+
+/** lowerBound returns the index of the first key in sorted `keys` that is >= key (code-point order). */
+export function lowerBound(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareKeys(keys[mid]!, key) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** encodeContinue makes the opaque range continue token: the next key, base64url-encoded. */
+export function encodeContinue(nextKey: string): string {
+  return Buffer.from(nextKey, 'utf8').toString('base64url');
+}
+
+/** decodeContinue reverses encodeContinue; garbage decodes to some key, which range then clamps into the prefix. */
+export function decodeContinue(token: string): string {
+  return Buffer.from(token, 'base64url').toString('utf8');
+}
+
+/** deletedKv is the kv of a delete event: the key and the delete's revision, everything else zero (as etcd). */
+export function deletedKv(key: string, revision: number): KeyValue {
+  return Object.freeze({ key, value: '', createRevision: 0, modRevision: revision, version: 0, lease: 0 });
+}
+
+/** LeaseRecord is a lease as a backend keeps it: TTL and absolute expiry in clock milliseconds. */
+export interface LeaseRecord {
+  id: number;
+  ttlSeconds: number;
+  expiresAt: number;
+}
+
+/**
+ * KvBackend is the synchronous storage a backend provides to BaseStore. It
+ * keeps versions and leases; it never decides anything (BaseStore evaluates
+ * compares, assigns revisions, validates leases and notifies watchers).
+ */
+export interface KvBackend {
+  revision(): number;
+  compactRevision(): number;
+  /** Current value of key, undefined when absent. */
+  get(key: string): KeyValue | undefined;
+  /**
+   * Live keys starting with prefix, from `start` (>= prefix) on, as of revision
+   * `rev`, in key order; at most `limit` (0 = all).
+   */
+  range(prefix: string, start: string, rev: number, limit: number): KeyValue[];
+  /** Every change under prefix with revision > afterRevision, in order, with prevKv when kept. */
+  history(prefix: string, afterRevision: number): WatchEvent[];
+  /** Runs fn as one atomic write transaction. fn only reads until it calls write(). */
+  atomically<T>(fn: () => T): T;
+  /** Runs fn against one consistent read snapshot. */
+  snapshot<T>(fn: () => T): T;
+  /** Appends one txn's events (all at `revision`, which is revision() + 1) and advances the revision. */
+  write(revision: number, events: readonly WatchEvent[]): void;
+  /** Drops superseded versions and tombstones at or below revision; records the compact revision. */
+  compact(revision: number): void;
+  /** Keys currently attached to lease id. */
+  keysWithLease(id: number): string[];
+  leaseCreate(ttlSeconds: number, expiresAt: number): number;
+  lease(id: number): LeaseRecord | undefined;
+  leaseSetExpiry(id: number, expiresAt: number): void;
+  leaseDelete(id: number): void;
+  /** Ids of leases with expiresAt <= now. */
+  expiredLeases(now: number): number[];
+  close(): void;
+}
+
+/** TxnWriter collects one txn's events against the backend's current state, with a read-your-writes overlay. */
+class TxnWriter {
+  readonly events: WatchEvent[] = [];
+  private readonly staged = new Map<string, KeyValue | undefined>();
+
+  constructor(private readonly kv: KvBackend, readonly revision: number) {}
+
+  current(key: string): KeyValue | undefined {
+    return this.staged.has(key) ? this.staged.get(key) : this.kv.get(key);
+  }
+
+  put(key: string, value: string, lease: number): void {
+    const prev = this.current(key);
+    const kv: KeyValue = Object.freeze({
+      key,
+      value,
+      createRevision: prev ? prev.createRevision : this.revision,
+      modRevision: this.revision,
+      version: prev ? prev.version + 1 : 1,
+      lease,
+    });
+    this.staged.set(key, kv);
+    const event: WatchEvent = prev ? { type: 'put', kv, prevKv: prev } : { type: 'put', kv };
+    this.events.push(Object.freeze(event));
+  }
+
+  delete(key: string): void {
+    const prev = this.current(key);
+    if (!prev) return;
+    this.staged.set(key, undefined);
+    const event: WatchEvent = { type: 'delete', kv: deletedKv(key, this.revision), prevKv: prev };
+    this.events.push(Object.freeze(event));
+  }
+}
+
+/** Watcher is one open watch: its filter, its delivery queue and how far it has been sent. */
+interface Watcher {
+  prefix: string;
+  handlers: WatchHandlers;
+  /** Batches (or the terminal error) not yet handed to the handlers, in order. */
+  queue: (WatchBatch | Error)[];
+  /** Highest revision queued so far; later events at or below it are not sent again. */
+  cursor: number;
+  scheduled: boolean;
+  closed: boolean;
+}
+
+/** LONE_SURROGATE finds half a UTF-16 pair on its own: such a string has no UTF-8 form (no stable order, no SQLite round trip). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** validateTxn rejects what etcd rejects before a txn runs: too many ops, bad keys, overlapping writes. */
+function validateTxn(compares: readonly Compare[], success: readonly Op[], failure: readonly Op[]): void {
+  const ops = success.length + failure.length;
+  if (ops > MAX_TXN_OPS || compares.length > MAX_TXN_OPS) throw new StoreTooManyOpsError(Math.max(ops, compares.length));
+  for (const branch of [success, failure]) {
+    const puts = new Set<string>();
+    for (const op of branch) {
+      if (op.type === 'put') {
+        if (op.key === '' || LONE_SURROGATE.test(op.key)) throw new StoreError(`invalid key ${JSON.stringify(op.key)}`, 'invalid_key');
+        if (LONE_SURROGATE.test(op.value)) throw new StoreError(`value of ${JSON.stringify(op.key)} is not well-formed UTF-16`, 'invalid_value');
+        if (puts.has(op.key)) throw new StoreError(`duplicate key ${JSON.stringify(op.key)} in txn`, 'duplicate_key');
+        puts.add(op.key);
+      }
+    }
+    for (const op of branch) {
+      if (op.type === 'put') continue;
+      const overlaps = op.type === 'delete' ? puts.has(op.key) : [...puts].some((k) => k.startsWith(op.prefix));
+      if (overlaps) throw new StoreError(`txn both puts and deletes ${JSON.stringify(op.type === 'delete' ? op.key : op.prefix)}`, 'duplicate_key');
+    }
+  }
+}
+
+/**
+ * BaseStore implements the Store contract over a KvBackend: one engine for
+ * both backends, so they cannot drift apart on the subtle rules.
+ *
+ * Delivery: watch batches are queued per watcher and handed over in a
+ * microtask, in revision order, so a handler that writes to the store never
+ * re-enters a txn. A handler that throws ends its watch with onError(thrown).
+ * close() delivers what is already queued, then onError(StoreClosedError) to
+ * every open watch; every later call throws StoreClosedError (close itself is
+ * idempotent).
+ */
+export abstract class BaseStore implements Store {
+  private closed = false;
+  private readonly clock: Clock;
+  private readonly watchers = new Set<Watcher>();
+  private readonly timers: (() => void)[] = [];
+
+  protected constructor(readonly backend: string, private readonly kv: KvBackend, opts: StoreOptions = {}) {
+    this.clock = opts.clock ?? systemClock;
+    this.every(opts.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS, () => this.sendProgress());
+    this.every(opts.leaseCheckIntervalMs ?? DEFAULT_LEASE_CHECK_INTERVAL_MS, () => this.expireLeases());
+  }
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    this.ensureOpen();
+    return this.kv.get(key);
+  }
+
+  async range(prefix: string, opts: RangeOptions = {}): Promise<RangeResult> {
+    this.ensureOpen();
+    return this.kv.snapshot(() => {
+      const rev = opts.atRevision || this.kv.revision(); // 0 means current, as in etcd
+      this.checkReadable(rev);
+      let start = opts.continue !== undefined ? decodeContinue(opts.continue) : prefix;
+      if (compareKeys(start, prefix) < 0) start = prefix;
+      const limit = opts.limit && opts.limit > 0 ? Math.floor(opts.limit) : 0;
+      const kvs = this.kv.range(prefix, start, rev, limit ? limit + 1 : 0);
+      if (limit && kvs.length > limit) {
+        const next = kvs.pop()!;
+        return { kvs, revision: rev, continue: encodeContinue(next.key) };
+      }
+      return { kvs, revision: rev };
+    });
+  }
+
+  async txn(compares: Compare[], success: Op[], failure: Op[] = []): Promise<TxnResult> {
+    this.ensureOpen();
+    validateTxn(compares, success, failure);
+    const { value: succeeded, revision } = this.mutate((w) => {
+      const succeeded = compares.every((c) => compareHolds(c, w.current(c.key)));
+      for (const op of succeeded ? success : failure) {
+        switch (op.type) {
+          case 'put':
+            if (op.lease && !this.liveLease(op.lease)) throw new StoreLeaseNotFoundError(op.lease);
+            w.put(op.key, op.value, op.lease ?? 0);
+            break;
+          case 'delete':
+            w.delete(op.key);
+            break;
+          case 'deletePrefix':
+            for (const kv of this.kv.range(op.prefix, op.prefix, w.revision - 1, 0)) w.delete(kv.key);
+            break;
+        }
+      }
+      return succeeded;
+    });
+    return { succeeded, revision };
+  }
+
+  watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Watch {
+    this.ensureOpen();
+    const w: Watcher = { prefix, handlers, queue: [], cursor: afterRevision, scheduled: false, closed: false };
+    const close = () => {
+      w.closed = true;
+      this.watchers.delete(w);
+    };
+    // Replay and registration happen in this one synchronous step, so no write can fall between them.
+    this.kv.snapshot(() => {
+      const compacted = this.kv.compactRevision();
+      if (afterRevision < compacted) {
+        this.enqueue(w, new StoreCompactedError(afterRevision, compacted));
+        return;
+      }
+      let batch: WatchEvent[] = [];
+      const flush = () => {
+        this.enqueue(w, { events: batch, revision: batch[batch.length - 1]!.kv.modRevision });
+        batch = [];
+      };
+      for (const e of this.kv.history(prefix, afterRevision)) {
+        if (batch.length >= CATCHUP_BATCH_EVENTS && batch[batch.length - 1]!.kv.modRevision !== e.kv.modRevision) flush();
+        batch.push(e);
+      }
+      if (batch.length) flush();
+      w.cursor = Math.max(afterRevision, this.kv.revision());
+      this.watchers.add(w);
+    });
+    return { close };
+  }
+
+  async compact(revision: number): Promise<void> {
+    this.ensureOpen();
+    this.kv.atomically(() => {
+      const current = this.kv.revision();
+      const compacted = this.kv.compactRevision();
+      if (revision > current) throw new StoreFutureRevisionError(revision, current);
+      if (revision < compacted) throw new StoreCompactedError(revision, compacted);
+      if (revision > compacted) this.kv.compact(revision);
+    });
+  }
+
+  async currentRevision(): Promise<number> {
+    this.ensureOpen();
+    return this.kv.revision();
+  }
+
+  async compactRevision(): Promise<number> {
+    this.ensureOpen();
+    return this.kv.compactRevision();
+  }
+
+  async leaseGrant(ttlSeconds: number): Promise<Lease> {
+    this.ensureOpen();
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) {
+      throw new StoreError(`lease TTL must be a positive whole number of seconds, not ${ttlSeconds}`, 'invalid_ttl');
+    }
+    const id = this.kv.atomically(() => this.kv.leaseCreate(ttlSeconds, this.clock.now() + ttlSeconds * 1000));
+    return { id, ttlSeconds };
+  }
+
+  async leaseKeepAlive(id: number): Promise<void> {
+    this.ensureOpen();
+    const lease = this.liveLease(id);
+    if (!lease) {
+      this.expireLeases();
+      throw new StoreLeaseNotFoundError(id);
+    }
+    this.kv.atomically(() => this.kv.leaseSetExpiry(id, this.clock.now() + lease.ttlSeconds * 1000));
+  }
+
+  async leaseRevoke(id: number): Promise<void> {
+    this.ensureOpen();
+    this.mutate((w) => {
+      if (!this.kv.lease(id)) throw new StoreLeaseNotFoundError(id);
+      this.revokeIn(w, id);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const cancel of this.timers) cancel();
+    for (const w of this.watchers) this.enqueue(w, new StoreClosedError());
+    this.watchers.clear();
+    this.kv.close();
+  }
+
+  private ensureOpen(): void {
+    if (this.closed) throw new StoreClosedError();
+  }
+
+  /** checkReadable throws unless rev is between the compact revision and the current one. */
+  private checkReadable(rev: number): void {
+    const current = this.kv.revision();
+    if (rev > current) throw new StoreFutureRevisionError(rev, current);
+    const compacted = this.kv.compactRevision();
+    if (rev < compacted) throw new StoreCompactedError(rev, compacted);
+  }
+
+  /**
+   * mutate runs fn in one backend transaction at the next revision; if fn wrote
+   * anything, the events are committed at that one revision and then sent to
+   * watchers. A txn that writes nothing leaves the revision where it was.
+   */
+  private mutate<T>(fn: (w: TxnWriter) => T): { value: T; revision: number } {
+    const r = this.kv.atomically(() => {
+      const w = new TxnWriter(this.kv, this.kv.revision() + 1);
+      const value = fn(w);
+      if (w.events.length === 0) return { value, revision: w.revision - 1, events: w.events };
+      this.kv.write(w.revision, w.events);
+      return { value, revision: w.revision, events: w.events };
+    });
+    if (r.events.length) this.notify(r.revision, r.events);
+    return { value: r.value, revision: r.revision };
+  }
+
+  private liveLease(id: number): LeaseRecord | undefined {
+    const lease = this.kv.lease(id);
+    return lease && lease.expiresAt > this.clock.now() ? lease : undefined;
+  }
+
+  private revokeIn(w: TxnWriter, id: number): void {
+    for (const key of this.kv.keysWithLease(id)) w.delete(key);
+    this.kv.leaseDelete(id);
+  }
+
+  /** expireLeases deletes the keys of every expired lease in one revision and forgets the leases. */
+  private expireLeases(): void {
+    const expired = this.kv.expiredLeases(this.clock.now());
+    if (expired.length === 0) return;
+    this.mutate((w) => {
+      for (const id of expired) this.revokeIn(w, id);
+    });
+  }
+
+  private sendProgress(): void {
+    if (this.watchers.size === 0) return;
+    const current = this.kv.revision();
+    for (const w of this.watchers) {
+      w.cursor = Math.max(w.cursor, current);
+      this.enqueue(w, { events: [], revision: w.cursor, progress: true });
+    }
+  }
+
+  private notify(revision: number, events: readonly WatchEvent[]): void {
+    for (const w of this.watchers) {
+      if (revision <= w.cursor) continue;
+      const mine = w.prefix === '' ? events.slice() : events.filter((e) => e.kv.key.startsWith(w.prefix));
+      if (mine.length === 0) continue;
+      w.cursor = revision;
+      this.enqueue(w, { events: mine, revision });
+    }
+  }
+
+  private enqueue(w: Watcher, item: WatchBatch | Error): void {
+    w.queue.push(item);
+    if (w.scheduled) return;
+    w.scheduled = true;
+    queueMicrotask(() => this.drain(w));
+  }
+
+  private drain(w: Watcher): void {
+    w.scheduled = false;
+    while (!w.closed && w.queue.length > 0) {
+      const item = w.queue.shift()!;
+      if (item instanceof Error) {
+        this.endWatch(w, item);
+        return;
+      }
+      try {
+        w.handlers.onBatch(item);
+      } catch (err) {
+        this.endWatch(w, err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+    }
+  }
+
+  private endWatch(w: Watcher, err: Error): void {
+    w.closed = true;
+    w.queue.length = 0;
+    this.watchers.delete(w);
+    w.handlers.onError(err);
+  }
+
+  /** every runs fn every ms on the clock until close(); the next tick is armed first so a throwing fn cannot stop it. */
+  private every(ms: number, fn: () => void): void {
+    let cancel = () => {};
+    const tick = () => {
+      if (this.closed) return;
+      cancel = this.clock.setTimeout(tick, ms);
+      fn();
+    };
+    cancel = this.clock.setTimeout(tick, ms);
+    this.timers.push(() => cancel());
+  }
+}
+
+/** DEFAULT_EVENT_TTL_MS keeps Events for an hour, as Kubernetes does. */
+export const DEFAULT_EVENT_TTL_MS = 60 * 60 * 1000;
+/** DEFAULT_MAX_EVENTS bounds an event store under an event storm, whatever the TTL. */
+export const DEFAULT_MAX_EVENTS = 10_000;
+
+/** EventStoreOptions configures either event store. */
+export interface EventStoreOptions {
+  /** Source of `time` for events recorded without one. */
+  clock?: Clock;
+  /** prune(now) removes events older than now - ttlMs (default one hour). */
+  ttlMs?: number;
+  /** The oldest events are dropped beyond this many (default 10000). */
+  maxEvents?: number;
+}
+
+/** toStoredEvent fills id and time and drops absent optional fields, so both backends return identical shapes. */
+export function toStoredEvent(e: NewEvent, id: number, now: number): StoredEvent {
+  const out: StoredEvent = {
+    id,
+    time: e.time ?? now,
+    type: e.type,
+    reason: e.reason,
+    message: e.message,
+    kind: e.kind,
+    name: e.name,
+    source: e.source,
+  };
+  if (e.uid !== undefined) out.uid = e.uid;
+  if (e.node !== undefined) out.node = e.node;
+  if (e.service !== undefined) out.service = e.service;
+  return out;
+}
+
+/**
+ * EventSubscribers is the live side of an event store. One subscriber that
+ * throws neither stops the others nor fails record(); its error is rethrown
+ * from a microtask so it still surfaces.
+ */
+export class EventSubscribers {
+  private readonly fns = new Set<(e: StoredEvent) => void>();
+
+  add(fn: (e: StoredEvent) => void): () => void {
+    const entry = (e: StoredEvent) => fn(e);
+    this.fns.add(entry);
+    return () => {
+      this.fns.delete(entry);
+    };
+  }
+
+  emit(e: StoredEvent): void {
+    for (const fn of this.fns) {
+      try {
+        fn(e);
+      } catch (err) {
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * Controllers called directly against a real (in-memory) store with an
+ * injected clock: no HTTP, no sleeping through real schedules.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { FakeClock } from '../src/base/clock.js';
+import { MemoryStore } from '../src/store/memory/memoryStore.js';
+import { MemoryEventStore } from '../src/store/memory/memoryEventStore.js';
+import { nodeKind, serviceKind, taskKind } from '../src/api/kinds.js';
+import type { Node, Task } from '../src/api/types.js';
+import { Registry } from '../src/server/registry.js';
+import { WatchCache } from '../src/server/watchCache.js';
+import { Heartbeats } from '../src/server/heartbeats.js';
+import { DEFAULT_TIMINGS, type ControllerContext } from '../src/server/controllers/context.js';
+import { ServiceController } from '../src/server/controllers/serviceController.js';
+import { SchedulerController } from '../src/server/controllers/schedulerController.js';
+import { NodeLifecycleController } from '../src/server/controllers/nodeLifecycleController.js';
+import { SpreadPlacer } from '../src/scheduler/placement.js';
+import { node as nodeFixture, serviceSpec } from './fixtures.js';
+
+const settle = () => new Promise((r) => setTimeout(r, 20));
+
+describe('controllers against a store with a fake clock', () => {
+  let clock: FakeClock;
+  let store: MemoryStore;
+  let ctx: ControllerContext;
+  let caches: WatchCache[];
+
+  beforeEach(async () => {
+    clock = new FakeClock();
+    store = new MemoryStore({ clock });
+    caches = [new WatchCache(store, nodeKind), new WatchCache(store, serviceKind), new WatchCache(store, taskKind)];
+    for (const c of caches) await c.start();
+    ctx = {
+      registry: new Registry(store, clock),
+      nodes: caches[0]!,
+      services: caches[1]!,
+      tasks: caches[2]!,
+      events: new MemoryEventStore({ clock } as never),
+      heartbeats: new Heartbeats(clock),
+      clock,
+      timings: { ...DEFAULT_TIMINGS, heartbeatIntervalMs: 1000 },
+      log: pino({ level: 'silent' }),
+    };
+  });
+
+  afterEach(async () => {
+    for (const c of caches) c.stop();
+    await store.close();
+  });
+
+  const tasks = () => [...ctx.tasks.objects.values()] as unknown as Task[];
+
+  it('fills every slot, and a rejected slot is retried only after its backoff', async () => {
+    const sc = new ServiceController(ctx);
+    await ctx.registry.create(serviceKind, { metadata: { name: 'app_web' }, spec: serviceSpec({ replicas: 2, restartPolicy: { condition: 'any', delayMs: 1000, maxDelayMs: 8000, maxAttempts: 0, windowMs: 0 } }), status: {} });
+    await settle();
+    await sc.reconcile('app_web');
+    await settle();
+    expect(tasks().map((t) => t.spec.slot).sort()).toEqual([1, 2]);
+    expect(tasks().every((t) => t.status.state === 'pending' && t.spec.desiredState === 'running')).toBe(true);
+
+    // Reconciling again with the same state writes nothing new.
+    const rev = await store.currentRevision();
+    await sc.reconcile('app_web');
+    await sc.reconcile('app_web');
+    expect(await store.currentRevision()).toBe(rev);
+
+    // The agent reports slot 1 rejected.
+    const t1 = tasks().find((t) => t.spec.slot === 1)!;
+    await ctx.registry.updateStatus(taskKind, [{ name: t1.metadata.name, status: { ...t1.status, state: 'rejected', error: 'No such image', timestamp: new Date(clock.now()).toISOString() } }]);
+    await settle();
+    await sc.reconcile('app_web');
+    await settle();
+    await sc.reconcile('app_web');
+    await settle();
+    expect(tasks().filter((t) => t.spec.slot === 1)).toHaveLength(1);
+    clock.advance(999);
+    await sc.reconcile('app_web');
+    await settle();
+    expect(tasks().filter((t) => t.spec.slot === 1)).toHaveLength(1);
+    clock.advance(1);
+    await sc.reconcile('app_web');
+    await settle();
+    const slot1 = tasks().filter((t) => t.spec.slot === 1);
+    expect(slot1).toHaveLength(2);
+    expect(slot1.find((t) => t.metadata.name !== t1.metadata.name)!.metadata.labels['baton.attempt']).toBe('2');
+    sc.stop();
+  });
+
+  it('places pending tasks on Ready nodes in one batch, and explains when it cannot', async () => {
+    const sc = new ServiceController(ctx);
+    const sched = new SchedulerController(ctx, new SpreadPlacer());
+    await ctx.registry.create(serviceKind, { metadata: { name: 'app_web' }, spec: serviceSpec({ replicas: 4 }), status: {} });
+    await settle();
+    await sc.reconcile('app_web');
+    await settle();
+    await sched.pass().catch(() => {});
+    await settle();
+    expect(tasks().every((t) => t.status.pendingReason === 'no nodes in the cluster')).toBe(true);
+
+    for (const n of ['a', 'b']) {
+      const f = nodeFixture(n);
+      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
+    }
+    await settle();
+    const before = await store.currentRevision();
+    await sched.pass();
+    await settle();
+    expect(await store.currentRevision()).toBe(before + 1); // one txn for all four placements
+    const placed = tasks().map((t) => t.spec.nodeName).sort();
+    expect(placed).toEqual(['a', 'a', 'b', 'b']);
+    expect(tasks().every((t) => t.status.state === 'assigned')).toBe(true);
+  });
+
+  it('marks a node NotReady after missed heartbeats and Down later, writing only on change', async () => {
+    const lc = new NodeLifecycleController(ctx);
+    const f = nodeFixture('a', { state: 'unknown' });
+    await ctx.registry.create(nodeKind, { metadata: { name: 'a' }, spec: f.spec, status: f.status });
+    await settle();
+    ctx.heartbeats.beat('a', { ok: true, version: '20.10' });
+    await lc.reconcile('a');
+    await settle();
+    const state = () => (ctx.nodes.objects.get('a') as unknown as Node).status.state;
+    expect(state()).toBe('ready');
+    const rev = await store.currentRevision();
+    clock.advance(1000);
+    ctx.heartbeats.beat('a', { ok: true, version: '20.10' });
+    await lc.reconcile('a');
+    expect(await store.currentRevision()).toBe(rev); // a heartbeat is not a revision
+    clock.advance(3000);
+    await lc.reconcile('a');
+    await settle();
+    expect(state()).toBe('notready');
+    clock.advance(DEFAULT_TIMINGS.nodeDownAfterMs);
+    await lc.reconcile('a');
+    await settle();
+    expect(state()).toBe('down');
+    ctx.heartbeats.beat('a', { ok: false, version: '20.10', error: 'connect ENOENT' });
+    await lc.reconcile('a');
+    await settle();
+    expect(state()).toBe('notready');
+    expect((ctx.nodes.objects.get('a') as unknown as Node).status.message).toMatch(/engine unreachable: connect ENOENT/);
+    expect(ctx.events.list({ name: 'a' }).map((e) => e.reason)).toEqual(['NodeReady', 'NodeNotReady', 'NodeDown', 'NodeNotReady']);
+  });
+});

@@ -1,0 +1,133 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { reconcileService, specHash } from '../src/server/controllers/serviceReconciler.js';
+import { SpreadPlacer, REASON_NOT_READY, matchConstraint } from '../src/scheduler/placement.js';
+import { node, service, task } from './fixtures.js';
+
+describe('reconcileService (pure)', () => {
+  it('creates one task per empty slot with deterministic names', () => {
+    const svc = service({ replicas: 3 });
+    const a = reconcileService(svc, [], 0);
+    const b = reconcileService(svc, [], 0);
+    expect(a.create.map((c) => c.slot)).toEqual([1, 2, 3]);
+    expect(a.create.map((c) => c.name)).toEqual(b.create.map((c) => c.name));
+    expect(new Set(a.create.map((c) => c.name)).size).toBe(3);
+  });
+
+  it('does nothing when every slot runs the current spec', () => {
+    const svc = service({ replicas: 2 });
+    const plan = reconcileService(svc, [task(svc, 1), task(svc, 2)], 0);
+    expect(plan.create).toEqual([]);
+    expect(plan.setDesired).toEqual([]);
+    expect(plan.status).toMatchObject({ desired: 2, running: 2, ready: 2 });
+  });
+
+  it('scales down by shutting down the highest slots', () => {
+    const svc = service({ replicas: 1 });
+    const plan = reconcileService(svc, [task(svc, 1), task(svc, 2), task(svc, 3)], 0);
+    expect(plan.setDesired.map((s) => [s.task.spec.slot, s.desiredState])).toEqual([[2, 'shutdown'], [3, 'shutdown']]);
+  });
+
+  it('replaces a changed spec stop-first, one slot at a time', () => {
+    const old = service({ replicas: 2 });
+    const svc = service({ replicas: 2, container: { ...old.spec.container, image: 'new:2' } });
+    const tasks = [task(old, 1), task(old, 2)];
+    const p1 = reconcileService(svc, tasks, 0);
+    expect(p1.create).toEqual([]);
+    expect(p1.setDesired).toHaveLength(1);
+    expect(p1.setDesired[0]!.task.spec.slot).toBe(1);
+    // While slot 1's old task is still stopping, nothing else moves.
+    tasks[0] = { ...tasks[0]!, spec: { ...tasks[0]!.spec, desiredState: 'shutdown' } };
+    const p2 = reconcileService(svc, tasks, 0);
+    expect(p2.create).toEqual([]);
+    expect(p2.setDesired).toEqual([]);
+    // Once stopped, the new task for slot 1 is created.
+    tasks[0] = { ...tasks[0]!, status: { ...tasks[0]!.status, state: 'shutdown' } };
+    const p3 = reconcileService(svc, tasks, 0);
+    expect(p3.create.map((c) => [c.slot, c.spec.specHash])).toEqual([[1, specHash(svc)]]);
+  });
+
+  it('replaces a rejected task after a backoff that grows with consecutive failures', () => {
+    const svc = service({ replicas: 1, restartPolicy: { condition: 'any', delayMs: 1000, maxDelayMs: 8000, maxAttempts: 0, windowMs: 0 } });
+    const t1 = task(svc, 1, { state: 'rejected', desired: 'shutdown', attempt: 1, at: 0 });
+    expect(reconcileService(svc, [t1], 500).requeueAfterMs).toBe(500);
+    expect(reconcileService(svc, [t1], 1000).create).toHaveLength(1);
+    const t2 = task(svc, 1, { state: 'rejected', desired: 'shutdown', attempt: 2, at: 1000 });
+    const p = reconcileService(svc, [t1, t2], 2000);
+    expect(p.create).toEqual([]);
+    expect(p.requeueAfterMs).toBe(1000); // 2 failures → 2 s after the last
+    const again = reconcileService(svc, [t1, t2], 3000);
+    expect(again.create[0]!.attempt).toBe(3);
+  });
+
+  it('leaves a slot complete when its policy does not restart', () => {
+    const svc = service({ replicas: 1, restartPolicy: { condition: 'on-failure', delayMs: 1, maxDelayMs: 1, maxAttempts: 0, windowMs: 0 } });
+    const done = task(svc, 1, { state: 'complete', exitCode: 0 });
+    const p = reconcileService(svc, [done], 10);
+    expect(p.create).toEqual([]);
+    expect(p.setDesired).toEqual([{ task: done, desiredState: 'complete' }]);
+  });
+
+  it('keeps five stopped tasks per slot', () => {
+    const svc = service({ replicas: 1 });
+    const dead = [1, 2, 3, 4, 5, 6, 7].map((a) => task(svc, 1, { state: 'shutdown', desired: 'shutdown', attempt: a, at: a }));
+    const p = reconcileService(svc, [...dead, task(svc, 1, { attempt: 8, at: 8 })], 100);
+    expect(p.delete.map((t) => t.metadata.labels['baton.attempt'])).toEqual(['1', '2']);
+  });
+
+  it('shuts down and then deletes the tasks of a removed service', () => {
+    const svc = service({ replicas: 2 });
+    const live = task(svc, 1);
+    const stopped = task(svc, 2, { state: 'shutdown', desired: 'shutdown' });
+    const p = reconcileService(undefined, [live, stopped], 0);
+    expect(p.setDesired).toEqual([{ task: live, desiredState: 'shutdown' }]);
+    expect(p.delete).toEqual([stopped]);
+  });
+
+  it('property: after applying its own plan, every slot up to replicas has exactly one running task', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: 12 }), (have, want) => {
+        const svc = service({ replicas: want });
+        const tasks = Array.from({ length: have }, (_, i) => task(svc, i + 1));
+        const plan = reconcileService(svc, tasks, 0);
+        const stopped = new Set(plan.setDesired.filter((s) => s.desiredState !== 'running').map((s) => s.task.metadata.name));
+        const live = tasks.filter((t) => !stopped.has(t.metadata.name)).map((t) => t.spec.slot);
+        const all = [...live, ...plan.create.map((c) => c.slot)].sort((a, b) => a - b);
+        expect(all).toEqual(Array.from({ length: want }, (_, i) => i + 1));
+      }),
+    );
+  });
+});
+
+describe('SpreadPlacer', () => {
+  it('spreads a service across ready nodes', () => {
+    const svc = service({ replicas: 4 });
+    const pending = [1, 2, 3, 4].map((s) => task(svc, s, { node: '', state: 'pending' }));
+    const plan = new SpreadPlacer().place(pending, [node('a'), node('b')], pending);
+    expect(plan.placed.map((p) => p.node.metadata.name).sort()).toEqual(['a', 'a', 'b', 'b']);
+  });
+
+  it('explains why a task cannot be placed', () => {
+    const svc = service({ replicas: 1, resources: { reservations: { cpus: 4, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } } });
+    const pending = [task(svc, 1, { node: '', state: 'pending' })];
+    const plan = new SpreadPlacer().place(pending, [node('a'), node('b', { state: 'notready' })], pending);
+    expect(plan.placed).toEqual([]);
+    expect(plan.unplaced[0]!.reason).toBe(`0/2 nodes available: 1 insufficient cpu (need 4, most free 2), 1 ${REASON_NOT_READY}`);
+  });
+
+  it('counts reservations of tasks already placed', () => {
+    const svc = service({ replicas: 3, resources: { reservations: { cpus: 1, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } } });
+    const placed = [task(svc, 1, { node: 'a' }), task(svc, 2, { node: 'a' })];
+    const pending = [task(svc, 3, { node: '', state: 'pending' })];
+    const plan = new SpreadPlacer().place(pending, [node('a')], [...placed, ...pending]);
+    expect(plan.unplaced).toHaveLength(1);
+  });
+
+  it('honours constraints and availability', () => {
+    const svc = service({ replicas: 1, placement: { constraints: ['node.labels.zone == b'] } });
+    const pending = [task(svc, 1, { node: '', state: 'pending' })];
+    const nodes = [node('a', {}, 'active', { zone: 'a' }), node('b', {}, 'active', { zone: 'b' }), node('c', {}, 'drain', { zone: 'b' })];
+    expect(new SpreadPlacer().place(pending, nodes, pending).placed[0]!.node.metadata.name).toBe('b');
+    expect(matchConstraint('node.labels.zone != a', nodes[0]!)).toBe(false);
+  });
+});

@@ -1,0 +1,153 @@
+/**
+ * The API over a real socket, on the in-memory store: auth, validation that
+ * lists every problem, atomic apply, spec/status separation, filtered watches.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BatonServer } from '../src/server/server.js';
+import { MemoryStore } from '../src/store/memory/memoryStore.js';
+import { MemoryEventStore } from '../src/store/memory/memoryEventStore.js';
+import { ApiClient } from '../src/api/client.js';
+import { nodeKind, serviceKind, taskKind } from '../src/api/kinds.js';
+import type { Service, Task } from '../src/api/types.js';
+import { serviceSpec } from './fixtures.js';
+
+async function until<T>(fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('API server (memory store, real HTTP)', () => {
+  let server: BatonServer;
+  let api: ApiClient;
+  let agentApi: ApiClient;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'baton-api-'));
+    server = await BatonServer.start({ dataDir: dir, listen: '127.0.0.1:0', store: new MemoryStore(), events: new MemoryEventStore(), logLevel: 'silent', timings: { heartbeatIntervalMs: 200, bookmarkIntervalMs: 200 } });
+    api = new ApiClient({ server: server.url, token: server.adminToken });
+    agentApi = new ApiClient({ server: server.url, token: server.agentToken });
+  });
+
+  afterAll(async () => {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const svc = (name: string, over = {}) => ({ name: `t_${name}`, spec: serviceSpec({ stack: 't', shortName: name, replicas: 1, ...over }), labels: {} });
+
+  it('answers 401 without a token, with a clear message', async () => {
+    const res = await fetch(`${server.url}/api/v1/services`);
+    expect(res.status).toBe(401);
+    expect((await res.json()).error).toMatchObject({ code: 'BATON_ERR_UNAUTHORIZED', message: expect.stringMatching(/missing bearer token/) });
+  });
+
+  it('forbids an agent token from applying stacks', async () => {
+    await expect(agentApi.apply('t', { services: [svc('a')], prune: false, dryRun: false })).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN' });
+  });
+
+  it('lists every validation problem with its path, and applies nothing', async () => {
+    const bad = svc('b');
+    (bad.spec as any).replicas = -1;
+    (bad.spec.container as any).image = '';
+    const err = await api.apply('t', { services: [svc('ok'), bad], prune: false, dryRun: false }).catch((e) => e);
+    expect(err.code).toBe('BATON_ERR_VALIDATION');
+    const paths = err.details.map((d: { path: string }) => d.path);
+    expect(paths).toContain('services.t_b.spec.replicas');
+    expect(paths).toContain('services.t_b.spec.container.image');
+    expect((await api.services()).items).toHaveLength(0);
+  });
+
+  it('applies atomically, re-applies as a no-op, dry-runs a diff and prunes', async () => {
+    const r1 = await api.apply('t', { services: [svc('a'), svc('b')], prune: false, dryRun: false });
+    expect(r1.results.map((r) => r.action)).toEqual(['create', 'create']);
+    const rev = (await api.info()).revision;
+    const r2 = await api.apply('t', { services: [svc('a'), svc('b')], prune: false, dryRun: false });
+    expect(r2.results.map((r) => r.action)).toEqual(['unchanged', 'unchanged']);
+    const dry = await api.apply('t', { services: [svc('a', { replicas: 2 })], prune: true, dryRun: true });
+    expect(dry.results).toEqual([
+      { name: 't_a', action: 'update', diff: ['spec.replicas: 1 → 2'] },
+      { name: 't_b', action: 'delete' },
+    ]);
+    expect((await api.services()).items).toHaveLength(2);
+    const pruned = await api.apply('t', { services: [svc('a', { replicas: 2 })], prune: true, dryRun: false });
+    expect(pruned.results.map((r) => r.action)).toEqual(['update', 'delete']);
+    expect(Number(pruned.revision)).toBeGreaterThan(Number(rev));
+    const names = (await api.services()).items.map((s) => s.metadata.name);
+    expect(names).toEqual(['t_a']);
+  });
+
+  it('refuses a stale resourceVersion with a conflict; status writes never conflict with spec writes', async () => {
+    const s = await api.get<Service>(serviceKind, 't_a');
+    const gen = s.metadata.generation;
+    // A status write (as an agent batch would) between read and spec write.
+    const st = await agentApi.updateStatus(serviceKind, [{ name: 't_a', status: { ...s.status, message: 'from status' } }]);
+    expect(st.items[0]!.ok).toBe(true);
+    const err = await api.call('PUT', '/api/v1/services/t_a', { metadata: { resourceVersion: s.metadata.resourceVersion }, spec: { ...s.spec, replicas: 3 } }).catch((e) => e);
+    expect(err.code).toBe('BATON_ERR_CONFLICT');
+    const fresh = await api.get<Service>(serviceKind, 't_a');
+    const updated = await api.call<Service>('PUT', '/api/v1/services/t_a', { metadata: { resourceVersion: fresh.metadata.resourceVersion }, spec: { ...s.spec, replicas: 3 }, status: { bogus: true } });
+    expect(updated.metadata.generation).toBe(gen + 1);
+    expect((updated.status as any).bogus).toBeUndefined();
+    // A status write with a stale statusVersion precondition is refused.
+    const stale = await api.call('PUT', '/api/v1/services/t_a/status', { metadata: { statusVersion: '0' }, status: {} }).catch((e) => e);
+    expect(stale.code).toBe('BATON_ERR_CONFLICT');
+    // Status writes leave generation alone.
+    expect((await api.get<Service>(serviceKind, 't_a')).metadata.generation).toBe(gen + 1);
+  });
+
+  it('serves a filtered watch: an agent sees only its own node\'s tasks', async () => {
+    for (const n of ['w1', 'w2']) {
+      await agentApi.call('POST', '/api/v1/nodes/register', { name: n, address: '127.0.0.1', hostname: n, agentVersion: '0.1.0', capacity: { cpus: 4, memoryBytes: 2 ** 32 }, portRange: [1, 2], engine: { ok: true, version: 'test' } });
+    }
+    const hb = setInterval(() => {
+      for (const n of ['w1', 'w2']) void agentApi.call('POST', `/api/v1/nodes/${n}/heartbeat`, { engine: { ok: true, version: 'test' } }).catch(() => {});
+    }, 100);
+    try {
+      await until(async () => ((await api.nodes()).items.every((n) => n.status.state === 'ready') ? true : undefined));
+      const ac = new AbortController();
+      const seen: Task[] = [];
+      const list = await agentApi.tasks({ fieldSelector: { 'spec.nodeName': 'w1' } });
+      seen.push(...list.items);
+      const watching = (async () => {
+        for await (const ev of agentApi.watch<Task>(taskKind, { resourceVersion: list.metadata.resourceVersion, fieldSelector: { 'spec.nodeName': 'w1' }, signal: ac.signal })) {
+          if (ev.type !== 'BOOKMARK') seen.push(ev.object);
+        }
+      })().catch(() => {});
+      await api.scale('t_a', 6);
+      const all = await until(async () => {
+        const ts = (await api.tasks()).items.filter((t) => t.spec.serviceName === 't_a' && t.spec.nodeName);
+        return ts.length === 6 ? ts : undefined;
+      });
+      const onW1 = all.filter((t) => t.spec.nodeName === 'w1').map((t) => t.metadata.name);
+      expect(onW1.length).toBe(3); // spread evenly
+      await until(async () => (new Set(seen.map((t) => t.metadata.name)).size >= onW1.length ? true : undefined));
+      ac.abort();
+      await watching;
+      expect(seen.every((t) => t.spec.nodeName === 'w1')).toBe(true);
+      expect([...new Set(seen.map((t) => t.metadata.name))].sort()).toEqual(onW1.sort());
+    } finally {
+      clearInterval(hb);
+    }
+  });
+
+  it('answers 410 Gone for a watch older than the cache window, 400 for an unknown selector, 404 for unknown objects', async () => {
+    const err = await api.get(nodeKind, 'nope').catch((e) => e);
+    expect(err.code).toBe('BATON_ERR_NOT_FOUND');
+    const h = { authorization: `Bearer ${server.adminToken}` };
+    const gone = await fetch(`${server.url}/api/v1/tasks?watch=true&resourceVersion=1`, { headers: h });
+    expect(gone.status).toBe(410);
+    expect((await gone.json()).error.code).toBe('BATON_ERR_GONE');
+    const bad = await fetch(`${server.url}/api/v1/tasks?fieldSelector=spec.bogus=1`, { headers: h });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error.message).toMatch(/field selector "spec.bogus" is not supported for tasks; supported: .*spec.nodeName/);
+  });
+});

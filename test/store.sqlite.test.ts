@@ -1,0 +1,189 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../src/base/clock.js';
+import { runEventStoreConformance } from '../src/store/eventConformance.js';
+import { MemoryEventStore } from '../src/store/memory/memoryEventStore.js';
+import { SqliteEventStore } from '../src/store/sqlite/sqliteEventStore.js';
+import { SQLITE_SCHEMA_VERSION, SqliteStore } from '../src/store/sqlite/sqliteStore.js';
+import { StoreError } from '../src/store/store.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'baton-sqlite-'));
+let n = 0;
+const fresh = () => join(dir, `db-${n++}.db`);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const open: SqliteStore[] = [];
+function openStore(path: string, clock = new FakeClock()): SqliteStore {
+  const s = SqliteStore.open(path, { clock });
+  open.push(s);
+  return s;
+}
+afterEach(async () => {
+  for (const s of open.splice(0)) await s.close();
+});
+
+const put = (s: SqliteStore, key: string, value: string, lease?: number) =>
+  s.txn([], [{ type: 'put', key, value, ...(lease ? { lease } : {}) }]);
+
+describe('SqliteStore on disk', () => {
+  it('sets the schema version, WAL and synchronous=NORMAL', () => {
+    const s = openStore(fresh());
+    expect(SQLITE_SCHEMA_VERSION).toBeGreaterThanOrEqual(1);
+    expect(s.db.pragma('user_version', { simple: true })).toBe(SQLITE_SCHEMA_VERSION);
+    expect(s.db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(s.db.pragma('synchronous', { simple: true })).toBe(1);
+    expect(s.backend).toBe('sqlite');
+  });
+
+  it('keeps data, revision, compact revision and leases across a reopen', async () => {
+    const path = fresh();
+    const clock = new FakeClock();
+    const a = openStore(path, clock);
+    const lease = await a.leaseGrant(30);
+    await put(a, 'k/1', 'one');
+    await put(a, 'k/2', 'two', lease.id);
+    await put(a, 'k/1', 'uno');
+    await a.compact(2);
+    const rev = await a.currentRevision();
+    await a.close();
+
+    clock.advance(25_000);
+    const b = openStore(path, clock);
+    expect(await b.currentRevision()).toBe(rev);
+    expect(await b.compactRevision()).toBe(2);
+    expect((await b.range('k/')).kvs.map((kv) => [kv.key, kv.value, kv.version])).toEqual([
+      ['k/1', 'uno', 2],
+      ['k/2', 'two', 1],
+    ]);
+    // The lease got a fresh TTL on open: 25s + 20s is past the original deadline, not the renewed one.
+    clock.advance(20_000);
+    expect(await b.get('k/2')).toBeDefined();
+    await b.leaseKeepAlive(lease.id);
+    const next = await put(b, 'k/3', 'three');
+    expect(next.revision).toBe(rev + 1);
+    expect((await b.leaseGrant(5)).id).toBeGreaterThan(lease.id);
+  });
+
+  it('refuses a database from a newer schema', () => {
+    const path = fresh();
+    const raw = new Database(path);
+    raw.pragma(`user_version = ${SQLITE_SCHEMA_VERSION + 1}`);
+    raw.close();
+    expect(() => SqliteStore.open(path)).toThrow(StoreError);
+  });
+
+  it('works with a second open of the same file', async () => {
+    const path = fresh();
+    const a = openStore(path);
+    const b = openStore(path);
+    await put(a, 'x', '1');
+    expect((await b.get('x'))?.value).toBe('1');
+    const r = await put(b, 'y', '2');
+    expect(await a.currentRevision()).toBe(r.revision);
+    expect((await a.range('')).kvs.map((kv) => kv.key)).toEqual(['x', 'y']);
+  });
+
+  it('backs up online and restores into place', async () => {
+    const path = fresh();
+    const snapshot = join(dir, `snap-${n++}.db`);
+    const a = openStore(path);
+    for (let i = 0; i < 50; i++) await put(a, `k/${i}`, `v${i}`);
+    await a.backup(snapshot);
+    const atBackup = await a.currentRevision();
+    await put(a, 'k/after', 'later');
+    await a.close();
+    expect(existsSync(`${snapshot}.tmp-${process.pid}`)).toBe(false);
+
+    await SqliteStore.restore(snapshot, path);
+    const b = openStore(path);
+    expect(await b.currentRevision()).toBe(atBackup);
+    expect(await b.get('k/after')).toBeUndefined();
+    expect((await b.range('k/')).kvs).toHaveLength(50);
+    expect(b.db.pragma('integrity_check', { simple: true })).toBe('ok');
+    const r = await put(b, 'k/new', 'x');
+    expect(r.revision).toBe(atBackup + 1);
+  });
+
+  it('backs up an in-memory store too', async () => {
+    const s = openStore(':memory:');
+    await put(s, 'a', '1');
+    const snapshot = join(dir, `snap-${n++}.db`);
+    await s.backup(snapshot);
+    const target = fresh();
+    await SqliteStore.restore(snapshot, target);
+    const t = openStore(target);
+    expect((await t.get('a'))?.value).toBe('1');
+  });
+
+  it('restore rejects what is not a valid Baton snapshot and leaves the target alone', async () => {
+    const target = fresh();
+    const s = openStore(target);
+    await put(s, 'keep', 'me');
+    await s.close();
+
+    const foreign = join(dir, `foreign-${n++}.db`);
+    const raw = new Database(foreign);
+    raw.exec('CREATE TABLE t (x)');
+    raw.close();
+    await expect(SqliteStore.restore(foreign, target)).rejects.toMatchObject({ code: 'invalid_snapshot' });
+
+    const garbage = join(dir, `garbage-${n++}.db`);
+    writeFileSync(garbage, Buffer.alloc(8192, 7));
+    await expect(SqliteStore.restore(garbage, target)).rejects.toThrow();
+    await expect(SqliteStore.restore(join(dir, 'missing.db'), target)).rejects.toThrow();
+
+    const again = openStore(target);
+    expect((await again.get('keep'))?.value).toBe('me');
+  });
+
+  it('backup on a closed store throws', async () => {
+    const s = openStore(':memory:');
+    await s.close();
+    await expect(s.backup(join(dir, 'never.db'))).rejects.toMatchObject({ code: 'closed' });
+  });
+});
+
+describe('SqliteEventStore with the store', () => {
+  it('shares the file, never takes a revision and persists across reopen', async () => {
+    const path = fresh();
+    const a = openStore(path);
+    const events = new SqliteEventStore(a);
+    const rev = await a.currentRevision();
+    const e = events.record({ type: 'Warning', reason: 'Failed', message: 'boom', kind: 'Task', name: 't', source: 'agent/n1', node: 'n1' });
+    expect(await a.currentRevision()).toBe(rev);
+    await a.close();
+    const b = openStore(path);
+    expect(new SqliteEventStore(b).list()).toEqual([e]);
+  });
+});
+
+runEventStoreConformance('memory', ({ clock, ttlMs, maxEvents }) => new MemoryEventStore({ clock, ttlMs, maxEvents }));
+
+const eventStores: SqliteStore[] = [];
+runEventStoreConformance(
+  'sqlite (store)',
+  ({ clock, ttlMs, maxEvents }) => {
+    const s = SqliteStore.open(':memory:', { clock });
+    eventStores.push(s);
+    return new SqliteEventStore(s, { clock, ttlMs, maxEvents });
+  },
+  async () => {
+    for (const s of eventStores.splice(0)) await s.close();
+  },
+);
+
+const raws: Database.Database[] = [];
+runEventStoreConformance(
+  'sqlite (bare Database)',
+  ({ clock, ttlMs, maxEvents }) => {
+    const db = new Database(':memory:');
+    raws.push(db);
+    return new SqliteEventStore(db, { clock, ttlMs, maxEvents });
+  },
+  () => {
+    for (const db of raws.splice(0)) db.close();
+  },
+);
