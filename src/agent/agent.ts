@@ -27,7 +27,7 @@ import { BatonError } from '../base/errors.js';
 import { lockDir } from '../base/lock.js';
 import { VERSION } from '../base/version.js';
 import { WorkQueue } from '../base/workqueue.js';
-import { stableStringify } from '../server/registry.js';
+import { stableStringify } from '../base/json.js';
 import { DriverError, type Driver, type TaskHandle } from './driver.js';
 import { PortAllocator } from './ports.js';
 

@@ -13,6 +13,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { BatonError } from '../base/errors.js';
+import { stableStringify } from '../base/json.js';
+
+export { stableStringify };
 import { systemClock, type Clock } from '../base/clock.js';
 import type { Compare, KeyValue, Op, Store } from '../store/store.js';
 import { MAX_TXN_OPS } from '../store/store.js';
@@ -42,19 +45,6 @@ export function decode<T = AnyObject>(kv: KeyValue): T {
 export function encode(obj: AnyObject): string {
   const { resourceVersion: _rv, ...meta } = obj.metadata;
   return JSON.stringify({ ...obj, metadata: meta });
-}
-
-/** stableStringify is JSON with sorted keys, so equal specs compare equal regardless of key order. */
-export function stableStringify(v: unknown): string {
-  if (v === undefined) return 'null';
-  if (v === null || typeof v !== 'object') return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(stableStringify).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .filter((k) => o[k] !== undefined)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${stableStringify(o[k])}`)
-    .join(',')}}`;
 }
 
 export class Registry {

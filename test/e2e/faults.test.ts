@@ -1,0 +1,178 @@
+/**
+ * Faults with separate processes: `baton server` and `baton agent` on
+ * 127.0.0.2, the agent talking to dockerd through a unix-socket relay that
+ * the test closes and reopens (the shared dockerd is never stopped).
+ *
+ * - engine unreachable → node NotReady with the reason, new tasks pending;
+ *   all recovers when the engine returns;
+ * - server kill -9 and restart → the agent reconnects by itself; nothing
+ *   lost, nothing duplicated;
+ * - an agent of an incompatible version is refused with a clear message.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApiClient } from '../../src/api/client.js';
+import { nodeKind } from '../../src/api/kinds.js';
+import type { Node, Task } from '../../src/api/types.js';
+import { baton, cleanupDir, docker, eventually, portRange, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, TEST_IMAGE, type Proc } from '../helpers/proc.js';
+
+const HEARTBEAT_MS = 300;
+const TIMINGS = JSON.stringify({ heartbeatIntervalMs: HEARTBEAT_MS, nodeDownAfterMs: 20_000, bookmarkIntervalMs: 1000 });
+
+class Relay {
+  private server?: Server;
+  private conns = new Set<Socket>();
+  constructor(readonly path: string) {}
+  async open(): Promise<void> {
+    this.server = createServer((c) => {
+      const u = connect('/var/run/docker.sock');
+      this.conns.add(c).add(u);
+      c.pipe(u).pipe(c);
+      const drop = () => {
+        c.destroy();
+        u.destroy();
+        this.conns.delete(c);
+        this.conns.delete(u);
+      };
+      c.on('error', drop).on('close', drop);
+      u.on('error', drop).on('close', drop);
+    });
+    await new Promise<void>((r) => this.server!.listen(this.path, r));
+  }
+  async close(): Promise<void> {
+    for (const c of this.conns) c.destroy();
+    this.conns.clear();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    this.server = undefined;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}
+
+describe('faults across processes', () => {
+  let dir: string;
+  let server: Proc;
+  let agent: Proc;
+  let relay: Relay;
+  let url = '';
+  let api: ApiClient;
+  let env: Record<string, string>;
+  let clusterId = '';
+  let port = 0;
+
+  async function startServer(): Promise<void> {
+    server = startProc(['server', '--data-dir', join(dir, 'server'), '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], env);
+    const m = await waitOutput(server, /listening on (\S+)/, 30_000);
+    url = m[1]!;
+  }
+
+  async function node(): Promise<Node> {
+    return api.get<Node>(nodeKind, 'n2');
+  }
+
+  beforeAll(async () => {
+    dir = tempDir('baton-faults-');
+    env = { BATON_HOME: dir, BATON_TIMINGS: TIMINGS };
+    port = await freePort();
+    await startServer();
+    const agentToken = /agent token: (\S+)/.exec(server.output())![1]!;
+    const admin = readFileSync(join(dir, 'server/server/admin.token'), 'utf8').trim();
+    clusterId = JSON.parse(readFileSync(join(dir, 'server/server/cluster.json'), 'utf8')).clusterId;
+    api = new ApiClient({ server: url, token: admin });
+    env = { ...env, BATON_SERVER: url, BATON_TOKEN: admin };
+    relay = new Relay(join(dir, 'docker.sock'));
+    await relay.open();
+    agent = startProc(
+      ['agent', '--server', url, '--token', agentToken, '--name', 'n2', '--address', '127.0.0.2', '--data-dir', join(dir, 'agent'), '--docker-socket', relay.path, '--port-range', portRange(24400), '--pull', 'never', '--log-level', 'warn'],
+      env,
+    );
+    await eventually(async () => expect((await node()).status.state).toBe('ready'), 15_000);
+  }, 60_000);
+
+  afterAll(async () => {
+    if (agent) await stopProc(agent);
+    if (server) await stopProc(server);
+    await relay?.close();
+    await removeClusterContainers(clusterId);
+    cleanupDir(dir);
+  });
+
+  it('marks the node NotReady while its engine is unreachable, keeps new tasks pending, and recovers', async () => {
+    await relay.close();
+    const n = await eventually(async () => {
+      const x = await node();
+      expect(x.status.state).toBe('notready');
+      return x;
+    }, 10 * HEARTBEAT_MS * 5);
+    expect(n.status.message).toMatch(/container engine unreachable/);
+
+    const f = writeFile(dir, 'svc.yaml', `services:\n  web:\n    image: ${TEST_IMAGE}\n    command: ["sh", "-c", "exec httpd -f -p $$BATON_HOST_IP:$$PORT -h /"]\n    expose: ["8080"]\n    deploy:\n      replicas: 2\n`);
+    expect((await baton(['apply', '-f', f, '--stack', 'faults'], env)).code).toBe(0);
+    const pending = await eventually(async () => {
+      const ts = (await api.tasks()).items.filter((t: Task) => t.spec.serviceName === 'faults_web');
+      expect(ts).toHaveLength(2);
+      for (const t of ts) expect(t.status.pendingReason).toMatch(/node not ready/);
+      return ts;
+    }, 10_000);
+    expect(pending.every((t) => t.status.state === 'pending')).toBe(true);
+    const ps = await baton(['service', 'ps', 'faults_web'], env);
+    expect(ps.stdout).toMatch(/0\/1 nodes available: 1 node not ready/);
+
+    await relay.open();
+    await eventually(async () => expect((await node()).status.state).toBe('ready'), 10 * HEARTBEAT_MS * 5);
+    const ts = await eventually(async () => {
+      const r = (await api.tasks()).items.filter((t: Task) => t.spec.serviceName === 'faults_web' && t.status.state === 'running');
+      expect(r).toHaveLength(2);
+      return r;
+    }, 30_000);
+    for (const t of ts) {
+      expect(t.status.hostIP).toBe('127.0.0.2');
+      const res = await eventually(() => fetch(`http://127.0.0.2:${t.status.ports[0]!.hostPort}/`), 10_000);
+      expect(res.status).toBeLessThan(500);
+    }
+  });
+
+  it('survives a server kill -9: the agent reconnects, nothing lost, nothing duplicated', async () => {
+    const before = (await api.tasks()).items.filter((t: Task) => t.spec.desiredState === 'running').map((t) => t.metadata.name).sort();
+    const containersBefore = (await docker(['ps', '-q', '--filter', `label=baton.cluster=${clusterId}`])).split('\n').filter(Boolean).sort();
+    server.child.kill('SIGKILL');
+    await server.exited;
+    // The agent keeps its containers while the server is away.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await docker(['ps', '-q', '--filter', `label=baton.cluster=${clusterId}`])).split('\n').filter(Boolean).sort()).toEqual(containersBefore);
+    await startServer();
+    await eventually(async () => expect((await node()).status.state).toBe('ready'), 15_000);
+    // Scaling after the restart reaches the reconnected agent.
+    expect((await baton(['service', 'scale', 'faults_web=3'], env)).code).toBe(0);
+    await eventually(async () => {
+      const r = (await api.tasks()).items.filter((t: Task) => t.spec.serviceName === 'faults_web' && t.status.state === 'running');
+      expect(r).toHaveLength(3);
+    }, 30_000);
+    const after = (await api.tasks()).items.filter((t: Task) => t.spec.desiredState === 'running').map((t) => t.metadata.name);
+    for (const name of before) expect(after).toContain(name);
+    expect((await docker(['ps', '-q', '--filter', `label=baton.cluster=${clusterId}`])).split('\n').filter(Boolean)).toHaveLength(3);
+  });
+
+  it('refuses an agent of an incompatible version with a clear message', async () => {
+    const res = await api.raw('POST', '/api/v1/nodes/register', {
+      name: 'old', address: '127.0.0.9', hostname: 'old', agentVersion: '9.0.0', capacity: { cpus: 1, memoryBytes: 1 }, portRange: [1, 2], engine: { ok: true, version: 'x' },
+    }).catch((e) => e);
+    expect(res.code).toBe('BATON_ERR_INCOMPATIBLE_AGENT');
+    expect(res.message).toMatch(/agent version 9.0.0 is not compatible with server version/);
+    await expect(api.get(nodeKind, 'old')).rejects.toThrow(/not found/);
+  });
+
+  it('refuses a second process on the same data directory', async () => {
+    const r = await baton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0'], env);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/data directory .* is in use by process \d+/);
+  });
+});

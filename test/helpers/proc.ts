@@ -1,0 +1,102 @@
+/**
+ * Helpers for end-to-end tests: real `baton` processes, real dockerd.
+ * Every process is started here and stopped by PID; every container the
+ * cluster makes carries its cluster id label and is removed in cleanup.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const BIN = join(ROOT, 'bin/baton.js');
+export const TEST_IMAGE = 'baton-test/busybox:latest';
+const pexec = promisify(execFile);
+
+export interface Proc {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+export function startProc(args: string[], env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let buf = '';
+  child.stdout!.on('data', (d) => (buf += d));
+  child.stderr!.on('data', (d) => (buf += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, output: () => buf, exited };
+}
+
+export async function waitOutput(p: Proc, re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const m = re.exec(p.output());
+    if (m) return m;
+    if (p.child.exitCode !== null) throw new Error(`process exited (${p.child.exitCode}) before printing ${re}:\n${p.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${re}:\n${p.output()}`);
+}
+
+export async function stopProc(p: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill(signal);
+  await p.exited;
+}
+
+export async function baton(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await pexec(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: 120_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof err.code === 'number' ? err.code : 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+  }
+}
+
+export async function docker(args: string[]): Promise<string> {
+  const r = await pexec('docker', args, { timeout: 60_000 });
+  return r.stdout.trim();
+}
+
+export async function removeClusterContainers(clusterId: string): Promise<void> {
+  if (!clusterId) return;
+  const ids = (await docker(['ps', '-aq', '--filter', `label=baton.cluster=${clusterId}`])).split('\n').filter(Boolean);
+  if (ids.length) await docker(['rm', '-f', '-v', ...ids]);
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function cleanupDir(d: string): void {
+  rmSync(d, { recursive: true, force: true });
+}
+
+export function writeFile(dir: string, name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+/** eventually retries fn until it returns without throwing, or the deadline passes. */
+export async function eventually<T>(fn: () => Promise<T>, timeoutMs: number, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      return await fn();
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw last;
+}
+
+/** A port range no other test file (or a Quick-start cluster on 20000-20999) uses. */
+export function portRange(base: number): string {
+  return `${base}-${base + 199}`;
+}

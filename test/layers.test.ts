@@ -1,0 +1,55 @@
+/**
+ * The layer order, kept in one place and checked: a folder under src/ may
+ * import only from the layers listed for it (VS Code's layering rule). The
+ * agent and the server never import each other; both speak through src/api.
+ */
+import { describe, expect, it } from 'vitest';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative, resolve, dirname } from 'node:path';
+import { ERROR_CODES } from '../src/base/errors.js';
+
+const SRC = resolve(import.meta.dirname, '../src');
+
+export const LAYERS: Record<string, string[]> = {
+  base: [],
+  store: ['base'],
+  api: ['base'],
+  manifest: ['base', 'api'],
+  scheduler: ['base', 'api'],
+  agent: ['base', 'api'],
+  server: ['base', 'store', 'api', 'scheduler'],
+  cli: ['base', 'store', 'api', 'manifest', 'scheduler', 'agent', 'server'],
+};
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((f) => {
+    const p = join(dir, f);
+    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
+  });
+}
+
+describe('layers', () => {
+  it('every import goes to the same layer or one listed below it', () => {
+    const violations: string[] = [];
+    for (const file of files(SRC)) {
+      const layer = relative(SRC, file).split('/')[0]!;
+      const allowed = LAYERS[layer];
+      if (!allowed) {
+        violations.push(`${relative(SRC, file)}: folder "${layer}" is not in the layer table`);
+        continue;
+      }
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/(?:from|import\()\s*'(\.{1,2}\/[^']+)'/g)) {
+        const target = relative(SRC, resolve(dirname(file), m[1]!)).split('/')[0]!;
+        if (target !== layer && !allowed.includes(target)) violations.push(`${relative(SRC, file)} imports ${m[1]} (${layer} → ${target})`);
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+
+  it('every error code is documented in docs/errors.md', () => {
+    const doc = readFileSync(resolve(SRC, '../docs/errors.md'), 'utf8');
+    const missing = Object.keys(ERROR_CODES).filter((c) => !doc.includes(`\`${c}\``));
+    expect(missing).toEqual([]);
+  });
+});
