@@ -1,0 +1,1769 @@
+/**
+ * The Compose reader: a Compose file's text in, Baton ServiceSpecs out, with
+ * every problem reported at once as an ErrorDetail (key path + YAML line).
+ * Pure apart from reading env_file files through opts.readFile.
+ *
+ * Pipeline: YAML (anchors, merge keys) → Kubernetes refusal → interpolation →
+ * Compose Specification schema (ajv) → key policy table → translation.
+ * Any error means no services: a half-read file is never applied.
+ */
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { closest, distance } from 'fastest-levenshtein';
+import { parse as shellParse } from 'shell-quote';
+import {
+  LineCounter,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  parseAllDocuments,
+  visit,
+  type Document,
+  type Pair,
+  type YAMLMap,
+} from 'yaml';
+import type {
+  ContainerSpec,
+  HealthcheckSpec,
+  MountSpec,
+  PortSpec,
+  PullPolicy,
+  ResourceSpec,
+  RestartPolicy,
+  ServiceSpec,
+  Ulimit,
+} from '../api/types.js';
+import type { ErrorDetail } from '../base/errors.js';
+import composeSpecSchema from './compose-spec.json' with { type: 'json' };
+import { interpolateString, interpolateTree, type Lookup, type PathSegment } from './interpolate.js';
+import { isKubernetesDocument, kubernetesRefusal } from './kubernetes.js';
+import { parseBytes, parseDurationMs, type UnitResult } from './units.js';
+
+// ---------------------------------------------------------------- public API
+
+/** ComposeReadOptions is everything readCompose needs besides the text, so the reader stays pure and testable with tables. */
+export interface ComposeReadOptions {
+  /** Used in messages about the file as a whole (YAML syntax errors, an empty file). */
+  fileName: string;
+  /** Directory of the file: relative bind mounts and env_file paths resolve against it. */
+  baseDir: string;
+  /** Interpolation environment (the caller merges process.env over .env). */
+  env: Record<string, string | undefined>;
+  /** --stack; default: the top-level `name`, else the basename of baseDir, sanitised. */
+  stack?: string;
+  /** Turns "not supported by Baton yet" errors into warnings and drops the key. */
+  ignoreUnsupported?: boolean;
+  /** Reads an env_file; default fs.readFileSync(p, 'utf8'). The reader's only I/O. */
+  readFile?: (absPath: string) => string;
+}
+
+/** ComposeService is one translated service, named `${stack}_${key}` so services of different stacks never collide. */
+export interface ComposeService {
+  name: string;
+  shortName: string;
+  spec: ServiceSpec;
+  /** Service labels: deploy.labels plus baton.stack. */
+  labels: Record<string, string>;
+}
+
+/** ComposeResult carries every warning and error together; services is empty whenever errors is not, so nothing half-read is applied. */
+export interface ComposeResult {
+  stack: string;
+  services: ComposeService[];
+  warnings: ErrorDetail[];
+  errors: ErrorDetail[];
+}
+
+/** STACK_LABEL is the service label naming the stack a service came from, so `apply --prune` finds the stack's services. */
+export const STACK_LABEL = 'baton.stack';
+
+/** HOST_NETWORK_REASON explains every refused network setting once, in the same words. */
+export const HOST_NETWORK_REASON = 'Baton runs every task with host networking in this release';
+
+// ---------------------------------------------------------------- key policy table
+
+/** KeyPolicy says what the reader does with a key Compose knows but Baton does not translate, and why. */
+export interface KeyPolicy {
+  /** warn: ignoring the key changes neither what runs, nor what it can reach, nor what it keeps. unsupported: it would; refuse. */
+  kind: 'warn' | 'unsupported';
+  reason?: string;
+}
+
+const warn = (reason: string): KeyPolicy => ({ kind: 'warn', reason });
+const unsupported = (reason?: string): KeyPolicy => (reason ? { kind: 'unsupported', reason } : { kind: 'unsupported' });
+
+/**
+ * COMPOSE_KEY_POLICY is the one table of Compose keys (and a few values) that
+ * Baton does not translate: warn-only keys are dropped with a warning because
+ * ignoring them changes neither what runs, nor what it can reach, nor what it
+ * keeps; everything else is refused as "not supported by Baton yet" (a warning
+ * with --ignore-unsupported). Rows are key patterns: `*` is any map key, `[]`
+ * any list item, `=value` and `/proto` mark value-level rows. A key the schema
+ * knows that has no row and no translation is refused too, so new spec keys
+ * fail safe.
+ */
+export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
+  // top level
+  version: warn('obsolete: Baton reads every file as the Compose Specification'),
+  networks: warn(`${HOST_NETWORK_REASON}, so networks neither connect nor isolate tasks`),
+  secrets: warn('definitions alone change nothing, and services cannot use secrets in Baton yet'),
+  configs: warn('definitions alone change nothing, and services cannot use configs in Baton yet'),
+  models: warn('definitions alone change nothing, and services cannot use models in Baton yet'),
+  include: unsupported('Baton reads one file; merge the included files into it'),
+  'volumes.*.driver': unsupported('Baton creates volumes with the engine\'s "local" driver'),
+  'volumes.*.driver_opts': unsupported('Baton creates volumes with the engine\'s "local" driver and no options'),
+  'volumes.*.labels': warn('volume labels are metadata only'),
+
+  // service level: warn only
+  'services.*.attach': warn('it only decides whether `docker compose up` streams the service\'s logs'),
+  'services.*.build': warn('Baton does not build images; it runs `image`'),
+  'services.*.container_name': warn('Baton names each task\'s container itself'),
+  'services.*.depends_on': warn('start order only; Baton starts every service at once and restarts failed tasks, as `docker stack deploy` does'),
+  'services.*.develop': warn('`docker compose watch` settings for local development'),
+  'services.*.logging': warn('Baton reads task logs through the engine\'s default log driver'),
+  'services.*.networks': warn(`${HOST_NETWORK_REASON}, so networks neither connect nor isolate tasks`),
+  'services.*.restart+deploy.restart_policy': warn('`deploy.restart_policy` takes precedence, as in Swarm'),
+  'services.*.stdin_open': warn('Baton tasks run detached; nothing attaches to stdin'),
+  'services.*.tty': warn('Baton tasks run detached; nothing attaches to a terminal'),
+  'services.*.deploy.update_config': warn('Baton replaces tasks without rollout settings in this release'),
+  'services.*.deploy.rollback_config': warn('Baton replaces tasks without rollout settings in this release'),
+  'services.*.deploy.endpoint_mode': warn('Baton has no service VIPs or DNS yet; tasks are reached on host ports'),
+  'services.*.deploy.placement.preferences': warn('preferences only spread tasks; constraints still apply'),
+  'services.*.ports[].app_protocol': warn('an application-protocol hint only'),
+  'services.*.volumes[].consistency': warn('mount consistency has no effect on Linux'),
+  'services.*.volumes[].bind.create_host_path=false': warn('Baton creates a missing bind source as the short syntax does'),
+  'services.*.volumes[].volume.labels': warn('volume labels are metadata only'),
+
+  // service level: not supported yet (each changes what runs, what it can reach, or what it keeps)
+  'services.*.annotations': unsupported('OCI annotations reach the runtime'),
+  'services.*.blkio_config': unsupported(),
+  'services.*.cgroup': unsupported(),
+  'services.*.cgroup_parent': unsupported(),
+  'services.*.configs': unsupported(),
+  'services.*.cpu_count': unsupported('use `deploy.resources.limits.cpus`'),
+  'services.*.cpu_percent': unsupported('use `deploy.resources.limits.cpus`'),
+  'services.*.cpu_shares': unsupported('use `deploy.resources.limits.cpus`'),
+  'services.*.cpu_quota': unsupported('use `deploy.resources.limits.cpus`'),
+  'services.*.cpu_period': unsupported('use `deploy.resources.limits.cpus`'),
+  'services.*.cpu_rt_period': unsupported(),
+  'services.*.cpu_rt_runtime': unsupported(),
+  'services.*.cpuset': unsupported(),
+  'services.*.credential_spec': unsupported(),
+  'services.*.device_cgroup_rules': unsupported(),
+  'services.*.devices': unsupported(),
+  'services.*.dns': unsupported(HOST_NETWORK_REASON),
+  'services.*.dns_opt': unsupported(HOST_NETWORK_REASON),
+  'services.*.dns_search': unsupported(HOST_NETWORK_REASON),
+  'services.*.domainname': unsupported('it changes the name the container sees for itself'),
+  'services.*.extends': unsupported('Baton reads one file; write the service out in full'),
+  'services.*.external_links': unsupported(HOST_NETWORK_REASON),
+  'services.*.gpus': unsupported(),
+  'services.*.group_add': unsupported(),
+  'services.*.ipc': unsupported(),
+  'services.*.isolation': unsupported(),
+  'services.*.label_file': unsupported('write the labels under `labels`'),
+  'services.*.links': unsupported(HOST_NETWORK_REASON),
+  'services.*.mac_address': unsupported(HOST_NETWORK_REASON),
+  'services.*.mem_swappiness': unsupported(),
+  'services.*.memswap_limit': unsupported(),
+  'services.*.models': unsupported(),
+  'services.*.oom_kill_disable': unsupported(),
+  'services.*.oom_score_adj': unsupported(),
+  'services.*.pid': unsupported(),
+  'services.*.platform': unsupported('it selects which image variant runs'),
+  'services.*.post_start': unsupported(),
+  'services.*.pre_stop': unsupported(),
+  'services.*.privileged': unsupported(),
+  'services.*.profiles': unsupported('profiles choose which services run, and Baton has no --profile yet'),
+  'services.*.provider': unsupported(),
+  'services.*.pull_refresh_after': unsupported(),
+  'services.*.runtime': unsupported(),
+  'services.*.secrets': unsupported(),
+  'services.*.security_opt': unsupported(),
+  'services.*.shm_size': unsupported(),
+  'services.*.storage_opt': unsupported(),
+  'services.*.use_api_socket': unsupported(),
+  'services.*.userns_mode': unsupported(),
+  'services.*.uts': unsupported(),
+  'services.*.volumes_from': unsupported(),
+  'services.*.network_mode=bridge': unsupported(HOST_NETWORK_REASON),
+  'services.*.network_mode=service:': unsupported(HOST_NETWORK_REASON),
+  'services.*.network_mode=container:': unsupported(HOST_NETWORK_REASON),
+  'services.*.pull_policy=refresh': unsupported('use always, missing or never'),
+  'services.*.deploy.mode=global': unsupported('Baton runs replicated services only in this release'),
+  'services.*.deploy.mode=replicated-job': unsupported('Baton runs long-running services only in this release'),
+  'services.*.deploy.mode=global-job': unsupported('Baton runs long-running services only in this release'),
+  'services.*.deploy.placement.max_replicas_per_node': unsupported(),
+  'services.*.deploy.resources.reservations.generic_resources': unsupported(),
+  'services.*.deploy.resources.reservations.devices': unsupported(),
+  'services.*.ports[]/udp': unsupported('Baton publishes TCP ports only in this release'),
+  'services.*.ports[].host_ip': unsupported('Baton publishes ports on every host address in this release'),
+  'services.*.ports[].published=range': unsupported('publish one port per target port'),
+  'services.*.expose[]/udp': unsupported('Baton exposes TCP ports only in this release'),
+  'services.*.volumes[].type=cluster': unsupported(),
+  'services.*.volumes[].type=npipe': unsupported(),
+  'services.*.volumes[].type=image': unsupported(),
+  'services.*.volumes[].bind.propagation': unsupported(),
+  'services.*.volumes[].bind.recursive': unsupported(),
+  'services.*.volumes[].bind.selinux': unsupported(),
+  'services.*.volumes[].volume.nocopy': unsupported(),
+  'services.*.volumes[].volume.subpath': unsupported(),
+  'services.*.volumes[].image': unsupported(),
+};
+
+/** XBatonKey translates one `x-baton` subkey into ServiceSpec.x; later issues add rows to X_BATON_KEYS. */
+export interface XBatonKey {
+  /** Returns the value stored under spec.x[key]; problems go through report (subPath is relative to the subkey). */
+  translate(value: unknown, report: { error(message: string, subPath?: PathSegment[]): void; warn(message: string, subPath?: PathSegment[]): void }): unknown;
+}
+
+/**
+ * X_BATON_KEYS is the one schema of the service-level `x-baton` extension:
+ * one row per subkey. It is empty in this release, so any subkey is an error
+ * ("unknown x-baton key") rather than a silently ignored typo.
+ */
+export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {};
+
+// ---------------------------------------------------------------- paths and issues
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
+const SIMPLE_KEY = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * formatKeyPath renders a key path the way every Baton message shows it:
+ * `services.web.ports[0]`, with keys that hold dots or spaces quoted
+ * (`labels["com.example.a"]`) so the path stays unambiguous.
+ */
+export function formatKeyPath(segments: readonly PathSegment[]): string {
+  let out = '';
+  for (const s of segments) {
+    if (typeof s === 'number') out += `[${s}]`;
+    else if (SIMPLE_KEY.test(s)) out += out === '' ? s : `.${s}`;
+    else out += `[${JSON.stringify(s)}]`;
+  }
+  return out;
+}
+
+interface Issue {
+  segs: PathSegment[];
+  /** Set instead of segs for issues about the file or the stream as a whole. */
+  rawPath?: string;
+  message: string;
+  line?: number;
+  /** Schema and interpolation errors hide translation errors at or below their path. */
+  blocking?: boolean;
+}
+
+/** Ctx collects issues for one readCompose call and knows how to find a path's YAML line. */
+class Ctx {
+  readonly errors: Issue[] = [];
+  readonly warnings: Issue[] = [];
+  stack = '';
+  volumes = new Map<string, { source: string }>();
+
+  constructor(
+    readonly opts: ComposeReadOptions,
+    readonly locate: (segs: PathSegment[]) => number | undefined,
+    readonly scalarSource: (segs: PathSegment[]) => string | undefined,
+  ) {}
+
+  error(segs: PathSegment[], message: string, blocking = false): void {
+    this.errors.push({ segs, message, blocking });
+  }
+
+  warn(segs: PathSegment[], message: string): void {
+    this.warnings.push({ segs, message });
+  }
+
+  /** unsupported refuses a key or value, or only warns with --ignore-unsupported; either way the caller drops it. */
+  unsupported(segs: PathSegment[], rowKey: string, what?: string): void {
+    const row = Object.hasOwn(COMPOSE_KEY_POLICY, rowKey) ? COMPOSE_KEY_POLICY[rowKey] : undefined;
+    const p = `\`${formatKeyPath(segs)}\`${what ? ` (${what})` : ''}`;
+    const msg = `${p} is not supported by Baton yet${row?.reason ? `: ${row.reason}` : ''}`;
+    if (this.opts.ignoreUnsupported) this.warn(segs, `${msg} (ignored)`);
+    else this.error(segs, msg);
+  }
+
+  /** policy applies a table row to a key Baton does not translate; a key with no row is refused. */
+  policy(segs: PathSegment[], rowKey: string): void {
+    const row = Object.hasOwn(COMPOSE_KEY_POLICY, rowKey) ? COMPOSE_KEY_POLICY[rowKey] : undefined;
+    if (row?.kind === 'warn') this.warn(segs, `\`${formatKeyPath(segs)}\` is ignored: ${row.reason}`);
+    else this.unsupported(segs, rowKey);
+  }
+
+  /**
+   * checkKeys applies the policy table to the keys of a mapping that the
+   * translator does not handle itself; `x-*` extensions are ignored, except a
+   * misplaced `x-baton`, which would otherwise be silently lost.
+   */
+  checkKeys(obj: Obj, segs: PathSegment[], pattern: string, handled: readonly string[]): void {
+    for (const key of Object.keys(obj)) {
+      if (handled.includes(key)) continue;
+      if (key === 'x-baton') {
+        this.error([...segs, key], '`x-baton` belongs directly under a service (services.<name>.x-baton)');
+        continue;
+      }
+      if (key.startsWith('x-')) continue;
+      this.policy([...segs, key], `${pattern}.${key}`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- YAML helpers
+
+function isMergeKey(key: unknown): boolean {
+  return isScalar(key) && (typeof key.value === 'symbol' || key.value === '<<');
+}
+
+function deref(node: unknown, doc: Document): unknown {
+  let n = node;
+  for (let guard = 0; isAlias(n) && guard < 64; guard++) n = n.resolve(doc);
+  return n;
+}
+
+function findPair(map: YAMLMap, key: string, doc: Document, depth = 0): Pair | undefined {
+  for (const p of map.items) {
+    if (!isMergeKey(p.key) && isScalar(p.key) && String(p.key.value) === key) return p as Pair;
+  }
+  if (depth > 16) return undefined;
+  for (const p of map.items) {
+    if (!isMergeKey(p.key)) continue;
+    const v = deref(p.value, doc);
+    const sources = isSeq(v) ? v.items.map((i) => deref(i, doc)) : [v];
+    for (const s of sources) {
+      if (!isMap(s)) continue;
+      const found = findPair(s, key, doc, depth + 1);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+/** walkAst follows a key path through maps (merge keys included), sequences and aliases; returns the deepest offset and node reached. */
+function walkAst(doc: Document, segs: readonly PathSegment[]): { offset?: number; node?: unknown; complete: boolean } {
+  let node: unknown = doc.contents;
+  let offset = (node as { range?: number[] } | null)?.range?.[0];
+  for (const seg of segs) {
+    node = deref(node, doc);
+    if (isMap(node)) {
+      const pair = findPair(node, String(seg), doc);
+      if (!pair) return { offset, complete: false };
+      offset = (pair.key as { range?: number[] } | null)?.range?.[0] ?? (pair.value as { range?: number[] } | null)?.range?.[0] ?? offset;
+      node = pair.value;
+    } else if (isSeq(node) && typeof seg === 'number') {
+      const item = node.items[seg];
+      if (item === undefined) return { offset, complete: false };
+      offset = (item as { range?: number[] } | null)?.range?.[0] ?? offset;
+      node = item;
+    } else {
+      return { offset, complete: false };
+    }
+  }
+  return { offset, node: deref(node, doc), complete: true };
+}
+
+const isEmptyDoc = (doc: Document): boolean => doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null);
+
+/**
+ * applyComposeTags gives Compose's own YAML tags their single-file meaning:
+ * `!reset` removes the key (back to the default), `!override` is the value
+ * itself. Without this the yaml library would read `!reset` as "".
+ */
+function applyComposeTags(doc: Document): void {
+  visit(doc, {
+    Pair(_, pair) {
+      const v = pair.value as { tag?: string } | null;
+      if (v && v.tag === '!reset') return visit.REMOVE;
+      return undefined;
+    },
+    Node(_, node) {
+      if ((node as { tag?: string }).tag === '!reset') return visit.REMOVE;
+      if ((node as { tag?: string }).tag === '!override') (node as { tag?: string }).tag = undefined;
+      return undefined;
+    },
+  });
+}
+
+// ---------------------------------------------------------------- schema validation
+
+let composeValidator: ValidateFunction | undefined;
+
+/** validator compiles the Compose Specification schema once per process (compiling costs tens of milliseconds). */
+function validator(): ValidateFunction {
+  if (!composeValidator) {
+    const ajv = new Ajv({ allErrors: true, strict: false, verbose: true, validateSchema: false });
+    const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as unknown as (a: Ajv) => Ajv;
+    addFormats(ajv);
+    const { $schema: _metaSchema, ...schema } = composeSpecSchema as Record<string, unknown>;
+    composeValidator = ajv.compile(schema);
+  }
+  return composeValidator;
+}
+
+/** SERVICE_SCHEMA_KEYS are the service keys the Compose Specification defines, so the translator knows which keys it must account for. */
+const SERVICE_SCHEMA_KEYS: readonly string[] = Object.keys(
+  ((composeSpecSchema as unknown as { definitions: { service: { properties: Obj } } }).definitions.service.properties),
+);
+
+function pointerToSegs(pointer: string, data: unknown): PathSegment[] {
+  if (pointer === '') return [];
+  const segs: PathSegment[] = [];
+  let cur: unknown = data;
+  for (const raw of pointer.split('/').slice(1)) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (Array.isArray(cur)) {
+      const i = Number(key);
+      segs.push(i);
+      cur = cur[i];
+    } else {
+      segs.push(key);
+      cur = isObj(cur) ? cur[key] : undefined;
+    }
+  }
+  return segs;
+}
+
+const TYPE_WORDS: Record<string, string> = {
+  object: 'a mapping',
+  array: 'a list',
+  string: 'a string',
+  number: 'a number',
+  integer: 'an integer',
+  boolean: 'a boolean',
+  null: 'null',
+};
+
+function typeWords(types: Iterable<string>): string {
+  const words = [...new Set([...types].flatMap((t) => t.split(',')))].map((t) => TYPE_WORDS[t] ?? t);
+  if (words.length <= 1) return words[0] ?? 'another type';
+  return `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`;
+}
+
+/** suggestion names the nearest allowed key when it is close enough to be a likely typo. */
+function suggestion(key: string, allowed: readonly string[]): string {
+  const candidates = allowed.filter((k) => !k.startsWith('^'));
+  if (candidates.length === 0) return '';
+  const best = closest(key, candidates as string[]);
+  const limit = Math.max(2, Math.ceil(key.length / 3));
+  return distance(key, best) <= limit ? `; did you mean \`${best}\`?` : '';
+}
+
+// Lower is more useful; unknown keys and missing keys share a rank so both are shown.
+const KEYWORD_RANK: Record<string, number> = { additionalProperties: 0, required: 0, enum: 2, pattern: 3, const: 3, type: 5 };
+
+/**
+ * schemaIssues turns ajv's errors into one useful message per path: for a
+ * oneOf/anyOf failure it drops the branches whose type did not even match
+ * (when another branch got further), and folds "all branches had the wrong
+ * type" into one "must be a string or a list".
+ */
+function schemaIssues(errors: readonly ErrorObject[], data: unknown): { segs: PathSegment[]; message: string }[] {
+  const isBranching = (e: ErrorObject) => e.keyword === 'oneOf' || e.keyword === 'anyOf';
+  const byPath = new Map<string, ErrorObject[]>();
+  for (const e of errors) {
+    const list = byPath.get(e.instancePath) ?? [];
+    list.push(e);
+    byPath.set(e.instancePath, list);
+  }
+  const out: { segs: PathSegment[]; message: string }[] = [];
+  for (const [ptr, errs] of byPath) {
+    let keep = errs.filter((e) => !isBranching(e) && e.keyword !== 'if' && e.keyword !== 'not');
+    const branching = errs.find(isBranching);
+    let merged: string | undefined;
+    if (branching) {
+      const deeper = errors.some((e) => e.instancePath.startsWith(`${ptr}/`));
+      const nonType = keep.filter((e) => e.keyword !== 'type');
+      if (nonType.length > 0 || deeper) keep = nonType;
+      else if (keep.length > 0) {
+        merged = `must be ${typeWords(keep.map((e) => String((e.params as { type: unknown }).type)))}`;
+        keep = [];
+      } else merged = 'matches more than one of the allowed forms';
+    }
+    const segs = pointerToSegs(ptr, data);
+    if (merged) {
+      out.push({ segs, message: merged });
+      continue;
+    }
+    if (keep.length === 0) continue;
+    const best = Math.min(...keep.map((e) => KEYWORD_RANK[e.keyword] ?? 4));
+    for (const e of keep.filter((x) => (KEYWORD_RANK[x.keyword] ?? 4) === best)) out.push(...describe(e, segs));
+  }
+  return out;
+}
+
+function describe(e: ErrorObject, segs: PathSegment[]): { segs: PathSegment[]; message: string }[] {
+  const params = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const key = String(params.additionalProperty);
+      const parent = (e.parentSchema ?? {}) as { properties?: Obj; patternProperties?: Obj };
+      const allowed = Object.keys(parent.properties ?? {});
+      if (allowed.length === 0) {
+        const patterns = Object.keys(parent.patternProperties ?? {}).filter((p) => p !== '^x-');
+        return [{ segs: [...segs, key], message: `invalid name \`${key}\`${patterns.length ? `: must match ${patterns.join(' or ')}` : ''}` }];
+      }
+      return [{ segs: [...segs, key], message: `unknown key \`${key}\`${suggestion(key, allowed)}` }];
+    }
+    case 'required':
+      return [{ segs, message: `\`${String(params.missingProperty)}\` is required` }];
+    case 'type':
+      return [{ segs, message: `must be ${typeWords([String(params.type)])}` }];
+    case 'enum':
+      return [{ segs, message: `must be one of: ${(params.allowedValues as unknown[]).map(String).join(', ')}` }];
+    case 'pattern':
+      return [{ segs, message: `must match ${String(params.pattern)}` }];
+    case 'uniqueItems':
+      return [{ segs, message: `must not repeat items (items ${String(params.j)} and ${String(params.i)} are the same)` }];
+    default:
+      return [{ segs, message: e.message ?? `fails the ${e.keyword} rule` }];
+  }
+}
+
+/**
+ * validateSchema runs the Compose Specification schema. ajv's uniqueItems
+ * check calls an item's own `toString`/`valueOf`, so an object holding such
+ * a key makes it throw; those keys are then reported instead of crashing.
+ */
+function validateSchema(data: unknown): { segs: PathSegment[]; message: string }[] {
+  const validate = validator();
+  try {
+    return validate(data) ? [] : schemaIssues(validate.errors ?? [], data);
+  } catch (e) {
+    const found: { segs: PathSegment[]; message: string }[] = [];
+    const walk = (v: unknown, segs: PathSegment[], inArray: boolean): void => {
+      if (Array.isArray(v)) v.forEach((item, i) => walk(item, [...segs, i], true));
+      else if (isObj(v)) {
+        for (const [k, item] of Object.entries(v)) {
+          if (inArray && (k === 'toString' || k === 'valueOf')) found.push({ segs: [...segs, k], message: `unknown key \`${k}\`` });
+          walk(item, [...segs, k], false);
+        }
+      }
+    };
+    walk(data, [], false);
+    return found.length > 0 ? found : [{ segs: [], message: `the schema check failed: ${e instanceof Error ? e.message : String(e)}` }];
+  }
+}
+
+// ---------------------------------------------------------------- .env files
+
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+
+/**
+ * parseDotEnv reads a dotenv file (`KEY=value`, `export KEY=value`, `#`
+ * comments, single quotes literal, double quotes with escapes and
+ * multi-line values), interpolating unquoted and double-quoted values from
+ * keys defined earlier in the file and then from lookup, as Compose does for
+ * .env and env_file. A bare `KEY` takes lookup's value or is left out.
+ * Throws an Error naming the line for malformed input, because a .env file
+ * that is silently half-read hides the mistake.
+ */
+export function parseDotEnv(text: string, lookup?: Lookup): Record<string, string> {
+  const out: Record<string, string> = {};
+  const resolve: Lookup = (name) => (Object.prototype.hasOwnProperty.call(out, name) ? out[name] : lookup?.(name));
+  const src = text.replace(/\r\n?/g, '\n');
+  let i = 0;
+  let line = 1;
+  const fail = (msg: string): never => {
+    throw new Error(`line ${line}: ${msg}`);
+  };
+  const interpolate = (v: string): string => {
+    if (!v.includes('$')) return v;
+    const r = interpolateString(v, resolve);
+    if (r.errors.length > 0) fail(r.errors[0]!);
+    return r.value;
+  };
+  while (i < src.length) {
+    const eol = src.indexOf('\n', i) === -1 ? src.length : src.indexOf('\n', i);
+    const raw = src.slice(i, eol);
+    const trimmed = raw.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) {
+      i = eol + 1;
+      line++;
+      continue;
+    }
+    const m = /^\s*(?:export\s+)?([^\s=#]+)\s*(=?)/.exec(raw)!;
+    const key = m?.[1];
+    if (!key || !ENV_KEY.test(key)) fail(`invalid variable name ${JSON.stringify(key ?? trimmed)}`);
+    if (m[2] !== '=') {
+      if (raw.slice(m[0].length).trim() !== '') fail(`expected "=" after ${key}`);
+      const v = lookup?.(key!);
+      if (v !== undefined) out[key!] = v;
+      i = eol + 1;
+      line++;
+      continue;
+    }
+    let j = i + m[0].length;
+    while (j < eol && (src[j] === ' ' || src[j] === '\t')) j++;
+    const quote = src[j];
+    if (quote === "'" || quote === '"') {
+      const startLine = line;
+      let k = j + 1;
+      let value = '';
+      for (; k < src.length; k++) {
+        const c = src[k]!;
+        if (c === '\n') line++;
+        if (c === quote) break;
+        if (quote === '"' && c === '\\' && k + 1 < src.length) {
+          const n = src[++k]!;
+          value += n === 'n' ? '\n' : n === 'r' ? '\r' : n === 't' ? '\t' : n === '$' ? '$$' : n;
+          continue;
+        }
+        value += quote === '"' && c === '$' ? '$' : c;
+      }
+      if (k >= src.length) {
+        line = startLine;
+        fail(`unterminated ${quote === '"' ? 'double' : 'single'} quote`);
+      }
+      const restEnd = src.indexOf('\n', k) === -1 ? src.length : src.indexOf('\n', k);
+      const rest = src.slice(k + 1, restEnd).trim();
+      if (rest !== '' && !rest.startsWith('#')) fail(`unexpected text after the closing quote: ${JSON.stringify(rest)}`);
+      out[key!] = quote === '"' ? interpolate(value) : value;
+      i = restEnd + 1;
+      line++;
+      continue;
+    }
+    let value = src.slice(j, eol);
+    const comment = /\s#/.exec(value);
+    if (comment) value = value.slice(0, comment.index);
+    out[key!] = interpolate(value.trim());
+    i = eol + 1;
+    line++;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- readCompose
+
+const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+const STACK_NAME = /^[a-z0-9][a-z0-9_-]*$/;
+
+/** sanitiseStackName turns a directory name into a stack name the way Compose derives a project name. */
+function sanitiseStackName(raw: string): string {
+  const s = raw
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]/g, '')
+    .replace(/^[^a-z0-9]+/, '');
+  return s === '' ? 'default' : s;
+}
+
+/**
+ * readCompose translates one Compose file into Baton services. It never
+ * throws: every problem (YAML syntax, Kubernetes documents, interpolation,
+ * schema, unsupported keys, bad values) comes back in errors with its key
+ * path and line, all of them at once, and services is empty whenever there
+ * is any error so that nothing half-read gets applied.
+ */
+export function readCompose(text: string, opts: ComposeReadOptions): ComposeResult {
+  const fallbackStack = opts.stack ?? sanitiseStackName(path.basename(path.resolve(opts.baseDir)));
+  try {
+    return readComposeUnchecked(text, opts, fallbackStack);
+  } catch (e) {
+    return {
+      stack: fallbackStack,
+      services: [],
+      warnings: [],
+      errors: [{ path: opts.fileName, message: `internal error while reading the file: ${e instanceof Error ? e.message : String(e)}` }],
+    };
+  }
+}
+
+function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackStack: string): ComposeResult {
+  const lineCounter = new LineCounter();
+  const docs = Array.from(parseAllDocuments(text, { lineCounter, merge: true, prettyErrors: false, uniqueKeys: true }));
+  const fileIssues: ErrorDetail[] = [];
+  const fileWarnings: ErrorDetail[] = [];
+  const line = (offset: number | undefined) => (offset === undefined ? undefined : lineCounter.linePos(offset).line);
+  const result = (errors: ErrorDetail[], warnings: ErrorDetail[] = fileWarnings): ComposeResult => ({ stack: fallbackStack, services: [], warnings, errors });
+
+  for (const doc of docs) {
+    for (const e of doc.errors) fileIssues.push(withLine({ path: opts.fileName, message: `YAML syntax error: ${e.message}` }, line(e.pos[0])));
+    for (const w of doc.warnings) {
+      if (/!(reset|override)\b/.test(w.message)) continue;
+      fileWarnings.push(withLine({ path: opts.fileName, message: `YAML: ${w.message}` }, line(w.pos[0])));
+    }
+  }
+  const k8s = docs.map((d, i) => ({ d, i })).filter(({ d }) => d.errors.length === 0 && isKubernetesDocument(d));
+  if (k8s.length > 0) {
+    const errs = [...fileIssues];
+    for (const { d, i } of k8s) errs.push(kubernetesRefusal(d, i, lineCounter));
+    docs.forEach((d, i) => {
+      if (d.errors.length === 0 && !isEmptyDoc(d) && !isKubernetesDocument(d)) {
+        errs.push(withLine({ path: `documents[${i}]`, message: 'neither a Kubernetes object nor the only document of a Compose file' }, line(d.contents?.range?.[0])));
+      }
+    });
+    return result(sortIssues(errs));
+  }
+  if (fileIssues.length > 0) return result(fileIssues);
+  const nonEmpty = docs.filter((d) => !isEmptyDoc(d));
+  if (nonEmpty.length === 0) return result([{ path: opts.fileName, message: 'the file is empty: a Compose file needs a `services` mapping' }]);
+  if (nonEmpty.length > 1) {
+    return result(
+      docs
+        .map((d, i) => ({ d, i }))
+        .filter(({ d }) => !isEmptyDoc(d))
+        .slice(1)
+        .map(({ d, i }) => withLine({ path: `documents[${i}]`, message: `a Compose file holds one YAML document; this file has ${nonEmpty.length}` }, line(d.contents?.range?.[0]))),
+    );
+  }
+
+  const doc = nonEmpty[0]!;
+  applyComposeTags(doc);
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 1000 });
+  } catch (e) {
+    return result([{ path: opts.fileName, message: `YAML: ${e instanceof Error ? e.message : String(e)}` }]);
+  }
+  if (!isObj(raw)) return result([withLine({ path: opts.fileName, message: 'a Compose file must be a mapping with a `services` key' }, line(doc.contents?.range?.[0]))]);
+
+  const ctx = new Ctx(
+    opts,
+    (segs) => line(walkAst(doc, segs).offset),
+    (segs) => {
+      const r = walkAst(doc, segs);
+      return r.complete && isScalar(r.node) ? r.node.source : undefined;
+    },
+  );
+  for (const w of fileWarnings) ctx.warnings.push({ segs: [], rawPath: w.path, message: w.message, line: w.line });
+
+  // Interpolation, then the schema, both on the whole document.
+  const lookup: Lookup = (name) => (Object.prototype.hasOwnProperty.call(opts.env, name) ? opts.env[name] : undefined);
+  const interpolated = interpolateTree(raw, lookup);
+  for (const e of interpolated.errors) ctx.error(e.path, e.message, true);
+  for (const w of interpolated.warnings) ctx.warn(w.path, w.message);
+  const data = interpolated.value as Obj;
+
+  for (const i of validateSchema(data)) ctx.error(i.segs, i.message, true);
+
+  // The stack name.
+  if (opts.stack !== undefined) {
+    if (!STACK_NAME.test(opts.stack)) {
+      ctx.errors.push({ segs: [], rawPath: '--stack', message: `invalid stack name "${opts.stack}": use lowercase letters, digits, "_" and "-", starting with a letter or digit` });
+    }
+    ctx.stack = opts.stack;
+  } else if (typeof data.name === 'string' && data.name !== '') {
+    if (!STACK_NAME.test(data.name)) ctx.error(['name'], `invalid project name "${data.name}": use lowercase letters, digits, "_" and "-", starting with a letter or digit`);
+    ctx.stack = data.name;
+  } else {
+    ctx.stack = fallbackStack;
+  }
+
+  translateTopLevel(ctx, data);
+  const services: ComposeService[] = [];
+  if (isObj(data.services)) {
+    for (const [key, svc] of Object.entries(data.services)) {
+      const s = translateService(ctx, key, svc);
+      if (s) services.push(s);
+    }
+    if (Object.keys(data.services).length === 0) ctx.error(['services'], 'the file defines no services');
+  } else if (data.services === undefined) {
+    ctx.error(['services'], 'the file defines no services: a Compose file needs a `services` mapping');
+  }
+
+  const errors = finalize(ctx, ctx.errors, true);
+  const warnings = finalize(ctx, ctx.warnings, false);
+  return { stack: ctx.stack, services: errors.length > 0 ? [] : services, warnings, errors };
+}
+
+function withLine(d: ErrorDetail, line: number | undefined): ErrorDetail {
+  return line === undefined ? d : { ...d, line };
+}
+
+function sortIssues(list: ErrorDetail[]): ErrorDetail[] {
+  return list
+    .map((d, i) => ({ d, i }))
+    .sort((a, b) => (a.d.line ?? Number.MAX_SAFE_INTEGER) - (b.d.line ?? Number.MAX_SAFE_INTEGER) || a.i - b.i)
+    .map(({ d }) => d);
+}
+
+/** finalize formats paths, attaches lines, hides translation errors under a schema or interpolation error, drops duplicates and sorts by line. */
+function finalize(ctx: Ctx, issues: Issue[], isErrors: boolean): ErrorDetail[] {
+  const blockers = isErrors ? issues.filter((i) => i.blocking).map((i) => formatKeyPath(i.segs)) : [];
+  const seen = new Set<string>();
+  const out: ErrorDetail[] = [];
+  for (const issue of issues) {
+    const p = issue.rawPath ?? formatKeyPath(issue.segs);
+    if (!issue.blocking && blockers.some((b) => p === b || p.startsWith(`${b}.`) || p.startsWith(`${b}[`))) continue;
+    const key = `${p}\u0000${issue.message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const line = issue.line ?? (issue.rawPath ? undefined : ctx.locate(issue.segs));
+    out.push(withLine({ path: p === '' ? ctx.opts.fileName : p, message: issue.message }, line));
+  }
+  return sortIssues(out);
+}
+
+// ---------------------------------------------------------------- top level
+
+const TOP_LEVEL_HANDLED = ['name', 'services', 'volumes'];
+
+function translateTopLevel(ctx: Ctx, data: Obj): void {
+  for (const key of Object.keys(data)) {
+    if (TOP_LEVEL_HANDLED.includes(key)) continue;
+    if (key === 'x-baton') {
+      ctx.error([key], '`x-baton` belongs under a service (services.<name>.x-baton)');
+      continue;
+    }
+    if (key.startsWith('x-')) continue;
+    if (!Object.hasOwn(COMPOSE_KEY_POLICY, key)) continue; // unknown top-level keys are schema errors already
+    ctx.policy([key], key);
+  }
+  if (!isObj(data.volumes)) return;
+  for (const [name, vol] of Object.entries(data.volumes)) {
+    const segs: PathSegment[] = ['volumes', name];
+    const v = isObj(vol) ? vol : {};
+    const ext = v.external;
+    const external = ext === true || ext === 'true' || isObj(ext);
+    const extName = isObj(ext) && typeof ext.name === 'string' ? ext.name : undefined;
+    const customName = typeof v.name === 'string' && v.name !== '' ? v.name : undefined;
+    ctx.volumes.set(name, { source: external ? (customName ?? extName ?? name) : (customName ?? `${ctx.stack}_${name}`) });
+    for (const key of Object.keys(v)) {
+      if (key === 'name' || key === 'external' || key.startsWith('x-')) continue;
+      if (key === 'driver' && (v.driver === 'local' || v.driver === 'default')) continue;
+      if (key === 'driver_opts' && isObj(v.driver_opts) && Object.keys(v.driver_opts).length === 0) continue;
+      ctx.policy([...segs, key], `volumes.*.${key}`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- value helpers
+
+function toBool(ctx: Ctx, v: unknown, segs: PathSegment[]): boolean | undefined {
+  if (typeof v === 'boolean') return v;
+  if (typeof v === 'string') {
+    if (/^(true|t|1|yes|y|on)$/i.test(v.trim())) return true;
+    if (/^(false|f|0|no|n|off)$/i.test(v.trim())) return false;
+  }
+  ctx.error(segs, `must be true or false, got ${JSON.stringify(v)}`);
+  return undefined;
+}
+
+function toInt(ctx: Ctx, v: unknown, segs: PathSegment[], min = 0): number | undefined {
+  if (v === undefined) {
+    ctx.error(segs, 'is required');
+    return undefined;
+  }
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*[-+]?\d+\s*$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) {
+    ctx.error(segs, `must be an integer${min === 0 ? ' ≥ 0' : ` ≥ ${min}`}, got ${JSON.stringify(v)}`);
+    return undefined;
+  }
+  return n;
+}
+
+function toCpus(ctx: Ctx, v: unknown, segs: PathSegment[]): number | undefined {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(v) ? Number(v) : NaN;
+  if (!Number.isFinite(n) || n < 0) {
+    ctx.error(segs, `must be a number of CPU cores such as 0.5, got ${JSON.stringify(v)}`);
+    return undefined;
+  }
+  return n;
+}
+
+function unit(ctx: Ctx, r: UnitResult, segs: PathSegment[]): number | undefined {
+  if (r.ok) return r.value;
+  ctx.error(segs, r.error.message);
+  return undefined;
+}
+
+const duration = (ctx: Ctx, v: unknown, segs: PathSegment[]) => unit(ctx, parseDurationMs(v, formatKeyPath(segs)), segs);
+const bytes = (ctx: Ctx, v: unknown, segs: PathSegment[]) => unit(ctx, parseBytes(v, formatKeyPath(segs)), segs);
+
+/** text renders any parsed value for a message or a string check without throwing (String() throws on some objects). */
+function text(v: unknown): string {
+  if (v === null || (typeof v !== 'object' && typeof v !== 'function')) return String(v);
+  try {
+    return JSON.stringify(v) ?? typeof v;
+  } catch {
+    return typeof v;
+  }
+}
+
+function scalarString(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return undefined;
+}
+
+function stringList(ctx: Ctx, v: unknown, segs: PathSegment[]): string[] {
+  if (typeof v === 'string') return [v];
+  if (!Array.isArray(v)) {
+    ctx.error(segs, 'must be a string or a list of strings');
+    return [];
+  }
+  const out: string[] = [];
+  v.forEach((item, i) => {
+    const s = scalarString(item);
+    if (s === undefined) ctx.error([...segs, i], 'must be a string');
+    else out.push(s);
+  });
+  return out;
+}
+
+/**
+ * listOrDict reads Compose's "list or dict" shape (`{K: v}` or `["K=v", "K"]`)
+ * into key → value, null standing for "no value given" so each caller
+ * applies its own rule (environment looks it up, labels use "").
+ */
+function listOrDict(ctx: Ctx, v: unknown, segs: PathSegment[], sep = '='): Map<string, string | null> {
+  const out = new Map<string, string | null>();
+  if (v === null || v === undefined) return out;
+  if (Array.isArray(v)) {
+    v.forEach((item, i) => {
+      const s = scalarString(item);
+      if (s === undefined) return ctx.error([...segs, i], 'must be a string "KEY=value"');
+      const at = s.indexOf(sep);
+      const k = at < 0 ? s : s.slice(0, at);
+      if (k.trim() === '') return ctx.error([...segs, i], `missing key in ${JSON.stringify(s)}`);
+      out.set(k, at < 0 ? null : s.slice(at + 1));
+    });
+    return out;
+  }
+  if (isObj(v)) {
+    for (const [k, item] of Object.entries(v)) {
+      if (item === null || item === undefined) out.set(k, null);
+      else {
+        const s = scalarString(item);
+        if (s === undefined) ctx.error([...segs, k], 'must be a string, number or boolean');
+        else out.set(k, s);
+      }
+    }
+    return out;
+  }
+  ctx.error(segs, 'must be a mapping or a list of "KEY=value" strings');
+  return out;
+}
+
+const SHELL_OPERATOR_HINT = 'write the command as a list, or as ["sh", "-c", "..."]';
+
+/**
+ * splitShellWords splits a string command the way Compose does (shell
+ * quoting, no variable expansion: a `$` left after interpolation is
+ * literal, as is `#`), but refuses shell operators, which Compose silently
+ * truncates at.
+ */
+function splitShellWords(s: string): { args: string[] } | { error: string } {
+  let escaped = '';
+  let q: '"' | "'" | null = null;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (q === "'") {
+      escaped += c;
+      if (c === "'") q = null;
+      continue;
+    }
+    if (c === '\\') {
+      if (i + 1 >= s.length) return { error: 'ends with a lone backslash' };
+      escaped += c + s[++i];
+      continue;
+    }
+    if (q === '"') {
+      if (c === '"') q = null;
+      escaped += c === '$' || c === '`' ? `\\${c}` : c;
+      continue;
+    }
+    if (c === "'" || c === '"') {
+      q = c;
+      escaped += c;
+    } else if (c === '$' || c === '#' || c === '(' || c === ')' || c === '`' || c === '{' || c === '}' || c === '!') {
+      escaped += `\\${c}`;
+    } else escaped += c;
+  }
+  if (q) return { error: `has an unterminated ${q === '"' ? 'double' : 'single'} quote` };
+  const args: string[] = [];
+  for (const entry of shellParse(escaped)) {
+    if (typeof entry === 'string') args.push(entry);
+    else if ('op' in entry && entry.op === 'glob') args.push((entry as { pattern: string }).pattern);
+    else if ('op' in entry) return { error: `contains the shell operator "${entry.op}": ${SHELL_OPERATOR_HINT}` };
+    else return { error: `contains an unexpected ${JSON.stringify(entry)}` };
+  }
+  return { args };
+}
+
+/** command reads command/entrypoint: null keeps the image's, a string is split shell-style, a list is taken as is, "" and [] mean "explicitly empty". */
+function command(ctx: Ctx, v: unknown, segs: PathSegment[]): string[] | undefined {
+  if (v === null || v === undefined) return undefined;
+  if (typeof v === 'string') {
+    const r = splitShellWords(v);
+    if ('error' in r) {
+      ctx.error(segs, `${JSON.stringify(v)} ${r.error}`);
+      return undefined;
+    }
+    return r.args;
+  }
+  if (Array.isArray(v)) return stringList(ctx, v, segs);
+  ctx.error(segs, 'must be a string or a list of strings');
+  return undefined;
+}
+
+// ---------------------------------------------------------------- services
+
+const SERVICE_HANDLED = [
+  'image',
+  'build',
+  'command',
+  'entrypoint',
+  'environment',
+  'env_file',
+  'labels',
+  'ports',
+  'expose',
+  'network_mode',
+  'deploy',
+  'scale',
+  'volumes',
+  'user',
+  'working_dir',
+  'read_only',
+  'cap_add',
+  'cap_drop',
+  'tmpfs',
+  'ulimits',
+  'sysctls',
+  'extra_hosts',
+  'hostname',
+  'init',
+  'stop_signal',
+  'stop_grace_period',
+  'healthcheck',
+  'pull_policy',
+  'restart',
+  'cpus',
+  'mem_limit',
+  'mem_reservation',
+  'pids_limit',
+  'x-baton',
+];
+
+function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService | undefined {
+  const base: PathSegment[] = ['services', key];
+  const at = (...rest: PathSegment[]): PathSegment[] => [...base, ...rest];
+  if (!SERVICE_NAME.test(key)) {
+    ctx.error(base, `invalid service name "${key}": use letters, digits, "_", "." and "-", starting with a letter or digit`);
+  }
+  if (!isObj(svc)) {
+    ctx.error(base, 'must be a mapping');
+    return undefined;
+  }
+
+  // Keys Baton does not translate: the policy table decides (schema-unknown keys are already schema errors).
+  for (const k of Object.keys(svc)) {
+    if (SERVICE_HANDLED.includes(k) || k.startsWith('x-')) continue;
+    if (!SERVICE_SCHEMA_KEYS.includes(k)) continue;
+    ctx.policy(at(k), `services.*.${k}`);
+  }
+
+  // image (required) and build
+  let image = '';
+  if (typeof svc.image === 'string' && svc.image.trim() !== '') {
+    image = svc.image.trim();
+    if (svc.build !== undefined) ctx.policy(at('build'), 'services.*.build');
+  } else if (svc.image === undefined || svc.image === null || svc.image === '') {
+    ctx.error(at('image'), 'image is required (Baton does not build images)');
+  }
+
+  const container: ContainerSpec = {
+    image,
+    env: {},
+    labels: {},
+    readOnly: false,
+    capAdd: [],
+    capDrop: [],
+    tmpfs: [],
+    ulimits: {},
+    sysctls: {},
+    extraHosts: [],
+    init: true,
+    stopGracePeriodMs: 10_000,
+    mounts: [],
+    networkMode: 'host',
+  };
+
+  if (svc.command !== undefined) {
+    const c = command(ctx, svc.command, at('command'));
+    if (c) container.command = c;
+  }
+  if (svc.entrypoint !== undefined) {
+    const c = command(ctx, svc.entrypoint, at('entrypoint'));
+    if (c) container.entrypoint = c;
+  }
+
+  container.env = environment(ctx, svc, base);
+  if (svc.labels !== undefined) for (const [k, v] of listOrDict(ctx, svc.labels, at('labels'))) container.labels[k] = v ?? '';
+
+  if (typeof svc.user === 'string') container.user = svc.user;
+  else if (typeof svc.user === 'number') container.user = String(svc.user);
+  if (typeof svc.working_dir === 'string') container.workingDir = svc.working_dir;
+  if (typeof svc.hostname === 'string') container.hostname = svc.hostname;
+  if (typeof svc.stop_signal === 'string') container.stopSignal = svc.stop_signal;
+  if (svc.read_only !== undefined) container.readOnly = toBool(ctx, svc.read_only, at('read_only')) ?? false;
+  if (svc.init !== undefined) container.init = toBool(ctx, svc.init, at('init')) ?? true;
+  if (svc.cap_add !== undefined) container.capAdd = stringList(ctx, svc.cap_add, at('cap_add'));
+  if (svc.cap_drop !== undefined) container.capDrop = stringList(ctx, svc.cap_drop, at('cap_drop'));
+  if (svc.tmpfs !== undefined) container.tmpfs = stringList(ctx, svc.tmpfs, at('tmpfs'));
+  if (svc.ulimits !== undefined) container.ulimits = ulimits(ctx, svc.ulimits, at('ulimits'));
+  if (svc.sysctls !== undefined) for (const [k, v] of listOrDict(ctx, svc.sysctls, at('sysctls'))) container.sysctls[k] = v ?? '';
+  if (svc.extra_hosts !== undefined) container.extraHosts = extraHosts(ctx, svc.extra_hosts, at('extra_hosts'));
+  if (svc.stop_grace_period !== undefined) container.stopGracePeriodMs = duration(ctx, svc.stop_grace_period, at('stop_grace_period')) ?? 10_000;
+  if (svc.healthcheck !== undefined && svc.healthcheck !== null) {
+    const h = healthcheck(ctx, svc.healthcheck, at('healthcheck'));
+    if (h) container.healthcheck = h;
+  }
+  if (svc.pull_policy !== undefined) {
+    const p = pullPolicy(ctx, svc.pull_policy, at('pull_policy'));
+    if (p) container.pullPolicy = p;
+  }
+  if (svc.network_mode !== undefined) container.networkMode = networkMode(ctx, svc.network_mode, at('network_mode'));
+  volumes(ctx, svc.volumes, at('volumes'), container);
+
+  const ports = svc.ports === undefined ? [] : translatePorts(ctx, svc.ports, at('ports'));
+  const expose = svc.expose === undefined ? [] : translateExpose(ctx, svc.expose, at('expose'));
+
+  // deploy
+  const deploy = isObj(svc.deploy) ? svc.deploy : {};
+  const dseg = (...rest: PathSegment[]) => at('deploy', ...rest);
+  if (isObj(svc.deploy)) {
+    ctx.checkKeys(deploy, at('deploy'), 'services.*.deploy', ['mode', 'replicas', 'labels', 'resources', 'restart_policy', 'placement']);
+  }
+  if (deploy.mode !== undefined && deploy.mode !== null && deploy.mode !== 'replicated') {
+    const row = `services.*.deploy.mode=${text(deploy.mode)}`;
+    if (Object.hasOwn(COMPOSE_KEY_POLICY, row)) ctx.unsupported(dseg('mode'), row, text(deploy.mode));
+    else ctx.error(dseg('mode'), `must be one of: replicated, global, replicated-job, global-job`);
+  }
+  let replicas = 1;
+  if (deploy.replicas !== undefined && deploy.replicas !== null) replicas = toInt(ctx, deploy.replicas, dseg('replicas')) ?? 1;
+  if (svc.scale !== undefined && svc.scale !== null) {
+    const scale = toInt(ctx, svc.scale, at('scale'));
+    if (scale !== undefined) {
+      if (deploy.replicas !== undefined && deploy.replicas !== null && scale !== replicas) {
+        ctx.error(at('scale'), `conflicts with deploy.replicas (${scale} vs ${replicas}); set one of them`);
+      }
+      replicas = scale;
+    }
+  }
+  const resources = translateResources(ctx, svc, deploy, base);
+  const restartPolicy = translateRestart(ctx, svc, deploy, base);
+  const constraints: string[] = [];
+  if (isObj(deploy.placement)) {
+    const pl = deploy.placement;
+    ctx.checkKeys(pl, dseg('placement'), 'services.*.deploy.placement', ['constraints']);
+    if (pl.constraints !== undefined) constraints.push(...stringList(ctx, pl.constraints, dseg('placement', 'constraints')));
+  }
+  const labels: Record<string, string> = {};
+  if (deploy.labels !== undefined) for (const [k, v] of listOrDict(ctx, deploy.labels, dseg('labels'))) labels[k] = v ?? '';
+  labels[STACK_LABEL] = ctx.stack;
+
+  const x = xBaton(ctx, svc['x-baton'], at('x-baton'));
+
+  const spec: ServiceSpec = {
+    stack: ctx.stack,
+    shortName: key,
+    mode: 'replicated',
+    replicas,
+    container,
+    ports,
+    expose,
+    resources,
+    restartPolicy,
+    placement: { constraints },
+    x,
+  };
+  return { name: `${ctx.stack}_${key}`, shortName: key, spec, labels };
+}
+
+/** environment merges env_file (in order) under `environment`; a key with no value takes the interpolation env's value or is left out, as in Compose. */
+function environment(ctx: Ctx, svc: Obj, base: PathSegment[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  const lookup: Lookup = (name) => (Object.prototype.hasOwnProperty.call(ctx.opts.env, name) ? ctx.opts.env[name] : undefined);
+  if (svc.env_file !== undefined && svc.env_file !== null) {
+    const segs = [...base, 'env_file'];
+    const entries: { file: unknown; required: boolean; format?: unknown; segs: PathSegment[] }[] = [];
+    if (typeof svc.env_file === 'string') entries.push({ file: svc.env_file, required: true, segs });
+    else if (Array.isArray(svc.env_file)) {
+      svc.env_file.forEach((item, i) => {
+        if (typeof item === 'string') entries.push({ file: item, required: true, segs: [...segs, i] });
+        else if (isObj(item)) {
+          const required = item.required === undefined ? true : (toBool(ctx, item.required, [...segs, i, 'required']) ?? true);
+          entries.push({ file: item.path, required, format: item.format, segs: [...segs, i] });
+        }
+      });
+    }
+    const read = ctx.opts.readFile ?? ((p: string) => fs.readFileSync(p, 'utf8'));
+    for (const entry of entries) {
+      if (typeof entry.file !== 'string' || entry.file === '') {
+        ctx.error(entry.segs, 'must name a file');
+        continue;
+      }
+      if (entry.format !== undefined && entry.format !== null && entry.format !== 'dotenv') {
+        ctx.error([...entry.segs, 'format'], `\`${formatKeyPath([...entry.segs, 'format'])}\` (format ${JSON.stringify(entry.format)}) is not supported by Baton yet: env files are read as dotenv`);
+        continue;
+      }
+      const abs = path.resolve(ctx.opts.baseDir, entry.file);
+      let text: string;
+      try {
+        text = read(abs);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code === 'ENOENT') {
+          if (entry.required) ctx.error(entry.segs, `env file ${abs} not found`);
+          continue;
+        }
+        ctx.error(entry.segs, `cannot read env file ${abs}: ${e instanceof Error ? e.message : String(e)}`);
+        continue;
+      }
+      try {
+        Object.assign(env, parseDotEnv(text, lookup));
+      } catch (e) {
+        ctx.error(entry.segs, `env file ${abs}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  }
+  if (svc.environment !== undefined) {
+    for (const [k, v] of listOrDict(ctx, svc.environment, [...base, 'environment'])) {
+      if (v !== null) env[k] = v;
+      else {
+        const fromEnv = lookup(k);
+        if (fromEnv !== undefined) env[k] = fromEnv;
+        else delete env[k];
+      }
+    }
+  }
+  return env;
+}
+
+function ulimits(ctx: Ctx, v: unknown, segs: PathSegment[]): Record<string, Ulimit> {
+  const out: Record<string, Ulimit> = {};
+  if (!isObj(v)) return out;
+  for (const [name, item] of Object.entries(v)) {
+    const s = [...segs, name];
+    if (isObj(item)) {
+      const soft = toInt(ctx, item.soft, [...s, 'soft'], -1);
+      const hard = toInt(ctx, item.hard, [...s, 'hard'], -1);
+      if (soft === undefined || hard === undefined) continue;
+      if (hard !== -1 && (soft === -1 || soft > hard)) {
+        ctx.error(s, `soft limit ${soft} exceeds hard limit ${hard}`);
+        continue;
+      }
+      out[name] = { soft, hard };
+    } else {
+      const n = toInt(ctx, item, s, -1);
+      if (n !== undefined) out[name] = { soft: n, hard: n };
+    }
+  }
+  return out;
+}
+
+function extraHosts(ctx: Ctx, v: unknown, segs: PathSegment[]): string[] {
+  const out: string[] = [];
+  const add = (host: string, ip: string, s: PathSegment[]) => {
+    if (host.trim() === '' || ip.trim() === '') ctx.error(s, `must be "host:ip", got ${JSON.stringify(`${host}:${ip}`)}`);
+    else out.push(`${host.trim()}:${ip.trim()}`);
+  };
+  if (Array.isArray(v)) {
+    v.forEach((item, i) => {
+      if (typeof item !== 'string') return ctx.error([...segs, i], 'must be a string "host:ip"');
+      const eq = item.indexOf('=');
+      const colon = item.indexOf(':');
+      const at = eq >= 0 ? eq : colon;
+      if (at < 0) return ctx.error([...segs, i], `must be "host:ip", got ${JSON.stringify(item)}`);
+      add(item.slice(0, at), item.slice(at + 1), [...segs, i]);
+    });
+  } else if (isObj(v)) {
+    for (const [host, ip] of Object.entries(v)) {
+      if (typeof ip === 'string') add(host, ip, [...segs, host]);
+      else if (Array.isArray(ip)) ip.forEach((one, i) => add(host, text(one), [...segs, host, i]));
+      else ctx.error([...segs, host], 'must be an IP address or a list of them');
+    }
+  }
+  return out;
+}
+
+const HEALTH_TEST_KINDS = ['NONE', 'CMD', 'CMD-SHELL'];
+
+function healthcheck(ctx: Ctx, v: unknown, segs: PathSegment[]): HealthcheckSpec | undefined {
+  if (!isObj(v)) return undefined;
+  ctx.checkKeys(v, segs, 'services.*.healthcheck', ['test', 'disable', 'interval', 'timeout', 'retries', 'start_period', 'start_interval']);
+  const at = (k: string): PathSegment[] => [...segs, k];
+  const h: HealthcheckSpec = { test: [], intervalMs: 30_000, timeoutMs: 30_000, retries: 3, startPeriodMs: 0 };
+  const disabled = v.disable !== undefined && v.disable !== null && toBool(ctx, v.disable, at('disable')) === true;
+  if (disabled) h.test = ['NONE'];
+  else if (typeof v.test === 'string') {
+    if (v.test.trim() === '') ctx.error(at('test'), 'must not be empty');
+    else h.test = ['CMD-SHELL', v.test];
+  } else if (Array.isArray(v.test)) {
+    const t = stringList(ctx, v.test, at('test'));
+    if (t.length === 0) {
+      // [] keeps the image's test, as Docker does.
+    } else if (!HEALTH_TEST_KINDS.includes(t[0]!)) {
+      ctx.error([...segs, 'test', 0], `a test list starts with NONE, CMD or CMD-SHELL, got ${JSON.stringify(t[0])} (use a string for a shell command)`);
+    } else h.test = t;
+  }
+  // With no test, [] means "keep the image's HEALTHCHECK test" (Docker's convention).
+  if (v.interval !== undefined) h.intervalMs = duration(ctx, v.interval, at('interval')) ?? h.intervalMs;
+  if (v.timeout !== undefined) h.timeoutMs = duration(ctx, v.timeout, at('timeout')) ?? h.timeoutMs;
+  if (v.start_period !== undefined) h.startPeriodMs = duration(ctx, v.start_period, at('start_period')) ?? h.startPeriodMs;
+  if (v.start_interval !== undefined) {
+    const d = duration(ctx, v.start_interval, at('start_interval'));
+    if (d !== undefined) h.startIntervalMs = d;
+  }
+  if (v.retries !== undefined) h.retries = toInt(ctx, v.retries, at('retries')) ?? h.retries;
+  return h;
+}
+
+function pullPolicy(ctx: Ctx, v: unknown, segs: PathSegment[]): PullPolicy | undefined {
+  switch (v) {
+    case 'always':
+    case 'missing':
+    case 'never':
+      return v;
+    case 'if_not_present':
+      return 'missing';
+    case 'build':
+      ctx.error(segs, 'pull_policy "build" needs an image build, and Baton does not build images');
+      return undefined;
+    default:
+      if (typeof v === 'string' && /^(refresh|daily|weekly|every_([0-9]+[wdhms])+)$/.test(v)) {
+        ctx.unsupported(segs, 'services.*.pull_policy=refresh', v);
+        return undefined;
+      }
+      ctx.error(segs, `must be one of: always, missing, never, if_not_present; got ${JSON.stringify(v)}`);
+      return undefined;
+  }
+}
+
+function networkMode(ctx: Ctx, v: unknown, segs: PathSegment[]): 'host' | 'none' {
+  if (v === 'host' || v === 'none') return v;
+  const s = text(v);
+  const row = s.startsWith('service:') ? 'services.*.network_mode=service:' : s.startsWith('container:') ? 'services.*.network_mode=container:' : 'services.*.network_mode=bridge';
+  ctx.unsupported(segs, row, s);
+  return 'host';
+}
+
+// ---------------------------------------------------------------- ports
+
+const PORT_RANGE = /^(\d+)(?:-(\d+))?$/;
+
+function parseRange(s: string): [number, number] | undefined {
+  const m = PORT_RANGE.exec(s.trim());
+  if (!m) return undefined;
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  if (lo < 1 || hi > 65535 || hi < lo) return undefined;
+  return [lo, hi];
+}
+
+function translatePorts(ctx: Ctx, v: unknown, segs: PathSegment[]): PortSpec[] {
+  const out: PortSpec[] = [];
+  if (!Array.isArray(v)) return out;
+  v.forEach((item, i) => {
+    const s = [...segs, i];
+    if (typeof item === 'number') {
+      if (!Number.isInteger(item) || item < 1 || item > 65535) return ctx.error(s, `invalid port ${item}: must be 1-65535`);
+      out.push({ target: item, protocol: 'tcp', mode: 'ingress' });
+      return;
+    }
+    if (typeof item === 'string') return out.push(...shortPort(ctx, item, s));
+    if (isObj(item)) {
+      const p = longPort(ctx, item, s);
+      if (p) out.push(p);
+    }
+  });
+  const seen = new Map<number, number>();
+  out.forEach((p) => {
+    if (p.published === undefined) return;
+    if (seen.has(p.published)) ctx.error(segs, `published port ${p.published} appears more than once`);
+    seen.set(p.published, 1);
+  });
+  return out;
+}
+
+/** shortPort reads "[[host_ip:]published:]target[/protocol]" with ranges, e.g. "8000-8001:80-81" → two ports. */
+function shortPort(ctx: Ctx, raw: string, segs: PathSegment[]): PortSpec[] {
+  let rest = raw.trim();
+  let protocol = 'tcp';
+  const slash = rest.lastIndexOf('/');
+  if (slash >= 0) {
+    protocol = rest.slice(slash + 1).toLowerCase();
+    rest = rest.slice(0, slash);
+  }
+  let hostIp: string | undefined;
+  if (rest.startsWith('[')) {
+    const close = rest.indexOf(']');
+    if (close < 0 || rest[close + 1] !== ':') {
+      ctx.error(segs, `invalid port ${JSON.stringify(raw)}: expected [host_ip:][published:]target[/protocol]`);
+      return [];
+    }
+    hostIp = rest.slice(1, close);
+    rest = rest.slice(close + 2);
+  }
+  let parts = rest.split(':');
+  if (hostIp === undefined && parts.length > 2) {
+    hostIp = parts.slice(0, -2).join(':');
+    parts = parts.slice(-2);
+  }
+  if (parts.length > 2 || parts.some((p, i) => p === '' && i === parts.length - 1)) {
+    ctx.error(segs, `invalid port ${JSON.stringify(raw)}: expected [host_ip:][published:]target[/protocol]`);
+    return [];
+  }
+  if (protocol !== 'tcp') {
+    if (protocol === 'udp' || protocol === 'sctp') ctx.unsupported(segs, 'services.*.ports[]/udp', `protocol ${protocol}`);
+    else ctx.error(segs, `invalid protocol ${JSON.stringify(protocol)} in port ${JSON.stringify(raw)}`);
+    return [];
+  }
+  if (hostIp !== undefined && hostIp !== '') {
+    ctx.unsupported(segs, 'services.*.ports[].host_ip', `host IP ${hostIp}`);
+    if (!ctx.opts.ignoreUnsupported) return [];
+  }
+  const target = parseRange(parts[parts.length - 1]!);
+  const pubRaw = parts.length === 2 ? parts[0]! : '';
+  const published = pubRaw === '' ? undefined : parseRange(pubRaw);
+  if (!target || (pubRaw !== '' && !published)) {
+    ctx.error(segs, `invalid port ${JSON.stringify(raw)}: ports are 1-65535, ranges "low-high"`);
+    return [];
+  }
+  const count = target[1] - target[0] + 1;
+  if (published && published[1] - published[0] + 1 !== count) {
+    if (count === 1) {
+      ctx.unsupported(segs, 'services.*.ports[].published=range', `published range ${pubRaw} for one target port`);
+      return [];
+    }
+    ctx.error(segs, `invalid port ${JSON.stringify(raw)}: the published range must be as long as the target range`);
+    return [];
+  }
+  const out: PortSpec[] = [];
+  for (let k = 0; k < count; k++) {
+    const p: PortSpec = { target: target[0] + k, protocol: 'tcp', mode: 'ingress' };
+    if (published) p.published = published[0] + k;
+    out.push(p);
+  }
+  return out;
+}
+
+function longPort(ctx: Ctx, item: Obj, segs: PathSegment[]): PortSpec | undefined {
+  ctx.checkKeys(item, segs, 'services.*.ports[]', ['target', 'published', 'protocol', 'mode', 'name', 'host_ip']);
+  const at = (k: string): PathSegment[] => [...segs, k];
+  const protocol = item.protocol === undefined ? 'tcp' : text(item.protocol).toLowerCase();
+  if (protocol !== 'tcp') {
+    if (protocol === 'udp' || protocol === 'sctp') ctx.unsupported(at('protocol'), 'services.*.ports[]/udp', `protocol ${protocol}`);
+    else ctx.error(at('protocol'), `must be tcp or udp, got ${JSON.stringify(item.protocol)}`);
+    return undefined;
+  }
+  if (item.host_ip !== undefined && item.host_ip !== '') {
+    ctx.unsupported(at('host_ip'), 'services.*.ports[].host_ip');
+    if (!ctx.opts.ignoreUnsupported) return undefined;
+  }
+  if (item.target === undefined) {
+    ctx.error(segs, '`target` is required');
+    return undefined;
+  }
+  const t = parseRange(text(item.target));
+  if (!t || t[0] !== t[1]) {
+    ctx.error(at('target'), `must be one port 1-65535, got ${JSON.stringify(item.target)}`);
+    return undefined;
+  }
+  const p: PortSpec = { target: t[0], protocol: 'tcp', mode: 'ingress' };
+  if (item.published !== undefined && item.published !== null && item.published !== '') {
+    const pub = parseRange(text(item.published));
+    if (!pub) {
+      ctx.error(at('published'), `must be a port 1-65535, got ${JSON.stringify(item.published)}`);
+      return undefined;
+    }
+    if (pub[0] !== pub[1]) {
+      ctx.unsupported(at('published'), 'services.*.ports[].published=range', `range ${text(item.published)}`);
+      return undefined;
+    }
+    p.published = pub[0];
+  }
+  if (item.mode !== undefined) {
+    if (item.mode === 'host' || item.mode === 'ingress') p.mode = item.mode;
+    else ctx.error(at('mode'), `must be host or ingress, got ${JSON.stringify(item.mode)}`);
+  }
+  if (typeof item.name === 'string' && item.name !== '') p.name = item.name;
+  return p;
+}
+
+function translateExpose(ctx: Ctx, v: unknown, segs: PathSegment[]): number[] {
+  const out: number[] = [];
+  if (!Array.isArray(v)) return out;
+  v.forEach((item, i) => {
+    const s = [...segs, i];
+    let raw = text(item).trim();
+    const slash = raw.lastIndexOf('/');
+    if (slash >= 0) {
+      const proto = raw.slice(slash + 1).toLowerCase();
+      raw = raw.slice(0, slash);
+      if (proto === 'udp' || proto === 'sctp') return ctx.unsupported(s, 'services.*.expose[]/udp', `protocol ${proto}`);
+      if (proto !== 'tcp') return ctx.error(s, `invalid protocol ${JSON.stringify(proto)}`);
+    }
+    const r = parseRange(raw);
+    if (!r) return ctx.error(s, `invalid port ${JSON.stringify(item)}: ports are 1-65535, ranges "low-high"`);
+    for (let p = r[0]; p <= r[1]; p++) if (!out.includes(p)) out.push(p);
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------- volumes
+
+const PROPAGATION = ['shared', 'rshared', 'slave', 'rslave', 'private', 'rprivate'];
+
+function resolveBindSource(ctx: Ctx, src: string): string {
+  if (src === '~' || src.startsWith('~/')) {
+    const home = ctx.opts.env.HOME ?? os.homedir();
+    return path.join(home, src.slice(1));
+  }
+  return path.resolve(ctx.opts.baseDir, src);
+}
+
+const looksLikePath = (s: string) => s.startsWith('/') || s.startsWith('.') || s.startsWith('~');
+
+function volumes(ctx: Ctx, v: unknown, segs: PathSegment[], container: ContainerSpec): void {
+  if (!Array.isArray(v)) return;
+  const targets = new Map<string, number>();
+  v.forEach((item, i) => {
+    const s = [...segs, i];
+    const mount = typeof item === 'string' ? shortVolume(ctx, item, s) : isObj(item) ? longVolume(ctx, item, s, container) : undefined;
+    if (!mount) return;
+    const seen = targets.get(mount.target);
+    if (seen !== undefined) return ctx.error(s, `mount target ${mount.target} is already used by ${formatKeyPath([...segs, seen])}`);
+    targets.set(mount.target, i);
+    container.mounts.push(mount);
+  });
+}
+
+function namedVolume(ctx: Ctx, name: string, segs: PathSegment[]): string | undefined {
+  const declared = ctx.volumes.get(name);
+  if (!declared) {
+    ctx.error(segs, `volume "${name}" is not declared under the top-level \`volumes\``);
+    return undefined;
+  }
+  return declared.source;
+}
+
+/** shortVolume reads "SRC:DST[:MODE]" (bind when SRC is a path, else a declared named volume) or "DST" (anonymous volume). */
+function shortVolume(ctx: Ctx, raw: string, segs: PathSegment[]): MountSpec | undefined {
+  const parts = raw.split(':');
+  if (parts.length > 3 || parts.some((p) => p === '')) {
+    ctx.error(segs, `invalid volume ${JSON.stringify(raw)}: expected [SOURCE:]TARGET[:MODE]`);
+    return undefined;
+  }
+  if (parts.length === 1) {
+    if (!parts[0]!.startsWith('/')) {
+      ctx.error(segs, `invalid volume ${JSON.stringify(raw)}: the target must be an absolute path`);
+      return undefined;
+    }
+    return { type: 'volume', target: parts[0]!, readOnly: false };
+  }
+  const [src, target, mode] = parts as [string, string, string | undefined];
+  if (!target.startsWith('/')) {
+    ctx.error(segs, `invalid volume ${JSON.stringify(raw)}: the target must be an absolute path`);
+    return undefined;
+  }
+  let readOnly = false;
+  for (const opt of mode === undefined ? [] : mode.split(',')) {
+    if (opt === 'ro') readOnly = true;
+    else if (opt === 'rw') readOnly = false;
+    else if (opt === 'cached' || opt === 'delegated' || opt === 'consistent') ctx.policy(segs, 'services.*.volumes[].consistency');
+    else if (opt === 'z' || opt === 'Z') ctx.unsupported(segs, 'services.*.volumes[].bind.selinux', `mode ${opt}`);
+    else if (opt === 'nocopy') ctx.unsupported(segs, 'services.*.volumes[].volume.nocopy', 'mode nocopy');
+    else if (PROPAGATION.includes(opt)) ctx.unsupported(segs, 'services.*.volumes[].bind.propagation', `mode ${opt}`);
+    else ctx.error(segs, `invalid volume mode ${JSON.stringify(opt)} in ${JSON.stringify(raw)}`);
+  }
+  if (looksLikePath(src)) return { type: 'bind', source: resolveBindSource(ctx, src), target, readOnly };
+  const source = namedVolume(ctx, src, segs);
+  return source === undefined ? undefined : { type: 'volume', source, target, readOnly };
+}
+
+function longVolume(ctx: Ctx, item: Obj, segs: PathSegment[], container: ContainerSpec): MountSpec | undefined {
+  const at = (...k: PathSegment[]): PathSegment[] => [...segs, ...k];
+  ctx.checkKeys(item, segs, 'services.*.volumes[]', ['type', 'source', 'target', 'read_only', 'bind', 'volume', 'tmpfs']);
+  const type = item.type;
+  if (type === 'cluster' || type === 'npipe' || type === 'image') {
+    ctx.unsupported(at('type'), `services.*.volumes[].type=${type}`, type);
+    return undefined;
+  }
+  if (type !== 'bind' && type !== 'volume' && type !== 'tmpfs') {
+    ctx.error(at('type'), 'must be bind, volume or tmpfs');
+    return undefined;
+  }
+  if (typeof item.target !== 'string' || !item.target.startsWith('/')) {
+    ctx.error(at('target'), 'must be an absolute path in the container');
+    return undefined;
+  }
+  const readOnly = item.read_only === undefined ? false : (toBool(ctx, item.read_only, at('read_only')) ?? false);
+  const source = typeof item.source === 'string' && item.source !== '' ? item.source : undefined;
+  for (const sub of ['bind', 'volume', 'tmpfs'] as const) {
+    if (item[sub] !== undefined && item[sub] !== null && sub !== type) ctx.error(at(sub), `only applies to type ${sub}`);
+  }
+  if (type === 'bind') {
+    if (isObj(item.bind)) {
+      for (const k of Object.keys(item.bind)) {
+        if (k.startsWith('x-')) continue;
+        if (k === 'create_host_path') {
+          if (toBool(ctx, item.bind[k], at('bind', k)) === false) ctx.policy(at('bind', k), 'services.*.volumes[].bind.create_host_path=false');
+        } else ctx.policy(at('bind', k), `services.*.volumes[].bind.${k}`);
+      }
+    }
+    if (!source) {
+      ctx.error(at('source'), 'a bind mount needs a source path');
+      return undefined;
+    }
+    return { type: 'bind', source: resolveBindSource(ctx, source), target: item.target, readOnly };
+  }
+  if (type === 'volume') {
+    if (isObj(item.volume)) ctx.checkKeys(item.volume, at('volume'), 'services.*.volumes[].volume', []);
+    if (!source) return { type: 'volume', target: item.target, readOnly };
+    const name = namedVolume(ctx, source, at('source'));
+    return name === undefined ? undefined : { type: 'volume', source: name, target: item.target, readOnly };
+  }
+  // tmpfs: options (size, mode) only fit ContainerSpec.tmpfs's "path:options" form.
+  if (source) ctx.error(at('source'), 'a tmpfs mount has no source');
+  const options: string[] = [];
+  if (isObj(item.tmpfs)) {
+    const t = item.tmpfs;
+    for (const k of Object.keys(t)) {
+      if (k.startsWith('x-') || k === 'size' || k === 'mode') continue;
+      ctx.policy(at('tmpfs', k), `services.*.volumes[].tmpfs.${k}`);
+    }
+    if (t.size !== undefined && t.size !== null) {
+      const n = bytes(ctx, t.size, at('tmpfs', 'size'));
+      if (n !== undefined) options.push(`size=${n}`);
+    }
+    if (t.mode !== undefined && t.mode !== null) {
+      const m = tmpfsMode(ctx, t.mode, at('tmpfs', 'mode'));
+      if (m !== undefined) options.push(`mode=${m}`);
+    }
+  }
+  if (options.length === 0) return { type: 'tmpfs', target: item.target, readOnly };
+  if (readOnly) options.push('ro');
+  container.tmpfs.push(`${item.target}:${options.join(',')}`);
+  return undefined;
+}
+
+/** tmpfsMode renders a file mode as the octal string Docker expects, reading the YAML source so 0755, 0o755 and 755 all mean rwxr-xr-x. */
+function tmpfsMode(ctx: Ctx, v: unknown, segs: PathSegment[]): string | undefined {
+  const src = (ctx.scalarSource(segs) ?? text(v)).trim();
+  const m = /^0?o?([0-7]{1,4})$/.exec(src);
+  if (m) return m[1]!.padStart(4, '0');
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0o7777) return v.toString(8).padStart(4, '0');
+  ctx.error(segs, `must be an octal file mode such as 1777, got ${JSON.stringify(v)}`);
+  return undefined;
+}
+
+// ---------------------------------------------------------------- resources and restarts
+
+function translateResources(ctx: Ctx, svc: Obj, deploy: Obj, base: PathSegment[]): ResourceSpec {
+  const r: ResourceSpec = { reservations: { cpus: 0, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } };
+  const res = isObj(deploy.resources) ? deploy.resources : undefined;
+  const rseg = [...base, 'deploy', 'resources'];
+  const limits = res && isObj(res.limits) ? res.limits : {};
+  const reservations = res && isObj(res.reservations) ? res.reservations : {};
+  if (res) ctx.checkKeys(res, rseg, 'services.*.deploy.resources', ['limits', 'reservations']);
+  if (res && isObj(res.limits)) ctx.checkKeys(limits, [...rseg, 'limits'], 'services.*.deploy.resources.limits', ['cpus', 'memory', 'pids']);
+  if (res && isObj(res.reservations)) ctx.checkKeys(reservations, [...rseg, 'reservations'], 'services.*.deploy.resources.reservations', ['cpus', 'memory']);
+
+  type Field = { long?: unknown; longSegs: PathSegment[]; short?: unknown; shortSegs: PathSegment[]; parse: (v: unknown, s: PathSegment[]) => number | undefined; set: (n: number) => void };
+  const cpus = (v: unknown, s: PathSegment[]) => toCpus(ctx, v, s);
+  const mem = (v: unknown, s: PathSegment[]) => bytes(ctx, v, s);
+  const pids = (v: unknown, s: PathSegment[]) => toInt(ctx, v, s, -1);
+  const fields: Field[] = [
+    { long: limits.cpus, longSegs: [...rseg, 'limits', 'cpus'], short: svc.cpus, shortSegs: [...base, 'cpus'], parse: cpus, set: (n) => (r.limits.cpus = n) },
+    { long: limits.memory, longSegs: [...rseg, 'limits', 'memory'], short: svc.mem_limit, shortSegs: [...base, 'mem_limit'], parse: mem, set: (n) => (r.limits.memoryBytes = n) },
+    {
+      long: limits.pids,
+      longSegs: [...rseg, 'limits', 'pids'],
+      short: svc.pids_limit,
+      shortSegs: [...base, 'pids_limit'],
+      parse: pids,
+      set: (n) => {
+        if (n > 0) r.limits.pids = n;
+      },
+    },
+    { long: reservations.cpus, longSegs: [...rseg, 'reservations', 'cpus'], shortSegs: [], parse: cpus, set: (n) => (r.reservations.cpus = n) },
+    {
+      long: reservations.memory,
+      longSegs: [...rseg, 'reservations', 'memory'],
+      short: svc.mem_reservation,
+      shortSegs: [...base, 'mem_reservation'],
+      parse: mem,
+      set: (n) => (r.reservations.memoryBytes = n),
+    },
+  ];
+  for (const f of fields) {
+    const has = (v: unknown) => v !== undefined && v !== null && v !== '';
+    const long = has(f.long) ? f.parse(f.long, f.longSegs) : undefined;
+    const short = has(f.short) ? f.parse(f.short, f.shortSegs) : undefined;
+    if (long !== undefined && short !== undefined && long !== short) {
+      ctx.error(f.shortSegs, `conflicts with ${formatKeyPath(f.longSegs.slice(2))} (${text(f.short)} vs ${text(f.long)}); set one of them`);
+      continue;
+    }
+    const n = long ?? short;
+    if (n !== undefined) f.set(n);
+  }
+  return r;
+}
+
+const RESTART_DEFAULT: RestartPolicy = { condition: 'any', delayMs: 1000, maxDelayMs: 60_000, maxAttempts: 0, windowMs: 0 };
+
+function translateRestart(ctx: Ctx, svc: Obj, deploy: Obj, base: PathSegment[]): RestartPolicy {
+  const rp: RestartPolicy = { ...RESTART_DEFAULT };
+  const segs = [...base, 'deploy', 'restart_policy'];
+  if (isObj(deploy.restart_policy)) {
+    const p = deploy.restart_policy;
+    ctx.checkKeys(p, segs, 'services.*.deploy.restart_policy', ['condition', 'delay', 'max_attempts', 'window']);
+    if (svc.restart !== undefined) ctx.policy([...base, 'restart'], 'services.*.restart+deploy.restart_policy');
+    if (p.condition !== undefined) {
+      if (p.condition === 'none' || p.condition === 'on-failure' || p.condition === 'any') rp.condition = p.condition;
+      else ctx.error([...segs, 'condition'], `must be one of: none, on-failure, any; got ${JSON.stringify(p.condition)}`);
+    }
+    if (p.delay !== undefined) {
+      const d = duration(ctx, p.delay, [...segs, 'delay']);
+      if (d !== undefined) {
+        rp.delayMs = d;
+        rp.maxDelayMs = Math.max(rp.maxDelayMs, d);
+      }
+    }
+    if (p.max_attempts !== undefined) rp.maxAttempts = toInt(ctx, p.max_attempts, [...segs, 'max_attempts']) ?? 0;
+    if (p.window !== undefined) rp.windowMs = duration(ctx, p.window, [...segs, 'window']) ?? 0;
+    return rp;
+  }
+  if (svc.restart === undefined || svc.restart === null) return rp;
+  const r = text(svc.restart);
+  const m = /^on-failure(?::(\d+))?$/.exec(r);
+  if (r === 'no' || r === 'false') rp.condition = 'none';
+  else if (r === 'always' || r === 'unless-stopped') rp.condition = 'any';
+  else if (m) {
+    rp.condition = 'on-failure';
+    if (m[1] !== undefined) rp.maxAttempts = Number(m[1]);
+  } else ctx.error([...base, 'restart'], `must be one of: no, always, unless-stopped, on-failure[:N]; got ${JSON.stringify(svc.restart)}`);
+  return rp;
+}
+
+// ---------------------------------------------------------------- x-baton
+
+function xBaton(ctx: Ctx, v: unknown, segs: PathSegment[]): Record<string, unknown> {
+  const x: Record<string, unknown> = {};
+  if (v === undefined || v === null) return x;
+  if (!isObj(v)) {
+    ctx.error(segs, 'must be a mapping');
+    return x;
+  }
+  const known = Object.keys(X_BATON_KEYS);
+  for (const [key, value] of Object.entries(v)) {
+    const row = Object.hasOwn(X_BATON_KEYS, key) ? X_BATON_KEYS[key] : undefined;
+    if (!row) {
+      ctx.error([...segs, key], `unknown x-baton key "${key}"${suggestion(key, known)}`);
+      continue;
+    }
+    x[key] = row.translate(value, {
+      error: (message, sub = []) => ctx.error([...segs, key, ...sub], message),
+      warn: (message, sub = []) => ctx.warn([...segs, key, ...sub], message),
+    });
+  }
+  return x;
+}

@@ -1,0 +1,150 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it, expect } from 'vitest';
+import { readCompose, type ComposeResult } from '../src/manifest/compose.js';
+import { KUBERNETES_REFUSAL } from '../src/manifest/kubernetes.js';
+
+// The shared corpus of real-world Compose and Kubernetes files lives next to the repository.
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CORPUS = path.resolve(here, '../../shared/corpus');
+
+function files(dir: string): string[] {
+  const d = path.join(CORPUS, dir);
+  return fs
+    .readdirSync(d)
+    .filter((f) => fs.statSync(path.join(d, f)).isFile())
+    .sort()
+    .map((f) => path.join(d, f));
+}
+
+/** read runs the reader the way the CLI would, with an empty env and no env_file on disk, so the test is hermetic. */
+function read(file: string, ignoreUnsupported = false): ComposeResult {
+  return readCompose(fs.readFileSync(file, 'utf8'), {
+    fileName: path.basename(file),
+    baseDir: path.dirname(file),
+    env: {},
+    ignoreUnsupported,
+    readFile: (p) => {
+      throw Object.assign(new Error(`ENOENT: no such file, open '${p}'`), { code: 'ENOENT' });
+    },
+  });
+}
+
+function outcome(r: ComposeResult): string {
+  if (r.errors.length === 0) return `translated ${r.services.length} service(s)`;
+  const e = r.errors[0]!;
+  const more = r.errors.length > 1 ? ` (+${r.errors.length - 1} more)` : '';
+  return `refused: ${e.path}${e.line ? `:${e.line}` : ''} ${e.message}${more}`;
+}
+
+function expectWellFormed(r: ComposeResult): void {
+  if (r.errors.length === 0) {
+    expect(r.services.length).toBeGreaterThan(0);
+    return;
+  }
+  expect(r.services).toEqual([]);
+  for (const e of r.errors) {
+    expect(e.path).toBeTruthy();
+    expect(e.message).toBeTruthy();
+  }
+}
+
+const composeFiles = files('compose');
+const k8sFiles = files('k8s');
+
+describe('corpus: Compose files', () => {
+  it('reads every file without throwing, and reports errors with a path and a message', () => {
+    expect(composeFiles.length).toBeGreaterThan(0);
+    const rows: string[] = [];
+    let strictOk = 0;
+    let laxOk = 0;
+    const reasons = new Map<string, number>();
+    for (const file of composeFiles) {
+      const strict = read(file);
+      const lax = read(file, true);
+      expectWellFormed(strict);
+      expectWellFormed(lax);
+      if (strict.errors.length === 0) strictOk++;
+      if (lax.errors.length === 0) laxOk++;
+      for (const e of strict.errors) {
+        const reason = e.message
+          .replace(/`services\.[^.`[]+/g, '`services.*')
+          .replace(/"[^"]*"/g, '"…"')
+          .replace(/\[\d+\]/g, '[]')
+          .replace(/` \([^)]*\)/, '`');
+        reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+      }
+      rows.push(`${path.basename(file)}\n    strict: ${outcome(strict)}\n    --ignore-unsupported: ${outcome(lax)}`);
+    }
+    const common = [...reasons.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12);
+    console.log(
+      [
+        `Compose corpus: ${composeFiles.length} files; ${strictOk} translate as they are, ${laxOk} with --ignore-unsupported`,
+        ...rows,
+        'Commonest errors (strict):',
+        ...common.map(([r, n]) => `  ${String(n).padStart(3)} × ${r}`),
+      ].join('\n'),
+    );
+    expect(strictOk).toBeGreaterThanOrEqual(5);
+    expect(laxOk).toBeGreaterThan(strictOk);
+  });
+
+  it.each([
+    'docker__awesome-compose__gitea-postgres__compose.yaml',
+    'docker__awesome-compose__wordpress-mysql__compose.yaml',
+    'docker__awesome-compose__minecraft__compose.yaml',
+    'dockersamples__example-voting-app__docker-compose.images.yaml',
+    'BretFisher__udemy-docker-mastery__swarm-stack-1__example-voting-app-stack.yaml',
+  ])('translates %s fully', (name) => {
+    const r = read(path.join(CORPUS, 'compose', name));
+    expect(r.errors).toEqual([]);
+    expect(r.services.length).toBeGreaterThan(0);
+    for (const s of r.services) {
+      expect(s.spec.container.image).not.toBe('');
+      expect(s.name).toBe(`${r.stack}_${s.shortName}`);
+      expect(s.labels['baton.stack']).toBe(r.stack);
+    }
+  });
+
+  it('translates the voting app stacks with --ignore-unsupported', () => {
+    const answer = read(path.join(CORPUS, 'compose', 'BretFisher__udemy-docker-mastery__example-voting-app__answer__example-voting-app-stack.yaml'), true);
+    expect(answer.errors).toEqual([]);
+    expect(answer.services.map((s) => s.shortName).sort()).toEqual(['db', 'redis', 'result', 'vote', 'worker']);
+    expect(answer.warnings.some((w) => w.path === 'services.redis.configs')).toBe(true);
+    const strict = read(path.join(CORPUS, 'compose', 'BretFisher__udemy-docker-mastery__example-voting-app__answer__example-voting-app-stack.yaml'));
+    expect(strict.errors.map((e) => e.path)).toEqual(['services.redis.configs', 'services.db.configs']);
+  });
+
+  it('translates the voting app from prebuilt images with its details', () => {
+    const r = read(path.join(CORPUS, 'compose', 'dockersamples__example-voting-app__docker-compose.images.yaml'));
+    const byName = new Map(r.services.map((s) => [s.shortName, s.spec]));
+    expect(byName.get('vote')!.ports).toEqual([{ target: 80, published: 8080, protocol: 'tcp', mode: 'ingress' }]);
+    expect(byName.get('db')!.container.env).toEqual({ POSTGRES_USER: 'postgres', POSTGRES_PASSWORD: 'postgres' });
+    expect(byName.get('db')!.container.mounts[0]).toEqual({ type: 'volume', source: `${r.stack}_db-data`, target: '/var/lib/postgresql/data', readOnly: false });
+    expect(byName.get('redis')!.container.healthcheck).toMatchObject({ test: ['CMD-SHELL', '/healthchecks/redis.sh'], intervalMs: 5000 });
+    expect(r.warnings.some((w) => w.path === 'services.vote.depends_on')).toBe(true);
+  });
+});
+
+describe('corpus: Kubernetes files', () => {
+  it('refuses every file, document by document, with the Kubernetes message', () => {
+    expect(k8sFiles.length).toBeGreaterThan(0);
+    const rows: string[] = [];
+    let documents = 0;
+    for (const file of k8sFiles) {
+      const r = read(file);
+      expectWellFormed(r);
+      expect(r.services).toEqual([]);
+      expect(r.errors.length).toBeGreaterThan(0);
+      for (const e of r.errors) {
+        expect(e.message.startsWith(`${KUBERNETES_REFUSAL}: `), `${path.basename(file)}: ${e.message}`).toBe(true);
+        expect(e.path).toMatch(/^documents\[\d+\]$/);
+        expect(e.line).toBeGreaterThan(0);
+      }
+      documents += r.errors.length;
+      rows.push(`${path.basename(file)}: ${r.errors.length} document(s): ${r.errors.map((e) => e.message.slice(KUBERNETES_REFUSAL.length + 2)).slice(0, 4).join(', ')}${r.errors.length > 4 ? ', …' : ''}`);
+    }
+    console.log([`Kubernetes corpus: ${k8sFiles.length} files, ${documents} documents refused`, ...rows].join('\n'));
+  });
+});
