@@ -54,7 +54,7 @@ export const nodeKind: KindInfo<Node> = {
   specSchema: nodeSpecSchema,
   fields: { 'metadata.name': (n) => n.metadata.name, 'status.state': (n) => n.status.state },
   columns: [
-    { header: 'ID', get: (n) => n.metadata.uid.slice(0, 12) },
+    { header: 'ID', get: (n) => n.metadata.uid.replace(/-/g, '').slice(0, 12) },
     { header: 'NAME', get: (n) => n.metadata.name },
     { header: 'STATUS', get: (n) => n.status.state[0]!.toUpperCase() + n.status.state.slice(1).replace('notready', 'NotReady') },
     { header: 'AVAILABILITY', get: (n) => n.spec.availability },
@@ -75,7 +75,7 @@ export const serviceKind: KindInfo<Service> = {
   specSchema: serviceSpecSchema,
   fields: { 'metadata.name': (s) => s.metadata.name, 'spec.stack': (s) => s.spec.stack },
   columns: [
-    { header: 'ID', get: (s) => s.metadata.uid.slice(0, 12) },
+    { header: 'ID', get: (s) => s.metadata.uid.replace(/-/g, '').slice(0, 12) },
     { header: 'NAME', get: (s) => s.metadata.name },
     { header: 'MODE', get: (s) => s.spec.mode },
     { header: 'REPLICAS', get: (s) => `${s.status.ready}/${s.spec.replicas}` },
@@ -99,7 +99,7 @@ export const taskKind: KindInfo<Task> = {
     'status.state': (t) => t.status.state,
   },
   columns: [
-    { header: 'ID', get: (t) => t.metadata.uid.slice(0, 12) },
+    { header: 'ID', get: (t) => t.metadata.uid.replace(/-/g, '').slice(0, 12) },
     { header: 'NAME', get: (t) => t.metadata.name },
     { header: 'IMAGE', get: (t) => t.spec.container.image },
     { header: 'NODE', get: (t) => t.spec.nodeName || '-' },

@@ -8,6 +8,8 @@
 import { createHash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import Docker from 'dockerode';
+import { existsSync, mkdirSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import type { ContainerSpec, ResourceSpec } from '../../api/types.js';
 import {
   DriverError,
@@ -103,6 +105,7 @@ export class DockerDriver implements Driver {
 
     const body = this.createBody(name, config);
     await this.ensureVolumes(config);
+    ensureBindSources(config);
     let id: string;
     try {
       id = await this.createWithPullPolicy(body, config.spec.image, config.pullPolicy);
@@ -683,4 +686,15 @@ function engineMessage(err: unknown): string {
   if (j) return j;
   const msg = typeof e?.message === 'string' ? e.message : String(err);
   return msg.replace(/^\(HTTP code \d+\)[^-]*- /, '').trim() || msg;
+}
+
+/**
+ * ensureBindSources creates a missing bind-mount source directory, as Compose
+ * does (`create_host_path` defaults to true); the engine's Mounts API would
+ * refuse the container instead. The agent runs on the engine's host.
+ */
+function ensureBindSources(config: TaskConfig): void {
+  for (const m of config.spec.mounts) {
+    if (m.type === 'bind' && m.source && isAbsolute(m.source) && !existsSync(m.source)) mkdirSync(m.source, { recursive: true });
+  }
 }

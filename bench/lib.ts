@@ -1,0 +1,203 @@
+/**
+ * Small helpers shared by the benches: running the docker CLI, timing,
+ * medians, a bounded worker pool, and /proc sampling of a process.
+ * Nothing here knows about Baton.
+ */
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
+export const DOCKER = '/usr/bin/docker';
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** exec runs a program without a shell and never throws on a non-zero exit: the caller decides. */
+export function exec(file: string, args: string[], o: { timeoutMs?: number } = {}): Promise<ExecResult> {
+  return new Promise((resolve) => {
+    execFile(file, args, { timeout: o.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code !== 0 && !stderr ? err.message : '') });
+    });
+  });
+}
+
+export function docker(args: string[], o: { timeoutMs?: number } = {}): Promise<ExecResult> {
+  return exec(DOCKER, args, o);
+}
+
+/** dockerOk runs docker and throws with its stderr when it fails. */
+export async function dockerOk(args: string[], o: { timeoutMs?: number } = {}): Promise<string> {
+  const r = await docker(args, o);
+  if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: exit ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+  return r.stdout;
+}
+
+/** containerIds lists containers (running or not) carrying every label filter given. */
+export async function containerIds(labels: string[], all = true): Promise<string[]> {
+  const args = ['ps', '-q', '--no-trunc'];
+  if (all) args.push('-a');
+  for (const l of labels) args.push('--filter', `label=${l}`);
+  const out = await dockerOk(args);
+  return out.split('\n').map((s) => s.trim()).filter(Boolean);
+}
+
+/** removeContainers force-removes containers in batches; returns how many it asked to remove. */
+export async function removeContainers(ids: string[]): Promise<number> {
+  for (let i = 0; i < ids.length; i += 50) {
+    const r = await docker(['rm', '-f', ...ids.slice(i, i + 50)], { timeoutMs: 300_000 });
+    if (r.code !== 0 && !/No such container/i.test(r.stderr)) log(`warning: docker rm -f: ${r.stderr.trim()}`);
+  }
+  return ids.length;
+}
+
+/** removeByLabel force-removes every container carrying the label filters. */
+export async function removeByLabel(labels: string[]): Promise<number> {
+  return removeContainers(await containerIds(labels));
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export const now = () => performance.now();
+
+export function log(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 23)}] ${msg}\n`);
+}
+
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** secs formats milliseconds as seconds with 3 decimals ("n/a" for NaN). */
+export function secs(ms: number): string {
+  return Number.isFinite(ms) ? (ms / 1000).toFixed(3) : 'n/a';
+}
+
+export function ratio(a: number, b: number): string {
+  return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : 'n/a';
+}
+
+/** pool runs fn over items with at most `concurrency` in flight; rejects with the first error after all settle. */
+export async function pool<T, R>(items: T[], concurrency: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  let firstErr: unknown;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (e) {
+        firstErr ??= e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
+  if (firstErr !== undefined) throw firstErr;
+  return out;
+}
+
+/** waitFor polls check until it returns a value other than undefined, or throws after timeoutMs. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, o: { timeoutMs: number; everyMs: number }): Promise<T> {
+  const deadline = Date.now() + o.timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (e) {
+      lastErr = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${o.timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
+    await sleep(o.everyMs);
+  }
+}
+
+/** rssKiB reads VmRSS of a live process, undefined once it is gone. */
+export function rssKiB(pid: number): number | undefined {
+  try {
+    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** cpuMs is user+system CPU time of a live process in milliseconds. */
+export function cpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is state (field 3); utime is field 14, stime 15.
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return undefined;
+  }
+}
+
+/** pidOfComm finds the first process whose comm equals name (read-only, for reporting). */
+export function pidOfComm(name: string): number | undefined {
+  let dirs: string[];
+  try {
+    dirs = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  for (const d of dirs) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === name) return Number(d);
+    } catch {
+      /* gone */
+    }
+  }
+  return undefined;
+}
+
+/** Sampler records peak RSS and CPU time of a process every intervalMs between start() and stop(). */
+export class Sampler {
+  private timer?: NodeJS.Timeout;
+  peakKiB = 0;
+  private cpu0 = 0;
+  cpuUsedMs = NaN;
+  constructor(
+    private readonly pid: number,
+    private readonly intervalMs = 200,
+  ) {}
+  start(): void {
+    this.peakKiB = rssKiB(this.pid) ?? 0;
+    this.cpu0 = cpuMs(this.pid) ?? NaN;
+    this.timer = setInterval(() => {
+      const r = rssKiB(this.pid);
+      if (r !== undefined && r > this.peakKiB) this.peakKiB = r;
+    }, this.intervalMs);
+  }
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    const r = rssKiB(this.pid);
+    if (r !== undefined && r > this.peakKiB) this.peakKiB = r;
+    const c = cpuMs(this.pid);
+    this.cpuUsedMs = c !== undefined ? c - this.cpu0 : NaN;
+  }
+}
+
+/** containerTimes reads Created and State.StartedAt of containers (epoch ms) for a phase breakdown. */
+export async function containerTimes(ids: string[]): Promise<{ created: number; started: number }[]> {
+  const out: { created: number; started: number }[] = [];
+  for (let i = 0; i < ids.length; i += 100) {
+    const r = await docker(['inspect', '--format', '{{.Created}} {{.State.StartedAt}}', ...ids.slice(i, i + 100)]);
+    for (const line of r.stdout.split('\n')) {
+      const [c, s] = line.trim().split(' ');
+      if (!c || !s) continue;
+      out.push({ created: Date.parse(c), started: Date.parse(s) });
+    }
+  }
+  return out;
+}
