@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerDriver, containerName } from '../src/agent/docker/dockerDriver.js';
 import { DriverError, type DriverEvent, type TaskConfig, type TaskHandle } from '../src/agent/driver.js';
-import type { ContainerSpec, ResourceSpec } from '../src/api/types.js';
+import { defaultContainerSpec, type ContainerSpec, type ResourceSpec } from '../src/api/types.js';
 
 const execFileP = promisify(execFile);
 const DOCKER = '/usr/bin/docker';
@@ -63,23 +63,7 @@ async function eventually<T>(what: string, fn: () => Promise<T | undefined> | T 
 }
 
 function containerSpec(over: Partial<ContainerSpec> = {}): ContainerSpec {
-  return {
-    image: IMAGE,
-    env: {},
-    labels: {},
-    readOnly: false,
-    capAdd: [],
-    capDrop: [],
-    tmpfs: [],
-    ulimits: {},
-    sysctls: {},
-    extraHosts: [],
-    init: true,
-    stopGracePeriodMs: 10_000,
-    mounts: [],
-    networkMode: 'host',
-    ...over,
-  };
+  return { ...defaultContainerSpec(IMAGE), ...over };
 }
 
 const NO_LIMITS: ResourceSpec = { reservations: { cpus: 0, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } };

@@ -2,7 +2,7 @@
  * Fixtures after Nomad's mock.Node()/mock.Job(): valid objects with
  * overridable parts, so tests say only what matters to them.
  */
-import type { Node, Service, ServiceSpec, Task } from '../src/api/types.js';
+import { defaultContainerSpec, type Node, type Service, type ServiceSpec, type Task } from '../src/api/types.js';
 import { newTaskSpec, specHash, taskIdentity } from '../src/server/controllers/serviceReconciler.js';
 
 export function serviceSpec(over: Partial<ServiceSpec> = {}): ServiceSpec {
@@ -11,23 +11,7 @@ export function serviceSpec(over: Partial<ServiceSpec> = {}): ServiceSpec {
     shortName: 'web',
     mode: 'replicated',
     replicas: 3,
-    container: {
-      image: 'baton-test/busybox:latest',
-      command: ['sleep', '1000'],
-      env: {},
-      labels: {},
-      readOnly: false,
-      capAdd: [],
-      capDrop: [],
-      tmpfs: [],
-      ulimits: {},
-      sysctls: {},
-      extraHosts: [],
-      init: true,
-      stopGracePeriodMs: 10_000,
-      mounts: [],
-      networkMode: 'host',
-    },
+    container: { ...defaultContainerSpec('baton-test/busybox:latest'), command: ['sleep', '1000'] },
     ports: [],
     expose: [],
     resources: { reservations: { cpus: 0, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } },

@@ -105,6 +105,26 @@ export interface ContainerSpec {
   networkMode: 'host' | 'none';
 }
 
+/** defaultContainerSpec is a container spec with every default filled in (init on, 10 s grace, host networking). */
+export function defaultContainerSpec(image: string): ContainerSpec {
+  return {
+    image,
+    env: {},
+    labels: {},
+    readOnly: false,
+    capAdd: [],
+    capDrop: [],
+    tmpfs: [],
+    ulimits: {},
+    sysctls: {},
+    extraHosts: [],
+    init: true,
+    stopGracePeriodMs: 10_000,
+    mounts: [],
+    networkMode: 'host',
+  };
+}
+
 export interface ResourceAmounts {
   /** CPU cores, fractional. */
   cpus: number;

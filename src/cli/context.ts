@@ -58,7 +58,7 @@ export function saveContext(name: string, entry: ContextEntry, makeCurrent: bool
 /** resolveTarget picks server and token: flags first, then the chosen context. */
 export function resolveTarget(flags: { server?: string; token?: string; context?: string }): { server: string; token: string } {
   const f = readContexts();
-  const name = flags.context ?? process.env.BATON_CONTEXT ?? f.current;
+  const name = flags.context || process.env.BATON_CONTEXT || f.current;
   const ctx = name ? f.contexts[name] : undefined;
   if ((flags.context || process.env.BATON_CONTEXT) && !ctx) {
     throw new BatonError('BATON_ERR_NOT_FOUND', `context "${name}" not found in ${contextsPath()}; see baton context ls`);

@@ -9,8 +9,8 @@ import { dirname, join, resolve, basename } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { ApiClient } from '../api/client.js';
-import { nodeKind, serviceKind, taskKind, eventKind } from '../api/kinds.js';
-import type { Node, Service, Task } from '../api/types.js';
+import { nodeKind, serviceKind, taskKind, eventKind, type KindInfo } from '../api/kinds.js';
+import type { Service, Task } from '../api/types.js';
 import { isTerminal } from '../api/types.js';
 import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
@@ -153,14 +153,7 @@ export function buildProgram(): Command {
 
   // ------------------------------------------------------------ services
   const service = program.command('service').description('manage services');
-  service
-    .command('ls')
-    .description('list services')
-    .action(async (_o, cmd: Command) => {
-      const { api, g } = client(cmd);
-      const r = await api.services();
-      out(render(g.output, r.items, serviceKind.columns));
-    });
+  addKindCommands(service, serviceKind);
   service
     .command('ps <name>')
     .description("list a service's tasks, with why a pending task is pending")
@@ -171,13 +164,6 @@ export function buildProgram(): Command {
       const r = await api.tasks({ fieldSelector: { 'spec.serviceName': name } });
       const items = sortTasks(r.items).filter((t) => o.all || t.spec.desiredState === 'running' || !isTerminal(t.status.state));
       out(render(g.output, items, taskKind.columns));
-    });
-  service
-    .command('inspect <name>')
-    .description('show a service in full')
-    .action(async (name: string, _o, cmd: Command) => {
-      const { api, g } = client(cmd);
-      out(renderOne(g.output === 'table' ? 'yaml' : g.output, await api.get(serviceKind, name)));
     });
   service
     .command('scale <assignments...>')
@@ -204,21 +190,7 @@ export function buildProgram(): Command {
 
   // ------------------------------------------------------------ nodes, tasks, events
   const node = program.command('node').description('manage nodes');
-  node
-    .command('ls')
-    .description('list nodes')
-    .action(async (_o, cmd: Command) => {
-      const { api, g } = client(cmd);
-      const r = await api.nodes();
-      out(render(g.output, r.items, nodeKind.columns));
-    });
-  node
-    .command('inspect <name>')
-    .description('show a node in full')
-    .action(async (name: string, _o, cmd: Command) => {
-      const { api, g } = client(cmd);
-      out(renderOne(g.output === 'table' ? 'yaml' : g.output, await api.get<Node>(nodeKind, name)));
-    });
+  addKindCommands(node, nodeKind);
 
   program
     .command('ps')
@@ -306,6 +278,26 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+/** addKindCommands adds `ls` and `inspect` for a kind, driven by its row in the KINDS table. */
+function addKindCommands(group: Command, kind: KindInfo): void {
+  const noun = kind.kind.toLowerCase();
+  group
+    .command('ls')
+    .description(`list ${kind.plural}`)
+    .action(async (_o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const r = await api.list<unknown>(kind);
+      out(render(g.output, r.items, kind.columns));
+    });
+  group
+    .command('inspect <name>')
+    .description(`show a ${noun} in full`)
+    .action(async (name: string, _o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      out(renderOne(g.output === 'table' ? 'yaml' : g.output, await api.get(kind, name)));
+    });
 }
 
 function sortTasks(ts: Task[]): Task[] {

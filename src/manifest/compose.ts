@@ -27,16 +27,17 @@ import {
   type Pair,
   type YAMLMap,
 } from 'yaml';
-import type {
-  ContainerSpec,
-  HealthcheckSpec,
-  MountSpec,
-  PortSpec,
-  PullPolicy,
-  ResourceSpec,
-  RestartPolicy,
-  ServiceSpec,
-  Ulimit,
+import {
+  defaultContainerSpec,
+  type ContainerSpec,
+  type HealthcheckSpec,
+  type MountSpec,
+  type PortSpec,
+  type PullPolicy,
+  type ResourceSpec,
+  type RestartPolicy,
+  type ServiceSpec,
+  type Ulimit,
 } from '../api/types.js';
 import type { ErrorDetail } from '../base/errors.js';
 import composeSpecSchema from './compose-spec.json' with { type: 'json' };
@@ -1068,22 +1069,7 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
     ctx.error(at('image'), 'image is required (Baton does not build images)');
   }
 
-  const container: ContainerSpec = {
-    image,
-    env: {},
-    labels: {},
-    readOnly: false,
-    capAdd: [],
-    capDrop: [],
-    tmpfs: [],
-    ulimits: {},
-    sysctls: {},
-    extraHosts: [],
-    init: true,
-    stopGracePeriodMs: 10_000,
-    mounts: [],
-    networkMode: 'host',
-  };
+  const container: ContainerSpec = defaultContainerSpec(image);
 
   if (svc.command !== undefined) {
     const c = command(ctx, svc.command, at('command'));
