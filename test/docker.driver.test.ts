@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { promisify } from 'node:util';
+import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerDriver, containerName } from '../src/agent/docker/dockerDriver.js';
 import { DriverError, type DriverEvent, type TaskConfig, type TaskHandle } from '../src/agent/driver.js';
@@ -369,6 +370,17 @@ describe('DockerDriver', () => {
     expect(vols.split('\n')).toContain(VOLUME);
   });
 
+  it('creates a missing bind-mount source directory, as Compose does', async () => {
+    const src = `/tmp/baton-bind-${RUN}/nested`;
+    try {
+      const h = await driver.start(taskConfig('bindsrc', { command: ['sh', '-c', 'echo ok > /data/out && sleep 3600'], mounts: [{ type: 'bind', source: src, target: '/data', readOnly: false }] }));
+      expect((await driver.inspect(h)).state).toBe('running');
+      await eventually('file written through the bind mount', () => readFileSync(`${src}/out`, 'utf8').trim() === 'ok');
+    } finally {
+      rmSync(`/tmp/baton-bind-${RUN}`, { recursive: true, force: true });
+    }
+  });
+
   it('omits the hostname under host networking (Docker rejects it)', async () => {
     const h = await driver.start(taskConfig('hostnet-hostname', { command: ['sleep', '3600'], hostname: 'ignored' }));
     expect((await driver.inspect(h)).state).toBe('running');
@@ -377,7 +389,7 @@ describe('DockerDriver', () => {
   it('reports a create the engine rejects as invalid_config and a failed start as failed', async () => {
     const bad = taskConfig('badbind', {
       command: ['true'],
-      mounts: [{ type: 'bind', source: `/nonexistent/baton-${RUN}`, target: '/x', readOnly: true }],
+      mounts: [{ type: 'bind', source: '/tmp', target: 'relative/target', readOnly: true }],
     });
     await expect(driver.start(bad)).rejects.toMatchObject({ name: 'DriverError', reason: 'invalid_config' });
 

@@ -15,10 +15,13 @@ import { isTerminal } from '../api/types.js';
 import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
 import { VERSION } from '../base/version.js';
-import { parseDotEnv, readCompose } from '../manifest/compose.js';
 import { batonHome, contextsPath, readContexts, resolveTarget, writeContexts } from './context.js';
 import { render, renderOne, table, type Format } from './output.js';
-import { runAgent, runDown, runServer, runUp } from './daemon.js';
+
+/** daemon loads the server and agent code only for the commands that run them, so client verbs start fast. */
+function daemon() {
+  return import('./daemon.js');
+}
 
 interface Globals {
   output: Format;
@@ -71,13 +74,13 @@ export function buildProgram(): Command {
       .option('--listen <host:port>', 'API listen address', '127.0.0.1:7400')
       .option('--context-name <name>', 'name of the client context to write', 'default'),
     { portRange: '20000-20999', address: '127.0.0.1' },
-  ).action(async (o) => runUp({ ...o, context: o.contextName }, process.argv.slice(2)));
+  ).action(async (o) => (await daemon()).runUp({ ...o, context: o.contextName }, process.argv.slice(2)));
 
   program
     .command('down')
     .description('stop a background `baton up` (containers keep running)')
     .option('--data-dir <dir>', 'data directory', batonHome())
-    .action(async (o) => runDown(o));
+    .action(async (o) => (await daemon()).runDown(o));
 
   program
     .command('server')
@@ -85,7 +88,7 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'data directory', batonHome())
     .option('--listen <host:port>', 'API listen address', '127.0.0.1:7400')
     .option('--log-level <level>', 'log level', 'info')
-    .action(async (o) => runServer(o));
+    .action(async (o) => (await daemon()).runServer(o));
 
   addAgentFlags(
     program
@@ -96,7 +99,7 @@ export function buildProgram(): Command {
     { portRange: '21000-21999', address: '127.0.0.1' },
   ).action(async (o, cmd: Command) => {
     const g = cmd.optsWithGlobals();
-    return runAgent({ ...o, server: o.join ?? g.server, token: g.token });
+    return (await daemon()).runAgent({ ...o, server: o.join ?? g.server, token: g.token });
   });
 
   // ------------------------------------------------------------ apply & stacks
@@ -114,6 +117,7 @@ export function buildProgram(): Command {
       const file = resolve(o.file);
       if (!existsSync(file)) throw new BatonError('BATON_ERR_BAD_REQUEST', `${o.file}: no such file`);
       const text = readFileSync(file, 'utf8');
+      const { parseDotEnv, readCompose } = await import('../manifest/compose.js');
       const dotenv = join(dirname(file), '.env');
       const env = { ...(existsSync(dotenv) ? parseDotEnv(readFileSync(dotenv, 'utf8')) : {}), ...process.env };
       const r = readCompose(text, { fileName: basename(file), baseDir: dirname(file), env, stack: o.stack, ignoreUnsupported: !!o.ignoreUnsupported });
@@ -122,8 +126,8 @@ export function buildProgram(): Command {
       const { api } = client(cmd);
       const res = await api.apply(r.stack, { services: r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels })), prune: !!o.prune, dryRun: !!o.dryRun });
       for (const x of res.results) {
-        const verb = { create: 'create', update: 'update', unchanged: 'unchanged', delete: 'delete' }[x.action];
-        out(`${o.dryRun ? '(dry run) would ' : ''}${verb === 'unchanged' ? 'unchanged' : verb + (o.dryRun ? '' : 'd').replace('ed', verb.endsWith('e') ? 'd' : 'ed')} service ${x.name}`);
+        const done = { create: 'created', update: 'updated', unchanged: 'unchanged', delete: 'deleted' }[x.action];
+        out(o.dryRun && x.action !== 'unchanged' ? `(dry run) would ${x.action} service ${x.name}` : `${done} service ${x.name}`);
         for (const d of x.diff ?? []) out(`    ${d}`);
       }
       const published = r.services.flatMap((s) => s.spec.ports.filter((p) => p.published).map((p) => `${s.name} ${p.published}->${p.target}`));

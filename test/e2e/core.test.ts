@@ -97,6 +97,31 @@ services:
     expect(again.stdout).toContain('unchanged service e2e_web');
   });
 
+  it('replaces every task, one at a time and stop-first, when the spec changes', async () => {
+    const before = (await running('e2e_web', 3)).map((t) => t.metadata.name);
+    writeFile(home, 'stack.yaml', readFileSync(stackFile, 'utf8').replace('echo hello from', 'echo hi from'));
+    let maxContainers = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        maxContainers = Math.max(maxContainers, (await containers()).length);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    const r = await baton(['apply', '-f', stackFile, '--wait', '--timeout', '60'], env);
+    sampling = false;
+    await sampler;
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toContain('updated service e2e_web');
+    const after = await running('e2e_web', 3);
+    expect(after.map((t) => t.metadata.name).filter((n) => before.includes(n))).toEqual([]);
+    expect(maxContainers).toBeLessThanOrEqual(3);
+    for (const t of after) {
+      const body = await eventually(async () => (await fetch(`http://${t.status.hostIP}:${t.status.ports[0]!.hostPort}/index.html`)).text(), 10_000);
+      expect(body.trim()).toBe(`hi from ${t.metadata.name}`);
+    }
+  });
+
   it('scales to 5 and then to 1', async () => {
     expect((await baton(['service', 'scale', 'e2e_web=5'], env)).code).toBe(0);
     await eventually(() => running('e2e_web', 5), 30_000);

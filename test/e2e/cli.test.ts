@@ -1,0 +1,125 @@
+/**
+ * The CLI as a user meets it, against a real `baton server` process: manifest
+ * errors (paths, lines, nothing applied, no stack trace), dry runs, contexts,
+ * snapshot save and restore, and `up -d` / `down`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { baton, cleanupDir, eventually, portRange, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, TEST_IMAGE, type Proc } from '../helpers/proc.js';
+
+describe('baton CLI against a real server', () => {
+  let dir: string;
+  let server: Proc;
+  let env: Record<string, string>;
+
+  async function startServer(): Promise<void> {
+    server = startProc(['server', '--data-dir', join(dir, 'data'), '--listen', '127.0.0.1:0', '--log-level', 'warn'], { BATON_HOME: dir });
+    const url = (await waitOutput(server, /listening on (\S+)/, 30_000))[1]!;
+    env = { BATON_HOME: dir, BATON_SERVER: url, BATON_TOKEN: readFileSync(join(dir, 'data/server/admin.token'), 'utf8').trim() };
+  }
+
+  beforeAll(async () => {
+    dir = tempDir('baton-cli-');
+    await startServer();
+  }, 60_000);
+
+  afterAll(async () => {
+    if (server) await stopProc(server);
+    cleanupDir(dir);
+  });
+
+  const svcNames = async () => (JSON.parse((await baton(['-o', 'json', 'service', 'ls'], env)).stdout) as { metadata: { name: string } }[]).map((s) => s.metadata.name).sort();
+
+  it('lists every manifest error with its path and line, applies nothing, prints no stack', async () => {
+    const f = writeFile(dir, 'bad.yaml', `services:\n  web:\n    image: ${TEST_IMAGE}\n    enviroment:\n      A: b\n    deploy:\n      replicas: many\n  db:\n    image: postgres\n    secrets: [pw]\n`);
+    const r = await baton(['apply', '-f', f, '--stack', 'bad'], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: \S*bad\.yaml has \d+ errors; nothing was applied/);
+    expect(r.stderr).toMatch(/services\.web\.enviroment \(line 4\): .*did you mean `environment`/);
+    expect(r.stderr).toMatch(/services\.web\.deploy\.replicas \(line 7\)/);
+    expect(r.stderr).toMatch(/services\.db\.secrets \(line 10\): .*not supported/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(await svcNames()).toEqual([]);
+  });
+
+  it('refuses Kubernetes manifests document by document', async () => {
+    const f = writeFile(dir, 'k8s.yaml', 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n');
+    const r = await baton(['apply', '-f', f], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('Kubernetes manifests are not supported yet: Deployment web');
+    expect(r.stderr).toContain('Kubernetes manifests are not supported yet: Service web');
+  });
+
+  it('dry-runs, applies, and prunes with a diff', async () => {
+    const f = writeFile(dir, 'ok.yaml', `name: shop\nservices:\n  web:\n    image: ${TEST_IMAGE}\n    command: ["sleep", "1000"]\n  api:\n    image: ${TEST_IMAGE}\n    command: ["sleep", "1000"]\n`);
+    const dry = await baton(['apply', '-f', f, '--dry-run'], env);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('(dry run) would create service shop_web');
+    expect(await svcNames()).toEqual([]);
+    expect((await baton(['apply', '-f', f], env)).stdout).toContain('created service shop_api');
+    expect(await svcNames()).toEqual(['shop_api', 'shop_web']);
+    writeFile(dir, 'ok.yaml', `name: shop\nservices:\n  web:\n    image: ${TEST_IMAGE}\n    command: ["sleep", "1000"]\n    deploy:\n      replicas: 2\n`);
+    const pr = await baton(['apply', '-f', f, '--prune'], env);
+    expect(pr.stdout).toContain('updated service shop_web');
+    expect(pr.stdout).toContain('spec.replicas: 1 → 2');
+    expect(pr.stdout).toContain('deleted service shop_api');
+    expect(await svcNames()).toEqual(['shop_web']);
+    const ps = await baton(['service', 'ps', 'shop_web'], env);
+    expect(ps.stdout).toMatch(/no nodes in the cluster/);
+  });
+
+  it('saves a snapshot online and restores it into a stopped server', async () => {
+    const snap = join(dir, 'snap.db');
+    const r = await baton(['snapshot', 'save', snap], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(snap)).toBe(true);
+    const f = writeFile(dir, 'later.yaml', `services:\n  late:\n    image: ${TEST_IMAGE}\n`);
+    expect((await baton(['apply', '-f', f, '--stack', 'later'], env)).code).toBe(0);
+    expect(await svcNames()).toEqual(['later_late', 'shop_web']);
+    // Restoring into a running server's data dir is refused.
+    const busy = await baton(['snapshot', 'restore', snap, '--data-dir', join(dir, 'data')], env);
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toMatch(/in use by process/);
+    await stopProc(server);
+    const ok = await baton(['snapshot', 'restore', snap, '--data-dir', join(dir, 'data')], env);
+    expect(ok.code, ok.stderr).toBe(0);
+    await startServer();
+    expect(await svcNames()).toEqual(['shop_web']);
+  });
+
+  it('manages contexts', async () => {
+    const none = await baton(['--context', 'nope', 'service', 'ls'], { BATON_HOME: dir });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/context "nope" not found/);
+    const use = await baton(['context', 'use', 'nope'], { BATON_HOME: dir });
+    expect(use.stderr).toMatch(/context "nope" not found/);
+  });
+
+  it('runs in the background with up -d and stops with down, leaving containers to adopt', async () => {
+    const home = tempDir('baton-upd-');
+    const e = { BATON_HOME: home, BATON_TIMINGS: JSON.stringify({ heartbeatIntervalMs: 300 }) };
+    let clusterId = '';
+    try {
+      const up = await baton(['up', '-d', '--data-dir', join(home, 'd'), '--listen', '127.0.0.1:0', '--port-range', portRange(24800), '--pull', 'never'], e);
+      expect(up.code, up.stderr).toBe(0);
+      expect(up.stdout).toMatch(/baton is up in the background \(pid \d+\)/);
+      clusterId = JSON.parse(readFileSync(join(home, 'd/server/cluster.json'), 'utf8')).clusterId;
+      const again = await baton(['up', '-d', '--data-dir', join(home, 'd'), '--listen', '127.0.0.1:0'], e);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toMatch(/already running/);
+      const ctx = await baton(['context', 'ls'], e);
+      expect(ctx.stdout).toMatch(/default \*\s+http:\/\/127\.0\.0\.1:\d+/);
+      await eventually(async () => expect((await baton(['node', 'ls'], e)).stdout).toMatch(/Ready/), 15_000);
+      const down = await baton(['down', '--data-dir', join(home, 'd')], e);
+      expect(down.code, down.stderr).toBe(0);
+      expect(down.stdout).toMatch(/baton stopped/);
+      const after = await baton(['service', 'ls'], e);
+      expect(after.stderr).toMatch(/cannot reach the server/);
+    } finally {
+      await baton(['down', '--data-dir', join(home, 'd')], e);
+      await removeClusterContainers(clusterId);
+      cleanupDir(home);
+    }
+  });
+});
