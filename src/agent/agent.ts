@@ -129,16 +129,13 @@ export class Agent {
       onSync: (objs) => {
         for (const name of objs.keys()) this.queue.add(name);
         for (const name of this.locals.keys()) this.queue.add(name);
-        if (!this.cleaned) {
-          this.cleaned = true;
-          void this.sweep();
-        }
+        this.sweepOnce();
       },
       onEvent: (_type, t: Task) => this.queue.add(t.metadata.name),
       onError: (err) => this.log.debug({ err: err.message }, 'task watch interrupted; reconnecting'),
     });
     this.informer.start();
-    this.loops.push(this.heartbeatLoop(), this.flushLoop(), this.resyncLoop());
+    this.loops.push(this.heartbeatLoop(), this.engineLoop(), this.flushLoop(), this.resyncLoop());
     this.log.info({ node: this.name, address: this.opts.address, server: this.opts.server }, 'agent started');
   }
 
@@ -206,15 +203,25 @@ export class Agent {
         // Back from an outage: events may have been missed.
         this.startEvents();
         for (const name of this.taskNames()) this.queue.add(name);
+        this.sweepOnce();
       }
     }
   }
 
-  private async heartbeatLoop(): Promise<void> {
+  /** engineLoop probes the engine on its own beat, so a slow or hung engine never delays a heartbeat. */
+  private async engineLoop(): Promise<void> {
     while (!this.abort.signal.aborted) {
       await sleep(this.heartbeatMs, this.abort.signal);
       if (this.abort.signal.aborted) return;
       await this.pingEngine();
+    }
+  }
+
+  /** heartbeatLoop reports liveness and the last known engine state; it never waits on the engine. */
+  private async heartbeatLoop(): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      await sleep(this.heartbeatMs, this.abort.signal);
+      if (this.abort.signal.aborted) return;
       try {
         await this.client.call('POST', `/api/v1/nodes/${encodeURIComponent(this.name)}/heartbeat`, { engine: { ok: this.engineOk, version: this.engineVersion, error: this.engineError } });
       } catch (e) {
@@ -277,6 +284,16 @@ export class Agent {
       this.locals.set(name, { handle: c.handle, ports, crashes: 0, restarts: [], restartCount: 0 });
     }
     if (found.length) this.log.info({ count: found.length }, 'adopted existing containers');
+  }
+
+  /** sweepOnce sweeps after the first sync; one that fails (engine gone mid-way) runs again when the engine is back. */
+  private sweepOnce(): void {
+    if (this.cleaned || !this.informer?.synced || !this.engineOk) return;
+    this.cleaned = true;
+    this.sweep().catch((err) => {
+      this.cleaned = false;
+      this.log.warn({ err: String(err) }, 'sweep of unwanted containers failed; will retry');
+    });
   }
 
   /** sweep removes containers no task wants: only after a sync, only this cluster's and this node's. */

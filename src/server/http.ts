@@ -284,7 +284,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const { createReadStream } = await import('node:fs');
     const { rm } = await import('node:fs/promises');
     const stream = createReadStream(file);
-    stream.on('close', () => void rm(file, { force: true }));
+    stream.on('close', () => void rm(file, { force: true }).catch(() => {}));
     return reply.type('application/vnd.sqlite3').send(stream);
   });
 
