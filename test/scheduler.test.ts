@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { reconcileService, specHash } from '../src/server/controllers/serviceReconciler.js';
 import { SpreadPlacer, REASON_NOT_READY, matchConstraint } from '../src/scheduler/placement.js';
 import { node, service, task } from './fixtures.js';
+import type { Task } from '../src/api/types.js';
 
 describe('reconcileService (pure)', () => {
   it('creates one task per empty slot with deterministic names', () => {
@@ -94,6 +95,80 @@ describe('reconcileService (pure)', () => {
         const live = tasks.filter((t) => !stopped.has(t.metadata.name)).map((t) => t.spec.slot);
         const all = [...live, ...plan.create.map((c) => c.slot)].sort((a, b) => a - b);
         expect(all).toEqual(Array.from({ length: want }, (_, i) => i + 1));
+      }),
+    );
+  });
+});
+
+describe('reconcileService drain', () => {
+  const drain = (deadlineMs = 60_000, parallel = 2) => ({ draining: new Map([['n1', 0]]), parallel, deadlineMs });
+  const ready = (t: Task, node: string): Task => ({ ...t, spec: { ...t.spec, nodeName: node }, status: { ...t.status, state: 'running' } });
+
+  it('starts replacements elsewhere first, a few at a time, and stops nothing yet', () => {
+    const svc = service({ replicas: 3 });
+    const tasks = [1, 2, 3].map((s) => task(svc, s, { node: 'n1' }));
+    const p = reconcileService(svc, tasks, 10, drain());
+    expect(p.create.map((c) => [c.slot, c.attempt])).toEqual([[1, 2], [2, 2]]);
+    expect(p.setDesired).toEqual([]);
+    expect(p.requeueAfterMs).toBe(60_000 - 10);
+  });
+
+  it('stops the old task once its replacement is ready, and only then', () => {
+    const svc = service({ replicas: 1 });
+    const old = task(svc, 1, { node: 'n1' });
+    const fresh = task(svc, 1, { node: 'n2', attempt: 2, state: 'starting' });
+    expect(reconcileService(svc, [old, fresh], 10, drain()).setDesired).toEqual([]);
+    const p = reconcileService(svc, [old, { ...fresh, status: { ...fresh.status, state: 'running' } }], 10, drain());
+    expect(p.setDesired).toEqual([{ task: old, desiredState: 'shutdown' }]);
+  });
+
+  it('stops the old task at the deadline even if its replacement is not ready', () => {
+    const svc = service({ replicas: 1 });
+    const old = task(svc, 1, { node: 'n1' });
+    const pending = task(svc, 1, { node: '', attempt: 2, state: 'pending' });
+    expect(reconcileService(svc, [old, pending], 999, drain(1000)).requeueAfterMs).toBe(1);
+    expect(reconcileService(svc, [old, pending], 1000, drain(1000)).setDesired).toEqual([{ task: old, desiredState: 'shutdown' }]);
+  });
+
+  it('retires a failed replacement, keeps the old task serving, and retries after a backoff', () => {
+    const svc = service({ replicas: 1, restartPolicy: { condition: 'any', delayMs: 1000, maxDelayMs: 8000, maxAttempts: 0, windowMs: 0 } });
+    const old = task(svc, 1, { node: 'n1' });
+    const failed = task(svc, 1, { node: 'n2', attempt: 2, state: 'failed', at: 100 });
+    const p = reconcileService(svc, [old, failed], 200, drain());
+    expect(p.setDesired).toEqual([{ task: failed, desiredState: 'shutdown' }]);
+    const retired = { ...failed, spec: { ...failed.spec, desiredState: 'shutdown' as const } };
+    expect(reconcileService(svc, [old, retired], 500, drain()).create).toEqual([]);
+    expect(reconcileService(svc, [old, retired], 1100, drain()).create.map((c) => c.attempt)).toEqual([3]);
+  });
+
+  it('property: during a drain the ready count never drops below replicas before the deadline', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 3 }), fc.array(fc.boolean(), { minLength: 1, maxLength: 60 }), (replicas, parallel, coin) => {
+        const svc = service({ replicas });
+        let tasks: Task[] = Array.from({ length: replicas }, (_, i) => task(svc, i + 1, { node: 'n1' }));
+        const st = drain(1e9, parallel);
+        let i = 0;
+        for (let step = 0; step < 200; step++) {
+          const p = reconcileService(svc, tasks, step, st);
+          // Apply the plan: creations land on n2 as starting, shutdowns stop at once.
+          const down = new Map(p.setDesired.map((s) => [s.task.metadata.name, s.desiredState]));
+          tasks = tasks.map((t) => (down.has(t.metadata.name) ? { ...t, spec: { ...t.spec, desiredState: down.get(t.metadata.name)! }, status: { ...t.status, state: 'shutdown' as const } } : t));
+          for (const c of p.create) {
+            const t = task(svc, c.slot, { node: 'n2', attempt: c.attempt, state: 'starting', at: step });
+            tasks.push(t);
+          }
+          // Some starting replacements become ready.
+          tasks = tasks.map((t) => (t.status.state === 'starting' && coin[i++ % coin.length] ? ready(t, 'n2') : t));
+          const readyNow = tasks.filter((t) => t.spec.desiredState === 'running' && t.status.state === 'running').length;
+          expect(readyNow).toBeGreaterThanOrEqual(replicas);
+          if (!coin.includes(true)) break;
+        }
+        if (coin.includes(true)) {
+          // Eventually everything runs on n2, one per slot.
+          const live = tasks.filter((t) => t.spec.desiredState === 'running');
+          expect(live.every((t) => t.spec.nodeName === 'n2')).toBe(true);
+          expect(live.map((t) => t.spec.slot).sort((a, b) => a - b)).toEqual(Array.from({ length: replicas }, (_, k) => k + 1));
+        }
       }),
     );
   });

@@ -25,6 +25,10 @@ export interface Timings {
   compactRetainRevisions: number;
   /** How often a held watch stream gets a BOOKMARK with the current revision. */
   bookmarkIntervalMs: number;
+  /** Drain: replacements in flight per service at once. */
+  drainParallel: number;
+  /** Drain: tasks still on a draining node after this long are stopped even if their replacement is not ready. */
+  drainDeadlineMs: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
@@ -35,7 +39,22 @@ export const DEFAULT_TIMINGS: Timings = {
   compactIntervalMs: 5 * 60 * 1000,
   compactRetainRevisions: 10_000,
   bookmarkIntervalMs: 5000,
+  drainParallel: 2,
+  drainDeadlineMs: 60_000,
 };
+
+/** TASKS_BY_SERVICE and TASKS_BY_NODE index the task cache so a reconcile reads its own tasks, not all. */
+export const TASKS_BY_SERVICE = 'byService';
+export const TASKS_BY_NODE = 'byNode';
+
+/** indexTasks registers the task indexes every controller relies on (idempotent). */
+export function indexTasks(tasks: WatchCache): void {
+  tasks.addIndex(TASKS_BY_SERVICE, (t) => (t.spec as { serviceName: string }).serviceName);
+  tasks.addIndex(TASKS_BY_NODE, (t) => (t.spec as { nodeName: string }).nodeName || undefined);
+}
+
+/** DRAIN_STARTED_ANNOTATION records when a node's drain began, so the deadline survives restarts. */
+export const DRAIN_STARTED_ANNOTATION = 'baton.drain.startedAt';
 
 export interface ControllerContext {
   registry: Registry;

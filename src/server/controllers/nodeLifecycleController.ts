@@ -13,10 +13,7 @@ import { nodeKind } from '../../api/kinds.js';
 import type { Node, NodeState, NodeStatus, Task } from '../../api/types.js';
 import { allocatedByNode } from '../../scheduler/placement.js';
 import { stableStringify } from '../registry.js';
-import { recordEvent, type Controller, type ControllerContext } from './context.js';
-
-/** TASKS_BY_NODE indexes tasks by assigned node. */
-export const TASKS_BY_NODE = 'byNode';
+import { indexTasks, recordEvent, TASKS_BY_NODE, type Controller, type ControllerContext } from './context.js';
 
 export class NodeLifecycleController implements Controller {
   readonly name = 'node-lifecycle';
@@ -31,7 +28,7 @@ export class NodeLifecycleController implements Controller {
       backoff: { initialMs: 100, maxMs: 5000 },
       onError: (key, err) => ctx.log.warn({ controller: 'node-lifecycle', key, err: String(err) }, 'reconcile failed; will retry'),
     });
-    ctx.tasks.addIndex(TASKS_BY_NODE, (t) => (t as unknown as Task).spec.nodeName || undefined);
+    indexTasks(ctx.tasks);
   }
 
   start(): void {

@@ -7,14 +7,11 @@
  */
 import { WorkQueue } from '../../base/workqueue.js';
 import { serviceKind, taskKind } from '../../api/kinds.js';
-import type { Service, Task } from '../../api/types.js';
+import type { Node, Service, Task } from '../../api/types.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
 import { stableStringify, type AnyObject } from '../registry.js';
-import { reconcileService } from './serviceReconciler.js';
-import { recordEvent, type Controller, type ControllerContext } from './context.js';
-
-/** TASKS_BY_SERVICE indexes tasks by owning service, so a reconcile reads one service's tasks, not all. */
-export const TASKS_BY_SERVICE = 'byService';
+import { reconcileService, type DrainState } from './serviceReconciler.js';
+import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS_BY_SERVICE, type Controller, type ControllerContext } from './context.js';
 
 export class ServiceController implements Controller {
   readonly name = 'service';
@@ -28,13 +25,20 @@ export class ServiceController implements Controller {
       backoff: { initialMs: 100, maxMs: 30_000 },
       onError: (key, err) => ctx.log.warn({ controller: 'service', key, err: String(err) }, 'reconcile failed; will retry'),
     });
-    ctx.tasks.addIndex(TASKS_BY_SERVICE, (t) => (t as unknown as Task).spec.serviceName);
+    indexTasks(ctx.tasks);
   }
 
   start(): void {
     this.unsubs.push(
       this.ctx.services.onDidChange((e) => this.queue.add(e.object.metadata.name)),
       this.ctx.tasks.onDidChange((e) => this.queue.add((e.object as Task).spec.serviceName)),
+      // A node that starts or stops draining (or is paused) changes what its services must do.
+      this.ctx.nodes.onDidChange((e) => {
+        const now = e.object as Node;
+        const prev = e.prev as Node | undefined;
+        if (e.type === 'MODIFIED' && prev?.spec.availability === now.spec.availability) return;
+        for (const t of this.ctx.tasks.byIndex(TASKS_BY_NODE, now.metadata.name)) this.queue.add((t as unknown as Task).spec.serviceName);
+      }),
     );
     for (const name of this.ctx.services.objects.keys()) this.queue.add(name);
     // Orphans too: tasks whose service is gone.
@@ -50,12 +54,24 @@ export class ServiceController implements Controller {
     return this.queue.idle();
   }
 
+  /** drainState reads which nodes are draining, and since when, from the node cache. */
+  private drainState(): DrainState {
+    const draining = new Map<string, number>();
+    for (const o of this.ctx.nodes.objects.values()) {
+      const n = o as unknown as Node;
+      if (n.spec.availability !== 'drain') continue;
+      const at = Date.parse(n.metadata.annotations?.[DRAIN_STARTED_ANNOTATION] ?? n.metadata.creationTimestamp);
+      draining.set(n.metadata.name, Number.isFinite(at) ? at : 0);
+    }
+    return { draining, parallel: this.ctx.timings.drainParallel, deadlineMs: this.ctx.timings.drainDeadlineMs };
+  }
+
   async reconcile(name: string): Promise<void> {
     const { ctx } = this;
     const svc = ctx.services.objects.get(name) as Service | undefined;
     const tasks = ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[];
     if (!svc && tasks.length === 0) return;
-    const plan = reconcileService(svc, tasks, ctx.clock.now());
+    const plan = reconcileService(svc, tasks, ctx.clock.now(), this.drainState());
 
     // Creates: one txn per 128, each guarded by "absent".
     const creates = plan.create.map((c) =>

@@ -31,6 +31,18 @@ export interface NewTaskPlan {
   spec: TaskSpec;
 }
 
+/** DrainState tells the reconciler which nodes are draining, since when, and how to pace migrations. */
+export interface DrainState {
+  /** nodeName → when its drain started (ms). */
+  draining: ReadonlyMap<string, number>;
+  /** Replacements in flight per service at once ("a few at a time"). */
+  parallel: number;
+  /** After this long, tasks still on a draining node are stopped even if their replacement is not ready. */
+  deadlineMs: number;
+}
+
+export const NO_DRAIN: DrainState = { draining: new Map(), parallel: 2, deadlineMs: 60_000 };
+
 export interface ServicePlan {
   create: NewTaskPlan[];
   /** Tasks whose desiredState must change. */
@@ -78,7 +90,7 @@ function shouldReplace(t: Task): boolean {
   return false;
 }
 
-export function reconcileService(svc: Service | undefined, tasks: Task[], now: number): ServicePlan {
+export function reconcileService(svc: Service | undefined, tasks: Task[], now: number, drain: DrainState = NO_DRAIN): ServicePlan {
   const plan: ServicePlan = { create: [], setDesired: [], delete: [] };
 
   if (!svc) {
@@ -118,6 +130,12 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
   }
 
   let requeue: number | undefined;
+  // Migrations already in flight count against drain.parallel.
+  let migrations = 0;
+  for (let slot = 1; slot <= svc.spec.replicas; slot++) {
+    const live = (bySlot.get(slot) ?? []).filter((t) => t.spec.desiredState === 'running');
+    if (live.length > 1 && live.slice(0, -1).every((t) => drain.draining.has(t.spec.nodeName))) migrations++;
+  }
   const want = (ms: number) => (requeue = requeue === undefined ? ms : Math.min(requeue, ms));
 
   for (let slot = 1; slot <= svc.spec.replicas; slot++) {
@@ -129,10 +147,51 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
       plan.create.push({ ...id, slot, attempt: nextAttempt, spec: newTaskSpec(svc, slot, hash) });
     };
 
-    // Extra running tasks in one slot (should not happen): keep the newest.
-    for (const extra of live.slice(0, -1)) plan.setDesired.push({ task: extra, desiredState: 'shutdown' });
+    const onDraining = (t: Task) => drain.draining.has(t.spec.nodeName);
+    if (live.length > 1) {
+      // Two live tasks in one slot: a drain migration (old on a draining node,
+      // new elsewhere). The old one stops once the new one is ready, or at the
+      // drain deadline; any other duplicate keeps only the newest.
+      const newest = live.at(-1)!;
+      const older = live.slice(0, -1);
+      if (older.every(onDraining) && isTerminal(newest.status.state)) {
+        // The replacement died: retire it and keep the old task serving; the
+        // next pass tries again after the slot's failure backoff.
+        plan.setDesired.push({ task: newest, desiredState: 'shutdown' });
+        continue;
+      }
+      const migrating = older.every(onDraining) && !onDraining(newest) && !isTaskReady(newest) && !isTerminal(newest.status.state);
+      if (migrating) {
+        const due = Math.min(...older.map((t) => drain.draining.get(t.spec.nodeName)!)) + drain.deadlineMs;
+        if (now < due) {
+          want(due - now);
+          continue;
+        }
+      }
+      for (const extra of older) plan.setDesired.push({ task: extra, desiredState: 'shutdown' });
+      continue;
+    }
     const cur = live.at(-1);
 
+    if (cur && onDraining(cur) && !isTerminal(cur.status.state)) {
+      // Drain: replace elsewhere first, then stop (above), a few at a time;
+      // past the drain deadline every remaining task moves at once.
+      const due = drain.draining.get(cur.spec.nodeName)! + drain.deadlineMs;
+      const retry = failedSince(list, cur);
+      if (retry > 0) {
+        const last = list.at(-1)!;
+        const wait = stateTime(last) + backoffDelay({ initialMs: svc.spec.restartPolicy.delayMs || 1000, maxMs: svc.spec.restartPolicy.maxDelayMs || 60_000 }, retry) - now;
+        if (wait > 0) {
+          want(wait);
+          continue;
+        }
+      }
+      if (migrations < drain.parallel || now >= due) {
+        migrations++;
+        make();
+      } else want(due - now);
+      continue;
+    }
     if (cur && cur.spec.specHash !== hash) {
       // Stop-first replacement, one slot at a time.
       if (inTransition === 0) {
@@ -189,6 +248,13 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
   };
   if (requeue !== undefined) plan.requeueAfterMs = requeue;
   return plan;
+}
+
+/** failedSince counts the replacements that failed after cur in its slot (list is in attempt order). */
+function failedSince(list: Task[], cur: Task): number {
+  let n = 0;
+  for (let i = list.length - 1; i >= 0 && list[i] !== cur; i--) if (list[i]!.status.state === 'failed' || list[i]!.status.state === 'rejected') n++;
+  return n;
 }
 
 function consecutiveFailures(list: Task[], cur: Task | undefined): number {
