@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ApiClient } from '../src/api/client.js';
+import { tlsTransport, withTransport } from '../src/api/tls.js';
 import type { Task } from '../src/api/types.js';
 import { readCompose } from '../src/manifest/compose.js';
 import {
@@ -243,6 +244,7 @@ interface BatonProc {
   child: ChildProcess;
   url: string;
   token: string;
+  caPem: string;
   clusterId: string;
   home: string;
   stderrTail: () => string;
@@ -295,9 +297,10 @@ async function startBaton(home: string): Promise<BatonProc> {
     });
   });
   const token = readFileSync(join(dataDir, 'server', 'admin.token'), 'utf8').trim();
+  const caPem = readFileSync(join(dataDir, 'server', 'ca.crt'), 'utf8');
   const clusterId = JSON.parse(readFileSync(join(dataDir, 'server', 'cluster.json'), 'utf8')).clusterId as string;
   log(`baton is up at ${url} (pid ${child.pid}, cluster ${clusterId})`);
-  return { child, url, token, clusterId, home, stderrTail: () => tail };
+  return { child, url, token, caPem, clusterId, home, stderrTail: () => tail };
 }
 
 async function stopBaton(p: BatonProc): Promise<void> {
@@ -353,7 +356,7 @@ async function benchBaton(o: Opts): Promise<SystemResult> {
     const pid = proc.child.pid!;
     // Scoped to our cluster, so another Baton cluster on this engine (e.g. a Quick-start one) is never counted or touched.
     const svcLabels = [`baton.cluster=${proc.clusterId}`, `baton.service=${SERVICE}`];
-    const api = new ApiClient({ server: proc.url, token: proc.token, timeoutMs: 60_000 });
+    const api = new ApiClient(withTransport({ server: proc.url, token: proc.token, timeoutMs: 60_000 }, tlsTransport({ caPem: proc.caPem })));
     let overallPeakKiB = 0;
 
     // Warm the bench process's compose reader (schema compile) so run 1 measures Baton, not the bench.

@@ -119,14 +119,14 @@ describe('controllers against a store with a fake clock', () => {
     const f = nodeFixture('a', { state: 'unknown' });
     await ctx.registry.create(nodeKind, { metadata: { name: 'a' }, spec: f.spec, status: f.status });
     await settle();
-    ctx.heartbeats.beat('a', { ok: true, version: '20.10' });
+    ctx.heartbeats.beat('a', { ok: true, version: '20.10' }, 1000);
     await lc.reconcile('a');
     await settle();
     const state = () => (ctx.nodes.objects.get('a') as unknown as Node).status.state;
     expect(state()).toBe('ready');
     const rev = await store.currentRevision();
     clock.advance(1000);
-    ctx.heartbeats.beat('a', { ok: true, version: '20.10' });
+    ctx.heartbeats.beat('a', { ok: true, version: '20.10' }, 1000);
     await lc.reconcile('a');
     expect(await store.currentRevision()).toBe(rev); // a heartbeat is not a revision
     clock.advance(3000);
@@ -137,7 +137,7 @@ describe('controllers against a store with a fake clock', () => {
     await lc.reconcile('a');
     await settle();
     expect(state()).toBe('down');
-    ctx.heartbeats.beat('a', { ok: false, version: '20.10', error: 'connect ENOENT' });
+    ctx.heartbeats.beat('a', { ok: false, version: '20.10', error: 'connect ENOENT' }, 1000);
     await lc.reconcile('a');
     await settle();
     expect(state()).toBe('notready');

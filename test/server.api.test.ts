@@ -1,6 +1,7 @@
 /**
- * The API over a real socket, on the in-memory store: auth, validation that
- * lists every problem, atomic apply, spec/status separation, filtered watches.
+ * The API over a real TLS socket, on the in-memory store: auth, validation
+ * that lists every problem, atomic apply, spec/status separation, filtered
+ * watches. Nodes join for real (token, CSR, mutual TLS).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,6 +14,8 @@ import { ApiClient } from '../src/api/client.js';
 import { nodeKind, serviceKind, taskKind } from '../src/api/kinds.js';
 import type { Service, Task } from '../src/api/types.js';
 import { serviceSpec } from './fixtures.js';
+import { tlsTransport, withTransport, type Transport } from '../src/api/tls.js';
+import { joinCluster } from '../src/agent/join.js';
 
 async function until<T>(fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
   const end = Date.now() + ms;
@@ -27,17 +30,29 @@ async function until<T>(fn: () => Promise<T | undefined>, ms = 10_000): Promise<
 describe('API server (memory store, real HTTP)', () => {
   let server: BatonServer;
   let api: ApiClient;
-  let agentApi: ApiClient;
+  let w1: ApiClient;
+  let w2: ApiClient;
+  let tls: Transport;
   let dir: string;
+  const transports: Transport[] = [];
+  const get = (path: string, headers: Record<string, string> = {}) => tls.fetch(`${server.url}${path}`, { headers, ...tls.init } as RequestInit);
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'baton-api-'));
     server = await BatonServer.start({ dataDir: dir, listen: '127.0.0.1:0', store: new MemoryStore(), events: new MemoryEventStore(), logLevel: 'silent', timings: { heartbeatIntervalMs: 200, bookmarkIntervalMs: 200 } });
-    api = new ApiClient({ server: server.url, token: server.adminToken });
-    agentApi = new ApiClient({ server: server.url, token: server.agentToken });
+    tls = tlsTransport({ caPem: server.caPem });
+    api = new ApiClient(withTransport({ server: server.url, token: server.adminToken }, tls));
+    const node = async (name: string) => {
+      const c = await joinCluster({ server: server.url, token: server.joinToken, name, address: '127.0.0.1' });
+      const t = tlsTransport({ caPem: c.caPem, certPem: c.certPem, keyPem: c.keyPem });
+      transports.push(t);
+      return new ApiClient(withTransport({ server: server.url }, t));
+    };
+    [w1, w2] = [await node('w1'), await node('w2')];
   });
 
   afterAll(async () => {
+    await Promise.all([tls, ...transports].map((t) => t.close()));
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -45,13 +60,13 @@ describe('API server (memory store, real HTTP)', () => {
   const svc = (name: string, over = {}) => ({ name: `t_${name}`, spec: serviceSpec({ stack: 't', shortName: name, replicas: 1, ...over }), labels: {} });
 
   it('answers 401 without a token, with a clear message', async () => {
-    const res = await fetch(`${server.url}/api/v1/services`);
+    const res = await get('/api/v1/services');
     expect(res.status).toBe(401);
     expect((await res.json()).error).toMatchObject({ code: 'BATON_ERR_UNAUTHORIZED', message: expect.stringMatching(/missing bearer token/) });
   });
 
-  it('forbids an agent token from applying stacks', async () => {
-    await expect(agentApi.apply('t', { services: [svc('a')], prune: false, dryRun: false })).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN' });
+  it('forbids a node certificate from applying stacks', async () => {
+    await expect(w1.apply('t', { services: [svc('a')], prune: false, dryRun: false })).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN' });
   });
 
   it('lists every validation problem with its path, and applies nothing', async () => {
@@ -89,7 +104,7 @@ describe('API server (memory store, real HTTP)', () => {
     const s = await api.get<Service>(serviceKind, 't_a');
     const gen = s.metadata.generation;
     // A status write (as an agent batch would) between read and spec write.
-    const st = await agentApi.updateStatus(serviceKind, [{ name: 't_a', status: { ...s.status, message: 'from status' } }]);
+    const st = await api.updateStatus(serviceKind, [{ name: 't_a', status: { ...s.status, message: 'from status' } }]);
     expect(st.items[0]!.ok).toBe(true);
     const err = await api.call('PUT', '/api/v1/services/t_a', { metadata: { resourceVersion: s.metadata.resourceVersion }, spec: { ...s.spec, replicas: 3 } }).catch((e) => e);
     expect(err.code).toBe('BATON_ERR_CONFLICT');
@@ -106,19 +121,19 @@ describe('API server (memory store, real HTTP)', () => {
 
   it('serves a filtered watch: an agent sees only its own node\'s tasks', async () => {
     for (const n of ['w1', 'w2']) {
-      await agentApi.call('POST', '/api/v1/nodes/register', { name: n, address: '127.0.0.1', hostname: n, agentVersion: '0.1.0', capacity: { cpus: 4, memoryBytes: 2 ** 32 }, portRange: [1, 2], engine: { ok: true, version: 'test' } });
+      await (n === 'w1' ? w1 : w2).call('POST', '/api/v1/nodes/register', { name: n, address: '127.0.0.1', hostname: n, agentVersion: '0.1.0', capacity: { cpus: 4, memoryBytes: 2 ** 32 }, portRange: [1, 2], engine: { ok: true, version: 'test' } });
     }
     const hb = setInterval(() => {
-      for (const n of ['w1', 'w2']) void agentApi.call('POST', `/api/v1/nodes/${n}/heartbeat`, { engine: { ok: true, version: 'test' } }).catch(() => {});
+      for (const [n, c] of [['w1', w1], ['w2', w2]] as const) void c.call('POST', `/api/v1/nodes/${n}/heartbeat`, { engine: { ok: true, version: 'test' } }).catch(() => {});
     }, 100);
     try {
       await until(async () => ((await api.nodes()).items.every((n) => n.status.state === 'ready') ? true : undefined));
       const ac = new AbortController();
       const seen: Task[] = [];
-      const list = await agentApi.tasks({ fieldSelector: { 'spec.nodeName': 'w1' } });
+      const list = await w1.tasks({ fieldSelector: { 'spec.nodeName': 'w1' } });
       seen.push(...list.items);
       const watching = (async () => {
-        for await (const ev of agentApi.watch<Task>(taskKind, { resourceVersion: list.metadata.resourceVersion, fieldSelector: { 'spec.nodeName': 'w1' }, signal: ac.signal })) {
+        for await (const ev of w1.watch<Task>(taskKind, { resourceVersion: list.metadata.resourceVersion, fieldSelector: { 'spec.nodeName': 'w1' }, signal: ac.signal })) {
           if (ev.type !== 'BOOKMARK') seen.push(ev.object);
         }
       })().catch(() => {});
@@ -143,10 +158,10 @@ describe('API server (memory store, real HTTP)', () => {
     const err = await api.get(nodeKind, 'nope').catch((e) => e);
     expect(err.code).toBe('BATON_ERR_NOT_FOUND');
     const h = { authorization: `Bearer ${server.adminToken}` };
-    const gone = await fetch(`${server.url}/api/v1/tasks?watch=true&resourceVersion=1`, { headers: h });
+    const gone = await get('/api/v1/tasks?watch=true&resourceVersion=1', h);
     expect(gone.status).toBe(410);
     expect((await gone.json()).error.code).toBe('BATON_ERR_GONE');
-    const bad = await fetch(`${server.url}/api/v1/tasks?fieldSelector=spec.bogus=1`, { headers: h });
+    const bad = await get('/api/v1/tasks?fieldSelector=spec.bogus=1', h);
     expect(bad.status).toBe(400);
     expect((await bad.json()).error.message).toMatch(/field selector "spec.bogus" is not supported for tasks; supported: .*spec.nodeName/);
   });

@@ -30,10 +30,19 @@ import { WorkQueue } from '../base/workqueue.js';
 import { stableStringify } from '../base/json.js';
 import { DriverError, type Driver, type TaskHandle } from './driver.js';
 import { PortAllocator } from './ports.js';
+import { credentialState, joinCluster, localDialAddress, loadCredentials, renewCertificate, saveCredentials, type NodeCredentials } from './join.js';
+import { tlsTransport, withTransport } from '../api/tls.js';
+import { certInfo } from '../base/pki.js';
+
+function certNotAfter(pem: string): string {
+  return certInfo(pem).notAfter.toISOString();
+}
 
 export interface AgentOptions {
-  server: string;
-  token: string;
+  /** The server to join (https://HOST:PORT); optional once this node has joined (its data dir knows). */
+  server?: string;
+  /** The join token; needed only for the first join (or after the certificate expired). */
+  joinToken?: string;
   name?: string;
   address: string;
   dataDir: string;
@@ -53,7 +62,12 @@ export interface AgentOptions {
   resyncIntervalMs?: number;
   /** A task that ran at least this long resets its crash backoff. */
   backoffResetMs?: number;
-  client?: ApiClient;
+  /** Asked heartbeat interval; the server may stretch it when the cluster is large. */
+  heartbeatMs?: number;
+  /** How often the certificate's age is checked for renewal. */
+  certCheckMs?: number;
+  /** Called when the cluster no longer accepts this node (revoked): the process should exit. */
+  onFatal?: (err: Error) => void;
 }
 
 export const LABEL_CLUSTER = 'baton.cluster';
@@ -80,7 +94,10 @@ interface Local {
 }
 
 export class Agent {
-  readonly client: ApiClient;
+  client!: ApiClient;
+  private creds!: NodeCredentials;
+  private closeTransport?: () => Promise<void>;
+  private fatal = false;
   readonly name: string;
   nodeUid = '';
   clusterId = '';
@@ -99,14 +116,14 @@ export class Agent {
   private engineOk = false;
   private engineVersion = '';
   private engineError?: string;
-  private heartbeatMs = 2000;
+  private heartbeatMs: number;
   private cleaned = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
     this.log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'agent' } }, pino.destination(2));
-    this.client = opts.client ?? new ApiClient({ server: opts.server, token: opts.token, timeoutMs: 10_000 });
     this.name = opts.name ?? osHostname();
+    this.heartbeatMs = opts.heartbeatMs ?? 2000;
     this.ports = new PortAllocator(opts.portRange, opts.address);
     this.queue = new WorkQueue((k) => this.reconcile(k), {
       name: 'agent-tasks',
@@ -120,6 +137,12 @@ export class Agent {
   async start(): Promise<void> {
     mkdirSync(this.opts.dataDir, { recursive: true, mode: 0o700 });
     this.releaseLock = lockDir(this.opts.dataDir, `baton agent ${this.name}`);
+    try {
+      await this.ensureCredentials();
+    } catch (e) {
+      this.releaseLock();
+      throw e;
+    }
     await this.pingEngine();
     await this.adopt();
     await this.register();
@@ -135,8 +158,8 @@ export class Agent {
       onError: (err) => this.log.debug({ err: err.message }, 'task watch interrupted; reconnecting'),
     });
     this.informer.start();
-    this.loops.push(this.heartbeatLoop(), this.engineLoop(), this.flushLoop(), this.resyncLoop());
-    this.log.info({ node: this.name, address: this.opts.address, server: this.opts.server }, 'agent started');
+    this.loops.push(this.heartbeatLoop(), this.engineLoop(), this.flushLoop(), this.resyncLoop(), this.renewLoop());
+    this.log.info({ node: this.name, address: this.opts.address, server: this.creds.server }, 'agent started');
   }
 
   /** stop leaves containers running, to be adopted by the next agent on this node. */
@@ -147,7 +170,92 @@ export class Agent {
     await this.informer?.stop();
     await Promise.allSettled(this.loops);
     await this.flush().catch(() => {});
+    void this.closeTransport?.().catch(() => {});
     this.releaseLock?.();
+  }
+
+  // ------------------------------------------------------------ credentials
+
+  /** ensureCredentials loads this node's certificate, or joins with the token when there is none (or it expired). */
+  private async ensureCredentials(): Promise<void> {
+    const { opts } = this;
+    let creds = loadCredentials(opts.dataDir);
+    if (creds && creds.name !== this.name) {
+      throw new BatonError('BATON_ERR_CONFLICT', `data directory ${opts.dataDir} holds node ${creds.name}'s identity, not ${this.name}'s; use --name ${creds.name} or another --data-dir`);
+    }
+    if (creds && opts.server && opts.server.replace(/\/+$/, '') !== creds.server) creds = { ...creds, server: opts.server.replace(/\/+$/, '') };
+    const state = creds ? credentialState(creds, new Date(this.clock.now())) : undefined;
+    if (!creds || state === 'expired') {
+      if (!opts.server || !opts.joinToken) {
+        throw new BatonError(
+          'BATON_ERR_BAD_REQUEST',
+          creds
+            ? `this node's certificate has expired (the agent was away longer than its lifetime); join again: baton agent --join ${creds.server} --token TOKEN (get one with baton join-token worker)`
+            : 'this node has not joined a cluster yet: pass --join https://SERVER:7400 --token TOKEN (get one with baton join-token worker)',
+        );
+      }
+      creds = await joinCluster({ server: opts.server, token: opts.joinToken, name: this.name, address: opts.address });
+      saveCredentials(opts.dataDir, creds);
+      this.log.info({ server: creds.server, clusterId: creds.clusterId }, 'joined the cluster');
+    }
+    this.useCredentials(creds);
+  }
+
+  private useCredentials(creds: NodeCredentials): void {
+    const t = tlsTransport({ caPem: creds.caPem, certPem: creds.certPem, keyPem: creds.keyPem, localAddress: localDialAddress(this.opts.address) });
+    const old = this.closeTransport;
+    this.creds = creds;
+    if (this.client) this.client.setTransport(t);
+    else this.client = new ApiClient(withTransport({ server: creds.server, timeoutMs: 10_000 }, t));
+    this.closeTransport = t.close;
+    // Requests in flight (a held watch) finish on the old connection; close() waits for them.
+    void old?.().catch(() => {});
+  }
+
+  /** renewLoop renews the node certificate at two thirds of its life. */
+  private async renewLoop(): Promise<void> {
+    const every = this.opts.certCheckMs ?? 3_600_000;
+    while (!this.abort.signal.aborted) {
+      await sleep(every, this.abort.signal);
+      if (this.abort.signal.aborted) return;
+      if (credentialState(this.creds, new Date(this.clock.now())) !== 'renew') continue;
+      try {
+        const next = await renewCertificate(this.client, this.creds);
+        saveCredentials(this.opts.dataDir, next);
+        this.useCredentials(next);
+        this.log.info({ notAfter: certNotAfter(next.certPem) }, 'renewed the node certificate');
+      } catch (e) {
+        this.onAuthError(e);
+        this.log.warn({ err: String(e) }, 'certificate renewal failed; will retry');
+      }
+    }
+  }
+
+  /**
+   * onAuthError handles the one refusal that will not fix itself: this node's
+   * certificate was revoked (baton node rm). The server has already replaced
+   * its tasks elsewhere, so the agent removes this cluster's containers here
+   * (no duplicates keep serving) and stops.
+   */
+  private onAuthError(e: unknown): void {
+    const err = e as BatonError;
+    if (this.fatal || err.code !== 'BATON_ERR_UNAUTHORIZED' || !err.details?.some((d) => d.path === 'certificate' && d.message === 'revoked')) return;
+    this.fatal = true;
+    this.log.error({ err: err.message }, 'this node was removed from the cluster; removing its containers and stopping');
+    void (async () => {
+      this.abort.abort();
+      this.stopEvents?.();
+      this.queue.stop();
+      await this.informer?.stop();
+      if (this.engineOk && this.clusterId) {
+        const found = await this.opts.driver.list({ [LABEL_CLUSTER]: this.clusterId, [LABEL_NODE_NAME]: this.name }).catch(() => []);
+        for (const c of found) {
+          await this.opts.driver.stop(c.handle, 10_000).catch(() => {});
+          await this.opts.driver.destroy(c.handle).catch(() => {});
+        }
+      }
+      this.opts.onFatal?.(new BatonError('BATON_ERR_UNAUTHORIZED', `node ${this.name} was removed from the cluster (${err.message})`));
+    })();
   }
 
   // ------------------------------------------------------------ registration
@@ -169,6 +277,7 @@ export class Agent {
           labels: this.opts.labels ?? {},
           capacity: { cpus: this.opts.cpus ?? info.cpus ?? osCpus().length, memoryBytes: this.opts.memoryBytes ?? info.memoryBytes ?? totalmem() },
           portRange: this.opts.portRange,
+          heartbeatMs: this.opts.heartbeatMs,
           engine: { ok: info.ok, version: info.version, error: info.error },
         });
         const known = existsSync(this.nodeFile()) ? JSON.parse(readFileSync(this.nodeFile(), 'utf8')) : undefined;
@@ -182,7 +291,8 @@ export class Agent {
         return;
       } catch (e) {
         const err = e as BatonError;
-        // A refusal (bad token, incompatible version, wrong cluster) will not fix itself.
+        this.onAuthError(err);
+        // A refusal (revoked, incompatible version, wrong cluster) will not fix itself.
         if (err.code && err.code !== 'BATON_ERR_UNAVAILABLE' && err.code !== 'BATON_ERR_INTERNAL') throw err;
         failures++;
         if (failures === 1 || failures % 10 === 0) this.log.warn({ err: err.message }, 'cannot register with the server yet; retrying');
@@ -223,9 +333,15 @@ export class Agent {
       await sleep(this.heartbeatMs, this.abort.signal);
       if (this.abort.signal.aborted) return;
       try {
-        await this.client.call('POST', `/api/v1/nodes/${encodeURIComponent(this.name)}/heartbeat`, { engine: { ok: this.engineOk, version: this.engineVersion, error: this.engineError } });
+        const r = await this.client.call<{ heartbeatIntervalMs?: number }>('POST', `/api/v1/nodes/${encodeURIComponent(this.name)}/heartbeat`, {
+          engine: { ok: this.engineOk, version: this.engineVersion, error: this.engineError },
+          intervalMs: this.heartbeatMs,
+        });
+        // The server stretches the interval as the cluster grows (a bounded beat rate).
+        if (r.heartbeatIntervalMs && r.heartbeatIntervalMs > 0) this.heartbeatMs = Math.max(this.opts.heartbeatMs ?? 0, r.heartbeatIntervalMs);
       } catch (e) {
         const err = e as BatonError;
+        this.onAuthError(err);
         if (err.code === 'BATON_ERR_NOT_FOUND') await this.register().catch((x) => this.log.warn({ err: String(x) }, 're-register failed'));
         else this.log.debug({ err: err.message }, 'heartbeat failed');
       }

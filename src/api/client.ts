@@ -42,13 +42,24 @@ function qs(params: Record<string, string | number | boolean | undefined>): stri
   return s ? `?${s}` : '';
 }
 
+/** Errors from the TLS stack that mean "this server is not the one we trust". */
+const TLS_TRUST_CODES = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE']);
+
 export class ApiClient {
-  private readonly f: typeof fetch;
+  private f: typeof fetch;
+  private init: Record<string, unknown>;
   readonly server: string;
 
   constructor(private readonly opts: ClientOptions) {
     this.f = opts.fetch ?? fetch;
+    this.init = opts.init ?? {};
     this.server = opts.server.replace(/\/+$/, '');
+  }
+
+  /** setTransport swaps fetch and its init (a renewed certificate) for every later request. */
+  setTransport(t: { fetch: typeof fetch; init: Record<string, unknown> }): void {
+    this.f = t.fetch;
+    this.init = t.init;
   }
 
   private headers(body: boolean): Record<string, string> {
@@ -68,13 +79,19 @@ export class ApiClient {
         headers: this.headers(body !== undefined),
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: sig,
-        ...(this.opts.init ?? {}),
+        ...this.init,
       } as RequestInit);
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       const why = cause?.code ?? cause?.message ?? (e as Error).message;
       if ((e as Error).name === 'TimeoutError') throw new BatonError('BATON_ERR_UNAVAILABLE', `server ${this.server} did not answer within ${timeout} ms`);
       if ((e as Error).name === 'AbortError') throw e;
+      if (cause?.code && TLS_TRUST_CODES.has(cause.code)) {
+        throw new BatonError('BATON_ERR_TLS', `the server at ${this.server} is not trusted (${cause.code}): its certificate is not from this context's cluster CA, or not for this address; check --server and the context's CA`);
+      }
+      if (cause?.code === 'ECONNRESET' && this.server.startsWith('http://')) {
+        throw new BatonError('BATON_ERR_UNAVAILABLE', `cannot reach the server at ${this.server} (ECONNRESET); Baton serves HTTPS: use https://`);
+      }
       throw new BatonError('BATON_ERR_UNAVAILABLE', `cannot reach the server at ${this.server} (${why}); is it running? (baton up)`);
     }
     if (!res.ok) {

@@ -56,14 +56,15 @@ export const nodeKind: KindInfo<Node> = {
   columns: [
     { header: 'ID', get: (n) => n.metadata.uid.replace(/-/g, '').slice(0, 12) },
     { header: 'NAME', get: (n) => n.metadata.name },
-    { header: 'STATUS', get: (n) => n.status.state[0]!.toUpperCase() + n.status.state.slice(1).replace('notready', 'NotReady') },
+    { header: 'STATUS', get: (n) => ({ ready: 'Ready', notready: 'NotReady', down: 'Down', unknown: 'Unknown' })[n.status.state] ?? n.status.state },
     { header: 'AVAILABILITY', get: (n) => n.spec.availability },
     { header: 'ADDRESS', get: (n) => n.status.address },
     { header: 'CPUS', get: (n) => `${n.status.allocated.cpus}/${n.status.capacity.cpus}` },
     { header: 'MEMORY', get: (n) => `${bytes(n.status.allocated.memoryBytes)}/${bytes(n.status.capacity.memoryBytes)}` },
     { header: 'TASKS', get: (n) => String(n.status.taskCount) },
-    { header: 'ENGINE', get: (n) => n.status.engineVersion || '-' },
-    { header: 'AGE', get: (n) => age(n.metadata.creationTimestamp) },
+    { header: 'LABELS', get: (n) => Object.entries(n.metadata.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-' },
+    { header: 'HEARTBEAT', get: (n) => (n.status.lastHeartbeat ? `${age(n.status.lastHeartbeat)} ago` : '-') },
+    { header: 'VERSION', get: (n) => n.status.agentVersion || '-' },
   ],
 };
 

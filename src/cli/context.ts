@@ -1,6 +1,6 @@
 /**
- * Client contexts, the way kubectl uses its kubeconfig: named (server, token)
- * pairs in $BATON_HOME/contexts.yaml (default ~/.baton), one of them current,
+ * Client contexts, the way kubectl uses its kubeconfig: named (server, token,
+ * cluster CA) entries in $BATON_HOME/contexts.yaml (default ~/.baton), one of them current,
  * chosen per call with --context or BATON_CONTEXT.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
@@ -55,8 +55,8 @@ export function saveContext(name: string, entry: ContextEntry, makeCurrent: bool
   writeContexts(f);
 }
 
-/** resolveTarget picks server and token: flags first, then the chosen context. */
-export function resolveTarget(flags: { server?: string; token?: string; context?: string }): { server: string; token: string } {
+/** resolveTarget picks server, token and CA: flags first, then environment, then the chosen context. */
+export function resolveTarget(flags: { server?: string; token?: string; context?: string; ca?: string }): { server: string; token: string; ca?: string } {
   const f = readContexts();
   const name = flags.context || process.env.BATON_CONTEXT || f.current;
   const ctx = name ? f.contexts[name] : undefined;
@@ -66,5 +66,11 @@ export function resolveTarget(flags: { server?: string; token?: string; context?
   const server = flags.server ?? process.env.BATON_SERVER ?? ctx?.server;
   const token = flags.token ?? process.env.BATON_TOKEN ?? ctx?.token;
   if (!server) throw new BatonError('BATON_ERR_BAD_REQUEST', 'no server: run `baton up`, or pass --server and --token, or pick a context (baton context ls)');
-  return { server, token: token ?? '' };
+  const caFile = flags.ca ?? process.env.BATON_CA;
+  let ca = ctx?.ca;
+  if (caFile) {
+    if (!existsSync(caFile)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--ca ${caFile}: no such file`);
+    ca = readFileSync(caFile, 'utf8');
+  }
+  return { server, token: token ?? '', ca };
 }

@@ -13,14 +13,17 @@ import { DockerDriver } from '../agent/docker/dockerDriver.js';
 import { parsePortRange } from '../agent/ports.js';
 import { sleep } from '../base/clock.js';
 import { BatonError } from '../base/errors.js';
-import { parseBytes } from '../manifest/units.js';
+import { parseBytes, parseDurationMs } from '../manifest/units.js';
 import { BatonServer } from '../server/server.js';
 import type { Timings } from '../server/controllers/context.js';
 import { batonHome, saveContext } from './context.js';
 
 export interface AgentFlags {
+  /** The server to join (https://HOST:7400). */
   server?: string;
+  /** The join token. */
   token?: string;
+  heartbeat?: string;
   name?: string;
   address: string;
   dataDir: string;
@@ -45,7 +48,14 @@ function parseLabels(list: string[] = []): Record<string, string> {
   return out;
 }
 
-export function agentOptions(f: AgentFlags, server: string, token: string) {
+function durationFlag(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const r = parseDurationMs(/^\d+$/.test(v) ? `${v}ms` : v, flag);
+  if (!r.ok || !(r.value > 0)) throw new BatonError('BATON_ERR_BAD_REQUEST', `${flag} must be a positive duration such as 2s or 500ms, got "${v}"`);
+  return r.value;
+}
+
+export function agentOptions(f: AgentFlags, server: string | undefined, joinToken: string | undefined) {
   if (!['never', 'missing', 'always'].includes(f.pull)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--pull must be never, missing or always, got "${f.pull}"`);
   let memoryBytes: number | undefined;
   if (f.memory !== undefined) {
@@ -63,7 +73,8 @@ export function agentOptions(f: AgentFlags, server: string, token: string) {
   }
   return {
     server,
-    token,
+    joinToken,
+    heartbeatMs: durationFlag(f.heartbeat, '--heartbeat'),
     name: f.name,
     address: f.address,
     dataDir: resolve(f.dataDir),
@@ -101,21 +112,35 @@ function onSignals(stop: () => Promise<void>): void {
   process.on('SIGTERM', handler);
 }
 
-export async function runServer(f: { dataDir: string; listen: string; logLevel?: string }): Promise<void> {
-  const server = await BatonServer.start({ dataDir: resolve(f.dataDir), listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv() });
-  process.stdout.write(`baton server listening on ${server.url}\ncluster ${server.clusterId}\nagent token: ${server.agentToken}\n`);
+export async function runServer(f: { dataDir: string; listen: string; logLevel?: string; tlsSan?: string[] }): Promise<void> {
+  const server = await BatonServer.start({ dataDir: resolve(f.dataDir), listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan });
+  const dir = join(resolve(f.dataDir), 'server');
+  process.stdout.write(
+    `baton server listening on ${server.url}\ncluster ${server.clusterId}\n` +
+      `CA certificate: ${join(dir, 'ca.crt')}; admin token: ${join(dir, 'admin.token')}\n` +
+      `join token: ${server.joinToken}\n` +
+      `to add a node: baton agent --join ${server.url} --token ${server.joinToken} --address ADDRESS --data-dir DIR\n`,
+  );
   onSignals(() => server.stop());
 }
 
 export async function runAgent(f: AgentFlags): Promise<void> {
-  if (!f.server || !f.token) throw new BatonError('BATON_ERR_BAD_REQUEST', 'baton agent needs --server URL and --token TOKEN');
-  const agent = new Agent(agentOptions(f, f.server, f.token));
+  let agent: Agent | undefined;
+  const opts = {
+    ...agentOptions(f, f.server, f.token),
+    onFatal: (err: Error) => {
+      process.stderr.write(`error: ${err.message}\n`);
+      void (agent?.stop() ?? Promise.resolve()).finally(() => process.exit(1));
+    },
+  };
+  agent = new Agent(opts);
   await agent.start();
-  onSignals(() => agent.stop());
+  onSignals(() => agent!.stop());
 }
 
 export interface UpFlags extends AgentFlags {
   listen: string;
+  tlsSan?: string[];
   detach?: boolean;
   context: string;
 }
@@ -127,16 +152,17 @@ function pidFile(dataDir: string): string {
 export async function runUp(f: UpFlags, argv: string[]): Promise<void> {
   const dataDir = resolve(f.dataDir);
   if (f.detach) return detach(dataDir, argv, f);
-  const server = await BatonServer.start({ dataDir, listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv() });
+  const server = await BatonServer.start({ dataDir, listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan });
   let agent: Agent | undefined;
   try {
-    agent = new Agent(agentOptions({ ...f, dataDir: join(dataDir, 'agent') }, server.url, server.agentToken));
+    // The local agent joins exactly as a remote one does: token, CSR, mutual TLS.
+    agent = new Agent(agentOptions({ ...f, dataDir: join(dataDir, 'agent') }, server.url, server.joinToken));
     await agent.start();
   } catch (e) {
     await server.stop();
     throw e;
   }
-  saveContext(f.context, { server: server.url, token: server.adminToken }, true);
+  saveContext(f.context, { server: server.url, token: server.adminToken, ca: server.caPem }, true);
   writeFileSync(pidFile(dataDir), `${process.pid}\n`);
   process.stdout.write(`baton is up: server ${server.url}, node ${agent.name}\ncontext "${f.context}" saved in ${join(batonHome(), 'contexts.yaml')}\n`);
   onSignals(async () => {

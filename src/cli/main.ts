@@ -9,8 +9,9 @@ import { dirname, join, resolve, basename } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { ApiClient } from '../api/client.js';
+import { tlsTransport, withTransport } from '../api/tls.js';
 import { nodeKind, serviceKind, taskKind, eventKind, type KindInfo } from '../api/kinds.js';
-import type { Service, Task } from '../api/types.js';
+import type { Node, Service, Task } from '../api/types.js';
 import { isTerminal } from '../api/types.js';
 import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
@@ -28,12 +29,15 @@ interface Globals {
   server?: string;
   token?: string;
   context?: string;
+  ca?: string;
 }
 
 function client(cmd: Command): { api: ApiClient; g: Globals } {
   const g = cmd.optsWithGlobals() as Globals;
   const t = resolveTarget(g);
-  return { api: new ApiClient({ server: t.server, token: t.token }), g };
+  // With the context's CA, trust only the cluster; without one, the system's roots.
+  const transport = t.ca ? tlsTransport({ caPem: t.ca }) : undefined;
+  return { api: new ApiClient(withTransport({ server: t.server, token: t.token }, transport)), g };
 }
 
 function out(s: string): void {
@@ -61,6 +65,7 @@ export function buildProgram(): Command {
     .option('--server <url>', 'API server URL (default: from the context)')
     .option('--token <token>', 'API token (default: from the context)')
     .option('--context <name>', 'context from contexts.yaml (or BATON_CONTEXT)')
+    .option('--ca <file>', "the cluster CA certificate to trust (or BATON_CA; default: the context's)")
     .showHelpAfterError()
     .configureOutput({ outputError: (s, write) => write(s) });
 
@@ -72,6 +77,7 @@ export function buildProgram(): Command {
       .option('-d, --detach', 'run in the background (PID file in the data dir)')
       .option('--data-dir <dir>', 'data directory', batonHome())
       .option('--listen <host:port>', 'API listen address', '127.0.0.1:7400')
+      .option('--tls-san <name...>', "extra names or addresses for the API's TLS certificate")
       .option('--context-name <name>', 'name of the client context to write', 'default'),
     { portRange: '20000-20999', address: '127.0.0.1' },
   ).action(async (o) => (await daemon()).runUp({ ...o, context: o.contextName }, process.argv.slice(2)));
@@ -87,15 +93,17 @@ export function buildProgram(): Command {
     .description('run the control plane')
     .option('--data-dir <dir>', 'data directory', batonHome())
     .option('--listen <host:port>', 'API listen address', '127.0.0.1:7400')
+    .option('--tls-san <name...>', "extra names or addresses for the API's TLS certificate")
     .option('--log-level <level>', 'log level', 'info')
     .action(async (o) => (await daemon()).runServer(o));
 
   addAgentFlags(
     program
       .command('agent')
-      .description('run a node agent that joins a server')
-      .requiredOption('--data-dir <dir>', 'agent data directory')
-      .option('--join <url>', 'server URL (alias of --server)'),
+      .description('run a node agent; the first start joins the cluster with --join and --token')
+      .requiredOption('--data-dir <dir>', 'agent data directory (keeps the node identity)')
+      .option('--join <url>', 'server to join, https://HOST:7400 (later starts remember it)')
+      .option('--heartbeat <duration>', 'heartbeat interval, e.g. 2s (the server may stretch it in large clusters)'),
     { portRange: '21000-21999', address: '127.0.0.1' },
   ).action(async (o, cmd: Command) => {
     const g = cmd.optsWithGlobals();
@@ -195,6 +203,51 @@ export function buildProgram(): Command {
   // ------------------------------------------------------------ nodes, tasks, events
   const node = program.command('node').description('manage nodes');
   addKindCommands(node, nodeKind);
+  node
+    .command('update <name>')
+    .description('change labels or availability: active, pause (no new tasks), drain (move tasks away)')
+    .option('--label-add <k=v...>', 'add or change a label (repeatable)')
+    .option('--label-rm <key...>', 'remove a label (repeatable)')
+    .addOption(new Option('--availability <a>', 'scheduling availability').choices(['active', 'pause', 'drain']))
+    .action(async (name: string, o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const labelsAdd: Record<string, string> = {};
+      for (const l of (o.labelAdd as string[] | undefined) ?? []) {
+        const i = l.indexOf('=');
+        if (i <= 0) throw new BatonError('BATON_ERR_BAD_REQUEST', `--label-add ${l}: must look like key=value`);
+        labelsAdd[l.slice(0, i)] = l.slice(i + 1);
+      }
+      if (!Object.keys(labelsAdd).length && !o.labelRm && !o.availability) throw new BatonError('BATON_ERR_BAD_REQUEST', 'nothing to change: pass --label-add, --label-rm or --availability');
+      const n = await api.call<Node>('PATCH', `/api/v1/nodes/${encodeURIComponent(name)}`, { labelsAdd, labelsRemove: o.labelRm ?? [], availability: o.availability });
+      if (g.output !== 'table') return out(renderOne(g.output, n));
+      const labels = Object.entries(n.metadata.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-';
+      out(`node ${name}: availability ${n.spec.availability}, labels ${labels}`);
+    });
+  node
+    .command('rm <names...>')
+    .description("remove nodes: revoke their certificates and replace their tasks elsewhere")
+    .option('-f, --force', 'remove even a Ready node')
+    .action(async (names: string[], o, cmd: Command) => {
+      const { api } = client(cmd);
+      for (const n of names) {
+        const r = await api.call<{ revokedCertificates: string[]; orphanedTasks: number }>('DELETE', `/api/v1/nodes/${encodeURIComponent(n)}${o.force ? '?force=true' : ''}`);
+        out(`removed node ${n} (${r.revokedCertificates.length} certificate(s) revoked, ${r.orphanedTasks} task(s) to replace)`);
+      }
+    });
+
+  program
+    .command('join-token <role>')
+    .description('print the token that joins a node (role: worker)')
+    .option('--rotate', 'make a new token; the old one stops working for new joins')
+    .option('-q, --quiet', 'print only the token')
+    .action(async (role: string, o, cmd: Command) => {
+      if (role !== 'worker') throw new BatonError('BATON_ERR_BAD_REQUEST', `join-token: role must be "worker" (managers come with the HA control plane), got "${role}"`);
+      const { api } = client(cmd);
+      const r = o.rotate ? await api.call<{ token: string }>('POST', '/api/v1/join/token/rotate', {}) : await api.call<{ token: string }>('GET', '/api/v1/join/token');
+      if (o.quiet) return out(r.token);
+      if (o.rotate) out('Rotated: the previous token no longer joins new nodes; joined nodes are not affected.');
+      out(`To add a worker node, run on it:\n\n    baton agent --join ${api.server} --token ${r.token} --address ADDRESS --data-dir DIR\n`);
+    });
 
   program
     .command('ps')

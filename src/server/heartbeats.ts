@@ -12,6 +12,8 @@ export interface Beat {
   engineOk: boolean;
   engineVersion: string;
   engineError?: string;
+  /** The interval the agent says it beats at now: NotReady is judged against it. */
+  intervalMs: number;
 }
 
 export class Heartbeats {
@@ -23,11 +25,15 @@ export class Heartbeats {
     this.startedAt = clock.now();
   }
 
-  beat(node: string, engine: { ok: boolean; version: string; error?: string }): void {
+  beat(node: string, engine: { ok: boolean; version: string; error?: string }, intervalMs: number): void {
     const prev = this.beats.get(node);
-    this.beats.set(node, { at: this.clock.now(), engineOk: engine.ok, engineVersion: engine.version, engineError: engine.error });
+    this.beats.set(node, { at: this.clock.now(), engineOk: engine.ok, engineVersion: engine.version, engineError: engine.error, intervalMs });
     // Wake the lifecycle controller only when something it derives could change.
     if (!prev || prev.engineOk !== engine.ok) for (const l of this.listeners) l(node);
+  }
+
+  get size(): number {
+    return this.beats.size;
   }
 
   get(node: string): Beat | undefined {

@@ -9,19 +9,23 @@ import { BatonError, isBatonError } from '../base/errors.js';
 import { compatible, VERSION } from '../base/version.js';
 import { KINDS, nodeKind, serviceKind, taskKind, type KindInfo } from '../api/kinds.js';
 import { objectNameSchema, zodDetails } from '../api/schemas.js';
-import type { ApplyRequest, ClusterInfo, Node, NodeStatus, Service } from '../api/types.js';
+import { isTerminal, type ApplyRequest, type ClusterInfo, type Node, type NodeAvailability, type NodeStatus, type Service, type Task } from '../api/types.js';
 import type { StoredEvent } from '../store/events.js';
 import { matchesEventQuery } from '../store/events.js';
 import type { Role, Tokens } from './auth.js';
+import type { TLSSocket } from 'node:tls';
+import { peerSerial, type ClusterPki } from './clusterPki.js';
 import type { ControllerContext } from './controllers/context.js';
-import { recordEvent } from './controllers/context.js';
+import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, recordEvent, TASKS_BY_NODE, indexTasks } from './controllers/context.js';
 import { applyStack, removeStack } from './apply.js';
 import { GoneError, type WatchCache } from './watchCache.js';
-import type { AnyObject } from './registry.js';
+import { stableStringify, type AnyObject } from './registry.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     role?: Role;
+    /** For a caller with a node certificate: the node it is (the certificate's CN). */
+    node?: string;
   }
 }
 
@@ -31,10 +35,15 @@ export interface HttpDeps {
   clusterId: string;
   storeBackend: string;
   caches: Record<string, WatchCache>;
+  /** The cluster's PKI: serves HTTPS and authenticates nodes by certificate. */
+  pki: ClusterPki;
   /** Writes an online backup of the store to a file and returns its path (SQLite only). */
   snapshot?: () => Promise<string>;
   logger?: boolean;
 }
+
+/** A label key, as Kubernetes allows them (an optional prefix/ and a name). */
+const LABEL_KEY = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$/;
 
 /** Buffered bytes after which a slow watch stream is closed; the client re-watches from its last revision. */
 const SLOW_WATCHER_BYTES = 8 * 1024 * 1024;
@@ -54,12 +63,73 @@ function need(req: FastifyRequest, ...roles: Role[]): void {
   if (!req.role || !roles.includes(req.role)) throw new BatonError('BATON_ERR_FORBIDDEN', `this call needs the ${roles.join(' or ')} role`);
 }
 
+/** ownNode lets a node certificate act only for its own node (the Node authorizer's rule); admins act for any. */
+function ownNode(req: FastifyRequest, name: string): void {
+  if (req.role === 'agent' && req.node !== name) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} may not act for node ${name}`);
+}
+
+/** Routes that need no credentials: health and the first steps of a join (the proof is checked inside). */
+const OPEN_ROUTES = new Set(['GET /healthz', 'GET /api/v1/join/ca', 'POST /api/v1/join/nonce', 'POST /api/v1/join']);
+
+/** What a node certificate may call; everything else is for admins. */
+const AGENT_ROUTES = new Set([
+  'GET /api/v1/info',
+  'POST /api/v1/nodes/register',
+  'POST /api/v1/nodes/:name/heartbeat',
+  'POST /api/v1/nodes/:name/certificate',
+  'GET /api/v1/tasks',
+  'POST /api/v1/tasks/-/status',
+  'PUT /api/v1/tasks/:name/status',
+  'POST /api/v1/events',
+]);
+
+/** certRefusal turns an OpenSSL verification code into words a user can act on. */
+function certRefusal(code: string): string {
+  if (code === 'CERT_HAS_EXPIRED') return 'the node certificate has expired; an agent renews it before expiry, so this node was away too long: join it again with a token (baton join-token worker)';
+  if (code === 'CERT_NOT_YET_VALID') return "the node certificate is not valid yet; check this node's clock";
+  if (code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' || code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' || code === 'DEPTH_ZERO_SELF_SIGNED_CERT') {
+    return "the node certificate was not issued by this cluster's CA; join this cluster with its token";
+  }
+  return `the node certificate was refused (${code})`;
+}
+
 export function buildHttp(deps: HttpDeps): FastifyInstance {
-  const { ctx, tokens, caches } = deps;
-  const app = Fastify({ logger: false, bodyLimit: 16 * 1024 * 1024, forceCloseConnections: true });
+  const { ctx, tokens, caches, pki } = deps;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 16 * 1024 * 1024,
+    forceCloseConnections: true,
+    https: { key: pki.serving.keyPem, cert: pki.serving.certPem, ca: pki.ca.certPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+  app.server.on('secureConnection', (sock: TLSSocket) => pki.track(sock));
+  indexTasks(caches[taskKind.plural]!);
+
+  // One Warning event per refused certificate a minute, not one per retry.
+  const refusedAt = new Map<string, number>();
+  const refuse = (serial: string, name: string, message: string, details: { path: string; message: string }[] = []): never => {
+    const now = ctx.clock.now();
+    if ((refusedAt.get(serial) ?? 0) + 60_000 < now) {
+      if (refusedAt.size > 10_000) refusedAt.clear();
+      refusedAt.set(serial, now);
+      recordEvent(ctx, { type: 'Warning', reason: 'CertificateRefused', kind: 'Node', name: name || 'unknown', node: name || undefined, source: 'api', message: `node ${name || '(no name)'}: ${message}` });
+    }
+    throw new BatonError('BATON_ERR_UNAUTHORIZED', message, details);
+  };
 
   app.addHook('onRequest', async (req) => {
-    if (req.url === '/healthz') return;
+    const route = `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`;
+    if (OPEN_ROUTES.has(route)) return;
+    const sock = req.raw.socket as TLSSocket;
+    const serial = peerSerial(sock);
+    if (serial) {
+      const cn = String(sock.getPeerCertificate().subject?.CN ?? '');
+      if (!sock.authorized) refuse(serial, cn, certRefusal(String(sock.authorizationError)));
+      if (pki.isRevoked(serial)) refuse(serial, cn, `the certificate of node ${cn} was revoked (baton node rm); to come back, join again with a token`, [{ path: 'certificate', message: 'revoked' }]);
+      if (!AGENT_ROUTES.has(route)) throw new BatonError('BATON_ERR_FORBIDDEN', `a node certificate may not call ${route}`);
+      req.role = 'agent';
+      req.node = cn;
+      return;
+    }
     const h = req.headers.authorization;
     if (!h || !h.startsWith('Bearer ')) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'missing bearer token: pass --token or use a context with one (baton context ls)');
     const role = await tokens.verify(h.slice(7).trim());
@@ -88,6 +158,34 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     revision: String(await ctx.registry.store.currentRevision()),
   }));
 
+  async function listKind(kind: KindInfo, cache: WatchCache, q: Record<string, string | undefined>, fields?: Record<string, string>, labels?: Record<string, string>) {
+    if (q.limit) {
+      if (fields || labels) throw new BatonError('BATON_ERR_BAD_REQUEST', 'limit cannot be combined with selectors');
+      const r = await ctx.registry.list(kind, { limit: Number(q.limit), continue: q.continue, atRevision: q.resourceVersion ? Number(q.resourceVersion) : undefined });
+      return { items: r.items, metadata: { resourceVersion: String(r.revision), ...(r.continue ? { continue: r.continue } : {}) } };
+    }
+    // Serve from the watch cache when it has seen every committed write; else read the store
+    // (the cache's revision only moves with its own kind's changes and progress notifications).
+    const rev = await ctx.registry.store.currentRevision();
+    if (cache.revision >= rev) return { items: cache.list(fields, labels), metadata: { resourceVersion: String(cache.revision) } };
+    const r = await ctx.registry.list(kind);
+    return { items: cache.filter(r.items, fields, labels), metadata: { resourceVersion: String(r.revision) } };
+  }
+
+  function withLastBeat(n: Node): Node {
+    const b = ctx.heartbeats.get(n.metadata.name);
+    return b ? { ...n, status: { ...n.status, lastHeartbeat: new Date(b.at).toISOString() } } : n;
+  }
+
+  /** ownTasks refuses a node's status write for a task placed on another node. */
+  function ownTasks(req: FastifyRequest, names: string[]): void {
+    const tasks = caches[taskKind.plural]!.objects;
+    for (const name of names) {
+      const t = tasks.get(name) as Task | undefined;
+      if (t && t.spec.nodeName !== req.node) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} may not report status for task ${name} (placed on ${t.spec.nodeName || 'no node'})`);
+    }
+  }
+
   for (const kind of KINDS) {
     if (kind.storage !== 'store') continue;
     const cache = caches[kind.plural]!;
@@ -97,21 +195,17 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       const q = req.query as Record<string, string | undefined>;
       const fields = parseSelector(q.fieldSelector, 'fieldSelector');
       const labels = parseSelector(q.labelSelector, 'labelSelector');
+      if (req.role === 'agent' && fields?.['spec.nodeName'] !== req.node) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} may list only its own tasks (fieldSelector spec.nodeName=${req.node})`);
       if (q.watch === 'true' || q.watch === '1') return serveWatch(req, reply, kind, cache, Number(q.resourceVersion ?? 0), fields, labels);
-      if (q.limit) {
-        if (fields || labels) throw new BatonError('BATON_ERR_BAD_REQUEST', 'limit cannot be combined with selectors');
-        const r = await ctx.registry.list(kind, { limit: Number(q.limit), continue: q.continue, atRevision: q.resourceVersion ? Number(q.resourceVersion) : undefined });
-        return { items: r.items, metadata: { resourceVersion: String(r.revision), ...(r.continue ? { continue: r.continue } : {}) } };
-      }
-      // Serve from the watch cache when it has seen every committed write; else read the store
-      // (the cache's revision only moves with its own kind's changes and progress notifications).
-      const rev = await ctx.registry.store.currentRevision();
-      if (cache.revision >= rev) return { items: cache.list(fields, labels), metadata: { resourceVersion: String(cache.revision) } };
-      const r = await ctx.registry.list(kind);
-      return { items: cache.filter(r.items, fields, labels), metadata: { resourceVersion: String(r.revision) } };
+      const r = await listKind(kind, cache, q, fields, labels);
+      // Node lists carry the last heartbeat from memory: it is never written per beat.
+      return kind === nodeKind ? { ...r, items: (r.items as unknown as Node[]).map(withLastBeat) } : r;
     });
 
-    app.get(`${base}/:name`, async (req) => ctx.registry.mustGet(kind, (req.params as { name: string }).name));
+    app.get(`${base}/:name`, async (req) => {
+      const obj = await ctx.registry.mustGet(kind, (req.params as { name: string }).name);
+      return kind === nodeKind ? withLastBeat(obj as unknown as Node) : obj;
+    });
 
     if (kind.clientWritable) {
       app.post(base, async (req, reply) => {
@@ -139,6 +233,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     app.put(`${base}/:name/status`, async (req) => {
       need(req, 'admin', 'agent');
       const name = (req.params as { name: string }).name;
+      if (req.role === 'agent') ownTasks(req, [name]);
       const body = req.body as { metadata?: { uid?: string; statusVersion?: string }; status: unknown };
       const [r] = await ctx.registry.updateStatus(kind, [{ name, uid: body?.metadata?.uid, statusVersion: body?.metadata?.statusVersion, status: body?.status }]);
       if (!r!.ok) throw r!.error;
@@ -148,6 +243,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       need(req, 'admin', 'agent');
       const body = req.body as { items: { name: string; uid?: string; statusVersion?: string; status: unknown }[] };
       if (!Array.isArray(body?.items)) throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {items: [{name, uid, status}]}');
+      if (req.role === 'agent') ownTasks(req, body.items.map((i) => i.name));
       const results = await ctx.registry.updateStatus(kind, body.items);
       return {
         items: results.map((r, i) => (r.ok ? { name: body.items[i]!.name, ok: true, resourceVersion: r.object.metadata.resourceVersion } : { name: body.items[i]!.name, ok: false, error: r.error.toJSON().error })),
@@ -204,21 +300,26 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   });
 
   // ---------------------------------------------------------------- nodes
+  const beatInterval = (requested: unknown) => heartbeatInterval(ctx.timings, nodeCache(caches).objects.size, typeof requested === 'number' && requested > 0 ? requested : undefined);
+
   app.post('/api/v1/nodes/register', async (req) => {
     need(req, 'admin', 'agent');
     const b = req.body as {
-      name: string; address: string; hostname: string; agentVersion: string; labels?: Record<string, string>;
+      name: string; address: string; hostname: string; agentVersion: string; labels?: Record<string, string>; heartbeatMs?: number;
       capacity: { cpus: number; memoryBytes: number }; portRange: [number, number]; engine: { ok: boolean; version: string; error?: string };
     };
     const n = objectNameSchema.safeParse(b?.name);
     if (!n.success) throw new BatonError('BATON_ERR_VALIDATION', 'invalid node name', zodDetails(n.error, 'name'));
+    ownNode(req, b.name);
     if (!compatible(VERSION, String(b.agentVersion))) {
       recordEvent(ctx, { type: 'Warning', reason: 'AgentRefused', kind: 'Node', name: b.name, source: 'api', message: `agent version ${b.agentVersion} is not compatible with server ${VERSION}` });
       throw new BatonError('BATON_ERR_INCOMPATIBLE_AGENT', `agent version ${b.agentVersion} is not compatible with server version ${VERSION}; run an agent of version ${VERSION.split('.').slice(0, 2).join('.')}.x`);
     }
     const now = new Date(ctx.clock.now()).toISOString();
-    ctx.heartbeats.beat(b.name, b.engine);
+    const interval = beatInterval(b.heartbeatMs);
+    ctx.heartbeats.beat(b.name, b.engine, interval);
     const status = (prev?: NodeStatus): NodeStatus => ({
+      ...prev,
       state: prev?.state ?? 'unknown',
       message: prev?.message ?? 'registered',
       address: b.address,
@@ -235,22 +336,136 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const existing = await ctx.registry.get<Node & AnyObject>(nodeKind, b.name);
     let node: AnyObject;
     if (!existing) {
+      // Agent labels apply when the node is first made; afterwards `baton node update` owns them.
       node = await ctx.registry.create(nodeKind, { metadata: { name: b.name, labels: b.labels ?? {} }, spec: { availability: 'active' }, status: status() });
-      recordEvent(ctx, { type: 'Normal', reason: 'NodeRegistered', kind: 'Node', name: b.name, uid: node.metadata.uid, node: b.name, source: 'api', message: `node ${b.name} joined at ${b.address} (${b.capacity.cpus} cpus, ${Math.round(b.capacity.memoryBytes / 1048576)} MiB)` });
+      recordEvent(ctx, { type: 'Normal', reason: 'NodeRegistered', kind: 'Node', name: b.name, uid: node.metadata.uid, node: b.name, source: 'api', message: `node ${b.name} registered at ${b.address} (${b.capacity.cpus} cpus, ${Math.round(b.capacity.memoryBytes / 1048576)} MiB)` });
     } else {
-      const labels = { ...existing.metadata.labels, ...(b.labels ?? {}) };
-      node = (await ctx.registry.mutate<Node & AnyObject>(nodeKind, b.name, (cur) => ({ ...cur, metadata: { ...cur.metadata, labels }, status: status(cur.status) })))!;
+      node = (await ctx.registry.mutate<Node & AnyObject>(nodeKind, b.name, (cur) => ({ ...cur, status: status(cur.status) })))!;
     }
-    return { node, clusterId: deps.clusterId, heartbeatIntervalMs: ctx.timings.heartbeatIntervalMs, serverVersion: VERSION };
+    return { node, clusterId: deps.clusterId, heartbeatIntervalMs: interval, serverVersion: VERSION };
   });
 
   app.post('/api/v1/nodes/:name/heartbeat', async (req) => {
     need(req, 'admin', 'agent');
     const name = (req.params as { name: string }).name;
+    ownNode(req, name);
     if (!nodeCache(caches).objects.has(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `node "${name}" is not registered; register again`);
-    const b = req.body as { engine?: { ok: boolean; version: string; error?: string } };
-    ctx.heartbeats.beat(name, b?.engine ?? { ok: true, version: '' });
-    return { heartbeatIntervalMs: ctx.timings.heartbeatIntervalMs };
+    const b = req.body as { engine?: { ok: boolean; version: string; error?: string }; intervalMs?: number };
+    const next = beatInterval(undefined);
+    // Judged against the interval the agent beats at now; it learns `next` from this answer.
+    ctx.heartbeats.beat(name, b?.engine ?? { ok: true, version: '' }, typeof b?.intervalMs === 'number' && b.intervalMs > 0 ? b.intervalMs : next);
+    return { heartbeatIntervalMs: next };
+  });
+
+  app.post('/api/v1/nodes/:name/certificate', async (req) => {
+    need(req, 'agent');
+    const name = (req.params as { name: string }).name;
+    ownNode(req, name);
+    const node = nodeCache(caches).objects.get(name) as unknown as Node | undefined;
+    if (!node) throw new BatonError('BATON_ERR_NOT_FOUND', `node "${name}" is not registered`);
+    const csr = (req.body as { csr?: unknown })?.csr;
+    if (typeof csr !== 'string') throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {csr: PEM}');
+    const cert = await pki.issue(name, csr, node.status.address, ctx.timings.nodeCertTtlMs);
+    recordEvent(ctx, { type: 'Normal', reason: 'CertificateRenewed', kind: 'Node', name, uid: node.metadata.uid, node: name, source: 'api', message: `node ${name} renewed its certificate (serial ${cert.serial}, valid until ${cert.notAfter.toISOString()})` });
+    return { certificate: cert.certPem, ca: pki.ca.certPem, notAfter: cert.notAfter.toISOString() };
+  });
+
+  app.patch('/api/v1/nodes/:name', async (req) => {
+    need(req, 'admin');
+    const name = (req.params as { name: string }).name;
+    const b = (req.body ?? {}) as { labelsAdd?: Record<string, string>; labelsRemove?: string[]; availability?: NodeAvailability };
+    const details = [];
+    for (const [k, v] of Object.entries(b.labelsAdd ?? {})) {
+      if (!LABEL_KEY.test(k)) details.push({ path: `labelsAdd.${k}`, message: 'a label key is letters, digits, ".", "-", "_" and "/", starting and ending with a letter or digit, at most 253 characters' });
+      if (typeof v !== 'string' || v.length > 253) details.push({ path: `labelsAdd.${k}`, message: 'a label value is a string of at most 253 characters' });
+    }
+    if (b.labelsRemove !== undefined && (!Array.isArray(b.labelsRemove) || b.labelsRemove.some((k) => typeof k !== 'string'))) details.push({ path: 'labelsRemove', message: 'must be a list of label keys' });
+    if (b.availability !== undefined && !['active', 'pause', 'drain'].includes(b.availability)) details.push({ path: 'availability', message: `must be active, pause or drain, got ${JSON.stringify(b.availability)}` });
+    if (details.length) throw new BatonError('BATON_ERR_VALIDATION', `invalid update of node ${name}`, details);
+    let before: Node | undefined;
+    const out = await ctx.registry.mutate<Node & AnyObject>(nodeKind, name, (cur) => {
+      before = cur;
+      const labels = { ...cur.metadata.labels, ...(b.labelsAdd ?? {}) };
+      for (const k of b.labelsRemove ?? []) delete labels[k];
+      const availability = b.availability ?? cur.spec.availability;
+      const annotations = { ...(cur.metadata.annotations ?? {}) };
+      if (availability === 'drain' && cur.spec.availability !== 'drain') annotations[DRAIN_STARTED_ANNOTATION] = new Date(ctx.clock.now()).toISOString();
+      if (availability !== 'drain') delete annotations[DRAIN_STARTED_ANNOTATION];
+      const next = ctx.registry.specUpdate(cur, { spec: { ...cur.spec, availability }, labels, annotations }) as Node & AnyObject;
+      return stableStringify(next) === stableStringify(cur) ? undefined : next;
+    });
+    if (!out) throw new BatonError('BATON_ERR_NOT_FOUND', `node "${name}" not found`);
+    const changes: string[] = [];
+    if (before && before.spec.availability !== out.spec.availability) changes.push(`availability ${before.spec.availability} → ${out.spec.availability}`);
+    for (const [k, v] of Object.entries(b.labelsAdd ?? {})) if (before?.metadata.labels[k] !== v) changes.push(`label ${k}=${v}`);
+    for (const k of b.labelsRemove ?? []) if (before && k in before.metadata.labels) changes.push(`label ${k} removed`);
+    if (changes.length) recordEvent(ctx, { type: 'Normal', reason: 'NodeUpdated', kind: 'Node', name, uid: out.metadata.uid, node: name, source: 'api', message: `node ${name}: ${changes.join(', ')}` });
+    return withLastBeat(out as unknown as Node);
+  });
+
+  app.delete('/api/v1/nodes/:name', async (req) => {
+    need(req, 'admin');
+    const name = (req.params as { name: string }).name;
+    const force = ['1', 'true'].includes(String((req.query as { force?: string }).force ?? ''));
+    const node = (await ctx.registry.get(nodeKind, name)) as (Node & AnyObject) | undefined;
+    if (!node) throw new BatonError('BATON_ERR_NOT_FOUND', `node "${name}" not found`);
+    if (node.status.state === 'ready' && !force) {
+      throw new BatonError('BATON_ERR_CONFLICT', `node ${name} is Ready; drain it and stop its agent first, or pass --force (its tasks are then replaced elsewhere)`);
+    }
+    const serials = await pki.revokeNode(name);
+    await ctx.registry.delete(nodeKind, name, {});
+    ctx.heartbeats.forget(name);
+    // Its tasks can no longer be reached: mark them orphaned so their services replace them.
+    const tasks = (caches[taskKind.plural]!.byIndex(TASKS_BY_NODE, name) as unknown as Task[]).filter((t) => !isTerminal(t.status.state));
+    const at = new Date(ctx.clock.now()).toISOString();
+    for (let i = 0; i < tasks.length; i += 128) {
+      await ctx.registry.updateStatus(taskKind, tasks.slice(i, i + 128).map((t) => ({ name: t.metadata.name, uid: t.metadata.uid, status: { ...t.status, state: 'orphaned', message: `node ${name} was removed`, timestamp: at } })));
+    }
+    recordEvent(ctx, { type: 'Warning', reason: 'NodeRemoved', kind: 'Node', name, uid: node.metadata.uid, node: name, source: 'api', message: `node ${name} removed${force ? ' (forced)' : ''}; ${serials.length} certificate(s) revoked, ${tasks.length} task(s) orphaned` });
+    return { removed: name, revokedCertificates: serials, orphanedTasks: tasks.length };
+  });
+
+  // ---------------------------------------------------------------- joining
+  app.get('/api/v1/join/ca', async () => ({ ca: pki.ca.certPem, fingerprint: pki.caFingerprint }));
+  app.post('/api/v1/join/nonce', async () => pki.newNonce(ctx.timings.joinNonceTtlMs));
+  app.post('/api/v1/join', async (req) => {
+    const b = (req.body ?? {}) as { name?: unknown; address?: unknown; csr?: unknown; nonce?: unknown; proof?: unknown };
+    const name = typeof b.name === 'string' ? b.name : '';
+    const n = objectNameSchema.safeParse(b.name);
+    if (!n.success) throw new BatonError('BATON_ERR_VALIDATION', 'invalid node name', zodDetails(n.error, 'name'));
+    if (typeof b.address !== 'string' || !/^[0-9A-Za-z.:-]{1,253}$/.test(b.address)) throw new BatonError('BATON_ERR_VALIDATION', 'invalid join request', [{ path: 'address', message: 'must be the IP address or DNS name this node is reached at' }]);
+    if (typeof b.csr !== 'string' || typeof b.nonce !== 'string' || typeof b.proof !== 'string') throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {name, address, csr, nonce, proof}');
+    const refused = (why: string, message: string): never => {
+      recordEvent(ctx, { type: 'Warning', reason: 'JoinRefused', kind: 'Node', name, source: 'api', message: `join of ${name} from ${req.ip} refused: ${why}` });
+      throw new BatonError('BATON_ERR_JOIN_REFUSED', message);
+    };
+    // The nonce is spent by any attempt, right or wrong.
+    const nonce = pki.takeNonce(b.nonce);
+    if (nonce === 'unknown') refused('replayed or unknown nonce', 'join refused: the nonce was already used or was never issued (a replayed join); start the join again');
+    if (nonce === 'expired') refused('expired nonce', 'join refused: the nonce expired before the join completed; start the join again');
+    if (!pki.verifyProof(b.nonce, b.csr, b.proof)) {
+      refused('wrong join token', 'join refused: the join token is wrong, was rotated (baton join-token worker --rotate), or belongs to another cluster; get the current one with `baton join-token worker`');
+    }
+    const existing = nodeCache(caches).objects.get(name) as unknown as Node | undefined;
+    const beat = ctx.heartbeats.get(name);
+    if (existing && beat && ctx.clock.now() - beat.at < beat.intervalMs * ctx.timings.missedHeartbeats) {
+      refused(`name held by the live node at ${existing.status.address}`, `join refused: node name ${name} is held by a live node at ${existing.status.address} (last heartbeat ${Math.round((ctx.clock.now() - beat.at) / 1000)}s ago); pick another --name, or remove that node first (baton node rm ${name})`);
+    }
+    // A name taken over from a dead node: the old holder's certificates stop working.
+    const revoked = existing ? await pki.revokeNode(name) : [];
+    const cert = await pki.issue(name, b.csr, b.address, ctx.timings.nodeCertTtlMs);
+    recordEvent(ctx, { type: 'Normal', reason: 'NodeJoined', kind: 'Node', name, node: name, source: 'api', message: `node ${name} joined from ${req.ip} at ${b.address}${revoked.length ? ` (replacing a dead node of that name; ${revoked.length} old certificate(s) revoked)` : ''}` });
+    return { certificate: cert.certPem, ca: pki.ca.certPem, clusterId: deps.clusterId, notAfter: cert.notAfter.toISOString() };
+  });
+  app.get('/api/v1/join/token', async (req) => {
+    need(req, 'admin');
+    return { role: 'worker', token: pki.joinToken() };
+  });
+  app.post('/api/v1/join/token/rotate', async (req) => {
+    need(req, 'admin');
+    const token = await pki.rotate();
+    recordEvent(ctx, { type: 'Normal', reason: 'JoinTokenRotated', kind: 'Cluster', name: deps.clusterId, source: 'api', message: 'the worker join token was rotated; the old one no longer joins new nodes, joined nodes are unaffected' });
+    return { role: 'worker', token };
   });
 
   // ---------------------------------------------------------------- events

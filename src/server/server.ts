@@ -23,6 +23,7 @@ import { Registry } from './registry.js';
 import { WatchCache } from './watchCache.js';
 import { Tokens } from './auth.js';
 import { Heartbeats } from './heartbeats.js';
+import { ClusterPki } from './clusterPki.js';
 import { buildHttp } from './http.js';
 import { DEFAULT_TIMINGS, type Controller, type ControllerContext, type Timings } from './controllers/context.js';
 import { ServiceController } from './controllers/serviceController.js';
@@ -40,6 +41,8 @@ export interface ServerOptions {
   timings?: Partial<Timings>;
   logLevel?: string;
   logger?: Logger;
+  /** Extra names or addresses for the API's serving certificate. */
+  tlsSans?: string[];
 }
 
 /**
@@ -69,7 +72,7 @@ export class BatonServer {
   url = '';
   clusterId = '';
   adminToken = '';
-  agentToken = '';
+  pki!: ClusterPki;
   store!: Store;
   ctx!: ControllerContext;
 
@@ -101,21 +104,20 @@ export class BatonServer {
     const events = opts.events ?? (sqlite ? new SqliteEventStore(sqlite.db, { ttlMs: timings.eventTtlMs }) : undefined);
     if (!events) throw new Error('an injected store needs an injected event store');
 
-    // Cluster identity and first tokens, made once.
+    // Cluster identity and the admin token, made once; nodes join with certificates.
     const idFile = join(dir, 'cluster.json');
     const tokens = new Tokens(this.store);
     if (existsSync(idFile)) {
       this.clusterId = JSON.parse(readFileSync(idFile, 'utf8')).clusterId;
       this.adminToken = readFileSync(join(dir, 'admin.token'), 'utf8').trim();
-      this.agentToken = readFileSync(join(dir, 'agent.token'), 'utf8').trim();
     } else {
       this.clusterId = randomUUID();
       this.adminToken = await tokens.create('admin', 'created at cluster init');
-      this.agentToken = await tokens.create('agent', 'created at cluster init');
       writeFileSync(join(dir, 'admin.token'), this.adminToken + '\n', { mode: 0o600 });
-      writeFileSync(join(dir, 'agent.token'), this.agentToken + '\n', { mode: 0o600 });
       writeFileSync(idFile, JSON.stringify({ clusterId: this.clusterId }) + '\n', { mode: 0o600 });
     }
+    const [host, port] = splitHostPort(opts.listen);
+    this.pki = await ClusterPki.open(dir, this.store, clock, { listenHost: host, extraSans: opts.tlsSans });
 
     for (const k of STORE_KINDS) {
       const c = new WatchCache(this.store, k);
@@ -146,6 +148,7 @@ export class BatonServer {
         const target = rev - timings.compactRetainRevisions;
         if (target > (await this.store.compactRevision())) await this.store.compact(target);
         events.prune(clock.now());
+        await this.pki.prune();
       } catch (e) {
         log.warn({ err: String(e) }, 'housekeeping failed');
       }
@@ -159,6 +162,7 @@ export class BatonServer {
       clusterId: this.clusterId,
       storeBackend: this.store.backend,
       caches: this.caches,
+      pki: this.pki,
       snapshot: sqlite
         ? async () => {
             const file = join(tmpdir(), `baton-snapshot-${process.pid}-${Date.now()}.db`);
@@ -167,12 +171,21 @@ export class BatonServer {
           }
         : undefined,
     });
-    const [host, port] = splitHostPort(opts.listen);
     await this.app.listen({ host, port });
     const addr = this.app.server.address();
     const p = typeof addr === 'object' && addr ? addr.port : port;
-    this.url = `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
+    this.url = `https://${host.includes(':') ? `[${host}]` : host}:${p}`;
     log.info({ url: this.url, clusterId: this.clusterId, store: this.store.backend }, 'server started');
+  }
+
+  /** joinToken is the current worker join token. */
+  get joinToken(): string {
+    return this.pki.joinToken();
+  }
+
+  /** caPem is the cluster CA certificate that clients trust. */
+  get caPem(): string {
+    return this.pki.ca.certPem;
   }
 
   async stop(): Promise<void> {

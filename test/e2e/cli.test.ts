@@ -16,7 +16,7 @@ describe('baton CLI against a real server', () => {
   async function startServer(): Promise<void> {
     server = startProc(['server', '--data-dir', join(dir, 'data'), '--listen', '127.0.0.1:0', '--log-level', 'warn'], { BATON_HOME: dir });
     const url = (await waitOutput(server, /listening on (\S+)/, 30_000))[1]!;
-    env = { BATON_HOME: dir, BATON_SERVER: url, BATON_TOKEN: readFileSync(join(dir, 'data/server/admin.token'), 'utf8').trim() };
+    env = { BATON_HOME: dir, BATON_SERVER: url, BATON_TOKEN: readFileSync(join(dir, 'data/server/admin.token'), 'utf8').trim(), BATON_CA: join(dir, 'data/server/ca.crt') };
   }
 
   beforeAll(async () => {
@@ -109,7 +109,7 @@ describe('baton CLI against a real server', () => {
       expect(again.code).toBe(1);
       expect(again.stderr).toMatch(/already running/);
       const ctx = await baton(['context', 'ls'], e);
-      expect(ctx.stdout).toMatch(/default \*\s+http:\/\/127\.0\.0\.1:\d+/);
+      expect(ctx.stdout).toMatch(/default \*\s+https:\/\/127\.0\.0\.1:\d+/);
       await eventually(async () => expect((await baton(['node', 'ls'], e)).stdout).toMatch(/Ready/), 15_000);
       const down = await baton(['down', '--data-dir', join(home, 'd')], e);
       expect(down.code, down.stderr).toBe(0);

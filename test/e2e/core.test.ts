@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
+import { tlsTransport } from '../../src/api/tls.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Task } from '../../src/api/types.js';
 import {
@@ -195,7 +196,9 @@ services:
   it('refuses a wrong token with 401 and a clear message', async () => {
     const ctx = YAML.parse(readFileSync(`${home}/contexts.yaml`, 'utf8'));
     const server = ctx.contexts.default.server as string;
-    const res = await fetch(`${server}/api/v1/services`, { headers: { authorization: 'Bearer baton.000000000000.nope' } });
+    const tls = tlsTransport({ caPem: ctx.contexts.default.ca });
+    const res = await tls.fetch(`${server}/api/v1/services`, { headers: { authorization: 'Bearer baton.000000000000.nope' }, ...tls.init } as RequestInit);
+    await tls.close();
     expect(res.status).toBe(401);
     expect((await res.json()).error.message).toMatch(/invalid token/);
     const r = await baton(['--token', 'wrong', 'service', 'ls'], env);

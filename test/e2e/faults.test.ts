@@ -14,6 +14,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiClient } from '../../src/api/client.js';
+import { tlsTransport, withTransport, type Transport } from '../../src/api/tls.js';
 import { nodeKind } from '../../src/api/kinds.js';
 import type { Node, Task } from '../../src/api/types.js';
 import { baton, cleanupDir, docker, eventually, portRange, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, TEST_IMAGE, type Proc } from '../helpers/proc.js';
@@ -67,6 +68,7 @@ describe('faults across processes', () => {
   let relay: Relay;
   let url = '';
   let api: ApiClient;
+  let tls: Transport;
   let env: Record<string, string>;
   let clusterId = '';
   let port = 0;
@@ -86,15 +88,16 @@ describe('faults across processes', () => {
     env = { BATON_HOME: dir, BATON_TIMINGS: TIMINGS };
     port = await freePort();
     await startServer();
-    const agentToken = /agent token: (\S+)/.exec(server.output())![1]!;
+    const joinToken = /join token: (\S+)/.exec(server.output())![1]!;
     const admin = readFileSync(join(dir, 'server/server/admin.token'), 'utf8').trim();
     clusterId = JSON.parse(readFileSync(join(dir, 'server/server/cluster.json'), 'utf8')).clusterId;
-    api = new ApiClient({ server: url, token: admin });
-    env = { ...env, BATON_SERVER: url, BATON_TOKEN: admin };
+    tls = tlsTransport({ caPem: readFileSync(join(dir, 'server/server/ca.crt'), 'utf8') });
+    api = new ApiClient(withTransport({ server: url, token: admin }, tls));
+    env = { ...env, BATON_SERVER: url, BATON_TOKEN: admin, BATON_CA: join(dir, 'server/server/ca.crt') };
     relay = new Relay(join(dir, 'docker.sock'));
     await relay.open();
     agent = startProc(
-      ['agent', '--server', url, '--token', agentToken, '--name', 'n2', '--address', '127.0.0.2', '--data-dir', join(dir, 'agent'), '--docker-socket', relay.path, '--port-range', portRange(24400), '--pull', 'never', '--log-level', 'warn'],
+      ['agent', '--join', url, '--token', joinToken, '--name', 'n2', '--address', '127.0.0.2', '--data-dir', join(dir, 'agent'), '--docker-socket', relay.path, '--port-range', portRange(24400), '--pull', 'never', '--log-level', 'warn'],
       env,
     );
     await eventually(async () => expect((await node()).status.state).toBe('ready'), 15_000);
@@ -106,6 +109,7 @@ describe('faults across processes', () => {
     if (agent) await stopProc(agent);
     if (server) await stopProc(server);
     await relay?.close();
+    await tls?.close();
     await removeClusterContainers(clusterId);
     cleanupDir(dir);
   });

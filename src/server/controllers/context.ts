@@ -29,6 +29,12 @@ export interface Timings {
   drainParallel: number;
   /** Drain: tasks still on a draining node after this long are stopped even if their replacement is not ready. */
   drainDeadlineMs: number;
+  /** The server accepts about this many heartbeats per second in all: the interval grows with the node count (Nomad's max_heartbeats_per_second). */
+  maxHeartbeatsPerSecond: number;
+  /** Lifetime of a node certificate; agents renew at two thirds of it. */
+  nodeCertTtlMs: number;
+  /** A join nonce is good for this long, once. */
+  joinNonceTtlMs: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
@@ -41,7 +47,16 @@ export const DEFAULT_TIMINGS: Timings = {
   bookmarkIntervalMs: 5000,
   drainParallel: 2,
   drainDeadlineMs: 60_000,
+  maxHeartbeatsPerSecond: 50,
+  nodeCertTtlMs: 90 * 24 * 3600 * 1000,
+  joinNonceTtlMs: 60_000,
 };
+
+/** heartbeatInterval is the interval the server asks of each agent: the base, stretched so that all nodes together send at most maxHeartbeatsPerSecond. */
+export function heartbeatInterval(t: Timings, nodeCount: number, requestedMs?: number): number {
+  const base = Math.max(t.heartbeatIntervalMs, requestedMs ?? 0);
+  return Math.max(base, Math.ceil((nodeCount / t.maxHeartbeatsPerSecond) * 1000));
+}
 
 /** TASKS_BY_SERVICE and TASKS_BY_NODE index the task cache so a reconcile reads its own tasks, not all. */
 export const TASKS_BY_SERVICE = 'byService';

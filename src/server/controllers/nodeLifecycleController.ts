@@ -13,7 +13,7 @@ import { nodeKind } from '../../api/kinds.js';
 import type { Node, NodeState, NodeStatus, Task } from '../../api/types.js';
 import { allocatedByNode } from '../../scheduler/placement.js';
 import { stableStringify } from '../registry.js';
-import { indexTasks, recordEvent, TASKS_BY_NODE, type Controller, type ControllerContext } from './context.js';
+import { heartbeatInterval, indexTasks, recordEvent, TASKS_BY_NODE, type Controller, type ControllerContext } from './context.js';
 
 export class NodeLifecycleController implements Controller {
   readonly name = 'node-lifecycle';
@@ -61,7 +61,7 @@ export class NodeLifecycleController implements Controller {
   deriveState(node: Node, now: number): { state: NodeState; message: string } {
     const { timings, heartbeats } = this.ctx;
     const beat = heartbeats.get(node.metadata.name);
-    const notReadyAfter = timings.heartbeatIntervalMs * timings.missedHeartbeats;
+    const notReadyAfter = heartbeatInterval(timings, this.ctx.nodes.objects.size) * timings.missedHeartbeats;
     if (!beat) {
       // Fresh server: give agents a window to reconnect before judging them.
       if (now - heartbeats.startedAt < notReadyAfter) return { state: node.status.state, message: node.status.message };
@@ -70,8 +70,11 @@ export class NodeLifecycleController implements Controller {
       return { state: 'notready', message: 'no heartbeat since the server started' };
     }
     const age = now - beat.at;
-    if (age >= timings.nodeDownAfterMs) return { state: 'down', message: `no heartbeat for ${Math.round(age / 1000)}s` };
-    if (age >= notReadyAfter) return { state: 'notready', message: `missed ${Math.floor(age / timings.heartbeatIntervalMs)} heartbeats` };
+    // A stretched interval (many nodes) stretches both thresholds with it.
+    const interval = Math.max(beat.intervalMs, 1);
+    const downAfter = Math.max(timings.nodeDownAfterMs, interval * (timings.missedHeartbeats + 2));
+    if (age >= downAfter) return { state: 'down', message: `no heartbeat for ${Math.round(age / 1000)}s` };
+    if (age >= interval * timings.missedHeartbeats) return { state: 'notready', message: `missed ${Math.floor(age / interval)} heartbeats` };
     if (!beat.engineOk) return { state: 'notready', message: `container engine unreachable: ${beat.engineError ?? 'no answer'}` };
     return { state: 'ready', message: '' };
   }

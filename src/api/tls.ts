@@ -1,0 +1,49 @@
+/**
+ * The client side of the cluster's TLS: every caller (CLI, agent, dashboard
+ * proxy, bench) reaches the server over HTTPS, trusting only the cluster CA,
+ * and an agent also presents its node certificate (mutual TLS). undici's own
+ * fetch is used with its Agent, since the fetch bundled with Node 20 comes from
+ * another undici and does not accept this one's dispatcher.
+ */
+import { Agent, fetch as undiciFetch } from 'undici';
+import type { ClientOptions } from './client.js';
+
+export interface TlsIdentity {
+  /** PEM of the cluster CA: the only root trusted. */
+  caPem: string;
+  /** The node certificate and key, for mutual TLS (agents). */
+  certPem?: string;
+  keyPem?: string;
+  /** Dial from this local address (an agent's own --address), so the server sees who calls. */
+  localAddress?: string;
+}
+
+export interface Transport {
+  fetch: typeof fetch;
+  init: Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+/** tlsTransport builds a fetch and dispatcher that trust the cluster CA and present the identity's certificate, if any. */
+export function tlsTransport(id: TlsIdentity): Transport {
+  const dispatcher = new Agent({
+    connect: { ca: id.caPem, ...(id.certPem && id.keyPem ? { cert: id.certPem, key: id.keyPem } : {}), ...(id.localAddress ? { localAddress: id.localAddress } : {}) },
+    keepAliveTimeout: 30_000,
+  });
+  return { fetch: undiciFetch as unknown as typeof fetch, init: { dispatcher }, close: () => dispatcher.close() };
+}
+
+/**
+ * insecureTransport trusts any server certificate. It is used for exactly one
+ * call, the join's first fetch of the CA, whose answer is then checked
+ * against the fingerprint pinned in the join token before anything is sent.
+ */
+export function insecureTransport(localAddress?: string): Transport {
+  const dispatcher = new Agent({ connect: { rejectUnauthorized: false, ...(localAddress ? { localAddress } : {}) } });
+  return { fetch: undiciFetch as unknown as typeof fetch, init: { dispatcher }, close: () => dispatcher.close() };
+}
+
+/** clientOptions merges a transport into ApiClient options. */
+export function withTransport(o: ClientOptions, t: Transport | undefined): ClientOptions {
+  return t ? { ...o, fetch: t.fetch, init: t.init } : o;
+}

@@ -1,0 +1,231 @@
+/**
+ * ClusterPki is the server's half of the cluster's trust, after Swarm and k3s:
+ *
+ * - the cluster CA (ECDSA P-256) and the API's serving certificate live in the
+ *   data directory, keys mode 0600; the serving certificate is re-issued at
+ *   start when an address it must name is missing or it nears expiry;
+ * - the join secret lives in the store (so a later HA control plane shares
+ *   it); a join token is the CA fingerprint plus that secret, and rotating the
+ *   secret stops new joins with the old token and leaves joined nodes alone;
+ * - join nonces are one-time and short-lived, kept in memory;
+ * - every node certificate issued is recorded by serial, so `node rm` can
+ *   revoke all of a node's certificates; revoked serials are kept until the
+ *   certificate would have expired anyway, and each TLS connection is tracked
+ *   by its peer serial so revocation closes open streams at once.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { hostname, networkInterfaces } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import type { Clock } from '../base/clock.js';
+import { certFingerprint, certInfo, createCA, createServingCert, signCsr, verifyChain, csrInfo, type KeyPairPem } from '../base/pki.js';
+import { formatJoinToken, newJoinSecret, verifyJoinProof } from '../base/joinToken.js';
+import { BatonError } from '../base/errors.js';
+import type { Store } from '../store/store.js';
+
+const JOIN_SECRET_KEY = '/baton/pki/join/worker';
+const ISSUED_PREFIX = '/baton/pki/issued/';
+const REVOKED_PREFIX = '/baton/pki/revoked/';
+/** Outstanding nonces are capped, so unauthenticated callers cannot grow server memory. */
+const MAX_NONCES = 10_000;
+const RENEW_SERVING_BEFORE_MS = 30 * 24 * 3600 * 1000;
+
+export interface IssuedCert {
+  serial: string;
+  node: string;
+  notAfter: string;
+  issuedAt: string;
+}
+
+export interface PkiOptions {
+  /** The host the API listens on; a wildcard means every local address. */
+  listenHost: string;
+  /** Extra names or addresses for the serving certificate (--tls-san). */
+  extraSans?: string[];
+}
+
+function isIpLiteral(s: string): boolean {
+  return /^[0-9.]+$/.test(s) || s.includes(':');
+}
+
+/** servingSans lists what the API's certificate must name: the listen address (every local one for a wildcard), loopback, and the host name. */
+export function servingSans(o: PkiOptions): { ips: string[]; dns: string[] } {
+  const ips = new Set(['127.0.0.1', '::1']);
+  const dns = new Set(['localhost', hostname()]);
+  const h = o.listenHost;
+  if (h === '0.0.0.0' || h === '::' || h === '') {
+    for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) ips.add(a.address.split('%')[0]!);
+  } else if (isIpLiteral(h)) ips.add(h);
+  else dns.add(h);
+  for (const s of o.extraSans ?? []) (isIpLiteral(s) ? ips : dns).add(s);
+  return { ips: [...ips], dns: [...dns].filter((d) => /^[A-Za-z0-9.-]+$/.test(d)) };
+}
+
+export class ClusterPki {
+  ca!: KeyPairPem;
+  caFingerprint = '';
+  serving!: KeyPairPem;
+  private secret = '';
+  private nonces = new Map<string, number>();
+  private revoked = new Set<string>();
+  private sockets = new Map<string, Set<TLSSocket>>();
+
+  private constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {}
+
+  static async open(dir: string, store: Store, clock: Clock, o: PkiOptions): Promise<ClusterPki> {
+    const p = new ClusterPki(store, clock);
+    await p.load(dir, o);
+    return p;
+  }
+
+  private async load(dir: string, o: PkiOptions): Promise<void> {
+    const caCrt = join(dir, 'ca.crt');
+    const caKey = join(dir, 'ca.key');
+    if (existsSync(caCrt) && existsSync(caKey)) {
+      this.ca = { certPem: readFileSync(caCrt, 'utf8'), keyPem: readFileSync(caKey, 'utf8') };
+    } else {
+      this.ca = await createCA('baton-cluster-ca');
+      writeFileSync(caKey, this.ca.keyPem, { mode: 0o600 });
+      writeFileSync(caCrt, this.ca.certPem, { mode: 0o644 });
+    }
+    this.caFingerprint = certFingerprint(this.ca.certPem);
+
+    const srvCrt = join(dir, 'server.crt');
+    const srvKey = join(dir, 'server.key');
+    const sans = servingSans(o);
+    let serving: KeyPairPem | undefined;
+    if (existsSync(srvCrt) && existsSync(srvKey)) {
+      const s = { certPem: readFileSync(srvCrt, 'utf8'), keyPem: readFileSync(srvKey, 'utf8') };
+      const info = certInfo(s.certPem);
+      const covers = sans.ips.every((ip) => info.sans.ips.includes(ip)) && sans.dns.every((d) => info.sans.dns.includes(d));
+      const fresh = info.notAfter.getTime() - this.clock.now() > RENEW_SERVING_BEFORE_MS;
+      if (covers && fresh && verifyChain(s.certPem, this.ca.certPem).ok) serving = s;
+    }
+    if (!serving) {
+      serving = await createServingCert(this.ca, sans);
+      writeFileSync(srvKey, serving.keyPem, { mode: 0o600 });
+      writeFileSync(srvCrt, serving.certPem, { mode: 0o644 });
+    }
+    this.serving = serving;
+
+    const kv = await this.store.get(JOIN_SECRET_KEY);
+    if (kv) this.secret = JSON.parse(kv.value).secret;
+    else await this.rotate();
+
+    for (const item of (await this.store.range(REVOKED_PREFIX)).kvs) this.revoked.add(item.key.slice(REVOKED_PREFIX.length));
+  }
+
+  /** joinToken is the worker join token: the CA fingerprint plus the current secret. */
+  joinToken(): string {
+    return formatJoinToken(this.caFingerprint, this.secret);
+  }
+
+  /** rotate makes a new join secret; the old token stops working for new joins at once. */
+  async rotate(): Promise<string> {
+    const secret = newJoinSecret();
+    await this.store.txn([], [{ type: 'put', key: JOIN_SECRET_KEY, value: JSON.stringify({ secret, createdAt: new Date(this.clock.now()).toISOString() }) }]);
+    this.secret = secret;
+    return this.joinToken();
+  }
+
+  /** newNonce hands out a one-time challenge for a join, valid for ttlMs. */
+  newNonce(ttlMs: number): { nonce: string; expiresAt: string } {
+    const now = this.clock.now();
+    if (this.nonces.size >= MAX_NONCES) for (const [n, exp] of this.nonces) if (exp <= now) this.nonces.delete(n);
+    if (this.nonces.size >= MAX_NONCES) throw new BatonError('BATON_ERR_UNAVAILABLE', 'too many joins in progress; retry in a minute');
+    const nonce = randomBytes(24).toString('base64url');
+    this.nonces.set(nonce, now + ttlMs);
+    return { nonce, expiresAt: new Date(now + ttlMs).toISOString() };
+  }
+
+  /** takeNonce consumes a nonce: each is accepted once, and only before it expires. */
+  takeNonce(nonce: string): 'ok' | 'unknown' | 'expired' {
+    const exp = this.nonces.get(nonce);
+    if (exp === undefined) return 'unknown';
+    this.nonces.delete(nonce);
+    return exp > this.clock.now() ? 'ok' : 'expired';
+  }
+
+  verifyProof(nonce: string, csrPem: string, proof: string): boolean {
+    return verifyJoinProof(this.secret, nonce, csrPem, proof);
+  }
+
+  /**
+   * issue signs a node certificate for `node` from its CSR: usable as a client
+   * certificate to the API and as the serving certificate of the node's own
+   * listener (its SAN is the node's address). The serial is recorded.
+   */
+  async issue(node: string, csrPem: string, address: string, ttlMs: number): Promise<{ certPem: string; serial: string; notAfter: Date }> {
+    const info = await csrInfo(csrPem).catch(() => undefined);
+    if (!info) throw new BatonError('BATON_ERR_BAD_REQUEST', 'csr is not a PEM certificate signing request');
+    if (!info.valid) throw new BatonError('BATON_ERR_BAD_REQUEST', 'csr signature does not verify (corrupted or tampered request)');
+    const ips = isIpLiteral(address) ? [address] : [];
+    const r = await signCsr(this.ca, csrPem, { commonName: node, usage: 'both', ips, dns: ips.length ? [] : [address], days: ttlMs / 86_400_000 }).catch((e) => {
+      throw new BatonError('BATON_ERR_BAD_REQUEST', `csr refused: ${(e as Error).message}`);
+    });
+    const rec: IssuedCert = { serial: r.serial, node, notAfter: r.notAfter.toISOString(), issuedAt: new Date(this.clock.now()).toISOString() };
+    await this.store.txn([], [{ type: 'put', key: ISSUED_PREFIX + r.serial, value: JSON.stringify(rec) }]);
+    return r;
+  }
+
+  isRevoked(serial: string): boolean {
+    return this.revoked.has(serial.toLowerCase());
+  }
+
+  /** revokeNode revokes every certificate issued to `node` and closes its open connections; returns the serials. */
+  async revokeNode(node: string): Promise<string[]> {
+    const issued = (await this.store.range(ISSUED_PREFIX)).kvs.map((kv) => JSON.parse(kv.value) as IssuedCert).filter((c) => c.node === node);
+    const serials = issued.map((c) => c.serial).filter((s) => !this.revoked.has(s));
+    for (let i = 0; i < issued.length; i += 64) {
+      const batch = issued.slice(i, i + 64);
+      await this.store.txn(
+        [],
+        batch.flatMap((c) => [
+          { type: 'put' as const, key: REVOKED_PREFIX + c.serial, value: JSON.stringify({ ...c, revokedAt: new Date(this.clock.now()).toISOString() }) },
+          { type: 'delete' as const, key: ISSUED_PREFIX + c.serial },
+        ]),
+      );
+    }
+    for (const s of issued.map((c) => c.serial)) {
+      this.revoked.add(s);
+      for (const sock of this.sockets.get(s) ?? []) sock.destroy();
+      this.sockets.delete(s);
+    }
+    return serials;
+  }
+
+  /** track remembers a TLS connection by the serial of its client certificate, so revocation can close it. */
+  track(sock: TLSSocket): void {
+    const serial = peerSerial(sock);
+    // A revoked certificate still connects: its requests get a 401 that says why.
+    if (!serial || this.revoked.has(serial)) return;
+    let set = this.sockets.get(serial);
+    if (!set) this.sockets.set(serial, (set = new Set()));
+    set.add(sock);
+    sock.once('close', () => {
+      set!.delete(sock);
+      if (set!.size === 0 && this.sockets.get(serial) === set) this.sockets.delete(serial);
+    });
+  }
+
+  /** prune forgets issued and revoked records of certificates that have expired anyway. */
+  async prune(): Promise<void> {
+    const now = this.clock.now();
+    for (const prefix of [ISSUED_PREFIX, REVOKED_PREFIX]) {
+      const dead = (await this.store.range(prefix)).kvs.filter((kv) => Date.parse((JSON.parse(kv.value) as IssuedCert).notAfter) < now);
+      for (let i = 0; i < dead.length; i += 128) await this.store.txn([], dead.slice(i, i + 128).map((kv) => ({ type: 'delete' as const, key: kv.key })));
+      if (prefix === REVOKED_PREFIX) for (const kv of dead) this.revoked.delete(kv.key.slice(REVOKED_PREFIX.length));
+    }
+    for (const [n, exp] of this.nonces) if (exp <= now) this.nonces.delete(n);
+  }
+}
+
+/** peerSerial is the lowercase serial of the client certificate on a TLS socket, or undefined when none was presented. */
+export function peerSerial(sock: TLSSocket): string | undefined {
+  const c = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : undefined;
+  return c && c.serialNumber ? c.serialNumber.toLowerCase() : undefined;
+}
