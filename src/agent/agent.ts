@@ -34,6 +34,12 @@ import { credentialState, joinCluster, localDialAddress, loadCredentials, renewC
 import { tlsTransport, withTransport } from '../api/tls.js';
 import { certInfo } from '../base/pki.js';
 
+/** isRevoked: the server refused this node's certificate as revoked (it says so in the error details). */
+function isRevoked(e: unknown): boolean {
+  const err = e as BatonError;
+  return err?.code === 'BATON_ERR_UNAUTHORIZED' && !!err.details?.some((d) => d.path === 'certificate' && d.message === 'revoked');
+}
+
 function certNotAfter(pem: string): string {
   return certInfo(pem).notAfter.toISOString();
 }
@@ -145,7 +151,20 @@ export class Agent {
     }
     await this.pingEngine();
     await this.adopt();
-    await this.register();
+    try {
+      await this.register();
+    } catch (e) {
+      if (!isRevoked(e)) throw e;
+      // Removed from the cluster while away: join again if given a token, else say how.
+      if (!this.opts.server || !this.opts.joinToken) {
+        throw new BatonError('BATON_ERR_UNAUTHORIZED', `this node's certificate was revoked (baton node rm ${this.name}); to join again, start the agent with --join URL --token TOKEN`);
+      }
+      const creds = await joinCluster({ server: this.opts.server, token: this.opts.joinToken, name: this.name, address: this.opts.address });
+      saveCredentials(this.opts.dataDir, creds);
+      this.useCredentials(creds);
+      this.log.info({ server: creds.server }, 'joined the cluster again after this node was removed');
+      await this.register();
+    }
     this.startEvents();
     this.informer = new Informer(this.client, taskKind, {
       fieldSelector: { 'spec.nodeName': this.name },
@@ -239,7 +258,7 @@ export class Agent {
    */
   private onAuthError(e: unknown): void {
     const err = e as BatonError;
-    if (this.fatal || err.code !== 'BATON_ERR_UNAUTHORIZED' || !err.details?.some((d) => d.path === 'certificate' && d.message === 'revoked')) return;
+    if (this.fatal || !isRevoked(err)) return;
     this.fatal = true;
     this.log.error({ err: err.message }, 'this node was removed from the cluster; removing its containers and stopping');
     void (async () => {
@@ -291,7 +310,6 @@ export class Agent {
         return;
       } catch (e) {
         const err = e as BatonError;
-        this.onAuthError(err);
         // A refusal (revoked, incompatible version, wrong cluster) will not fix itself.
         if (err.code && err.code !== 'BATON_ERR_UNAVAILABLE' && err.code !== 'BATON_ERR_INTERNAL') throw err;
         failures++;
@@ -342,7 +360,12 @@ export class Agent {
       } catch (e) {
         const err = e as BatonError;
         this.onAuthError(err);
-        if (err.code === 'BATON_ERR_NOT_FOUND') await this.register().catch((x) => this.log.warn({ err: String(x) }, 're-register failed'));
+        if (err.code === 'BATON_ERR_NOT_FOUND') {
+          await this.register().catch((x) => {
+            this.onAuthError(x);
+            this.log.warn({ err: String(x) }, 're-register failed');
+          });
+        }
         else this.log.debug({ err: err.message }, 'heartbeat failed');
       }
     }

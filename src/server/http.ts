@@ -436,7 +436,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     if (typeof b.address !== 'string' || !/^[0-9A-Za-z.:-]{1,253}$/.test(b.address)) throw new BatonError('BATON_ERR_VALIDATION', 'invalid join request', [{ path: 'address', message: 'must be the IP address or DNS name this node is reached at' }]);
     if (typeof b.csr !== 'string' || typeof b.nonce !== 'string' || typeof b.proof !== 'string') throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {name, address, csr, nonce, proof}');
     const refused = (why: string, message: string): never => {
-      recordEvent(ctx, { type: 'Warning', reason: 'JoinRefused', kind: 'Node', name, source: 'api', message: `join of ${name} from ${req.ip} refused: ${why}` });
+      recordEvent(ctx, { type: 'Warning', reason: 'JoinRefused', kind: 'Node', name, node: name, source: 'api', message: `join of ${name} from ${req.ip} refused: ${why}` });
       throw new BatonError('BATON_ERR_JOIN_REFUSED', message);
     };
     // The nonce is spent by any attempt, right or wrong.

@@ -1,0 +1,581 @@
+/**
+ * bench:join — what N joined nodes cost one Baton server: how long N nodes
+ * take to join and turn Ready, and the server's idle CPU and RSS while they
+ * heartbeat and hold their task watches.
+ *
+ *   npm run bench:join -- --agents 50 [--idle 60] [--concurrency 10] [--timeout-s 120]
+ *
+ * How: it starts one real `baton server` process, then simulates the N
+ * agents inside this process (N full agents would each need their own
+ * dockerd). Each simulated agent does what a real one does over the wire:
+ * the real join handshake (joinCluster: CA fetch pinned by the token,
+ * nonce, CSR with HMAC proof, node certificate), then registration over
+ * mutual TLS, heartbeats at the interval the server asks for, and an open
+ * watch of its own tasks (list, then watch from the list's revision). Every
+ * simulated agent has its own TLS connection pool (one undici Agent) that
+ * dials from its own loopback address 127.0.x.y, so the server sees N
+ * distinct mutual-TLS clients. It creates no containers. Only 127.0.0.0/8
+ * is contacted.
+ *
+ * Everything is torn down at the end, also on failure or Ctrl-C: watches
+ * aborted, transports closed, the server stopped by its PID (SIGTERM), the
+ * temp dir removed. Progress goes to stderr, results to stdout.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { joinCluster } from '../src/agent/join.js';
+import { ApiClient } from '../src/api/client.js';
+import { taskKind } from '../src/api/kinds.js';
+import { tlsTransport, withTransport, type Transport } from '../src/api/tls.js';
+import type { Task } from '../src/api/types.js';
+import { VERSION } from '../src/base/version.js';
+import { docker, log, median, now, pidOfComm, pool, rssKiB, Sampler, secs, sleep } from './lib.js';
+
+// ---------------------------------------------------------------- options
+
+const CPU_GOAL_PCT = 2;
+const RSS_GOAL_BYTES = 150 * 1000 * 1000; // 150 MB (decimal), i.e. 143.1 MiB
+const ENGINE = { ok: true, version: 'bench' };
+
+interface Opts {
+  agents: number;
+  idleS: number;
+  concurrency: number;
+  timeoutMs: number;
+}
+
+function parseOpts(): Opts {
+  const { values } = parseArgs({
+    options: {
+      agents: { type: 'string', default: '50' },
+      idle: { type: 'string', default: '60' },
+      concurrency: { type: 'string', default: '10' },
+      'timeout-s': { type: 'string', default: '120' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write('usage: npm run bench:join -- --agents N [--idle 60] [--concurrency 10] [--timeout-s 120]\n');
+    process.exit(0);
+  }
+  const int = (name: string, v: string, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}], got "${v}"`);
+    return n;
+  };
+  return {
+    // 250 addresses per 127.0.x.0/24 and x stays below 255.
+    agents: int('agents', values.agents!, 1, 250 * 250),
+    idleS: int('idle', values.idle!, 1),
+    concurrency: int('concurrency', values.concurrency!, 1),
+    timeoutMs: int('timeout-s', values['timeout-s']!, 1) * 1000,
+  };
+}
+
+const benchId = `join-${Date.now().toString(36)}-${process.pid}`;
+
+/** agentAddress is agent i's own loopback address: 127.0.x.y with x >= 1 and 2 <= y <= 251 (never 127.0.0.1, .0 or .255). */
+function agentAddress(i: number): string {
+  return `127.0.${1 + Math.floor((i + 2) / 250)}.${((i + 2) % 250) + 2}`;
+}
+
+/** p95 by nearest rank. */
+function p95(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.max(0, Math.ceil(0.95 * s.length) - 1)]!;
+}
+
+const mib = (kib: number | undefined) => (kib !== undefined && Number.isFinite(kib) ? (kib / 1024).toFixed(1) : 'n/a');
+const pct = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : 'n/a');
+
+// ---------------------------------------------------------------- cleanup on exit / Ctrl-C
+
+const cleanups: { name: string; fn: () => Promise<void> }[] = [];
+function onCleanup(name: string, fn: () => Promise<void>): void {
+  cleanups.push({ name, fn });
+}
+async function runCleanups(): Promise<void> {
+  while (cleanups.length) {
+    const c = cleanups.pop()!;
+    try {
+      await c.fn();
+    } catch (e) {
+      log(`cleanup ${c.name} failed: ${(e as Error).message}`);
+    }
+  }
+}
+/** Aborted on SIGINT/SIGTERM, so waits in main end at once. */
+const stopAll = new AbortController();
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    stopAll.abort();
+    log(`${sig}: cleaning up`);
+    runCleanups().finally(() => process.exit(130));
+  });
+}
+function checkInterrupted(): void {
+  if (interrupted) throw new Error('interrupted');
+}
+
+/** withTimeout waits for p at most ms; false when it did not settle in time. */
+async function withTimeout(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let t: NodeJS.Timeout | undefined;
+  const r = await Promise.race([p.then(() => true, () => true), new Promise<boolean>((res) => (t = setTimeout(() => res(false), ms)))]);
+  clearTimeout(t);
+  return r;
+}
+
+// ---------------------------------------------------------------- the server
+
+interface ServerProc {
+  child: ChildProcess;
+  url: string;
+  joinToken: string;
+  adminToken: string;
+  caPem: string;
+  stderrTail: () => string;
+}
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url)); // dist/bench/join.js -> repo root
+
+async function startServer(dir: string): Promise<ServerProc> {
+  const args = [join(repoRoot, 'bin', 'baton.js'), 'server', '--data-dir', dir, '--listen', '127.0.0.1:0', '--log-level', 'warn'];
+  log(`starting baton server: node ${args.join(' ')} (BATON_HOME=${dir})`);
+  const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, BATON_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let tail = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (s: string) => {
+    tail = (tail + s).slice(-8000);
+  });
+  // Registered at once, so a failure while starting still stops it.
+  onCleanup('baton server', () => stopServer(child));
+  const { url, joinToken } = await new Promise<{ url: string; joinToken: string }>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`baton server did not print its URL and join token within 60 s; stdout:\n${out}\nstderr:\n${tail}`)), 60_000);
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (s: string) => {
+      out += s;
+      const u = /baton server listening on (https:\/\/\S+)/.exec(out);
+      const t = /join token: (BATON-\S+)/.exec(out);
+      if (u && t) {
+        clearTimeout(timer);
+        resolve({ url: u[1]!, joinToken: t[1]! });
+      }
+    });
+    child.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      reject(new Error(`baton server exited (${code ?? sig}) before it was up; stdout:\n${out}\nstderr:\n${tail}`));
+    });
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+  child.stdout!.resume(); // keep draining; it prints nothing more at --log-level warn
+  child.once('exit', (code, sig) => {
+    if (!stopping) log(`baton server (pid ${child.pid}) exited unexpectedly (${code ?? sig}); stderr tail:\n${tail}`);
+  });
+  const adminToken = readFileSync(join(dir, 'server', 'admin.token'), 'utf8').trim();
+  const caPem = readFileSync(join(dir, 'server', 'ca.crt'), 'utf8');
+  log(`baton server is up at ${url} (pid ${child.pid})`);
+  return { child, url, joinToken, adminToken, caPem, stderrTail: () => tail };
+}
+
+let stopping = false;
+async function stopServer(child: ChildProcess): Promise<void> {
+  stopping = true;
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  log(`stopping baton server (SIGTERM pid ${child.pid})`);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  process.kill(child.pid, 'SIGTERM');
+  if (!(await withTimeout(exited, 30_000))) {
+    log(`baton server pid ${child.pid} did not exit within 30 s; SIGKILL`);
+    process.kill(child.pid, 'SIGKILL');
+    await withTimeout(exited, 5_000);
+  }
+}
+
+// ---------------------------------------------------------------- simulated agents
+
+/** Counters over all simulated agents; the idle figures are deltas of these. */
+const stats = {
+  beatsSent: 0,
+  beatsOk: 0,
+  beatsFailed: 0,
+  watchOpens: 0,
+  watchEvents: 0,
+  bookmarks: 0,
+  watchErrors: 0,
+  relists: 0,
+};
+let lastLoggedError = 0;
+function logError(what: string, e: unknown): void {
+  // At most one line a second, so a dying server does not flood stderr.
+  if (Date.now() - lastLoggedError < 1000) return;
+  lastLoggedError = Date.now();
+  log(`warning: ${what}: ${(e as Error).message}`);
+}
+
+class SimAgent {
+  readonly abort = new AbortController();
+  intervalMs = 0;
+  /** BOOKMARKs this agent's watch delivered: proof that the stream is open. */
+  bookmarks = 0;
+  tasks = 0;
+  private loops: Promise<void>[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly address: string,
+    readonly client: ApiClient,
+    private readonly transport: Transport,
+  ) {}
+
+  start(intervalMs: number): void {
+    this.intervalMs = intervalMs;
+    this.loops.push(this.heartbeatLoop(), this.watchLoop());
+  }
+
+  /** Like the real agent: sleep the interval, beat, adopt the interval the server answers. */
+  private async heartbeatLoop(): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      await sleep(this.intervalMs, signal);
+      if (signal.aborted) return;
+      stats.beatsSent++;
+      try {
+        const r = await this.client.call<{ heartbeatIntervalMs?: number }>('POST', `/api/v1/nodes/${encodeURIComponent(this.name)}/heartbeat`, {
+          engine: ENGINE,
+          intervalMs: this.intervalMs,
+        });
+        stats.beatsOk++;
+        if (r.heartbeatIntervalMs && r.heartbeatIntervalMs > 0) this.intervalMs = r.heartbeatIntervalMs;
+      } catch (e) {
+        if (signal.aborted) return;
+        stats.beatsFailed++;
+        logError(`heartbeat of ${this.name}`, e);
+      }
+    }
+  }
+
+  /** Like the real agent's informer: list its own tasks, watch from that revision, re-watch on a closed stream, re-list on 410. */
+  private async watchLoop(): Promise<void> {
+    const signal = this.abort.signal;
+    const fieldSelector = { 'spec.nodeName': this.name };
+    let rv: string | undefined;
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        if (rv === undefined) {
+          const list = await this.client.list<Task>(taskKind, { fieldSelector });
+          rv = list.metadata.resourceVersion;
+          this.tasks = list.items.length;
+          stats.relists++;
+        }
+        stats.watchOpens++;
+        for await (const ev of this.client.watch<Task>(taskKind, { fieldSelector, resourceVersion: rv, signal })) {
+          failures = 0;
+          if (ev.type === 'ERROR') {
+            if ((ev.object as unknown as { code?: number }).code === 410) rv = undefined;
+            break;
+          }
+          rv = ev.object.metadata.resourceVersion;
+          if (ev.type === 'BOOKMARK') {
+            this.bookmarks++;
+            stats.bookmarks++;
+          } else stats.watchEvents++;
+        }
+      } catch (e) {
+        if (signal.aborted) return;
+        stats.watchErrors++;
+        failures++;
+        logError(`task watch of ${this.name}`, e);
+        await sleep(Math.min(250 * 2 ** failures, 5000), signal);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await withTimeout(Promise.allSettled(this.loops), 10_000);
+    // close() waits for requests in flight; the watch was aborted above, a heartbeat ends within its timeout.
+    if (!(await withTimeout(this.transport.close(), 5_000))) log(`warning: transport of ${this.name} did not close within 5 s`);
+  }
+}
+
+interface JoinTiming {
+  totalMs: number;
+  joinMs: number;
+  registerMs: number;
+}
+
+/** joinOne runs the real join handshake and registration of simulated node i over mutual TLS from its own address. */
+async function joinOne(server: ServerProc, i: number): Promise<{ agent: SimAgent; timing: JoinTiming }> {
+  const name = `bench-${i}`;
+  const address = agentAddress(i);
+  const t0 = now();
+  const creds = await joinCluster({ server: server.url, token: server.joinToken, name, address });
+  const t1 = now();
+  const transport = tlsTransport({ caPem: creds.caPem, certPem: creds.certPem, keyPem: creds.keyPem, localAddress: address });
+  const client = new ApiClient(withTransport({ server: server.url, timeoutMs: 30_000 }, transport));
+  const agent = new SimAgent(name, address, client, transport);
+  try {
+    const res = await client.call<{ heartbeatIntervalMs: number }>('POST', '/api/v1/nodes/register', {
+      name,
+      address,
+      hostname: name,
+      agentVersion: VERSION,
+      labels: {},
+      capacity: { cpus: 2, memoryBytes: 4294967296 },
+      portRange: [20000, 20999],
+      engine: ENGINE,
+    });
+    const t2 = now();
+    agent.start(res.heartbeatIntervalMs);
+    return { agent, timing: { totalMs: t2 - t0, joinMs: t1 - t0, registerMs: t2 - t1 } };
+  } catch (e) {
+    await transport.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------- the peer (context only)
+
+interface Peer {
+  pid: number;
+  version: string;
+  sampler: Sampler;
+  rssStartKiB?: number;
+  rssEndKiB?: number;
+}
+
+async function dockerdPeer(): Promise<Peer | string> {
+  const r = await docker(['info', '--format', '{{.ServerVersion}}'], { timeoutMs: 15_000 });
+  if (r.code !== 0) return `docker info failed: ${(r.stderr.trim() || r.stdout.trim()).split('\n')[0]}`;
+  const pid = pidOfComm('dockerd');
+  if (pid === undefined) return 'docker info works but no dockerd process is visible here';
+  return { pid, version: r.stdout.trim(), sampler: new Sampler(pid, 1000) };
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<number> {
+  const o = parseOpts();
+  const machine = { nproc: String(availableParallelism()), kernel: release(), node: process.version };
+  log(`bench id ${benchId}; agents=${o.agents} idle=${o.idleS}s concurrency=${o.concurrency}; ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+
+  const dir = mkdtempSync(join(tmpdir(), 'baton-bench-join-'));
+  onCleanup('temp dir', async () => rmSync(dir, { recursive: true, force: true }));
+  const server = await startServer(dir);
+  const serverPid = server.child.pid!;
+  checkInterrupted();
+
+  const adminTransport = tlsTransport({ caPem: server.caPem });
+  onCleanup('admin transport', () => adminTransport.close());
+  const admin = new ApiClient(withTransport({ server: server.url, token: server.adminToken, timeoutMs: 30_000 }, adminTransport));
+  await admin.info(); // warm: the first request of a fresh server is not the join's cost
+
+  const agents: SimAgent[] = [];
+  onCleanup('simulated agents', async () => {
+    log(`stopping ${agents.length} simulated agent(s)`);
+    await Promise.all(agents.map((a) => a.stop()));
+  });
+
+  // ------------------------------------------------ join + register
+  const rssBeforeJoinKiB = rssKiB(serverPid);
+  const joinSampler = new Sampler(serverPid, 200);
+  joinSampler.start();
+  log(`joining ${o.agents} simulated agents at concurrency ${o.concurrency}`);
+  const timings: JoinTiming[] = [];
+  let lastRegisteredAt = 0;
+  const t0 = now();
+  await pool(
+    Array.from({ length: o.agents }, (_, i) => i),
+    o.concurrency,
+    async (i) => {
+      checkInterrupted();
+      const { agent, timing } = await joinOne(server, i);
+      agents.push(agent);
+      timings.push(timing);
+      lastRegisteredAt = now();
+      if (agents.length % 10 === 0 || agents.length === o.agents) log(`joined and registered ${agents.length}/${o.agents}`);
+    },
+  );
+  const joinTotalMs = now() - t0;
+  log(`all ${o.agents} joined and registered in ${secs(joinTotalMs)} s`);
+
+  // ------------------------------------------------ all Ready
+  let readyAfterMs = NaN;
+  let lastStates = '';
+  for (let lastLog = 0; ; ) {
+    checkInterrupted();
+    const nodes = (await admin.nodes()).items.filter((n) => n.metadata.name.startsWith('bench-'));
+    const ready = nodes.filter((n) => n.status.state === 'ready').length;
+    const t = now() - t0;
+    if (ready === o.agents) {
+      readyAfterMs = t;
+      break;
+    }
+    const byState: Record<string, number> = {};
+    for (const n of nodes) byState[n.status.state] = (byState[n.status.state] ?? 0) + 1;
+    lastStates = Object.entries(byState).map(([k, v]) => `${k}=${v}`).join(' ') || 'no nodes';
+    if (t - lastLog > 2000) {
+      lastLog = t;
+      log(`${secs(t)} s: ${ready}/${o.agents} Ready (${lastStates})`);
+    }
+    if (t > o.timeoutMs) throw new Error(`only ${ready}/${o.agents} nodes Ready after ${secs(t)} s (${lastStates})`);
+    await sleep(100, stopAll.signal);
+  }
+  joinSampler.stop();
+  log(`all ${o.agents} Ready ${secs(readyAfterMs)} s after the first join (${secs(now() - lastRegisteredAt)} s after the last registration)`);
+
+  // ------------------------------------------------ every watch open
+  // A quiet filtered watch sends a BOOKMARK every few seconds: one from each agent shows its stream is held open.
+  let watchesLiveMs = NaN;
+  for (;;) {
+    checkInterrupted();
+    const live = agents.filter((a) => a.bookmarks > 0).length;
+    if (live === agents.length) {
+      watchesLiveMs = now() - t0;
+      break;
+    }
+    if (now() - t0 > o.timeoutMs) throw new Error(`only ${live}/${agents.length} task watches delivered a BOOKMARK after ${secs(now() - t0)} s`);
+    await sleep(100, stopAll.signal);
+  }
+  log(`all ${agents.length} task watches open (a BOOKMARK from each) ${secs(watchesLiveMs)} s after the first join`);
+
+  // ------------------------------------------------ idle
+  const peer = await dockerdPeer();
+  checkInterrupted();
+  log(`idle for ${o.idleS} s, sampling server pid ${serverPid}${typeof peer === 'string' ? '' : ` and dockerd pid ${peer.pid}`}`);
+  const idle = new Sampler(serverPid, 200);
+  const self = new Sampler(process.pid, 1000);
+  const s0 = { ...stats };
+  const selfCpu0 = process.cpuUsage();
+  const rssStartKiB = rssKiB(serverPid);
+  if (typeof peer !== 'string') {
+    peer.rssStartKiB = rssKiB(peer.pid);
+    peer.sampler.start();
+  }
+  idle.start();
+  self.start();
+  const i0 = now();
+  await sleep(o.idleS * 1000, stopAll.signal);
+  checkInterrupted();
+  idle.stop();
+  self.stop();
+  const idleMs = now() - i0;
+  const rssEndKiB = rssKiB(serverPid);
+  const selfCpu = process.cpuUsage(selfCpu0);
+  const selfRssKiB = rssKiB(process.pid);
+  if (typeof peer !== 'string') {
+    peer.sampler.stop();
+    peer.rssEndKiB = rssKiB(peer.pid);
+  }
+  const d = Object.fromEntries(Object.entries(stats).map(([k, v]) => [k, v - s0[k as keyof typeof stats]])) as typeof stats;
+  const serverCpuPct = (idle.cpuUsedMs / idleMs) * 100;
+  const beatsPerS = d.beatsSent / (idleMs / 1000);
+  const endNodes = (await admin.nodes()).items.filter((n) => n.metadata.name.startsWith('bench-'));
+  const readyAtEnd = endNodes.filter((n) => n.status.state === 'ready').length;
+  const intervals = [...new Set(agents.map((a) => a.intervalMs))].sort((a, b) => a - b);
+  log(`idle done: server CPU ${pct(serverCpuPct)} %, RSS ${mib(rssEndKiB)} MiB, ${d.beatsSent} beats sent`);
+
+  // ------------------------------------------------ report
+  const total = timings.map((t) => t.totalMs);
+  const warnings: string[] = [];
+  if (d.beatsFailed) warnings.push(`${d.beatsFailed} heartbeat(s) failed during the idle window`);
+  if (d.watchErrors) warnings.push(`${d.watchErrors} task watch error(s) during the idle window`);
+  if (readyAtEnd !== o.agents) warnings.push(`only ${readyAtEnd}/${o.agents} nodes Ready at the end of the idle window`);
+  if (d.watchOpens) warnings.push(`${d.watchOpens} task watch(es) were re-opened during the idle window (the server closed streams)`);
+
+  const out: string[] = [];
+  out.push('');
+  out.push(`# bench:join  (${new Date().toISOString()}, bench id ${benchId})`);
+  out.push(`machine ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  out.push(`workload agents=${o.agents} idle_s=${o.idleS} join_concurrency=${o.concurrency} server=${server.url} server_pid=${serverPid} heartbeat_interval_ms=${intervals.join(',')} (server-assigned)`);
+  out.push(
+    `note: the ${o.agents} agents are SIMULATED inside this bench process, not ${o.agents} agent processes: each did the real join handshake ` +
+      `(CA pinned by the token, nonce, CSR + HMAC proof, node certificate) and then talks to the real server over real mutual TLS, ` +
+      `one connection pool per agent dialing from its own 127.0.x.y address, heartbeating and holding a filtered watch of its own tasks. ` +
+      `They run no containers and probe no engine, so this measures the server's cost of ${o.agents} nodes, not an agent's cost.`,
+  );
+  out.push('');
+  out.push(
+    `join   agents=${o.agents} total_s=${secs(joinTotalMs)} per_agent_ms median=${ms(median(total))} p95=${ms(p95(total))} max=${ms(Math.max(...total))} ` +
+      `(handshake median=${ms(median(timings.map((t) => t.joinMs)))} register median=${ms(median(timings.map((t) => t.registerMs)))})`,
+  );
+  out.push(
+    `join   server cpu_s=${secs(joinSampler.cpuUsedMs)} rss_mib before=${mib(rssBeforeJoinKiB)} peak=${mib(joinSampler.peakKiB)} (join through all Ready)`,
+  );
+  out.push(`ready  all_ready_after_s=${secs(readyAfterMs)} (from the first join; ${secs(readyAfterMs - (lastRegisteredAt - t0))} s after the last registration)`);
+  out.push(`watch  all_watches_open_after_s=${secs(watchesLiveMs)} (a BOOKMARK received on each of ${agents.length} filtered task watches)`);
+  out.push(
+    `idle   window_s=${secs(idleMs)} server_rss_mib start=${mib(rssStartKiB)} end=${mib(rssEndKiB)} peak=${mib(idle.peakKiB)} ` +
+      `server_cpu_pct=${pct(serverCpuPct)} (of one core; ${secs(idle.cpuUsedMs)} s CPU)`,
+  );
+  out.push(
+    `idle   beats_sent=${d.beatsSent} beats_ok=${d.beatsOk} beats_failed=${d.beatsFailed} beats_per_s=${beatsPerS.toFixed(1)} ` +
+      `watch_bookmarks=${d.bookmarks} watch_events=${d.watchEvents} watch_reopens=${d.watchOpens} watch_errors=${d.watchErrors} nodes_ready_at_end=${readyAtEnd}/${o.agents}`,
+  );
+  out.push(
+    `bench  process rss_mib=${mib(selfRssKiB)} peak=${mib(self.peakKiB)} cpu_pct=${pct(((selfCpu.user + selfCpu.system) / 1000 / idleMs) * 100)} ` +
+      `(this process hosts the ${o.agents} simulated agents; context only)`,
+  );
+  if (typeof peer === 'string') out.push(`peer   dockerd: not measured (${peer})`);
+  else
+    out.push(
+      `peer   dockerd ${peer.version} pid=${peer.pid} rss_mib start=${mib(peer.rssStartKiB)} end=${mib(peer.rssEndKiB)} peak=${mib(peer.sampler.peakKiB)} ` +
+        `cpu_pct=${pct((peer.sampler.cpuUsedMs / idleMs) * 100)} over the same window (context only: this dockerd serves no Baton node and runs no swarm; ` +
+        `Swarm has no equivalent of ${o.agents} nodes joined on one machine)`,
+    );
+  for (const w of warnings) out.push(`warning ${w}`);
+  out.push('');
+  const rssPeakBytes = idle.peakKiB * 1024;
+  const rows: [string, string, string, string][] = [
+    ['metric', 'value', 'goal', 'result'],
+    ['server idle CPU (one core)', `${pct(serverCpuPct)} %`, `< ${CPU_GOAL_PCT} %`, Number.isFinite(serverCpuPct) ? (serverCpuPct < CPU_GOAL_PCT ? 'PASS' : 'FAIL') : 'n/a'],
+    [
+      'server RSS (idle peak)',
+      `${mib(idle.peakKiB)} MiB`,
+      `< 150 MB (${(RSS_GOAL_BYTES / 1048576).toFixed(1)} MiB)`,
+      idle.peakKiB > 0 ? (rssPeakBytes < RSS_GOAL_BYTES ? 'PASS' : 'FAIL') : 'n/a',
+    ],
+    ['all nodes Ready after join', `${secs(readyAfterMs)} s`, '-', '-'],
+    ['heartbeats received', `${beatsPerS.toFixed(1)} /s`, '-', '-'],
+  ];
+  const w = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
+  for (const r of rows) out.push(r.map((cell, c) => cell.padEnd(w[c]!)).join('  ').trimEnd());
+  out.push('');
+  out.push(
+    `join_bench agents=${o.agents} join_total_s=${secs(joinTotalMs)} join_median_ms=${ms(median(total))} join_p95_ms=${ms(p95(total))} join_max_ms=${ms(Math.max(...total))} ` +
+      `all_ready_s=${secs(readyAfterMs)} idle_rss_mib_start=${mib(rssStartKiB)} idle_rss_mib_end=${mib(rssEndKiB)} idle_rss_mib_peak=${mib(idle.peakKiB)} ` +
+      `idle_cpu_pct=${pct(serverCpuPct)} beats_per_s=${beatsPerS.toFixed(1)}`,
+  );
+  process.stdout.write(out.join('\n') + '\n');
+  return 0;
+}
+
+let server: ServerProc | undefined;
+void server;
+
+main().then(
+  async (code) => {
+    await runCleanups();
+    process.exit(code);
+  },
+  async (e) => {
+    if (!interrupted) log(`bench failed: ${(e as Error).stack ?? e}`);
+    await runCleanups();
+    process.exit(interrupted ? 130 : 1);
+  },
+);
