@@ -33,7 +33,8 @@ import { taskKind } from '../src/api/kinds.js';
 import { tlsTransport, withTransport, type Transport } from '../src/api/tls.js';
 import type { Task } from '../src/api/types.js';
 import { VERSION } from '../src/base/version.js';
-import { docker, log, median, now, pidOfComm, pool, rssKiB, Sampler, secs, sleep } from './lib.js';
+import { sleep } from '../src/base/clock.js';
+import { docker, log, median, now, pidOfComm, pool, rssKiB, Sampler, secs } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -153,6 +154,7 @@ async function startServer(dir: string): Promise<ServerProc> {
   log(`starting baton server: node ${args.join(' ')} (BATON_HOME=${dir})`);
   const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, BATON_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
   let tail = '';
+  serverTail = () => tail;
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (s: string) => {
     tail = (tail + s).slice(-8000);
@@ -192,6 +194,8 @@ async function startServer(dir: string): Promise<ServerProc> {
 }
 
 let stopping = false;
+/** serverTail is the server's recent stderr, printed when the bench fails. */
+let serverTail: (() => string) | undefined;
 async function stopServer(child: ChildProcess): Promise<void> {
   stopping = true;
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
@@ -349,6 +353,31 @@ async function joinOne(server: ServerProc, i: number): Promise<{ agent: SimAgent
   }
 }
 
+/**
+ * serverConnections counts established TCP connections whose local end is the
+ * server's port (from /proc/net/tcp) and the distinct client addresses: with
+ * connections reused, it stays at about two per agent (heartbeats, watch).
+ */
+function serverConnections(port: number): { conns: number; peers: number } {
+  let text: string;
+  try {
+    text = readFileSync('/proc/net/tcp', 'utf8');
+  } catch {
+    return { conns: NaN, peers: NaN };
+  }
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  let conns = 0;
+  const peers = new Set<string>();
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 4 || f[3] !== '01') continue; // 01 = ESTABLISHED
+    if (f[1]!.split(':')[1] !== hexPort) continue;
+    conns++;
+    peers.add(f[2]!.split(':')[0]!);
+  }
+  return { conns, peers: peers.size };
+}
+
 // ---------------------------------------------------------------- the peer (context only)
 
 interface Peer {
@@ -463,6 +492,8 @@ async function main(): Promise<number> {
   const s0 = { ...stats };
   const selfCpu0 = process.cpuUsage();
   const rssStartKiB = rssKiB(serverPid);
+  const port = Number(new URL(server.url).port);
+  const conn0 = serverConnections(port);
   if (typeof peer !== 'string') {
     peer.rssStartKiB = rssKiB(peer.pid);
     peer.sampler.start();
@@ -476,6 +507,7 @@ async function main(): Promise<number> {
   self.stop();
   const idleMs = now() - i0;
   const rssEndKiB = rssKiB(serverPid);
+  const conn1 = serverConnections(port);
   const selfCpu = process.cpuUsage(selfCpu0);
   const selfRssKiB = rssKiB(process.pid);
   if (typeof peer !== 'string') {
@@ -528,6 +560,10 @@ async function main(): Promise<number> {
       `watch_bookmarks=${d.bookmarks} watch_events=${d.watchEvents} watch_reopens=${d.watchOpens} watch_errors=${d.watchErrors} nodes_ready_at_end=${readyAtEnd}/${o.agents}`,
   );
   out.push(
+    `idle   server_tcp_connections start=${conn0.conns} end=${conn1.conns} client_addresses start=${conn0.peers} end=${conn1.peers} ` +
+      `(expected about ${2 * o.agents + 1} from ${o.agents + 1} addresses: per agent one for heartbeats and one held by its watch, plus the admin client)`,
+  );
+  out.push(
     `bench  process rss_mib=${mib(selfRssKiB)} peak=${mib(self.peakKiB)} cpu_pct=${pct(((selfCpu.user + selfCpu.system) / 1000 / idleMs) * 100)} ` +
       `(this process hosts the ${o.agents} simulated agents; context only)`,
   );
@@ -565,17 +601,16 @@ async function main(): Promise<number> {
   return 0;
 }
 
-let server: ServerProc | undefined;
-void server;
-
 main().then(
   async (code) => {
     await runCleanups();
     process.exit(code);
   },
   async (e) => {
-    if (!interrupted) log(`bench failed: ${(e as Error).stack ?? e}`);
+    if (interrupted) return; // the signal handler cleans up and exits
+    log(`bench failed: ${(e as Error).stack ?? e}`);
+    if (serverTail) log(`baton server stderr tail:\n${serverTail() || '(empty)'}`);
     await runCleanups();
-    process.exit(interrupted ? 130 : 1);
+    process.exit(1);
   },
 );
