@@ -133,6 +133,12 @@ describe('controllers against a store with a fake clock', () => {
     await lc.reconcile('a');
     await settle();
     expect(state()).toBe('notready');
+    // Time passing while NotReady writes nothing: the message names the last beat, not the age.
+    const quiet = await store.currentRevision();
+    clock.advance(700);
+    await lc.reconcile('a');
+    await settle();
+    expect(await store.currentRevision()).toBe(quiet);
     clock.advance(DEFAULT_TIMINGS.nodeDownAfterMs);
     await lc.reconcile('a');
     await settle();

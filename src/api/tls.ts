@@ -26,8 +26,10 @@ export interface Transport {
 
 /** tlsTransport builds a fetch and dispatcher that trust the cluster CA and present the identity's certificate, if any. */
 export function tlsTransport(id: TlsIdentity): Transport {
+  // localAddress belongs at the top level: undici overwrites connect.localAddress with it.
   const dispatcher = new Agent({
-    connect: { ca: id.caPem, ...(id.certPem && id.keyPem ? { cert: id.certPem, key: id.keyPem } : {}), ...(id.localAddress ? { localAddress: id.localAddress } : {}) },
+    connect: { ca: id.caPem, ...(id.certPem && id.keyPem ? { cert: id.certPem, key: id.keyPem } : {}) },
+    ...(id.localAddress ? { localAddress: id.localAddress } : {}),
     keepAliveTimeout: 30_000,
   });
   return { fetch: undiciFetch as unknown as typeof fetch, init: { dispatcher }, close: () => dispatcher.close() };
@@ -39,7 +41,7 @@ export function tlsTransport(id: TlsIdentity): Transport {
  * against the fingerprint pinned in the join token before anything is sent.
  */
 export function insecureTransport(localAddress?: string): Transport {
-  const dispatcher = new Agent({ connect: { rejectUnauthorized: false, ...(localAddress ? { localAddress } : {}) } });
+  const dispatcher = new Agent({ connect: { rejectUnauthorized: false }, ...(localAddress ? { localAddress } : {}) });
   return { fetch: undiciFetch as unknown as typeof fetch, init: { dispatcher }, close: () => dispatcher.close() };
 }
 

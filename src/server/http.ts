@@ -93,6 +93,18 @@ function certRefusal(code: string): string {
   return `the node certificate was refused (${code})`;
 }
 
+/** The client certificate's identity per connection, parsed once, not on every request of a keep-alive connection. */
+const identities = new WeakMap<TLSSocket, { serial?: string; cn: string }>();
+function peerIdentity(sock: TLSSocket): { serial?: string; cn: string } {
+  let id = identities.get(sock);
+  if (!id) {
+    const serial = peerSerial(sock);
+    id = { serial, cn: serial ? String(sock.getPeerCertificate().subject?.CN ?? '') : '' };
+    identities.set(sock, id);
+  }
+  return id;
+}
+
 export function buildHttp(deps: HttpDeps): FastifyInstance {
   const { ctx, tokens, caches, pki } = deps;
   const app = Fastify({
@@ -120,9 +132,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const route = `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`;
     if (OPEN_ROUTES.has(route)) return;
     const sock = req.raw.socket as TLSSocket;
-    const serial = peerSerial(sock);
+    const { serial, cn } = peerIdentity(sock);
     if (serial) {
-      const cn = String(sock.getPeerCertificate().subject?.CN ?? '');
       if (!sock.authorized) refuse(serial, cn, certRefusal(String(sock.authorizationError)));
       if (pki.isRevoked(serial)) refuse(serial, cn, `the certificate of node ${cn} was revoked (baton node rm); to come back, join again with a token`, [{ path: 'certificate', message: 'revoked' }]);
       if (!AGENT_ROUTES.has(route)) throw new BatonError('BATON_ERR_FORBIDDEN', `a node certificate may not call ${route}`);

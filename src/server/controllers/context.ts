@@ -44,7 +44,7 @@ export const DEFAULT_TIMINGS: Timings = {
   eventTtlMs: 60 * 60 * 1000,
   compactIntervalMs: 5 * 60 * 1000,
   compactRetainRevisions: 10_000,
-  bookmarkIntervalMs: 5000,
+  bookmarkIntervalMs: 30_000,
   drainParallel: 2,
   drainDeadlineMs: 60_000,
   maxHeartbeatsPerSecond: 50,

@@ -51,9 +51,19 @@ export class NodeLifecycleController implements Controller {
     this.queue.stop();
   }
 
-  /** tick re-checks every node once per heartbeat interval: staleness is a matter of time passing. */
+  /**
+   * tick re-judges every node once per heartbeat interval, since staleness is
+   * a matter of time passing; only a node whose state would change is queued
+   * (allocation changes arrive through task events), so an idle cluster of
+   * thousands of nodes costs a comparison per node per tick.
+   */
   private tick(): void {
-    for (const name of this.ctx.nodes.objects.keys()) this.queue.add(name);
+    const now = this.ctx.clock.now();
+    for (const [name, o] of this.ctx.nodes.objects) {
+      const node = o as unknown as Node;
+      const d = this.deriveState(node, now);
+      if (d.state !== node.status.state || d.message !== node.status.message) this.queue.add(name);
+    }
     this.cancelTick = this.ctx.clock.setTimeout(() => this.tick(), this.ctx.timings.heartbeatIntervalMs);
   }
 
@@ -73,8 +83,10 @@ export class NodeLifecycleController implements Controller {
     // A stretched interval (many nodes) stretches both thresholds with it.
     const interval = Math.max(beat.intervalMs, 1);
     const downAfter = Math.max(timings.nodeDownAfterMs, interval * (timings.missedHeartbeats + 2));
-    if (age >= downAfter) return { state: 'down', message: `no heartbeat for ${Math.round(age / 1000)}s` };
-    if (age >= interval * timings.missedHeartbeats) return { state: 'notready', message: `missed ${Math.floor(age / interval)} heartbeats` };
+    // Messages name the last beat, not the age, so they stay put (no status write per tick).
+    const last = new Date(beat.at).toISOString();
+    if (age >= downAfter) return { state: 'down', message: `no heartbeat since ${last}` };
+    if (age >= interval * timings.missedHeartbeats) return { state: 'notready', message: `missed ${timings.missedHeartbeats} heartbeats (every ${interval} ms; the last at ${last})` };
     if (!beat.engineOk) return { state: 'notready', message: `container engine unreachable: ${beat.engineError ?? 'no answer'}` };
     return { state: 'ready', message: '' };
   }
