@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { reconcileService, specHash } from '../src/server/controllers/serviceReconciler.js';
-import { SpreadPlacer, REASON_NOT_READY, matchConstraint } from '../src/scheduler/placement.js';
+import { SpreadPlacer, REASON_NOT_READY, matchConstraint, allocatedByNode } from '../src/scheduler/placement.js';
 import { node, service, task } from './fixtures.js';
 import type { Task } from '../src/api/types.js';
 
@@ -204,5 +204,122 @@ describe('SpreadPlacer', () => {
     const nodes = [node('a', {}, 'active', { zone: 'a' }), node('b', {}, 'active', { zone: 'b' }), node('c', {}, 'drain', { zone: 'b' })];
     expect(new SpreadPlacer().place(pending, nodes, pending).placed[0]!.node.metadata.name).toBe('b');
     expect(matchConstraint('node.labels.zone != a', nodes[0]!)).toBe(false);
+  });
+});
+
+describe('SpreadPlacer: constraints, preferences, replicas per node, strategies', () => {
+  const pend = (svc: ReturnType<typeof service>, n: number, from = 1) => Array.from({ length: n }, (_, i) => task(svc, from + i, { node: '', state: 'pending' }));
+  const where = (plan: ReturnType<SpreadPlacer['place']>) => plan.placed.map((p) => p.node.metadata.name);
+
+  it.each([
+    ['node.labels.zone == a', true],
+    ['node.labels.zone != a', false],
+    ['node.labels.zone==b', false],
+    ['node.labels.missing != x', true],
+    ['node.hostname == a', true],
+    ['node.name == a', true],
+    ['node.role == worker', true],
+    ['node.role == manager', false],
+    ['node.platform.os == linux', true],
+    ['node.platform.arch == x86_64', true],
+    ['node.platform.arch != x86_64', false],
+    ['nonsense', false],
+  ])('constraint %s on a node in zone a → %s', (expr, want) => {
+    const n = node('a', { platform: { os: 'linux', arch: 'x86_64' } }, 'active', { zone: 'a' });
+    expect(matchConstraint(expr, n)).toBe(want);
+  });
+
+  it('names the failing constraint in the pending reason', () => {
+    const svc = service({ replicas: 1, placement: { constraints: ['node.labels.zone == eu'] } });
+    const plan = new SpreadPlacer().place(pend(svc, 1), [node('a', {}, 'active', { zone: 'us' }), node('b', {}, 'active', { zone: 'us' })], []);
+    expect(plan.unplaced[0]!.reason).toBe('0/2 nodes available: 2 constraint not satisfied (node.labels.zone==eu)');
+  });
+
+  it('caps replicas per node and says so when the cap leaves no room', () => {
+    const svc = service({ replicas: 5, placement: { constraints: [], maxReplicasPerNode: 2 } });
+    const plan = new SpreadPlacer().place(pend(svc, 5), [node('a'), node('b')], []);
+    expect(where(plan).sort()).toEqual(['a', 'a', 'b', 'b']);
+    expect(plan.unplaced[0]!.reason).toBe('0/2 nodes available: 2 max replicas per node reached (2)');
+  });
+
+  it('spreads over the values of a label first (a node without it is its own group), then over nodes', () => {
+    const svc = service({ replicas: 6, placement: { constraints: [], preferences: ['node.labels.zone'] } });
+    // Zone a has three nodes, zone b one, and one node has no zone.
+    const nodes = [node('a1', {}, 'active', { zone: 'a' }), node('a2', {}, 'active', { zone: 'a' }), node('a3', {}, 'active', { zone: 'a' }), node('b1', {}, 'active', { zone: 'b' }), node('x')];
+    const plan = new SpreadPlacer().place(pend(svc, 6), nodes, []);
+    const zone = (n: string) => (n.startsWith('a') ? 'a' : n.startsWith('b') ? 'b' : '-');
+    const perZone = new Map<string, number>();
+    for (const n of where(plan)) perZone.set(zone(n), (perZone.get(zone(n)) ?? 0) + 1);
+    expect(Object.fromEntries(perZone)).toEqual({ a: 2, b: 2, '-': 2 });
+    // Inside zone a the two tasks are on two different nodes.
+    expect(new Set(where(plan).filter((n) => n.startsWith('a'))).size).toBe(2);
+  });
+
+  it('binpack fills the most allocated node first; spread the least', () => {
+    const res = { reservations: { cpus: 0.5, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } };
+    const other = service({ replicas: 1, resources: res }, 'app_other');
+    const busy = task(other, 1, { node: 'a' });
+    const bp = service({ replicas: 2, resources: res, placement: { constraints: [], strategy: 'binpack' } });
+    expect(where(new SpreadPlacer().place(pend(bp, 2), [node('a'), node('b')], [busy]))).toEqual(['a', 'a']);
+    const sp = service({ replicas: 2, resources: res });
+    expect(where(new SpreadPlacer().place(pend(sp, 2), [node('a'), node('b')], [busy])).sort()).toEqual(['a', 'b']);
+    expect(where(new SpreadPlacer().place(pend(sp, 1), [node('a'), node('b')], [busy]))).toEqual(['b']);
+  });
+
+  it('property: no node is over-committed, constraints and caps always hold, and zones stay within ±1', () => {
+    const arb = fc.record({
+      nodes: fc.array(fc.record({ cpus: fc.integer({ min: 1, max: 8 }), zone: fc.constantFrom('a', 'b', 'c'), ready: fc.boolean() }), { minLength: 1, maxLength: 12 }),
+      services: fc.array(
+        fc.record({
+          replicas: fc.integer({ min: 1, max: 12 }),
+          cpus: fc.constantFrom(0, 0.5, 1, 2),
+          constraint: fc.constantFrom(undefined, 'node.labels.zone != c', 'node.labels.zone == a'),
+          spread: fc.boolean(),
+          cap: fc.constantFrom(undefined, 1, 2),
+          binpack: fc.boolean(),
+        }),
+        { minLength: 1, maxLength: 4 },
+      ),
+    });
+    fc.assert(
+      fc.property(arb, ({ nodes: ns, services }) => {
+        const nodes = ns.map((n, i) => node(`n${i}`, { capacity: { cpus: n.cpus, memoryBytes: 2 ** 34 }, state: n.ready ? 'ready' : 'notready' }, 'active', { zone: n.zone }));
+        const pending = services.flatMap((sv, i) =>
+          pend(
+            service(
+              {
+                replicas: sv.replicas,
+                resources: { reservations: { cpus: sv.cpus, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } },
+                placement: { constraints: sv.constraint ? [sv.constraint] : [], ...(sv.spread ? { preferences: ['node.labels.zone'] } : {}), ...(sv.cap ? { maxReplicasPerNode: sv.cap } : {}), ...(sv.binpack ? { strategy: 'binpack' as const } : {}) },
+              },
+              `app_s${i}`,
+            ),
+            sv.replicas,
+          ),
+        );
+        const plan = new SpreadPlacer().place(pending, nodes, []);
+        expect(plan.placed.length + plan.unplaced.length).toBe(pending.length);
+        const placed = plan.placed.map((p) => ({ ...p.task, spec: { ...p.task.spec, nodeName: p.node.metadata.name }, status: { ...p.task.status, state: 'assigned' as const } }));
+        for (const [name, a] of allocatedByNode(placed)) {
+          const n = nodes.find((x) => x.metadata.name === name)!;
+          expect(n.status.state).toBe('ready');
+          expect(a.cpus).toBeLessThanOrEqual(n.status.capacity.cpus + 1e-9);
+        }
+        for (const p of plan.placed) for (const c of p.task.spec.placement.constraints) expect(matchConstraint(c, p.node)).toBe(true);
+        services.forEach((sv, i) => {
+          const mine = plan.placed.filter((p) => p.task.spec.serviceName === `app_s${i}`);
+          const perNode = new Map<string, number>();
+          for (const p of mine) perNode.set(p.node.metadata.name, (perNode.get(p.node.metadata.name) ?? 0) + 1);
+          if (sv.cap) for (const c of perNode.values()) expect(c).toBeLessThanOrEqual(sv.cap);
+          // Spread within ±1 across zones, when resources are not the limit (no cpus, no cap) and nothing was left over.
+          if (sv.spread && sv.cpus === 0 && !sv.cap && mine.length === sv.replicas) {
+            const eligible = new Set(nodes.filter((n) => n.status.state === 'ready' && (!sv.constraint || matchConstraint(sv.constraint, n))).map((n) => n.metadata.labels.zone));
+            const perZone = [...eligible].map((z) => mine.filter((p) => p.node.metadata.labels.zone === z).length);
+            expect(Math.max(...perZone) - Math.min(...perZone)).toBeLessThanOrEqual(1);
+          }
+        });
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -297,6 +297,7 @@ export class Agent {
           capacity: { cpus: this.opts.cpus ?? info.cpus ?? osCpus().length, memoryBytes: this.opts.memoryBytes ?? info.memoryBytes ?? totalmem() },
           portRange: this.opts.portRange,
           heartbeatMs: this.opts.heartbeatMs,
+          platform: { os: process.platform, arch: ({ x64: 'x86_64', arm64: 'aarch64', arm: 'armv7l', ia32: 'i386' } as Record<string, string>)[process.arch] ?? process.arch },
           engine: { ok: info.ok, version: info.version, error: info.error },
         });
         const known = existsSync(this.nodeFile()) ? JSON.parse(readFileSync(this.nodeFile(), 'utf8')) : undefined;

@@ -80,7 +80,12 @@ export const serviceSpecSchema = z.object({
     maxAttempts: nonNegInt,
     windowMs: ms,
   }),
-  placement: z.object({ constraints: z.array(z.string()) }),
+  placement: z.object({
+    constraints: z.array(z.string()),
+    preferences: z.array(z.string().regex(/^node\.labels\.\S+$/, 'a spread preference is node.labels.<key>')).optional(),
+    maxReplicasPerNode: z.number().int().min(1).optional(),
+    strategy: z.enum(['spread', 'binpack']).optional(),
+  }),
   x: z.record(z.string(), z.unknown()),
 });
 

@@ -138,6 +138,18 @@ export interface ResourceSpec {
   limits: ResourceAmounts & { pids?: number };
 }
 
+/** PlacementSpec says where a service's tasks may go and how they are spread. */
+export interface PlacementSpec {
+  /** Swarm-style constraints, all of which must hold: `node.labels.zone == a`, `node.hostname != x`. */
+  constraints: string[];
+  /** Spread preferences, outermost first: tasks spread evenly over the values of each (`node.labels.zone`). */
+  preferences?: string[];
+  /** At most this many live tasks of the service on one node. */
+  maxReplicasPerNode?: number;
+  /** spread (default): fewest tasks, least allocated; binpack: most allocated first. */
+  strategy?: 'spread' | 'binpack';
+}
+
 export interface RestartPolicy {
   condition: 'any' | 'on-failure' | 'none';
   /** Delay before the first restart; doubles per consecutive failure up to maxDelayMs. */
@@ -163,7 +175,7 @@ export interface ServiceSpec {
   expose: number[];
   resources: ResourceSpec;
   restartPolicy: RestartPolicy;
-  placement: { constraints: string[] };
+  placement: PlacementSpec;
   /** Baton extension (Compose `x-baton`); later issues add keys. */
   x: Record<string, unknown>;
 }
@@ -217,7 +229,7 @@ export interface TaskSpec {
   expose: number[];
   resources: ResourceSpec;
   restartPolicy: RestartPolicy;
-  placement: { constraints: string[] };
+  placement: PlacementSpec;
 }
 
 export interface TaskPortBinding {
@@ -275,6 +287,8 @@ export interface NodeStatus {
   agentVersion: string;
   engineVersion: string;
   portRange: [number, number];
+  /** The node's OS and CPU architecture, as Swarm's node.platform.os/arch (linux, x86_64). */
+  platform?: { os: string; arch: string };
   /** ISO-8601 of the last heartbeat the server saw when it last wrote this status. */
   lastHeartbeat?: string;
   /** When state last changed. */

@@ -134,7 +134,6 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.deploy.update_config': warn('Baton replaces tasks without rollout settings in this release'),
   'services.*.deploy.rollback_config': warn('Baton replaces tasks without rollout settings in this release'),
   'services.*.deploy.endpoint_mode': warn('Baton has no service VIPs or DNS yet; tasks are reached on host ports'),
-  'services.*.deploy.placement.preferences': warn('preferences only spread tasks; constraints still apply'),
   'services.*.ports[].app_protocol': warn('an application-protocol hint only'),
   'services.*.volumes[].consistency': warn('mount consistency has no effect on Linux'),
   'services.*.volumes[].bind.create_host_path=false': warn('Baton creates a missing bind source as the short syntax does'),
@@ -199,7 +198,6 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.deploy.mode=global': unsupported('Baton runs replicated services only in this release'),
   'services.*.deploy.mode=replicated-job': unsupported('Baton runs long-running services only in this release'),
   'services.*.deploy.mode=global-job': unsupported('Baton runs long-running services only in this release'),
-  'services.*.deploy.placement.max_replicas_per_node': unsupported(),
   'services.*.deploy.resources.reservations.generic_resources': unsupported(),
   'services.*.deploy.resources.reservations.devices': unsupported(),
   'services.*.ports[]/udp': unsupported('Baton publishes TCP ports only in this release'),
@@ -225,10 +223,32 @@ export interface XBatonKey {
 
 /**
  * X_BATON_KEYS is the one schema of the service-level `x-baton` extension:
- * one row per subkey. It is empty in this release, so any subkey is an error
- * ("unknown x-baton key") rather than a silently ignored typo.
+ * one row per subkey; any other subkey is an error ("unknown x-baton key")
+ * rather than a silently ignored typo.
  */
-export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {};
+export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
+  strategy: {
+    translate(value, report) {
+      if (value === 'spread' || value === 'binpack') return value;
+      report.error(`must be spread (fewest tasks, least allocated; the default) or binpack (most allocated first), got ${JSON.stringify(value)}`);
+      return undefined;
+    },
+  },
+};
+
+/** CONSTRAINT_KEYS are the node attributes a placement constraint may test, as in Swarm. */
+const CONSTRAINT_KEYS = ['node.id', 'node.hostname', 'node.name', 'node.role', 'node.platform.os', 'node.platform.arch'];
+
+/** constraintProblem says what is wrong with a constraint expression, or undefined when it is well formed. */
+export function constraintProblem(expr: string): string | undefined {
+  const m = /^\s*([\w.\-/]+)\s*(==|!=)\s*(.+?)\s*$/.exec(expr);
+  if (!m) return `"${expr}" must look like <attribute> == <value> or <attribute> != <value>, e.g. node.labels.zone == a`;
+  const key = m[1]!;
+  if (key.startsWith('node.labels.') && key.length > 'node.labels.'.length) return undefined;
+  if (key.startsWith('engine.labels.')) return `"${key}": engine labels are not supported; use node labels (baton node update --label-add)`;
+  if (!CONSTRAINT_KEYS.includes(key)) return `"${key}" is not a node attribute Baton knows; use one of ${CONSTRAINT_KEYS.join(', ')}, node.labels.<key>`;
+  return undefined;
+}
 
 // ---------------------------------------------------------------- paths and issues
 
@@ -1136,16 +1156,42 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   const resources = translateResources(ctx, svc, deploy, base);
   const restartPolicy = translateRestart(ctx, svc, deploy, base);
   const constraints: string[] = [];
+  const placement: ServiceSpec['placement'] = { constraints };
   if (isObj(deploy.placement)) {
     const pl = deploy.placement;
-    ctx.checkKeys(pl, dseg('placement'), 'services.*.deploy.placement', ['constraints']);
-    if (pl.constraints !== undefined) constraints.push(...stringList(ctx, pl.constraints, dseg('placement', 'constraints')));
+    ctx.checkKeys(pl, dseg('placement'), 'services.*.deploy.placement', ['constraints', 'preferences', 'max_replicas_per_node']);
+    if (pl.constraints !== undefined) {
+      const list = stringList(ctx, pl.constraints, dseg('placement', 'constraints'));
+      list.forEach((c, i) => {
+        const why = constraintProblem(c);
+        if (why) ctx.error(dseg('placement', 'constraints', i), why);
+      });
+      constraints.push(...list);
+    }
+    if (pl.preferences !== undefined) {
+      const prefs: string[] = [];
+      if (!Array.isArray(pl.preferences)) ctx.error(dseg('placement', 'preferences'), 'must be a list of {spread: node.labels.<key>}');
+      else
+        pl.preferences.forEach((p, i) => {
+          const at2 = dseg('placement', 'preferences', i);
+          if (!isObj(p) || Object.keys(p).length !== 1 || typeof p.spread !== 'string') return ctx.error(at2, 'must be {spread: node.labels.<key>}');
+          if (!/^node\.labels\.\S+$/.test(p.spread)) return ctx.error([...at2, 'spread'], `"${p.spread}": Baton spreads over node labels only (node.labels.<key>)`);
+          prefs.push(p.spread);
+        });
+      if (prefs.length) placement.preferences = prefs;
+    }
+    if (pl.max_replicas_per_node !== undefined) {
+      const n = Number(pl.max_replicas_per_node);
+      if (!Number.isInteger(n) || n < 0) ctx.error(dseg('placement', 'max_replicas_per_node'), `must be a whole number ≥ 0 (0 means no limit), got ${JSON.stringify(pl.max_replicas_per_node)}`);
+      else if (n > 0) placement.maxReplicasPerNode = n;
+    }
   }
   const labels: Record<string, string> = {};
   if (deploy.labels !== undefined) for (const [k, v] of listOrDict(ctx, deploy.labels, dseg('labels'))) labels[k] = v ?? '';
   labels[STACK_LABEL] = ctx.stack;
 
   const x = xBaton(ctx, svc['x-baton'], at('x-baton'));
+  if (x.strategy === 'binpack' || x.strategy === 'spread') placement.strategy = x.strategy;
 
   const spec: ServiceSpec = {
     stack: ctx.stack,
@@ -1157,7 +1203,7 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
     expose,
     resources,
     restartPolicy,
-    placement: { constraints },
+    placement,
     x,
   };
   return { name: `${ctx.stack}_${key}`, shortName: key, spec, labels };

@@ -36,6 +36,7 @@ export const REASON_UNAVAILABLE = 'node availability is not active';
 export const REASON_CPU = 'insufficient cpu';
 export const REASON_MEMORY = 'insufficient memory';
 export const REASON_CONSTRAINT = 'constraint not satisfied';
+export const REASON_MAX_REPLICAS = 'max replicas per node reached';
 
 /** taskUsesResources: a task holds its reservation from assignment until it is terminal. */
 export function taskUsesResources(t: Task): boolean {
@@ -56,52 +57,83 @@ export function allocatedByNode(tasks: Task[]): Map<string, { cpus: number; memo
   return m;
 }
 
+/** nodeAttribute reads the value a constraint or preference key names on a node (undefined when the node lacks it). */
+export function nodeAttribute(key: string, node: Node): string | undefined {
+  if (key === 'node.hostname') return node.status.hostname;
+  if (key === 'node.name') return node.metadata.name;
+  if (key === 'node.id') return node.metadata.uid;
+  if (key === 'node.role') return 'worker';
+  if (key === 'node.platform.os') return node.status.platform?.os;
+  if (key === 'node.platform.arch') return node.status.platform?.arch;
+  if (key.startsWith('node.labels.')) return node.metadata.labels[key.slice('node.labels.'.length)];
+  return undefined;
+}
+
 /** matchConstraint evaluates one Swarm-style constraint ("node.labels.zone == a") against a node. */
 export function matchConstraint(expr: string, node: Node): boolean {
-  const m = /^\s*([\w.\-]+)\s*(==|!=)\s*(.+?)\s*$/.exec(expr);
+  const m = /^\s*([\w.\-/]+)\s*(==|!=)\s*(.+?)\s*$/.exec(expr);
   if (!m) return false;
   const [, key, op, want] = m;
-  let have: string | undefined;
-  if (key === 'node.hostname') have = node.status.hostname;
-  else if (key === 'node.name') have = node.metadata.name;
-  else if (key === 'node.id') have = node.metadata.uid;
-  else if (key === 'node.role') have = 'worker';
-  else if (key!.startsWith('node.labels.')) have = node.metadata.labels[key!.slice('node.labels.'.length)];
-  else if (key!.startsWith('engine.labels.')) have = undefined;
-  const eq = have === want;
+  const eq = nodeAttribute(key!, node) === want;
   return op === '==' ? eq : !eq;
 }
 
+interface Alloc {
+  cpus: number;
+  memoryBytes: number;
+  count: number;
+}
+
 /**
- * SpreadPlacer fits reservations against capacity and spreads a service's
- * tasks: the node with the fewest tasks of the same service wins, then the one
- * with the fewest tasks overall, then the name (for determinism).
+ * SpreadPlacer is the scheduler: for each pending task, in order, cheap
+ * filters first (node ready, availability, constraints, replicas per node,
+ * then resources), every rejection counted under a constant reason; then a
+ * ranking of the nodes that pass:
+ *
+ * 1. spread preferences, outermost first: the label value (a node without the
+ *    label is its own group) holding the fewest live tasks of the service;
+ * 2. the strategy: spread (default) takes the node with the fewest tasks of
+ *    the service, then the least allocated; binpack takes the most allocated,
+ *    then the one with the most tasks;
+ * 3. the node name, so equal inputs give equal plans.
+ *
+ * Each placement updates the snapshot, so one pass never over-commits a node.
  */
 export class SpreadPlacer implements Placer {
   place(pending: Task[], nodes: Node[], tasks: Task[]): PlacementPlan {
     const plan: PlacementPlan = { placed: [], unplaced: [] };
     const alloc = allocatedByNode(tasks);
-    const perService = new Map<string, number>();
-    const svcKey = (svc: string, node: string) => `${svc}\u0000${node}`;
-    for (const t of tasks) if (taskUsesResources(t)) perService.set(svcKey(t.spec.serviceName, t.spec.nodeName), (perService.get(svcKey(t.spec.serviceName, t.spec.nodeName)) ?? 0) + 1);
+    // Live tasks per service per node.
+    const perService = new Map<string, Map<string, number>>();
+    const onNodes = (svc: string) => {
+      let m = perService.get(svc);
+      if (!m) perService.set(svc, (m = new Map()));
+      return m;
+    };
+    const bumpService = (svc: string, node: string) => onNodes(svc).set(node, (onNodes(svc).get(node) ?? 0) + 1);
+    for (const t of tasks) if (taskUsesResources(t)) bumpService(t.spec.serviceName, t.spec.nodeName);
+    const byName = new Map(nodes.map((n) => [n.metadata.name, n]));
 
     for (const task of pending) {
       if (nodes.length === 0) {
         plan.unplaced.push({ task, reason: REASON_NO_NODES });
         continue;
       }
+      const svc = task.spec.serviceName;
+      const mine = onNodes(svc);
+      const pl = task.spec.placement;
       const need = task.spec.resources.reservations;
       const counts = new Map<string, number>();
       const bump = (r: string) => counts.set(r, (counts.get(r) ?? 0) + 1);
-      let best: Node | undefined;
-      let bestScore: [number, number, string] | undefined;
       let maxFreeCpu = 0;
       let maxFreeMem = 0;
+      const feasible: Node[] = [];
       for (const node of nodes) {
         if (node.status.state !== 'ready') { bump(REASON_NOT_READY); continue; }
         if (node.spec.availability !== 'active') { bump(REASON_UNAVAILABLE); continue; }
-        const constraints = task.spec.placement.constraints;
-        if (!constraints.every((c) => matchConstraint(c, node))) { bump(REASON_CONSTRAINT); continue; }
+        const failed = pl.constraints.find((c) => !matchConstraint(c, node));
+        if (failed !== undefined) { bump(`${REASON_CONSTRAINT} (${failed.replace(/\s+/g, '')})`); continue; }
+        if (pl.maxReplicasPerNode && (mine.get(node.metadata.name) ?? 0) >= pl.maxReplicasPerNode) { bump(`${REASON_MAX_REPLICAS} (${pl.maxReplicasPerNode})`); continue; }
         const a = alloc.get(node.metadata.name) ?? { cpus: 0, memoryBytes: 0, count: 0 };
         const freeCpu = node.status.capacity.cpus - a.cpus;
         const freeMem = node.status.capacity.memoryBytes - a.memoryBytes;
@@ -109,13 +141,9 @@ export class SpreadPlacer implements Placer {
         maxFreeMem = Math.max(maxFreeMem, freeMem);
         if (need.cpus > 0 && freeCpu + 1e-9 < need.cpus) { bump(REASON_CPU); continue; }
         if (need.memoryBytes > 0 && freeMem < need.memoryBytes) { bump(REASON_MEMORY); continue; }
-        const score: [number, number, string] = [perService.get(svcKey(task.spec.serviceName, node.metadata.name)) ?? 0, a.count, node.metadata.name];
-        if (!bestScore || score[0] < bestScore[0] || (score[0] === bestScore[0] && (score[1] < bestScore[1] || (score[1] === bestScore[1] && score[2] < bestScore[2])))) {
-          best = node;
-          bestScore = score;
-        }
+        feasible.push(node);
       }
-      if (!best) {
+      if (feasible.length === 0) {
         const parts = [...counts].map(([r, n]) => {
           if (r === REASON_CPU) return `${n} ${r} (need ${need.cpus}, most free ${round(maxFreeCpu)})`;
           if (r === REASON_MEMORY) return `${n} ${r} (need ${mib(need.memoryBytes)}, most free ${mib(maxFreeMem)})`;
@@ -124,17 +152,66 @@ export class SpreadPlacer implements Placer {
         plan.unplaced.push({ task, reason: `0/${nodes.length} nodes available: ${parts.join(', ')}` });
         continue;
       }
+      const best = rank(task, feasible, alloc, mine, byName);
       plan.placed.push({ task, node: best });
       const a = alloc.get(best.metadata.name) ?? { cpus: 0, memoryBytes: 0, count: 0 };
       a.cpus += need.cpus;
       a.memoryBytes += need.memoryBytes;
       a.count++;
       alloc.set(best.metadata.name, a);
-      const k = svcKey(task.spec.serviceName, best.metadata.name);
-      perService.set(k, (perService.get(k) ?? 0) + 1);
+      bumpService(svc, best.metadata.name);
     }
     return plan;
   }
+}
+
+/** usedFraction is how full a node is: the larger of its cpu and memory reservation shares. */
+function usedFraction(node: Node, a: Alloc | undefined): number {
+  if (!a) return 0;
+  const c = node.status.capacity;
+  return Math.max(c.cpus > 0 ? a.cpus / c.cpus : 0, c.memoryBytes > 0 ? a.memoryBytes / c.memoryBytes : 0);
+}
+
+function rank(task: Task, feasible: Node[], alloc: Map<string, Alloc>, mine: Map<string, number>, byName: Map<string, Node>): Node {
+  const pl = task.spec.placement;
+  let candidates = feasible;
+  // Spread preferences narrow the candidates to the emptiest group, level by level.
+  for (const pref of pl.preferences ?? []) {
+    const groupCount = new Map<string, number>();
+    for (const [node, n] of mine) {
+      const nd = byName.get(node);
+      if (!nd) continue;
+      const v = nodeAttribute(pref, nd) ?? '';
+      groupCount.set(v, (groupCount.get(v) ?? 0) + n);
+    }
+    let min = Infinity;
+    for (const nd of candidates) min = Math.min(min, groupCount.get(nodeAttribute(pref, nd) ?? '') ?? 0);
+    candidates = candidates.filter((nd) => (groupCount.get(nodeAttribute(pref, nd) ?? '') ?? 0) === min);
+  }
+  const binpack = pl.strategy === 'binpack';
+  let best: Node | undefined;
+  let bestKey: number[] = [];
+  for (const nd of candidates) {
+    const a = alloc.get(nd.metadata.name);
+    const key = binpack ? [-usedFraction(nd, a), -(a?.count ?? 0)] : [mine.get(nd.metadata.name) ?? 0, usedFraction(nd, a), a?.count ?? 0];
+    if (!best || less(key, bestKey) || (equal(key, bestKey) && nd.metadata.name < best.metadata.name)) {
+      best = nd;
+      bestKey = key;
+    }
+  }
+  return best!;
+}
+
+function less(a: number[], b: number[]): boolean {
+  for (let i = 0; i < a.length; i++) {
+    if (Math.abs(a[i]! - b[i]!) < 1e-12) continue;
+    return a[i]! < b[i]!;
+  }
+  return false;
+}
+
+function equal(a: number[], b: number[]): boolean {
+  return a.every((x, i) => Math.abs(x - b[i]!) < 1e-12);
 }
 
 function round(n: number): number {

@@ -316,7 +316,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   app.post('/api/v1/nodes/register', async (req) => {
     need(req, 'admin', 'agent');
     const b = req.body as {
-      name: string; address: string; hostname: string; agentVersion: string; labels?: Record<string, string>; heartbeatMs?: number;
+      name: string; address: string; hostname: string; agentVersion: string; labels?: Record<string, string>; heartbeatMs?: number; platform?: { os: string; arch: string };
       capacity: { cpus: number; memoryBytes: number }; portRange: [number, number]; engine: { ok: boolean; version: string; error?: string };
     };
     const n = objectNameSchema.safeParse(b?.name);
@@ -341,6 +341,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       agentVersion: b.agentVersion,
       engineVersion: b.engine.version,
       portRange: b.portRange,
+      ...(b.platform && typeof b.platform.os === 'string' && typeof b.platform.arch === 'string' ? { platform: { os: b.platform.os, arch: b.platform.arch } } : {}),
       lastHeartbeat: now,
       timestamp: prev?.timestamp ?? now,
     });
