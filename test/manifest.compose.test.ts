@@ -677,6 +677,12 @@ describe('readCompose: validation', () => {
     ]);
   });
 
+  it('reads deploy.mode: global, and refuses replicas beside it', () => {
+    const spec = service('deploy:\n  mode: global\n  placement:\n    constraints: ["node.labels.role == edge"]');
+    expect(spec).toMatchObject({ mode: 'global', replicas: 0, placement: { constraints: ['node.labels.role == edge'] } });
+    expect(errorsOf('deploy:\n  mode: global\n  replicas: 3')).toEqual(['services.web.deploy.replicas: a global service runs one task on every eligible node; remove replicas, or use mode: replicated']);
+  });
+
   it('reads placement: constraints (checked), spread preferences, max replicas per node, and x-baton.strategy', () => {
     const spec = service('deploy:\n  placement:\n    constraints: ["node.labels.zone == a", "node.platform.os == linux"]\n    preferences:\n      - spread: node.labels.zone\n      - spread: node.labels.rack\n    max_replicas_per_node: 2\nx-baton:\n  strategy: binpack');
     expect(spec.placement).toEqual({ constraints: ['node.labels.zone == a', 'node.platform.os == linux'], preferences: ['node.labels.zone', 'node.labels.rack'], maxReplicasPerNode: 2, strategy: 'binpack' });
@@ -705,7 +711,6 @@ describe('readCompose: key policy', () => {
     ['platform: wasi/wasm', 'services.web.platform', '`services.web.platform` is not supported by Baton yet: it selects which image variant runs'],
     ['profiles: [debug]', 'services.web.profiles', '`services.web.profiles` is not supported by Baton yet: profiles choose which services run, and Baton has no --profile yet'],
     ['cpu_shares: 512', 'services.web.cpu_shares', '`services.web.cpu_shares` is not supported by Baton yet: use `deploy.resources.limits.cpus`'],
-    ['deploy:\n  mode: global', 'services.web.deploy.mode', '`services.web.deploy.mode` (global) is not supported by Baton yet: Baton runs replicated services only in this release'],
     ['deploy:\n  mode: replicated-job', 'services.web.deploy.mode', '`services.web.deploy.mode` (replicated-job) is not supported by Baton yet: Baton runs long-running services only in this release'],
     ['devices: ["/dev/ttyUSB0:/dev/ttyUSB0"]', 'services.web.devices', '`services.web.devices` is not supported by Baton yet'],
   ])('%s is an error, and a warning with --ignore-unsupported', (body, path, message) => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { reconcileService, specHash } from '../src/server/controllers/serviceReconciler.js';
+import { reconcileService, specHash, GLOBAL_NODE_LABEL } from '../src/server/controllers/serviceReconciler.js';
 import { SpreadPlacer, REASON_NOT_READY, matchConstraint, allocatedByNode } from '../src/scheduler/placement.js';
 import { node, service, task } from './fixtures.js';
 import type { Task } from '../src/api/types.js';
@@ -169,6 +169,53 @@ describe('reconcileService drain', () => {
           expect(live.every((t) => t.spec.nodeName === 'n2')).toBe(true);
           expect(live.map((t) => t.spec.slot).sort((a, b) => a - b)).toEqual(Array.from({ length: replicas }, (_, k) => k + 1));
         }
+      }),
+    );
+  });
+});
+
+describe('reconcileService: global services', () => {
+  const gsvc = (constraints: string[] = []) => service({ mode: 'global', replicas: 0, placement: { constraints } });
+  const gtask = (svc: ReturnType<typeof service>, nodeName: string, over: Parameters<typeof task>[2] = {}) => {
+    const t = task(svc, 0, { node: nodeName, ...over });
+    t.metadata.labels[GLOBAL_NODE_LABEL] = nodeName;
+    t.metadata.name = `${svc.metadata.name}.${nodeName}.test`;
+    return t;
+  };
+
+  it('wants one task on every eligible node, pinned to it, and none on paused, draining, Down or unmatched nodes', () => {
+    const svc = gsvc(['node.labels.zone != c']);
+    const nodes = [node('a'), node('b', {}, 'pause'), node('c', {}, 'drain'), node('d', { state: 'down' }), node('e', { state: 'notready' }), node('f', {}, 'active', { zone: 'c' })];
+    const p = reconcileService(svc, [], 0, undefined, nodes);
+    expect(p.create.map((c) => c.node)).toEqual(['a', 'e']);
+    expect(p.create[0]!.spec.placement.constraints).toEqual(['node.labels.zone != c', 'node.name == a']);
+    expect(new Set(p.create.map((c) => c.name)).size).toBe(2);
+    expect(p.status).toMatchObject({ desired: 2 });
+  });
+
+  it('follows nodes: a new node gets a task, a node that leaves or drains loses its task', () => {
+    const svc = gsvc();
+    const tasks = [gtask(svc, 'a'), gtask(svc, 'b')];
+    const grown = reconcileService(svc, tasks, 0, undefined, [node('a'), node('b'), node('c')]);
+    expect(grown.create.map((c) => c.node)).toEqual(['c']);
+    expect(grown.setDesired).toEqual([]);
+    const shrunk = reconcileService(svc, tasks, 0, undefined, [node('a'), node('b', {}, 'drain')]);
+    expect(shrunk.create).toEqual([]);
+    expect(shrunk.setDesired).toEqual([{ task: tasks[1], desiredState: 'shutdown' }]);
+    expect(reconcileService(svc, tasks, 0, undefined, [node('a')]).setDesired.map((s) => s.task.metadata.labels[GLOBAL_NODE_LABEL])).toEqual(['b']);
+  });
+
+  it('property: exactly one live task per eligible node after applying its own plan', () => {
+    fc.assert(
+      fc.property(fc.array(fc.record({ avail: fc.constantFrom('active', 'pause', 'drain'), state: fc.constantFrom('ready', 'notready', 'down'), zone: fc.constantFrom('a', 'b') }), { maxLength: 10 }), fc.array(fc.integer({ min: 0, max: 9 }), { maxLength: 10 }), (ns, have) => {
+        const svc = gsvc(['node.labels.zone == a']);
+        const nodes = ns.map((n, i) => node(`n${i}`, { state: n.state as 'ready' }, n.avail as 'active', { zone: n.zone }));
+        const tasks = [...new Set(have)].filter((i) => i < nodes.length).map((i) => gtask(svc, `n${i}`));
+        const plan = reconcileService(svc, tasks, 0, undefined, nodes);
+        const stopped = new Set(plan.setDesired.map((s) => s.task.metadata.name));
+        const live = [...tasks.filter((t) => !stopped.has(t.metadata.name)).map((t) => t.metadata.labels[GLOBAL_NODE_LABEL]), ...plan.create.map((c) => c.node)].sort();
+        const eligible = nodes.filter((n) => n.spec.availability === 'active' && n.status.state !== 'down' && n.metadata.labels.zone === 'a').map((n) => n.metadata.name).sort();
+        expect(live).toEqual(eligible);
       }),
     );
   });

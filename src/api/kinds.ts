@@ -79,7 +79,7 @@ export const serviceKind: KindInfo<Service> = {
     { header: 'ID', get: (s) => s.metadata.uid.replace(/-/g, '').slice(0, 12) },
     { header: 'NAME', get: (s) => s.metadata.name },
     { header: 'MODE', get: (s) => s.spec.mode },
-    { header: 'REPLICAS', get: (s) => `${s.status.ready}/${s.spec.replicas}` },
+    { header: 'REPLICAS', get: (s) => (s.spec.mode === 'global' ? `${s.status.ready}/${s.status.desired} (global)` : `${s.status.ready}/${s.spec.replicas}`) },
     { header: 'IMAGE', get: (s) => s.spec.container.image },
     {
       header: 'PORTS',

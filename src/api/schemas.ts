@@ -59,7 +59,7 @@ const amounts = z.object({ cpus: z.number().min(0), memoryBytes: nonNegInt });
 export const serviceSpecSchema = z.object({
   stack: z.string(),
   shortName: z.string(),
-  mode: z.literal('replicated'),
+  mode: z.enum(['replicated', 'global']),
   replicas: z.number().int().min(0).max(100_000),
   container: containerSpecSchema,
   ports: z.array(

@@ -167,7 +167,8 @@ export interface ServiceSpec {
   stack: string;
   /** The service's name inside its stack (Compose key). */
   shortName: string;
-  mode: 'replicated';
+  /** replicated: `replicas` tasks placed by the scheduler; global: one task on every eligible node. */
+  mode: 'replicated' | 'global';
   replicas: number;
   container: ContainerSpec;
   ports: PortSpec[];

@@ -369,7 +369,8 @@ async function waitStack(api: ApiClient, stack: string, names: string[], timeout
   while (Date.now() < deadline) {
     const [svcs, tasks] = await Promise.all([api.services(), api.tasks()]);
     const mine = svcs.items.filter((s: Service) => names.includes(s.metadata.name));
-    const line = mine.map((s) => `${s.metadata.name} ${s.status.ready ?? 0}/${s.spec.replicas}`).join(', ');
+    const want = (s: Service) => (s.spec.mode === 'global' ? s.status.desired : s.spec.replicas);
+    const line = mine.map((s) => `${s.metadata.name} ${s.status.ready ?? 0}/${want(s)}`).join(', ');
     if (line !== last) {
       out(`waiting: ${line}`);
       last = line;
@@ -383,7 +384,7 @@ async function waitStack(api: ApiClient, stack: string, names: string[], timeout
         out(`  ${t.metadata.name}: ${t.status.state}: ${why}`);
       }
     }
-    const done = mine.length === names.length && mine.every((s) => s.status.observedGeneration >= s.metadata.generation && s.status.ready === s.spec.replicas && !s.status.message);
+    const done = mine.length === names.length && mine.every((s) => s.status.observedGeneration >= s.metadata.generation && s.status.ready === want(s) && !s.status.message);
     if (done) {
       out(`stack ${stack} converged`);
       return;

@@ -195,7 +195,6 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.network_mode=service:': unsupported(HOST_NETWORK_REASON),
   'services.*.network_mode=container:': unsupported(HOST_NETWORK_REASON),
   'services.*.pull_policy=refresh': unsupported('use always, missing or never'),
-  'services.*.deploy.mode=global': unsupported('Baton runs replicated services only in this release'),
   'services.*.deploy.mode=replicated-job': unsupported('Baton runs long-running services only in this release'),
   'services.*.deploy.mode=global-job': unsupported('Baton runs long-running services only in this release'),
   'services.*.deploy.resources.reservations.generic_resources': unsupported(),
@@ -1137,7 +1136,9 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   if (isObj(svc.deploy)) {
     ctx.checkKeys(deploy, at('deploy'), 'services.*.deploy', ['mode', 'replicas', 'labels', 'resources', 'restart_policy', 'placement']);
   }
-  if (deploy.mode !== undefined && deploy.mode !== null && deploy.mode !== 'replicated') {
+  const mode: ServiceSpec['mode'] = deploy.mode === 'global' ? 'global' : 'replicated';
+  if (mode === 'global' && deploy.replicas !== undefined && deploy.replicas !== null) ctx.error(dseg('replicas'), 'a global service runs one task on every eligible node; remove replicas, or use mode: replicated');
+  if (deploy.mode !== undefined && deploy.mode !== null && deploy.mode !== 'replicated' && deploy.mode !== 'global') {
     const row = `services.*.deploy.mode=${text(deploy.mode)}`;
     if (Object.hasOwn(COMPOSE_KEY_POLICY, row)) ctx.unsupported(dseg('mode'), row, text(deploy.mode));
     else ctx.error(dseg('mode'), `must be one of: replicated, global, replicated-job, global-job`);
@@ -1196,8 +1197,8 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   const spec: ServiceSpec = {
     stack: ctx.stack,
     shortName: key,
-    mode: 'replicated',
-    replicas,
+    mode,
+    replicas: mode === 'global' ? 0 : replicas,
     container,
     ports,
     expose,

@@ -271,6 +271,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       throw new BatonError('BATON_ERR_VALIDATION', 'replicas must be a whole number from 0 to 100000', [{ path: 'replicas', message: `got ${JSON.stringify(replicas)}` }]);
     }
     const out = await ctx.registry.mutate<Service & AnyObject>(serviceKind, name, (cur) => {
+      if (cur.spec.mode === 'global') throw new BatonError('BATON_ERR_BAD_REQUEST', `service ${name} is global: it runs one task on every eligible node and cannot be scaled`);
       if (cur.spec.replicas === replicas) return undefined;
       return ctx.registry.specUpdate(cur, { spec: { ...cur.spec, replicas } }) as Service & AnyObject;
     });

@@ -91,7 +91,7 @@ describe('a cluster of one server and four agent processes', () => {
     expect(readFileSync(join(dir, 'n2/pki/node.key'), 'utf8')).toMatch(/PRIVATE KEY/);
   });
 
-  it('rotates the token: the old one is refused with a clear message, the new one joins', async () => {
+  it('rotates the token: the old one is refused with a clear message, the new one joins (and gets its global task)', async () => {
     const rot = await baton(['join-token', 'worker', '--rotate'], env);
     expect(rot.code, rot.stderr).toBe(0);
     const fresh = /--token (\S+)/.exec(rot.stdout)![1]!;
@@ -102,8 +102,16 @@ describe('a cluster of one server and four agent processes', () => {
     expect(refused.output()).not.toMatch(/\n\s+at /);
     await expect(node('n5')).rejects.toMatchObject({ code: 'BATON_ERR_NOT_FOUND' });
     token = fresh;
+    // A global service runs on every node, and follows the node that joins next.
+    const g = writeFile(dir, 'global.yaml', `services:\n  agent:\n    image: ${TEST_IMAGE}\n    command: ["sleep", "3600"]\n    init: true\n    deploy:\n      mode: global\n`);
+    expect((await baton(['apply', '-f', g, '--stack', 'g'], env)).code).toBe(0);
+    const onNodes = async () => liveRunning(await serviceTasks('g_agent')).map((t) => t.spec.nodeName).sort();
+    await eventually(async () => expect(await onNodes()).toEqual(['n2', 'n3', 'n4']), 30_000);
     startAgent('n5');
     await eventually(async () => expect(await state('n5')).toBe('ready'), 30_000);
+    await eventually(async () => expect(await onNodes()).toEqual(['n2', 'n3', 'n4', 'n5']), 30_000);
+    expect((await baton(['service', 'ls'], env)).stdout).toMatch(/g_agent\s+global\s+4\/4 \(global\)/);
+    expect((await baton(['stack', 'rm', 'g'], env)).code).toBe(0);
     // Joined nodes were not affected.
     for (const n of NODES.slice(0, 3)) expect(await state(n)).toBe('ready');
     const ev = await baton(['events', '--node', 'n5'], env);

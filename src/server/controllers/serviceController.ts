@@ -10,7 +10,7 @@ import { serviceKind, taskKind } from '../../api/kinds.js';
 import type { Node, Service, Task } from '../../api/types.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
 import { stableStringify, type AnyObject } from '../registry.js';
-import { reconcileService, type DrainState } from './serviceReconciler.js';
+import { GLOBAL_NODE_LABEL, reconcileService, type DrainState } from './serviceReconciler.js';
 import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS_BY_SERVICE, type Controller, type ControllerContext } from './context.js';
 
 export class ServiceController implements Controller {
@@ -36,6 +36,11 @@ export class ServiceController implements Controller {
       this.ctx.nodes.onDidChange((e) => {
         const now = e.object as Node;
         const prev = e.prev as Node | undefined;
+        // Global services follow nodes as they join, leave, or change labels, availability or Down-ness.
+        const eligibility = (n: Node | undefined) => n && stableStringify([n.spec.availability, n.status.state === 'down', n.metadata.labels, n.status.platform, n.status.hostname]);
+        if (e.type !== 'MODIFIED' || eligibility(prev) !== eligibility(now)) {
+          for (const o of this.ctx.services.objects.values()) if ((o as unknown as Service).spec.mode === 'global') this.queue.add(o.metadata.name);
+        }
         if (e.type === 'MODIFIED' && prev?.spec.availability === now.spec.availability) return;
         for (const t of this.ctx.tasks.byIndex(TASKS_BY_NODE, now.metadata.name)) this.queue.add((t as unknown as Task).spec.serviceName);
       }),
@@ -71,7 +76,8 @@ export class ServiceController implements Controller {
     const svc = ctx.services.objects.get(name) as Service | undefined;
     const tasks = ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[];
     if (!svc && tasks.length === 0) return;
-    const plan = reconcileService(svc, tasks, ctx.clock.now(), this.drainState());
+    const nodes = svc?.spec.mode === 'global' ? ([...ctx.nodes.objects.values()] as unknown as Node[]) : [];
+    const plan = reconcileService(svc, tasks, ctx.clock.now(), this.drainState(), nodes);
 
     // Creates: one txn per 128, each guarded by "absent".
     const creates = plan.create.map((c) =>
@@ -79,7 +85,13 @@ export class ServiceController implements Controller {
         metadata: {
           name: c.name,
           uid: c.uid,
-          labels: { 'baton.service': name, 'baton.slot': String(c.slot), 'baton.attempt': String(c.attempt), ...(svc?.spec.stack ? { 'baton.stack': svc.spec.stack } : {}) },
+          labels: {
+            'baton.service': name,
+            'baton.slot': String(c.slot),
+            'baton.attempt': String(c.attempt),
+            ...(c.node ? { [GLOBAL_NODE_LABEL]: c.node } : {}),
+            ...(svc?.spec.stack ? { 'baton.stack': svc.spec.stack } : {}),
+          },
           ownerRefs: svc ? [{ kind: 'Service', name, uid: svc.metadata.uid }] : [],
         },
         spec: c.spec,

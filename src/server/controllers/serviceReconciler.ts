@@ -15,11 +15,20 @@
  *   left complete.
  * - Tasks above `replicas` are told to shut down; terminal tasks beyond the
  *   history limit (5 per slot, like Swarm) are deleted.
+ * - A global service has one slot per eligible node (active, not Down, its
+ *   constraints hold): each slot's task is pinned to its node by a
+ *   `node.name == <node>` constraint, so the scheduler still checks resources
+ *   and explains a pending one. Nodes that stop being eligible lose their task.
  */
 import { createHash } from 'node:crypto';
 import { backoffDelay } from '../../base/backoff.js';
 import { isTaskReady, isTerminal, type Service, type ServiceStatus, type Task, type TaskSpec } from '../../api/types.js';
 import { stableStringify } from '../registry.js';
+import { matchConstraint } from '../../scheduler/placement.js';
+import type { Node } from '../../api/types.js';
+
+/** GLOBAL_NODE_LABEL marks the node a global service's task belongs to (its slot). */
+export const GLOBAL_NODE_LABEL = 'baton.global.node';
 
 export const TASK_HISTORY_LIMIT = 5;
 
@@ -27,8 +36,18 @@ export interface NewTaskPlan {
   name: string;
   uid: string;
   slot: number;
+  /** For a global service: the node this task belongs to. */
+  node?: string;
   attempt: number;
   spec: TaskSpec;
+}
+
+/** globalEligible lists the nodes a global service runs on: active, not Down, its constraints met. */
+export function globalEligible(svc: Service, nodes: readonly Node[]): string[] {
+  return nodes
+    .filter((n) => n.spec.availability === 'active' && n.status.state !== 'down' && svc.spec.placement.constraints.every((c) => matchConstraint(c, n)))
+    .map((n) => n.metadata.name)
+    .sort();
 }
 
 /** DrainState tells the reconciler which nodes are draining, since when, and how to pace migrations. */
@@ -63,7 +82,7 @@ export function specHash(svc: Service): string {
 }
 
 /** taskIdentity is deterministic, so a retried create collides instead of duplicating. */
-export function taskIdentity(serviceName: string, serviceUid: string, slot: number, hash: string, attempt: number): { name: string; uid: string } {
+export function taskIdentity(serviceName: string, serviceUid: string, slot: number | string, hash: string, attempt: number): { name: string; uid: string } {
   const h = createHash('sha256').update(`${serviceUid}/${slot}/${hash}/${attempt}`).digest('hex');
   return { name: `${serviceName}.${slot}.${h.slice(0, 10)}`, uid: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}` };
 }
@@ -90,7 +109,7 @@ function shouldReplace(t: Task): boolean {
   return false;
 }
 
-export function reconcileService(svc: Service | undefined, tasks: Task[], now: number, drain: DrainState = NO_DRAIN): ServicePlan {
+export function reconcileService(svc: Service | undefined, tasks: Task[], now: number, drain: DrainState = NO_DRAIN, nodes: readonly Node[] = []): ServicePlan {
   const plan: ServicePlan = { create: [], setDesired: [], delete: [] };
 
   if (!svc) {
@@ -103,17 +122,22 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
   }
 
   const hash = specHash(svc);
-  const bySlot = new Map<number, Task[]>();
+  const global = svc.spec.mode === 'global';
+  // Slots: 1..replicas, or one per eligible node for a global service.
+  const keys = global ? globalEligible(svc, nodes) : Array.from({ length: svc.spec.replicas }, (_, i) => String(i + 1));
+  const wanted = new Set(keys);
+  const keyOf = (t: Task) => (global ? (t.metadata.labels[GLOBAL_NODE_LABEL] ?? '') : String(t.spec.slot));
+  const bySlot = new Map<string, Task[]>();
   for (const t of tasks) {
-    const list = bySlot.get(t.spec.slot) ?? [];
+    const list = bySlot.get(keyOf(t)) ?? [];
     list.push(t);
-    bySlot.set(t.spec.slot, list);
+    bySlot.set(keyOf(t), list);
   }
   for (const list of bySlot.values()) list.sort((a, b) => attemptOf(a) - attemptOf(b) || created(a) - created(b));
 
-  // Scale down: every slot above replicas stops.
+  // Scale down: every slot no longer wanted stops (above replicas, or a node no longer eligible).
   for (const [slot, list] of bySlot) {
-    if (slot <= svc.spec.replicas) continue;
+    if (wanted.has(slot)) continue;
     for (const t of list) {
       if (t.spec.desiredState === 'running') plan.setDesired.push({ task: t, desiredState: 'shutdown' });
     }
@@ -121,7 +145,7 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
 
   // Is a slot already mid-replacement (old stopping, or new not yet running)?
   let inTransition = 0;
-  for (let slot = 1; slot <= svc.spec.replicas; slot++) {
+  for (const slot of keys) {
     const list = bySlot.get(slot) ?? [];
     const stopping = list.some((t) => t.spec.desiredState !== 'running' && !isTerminal(t.status.state) && t.spec.nodeName);
     const live = list.filter((t) => t.spec.desiredState === 'running');
@@ -132,19 +156,20 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
   let requeue: number | undefined;
   // Migrations already in flight count against drain.parallel.
   let migrations = 0;
-  for (let slot = 1; slot <= svc.spec.replicas; slot++) {
+  for (const slot of keys) {
     const live = (bySlot.get(slot) ?? []).filter((t) => t.spec.desiredState === 'running');
     if (live.length > 1 && live.slice(0, -1).every((t) => drain.draining.has(t.spec.nodeName))) migrations++;
   }
   const want = (ms: number) => (requeue = requeue === undefined ? ms : Math.min(requeue, ms));
 
-  for (let slot = 1; slot <= svc.spec.replicas; slot++) {
+  for (const slot of keys) {
     const list = bySlot.get(slot) ?? [];
     const live = list.filter((t) => t.spec.desiredState === 'running');
     const nextAttempt = list.reduce((m, t) => Math.max(m, attemptOf(t)), 0) + 1;
     const make = () => {
       const id = taskIdentity(svc.metadata.name, svc.metadata.uid, slot, hash, nextAttempt);
-      plan.create.push({ ...id, slot, attempt: nextAttempt, spec: newTaskSpec(svc, slot, hash) });
+      if (global) plan.create.push({ ...id, slot: 0, node: slot, attempt: nextAttempt, spec: newTaskSpec(svc, 0, hash, slot) });
+      else plan.create.push({ ...id, slot: Number(slot), attempt: nextAttempt, spec: newTaskSpec(svc, Number(slot), hash) });
     };
 
     const onDraining = (t: Task) => drain.draining.has(t.spec.nodeName);
@@ -233,15 +258,15 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
   // History: keep the newest TASK_HISTORY_LIMIT stopped tasks per slot.
   for (const [slot, list] of bySlot) {
     const dead = list.filter((t) => t.spec.desiredState !== 'running' && (isTerminal(t.status.state) || !t.spec.nodeName));
-    const keep = slot <= svc.spec.replicas ? TASK_HISTORY_LIMIT : 0;
+    const keep = wanted.has(slot) ? TASK_HISTORY_LIMIT : 0;
     const excess = dead.length - keep;
     if (excess > 0) plan.delete.push(...dead.slice(0, excess));
   }
 
-  const liveTasks = tasks.filter((t) => t.spec.desiredState === 'running' && t.spec.slot <= svc.spec.replicas);
+  const liveTasks = tasks.filter((t) => t.spec.desiredState === 'running' && wanted.has(keyOf(t)));
   plan.status = {
     observedGeneration: svc.metadata.generation,
-    desired: svc.spec.replicas,
+    desired: keys.length,
     running: liveTasks.filter((t) => t.status.state === 'running').length,
     ready: liveTasks.filter((t) => isTaskReady(t) && t.spec.specHash === hash).length,
     ...(inTransition > 0 ? { message: 'updating' } : {}),
@@ -269,8 +294,9 @@ function consecutiveFailures(list: Task[], cur: Task | undefined): number {
   return n;
 }
 
-export function newTaskSpec(svc: Service, slot: number, hash: string): TaskSpec {
+export function newTaskSpec(svc: Service, slot: number, hash: string, pinnedNode?: string): TaskSpec {
   const s = svc.spec;
+  const placement = pinnedNode ? { ...s.placement, constraints: [...s.placement.constraints, `node.name == ${pinnedNode}`] } : s.placement;
   return {
     serviceName: svc.metadata.name,
     serviceUid: svc.metadata.uid,
@@ -283,6 +309,6 @@ export function newTaskSpec(svc: Service, slot: number, hash: string): TaskSpec 
     expose: s.expose,
     resources: s.resources,
     restartPolicy: s.restartPolicy,
-    placement: s.placement,
+    placement,
   };
 }
