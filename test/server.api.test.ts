@@ -154,6 +154,17 @@ describe('API server (memory store, real HTTP)', () => {
     }
   });
 
+  it('explains where a task was placed and why, and re-runs the filters for every node on demand', async () => {
+    // One placed after both nodes had registered (the first was placed while only w1 existed).
+    const t = (await api.tasks({ fieldSelector: { 'spec.serviceName': 't_a' } })).items.find((x) => x.spec.nodeName && x.status.scheduling?.evaluated === 2)!;
+    const x = await api.call<{ decision: { evaluated: number; feasible: number; ranked: { node: string; keys: Record<string, number> }[] }; nodes: { node: string; fits: boolean; reason?: string }[] }>('GET', `/api/v1/tasks/${t.metadata.name}/explain?allNodes=true`);
+    expect(x.decision).toMatchObject({ evaluated: 2, feasible: 2 });
+    expect(x.decision.ranked[0]!.node).toBe(t.spec.nodeName);
+    expect(Object.keys(x.decision.ranked[0]!.keys)).toEqual(['sameService', 'used', 'tasks']);
+    expect(x.nodes.map((n) => n.node)).toEqual(['w1', 'w2']);
+    for (const n of x.nodes) expect(n.fits || /node not ready/.test(n.reason!)).toBe(true);
+  });
+
   it('answers 410 Gone for a watch older than the cache window, 400 for an unknown selector, 404 for unknown objects', async () => {
     const err = await api.get(nodeKind, 'nope').catch((e) => e);
     expect(err.code).toBe('BATON_ERR_NOT_FOUND');

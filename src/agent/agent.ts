@@ -462,6 +462,8 @@ export class Agent {
       restartCount: local.restartCount,
       ...(local.handle ? { containerId: local.handle.id, handle: JSON.stringify(local.handle) } : {}),
       ...(prev.startedAt ? { startedAt: prev.startedAt } : {}),
+      // The scheduler's decision belongs to the server; carry it along unchanged.
+      ...(task.status.scheduling ? { scheduling: task.status.scheduling } : {}),
       ...extra,
       timestamp: prev.state === state ? prev.timestamp : new Date(this.clock.now()).toISOString(),
     };

@@ -239,6 +239,18 @@ export interface TaskPortBinding {
   published?: number;
 }
 
+/** SchedulingDecision is what the scheduler saw when it placed (or could not place) a task, after Nomad's AllocMetric. */
+export interface SchedulingDecision {
+  /** Nodes considered. */
+  evaluated: number;
+  /** How many nodes each reason ruled out. */
+  filtered: Record<string, number>;
+  /** Nodes that passed every filter. */
+  feasible: number;
+  /** The best feasible nodes, best first, with the keys that ranked them (at most 5). */
+  ranked: { node: string; keys: Record<string, number> }[];
+}
+
 export interface TaskStatus {
   state: TaskState;
   /** Short human message ("started", "restarting in 2s"). */
@@ -260,6 +272,8 @@ export interface TaskStatus {
   timestamp: string;
   /** Why the task is pending, when placement could not place it. */
   pendingReason?: string;
+  /** The scheduler's last decision for this task (`baton explain`). */
+  scheduling?: SchedulingDecision & { at: string };
 }
 
 export type Task = Resource<'Task', TaskSpec, TaskStatus>;

@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { ApiClient } from '../api/client.js';
 import { tlsTransport, withTransport } from '../api/tls.js';
 import { nodeKind, serviceKind, taskKind, eventKind, type KindInfo } from '../api/kinds.js';
-import type { Node, Service, Task } from '../api/types.js';
+import type { Node, SchedulingDecision, Service, Task } from '../api/types.js';
 import { isTerminal } from '../api/types.js';
 import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
@@ -236,6 +236,28 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('explain <name>')
+    .description('why a task runs where it does, or why it is pending (NAME: a task or a service)')
+    .option('--all-nodes', 're-run the filters now against every node')
+    .action(async (name: string, o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      let tasks: Task[];
+      try {
+        tasks = [await api.get<Task>(taskKind, name)];
+      } catch (e) {
+        if ((e as BatonError).code !== 'BATON_ERR_NOT_FOUND') throw e;
+        await api.get(serviceKind, name).catch((x: BatonError) => {
+          throw x.code === 'BATON_ERR_NOT_FOUND' ? new BatonError('BATON_ERR_NOT_FOUND', `no task or service named "${name}"`) : x;
+        });
+        tasks = sortTasks((await api.tasks({ fieldSelector: { 'spec.serviceName': name } })).items).filter((t) => t.spec.desiredState === 'running');
+      }
+      const q = o.allNodes ? '?allNodes=true' : '';
+      const explained = await Promise.all(tasks.map((t) => api.call<Explanation>('GET', `/api/v1/tasks/${encodeURIComponent(t.metadata.name)}/explain${q}`).then((x) => ({ t, x }))));
+      if (g.output !== 'table') return out(renderOne(g.output, explained.map(({ x }) => x)));
+      for (const { t, x } of explained) out(formatExplanation(t, x));
+    });
+
+  program
     .command('join-token <role>')
     .description('print the token that joins a node (role: worker)')
     .option('--rotate', 'make a new token; the old one stops working for new joins')
@@ -355,6 +377,32 @@ function addKindCommands(group: Command, kind: KindInfo): void {
       const { api, g } = client(cmd);
       out(renderOne(g.output === 'table' ? 'yaml' : g.output, await api.get(kind, name)));
     });
+}
+
+interface Explanation {
+  task: string;
+  decision: (SchedulingDecision & { at: string }) | null;
+  nodes?: { node: string; fits: boolean; reason?: string }[];
+}
+
+/** formatExplanation prints one task's scheduling decision for people. */
+function formatExplanation(t: Task, x: Explanation): string {
+  const lines: string[] = [];
+  const where = t.spec.nodeName ? `${t.status.state} on ${t.spec.nodeName}` : `${t.status.state}${t.status.pendingReason ? `: ${t.status.pendingReason}` : ''}`;
+  lines.push(`${t.metadata.name} (${where})`);
+  const d = x.decision;
+  if (!d) lines.push('  no scheduling decision recorded yet');
+  else {
+    lines.push(`  decided ${d.at}: ${d.evaluated} node(s) evaluated, ${d.feasible} feasible`);
+    const filtered = Object.entries(d.filtered);
+    if (filtered.length) lines.push(`  ruled out: ${filtered.map(([r, n]) => `${n} ${r}`).join(', ')}`);
+    d.ranked.forEach((r, i) => lines.push(`  ${i === 0 ? 'ranked:' : '       '} ${i + 1}. ${r.node}  ${Object.entries(r.keys).map(([k, v]) => `${k}=${v}`).join(' ')}`));
+  }
+  if (x.nodes) {
+    lines.push('  every node now:');
+    for (const n of x.nodes) lines.push(`    ${n.node.padEnd(20)} ${n.fits ? 'fits' : `no: ${n.reason}`}`);
+  }
+  return lines.join('\n');
 }
 
 function sortTasks(ts: Task[]): Task[] {

@@ -8,17 +8,19 @@
  * `status.pendingReason`, which is how `baton service ps` answers "why is my
  * task pending?".
  */
-import type { Node, Task } from '../api/types.js';
+import type { Node, SchedulingDecision, Task } from '../api/types.js';
 import { isTerminal } from '../api/types.js';
 
 export interface Placement {
   task: Task;
   node: Node;
+  decision: SchedulingDecision;
 }
 
 export interface Unplaced {
   task: Task;
   reason: string;
+  decision?: SchedulingDecision;
 }
 
 export interface PlacementPlan {
@@ -78,7 +80,7 @@ export function matchConstraint(expr: string, node: Node): boolean {
   return op === '==' ? eq : !eq;
 }
 
-interface Alloc {
+export interface Alloc {
   cpus: number;
   memoryBytes: number;
   count: number;
@@ -121,39 +123,34 @@ export class SpreadPlacer implements Placer {
       }
       const svc = task.spec.serviceName;
       const mine = onNodes(svc);
-      const pl = task.spec.placement;
       const need = task.spec.resources.reservations;
       const counts = new Map<string, number>();
-      const bump = (r: string) => counts.set(r, (counts.get(r) ?? 0) + 1);
       let maxFreeCpu = 0;
       let maxFreeMem = 0;
       const feasible: Node[] = [];
       for (const node of nodes) {
-        if (node.status.state !== 'ready') { bump(REASON_NOT_READY); continue; }
-        if (node.spec.availability !== 'active') { bump(REASON_UNAVAILABLE); continue; }
-        const failed = pl.constraints.find((c) => !matchConstraint(c, node));
-        if (failed !== undefined) { bump(`${REASON_CONSTRAINT} (${failed.replace(/\s+/g, '')})`); continue; }
-        if (pl.maxReplicasPerNode && (mine.get(node.metadata.name) ?? 0) >= pl.maxReplicasPerNode) { bump(`${REASON_MAX_REPLICAS} (${pl.maxReplicasPerNode})`); continue; }
-        const a = alloc.get(node.metadata.name) ?? { cpus: 0, memoryBytes: 0, count: 0 };
-        const freeCpu = node.status.capacity.cpus - a.cpus;
-        const freeMem = node.status.capacity.memoryBytes - a.memoryBytes;
-        maxFreeCpu = Math.max(maxFreeCpu, freeCpu);
-        maxFreeMem = Math.max(maxFreeMem, freeMem);
-        if (need.cpus > 0 && freeCpu + 1e-9 < need.cpus) { bump(REASON_CPU); continue; }
-        if (need.memoryBytes > 0 && freeMem < need.memoryBytes) { bump(REASON_MEMORY); continue; }
-        feasible.push(node);
+        const a = alloc.get(node.metadata.name);
+        const reason = filterNode(task, node, a, mine);
+        if (reason === undefined || reason === REASON_CPU || reason === REASON_MEMORY) {
+          maxFreeCpu = Math.max(maxFreeCpu, node.status.capacity.cpus - (a?.cpus ?? 0));
+          maxFreeMem = Math.max(maxFreeMem, node.status.capacity.memoryBytes - (a?.memoryBytes ?? 0));
+        }
+        if (reason === undefined) feasible.push(node);
+        else counts.set(reason, (counts.get(reason) ?? 0) + 1);
       }
+      const decision = (ranked: SchedulingDecision['ranked']): SchedulingDecision => ({ evaluated: nodes.length, filtered: Object.fromEntries(counts), feasible: feasible.length, ranked });
       if (feasible.length === 0) {
         const parts = [...counts].map(([r, n]) => {
           if (r === REASON_CPU) return `${n} ${r} (need ${need.cpus}, most free ${round(maxFreeCpu)})`;
           if (r === REASON_MEMORY) return `${n} ${r} (need ${mib(need.memoryBytes)}, most free ${mib(maxFreeMem)})`;
           return `${n} ${r}`;
         });
-        plan.unplaced.push({ task, reason: `0/${nodes.length} nodes available: ${parts.join(', ')}` });
+        plan.unplaced.push({ task, reason: `0/${nodes.length} nodes available: ${parts.join(', ')}`, decision: decision([]) });
         continue;
       }
-      const best = rank(task, feasible, alloc, mine, byName);
-      plan.placed.push({ task, node: best });
+      const ranked = rank(task, feasible, alloc, mine, byName);
+      const best = byName.get(ranked[0]!.node)!;
+      plan.placed.push({ task, node: best, decision: decision(ranked) });
       const a = alloc.get(best.metadata.name) ?? { cpus: 0, memoryBytes: 0, count: 0 };
       a.cpus += need.cpus;
       a.memoryBytes += need.memoryBytes;
@@ -165,6 +162,31 @@ export class SpreadPlacer implements Placer {
   }
 }
 
+/**
+ * filterNode is the feasibility chain for one task on one node, cheapest
+ * check first; it returns the constant reason the node is ruled out, or
+ * undefined when the task fits. `mine` counts the service's live tasks per node.
+ */
+export function filterNode(task: Task, node: Node, a: Alloc | undefined, mine: ReadonlyMap<string, number>): string | undefined {
+  const pl = task.spec.placement;
+  if (node.status.state !== 'ready') return REASON_NOT_READY;
+  if (node.spec.availability !== 'active') return REASON_UNAVAILABLE;
+  const failed = pl.constraints.find((c) => !matchConstraint(c, node));
+  if (failed !== undefined) return `${REASON_CONSTRAINT} (${failed.replace(/\s+/g, '')})`;
+  if (pl.maxReplicasPerNode && (mine.get(node.metadata.name) ?? 0) >= pl.maxReplicasPerNode) return `${REASON_MAX_REPLICAS} (${pl.maxReplicasPerNode})`;
+  const need = task.spec.resources.reservations;
+  if (need.cpus > 0 && node.status.capacity.cpus - (a?.cpus ?? 0) + 1e-9 < need.cpus) return REASON_CPU;
+  if (need.memoryBytes > 0 && node.status.capacity.memoryBytes - (a?.memoryBytes ?? 0) < need.memoryBytes) return REASON_MEMORY;
+  return undefined;
+}
+
+/** servicePerNode counts a service's live tasks per node, as filterNode wants them. */
+export function servicePerNode(tasks: Task[], service: string): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const t of tasks) if (t.spec.serviceName === service && taskUsesResources(t)) m.set(t.spec.nodeName, (m.get(t.spec.nodeName) ?? 0) + 1);
+  return m;
+}
+
 /** usedFraction is how full a node is: the larger of its cpu and memory reservation shares. */
 function usedFraction(node: Node, a: Alloc | undefined): number {
   if (!a) return 0;
@@ -172,7 +194,11 @@ function usedFraction(node: Node, a: Alloc | undefined): number {
   return Math.max(c.cpus > 0 ? a.cpus / c.cpus : 0, c.memoryBytes > 0 ? a.memoryBytes / c.memoryBytes : 0);
 }
 
-function rank(task: Task, feasible: Node[], alloc: Map<string, Alloc>, mine: Map<string, number>, byName: Map<string, Node>): Node {
+/** TOP_RANKED is how many ranked nodes a decision keeps, as Nomad's AllocMetric keeps its top scores. */
+const TOP_RANKED = 5;
+
+/** rank orders the feasible nodes best first and returns the top ones with the keys that ordered them. */
+function rank(task: Task, feasible: Node[], alloc: Map<string, Alloc>, mine: Map<string, number>, byName: Map<string, Node>): SchedulingDecision['ranked'] {
   const pl = task.spec.placement;
   let candidates = feasible;
   // Spread preferences narrow the candidates to the emptiest group, level by level.
@@ -189,17 +215,26 @@ function rank(task: Task, feasible: Node[], alloc: Map<string, Alloc>, mine: Map
     candidates = candidates.filter((nd) => (groupCount.get(nodeAttribute(pref, nd) ?? '') ?? 0) === min);
   }
   const binpack = pl.strategy === 'binpack';
-  let best: Node | undefined;
-  let bestKey: number[] = [];
-  for (const nd of candidates) {
+  const keyed = candidates.map((nd) => {
     const a = alloc.get(nd.metadata.name);
-    const key = binpack ? [-usedFraction(nd, a), -(a?.count ?? 0)] : [mine.get(nd.metadata.name) ?? 0, usedFraction(nd, a), a?.count ?? 0];
-    if (!best || less(key, bestKey) || (equal(key, bestKey) && nd.metadata.name < best.metadata.name)) {
-      best = nd;
-      bestKey = key;
+    const used = usedFraction(nd, a);
+    const key = binpack ? [-used, -(a?.count ?? 0)] : [mine.get(nd.metadata.name) ?? 0, used, a?.count ?? 0];
+    return { nd, key, used, count: a?.count ?? 0 };
+  });
+  // Keep only the best few: a partial selection, not a full sort of thousands of nodes.
+  const top: typeof keyed = [];
+  for (const k of keyed) {
+    let i = top.length;
+    while (i > 0 && (less(k.key, top[i - 1]!.key) || (equal(k.key, top[i - 1]!.key) && k.nd.metadata.name < top[i - 1]!.nd.metadata.name))) i--;
+    if (i < TOP_RANKED) {
+      top.splice(i, 0, k);
+      if (top.length > TOP_RANKED) top.pop();
     }
   }
-  return best!;
+  return top.map((k) => ({
+    node: k.nd.metadata.name,
+    keys: (binpack ? { used: round(k.used), tasks: k.count } : { sameService: mine.get(k.nd.metadata.name) ?? 0, used: round(k.used), tasks: k.count }) as Record<string, number>,
+  }));
 }
 
 function less(a: number[], b: number[]): boolean {

@@ -20,6 +20,7 @@ import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, recordEvent, TASKS_BY_NODE
 import { applyStack, removeStack } from './apply.js';
 import { GoneError, type WatchCache } from './watchCache.js';
 import { stableStringify, type AnyObject } from './registry.js';
+import { allocatedByNode, filterNode, servicePerNode } from '../scheduler/placement.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -277,6 +278,28 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     });
     if (!out) throw new BatonError('BATON_ERR_NOT_FOUND', `service "${name}" not found`);
     return out;
+  });
+
+  // ---------------------------------------------------------------- explain
+  app.get('/api/v1/tasks/:name/explain', async (req) => {
+    const name = (req.params as { name: string }).name;
+    const task = (await ctx.registry.mustGet(taskKind, name)) as unknown as Task;
+    const allNodes = ['1', 'true'].includes(String((req.query as { allNodes?: string }).allNodes ?? ''));
+    if (!allNodes) return { task: name, decision: task.status.scheduling ?? null };
+    // Re-run the filters now, against the current caches, for every node.
+    const tasks = [...caches[taskKind.plural]!.objects.values()] as unknown as Task[];
+    const others = tasks.filter((t) => t.metadata.name !== name);
+    const alloc = allocatedByNode(others);
+    const mine = servicePerNode(others, task.spec.serviceName);
+    const nodes = ([...nodeCache(caches).objects.values()] as unknown as Node[]).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+    return {
+      task: name,
+      decision: task.status.scheduling ?? null,
+      nodes: nodes.map((n) => {
+        const reason = filterNode(task, n, alloc.get(n.metadata.name), mine);
+        return { node: n.metadata.name, fits: reason === undefined, ...(reason ? { reason } : {}) };
+      }),
+    };
   });
 
   // ---------------------------------------------------------------- stacks

@@ -127,6 +127,11 @@ describe('a cluster of one server and four agent processes', () => {
       return r;
     }, 30_000);
     expect(new Set(ts.map((t) => t.spec.nodeName))).toEqual(new Set(['n4', 'n5']));
+    const why = await baton(['explain', 'c_zb'], env);
+    expect(why.code, why.stderr).toBe(0);
+    expect(why.stdout).toMatch(/4 node\(s\) evaluated, 2 feasible/);
+    expect(why.stdout).toMatch(/ruled out: 2 constraint not satisfied \(node\.labels\.zone==b\)/);
+    expect(why.stdout).toMatch(/ranked: 1\. n[45]  sameService=\d+ used=\d/);
     const up = await baton(['node', 'update', 'n3', '--label-add', 'zone=b'], env);
     expect(up.stdout).toMatch(/node n3: availability active, labels zone=b/);
     expect((await node('n3')).metadata.labels.zone).toBe('b');

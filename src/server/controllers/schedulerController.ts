@@ -66,12 +66,12 @@ export class SchedulerController implements Controller {
       const chunk = plan.placed.slice(i, i + MAX_TXN_OPS);
       const compares: Compare[] = [];
       const ops: Op[] = [];
-      for (const { task, node } of chunk) {
+      for (const { task, node, decision } of chunk) {
         const next = structuredClone(task);
         next.spec.nodeName = node.metadata.name;
         next.metadata.generation++;
         next.metadata.statusVersion = String(Number(next.metadata.statusVersion ?? '0') + 1);
-        next.status = { ...next.status, state: 'assigned', message: `assigned to ${node.metadata.name}`, timestamp: now };
+        next.status = { ...next.status, state: 'assigned', message: `assigned to ${node.metadata.name}`, timestamp: now, scheduling: { ...decision, at: now } };
         delete next.status.pendingReason;
         const { compare, op } = ctx.registry.updateOp(taskKind, task, next);
         compares.push(compare);
@@ -80,9 +80,10 @@ export class SchedulerController implements Controller {
       const r = await ctx.registry.store.txn(compares, ops);
       if (!r.succeeded) conflicts = true;
     }
-    for (const { task, reason } of plan.unplaced) {
+    for (const { task, reason, decision } of plan.unplaced) {
       if (task.status.pendingReason === reason) continue;
-      const [r] = await ctx.registry.updateStatus(taskKind, [{ name: task.metadata.name, uid: task.metadata.uid, status: { ...task.status, pendingReason: reason, message: 'pending', timestamp: task.status.timestamp } }]);
+      const status = { ...task.status, pendingReason: reason, message: 'pending', timestamp: task.status.timestamp, ...(decision ? { scheduling: { ...decision, at: now } } : {}) };
+      const [r] = await ctx.registry.updateStatus(taskKind, [{ name: task.metadata.name, uid: task.metadata.uid, status }]);
       if (r && !r.ok) conflicts = true;
       recordEvent(ctx, { type: 'Warning', reason: 'FailedScheduling', kind: 'Task', name: task.metadata.name, uid: task.metadata.uid, source: 'scheduler', message: reason, service: task.spec.serviceName });
     }
