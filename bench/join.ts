@@ -12,10 +12,11 @@
  * nonce, CSR with HMAC proof, node certificate), then registration over
  * mutual TLS, heartbeats at the interval the server asks for, and an open
  * watch of its own tasks (list, then watch from the list's revision). Every
- * simulated agent has its own TLS connection pool (one undici Agent) that
- * dials from its own loopback address 127.0.x.y, so the server sees N
- * distinct mutual-TLS clients. It creates no containers. Only 127.0.0.0/8
- * is contacted.
+ * simulated agent has its own TLS connection pool (one undici Agent, asked
+ * to dial from the agent's own loopback address 127.0.x.y), so the server
+ * sees N distinct mutual-TLS clients; the report counts the server's TCP
+ * connections and client addresses to show it. It creates no containers.
+ * Only 127.0.0.0/8 is contacted.
  *
  * Everything is torn down at the end, also on failure or Ctrl-C: watches
  * aborted, transports closed, the server stopped by its PID (SIGTERM), the
@@ -45,6 +46,8 @@ const ENGINE = { ok: true, version: 'bench' };
 interface Opts {
   agents: number;
   idleS: number;
+  /** Seconds the same agents beat a bare node:https server, whose CPU is the floor to compare with (0 skips it). */
+  peerWindowS: number;
   concurrency: number;
   timeoutMs: number;
 }
@@ -54,6 +57,7 @@ function parseOpts(): Opts {
     options: {
       agents: { type: 'string', default: '50' },
       idle: { type: 'string', default: '60' },
+      'peer-window': { type: 'string', default: '30' },
       concurrency: { type: 'string', default: '10' },
       'timeout-s': { type: 'string', default: '120' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -61,7 +65,7 @@ function parseOpts(): Opts {
     allowPositionals: false,
   });
   if (values.help) {
-    process.stdout.write('usage: npm run bench:join -- --agents N [--idle 60] [--concurrency 10] [--timeout-s 120]\n');
+    process.stdout.write('usage: npm run bench:join -- --agents N [--idle 60] [--peer-window 30] [--concurrency 10] [--timeout-s 120]\n');
     process.exit(0);
   }
   const int = (name: string, v: string, min: number, max = Number.MAX_SAFE_INTEGER) => {
@@ -73,6 +77,7 @@ function parseOpts(): Opts {
     // 250 addresses per 127.0.x.0/24 and x stays below 255.
     agents: int('agents', values.agents!, 1, 250 * 250),
     idleS: int('idle', values.idle!, 1),
+    peerWindowS: int('peer-window', values['peer-window']!, 0),
     concurrency: int('concurrency', values.concurrency!, 1),
     timeoutMs: int('timeout-s', values['timeout-s']!, 1) * 1000,
   };
@@ -152,7 +157,9 @@ const repoRoot = fileURLToPath(new URL('../../', import.meta.url)); // dist/benc
 async function startServer(dir: string): Promise<ServerProc> {
   const args = [join(repoRoot, 'bin', 'baton.js'), 'server', '--data-dir', dir, '--listen', '127.0.0.1:0', '--log-level', 'warn'];
   log(`starting baton server: node ${args.join(' ')} (BATON_HOME=${dir})`);
-  const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, BATON_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_SERVER_NODE_ARGS passes flags to the server's node (e.g. --cpu-prof to see where its time goes).
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: repoRoot, env: { ...process.env, BATON_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
   let tail = '';
   serverTail = () => tail;
   child.stderr!.setEncoding('utf8');
@@ -309,6 +316,19 @@ class SimAgent {
     }
   }
 
+  /** beatPeer sends the same heartbeat to the bare-https peer, over this agent's own mutual-TLS pool, until `until`. */
+  async beatPeer(url: string, until: number): Promise<number> {
+    const peer = new ApiClient(withTransport({ server: url, timeoutMs: 10_000 }, this.transport));
+    let sent = 0;
+    // Start at a random phase, as the agents' own beats are spread.
+    await sleep(Math.random() * this.intervalMs, this.abort.signal);
+    while (!this.abort.signal.aborted && Date.now() < until) {
+      await peer.call('POST', '/hb', { engine: ENGINE, intervalMs: this.intervalMs }).then(() => sent++, (e) => logError(`peer heartbeat of ${this.name}`, e));
+      await sleep(this.intervalMs, this.abort.signal);
+    }
+    return sent;
+  }
+
   async stop(): Promise<void> {
     this.abort.abort();
     await withTimeout(Promise.allSettled(this.loops), 10_000);
@@ -394,6 +414,48 @@ async function dockerdPeer(): Promise<Peer | string> {
   const pid = pidOfComm('dockerd');
   if (pid === undefined) return 'docker info works but no dockerd process is visible here';
   return { pid, version: r.stdout.trim(), sampler: new Sampler(pid, 1000) };
+}
+
+// ---------------------------------------------------------------- the bare-https peer
+
+/**
+ * PEER_SCRIPT is the floor any HTTPS heartbeat endpoint in Node pays on this
+ * machine: node:https with Baton's own serving certificate, asking for client
+ * certificates as Baton does, parsing each JSON body and answering as Baton
+ * does, and nothing else (no routing, auth, store or controllers).
+ */
+const PEER_SCRIPT = `
+const https = require('node:https');
+const fs = require('node:fs');
+const d = process.argv[1];
+const s = https.createServer({ key: fs.readFileSync(d + '/server.key'), cert: fs.readFileSync(d + '/server.crt'), ca: fs.readFileSync(d + '/ca.crt'), requestCert: true, rejectUnauthorized: false }, (req, res) => {
+  let b = '';
+  req.setEncoding('utf8');
+  req.on('data', (c) => (b += c));
+  req.on('end', () => { JSON.parse(b || '{}'); res.setHeader('content-type', 'application/json'); res.end('{"heartbeatIntervalMs":2000}'); });
+});
+s.listen(0, '127.0.0.1', () => console.log('listening ' + s.address().port));
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+async function startPeer(serverDir: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['-e', PEER_SCRIPT, serverDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  onCleanup('bare-https peer', async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await withTimeout(new Promise((r) => child.once('exit', r)), 5000);
+    }
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      buf += c;
+      const m = /listening (\d+)/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`the bare-https peer exited (${code}) before listening`)));
+  });
+  return { child, url: `https://127.0.0.1:${port}` };
 }
 
 // ---------------------------------------------------------------- main
@@ -522,12 +584,37 @@ async function main(): Promise<number> {
   const intervals = [...new Set(agents.map((a) => a.intervalMs))].sort((a, b) => a - b);
   log(`idle done: server CPU ${pct(serverCpuPct)} %, RSS ${mib(rssEndKiB)} MiB, ${d.beatsSent} beats sent`);
 
+  // ------------------------------------------------ the bare-https peer, same agents, same beats
+  let peerCpuPct = NaN;
+  let peerRssKiB = NaN;
+  let peerBeatsPerS = NaN;
+  if (o.peerWindowS > 0) {
+    const p = await startPeer(join(dir, 'server'));
+    log(`bare-https peer (pid ${p.child.pid}) at ${p.url}: the same ${agents.length} agents beat it for ${o.peerWindowS} s (their Baton beats go on)`);
+    const ps = new Sampler(p.child.pid!, 200);
+    // Let every agent's first beat land before sampling, so the window is steady state.
+    const until = Date.now() + (o.peerWindowS + 3) * 1000;
+    const beating = Promise.all(agents.map((a) => a.beatPeer(p.url, until)));
+    await sleep(3000, stopAll.signal);
+    ps.start();
+    const p0 = now();
+    await sleep(o.peerWindowS * 1000, stopAll.signal);
+    ps.stop();
+    const peerMs = now() - p0;
+    peerRssKiB = rssKiB(p.child.pid!) ?? NaN;
+    const sent = (await beating).reduce((a, b) => a + b, 0);
+    peerCpuPct = (ps.cpuUsedMs / peerMs) * 100;
+    peerBeatsPerS = sent / ((peerMs + 3000) / 1000);
+    log(`peer done: bare node:https CPU ${pct(peerCpuPct)} %`);
+  }
+
   // ------------------------------------------------ report
   const total = timings.map((t) => t.totalMs);
   const warnings: string[] = [];
   if (d.beatsFailed) warnings.push(`${d.beatsFailed} heartbeat(s) failed during the idle window`);
   if (d.watchErrors) warnings.push(`${d.watchErrors} task watch error(s) during the idle window`);
   if (readyAtEnd !== o.agents) warnings.push(`only ${readyAtEnd}/${o.agents} nodes Ready at the end of the idle window`);
+  if (o.agents > 1 && conn1.peers < o.agents) warnings.push(`the server saw connections from ${conn1.peers} client address(es), not one per agent: tlsTransport's localAddress did not take effect`);
   if (d.watchOpens) warnings.push(`${d.watchOpens} task watch(es) were re-opened during the idle window (the server closed streams)`);
 
   const out: string[] = [];
@@ -538,7 +625,7 @@ async function main(): Promise<number> {
   out.push(
     `note: the ${o.agents} agents are SIMULATED inside this bench process, not ${o.agents} agent processes: each did the real join handshake ` +
       `(CA pinned by the token, nonce, CSR + HMAC proof, node certificate) and then talks to the real server over real mutual TLS, ` +
-      `one connection pool per agent dialing from its own 127.0.x.y address, heartbeating and holding a filtered watch of its own tasks. ` +
+      `one connection pool per agent dialing from its own 127.0.x.y, heartbeating and holding a filtered watch of its own tasks. ` +
       `They run no containers and probe no engine, so this measures the server's cost of ${o.agents} nodes, not an agent's cost.`,
   );
   out.push('');
@@ -574,6 +661,12 @@ async function main(): Promise<number> {
         `cpu_pct=${pct((peer.sampler.cpuUsedMs / idleMs) * 100)} over the same window (context only: this dockerd serves no Baton node and runs no swarm; ` +
         `Swarm has no equivalent of ${o.agents} nodes joined on one machine)`,
     );
+  if (Number.isFinite(peerCpuPct)) {
+    out.push(
+      `peer   bare_node_https cpu_pct=${pct(peerCpuPct)} rss_mib=${mib(peerRssKiB)} requests_per_s=${peerBeatsPerS.toFixed(1)} ` +
+        `(node:https with Baton's certificate and client-certificate request, JSON body parsed, same agents and pools, ${o.peerWindowS} s: the floor for any HTTPS heartbeat in Node on this machine)`,
+    );
+  }
   for (const w of warnings) out.push(`warning ${w}`);
   out.push('');
   const rssPeakBytes = idle.peakKiB * 1024;
@@ -588,6 +681,12 @@ async function main(): Promise<number> {
     ],
     ['all nodes Ready after join', `${secs(readyAfterMs)} s`, '-', '-'],
     ['heartbeats received', `${beatsPerS.toFixed(1)} /s`, '-', '-'],
+    ...(Number.isFinite(peerCpuPct)
+      ? ([
+          ['bare Node https, same beats (peer)', `${pct(peerCpuPct)} %`, '-', '-'],
+          ['baton/bare-https CPU ratio', `${(serverCpuPct / peerCpuPct).toFixed(2)}x`, '-', '(baton also serves bookmarks and runs its controllers)'],
+        ] as [string, string, string, string][])
+      : []),
   ];
   const w = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
   for (const r of rows) out.push(r.map((cell, c) => cell.padEnd(w[c]!)).join('  ').trimEnd());
@@ -595,7 +694,7 @@ async function main(): Promise<number> {
   out.push(
     `join_bench agents=${o.agents} join_total_s=${secs(joinTotalMs)} join_median_ms=${ms(median(total))} join_p95_ms=${ms(p95(total))} join_max_ms=${ms(Math.max(...total))} ` +
       `all_ready_s=${secs(readyAfterMs)} idle_rss_mib_start=${mib(rssStartKiB)} idle_rss_mib_end=${mib(rssEndKiB)} idle_rss_mib_peak=${mib(idle.peakKiB)} ` +
-      `idle_cpu_pct=${pct(serverCpuPct)} beats_per_s=${beatsPerS.toFixed(1)}`,
+      `idle_cpu_pct=${pct(serverCpuPct)} beats_per_s=${beatsPerS.toFixed(1)} peer_https_cpu_pct=${pct(peerCpuPct)} cpu_ratio_vs_bare_https=${(serverCpuPct / peerCpuPct).toFixed(2)}`,
   );
   process.stdout.write(out.join('\n') + '\n');
   return 0;
