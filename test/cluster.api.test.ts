@@ -193,6 +193,17 @@ describe('joining a cluster (real TLS, memory store)', () => {
     expect((await api.get<Node>(nodeKind, 'j1')).metadata.labels).toEqual({ 'disk.type': 'ssd' });
   });
 
+  it('taints and untaints a node, and refuses a malformed taint with its path', async () => {
+    const n = await api.call<Node>('PATCH', '/api/v1/nodes/j1', { taintsAdd: ['gpu=true:NoSchedule', 'maint:NoExecute'] });
+    expect(n.spec.taints).toEqual([{ key: 'gpu', value: 'true', effect: 'NoSchedule' }, { key: 'maint', effect: 'NoExecute' }]);
+    const m = await api.call<Node>('PATCH', '/api/v1/nodes/j1', { taintsAdd: ['gpu=false:NoSchedule'], taintsRemove: ['maint'] });
+    expect(m.spec.taints).toEqual([{ key: 'gpu', value: 'false', effect: 'NoSchedule' }]);
+    const bad = await api.call('PATCH', '/api/v1/nodes/j1', { taintsAdd: ['gpu'] }).catch((e) => e);
+    expect(bad).toMatchObject({ code: 'BATON_ERR_VALIDATION', details: [{ path: 'taintsAdd[0]', message: expect.stringMatching(/must look like key=value:Effect/) }] });
+    expect((await api.call<Node>('PATCH', '/api/v1/nodes/j1', { taintsRemove: ['gpu:NoSchedule'] })).spec.taints).toBeUndefined();
+    expect((await events('NodeUpdated')).some((e) => /taints none → gpu=true:NoSchedule,maint:NoExecute/.test(e.message))).toBe(true);
+  });
+
   it('stretches the heartbeat interval so that the whole cluster beats at most maxHeartbeatsPerSecond', () => {
     const t = { ...DEFAULT_TIMINGS };
     expect(heartbeatInterval(t, 10)).toBe(2000);

@@ -677,6 +677,21 @@ describe('readCompose: validation', () => {
     ]);
   });
 
+  it('reads x-baton.tolerations and says what is wrong with a bad one', () => {
+    expect(service('x-baton:\n  tolerations:\n    - {key: gpu, value: "true", effect: NoSchedule}\n    - {key: maint, operator: Exists}\n    - {operator: Exists}').placement.tolerations).toEqual([
+      { key: 'gpu', operator: 'Equal', value: 'true', effect: 'NoSchedule' },
+      { key: 'maint', operator: 'Exists' },
+      { operator: 'Exists' },
+    ]);
+    expect(errorsOf('x-baton:\n  tolerations:\n    - {key: gpu, operator: Maybe}\n    - {key: a, effect: Never}\n    - {value: x}\n    - {key: a, operator: Exists, value: x, colour: red}')).toEqual([
+      'services.web.x-baton.tolerations[0].operator: must be Equal or Exists, got "Maybe"',
+      'services.web.x-baton.tolerations[1].effect: must be NoSchedule, PreferNoSchedule or NoExecute, got "Never"',
+      'services.web.x-baton.tolerations[2]: a toleration without a key must use operator Exists (it then tolerates every taint)',
+      'services.web.x-baton.tolerations[3].colour: unknown key "colour" (a toleration has key, operator, value, effect)',
+      'services.web.x-baton.tolerations[3].value: operator Exists takes no value',
+    ]);
+  });
+
   it('reads deploy.mode: global, and refuses replicas beside it', () => {
     const spec = service('deploy:\n  mode: global\n  placement:\n    constraints: ["node.labels.role == edge"]');
     expect(spec).toMatchObject({ mode: 'global', replicas: 0, placement: { constraints: ['node.labels.role == edge'] } });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { reconcileService, specHash, GLOBAL_NODE_LABEL } from '../src/server/controllers/serviceReconciler.js';
-import { SpreadPlacer, REASON_NOT_READY, matchConstraint, allocatedByNode } from '../src/scheduler/placement.js';
+import { SpreadPlacer, REASON_NOT_READY, matchConstraint, allocatedByNode, parseTaint, tolerates } from '../src/scheduler/placement.js';
 import { node, service, task } from './fixtures.js';
 import type { Task } from '../src/api/types.js';
 
@@ -368,5 +368,58 @@ describe('SpreadPlacer: constraints, preferences, replicas per node, strategies'
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('taints and tolerations', () => {
+  it.each([
+    ['gpu=true:NoSchedule', { key: 'gpu', value: 'true', effect: 'NoSchedule' }],
+    ['dedicated:PreferNoSchedule', { key: 'dedicated', effect: 'PreferNoSchedule' }],
+    ['example.com/maint=x:NoExecute', { key: 'example.com/maint', value: 'x', effect: 'NoExecute' }],
+    ['gpu=true', 'taint "gpu=true" must look like key=value:Effect or key:Effect (Effect: NoSchedule, PreferNoSchedule, NoExecute)'],
+    ['gpu:Never', 'taint "gpu:Never": effect must be one of NoSchedule, PreferNoSchedule, NoExecute, got Never'],
+  ])('parses %s', (text, want) => expect(parseTaint(text)).toEqual(want));
+
+  it.each([
+    [[{ key: 'gpu', operator: 'Equal', value: 'true' }], true],
+    [[{ key: 'gpu', operator: 'Equal', value: 'false' }], false],
+    [[{ key: 'gpu', operator: 'Exists' }], true],
+    [[{ key: 'gpu', operator: 'Exists', effect: 'NoExecute' }], false],
+    [[{ operator: 'Exists' }], true],
+    [[], false],
+  ] as const)('tolerations %j on gpu=true:NoSchedule → %s', (tols, want) => {
+    expect(tolerates(tols as never, { key: 'gpu', value: 'true', effect: 'NoSchedule' })).toBe(want);
+  });
+
+  const tainted = (name: string, ...taints: string[]) => {
+    const n = node(name);
+    n.spec.taints = taints.map((t) => parseTaint(t) as never);
+    return n;
+  };
+
+  it('keeps a task off a NoSchedule node unless it tolerates it, and prefers nodes without PreferNoSchedule', () => {
+    const plain = service({ replicas: 1 });
+    const p1 = new SpreadPlacer().place([task(plain, 1, { node: '', state: 'pending' })], [tainted('a', 'gpu=true:NoSchedule')], []);
+    expect(p1.unplaced[0]!.reason).toBe('0/1 nodes available: 1 untolerated taint (gpu=true:NoSchedule)');
+    const tol = service({ replicas: 1, placement: { constraints: [], tolerations: [{ key: 'gpu', operator: 'Exists' }] } });
+    expect(new SpreadPlacer().place([task(tol, 1, { node: '', state: 'pending' })], [tainted('a', 'gpu=true:NoSchedule')], []).placed[0]!.node.metadata.name).toBe('a');
+    // PreferNoSchedule: avoided while another node fits, used when none does.
+    const svc = service({ replicas: 3 });
+    const pend = [1, 2, 3].map((i) => task(svc, i, { node: '', state: 'pending' }));
+    const placed = new SpreadPlacer().place(pend, [tainted('a', 'old:PreferNoSchedule'), node('b')], []).placed.map((p) => p.node.metadata.name);
+    expect(placed).toEqual(['b', 'b', 'b']);
+    expect(new SpreadPlacer().place(pend.slice(0, 1), [tainted('a', 'old:PreferNoSchedule')], []).placed[0]!.node.metadata.name).toBe('a');
+  });
+
+  it('evicts a task that does not tolerate its node\'s NoExecute taint, and keeps global services off such nodes', () => {
+    const svc = service({ replicas: 2 });
+    const tasks = [task(svc, 1, { node: 'a' }), task(svc, 2, { node: 'b' })];
+    const noExecute = new Map([['a', [{ key: 'maint', effect: 'NoExecute' as const }]]]);
+    const p = reconcileService(svc, tasks, 0, { draining: new Map(), parallel: 2, deadlineMs: 1000, noExecute });
+    expect(p.setDesired).toEqual([{ task: tasks[0], desiredState: 'shutdown', reason: 'evicted: untolerated taint maint:NoExecute' }]);
+    const tol = service({ replicas: 1, placement: { constraints: [], tolerations: [{ key: 'maint', operator: 'Exists', effect: 'NoExecute' }] } });
+    expect(reconcileService(tol, [task(tol, 1, { node: 'a' })], 0, { draining: new Map(), parallel: 2, deadlineMs: 1000, noExecute }).setDesired).toEqual([]);
+    const g = service({ mode: 'global', replicas: 0 });
+    expect(reconcileService(g, [], 0, undefined, [tainted('a', 'maint:NoExecute'), tainted('b', 'x=1:PreferNoSchedule'), node('c')]).create.map((c) => c.node)).toEqual(['b', 'c']);
   });
 });

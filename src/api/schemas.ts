@@ -85,11 +85,16 @@ export const serviceSpecSchema = z.object({
     preferences: z.array(z.string().regex(/^node\.labels\.\S+$/, 'a spread preference is node.labels.<key>')).optional(),
     maxReplicasPerNode: z.number().int().min(1).optional(),
     strategy: z.enum(['spread', 'binpack']).optional(),
+    tolerations: z.array(z.object({ key: z.string().optional(), operator: z.enum(['Equal', 'Exists']), value: z.string().optional(), effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional() })).optional(),
   }),
   x: z.record(z.string(), z.unknown()),
 });
 
-export const nodeSpecSchema = z.object({ availability: z.enum(['active', 'pause', 'drain']) });
+const taintEffect = z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']);
+export const nodeSpecSchema = z.object({
+  availability: z.enum(['active', 'pause', 'drain']),
+  taints: z.array(z.object({ key: z.string().min(1), value: z.string().optional(), effect: taintEffect })).optional(),
+});
 
 export const objectNameSchema = name;
 

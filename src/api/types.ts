@@ -148,6 +148,8 @@ export interface PlacementSpec {
   maxReplicasPerNode?: number;
   /** spread (default): fewest tasks, least allocated; binpack: most allocated first. */
   strategy?: 'spread' | 'binpack';
+  /** Taints this service's tasks tolerate (`x-baton.tolerations`). */
+  tolerations?: Toleration[];
 }
 
 export interface RestartPolicy {
@@ -287,8 +289,26 @@ export function isTaskReady(t: Task): boolean {
 export type NodeAvailability = 'active' | 'pause' | 'drain';
 export type NodeState = 'unknown' | 'ready' | 'notready' | 'down';
 
+export type TaintEffect = 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
+
+/** Taint keeps tasks off a node unless they tolerate it (Kubernetes' form: key=value:Effect). */
+export interface Taint {
+  key: string;
+  value?: string;
+  effect: TaintEffect;
+}
+
+/** Toleration lets a task onto a node with a matching taint; an empty effect matches every effect. */
+export interface Toleration {
+  key?: string;
+  operator: 'Equal' | 'Exists';
+  value?: string;
+  effect?: TaintEffect;
+}
+
 export interface NodeSpec {
   availability: NodeAvailability;
+  taints?: Taint[];
 }
 
 export interface NodeStatus {

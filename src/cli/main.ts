@@ -224,6 +224,16 @@ export function buildProgram(): Command {
       out(`node ${name}: availability ${n.spec.availability}, labels ${labels}`);
     });
   node
+    .command('taint <name> <taints...>')
+    .description('add taints (key=value:Effect, Effect: NoSchedule, PreferNoSchedule, NoExecute), or remove them with a trailing "-" (key- or key:Effect-)')
+    .action(async (name: string, taints: string[], _o, cmd: Command) => {
+      const { api } = client(cmd);
+      const remove = taints.filter((t) => t.endsWith('-')).map((t) => t.slice(0, -1));
+      const add = taints.filter((t) => !t.endsWith('-'));
+      const n = await api.call<Node>('PATCH', `/api/v1/nodes/${encodeURIComponent(name)}`, { taintsAdd: add, taintsRemove: remove });
+      out(`node ${name}: taints ${(n.spec.taints ?? []).map((t) => `${t.key}${t.value !== undefined ? `=${t.value}` : ''}:${t.effect}`).join(', ') || 'none'}`);
+    });
+  node
     .command('rm <names...>')
     .description("remove nodes: revoke their certificates and replace their tasks elsewhere")
     .option('-f, --force', 'remove even a Ready node')

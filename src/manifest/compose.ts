@@ -37,6 +37,7 @@ import {
   type ResourceSpec,
   type RestartPolicy,
   type ServiceSpec,
+  type Toleration,
   type Ulimit,
 } from '../api/types.js';
 import type { ErrorDetail } from '../base/errors.js';
@@ -226,6 +227,26 @@ export interface XBatonKey {
  * rather than a silently ignored typo.
  */
 export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
+  tolerations: {
+    translate(value, report) {
+      if (!Array.isArray(value)) {
+        report.error('must be a list of {key, operator: Equal|Exists, value, effect}');
+        return undefined;
+      }
+      const out: Toleration[] = [];
+      value.forEach((v, i) => {
+        if (!isObj(v)) return report.error('must be a mapping {key, operator, value, effect}', [i]);
+        for (const k of Object.keys(v)) if (!['key', 'operator', 'value', 'effect'].includes(k)) report.error(`unknown key "${k}" (a toleration has key, operator, value, effect)`, [i, k]);
+        const operator = v.operator ?? (v.value === undefined ? 'Exists' : 'Equal');
+        if (operator !== 'Equal' && operator !== 'Exists') return report.error(`must be Equal or Exists, got ${JSON.stringify(v.operator)}`, [i, 'operator']);
+        if (v.effect !== undefined && !['NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(v.effect as string)) return report.error(`must be NoSchedule, PreferNoSchedule or NoExecute, got ${JSON.stringify(v.effect)}`, [i, 'effect']);
+        if (v.key === undefined && operator !== 'Exists') return report.error('a toleration without a key must use operator Exists (it then tolerates every taint)', [i]);
+        if (operator === 'Exists' && v.value !== undefined) return report.error('operator Exists takes no value', [i, 'value']);
+        out.push({ ...(v.key !== undefined ? { key: String(v.key) } : {}), operator, ...(v.value !== undefined ? { value: String(v.value) } : {}), ...(v.effect !== undefined ? { effect: v.effect as Toleration['effect'] } : {}) });
+      });
+      return out;
+    },
+  },
   strategy: {
     translate(value, report) {
       if (value === 'spread' || value === 'binpack') return value;
@@ -1193,6 +1214,7 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
 
   const x = xBaton(ctx, svc['x-baton'], at('x-baton'));
   if (x.strategy === 'binpack' || x.strategy === 'spread') placement.strategy = x.strategy;
+  if (Array.isArray(x.tolerations) && x.tolerations.length) placement.tolerations = x.tolerations as Toleration[];
 
   const spec: ServiceSpec = {
     stack: ctx.stack,

@@ -8,7 +8,7 @@
  * `status.pendingReason`, which is how `baton service ps` answers "why is my
  * task pending?".
  */
-import type { Node, SchedulingDecision, Task } from '../api/types.js';
+import type { Node, SchedulingDecision, Taint, TaintEffect, Task, Toleration } from '../api/types.js';
 import { isTerminal } from '../api/types.js';
 
 export interface Placement {
@@ -39,6 +39,35 @@ export const REASON_CPU = 'insufficient cpu';
 export const REASON_MEMORY = 'insufficient memory';
 export const REASON_CONSTRAINT = 'constraint not satisfied';
 export const REASON_MAX_REPLICAS = 'max replicas per node reached';
+export const REASON_TAINT = 'untolerated taint';
+
+const TAINT_EFFECTS: readonly TaintEffect[] = ['NoSchedule', 'PreferNoSchedule', 'NoExecute'];
+
+/** parseTaint reads Kubernetes' taint form, key=value:Effect or key:Effect; a string says what is wrong. */
+export function parseTaint(text: string): Taint | string {
+  const m = /^([A-Za-z0-9][A-Za-z0-9._/-]*)(?:=([A-Za-z0-9._-]*))?:([A-Za-z]+)$/.exec(text.trim());
+  if (!m) return `taint "${text}" must look like key=value:Effect or key:Effect (Effect: ${TAINT_EFFECTS.join(', ')})`;
+  if (!TAINT_EFFECTS.includes(m[3] as TaintEffect)) return `taint "${text}": effect must be one of ${TAINT_EFFECTS.join(', ')}, got ${m[3]}`;
+  return { key: m[1]!, ...(m[2] !== undefined && m[2] !== '' ? { value: m[2] } : {}), effect: m[3] as TaintEffect };
+}
+
+export function formatTaint(t: Taint): string {
+  return `${t.key}${t.value !== undefined ? `=${t.value}` : ''}:${t.effect}`;
+}
+
+/** tolerates: some toleration matches the taint's key (or is a wildcard Exists), its value (Equal) and its effect (or all effects). */
+export function tolerates(tolerations: readonly Toleration[] | undefined, t: Taint): boolean {
+  return (tolerations ?? []).some(
+    (o) =>
+      (o.effect === undefined || o.effect === t.effect) &&
+      (o.key === undefined ? o.operator === 'Exists' : o.key === t.key && (o.operator === 'Exists' || (o.value ?? '') === (t.value ?? ''))),
+  );
+}
+
+/** untolerated lists a node's taints of the given effects that the tolerations do not cover. */
+export function untolerated(node: Node, tolerations: readonly Toleration[] | undefined, effects: readonly TaintEffect[]): Taint[] {
+  return (node.spec.taints ?? []).filter((t) => effects.includes(t.effect) && !tolerates(tolerations, t));
+}
 
 /** taskUsesResources: a task holds its reservation from assignment until it is terminal. */
 export function taskUsesResources(t: Task): boolean {
@@ -171,6 +200,8 @@ export function filterNode(task: Task, node: Node, a: Alloc | undefined, mine: R
   const pl = task.spec.placement;
   if (node.status.state !== 'ready') return REASON_NOT_READY;
   if (node.spec.availability !== 'active') return REASON_UNAVAILABLE;
+  const taint = node.spec.taints?.length ? untolerated(node, pl.tolerations, ['NoSchedule', 'NoExecute'])[0] : undefined;
+  if (taint) return `${REASON_TAINT} (${formatTaint(taint)})`;
   const failed = pl.constraints.find((c) => !matchConstraint(c, node));
   if (failed !== undefined) return `${REASON_CONSTRAINT} (${failed.replace(/\s+/g, '')})`;
   if (pl.maxReplicasPerNode && (mine.get(node.metadata.name) ?? 0) >= pl.maxReplicasPerNode) return `${REASON_MAX_REPLICAS} (${pl.maxReplicasPerNode})`;
@@ -218,7 +249,9 @@ function rank(task: Task, feasible: Node[], alloc: Map<string, Alloc>, mine: Map
   const keyed = candidates.map((nd) => {
     const a = alloc.get(nd.metadata.name);
     const used = usedFraction(nd, a);
-    const key = binpack ? [-used, -(a?.count ?? 0)] : [mine.get(nd.metadata.name) ?? 0, used, a?.count ?? 0];
+    // PreferNoSchedule: a node with such a taint the task does not tolerate comes last, whatever the strategy.
+    const avoid = nd.spec.taints?.length ? untolerated(nd, pl.tolerations, ['PreferNoSchedule']).length : 0;
+    const key = binpack ? [avoid, -used, -(a?.count ?? 0)] : [avoid, mine.get(nd.metadata.name) ?? 0, used, a?.count ?? 0];
     return { nd, key, used, count: a?.count ?? 0 };
   });
   // Keep only the best few: a partial selection, not a full sort of thousands of nodes.

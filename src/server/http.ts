@@ -9,7 +9,7 @@ import { BatonError, isBatonError } from '../base/errors.js';
 import { compatible, VERSION } from '../base/version.js';
 import { KINDS, nodeKind, serviceKind, taskKind, type KindInfo } from '../api/kinds.js';
 import { objectNameSchema, zodDetails } from '../api/schemas.js';
-import { isTerminal, type ApplyRequest, type ClusterInfo, type Node, type NodeAvailability, type NodeStatus, type Service, type Task } from '../api/types.js';
+import { isTerminal, type ApplyRequest, type ClusterInfo, type Node, type NodeAvailability, type NodeStatus, type Service, type Taint, type Task } from '../api/types.js';
 import type { StoredEvent } from '../store/events.js';
 import { matchesEventQuery } from '../store/events.js';
 import type { Role, Tokens } from './auth.js';
@@ -20,7 +20,7 @@ import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, recordEvent, TASKS_BY_NODE
 import { applyStack, removeStack } from './apply.js';
 import { GoneError, type WatchCache } from './watchCache.js';
 import { stableStringify, type AnyObject } from './registry.js';
-import { allocatedByNode, filterNode, servicePerNode } from '../scheduler/placement.js';
+import { allocatedByNode, filterNode, formatTaint, parseTaint, servicePerNode } from '../scheduler/placement.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -409,8 +409,15 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   app.patch('/api/v1/nodes/:name', async (req) => {
     need(req, 'admin');
     const name = (req.params as { name: string }).name;
-    const b = (req.body ?? {}) as { labelsAdd?: Record<string, string>; labelsRemove?: string[]; availability?: NodeAvailability };
+    const b = (req.body ?? {}) as { labelsAdd?: Record<string, string>; labelsRemove?: string[]; availability?: NodeAvailability; taintsAdd?: string[]; taintsRemove?: string[] };
     const details = [];
+    const addTaints: Taint[] = [];
+    (Array.isArray(b.taintsAdd) ? b.taintsAdd : b.taintsAdd === undefined ? [] : [null]).forEach((t, i) => {
+      const r = typeof t === 'string' ? parseTaint(t) : 'must be a taint string key=value:Effect';
+      if (typeof r === 'string') details.push({ path: `taintsAdd[${i}]`, message: r });
+      else addTaints.push(r);
+    });
+    if (b.taintsRemove !== undefined && (!Array.isArray(b.taintsRemove) || b.taintsRemove.some((k) => typeof k !== 'string'))) details.push({ path: 'taintsRemove', message: 'must be a list of taint keys, or key:Effect' });
     for (const [k, v] of Object.entries(b.labelsAdd ?? {})) {
       if (!LABEL_KEY.test(k)) details.push({ path: `labelsAdd.${k}`, message: 'a label key is letters, digits, ".", "-", "_" and "/", starting and ending with a letter or digit, at most 253 characters' });
       if (typeof v !== 'string' || v.length > 253) details.push({ path: `labelsAdd.${k}`, message: 'a label value is a string of at most 253 characters' });
@@ -427,7 +434,16 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       const annotations = { ...(cur.metadata.annotations ?? {}) };
       if (availability === 'drain' && cur.spec.availability !== 'drain') annotations[DRAIN_STARTED_ANNOTATION] = new Date(ctx.clock.now()).toISOString();
       if (availability !== 'drain') delete annotations[DRAIN_STARTED_ANNOTATION];
-      const next = ctx.registry.specUpdate(cur, { spec: { ...cur.spec, availability }, labels, annotations }) as Node & AnyObject;
+      // A taint is keyed by key and effect, as in Kubernetes: adding one replaces its value; removing `key` drops all its effects.
+      let taints = [...(cur.spec.taints ?? [])];
+      for (const r of b.taintsRemove ?? []) {
+        const [key, effect] = r.split(':');
+        taints = taints.filter((t) => t.key !== key || (effect !== undefined && t.effect !== effect));
+      }
+      for (const t of addTaints) taints = [...taints.filter((x) => x.key !== t.key || x.effect !== t.effect), t];
+      const spec = { ...cur.spec, availability, ...(taints.length ? { taints } : {}) };
+      if (!taints.length) delete (spec as { taints?: Taint[] }).taints;
+      const next = ctx.registry.specUpdate(cur, { spec, labels, annotations }) as Node & AnyObject;
       return stableStringify(next) === stableStringify(cur) ? undefined : next;
     });
     if (!out) throw new BatonError('BATON_ERR_NOT_FOUND', `node "${name}" not found`);
@@ -435,6 +451,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     if (before && before.spec.availability !== out.spec.availability) changes.push(`availability ${before.spec.availability} → ${out.spec.availability}`);
     for (const [k, v] of Object.entries(b.labelsAdd ?? {})) if (before?.metadata.labels[k] !== v) changes.push(`label ${k}=${v}`);
     for (const k of b.labelsRemove ?? []) if (before && k in before.metadata.labels) changes.push(`label ${k} removed`);
+    const taintsText = (n: Node | undefined) => (n?.spec.taints ?? []).map(formatTaint).join(',') || 'none';
+    if (taintsText(before) !== taintsText(out as unknown as Node)) changes.push(`taints ${taintsText(before)} → ${taintsText(out as unknown as Node)}`);
     if (changes.length) recordEvent(ctx, { type: 'Normal', reason: 'NodeUpdated', kind: 'Node', name, uid: out.metadata.uid, node: name, source: 'api', message: `node ${name}: ${changes.join(', ')}` });
     return withLastBeat(out as unknown as Node);
   });

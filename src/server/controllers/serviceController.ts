@@ -7,7 +7,7 @@
  */
 import { WorkQueue } from '../../base/workqueue.js';
 import { serviceKind, taskKind } from '../../api/kinds.js';
-import type { Node, Service, Task } from '../../api/types.js';
+import type { Node, Service, Taint, Task } from '../../api/types.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
 import { stableStringify, type AnyObject } from '../registry.js';
 import { GLOBAL_NODE_LABEL, reconcileService, type DrainState } from './serviceReconciler.js';
@@ -37,11 +37,11 @@ export class ServiceController implements Controller {
         const now = e.object as Node;
         const prev = e.prev as Node | undefined;
         // Global services follow nodes as they join, leave, or change labels, availability or Down-ness.
-        const eligibility = (n: Node | undefined) => n && stableStringify([n.spec.availability, n.status.state === 'down', n.metadata.labels, n.status.platform, n.status.hostname]);
+        const eligibility = (n: Node | undefined) => n && stableStringify([n.spec.availability, n.spec.taints ?? [], n.status.state === 'down', n.metadata.labels, n.status.platform, n.status.hostname]);
         if (e.type !== 'MODIFIED' || eligibility(prev) !== eligibility(now)) {
           for (const o of this.ctx.services.objects.values()) if ((o as unknown as Service).spec.mode === 'global') this.queue.add(o.metadata.name);
         }
-        if (e.type === 'MODIFIED' && prev?.spec.availability === now.spec.availability) return;
+        if (e.type === 'MODIFIED' && prev?.spec.availability === now.spec.availability && stableStringify(prev?.spec.taints ?? []) === stableStringify(now.spec.taints ?? [])) return;
         for (const t of this.ctx.tasks.byIndex(TASKS_BY_NODE, now.metadata.name)) this.queue.add((t as unknown as Task).spec.serviceName);
       }),
     );
@@ -68,7 +68,13 @@ export class ServiceController implements Controller {
       const at = Date.parse(n.metadata.annotations?.[DRAIN_STARTED_ANNOTATION] ?? n.metadata.creationTimestamp);
       draining.set(n.metadata.name, Number.isFinite(at) ? at : 0);
     }
-    return { draining, parallel: this.ctx.timings.drainParallel, deadlineMs: this.ctx.timings.drainDeadlineMs };
+    const noExecute = new Map<string, Taint[]>();
+    for (const o of this.ctx.nodes.objects.values()) {
+      const n = o as unknown as Node;
+      const taints = (n.spec.taints ?? []).filter((t) => t.effect === 'NoExecute');
+      if (taints.length) noExecute.set(n.metadata.name, taints);
+    }
+    return { draining, parallel: this.ctx.timings.drainParallel, deadlineMs: this.ctx.timings.drainDeadlineMs, noExecute };
   }
 
   async reconcile(name: string): Promise<void> {
@@ -116,7 +122,7 @@ export class ServiceController implements Controller {
         }
       }
     }
-    for (const { task, desiredState } of plan.setDesired) {
+    for (const { task, desiredState, reason } of plan.setDesired) {
       await ctx.registry.mutate<Task & AnyObject>(taskKind, task.metadata.name, (cur) => {
         if (cur.metadata.uid !== task.metadata.uid || cur.spec.desiredState === desiredState) return undefined;
         cur.spec.desiredState = desiredState;
@@ -124,7 +130,17 @@ export class ServiceController implements Controller {
         return cur;
       });
       if (desiredState === 'shutdown' && task.status.state !== 'pending') {
-        recordEvent(ctx, { type: 'Normal', reason: 'Stopping', kind: 'Task', name: task.metadata.name, uid: task.metadata.uid, source: 'controller/service', message: `stopping task ${task.metadata.name} on ${task.spec.nodeName || '(unassigned)'}`, node: task.spec.nodeName || undefined, service: task.spec.serviceName });
+        recordEvent(ctx, {
+          type: reason ? 'Warning' : 'Normal',
+          reason: reason ? 'Evicted' : 'Stopping',
+          kind: 'Task',
+          name: task.metadata.name,
+          uid: task.metadata.uid,
+          source: 'controller/service',
+          message: `stopping task ${task.metadata.name} on ${task.spec.nodeName || '(unassigned)'}${reason ? ` (${reason})` : ''}`,
+          node: task.spec.nodeName || undefined,
+          service: task.spec.serviceName,
+        });
       }
     }
     for (const t of plan.delete) {

@@ -24,8 +24,8 @@ import { createHash } from 'node:crypto';
 import { backoffDelay } from '../../base/backoff.js';
 import { isTaskReady, isTerminal, type Service, type ServiceStatus, type Task, type TaskSpec } from '../../api/types.js';
 import { stableStringify } from '../registry.js';
-import { matchConstraint } from '../../scheduler/placement.js';
-import type { Node } from '../../api/types.js';
+import { formatTaint, matchConstraint, tolerates, untolerated } from '../../scheduler/placement.js';
+import type { Node, Taint } from '../../api/types.js';
 
 /** GLOBAL_NODE_LABEL marks the node a global service's task belongs to (its slot). */
 export const GLOBAL_NODE_LABEL = 'baton.global.node';
@@ -45,7 +45,13 @@ export interface NewTaskPlan {
 /** globalEligible lists the nodes a global service runs on: active, not Down, its constraints met. */
 export function globalEligible(svc: Service, nodes: readonly Node[]): string[] {
   return nodes
-    .filter((n) => n.spec.availability === 'active' && n.status.state !== 'down' && svc.spec.placement.constraints.every((c) => matchConstraint(c, n)))
+    .filter(
+      (n) =>
+        n.spec.availability === 'active' &&
+        n.status.state !== 'down' &&
+        svc.spec.placement.constraints.every((c) => matchConstraint(c, n)) &&
+        untolerated(n, svc.spec.placement.tolerations, ['NoSchedule', 'NoExecute']).length === 0,
+    )
     .map((n) => n.metadata.name)
     .sort();
 }
@@ -58,6 +64,8 @@ export interface DrainState {
   parallel: number;
   /** After this long, tasks still on a draining node are stopped even if their replacement is not ready. */
   deadlineMs: number;
+  /** nodeName → its NoExecute taints: tasks that do not tolerate them are evicted. */
+  noExecute?: ReadonlyMap<string, readonly Taint[]>;
 }
 
 export const NO_DRAIN: DrainState = { draining: new Map(), parallel: 2, deadlineMs: 60_000 };
@@ -65,7 +73,7 @@ export const NO_DRAIN: DrainState = { draining: new Map(), parallel: 2, deadline
 export interface ServicePlan {
   create: NewTaskPlan[];
   /** Tasks whose desiredState must change. */
-  setDesired: { task: Task; desiredState: TaskSpec['desiredState'] }[];
+  setDesired: { task: Task; desiredState: TaskSpec['desiredState']; reason?: string }[];
   delete: Task[];
   /** Reconcile again after this long (a backoff is running). */
   requeueAfterMs?: number;
@@ -198,6 +206,12 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     }
     const cur = live.at(-1);
 
+    // NoExecute: a task that does not tolerate its node's taint is evicted; its slot is refilled elsewhere.
+    const evicting = cur && drain.noExecute?.get(cur.spec.nodeName)?.find((t) => !tolerates(svc.spec.placement.tolerations, t));
+    if (cur && evicting && !isTerminal(cur.status.state)) {
+      plan.setDesired.push({ task: cur, desiredState: 'shutdown', reason: `evicted: untolerated taint ${formatTaint(evicting)}` });
+      continue;
+    }
     if (cur && onDraining(cur) && !isTerminal(cur.status.state)) {
       // Drain: replace elsewhere first, then stop (above), a few at a time;
       // past the drain deadline every remaining task moves at once.
