@@ -692,6 +692,21 @@ describe('readCompose: validation', () => {
     ]);
   });
 
+  it('reads x-baton affinity and anti_affinity, naming siblings by their short name', () => {
+    const r = read('name: shop\nservices:\n  db: {image: x}\n  api:\n    image: x\n    x-baton:\n      affinity: [db]\n      anti_affinity:\n        - {service: api}\n        - {service: other_cache, required: false}\n');
+    expect(r.errors).toEqual([]);
+    expect(r.services.find((s) => s.name === 'shop_api')!.spec.placement).toMatchObject({
+      affinity: [{ service: 'shop_db', required: true }],
+      antiAffinity: [{ service: 'shop_api', required: true }, { service: 'other_cache', required: false }],
+    });
+    expect(errorsOf('x-baton:\n  affinity: db\n  anti_affinity: [{service: a, required: maybe, weight: 2}, 3]')).toEqual([
+      'services.web.x-baton.affinity: must be a list of service names, or of {service: NAME, required: true|false}',
+      'services.web.x-baton.anti_affinity[0].weight: unknown key "weight" (an anti_affinity entry has service and required)',
+      'services.web.x-baton.anti_affinity[0].required: must be true or false',
+      'services.web.x-baton.anti_affinity[1]: must be a service name or {service: NAME, required: true|false}',
+    ]);
+  });
+
   it('reads deploy.mode: global, and refuses replicas beside it', () => {
     const spec = service('deploy:\n  mode: global\n  placement:\n    constraints: ["node.labels.role == edge"]');
     expect(spec).toMatchObject({ mode: 'global', replicas: 0, placement: { constraints: ['node.labels.role == edge'] } });

@@ -423,3 +423,30 @@ describe('taints and tolerations', () => {
     expect(reconcileService(g, [], 0, undefined, [tainted('a', 'maint:NoExecute'), tainted('b', 'x=1:PreferNoSchedule'), node('c')]).create.map((c) => c.node)).toEqual(['b', 'c']);
   });
 });
+
+describe('affinity and anti-affinity between services', () => {
+  const db = service({ replicas: 1 }, 'app_db');
+  const onA = task(db, 1, { node: 'a' });
+
+  it('required affinity places next to the other service; required anti-affinity keeps away (self: one per node)', () => {
+    const near = service({ replicas: 2, placement: { constraints: [], affinity: [{ service: 'app_db', required: true }] } }, 'app_api');
+    const plan = new SpreadPlacer().place([1, 2].map((i) => task(near, i, { node: '', state: 'pending' })), [node('a'), node('b')], [onA]);
+    expect(plan.placed.map((p) => p.node.metadata.name)).toEqual(['a', 'a']);
+    const far = service({ replicas: 1, placement: { constraints: [], antiAffinity: [{ service: 'app_db', required: true }] } }, 'app_cache');
+    expect(new SpreadPlacer().place([task(far, 1, { node: '', state: 'pending' })], [node('a'), node('b')], [onA]).placed[0]!.node.metadata.name).toBe('b');
+    const solo = service({ replicas: 3, placement: { constraints: [], antiAffinity: [{ service: 'app_solo', required: true }] } }, 'app_solo');
+    const p = new SpreadPlacer().place([1, 2, 3].map((i) => task(solo, i, { node: '', state: 'pending' })), [node('a'), node('b')], []);
+    expect(p.placed.map((x) => x.node.metadata.name).sort()).toEqual(['a', 'b']);
+    expect(p.unplaced[0]!.reason).toBe('0/2 nodes available: 2 anti-affinity not satisfied (app_solo runs here)');
+    const lonely = new SpreadPlacer().place([task(near, 1, { node: '', state: 'pending' })], [node('b')], [onA]);
+    expect(lonely.unplaced[0]!.reason).toBe('0/1 nodes available: 1 affinity not satisfied (no app_db task here)');
+  });
+
+  it('preferred affinity and anti-affinity only rank', () => {
+    const near = service({ replicas: 1, placement: { constraints: [], affinity: [{ service: 'app_db', required: false }] } }, 'app_api');
+    expect(new SpreadPlacer().place([task(near, 1, { node: '', state: 'pending' })], [node('a'), node('b')], [onA]).placed[0]!.node.metadata.name).toBe('a');
+    expect(new SpreadPlacer().place([task(near, 1, { node: '', state: 'pending' })], [node('b')], [onA]).placed[0]!.node.metadata.name).toBe('b');
+    const far = service({ replicas: 1, placement: { constraints: [], antiAffinity: [{ service: 'app_db', required: false }] } }, 'app_cache');
+    expect(new SpreadPlacer().place([task(far, 1, { node: '', state: 'pending' })], [node('a'), node('b')], [onA]).placed[0]!.node.metadata.name).toBe('b');
+  });
+});

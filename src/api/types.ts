@@ -150,6 +150,16 @@ export interface PlacementSpec {
   strategy?: 'spread' | 'binpack';
   /** Taints this service's tasks tolerate (`x-baton.tolerations`). */
   tolerations?: Toleration[];
+  /** Run on nodes that run these services' tasks (`x-baton.affinity`); required ones filter, preferred ones rank. */
+  affinity?: ServiceAffinity[];
+  /** Stay off nodes that run these services' tasks (`x-baton.anti_affinity`). */
+  antiAffinity?: ServiceAffinity[];
+}
+
+export interface ServiceAffinity {
+  /** Full service name (stack_service). */
+  service: string;
+  required: boolean;
 }
 
 export interface RestartPolicy {

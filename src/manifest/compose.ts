@@ -227,6 +227,8 @@ export interface XBatonKey {
  * rather than a silently ignored typo.
  */
 export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
+  affinity: affinityKey('affinity'),
+  anti_affinity: affinityKey('anti_affinity'),
   tolerations: {
     translate(value, report) {
       if (!Array.isArray(value)) {
@@ -255,6 +257,30 @@ export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
     },
   },
 };
+
+/** affinityKey reads `x-baton.affinity` / `anti_affinity`: a list of service names (required) or {service, required}. */
+function affinityKey(name: string): XBatonKey {
+  return {
+    translate(value, report) {
+      if (!Array.isArray(value)) {
+        report.error(`must be a list of service names, or of {service: NAME, required: true|false}`);
+        return undefined;
+      }
+      const out: { service: string; required: boolean }[] = [];
+      value.forEach((v, i) => {
+        if (typeof v === 'string' && v !== '') return void out.push({ service: v, required: true });
+        if (v !== null && typeof v === 'object' && !Array.isArray(v) && typeof (v as Obj).service === 'string') {
+          const o = v as Obj;
+          for (const k of Object.keys(o)) if (k !== 'service' && k !== 'required') report.error(`unknown key "${k}" (an ${name} entry has service and required)`, [i, k]);
+          if (o.required !== undefined && typeof o.required !== 'boolean') return report.error('must be true or false', [i, 'required']);
+          return void out.push({ service: o.service as string, required: o.required !== false });
+        }
+        report.error('must be a service name or {service: NAME, required: true|false}', [i]);
+      });
+      return out;
+    },
+  };
+}
 
 /** CONSTRAINT_KEYS are the node attributes a placement constraint may test, as in Swarm. */
 const CONSTRAINT_KEYS = ['node.id', 'node.hostname', 'node.name', 'node.role', 'node.platform.os', 'node.platform.arch'];
@@ -307,6 +333,8 @@ class Ctx {
   readonly warnings: Issue[] = [];
   stack = '';
   volumes = new Map<string, { source: string }>();
+  /** The file's service keys, so x-baton (anti-)affinity can name a sibling by its short name. */
+  serviceKeys = new Set<string>();
 
   constructor(
     readonly opts: ComposeReadOptions,
@@ -798,6 +826,7 @@ function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackSt
   translateTopLevel(ctx, data);
   const services: ComposeService[] = [];
   if (isObj(data.services)) {
+    ctx.serviceKeys = new Set(Object.keys(data.services));
     for (const [key, svc] of Object.entries(data.services)) {
       const s = translateService(ctx, key, svc);
       if (s) services.push(s);
@@ -1215,6 +1244,10 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   const x = xBaton(ctx, svc['x-baton'], at('x-baton'));
   if (x.strategy === 'binpack' || x.strategy === 'spread') placement.strategy = x.strategy;
   if (Array.isArray(x.tolerations) && x.tolerations.length) placement.tolerations = x.tolerations as Toleration[];
+  // A sibling in this file is named by its short name; anything else is a full service name.
+  const full = (list: unknown) => (list as { service: string; required: boolean }[]).map((a) => ({ ...a, service: ctx.serviceKeys.has(a.service) ? `${ctx.stack}_${a.service}` : a.service }));
+  if (Array.isArray(x.affinity) && x.affinity.length) placement.affinity = full(x.affinity);
+  if (Array.isArray(x.anti_affinity) && x.anti_affinity.length) placement.antiAffinity = full(x.anti_affinity);
 
   const spec: ServiceSpec = {
     stack: ctx.stack,

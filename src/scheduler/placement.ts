@@ -40,6 +40,11 @@ export const REASON_MEMORY = 'insufficient memory';
 export const REASON_CONSTRAINT = 'constraint not satisfied';
 export const REASON_MAX_REPLICAS = 'max replicas per node reached';
 export const REASON_TAINT = 'untolerated taint';
+export const REASON_AFFINITY = 'affinity not satisfied';
+export const REASON_ANTI_AFFINITY = 'anti-affinity not satisfied';
+
+/** ServiceCounts gives a service's live tasks per node. */
+export type ServiceCounts = (service: string) => ReadonlyMap<string, number> | undefined;
 
 const TAINT_EFFECTS: readonly TaintEffect[] = ['NoSchedule', 'PreferNoSchedule', 'NoExecute'];
 
@@ -159,7 +164,7 @@ export class SpreadPlacer implements Placer {
       const feasible: Node[] = [];
       for (const node of nodes) {
         const a = alloc.get(node.metadata.name);
-        const reason = filterNode(task, node, a, mine);
+        const reason = filterNode(task, node, a, mine, (x) => perService.get(x));
         if (reason === undefined || reason === REASON_CPU || reason === REASON_MEMORY) {
           maxFreeCpu = Math.max(maxFreeCpu, node.status.capacity.cpus - (a?.cpus ?? 0));
           maxFreeMem = Math.max(maxFreeMem, node.status.capacity.memoryBytes - (a?.memoryBytes ?? 0));
@@ -177,7 +182,7 @@ export class SpreadPlacer implements Placer {
         plan.unplaced.push({ task, reason: `0/${nodes.length} nodes available: ${parts.join(', ')}`, decision: decision([]) });
         continue;
       }
-      const ranked = rank(task, feasible, alloc, mine, byName);
+      const ranked = rank(task, feasible, alloc, mine, byName, (x) => perService.get(x));
       const best = byName.get(ranked[0]!.node)!;
       plan.placed.push({ task, node: best, decision: decision(ranked) });
       const a = alloc.get(best.metadata.name) ?? { cpus: 0, memoryBytes: 0, count: 0 };
@@ -196,7 +201,7 @@ export class SpreadPlacer implements Placer {
  * check first; it returns the constant reason the node is ruled out, or
  * undefined when the task fits. `mine` counts the service's live tasks per node.
  */
-export function filterNode(task: Task, node: Node, a: Alloc | undefined, mine: ReadonlyMap<string, number>): string | undefined {
+export function filterNode(task: Task, node: Node, a: Alloc | undefined, mine: ReadonlyMap<string, number>, counts: ServiceCounts = () => undefined): string | undefined {
   const pl = task.spec.placement;
   if (node.status.state !== 'ready') return REASON_NOT_READY;
   if (node.spec.availability !== 'active') return REASON_UNAVAILABLE;
@@ -205,6 +210,11 @@ export function filterNode(task: Task, node: Node, a: Alloc | undefined, mine: R
   const failed = pl.constraints.find((c) => !matchConstraint(c, node));
   if (failed !== undefined) return `${REASON_CONSTRAINT} (${failed.replace(/\s+/g, '')})`;
   if (pl.maxReplicasPerNode && (mine.get(node.metadata.name) ?? 0) >= pl.maxReplicasPerNode) return `${REASON_MAX_REPLICAS} (${pl.maxReplicasPerNode})`;
+  const here = (svc: string) => (svc === task.spec.serviceName ? mine : counts(svc))?.get(node.metadata.name) ?? 0;
+  const needs = pl.affinity?.find((x) => x.required && here(x.service) === 0);
+  if (needs) return `${REASON_AFFINITY} (no ${needs.service} task here)`;
+  const avoids = pl.antiAffinity?.find((x) => x.required && here(x.service) > 0);
+  if (avoids) return `${REASON_ANTI_AFFINITY} (${avoids.service} runs here)`;
   const need = task.spec.resources.reservations;
   if (need.cpus > 0 && node.status.capacity.cpus - (a?.cpus ?? 0) + 1e-9 < need.cpus) return REASON_CPU;
   if (need.memoryBytes > 0 && node.status.capacity.memoryBytes - (a?.memoryBytes ?? 0) < need.memoryBytes) return REASON_MEMORY;
@@ -229,7 +239,7 @@ function usedFraction(node: Node, a: Alloc | undefined): number {
 const TOP_RANKED = 5;
 
 /** rank orders the feasible nodes best first and returns the top ones with the keys that ordered them. */
-function rank(task: Task, feasible: Node[], alloc: Map<string, Alloc>, mine: Map<string, number>, byName: Map<string, Node>): SchedulingDecision['ranked'] {
+function rank(task: Task, feasible: Node[], alloc: Map<string, Alloc>, mine: Map<string, number>, byName: Map<string, Node>, counts: ServiceCounts): SchedulingDecision['ranked'] {
   const pl = task.spec.placement;
   let candidates = feasible;
   // Spread preferences narrow the candidates to the emptiest group, level by level.
@@ -250,7 +260,11 @@ function rank(task: Task, feasible: Node[], alloc: Map<string, Alloc>, mine: Map
     const a = alloc.get(nd.metadata.name);
     const used = usedFraction(nd, a);
     // PreferNoSchedule: a node with such a taint the task does not tolerate comes last, whatever the strategy.
-    const avoid = nd.spec.taints?.length ? untolerated(nd, pl.tolerations, ['PreferNoSchedule']).length : 0;
+    let avoid = nd.spec.taints?.length ? untolerated(nd, pl.tolerations, ['PreferNoSchedule']).length : 0;
+    // Preferred (anti-)affinity: each unmet preference counts against the node.
+    const here = (svc: string) => (svc === task.spec.serviceName ? mine : counts(svc))?.get(nd.metadata.name) ?? 0;
+    for (const x of pl.affinity ?? []) if (!x.required && here(x.service) === 0) avoid++;
+    for (const x of pl.antiAffinity ?? []) if (!x.required && here(x.service) > 0) avoid++;
     const key = binpack ? [avoid, -used, -(a?.count ?? 0)] : [avoid, mine.get(nd.metadata.name) ?? 0, used, a?.count ?? 0];
     return { nd, key, used, count: a?.count ?? 0 };
   });

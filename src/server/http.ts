@@ -296,7 +296,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       task: name,
       decision: task.status.scheduling ?? null,
       nodes: nodes.map((n) => {
-        const reason = filterNode(task, n, alloc.get(n.metadata.name), mine);
+        const reason = filterNode(task, n, alloc.get(n.metadata.name), mine, (svc) => servicePerNode(others, svc));
         return { node: n.metadata.name, fits: reason === undefined, ...(reason ? { reason } : {}) };
       }),
     };
