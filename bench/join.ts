@@ -3,7 +3,7 @@
  * take to join and turn Ready, and the server's idle CPU and RSS while they
  * heartbeat and hold their task watches.
  *
- *   npm run bench:join -- --agents 50 [--idle 60] [--concurrency 10] [--timeout-s 120]
+ *   npm run bench:join -- --agents 50 [--idle 60] [--peer-window 30] [--concurrency 10] [--timeout-s 120]
  *
  * How: it starts one real `baton server` process, then simulates the N
  * agents inside this process (N full agents would each need their own
@@ -18,9 +18,15 @@
  * connections and client addresses to show it. It creates no containers.
  * Only 127.0.0.0/8 is contacted.
  *
+ * Then, as the peer measured in the same run, the same agents beat a bare
+ * node:https server (a separate node process with Baton's serving
+ * certificate) for min(--idle, --peer-window) seconds, and its CPU is the
+ * floor Baton's idle CPU is compared with.
+ *
  * Everything is torn down at the end, also on failure or Ctrl-C: watches
- * aborted, transports closed, the server stopped by its PID (SIGTERM), the
- * temp dir removed. Progress goes to stderr, results to stdout.
+ * aborted, transports closed, the server and the bare-https peer stopped by
+ * their PIDs (SIGTERM), the temp dir removed. Progress goes to stderr,
+ * results to stdout.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -35,7 +41,7 @@ import { tlsTransport, withTransport, type Transport } from '../src/api/tls.js';
 import type { Task } from '../src/api/types.js';
 import { VERSION } from '../src/base/version.js';
 import { sleep } from '../src/base/clock.js';
-import { docker, log, median, now, pidOfComm, pool, rssKiB, Sampler, secs } from './lib.js';
+import { docker, log, median, now, pidOfComm, pool, ratio, rssKiB, Sampler, secs } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -46,7 +52,7 @@ const ENGINE = { ok: true, version: 'bench' };
 interface Opts {
   agents: number;
   idleS: number;
-  /** Seconds the same agents beat a bare node:https server, whose CPU is the floor to compare with (0 skips it). */
+  /** Seconds the same agents beat a bare node:https server, whose CPU is the floor to compare with; capped at idleS (0 skips it). */
   peerWindowS: number;
   concurrency: number;
   timeoutMs: number;
@@ -229,6 +235,8 @@ const stats = {
   watchErrors: 0,
   relists: 0,
 };
+/** Counters of the agents' beats to the bare-https peer. */
+const peerStats = { sent: 0, ok: 0, failed: 0 };
 let lastLoggedError = 0;
 function logError(what: string, e: unknown): void {
   // At most one line a second, so a dying server does not flood stderr.
@@ -316,17 +324,29 @@ class SimAgent {
     }
   }
 
-  /** beatPeer sends the same heartbeat to the bare-https peer, over this agent's own mutual-TLS pool, until `until`. */
-  async beatPeer(url: string, until: number): Promise<number> {
+  /**
+   * beatPeer sends the same heartbeat (same path, same body) to the bare-https
+   * peer over this agent's own mutual-TLS pool (so from its own address), at
+   * its own interval, until `until` or the agent stops. Its Baton heartbeats
+   * and watch go on meanwhile.
+   */
+  async beatPeer(url: string, until: number): Promise<void> {
     const peer = new ApiClient(withTransport({ server: url, timeoutMs: 10_000 }, this.transport));
-    let sent = 0;
+    const signal = this.abort.signal;
     // Start at a random phase, as the agents' own beats are spread.
-    await sleep(Math.random() * this.intervalMs, this.abort.signal);
-    while (!this.abort.signal.aborted && Date.now() < until) {
-      await peer.call('POST', '/hb', { engine: ENGINE, intervalMs: this.intervalMs }).then(() => sent++, (e) => logError(`peer heartbeat of ${this.name}`, e));
-      await sleep(this.intervalMs, this.abort.signal);
+    await sleep(Math.random() * this.intervalMs, signal);
+    while (!signal.aborted && Date.now() < until) {
+      peerStats.sent++;
+      try {
+        await peer.call('POST', `/api/v1/nodes/${encodeURIComponent(this.name)}/heartbeat`, { engine: ENGINE, intervalMs: this.intervalMs });
+        peerStats.ok++;
+      } catch (e) {
+        if (signal.aborted) return;
+        peerStats.failed++;
+        logError(`peer heartbeat of ${this.name}`, e);
+      }
+      await sleep(this.intervalMs, signal);
     }
-    return sent;
   }
 
   async stop(): Promise<void> {
@@ -428,7 +448,7 @@ const PEER_SCRIPT = `
 const https = require('node:https');
 const fs = require('node:fs');
 const d = process.argv[1];
-const s = https.createServer({ key: fs.readFileSync(d + '/server.key'), cert: fs.readFileSync(d + '/server.crt'), ca: fs.readFileSync(d + '/ca.crt'), requestCert: true, rejectUnauthorized: false }, (req, res) => {
+const s = https.createServer({ key: fs.readFileSync(d + '/server.key'), cert: fs.readFileSync(d + '/server.crt'), ca: fs.readFileSync(d + '/ca.crt'), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, (req, res) => {
   let b = '';
   req.setEncoding('utf8');
   req.on('data', (c) => (b += c));
@@ -436,26 +456,57 @@ const s = https.createServer({ key: fs.readFileSync(d + '/server.key'), cert: fs
 });
 s.listen(0, '127.0.0.1', () => console.log('listening ' + s.address().port));
 process.on('SIGTERM', () => process.exit(0));
+// Exit with the bench: its stdin is a pipe from the bench, closed when the bench dies.
+process.stdin.on('end', () => process.exit(0)).resume();
 `;
 
-async function startPeer(serverDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['-e', PEER_SCRIPT, serverDir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  onCleanup('bare-https peer', async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await withTimeout(new Promise((r) => child.once('exit', r)), 5000);
-    }
-  });
+interface PeerProc {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+}
+
+/** stopChild ends a process this bench started, by its PID: SIGTERM, then SIGKILL after graceMs. */
+async function stopChild(what: string, child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  log(`stopping ${what} (SIGTERM pid ${child.pid})`);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  process.kill(child.pid, 'SIGTERM');
+  if (!(await withTimeout(exited, graceMs))) {
+    log(`${what} pid ${child.pid} did not exit within ${graceMs} ms; SIGKILL`);
+    process.kill(child.pid, 'SIGKILL');
+    await withTimeout(exited, 5_000);
+  }
+}
+
+/** startPeer spawns the bare node:https server with the serving certificate and key in serverDir (<data dir>/server). */
+async function startPeer(serverDir: string): Promise<PeerProc> {
+  const child = spawn(process.execPath, ['-e', PEER_SCRIPT, serverDir], { cwd: serverDir, stdio: ['pipe', 'pipe', 'inherit'] });
+  // Registered at once, so a failure while starting still stops it.
+  onCleanup('bare-https peer', () => stopChild('bare-https peer', child, 5_000));
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
-    child.stdout!.on('data', (c: Buffer) => {
+    const timer = setTimeout(() => reject(new Error(`the bare-https peer did not print its port within 30 s; stdout: ${buf}`)), 30_000);
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (c: string) => {
       buf += c;
       const m = /listening (\d+)/.exec(buf);
-      if (m) resolve(Number(m[1]));
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
     });
-    child.once('exit', (code) => reject(new Error(`the bare-https peer exited (${code}) before listening`)));
+    child.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      reject(new Error(`the bare-https peer exited (${code ?? sig}) before listening`));
+    });
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
   });
-  return { child, url: `https://127.0.0.1:${port}` };
+  child.stdout!.resume(); // keep draining; it prints nothing more
+  return { child, pid: child.pid!, url: `https://127.0.0.1:${port}` };
 }
 
 // ---------------------------------------------------------------- main
@@ -585,28 +636,47 @@ async function main(): Promise<number> {
   log(`idle done: server CPU ${pct(serverCpuPct)} %, RSS ${mib(rssEndKiB)} MiB, ${d.beatsSent} beats sent`);
 
   // ------------------------------------------------ the bare-https peer, same agents, same beats
-  let peerCpuPct = NaN;
-  let peerRssKiB = NaN;
-  let peerBeatsPerS = NaN;
-  if (o.peerWindowS > 0) {
+  // After Baton's figures are taken. The agents' Baton heartbeats and watches
+  // go on (pausing them would turn the nodes NotReady and wake the server's
+  // controllers); the peer's own CPU is what is measured, so the Baton traffic
+  // only keeps the machine as busy as it was in the idle window.
+  const peerWindowS = Math.min(o.idleS, o.peerWindowS);
+  const pw = { cpuPct: NaN, ms: NaN, cpuMs: NaN, rssEndKiB: undefined as number | undefined, rssPeakKiB: NaN, perS: NaN, ok: 0, failed: 0, pid: 0 };
+  if (peerWindowS > 0) {
     const p = await startPeer(join(dir, 'server'));
-    log(`bare-https peer (pid ${p.child.pid}) at ${p.url}: the same ${agents.length} agents beat it for ${o.peerWindowS} s (their Baton beats go on)`);
-    const ps = new Sampler(p.child.pid!, 200);
-    // Let every agent's first beat land before sampling, so the window is steady state.
-    const until = Date.now() + (o.peerWindowS + 3) * 1000;
+    pw.pid = p.pid;
+    checkInterrupted();
+    const warmMs = 3_000 + intervals[intervals.length - 1]!;
+    log(
+      `bare-https peer (pid ${p.pid}) at ${p.url}: the same ${agents.length} agents beat it at their interval; ` +
+        `sampling it for ${peerWindowS} s after ${secs(warmMs)} s warm-up (their Baton beats and watches go on)`,
+    );
+    const ps = new Sampler(p.pid, 200);
+    const until = Date.now() + warmMs + peerWindowS * 1000;
     const beating = Promise.all(agents.map((a) => a.beatPeer(p.url, until)));
-    await sleep(3000, stopAll.signal);
+    // Every agent's first beat (and TLS handshake) lands in the warm-up, so the window is steady state.
+    await sleep(warmMs, stopAll.signal);
+    checkInterrupted();
+    const pOk0 = peerStats.ok;
+    const pFail0 = peerStats.failed;
     ps.start();
     const p0 = now();
-    await sleep(o.peerWindowS * 1000, stopAll.signal);
+    await sleep(peerWindowS * 1000, stopAll.signal);
+    checkInterrupted();
     ps.stop();
-    const peerMs = now() - p0;
-    peerRssKiB = rssKiB(p.child.pid!) ?? NaN;
-    const sent = (await beating).reduce((a, b) => a + b, 0);
-    peerCpuPct = (ps.cpuUsedMs / peerMs) * 100;
-    peerBeatsPerS = sent / ((peerMs + 3000) / 1000);
-    log(`peer done: bare node:https CPU ${pct(peerCpuPct)} %`);
+    pw.ms = now() - p0;
+    pw.rssEndKiB = rssKiB(p.pid);
+    pw.ok = peerStats.ok - pOk0;
+    pw.failed = peerStats.failed - pFail0;
+    pw.cpuMs = ps.cpuUsedMs;
+    pw.cpuPct = (ps.cpuUsedMs / pw.ms) * 100;
+    pw.rssPeakKiB = ps.peakKiB;
+    pw.perS = pw.ok / (pw.ms / 1000);
+    await withTimeout(beating, 15_000); // the loops end at `until`, within one interval
+    await stopChild('bare-https peer', p.child, 5_000);
+    log(`peer done: bare node:https CPU ${pct(pw.cpuPct)} %, ${pw.perS.toFixed(1)} requests/s`);
   }
+  const cpuRatio = ratio(serverCpuPct, pw.cpuPct);
 
   // ------------------------------------------------ report
   const total = timings.map((t) => t.totalMs);
@@ -615,6 +685,7 @@ async function main(): Promise<number> {
   if (d.watchErrors) warnings.push(`${d.watchErrors} task watch error(s) during the idle window`);
   if (readyAtEnd !== o.agents) warnings.push(`only ${readyAtEnd}/${o.agents} nodes Ready at the end of the idle window`);
   if (o.agents > 1 && conn1.peers < o.agents) warnings.push(`the server saw connections from ${conn1.peers} client address(es), not one per agent: tlsTransport's localAddress did not take effect`);
+  if (pw.failed) warnings.push(`${pw.failed} heartbeat(s) to the bare-https peer failed during its window`);
   if (d.watchOpens) warnings.push(`${d.watchOpens} task watch(es) were re-opened during the idle window (the server closed streams)`);
 
   const out: string[] = [];
@@ -661,12 +732,15 @@ async function main(): Promise<number> {
         `cpu_pct=${pct((peer.sampler.cpuUsedMs / idleMs) * 100)} over the same window (context only: this dockerd serves no Baton node and runs no swarm; ` +
         `Swarm has no equivalent of ${o.agents} nodes joined on one machine)`,
     );
-  if (Number.isFinite(peerCpuPct)) {
+  if (peerWindowS > 0)
     out.push(
-      `peer   bare_node_https cpu_pct=${pct(peerCpuPct)} rss_mib=${mib(peerRssKiB)} requests_per_s=${peerBeatsPerS.toFixed(1)} ` +
-        `(node:https with Baton's certificate and client-certificate request, JSON body parsed, same agents and pools, ${o.peerWindowS} s: the floor for any HTTPS heartbeat in Node on this machine)`,
+      `peer   bare_node_https pid=${pw.pid} window_s=${secs(pw.ms)} cpu_pct=${pct(pw.cpuPct)} (of one core; ${secs(pw.cpuMs)} s CPU) ` +
+        `rss_mib=${mib(pw.rssEndKiB)} peak=${mib(pw.rssPeakKiB)} requests_per_s=${pw.perS.toFixed(1)} requests_ok=${pw.ok} failed=${pw.failed} ` +
+        `(a separate node process: node:https with Baton's serving certificate, asking for client certificates as Baton does, parsing each JSON body ` +
+        `and answering {"heartbeatIntervalMs":2000}; beaten by the same ${agents.length} agents over their own mutual-TLS pools at the same interval, ` +
+        `while their Baton beats and watches went on: the floor for an HTTPS heartbeat endpoint in Node on this machine)`,
     );
-  }
+  else out.push(`peer   bare_node_https: not measured (--peer-window 0)`);
   for (const w of warnings) out.push(`warning ${w}`);
   out.push('');
   const rssPeakBytes = idle.peakKiB * 1024;
@@ -681,10 +755,10 @@ async function main(): Promise<number> {
     ],
     ['all nodes Ready after join', `${secs(readyAfterMs)} s`, '-', '-'],
     ['heartbeats received', `${beatsPerS.toFixed(1)} /s`, '-', '-'],
-    ...(Number.isFinite(peerCpuPct)
+    ...(peerWindowS > 0
       ? ([
-          ['bare Node https, same beats (peer)', `${pct(peerCpuPct)} %`, '-', '-'],
-          ['baton/bare-https CPU ratio', `${(serverCpuPct / peerCpuPct).toFixed(2)}x`, '-', '(baton also serves bookmarks and runs its controllers)'],
+          ['bare Node https, same beats (peer)', `${pct(pw.cpuPct)} %`, '-', '-'],
+          ['baton/bare-https CPU ratio', cpuRatio === 'n/a' ? 'n/a' : `${cpuRatio}x`, '-', "context: Baton's window also serves the watches' BOOKMARKs"],
         ] as [string, string, string, string][])
       : []),
   ];
@@ -694,7 +768,7 @@ async function main(): Promise<number> {
   out.push(
     `join_bench agents=${o.agents} join_total_s=${secs(joinTotalMs)} join_median_ms=${ms(median(total))} join_p95_ms=${ms(p95(total))} join_max_ms=${ms(Math.max(...total))} ` +
       `all_ready_s=${secs(readyAfterMs)} idle_rss_mib_start=${mib(rssStartKiB)} idle_rss_mib_end=${mib(rssEndKiB)} idle_rss_mib_peak=${mib(idle.peakKiB)} ` +
-      `idle_cpu_pct=${pct(serverCpuPct)} beats_per_s=${beatsPerS.toFixed(1)} peer_https_cpu_pct=${pct(peerCpuPct)} cpu_ratio_vs_bare_https=${(serverCpuPct / peerCpuPct).toFixed(2)}`,
+      `idle_cpu_pct=${pct(serverCpuPct)} beats_per_s=${beatsPerS.toFixed(1)} peer_https_cpu_pct=${pct(pw.cpuPct)} cpu_ratio_vs_bare_https=${cpuRatio}`,
   );
   process.stdout.write(out.join('\n') + '\n');
   return 0;

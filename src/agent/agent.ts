@@ -130,7 +130,7 @@ export class Agent {
     this.log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'agent' } }, pino.destination(2));
     this.name = opts.name ?? osHostname();
     this.heartbeatMs = opts.heartbeatMs ?? 2000;
-    this.ports = new PortAllocator(opts.portRange, opts.address);
+    this.ports = new PortAllocator(opts.portRange, opts.address, opts.driver.name !== 'sim');
     this.queue = new WorkQueue((k) => this.reconcile(k), {
       name: 'agent-tasks',
       workers: opts.startConcurrency ?? 8,

@@ -13,6 +13,8 @@ export class PortAllocator {
   constructor(
     private readonly range: [number, number],
     private readonly address: string,
+    /** Trial-bind each port before handing it out (off for simulated nodes, whose tasks bind nothing). */
+    private readonly probe = true,
   ) {
     this.next = range[0];
   }
@@ -35,7 +37,7 @@ export class PortAllocator {
       const p = this.next;
       this.next = p >= hi ? lo : p + 1;
       if (this.used.has(p)) continue;
-      if (!(await this.bindable(p))) continue;
+      if (this.probe && !(await this.bindable(p))) continue;
       this.used.add(p);
       out.push(p);
     }

@@ -110,6 +110,26 @@ export function buildProgram(): Command {
     return (await daemon()).runAgent({ ...o, server: o.join ?? g.server, token: g.token });
   });
 
+  program
+    .command('sim')
+    .description('run N simulated nodes in this process: real agents (join, heartbeats, status) whose tasks run without containers')
+    .requiredOption('--join <url>', 'server to join, https://HOST:7400')
+    .requiredOption('--nodes <n>', 'how many nodes')
+    .option('--cpus <n>', 'CPU capacity of each node', '4')
+    .option('--memory <bytes>', 'memory capacity of each node', '8g')
+    .option('--label <k=v...>', 'label of every node (repeatable)')
+    .option('--start-latency <duration>', 'how long a simulated task takes to start', '200ms')
+    .option('--failure-rate <0..1>', 'probability that a started task exits with code 1 soon after', '0')
+    .option('--data-dir <dir>', 'where the nodes keep their identities', join(batonHome(), 'sim'))
+    .option('--name-prefix <p>', 'node names are <prefix><i>', 'sim-')
+    .option('--concurrency <n>', 'nodes joining at once', '16')
+    .option('--log-level <level>', 'log level', 'warn')
+    .action(async (o, cmd: Command) => {
+      const g = cmd.optsWithGlobals();
+      const { runSim } = await import('./sim.js');
+      await runSim({ ...o, token: g.token });
+    });
+
   // ------------------------------------------------------------ apply & stacks
   program
     .command('apply')

@@ -1,0 +1,162 @@
+/**
+ * SimDriver runs tasks without containers, for scale tests and demos: the
+ * same Driver interface as Docker, so a simulated node is the real agent
+ * (join, heartbeats, watch, status, restarts) with an engine that only keeps
+ * books. A task "starts" after a configurable latency, and with a configurable
+ * probability exits with code 1 soon after, which exercises the agent's
+ * restart policy and backoff. One SimEngine can serve many nodes in one
+ * process, as one dockerd serves several agents: containers carry their
+ * node's labels and each agent sees only its own.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Driver, DriverEvent, EngineInfo, ExitResult, ListedTask, TaskConfig, TaskHandle, TaskInspect, TaskStats } from '../driver.js';
+import { DriverError } from '../driver.js';
+
+export interface SimOptions {
+  /** How long a start takes. */
+  startLatencyMs?: number;
+  /** Probability (0..1) that a started task exits with code 1 shortly after. */
+  failureRate?: number;
+  /** How long a failing task runs before it exits. */
+  failAfterMs?: number;
+  /** Capacity the engine reports. */
+  cpus?: number;
+  memoryBytes?: number;
+  /** Images that do not exist (for rejected-task scenarios). */
+  missingImages?: string[];
+  random?: () => number;
+}
+
+interface SimContainer {
+  handle: TaskHandle;
+  labels: Record<string, string>;
+  state: 'created' | 'running' | 'exited';
+  exitCode?: number;
+  startedAt?: string;
+  finishedAt?: string;
+  waiters: ((r: ExitResult) => void)[];
+  timer?: NodeJS.Timeout;
+}
+
+interface Subscription {
+  labels: Record<string, string>;
+  onEvent: (e: DriverEvent) => void;
+}
+
+/** SimEngine is the shared book of simulated containers: the stand-in for one dockerd. */
+export class SimEngine {
+  readonly containers = new Map<string, SimContainer>();
+  readonly subscriptions = new Set<Subscription>();
+
+  emit(e: DriverEvent): void {
+    for (const s of this.subscriptions) if (matches(e.labels, s.labels)) s.onEvent(e);
+  }
+}
+
+function matches(have: Record<string, string>, want: Record<string, string>): boolean {
+  for (const [k, v] of Object.entries(want)) if (have[k] !== v) return false;
+  return true;
+}
+
+export class SimDriver implements Driver {
+  readonly name = 'sim';
+  private readonly o: Required<Omit<SimOptions, 'missingImages'>> & { missingImages: Set<string> };
+
+  constructor(
+    readonly engine: SimEngine = new SimEngine(),
+    opts: SimOptions = {},
+  ) {
+    this.o = {
+      startLatencyMs: opts.startLatencyMs ?? 0,
+      failureRate: opts.failureRate ?? 0,
+      failAfterMs: opts.failAfterMs ?? 500,
+      cpus: opts.cpus ?? 2,
+      memoryBytes: opts.memoryBytes ?? 4 * 1024 ** 3,
+      missingImages: new Set(opts.missingImages ?? []),
+      random: opts.random ?? Math.random,
+    };
+    if (!(this.o.failureRate >= 0 && this.o.failureRate <= 1)) throw new DriverError(`failure rate must be within 0..1, got ${opts.failureRate}`, 'invalid_config');
+  }
+
+  async ping(): Promise<EngineInfo> {
+    return { ok: true, version: 'sim-1', cpus: this.o.cpus, memoryBytes: this.o.memoryBytes };
+  }
+
+  async start(config: TaskConfig): Promise<TaskHandle> {
+    const name = `baton-${config.taskName}`;
+    let c = this.engine.containers.get(name);
+    if (c?.state === 'running') return c.handle;
+    if (!c) {
+      if (this.o.missingImages.has(config.spec.image)) throw new DriverError(`No such image: ${config.spec.image} (simulated)`, 'image_not_found');
+      c = { handle: { driver: 'sim', version: 1, id: randomUUID().replace(/-/g, ''), name }, labels: { ...config.labels }, state: 'created', waiters: [] };
+      this.engine.containers.set(name, c);
+    }
+    if (this.o.startLatencyMs > 0) await new Promise((r) => setTimeout(r, this.o.startLatencyMs));
+    if (!this.engine.containers.has(name)) throw new DriverError(`container ${name} was removed while starting`, 'conflict');
+    c.state = 'running';
+    c.exitCode = undefined;
+    c.startedAt = new Date().toISOString();
+    this.engine.emit({ type: 'start', handle: c.handle, labels: c.labels });
+    if (this.o.failureRate > 0 && this.o.random() < this.o.failureRate) {
+      const target = c;
+      target.timer = setTimeout(() => this.exit(target, 1), this.o.failAfterMs);
+      target.timer.unref();
+    }
+    return c.handle;
+  }
+
+  private exit(c: SimContainer, code: number): void {
+    if (c.state !== 'running') return;
+    clearTimeout(c.timer);
+    c.state = 'exited';
+    c.exitCode = code;
+    c.finishedAt = new Date().toISOString();
+    for (const w of c.waiters.splice(0)) w({ exitCode: code, oomKilled: false });
+    this.engine.emit({ type: 'die', handle: c.handle, labels: c.labels, exitCode: code });
+  }
+
+  async wait(handle: TaskHandle, signal?: AbortSignal): Promise<ExitResult> {
+    const c = this.engine.containers.get(handle.name);
+    if (!c || c.state !== 'running') return { exitCode: c?.exitCode ?? 0, oomKilled: false };
+    return new Promise((resolve, reject) => {
+      c.waiters.push(resolve);
+      signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+    });
+  }
+
+  async stop(handle: TaskHandle): Promise<void> {
+    const c = this.engine.containers.get(handle.name);
+    if (c) this.exit(c, 0);
+  }
+
+  async destroy(handle: TaskHandle): Promise<void> {
+    const c = this.engine.containers.get(handle.name);
+    if (!c) return;
+    this.exit(c, 137);
+    this.engine.containers.delete(handle.name);
+    this.engine.emit({ type: 'destroy', handle: c.handle, labels: c.labels });
+  }
+
+  async inspect(handle: TaskHandle): Promise<TaskInspect> {
+    const c = this.engine.containers.get(handle.name);
+    if (!c) return { state: 'missing', labels: {} };
+    return { state: c.state, exitCode: c.exitCode, startedAt: c.startedAt, finishedAt: c.finishedAt, labels: c.labels };
+  }
+
+  async stats(handle: TaskHandle): Promise<TaskStats> {
+    const c = this.engine.containers.get(handle.name);
+    return { cpuPercent: c?.state === 'running' ? 0.1 : 0, memoryBytes: c?.state === 'running' ? 4 * 1024 * 1024 : 0, memoryLimitBytes: 0, time: new Date().toISOString() };
+  }
+
+  async list(labels: Record<string, string>): Promise<ListedTask[]> {
+    return [...this.engine.containers.values()].filter((c) => matches(c.labels, labels)).map((c) => ({ handle: c.handle, labels: c.labels, state: c.state }));
+  }
+
+  events(labels: Record<string, string>, onEvent: (e: DriverEvent) => void): () => void {
+    const s = { labels, onEvent };
+    this.engine.subscriptions.add(s);
+    return () => this.engine.subscriptions.delete(s);
+  }
+
+  async close(): Promise<void> {}
+}
