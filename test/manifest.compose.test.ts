@@ -707,6 +707,12 @@ describe('readCompose: validation', () => {
     ]);
   });
 
+  it('reads x-baton.priority', () => {
+    expect(service('x-baton:\n  priority: 100').placement.priority).toBe(100);
+    expect(service('x-baton:\n  priority: 0').placement.priority).toBeUndefined();
+    expect(errorsOf('x-baton:\n  priority: high')).toEqual(['services.web.x-baton.priority: must be a whole number from -1000000 to 1000000 (higher runs first and may preempt lower), got "high"']);
+  });
+
   it('reads deploy.mode: global, and refuses replicas beside it', () => {
     const spec = service('deploy:\n  mode: global\n  placement:\n    constraints: ["node.labels.role == edge"]');
     expect(spec).toMatchObject({ mode: 'global', replicas: 0, placement: { constraints: ['node.labels.role == edge'] } });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { reconcileService, specHash, GLOBAL_NODE_LABEL } from '../src/server/controllers/serviceReconciler.js';
-import { SpreadPlacer, REASON_NOT_READY, matchConstraint, allocatedByNode, parseTaint, tolerates } from '../src/scheduler/placement.js';
+import { SpreadPlacer, REASON_NOT_READY, matchConstraint, allocatedByNode, parseTaint, tolerates, priorityOf } from '../src/scheduler/placement.js';
 import { node, service, task } from './fixtures.js';
 import type { Task } from '../src/api/types.js';
 
@@ -448,5 +448,78 @@ describe('affinity and anti-affinity between services', () => {
     expect(new SpreadPlacer().place([task(near, 1, { node: '', state: 'pending' })], [node('b')], [onA]).placed[0]!.node.metadata.name).toBe('b');
     const far = service({ replicas: 1, placement: { constraints: [], antiAffinity: [{ service: 'app_db', required: false }] } }, 'app_cache');
     expect(new SpreadPlacer().place([task(far, 1, { node: '', state: 'pending' })], [node('a'), node('b')], [onA]).placed[0]!.node.metadata.name).toBe('b');
+  });
+});
+
+describe('priority and preemption', () => {
+  const res = (cpus: number) => ({ reservations: { cpus, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } });
+  const svcP = (name: string, priority: number, cpus: number) => service({ replicas: 10, resources: res(cpus), placement: { constraints: [], ...(priority ? { priority } : {}) } }, name);
+  const running = (svc: ReturnType<typeof service>, slot: number, node: string) => task(svc, slot, { node });
+  const pending = (svc: ReturnType<typeof service>, slot = 1) => task(svc, slot, { node: '', state: 'pending' });
+
+  it('places higher priorities first', () => {
+    const lo = svcP('app_lo', 0, 2);
+    const hi = svcP('app_hi', 10, 2);
+    const plan = new SpreadPlacer().place([pending(lo), pending(hi)], [node('a')], []);
+    expect(plan.placed.map((p) => p.task.spec.serviceName)).toEqual(['app_hi']);
+    expect(plan.preemptions).toBeUndefined(); // app_hi was placed first; app_lo (priority 0) never preempts
+  });
+
+  it('preempts on the node whose victims have the lowest highest priority, then the fewest, sparing what it can', () => {
+    const hi = svcP('app_hi', 100, 1.5);
+    const p1 = svcP('app_p1', 1, 1);
+    const p5 = svcP('app_p5', 5, 1);
+    const p0 = svcP('app_p0', 0, 0.5);
+    // a: two priority-5 tasks; b: a priority-1 and a priority-0 (0.5 cpu) task. Both nodes have 2 cpus and are full-ish.
+    const tasks = [running(p5, 1, 'a'), running(p5, 2, 'a'), running(p1, 1, 'b'), running(p0, 1, 'b')];
+    const plan = new SpreadPlacer().place([pending(hi)], [node('a'), node('b')], tasks);
+    expect(plan.placed).toEqual([]);
+    // On b, the victims' highest priority is 1 (lower than a's 5); stopping the 1-cpu priority-1 task frees enough,
+    // and the priority-0 task stays (0.5 + 1.5 = 2 cpus): the reprieve spares it.
+    expect(plan.preemptions!.map((p) => [p.victim.spec.serviceName, p.node])).toEqual([['app_p1', 'b']]);
+    expect(plan.unplaced[0]!.reason).toMatch(/; preempting 1 lower-priority task\(s\) on b$/);
+  });
+
+  it('never preempts equal or higher priorities, nor when some node fits, and waits for tasks already stopping', () => {
+    const hi = svcP('app_hi', 10, 2);
+    const same = svcP('app_same', 10, 2);
+    expect(new SpreadPlacer().place([pending(hi)], [node('a')], [running(same, 1, 'a')]).preemptions).toBeUndefined();
+    const lo = svcP('app_lo', 0, 2);
+    expect(new SpreadPlacer().place([pending(hi)], [node('a'), node('b')], [running(lo, 1, 'a')]).preemptions).toBeUndefined();
+    const stopping = { ...running(lo, 1, 'a'), spec: { ...running(lo, 1, 'a').spec, desiredState: 'shutdown' as const } };
+    const plan = new SpreadPlacer().place([pending(hi)], [node('a')], [stopping]);
+    expect(plan.preemptions).toBeUndefined();
+    expect(plan.unplaced[0]!.reason).toMatch(/waiting for preempted task\(s\) to stop on a$/);
+  });
+
+  it('property: victims are only of lower priority, and only when the task fits nowhere', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ node: fc.integer({ min: 0, max: 3 }), prio: fc.integer({ min: 0, max: 5 }), cpus: fc.constantFrom(0.5, 1, 2) }), { maxLength: 12 }),
+        fc.integer({ min: 0, max: 6 }),
+        fc.constantFrom(0.5, 1, 2, 3),
+        (existing, prio, cpus) => {
+          const nodes = [0, 1, 2, 3].map((i) => node(`n${i}`, { capacity: { cpus: 3, memoryBytes: 2 ** 34 } }));
+          // Existing tasks that fit their node (drop the rest).
+          const used = new Map<number, number>();
+          const tasks = existing.flatMap((e, i) => {
+            if ((used.get(e.node) ?? 0) + e.cpus > 3) return [];
+            used.set(e.node, (used.get(e.node) ?? 0) + e.cpus);
+            return [running(svcP(`app_e${i}`, e.prio, e.cpus), 1, `n${e.node}`)];
+          });
+          const t = pending(svcP('app_new', prio, cpus));
+          const fitsSomewhere = [0, 1, 2, 3].some((i) => (used.get(i) ?? 0) + cpus <= 3);
+          const plan = new SpreadPlacer().place([t], nodes, tasks);
+          if (fitsSomewhere) expect(plan.placed).toHaveLength(1);
+          for (const p of plan.preemptions ?? []) expect(priorityOf(p.victim)).toBeLessThan(prio);
+          if (fitsSomewhere || prio === 0) expect(plan.preemptions ?? []).toEqual([]);
+          // The victims free enough room on their node.
+          const byNode = new Map<string, number>();
+          for (const p of plan.preemptions ?? []) byNode.set(p.node, (byNode.get(p.node) ?? 0) + p.victim.spec.resources.reservations.cpus);
+          for (const [n, freed] of byNode) expect((used.get(Number(n.slice(1))) ?? 0) - freed + cpus).toBeLessThanOrEqual(3 + 1e-9);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

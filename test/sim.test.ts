@@ -92,6 +92,27 @@ describe('simulated nodes', () => {
     }, 20_000);
   });
 
+  it('preempts lower-priority tasks for a higher-priority service; the victims go back to pending', async () => {
+    const cpu1 = { reservations: { cpus: 1, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } };
+    const img = (i: string) => ({ ...serviceSpec().container, image: i });
+    const filler = serviceSpec({ stack: 'sim', shortName: 'filler', replicas: 12, resources: cpu1, container: img('demo/filler:1'), placement: { constraints: ['node.labels.zone != c'] } });
+    await api.apply('sim', { services: [{ name: 'sim_filler', spec: filler, labels: {} }], prune: false, dryRun: false });
+    await eventually(async () => expect((await tasksOf('sim_filler')).filter((t) => t.status.state === 'running')).toHaveLength(12), 20_000);
+    const urgent = serviceSpec({ stack: 'sim', shortName: 'urgent', replicas: 2, resources: cpu1, container: img('demo/urgent:1'), placement: { constraints: ['node.labels.zone != c'], priority: 10 } });
+    await api.apply('sim', { services: [{ name: 'sim_urgent', spec: urgent, labels: {} }], prune: false, dryRun: false });
+    await eventually(async () => {
+      expect((await tasksOf('sim_urgent')).filter((t) => t.status.state === 'running')).toHaveLength(2);
+      const f = await tasksOf('sim_filler');
+      expect(f.filter((t) => t.status.state === 'running')).toHaveLength(10);
+      const waiting = f.filter((t) => t.status.state === 'pending');
+      expect(waiting).toHaveLength(2);
+      for (const t of waiting) expect(t.status.pendingReason).toMatch(/insufficient cpu/);
+    }, 20_000);
+    const ev = (await api.events({ limit: 500 })).items.filter((e) => e.reason === 'Preempted');
+    expect(ev).toHaveLength(2);
+    expect(ev[0]!.message).toMatch(/sim_filler\..* \(priority 0\) preempted on s\d for sim_urgent\..* \(priority 10\)/);
+  });
+
   it('baton sim hosts many real agents in one process', async () => {
     const p = startProc(['sim', '--join', server.url, '--token', server.joinToken, '--nodes', '8', '--name-prefix', 'p-', '--data-dir', join(dir, 'proc'), '--label', 'zone=z'], { BATON_HOME: dir });
     try {

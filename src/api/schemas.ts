@@ -85,6 +85,7 @@ export const serviceSpecSchema = z.object({
     preferences: z.array(z.string().regex(/^node\.labels\.\S+$/, 'a spread preference is node.labels.<key>')).optional(),
     maxReplicasPerNode: z.number().int().min(1).optional(),
     strategy: z.enum(['spread', 'binpack']).optional(),
+    priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
     affinity: z.array(z.object({ service: z.string().min(1), required: z.boolean() })).optional(),
     antiAffinity: z.array(z.object({ service: z.string().min(1), required: z.boolean() })).optional(),
     tolerations: z.array(z.object({ key: z.string().optional(), operator: z.enum(['Equal', 'Exists']), value: z.string().optional(), effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional() })).optional(),

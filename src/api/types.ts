@@ -154,6 +154,8 @@ export interface PlacementSpec {
   affinity?: ServiceAffinity[];
   /** Stay off nodes that run these services' tasks (`x-baton.anti_affinity`). */
   antiAffinity?: ServiceAffinity[];
+  /** Higher goes first; a task that fits nowhere may preempt tasks of lower priority (`x-baton.priority`, default 0). */
+  priority?: number;
 }
 
 export interface ServiceAffinity {

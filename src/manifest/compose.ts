@@ -227,6 +227,13 @@ export interface XBatonKey {
  * rather than a silently ignored typo.
  */
 export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
+  priority: {
+    translate(value, report) {
+      if (typeof value === 'number' && Number.isInteger(value) && Math.abs(value) <= 1_000_000) return value;
+      report.error(`must be a whole number from -1000000 to 1000000 (higher runs first and may preempt lower), got ${JSON.stringify(value)}`);
+      return undefined;
+    },
+  },
   affinity: affinityKey('affinity'),
   anti_affinity: affinityKey('anti_affinity'),
   tolerations: {
@@ -1244,6 +1251,7 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   const x = xBaton(ctx, svc['x-baton'], at('x-baton'));
   if (x.strategy === 'binpack' || x.strategy === 'spread') placement.strategy = x.strategy;
   if (Array.isArray(x.tolerations) && x.tolerations.length) placement.tolerations = x.tolerations as Toleration[];
+  if (typeof x.priority === 'number' && x.priority !== 0) placement.priority = x.priority;
   // A sibling in this file is named by its short name; anything else is a full service name.
   const full = (list: unknown) => (list as { service: string; required: boolean }[]).map((a) => ({ ...a, service: ctx.serviceKeys.has(a.service) ? `${ctx.stack}_${a.service}` : a.service }));
   if (Array.isArray(x.affinity) && x.affinity.length) placement.affinity = full(x.affinity);

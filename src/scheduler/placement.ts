@@ -23,10 +23,21 @@ export interface Unplaced {
   decision?: SchedulingDecision;
 }
 
+/** Preemption: `victim` must stop so that `by` (of higher priority) can run on `node`. */
+export interface Preemption {
+  victim: Task;
+  by: Task;
+  node: string;
+}
+
 export interface PlacementPlan {
   placed: Placement[];
   unplaced: Unplaced[];
+  /** Tasks to stop so that higher-priority pending tasks fit; their services replace them (back to pending). */
+  preemptions?: Preemption[];
 }
+
+export const priorityOf = (t: Task): number => t.spec.placement.priority ?? 0;
 
 export interface Placer {
   place(pending: Task[], nodes: Node[], tasks: Task[]): PlacementPlan;
@@ -149,8 +160,14 @@ export class SpreadPlacer implements Placer {
     const bumpService = (svc: string, node: string) => onNodes(svc).set(node, (onNodes(svc).get(node) ?? 0) + 1);
     for (const t of tasks) if (taskUsesResources(t)) bumpService(t.spec.serviceName, t.spec.nodeName);
     const byName = new Map(nodes.map((n) => [n.metadata.name, n]));
+    // Live tasks per node, for preemption.
+    const onNode = new Map<string, Task[]>();
+    for (const t of tasks) if (taskUsesResources(t)) onNode.set(t.spec.nodeName, [...(onNode.get(t.spec.nodeName) ?? []), t]);
+    const victimsTaken = new Set<string>();
 
-    for (const task of pending) {
+    // Higher priority first; equal priorities keep their order (oldest first).
+    const ordered = pending.map((t, i) => ({ t, i })).sort((a, b) => priorityOf(b.t) - priorityOf(a.t) || a.i - b.i).map((x) => x.t);
+    for (const task of ordered) {
       if (nodes.length === 0) {
         plan.unplaced.push({ task, reason: REASON_NO_NODES });
         continue;
@@ -179,12 +196,25 @@ export class SpreadPlacer implements Placer {
           if (r === REASON_MEMORY) return `${n} ${r} (need ${mib(need.memoryBytes)}, most free ${mib(maxFreeMem)})`;
           return `${n} ${r}`;
         });
-        plan.unplaced.push({ task, reason: `0/${nodes.length} nodes available: ${parts.join(', ')}`, decision: decision([]) });
+        let reason = `0/${nodes.length} nodes available: ${parts.join(', ')}`;
+        if (priorityOf(task) > 0 && (counts.has(REASON_CPU) || counts.has(REASON_MEMORY))) {
+          const p = preempt(task, nodes, onNode, mine, (x) => perService.get(x), victimsTaken);
+          if (p?.wait) reason += `; waiting for preempted task(s) to stop on ${p.node}`;
+          else if (p) {
+            for (const v of p.victims) {
+              victimsTaken.add(v.metadata.name);
+              (plan.preemptions ??= []).push({ victim: v, by: task, node: p.node });
+            }
+            reason += `; preempting ${p.victims.length} lower-priority task(s) on ${p.node}`;
+          }
+        }
+        plan.unplaced.push({ task, reason, decision: decision([]) });
         continue;
       }
       const ranked = rank(task, feasible, alloc, mine, byName, (x) => perService.get(x));
       const best = byName.get(ranked[0]!.node)!;
       plan.placed.push({ task, node: best, decision: decision(ranked) });
+      onNode.set(best.metadata.name, [...(onNode.get(best.metadata.name) ?? []), task]);
       const a = alloc.get(best.metadata.name) ?? { cpus: 0, memoryBytes: 0, count: 0 };
       a.cpus += need.cpus;
       a.memoryBytes += need.memoryBytes;
@@ -226,6 +256,50 @@ export function servicePerNode(tasks: Task[], service: string): Map<string, numb
   const m = new Map<string, number>();
   for (const t of tasks) if (t.spec.serviceName === service && taskUsesResources(t)) m.set(t.spec.nodeName, (m.get(t.spec.nodeName) ?? 0) + 1);
   return m;
+}
+
+/**
+ * preempt finds where a task that fits nowhere could run by stopping tasks of
+ * lower priority, in kube-scheduler's order: on every node where only
+ * resources stand in the way, take all lower-priority tasks away, then spare
+ * (reprieve) them highest priority first while the task still fits; pick the
+ * node whose victims have the lowest highest priority, then the fewest
+ * victims. When tasks already stopping on a node would make room, it waits
+ * for them instead of choosing more victims.
+ */
+function preempt(
+  task: Task,
+  nodes: Node[],
+  onNode: Map<string, Task[]>,
+  mine: ReadonlyMap<string, number>,
+  counts: ServiceCounts,
+  taken: ReadonlySet<string>,
+): { node: string; victims: Task[]; wait?: boolean } | undefined {
+  const prio = priorityOf(task);
+  const sum = (ts: Task[]): Alloc => ts.reduce((a, t) => ({ cpus: a.cpus + t.spec.resources.reservations.cpus, memoryBytes: a.memoryBytes + t.spec.resources.reservations.memoryBytes, count: a.count + 1 }), { cpus: 0, memoryBytes: 0, count: 0 });
+  let best: { node: string; victims: Task[]; key: [number, number] } | undefined;
+  for (const node of nodes) {
+    const here = onNode.get(node.metadata.name) ?? [];
+    // Already leaving: told to stop (by an earlier preemption or anything else), or chosen in this pass.
+    const staying = here.filter((t) => t.spec.desiredState === 'running' && !taken.has(t.metadata.name));
+    if (staying.length < here.length && filterNode(task, node, sum(staying), mine, counts) === undefined) return { node: node.metadata.name, victims: [], wait: true };
+    const lower = staying.filter((t) => priorityOf(t) < prio);
+    if (lower.length === 0) continue;
+    const keep = staying.filter((t) => priorityOf(t) >= prio);
+    if (filterNode(task, node, sum(keep), mine, counts) !== undefined) continue;
+    // Reprieve the most important victims first while the task still fits.
+    const victims: Task[] = [];
+    for (const v of [...lower].sort((a, b) => priorityOf(b) - priorityOf(a))) {
+      if (filterNode(task, node, sum([...keep, v]), mine, counts) === undefined) keep.push(v);
+      else victims.push(v);
+    }
+    if (victims.length === 0) continue;
+    const key: [number, number] = [Math.max(...victims.map(priorityOf)), victims.length];
+    if (!best || key[0] < best.key[0] || (key[0] === best.key[0] && (key[1] < best.key[1] || (key[1] === best.key[1] && node.metadata.name < best.node)))) {
+      best = { node: node.metadata.name, victims, key };
+    }
+  }
+  return best && { node: best.node, victims: best.victims };
 }
 
 /** usedFraction is how full a node is: the larger of its cpu and memory reservation shares. */

@@ -11,8 +11,9 @@ import { taskKind } from '../../api/kinds.js';
 import type { Node, Task } from '../../api/types.js';
 import { isTerminal } from '../../api/types.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
-import type { Placer } from '../../scheduler/placement.js';
+import { priorityOf, type Placer } from '../../scheduler/placement.js';
 import { recordEvent, type Controller, type ControllerContext } from './context.js';
+import type { AnyObject } from '../registry.js';
 
 const PASS = 'pass';
 
@@ -86,6 +87,28 @@ export class SchedulerController implements Controller {
       const [r] = await ctx.registry.updateStatus(taskKind, [{ name: task.metadata.name, uid: task.metadata.uid, status }]);
       if (r && !r.ok) conflicts = true;
       recordEvent(ctx, { type: 'Warning', reason: 'FailedScheduling', kind: 'Task', name: task.metadata.name, uid: task.metadata.uid, source: 'scheduler', message: reason, service: task.spec.serviceName });
+    }
+    // Preemption: victims are told to stop; their services replace them (back to pending), and the
+    // preemptor is placed by the pass that follows their release.
+    for (const { victim, by, node } of plan.preemptions ?? []) {
+      const out = await ctx.registry.mutate<Task & AnyObject>(taskKind, victim.metadata.name, (cur) => {
+        if (cur.metadata.uid !== victim.metadata.uid || cur.spec.desiredState !== 'running') return undefined;
+        cur.spec.desiredState = 'shutdown';
+        cur.metadata.generation++;
+        return cur;
+      });
+      if (!out) continue;
+      recordEvent(ctx, {
+        type: 'Warning',
+        reason: 'Preempted',
+        kind: 'Task',
+        name: victim.metadata.name,
+        uid: victim.metadata.uid,
+        node,
+        service: victim.spec.serviceName,
+        source: 'scheduler',
+        message: `${victim.metadata.name} (priority ${priorityOf(victim)}) preempted on ${node} for ${by.metadata.name} (priority ${priorityOf(by)})`,
+      });
     }
     // A lost race means our snapshot was stale: the queue retries with fresh caches.
     if (conflicts) throw new Error('placement raced with another write');
