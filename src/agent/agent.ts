@@ -224,6 +224,7 @@ export class Agent {
     const t = tlsTransport({ caPem: creds.caPem, certPem: creds.certPem, keyPem: creds.keyPem, localAddress: localDialAddress(this.opts.address) });
     const old = this.closeTransport;
     this.creds = creds;
+    this.clusterId = creds.clusterId;
     if (this.client) this.client.setTransport(t);
     else this.client = new ApiClient(withTransport({ server: creds.server, timeoutMs: 10_000 }, t));
     this.closeTransport = t.close;
@@ -386,8 +387,14 @@ export class Agent {
 
   // ------------------------------------------------------------ engine events & adoption
 
+  /**
+   * labelsFilter scopes everything the agent touches on the engine to this
+   * cluster and this node: another cluster's agent on the same host with the
+   * same node name (a second `baton up`, a test cluster) never adopts, sweeps
+   * or reacts to these containers, nor these agents to its.
+   */
   private labelsFilter(): Record<string, string> {
-    return { [LABEL_NODE_NAME]: this.name };
+    return { [LABEL_CLUSTER]: this.clusterId, [LABEL_NODE_NAME]: this.name };
   }
 
   private startEvents(): void {
@@ -610,8 +617,10 @@ export class Agent {
     }
 
     // Create (first time) or start in place (restart).
-    if (!exists && !local.ports) {
-      const targets = [...task.spec.ports.map((p) => p.target), ...task.spec.expose.filter((e) => !task.spec.ports.some((p) => p.target === e))];
+    const targets = [...task.spec.ports.map((p) => p.target), ...task.spec.expose.filter((e) => !task.spec.ports.some((p) => p.target === e))];
+    // A new container gets host ports for every target; ports recorded without all targets (an older status) are replaced.
+    if (!exists && (!local.ports || !targets.every((t) => local!.ports!.some((p) => p.target === t)))) {
+      if (local.ports) this.ports.release(local.ports.map((p) => p.hostPort));
       const host = await this.ports.allocate(targets.length);
       local.ports = targets.map((target, i) => ({ target, hostPort: host[i]!, ...(task.spec.ports.find((p) => p.target === target)?.published ? { published: task.spec.ports.find((p) => p.target === target)!.published } : {}) }));
     }

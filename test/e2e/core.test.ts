@@ -207,6 +207,25 @@ services:
     expect(r.stderr).not.toMatch(/at .*\.js/);
   });
 
+  it('leaves another cluster alone: a second cluster whose node has the same name adopts and sweeps none of these containers', async () => {
+    const before = (await containers()).sort();
+    expect(before.length).toBeGreaterThan(0);
+    const otherHome = tempDir('baton-e2e-other-');
+    const other = startProc(['up', '--data-dir', `${otherHome}/data`, '--listen', '127.0.0.1:0', '--port-range', portRange(24600), '--pull', 'never', '--name', 'e2e-node', '--log-level', 'warn'], { BATON_HOME: otherHome, BATON_TIMINGS: TIMINGS });
+    try {
+      await waitOutput(other, /baton is up: server (\S+)/, 30_000);
+      // Give its agent time to sync and sweep (it sweeps right after its first sync).
+      await new Promise((r) => setTimeout(r, 3000));
+      expect((await containers()).sort()).toEqual(before);
+      await running('e2e_web', before.length);
+    } finally {
+      await stopProc(other);
+      const otherId = JSON.parse(readFileSync(`${otherHome}/data/server/cluster.json`, 'utf8')).clusterId;
+      await removeClusterContainers(otherId);
+      cleanupDir(otherHome);
+    }
+  });
+
   it('removes a stack and stops its containers gracefully', async () => {
     expect((await baton(['stack', 'rm', 'e2e'], env)).code).toBe(0);
     await eventually(async () => expect(await containers()).toHaveLength(0), 30_000);
