@@ -410,4 +410,6 @@ export interface ApplyResponse {
   revision: string;
   results: ApplyServiceResult[];
   warnings: string[];
+  /** With dryRun: where each created or updated service's tasks would land if placed now (node → count), and why any would stay pending. */
+  placement?: Record<string, { nodes: Record<string, number>; pending: Record<string, number> }>;
 }

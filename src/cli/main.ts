@@ -157,6 +157,12 @@ export function buildProgram(): Command {
         const done = { create: 'created', update: 'updated', unchanged: 'unchanged', delete: 'deleted' }[x.action];
         out(o.dryRun && x.action !== 'unchanged' ? `(dry run) would ${x.action} service ${x.name}` : `${done} service ${x.name}`);
         for (const d of x.diff ?? []) out(`    ${d}`);
+        const pl = res.placement?.[x.name];
+        if (pl) {
+          const where = Object.entries(pl.nodes).sort(([a], [b]) => a.localeCompare(b)).map(([n, c]) => `${n}×${c}`);
+          if (where.length) out(`    would place: ${where.join(', ')}`);
+          for (const [why, c] of Object.entries(pl.pending)) out(`    would stay pending: ${c} × ${why}`);
+        }
       }
       const published = r.services.flatMap((s) => s.spec.ports.filter((p) => p.published).map((p) => `${s.name} ${p.published}->${p.target}`));
       if (published.length && !o.dryRun) {

@@ -7,7 +7,9 @@
 import { BatonError, type ErrorDetail } from '../base/errors.js';
 import { serviceKind } from '../api/kinds.js';
 import { objectNameSchema, serviceSpecSchema, zodDetails } from '../api/schemas.js';
-import type { ApplyRequest, ApplyResponse, ApplyServiceResult, Service } from '../api/types.js';
+import type { ApplyRequest, ApplyResponse, ApplyServiceResult, Node, Service, Task } from '../api/types.js';
+import type { Placer } from '../scheduler/placement.js';
+import { NO_DRAIN, reconcileService } from './controllers/serviceReconciler.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../store/store.js';
 import { stableStringify, type AnyObject, type Registry } from './registry.js';
 
@@ -118,4 +120,36 @@ export async function removeStack(registry: Registry, stack: string): Promise<st
     if (r.succeeded) return existing.map((s) => s.metadata.name);
   }
   throw new BatonError('BATON_ERR_CONFLICT', `stack "${stack}" kept changing while removing; try again`);
+}
+
+/**
+ * previewPlacement answers "where would these services' tasks land?" for a
+ * dry run: each created or updated service's desired tasks are made as the
+ * service controller would (one per slot, or one per eligible node for a
+ * global service) and placed in one pass, as the scheduler would, against
+ * the current nodes and every other service's live tasks. Nothing is written.
+ */
+export function previewPlacement(services: ApplyRequest['services'], changed: Set<string>, nodes: Node[], tasks: Task[], placer: Placer, now: number): NonNullable<ApplyResponse['placement']> {
+  const out: NonNullable<ApplyResponse['placement']> = {};
+  const names = new Set(services.filter((s) => changed.has(s.name)).map((s) => s.name));
+  const others = tasks.filter((t) => !names.has(t.spec.serviceName));
+  const pending: Task[] = [];
+  for (const s of services) {
+    if (!names.has(s.name)) continue;
+    out[s.name] = { nodes: {}, pending: {} };
+    const svc = { apiVersion: 'baton/v1', kind: 'Service', metadata: { name: s.name, uid: `dry-run-${s.name}`, resourceVersion: '0', generation: 1, labels: s.labels ?? {}, ownerRefs: [], creationTimestamp: new Date(now).toISOString() }, spec: s.spec, status: { observedGeneration: 0, desired: 0, ready: 0, running: 0 } } as Service;
+    for (const c of reconcileService(svc, [], now, NO_DRAIN, nodes).create) {
+      pending.push({ apiVersion: 'baton/v1', kind: 'Task', metadata: { name: c.name, uid: c.uid, resourceVersion: '0', generation: 1, labels: {}, ownerRefs: [], creationTimestamp: svc.metadata.creationTimestamp }, spec: c.spec, status: { state: 'pending', message: '', ports: [], restartCount: 0, timestamp: svc.metadata.creationTimestamp } } as Task);
+    }
+  }
+  const plan = placer.place(pending, nodes, others);
+  for (const p of plan.placed) {
+    const e = out[p.task.spec.serviceName]!.nodes;
+    e[p.node.metadata.name] = (e[p.node.metadata.name] ?? 0) + 1;
+  }
+  for (const u of plan.unplaced) {
+    const e = out[u.task.spec.serviceName]!.pending;
+    e[u.reason] = (e[u.reason] ?? 0) + 1;
+  }
+  return out;
 }

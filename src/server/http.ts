@@ -17,10 +17,10 @@ import type { TLSSocket } from 'node:tls';
 import { peerSerial, type ClusterPki } from './clusterPki.js';
 import type { ControllerContext } from './controllers/context.js';
 import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, recordEvent, TASKS_BY_NODE, indexTasks } from './controllers/context.js';
-import { applyStack, removeStack } from './apply.js';
+import { applyStack, previewPlacement, removeStack } from './apply.js';
 import { GoneError, type WatchCache } from './watchCache.js';
 import { stableStringify, type AnyObject } from './registry.js';
-import { allocatedByNode, filterNode, formatTaint, parseTaint, servicePerNode } from '../scheduler/placement.js';
+import { allocatedByNode, filterNode, formatTaint, parseTaint, servicePerNode, SpreadPlacer } from '../scheduler/placement.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -320,7 +320,12 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const body = req.body as Omit<ApplyRequest, 'stack'>;
     const stack = (req.params as { stack: string }).stack;
     const res = await applyStack(ctx.registry, { stack, services: body?.services, prune: !!body?.prune, dryRun: !!body?.dryRun });
-    if (!body?.dryRun) {
+    if (body?.dryRun) {
+      const changed = new Set(res.results.filter((r) => r.action === 'create' || r.action === 'update').map((r) => r.name));
+      const nodes = [...nodeCache(caches).objects.values()] as unknown as Node[];
+      const tasks = [...caches[taskKind.plural]!.objects.values()] as unknown as Task[];
+      res.placement = previewPlacement(body.services, changed, nodes, tasks, new SpreadPlacer(), ctx.clock.now());
+    } else {
       const changed = res.results.filter((r) => r.action !== 'unchanged');
       if (changed.length) recordEvent(ctx, { type: 'Normal', reason: 'StackApplied', kind: 'Stack', name: stack, source: 'api', message: changed.map((r) => `${r.action} ${r.name}`).join(', ') });
     }

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiClient } from '../../src/api/client.js';
-import { nodeKind } from '../../src/api/kinds.js';
+import { nodeKind, serviceKind } from '../../src/api/kinds.js';
 import type { Node, Task } from '../../src/api/types.js';
 import { tlsTransport, withTransport, type Transport } from '../../src/api/tls.js';
 import { baton, cleanupDir, docker, eventually, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, TEST_IMAGE, type Proc } from '../helpers/proc.js';
@@ -120,6 +120,11 @@ describe('a cluster of one server and four agent processes', () => {
 
   it('places by labels, and follows a label change', async () => {
     const f = writeFile(dir, 'zoned.yaml', `services:\n  zb:\n    image: ${TEST_IMAGE}\n    command: ["sleep", "3600"]\n    init: true\n    deploy:\n      replicas: 4\n      placement:\n        constraints: ["node.labels.zone == b"]\n`);
+    // A dry run says where the tasks would land, and changes nothing.
+    const dry = await baton(['apply', '-f', f, '--stack', 'c', '--dry-run'], env);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/\(dry run\) would create service c_zb\n {4}would place: n4×2, n5×2/);
+    await expect(api.get(serviceKind, 'c_zb')).rejects.toMatchObject({ code: 'BATON_ERR_NOT_FOUND' });
     expect((await baton(['apply', '-f', f, '--stack', 'c'], env)).code).toBe(0);
     const ts = await eventually(async () => {
       const r = liveRunning(await serviceTasks('c_zb'));
