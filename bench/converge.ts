@@ -8,11 +8,10 @@
  * `baton.bench.run=<run id>`; everything is removed at the end, also on
  * failure or Ctrl-C. Progress goes to stderr, results to stdout.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
@@ -35,6 +34,7 @@ import {
   Sampler,
   secs,
   sleep,
+  spawnBaton,
   waitFor,
 } from './lib.js';
 
@@ -250,57 +250,19 @@ interface BatonProc {
   stderrTail: () => string;
 }
 
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url)); // dist/bench/converge.js -> repo root
-
 async function startBaton(home: string): Promise<BatonProc> {
   const dataDir = join(home, 'data');
-  const args = [
-    join(repoRoot, 'bin', 'baton.js'),
-    'up',
-    '--data-dir',
-    dataDir,
-    '--listen',
-    '127.0.0.1:0',
-    '--port-range',
-    '26000-26999',
-    '--pull',
-    'never',
-    '--log-level',
-    'warn',
-  ];
-  log(`starting baton: node ${args.join(' ')} (BATON_HOME=${home})`);
-  const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, BATON_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let tail = '';
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (s: string) => {
-    tail = (tail + s).slice(-8000);
+  const { child, matches, stderrTail } = await spawnBaton(['up', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--port-range', '26000-26999', '--pull', 'never', '--log-level', 'warn'], {
+    env: { BATON_HOME: home },
+    ready: [/baton is up: server (\S+?),/],
+    what: 'baton up',
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`baton up did not print "baton is up" within 60 s; stderr:\n${tail}`)), 60_000);
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (s: string) => {
-      out += s;
-      const m = /baton is up: server (\S+?),/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code, sig) => {
-      clearTimeout(timer);
-      reject(new Error(`baton up exited (${code ?? sig}) before it was up; stdout:\n${out}\nstderr:\n${tail}`));
-    });
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
+  const url = matches[0]!;
   const token = readFileSync(join(dataDir, 'server', 'admin.token'), 'utf8').trim();
   const caPem = readFileSync(join(dataDir, 'server', 'ca.crt'), 'utf8');
   const clusterId = JSON.parse(readFileSync(join(dataDir, 'server', 'cluster.json'), 'utf8')).clusterId as string;
   log(`baton is up at ${url} (pid ${child.pid}, cluster ${clusterId})`);
-  return { child, url, token, caPem, clusterId, home, stderrTail: () => tail };
+  return { child, url, token, caPem, clusterId, home, stderrTail };
 }
 
 async function stopBaton(p: BatonProc): Promise<void> {

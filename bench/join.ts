@@ -32,7 +32,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { joinCluster } from '../src/agent/join.js';
 import { ApiClient } from '../src/api/client.js';
@@ -41,7 +40,7 @@ import { tlsTransport, withTransport, type Transport } from '../src/api/tls.js';
 import type { Task } from '../src/api/types.js';
 import { VERSION } from '../src/base/version.js';
 import { sleep } from '../src/base/clock.js';
-import { docker, log, median, now, pidOfComm, pool, ratio, rssKiB, Sampler, secs } from './lib.js';
+import { docker, log, median, now, pidOfComm, pool, ratio, rssKiB, Sampler, secs, spawnBaton } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -158,52 +157,27 @@ interface ServerProc {
   stderrTail: () => string;
 }
 
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url)); // dist/bench/join.js -> repo root
-
 async function startServer(dir: string): Promise<ServerProc> {
-  const args = [join(repoRoot, 'bin', 'baton.js'), 'server', '--data-dir', dir, '--listen', '127.0.0.1:0', '--log-level', 'warn'];
-  log(`starting baton server: node ${args.join(' ')} (BATON_HOME=${dir})`);
   // BENCH_SERVER_NODE_ARGS passes flags to the server's node (e.g. --cpu-prof to see where its time goes).
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: repoRoot, env: { ...process.env, BATON_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let tail = '';
-  serverTail = () => tail;
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (s: string) => {
-    tail = (tail + s).slice(-8000);
+  const pending = spawnBaton(['server', '--data-dir', dir, '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
+    env: { BATON_HOME: dir },
+    ready: [/baton server listening on (https:\/\/\S+)/, /join token: (BATON-\S+)/],
+    what: 'baton server',
+    nodeArgs,
   });
-  // Registered at once, so a failure while starting still stops it.
+  const { child, matches, stderrTail } = await pending;
+  const [url, joinToken] = matches as [string, string];
+  const tail = stderrTail;
+  serverTail = tail;
   onCleanup('baton server', () => stopServer(child));
-  const { url, joinToken } = await new Promise<{ url: string; joinToken: string }>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`baton server did not print its URL and join token within 60 s; stdout:\n${out}\nstderr:\n${tail}`)), 60_000);
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (s: string) => {
-      out += s;
-      const u = /baton server listening on (https:\/\/\S+)/.exec(out);
-      const t = /join token: (BATON-\S+)/.exec(out);
-      if (u && t) {
-        clearTimeout(timer);
-        resolve({ url: u[1]!, joinToken: t[1]! });
-      }
-    });
-    child.once('exit', (code, sig) => {
-      clearTimeout(timer);
-      reject(new Error(`baton server exited (${code ?? sig}) before it was up; stdout:\n${out}\nstderr:\n${tail}`));
-    });
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
-  child.stdout!.resume(); // keep draining; it prints nothing more at --log-level warn
   child.once('exit', (code, sig) => {
-    if (!stopping) log(`baton server (pid ${child.pid}) exited unexpectedly (${code ?? sig}); stderr tail:\n${tail}`);
+    if (!stopping) log(`baton server (pid ${child.pid}) exited unexpectedly (${code ?? sig}); stderr tail:\n${tail()}`);
   });
   const adminToken = readFileSync(join(dir, 'server', 'admin.token'), 'utf8').trim();
   const caPem = readFileSync(join(dir, 'server', 'ca.crt'), 'utf8');
   log(`baton server is up at ${url} (pid ${child.pid})`);
-  return { child, url, joinToken, adminToken, caPem, stderrTail: () => tail };
+  return { child, url, joinToken, adminToken, caPem, stderrTail };
 }
 
 let stopping = false;

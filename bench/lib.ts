@@ -1,10 +1,11 @@
 /**
  * Small helpers shared by the benches: running the docker CLI, timing,
- * medians, a bounded worker pool, and /proc sampling of a process.
- * Nothing here knows about Baton.
+ * medians, a bounded worker pool, /proc sampling of a process, and starting
+ * a `baton` process and waiting until it says it is up.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 export const DOCKER = '/usr/bin/docker';
 
@@ -200,4 +201,50 @@ export async function containerTimes(ids: string[]): Promise<{ created: number; 
     }
   }
   return out;
+}
+
+/** BATON_BIN is bin/baton.js of this checkout (the bench scripts run from dist/bench/). */
+export const BATON_BIN = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
+
+export interface BatonChild {
+  child: ChildProcess;
+  /** The first capture group of each `ready` pattern, in order. */
+  matches: string[];
+  stderrTail: () => string;
+}
+
+/**
+ * spawnBaton runs `node [nodeArgs] bin/baton.js args` and waits (up to 60 s)
+ * until its stdout has matched every `ready` pattern; it rejects with the
+ * output when the process exits first. stderr is kept as a tail for errors.
+ */
+export async function spawnBaton(args: string[], o: { env: Record<string, string>; ready: RegExp[]; what: string; nodeArgs?: string[] }): Promise<BatonChild> {
+  log(`starting ${o.what}: node ${[...(o.nodeArgs ?? []), BATON_BIN, ...args].join(' ')}`);
+  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), BATON_BIN, ...args], { cwd: fileURLToPath(new URL('../..', import.meta.url)), env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let tail = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (s: string) => {
+    tail = (tail + s).slice(-8000);
+  });
+  const matches = await new Promise<string[]>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGTERM'); // by its PID; it never came up
+      reject(new Error(`${o.what} was not up within 60 s; stdout:\n${out}\nstderr:\n${tail}`));
+    }, 60_000);
+    const done = (f: () => void) => {
+      clearTimeout(timer);
+      f();
+    };
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (s: string) => {
+      out += s;
+      const ms = o.ready.map((r) => r.exec(out));
+      if (ms.every(Boolean)) done(() => resolve(ms.map((m) => m![1]!)));
+    });
+    child.once('exit', (code, sig) => done(() => reject(new Error(`${o.what} exited (${code ?? sig}) before it was up; stdout:\n${out}\nstderr:\n${tail}`))));
+    child.once('error', (e) => done(() => reject(e)));
+  });
+  child.stdout!.resume(); // keep draining
+  return { child, matches, stderrTail: () => tail };
 }

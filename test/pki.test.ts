@@ -99,11 +99,11 @@ describe('signCsr', () => {
     const csr = await generateKeyAndCsr('evil-admin');
     expect(await csrInfo(csr.csrPem)).toEqual({ commonName: 'evil-admin', valid: true });
     const before = Date.now();
-    const signed = await signCsr(ca, csr.csrPem, { commonName: 'node-7', usage: 'both', ips: ['10.0.0.7', '::1'], dns: ['node-7.baton'] });
+    const signed = await signCsr(ca, csr.csrPem, { commonName: 'node-7', usage: 'both', ips: ['127.0.0.7', '::1'], dns: ['node-7.baton'] });
     const info = certInfo(signed.certPem);
     expect(info.commonName).toBe('node-7');
     expect(info.isCA).toBe(false);
-    expect(info.sans).toEqual({ ips: ['10.0.0.7', '::1'], dns: ['node-7.baton'] });
+    expect(info.sans).toEqual({ ips: ['127.0.0.7', '::1'], dns: ['node-7.baton'] });
     expect(info.usages).toEqual(['client', 'server']);
     expect(info.serial).toBe(signed.serial);
     expect(info.notAfter.getTime()).toBe(signed.notAfter.getTime());
@@ -114,7 +114,7 @@ describe('signCsr', () => {
     expect(x.ca).toBe(false);
     expect(x.checkIssued(new X509Certificate(ca.certPem))).toBe(true);
     expect(x.checkPrivateKey(createPrivateKey(csr.keyPem))).toBe(true); // the CSR's key, not a new one
-    expect(x.subjectAltName).toBe('IP Address:10.0.0.7, IP Address:0:0:0:0:0:0:0:1, DNS:node-7.baton');
+    expect(x.subjectAltName).toBe('IP Address:127.0.0.7, IP Address:0:0:0:0:0:0:0:1, DNS:node-7.baton');
   });
 
   it('sets only the requested usage', async () => {

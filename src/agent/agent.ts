@@ -130,7 +130,7 @@ export class Agent {
     this.log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'agent' } }, pino.destination(2));
     this.name = opts.name ?? osHostname();
     this.heartbeatMs = opts.heartbeatMs ?? 2000;
-    this.ports = new PortAllocator(opts.portRange, opts.address, opts.driver.name !== 'sim');
+    this.ports = new PortAllocator(opts.portRange, opts.address, opts.driver.bindsHostPorts !== false);
     this.queue = new WorkQueue((k) => this.reconcile(k), {
       name: 'agent-tasks',
       workers: opts.startConcurrency ?? 8,
@@ -183,14 +183,19 @@ export class Agent {
 
   /** stop leaves containers running, to be adopted by the next agent on this node. */
   async stop(): Promise<void> {
-    this.abort.abort();
-    this.stopEvents?.();
-    this.queue.stop();
-    await this.informer?.stop();
+    await this.halt();
     await Promise.allSettled(this.loops);
     await this.flush().catch(() => {});
     void this.closeTransport?.().catch(() => {});
     this.releaseLock?.();
+  }
+
+  /** halt stops every loop, the engine event stream, the work queue and the task watch. */
+  private async halt(): Promise<void> {
+    this.abort.abort();
+    this.stopEvents?.();
+    this.queue.stop();
+    await this.informer?.stop();
   }
 
   // ------------------------------------------------------------ credentials
@@ -263,12 +268,9 @@ export class Agent {
     this.fatal = true;
     this.log.error({ err: err.message }, 'this node was removed from the cluster; removing its containers and stopping');
     void (async () => {
-      this.abort.abort();
-      this.stopEvents?.();
-      this.queue.stop();
-      await this.informer?.stop();
+      await this.halt();
       if (this.engineOk && this.clusterId) {
-        const found = await this.opts.driver.list({ [LABEL_CLUSTER]: this.clusterId, [LABEL_NODE_NAME]: this.name }).catch(() => []);
+        const found = await this.opts.driver.list(this.labelsFilter()).catch(() => []);
         for (const c of found) {
           await this.opts.driver.stop(c.handle, 10_000).catch(() => {});
           await this.opts.driver.destroy(c.handle).catch(() => {});
@@ -446,7 +448,7 @@ export class Agent {
   /** sweep removes containers no task wants: only after a sync, only this cluster's and this node's. */
   private async sweep(): Promise<void> {
     if (!this.engineOk || !this.clusterId) return;
-    const found = await this.opts.driver.list({ [LABEL_CLUSTER]: this.clusterId, [LABEL_NODE_NAME]: this.name });
+    const found = await this.opts.driver.list(this.labelsFilter());
     for (const c of found) {
       const name = c.labels[LABEL_TASK];
       if (name && this.informer?.objects.has(name)) continue;

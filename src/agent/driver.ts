@@ -94,6 +94,8 @@ export class DriverError extends Error {
 
 export interface Driver {
   readonly name: string;
+  /** Whether tasks really bind their host ports (so the agent trial-binds before handing one out); default true. */
+  readonly bindsHostPorts?: boolean;
   /** ping reports whether the engine answers, and its version. Never throws. */
   ping(): Promise<EngineInfo>;
   /**

@@ -45,7 +45,7 @@ export function insecureTransport(localAddress?: string): Transport {
   return { fetch: undiciFetch as unknown as typeof fetch, init: { dispatcher }, close: () => dispatcher.close() };
 }
 
-/** clientOptions merges a transport into ApiClient options. */
+/** withTransport merges a transport (when given) into ApiClient options. */
 export function withTransport(o: ClientOptions, t: Transport | undefined): ClientOptions {
   return t ? { ...o, fetch: t.fetch, init: t.init } : o;
 }

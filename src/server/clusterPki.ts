@@ -200,7 +200,7 @@ export class ClusterPki {
 
   /** track remembers a TLS connection by the serial of its client certificate, so revocation can close it. */
   track(sock: TLSSocket): void {
-    const serial = peerSerial(sock);
+    const { serial } = peerIdentity(sock);
     // A revoked certificate still connects: its requests get a 401 that says why.
     if (!serial || this.revoked.has(serial)) return;
     let set = this.sockets.get(serial);
@@ -224,8 +224,20 @@ export class ClusterPki {
   }
 }
 
-/** peerSerial is the lowercase serial of the client certificate on a TLS socket, or undefined when none was presented. */
-export function peerSerial(sock: TLSSocket): string | undefined {
-  const c = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : undefined;
-  return c && c.serialNumber ? c.serialNumber.toLowerCase() : undefined;
+const identities = new WeakMap<TLSSocket, { serial?: string; cn: string }>();
+
+/**
+ * peerIdentity is the client certificate on a TLS connection (lowercase
+ * serial and CN; no serial when none was presented), parsed once per
+ * connection rather than on every request of a keep-alive connection.
+ */
+export function peerIdentity(sock: TLSSocket): { serial?: string; cn: string } {
+  let id = identities.get(sock);
+  if (!id) {
+    const c = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : undefined;
+    const serial = c && c.serialNumber ? c.serialNumber.toLowerCase() : undefined;
+    id = { serial, cn: serial ? String(c!.subject?.CN ?? '') : '' };
+    identities.set(sock, id);
+  }
+  return id;
 }

@@ -14,7 +14,7 @@ import type { StoredEvent } from '../store/events.js';
 import { matchesEventQuery } from '../store/events.js';
 import type { Role, Tokens } from './auth.js';
 import type { TLSSocket } from 'node:tls';
-import { peerSerial, type ClusterPki } from './clusterPki.js';
+import { peerIdentity, type ClusterPki } from './clusterPki.js';
 import type { ControllerContext } from './controllers/context.js';
 import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, recordEvent, TASKS_BY_NODE, indexTasks } from './controllers/context.js';
 import { applyStack, previewPlacement, removeStack } from './apply.js';
@@ -92,18 +92,6 @@ function certRefusal(code: string): string {
     return "the node certificate was not issued by this cluster's CA; join this cluster with its token";
   }
   return `the node certificate was refused (${code})`;
-}
-
-/** The client certificate's identity per connection, parsed once, not on every request of a keep-alive connection. */
-const identities = new WeakMap<TLSSocket, { serial?: string; cn: string }>();
-function peerIdentity(sock: TLSSocket): { serial?: string; cn: string } {
-  let id = identities.get(sock);
-  if (!id) {
-    const serial = peerSerial(sock);
-    id = { serial, cn: serial ? String(sock.getPeerCertificate().subject?.CN ?? '') : '' };
-    identities.set(sock, id);
-  }
-  return id;
 }
 
 export function buildHttp(deps: HttpDeps): FastifyInstance {
@@ -291,12 +279,15 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const others = tasks.filter((t) => t.metadata.name !== name);
     const alloc = allocatedByNode(others);
     const mine = servicePerNode(others, task.spec.serviceName);
+    // Other services' tasks per node, counted once per service the task's (anti-)affinity names.
+    const counted = new Map<string, Map<string, number>>();
+    const perService = (svc: string) => counted.get(svc) ?? counted.set(svc, servicePerNode(others, svc)).get(svc);
     const nodes = ([...nodeCache(caches).objects.values()] as unknown as Node[]).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
     return {
       task: name,
       decision: task.status.scheduling ?? null,
       nodes: nodes.map((n) => {
-        const reason = filterNode(task, n, alloc.get(n.metadata.name), mine, (svc) => servicePerNode(others, svc));
+        const reason = filterNode(task, n, alloc.get(n.metadata.name), mine, perService);
         return { node: n.metadata.name, fits: reason === undefined, ...(reason ? { reason } : {}) };
       }),
     };

@@ -60,6 +60,8 @@ function matches(have: Record<string, string>, want: Record<string, string>): bo
 
 export class SimDriver implements Driver {
   readonly name = 'sim';
+  /** Simulated tasks bind nothing. */
+  readonly bindsHostPorts = false;
   private readonly o: Required<Omit<SimOptions, 'missingImages'>> & { missingImages: Set<string> };
 
   constructor(
