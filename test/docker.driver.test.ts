@@ -354,6 +354,9 @@ describe('DockerDriver', () => {
     // The named volume was created by the driver with the cluster/node labels only.
     const vol = JSON.parse(await docker('volume', 'inspect', VOLUME))[0];
     expect(vol.Labels).toEqual({ 'baton.cluster': 'c1', 'baton.node': 'n1' });
+    // The agent reports it (the scheduler sends the task back here); another cluster's filter does not see it.
+    expect(await driver.volumes({ 'baton.cluster': 'c1', 'baton.node': 'n1' })).toEqual([VOLUME]);
+    expect(await driver.volumes({ 'baton.cluster': 'c2' })).toEqual([]);
 
     // Inside the container: the environment and /etc/hosts are as asked.
     expect(await docker('exec', cfg.taskName, 'sh', '-c', 'echo $B-$PORT; id -u; grep myhost /etc/hosts')).toMatch(

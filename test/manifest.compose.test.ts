@@ -389,6 +389,14 @@ describe('readCompose: supported keys', () => {
     expect(service(body).container.networkMode).toBe(mode);
   });
 
+  it('makes the ports of a network_mode: host service fixed host ports, as host-mode publishing is', () => {
+    expect(service('network_mode: host\nports: ["9100", "8080:80"]').ports).toEqual([
+      { target: 9100, published: 9100, protocol: 'tcp', mode: 'host' },
+      { target: 80, published: 8080, protocol: 'tcp', mode: 'host' },
+    ]);
+    expect(service('ports: ["9100"]').ports).toEqual([{ target: 9100, protocol: 'tcp', mode: 'ingress' }]);
+  });
+
   it.each(['bridge', 'service:db', 'container:abc', 'default'])('refuses network_mode %s with the reason', (mode) => {
     expect(errorsOf(`network_mode: "${mode}"`)).toEqual([
       `services.web.network_mode: \`services.web.network_mode\` (${mode}) is not supported by Baton yet: Baton runs every task with host networking in this release`,
@@ -417,6 +425,9 @@ describe('readCompose: supported keys', () => {
     });
     expect(errorsOf('cpus: 1\ndeploy:\n  resources:\n    limits: {cpus: 2}')).toEqual([
       'services.web.cpus: conflicts with deploy.resources.limits.cpus (1 vs 2); set one of them',
+    ]);
+    expect(errorsOf('deploy:\n  resources:\n    reservations: {cpus: "0.0005"}')).toEqual([
+      'services.web.deploy.resources.reservations.cpus: "0.0005" is finer than a millicore; use at most three decimals (0.001 cpus = 1m)',
     ]);
     expect(errorsOf('deploy:\n  resources:\n    limits: {memory: lots}')).toEqual([
       'services.web.deploy.resources.limits.memory: invalid size "lots": use a number and an optional unit (b, k, m, g, t, p), e.g. "512m"',

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { reconcileService, specHash, GLOBAL_NODE_LABEL } from '../src/server/controllers/serviceReconciler.js';
-import { SpreadPlacer, REASON_NOT_READY, matchConstraint, allocatedByNode, parseTaint, tolerates, priorityOf } from '../src/scheduler/placement.js';
+import { SpreadPlacer, REASON_NOT_READY, REASON_HOST_PORT, REASON_VOLUME, REASON_CPU, REASON_MEMORY, REASON_CONSTRAINT, matchConstraint, allocatedByNode, parseTaint, tolerates, priorityOf, fixedHostPorts } from '../src/scheduler/placement.js';
 import { node, service, task } from './fixtures.js';
 import type { Task } from '../src/api/types.js';
 
@@ -521,5 +521,158 @@ describe('priority and preemption', () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('the heap path places exactly as a full scan does', () => {
+  const pend = (svc: ReturnType<typeof service>, n: number) => Array.from({ length: n }, (_, i) => task(svc, i + 1, { node: '', state: 'pending' }));
+  it('property: same placements and the same tasks left pending, over random clusters, services and running tasks', () => {
+    const arb = fc.record({
+      nodes: fc.array(
+        fc.record({
+          zone: fc.constantFrom('a', 'b', 'c'),
+          cpus: fc.constantFrom(0.5, 1, 2, 4),
+          memGi: fc.constantFrom(1, 2, 8),
+          ready: fc.boolean(),
+          soft: fc.boolean(),
+        }),
+        { minLength: 1, maxLength: 9 },
+      ),
+      services: fc.array(
+        fc.record({
+          replicas: fc.integer({ min: 1, max: 10 }),
+          cpus: fc.constantFrom(0, 0.1, 0.25, 0.5, 1),
+          memMi: fc.constantFrom(0, 256, 1024),
+          constraint: fc.constantFrom(undefined, 'node.labels.zone != c', 'node.labels.zone == a', 'node.hostname != n0'),
+          spread: fc.boolean(),
+          cap: fc.constantFrom(undefined, 1, 2),
+          binpack: fc.boolean(),
+          antiSelf: fc.boolean(),
+          port: fc.constantFrom(undefined, 8080, 9090),
+          volume: fc.constantFrom(undefined, 'app_data'),
+          running: fc.integer({ min: 0, max: 3 }),
+          tolerate: fc.boolean(),
+        }),
+        { minLength: 1, maxLength: 5 },
+      ),
+    });
+    fc.assert(
+      fc.property(arb, ({ nodes: ns, services: svs }) => {
+        const nodes = ns.map((n, i) => {
+          const nd = node(`n${i}`, { capacity: { cpus: n.cpus, memoryBytes: n.memGi * 1024 ** 3 }, state: n.ready ? 'ready' : 'notready' }, 'active', { zone: n.zone });
+          if (n.soft) nd.spec.taints = [{ key: 'old', effect: 'PreferNoSchedule' }];
+          return nd;
+        });
+        const running: Task[] = [];
+        const pending = svs.flatMap((sv, i) => {
+          const svc = service(
+            {
+              replicas: sv.replicas,
+              resources: { reservations: { cpus: sv.cpus, memoryBytes: sv.memMi * 1048576 }, limits: { cpus: 0, memoryBytes: 0 } },
+              ports: sv.port ? [{ target: 80, published: sv.port, protocol: 'tcp', mode: 'host' }] : [],
+              placement: {
+                constraints: sv.constraint ? [sv.constraint] : [],
+                ...(sv.spread ? { preferences: ['node.labels.zone'] } : {}),
+                ...(sv.cap ? { maxReplicasPerNode: sv.cap } : {}),
+                ...(sv.binpack ? { strategy: 'binpack' as const } : {}),
+                ...(sv.antiSelf ? { antiAffinity: [{ service: `app_s${i}`, required: true }] } : {}),
+                ...(sv.tolerate ? { tolerations: [{ key: 'old', operator: 'Exists' as const }] } : {}),
+              },
+            },
+            `app_s${i}`,
+          );
+          if (sv.volume) svc.spec.container.mounts = [{ type: 'volume', source: sv.volume, target: '/data', readOnly: false }];
+          for (let k = 0; k < sv.running; k++) running.push(task(svc, 100 + k, { node: `n${(i + k) % nodes.length}` }));
+          return pend(svc, sv.replicas);
+        });
+        const all = [...running, ...pending];
+        const fast = new SpreadPlacer().place(pending, nodes, all);
+        const scan = new SpreadPlacer({ heap: false }).place(pending, nodes, all);
+        const placed = (p: ReturnType<SpreadPlacer['place']>) => p.placed.map((x) => `${x.task.metadata.name}@${x.node.metadata.name}`);
+        expect(placed(fast)).toEqual(placed(scan));
+        expect(fast.unplaced.map((u) => u.task.metadata.name)).toEqual(scan.unplaced.map((u) => u.task.metadata.name));
+        expect(fast.placed.map((x) => x.decision.ranked.map((r) => r.node))).toEqual(scan.placed.map((x) => x.decision.ranked.map((r) => r.node)));
+        // Nothing over-committed, no fixed port twice on a node, a volume's tasks on one node.
+        const after = [...running, ...fast.placed.map((x) => ({ ...x.task, spec: { ...x.task.spec, nodeName: x.node.metadata.name }, status: { ...x.task.status, state: 'assigned' as const } }))];
+        // (Running tasks were made up without regard to capacity: a node may start over-committed, never get more so.)
+        const before = allocatedByNode(running);
+        for (const [name, a] of allocatedByNode(after)) {
+          const n = nodes.find((x) => x.metadata.name === name)!;
+          const b = before.get(name) ?? { cpus: 0, memoryBytes: 0 };
+          if (a.cpus > b.cpus) expect(a.cpus).toBeLessThanOrEqual(n.status.capacity.cpus);
+          if (a.memoryBytes > b.memoryBytes) expect(a.memoryBytes).toBeLessThanOrEqual(n.status.capacity.memoryBytes);
+        }
+        const ports = new Set<string>();
+        for (const t of after.filter((x) => x.status.state === 'assigned'))
+          for (const p of fixedHostPorts(t)) {
+            const k = `${t.spec.nodeName}:${p}`;
+            const clash = running.some((r) => r.spec.nodeName === t.spec.nodeName && fixedHostPorts(r).includes(p));
+            expect(clash || !ports.has(k)).toBe(true);
+            ports.add(k);
+          }
+        const withVolume = (ts: Task[]) => new Set(ts.filter((t) => t.spec.container.mounts.some((m) => m.source === 'app_data')).map((t) => t.spec.nodeName));
+        const holders = withVolume(running);
+        const placedOn = withVolume(after.filter((t) => t.status.state === 'assigned'));
+        if (holders.size) for (const n of placedOn) expect(holders.has(n)).toBe(true);
+        else expect(placedOn.size).toBeLessThanOrEqual(1);
+      }),
+      { numRuns: 400 },
+    );
+  });
+});
+
+describe('host ports, volumes, millicores, node classes', () => {
+  const pend = (svc: ReturnType<typeof service>, n: number) => Array.from({ length: n }, (_, i) => task(svc, i + 1, { node: '', state: 'pending' }));
+
+  it('never puts two tasks that publish the same host-mode port on one node', () => {
+    const svc = service({ replicas: 3, ports: [{ target: 80, published: 8080, protocol: 'tcp', mode: 'host' }] });
+    const plan = new SpreadPlacer().place(pend(svc, 3), [node('a'), node('b')], []);
+    expect(plan.placed.map((p) => p.node.metadata.name).sort()).toEqual(['a', 'b']);
+    expect(plan.unplaced[0]!.reason).toBe(`0/2 nodes available: 2 ${REASON_HOST_PORT} (8080)`);
+    // Ingress ports are the routing mesh's business: they never block a node.
+    const mesh = service({ replicas: 3, ports: [{ target: 80, published: 8080, protocol: 'tcp', mode: 'ingress' }] }, 'app_mesh');
+    expect(new SpreadPlacer().place(pend(mesh, 3), [node('a')], []).placed).toHaveLength(3);
+    // Another service's task holding the port blocks it too.
+    const other = service({ replicas: 1, ports: [{ target: 81, published: 8080, protocol: 'tcp', mode: 'host' }] }, 'app_other');
+    expect(new SpreadPlacer().place(pend(svc, 1), [node('a'), node('b')], [task(other, 1, { node: 'a' })]).placed[0]!.node.metadata.name).toBe('b');
+  });
+
+  it('sends a task with a named volume back to the node that holds it, and waits for that node', () => {
+    const svc = service({ replicas: 1 }, 'db_pg');
+    svc.spec.container.mounts = [{ type: 'volume', source: 'db_data', target: '/var/lib/pg', readOnly: false }];
+    // Reported by the node's agent.
+    const b = node('b');
+    b.status.volumes = ['db_data'];
+    expect(new SpreadPlacer().place(pend(svc, 1), [node('a'), b, node('c')], []).placed[0]!.node.metadata.name).toBe('b');
+    // Known from an earlier task (ended, still recorded), before any heartbeat says so.
+    const old = task(svc, 1, { node: 'c', state: 'failed', desired: 'shutdown' });
+    expect(new SpreadPlacer().place(pend(svc, 1), [node('a'), node('b'), node('c')], [old]).placed[0]!.node.metadata.name).toBe('c');
+    // The holder is down: the task waits rather than start empty elsewhere.
+    const down = new SpreadPlacer().place(pend(svc, 1), [node('a'), node('c', { state: 'down' })], [old]);
+    expect(down.unplaced[0]!.reason).toBe(`0/2 nodes available: 1 ${REASON_NOT_READY}, 1 ${REASON_VOLUME} (db_data is on c)`);
+    // Replicas placed in one pass follow the first one.
+    const many = service({ replicas: 3 }, 'db_pg');
+    many.spec.container.mounts = svc.spec.container.mounts;
+    expect(new Set(new SpreadPlacer().place(pend(many, 3), [node('a'), node('b')], []).placed.map((p) => p.node.metadata.name)).size).toBe(1);
+  });
+
+  it('counts cpu in millicores: ten 0.1-cpu tasks fill a 1-cpu node exactly, and the reason says 100m', () => {
+    const svc = service({ replicas: 11, resources: { reservations: { cpus: 0.1, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } } });
+    const plan = new SpreadPlacer().place(pend(svc, 11), [node('a', { capacity: { cpus: 1, memoryBytes: 2 ** 30 } })], []);
+    expect(plan.placed).toHaveLength(10);
+    expect(plan.unplaced[0]!.reason).toBe(`0/1 nodes available: 1 ${REASON_CPU} (need 100m, most free 0)`);
+    const mem = service({ replicas: 1, resources: { reservations: { cpus: 0, memoryBytes: 512 * 1048576 }, limits: { cpus: 0, memoryBytes: 0 } } });
+    const nodes = [node('a', { capacity: { cpus: 1, memoryBytes: 256 * 1048576 } }), node('b', { capacity: { cpus: 1, memoryBytes: 128 * 1048576 } }), node('c', {}, 'active', { zone: 'us' })];
+    mem.spec.placement.constraints = ['node.labels.zone != us'];
+    expect(new SpreadPlacer().place(pend(mem, 1), nodes, []).unplaced[0]!.reason).toBe(`0/3 nodes available: 2 ${REASON_MEMORY} (need 512Mi, most free 256Mi), 1 ${REASON_CONSTRAINT} (node.labels.zone!=us)`);
+  });
+
+  it('counts rejections per class of identical nodes', () => {
+    const svc = service({ replicas: 1, placement: { constraints: ['node.labels.zone == eu'] } });
+    const nodes = [node('a', {}, 'active', { zone: 'us' }), node('b', {}, 'active', { zone: 'us' }), node('c', { state: 'down' }, 'active', { zone: 'eu' }), node('d'), node('e', {}, 'active', { zone: 'eu' })];
+    const plan = new SpreadPlacer().place(pend(svc, 1), nodes, []);
+    expect(plan.placed[0]!.node.metadata.name).toBe('e');
+    expect(plan.placed[0]!.decision.classFiltered).toEqual({ 'zone=us': 2, 'zone=eu down': 1, 'no labels': 1 });
+    expect(plan.placed[0]!.decision.filtered).toEqual({ [`${REASON_CONSTRAINT} (node.labels.zone==eu)`]: 3, [REASON_NOT_READY]: 1 });
   });
 });

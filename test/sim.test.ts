@@ -113,6 +113,43 @@ describe('simulated nodes', () => {
     expect(ev[0]!.message).toMatch(/sim_filler\..* \(priority 0\) preempted on s\d for sim_urgent\..* \(priority 10\)/);
   });
 
+  it('sends a task back to the node holding its named volume, and never puts two tasks publishing one host-mode port on a node', async () => {
+    const zoneA = { constraints: ['node.labels.zone == a'] };
+    const db = serviceSpec({ stack: 'sim', shortName: 'db', replicas: 1, container: { ...serviceSpec().container, image: 'demo/db:1', mounts: [{ type: 'volume', source: 'sim_dbdata', target: '/data', readOnly: false }] }, placement: zoneA });
+    await api.apply('sim', { services: [{ name: 'sim_db', spec: db, labels: {} }], prune: false, dryRun: false });
+    const first = await eventually(async () => {
+      const [t] = (await tasksOf('sim_db')).filter((x) => x.status.state === 'running');
+      expect(t).toBeDefined();
+      return t!;
+    }, 20_000);
+    const home = first.spec.nodeName;
+    // The node's agent reports the volume it made.
+    await eventually(async () => expect((await api.nodes()).items.find((n) => n.metadata.name === home)!.status.volumes).toContain('sim_dbdata'), 20_000);
+    await api.scale('sim_db', 0);
+    await eventually(async () => expect(await tasksOf('sim_db')).toHaveLength(0), 20_000);
+    await api.scale('sim_db', 1);
+    const again = await eventually(async () => {
+      const [t] = (await tasksOf('sim_db')).filter((x) => x.status.state === 'running');
+      expect(t).toBeDefined();
+      return t!;
+    }, 20_000);
+    expect(again.metadata.name).not.toBe(first.metadata.name);
+    expect(again.spec.nodeName).toBe(home);
+    expect(again.status.scheduling!.filtered[`volume is on another node (sim_dbdata is on ${home})`]).toBe(1);
+
+    const edge = serviceSpec({ stack: 'sim', shortName: 'edge', replicas: 3, container: { ...serviceSpec().container, image: 'demo/edge:1' }, ports: [{ target: 80, published: 8081, protocol: 'tcp', mode: 'host' }], placement: zoneA });
+    await api.apply('sim', { services: [{ name: 'sim_edge', spec: edge, labels: {} }], prune: false, dryRun: false });
+    await eventually(async () => {
+      const ts = await tasksOf('sim_edge');
+      const running = ts.filter((t) => t.status.state === 'running');
+      expect(running.map((t) => t.spec.nodeName).sort()).toEqual(['s0', 's1']);
+      for (const t of running) expect(t.status.ports).toEqual([{ target: 80, hostPort: 8081, published: 8081 }]);
+      const waiting = ts.filter((t) => t.status.state === 'pending');
+      expect(waiting).toHaveLength(1);
+      expect(waiting[0]!.status.pendingReason).toMatch(/2 host port in use \(8081\)/);
+    }, 20_000);
+  });
+
   it('baton sim hosts many real agents in one process', async () => {
     const p = startProc(['sim', '--join', server.url, '--token', server.joinToken, '--nodes', '8', '--name-prefix', 'p-', '--data-dir', join(dir, 'proc'), '--label', 'zone=z'], { BATON_HOME: dir });
     try {

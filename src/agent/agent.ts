@@ -120,6 +120,8 @@ export class Agent {
   private stopEvents?: () => void;
   private releaseLock?: () => void;
   private engineOk = false;
+  /** Named volumes on this node's engine for this cluster (undefined until first listed). */
+  private volumes: string[] | undefined;
   private engineVersion = '';
   private engineError?: string;
   private heartbeatMs: number;
@@ -329,6 +331,8 @@ export class Agent {
     this.engineOk = info.ok;
     this.engineVersion = info.version;
     this.engineError = info.error;
+    // The node's named volumes, so the scheduler sends tasks back to the data they left.
+    if (info.ok && this.clusterId) this.volumes = await this.opts.driver.volumes(this.labelsFilter()).catch(() => this.volumes);
     if (was !== info.ok) {
       this.log[info.ok ? 'info' : 'warn']({ engine: info.version, err: info.error }, info.ok ? 'container engine is reachable' : 'container engine is unreachable');
       if (info.ok && this.nodeUid) {
@@ -358,6 +362,7 @@ export class Agent {
         const r = await this.client.call<{ heartbeatIntervalMs?: number }>('POST', `/api/v1/nodes/${encodeURIComponent(this.name)}/heartbeat`, {
           engine: { ok: this.engineOk, version: this.engineVersion, error: this.engineError },
           intervalMs: this.heartbeatMs,
+          ...(this.volumes ? { volumes: this.volumes } : {}),
         });
         // The server stretches the interval as the cluster grows (a bounded beat rate).
         if (r.heartbeatIntervalMs && r.heartbeatIntervalMs > 0) this.heartbeatMs = Math.max(this.opts.heartbeatMs ?? 0, r.heartbeatIntervalMs);
@@ -623,8 +628,21 @@ export class Agent {
     // A new container gets host ports for every target; ports recorded without all targets (an older status) are replaced.
     if (!exists && (!local.ports || !targets.every((t) => local!.ports!.some((p) => p.target === t)))) {
       if (local.ports) this.ports.release(local.ports.map((p) => p.hostPort));
-      const host = await this.ports.allocate(targets.length);
-      local.ports = targets.map((target, i) => ({ target, hostPort: host[i]!, ...(task.spec.ports.find((p) => p.target === target)?.published ? { published: task.spec.ports.find((p) => p.target === target)!.published } : {}) }));
+      // Host-mode published ports are bound as published, on this node only; every other target gets a port from the range.
+      const fixed = new Map(task.spec.ports.filter((p) => p.mode === 'host' && p.published !== undefined).map((p) => [p.target, p.published!]));
+      try {
+        await this.ports.claim([...fixed.values()]);
+      } catch (e) {
+        local.ports = [];
+        this.report(task, local, 'rejected', 'could not start', { error: (e as Error).message });
+        return;
+      }
+      const host = await this.ports.allocate(targets.filter((t) => !fixed.has(t)).length);
+      let next = 0;
+      local.ports = targets.map((target) => {
+        const published = task.spec.ports.find((p) => p.target === target)?.published;
+        return { target, hostPort: fixed.get(target) ?? host[next++]!, ...(published ? { published } : {}) };
+      });
     }
     this.report(task, local, exists ? 'starting' : 'preparing', exists ? 'restarting in place' : 'creating container');
     const env: Record<string, string> = { BATON_HOST_IP: this.opts.address, BATON_TASK: task.metadata.name, BATON_SERVICE: task.spec.serviceName, BATON_SLOT: String(task.spec.slot) };

@@ -92,6 +92,13 @@ export class DriverError extends Error {
   }
 }
 
+/** volumeLabels picks the task labels a named volume carries: those that say which cluster and node made it, never the task's own. */
+export function volumeLabels(labels: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels)) if (/(^|\.)(cluster|node)([._-]?[a-z]*)?$/i.test(k)) out[k] = v;
+  return out;
+}
+
 export interface Driver {
   readonly name: string;
   /** Whether tasks really bind their host ports (so the agent trial-binds before handing one out); default true. */
@@ -116,6 +123,8 @@ export interface Driver {
   stats(handle: TaskHandle): Promise<TaskStats>;
   /** list returns every container whose labels include all of `labels`. */
   list(labels: Record<string, string>): Promise<ListedTask[]>;
+  /** volumes names the named volumes whose labels include all of `labels` (the scheduler sends their tasks back to this node). */
+  volumes(labels: Record<string, string>): Promise<string[]>;
   /**
    * events follows the engine's event stream filtered by `labels`; onError is
    * called when the stream breaks (the caller reconnects by calling again).

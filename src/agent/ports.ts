@@ -48,6 +48,24 @@ export class PortAllocator {
     return out;
   }
 
+  /**
+   * claim takes fixed ports (Compose `mode: host` publishing): they are the
+   * task's whatever the range, so one held by another task or by another
+   * program is an error that names it.
+   */
+  async claim(ports: number[]): Promise<void> {
+    const taken: number[] = [];
+    for (const p of ports) {
+      const busy = this.used.has(p) ? 'by another task on this node' : this.probe && !(await this.bindable(p)) ? `by another program on ${this.address}` : undefined;
+      if (busy) {
+        this.release(taken);
+        throw new Error(`host port ${p} is in use ${busy}`);
+      }
+      this.used.add(p);
+      taken.push(p);
+    }
+  }
+
   private bindable(port: number): Promise<boolean> {
     return new Promise((resolve) => {
       const s = createServer();

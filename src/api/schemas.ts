@@ -54,7 +54,13 @@ export const containerSpecSchema = z.object({
   networkMode: z.enum(['host', 'none']),
 });
 
-const amounts = z.object({ cpus: z.number().min(0), memoryBytes: nonNegInt });
+const amounts = z.object({
+  cpus: z
+    .number()
+    .min(0)
+    .refine((n) => Math.abs(n * 1000 - Math.round(n * 1000)) <= 1e-6, 'cpus must be whole millicores (at most three decimals)'),
+  memoryBytes: nonNegInt,
+});
 
 export const serviceSpecSchema = z.object({
   stack: z.string(),

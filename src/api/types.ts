@@ -263,6 +263,8 @@ export interface SchedulingDecision {
   feasible: number;
   /** The best feasible nodes, best first, with the keys that ranked them (at most 5). */
   ranked: { node: string; keys: Record<string, number> }[];
+  /** Nodes ruled out per class of identical nodes ("zone=a,disk=ssd"), as Nomad's ClassFiltered; at most 10 classes. */
+  classFiltered?: Record<string, number>;
 }
 
 export interface TaskStatus {
@@ -336,6 +338,8 @@ export interface NodeStatus {
   portRange: [number, number];
   /** The node's OS and CPU architecture, as Swarm's node.platform.os/arch (linux, x86_64). */
   platform?: { os: string; arch: string };
+  /** Named volumes the node's engine holds for this cluster: a task mounting one goes back to this node. */
+  volumes?: string[];
   /** ISO-8601 of the last heartbeat the server saw when it last wrote this status. */
   lastHeartbeat?: string;
   /** When state last changed. */

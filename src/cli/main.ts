@@ -432,6 +432,8 @@ function formatExplanation(t: Task, x: Explanation): string {
     lines.push(`  decided ${d.at}: ${d.evaluated} node(s) evaluated, ${d.feasible} feasible`);
     const filtered = Object.entries(d.filtered);
     if (filtered.length) lines.push(`  ruled out: ${filtered.map(([r, n]) => `${n} ${r}`).join(', ')}`);
+    const classes = Object.entries(d.classFiltered ?? {});
+    if (classes.length) lines.push(`  ruled out by node class: ${classes.map(([c, n]) => `${n} ${c}`).join('; ')}`);
     d.ranked.forEach((r, i) => lines.push(`  ${i === 0 ? 'ranked:' : '       '} ${i + 1}. ${r.node}  ${Object.entries(r.keys).map(([k, v]) => `${k}=${v}`).join(' ')}`));
   }
   if (x.nodes) {

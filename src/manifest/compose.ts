@@ -940,6 +940,11 @@ function toCpus(ctx: Ctx, v: unknown, segs: PathSegment[]): number | undefined {
     ctx.error(segs, `must be a number of CPU cores such as 0.5, got ${JSON.stringify(v)}`);
     return undefined;
   }
+  // Baton counts cpu in millicores, as Kubernetes does: a finer amount would be silently rounded.
+  if (Math.abs(n * 1000 - Math.round(n * 1000)) > 1e-6) {
+    ctx.error(segs, `${JSON.stringify(v)} is finer than a millicore; use at most three decimals (0.001 cpus = 1m)`);
+    return undefined;
+  }
   return n;
 }
 
@@ -1185,6 +1190,8 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   volumes(ctx, svc.volumes, at('volumes'), container);
 
   const ports = svc.ports === undefined ? [] : translatePorts(ctx, svc.ports, at('ports'));
+  // `network_mode: host` says the program binds its ports on the host itself: each is a fixed host port, as `mode: host` publishing is.
+  if (svc.network_mode === 'host') for (const p of ports) Object.assign(p, { mode: 'host', published: p.published ?? p.target });
   const expose = svc.expose === undefined ? [] : translateExpose(ctx, svc.expose, at('expose'));
 
   // deploy

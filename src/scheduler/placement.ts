@@ -1,15 +1,39 @@
 /**
  * Placer assigns pending tasks to nodes. It is pure business logic: it reads a
- * snapshot (nodes, all live tasks) and returns a data-only plan, so the full
- * scheduler of a later issue (feasibility chain, rankers, preemption) replaces
- * the implementation behind this interface and nothing around it.
+ * snapshot (nodes, all tasks) and returns a data-only plan; the scheduler
+ * controller is the single applier that writes it.
  *
- * Every rejection is a constant reason with numbers, recorded on the task as
+ * Every rejection is a constant reason (filters.ts), counted per reason and
+ * per class of identical nodes, and recorded on the task as
+ * `status.scheduling`; a task that fits nowhere keeps a one-line summary in
  * `status.pendingReason`, which is how `baton service ps` answers "why is my
  * task pending?".
  */
-import type { Node, SchedulingDecision, Taint, TaintEffect, Task, Toleration } from '../api/types.js';
-import { isTerminal } from '../api/types.js';
+import TinyQueue from 'tinyqueue';
+import type { Node, SchedulingDecision, Task } from '../api/types.js';
+import {
+  dynamicReason,
+  filterNode,
+  formatBytes,
+  formatMilli,
+  isResourceReason,
+  needOf,
+  nodeAttribute,
+  priorityOf,
+  REASON_CPU,
+  REASON_MEMORY,
+  REASON_NO_NODES,
+  classReason,
+  hasIdentityConstraint,
+  identityReason,
+  occupy,
+  Snapshot,
+  untolerated,
+  type Need,
+  type NodeState,
+} from './filters.js';
+
+export * from './filters.js';
 
 export interface Placement {
   task: Task;
@@ -37,225 +61,397 @@ export interface PlacementPlan {
   preemptions?: Preemption[];
 }
 
-export const priorityOf = (t: Task): number => t.spec.placement.priority ?? 0;
-
 export interface Placer {
   place(pending: Task[], nodes: Node[], tasks: Task[]): PlacementPlan;
 }
 
-export const REASON_NO_NODES = 'no nodes in the cluster';
-export const REASON_NOT_READY = 'node not ready';
-export const REASON_UNAVAILABLE = 'node availability is not active';
-export const REASON_CPU = 'insufficient cpu';
-export const REASON_MEMORY = 'insufficient memory';
-export const REASON_CONSTRAINT = 'constraint not satisfied';
-export const REASON_MAX_REPLICAS = 'max replicas per node reached';
-export const REASON_TAINT = 'untolerated taint';
-export const REASON_AFFINITY = 'affinity not satisfied';
-export const REASON_ANTI_AFFINITY = 'anti-affinity not satisfied';
+/** TOP_RANKED is how many ranked nodes a decision keeps, as Nomad's AllocMetric keeps its top scores. */
+const TOP_RANKED = 5;
+/** At most this many node classes are named in a decision's classFiltered. */
+const TOP_CLASSES = 10;
 
-/** ServiceCounts gives a service's live tasks per node. */
-export type ServiceCounts = (service: string) => ReadonlyMap<string, number> | undefined;
-
-const TAINT_EFFECTS: readonly TaintEffect[] = ['NoSchedule', 'PreferNoSchedule', 'NoExecute'];
-
-/** parseTaint reads Kubernetes' taint form, key=value:Effect or key:Effect; a string says what is wrong. */
-export function parseTaint(text: string): Taint | string {
-  const m = /^([A-Za-z0-9][A-Za-z0-9._/-]*)(?:=([A-Za-z0-9._-]*))?:([A-Za-z]+)$/.exec(text.trim());
-  if (!m) return `taint "${text}" must look like key=value:Effect or key:Effect (Effect: ${TAINT_EFFECTS.join(', ')})`;
-  if (!TAINT_EFFECTS.includes(m[3] as TaintEffect)) return `taint "${text}": effect must be one of ${TAINT_EFFECTS.join(', ')}, got ${m[3]}`;
-  return { key: m[1]!, ...(m[2] !== undefined && m[2] !== '' ? { value: m[2] } : {}), effect: m[3] as TaintEffect };
+/** A queued score for one node; stale once the node's version moves on. */
+interface Entry {
+  ns: NodeState;
+  version: number;
+  k0: number;
+  k1: number;
+  k2: number;
+  k3: number;
 }
 
-export function formatTaint(t: Taint): string {
-  return `${t.key}${t.value !== undefined ? `=${t.value}` : ''}:${t.effect}`;
-}
+const compareEntries = (a: Entry, b: Entry): number => a.k0 - b.k0 || a.k1 - b.k1 || a.k2 - b.k2 || a.k3 - b.k3 || a.ns.order - b.ns.order;
 
-/** tolerates: some toleration matches the taint's key (or is a wildcard Exists), its value (Equal) and its effect (or all effects). */
-export function tolerates(tolerations: readonly Toleration[] | undefined, t: Taint): boolean {
-  return (tolerations ?? []).some(
-    (o) =>
-      (o.effect === undefined || o.effect === t.effect) &&
-      (o.key === undefined ? o.operator === 'Exists' : o.key === t.key && (o.operator === 'Exists' || (o.value ?? '') === (t.value ?? ''))),
-  );
-}
-
-/** untolerated lists a node's taints of the given effects that the tolerations do not cover. */
-export function untolerated(node: Node, tolerations: readonly Toleration[] | undefined, effects: readonly TaintEffect[]): Taint[] {
-  return (node.spec.taints ?? []).filter((t) => effects.includes(t.effect) && !tolerates(tolerations, t));
-}
-
-/** taskUsesResources: a task holds its reservation from assignment until it is terminal. */
-export function taskUsesResources(t: Task): boolean {
-  return t.spec.nodeName !== '' && !isTerminal(t.status.state);
-}
-
-/** allocatedOn sums reservations of tasks holding resources, per node. */
-export function allocatedByNode(tasks: Task[]): Map<string, { cpus: number; memoryBytes: number; count: number }> {
-  const m = new Map<string, { cpus: number; memoryBytes: number; count: number }>();
-  for (const t of tasks) {
-    if (!taskUsesResources(t)) continue;
-    const a = m.get(t.spec.nodeName) ?? { cpus: 0, memoryBytes: 0, count: 0 };
-    a.cpus += t.spec.resources.reservations.cpus;
-    a.memoryBytes += t.spec.resources.reservations.memoryBytes;
-    a.count++;
-    m.set(t.spec.nodeName, a);
-  }
-  return m;
-}
-
-/** nodeAttribute reads the value a constraint or preference key names on a node (undefined when the node lacks it). */
-export function nodeAttribute(key: string, node: Node): string | undefined {
-  if (key === 'node.hostname') return node.status.hostname;
-  if (key === 'node.name') return node.metadata.name;
-  if (key === 'node.id') return node.metadata.uid;
-  if (key === 'node.role') return 'worker';
-  if (key === 'node.platform.os') return node.status.platform?.os;
-  if (key === 'node.platform.arch') return node.status.platform?.arch;
-  if (key.startsWith('node.labels.')) return node.metadata.labels[key.slice('node.labels.'.length)];
-  return undefined;
-}
-
-/** matchConstraint evaluates one Swarm-style constraint ("node.labels.zone == a") against a node. */
-export function matchConstraint(expr: string, node: Node): boolean {
-  const m = /^\s*([\w.\-/]+)\s*(==|!=)\s*(.+?)\s*$/.exec(expr);
-  if (!m) return false;
-  const [, key, op, want] = m;
-  const eq = nodeAttribute(key!, node) === want;
-  return op === '==' ? eq : !eq;
-}
-
-export interface Alloc {
-  cpus: number;
-  memoryBytes: number;
-  count: number;
+/**
+ * A Group is the tasks of one pass that ask the same of a node (service,
+ * placement, reservations, fixed ports, volumes): the static filters run once
+ * for the group, per node class, and the feasible nodes wait in a heap
+ * ordered by score.
+ */
+interface Group {
+  sample: Task;
+  need: Need;
+  binpack: boolean;
+  /** The heap path applies: every dynamic check only gets harder within a pass, and the score needs no other service's counts. */
+  fast: boolean;
+  /** 1 while a node passes the static filters and no dynamic check has ruled it out for this group. */
+  member: Uint8Array;
+  /** Nodes that pass the static filters. */
+  members: NodeState[];
+  /** PreferNoSchedule taints the group does not tolerate, per node index. */
+  avoid: Uint8Array;
+  staticCounts: Map<string, number>;
+  staticByClass: Map<string, number>;
+  /** Heap path: nodes ruled out by dynamic checks so far. */
+  dynCounts: Map<string, number>;
+  dynByClass: Map<string, number>;
+  resourceOut: NodeState[];
+  live: number;
+  /** The one spread preference (heap path), with one heap per label value. */
+  pref?: string;
+  heaps: Map<string, TinyQueue<Entry>>;
+  /** Set once a task of the group found no node: later ones fail the same way (Nomad's coalesced failures). */
+  failed?: { reason: string; decision: SchedulingDecision };
 }
 
 /**
- * SpreadPlacer is the scheduler: for each pending task, in order, cheap
- * filters first (node ready, availability, constraints, replicas per node,
- * then resources), every rejection counted under a constant reason; then a
+ * SpreadPlacer is the scheduler. Pending tasks go highest priority first
+ * (oldest first among equals). For each task, cheap filters first (node
+ * ready, availability, taints, constraints, replicas per node, required
+ * (anti-)affinity, fixed host ports, volumes, then cpu and memory), then a
  * ranking of the nodes that pass:
  *
  * 1. spread preferences, outermost first: the label value (a node without the
  *    label is its own group) holding the fewest live tasks of the service;
- * 2. the strategy: spread (default) takes the node with the fewest tasks of
+ * 2. untolerated PreferNoSchedule taints and unmet preferred (anti-)affinity;
+ * 3. the strategy: spread (default) takes the node with the fewest tasks of
  *    the service, then the least allocated; binpack takes the most allocated,
  *    then the one with the most tasks;
- * 3. the node name, so equal inputs give equal plans.
+ * 4. the node name, so equal inputs give equal plans.
  *
- * Each placement updates the snapshot, so one pass never over-commits a node.
+ * Speed comes from not judging every node for every task, with the same
+ * answer a full scan would give: static filters run once per group of
+ * identical tasks and node class; each group keeps its nodes in a heap by
+ * score; a placement only raises a spread score, so a stale heap entry is a
+ * lower bound, re-scored when it reaches the top (binpack scores fall, so a
+ * placement re-queues that node at once). A group whose checks are not
+ * monotone (required affinity, preferred affinity, nested preferences) scans
+ * its nodes per task instead.
  */
 export class SpreadPlacer implements Placer {
-  place(pending: Task[], nodes: Node[], tasks: Task[]): PlacementPlan {
-    const plan: PlacementPlan = { placed: [], unplaced: [] };
-    const alloc = allocatedByNode(tasks);
-    // Live tasks per service per node.
-    const perService = new Map<string, Map<string, number>>();
-    const onNodes = (svc: string) => {
-      let m = perService.get(svc);
-      if (!m) perService.set(svc, (m = new Map()));
-      return m;
-    };
-    const bumpService = (svc: string, node: string) => onNodes(svc).set(node, (onNodes(svc).get(node) ?? 0) + 1);
-    for (const t of tasks) if (taskUsesResources(t)) bumpService(t.spec.serviceName, t.spec.nodeName);
-    const byName = new Map(nodes.map((n) => [n.metadata.name, n]));
-    // Live tasks per node, for preemption.
-    const onNode = new Map<string, Task[]>();
-    for (const t of tasks) if (taskUsesResources(t)) onNode.set(t.spec.nodeName, [...(onNode.get(t.spec.nodeName) ?? []), t]);
-    const victimsTaken = new Set<string>();
+  /** heap: false makes every group scan (the reference the tests compare the heap path with). */
+  constructor(private readonly opts: { heap?: boolean } = {}) {}
 
-    // Higher priority first; equal priorities keep their order (oldest first).
-    const ordered = pending.map((t, i) => ({ t, i })).sort((a, b) => priorityOf(b.t) - priorityOf(a.t) || a.i - b.i).map((x) => x.t);
-    for (const task of ordered) {
-      if (nodes.length === 0) {
-        plan.unplaced.push({ task, reason: REASON_NO_NODES });
-        continue;
-      }
-      const svc = task.spec.serviceName;
-      const mine = onNodes(svc);
-      const need = task.spec.resources.reservations;
-      const counts = new Map<string, number>();
-      let maxFreeCpu = 0;
-      let maxFreeMem = 0;
-      const feasible: Node[] = [];
-      for (const node of nodes) {
-        const a = alloc.get(node.metadata.name);
-        const reason = filterNode(task, node, a, mine, (x) => perService.get(x));
-        if (reason === undefined || reason === REASON_CPU || reason === REASON_MEMORY) {
-          maxFreeCpu = Math.max(maxFreeCpu, node.status.capacity.cpus - (a?.cpus ?? 0));
-          maxFreeMem = Math.max(maxFreeMem, node.status.capacity.memoryBytes - (a?.memoryBytes ?? 0));
-        }
-        if (reason === undefined) feasible.push(node);
-        else counts.set(reason, (counts.get(reason) ?? 0) + 1);
-      }
-      const decision = (ranked: SchedulingDecision['ranked']): SchedulingDecision => ({ evaluated: nodes.length, filtered: Object.fromEntries(counts), feasible: feasible.length, ranked });
-      if (feasible.length === 0) {
-        const parts = [...counts].map(([r, n]) => {
-          if (r === REASON_CPU) return `${n} ${r} (need ${need.cpus}, most free ${round(maxFreeCpu)})`;
-          if (r === REASON_MEMORY) return `${n} ${r} (need ${mib(need.memoryBytes)}, most free ${mib(maxFreeMem)})`;
-          return `${n} ${r}`;
-        });
-        let reason = `0/${nodes.length} nodes available: ${parts.join(', ')}`;
-        if (priorityOf(task) > 0 && (counts.has(REASON_CPU) || counts.has(REASON_MEMORY))) {
-          const p = preempt(task, nodes, onNode, mine, (x) => perService.get(x), victimsTaken);
-          if (p?.wait) reason += `; waiting for preempted task(s) to stop on ${p.node}`;
-          else if (p) {
-            for (const v of p.victims) {
-              victimsTaken.add(v.metadata.name);
-              (plan.preemptions ??= []).push({ victim: v, by: task, node: p.node });
-            }
-            reason += `; preempting ${p.victims.length} lower-priority task(s) on ${p.node}`;
-          }
-        }
-        plan.unplaced.push({ task, reason, decision: decision([]) });
-        continue;
-      }
-      const ranked = rank(task, feasible, alloc, mine, byName, (x) => perService.get(x));
-      const best = byName.get(ranked[0]!.node)!;
-      plan.placed.push({ task, node: best, decision: decision(ranked) });
-      onNode.set(best.metadata.name, [...(onNode.get(best.metadata.name) ?? []), task]);
-      const a = alloc.get(best.metadata.name) ?? { cpus: 0, memoryBytes: 0, count: 0 };
-      a.cpus += need.cpus;
-      a.memoryBytes += need.memoryBytes;
-      a.count++;
-      alloc.set(best.metadata.name, a);
-      bumpService(svc, best.metadata.name);
-    }
-    return plan;
+  place(pending: Task[], nodes: Node[], tasks: Task[]): PlacementPlan {
+    return new Pass(new Snapshot(nodes, tasks), this.opts.heap !== false).run(pending);
   }
 }
 
-/**
- * filterNode is the feasibility chain for one task on one node, cheapest
- * check first; it returns the constant reason the node is ruled out, or
- * undefined when the task fits. `mine` counts the service's live tasks per node.
- */
-export function filterNode(task: Task, node: Node, a: Alloc | undefined, mine: ReadonlyMap<string, number>, counts: ServiceCounts = () => undefined): string | undefined {
-  const pl = task.spec.placement;
-  if (node.status.state !== 'ready') return REASON_NOT_READY;
-  if (node.spec.availability !== 'active') return REASON_UNAVAILABLE;
-  const taint = node.spec.taints?.length ? untolerated(node, pl.tolerations, ['NoSchedule', 'NoExecute'])[0] : undefined;
-  if (taint) return `${REASON_TAINT} (${formatTaint(taint)})`;
-  const failed = pl.constraints.find((c) => !matchConstraint(c, node));
-  if (failed !== undefined) return `${REASON_CONSTRAINT} (${failed.replace(/\s+/g, '')})`;
-  if (pl.maxReplicasPerNode && (mine.get(node.metadata.name) ?? 0) >= pl.maxReplicasPerNode) return `${REASON_MAX_REPLICAS} (${pl.maxReplicasPerNode})`;
-  const here = (svc: string) => (svc === task.spec.serviceName ? mine : counts(svc))?.get(node.metadata.name) ?? 0;
-  const needs = pl.affinity?.find((x) => x.required && here(x.service) === 0);
-  if (needs) return `${REASON_AFFINITY} (no ${needs.service} task here)`;
-  const avoids = pl.antiAffinity?.find((x) => x.required && here(x.service) > 0);
-  if (avoids) return `${REASON_ANTI_AFFINITY} (${avoids.service} runs here)`;
-  const need = task.spec.resources.reservations;
-  if (need.cpus > 0 && node.status.capacity.cpus - (a?.cpus ?? 0) + 1e-9 < need.cpus) return REASON_CPU;
-  if (need.memoryBytes > 0 && node.status.capacity.memoryBytes - (a?.memoryBytes ?? 0) < need.memoryBytes) return REASON_MEMORY;
-  return undefined;
+class Pass {
+  private readonly plan: PlacementPlan = { placed: [], unplaced: [] };
+  private readonly groups = new Map<string, Group>();
+  private readonly binpackGroups: Group[] = [];
+  /** Static verdicts per (constraints, tolerations) and node class. */
+  private readonly staticCache = new Map<string, Map<string, string | null>>();
+  /** Live tasks of a service per value of a preference label: `${service}\0${pref}` → value → count. */
+  private readonly prefCounts = new Map<string, Map<string, number>>();
+  private readonly prefsOf = new Map<string, string[]>();
+  private readonly victimsTaken = new Set<string>();
+
+  constructor(
+    private readonly snap: Snapshot,
+    private readonly heap: boolean,
+  ) {}
+
+  run(pending: Task[]): PlacementPlan {
+    const ordered = pending.map((t, i) => ({ t, i })).sort((a, b) => priorityOf(b.t) - priorityOf(a.t) || a.i - b.i).map((x) => x.t);
+    for (const task of ordered) {
+      if (this.snap.nodes.length === 0) {
+        this.plan.unplaced.push({ task, reason: REASON_NO_NODES });
+        continue;
+      }
+      const g = this.group(task);
+      if (g.failed && priorityOf(task) === 0) {
+        this.plan.unplaced.push({ task, reason: g.failed.reason, decision: g.failed.decision });
+        continue;
+      }
+      const choice = g.fast ? this.chooseHeap(g) : this.chooseScan(g, task);
+      if (!choice) {
+        this.fail(g, task);
+        continue;
+      }
+      this.plan.placed.push({ task, node: choice.best.node, decision: choice.decision });
+      this.commit(choice.best, task);
+    }
+    return this.plan;
+  }
+
+  // ---------------------------------------------------------------- groups
+
+  private group(task: Task): Group {
+    const pl = task.spec.placement;
+    const need = needOf(task);
+    const key = JSON.stringify([task.spec.serviceName, pl.constraints, pl.preferences ?? null, pl.maxReplicasPerNode ?? 0, pl.strategy ?? '', pl.tolerations ?? null, pl.affinity ?? null, pl.antiAffinity ?? null, need]);
+    let g = this.groups.get(key);
+    if (g) return g;
+    const n = this.snap.nodes.length;
+    const fast =
+      this.heap &&
+      (pl.preferences?.length ?? 0) <= 1 &&
+      !pl.affinity?.length &&
+      !(pl.antiAffinity ?? []).some((x) => !x.required);
+    g = {
+      sample: task, need, binpack: pl.strategy === 'binpack', fast,
+      member: new Uint8Array(n), members: [], avoid: new Uint8Array(n),
+      staticCounts: new Map(), staticByClass: new Map(), dynCounts: new Map(), dynByClass: new Map(), resourceOut: [], live: 0,
+      ...(fast && pl.preferences?.length === 1 ? { pref: pl.preferences[0] } : {}),
+      heaps: new Map(),
+    };
+    const identity = hasIdentityConstraint(task);
+    const cacheKey = JSON.stringify([pl.constraints, pl.tolerations ?? null]);
+    let cache = this.staticCache.get(cacheKey);
+    if (!cache) this.staticCache.set(cacheKey, (cache = new Map()));
+    const avoidCache = new Map<string, number>();
+    for (const ns of this.snap.nodes) {
+      let reason: string | undefined;
+      const hit = cache.get(ns.cls.key);
+      if (hit === undefined) cache.set(ns.cls.key, (reason = classReason(task, ns.node)) ?? null);
+      else reason = hit ?? undefined;
+      if (reason === undefined && identity) reason = identityReason(task, ns.node);
+      if (reason !== undefined) {
+        bump(g.staticCounts, reason);
+        bump(g.staticByClass, ns.cls.label);
+        continue;
+      }
+      g.member[ns.idx] = 1;
+      g.members.push(ns);
+      let avoid = avoidCache.get(ns.cls.key);
+      if (avoid === undefined) avoidCache.set(ns.cls.key, (avoid = ns.node.spec.taints?.length ? untolerated(ns.node, pl.tolerations, ['PreferNoSchedule']).length : 0));
+      g.avoid[ns.idx] = avoid;
+    }
+    g.live = g.members.length;
+    if (fast) {
+      for (const ns of g.members) this.heapFor(g, ns).data.push(this.entry(g, ns));
+      // Heapify each queue once, rather than pushing one by one.
+      for (const [v, h] of g.heaps) g.heaps.set(v, new TinyQueue(h.data, compareEntries));
+      if (g.binpack) this.binpackGroups.push(g);
+    }
+    this.groups.set(key, g);
+    return g;
+  }
+
+  private heapFor(g: Group, ns: NodeState): TinyQueue<Entry> {
+    const v = g.pref === undefined ? '' : (nodeAttribute(g.pref, ns.node) ?? '');
+    let h = g.heaps.get(v);
+    if (!h) g.heaps.set(v, (h = new TinyQueue<Entry>([], compareEntries)));
+    return h;
+  }
+
+  private entry(g: Group, ns: NodeState, avoid = g.avoid[ns.idx]!): Entry {
+    const used = usedFraction(ns);
+    return g.binpack
+      ? { ns, version: ns.version, k0: avoid, k1: -used, k2: -ns.count, k3: 0 }
+      : { ns, version: ns.version, k0: avoid, k1: ns.services.get(g.sample.spec.serviceName) ?? 0, k2: used, k3: ns.count };
+  }
+
+  // ---------------------------------------------------------------- heap path
+
+  /** top makes the heap's first entry current and feasible, ruling out (for good, for this group) nodes that no longer fit. */
+  private top(g: Group, h: TinyQueue<Entry>): Entry | undefined {
+    for (;;) {
+      const e = h.peek();
+      if (!e) return undefined;
+      if (!g.member[e.ns.idx]) {
+        h.pop();
+        continue;
+      }
+      if (e.version !== e.ns.version) {
+        h.pop();
+        // Binpack re-queued the node when it changed; spread re-scores it now (its score only rose).
+        if (!g.binpack) h.push(this.entry(g, e.ns));
+        continue;
+      }
+      const reason = dynamicReason(g.sample, e.ns, this.snap, g.need);
+      if (reason === undefined) return e;
+      h.pop();
+      g.member[e.ns.idx] = 0;
+      g.live--;
+      bump(g.dynCounts, reason);
+      bump(g.dynByClass, e.ns.cls.label);
+      if (isResourceReason(reason)) g.resourceOut.push(e.ns);
+    }
+  }
+
+  /** candidates are the heaps a task may take from: all of them, or those of the emptiest preference values that still have a feasible node. */
+  private candidates(g: Group): TinyQueue<Entry>[] {
+    if (g.pref === undefined) {
+      const h = g.heaps.get('');
+      return h && this.top(g, h) ? [h] : [];
+    }
+    const counts = this.prefCount(g.sample.spec.serviceName, g.pref);
+    for (;;) {
+      let min = Infinity;
+      for (const [v, h] of g.heaps) if (h.length) min = Math.min(min, counts.get(v) ?? 0);
+      if (min === Infinity) return [];
+      const tied = [...g.heaps].filter(([v, h]) => h.length && (counts.get(v) ?? 0) === min).map(([, h]) => h);
+      if (tied.every((h) => this.top(g, h))) return tied;
+    }
+  }
+
+  private chooseHeap(g: Group): { best: NodeState; decision: SchedulingDecision } | undefined {
+    const heaps = this.candidates(g);
+    if (heaps.length === 0) return undefined;
+    // The best few across the candidate heaps: take them out, then put them back.
+    const taken: [TinyQueue<Entry>, Entry][] = [];
+    while (taken.length < TOP_RANKED) {
+      let best: [TinyQueue<Entry>, Entry] | undefined;
+      for (const h of heaps) {
+        const e = this.top(g, h);
+        if (e && (!best || compareEntries(e, best[1]) < 0)) best = [h, e];
+      }
+      if (!best) break;
+      best[0].pop();
+      taken.push(best);
+    }
+    for (const [h, e] of taken) h.push(e);
+    const ranked = taken.map(([, e]) => rankedEntry(g, e.ns, usedFraction(e.ns)));
+    return { best: taken[0]![1].ns, decision: this.decision(g, g.dynCounts, g.dynByClass, g.live, ranked) };
+  }
+
+  // ---------------------------------------------------------------- scan path
+
+  private chooseScan(g: Group, task: Task): { best: NodeState; decision: SchedulingDecision } | undefined {
+    const counts = new Map<string, number>();
+    const byClass = new Map<string, number>();
+    let feasible: NodeState[] = [];
+    for (const ns of g.members) {
+      const reason = dynamicReason(task, ns, this.snap, g.need);
+      if (reason === undefined) feasible.push(ns);
+      else {
+        bump(counts, reason);
+        bump(byClass, ns.cls.label);
+      }
+    }
+    if (feasible.length === 0) {
+      g.resourceOut = g.members.filter((ns) => isResourceReason(dynamicReason(task, ns, this.snap, g.need)));
+      g.dynCounts = counts;
+      g.dynByClass = byClass;
+      return undefined;
+    }
+    const total = feasible.length;
+    const pl = task.spec.placement;
+    const svc = task.spec.serviceName;
+    // Spread preferences narrow the candidates to the emptiest group, level by level.
+    for (const pref of pl.preferences ?? []) {
+      const groupCount = this.prefCount(svc, pref);
+      let min = Infinity;
+      for (const ns of feasible) min = Math.min(min, groupCount.get(nodeAttribute(pref, ns.node) ?? '') ?? 0);
+      feasible = feasible.filter((ns) => (groupCount.get(nodeAttribute(pref, ns.node) ?? '') ?? 0) === min);
+    }
+    const top: Entry[] = [];
+    for (const ns of feasible) {
+      // Preferred (anti-)affinity: each unmet preference counts against the node, as an untolerated PreferNoSchedule taint does.
+      let avoid = g.avoid[ns.idx]!;
+      for (const x of pl.affinity ?? []) if (!x.required && (ns.services.get(x.service) ?? 0) === 0) avoid++;
+      for (const x of pl.antiAffinity ?? []) if (!x.required && (ns.services.get(x.service) ?? 0) > 0) avoid++;
+      const e = this.entry(g, ns, avoid);
+      // Keep only the best few: a partial selection, not a full sort of thousands of nodes.
+      let i = top.length;
+      while (i > 0 && compareEntries(e, top[i - 1]!) < 0) i--;
+      if (i < TOP_RANKED) {
+        top.splice(i, 0, e);
+        if (top.length > TOP_RANKED) top.pop();
+      }
+    }
+    const ranked = top.map((e) => rankedEntry(g, e.ns, usedFraction(e.ns)));
+    return { best: top[0]!.ns, decision: this.decision(g, counts, byClass, total, ranked) };
+  }
+
+  // ---------------------------------------------------------------- outcomes
+
+  private decision(g: Group, dyn: Map<string, number>, dynByClass: Map<string, number>, feasible: number, ranked: SchedulingDecision['ranked']): SchedulingDecision {
+    const filtered = Object.fromEntries(merge(g.staticCounts, dyn));
+    const classes = [...merge(g.staticByClass, dynByClass)].sort((a, b) => b[1] - a[1]).slice(0, TOP_CLASSES);
+    return { evaluated: this.snap.nodes.length, filtered, feasible, ranked, ...(classes.length ? { classFiltered: Object.fromEntries(classes) } : {}) };
+  }
+
+  private fail(g: Group, task: Task): void {
+    const counts = merge(g.staticCounts, g.dynCounts);
+    // Most common reason first, as the issue's example and kube-scheduler's message read.
+    const sorted = [...counts].sort(([ra, a], [rb, b]) => b - a || (ra < rb ? -1 : ra > rb ? 1 : 0));
+    let maxCpu = 0;
+    let maxMem = 0;
+    for (const ns of g.resourceOut) {
+      maxCpu = Math.max(maxCpu, ns.cpuCap - ns.cpu);
+      maxMem = Math.max(maxMem, ns.memCap - ns.mem);
+    }
+    const parts = sorted.map(([r, n]) => {
+      if (r === REASON_CPU) return `${n} ${r} (need ${formatMilli(g.need.cpu)}, most free ${formatMilli(maxCpu)})`;
+      if (r === REASON_MEMORY) return `${n} ${r} (need ${formatBytes(g.need.mem)}, most free ${formatBytes(maxMem)})`;
+      return `${n} ${r}`;
+    });
+    let reason = `0/${this.snap.nodes.length} nodes available: ${parts.join(', ')}`;
+    const decision = this.decision(g, g.dynCounts, g.dynByClass, 0, []);
+    if (priorityOf(task) > 0 && (counts.has(REASON_CPU) || counts.has(REASON_MEMORY))) {
+      const p = preempt(task, this.snap, g.need, this.victimsTaken);
+      if (p?.wait) reason += `; waiting for preempted task(s) to stop on ${p.node}`;
+      else if (p) {
+        for (const v of p.victims) {
+          this.victimsTaken.add(v.metadata.name);
+          (this.plan.preemptions ??= []).push({ victim: v, by: task, node: p.node });
+        }
+        reason += `; preempting ${p.victims.length} lower-priority task(s) on ${p.node}`;
+      }
+    }
+    if (g.fast || !task.spec.placement.affinity?.some((x) => x.required)) g.failed = { reason, decision };
+    this.plan.unplaced.push({ task, reason, decision });
+  }
+
+  private commit(ns: NodeState, task: Task): void {
+    this.snap.add(ns, task);
+    const svc = task.spec.serviceName;
+    for (const pref of this.prefsOf.get(svc) ?? []) {
+      const m = this.prefCounts.get(`${svc}\0${pref}`)!;
+      const v = nodeAttribute(pref, ns.node) ?? '';
+      m.set(v, (m.get(v) ?? 0) + 1);
+    }
+    // A binpack score falls as a node fills: queue the node again with its new score.
+    for (const g of this.binpackGroups) if (g.member[ns.idx]) this.heapFor(g, ns).push(this.entry(g, ns));
+  }
+
+  /** prefCount: the service's live tasks per value of a preference label, over every node. */
+  private prefCount(svc: string, pref: string): Map<string, number> {
+    const key = `${svc}\0${pref}`;
+    let m = this.prefCounts.get(key);
+    if (m) return m;
+    m = new Map();
+    for (const ns of this.snap.nodes) {
+      const n = ns.services.get(svc) ?? 0;
+      if (!n) continue;
+      const v = nodeAttribute(pref, ns.node) ?? '';
+      m.set(v, (m.get(v) ?? 0) + n);
+    }
+    this.prefCounts.set(key, m);
+    this.prefsOf.set(svc, [...(this.prefsOf.get(svc) ?? []), pref]);
+    return m;
+  }
 }
 
-/** servicePerNode counts a service's live tasks per node, as filterNode wants them. */
-export function servicePerNode(tasks: Task[], service: string): Map<string, number> {
-  const m = new Map<string, number>();
-  for (const t of tasks) if (t.spec.serviceName === service && taskUsesResources(t)) m.set(t.spec.nodeName, (m.get(t.spec.nodeName) ?? 0) + 1);
-  return m;
+function rankedEntry(g: Group, ns: NodeState, used: number): SchedulingDecision['ranked'][number] {
+  const keys: Record<string, number> = g.binpack ? { used: round(used), tasks: ns.count } : { sameService: ns.services.get(g.sample.spec.serviceName) ?? 0, used: round(used), tasks: ns.count };
+  return { node: ns.name, keys };
+}
+
+/** usedFraction is how full a node is: the larger of its cpu and memory reservation shares. */
+function usedFraction(ns: NodeState): number {
+  return Math.max(ns.cpuCap > 0 ? ns.cpu / ns.cpuCap : 0, ns.memCap > 0 ? ns.mem / ns.memCap : 0);
+}
+
+/** hypothetical is a node as it would be with only `keep` running: what preemption asks the filters about. */
+function hypothetical(ns: NodeState, keep: readonly Task[]): NodeState {
+  const h: NodeState = { ...ns, cpu: 0, mem: 0, count: 0, services: new Map(), ports: new Set(), tasks: [] };
+  for (const t of keep) occupy(h, t);
+  return h;
 }
 
 /**
@@ -267,113 +463,44 @@ export function servicePerNode(tasks: Task[], service: string): Map<string, numb
  * victims. When tasks already stopping on a node would make room, it waits
  * for them instead of choosing more victims.
  */
-function preempt(
-  task: Task,
-  nodes: Node[],
-  onNode: Map<string, Task[]>,
-  mine: ReadonlyMap<string, number>,
-  counts: ServiceCounts,
-  taken: ReadonlySet<string>,
-): { node: string; victims: Task[]; wait?: boolean } | undefined {
+function preempt(task: Task, snap: Snapshot, need: Need, taken: ReadonlySet<string>): { node: string; victims: Task[]; wait?: boolean } | undefined {
   const prio = priorityOf(task);
-  const sum = (ts: Task[]): Alloc => ts.reduce((a, t) => ({ cpus: a.cpus + t.spec.resources.reservations.cpus, memoryBytes: a.memoryBytes + t.spec.resources.reservations.memoryBytes, count: a.count + 1 }), { cpus: 0, memoryBytes: 0, count: 0 });
+  const fits = (ns: NodeState, keep: readonly Task[]) => filterNode(task, hypothetical(ns, keep), snap, need) === undefined;
   let best: { node: string; victims: Task[]; key: [number, number] } | undefined;
-  for (const node of nodes) {
-    const here = onNode.get(node.metadata.name) ?? [];
+  for (const ns of snap.nodes) {
+    const here = ns.tasks;
     // Already leaving: told to stop (by an earlier preemption or anything else), or chosen in this pass.
     const staying = here.filter((t) => t.spec.desiredState === 'running' && !taken.has(t.metadata.name));
-    if (staying.length < here.length && filterNode(task, node, sum(staying), mine, counts) === undefined) return { node: node.metadata.name, victims: [], wait: true };
+    if (staying.length < here.length && fits(ns, staying)) return { node: ns.name, victims: [], wait: true };
     const lower = staying.filter((t) => priorityOf(t) < prio);
     if (lower.length === 0) continue;
     const keep = staying.filter((t) => priorityOf(t) >= prio);
-    if (filterNode(task, node, sum(keep), mine, counts) !== undefined) continue;
+    if (!fits(ns, keep)) continue;
     // Reprieve the most important victims first while the task still fits.
     const victims: Task[] = [];
     for (const v of [...lower].sort((a, b) => priorityOf(b) - priorityOf(a))) {
-      if (filterNode(task, node, sum([...keep, v]), mine, counts) === undefined) keep.push(v);
+      if (fits(ns, [...keep, v])) keep.push(v);
       else victims.push(v);
     }
     if (victims.length === 0) continue;
     const key: [number, number] = [Math.max(...victims.map(priorityOf)), victims.length];
-    if (!best || key[0] < best.key[0] || (key[0] === best.key[0] && (key[1] < best.key[1] || (key[1] === best.key[1] && node.metadata.name < best.node)))) {
-      best = { node: node.metadata.name, victims, key };
+    if (!best || key[0] < best.key[0] || (key[0] === best.key[0] && (key[1] < best.key[1] || (key[1] === best.key[1] && ns.name < best.node)))) {
+      best = { node: ns.name, victims, key };
     }
   }
   return best && { node: best.node, victims: best.victims };
 }
 
-/** usedFraction is how full a node is: the larger of its cpu and memory reservation shares. */
-function usedFraction(node: Node, a: Alloc | undefined): number {
-  if (!a) return 0;
-  const c = node.status.capacity;
-  return Math.max(c.cpus > 0 ? a.cpus / c.cpus : 0, c.memoryBytes > 0 ? a.memoryBytes / c.memoryBytes : 0);
+function bump(m: Map<string, number>, k: string, n = 1): void {
+  m.set(k, (m.get(k) ?? 0) + n);
 }
 
-/** TOP_RANKED is how many ranked nodes a decision keeps, as Nomad's AllocMetric keeps its top scores. */
-const TOP_RANKED = 5;
-
-/** rank orders the feasible nodes best first and returns the top ones with the keys that ordered them. */
-function rank(task: Task, feasible: Node[], alloc: Map<string, Alloc>, mine: Map<string, number>, byName: Map<string, Node>, counts: ServiceCounts): SchedulingDecision['ranked'] {
-  const pl = task.spec.placement;
-  let candidates = feasible;
-  // Spread preferences narrow the candidates to the emptiest group, level by level.
-  for (const pref of pl.preferences ?? []) {
-    const groupCount = new Map<string, number>();
-    for (const [node, n] of mine) {
-      const nd = byName.get(node);
-      if (!nd) continue;
-      const v = nodeAttribute(pref, nd) ?? '';
-      groupCount.set(v, (groupCount.get(v) ?? 0) + n);
-    }
-    let min = Infinity;
-    for (const nd of candidates) min = Math.min(min, groupCount.get(nodeAttribute(pref, nd) ?? '') ?? 0);
-    candidates = candidates.filter((nd) => (groupCount.get(nodeAttribute(pref, nd) ?? '') ?? 0) === min);
-  }
-  const binpack = pl.strategy === 'binpack';
-  const keyed = candidates.map((nd) => {
-    const a = alloc.get(nd.metadata.name);
-    const used = usedFraction(nd, a);
-    // PreferNoSchedule: a node with such a taint the task does not tolerate comes last, whatever the strategy.
-    let avoid = nd.spec.taints?.length ? untolerated(nd, pl.tolerations, ['PreferNoSchedule']).length : 0;
-    // Preferred (anti-)affinity: each unmet preference counts against the node.
-    const here = (svc: string) => (svc === task.spec.serviceName ? mine : counts(svc))?.get(nd.metadata.name) ?? 0;
-    for (const x of pl.affinity ?? []) if (!x.required && here(x.service) === 0) avoid++;
-    for (const x of pl.antiAffinity ?? []) if (!x.required && here(x.service) > 0) avoid++;
-    const key = binpack ? [avoid, -used, -(a?.count ?? 0)] : [avoid, mine.get(nd.metadata.name) ?? 0, used, a?.count ?? 0];
-    return { nd, key, used, count: a?.count ?? 0 };
-  });
-  // Keep only the best few: a partial selection, not a full sort of thousands of nodes.
-  const top: typeof keyed = [];
-  for (const k of keyed) {
-    let i = top.length;
-    while (i > 0 && (less(k.key, top[i - 1]!.key) || (equal(k.key, top[i - 1]!.key) && k.nd.metadata.name < top[i - 1]!.nd.metadata.name))) i--;
-    if (i < TOP_RANKED) {
-      top.splice(i, 0, k);
-      if (top.length > TOP_RANKED) top.pop();
-    }
-  }
-  return top.map((k) => ({
-    node: k.nd.metadata.name,
-    keys: (binpack ? { used: round(k.used), tasks: k.count } : { sameService: mine.get(k.nd.metadata.name) ?? 0, used: round(k.used), tasks: k.count }) as Record<string, number>,
-  }));
-}
-
-function less(a: number[], b: number[]): boolean {
-  for (let i = 0; i < a.length; i++) {
-    if (Math.abs(a[i]! - b[i]!) < 1e-12) continue;
-    return a[i]! < b[i]!;
-  }
-  return false;
-}
-
-function equal(a: number[], b: number[]): boolean {
-  return a.every((x, i) => Math.abs(x - b[i]!) < 1e-12);
+function merge(a: Map<string, number>, b: Map<string, number>): Map<string, number> {
+  const m = new Map(a);
+  for (const [k, n] of b) bump(m, k, n);
+  return m;
 }
 
 function round(n: number): number {
   return Math.round(n * 100) / 100;
-}
-
-function mib(n: number): string {
-  return `${Math.round(n / 1048576)}MiB`;
 }

@@ -14,6 +14,8 @@ export interface Beat {
   engineError?: string;
   /** The interval the agent says it beats at now: NotReady is judged against it. */
   intervalMs: number;
+  /** Named volumes the node reports (sorted), when it reports them. */
+  volumes?: string[];
 }
 
 export class Heartbeats {
@@ -25,11 +27,12 @@ export class Heartbeats {
     this.startedAt = clock.now();
   }
 
-  beat(node: string, engine: { ok: boolean; version: string; error?: string }, intervalMs: number): void {
+  beat(node: string, engine: { ok: boolean; version: string; error?: string }, intervalMs: number, volumes?: string[]): void {
     const prev = this.beats.get(node);
-    this.beats.set(node, { at: this.clock.now(), engineOk: engine.ok, engineVersion: engine.version, engineError: engine.error, intervalMs });
+    const vols = volumes ?? prev?.volumes;
+    this.beats.set(node, { at: this.clock.now(), engineOk: engine.ok, engineVersion: engine.version, engineError: engine.error, intervalMs, ...(vols ? { volumes: vols } : {}) });
     // Wake the lifecycle controller only when something it derives could change.
-    if (!prev || prev.engineOk !== engine.ok) for (const l of this.listeners) l(node);
+    if (!prev || prev.engineOk !== engine.ok || String(prev.volumes) !== String(vols)) for (const l of this.listeners) l(node);
   }
 
   get size(): number {

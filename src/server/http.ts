@@ -20,7 +20,7 @@ import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, recordEvent, TASKS_BY_NODE
 import { applyStack, previewPlacement, removeStack } from './apply.js';
 import { GoneError, type WatchCache } from './watchCache.js';
 import { stableStringify, type AnyObject } from './registry.js';
-import { allocatedByNode, filterNode, formatTaint, parseTaint, servicePerNode, SpreadPlacer } from '../scheduler/placement.js';
+import { filterNode, formatTaint, parseTaint, Snapshot, SpreadPlacer } from '../scheduler/placement.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -276,19 +276,14 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     if (!allNodes) return { task: name, decision: task.status.scheduling ?? null };
     // Re-run the filters now, against the current caches, for every node.
     const tasks = [...caches[taskKind.plural]!.objects.values()] as unknown as Task[];
-    const others = tasks.filter((t) => t.metadata.name !== name);
-    const alloc = allocatedByNode(others);
-    const mine = servicePerNode(others, task.spec.serviceName);
-    // Other services' tasks per node, counted once per service the task's (anti-)affinity names.
-    const counted = new Map<string, Map<string, number>>();
-    const perService = (svc: string) => counted.get(svc) ?? counted.set(svc, servicePerNode(others, svc)).get(svc);
     const nodes = ([...nodeCache(caches).objects.values()] as unknown as Node[]).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+    const snap = new Snapshot(nodes, tasks.filter((t) => t.metadata.name !== name));
     return {
       task: name,
       decision: task.status.scheduling ?? null,
-      nodes: nodes.map((n) => {
-        const reason = filterNode(task, n, alloc.get(n.metadata.name), mine, perService);
-        return { node: n.metadata.name, fits: reason === undefined, ...(reason ? { reason } : {}) };
+      nodes: snap.nodes.map((ns) => {
+        const reason = filterNode(task, ns, snap);
+        return { node: ns.name, fits: reason === undefined, ...(reason ? { reason } : {}) };
       }),
     };
   });
@@ -382,10 +377,11 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const name = (req.params as { name: string }).name;
     ownNode(req, name);
     if (!nodeCache(caches).objects.has(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `node "${name}" is not registered; register again`);
-    const b = req.body as { engine?: { ok: boolean; version: string; error?: string }; intervalMs?: number };
+    const b = req.body as { engine?: { ok: boolean; version: string; error?: string }; intervalMs?: number; volumes?: unknown };
     const next = beatInterval(undefined);
+    const volumes = Array.isArray(b?.volumes) && b.volumes.every((v) => typeof v === 'string') ? [...(b.volumes as string[])].sort() : undefined;
     // Judged against the interval the agent beats at now; it learns `next` from this answer.
-    ctx.heartbeats.beat(name, b?.engine ?? { ok: true, version: '' }, typeof b?.intervalMs === 'number' && b.intervalMs > 0 ? b.intervalMs : next);
+    ctx.heartbeats.beat(name, b?.engine ?? { ok: true, version: '' }, typeof b?.intervalMs === 'number' && b.intervalMs > 0 ? b.intervalMs : next, volumes);
     return { heartbeatIntervalMs: next };
   });
 

@@ -13,6 +13,7 @@ import { isAbsolute } from 'node:path';
 import type { ContainerSpec, ResourceSpec } from '../../api/types.js';
 import {
   DriverError,
+  volumeLabels,
   type Driver,
   type DriverEvent,
   type DriverTaskState,
@@ -391,12 +392,18 @@ export class DockerDriver implements Driver {
     }
   }
 
+  async volumes(labels: Record<string, string>): Promise<string[]> {
+    try {
+      const r = await this.docker.listVolumes({ filters: JSON.stringify({ label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) }) });
+      return (r.Volumes ?? []).map((v) => v.Name).sort();
+    } catch (err) {
+      throw this.toDriverError(err);
+    }
+  }
+
   /** ensureVolumes creates named volumes before the container, so they carry the cluster/node labels (Docker would create them bare). */
   private async ensureVolumes(config: TaskConfig): Promise<void> {
-    const labels: Record<string, string> = {};
-    for (const [k, v] of Object.entries(config.labels)) {
-      if (/(^|\.)(cluster|node)([._-]?[a-z]*)?$/i.test(k)) labels[k] = v;
-    }
+    const labels = volumeLabels(config.labels);
     for (const m of config.spec.mounts) {
       if (m.type !== 'volume' || !m.source) continue;
       try {

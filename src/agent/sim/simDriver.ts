@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Driver, DriverEvent, EngineInfo, ExitResult, ListedTask, TaskConfig, TaskHandle, TaskInspect, TaskStats } from '../driver.js';
-import { DriverError } from '../driver.js';
+import { DriverError, volumeLabels } from '../driver.js';
 
 export interface SimOptions {
   /** How long a start takes. */
@@ -46,6 +46,8 @@ interface Subscription {
 /** SimEngine is the shared book of simulated containers: the stand-in for one dockerd. */
 export class SimEngine {
   readonly containers = new Map<string, SimContainer>();
+  /** Named volumes, with the labels of the task that made each (one engine's volume names are unique, as Docker's are). */
+  readonly volumes = new Map<string, Record<string, string>>();
   readonly subscriptions = new Set<Subscription>();
 
   emit(e: DriverEvent): void {
@@ -93,6 +95,9 @@ export class SimDriver implements Driver {
       c = { handle: { driver: 'sim', version: 1, id: randomUUID().replace(/-/g, ''), name }, labels: { ...config.labels }, state: 'created', waiters: [] };
       this.engine.containers.set(name, c);
     }
+    // One engine stands in for many nodes' engines: a volume is one per name and owner (cluster and node labels).
+    const owner = volumeLabels(config.labels);
+    for (const m of config.spec.mounts) if (m.type === 'volume' && m.source) this.engine.volumes.set(`${JSON.stringify(owner)}\0${m.source}`, owner);
     if (this.o.startLatencyMs > 0) await new Promise((r) => setTimeout(r, this.o.startLatencyMs));
     if (!this.engine.containers.has(name)) throw new DriverError(`container ${name} was removed while starting`, 'conflict');
     c.state = 'running';
@@ -148,6 +153,10 @@ export class SimDriver implements Driver {
   async stats(handle: TaskHandle): Promise<TaskStats> {
     const c = this.engine.containers.get(handle.name);
     return { cpuPercent: c?.state === 'running' ? 0.1 : 0, memoryBytes: c?.state === 'running' ? 4 * 1024 * 1024 : 0, memoryLimitBytes: 0, time: new Date().toISOString() };
+  }
+
+  async volumes(labels: Record<string, string>): Promise<string[]> {
+    return [...this.engine.volumes].filter(([, l]) => matches(l, labels)).map(([key]) => key.slice(key.indexOf('\0') + 1)).sort();
   }
 
   async list(labels: Record<string, string>): Promise<ListedTask[]> {

@@ -107,6 +107,7 @@ export class NodeLifecycleController implements Controller {
       allocated: { cpus: Math.round(alloc.cpus * 1000) / 1000, memoryBytes: alloc.memoryBytes },
       taskCount: alloc.count,
       engineVersion: beat?.engineVersion ?? node.status.engineVersion,
+      ...(beat?.volumes ? { volumes: beat.volumes } : {}),
       timestamp: state !== node.status.state ? new Date(now).toISOString() : node.status.timestamp,
       ...(state !== node.status.state && beat ? { lastHeartbeat: new Date(beat.at).toISOString() } : {}),
     };

@@ -24,11 +24,11 @@ import { createHash } from 'node:crypto';
 import { backoffDelay } from '../../base/backoff.js';
 import { isTaskReady, isTerminal, type Service, type ServiceStatus, type Task, type TaskSpec } from '../../api/types.js';
 import { stableStringify } from '../registry.js';
-import { formatTaint, matchConstraint, tolerates, untolerated } from '../../scheduler/placement.js';
+import { formatTaint, GLOBAL_TASK_LABEL, matchConstraint, tolerates, untolerated } from '../../scheduler/filters.js';
 import type { Node, Taint } from '../../api/types.js';
 
 /** GLOBAL_NODE_LABEL marks the node a global service's task belongs to (its slot). */
-export const GLOBAL_NODE_LABEL = 'baton.global.node';
+export const GLOBAL_NODE_LABEL = GLOBAL_TASK_LABEL;
 
 export const TASK_HISTORY_LIMIT = 5;
 
