@@ -35,6 +35,8 @@ interface Subscriber {
   matches: (o: AnyObject) => boolean;
   onEvents: (events: CacheEvent[], revision: number) => void;
   onError: (err: Error) => void;
+  /** The field selector term this subscriber is filed under, when it has one (see `triggers`). */
+  trigger?: [field: string, value: string];
 }
 
 export class WatchCache {
@@ -43,7 +45,17 @@ export class WatchCache {
   private oldestRevision = 0;
   private _revision = 0;
   private watch?: Watch;
+  /** Every subscriber. */
   private subs = new Set<Subscriber>();
+  /** Subscribers without a field selector: each event is offered to all of them. */
+  private broad = new Set<Subscriber>();
+  /**
+   * Subscribers with a field selector, filed by its first term (Kubernetes'
+   * indexed watch triggers): a change to one node's task is offered to that
+   * node's watcher only, so fan-out costs what it delivers, not the number
+   * of watchers (5,000 agents watching their own tasks).
+   */
+  private triggers = new Map<string, Map<string, Set<Subscriber>>>();
   private listeners = new Set<(e: CacheEvent) => void>();
   private stopped = false;
   private indexes = new Map<string, { fn: (o: AnyObject) => string | undefined; map: Map<string, Set<string>> }>();
@@ -81,7 +93,51 @@ export class WatchCache {
     this.stopped = true;
     this.watch?.close();
     for (const s of this.subs) s.onError(new Error('server shutting down'));
+    this.clearSubs();
+  }
+
+  private addSub(sub: Subscriber): void {
+    this.subs.add(sub);
+    if (!sub.trigger) return void this.broad.add(sub);
+    const [field, value] = sub.trigger;
+    let byValue = this.triggers.get(field);
+    if (!byValue) this.triggers.set(field, (byValue = new Map()));
+    let set = byValue.get(value);
+    if (!set) byValue.set(value, (set = new Set()));
+    set.add(sub);
+  }
+
+  private removeSub(sub: Subscriber): void {
+    this.subs.delete(sub);
+    this.broad.delete(sub);
+    if (!sub.trigger) return;
+    const byValue = this.triggers.get(sub.trigger[0]);
+    const set = byValue?.get(sub.trigger[1]);
+    set?.delete(sub);
+    if (set && set.size === 0) byValue!.delete(sub.trigger[1]);
+  }
+
+  private clearSubs(): void {
     this.subs.clear();
+    this.broad.clear();
+    this.triggers.clear();
+  }
+
+  /** interested lists the subscribers an event could matter to: the broad ones, and those filed under the old or new object's field values. */
+  private interested(events: CacheEvent[]): Set<Subscriber> {
+    if (this.triggers.size === 0) return this.broad;
+    const out = new Set(this.broad);
+    for (const [field, byValue] of this.triggers) {
+      const get = this.kind.fields[field]!;
+      for (const e of events) {
+        for (const o of [e.object, e.prev]) {
+          if (!o) continue;
+          const set = byValue.get(get(o) ?? '');
+          if (set) for (const s of set) out.add(s);
+        }
+      }
+    }
+    return out;
   }
 
   /**
@@ -155,12 +211,13 @@ export class WatchCache {
     onError: Subscriber['onError'],
   ): () => void {
     if (afterRevision < this.oldestRevision) throw new GoneError(afterRevision, this.oldestRevision);
-    const sub: Subscriber = { after: afterRevision, matches: this.matcher(filter, labels), onEvents, onError };
+    const first = Object.entries(filter ?? {})[0];
+    const sub: Subscriber = { after: afterRevision, matches: this.matcher(filter, labels), onEvents, onError, ...(first ? { trigger: first } : {}) };
     const backlog = this.history.filter((e) => e.revision > afterRevision);
     const out = this.project(sub, backlog);
     if (out.length) onEvents(out, this._revision);
-    this.subs.add(sub);
-    return () => this.subs.delete(sub);
+    this.addSub(sub);
+    return () => this.removeSub(sub);
   }
 
   private matcher(filter?: FieldFilter, labels?: Record<string, string>): (o: AnyObject) => boolean {
@@ -211,13 +268,14 @@ export class WatchCache {
     }
     this.setRevision(batch.revision);
     for (const e of events) for (const l of this.listeners) l(e);
-    for (const sub of this.subs) {
+    // A progress notice (a bookmark) goes to everyone; events only to those they could concern.
+    for (const sub of batch.progress ? this.subs : this.interested(events)) {
       const out = this.project(sub, events);
       if (out.length || batch.progress) {
         try {
           sub.onEvents(out, batch.revision);
         } catch (err) {
-          this.subs.delete(sub);
+          this.removeSub(sub);
           sub.onError(err as Error);
         }
       }
@@ -233,7 +291,7 @@ export class WatchCache {
     if (this.stopped) return;
     // Our own store watch broke: every subscriber must relist, and so do we.
     for (const s of this.subs) s.onError(err instanceof StoreCompactedError ? new GoneError(err.requested, err.compactRevision) : err);
-    this.subs.clear();
+    this.clearSubs();
     const before = new Map(this.objects);
     this.start()
       .then(() => {
