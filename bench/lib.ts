@@ -218,7 +218,7 @@ export interface BatonChild {
  * until its stdout has matched every `ready` pattern; it rejects with the
  * output when the process exits first. stderr is kept as a tail for errors.
  */
-export async function spawnBaton(args: string[], o: { env: Record<string, string>; ready: RegExp[]; what: string; nodeArgs?: string[] }): Promise<BatonChild> {
+export async function spawnBaton(args: string[], o: { env: Record<string, string>; ready: RegExp[]; what: string; nodeArgs?: string[]; timeoutMs?: number }): Promise<BatonChild> {
   log(`starting ${o.what}: node ${[...(o.nodeArgs ?? []), BATON_BIN, ...args].join(' ')}`);
   const child = spawn(process.execPath, [...(o.nodeArgs ?? []), BATON_BIN, ...args], { cwd: fileURLToPath(new URL('../..', import.meta.url)), env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let tail = '';
@@ -230,8 +230,8 @@ export async function spawnBaton(args: string[], o: { env: Record<string, string
     let out = '';
     const timer = setTimeout(() => {
       child.kill('SIGTERM'); // by its PID; it never came up
-      reject(new Error(`${o.what} was not up within 60 s; stdout:\n${out}\nstderr:\n${tail}`));
-    }, 60_000);
+      reject(new Error(`${o.what} was not up within ${(o.timeoutMs ?? 60_000) / 1000} s; stdout:\n${out}\nstderr:\n${tail}`));
+    }, o.timeoutMs ?? 60_000);
     const done = (f: () => void) => {
       clearTimeout(timer);
       f();

@@ -4,12 +4,27 @@
  * preferences and reservations onto clusters of 100, 1,000, 5,000 and
  * 10,000 nodes, and prints placements per second against the issue's goal
  * (20,000/s at 5,000 nodes) and kube-scheduler's and Nomad's published
- * anchors. The end-to-end half (through the API, the store and sim agents)
- * is not written yet.
+ * anchors.
+ *
+ * The end-to-end half runs a real `baton server` (SQLite store) and `baton
+ * sim` processes hosting `--e2e-nodes` simulated nodes (real agents: join,
+ * mutual TLS, heartbeats, watches, status reports), applies services totalling
+ * `--e2e-replicas` replicas through the API, and prints the time until all
+ * run, where that time went (API and service controller creating tasks, the
+ * scheduler assigning them, agents starting them), CPU seconds per process,
+ * and the server's peak RSS.
  *
  *   npm run bench:scheduler -- [--tasks 100000] [--nodes 100,1000,5000,10000]
+ *                              [--e2e-nodes 5000] [--e2e-replicas 100000] [--no-e2e]
  */
 import { parseArgs } from 'node:util';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { ApiClient } from '../src/api/client.js';
+import { tlsTransport, withTransport } from '../src/api/tls.js';
+import { cpuMs, log, median, now, Sampler, sleep, spawnBaton } from './lib.js';
 import { defaultContainerSpec, type Node, type Task } from '../src/api/types.js';
 import { SpreadPlacer } from '../src/scheduler/placement.js';
 import { newTaskSpec, specHash, taskIdentity } from '../src/server/controllers/serviceReconciler.js';
@@ -19,6 +34,11 @@ const { values } = parseArgs({
   options: {
     tasks: { type: 'string', default: '100000' },
     nodes: { type: 'string', default: '100,1000,5000,10000' },
+    'e2e-nodes': { type: 'string', default: '5000' },
+    'e2e-replicas': { type: 'string', default: '100000' },
+    'e2e-sims': { type: 'string', default: '2' },
+    'no-e2e': { type: 'boolean', default: false },
+    'no-pure': { type: 'boolean', default: false },
   },
 });
 const TASKS = Number(values.tasks);
@@ -26,17 +46,17 @@ const SIZES = values.nodes!.split(',').map(Number);
 if (!(TASKS > 0) || SIZES.some((n) => !(n > 0))) throw new Error('--tasks and --nodes must be positive');
 
 const ZONES = ['a', 'b', 'c', 'd'];
-const now = new Date().toISOString();
+const nowIso = new Date().toISOString();
 
 function mkNode(i: number): Node {
   return {
     apiVersion: 'baton/v1',
     kind: 'Node',
-    metadata: { name: `n${i}`, uid: `uid-${i}`, resourceVersion: '1', generation: 1, labels: { zone: ZONES[i % ZONES.length]!, disk: i % 3 === 0 ? 'ssd' : 'hdd' }, ownerRefs: [], creationTimestamp: now },
+    metadata: { name: `n${i}`, uid: `uid-${i}`, resourceVersion: '1', generation: 1, labels: { zone: ZONES[i % ZONES.length]!, disk: i % 3 === 0 ? 'ssd' : 'hdd' }, ownerRefs: [], creationTimestamp: nowIso },
     spec: { availability: 'active' },
     status: {
       state: 'ready', message: '', address: '127.0.0.1', hostname: `n${i}`, capacity: { cpus: 64, memoryBytes: 256 * 1024 ** 3 }, allocated: { cpus: 0, memoryBytes: 0 },
-      taskCount: 0, agentVersion: '0.1.0', engineVersion: 'sim', portRange: [20000, 29999], timestamp: now,
+      taskCount: 0, agentVersion: '0.1.0', engineVersion: 'sim', portRange: [20000, 29999], timestamp: nowIso,
     },
   };
 }
@@ -46,7 +66,7 @@ function services(): Service[] {
   return Array.from({ length: 10 }, (_, i) => ({
     apiVersion: 'baton/v1',
     kind: 'Service',
-    metadata: { name: `bench_s${i}`, uid: `svc-${i}`, resourceVersion: '1', generation: 1, labels: {}, ownerRefs: [], creationTimestamp: now },
+    metadata: { name: `bench_s${i}`, uid: `svc-${i}`, resourceVersion: '1', generation: 1, labels: {}, ownerRefs: [], creationTimestamp: nowIso },
     spec: {
       stack: 'bench', shortName: `s${i}`, mode: 'replicated', replicas: 0,
       container: defaultContainerSpec('demo:1'), ports: [], expose: [],
@@ -69,15 +89,15 @@ function pendingTasks(n: number): Task[] {
     return {
       apiVersion: 'baton/v1',
       kind: 'Task',
-      metadata: { ...id, resourceVersion: '1', generation: 1, labels: {}, ownerRefs: [], creationTimestamp: now },
+      metadata: { ...id, resourceVersion: '1', generation: 1, labels: {}, ownerRefs: [], creationTimestamp: nowIso },
       spec: newTaskSpec(svc, slot, hash),
-      status: { state: 'pending', message: '', ports: [], restartCount: 0, timestamp: now },
+      status: { state: 'pending', message: '', ports: [], restartCount: 0, timestamp: nowIso },
     } as Task;
   });
 }
 
 const rows: string[][] = [['nodes', 'tasks placed', 'pending', 'seconds', 'placements/s', 'goal']];
-for (const size of SIZES) {
+for (const size of values['no-pure'] ? [] : SIZES) {
   const nodes = Array.from({ length: size }, (_, i) => mkNode(i));
   const all = pendingTasks(TASKS);
   // One pass over every pending task against one snapshot: what the scheduler controller does after an apply.
@@ -90,5 +110,124 @@ for (const size of SIZES) {
 }
 const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
 process.stdout.write(`\n# bench:scheduler, pure placer: one pass places ${TASKS} pending tasks from 10 services (constraints, zone spread, reservations)\n`);
-for (const r of rows) process.stdout.write(r.map((cell, c) => cell.padEnd(w[c]!)).join('  ') + '\n');
-process.stdout.write('anchors: kube-scheduler SchedulingBasic 270 pods/s at 5,000 nodes; Nomad C1M 3,750/s (5 servers), C2M ~1,500/s\n');
+if (!values['no-pure']) {
+  for (const r of rows) process.stdout.write(r.map((cell, c) => cell.padEnd(w[c]!)).join('  ') + '\n');
+  process.stdout.write('anchors: kube-scheduler SchedulingBasic 270 pods/s at 5,000 nodes; Nomad C1M 3,750/s (5 servers), C2M ~1,500/s\n');
+}
+if (!values['no-e2e']) await endToEnd(Number(values['e2e-nodes']), Number(values['e2e-replicas']), Number(values['e2e-sims']));
+
+// ---------------------------------------------------------------- end to end
+
+async function endToEnd(nodeCount: number, replicas: number, sims: number): Promise<void> {
+  if (!(nodeCount > 0 && replicas > 0 && sims > 0)) throw new Error('--e2e-nodes, --e2e-replicas and --e2e-sims must be positive');
+  const dir = mkdtempSync(join(tmpdir(), 'baton-bench-sched-'));
+  const children: ChildProcess[] = [];
+  // Thousands of agents hold thousands of connections: raise the open-file limit of the processes we start (prlimit, by their PID).
+  const nofile = (pid: number | undefined) => pid && spawnSync('prlimit', [`--nofile=200000:200000`, `--pid=${pid}`]);
+  try {
+    const server = await spawnBaton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
+      env: { BATON_HOME: dir },
+      ready: [/baton server listening on (https:\/\/\S+)/, /join token: (BATON-\S+)/],
+      what: 'baton server',
+      // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir /tmp/prof" profiles the server.
+      nodeArgs: (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    });
+    children.push(server.child);
+    nofile(server.child.pid);
+    const [url, token] = server.matches as [string, string];
+    const tls = tlsTransport({ caPem: readFileSync(join(dir, 'server', 'server', 'ca.crt'), 'utf8') });
+    const api = new ApiClient(withTransport({ server: url, token: readFileSync(join(dir, 'server', 'server', 'admin.token'), 'utf8').trim() }, tls));
+
+    // Simulated nodes: `sims` processes, each its own zone, 64 cpus and 256 GiB per node.
+    const per = Math.ceil(nodeCount / sims);
+    const tJoin = now();
+    for (let z = 0; z < sims; z++) {
+      const n = Math.min(per, nodeCount - z * per);
+      const sim = await spawnBaton(
+        ['sim', '--join', url, '--token', token, '--nodes', String(n), '--cpus', '64', '--memory', '256g', '--label', `zone=${ZONES[z % ZONES.length]}`, '--start-latency', '200ms', '--name-prefix', `${ZONES[z % ZONES.length]}${z}-`, '--data-dir', join(dir, `sim${z}`), '--concurrency', '64'],
+        { env: { BATON_HOME: dir }, ready: [/sim: (\d+)\/\d+ simulated nodes up/], what: `baton sim (${n} nodes)`, timeoutMs: 600_000, nodeArgs: (process.env.BENCH_SIM_NODE_ARGS ?? '').split(' ').filter(Boolean) },
+      );
+      children.push(sim.child);
+      nofile(sim.child.pid);
+    }
+    await until('every node Ready', 600_000, async () => (await api.nodes()).items.filter((x) => x.status.state === 'ready').length >= nodeCount);
+    const joinS = (now() - tJoin) / 1000;
+    log(`${nodeCount} simulated nodes Ready in ${joinS.toFixed(1)} s`);
+
+    const serverSampler = new Sampler(server.child.pid!, 500);
+    serverSampler.start();
+    const cpu0 = children.map((c) => cpuMs(c.pid!) ?? 0);
+    // Simulated nodes carry a zone label only: the constrained services ask for a zone instead of a disk.
+    const svcs = services().map((svc, i) => ({
+      name: svc.metadata.name,
+      labels: {},
+      spec: { ...svc.spec, replicas: Math.floor(replicas / 10) + (i < replicas % 10 ? 1 : 0), placement: { ...svc.spec.placement, constraints: svc.spec.placement.constraints.length ? ['node.labels.zone != z'] : [] } },
+    }));
+    const t0 = now();
+    await api.apply('bench', { services: svcs, prune: false, dryRun: false });
+    const applyMs = now() - t0;
+    let last = -1;
+    let tLast = now();
+    const deadline = Number(process.env.BENCH_E2E_DEADLINE_S ?? 1800) * 1000;
+    await until(`${replicas} replicas running`, deadline, async () => {
+      const running = (await api.services()).items.filter((x) => x.spec.stack === 'bench').reduce((n, x) => n + (x.status.running ?? 0), 0);
+      if (running !== last) {
+        last = running;
+        tLast = now();
+        log(`  ${running}/${replicas} running after ${((now() - t0) / 1000).toFixed(1)} s`);
+      }
+      if (now() - tLast > 120_000) throw new Error(`stuck at ${running}/${replicas} running for 2 minutes`);
+      return running >= replicas;
+    }, 1000);
+    const totalS = (now() - t0) / 1000;
+    serverSampler.stop();
+    const cpu = children.map((c, i) => ((cpuMs(c.pid!) ?? 0) - cpu0[i]!) / 1000);
+
+    // Where the time went, from one service's task timestamps (created → assigned → running).
+    const sample = (await api.tasks({ fieldSelector: { 'spec.serviceName': svcs[0]!.name } })).items;
+    const at = (iso: string | undefined) => (iso ? Date.parse(iso) : NaN);
+    const wall0 = Date.now() - (now() - t0);
+    const created = sample.map((t) => at(t.metadata.creationTimestamp) - wall0);
+    const assigned = sample.map((t) => at(t.status.scheduling?.at) - at(t.metadata.creationTimestamp));
+    const started = sample.map((t) => at(t.status.startedAt) - at(t.status.scheduling?.at));
+    const pct = (xs: number[], p: number) => {
+      const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+      return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
+    };
+    const f = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+    const rate = replicas / totalS;
+    process.stdout.write(`\n# bench:scheduler, end to end: ${replicas} replicas of 10 services on ${nodeCount} simulated nodes (${sims} baton sim processes), SQLite store\n`);
+    process.stdout.write(`nodes joined and Ready: ${joinS.toFixed(1)} s\n`);
+    process.stdout.write(`apply → all running: ${totalS.toFixed(1)} s = ${rate.toFixed(0)} tasks/s (goal >= 1500/s: ${rate >= 1500 ? 'PASS' : 'FAIL'}; stretch 3750/s: ${rate >= 3750 ? 'PASS' : 'no'})\n`);
+    process.stdout.write(`where the time went (service ${svcs[0]!.name}, ${sample.length} tasks):\n`);
+    process.stdout.write(`  API apply call: ${f(applyMs)}\n`);
+    process.stdout.write(`  task created (service controller → store), after apply began: median ${f(median(created.filter(Number.isFinite)))}, last ${f(Math.max(...created.filter(Number.isFinite)))}\n`);
+    process.stdout.write(`  created → assigned (scheduler → store): median ${f(pct(assigned, 50))}, p99 ${f(pct(assigned, 99))}\n`);
+    process.stdout.write(`  assigned → started (watch → agent → sim start 200 ms): median ${f(pct(started, 50))}, p99 ${f(pct(started, 99))}\n`);
+    process.stdout.write(`  CPU seconds during the run: server ${cpu[0]!.toFixed(1)}, sim processes ${cpu.slice(1).map((c) => c.toFixed(1)).join(' + ')}\n`);
+    process.stdout.write(`server peak RSS during the run: ${(serverSampler.peakKiB / 1024).toFixed(0)} MiB\n`);
+    process.stdout.write('anchors: Nomad C1M 3,750/s with 5 servers, C2M ~1,500/s; kube-scheduler 270 pods/s at 5,000 nodes\n');
+    await tls.close();
+  } finally {
+    for (const c of children.reverse()) await stopChild(c);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function until(what: string, timeoutMs: number, check: () => Promise<boolean>, everyMs = 2000): Promise<void> {
+  const deadline = now() + timeoutMs;
+  while (!(await check())) {
+    if (now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+    await sleep(everyMs);
+  }
+}
+
+/** stopChild stops a process this bench started, by its PID: SIGTERM, then SIGKILL after 30 s. */
+async function stopChild(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null || c.pid === undefined) return;
+  const exited = new Promise<void>((r) => c.once('exit', () => r()));
+  process.kill(c.pid, 'SIGTERM');
+  const t = setTimeout(() => c.pid && c.exitCode === null && process.kill(c.pid, 'SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(t);
+}

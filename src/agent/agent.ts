@@ -476,12 +476,12 @@ export class Agent {
       restartCount: local.restartCount,
       ...(local.handle ? { containerId: local.handle.id, handle: JSON.stringify(local.handle) } : {}),
       ...(prev.startedAt ? { startedAt: prev.startedAt } : {}),
-      // The scheduler's decision belongs to the server; carry it along unchanged.
-      ...(task.status.scheduling ? { scheduling: task.status.scheduling } : {}),
+      // (The scheduler's decision belongs to the server, which keeps it: never echoed back.)
       ...extra,
       timestamp: prev.state === state ? prev.timestamp : new Date(this.clock.now()).toISOString(),
     };
-    const same = (a: TaskStatus | undefined) => a && stableStringify({ ...a, timestamp: 0 }) === stableStringify({ ...status, timestamp: 0 });
+    const mine = stableStringify({ ...status, timestamp: 0 });
+    const same = (a: TaskStatus | undefined) => a && stableStringify({ ...a, timestamp: 0, scheduling: undefined, pendingReason: undefined }) === mine;
     if (same(local.status) || (same(task.status) && !this.pendingStatus.has(task.metadata.name))) {
       local.status = status;
       return;

@@ -175,6 +175,8 @@ export class Registry {
   async updateStatus(
     kind: KindInfo,
     items: { name: string; uid?: string; statusVersion?: string; status: unknown }[],
+    /** Fields of the current status the writer does not own: kept when the new status leaves them out. */
+    keep: readonly string[] = [],
   ): Promise<({ ok: true; object: AnyObject } | { ok: false; error: BatonError })[]> {
     const results: ({ ok: true; object: AnyObject } | { ok: false; error: BatonError })[] = new Array(items.length);
     let pending = items.map((item, index) => ({ item, index }));
@@ -201,7 +203,14 @@ export class Registry {
             results[index] = { ok: false, error: new BatonError('BATON_ERR_CONFLICT', `status of ${kind.kind.toLowerCase()} "${item.name}" is at version ${sv}, not ${item.statusVersion}`) };
             continue;
           }
-          const obj: AnyObject = { ...current, metadata: { ...current.metadata, statusVersion: String(Number(sv) + 1) }, status: item.status };
+          let status = item.status;
+          if (keep.length && status && typeof status === 'object') {
+            const cur = (current.status ?? {}) as Record<string, unknown>;
+            const next = { ...(status as Record<string, unknown>) };
+            for (const k of keep) if (next[k] === undefined && cur[k] !== undefined) next[k] = cur[k];
+            status = next;
+          }
+          const obj: AnyObject = { ...current, metadata: { ...current.metadata, statusVersion: String(Number(sv) + 1) }, status };
           const { compare, op } = this.updateOp(kind, current, obj);
           compares.push(compare);
           ops.push(op);

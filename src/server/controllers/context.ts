@@ -35,6 +35,12 @@ export interface Timings {
   nodeCertTtlMs: number;
   /** A join nonce is good for this long, once. */
   joinNonceTtlMs: number;
+  /**
+   * Counts that only report (a service's running/ready tasks, a node's
+   * allocation) are refreshed at most this often: thousands of task starts
+   * become a few status writes, not one each.
+   */
+  statusBatchMs: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
@@ -50,6 +56,7 @@ export const DEFAULT_TIMINGS: Timings = {
   maxHeartbeatsPerSecond: 50,
   nodeCertTtlMs: 90 * 24 * 3600 * 1000,
   joinNonceTtlMs: 60_000,
+  statusBatchMs: 250,
 };
 
 /** heartbeatInterval is the interval the server asks of each agent: the base, stretched so that all nodes together send at most maxHeartbeatsPerSecond. */

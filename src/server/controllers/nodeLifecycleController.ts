@@ -11,7 +11,7 @@
 import { WorkQueue } from '../../base/workqueue.js';
 import { nodeKind } from '../../api/kinds.js';
 import type { Node, NodeState, NodeStatus, Task } from '../../api/types.js';
-import { allocatedByNode } from '../../scheduler/placement.js';
+import { allocatedByNode, taskUsesResources } from '../../scheduler/filters.js';
 import { stableStringify } from '../registry.js';
 import { heartbeatInterval, indexTasks, recordEvent, TASKS_BY_NODE, type Controller, type ControllerContext } from './context.js';
 
@@ -35,11 +35,15 @@ export class NodeLifecycleController implements Controller {
     this.unsubs.push(
       this.ctx.nodes.onDidChange((e) => e.type !== 'DELETED' && this.queue.add(e.object.metadata.name)),
       this.ctx.heartbeats.onDidChange((n) => this.queue.add(n)),
+      // A node's allocation and task count only report: refreshed in batches as tasks come and go.
       this.ctx.tasks.onDidChange((e) => {
         const t = e.object as Task;
         const p = e.prev as Task | undefined;
-        if (t.spec.nodeName) this.queue.add(t.spec.nodeName);
-        if (p?.spec.nodeName && p.spec.nodeName !== t.spec.nodeName) this.queue.add(p.spec.nodeName);
+        const holds = (x: Task | undefined) => (x && e.type !== 'DELETED' ? taskUsesResources(x) : false);
+        const was = p ? taskUsesResources(p) : false;
+        if (was === holds(t) && p?.spec.nodeName === t.spec.nodeName) return;
+        if (t.spec.nodeName) this.queue.addAfter(t.spec.nodeName, this.ctx.timings.statusBatchMs);
+        if (p?.spec.nodeName && p.spec.nodeName !== t.spec.nodeName) this.queue.addAfter(p.spec.nodeName, this.ctx.timings.statusBatchMs);
       }),
     );
     this.tick();

@@ -8,6 +8,7 @@
 import { WorkQueue } from '../../base/workqueue.js';
 import { serviceKind, taskKind } from '../../api/kinds.js';
 import type { Node, Service, Taint, Task } from '../../api/types.js';
+import { isTaskReady, isTerminal } from '../../api/types.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
 import { stableStringify, type AnyObject } from '../registry.js';
 import { GLOBAL_NODE_LABEL, reconcileService, type DrainState } from './serviceReconciler.js';
@@ -30,8 +31,19 @@ export class ServiceController implements Controller {
 
   start(): void {
     this.unsubs.push(
-      this.ctx.services.onDidChange((e) => this.queue.add(e.object.metadata.name)),
-      this.ctx.tasks.onDidChange((e) => this.queue.add((e.object as Task).spec.serviceName)),
+      // A service's own status write changes nothing it acts on.
+      this.ctx.services.onDidChange((e) => {
+        if (e.type === 'MODIFIED' && e.prev && e.prev.metadata.generation === e.object.metadata.generation && stableStringify(e.prev.metadata.labels) === stableStringify(e.object.metadata.labels)) return;
+        this.queue.add(e.object.metadata.name);
+      }),
+      this.ctx.tasks.onDidChange((e) => {
+        const t = e.object as Task;
+        const p = e.prev as Task | undefined;
+        const act = e.type !== 'MODIFIED' || !p || taskPhase(p) !== taskPhase(t);
+        // A task that starts or gets ready only changes the service's counts (and the next step of an update): batched.
+        if (act) this.queue.add(t.spec.serviceName);
+        else if (isTaskReady(p) !== isTaskReady(t) || (p.status.state === 'running') !== (t.status.state === 'running')) this.queue.addAfter(t.spec.serviceName, this.ctx.timings.statusBatchMs);
+      }),
       // A node that starts or stops draining (or is paused) changes what its services must do.
       this.ctx.nodes.onDidChange((e) => {
         const now = e.object as Node;
@@ -155,4 +167,9 @@ export class ServiceController implements Controller {
     }
     if (plan.requeueAfterMs !== undefined) this.queue.addAfter(name, plan.requeueAfterMs);
   }
+}
+
+/** taskPhase is what the service reconciler acts on at once: where the task is wanted, whether it ended, and where it runs. */
+function taskPhase(t: Task): string {
+  return `${t.spec.desiredState}|${isTerminal(t.status.state) ? t.status.state : ''}|${t.spec.nodeName}|${t.spec.specHash}`;
 }
