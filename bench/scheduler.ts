@@ -141,7 +141,8 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
     // Simulated nodes: `sims` processes, each its own zone, 64 cpus and 256 GiB per node.
     const per = Math.ceil(nodeCount / sims);
     const tJoin = now();
-    for (let z = 0; z < sims; z++) {
+    // The sim processes join at the same time.
+    await Promise.all(Array.from({ length: sims }, async (_, z) => {
       const n = Math.min(per, nodeCount - z * per);
       const sim = await spawnBaton(
         ['sim', '--join', url, '--token', token, '--nodes', String(n), '--cpus', '64', '--memory', '256g', '--label', `zone=${ZONES[z % ZONES.length]}`, '--start-latency', '200ms', '--name-prefix', `${ZONES[z % ZONES.length]}${z}-`, '--data-dir', join(dir, `sim${z}`), '--concurrency', '64'],
@@ -149,7 +150,7 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
       );
       children.push(sim.child);
       nofile(sim.child.pid);
-    }
+    }));
     await until('every node Ready', 600_000, async () => (await api.nodes()).items.filter((x) => x.status.state === 'ready').length >= nodeCount);
     const joinS = (now() - tJoin) / 1000;
     log(`${nodeCount} simulated nodes Ready in ${joinS.toFixed(1)} s`);

@@ -235,7 +235,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       const name = (req.params as { name: string }).name;
       if (req.role === 'agent') ownTasks(req, [name]);
       const body = req.body as { metadata?: { uid?: string; statusVersion?: string }; status: unknown };
-      const [r] = await ctx.registry.updateStatus(kind, [{ name, uid: body?.metadata?.uid, statusVersion: body?.metadata?.statusVersion, status: body?.status }], serverOwned(kind));
+      const [r] = await ctx.registry.updateStatus(kind, [{ name, uid: body?.metadata?.uid, statusVersion: body?.metadata?.statusVersion, status: body?.status }], serverOwned(kind), (n) => cache.objects.get(n));
       if (!r!.ok) throw r!.error;
       return r!.object;
     });
@@ -244,7 +244,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       const body = req.body as { items: { name: string; uid?: string; statusVersion?: string; status: unknown }[] };
       if (!Array.isArray(body?.items)) throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {items: [{name, uid, status}]}');
       if (req.role === 'agent') ownTasks(req, body.items.map((i) => i.name));
-      const results = await ctx.registry.updateStatus(kind, body.items, serverOwned(kind));
+      const results = await ctx.registry.updateStatus(kind, body.items, serverOwned(kind), (n) => cache.objects.get(n));
       return {
         items: results.map((r, i) => (r.ok ? { name: body.items[i]!.name, ok: true, resourceVersion: r.object.metadata.resourceVersion } : { name: body.items[i]!.name, ok: false, error: r.error.toJSON().error })),
       };

@@ -177,6 +177,8 @@ export class Registry {
     items: { name: string; uid?: string; statusVersion?: string; status: unknown }[],
     /** Fields of the current status the writer does not own: kept when the new status leaves them out. */
     keep: readonly string[] = [],
+    /** Where to read current objects on the first try (a watch cache); a stale read fails its CAS and the retry reads the store. */
+    cached?: (name: string) => AnyObject | undefined,
   ): Promise<({ ok: true; object: AnyObject } | { ok: false; error: BatonError })[]> {
     const results: ({ ok: true; object: AnyObject } | { ok: false; error: BatonError })[] = new Array(items.length);
     let pending = items.map((item, index) => ({ item, index }));
@@ -189,7 +191,7 @@ export class Registry {
         const written: { index: number; obj: AnyObject; entry: (typeof pending)[number] }[] = [];
         for (const entry of chunk) {
           const { item, index } = entry;
-          const current = await this.get(kind, item.name);
+          const current = (attempt === 0 ? cached?.(item.name) : undefined) ?? (await this.get(kind, item.name));
           if (!current) {
             results[index] = { ok: false, error: new BatonError('BATON_ERR_NOT_FOUND', `${kind.kind.toLowerCase()} "${item.name}" not found`) };
             continue;

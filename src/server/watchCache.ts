@@ -58,6 +58,7 @@ export class WatchCache {
   private triggers = new Map<string, Map<string, Set<Subscriber>>>();
   private listeners = new Set<(e: CacheEvent) => void>();
   private stopped = false;
+  private revisionWaiters: { rev: number; resolve: () => void }[] = [];
   private indexes = new Map<string, { fn: (o: AnyObject) => string | undefined; map: Map<string, Set<string>> }>();
 
   constructor(
@@ -259,8 +260,9 @@ export class WatchCache {
       }
     }
     if (events.length) {
-      this.history.push(...events);
-      if (this.history.length > this.windowSize) {
+      for (const e of events) this.history.push(e);
+      // Trimmed in steps (at twice the window, back to the window): each event is copied O(1) times, not once per batch.
+      if (this.history.length > 2 * this.windowSize) {
         const drop = this.history.length - this.windowSize;
         this.oldestRevision = this.history[drop - 1]!.revision;
         this.history = this.history.slice(drop);
@@ -285,6 +287,29 @@ export class WatchCache {
   private setRevision(rev: number): void {
     if (rev < this._revision) return;
     this._revision = rev;
+    if (this.revisionWaiters.length === 0) return;
+    const due = this.revisionWaiters.filter((w) => w.rev <= rev);
+    this.revisionWaiters = this.revisionWaiters.filter((w) => w.rev > rev);
+    for (const w of due) w.resolve();
+  }
+
+  /**
+   * caughtUp resolves once the cache reflects store revision `rev` (a
+   * controller's own writes), or after `timeoutMs`: a controller that wrote
+   * in steps reads its own writes before planning the next step.
+   */
+  caughtUp(rev: number, timeoutMs = 5000): Promise<void> {
+    if (this._revision >= rev || this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(done, timeoutMs);
+      t.unref?.();
+      const w = { rev, resolve: done };
+      this.revisionWaiters.push(w);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+    });
   }
 
   private restart(err: Error): void {

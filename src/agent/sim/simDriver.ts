@@ -48,11 +48,81 @@ export class SimEngine {
   readonly containers = new Map<string, SimContainer>();
   /** Named volumes, with the labels of the task that made each (one engine's volume names are unique, as Docker's are). */
   readonly volumes = new Map<string, Record<string, string>>();
-  readonly subscriptions = new Set<Subscription>();
+  /**
+   * Subscriptions filed under one `key=value` of their filter: one engine
+   * serves thousands of simulated nodes, so an event is matched against the
+   * subscriptions of the labels it carries, not against all of them.
+   */
+  private readonly subs = new Map<string, Set<Subscription>>();
+  /** Container names per `key=value` label, for list(). */
+  private readonly byLabel = new Map<string, Set<string>>();
+
+  subscribe(s: Subscription): () => void {
+    const k = filedUnder(s.labels);
+    let set = this.subs.get(k);
+    if (!set) this.subs.set(k, (set = new Set()));
+    set.add(s);
+    return () => {
+      set.delete(s);
+      if (set.size === 0) this.subs.delete(k);
+    };
+  }
 
   emit(e: DriverEvent): void {
-    for (const s of this.subscriptions) if (matches(e.labels, s.labels)) s.onEvent(e);
+    const seen = new Set<Subscription>();
+    for (const k of ['', ...Object.entries(e.labels).map(([key, v]) => `${key}=${v}`)]) {
+      for (const s of this.subs.get(k) ?? []) {
+        if (seen.has(s)) continue;
+        seen.add(s);
+        if (matches(e.labels, s.labels)) s.onEvent(e);
+      }
+    }
   }
+
+  add(name: string, c: SimContainer): void {
+    this.containers.set(name, c);
+    for (const [k, v] of Object.entries(c.labels)) {
+      const key = `${k}=${v}`;
+      let set = this.byLabel.get(key);
+      if (!set) this.byLabel.set(key, (set = new Set()));
+      set.add(name);
+    }
+  }
+
+  remove(name: string): void {
+    const c = this.containers.get(name);
+    if (!c) return;
+    this.containers.delete(name);
+    for (const [k, v] of Object.entries(c.labels)) {
+      const set = this.byLabel.get(`${k}=${v}`);
+      set?.delete(name);
+      if (set?.size === 0) this.byLabel.delete(`${k}=${v}`);
+    }
+  }
+
+  /** select lists the containers whose labels include all of `labels`, starting from the rarest one. */
+  select(labels: Record<string, string>): SimContainer[] {
+    const entries = Object.entries(labels);
+    if (entries.length === 0) return [...this.containers.values()];
+    let smallest: Set<string> | undefined;
+    for (const [k, v] of entries) {
+      const set = this.byLabel.get(`${k}=${v}`);
+      if (!set) return [];
+      if (!smallest || set.size < smallest.size) smallest = set;
+    }
+    const out: SimContainer[] = [];
+    for (const n of smallest!) {
+      const c = this.containers.get(n);
+      if (c && matches(c.labels, labels)) out.push(c);
+    }
+    return out;
+  }
+}
+
+/** filedUnder picks the label a subscription is filed under: its last, the most specific by convention (node after cluster). */
+function filedUnder(labels: Record<string, string>): string {
+  const e = Object.entries(labels).at(-1);
+  return e ? `${e[0]}=${e[1]}` : '';
 }
 
 function matches(have: Record<string, string>, want: Record<string, string>): boolean {
@@ -93,7 +163,7 @@ export class SimDriver implements Driver {
     if (!c) {
       if (this.o.missingImages.has(config.spec.image)) throw new DriverError(`No such image: ${config.spec.image} (simulated)`, 'image_not_found');
       c = { handle: { driver: 'sim', version: 1, id: randomUUID().replace(/-/g, ''), name }, labels: { ...config.labels }, state: 'created', waiters: [] };
-      this.engine.containers.set(name, c);
+      this.engine.add(name, c);
     }
     // One engine stands in for many nodes' engines: a volume is one per name and owner (cluster and node labels).
     const owner = volumeLabels(config.labels);
@@ -140,7 +210,7 @@ export class SimDriver implements Driver {
     const c = this.engine.containers.get(handle.name);
     if (!c) return;
     this.exit(c, 137);
-    this.engine.containers.delete(handle.name);
+    this.engine.remove(handle.name);
     this.engine.emit({ type: 'destroy', handle: c.handle, labels: c.labels });
   }
 
@@ -160,13 +230,11 @@ export class SimDriver implements Driver {
   }
 
   async list(labels: Record<string, string>): Promise<ListedTask[]> {
-    return [...this.engine.containers.values()].filter((c) => matches(c.labels, labels)).map((c) => ({ handle: c.handle, labels: c.labels, state: c.state }));
+    return this.engine.select(labels).map((c) => ({ handle: c.handle, labels: c.labels, state: c.state }));
   }
 
   events(labels: Record<string, string>, onEvent: (e: DriverEvent) => void): () => void {
-    const s = { labels, onEvent };
-    this.engine.subscriptions.add(s);
-    return () => this.engine.subscriptions.delete(s);
+    return this.engine.subscribe({ labels, onEvent });
   }
 
   async close(): Promise<void> {}

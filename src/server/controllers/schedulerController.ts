@@ -7,6 +7,7 @@
  * node or task changes, never by polling.
  */
 import { WorkQueue } from '../../base/workqueue.js';
+import { yieldToEventLoop } from '../../base/yield.js';
 import { taskKind } from '../../api/kinds.js';
 import type { Node, Task } from '../../api/types.js';
 import { isTerminal } from '../../api/types.js';
@@ -16,6 +17,8 @@ import { recordEvent, type Controller, type ControllerContext } from './context.
 import type { AnyObject } from '../registry.js';
 
 const PASS = 'pass';
+/** At most this many pending tasks per pass (highest priority, then oldest, first). */
+const MAX_PER_PASS = 10_000;
 
 export class SchedulerController implements Controller {
   readonly name = 'scheduler';
@@ -57,9 +60,13 @@ export class SchedulerController implements Controller {
     const tasks = [...ctx.tasks.objects.values()] as Task[];
     const pending = tasks.filter((t) => t.spec.nodeName === '' && t.spec.desiredState === 'running' && t.status.state === 'pending');
     if (pending.length === 0) return;
-    pending.sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp) || a.spec.slot - b.spec.slot);
+    pending.sort((a, b) => priorityOf(b) - priorityOf(a) || a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp) || a.spec.slot - b.spec.slot);
+    // A bounded pass: the first placements reach agents while the rest are planned, and the API stays responsive.
+    const more = pending.length > MAX_PER_PASS;
+    if (more) pending.length = MAX_PER_PASS;
     const nodes = [...ctx.nodes.objects.values()] as Node[];
     const plan = this.placer.place(pending, nodes, tasks);
+    let lastRev = 0;
     const now = new Date(ctx.clock.now()).toISOString();
     let conflicts = false;
 
@@ -68,25 +75,50 @@ export class SchedulerController implements Controller {
       const compares: Compare[] = [];
       const ops: Op[] = [];
       for (const { task, node, decision } of chunk) {
-        const next = structuredClone(task);
-        next.spec.nodeName = node.metadata.name;
-        next.metadata.generation++;
-        next.metadata.statusVersion = String(Number(next.metadata.statusVersion ?? '0') + 1);
-        next.status = { ...next.status, state: 'assigned', message: `assigned to ${node.metadata.name}`, timestamp: now, scheduling: { ...decision, at: now } };
-        delete next.status.pendingReason;
+        // A fresh top level over the cached task's unchanged parts: it is encoded, never mutated.
+        const { pendingReason: _, ...status } = task.status;
+        const next: Task = {
+          ...task,
+          metadata: { ...task.metadata, generation: task.metadata.generation + 1, statusVersion: String(Number(task.metadata.statusVersion ?? '0') + 1) },
+          spec: { ...task.spec, nodeName: node.metadata.name },
+          status: { ...status, state: 'assigned', message: `assigned to ${node.metadata.name}`, timestamp: now, scheduling: { ...decision, at: now } },
+        };
         const { compare, op } = ctx.registry.updateOp(taskKind, task, next);
         compares.push(compare);
         ops.push(op);
       }
       const r = await ctx.registry.store.txn(compares, ops);
-      if (!r.succeeded) conflicts = true;
+      lastRev = Math.max(lastRev, r.revision);
+      if (!r.succeeded) {
+        // Some task changed under us (the snapshot was stale for it): write the rest one by one; the next pass re-plans the losers.
+        conflicts = true;
+        for (let k = 0; k < ops.length; k++) lastRev = Math.max(lastRev, (await ctx.registry.store.txn([compares[k]!], [ops[k]!])).revision);
+      }
+      await yieldToEventLoop();
     }
-    for (const { task, reason, decision } of plan.unplaced) {
-      if (task.status.pendingReason === reason) continue;
-      const status = { ...task.status, pendingReason: reason, message: 'pending', timestamp: task.status.timestamp, ...(decision ? { scheduling: { ...decision, at: now } } : {}) };
-      const [r] = await ctx.registry.updateStatus(taskKind, [{ name: task.metadata.name, uid: task.metadata.uid, status }]);
-      if (r && !r.ok) conflicts = true;
-      recordEvent(ctx, { type: 'Warning', reason: 'FailedScheduling', kind: 'Task', name: task.metadata.name, uid: task.metadata.uid, source: 'scheduler', message: reason, service: task.spec.serviceName });
+    // Why the rest wait: written only when the reason changed, in batched txns; one event per service and reason.
+    const waiting = plan.unplaced.filter(({ task, reason }) => task.status.pendingReason !== reason);
+    const results = await ctx.registry.updateStatus(
+      taskKind,
+      waiting.map(({ task, reason, decision }) => ({
+        name: task.metadata.name,
+        uid: task.metadata.uid,
+        status: { ...task.status, pendingReason: reason, message: 'pending', timestamp: task.status.timestamp, ...(decision ? { scheduling: { ...decision, at: now } } : {}) },
+      })),
+    );
+    if (results.some((r) => !r.ok && r.error.code === 'BATON_ERR_CONFLICT')) conflicts = true;
+    const told = new Map<string, Task[]>();
+    for (const { task, reason } of waiting) {
+      const key = `${task.spec.serviceName}\0${reason}`;
+      const list = told.get(key);
+      if (list) list.push(task);
+      else told.set(key, [task]);
+    }
+    for (const [key, ts] of told) {
+      const reason = key.slice(key.indexOf('\0') + 1);
+      const first = ts[0]!;
+      const message = ts.length === 1 ? reason : `${ts.length} tasks of ${first.spec.serviceName} cannot be placed: ${reason}`;
+      recordEvent(ctx, { type: 'Warning', reason: 'FailedScheduling', kind: 'Task', name: first.metadata.name, uid: first.metadata.uid, source: 'scheduler', message, service: first.spec.serviceName });
     }
     // Preemption: victims are told to stop; their services replace them (back to pending), and the
     // preemptor is placed by the pass that follows their release.
@@ -110,7 +142,9 @@ export class SchedulerController implements Controller {
         message: `${victim.metadata.name} (priority ${priorityOf(victim)}) preempted on ${node} for ${by.metadata.name} (priority ${priorityOf(by)})`,
       });
     }
-    // A lost race means our snapshot was stale: the queue retries with fresh caches.
-    if (conflicts) throw new Error('placement raced with another write');
+    // The next pass must see these placements, or it would place the same tasks again.
+    await ctx.tasks.caughtUp(lastRev);
+    // Tasks left over, or whose placement lost a race with another write, get a pass against fresh caches.
+    if (more || conflicts) this.queue.add(PASS);
   }
 }

@@ -6,6 +6,7 @@
  * between plan and write can never duplicate a task.
  */
 import { WorkQueue } from '../../base/workqueue.js';
+import { yieldToEventLoop } from '../../base/yield.js';
 import { serviceKind, taskKind } from '../../api/kinds.js';
 import type { Node, Service, Taint, Task } from '../../api/types.js';
 import { isTaskReady, isTerminal } from '../../api/types.js';
@@ -13,6 +14,9 @@ import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
 import { stableStringify, type AnyObject } from '../registry.js';
 import { GLOBAL_NODE_LABEL, reconcileService, type DrainState } from './serviceReconciler.js';
 import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS_BY_SERVICE, type Controller, type ControllerContext } from './context.js';
+
+/** At most this many tasks are created per reconcile of a service (Kubernetes' burstReplicas). */
+const CREATE_BURST = 5000;
 
 export class ServiceController implements Controller {
   readonly name = 'service';
@@ -97,8 +101,10 @@ export class ServiceController implements Controller {
     const nodes = svc?.spec.mode === 'global' ? ([...ctx.nodes.objects.values()] as unknown as Node[]) : [];
     const plan = reconcileService(svc, tasks, ctx.clock.now(), this.drainState(), nodes);
 
-    // Creates: one txn per 128, each guarded by "absent".
-    const creates = plan.create.map((c) =>
+    // Creates: at most CREATE_BURST per reconcile (the rest on the next, once the cache shows these),
+    // one txn per 128, each guarded by "absent"; the scheduler and agents start on the first while the rest are made.
+    const more = plan.create.length > CREATE_BURST;
+    const creates = plan.create.slice(0, CREATE_BURST).map((c) =>
       ctx.registry.build(taskKind, {
         metadata: {
           name: c.name,
@@ -116,6 +122,7 @@ export class ServiceController implements Controller {
         status: { state: 'pending', message: 'waiting for placement', ports: [], restartCount: 0, timestamp: new Date(ctx.clock.now()).toISOString() },
       }),
     );
+    let lastRev = 0;
     for (let i = 0; i < creates.length; i += MAX_TXN_OPS) {
       const chunk = creates.slice(i, i + MAX_TXN_OPS);
       const compares: Compare[] = [];
@@ -126,6 +133,7 @@ export class ServiceController implements Controller {
         ops.push(c.op);
       }
       const r = await ctx.registry.store.txn(compares, ops);
+      lastRev = Math.max(lastRev, r.revision);
       if (!r.succeeded && chunk.length > 1) {
         // Someone made some of them already (stale cache): create one by one.
         for (const o of chunk) {
@@ -133,6 +141,11 @@ export class ServiceController implements Controller {
           await ctx.registry.store.txn([c.compare], [c.op]);
         }
       }
+      await yieldToEventLoop();
+    }
+    if (more) {
+      await ctx.tasks.caughtUp(lastRev);
+      this.queue.add(name);
     }
     for (const { task, desiredState, reason } of plan.setDesired) {
       await ctx.registry.mutate<Task & AnyObject>(taskKind, task.metadata.name, (cur) => {
