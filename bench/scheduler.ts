@@ -15,7 +15,11 @@
  * and the server's peak RSS.
  *
  *   npm run bench:scheduler -- [--tasks 100000] [--nodes 100,1000,5000,10000]
- *                              [--e2e-nodes 5000] [--e2e-replicas 100000] [--no-e2e]
+ *                              [--e2e-nodes 1000] [--e2e-replicas 20000] [--e2e-sims 2] [--no-e2e] [--no-pure]
+ *
+ * The default end-to-end size is a fifth of the issue's (5,000 nodes, 100,000
+ * replicas), so that the whole bench finishes within 5 minutes; pass those
+ * sizes to run it whole (about 10 minutes, most of it joining the nodes).
  */
 import { parseArgs } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -34,8 +38,10 @@ const { values } = parseArgs({
   options: {
     tasks: { type: 'string', default: '100000' },
     nodes: { type: 'string', default: '100,1000,5000,10000' },
-    'e2e-nodes': { type: 'string', default: '5000' },
-    'e2e-replicas': { type: 'string', default: '100000' },
+    // The issue's size is 5,000 nodes and 100,000 replicas; joining 5,000 nodes alone takes about 4 minutes here,
+    // so the default run (which must finish within 5 minutes) is a fifth of it. --e2e-nodes 5000 --e2e-replicas 100000 runs it whole.
+    'e2e-nodes': { type: 'string', default: '1000' },
+    'e2e-replicas': { type: 'string', default: '20000' },
     'e2e-sims': { type: 'string', default: '2' },
     'no-e2e': { type: 'boolean', default: false },
     'no-pure': { type: 'boolean', default: false },
@@ -171,7 +177,9 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
     let tLast = now();
     const deadline = Number(process.env.BENCH_E2E_DEADLINE_S ?? 1800) * 1000;
     await until(`${replicas} replicas running`, deadline, async () => {
+      const asked = now();
       const running = (await api.services()).items.filter((x) => x.spec.stack === 'bench').reduce((n, x) => n + (x.status.running ?? 0), 0);
+      if (now() - asked > 2000) log(`  (the API took ${((now() - asked) / 1000).toFixed(1)} s to list services)`);
       if (running !== last) {
         last = running;
         tLast = now();
@@ -184,28 +192,29 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
     serverSampler.stop();
     const cpu = children.map((c, i) => ((cpuMs(c.pid!) ?? 0) - cpu0[i]!) / 1000);
 
-    // Where the time went, from one service's task timestamps (created → assigned → running).
-    const sample = (await api.tasks({ fieldSelector: { 'spec.serviceName': svcs[0]!.name } })).items;
+    // Where the time went, from every task's timestamps, relative to the start of the apply call.
+    const sample: Task[] = [];
+    for (const svc of svcs) sample.push(...(await api.tasks({ fieldSelector: { 'spec.serviceName': svc.name } })).items);
     const at = (iso: string | undefined) => (iso ? Date.parse(iso) : NaN);
     const wall0 = Date.now() - (now() - t0);
-    const created = sample.map((t) => at(t.metadata.creationTimestamp) - wall0);
-    const assigned = sample.map((t) => at(t.status.scheduling?.at) - at(t.metadata.creationTimestamp));
-    const started = sample.map((t) => at(t.status.startedAt) - at(t.status.scheduling?.at));
     const pct = (xs: number[], p: number) => {
       const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
       return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
     };
     const f = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+    const row = (what: string, xs: number[]) => process.stdout.write(`  ${what.padEnd(52)} p50 ${f(pct(xs, 50)).padStart(8)}  p90 ${f(pct(xs, 90)).padStart(8)}  last ${f(pct(xs, 100)).padStart(8)}\n`);
     const rate = replicas / totalS;
     process.stdout.write(`\n# bench:scheduler, end to end: ${replicas} replicas of 10 services on ${nodeCount} simulated nodes (${sims} baton sim processes), SQLite store\n`);
     process.stdout.write(`nodes joined and Ready: ${joinS.toFixed(1)} s\n`);
     process.stdout.write(`apply → all running: ${totalS.toFixed(1)} s = ${rate.toFixed(0)} tasks/s (goal >= 1500/s: ${rate >= 1500 ? 'PASS' : 'FAIL'}; stretch 3750/s: ${rate >= 3750 ? 'PASS' : 'no'})\n`);
-    process.stdout.write(`where the time went (service ${svcs[0]!.name}, ${sample.length} tasks):\n`);
-    process.stdout.write(`  API apply call: ${f(applyMs)}\n`);
-    process.stdout.write(`  task created (service controller → store), after apply began: median ${f(median(created.filter(Number.isFinite)))}, last ${f(Math.max(...created.filter(Number.isFinite)))}\n`);
-    process.stdout.write(`  created → assigned (scheduler → store): median ${f(pct(assigned, 50))}, p99 ${f(pct(assigned, 99))}\n`);
-    process.stdout.write(`  assigned → started (watch → agent → sim start 200 ms): median ${f(pct(started, 50))}, p99 ${f(pct(started, 99))}\n`);
-    process.stdout.write(`  CPU seconds during the run: server ${cpu[0]!.toFixed(1)}, sim processes ${cpu.slice(1).map((c) => c.toFixed(1)).join(' + ')}\n`);
+    process.stdout.write(`where the time went (${sample.length} tasks; times since the apply call began; the API call itself took ${f(applyMs)}):\n`);
+    row('created (service controller → store)', sample.map((t) => at(t.metadata.creationTimestamp) - wall0));
+    row('assigned (scheduler → store)', sample.map((t) => at(t.status.scheduling?.at) - wall0));
+    row('started (watch → agent → sim start 200 ms)', sample.map((t) => at(t.status.startedAt) - wall0));
+    row('per task: created → assigned', sample.map((t) => at(t.status.scheduling?.at) - at(t.metadata.creationTimestamp)));
+    row('per task: assigned → started', sample.map((t) => at(t.status.startedAt) - at(t.status.scheduling?.at)));
+    process.stdout.write(`  (after the last start: agents' status reports and the service controller's count: ${f(totalS * 1000 - pct(sample.map((t) => at(t.status.startedAt) - wall0), 100))})\n`);
+    process.stdout.write(`  CPU seconds during the run: server ${cpu[0]!.toFixed(1)}, sim processes ${cpu.slice(1).map((c) => c.toFixed(1)).join(' + ')} (of ${(2 * totalS).toFixed(0)} on 2 cores)\n`);
     process.stdout.write(`server peak RSS during the run: ${(serverSampler.peakKiB / 1024).toFixed(0)} MiB\n`);
     process.stdout.write('anchors: Nomad C1M 3,750/s with 5 servers, C2M ~1,500/s; kube-scheduler 270 pods/s at 5,000 nodes\n');
     await tls.close();

@@ -19,7 +19,7 @@ import { tlsTransport, withTransport, type Transport } from '../src/api/tls.js';
 import { joinCluster, type NodeCredentials } from '../src/agent/join.js';
 import { generateKeyAndCsr, signCsr } from '../src/base/pki.js';
 import { joinProof, parseJoinToken } from '../src/base/joinToken.js';
-import { heartbeatInterval, DEFAULT_TIMINGS } from '../src/server/controllers/context.js';
+import { heartbeatInterval, statusFlushInterval, DEFAULT_TIMINGS } from '../src/server/controllers/context.js';
 
 describe('joining a cluster (real TLS, memory store)', () => {
   let server: BatonServer;
@@ -211,5 +211,13 @@ describe('joining a cluster (real TLS, memory store)', () => {
     expect(heartbeatInterval(t, 1000)).toBe(20_000); // 1000 nodes / 50 per s
     expect(heartbeatInterval(t, 5000)).toBe(100_000);
     expect(heartbeatInterval(t, 10, 5000)).toBe(5000); // an agent may ask for slower
+  });
+
+  it('stretches the agents\' status flush interval with the cluster, from 200 ms to at most 2 s', () => {
+    const t = { ...DEFAULT_TIMINGS };
+    expect(statusFlushInterval(t, 10)).toBe(200);
+    expect(statusFlushInterval(t, 1000)).toBe(400); // 1000 nodes / 2500 posts per s
+    expect(statusFlushInterval(t, 5000)).toBe(2000);
+    expect(statusFlushInterval(t, 50_000)).toBe(2000);
   });
 });

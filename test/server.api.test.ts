@@ -165,6 +165,29 @@ describe('API server (memory store, real HTTP)', () => {
     for (const n of x.nodes) expect(n.fits || /node not ready/.test(n.reason!)).toBe(true);
   });
 
+  it('leaves status-only changes out of a watch that asks (?ignoreStatusUpdates=true), never a spec change', async () => {
+    const mine = (await w1.tasks({ fieldSelector: { 'spec.nodeName': 'w1' } })).items.filter((t) => t.spec.serviceName === 't_a' && t.spec.desiredState === 'running');
+    const rv = (await w1.tasks({ fieldSelector: { 'spec.nodeName': 'w1' } })).metadata.resourceVersion;
+    const collect = (ignoreStatusUpdates: boolean, out: Task[], ac: AbortController) =>
+      (async () => {
+        for await (const ev of w1.watch<Task>(taskKind, { resourceVersion: rv, fieldSelector: { 'spec.nodeName': 'w1' }, ignoreStatusUpdates, signal: ac.signal })) if (ev.type === 'MODIFIED') out.push(ev.object);
+      })().catch(() => {});
+    const ac = new AbortController();
+    const all: Task[] = [];
+    const quiet: Task[] = [];
+    const watching = [collect(false, all, ac), collect(true, quiet, ac)];
+    const t = mine[0]!;
+    await w1.updateStatus(taskKind, [{ name: t.metadata.name, uid: t.metadata.uid, status: { ...t.status, state: 'running', message: 'started' } }]);
+    await until(async () => (all.some((x) => x.metadata.name === t.metadata.name) ? true : undefined));
+    await api.scale('t_a', 0);
+    await until(async () => (quiet.length >= mine.length ? true : undefined));
+    ac.abort();
+    await Promise.all(watching);
+    // The quiet watch heard only the spec changes (told to stop), each with the status as written.
+    expect(quiet.every((x) => x.spec.desiredState === 'shutdown')).toBe(true);
+    expect(quiet.find((x) => x.metadata.name === t.metadata.name)!.status.message).toBe('started');
+  });
+
   it('answers 410 Gone for a watch older than the cache window, 400 for an unknown selector, 404 for unknown objects', async () => {
     const err = await api.get(nodeKind, 'nope').catch((e) => e);
     expect(err.code).toBe('BATON_ERR_NOT_FOUND');

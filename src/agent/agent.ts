@@ -125,6 +125,7 @@ export class Agent {
   private engineVersion = '';
   private engineError?: string;
   private heartbeatMs: number;
+  private flushMs: number;
   private cleaned = false;
 
   constructor(private readonly opts: AgentOptions) {
@@ -132,6 +133,7 @@ export class Agent {
     this.log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'agent' } }, pino.destination(2));
     this.name = opts.name ?? osHostname();
     this.heartbeatMs = opts.heartbeatMs ?? 2000;
+    this.flushMs = opts.statusFlushMs ?? 200;
     this.ports = new PortAllocator(opts.portRange, opts.address, opts.driver.bindsHostPorts !== false);
     this.queue = new WorkQueue((k) => this.reconcile(k), {
       name: 'agent-tasks',
@@ -170,6 +172,8 @@ export class Agent {
     this.startEvents();
     this.informer = new Informer(this.client, taskKind, {
       fieldSelector: { 'spec.nodeName': this.name },
+      // The agent writes its tasks' status itself: only what the server changes (spec, generation) comes back.
+      ignoreStatusUpdates: true,
       onSync: (objs) => {
         for (const name of objs.keys()) this.queue.add(name);
         for (const name of this.locals.keys()) this.queue.add(name);
@@ -293,7 +297,7 @@ export class Agent {
     let failures = 0;
     while (!this.abort.signal.aborted) {
       try {
-        const res = await this.client.call<{ node: { metadata: { uid: string } }; clusterId: string; heartbeatIntervalMs: number }>('POST', '/api/v1/nodes/register', {
+        const res = await this.client.call<{ node: { metadata: { uid: string } }; clusterId: string; heartbeatIntervalMs: number; statusFlushMs?: number }>('POST', '/api/v1/nodes/register', {
           name: this.name,
           address: this.opts.address,
           hostname: osHostname(),
@@ -312,6 +316,7 @@ export class Agent {
         this.nodeUid = res.node.metadata.uid;
         this.clusterId = res.clusterId;
         this.heartbeatMs = res.heartbeatIntervalMs;
+        this.adviseFlush(res.statusFlushMs);
         writeFileSync(this.nodeFile(), JSON.stringify({ name: this.name, uid: this.nodeUid, clusterId: this.clusterId }) + '\n');
         return;
       } catch (e) {
@@ -359,13 +364,14 @@ export class Agent {
       await sleep(this.heartbeatMs, this.abort.signal);
       if (this.abort.signal.aborted) return;
       try {
-        const r = await this.client.call<{ heartbeatIntervalMs?: number }>('POST', `/api/v1/nodes/${encodeURIComponent(this.name)}/heartbeat`, {
+        const r = await this.client.call<{ heartbeatIntervalMs?: number; statusFlushMs?: number }>('POST', `/api/v1/nodes/${encodeURIComponent(this.name)}/heartbeat`, {
           engine: { ok: this.engineOk, version: this.engineVersion, error: this.engineError },
           intervalMs: this.heartbeatMs,
           ...(this.volumes ? { volumes: this.volumes } : {}),
         });
         // The server stretches the interval as the cluster grows (a bounded beat rate).
         if (r.heartbeatIntervalMs && r.heartbeatIntervalMs > 0) this.heartbeatMs = Math.max(this.opts.heartbeatMs ?? 0, r.heartbeatIntervalMs);
+        this.adviseFlush(r.statusFlushMs);
       } catch (e) {
         const err = e as BatonError;
         this.onAuthError(err);
@@ -503,10 +509,14 @@ export class Agent {
     }
   }
 
+  /** adviseFlush takes the server's status flush interval (it grows with the cluster), never below our own setting. */
+  private adviseFlush(ms: number | undefined): void {
+    if (typeof ms === 'number' && ms > 0) this.flushMs = Math.max(this.opts.statusFlushMs ?? 200, ms);
+  }
+
   private async flushLoop(): Promise<void> {
-    const every = this.opts.statusFlushMs ?? 200;
     while (!this.abort.signal.aborted) {
-      await sleep(every, this.abort.signal);
+      await sleep(this.flushMs, this.abort.signal);
       await this.flush().catch((e) => this.log.debug({ err: String(e) }, 'status flush failed; will retry'));
     }
   }

@@ -25,6 +25,8 @@ export interface WatchOptions {
   resourceVersion?: string;
   fieldSelector?: Record<string, string>;
   labelSelector?: Record<string, string>;
+  /** Leave out changes of status alone (same generation and labels). */
+  ignoreStatusUpdates?: boolean;
   signal?: AbortSignal;
 }
 
@@ -138,7 +140,7 @@ export class ApiClient {
   async *watch<T>(kind: KindInfo, o: WatchOptions = {}): AsyncGenerator<WireWatchEvent<T>> {
     const res = await this.raw(
       'GET',
-      `/api/v1/${kind.plural}${qs({ watch: 'true', resourceVersion: o.resourceVersion, fieldSelector: selector(o.fieldSelector), labelSelector: selector(o.labelSelector) })}`,
+      `/api/v1/${kind.plural}${qs({ watch: 'true', resourceVersion: o.resourceVersion, fieldSelector: selector(o.fieldSelector), labelSelector: selector(o.labelSelector), ...(o.ignoreStatusUpdates ? { ignoreStatusUpdates: 'true' } : {}) })}`,
       undefined,
       o.signal ?? new AbortController().signal,
     );

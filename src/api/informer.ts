@@ -14,6 +14,8 @@ import type { KindInfo } from './kinds.js';
 export interface InformerOptions {
   fieldSelector?: Record<string, string>;
   labelSelector?: Record<string, string>;
+  /** Leave out changes that touch only status (the watcher wrote them itself): objects keep the status they were listed with. */
+  ignoreStatusUpdates?: boolean;
   /** Called once per (re)list with the complete set; objects missing from it were deleted. */
   onSync?: (objects: Map<string, any>) => void;
   onEvent: (type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: any) => void;
@@ -60,7 +62,7 @@ export class Informer {
           this.synced = true;
           this.opts.onSync?.(this.objects);
         }
-        for await (const ev of this.client.watch<any>(this.kind, { resourceVersion: rv, fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector, signal: this.abort.signal })) {
+        for await (const ev of this.client.watch<any>(this.kind, { resourceVersion: rv, fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector, ignoreStatusUpdates: this.opts.ignoreStatusUpdates, signal: this.abort.signal })) {
           failures = 0;
           if (ev.type === 'ERROR') {
             if ((ev.object as { code?: number }).code === 410) rv = undefined;

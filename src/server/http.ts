@@ -16,7 +16,7 @@ import type { Role, Tokens } from './auth.js';
 import type { TLSSocket } from 'node:tls';
 import { peerIdentity, type ClusterPki } from './clusterPki.js';
 import type { ControllerContext } from './controllers/context.js';
-import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, recordEvent, TASKS_BY_NODE, indexTasks } from './controllers/context.js';
+import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, statusFlushInterval, recordEvent, TASKS_BY_NODE, indexTasks } from './controllers/context.js';
 import { applyStack, previewPlacement, removeStack } from './apply.js';
 import { GoneError, type WatchCache } from './watchCache.js';
 import { stableStringify, type AnyObject } from './registry.js';
@@ -196,7 +196,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       const fields = parseSelector(q.fieldSelector, 'fieldSelector');
       const labels = parseSelector(q.labelSelector, 'labelSelector');
       if (req.role === 'agent' && fields?.['spec.nodeName'] !== req.node) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} may list only its own tasks (fieldSelector spec.nodeName=${req.node})`);
-      if (q.watch === 'true' || q.watch === '1') return serveWatch(req, reply, kind, cache, Number(q.resourceVersion ?? 0), fields, labels);
+      if (q.watch === 'true' || q.watch === '1') return serveWatch(req, reply, kind, cache, Number(q.resourceVersion ?? 0), fields, labels, q.ignoreStatusUpdates === 'true');
       const r = await listKind(kind, cache, q, fields, labels);
       // Node lists carry the last heartbeat from memory: it is never written per beat.
       return kind === nodeKind ? { ...r, items: (r.items as unknown as Node[]).map(withLastBeat) } : r;
@@ -369,7 +369,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     } else {
       node = (await ctx.registry.mutate<Node & AnyObject>(nodeKind, b.name, (cur) => ({ ...cur, status: status(cur.status) })))!;
     }
-    return { node, clusterId: deps.clusterId, heartbeatIntervalMs: interval, serverVersion: VERSION };
+    return { node, clusterId: deps.clusterId, heartbeatIntervalMs: interval, statusFlushMs: statusFlushInterval(ctx.timings, nodeCache(caches).objects.size), serverVersion: VERSION };
   });
 
   app.post('/api/v1/nodes/:name/heartbeat', async (req) => {
@@ -382,7 +382,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const volumes = Array.isArray(b?.volumes) && b.volumes.every((v) => typeof v === 'string') ? [...(b.volumes as string[])].sort() : undefined;
     // Judged against the interval the agent beats at now; it learns `next` from this answer.
     ctx.heartbeats.beat(name, b?.engine ?? { ok: true, version: '' }, typeof b?.intervalMs === 'number' && b.intervalMs > 0 ? b.intervalMs : next, volumes);
-    return { heartbeatIntervalMs: next };
+    return { heartbeatIntervalMs: next, statusFlushMs: statusFlushInterval(ctx.timings, nodeCache(caches).objects.size) };
   });
 
   app.post('/api/v1/nodes/:name/certificate', async (req) => {
@@ -549,7 +549,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     return reply.type('application/vnd.sqlite3').send(stream);
   });
 
-  function serveWatch(req: FastifyRequest, reply: FastifyReply, kind: KindInfo, cache: WatchCache, rv: number, fields?: Record<string, string>, labels?: Record<string, string>) {
+  function serveWatch(req: FastifyRequest, reply: FastifyReply, kind: KindInfo, cache: WatchCache, rv: number, fields?: Record<string, string>, labels?: Record<string, string>, ignoreStatusUpdates = false) {
     // Validate and subscribe before hijacking, so a bad selector or a stale rv is a normal error reply.
     const lines: string[] = [];
     let raw: import('node:http').ServerResponse | undefined;
@@ -567,7 +567,11 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       fields,
       labels,
       (events, revision) => {
-        for (const e of events) write(JSON.stringify({ type: e.type, object: e.object }) + '\n');
+        for (const e of events) {
+          // ?ignoreStatusUpdates=true: a change of status alone (same generation and labels) is not sent; 5,000 agents need not hear their own reports back.
+          if (ignoreStatusUpdates && e.type === 'MODIFIED' && e.prev && e.prev.metadata.generation === e.object.metadata.generation && stableStringify(e.prev.metadata.labels) === stableStringify(e.object.metadata.labels)) continue;
+          write(JSON.stringify({ type: e.type, object: e.object }) + '\n');
+        }
         last = revision;
       },
       (err) => {

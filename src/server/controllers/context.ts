@@ -41,6 +41,8 @@ export interface Timings {
    * become a few status writes, not one each.
    */
   statusBatchMs: number;
+  /** Status posts per second the server asks of all agents together (it stretches their flush interval); see statusFlushInterval. */
+  maxStatusPostsPerSecond: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
@@ -57,12 +59,23 @@ export const DEFAULT_TIMINGS: Timings = {
   nodeCertTtlMs: 90 * 24 * 3600 * 1000,
   joinNonceTtlMs: 60_000,
   statusBatchMs: 250,
+  maxStatusPostsPerSecond: 2500,
 };
 
 /** heartbeatInterval is the interval the server asks of each agent: the base, stretched so that all nodes together send at most maxHeartbeatsPerSecond. */
 export function heartbeatInterval(t: Timings, nodeCount: number, requestedMs?: number): number {
   const base = Math.max(t.heartbeatIntervalMs, requestedMs ?? 0);
   return Math.max(base, Math.ceil((nodeCount / t.maxHeartbeatsPerSecond) * 1000));
+}
+
+/**
+ * statusFlushInterval is how often an agent sends its buffered task
+ * statuses: 200 ms in a small cluster, stretched so that all agents together
+ * send about `maxStatusPostsPerSecond` requests (each then carries more
+ * statuses in one store txn), at most 2 s.
+ */
+export function statusFlushInterval(t: Timings, nodeCount: number): number {
+  return Math.min(2000, Math.max(200, Math.ceil((nodeCount / t.maxStatusPostsPerSecond) * 1000)));
 }
 
 /** TASKS_BY_SERVICE and TASKS_BY_NODE index the task cache so a reconcile reads its own tasks, not all. */

@@ -7,7 +7,7 @@
  * node or task changes, never by polling.
  */
 import { WorkQueue } from '../../base/workqueue.js';
-import { yieldToEventLoop } from '../../base/yield.js';
+import { timeSlicer } from '../../base/yield.js';
 import { taskKind } from '../../api/kinds.js';
 import type { Node, Task } from '../../api/types.js';
 import { isTerminal } from '../../api/types.js';
@@ -43,9 +43,9 @@ export class SchedulerController implements Controller {
         const t = e.object as Task;
         const prev = e.prev as Task | undefined;
         // A new pending task, or a task that released resources.
-        if ((e.type !== 'DELETED' && t.spec.nodeName === '' && t.spec.desiredState === 'running') || (prev && !isTerminal(prev.status.state) && (e.type === 'DELETED' || isTerminal(t.status.state)))) this.queue.add(PASS);
+        if ((e.type !== 'DELETED' && t.spec.nodeName === '' && t.spec.desiredState === 'running') || (prev && !isTerminal(prev.status.state) && (e.type === 'DELETED' || isTerminal(t.status.state)))) this.trigger();
       }),
-      this.ctx.nodes.onDidChange(() => this.queue.add(PASS)),
+      this.ctx.nodes.onDidChange(() => this.trigger()),
     );
     this.queue.add(PASS);
   }
@@ -55,11 +55,38 @@ export class SchedulerController implements Controller {
     this.queue.stop();
   }
 
+  /**
+   * trigger asks for a pass, but no sooner than one pass's length after the
+   * last one ended: a pass costs time in proportion to the cluster, so while
+   * tasks pour in (100,000 created 128 at a time) each pass takes all that
+   * arrived meanwhile, and placement never takes more than half the CPU.
+   */
+  private trigger(): void {
+    const wait = this.notBefore - this.ctx.clock.now();
+    if (wait > 0) this.queue.addAfter(PASS, wait);
+    else this.queue.add(PASS);
+  }
+
+  private notBefore = 0;
+
   async pass(): Promise<void> {
+    const began = this.ctx.clock.now();
+    let again = false;
+    try {
+      again = await this.passOnce();
+    } finally {
+      const end = this.ctx.clock.now();
+      this.notBefore = end + Math.min(end - began, 1000);
+    }
+    if (again) this.trigger();
+  }
+
+  /** passOnce places what it can; true when it should run again (tasks left over, or placements that lost a race). */
+  private async passOnce(): Promise<boolean> {
     const { ctx } = this;
     const tasks = [...ctx.tasks.objects.values()] as Task[];
     const pending = tasks.filter((t) => t.spec.nodeName === '' && t.spec.desiredState === 'running' && t.status.state === 'pending');
-    if (pending.length === 0) return;
+    if (pending.length === 0) return false;
     pending.sort((a, b) => priorityOf(b) - priorityOf(a) || a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp) || a.spec.slot - b.spec.slot);
     // A bounded pass: the first placements reach agents while the rest are planned, and the API stays responsive.
     const more = pending.length > MAX_PER_PASS;
@@ -67,6 +94,7 @@ export class SchedulerController implements Controller {
     const nodes = [...ctx.nodes.objects.values()] as Node[];
     const plan = this.placer.place(pending, nodes, tasks);
     let lastRev = 0;
+    const slice = timeSlicer();
     const now = new Date(ctx.clock.now()).toISOString();
     let conflicts = false;
 
@@ -94,7 +122,7 @@ export class SchedulerController implements Controller {
         conflicts = true;
         for (let k = 0; k < ops.length; k++) lastRev = Math.max(lastRev, (await ctx.registry.store.txn([compares[k]!], [ops[k]!])).revision);
       }
-      await yieldToEventLoop();
+      await slice();
     }
     // Why the rest wait: written only when the reason changed, in batched txns; one event per service and reason.
     const waiting = plan.unplaced.filter(({ task, reason }) => task.status.pendingReason !== reason);
@@ -145,6 +173,6 @@ export class SchedulerController implements Controller {
     // The next pass must see these placements, or it would place the same tasks again.
     await ctx.tasks.caughtUp(lastRev);
     // Tasks left over, or whose placement lost a race with another write, get a pass against fresh caches.
-    if (more || conflicts) this.queue.add(PASS);
+    return more || conflicts;
   }
 }

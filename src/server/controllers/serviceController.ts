@@ -6,7 +6,7 @@
  * between plan and write can never duplicate a task.
  */
 import { WorkQueue } from '../../base/workqueue.js';
-import { yieldToEventLoop } from '../../base/yield.js';
+import { timeSlicer } from '../../base/yield.js';
 import { serviceKind, taskKind } from '../../api/kinds.js';
 import type { Node, Service, Taint, Task } from '../../api/types.js';
 import { isTaskReady, isTerminal } from '../../api/types.js';
@@ -26,6 +26,8 @@ export class ServiceController implements Controller {
   constructor(private readonly ctx: ControllerContext) {
     this.queue = new WorkQueue((k) => this.reconcile(k), {
       name: 'service',
+      // Services reconcile side by side: one making thousands of tasks never holds up another's status.
+      workers: 4,
       clock: ctx.clock,
       backoff: { initialMs: 100, maxMs: 30_000 },
       onError: (key, err) => ctx.log.warn({ controller: 'service', key, err: String(err) }, 'reconcile failed; will retry'),
@@ -123,6 +125,7 @@ export class ServiceController implements Controller {
       }),
     );
     let lastRev = 0;
+    const slice = timeSlicer();
     for (let i = 0; i < creates.length; i += MAX_TXN_OPS) {
       const chunk = creates.slice(i, i + MAX_TXN_OPS);
       const compares: Compare[] = [];
@@ -141,7 +144,7 @@ export class ServiceController implements Controller {
           await ctx.registry.store.txn([c.compare], [c.op]);
         }
       }
-      await yieldToEventLoop();
+      await slice();
     }
     if (more) {
       await ctx.tasks.caughtUp(lastRev);

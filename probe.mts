@@ -1,0 +1,40 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BatonServer } from './src/server/server.js';
+import { MemoryStore } from './src/store/memory/memoryStore.js';
+import { MemoryEventStore } from './src/store/memory/memoryEventStore.js';
+import { ApiClient } from './src/api/client.js';
+import { tlsTransport, withTransport } from './src/api/tls.js';
+import { Agent } from './src/agent/agent.js';
+import { SimDriver, SimEngine } from './src/agent/sim/simDriver.js';
+import { simAddress } from './src/cli/sim.js';
+import { serviceSpec } from './test/fixtures.js';
+import { ServiceController } from './src/server/controllers/serviceController.js';
+const orig = ServiceController.prototype.reconcile;
+let T0 = Date.now();
+ServiceController.prototype.reconcile = async function (n: string) { const a = Date.now(); await orig.call(this, n); if (process.env.TRACE) console.log(`reconcile ${n} at ${((a - T0) / 1000).toFixed(2)} took ${Date.now() - a} ms; cached status ${JSON.stringify((this as any).ctx.services.objects.get(n)?.status)}; running tasks in cache ${(this as any).ctx.tasks.byIndex('byService', n).filter((t: any) => t.status.state === 'running').length}`); };
+const N = Number(process.env.N ?? 100), R = Number(process.env.R ?? 2000);
+const dir = mkdtempSync(join(tmpdir(), 'probe-'));
+const server = await BatonServer.start({ dataDir: join(dir, 'server'), listen: '127.0.0.1:0', store: new MemoryStore(), events: new MemoryEventStore(), logLevel: 'warn' });
+const api = new ApiClient(withTransport({ server: server.url, token: server.adminToken }, tlsTransport({ caPem: server.caPem })));
+const engine = new SimEngine();
+const agents: Agent[] = [];
+await Promise.all(Array.from({ length: N }, async (_, i) => {
+  const a = new Agent({ server: server.url, joinToken: server.joinToken, name: `s${i}`, address: simAddress(i), dataDir: join(dir, `s${i}`), driver: new SimDriver(engine, { startLatencyMs: 200 }), cpus: 64, memoryBytes: 2 ** 38, labels: {}, portRange: [20000, 20999], pull: 'never', logLevel: 'silent' });
+  await a.start(); agents.push(a);
+}));
+console.log('agents up');
+const spec = serviceSpec({ stack: 'p', shortName: 'w', replicas: R, container: { ...serviceSpec().container, image: 'demo/w:1' } });
+const t0 = Date.now(); T0 = t0;
+await api.apply('p', { services: [{ name: 'p_w', spec, labels: {} }], prune: false, dryRun: false });
+for (let t = 0; t < 40; t++) {
+  await new Promise((r) => setTimeout(r, 1000));
+  const s = (await api.services()).items[0]!;
+  const ts = (await api.tasks({ fieldSelector: { 'spec.serviceName': 'p_w' } })).items;
+  console.log(`t=${((Date.now() - t0) / 1000).toFixed(1)}s svc.running=${s.status.running} tasks running=${ts.filter((x) => x.status.state === 'running').length} assigned=${ts.filter((x) => x.spec.nodeName).length}`);
+  if (s.status.running === R) break;
+}
+await Promise.all(agents.map((a) => a.stop()));
+await server.stop();
+process.exit(0);
