@@ -17,6 +17,13 @@ import { recordEvent, type Controller, type ControllerContext } from './context.
 import type { AnyObject } from '../registry.js';
 
 const PASS = 'pass';
+/**
+ * A pass writes its placements in slices of this much busy time, then lets
+ * the API in. Short slices starve placement when thousands of agents report
+ * at once (each yield waits a whole turn of a busy loop); this bounds API
+ * latency during a large pass to about this long instead.
+ */
+const SLICE_MS = 200;
 /** At most this many pending tasks per pass (highest priority, then oldest, first). */
 const MAX_PER_PASS = 10_000;
 
@@ -94,7 +101,7 @@ export class SchedulerController implements Controller {
     const nodes = [...ctx.nodes.objects.values()] as Node[];
     const plan = this.placer.place(pending, nodes, tasks);
     let lastRev = 0;
-    const slice = timeSlicer();
+    const slice = timeSlicer(SLICE_MS);
     const now = new Date(ctx.clock.now()).toISOString();
     let conflicts = false;
 

@@ -15,6 +15,8 @@ import { stableStringify, type AnyObject } from '../registry.js';
 import { GLOBAL_NODE_LABEL, reconcileService, type DrainState } from './serviceReconciler.js';
 import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS_BY_SERVICE, type Controller, type ControllerContext } from './context.js';
 
+/** Creates run in slices of this much busy time (see the scheduler's SLICE_MS). */
+const SLICE_MS = 100;
 /** At most this many tasks are created per reconcile of a service (Kubernetes' burstReplicas). */
 const CREATE_BURST = 5000;
 
@@ -125,7 +127,7 @@ export class ServiceController implements Controller {
       }),
     );
     let lastRev = 0;
-    const slice = timeSlicer();
+    const slice = timeSlicer(SLICE_MS);
     for (let i = 0; i < creates.length; i += MAX_TXN_OPS) {
       const chunk = creates.slice(i, i + MAX_TXN_OPS);
       const compares: Compare[] = [];
