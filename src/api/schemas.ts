@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { ErrorDetail } from '../base/errors.js';
+import { wholeMillicores } from './types.js';
 
 const name = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'must start with a letter or digit and contain only letters, digits, "_", "." or "-" (at most 63)');
 const nonNegInt = z.number().int().min(0);
@@ -58,7 +59,7 @@ const amounts = z.object({
   cpus: z
     .number()
     .min(0)
-    .refine((n) => Math.abs(n * 1000 - Math.round(n * 1000)) <= 1e-6, 'cpus must be whole millicores (at most three decimals)'),
+    .refine(wholeMillicores, 'cpus must be whole millicores (at most three decimals)'),
   memoryBytes: nonNegInt,
 });
 

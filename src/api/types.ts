@@ -131,6 +131,11 @@ export interface ResourceAmounts {
   memoryBytes: number;
 }
 
+/** wholeMillicores: a cpu amount Baton can hold exactly, in whole millicores (at most three decimals), as Kubernetes does. */
+export function wholeMillicores(cpus: number): boolean {
+  return Math.abs(cpus * 1000 - Math.round(cpus * 1000)) <= 1e-6;
+}
+
 export interface ResourceSpec {
   /** Used by placement against node capacity. */
   reservations: ResourceAmounts;

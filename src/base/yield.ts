@@ -7,7 +7,7 @@
  * timeSlicer yields once per slice of busy time, so a long loop runs in
  * slices of `sliceMs` and the API answers within about one slice.
  */
-export function timeSlicer(sliceMs = 50): () => Promise<void> {
+export function timeSlicer(sliceMs: number): () => Promise<void> {
   let since = performance.now();
   return async () => {
     if (performance.now() - since < sliceMs) return;

@@ -29,6 +29,7 @@ import {
 } from 'yaml';
 import {
   defaultContainerSpec,
+  wholeMillicores,
   type ContainerSpec,
   type HealthcheckSpec,
   type MountSpec,
@@ -941,7 +942,7 @@ function toCpus(ctx: Ctx, v: unknown, segs: PathSegment[]): number | undefined {
     return undefined;
   }
   // Baton counts cpu in millicores, as Kubernetes does: a finer amount would be silently rounded.
-  if (Math.abs(n * 1000 - Math.round(n * 1000)) > 1e-6) {
+  if (!wholeMillicores(n)) {
     ctx.error(segs, `${JSON.stringify(v)} is finer than a millicore; use at most three decimals (0.001 cpus = 1m)`);
     return undefined;
   }

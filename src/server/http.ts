@@ -18,7 +18,7 @@ import { peerIdentity, type ClusterPki } from './clusterPki.js';
 import type { ControllerContext } from './controllers/context.js';
 import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, statusFlushInterval, recordEvent, TASKS_BY_NODE, indexTasks } from './controllers/context.js';
 import { applyStack, previewPlacement, removeStack } from './apply.js';
-import { GoneError, type WatchCache } from './watchCache.js';
+import { GoneError, isStatusOnly, type WatchCache } from './watchCache.js';
 import { stableStringify, type AnyObject } from './registry.js';
 import { filterNode, formatTaint, parseTaint, Snapshot, SpreadPlacer } from '../scheduler/placement.js';
 
@@ -569,7 +569,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       (events, revision) => {
         for (const e of events) {
           // ?ignoreStatusUpdates=true: a change of status alone (same generation and labels) is not sent; 5,000 agents need not hear their own reports back.
-          if (ignoreStatusUpdates && e.type === 'MODIFIED' && e.prev && e.prev.metadata.generation === e.object.metadata.generation && stableStringify(e.prev.metadata.labels) === stableStringify(e.object.metadata.labels)) continue;
+          if (ignoreStatusUpdates && isStatusOnly(e)) continue;
           write(JSON.stringify({ type: e.type, object: e.object }) + '\n');
         }
         last = revision;

@@ -191,7 +191,9 @@ export class Registry {
         const written: { index: number; obj: AnyObject; entry: (typeof pending)[number] }[] = [];
         for (const entry of chunk) {
           const { item, index } = entry;
-          const current = (attempt === 0 ? cached?.(item.name) : undefined) ?? (await this.get(kind, item.name));
+          let current = attempt === 0 ? cached?.(item.name) : undefined;
+          // A cached copy may be behind: it never decides a refusal on its own.
+          if (!current || (item.uid && item.uid !== current.metadata.uid) || (item.statusVersion !== undefined && item.statusVersion !== (current.metadata.statusVersion ?? '0'))) current = await this.get(kind, item.name);
           if (!current) {
             results[index] = { ok: false, error: new BatonError('BATON_ERR_NOT_FOUND', `${kind.kind.toLowerCase()} "${item.name}" not found`) };
             continue;

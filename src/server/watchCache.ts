@@ -12,7 +12,7 @@ import type { Store, Watch, WatchBatch } from '../store/store.js';
 import { BatonError } from '../base/errors.js';
 import { StoreCompactedError } from '../store/store.js';
 import { storePrefix, type KindInfo } from '../api/kinds.js';
-import { decode, type AnyObject } from './registry.js';
+import { decode, stableStringify, type AnyObject } from './registry.js';
 
 export interface CacheEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -22,6 +22,11 @@ export interface CacheEvent {
 }
 
 export type FieldFilter = Record<string, string>;
+
+/** isStatusOnly: a change of an object's status alone (same generation and labels), which its own writer need not hear back. */
+export function isStatusOnly(e: CacheEvent): boolean {
+  return e.type === 'MODIFIED' && e.prev !== undefined && e.prev.metadata.generation === e.object.metadata.generation && stableStringify(e.prev.metadata.labels) === stableStringify(e.object.metadata.labels);
+}
 
 export class GoneError extends Error {
   constructor(readonly requested: number, readonly oldest: number) {

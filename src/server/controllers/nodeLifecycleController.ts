@@ -39,9 +39,9 @@ export class NodeLifecycleController implements Controller {
       this.ctx.tasks.onDidChange((e) => {
         const t = e.object as Task;
         const p = e.prev as Task | undefined;
-        const holds = (x: Task | undefined) => (x && e.type !== 'DELETED' ? taskUsesResources(x) : false);
-        const was = p ? taskUsesResources(p) : false;
-        if (was === holds(t) && p?.spec.nodeName === t.spec.nodeName) return;
+        const holds = e.type !== 'DELETED' && taskUsesResources(t);
+        const held = p !== undefined && taskUsesResources(p);
+        if (held === holds && p?.spec.nodeName === t.spec.nodeName) return;
         if (t.spec.nodeName) this.queue.addAfter(t.spec.nodeName, this.ctx.timings.statusBatchMs);
         if (p?.spec.nodeName && p.spec.nodeName !== t.spec.nodeName) this.queue.addAfter(p.spec.nodeName, this.ctx.timings.statusBatchMs);
       }),

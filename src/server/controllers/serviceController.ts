@@ -13,6 +13,7 @@ import { isTaskReady, isTerminal } from '../../api/types.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
 import { stableStringify, type AnyObject } from '../registry.js';
 import { GLOBAL_NODE_LABEL, reconcileService, type DrainState } from './serviceReconciler.js';
+import { isStatusOnly } from '../watchCache.js';
 import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS_BY_SERVICE, type Controller, type ControllerContext } from './context.js';
 
 /** Creates run in slices of this much busy time (see the scheduler's SLICE_MS). */
@@ -41,8 +42,7 @@ export class ServiceController implements Controller {
     this.unsubs.push(
       // A service's own status write changes nothing it acts on.
       this.ctx.services.onDidChange((e) => {
-        if (e.type === 'MODIFIED' && e.prev && e.prev.metadata.generation === e.object.metadata.generation && stableStringify(e.prev.metadata.labels) === stableStringify(e.object.metadata.labels)) return;
-        this.queue.add(e.object.metadata.name);
+        if (!isStatusOnly(e)) this.queue.add(e.object.metadata.name);
       }),
       this.ctx.tasks.onDidChange((e) => {
         const t = e.object as Task;
