@@ -130,7 +130,11 @@ export interface KvBackend {
   range(prefix: string, start: string, rev: number, limit: number): KeyValue[];
   /** Every change under prefix with revision > afterRevision, in order, with prevKv when kept. */
   history(prefix: string, afterRevision: number): WatchEvent[];
-  /** Runs fn as one atomic write transaction. fn only reads until it calls write(). */
+  /**
+   * Runs fn as one atomic write transaction. fn only reads until it calls
+   * write(). Nestable: a nested call is its own unit inside the outer one (a
+   * savepoint), so a nested fn that throws leaves nothing of itself behind.
+   */
   atomically<T>(fn: () => T): T;
   /** Runs fn against one consistent read snapshot. */
   snapshot<T>(fn: () => T): T;
@@ -182,6 +186,22 @@ class TxnWriter {
     const event: WatchEvent = { type: 'delete', kv: deletedKv(key, this.revision), prevKv: prev };
     this.events.push(Object.freeze(event));
   }
+}
+
+/** PendingTxn is a txn waiting for the next group commit. */
+interface PendingTxn {
+  compares: readonly Compare[];
+  success: readonly Op[];
+  failure: readonly Op[];
+  resolve: (r: TxnResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Applied is what one txn did inside a backend transaction: its result, its revision and its events. */
+interface Applied<T> {
+  value: T;
+  revision: number;
+  events: WatchEvent[];
 }
 
 /** Watcher is one open watch: its filter, its delivery queue and how far it has been sent. */
@@ -237,6 +257,8 @@ export abstract class BaseStore implements Store {
   private readonly clock: Clock;
   private readonly watchers = new Set<Watcher>();
   private readonly timers: (() => void)[] = [];
+  /** Txns waiting for the next group commit, in the order issued. */
+  private pending: PendingTxn[] = [];
 
   protected constructor(readonly backend: string, private readonly kv: KvBackend, opts: StoreOptions = {}) {
     this.clock = opts.clock ?? systemClock;
@@ -266,28 +288,83 @@ export abstract class BaseStore implements Store {
     });
   }
 
-  async txn(compares: Compare[], success: Op[], failure: Op[] = []): Promise<TxnResult> {
-    this.ensureOpen();
-    validateTxn(compares, success, failure);
-    const { value: succeeded, revision } = this.mutate((w) => {
-      const succeeded = compares.every((c) => compareHolds(c, w.current(c.key)));
-      for (const op of succeeded ? success : failure) {
-        switch (op.type) {
-          case 'put':
-            if (op.lease && !this.liveLease(op.lease)) throw new StoreLeaseNotFoundError(op.lease);
-            w.put(op.key, op.value, op.lease ?? 0);
-            break;
-          case 'delete':
-            w.delete(op.key);
-            break;
-          case 'deletePrefix':
-            for (const kv of this.kv.range(op.prefix, op.prefix, w.revision - 1, 0)) w.delete(kv.key);
-            break;
-        }
-      }
-      return succeeded;
+  /**
+   * txn queues the txn for the next group commit (see flush): every txn issued
+   * in one turn of the event loop commits in one backend transaction, each at
+   * its own revision, in the order issued.
+   */
+  txn(compares: Compare[], success: Op[], failure: Op[] = []): Promise<TxnResult> {
+    try {
+      this.ensureOpen();
+      validateTxn(compares, success, failure);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<TxnResult>((resolve, reject) => {
+      this.pending.push({ compares, success, failure, resolve, reject });
+      if (this.pending.length === 1) setImmediate(() => this.flush());
     });
-    return { succeeded, revision };
+  }
+
+  /**
+   * flush commits the queued txns as one backend transaction (a group commit,
+   * as etcd's backend batches its writes): a commit costs far more than a row,
+   * so under load many small writers cost little more than one large one. Each
+   * txn still runs alone (a nested unit): one that throws is refused on its
+   * own and leaves nothing behind; watchers hear each committed txn, in order,
+   * only after the whole group is durable.
+   */
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    if (this.closed) {
+      for (const p of batch) p.reject(new StoreClosedError());
+      return;
+    }
+    const outcomes: ({ ok: true; r: Applied<boolean> } | { ok: false; err: unknown })[] = [];
+    try {
+      this.kv.atomically(() => {
+        for (const p of batch) {
+          try {
+            outcomes.push({ ok: true, r: this.kv.atomically(() => this.apply((w) => this.runTxn(w, p))) });
+          } catch (err) {
+            outcomes.push({ ok: false, err });
+          }
+        }
+      });
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const o = outcomes[i]!;
+      if (!o.ok) {
+        batch[i]!.reject(o.err);
+        continue;
+      }
+      if (o.r.events.length) this.notify(o.r.revision, o.r.events);
+      batch[i]!.resolve({ succeeded: o.r.value, revision: o.r.revision });
+    }
+  }
+
+  private runTxn(w: TxnWriter, t: PendingTxn): boolean {
+    const succeeded = t.compares.every((c) => compareHolds(c, w.current(c.key)));
+    for (const op of succeeded ? t.success : t.failure) {
+      switch (op.type) {
+        case 'put':
+          if (op.lease && !this.liveLease(op.lease)) throw new StoreLeaseNotFoundError(op.lease);
+          w.put(op.key, op.value, op.lease ?? 0);
+          break;
+        case 'delete':
+          w.delete(op.key);
+          break;
+        case 'deletePrefix':
+          for (const kv of this.kv.range(op.prefix, op.prefix, w.revision - 1, 0)) w.delete(kv.key);
+          break;
+      }
+    }
+    return succeeded;
   }
 
   watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Watch {
@@ -317,7 +394,13 @@ export abstract class BaseStore implements Store {
       w.cursor = Math.max(afterRevision, this.kv.revision());
       this.watchers.add(w);
     });
-    return { close };
+    const requestProgress = () => {
+      if (w.closed || this.closed) return;
+      // Changes are queued at commit, so everything up to the current revision is already ahead in the queue.
+      w.cursor = Math.max(w.cursor, this.kv.revision());
+      this.enqueue(w, { events: [], revision: w.cursor, progress: true });
+    };
+    return { close, requestProgress };
   }
 
   async compact(revision: number): Promise<void> {
@@ -370,6 +453,7 @@ export abstract class BaseStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.flush(); // what was issued before close commits
     this.closed = true;
     for (const cancel of this.timers) cancel();
     for (const w of this.watchers) this.enqueue(w, new StoreClosedError());
@@ -395,15 +479,18 @@ export abstract class BaseStore implements Store {
    * watchers. A txn that writes nothing leaves the revision where it was.
    */
   private mutate<T>(fn: (w: TxnWriter) => T): { value: T; revision: number } {
-    const r = this.kv.atomically(() => {
-      const w = new TxnWriter(this.kv, this.kv.revision() + 1);
-      const value = fn(w);
-      if (w.events.length === 0) return { value, revision: w.revision - 1, events: w.events };
-      this.kv.write(w.revision, w.events);
-      return { value, revision: w.revision, events: w.events };
-    });
+    const r = this.kv.atomically(() => this.apply(fn));
     if (r.events.length) this.notify(r.revision, r.events);
     return { value: r.value, revision: r.revision };
+  }
+
+  /** apply runs fn at the next revision inside the caller's backend transaction and writes its events, if any. */
+  private apply<T>(fn: (w: TxnWriter) => T): Applied<T> {
+    const w = new TxnWriter(this.kv, this.kv.revision() + 1);
+    const value = fn(w);
+    if (w.events.length === 0) return { value, revision: w.revision - 1, events: w.events };
+    this.kv.write(w.revision, w.events);
+    return { value, revision: w.revision, events: w.events };
   }
 
   private liveLease(id: number): LeaseRecord | undefined {

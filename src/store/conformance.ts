@@ -41,6 +41,7 @@ interface Recorder {
   batches: WatchBatch[];
   errors: Error[];
   close(): void;
+  requestProgress(): void;
   /** Events of the non-progress batches, flattened. */
   events(): WatchEvent[];
 }
@@ -55,7 +56,7 @@ function record(s: Store, prefix: string, afterRevision: number, onBatch?: (b: W
     },
     onError: (e) => errors.push(e),
   });
-  return { batches, errors, close: () => w.close(), events: () => batches.flatMap((b) => b.events) };
+  return { batches, errors, close: () => w.close(), requestProgress: () => w.requestProgress(), events: () => batches.flatMap((b) => b.events) };
 }
 
 /** summary reduces events to comparable tuples. */
@@ -337,6 +338,35 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
         const creates = await Promise.all([create('a'), create('b'), create('c')]);
         expect(creates.filter((x) => x.succeeded)).toHaveLength(1);
       });
+
+      it('runs txns issued together one after another, each at its own revision, in the order issued', async () => {
+        const start = await store.currentRevision();
+        // Each txn expects the version the previous one left: they all hold only if they ran in issue order.
+        const chain = Array.from({ length: 50 }, (_, i) =>
+          store.txn([{ key: 'seq', target: 'version', op: '=', value: i }], [{ type: 'put', key: 'seq', value: String(i) }, { type: 'put', key: `k${i}`, value: 'x' }]),
+        );
+        const results = await Promise.all(chain);
+        expect(results.map((r) => r.succeeded)).toEqual(results.map(() => true));
+        expect(results.map((r) => r.revision)).toEqual(results.map((_, i) => start + 1 + i));
+        expect((await store.get('seq'))?.value).toBe('49');
+      });
+
+      it('refuses one failing txn of many issued together on its own, and watchers hear the rest in order', async () => {
+        const w = record(store, 'g/', 0);
+        const ok1 = put(store, 'g/a', '1');
+        const bad = store.txn([], [{ type: 'put', key: 'g/b', value: '2' }, { type: 'put', key: 'g/c', value: '3', lease: 987654 }]);
+        const ok2 = put(store, 'g/d', '4');
+        await expect(bad).rejects.toBeInstanceOf(StoreLeaseNotFoundError);
+        const [r1, r2] = await Promise.all([ok1, ok2]);
+        expect(r2.revision).toBe(r1.revision + 1);
+        expect(await store.get('g/b')).toBeUndefined();
+        await settle();
+        expect(w.events().map((e) => [e.kv.key, e.kv.modRevision])).toEqual([
+          ['g/a', r1.revision],
+          ['g/d', r2.revision],
+        ]);
+        w.close();
+      });
     });
 
     describe('txn limits and validation', () => {
@@ -543,6 +573,22 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
           ['put', 'later', r.revision + 2, undefined],
         ]);
         expect(w.errors).toEqual([]);
+      });
+
+      it('answers a progress request after the changes already due, at the current revision', async () => {
+        const w = record(store, 'p/', 0);
+        const mine = await put(store, 'p/a', '1');
+        const other = await put(store, 'q/b', '2');
+        w.requestProgress();
+        await settle();
+        expect(w.batches).toEqual([
+          { events: [expect.objectContaining({ type: 'put', kv: expect.objectContaining({ key: 'p/a', modRevision: mine.revision }) })], revision: mine.revision },
+          { events: [], revision: other.revision, progress: true },
+        ]);
+        w.close();
+        w.requestProgress();
+        await settle();
+        expect(w.batches).toHaveLength(2);
       });
 
       it('sends progress notifications to a quiet filtered watcher, carrying it past compaction', async () => {

@@ -96,6 +96,14 @@ export interface WatchHandlers {
 
 export interface Watch {
   close(): void;
+  /**
+   * Asks for a progress notification (etcd's RequestProgress): once every
+   * change before it has been delivered, the watch gets a batch with no
+   * events at the store's current revision. A cache uses it to learn that it
+   * has seen every write up to a revision, without waiting for the periodic
+   * notification.
+   */
+  requestProgress(): void;
 }
 
 export interface Lease {
