@@ -64,7 +64,7 @@ export class WatchCache {
   private listeners = new Set<(e: CacheEvent) => void>();
   private stopped = false;
   private revisionWaiters: { rev: number; resolve: () => void }[] = [];
-  private indexes = new Map<string, { fn: (o: AnyObject) => string | undefined; map: Map<string, Set<string>> }>();
+  private indexes = new Map<string, { fn: (o: AnyObject) => string | undefined; map: Map<string, Map<string, AnyObject>> }>();
 
   constructor(
     private readonly store: Store,
@@ -153,7 +153,7 @@ export class WatchCache {
    */
   addIndex(name: string, fn: (o: AnyObject) => string | undefined): void {
     if (this.indexes.has(name)) return;
-    const map = new Map<string, Set<string>>();
+    const map = new Map<string, Map<string, AnyObject>>();
     this.indexes.set(name, { fn, map });
     for (const o of this.objects.values()) this.indexPut(o, undefined);
   }
@@ -162,33 +162,27 @@ export class WatchCache {
   byIndex(name: string, value: string): AnyObject[] {
     const idx = this.indexes.get(name);
     if (!idx) throw new Error(`no index "${name}" on ${this.kind.plural}`);
-    const out: AnyObject[] = [];
-    for (const n of idx.map.get(value) ?? []) {
-      const o = this.objects.get(n);
-      if (o) out.push(o);
-    }
-    return out;
+    const objs = idx.map.get(value);
+    return objs ? [...objs.values()] : [];
   }
 
   private indexPut(now: AnyObject | undefined, prev: AnyObject | undefined): void {
     for (const { fn, map } of this.indexes.values()) {
-      if (prev) {
-        const v = fn(prev);
-        if (v !== undefined) {
-          const set = map.get(v);
-          set?.delete(prev.metadata.name);
-          if (set && set.size === 0) map.delete(v);
-        }
+      const was = prev && fn(prev);
+      const is = now && fn(now);
+      if (was !== undefined && was !== is) {
+        const objs = map.get(was);
+        objs?.delete(prev!.metadata.name);
+        if (objs && objs.size === 0) map.delete(was);
       }
-      if (now) {
-        const v = fn(now);
-        if (v === undefined) continue;
-        let set = map.get(v);
-        if (!set) map.set(v, (set = new Set()));
-        set.add(now.metadata.name);
+      if (is !== undefined) {
+        let objs = map.get(is);
+        if (!objs) map.set(is, (objs = new Map()));
+        objs.set(now!.metadata.name, now!);
       }
     }
   }
+
 
   /** onDidChange registers an in-process listener (controllers' informers); returns an unsubscribe. */
   onDidChange(fn: (e: CacheEvent) => void): () => void {
@@ -315,6 +309,20 @@ export class WatchCache {
         resolve();
       }
     });
+  }
+
+  /**
+   * syncedTo tells whether the cache has seen every write up to store
+   * revision `rev`, asking the store for a progress notification (the cache's
+   * revision only moves with its own kind's changes) and waiting up to
+   * `timeoutMs`. Kubernetes' consistent reads from cache work this way: a list
+   * is answered from memory, yet never older than the store when it was asked.
+   */
+  async syncedTo(rev: number, timeoutMs: number): Promise<boolean> {
+    if (this._revision >= rev) return true;
+    this.watch?.requestProgress();
+    await this.caughtUp(rev, timeoutMs);
+    return this._revision >= rev;
   }
 
   private restart(err: Error): void {
