@@ -1,11 +1,15 @@
 /**
  * ApiClient is the typed client used by the CLI, the agent and (later) the
- * dashboard. It is plain `fetch` with a pluggable transport: pass an undici
- * Dispatcher for mutual TLS (clustering issue) or any fetch implementation.
+ * dashboard. With an undici Dispatcher (mutual TLS, see tls.ts) it calls
+ * `dispatcher.request` directly: no WHATWG streams, abort signals or
+ * Request objects per call, which is most of fetch's cost when one process
+ * hosts thousands of simulated agents. Without one it uses `fetch` (tests,
+ * browsers).
  * Every non-2xx answer becomes a BatonError with the server's code, message
  * and details, so callers print one clear line.
  */
 import { BatonError, ERROR_CODES, type ErrorCode } from '../base/errors.js';
+import type { Dispatcher } from 'undici';
 import type { KindInfo } from './kinds.js';
 import { nodeKind, serviceKind, taskKind } from './kinds.js';
 import type { ApplyResponse, ClusterInfo, List, Node, Service, ServiceSpec, Task, WireWatchEvent } from './types.js';
@@ -15,8 +19,10 @@ export interface ClientOptions {
   token?: string;
   /** Custom fetch (tests, browsers). */
   fetch?: typeof fetch;
-  /** Extra fetch init merged into every request, e.g. `{ dispatcher }` for undici mTLS. */
+  /** Extra fetch init merged into every fetch request. */
   init?: Record<string, unknown>;
+  /** An undici dispatcher (mutual TLS): when given, requests go through it and fetch is not used. */
+  dispatcher?: Dispatcher;
   /** Per-request timeout for non-streaming calls. */
   timeoutMs?: number;
 }
@@ -47,21 +53,61 @@ function qs(params: Record<string, string | number | boolean | undefined>): stri
 /** Errors from the TLS stack that mean "this server is not the one we trust". */
 const TLS_TRUST_CODES = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE']);
 
+/** ApiResponse is the part of an HTTP answer the client reads, whichever way it was fetched. */
+export interface ApiResponse {
+  status: number;
+  ok: boolean;
+  json(): Promise<unknown>;
+  /** The body as byte chunks, for streams (watches, snapshots). */
+  body: AsyncIterable<Uint8Array> | null;
+}
+
+/** unreachable explains why a request got no answer, for either transport's error shape. */
+function unreachable(server: string, e: unknown, timeout: number): Error {
+  const err = e as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (err.name === 'AbortError') return e as Error;
+  const code = err.cause?.code ?? err.code;
+  if (err.name === 'TimeoutError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new BatonError('BATON_ERR_UNAVAILABLE', `server ${server} did not answer within ${timeout} ms`);
+  }
+  if (code && TLS_TRUST_CODES.has(code)) {
+    return new BatonError('BATON_ERR_TLS', `the server at ${server} is not trusted (${code}): its certificate is not from this context's cluster CA, or not for this address; check --server and the context's CA`);
+  }
+  if ((code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') && server.startsWith('http://')) {
+    return new BatonError('BATON_ERR_UNAVAILABLE', `cannot reach the server at ${server} (ECONNRESET); Baton serves HTTPS: use https://`);
+  }
+  const why = code && !code.startsWith('UND_ERR') ? code : (err.cause?.message ?? err.message);
+  return new BatonError('BATON_ERR_UNAVAILABLE', `cannot reach the server at ${server} (${why}); is it running? (baton up)`);
+}
+
 export class ApiClient {
   private f: typeof fetch;
   private init: Record<string, unknown>;
+  private dispatcher: Dispatcher | undefined;
   readonly server: string;
+  private readonly origin: string;
+  private readonly basePath: string;
 
   constructor(private readonly opts: ClientOptions) {
     this.f = opts.fetch ?? fetch;
     this.init = opts.init ?? {};
+    this.dispatcher = opts.dispatcher;
     this.server = opts.server.replace(/\/+$/, '');
+    let url: URL | undefined;
+    try {
+      url = new URL(this.server);
+    } catch {
+      url = undefined;
+    }
+    this.origin = url ? url.origin : this.server;
+    this.basePath = url ? url.pathname.replace(/\/+$/, '') : '';
   }
 
-  /** setTransport swaps fetch and its init (a renewed certificate) for every later request. */
-  setTransport(t: { fetch: typeof fetch; init: Record<string, unknown> }): void {
+  /** setTransport swaps the transport (a renewed certificate) for every later request. */
+  setTransport(t: { fetch: typeof fetch; init: Record<string, unknown>; dispatcher?: Dispatcher }): void {
     this.f = t.fetch;
     this.init = t.init;
+    this.dispatcher = t.dispatcher;
   }
 
   private headers(body: boolean): Record<string, string> {
@@ -71,43 +117,59 @@ export class ApiClient {
     return h;
   }
 
-  async raw(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+  /**
+   * raw sends one request and returns the answer, or throws a BatonError for
+   * a non-2xx answer (the server's code, message and details) or no answer.
+   * Without a signal the call times out after the client's timeout; with
+   * one (streams) it runs until the signal aborts.
+   */
+  async raw(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<ApiResponse> {
     const timeout = this.opts.timeoutMs ?? 30_000;
-    const sig = signal ?? AbortSignal.timeout(timeout);
-    let res: Response;
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    let res: ApiResponse;
     try {
-      res = await this.f(this.server + path, {
-        method,
-        headers: this.headers(body !== undefined),
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: sig,
-        ...this.init,
-      } as RequestInit);
+      res = this.dispatcher ? await this.viaDispatcher(this.dispatcher, method, path, payload, signal, timeout) : await this.viaFetch(method, path, payload, signal, timeout);
     } catch (e) {
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      const why = cause?.code ?? cause?.message ?? (e as Error).message;
-      if ((e as Error).name === 'TimeoutError') throw new BatonError('BATON_ERR_UNAVAILABLE', `server ${this.server} did not answer within ${timeout} ms`);
-      if ((e as Error).name === 'AbortError') throw e;
-      if (cause?.code && TLS_TRUST_CODES.has(cause.code)) {
-        throw new BatonError('BATON_ERR_TLS', `the server at ${this.server} is not trusted (${cause.code}): its certificate is not from this context's cluster CA, or not for this address; check --server and the context's CA`);
-      }
-      if (cause?.code === 'ECONNRESET' && this.server.startsWith('http://')) {
-        throw new BatonError('BATON_ERR_UNAVAILABLE', `cannot reach the server at ${this.server} (ECONNRESET); Baton serves HTTPS: use https://`);
-      }
-      throw new BatonError('BATON_ERR_UNAVAILABLE', `cannot reach the server at ${this.server} (${why}); is it running? (baton up)`);
+      throw unreachable(this.server, e, timeout);
     }
     if (!res.ok) {
-      let payload: any;
+      let answer: any;
       try {
-        payload = await res.json();
+        answer = await res.json();
       } catch {
-        payload = undefined;
+        answer = undefined;
       }
-      const err = payload?.error;
+      const err = answer?.error;
       const code: ErrorCode = err?.code && err.code in ERROR_CODES ? err.code : res.status === 401 ? 'BATON_ERR_UNAUTHORIZED' : 'BATON_ERR_INTERNAL';
       throw new BatonError(code, err?.message ?? `${method} ${path}: HTTP ${res.status}`, err?.details ?? []);
     }
     return res;
+  }
+
+  private async viaDispatcher(d: Dispatcher, method: string, path: string, payload: string | undefined, signal: AbortSignal | undefined, timeout: number): Promise<ApiResponse> {
+    const r = await d.request({
+      origin: this.origin,
+      path: this.basePath + path,
+      method: method as Dispatcher.HttpMethod,
+      headers: this.headers(payload !== undefined),
+      body: payload,
+      // Undici's own timers instead of an AbortSignal per call; a stream (signal given) may stay quiet for long.
+      headersTimeout: timeout,
+      bodyTimeout: signal ? 0 : timeout,
+      ...(signal ? { signal } : {}),
+    });
+    return { status: r.statusCode, ok: r.statusCode >= 200 && r.statusCode < 300, json: () => r.body.json(), body: r.body };
+  }
+
+  private async viaFetch(method: string, path: string, payload: string | undefined, signal: AbortSignal | undefined, timeout: number): Promise<ApiResponse> {
+    const r = await this.f(this.server + path, {
+      method,
+      headers: this.headers(payload !== undefined),
+      body: payload,
+      signal: signal ?? AbortSignal.timeout(timeout),
+      ...this.init,
+    } as RequestInit);
+    return { status: r.status, ok: r.ok, json: () => r.json(), body: r.body as unknown as AsyncIterable<Uint8Array> | null };
   }
 
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -184,11 +246,11 @@ export class ApiClient {
   }
 }
 
-async function* ndjson<T>(res: Response): AsyncGenerator<T> {
+async function* ndjson<T>(res: ApiResponse): AsyncGenerator<T> {
   if (!res.body) return;
   const decoder = new TextDecoder();
   let buf = '';
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of res.body) {
     buf += decoder.decode(chunk, { stream: true });
     let i: number;
     while ((i = buf.indexOf('\n')) >= 0) {

@@ -6,7 +6,7 @@
  * another undici and does not accept this one's dispatcher.
  */
 import { createSecureContext } from 'node:tls';
-import { Agent, fetch as undiciFetch } from 'undici';
+import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import type { ClientOptions } from './client.js';
 
 export interface TlsIdentity {
@@ -20,8 +20,10 @@ export interface TlsIdentity {
 }
 
 export interface Transport {
+  /** fetch and its init, for callers that want a Response (tests); ApiClient uses the dispatcher. */
   fetch: typeof fetch;
   init: Record<string, unknown>;
+  dispatcher: Dispatcher;
   close(): Promise<void>;
 }
 
@@ -35,7 +37,7 @@ export function tlsTransport(id: TlsIdentity): Transport {
     ...(id.localAddress ? { localAddress: id.localAddress } : {}),
     keepAliveTimeout: 30_000,
   });
-  return { fetch: undiciFetch as unknown as typeof fetch, init: { dispatcher }, close: () => dispatcher.close() };
+  return { fetch: undiciFetch as unknown as typeof fetch, init: { dispatcher }, dispatcher, close: () => dispatcher.close() };
 }
 
 /**
@@ -45,10 +47,10 @@ export function tlsTransport(id: TlsIdentity): Transport {
  */
 export function insecureTransport(localAddress?: string): Transport {
   const dispatcher = new Agent({ connect: { rejectUnauthorized: false }, ...(localAddress ? { localAddress } : {}) });
-  return { fetch: undiciFetch as unknown as typeof fetch, init: { dispatcher }, close: () => dispatcher.close() };
+  return { fetch: undiciFetch as unknown as typeof fetch, init: { dispatcher }, dispatcher, close: () => dispatcher.close() };
 }
 
 /** withTransport merges a transport (when given) into ApiClient options. */
 export function withTransport(o: ClientOptions, t: Transport | undefined): ClientOptions {
-  return t ? { ...o, fetch: t.fetch, init: t.init } : o;
+  return t ? { ...o, fetch: t.fetch, init: t.init, dispatcher: t.dispatcher } : o;
 }

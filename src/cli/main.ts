@@ -348,7 +348,7 @@ export function buildProgram(): Command {
     .action(async (file: string, _o, cmd: Command) => {
       const { api } = client(cmd);
       const res = await api.raw('GET', '/api/v1/snapshot', undefined, new AbortController().signal);
-      await pipeline(Readable.fromWeb(res.body as any), createWriteStream(file));
+      await pipeline(Readable.from(res.body ?? []), createWriteStream(file));
       out(`snapshot written to ${file}`);
     });
   snapshot
