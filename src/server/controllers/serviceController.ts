@@ -47,10 +47,14 @@ export class ServiceController implements Controller {
       this.ctx.tasks.onDidChange((e) => {
         const t = e.object as Task;
         const p = e.prev as Task | undefined;
-        const act = e.type !== 'MODIFIED' || !p || taskPhase(p) !== taskPhase(t);
-        // A task that starts or gets ready only changes the service's counts (and the next step of an update): batched.
+        // At once: a task that ended, was deleted, or is wanted elsewhere or stopped. Batched: changes that only move
+        // the service's counts (and the next step of an update): a task made pending (the controller's own creates),
+        // placed, started or ready. Reconciling a 10,000-task service for each of those would be most of the server's work.
+        const act = e.type === 'DELETED' || (p ? taskPhase(p) !== taskPhase(t) : !newPending(t));
         if (act) this.queue.add(t.spec.serviceName);
-        else if (isTaskReady(p) !== isTaskReady(t) || (p.status.state === 'running') !== (t.status.state === 'running')) this.queue.addAfter(t.spec.serviceName, this.ctx.timings.statusBatchMs);
+        else if (!p || p.spec.nodeName !== t.spec.nodeName || isTaskReady(p) !== isTaskReady(t) || (p.status.state === 'running') !== (t.status.state === 'running')) {
+          this.queue.addAfter(t.spec.serviceName, this.ctx.timings.statusBatchMs);
+        }
       }),
       // A node that starts or stops draining (or is paused) changes what its services must do.
       this.ctx.nodes.onDidChange((e) => {
@@ -187,7 +191,12 @@ export class ServiceController implements Controller {
   }
 }
 
-/** taskPhase is what the service reconciler acts on at once: where the task is wanted, whether it ended, and where it runs. */
+/** taskPhase is what the service reconciler acts on at once: whether the task is wanted, whether it ended, and its spec. */
 function taskPhase(t: Task): string {
-  return `${t.spec.desiredState}|${isTerminal(t.status.state) ? t.status.state : ''}|${t.spec.nodeName}|${t.spec.specHash}`;
+  return `${t.spec.desiredState}|${isTerminal(t.status.state) ? t.status.state : ''}|${t.spec.specHash}`;
+}
+
+/** newPending: a task as the service controller creates it, waiting for placement. */
+function newPending(t: Task): boolean {
+  return t.spec.desiredState === 'running' && t.status.state === 'pending';
 }
