@@ -62,6 +62,9 @@ export const alwaysLeader: Leadership = {
   },
 };
 
+/** Compaction advances at most this many revisions per backend transaction (see housekeeping). */
+const COMPACT_STEP_REVISIONS = 1000;
+
 export class BatonServer {
   private app!: FastifyInstance;
   private controllers: Controller[] = [];
@@ -146,7 +149,13 @@ export class BatonServer {
       try {
         const rev = await this.store.currentRevision();
         const target = rev - timings.compactRetainRevisions;
-        if (target > (await this.store.compactRevision())) await this.store.compact(target);
+        // In steps, as etcd's compaction batches: one step is one synchronous backend transaction, and
+        // compacting 100,000 revisions at once would stall every request for seconds.
+        for (let from = await this.store.compactRevision(); from < target; ) {
+          from = Math.min(target, from + COMPACT_STEP_REVISIONS);
+          await this.store.compact(from);
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
         events.prune(clock.now());
         await this.pki.prune();
       } catch (e) {
