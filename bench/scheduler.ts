@@ -195,6 +195,7 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
     // Where the time went, from every task's timestamps, relative to the start of the apply call.
     const sample: Task[] = [];
     for (const svc of svcs) sample.push(...(await api.tasks({ fieldSelector: { 'spec.serviceName': svc.name } })).items);
+    if (process.env.BENCH_DUMP_TASK) log(`sample task (${JSON.stringify(sample[0]).length} bytes): ${JSON.stringify(sample[0])}`);
     const at = (iso: string | undefined) => (iso ? Date.parse(iso) : NaN);
     const wall0 = Date.now() - (now() - t0);
     const pct = (xs: number[], p: number) => {
