@@ -39,6 +39,7 @@ export class ServiceController implements Controller {
   }
 
   start(): void {
+    this.drain = undefined;
     this.unsubs.push(
       // A service's own status write changes nothing it acts on.
       this.ctx.services.onDidChange((e) => {
@@ -53,11 +54,12 @@ export class ServiceController implements Controller {
         const act = e.type === 'DELETED' || (p ? taskPhase(p) !== taskPhase(t) : !newPending(t));
         if (act) this.queue.add(t.spec.serviceName);
         else if (!p || p.spec.nodeName !== t.spec.nodeName || isTaskReady(p) !== isTaskReady(t) || (p.status.state === 'running') !== (t.status.state === 'running')) {
-          this.queue.addAfter(t.spec.serviceName, this.ctx.timings.statusBatchMs);
+          this.queue.addAfter(t.spec.serviceName, this.batchDelay(t.spec.serviceName));
         }
       }),
       // A node that starts or stops draining (or is paused) changes what its services must do.
       this.ctx.nodes.onDidChange((e) => {
+        this.drain = undefined;
         const now = e.object as Node;
         const prev = e.prev as Node | undefined;
         // Global services follow nodes as they join, leave, or change labels, availability or Down-ness.
@@ -74,6 +76,19 @@ export class ServiceController implements Controller {
     for (const t of this.ctx.tasks.objects.values()) this.queue.add((t as Task).spec.serviceName);
   }
 
+  /** How long the last plan of each service took (ms of CPU: reconcileService is synchronous). */
+  private readonly cost = new Map<string, number>();
+
+  /**
+   * batchDelay is how long batched changes wait: statusBatchMs, or longer for
+   * a service whose reconcile is expensive (a 10,000-task service costs
+   * milliseconds each time), so that keeping its counts fresh costs each
+   * service at most about 2% of a core.
+   */
+  private batchDelay(service: string): number {
+    return Math.max(this.ctx.timings.statusBatchMs, Math.min(5000, 50 * (this.cost.get(service) ?? 0)));
+  }
+
   stop(): void {
     for (const u of this.unsubs) u();
     this.queue.stop();
@@ -83,8 +98,15 @@ export class ServiceController implements Controller {
     return this.queue.idle();
   }
 
-  /** drainState reads which nodes are draining, and since when, from the node cache. */
+  /** The last drainState, until a node changes. */
+  private drain: DrainState | undefined;
+
+  /** drainState reads which nodes are draining, and since when, from the node cache (once per node change, not per reconcile). */
   private drainState(): DrainState {
+    return (this.drain ??= this.readDrainState());
+  }
+
+  private readDrainState(): DrainState {
     const draining = new Map<string, number>();
     for (const o of this.ctx.nodes.objects.values()) {
       const n = o as unknown as Node;
@@ -104,10 +126,15 @@ export class ServiceController implements Controller {
   async reconcile(name: string): Promise<void> {
     const { ctx } = this;
     const svc = ctx.services.objects.get(name) as Service | undefined;
+    const began = performance.now();
     const tasks = ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[];
-    if (!svc && tasks.length === 0) return;
+    if (!svc && tasks.length === 0) {
+      this.cost.delete(name);
+      return;
+    }
     const nodes = svc?.spec.mode === 'global' ? ([...ctx.nodes.objects.values()] as unknown as Node[]) : [];
     const plan = reconcileService(svc, tasks, ctx.clock.now(), this.drainState(), nodes);
+    this.cost.set(name, performance.now() - began);
 
     // Creates: at most CREATE_BURST per reconcile (the rest on the next, once the cache shows these),
     // one txn per 128, each guarded by "absent"; the scheduler and agents start on the first while the rest are made.

@@ -132,16 +132,25 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
   const hash = specHash(svc);
   const global = svc.spec.mode === 'global';
   // Slots: 1..replicas, or one per eligible node for a global service.
-  const keys = global ? globalEligible(svc, nodes) : Array.from({ length: svc.spec.replicas }, (_, i) => String(i + 1));
+  // A replicated service's slots are numbers: Map and Set keys that cost nothing to hash (10,000 slots per reconcile).
+  const keys: (string | number)[] = global ? globalEligible(svc, nodes) : Array.from({ length: svc.spec.replicas }, (_, i) => i + 1);
   const wanted = new Set(keys);
-  const keyOf = (t: Task) => (global ? (t.metadata.labels[GLOBAL_NODE_LABEL] ?? '') : String(t.spec.slot));
-  const bySlot = new Map<string, Task[]>();
+  const keyOf = (t: Task): string | number => (global ? (t.metadata.labels[GLOBAL_NODE_LABEL] ?? '') : t.spec.slot);
+  const bySlot = new Map<string | number, Task[]>();
   for (const t of tasks) {
-    const list = bySlot.get(keyOf(t)) ?? [];
-    list.push(t);
-    bySlot.set(keyOf(t), list);
+    const k = keyOf(t);
+    const list = bySlot.get(k);
+    if (list) list.push(t);
+    else bySlot.set(k, [t]);
   }
-  for (const list of bySlot.values()) list.sort((a, b) => attemptOf(a) - attemptOf(b) || created(a) - created(b));
+  for (const list of bySlot.values()) if (list.length > 1) list.sort((a, b) => attemptOf(a) - attemptOf(b) || created(a) - created(b));
+  /**
+   * settled: the slot holds one task, wanted running, of the current spec —
+   * nearly every slot of a large steady service. Such a slot is neither in
+   * transition nor migrating, and needs nothing unless it ended or its node
+   * drains or repels it; the loops below skip it without allocating.
+   */
+  const settled = (list: Task[] | undefined): list is [Task] => list !== undefined && list.length === 1 && list[0]!.spec.desiredState === 'running' && list[0]!.spec.specHash === hash;
 
   // Scale down: every slot no longer wanted stops (above replicas, or a node no longer eligible).
   for (const [slot, list] of bySlot) {
@@ -155,6 +164,7 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
   let inTransition = 0;
   for (const slot of keys) {
     const list = bySlot.get(slot) ?? [];
+    if (settled(list)) continue;
     const stopping = list.some((t) => t.spec.desiredState !== 'running' && !isTerminal(t.status.state) && t.spec.nodeName);
     const live = list.filter((t) => t.spec.desiredState === 'running');
     const newNotReady = live.some((t) => t.spec.specHash === hash && !isTaskReady(t)) && list.some((t) => t.spec.specHash !== hash);
@@ -165,18 +175,24 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
   // Migrations already in flight count against drain.parallel.
   let migrations = 0;
   for (const slot of keys) {
-    const live = (bySlot.get(slot) ?? []).filter((t) => t.spec.desiredState === 'running');
+    const list = bySlot.get(slot);
+    if (!list || settled(list)) continue;
+    const live = list.filter((t) => t.spec.desiredState === 'running');
     if (live.length > 1 && live.slice(0, -1).every((t) => drain.draining.has(t.spec.nodeName))) migrations++;
   }
   const want = (ms: number) => (requeue = requeue === undefined ? ms : Math.min(requeue, ms));
 
   for (const slot of keys) {
     const list = bySlot.get(slot) ?? [];
+    if (settled(list)) {
+      const t = list[0];
+      if (!isTerminal(t.status.state) && !drain.draining.has(t.spec.nodeName) && !drain.noExecute?.has(t.spec.nodeName)) continue;
+    }
     const live = list.filter((t) => t.spec.desiredState === 'running');
     const nextAttempt = list.reduce((m, t) => Math.max(m, attemptOf(t)), 0) + 1;
     const make = () => {
       const id = taskIdentity(svc.metadata.name, svc.metadata.uid, slot, hash, nextAttempt);
-      if (global) plan.create.push({ ...id, slot: 0, node: slot, attempt: nextAttempt, spec: newTaskSpec(svc, 0, hash, slot) });
+      if (global) plan.create.push({ ...id, slot: 0, node: String(slot), attempt: nextAttempt, spec: newTaskSpec(svc, 0, hash, String(slot)) });
       else plan.create.push({ ...id, slot: Number(slot), attempt: nextAttempt, spec: newTaskSpec(svc, Number(slot), hash) });
     };
 
@@ -277,12 +293,18 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     if (excess > 0) plan.delete.push(...dead.slice(0, excess));
   }
 
-  const liveTasks = tasks.filter((t) => t.spec.desiredState === 'running' && wanted.has(keyOf(t)));
+  let running = 0;
+  let ready = 0;
+  for (const t of tasks) {
+    if (t.spec.desiredState !== 'running' || !wanted.has(keyOf(t))) continue;
+    if (t.status.state === 'running') running++;
+    if (isTaskReady(t) && t.spec.specHash === hash) ready++;
+  }
   plan.status = {
     observedGeneration: svc.metadata.generation,
     desired: keys.length,
-    running: liveTasks.filter((t) => t.status.state === 'running').length,
-    ready: liveTasks.filter((t) => isTaskReady(t) && t.spec.specHash === hash).length,
+    running,
+    ready,
     ...(inTransition > 0 ? { message: 'updating' } : {}),
   };
   if (requeue !== undefined) plan.requeueAfterMs = requeue;
