@@ -324,7 +324,27 @@ async function issue(ca: LoadedCa, spki: ArrayBuffer, opts: IssueOpts): Promise<
   return { certPem: pem(cert.toString('pem')), serial: normalizeSerial(cert.serialNumber), notAfter: cert.notAfter };
 }
 
+/**
+ * Loaded CAs by their PEM text: parsing the CA and importing its key cost
+ * more than signing, and a server signs with one CA for thousands of joins.
+ * Only successful loads are kept; the expiry is checked at every use.
+ */
+const loadedCas = new Map<string, LoadedCa>();
+const LOADED_CAS_MAX = 8;
+
 async function loadCa(ca: KeyPairPem): Promise<LoadedCa> {
+  const id = `${ca.certPem}\0${ca.keyPem}`;
+  let loaded = loadedCas.get(id);
+  if (!loaded) {
+    loaded = await readCa(ca);
+    if (loadedCas.size >= LOADED_CAS_MAX) loadedCas.delete(loadedCas.keys().next().value!);
+    loadedCas.set(id, loaded);
+  }
+  if (loaded.cert.notAfter.getTime() < Date.now()) throw new PkiError(`CA certificate expired at ${loaded.cert.notAfter.toISOString()}`, 'ca_expired');
+  return loaded;
+}
+
+async function readCa(ca: KeyPairPem): Promise<LoadedCa> {
   const node = parseNode(ca.certPem);
   if (!node.ca) throw new PkiError('CA certificate is not a CA (basicConstraints CA:false or missing)', 'invalid_cert');
   let key: KeyObject;
@@ -339,7 +359,6 @@ async function loadCa(ca: KeyPairPem): Promise<LoadedCa> {
   }
   if (!node.checkPrivateKey(key)) throw new PkiError('CA key does not belong to the CA certificate', 'ca_key_mismatch');
   const cert = new x509.X509Certificate(node.raw);
-  if (cert.notAfter.getTime() < Date.now()) throw new PkiError(`CA certificate expired at ${cert.notAfter.toISOString()}`, 'ca_expired');
   const der = key.export({ type: 'pkcs8', format: 'der' });
   const signingKey = await webcrypto.subtle.importKey('pkcs8', der, EC_KEY_ALG, false, ['sign']);
   const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension);
