@@ -67,6 +67,22 @@ describe('SqliteStore on disk', () => {
     expect((await b.leaseGrant(5)).id).toBeGreaterThan(lease.id);
   });
 
+  it('rolls back a whole group commit when a backend write fails, refusing every txn in it', async () => {
+    const s = openStore(fresh());
+    await put(s, 'before', '1');
+    const rev = await s.currentRevision();
+    // A real SQLite failure in the middle of a group: a trigger aborts the insert of one key.
+    s.db.exec(`CREATE TRIGGER boom BEFORE INSERT ON log WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ABORT, 'disk says no'); END`);
+    const group = [put(s, 'a', '1'), put(s, 'boom', '2'), put(s, 'b', '3')];
+    const results = await Promise.allSettled(group);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/disk says no/);
+    expect(await s.currentRevision()).toBe(rev);
+    expect(await s.get('a')).toBeUndefined();
+    // The store goes on: the next txn commits at the next revision.
+    expect((await put(s, 'after', '4')).revision).toBe(rev + 1);
+  });
+
   it('refuses a database from a newer schema', () => {
     const path = fresh();
     const raw = new Database(path);

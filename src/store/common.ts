@@ -130,11 +130,7 @@ export interface KvBackend {
   range(prefix: string, start: string, rev: number, limit: number): KeyValue[];
   /** Every change under prefix with revision > afterRevision, in order, with prevKv when kept. */
   history(prefix: string, afterRevision: number): WatchEvent[];
-  /**
-   * Runs fn as one atomic write transaction. fn only reads until it calls
-   * write(). Nestable: a nested call is its own unit inside the outer one (a
-   * savepoint), so a nested fn that throws leaves nothing of itself behind.
-   */
+  /** Runs fn as one atomic write transaction. fn only reads until it calls write(). */
   atomically<T>(fn: () => T): T;
   /** Runs fn against one consistent read snapshot. */
   snapshot<T>(fn: () => T): T;
@@ -195,6 +191,13 @@ interface PendingTxn {
   failure: readonly Op[];
   resolve: (r: TxnResult) => void;
   reject: (err: unknown) => void;
+}
+
+/** WriteFailed carries a backend write's error out of a group commit, which must then roll back whole. */
+class WriteFailed extends Error {
+  constructor(override readonly cause: unknown) {
+    super('backend write failed');
+  }
 }
 
 /** Applied is what one txn did inside a backend transaction: its result, its revision and its events. */
@@ -310,9 +313,10 @@ export abstract class BaseStore implements Store {
    * flush commits the queued txns as one backend transaction (a group commit,
    * as etcd's backend batches its writes): a commit costs far more than a row,
    * so under load many small writers cost little more than one large one. Each
-   * txn still runs alone (a nested unit): one that throws is refused on its
-   * own and leaves nothing behind; watchers hear each committed txn, in order,
-   * only after the whole group is durable.
+   * txn still runs alone: one refused before it writes (an unknown lease) is
+   * refused on its own, while a backend write that fails (nothing Baton
+   * expects) rolls back the whole group and refuses every txn in it. Watchers
+   * hear each committed txn, in order, only after the whole group is durable.
    */
   private flush(): void {
     const batch = this.pending;
@@ -327,8 +331,10 @@ export abstract class BaseStore implements Store {
       this.kv.atomically(() => {
         for (const p of batch) {
           try {
-            outcomes.push({ ok: true, r: this.kv.atomically(() => this.apply((w) => this.runTxn(w, p))) });
+            outcomes.push({ ok: true, r: this.apply((w) => this.runTxn(w, p)) });
           } catch (err) {
+            // A txn refused before it wrote (a compare or lease check) is refused alone; a failed write aborts the group.
+            if (err instanceof WriteFailed) throw err.cause;
             outcomes.push({ ok: false, err });
           }
         }
@@ -479,7 +485,12 @@ export abstract class BaseStore implements Store {
    * watchers. A txn that writes nothing leaves the revision where it was.
    */
   private mutate<T>(fn: (w: TxnWriter) => T): { value: T; revision: number } {
-    const r = this.kv.atomically(() => this.apply(fn));
+    let r: Applied<T>;
+    try {
+      r = this.kv.atomically(() => this.apply(fn));
+    } catch (err) {
+      throw err instanceof WriteFailed ? err.cause : err;
+    }
     if (r.events.length) this.notify(r.revision, r.events);
     return { value: r.value, revision: r.revision };
   }
@@ -489,7 +500,12 @@ export abstract class BaseStore implements Store {
     const w = new TxnWriter(this.kv, this.kv.revision() + 1);
     const value = fn(w);
     if (w.events.length === 0) return { value, revision: w.revision - 1, events: w.events };
-    this.kv.write(w.revision, w.events);
+    try {
+      this.kv.write(w.revision, w.events);
+    } catch (err) {
+      // Some rows may be written: only rolling back the enclosing backend transaction undoes them.
+      throw new WriteFailed(err);
+    }
     return { value, revision: w.revision, events: w.events };
   }
 
