@@ -17,6 +17,11 @@ import { recordEvent, type Controller, type ControllerContext } from './context.
 import type { AnyObject } from '../registry.js';
 
 const PASS = 'pass';
+
+/** isPending: a task waiting for a node. */
+function isPending(t: Task): boolean {
+  return t.spec.nodeName === '' && t.spec.desiredState === 'running' && t.status.state === 'pending';
+}
 /**
  * A pass writes its placements in slices of this much busy time, then lets
  * the API in. Short slices starve placement when thousands of agents report
@@ -44,11 +49,22 @@ export class SchedulerController implements Controller {
     });
   }
 
+  /** Tasks waiting for placement, kept from task events: a pass finds them without scanning 100,000 tasks. */
+  private readonly pending = new Map<string, Task>();
+
+  private track(t: Task, deleted: boolean): void {
+    if (!deleted && isPending(t)) this.pending.set(t.metadata.name, t);
+    else this.pending.delete(t.metadata.name);
+  }
+
   start(): void {
+    this.pending.clear();
+    for (const t of this.ctx.tasks.objects.values()) this.track(t as Task, false);
     this.unsubs.push(
       this.ctx.tasks.onDidChange((e) => {
         const t = e.object as Task;
         const prev = e.prev as Task | undefined;
+        this.track(t, e.type === 'DELETED');
         // A new pending task, or a task that released resources.
         if ((e.type !== 'DELETED' && t.spec.nodeName === '' && t.spec.desiredState === 'running') || (prev && !isTerminal(prev.status.state) && (e.type === 'DELETED' || isTerminal(t.status.state)))) this.trigger();
       }),
@@ -58,7 +74,7 @@ export class SchedulerController implements Controller {
   }
 
   stop(): void {
-    for (const u of this.unsubs) u();
+    for (const u of this.unsubs.splice(0)) u();
     this.queue.stop();
   }
 
@@ -91,9 +107,14 @@ export class SchedulerController implements Controller {
   /** passOnce places what it can; true when it should run again (tasks left over, or placements that lost a race). */
   private async passOnce(): Promise<boolean> {
     const { ctx } = this;
+    // Outside start() (a pass driven by hand) nothing keeps the index: read the cache.
+    if (this.unsubs.length === 0) {
+      this.pending.clear();
+      for (const t of ctx.tasks.objects.values()) this.track(t as Task, false);
+    }
+    if (this.pending.size === 0) return false;
+    const pending = [...this.pending.values()];
     const tasks = [...ctx.tasks.objects.values()] as Task[];
-    const pending = tasks.filter((t) => t.spec.nodeName === '' && t.spec.desiredState === 'running' && t.status.state === 'pending');
-    if (pending.length === 0) return false;
     pending.sort((a, b) => priorityOf(b) - priorityOf(a) || a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp) || a.spec.slot - b.spec.slot);
     // A bounded pass: the first placements reach agents while the rest are planned, and the API stays responsive.
     const more = pending.length > MAX_PER_PASS;
