@@ -99,6 +99,26 @@ interface Local {
   status?: TaskStatus;
 }
 
+/** Status fields an agent does not own or that change without news: never a reason to report. */
+const NOT_REPORTED = new Set(['timestamp', 'scheduling', 'pendingReason']);
+
+/** sameReport: status a says what b says (fields an agent reports; undefined counts as absent). Called for every task event, so no serialising. */
+function sameReport(a: TaskStatus | undefined, b: TaskStatus): boolean {
+  if (!a) return false;
+  const x = a as unknown as Record<string, unknown>;
+  const y = b as unknown as Record<string, unknown>;
+  let n = 0;
+  for (const k in x) {
+    if (NOT_REPORTED.has(k) || x[k] === undefined) continue;
+    n++;
+    const u = x[k];
+    const v = y[k];
+    if (u !== v && (typeof u !== 'object' || typeof v !== 'object' || u === null || v === null || stableStringify(u) !== stableStringify(v))) return false;
+  }
+  for (const k in y) if (!NOT_REPORTED.has(k) && y[k] !== undefined) n--;
+  return n === 0;
+}
+
 export class Agent {
   client!: ApiClient;
   private creds!: NodeCredentials;
@@ -486,9 +506,7 @@ export class Agent {
       ...extra,
       timestamp: prev.state === state ? prev.timestamp : new Date(this.clock.now()).toISOString(),
     };
-    const mine = stableStringify({ ...status, timestamp: 0 });
-    const same = (a: TaskStatus | undefined) => a && stableStringify({ ...a, timestamp: 0, scheduling: undefined, pendingReason: undefined }) === mine;
-    if (same(local.status) || (same(task.status) && !this.pendingStatus.has(task.metadata.name))) {
+    if (sameReport(local.status, status) || (sameReport(task.status, status) && !this.pendingStatus.has(task.metadata.name))) {
       local.status = status;
       return;
     }

@@ -59,6 +59,7 @@ export class SimEngine {
 
   subscribe(s: Subscription): () => void {
     const k = filedUnder(s.labels);
+    this.subKeys.add(k.slice(0, Math.max(0, k.indexOf('='))));
     let set = this.subs.get(k);
     if (!set) this.subs.set(k, (set = new Set()));
     set.add(s);
@@ -68,10 +69,17 @@ export class SimEngine {
     };
   }
 
+  /** Label keys subscriptions are filed under ('' for those without labels). */
+  private readonly subKeys = new Set<string>(['']);
+  /** Label keys byLabel indexes: those list() has selected by (the node's, in practice), not every label of every container. */
+  private readonly indexedKeys = new Set<string>();
+
   emit(e: DriverEvent): void {
     const seen = new Set<Subscription>();
-    for (const k of ['', ...Object.entries(e.labels).map(([key, v]) => `${key}=${v}`)]) {
-      for (const s of this.subs.get(k) ?? []) {
+    for (const key of this.subKeys) {
+      const v = key === '' ? undefined : e.labels[key];
+      if (key !== '' && v === undefined) continue;
+      for (const s of this.subs.get(key === '' ? '' : `${key}=${v}`) ?? []) {
         if (seen.has(s)) continue;
         seen.add(s);
         if (matches(e.labels, s.labels)) s.onEvent(e);
@@ -81,37 +89,41 @@ export class SimEngine {
 
   add(name: string, c: SimContainer): void {
     this.containers.set(name, c);
-    for (const [k, v] of Object.entries(c.labels)) {
-      const key = `${k}=${v}`;
-      let set = this.byLabel.get(key);
-      if (!set) this.byLabel.set(key, (set = new Set()));
-      set.add(name);
-    }
+    for (const k of this.indexedKeys) this.indexPut(name, k, c.labels[k]);
+  }
+
+  private indexPut(name: string, k: string, v: string | undefined): void {
+    if (v === undefined) return;
+    const key = `${k}=${v}`;
+    let set = this.byLabel.get(key);
+    if (!set) this.byLabel.set(key, (set = new Set()));
+    set.add(name);
   }
 
   remove(name: string): void {
     const c = this.containers.get(name);
     if (!c) return;
     this.containers.delete(name);
-    for (const [k, v] of Object.entries(c.labels)) {
+    for (const k of this.indexedKeys) {
+      const v = c.labels[k];
+      if (v === undefined) continue;
       const set = this.byLabel.get(`${k}=${v}`);
       set?.delete(name);
       if (set?.size === 0) this.byLabel.delete(`${k}=${v}`);
     }
   }
 
-  /** select lists the containers whose labels include all of `labels`, starting from the rarest one. */
+  /** select lists the containers whose labels include all of `labels`, from the index of its most specific (last) label. */
   select(labels: Record<string, string>): SimContainer[] {
     const entries = Object.entries(labels);
     if (entries.length === 0) return [...this.containers.values()];
-    let smallest: Set<string> | undefined;
-    for (const [k, v] of entries) {
-      const set = this.byLabel.get(`${k}=${v}`);
-      if (!set) return [];
-      if (!smallest || set.size < smallest.size) smallest = set;
+    const [k, v] = entries.at(-1)!;
+    if (!this.indexedKeys.has(k)) {
+      this.indexedKeys.add(k);
+      for (const [name, c] of this.containers) this.indexPut(name, k, c.labels[k]);
     }
     const out: SimContainer[] = [];
-    for (const n of smallest!) {
+    for (const n of this.byLabel.get(`${k}=${v}`) ?? []) {
       const c = this.containers.get(n);
       if (c && matches(c.labels, labels)) out.push(c);
     }
