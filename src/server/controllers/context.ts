@@ -59,7 +59,7 @@ export const DEFAULT_TIMINGS: Timings = {
   nodeCertTtlMs: 90 * 24 * 3600 * 1000,
   joinNonceTtlMs: 60_000,
   statusBatchMs: 250,
-  maxStatusPostsPerSecond: 2500,
+  maxStatusPostsPerSecond: 1000,
 };
 
 /** heartbeatInterval is the interval the server asks of each agent: the base, stretched so that all nodes together send at most maxHeartbeatsPerSecond. */
