@@ -18,6 +18,8 @@ import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS
 
 /** Creates run in slices of this much busy time (see the scheduler's SLICE_MS). */
 const SLICE_MS = 100;
+/** Creates per wave: their txns are issued together and share one group commit. */
+const WAVE_TASKS = 2048;
 /** At most this many tasks are created per reconcile of a service (Kubernetes' burstReplicas). */
 const CREATE_BURST = 5000;
 
@@ -159,23 +161,32 @@ export class ServiceController implements Controller {
     );
     let lastRev = 0;
     const slice = timeSlicer(SLICE_MS);
-    for (let i = 0; i < creates.length; i += MAX_TXN_OPS) {
-      const chunk = creates.slice(i, i + MAX_TXN_OPS);
-      const compares: Compare[] = [];
-      const ops: Op[] = [];
-      for (const o of chunk) {
-        const c = ctx.registry.createOp(taskKind, o);
-        compares.push(c.compare);
-        ops.push(c.op);
-      }
-      const r = await ctx.registry.store.txn(compares, ops);
-      lastRev = Math.max(lastRev, r.revision);
-      if (!r.succeeded && chunk.length > 1) {
+    // A wave's txns are issued together and share one group commit (see the scheduler's WAVE_TASKS).
+    for (let w = 0; w < creates.length; w += WAVE_TASKS) {
+      const chunks: AnyObject[][] = [];
+      for (let i = w; i < Math.min(creates.length, w + WAVE_TASKS); i += MAX_TXN_OPS) chunks.push(creates.slice(i, i + MAX_TXN_OPS));
+      const results = await Promise.all(
+        chunks.map((chunk) => {
+          const compares: Compare[] = [];
+          const ops: Op[] = [];
+          for (const o of chunk) {
+            const c = ctx.registry.createOp(taskKind, o);
+            compares.push(c.compare);
+            ops.push(c.op);
+          }
+          return ctx.registry.store.txn(compares, ops);
+        }),
+      );
+      for (let k = 0; k < chunks.length; k++) {
+        const r = results[k]!;
+        lastRev = Math.max(lastRev, r.revision);
+        if (r.succeeded || chunks[k]!.length === 1) continue;
         // Someone made some of them already (stale cache): create one by one.
-        for (const o of chunk) {
+        const singles = await Promise.all(chunks[k]!.map((o) => {
           const c = ctx.registry.createOp(taskKind, o);
-          await ctx.registry.store.txn([c.compare], [c.op]);
-        }
+          return ctx.registry.store.txn([c.compare], [c.op]);
+        }));
+        for (const one of singles) lastRev = Math.max(lastRev, one.revision);
       }
       await slice();
     }
