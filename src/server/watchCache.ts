@@ -183,7 +183,6 @@ export class WatchCache {
     }
   }
 
-
   /** onDidChange registers an in-process listener (controllers' informers); returns an unsubscribe. */
   onDidChange(fn: (e: CacheEvent) => void): () => void {
     this.listeners.add(fn);
@@ -300,14 +299,16 @@ export class WatchCache {
   caughtUp(rev: number, timeoutMs = 5000): Promise<void> {
     if (this._revision >= rev || this.stopped) return Promise.resolve();
     return new Promise((resolve) => {
+      // On timeout the waiter leaves the list too: a list that gave up must not linger until the revision comes.
+      const done = () => {
+        clearTimeout(t);
+        this.revisionWaiters = this.revisionWaiters.filter((x) => x !== w);
+        resolve();
+      };
+      const w = { rev, resolve: done };
       const t = setTimeout(done, timeoutMs);
       t.unref?.();
-      const w = { rev, resolve: done };
       this.revisionWaiters.push(w);
-      function done() {
-        clearTimeout(t);
-        resolve();
-      }
     });
   }
 

@@ -322,10 +322,6 @@ export abstract class BaseStore implements Store {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
-    if (this.closed) {
-      for (const p of batch) p.reject(new StoreClosedError());
-      return;
-    }
     const outcomes: ({ ok: true; r: Applied<boolean> } | { ok: false; err: unknown })[] = [];
     try {
       this.kv.atomically(() => {
@@ -333,7 +329,7 @@ export abstract class BaseStore implements Store {
           try {
             outcomes.push({ ok: true, r: this.apply((w) => this.runTxn(w, p)) });
           } catch (err) {
-            // A txn refused before it wrote (a compare or lease check) is refused alone; a failed write aborts the group.
+            // A txn refused before it wrote (an unknown lease) is refused alone; a failed write aborts the group.
             if (err instanceof WriteFailed) throw err.cause;
             outcomes.push({ ok: false, err });
           }
@@ -401,10 +397,7 @@ export abstract class BaseStore implements Store {
       this.watchers.add(w);
     });
     const requestProgress = () => {
-      if (w.closed || this.closed) return;
-      // Changes are queued at commit, so everything up to the current revision is already ahead in the queue.
-      w.cursor = Math.max(w.cursor, this.kv.revision());
-      this.enqueue(w, { events: [], revision: w.cursor, progress: true });
+      if (!w.closed && !this.closed) this.progress(w, this.kv.revision());
     };
     return { close, requestProgress };
   }
@@ -531,10 +524,13 @@ export abstract class BaseStore implements Store {
   private sendProgress(): void {
     if (this.watchers.size === 0) return;
     const current = this.kv.revision();
-    for (const w of this.watchers) {
-      w.cursor = Math.max(w.cursor, current);
-      this.enqueue(w, { events: [], revision: w.cursor, progress: true });
-    }
+    for (const w of this.watchers) this.progress(w, current);
+  }
+
+  /** progress tells w it has everything up to `current`: changes are queued at commit, so all of them are already ahead of this in its queue. */
+  private progress(w: Watcher, current: number): void {
+    w.cursor = Math.max(w.cursor, current);
+    this.enqueue(w, { events: [], revision: w.cursor, progress: true });
   }
 
   private notify(revision: number, events: readonly WatchEvent[]): void {

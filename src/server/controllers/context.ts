@@ -10,6 +10,7 @@ import type { Registry } from '../registry.js';
 import type { WatchCache } from '../watchCache.js';
 import type { Heartbeats } from '../heartbeats.js';
 import type { Logger } from 'pino';
+import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
 
 export interface Timings {
   /** How often agents heartbeat. */
@@ -115,4 +116,44 @@ export function recordEvent(ctx: Pick<ControllerContext, 'events' | 'log'>, e: N
   const stored = ctx.events.record(e);
   ctx.log[e.type === 'Warning' ? 'warn' : 'info']({ event: e.reason, kind: e.kind, name: e.name }, e.message);
   void stored;
+}
+
+/** Writes per wave in writeInWaves: 16 txns of 128, issued together so they share one group commit. */
+export const WAVE_TASKS = 2048;
+
+/**
+ * writeInWaves writes `count` guarded puts (`entry(i)` builds the i-th), 128
+ * per txn, issuing each wave's txns together so they share one group commit
+ * instead of each waiting a turn of a busy event loop. A txn whose guard
+ * fails (a stale cache) is retried op by op, so the rest of it still lands.
+ * `slice` runs between waves, so the API gets its turn. Returns the highest
+ * revision written and whether any guard failed.
+ */
+export async function writeInWaves(
+  ctx: ControllerContext,
+  count: number,
+  entry: (i: number) => { compare: Compare; op: Op },
+  slice: () => Promise<void>,
+): Promise<{ lastRev: number; refused: boolean }> {
+  let lastRev = 0;
+  let refused = false;
+  for (let w = 0; w < count; w += WAVE_TASKS) {
+    const wave: { compare: Compare; op: Op }[][] = [];
+    for (let i = w; i < Math.min(count, w + WAVE_TASKS); i += MAX_TXN_OPS) {
+      const chunk: { compare: Compare; op: Op }[] = [];
+      for (let j = i; j < Math.min(count, i + MAX_TXN_OPS); j++) chunk.push(entry(j));
+      wave.push(chunk);
+    }
+    const results = await Promise.all(wave.map((chunk) => ctx.registry.store.txn(chunk.map((e) => e.compare), chunk.map((e) => e.op))));
+    for (let k = 0; k < wave.length; k++) {
+      lastRev = Math.max(lastRev, results[k]!.revision);
+      if (results[k]!.succeeded) continue;
+      refused = true;
+      if (wave[k]!.length === 1) continue;
+      const singles = await Promise.all(wave[k]!.map((e) => ctx.registry.store.txn([e.compare], [e.op])));
+      for (const one of singles) lastRev = Math.max(lastRev, one.revision);
+    }
+    await slice();
+  }
+  return { lastRev, refused };
 }

@@ -11,9 +11,8 @@ import { timeSlicer } from '../../base/yield.js';
 import { taskKind } from '../../api/kinds.js';
 import type { Node, Task } from '../../api/types.js';
 import { isTerminal } from '../../api/types.js';
-import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
 import { priorityOf, type Placer } from '../../scheduler/placement.js';
-import { recordEvent, type Controller, type ControllerContext } from './context.js';
+import { recordEvent, writeInWaves, type Controller, type ControllerContext } from './context.js';
 import type { AnyObject } from '../registry.js';
 
 const PASS = 'pass';
@@ -29,8 +28,6 @@ function isPending(t: Task): boolean {
  * latency during a large pass to about this long instead.
  */
 const SLICE_MS = 200;
-/** Placements written per wave: their txns are issued together and share one group commit. */
-const WAVE_TASKS = 2048;
 /** At most this many pending tasks per pass (highest priority, then oldest, first). */
 const MAX_PER_PASS = 10_000;
 
@@ -123,46 +120,27 @@ export class SchedulerController implements Controller {
     if (more) pending.length = MAX_PER_PASS;
     const nodes = [...ctx.nodes.objects.values()] as Node[];
     const plan = this.placer.place(pending, nodes, tasks);
-    let lastRev = 0;
-    const slice = timeSlicer(SLICE_MS);
     const now = new Date(ctx.clock.now()).toISOString();
-    let conflicts = false;
 
-    // The txns of a wave are issued together, so they share one group commit (one store transaction)
-    // instead of each waiting a turn of a busy event loop.
-    for (let w = 0; w < plan.placed.length; w += WAVE_TASKS) {
-      const wave: { compares: Compare[]; ops: Op[] }[] = [];
-      for (let i = w; i < Math.min(plan.placed.length, w + WAVE_TASKS); i += MAX_TXN_OPS) {
-        const compares: Compare[] = [];
-        const ops: Op[] = [];
-        for (const { task, node, decision } of plan.placed.slice(i, i + MAX_TXN_OPS)) {
-          // A fresh top level over the cached task's unchanged parts: it is encoded, never mutated.
-          const { pendingReason: _, ...status } = task.status;
-          const next: Task = {
-            ...task,
-            metadata: { ...task.metadata, generation: task.metadata.generation + 1, statusVersion: String(Number(task.metadata.statusVersion ?? '0') + 1) },
-            spec: { ...task.spec, nodeName: node.metadata.name },
-            status: { ...status, state: 'assigned', message: `assigned to ${node.metadata.name}`, timestamp: now, scheduling: { ...decision, at: now } },
-          };
-          const { compare, op } = ctx.registry.updateOp(taskKind, task, next);
-          compares.push(compare);
-          ops.push(op);
-        }
-        wave.push({ compares, ops });
-      }
-      const results = await Promise.all(wave.map(({ compares, ops }) => ctx.registry.store.txn(compares, ops)));
-      for (let k = 0; k < wave.length; k++) {
-        const r = results[k]!;
-        lastRev = Math.max(lastRev, r.revision);
-        if (r.succeeded) continue;
-        // Some task changed under us (the snapshot was stale for it): write the rest one by one; the next pass re-plans the losers.
-        conflicts = true;
-        const { compares, ops } = wave[k]!;
-        const singles = await Promise.all(ops.map((op, j) => ctx.registry.store.txn([compares[j]!], [op])));
-        for (const one of singles) lastRev = Math.max(lastRev, one.revision);
-      }
-      await slice();
-    }
+    const written = await writeInWaves(
+      ctx,
+      plan.placed.length,
+      (i) => {
+        const { task, node, decision } = plan.placed[i]!;
+        // A fresh top level over the cached task's unchanged parts: it is encoded, never mutated.
+        const { pendingReason: _, ...status } = task.status;
+        const next: Task = {
+          ...task,
+          metadata: { ...task.metadata, generation: task.metadata.generation + 1, statusVersion: String(Number(task.metadata.statusVersion ?? '0') + 1) },
+          spec: { ...task.spec, nodeName: node.metadata.name },
+          status: { ...status, state: 'assigned', message: `assigned to ${node.metadata.name}`, timestamp: now, scheduling: { ...decision, at: now } },
+        };
+        return ctx.registry.updateOp(taskKind, task, next);
+      },
+      timeSlicer(SLICE_MS),
+    );
+    // A placement that lost a race (the snapshot was stale for its task) is re-planned by the next pass.
+    let conflicts = written.refused;
     // Why the rest wait: written only when the reason changed, in batched txns; one event per service and reason.
     const waiting = plan.unplaced.filter(({ task, reason }) => task.status.pendingReason !== reason);
     const results = await ctx.registry.updateStatus(
@@ -210,7 +188,7 @@ export class SchedulerController implements Controller {
       });
     }
     // The next pass must see these placements, or it would place the same tasks again.
-    await ctx.tasks.caughtUp(lastRev);
+    await ctx.tasks.caughtUp(written.lastRev);
     // Tasks left over, or whose placement lost a race with another write, get a pass against fresh caches.
     return more || conflicts;
   }

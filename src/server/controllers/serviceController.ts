@@ -10,16 +10,13 @@ import { timeSlicer } from '../../base/yield.js';
 import { serviceKind, taskKind } from '../../api/kinds.js';
 import type { Node, Service, Taint, Task } from '../../api/types.js';
 import { isTaskReady, isTerminal } from '../../api/types.js';
-import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
 import { stableStringify, type AnyObject } from '../registry.js';
 import { GLOBAL_NODE_LABEL, reconcileService, type DrainState } from './serviceReconciler.js';
 import { isStatusOnly } from '../watchCache.js';
-import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS_BY_SERVICE, type Controller, type ControllerContext } from './context.js';
+import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS_BY_SERVICE, writeInWaves, type Controller, type ControllerContext } from './context.js';
 
 /** Creates run in slices of this much busy time (see the scheduler's SLICE_MS). */
 const SLICE_MS = 100;
-/** Creates per wave: their txns are issued together and share one group commit. */
-const WAVE_TASKS = 2048;
 /** At most this many tasks are created per reconcile of a service (Kubernetes' burstReplicas). */
 const CREATE_BURST = 5000;
 
@@ -92,7 +89,7 @@ export class ServiceController implements Controller {
   }
 
   stop(): void {
-    for (const u of this.unsubs) u();
+    for (const u of this.unsubs.splice(0)) u();
     this.queue.stop();
   }
 
@@ -159,37 +156,8 @@ export class ServiceController implements Controller {
         status: { state: 'pending', message: 'waiting for placement', ports: [], restartCount: 0, timestamp: new Date(ctx.clock.now()).toISOString() },
       }),
     );
-    let lastRev = 0;
-    const slice = timeSlicer(SLICE_MS);
-    // A wave's txns are issued together and share one group commit (see the scheduler's WAVE_TASKS).
-    for (let w = 0; w < creates.length; w += WAVE_TASKS) {
-      const chunks: AnyObject[][] = [];
-      for (let i = w; i < Math.min(creates.length, w + WAVE_TASKS); i += MAX_TXN_OPS) chunks.push(creates.slice(i, i + MAX_TXN_OPS));
-      const results = await Promise.all(
-        chunks.map((chunk) => {
-          const compares: Compare[] = [];
-          const ops: Op[] = [];
-          for (const o of chunk) {
-            const c = ctx.registry.createOp(taskKind, o);
-            compares.push(c.compare);
-            ops.push(c.op);
-          }
-          return ctx.registry.store.txn(compares, ops);
-        }),
-      );
-      for (let k = 0; k < chunks.length; k++) {
-        const r = results[k]!;
-        lastRev = Math.max(lastRev, r.revision);
-        if (r.succeeded || chunks[k]!.length === 1) continue;
-        // Someone made some of them already (stale cache): create one by one.
-        const singles = await Promise.all(chunks[k]!.map((o) => {
-          const c = ctx.registry.createOp(taskKind, o);
-          return ctx.registry.store.txn([c.compare], [c.op]);
-        }));
-        for (const one of singles) lastRev = Math.max(lastRev, one.revision);
-      }
-      await slice();
-    }
+    // Guarded by "absent": a create someone already made (stale cache) is refused alone.
+    const { lastRev } = await writeInWaves(ctx, creates.length, (i) => ctx.registry.createOp(taskKind, creates[i]!), timeSlicer(SLICE_MS));
     if (more) {
       await ctx.tasks.caughtUp(lastRev);
       this.queue.add(name);
