@@ -150,4 +150,51 @@ describe('controllers against a store with a fake clock', () => {
     expect((ctx.nodes.objects.get('a') as unknown as Node).status.message).toMatch(/engine unreachable: connect ENOENT/);
     expect(ctx.events.list({ name: 'a' }).map((e) => e.reason)).toEqual(['NodeReady', 'NodeNotReady', 'NodeDown', 'NodeNotReady']);
   });
+
+  it('marks the live tasks of a Down node orphaned, so their service replaces them elsewhere', async () => {
+    const lc = new NodeLifecycleController(ctx);
+    const sc = new ServiceController(ctx);
+    for (const n of ['a', 'b']) {
+      const f = nodeFixture(n, { state: 'unknown' });
+      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
+    }
+    await settle();
+    const beat = () => ['a', 'b'].forEach((n) => ctx.heartbeats.beat(n, { ok: true, version: '20.10' }, 1000));
+    beat();
+    await lc.reconcile('a');
+    await lc.reconcile('b');
+    await ctx.registry.create(serviceKind, { metadata: { name: 'app_web' }, spec: serviceSpec({ replicas: 2 }), status: {} });
+    await settle();
+    await sc.reconcile('app_web');
+    await settle();
+    // Place one task on each node and let them run.
+    const mine = () => tasks().filter((t) => t.spec.desiredState === 'running');
+    for (const [i, t] of mine().entries()) {
+      const [r] = await ctx.registry.updateStatus(taskKind, [{ name: t.metadata.name, status: { ...t.status, state: 'running' } }]);
+      expect(r!.ok).toBe(true);
+      await ctx.registry.update(taskKind, t.metadata.name, undefined, { spec: { ...t.spec, nodeName: i === 0 ? 'a' : 'b' } });
+    }
+    await settle();
+    // b keeps beating, a goes silent until Down.
+    clock.advance(DEFAULT_TIMINGS.nodeDownAfterMs + 1000);
+    ctx.heartbeats.beat('b', { ok: true, version: '20.10' }, 1000);
+    await lc.reconcile('a');
+    await settle();
+    const onA = tasks().filter((t) => t.spec.nodeName === 'a');
+    expect(onA.map((t) => [t.status.state, t.status.message])).toEqual([['orphaned', expect.stringMatching(/^node a is down \(no heartbeat since/)]]);
+    expect(ctx.events.list({ name: 'a' }).map((e) => e.reason)).toContain('TasksOrphaned');
+    await sc.reconcile('app_web');
+    await settle();
+    // The lost task is told to stop (its agent stops it if it comes back) and a new one waits for the scheduler.
+    expect(tasks().find((t) => t.metadata.name === onA[0]!.metadata.name)!.spec.desiredState).toBe('shutdown');
+    expect(mine().map((t) => t.spec.nodeName || 'pending').sort()).toEqual(['b', 'pending']);
+    // Reconciling the Down node again orphans nothing more.
+    await lc.reconcile('a');
+    await settle();
+    const rev = await store.currentRevision();
+    await lc.reconcile('a');
+    await settle();
+    expect(await store.currentRevision()).toBe(rev);
+    expect(ctx.events.list({ name: 'a' }).filter((e) => e.reason === 'TasksOrphaned')).toHaveLength(1);
+  });
 });

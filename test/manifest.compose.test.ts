@@ -247,7 +247,7 @@ describe('readCompose: supported keys', () => {
           ports: [],
           expose: [],
           resources: { reservations: { cpus: 0, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } },
-          restartPolicy: { condition: 'any', delayMs: 1000, maxDelayMs: 60_000, maxAttempts: 0, windowMs: 0 },
+          restartPolicy: { condition: 'any', delayMs: 200, maxDelayMs: 30_000, maxAttempts: 0, windowMs: 0 },
           placement: { constraints: [] },
           x: {},
         },
@@ -543,9 +543,11 @@ describe('readCompose: supported keys', () => {
     ['restart: on-failure:3', { condition: 'on-failure', maxAttempts: 3 }],
     [
       'deploy:\n  restart_policy:\n    condition: on-failure\n    delay: 5s\n    max_attempts: 3\n    window: 2m',
-      { condition: 'on-failure', delayMs: 5000, maxDelayMs: 60_000, maxAttempts: 3, windowMs: 120_000 },
+      { condition: 'on-failure', delayMs: 5000, maxDelayMs: 30_000, maxAttempts: 3, windowMs: 120_000 },
     ],
-    ['deploy:\n  restart_policy:\n    condition: none', { condition: 'none', delayMs: 1000 }],
+    ['deploy:\n  restart_policy:\n    condition: none', { condition: 'none', delayMs: 200 }],
+    ['x-baton:\n  restart:\n    backoff: {initial: 1s, max: 2m, factor: 3}', { condition: 'any', delayMs: 1000, maxDelayMs: 120_000, factor: 3 }],
+    ['deploy:\n  restart_policy:\n    delay: 5s\nx-baton:\n  restart:\n    backoff: {max: 10s}', { delayMs: 5000, maxDelayMs: 10_000 }],
     ['deploy:\n  restart_policy:\n    delay: 2m', { condition: 'any', delayMs: 120_000, maxDelayMs: 120_000 }],
   ])('%s', (body, rp) => {
     expect(service(body).restartPolicy).toMatchObject(rp);
@@ -715,6 +717,24 @@ describe('readCompose: validation', () => {
       'services.web.x-baton.anti_affinity[0].weight: unknown key "weight" (an anti_affinity entry has service and required)',
       'services.web.x-baton.anti_affinity[0].required: must be true or false',
       'services.web.x-baton.anti_affinity[1]: must be a service name or {service: NAME, required: true|false}',
+    ]);
+  });
+
+  it('reads x-baton healthcheck and readiness probes over a Compose healthcheck, and says what is wrong with a bad one', () => {
+    const c = service('healthcheck:\n  test: ["CMD", "true"]\n  interval: 5s\n  retries: 2\nx-baton:\n  healthcheck: {http: /healthz, port: 8080}\n  readiness: {tcp: 5432, interval: 1s}').container;
+    expect(c.healthcheck).toEqual({ test: ['CMD', 'true'], http: { path: '/healthz', port: 8080 }, intervalMs: 5000, timeoutMs: 30_000, retries: 2, startPeriodMs: 0 });
+    expect(c.readiness).toEqual({ test: [], tcp: { port: 5432 }, intervalMs: 1000, timeoutMs: 2000, retries: 3, startPeriodMs: 0 });
+    expect(service('x-baton:\n  readiness: {test: "test -f /ready", retries: 1}').container.readiness).toMatchObject({ test: ['CMD-SHELL', 'test -f /ready'], retries: 1 });
+    expect(errorsOf('x-baton:\n  healthcheck: {http: healthz, port: 99999}\n  readiness: {tcp: 80, test: [CMD, x], every: 1s}\n  restart: {backoff: {initial: fast, factor: 0.5, max: 1s}}')).toEqual([
+      'services.web.x-baton.healthcheck.http: must be a path starting with "/", got "healthz"',
+      'services.web.x-baton.readiness.every: unknown key "every" (x-baton.readiness has http and port, tcp, test, interval, timeout, retries, start_period)',
+      'services.web.x-baton.readiness: takes one of http, tcp or test',
+      'services.web.x-baton.restart.backoff.initial: invalid duration "fast": use a number and a unit (ns, us, ms, s, m, h), e.g. "1m30s"',
+      'services.web.x-baton.restart.backoff.factor: must be a number from 1 to 10 (each crash multiplies the delay by it), got 0.5',
+    ]);
+    expect(errorsOf('x-baton:\n  healthcheck: {port: 80}')).toEqual([
+      'services.web.x-baton.healthcheck.port: port goes with http (for tcp, write tcp: PORT)',
+      'services.web.x-baton.healthcheck: says what to probe: {http: /healthz, port: 8080} or {tcp: 5432} or {test: [CMD, ...]}',
     ]);
   });
 

@@ -61,6 +61,26 @@ describe('reconcileService (pure)', () => {
     expect(again.create[0]!.attempt).toBe(3);
   });
 
+  it("replaces a task lost with its node at once: node loss is not the task's failure", () => {
+    const svc = service({ replicas: 1, restartPolicy: { condition: 'any', delayMs: 1000, maxDelayMs: 8000, maxAttempts: 0, windowMs: 0 } });
+    const failed = task(svc, 1, { state: 'failed', desired: 'shutdown', attempt: 1, at: 0 });
+    const lost = task(svc, 1, { state: 'orphaned', attempt: 2, at: 100, node: 'n2' });
+    const p = reconcileService(svc, [failed, lost], 100);
+    expect(p.setDesired).toEqual([{ task: lost, desiredState: 'shutdown' }]);
+    expect(p.create.map((c) => c.attempt)).toEqual([3]);
+  });
+
+  it('asks the scheduler to avoid the nodes where the slot failed past its restart policy', () => {
+    const svc = service({ replicas: 2, restartPolicy: { condition: 'any', delayMs: 1, maxDelayMs: 1, maxAttempts: 3, windowMs: 0 } });
+    const tasks = [
+      task(svc, 1, { state: 'failed', desired: 'shutdown', attempt: 1, node: 'n1' }),
+      task(svc, 1, { state: 'failed', desired: 'shutdown', attempt: 2, node: 'n2' }),
+      task(svc, 2, { state: 'orphaned', desired: 'shutdown', attempt: 1, node: 'n3' }),
+    ];
+    const p = reconcileService(svc, tasks, 10_000);
+    expect(p.create.map((c) => [c.slot, c.spec.avoidNodes])).toEqual([[1, ['n1', 'n2']], [2, undefined]]);
+  });
+
   it('leaves a slot complete when its policy does not restart', () => {
     const svc = service({ replicas: 1, restartPolicy: { condition: 'on-failure', delayMs: 1, maxDelayMs: 1, maxAttempts: 0, windowMs: 0 } });
     const done = task(svc, 1, { state: 'complete', exitCode: 0 });
@@ -243,6 +263,20 @@ describe('SpreadPlacer', () => {
     const pending = [task(svc, 3, { node: '', state: 'pending' })];
     const plan = new SpreadPlacer().place(pending, [node('a')], [...placed, ...pending]);
     expect(plan.unplaced).toHaveLength(1);
+  });
+
+  it('ranks the nodes a task should avoid (failure penalty) last, but still uses them when nothing else fits', () => {
+    const svc = service({ replicas: 3 });
+    const busy = [task(svc, 2, { node: 'b' }), task(svc, 3, { node: 'b' })];
+    const retry = task(svc, 1, { node: '', state: 'pending', attempt: 2 });
+    retry.spec.avoidNodes = ['a'];
+    // a is emptier, but the slot failed there.
+    for (const heap of [true, false]) {
+      const plan = new SpreadPlacer({ heap }).place([retry], [node('a'), node('b')], [...busy, retry]);
+      expect(plan.placed.map((p) => p.node.metadata.name)).toEqual(['b']);
+      expect(plan.placed[0]!.decision.ranked.map((r) => [r.node, r.keys.avoid ?? 0])).toEqual([['b', 0], ['a', 1]]);
+    }
+    expect(new SpreadPlacer().place([retry], [node('a')], [retry]).placed.map((p) => p.node.metadata.name)).toEqual(['a']);
   });
 
   it('honours constraints and availability', () => {

@@ -20,7 +20,7 @@ import { ApiClient } from '../api/client.js';
 import { Informer } from '../api/informer.js';
 import { nodeKind, taskKind } from '../api/kinds.js';
 import type { Task, TaskPortBinding, TaskState, TaskStatus } from '../api/types.js';
-import { isTerminal } from '../api/types.js';
+import { hasProbe, isTerminal, restartDelay } from '../api/types.js';
 import { backoffDelay } from '../base/backoff.js';
 import { sleep, systemClock, type Clock } from '../base/clock.js';
 import { BatonError } from '../base/errors.js';
@@ -30,6 +30,7 @@ import { WorkQueue } from '../base/workqueue.js';
 import { stableStringify } from '../base/json.js';
 import { DriverError, type Driver, type TaskHandle } from './driver.js';
 import { PortAllocator } from './ports.js';
+import { HealthMonitor, type HealthVerdict } from './health.js';
 import { credentialState, joinCluster, localDialAddress, loadCredentials, renewCertificate, saveCredentials, type NodeCredentials } from './join.js';
 import { tlsTransport, withTransport } from '../api/tls.js';
 import { certInfo } from '../base/pki.js';
@@ -66,8 +67,10 @@ export interface AgentOptions {
   startConcurrency?: number;
   /** Re-check every task this often even without events (safety net). */
   resyncIntervalMs?: number;
-  /** A task that ran at least this long resets its crash backoff. */
+  /** A task that stayed ready at least this long resets its crash backoff (default 60 s). */
   backoffResetMs?: number;
+  /** Health checks and readiness probes running at once on this node (default 16). */
+  maxProbesInFlight?: number;
   /** Asked heartbeat interval; the server may stretch it when the cluster is large. */
   heartbeatMs?: number;
   /** How often the certificate's age is checked for renewal. */
@@ -95,6 +98,10 @@ interface Local {
   restartCount: number;
   restartAt?: number;
   startedAt?: number;
+  /** Since when the task has been ready (running, its probes passing). */
+  readySince?: number;
+  /** Set when the agent stopped the task for failing its health check: why, for the restart's message. */
+  unhealthy?: string;
   /** The last status we produced (reported or buffered). */
   status?: TaskStatus;
 }
@@ -147,6 +154,7 @@ export class Agent {
   private heartbeatMs: number;
   private flushMs: number;
   private cleaned = false;
+  private readonly health: HealthMonitor;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -155,6 +163,7 @@ export class Agent {
     this.heartbeatMs = opts.heartbeatMs ?? 2000;
     this.flushMs = opts.statusFlushMs ?? 200;
     this.ports = new PortAllocator(opts.portRange, opts.address, opts.driver.bindsHostPorts !== false);
+    this.health = new HealthMonitor(opts.driver, this.clock, (task) => this.queue.add(task), opts.maxProbesInFlight ?? 16);
     this.queue = new WorkQueue((k) => this.reconcile(k), {
       name: 'agent-tasks',
       workers: opts.startConcurrency ?? 8,
@@ -220,6 +229,7 @@ export class Agent {
   private async halt(): Promise<void> {
     this.abort.abort();
     this.stopEvents?.();
+    this.health.close();
     this.queue.stop();
     await this.informer?.stop();
   }
@@ -502,6 +512,8 @@ export class Agent {
       restartCount: local.restartCount,
       ...(local.handle ? { containerId: local.handle.id, handle: JSON.stringify(local.handle) } : {}),
       ...(prev.startedAt ? { startedAt: prev.startedAt } : {}),
+      // The last exit code stays visible while a restarted task runs.
+      ...(local.restartCount > 0 && prev.exitCode !== undefined ? { exitCode: prev.exitCode } : {}),
       // (The scheduler's decision belongs to the server, which keeps it: never echoed back.)
       ...extra,
       timestamp: prev.state === state ? prev.timestamp : new Date(this.clock.now()).toISOString(),
@@ -569,6 +581,7 @@ export class Agent {
     if (!task) {
       // Deleted on the server (history trimmed or service removed). Only act after a sync.
       if (!this.informer?.synced || !local) return;
+      this.health.unwatch(name);
       if (local.handle) {
         const insp = await driver.inspect(local.handle);
         if (insp.state === 'running') await driver.stop(local.handle, 10_000);
@@ -598,6 +611,7 @@ export class Agent {
     const exists = insp && insp.state !== 'missing';
 
     if (task.spec.desiredState !== 'running') {
+      this.health.unwatch(name);
       if (exists && insp!.state === 'running') {
         await driver.stop(local.handle!, task.spec.container.stopGracePeriodMs, task.spec.container.stopSignal);
         const after = await driver.inspect(local.handle!);
@@ -611,8 +625,36 @@ export class Agent {
     // Desired running.
     if (exists && insp!.state === 'running') {
       if (local.startedAt === undefined) local.startedAt = insp!.startedAt ? Date.parse(insp!.startedAt) : this.clock.now();
-      const healthy = task.spec.container.healthcheck ? (insp!.health === 'healthy' ? true : insp!.health === 'unhealthy' ? false : undefined) : undefined;
-      this.report(task, local, 'running', 'started', { startedAt: insp!.startedAt, ...(healthy !== undefined ? { healthy } : {}) });
+      const c = task.spec.container;
+      const live = hasProbe(c.healthcheck) ? c.healthcheck : undefined;
+      const ready = hasProbe(c.readiness) ? c.readiness : undefined;
+      let v: HealthVerdict = {};
+      if (live || ready) {
+        this.health.watch(name, `${local.handle!.id}@${insp!.startedAt ?? ''}`, { live, ready }, { handle: local.handle!, image: c.image, address: this.opts.address, ports: local.ports ?? [] });
+        v = this.health.verdict(name);
+      } else this.health.unwatch(name);
+      if (v.healthy === false) {
+        // Unhealthy: stop it, and its restart policy takes over, as in Swarm.
+        local.unhealthy = v.output ?? 'health check failed';
+        this.health.unwatch(name);
+        this.log.info({ task: name, why: local.unhealthy }, 'task failed its health check; stopping it');
+        await driver.stop(local.handle!, c.stopGracePeriodMs, c.stopSignal);
+        this.queue.add(name);
+        return;
+      }
+      const isReady = (!live || v.healthy === true) && (!ready || v.ready === true);
+      if (!isReady) local.readySince = undefined;
+      else local.readySince ??= this.clock.now();
+      const message = isReady
+        ? 'started'
+        : v.ready === false
+          ? `not ready: ${v.output ?? 'readiness probe failing'}`
+          : `started; waiting for the ${live && v.healthy === undefined ? 'health check' : 'readiness probe'}`;
+      this.report(task, local, 'running', message, {
+        startedAt: insp!.startedAt,
+        ...(v.healthy !== undefined ? { healthy: v.healthy } : {}),
+        ...(v.ready !== undefined ? { ready: v.ready } : {}),
+      });
       return;
     }
     if (isTerminal(task.status.state) && local.status && isTerminal(local.status.state)) return;
@@ -620,26 +662,39 @@ export class Agent {
     if (exists && insp!.state === 'exited') {
       const code = insp!.exitCode ?? -1;
       const policy = task.spec.restartPolicy;
-      const ranMs = local.startedAt !== undefined && insp!.finishedAt ? Date.parse(insp!.finishedAt) - local.startedAt : 0;
+      const why = local.unhealthy !== undefined ? `unhealthy (${local.unhealthy})` : `exited with code ${code}`;
       if (local.restartAt === undefined) {
         // A new exit: decide whether and when to restart.
-        if (ranMs >= (this.opts.backoffResetMs ?? 10_000)) local.crashes = 0;
-        local.startedAt = undefined;
-        const wants = policy.condition === 'any' || (policy.condition === 'on-failure' && code !== 0);
         const now = this.clock.now();
+        const ended = insp!.finishedAt ? Date.parse(insp!.finishedAt) : now;
+        if (local.readySince !== undefined && ended - local.readySince >= (this.opts.backoffResetMs ?? 60_000)) local.crashes = 0;
+        local.readySince = undefined;
+        local.startedAt = undefined;
+        const failed = code !== 0 || local.unhealthy !== undefined;
+        const wants = policy.condition === 'any' || (policy.condition === 'on-failure' && failed);
         local.restarts = local.restarts.filter((t) => !policy.windowMs || now - t < policy.windowMs);
+        const exit = { exitCode: code, finishedAt: insp!.finishedAt };
         if (!wants) {
-          this.report(task, local, code === 0 ? 'complete' : 'failed', `exited with code ${code}`, { exitCode: code, finishedAt: insp!.finishedAt, ...(code !== 0 ? { error: insp!.error || `exit code ${code}${insp!.oomKilled ? ' (out of memory)' : ''}` } : {}) });
+          local.unhealthy = undefined;
+          this.report(task, local, failed ? 'failed' : 'complete', why, { ...exit, ...(failed ? { error: insp!.error || `${why}${insp!.oomKilled ? ' (out of memory)' : ''}` } : {}) });
           return;
         }
         if (policy.maxAttempts > 0 && local.restarts.length >= policy.maxAttempts) {
-          this.report(task, local, 'failed', `restart limit reached (${policy.maxAttempts})`, { exitCode: code, finishedAt: insp!.finishedAt, error: `exited with code ${code}; gave up after ${policy.maxAttempts} restarts` });
+          // Past its attempts on this node: the task fails and its service places a new one, elsewhere if it can.
+          local.unhealthy = undefined;
+          this.report(task, local, 'failed', `restart limit reached (${policy.maxAttempts})`, { ...exit, error: `${why}; gave up after ${policy.maxAttempts} restarts on ${this.name}` });
           return;
         }
         local.crashes++;
-        const delay = backoffDelay({ initialMs: policy.delayMs, maxMs: Math.max(policy.maxDelayMs, policy.delayMs) }, local.crashes);
+        const delay = restartDelay(policy, local.crashes);
         local.restartAt = now + delay;
-        this.report(task, local, 'starting', `exited with code ${code}; restarting in ${Math.round(delay / 100) / 10}s`, { exitCode: code, finishedAt: insp!.finishedAt });
+        this.report(
+          task,
+          local,
+          'starting',
+          delay > 0 ? `${why}; restarting in ${Math.round(delay / 100) / 10}s` : `${why}; restarting`,
+          { ...exit, ...(delay > 0 ? { nextRestartAt: new Date(local.restartAt).toISOString() } : {}) },
+        );
       }
       const wait = local.restartAt - this.clock.now();
       if (wait > 0) {
@@ -647,6 +702,7 @@ export class Agent {
         return;
       }
       local.restartAt = undefined;
+      local.unhealthy = undefined;
       local.restarts.push(this.clock.now());
       local.restartCount++;
     }

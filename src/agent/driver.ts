@@ -73,6 +73,17 @@ export type DriverEvent =
   | { type: 'health'; handle: TaskHandle; labels: Record<string, string>; status: 'healthy' | 'unhealthy' | 'starting' }
   | { type: 'destroy'; handle: TaskHandle; labels: Record<string, string> };
 
+/** ExecResult is what a command run in a task's container (a health check) ended with. */
+export interface ExecResult {
+  /** -1 when it did not finish within its timeout. */
+  exitCode: number;
+  /** The start of its output (stdout and stderr), at most 4 KiB. */
+  output: string;
+}
+
+/** A probe as a driver that simulates its tasks answers it (the sim driver). */
+export type SimulatedProbe = { kind: 'http' | 'tcp' | 'exec'; what: string };
+
 export interface EngineInfo {
   ok: boolean;
   version: string;
@@ -121,6 +132,12 @@ export interface Driver {
   destroy(handle: TaskHandle): Promise<void>;
   inspect(handle: TaskHandle): Promise<TaskInspect>;
   stats(handle: TaskHandle): Promise<TaskStats>;
+  /** exec runs a command in the task's container (an exec health check); a timeout returns exitCode -1. */
+  exec(handle: TaskHandle, cmd: string[], timeoutMs: number): Promise<ExecResult>;
+  /** imageHealthcheck is the image's own HEALTHCHECK test (Docker form), for a healthcheck that keeps it; undefined when it has none. */
+  imageHealthcheck(image: string): Promise<string[] | undefined>;
+  /** probe, when a driver has it, answers every probe itself: its tasks do not really listen (the sim driver). */
+  probe?(handle: TaskHandle, probe: SimulatedProbe): Promise<ExecResult>;
   /** list returns every container whose labels include all of `labels`. */
   list(labels: Record<string, string>): Promise<ListedTask[]>;
   /** volumes names the named volumes whose labels include all of `labels` (the scheduler sends their tasks back to this node). */

@@ -11,6 +11,17 @@ import { wholeMillicores } from './types.js';
 const name = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'must start with a letter or digit and contain only letters, digits, "_", "." or "-" (at most 63)');
 const nonNegInt = z.number().int().min(0);
 const ms = nonNegInt;
+const port = z.number().int().min(1).max(65535);
+const probe = z.object({
+  test: z.array(z.string()),
+  http: z.object({ path: z.string().startsWith('/'), port }).optional(),
+  tcp: z.object({ port }).optional(),
+  intervalMs: ms,
+  timeoutMs: ms,
+  retries: nonNegInt,
+  startPeriodMs: ms,
+  startIntervalMs: ms.optional(),
+});
 
 export const labelsSchema = z.record(z.string(), z.string());
 
@@ -33,16 +44,8 @@ export const containerSpecSchema = z.object({
   init: z.boolean(),
   stopSignal: z.string().optional(),
   stopGracePeriodMs: ms,
-  healthcheck: z
-    .object({
-      test: z.array(z.string()),
-      intervalMs: ms,
-      timeoutMs: ms,
-      retries: nonNegInt,
-      startPeriodMs: ms,
-      startIntervalMs: ms.optional(),
-    })
-    .optional(),
+  healthcheck: probe.optional(),
+  readiness: probe.optional(),
   pullPolicy: z.enum(['always', 'missing', 'never']).optional(),
   mounts: z.array(
     z.object({
@@ -84,6 +87,7 @@ export const serviceSpecSchema = z.object({
     condition: z.enum(['any', 'on-failure', 'none']),
     delayMs: ms,
     maxDelayMs: ms,
+    factor: z.number().min(1).max(10).optional(),
     maxAttempts: nonNegInt,
     windowMs: ms,
   }),

@@ -56,9 +56,19 @@ export interface MountSpec {
   readOnly: boolean;
 }
 
+/**
+ * HealthcheckSpec is one probe the agent runs itself (right after start, then
+ * every interval): an HTTP GET (2xx/3xx passes), a TCP connect, or a command
+ * run in the container. `port` is the container's port (its host port when
+ * the agent allocated one).
+ */
 export interface HealthcheckSpec {
-  /** Docker form: ["CMD", ...], ["CMD-SHELL", "..."] or ["NONE"]. */
+  /** Docker form: ["CMD", ...], ["CMD-SHELL", "..."] or ["NONE"]; [] keeps the image's HEALTHCHECK test. Ignored when http or tcp is set. */
   test: string[];
+  /** x-baton: an HTTP probe, GET http://<task address>:<port><path>. */
+  http?: { path: string; port: number };
+  /** x-baton: a TCP probe, connect to <task address>:<port>. */
+  tcp?: { port: number };
   intervalMs: number;
   timeoutMs: number;
   retries: number;
@@ -98,7 +108,10 @@ export interface ContainerSpec {
   init: boolean;
   stopSignal?: string;
   stopGracePeriodMs: number;
+  /** Gates readiness and liveness (an unhealthy task is restarted by its policy), as in Swarm. */
   healthcheck?: HealthcheckSpec;
+  /** x-baton.readiness: gates readiness only (alive but not yet ready to serve); failing never restarts the task. */
+  readiness?: HealthcheckSpec;
   /** undefined: the agent's --pull default. */
   pullPolicy?: PullPolicy;
   mounts: MountSpec[];
@@ -169,14 +182,30 @@ export interface ServiceAffinity {
   required: boolean;
 }
 
+/**
+ * RestartPolicy: the agent restarts a task in place. The first restart after a
+ * run is immediate; each further consecutive crash waits delayMs × factor^(n-2),
+ * at most maxDelayMs (defaults 200 ms, ×2, 30 s). The count resets once the task
+ * has been ready for the agent's backoff reset time (60 s).
+ */
 export interface RestartPolicy {
   condition: 'any' | 'on-failure' | 'none';
-  /** Delay before the first restart; doubles per consecutive failure up to maxDelayMs. */
+  /** The initial backoff (Compose `delay`, x-baton.restart.backoff.initial). */
   delayMs: number;
+  /** The largest backoff (x-baton.restart.backoff.max). */
   maxDelayMs: number;
-  /** 0 = unlimited, counted within windowMs (or ever, when windowMs is 0). */
+  /** How much each consecutive crash multiplies the backoff (x-baton.restart.backoff.factor); 2 when absent. */
+  factor?: number;
+  /** 0 = unlimited, counted within windowMs (or ever, when windowMs is 0); past it the task fails and is rescheduled on another node. */
   maxAttempts: number;
   windowMs: number;
+}
+
+/** restartDelay is how long the agent waits before restart number `crashes` (1-based) since the task last stayed up. */
+export function restartDelay(p: RestartPolicy, crashes: number): number {
+  if (crashes <= 1) return 0;
+  const d = p.delayMs * Math.pow(p.factor ?? 2, crashes - 2);
+  return Math.min(Math.max(p.maxDelayMs, p.delayMs), Number.isFinite(d) ? d : p.maxDelayMs);
 }
 
 // ---------------------------------------------------------------- services
@@ -250,6 +279,8 @@ export interface TaskSpec {
   resources: ResourceSpec;
   restartPolicy: RestartPolicy;
   placement: PlacementSpec;
+  /** Nodes where earlier attempts of this slot failed past their restart policy: the scheduler ranks them last (Nomad's reschedule penalty). */
+  avoidNodes?: string[];
 }
 
 export interface TaskPortBinding {
@@ -285,8 +316,12 @@ export interface TaskStatus {
   hostIP?: string;
   ports: TaskPortBinding[];
   restartCount: number;
-  /** Last health check outcome; undefined when the task has no health check. */
+  /** Last health check outcome; undefined when the task has no health check (or none has finished yet). */
   healthy?: boolean;
+  /** Last readiness probe outcome; undefined when the task has no readiness probe. */
+  ready?: boolean;
+  /** When the agent will restart the task again (a crash backoff is running). */
+  nextRestartAt?: string;
   startedAt?: string;
   finishedAt?: string;
   /** When the state last changed (ISO-8601). */
@@ -299,8 +334,20 @@ export interface TaskStatus {
 
 export type Task = Resource<'Task', TaskSpec, TaskStatus>;
 
+/** hasProbe: a health check that runs (not `NONE`). */
+export function hasProbe(h: HealthcheckSpec | undefined): h is HealthcheckSpec {
+  return h !== undefined && !(h.test[0] === 'NONE' && !h.http && !h.tcp);
+}
+
+/** isTaskReady: running, its health check (if any) passed, and its readiness probe (if any) passed. Only ready tasks get traffic. */
 export function isTaskReady(t: Task): boolean {
-  return t.status.state === 'running' && t.status.healthy !== false && (t.spec.container.healthcheck === undefined || t.status.healthy === true);
+  const c = t.spec.container;
+  return (
+    t.status.state === 'running' &&
+    t.status.healthy !== false &&
+    (!hasProbe(c.healthcheck) || t.status.healthy === true) &&
+    (!hasProbe(c.readiness) || t.status.ready === true)
+  );
 }
 
 // ---------------------------------------------------------------- nodes

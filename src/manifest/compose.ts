@@ -257,6 +257,30 @@ export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
       return out;
     },
   },
+  restart: {
+    translate(value, report) {
+      if (!isObj(value)) return report.error('must be a mapping: {backoff: {initial: 200ms, max: 30s, factor: 2}}');
+      for (const k of Object.keys(value)) if (k !== 'backoff') report.error(`unknown key "${k}" (x-baton.restart has backoff)`, [k]);
+      const b = value.backoff;
+      if (b === undefined) return {};
+      if (!isObj(b)) return report.error('must be a mapping {initial, max, factor}', ['backoff']);
+      const out: { initialMs?: number; maxMs?: number; factor?: number } = {};
+      for (const [k, v] of Object.entries(b)) {
+        if (k === 'initial' || k === 'max') {
+          const d = parseDurationMs(v, k);
+          if (!d.ok) report.error(d.error.message, ['backoff', k]);
+          else out[k === 'initial' ? 'initialMs' : 'maxMs'] = d.value;
+        } else if (k === 'factor') {
+          if (typeof v === 'number' && v >= 1 && v <= 10) out.factor = v;
+          else report.error(`must be a number from 1 to 10 (each crash multiplies the delay by it), got ${JSON.stringify(v)}`, ['backoff', k]);
+        } else report.error(`unknown key "${k}" (a backoff has initial, max, factor)`, ['backoff', k]);
+      }
+      if (out.initialMs !== undefined && out.maxMs !== undefined && out.maxMs < out.initialMs) report.error(`max (${b.max}) must not be below initial (${b.initial})`, ['backoff', 'max']);
+      return out;
+    },
+  },
+  healthcheck: probeKey('healthcheck'),
+  readiness: probeKey('readiness'),
   strategy: {
     translate(value, report) {
       if (value === 'spread' || value === 'binpack') return value;
@@ -265,6 +289,67 @@ export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
     },
   },
 };
+
+/** XProbe is an x-baton probe as read: what to probe, and any timings given. */
+export interface XProbe {
+  http?: { path: string; port: number };
+  tcp?: { port: number };
+  test?: string[];
+  intervalMs?: number;
+  timeoutMs?: number;
+  retries?: number;
+  startPeriodMs?: number;
+}
+
+/**
+ * probeKey reads `x-baton.healthcheck` / `x-baton.readiness`: one of
+ * `http: /path` (with `port`), `tcp: PORT`, or `test` (as Compose's), plus
+ * interval, timeout, retries, start_period.
+ */
+function probeKey(name: string): XBatonKey {
+  const example = `{http: /healthz, port: 8080} or {tcp: 5432} or {test: [CMD, ...]}`;
+  return {
+    translate(value, report) {
+      if (!isObj(value)) return report.error(`must be a mapping, e.g. ${example}`);
+      const out: XProbe = {};
+      const port = (v: unknown, at: string) => {
+        if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535) return v;
+        report.error(`must be a port number from 1 to 65535, got ${JSON.stringify(v)}`, [at]);
+        return undefined;
+      };
+      for (const [k, v] of Object.entries(value)) {
+        if (k === 'http') {
+          if (typeof v !== 'string' || !v.startsWith('/')) report.error(`must be a path starting with "/", got ${JSON.stringify(v)}`, [k]);
+          else if (value.port === undefined) report.error('an http probe needs a port (the container port it listens on)', [k]);
+          else {
+            const p = port(value.port, 'port');
+            if (p !== undefined) out.http = { path: v, port: p };
+          }
+        } else if (k === 'tcp') {
+          const p = port(v, k);
+          if (p !== undefined) out.tcp = { port: p };
+        } else if (k === 'port') {
+          if (value.http === undefined) report.error('port goes with http (for tcp, write tcp: PORT)', [k]);
+        } else if (k === 'test') {
+          if (typeof v === 'string' && v.trim() !== '') out.test = ['CMD-SHELL', v];
+          else if (Array.isArray(v) && v.length > 1 && (v[0] === 'CMD' || v[0] === 'CMD-SHELL') && v.every((x) => typeof x === 'string')) out.test = v as string[];
+          else report.error('must be a shell command string, or a list starting with CMD or CMD-SHELL', [k]);
+        } else if (k === 'interval' || k === 'timeout' || k === 'start_period') {
+          const d = parseDurationMs(v, k);
+          if (!d.ok) report.error(d.error.message, [k]);
+          else out[k === 'interval' ? 'intervalMs' : k === 'timeout' ? 'timeoutMs' : 'startPeriodMs'] = d.value;
+        } else if (k === 'retries') {
+          if (typeof v === 'number' && Number.isInteger(v) && v >= 1) out.retries = v;
+          else report.error(`must be a whole number from 1 (failures in a row before the probe counts as failing), got ${JSON.stringify(v)}`, [k]);
+        } else report.error(`unknown key "${k}" (x-baton.${name} has http and port, tcp, test, interval, timeout, retries, start_period)`, [k]);
+      }
+      const kinds = [out.http, out.tcp, out.test].filter(Boolean).length;
+      if (kinds === 0 && !Object.keys(value).some((k) => k === 'http' || k === 'tcp' || k === 'test')) report.error(`says what to probe: ${example}`);
+      if (kinds > 1) report.error('takes one of http, tcp or test');
+      return out;
+    },
+  };
+}
 
 /** affinityKey reads `x-baton.affinity` / `anti_affinity`: a list of service names (required) or {service, required}. */
 function affinityKey(name: string): XBatonKey {
@@ -1257,6 +1342,15 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   labels[STACK_LABEL] = ctx.stack;
 
   const x = xBaton(ctx, svc['x-baton'], at('x-baton'));
+  const backoff = x.restart as { backoff?: never; initialMs?: number; maxMs?: number; factor?: number } | undefined;
+  if (backoff?.initialMs !== undefined) {
+    restartPolicy.delayMs = backoff.initialMs;
+    restartPolicy.maxDelayMs = Math.max(restartPolicy.maxDelayMs, backoff.initialMs);
+  }
+  if (backoff?.maxMs !== undefined) restartPolicy.maxDelayMs = backoff.maxMs;
+  if (backoff?.factor !== undefined) restartPolicy.factor = backoff.factor;
+  if (x.healthcheck) container.healthcheck = mergeProbe(container.healthcheck, x.healthcheck as XProbe);
+  if (x.readiness) container.readiness = mergeProbe(undefined, x.readiness as XProbe);
   if (x.strategy === 'binpack' || x.strategy === 'spread') placement.strategy = x.strategy;
   if (Array.isArray(x.tolerations) && x.tolerations.length) placement.tolerations = x.tolerations as Toleration[];
   if (typeof x.priority === 'number' && x.priority !== 0) placement.priority = x.priority;
@@ -1417,6 +1511,19 @@ function healthcheck(ctx: Ctx, v: unknown, segs: PathSegment[]): HealthcheckSpec
     if (d !== undefined) h.startIntervalMs = d;
   }
   if (v.retries !== undefined) h.retries = toInt(ctx, v.retries, at('retries')) ?? h.retries;
+  return h;
+}
+
+/** mergeProbe lays an x-baton probe over a Compose healthcheck (whose timings it keeps unless it gives its own); alone it probes every 10 s with a 2 s timeout. */
+function mergeProbe(base: HealthcheckSpec | undefined, x: XProbe): HealthcheckSpec {
+  const h: HealthcheckSpec = base && base.test[0] !== 'NONE' ? { ...base } : { test: [], intervalMs: 10_000, timeoutMs: 2_000, retries: 3, startPeriodMs: 0 };
+  if (x.http) h.http = x.http;
+  if (x.tcp) h.tcp = x.tcp;
+  if (x.test) h.test = x.test;
+  if (x.intervalMs !== undefined) h.intervalMs = x.intervalMs;
+  if (x.timeoutMs !== undefined) h.timeoutMs = x.timeoutMs;
+  if (x.retries !== undefined) h.retries = x.retries;
+  if (x.startPeriodMs !== undefined) h.startPeriodMs = x.startPeriodMs;
   return h;
 }
 
@@ -1812,7 +1919,7 @@ function translateResources(ctx: Ctx, svc: Obj, deploy: Obj, base: PathSegment[]
   return r;
 }
 
-const RESTART_DEFAULT: RestartPolicy = { condition: 'any', delayMs: 1000, maxDelayMs: 60_000, maxAttempts: 0, windowMs: 0 };
+const RESTART_DEFAULT: RestartPolicy = { condition: 'any', delayMs: 200, maxDelayMs: 30_000, maxAttempts: 0, windowMs: 0 };
 
 function translateRestart(ctx: Ctx, svc: Obj, deploy: Obj, base: PathSegment[]): RestartPolicy {
   const rp: RestartPolicy = { ...RESTART_DEFAULT };

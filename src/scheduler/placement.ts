@@ -191,7 +191,7 @@ class Pass {
   private group(task: Task): Group {
     const pl = task.spec.placement;
     const need = needOf(task);
-    const key = JSON.stringify([task.spec.serviceName, pl.constraints, pl.preferences ?? null, pl.maxReplicasPerNode ?? 0, pl.strategy ?? '', pl.tolerations ?? null, pl.affinity ?? null, pl.antiAffinity ?? null, need]);
+    const key = JSON.stringify([task.spec.serviceName, pl.constraints, pl.preferences ?? null, pl.maxReplicasPerNode ?? 0, pl.strategy ?? '', pl.tolerations ?? null, pl.affinity ?? null, pl.antiAffinity ?? null, need, task.spec.avoidNodes ?? null]);
     let g = this.groups.get(key);
     if (g) return g;
     const n = this.snap.nodes.length;
@@ -212,6 +212,7 @@ class Pass {
     let cache = this.staticCache.get(cacheKey);
     if (!cache) this.staticCache.set(cacheKey, (cache = new Map()));
     const avoidCache = new Map<string, number>();
+    const penalized = new Set(task.spec.avoidNodes ?? []);
     for (const ns of this.snap.nodes) {
       let reason: string | undefined;
       const hit = cache.get(ns.cls.key);
@@ -227,7 +228,8 @@ class Pass {
       g.members.push(ns);
       let avoid = avoidCache.get(ns.cls.key);
       if (avoid === undefined) avoidCache.set(ns.cls.key, (avoid = ns.node.spec.taints?.length ? untolerated(ns.node, pl.tolerations, ['PreferNoSchedule']).length : 0));
-      g.avoid[ns.idx] = avoid;
+      // Nomad's reschedule penalty: a node where this slot failed past its restart policy ranks as if it had one more untolerated PreferNoSchedule taint.
+      g.avoid[ns.idx] = avoid + (penalized.has(ns.name) ? 1 : 0);
     }
     g.live = g.members.length;
     if (fast) {
@@ -439,6 +441,8 @@ class Pass {
 
 function rankedEntry(g: Group, ns: NodeState, used: number): SchedulingDecision['ranked'][number] {
   const keys: Record<string, number> = g.binpack ? { used: round(used), tasks: ns.count } : { sameService: ns.services.get(g.sample.spec.serviceName) ?? 0, used: round(used), tasks: ns.count };
+  // Untolerated PreferNoSchedule taints and the failure penalty, when they weigh.
+  if (g.avoid[ns.idx]) keys.avoid = g.avoid[ns.idx]!;
   return { node: ns.name, keys };
 }
 

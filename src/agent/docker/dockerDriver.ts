@@ -10,6 +10,7 @@ import { StringDecoder } from 'node:string_decoder';
 import Docker from 'dockerode';
 import { existsSync, mkdirSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
+import { Writable } from 'node:stream';
 import type { ContainerSpec, ResourceSpec } from '../../api/types.js';
 import {
   DriverError,
@@ -18,6 +19,7 @@ import {
   type DriverEvent,
   type DriverTaskState,
   type EngineInfo,
+  type ExecResult,
   type ExitResult,
   type ListedTask,
   type TaskConfig,
@@ -37,6 +39,8 @@ const PING_TIMEOUT_MS = 10_000;
 /** After SIGKILL a container is gone within milliseconds; this only bounds a wedged engine. */
 const KILL_WAIT_MS = 30_000;
 const NS_PER_MS = 1_000_000;
+/** How much of an exec health check's output is kept (Docker keeps 4 KiB too). */
+const EXEC_OUTPUT_BYTES = 4096;
 /** How long a start that lost a create race waits for the winner's container to become visible. */
 const CONFLICT_SETTLE_MS = 10_000;
 /** Event attributes that are not container labels (Docker mixes both into Actor.Attributes). */
@@ -195,6 +199,55 @@ export class DockerDriver implements Driver {
       throw this.toDriverError(err);
     }
     return inspectOf(info);
+  }
+
+  async exec(handle: TaskHandle, cmd: string[], timeoutMs: number): Promise<ExecResult> {
+    const c = this.container(handle);
+    let ex: Docker.Exec;
+    try {
+      ex = await c.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+    } catch (err) {
+      throw this.toDriverError(err);
+    }
+    const stream = await ex.start({ hijack: true, stdin: false });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        if (size < EXEC_OUTPUT_BYTES) chunks.push(chunk.subarray(0, EXEC_OUTPUT_BYTES - size));
+        size += chunk.length;
+        done();
+      },
+    });
+    this.docker.modem.demuxStream(stream, sink, sink);
+    const finished = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      const end = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      stream.once('end', end);
+      stream.once('close', end);
+      stream.once('error', end);
+    });
+    const output = Buffer.concat(chunks).toString('utf8');
+    if (!finished) {
+      stream.destroy();
+      return { exitCode: -1, output: `timed out after ${timeoutMs} ms${output ? `: ${output}` : ''}` };
+    }
+    const info = await ex.inspect().catch(() => undefined);
+    return { exitCode: typeof info?.ExitCode === 'number' ? info.ExitCode : -1, output };
+  }
+
+  async imageHealthcheck(image: string): Promise<string[] | undefined> {
+    try {
+      const info = await this.docker.getImage(image).inspect();
+      const test = (info.Config as { Healthcheck?: { Test?: string[] } } | undefined)?.Healthcheck?.Test;
+      return test && test.length && test[0] !== 'NONE' ? test : undefined;
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw this.toDriverError(err);
+    }
   }
 
   async stats(handle: TaskHandle): Promise<TaskStats> {
@@ -507,16 +560,8 @@ export function createBody(
   // Docker rejects a hostname together with host networking (the host's is used).
   if (spec.hostname && spec.networkMode !== 'host') body.Hostname = spec.hostname;
   if (spec.stopSignal) body.StopSignal = spec.stopSignal;
-  if (spec.healthcheck) {
-    const h = spec.healthcheck;
-    const hc: Docker.HealthConfig = { Test: h.test };
-    if (h.intervalMs > 0) hc.Interval = h.intervalMs * NS_PER_MS;
-    if (h.timeoutMs > 0) hc.Timeout = h.timeoutMs * NS_PER_MS;
-    if (h.retries > 0) hc.Retries = h.retries;
-    if (h.startPeriodMs > 0) hc.StartPeriod = h.startPeriodMs * NS_PER_MS;
-    if (h.startIntervalMs && h.startIntervalMs > 0) hc.StartInterval = h.startIntervalMs * NS_PER_MS;
-    body.Healthcheck = hc;
-  }
+  // The agent runs health checks itself (at once after start, not after a whole interval as the engine does): the engine's own runner would run each twice.
+  if (spec.healthcheck || spec.readiness) body.Healthcheck = { Test: ['NONE'] };
   return body;
 }
 

@@ -9,7 +9,7 @@
  * node's labels and each agent sees only its own.
  */
 import { randomUUID } from 'node:crypto';
-import type { Driver, DriverEvent, EngineInfo, ExitResult, ListedTask, TaskConfig, TaskHandle, TaskInspect, TaskStats } from '../driver.js';
+import type { Driver, DriverEvent, EngineInfo, ExecResult, ExitResult, ListedTask, TaskConfig, TaskHandle, TaskInspect, TaskStats } from '../driver.js';
 import { DriverError, volumeLabels } from '../driver.js';
 
 export interface SimOptions {
@@ -235,6 +235,20 @@ export class SimDriver implements Driver {
   async stats(handle: TaskHandle): Promise<TaskStats> {
     const c = this.engine.containers.get(handle.name);
     return { cpuPercent: c?.state === 'running' ? 0.1 : 0, memoryBytes: c?.state === 'running' ? 4 * 1024 * 1024 : 0, memoryLimitBytes: 0, time: new Date().toISOString() };
+  }
+
+  /** A simulated task passes every probe while it runs (it has no process to ask). */
+  async probe(handle: TaskHandle): Promise<ExecResult> {
+    const running = this.engine.containers.get(handle.name)?.state === 'running';
+    return { exitCode: running ? 0 : 1, output: running ? '' : 'not running (simulated)' };
+  }
+
+  async exec(handle: TaskHandle): Promise<ExecResult> {
+    return this.probe(handle);
+  }
+
+  async imageHealthcheck(): Promise<string[] | undefined> {
+    return undefined;
   }
 
   async volumes(labels: Record<string, string>): Promise<string[]> {

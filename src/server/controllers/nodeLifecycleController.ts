@@ -7,10 +7,15 @@
  * missedHeartbeats × interval) and its engine answers. After a server
  * restart, nodes get one full NotReady window to heartbeat again before they
  * are marked NotReady, so a restart does not flap the cluster.
+ *
+ * A Down node's tasks that should still run are marked `orphaned`: their
+ * services replace them elsewhere at once (as Swarm does), and when the
+ * node comes back its agent finds them told to stop, so the service is back
+ * to exactly its replicas.
  */
 import { WorkQueue } from '../../base/workqueue.js';
-import { nodeKind } from '../../api/kinds.js';
-import type { Node, NodeState, NodeStatus, Task } from '../../api/types.js';
+import { nodeKind, taskKind } from '../../api/kinds.js';
+import { isTerminal, type Node, type NodeState, type NodeStatus, type Task } from '../../api/types.js';
 import { allocatedByNode, taskUsesResources } from '../../scheduler/filters.js';
 import { stableStringify } from '../registry.js';
 import { heartbeatInterval, indexTasks, recordEvent, TASKS_BY_NODE, type Controller, type ControllerContext } from './context.js';
@@ -67,8 +72,14 @@ export class NodeLifecycleController implements Controller {
       const node = o as unknown as Node;
       const d = this.deriveState(node, now);
       if (d.state !== node.status.state || d.message !== node.status.message) this.queue.add(name);
+      // A Down node still holding live tasks (a crash between the two writes, or a server restart) is finished here.
+      else if (d.state === 'down' && this.holdsLiveTasks(name)) this.queue.add(name);
     }
     this.cancelTick = this.ctx.clock.setTimeout(() => this.tick(), this.ctx.timings.heartbeatIntervalMs);
+  }
+
+  private holdsLiveTasks(name: string): boolean {
+    return (this.ctx.tasks.byIndex(TASKS_BY_NODE, name) as unknown as Task[]).some((t) => t.spec.desiredState === 'running' && !isTerminal(t.status.state));
   }
 
   /** deriveState is the node state rule, from the last beat and the time. */
@@ -102,6 +113,7 @@ export class NodeLifecycleController implements Controller {
     const now = ctx.clock.now();
     const { state, message } = this.deriveState(node, now);
     const tasks = ctx.tasks.byIndex(TASKS_BY_NODE, name) as unknown as Task[];
+    if (state === 'down') await this.orphan(name, tasks, message, now);
     const alloc = allocatedByNode(tasks).get(name) ?? { cpus: 0, memoryBytes: 0, count: 0 };
     const beat = ctx.heartbeats.get(name);
     const next: NodeStatus = {
@@ -131,5 +143,35 @@ export class NodeLifecycleController implements Controller {
         message: `node ${name} is ${label}${message ? `: ${message}` : ''}`,
       });
     }
+  }
+
+  /** orphan marks the tasks on a Down node that should still run; a task whose status moved meanwhile is left for the next pass (its change queues the node again). */
+  private async orphan(name: string, tasks: readonly Task[], why: string, now: number): Promise<void> {
+    const lost = tasks.filter((t) => t.spec.desiredState === 'running' && !isTerminal(t.status.state));
+    if (lost.length === 0) return;
+    const at = new Date(now).toISOString();
+    const results = await this.ctx.registry.updateStatus(
+      taskKind,
+      lost.map((t) => ({
+        name: t.metadata.name,
+        uid: t.metadata.uid,
+        statusVersion: t.metadata.statusVersion ?? '0',
+        status: { ...t.status, state: 'orphaned' as const, message: `node ${name} is down (${why})`, timestamp: at },
+      })),
+    );
+    const failed = results.find((r) => !r.ok && r.error.code !== 'BATON_ERR_NOT_FOUND' && r.error.code !== 'BATON_ERR_CONFLICT');
+    if (failed && !failed.ok) throw failed.error;
+    const n = results.filter((r) => r.ok).length;
+    if (n === 0) return;
+    recordEvent(this.ctx, {
+      type: 'Warning',
+      reason: 'TasksOrphaned',
+      kind: 'Node',
+      name,
+      uid: (this.ctx.nodes.objects.get(name) as Node | undefined)?.metadata.uid ?? '',
+      node: name,
+      source: 'controller/node-lifecycle',
+      message: `node ${name} is down: ${n} task(s) will run elsewhere`,
+    });
   }
 }

@@ -193,7 +193,13 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     const make = () => {
       const id = taskIdentity(svc.metadata.name, svc.metadata.uid, slot, hash, nextAttempt);
       if (global) plan.create.push({ ...id, slot: 0, node: String(slot), attempt: nextAttempt, spec: newTaskSpec(svc, 0, hash, String(slot)) });
-      else plan.create.push({ ...id, slot: Number(slot), attempt: nextAttempt, spec: newTaskSpec(svc, Number(slot), hash) });
+      else {
+        const spec = newTaskSpec(svc, Number(slot), hash);
+        // Failure penalty: nodes where this slot failed past its restart policy rank last for the new attempt.
+        const avoid = [...new Set(list.filter((t) => t.status.state === 'failed' && t.spec.nodeName).map((t) => t.spec.nodeName))].sort();
+        if (avoid.length) spec.avoidNodes = avoid;
+        plan.create.push({ ...id, slot: Number(slot), attempt: nextAttempt, spec });
+      }
     };
 
     const onDraining = (t: Task) => drain.draining.has(t.spec.nodeName);
@@ -235,7 +241,7 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
       const retry = failedSince(list, cur);
       if (retry > 0) {
         const last = list.at(-1)!;
-        const wait = stateTime(last) + backoffDelay({ initialMs: svc.spec.restartPolicy.delayMs || 1000, maxMs: svc.spec.restartPolicy.maxDelayMs || 60_000 }, retry) - now;
+        const wait = stateTime(last) + slotBackoff(svc, retry) - now;
         if (wait > 0) {
           want(wait);
           continue;
@@ -272,7 +278,7 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     const failures = consecutiveFailures(list, cur);
     if (failures > 0) {
       const last = cur ?? list.at(-1)!;
-      const delay = backoffDelay({ initialMs: svc.spec.restartPolicy.delayMs || 1000, maxMs: svc.spec.restartPolicy.maxDelayMs || 60_000 }, failures);
+      const delay = slotBackoff(svc, failures);
       const due = stateTime(last) + delay;
       if (now < due) {
         want(due - now);
@@ -318,12 +324,19 @@ function failedSince(list: Task[], cur: Task): number {
   return n;
 }
 
+/** slotBackoff is how long a slot waits before replacing a task after `failures` failures in a row (the restart policy's backoff). */
+function slotBackoff(svc: Service, failures: number): number {
+  const rp = svc.spec.restartPolicy;
+  return backoffDelay({ initialMs: rp.delayMs || 1000, maxMs: Math.max(rp.maxDelayMs, rp.delayMs) || 30_000, factor: rp.factor ?? 2 }, failures);
+}
+
+/** consecutiveFailures counts the slot's latest tasks that ended badly; a task lost with its node is not its own failure, and ends the count. */
 function consecutiveFailures(list: Task[], cur: Task | undefined): number {
   let n = 0;
   const all = cur && !list.includes(cur) ? [...list, cur] : list;
   for (let i = all.length - 1; i >= 0; i--) {
     const t = all[i]!;
-    if (!isTerminal(t.status.state)) break;
+    if (!isTerminal(t.status.state) || t.status.state === 'orphaned') break;
     if (t.status.state === 'complete' || (t.status.state === 'shutdown' && t.spec.desiredState !== 'running')) break;
     n++;
   }
