@@ -17,8 +17,7 @@ import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
 import type { Task } from '../src/api/types.js';
 import { readCompose } from '../src/manifest/compose.js';
-import {
-  containerIds,
+import { containerIds,
   containerTimes,
   cpuMs,
   docker,
@@ -35,8 +34,7 @@ import {
   secs,
   sleep,
   spawnBaton,
-  waitFor,
-} from './lib.js';
+  waitFor, checkInterrupted, cleanUpOnSignals, onCleanup, runCleanups, wasInterrupted } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -117,41 +115,7 @@ interface SystemResult {
 
 const benchId = `converge-${Date.now().toString(36)}-${process.pid}`;
 
-// ---------------------------------------------------------------- cleanup on exit / Ctrl-C
-
-const cleanups: { name: string; fn: () => Promise<void> }[] = [];
-function onCleanup(name: string, fn: () => Promise<void>): () => void {
-  const entry = { name, fn };
-  cleanups.push(entry);
-  return () => {
-    const i = cleanups.indexOf(entry);
-    if (i >= 0) cleanups.splice(i, 1);
-  };
-}
-async function runCleanups(): Promise<void> {
-  while (cleanups.length) {
-    const c = cleanups.pop()!;
-    try {
-      await c.fn();
-    } catch (e) {
-      log(`cleanup ${c.name} failed: ${(e as Error).message}`);
-    }
-  }
-}
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    log(`${sig}: cleaning up`);
-    runCleanups()
-      .then(() => removeByLabel([`${LABEL}=${benchId}`]))
-      .finally(() => process.exit(130));
-  });
-}
-function checkInterrupted(): void {
-  if (interrupted) throw new Error('interrupted');
-}
+cleanUpOnSignals([`${LABEL}=${benchId}`]);
 
 // ---------------------------------------------------------------- shared bits
 
@@ -672,7 +636,7 @@ async function main(): Promise<number> {
       try {
         results.push(await fn(o));
       } catch (e) {
-        if (interrupted) throw e;
+        if (wasInterrupted()) throw e;
         failed = true;
         log(`${name} failed: ${(e as Error).stack ?? e}`);
         results.push({ name, runs: [], notes: [], failed: (e as Error).message.split('\n')[0]! });

@@ -248,3 +248,51 @@ export async function spawnBaton(args: string[], o: { env: Record<string, string
   child.stdout!.resume(); // keep draining
   return { child, matches, stderrTail: () => tail };
 }
+
+// ---------------------------------------------------------------- cleanup on exit / Ctrl-C
+
+const cleanups: { name: string; fn: () => Promise<void> }[] = [];
+let interrupted = false;
+
+/** onCleanup registers something to undo at the end (or on Ctrl-C), newest first; the returned function unregisters it. */
+export function onCleanup(name: string, fn: () => Promise<void>): () => void {
+  const entry = { name, fn };
+  cleanups.push(entry);
+  return () => {
+    const i = cleanups.indexOf(entry);
+    if (i >= 0) cleanups.splice(i, 1);
+  };
+}
+
+export async function runCleanups(): Promise<void> {
+  while (cleanups.length) {
+    const c = cleanups.pop()!;
+    try {
+      await c.fn();
+    } catch (e) {
+      log(`cleanup ${c.name} failed: ${(e as Error).message}`);
+    }
+  }
+}
+
+/** cleanUpOnSignals makes SIGINT/SIGTERM run the cleanups, then remove every container with `labels`, then exit 130. */
+export function cleanUpOnSignals(labels: string[]): void {
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (interrupted) return;
+      interrupted = true;
+      log(`${sig}: cleaning up`);
+      runCleanups()
+        .then(() => removeByLabel(labels))
+        .finally(() => process.exit(130));
+    });
+  }
+}
+
+export function wasInterrupted(): boolean {
+  return interrupted;
+}
+
+export function checkInterrupted(): void {
+  if (interrupted) throw new Error('interrupted');
+}

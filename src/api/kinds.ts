@@ -5,7 +5,7 @@
  * Revision) is a new row here, not a rewrite elsewhere.
  */
 import type { z } from 'zod';
-import type { Node, Service, Task } from './types.js';
+import { hasProbe, type Node, type Service, type Task } from './types.js';
 import { nodeSpecSchema, serviceSpecSchema } from './schemas.js';
 
 export interface Column<T> {
@@ -107,9 +107,33 @@ export const taskKind: KindInfo<Task> = {
     { header: 'DESIRED STATE', get: (t) => t.spec.desiredState },
     { header: 'CURRENT STATE', get: (t) => `${t.status.state[0]!.toUpperCase()}${t.status.state.slice(1)} ${age(t.status.timestamp)} ago` },
     { header: 'ADDRESS', get: (t) => (t.status.hostIP && t.status.ports.length ? t.status.ports.map((p) => `${t.status.hostIP}:${p.hostPort}`).join(',') : '-') },
-    { header: 'ERROR', get: (t) => t.status.error ?? (t.status.state === 'pending' ? (t.status.pendingReason ?? '') : '') },
+    { header: 'HEALTH', get: health },
+    { header: 'RESTARTS', get: (t) => `${t.status.restartCount ?? 0}${t.status.restartCount && t.status.exitCode !== undefined ? ` (last exit ${t.status.exitCode})` : ''}` },
+    { header: 'ERROR', get: taskProblem },
   ],
 };
+
+/** health sums up a task's probes: healthy, unhealthy, not ready, starting (no verdict yet), or - (no probes). */
+function health(t: Task): string {
+  const c = t.spec.container;
+  if (!hasProbe(c.healthcheck) && !hasProbe(c.readiness)) return '-';
+  if (t.status.state !== 'running') return '-';
+  if (t.status.healthy === false) return 'unhealthy';
+  if (hasProbe(c.readiness) && t.status.ready === false) return 'not ready';
+  if ((hasProbe(c.healthcheck) && t.status.healthy === undefined) || (hasProbe(c.readiness) && t.status.ready === undefined)) return 'starting';
+  return 'healthy';
+}
+
+/** taskProblem is what the ERROR column says: the engine's error, why a task is pending, when it restarts next, or why it is not ready. */
+function taskProblem(t: Task): string {
+  const s = t.status;
+  if (s.nextRestartAt && Date.parse(s.nextRestartAt) > Date.now()) return `${s.message} (at ${s.nextRestartAt.slice(11, 23)})`;
+  if (s.error) return s.error;
+  if (s.state === 'pending') return s.pendingReason ?? '';
+  if (s.state === 'running' && s.message.startsWith('not ready')) return s.message;
+  if (s.state === 'orphaned') return s.message;
+  return '';
+}
 
 export const eventKind: KindInfo<any> = {
   kind: 'Event',

@@ -17,7 +17,7 @@ import { ApiClient } from '../../src/api/client.js';
 import { tlsTransport, withTransport, type Transport } from '../../src/api/tls.js';
 import { nodeKind } from '../../src/api/kinds.js';
 import type { Node, Task } from '../../src/api/types.js';
-import { baton, cleanupDir, docker, eventually, portRange, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, TEST_IMAGE, type Proc } from '../helpers/proc.js';
+import { baton, cleanupDir, freePort, docker, eventually, portRange, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, TEST_IMAGE, type Proc } from '../helpers/proc.js';
 
 const HEARTBEAT_MS = 300;
 const TIMINGS = JSON.stringify({ heartbeatIntervalMs: HEARTBEAT_MS, nodeDownAfterMs: 20_000, bookmarkIntervalMs: 1000 });
@@ -51,14 +51,6 @@ class Relay {
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     this.server = undefined;
   }
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
 }
 
 describe('faults across processes', () => {

@@ -4,6 +4,7 @@
  * cluster makes carries its cluster id label and is removed in cleanup.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -99,4 +100,13 @@ export async function eventually<T>(fn: () => Promise<T>, timeoutMs: number, eve
 /** A port range no other test file (or a Quick-start cluster on 20000-20999) uses. */
 export function portRange(base: number): string {
   return `${base}-${base + 199}`;
+}
+
+/** freePort finds a TCP port free on 127.0.0.1 now (for a server that must come back on the same port). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
 }
