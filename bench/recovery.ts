@@ -464,7 +464,7 @@ async function benchBaton(o: Opts, out: { kill?: KillResult; node?: NodeLossResu
       if (verify.length < o.replicas) log(`warning: only ${verify.length} of Baton's containers carry ${BENCH_LABEL}`);
       const t = (await tasksOf(KILL_SVC))[0];
       const rp = t?.spec.restartPolicy;
-      const policy = rp ? `condition=${rp.condition} delay=${rp.delayMs / 1000}s (doubling per crash up to ${rp.maxDelayMs / 1000}s; reset after 10 s of running) max_attempts=${rp.maxAttempts || 'unlimited'}` : 'unknown';
+      const policy = rp ? `condition=${rp.condition} first restart at once, then ${rp.delayMs / 1000}s ×${rp.factor ?? 2} per crash up to ${rp.maxDelayMs / 1000}s (reset after 60 s ready) max_attempts=${rp.maxAttempts || 'unlimited'}` : 'unknown';
       const events = new EventWatch([clusterLabel, `baton.service=${KILL_SVC}`], Date.now() - 1000);
       try {
         const samples = await killRounds(o, target, events);
