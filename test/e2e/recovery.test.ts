@@ -133,6 +133,29 @@ describe('failure recovery on a 3-node cluster', () => {
     expect((await baton(['stack', 'rm', 'crash'], env)).code).toBe(0);
   });
 
+  it('reschedules a task that failed past max_attempts on one node to another node (failure penalty)', async () => {
+    const out = join(dir, 'penalty-out');
+    // It fails on the first node it lands on, and runs anywhere else.
+    await apply('penalty', `services:
+  picky:
+    image: ${TEST_IMAGE}
+    command: ["sh", "-c", "[ -e /out/first ] || echo $$BATON_HOST_IP > /out/first; [ \\"$$(cat /out/first)\\" = \\"$$BATON_HOST_IP\\" ] && exit 1; exec sleep 3600"]
+    volumes: ["${out}:/out"]
+    deploy:
+      restart_policy: {condition: on-failure, max_attempts: 2}
+`);
+    await eventually(async () => expect(live(await tasksOf('penalty_picky'))).toHaveLength(1), 5 * 5000);
+    const first = readFileSync(join(out, 'first'), 'utf8').trim();
+    const all = await tasksOf('penalty_picky');
+    const failed = all.find((t) => t.status.state === 'failed')!;
+    expect(addr(failed.spec.nodeName)).toBe(first);
+    expect(failed.status.error).toMatch(new RegExp(`exited with code 1; gave up after 2 restarts on ${failed.spec.nodeName}$`));
+    const [now] = live(all);
+    expect(now!.spec.nodeName).not.toBe(failed.spec.nodeName);
+    expect(now!.spec.avoidNodes).toEqual([failed.spec.nodeName]);
+    expect((await baton(['stack', 'rm', 'penalty'], env)).code).toBe(0);
+  });
+
   it('restarts a task whose health check fails, and reports a task whose readiness probe fails as running but not ready', async () => {
     await apply('hc', `services:
   live:
