@@ -1,0 +1,112 @@
+/**
+ * TestCluster: one `baton server` process and `baton agent` processes on
+ * 127.0.0.2, 127.0.0.3, … (node nN has address 127.0.0.N), each with its own
+ * data dir and port range, on the shared dockerd. Everything it starts is
+ * stopped by PID and every container of its cluster removed in stop().
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { ApiClient } from '../../src/api/client.js';
+import { nodeKind } from '../../src/api/kinds.js';
+import type { Node, Task } from '../../src/api/types.js';
+import { tlsTransport, withTransport, type Transport } from '../../src/api/tls.js';
+import { baton, cleanupDir, docker, eventually, freePort, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, type Proc } from './proc.js';
+
+export class TestCluster {
+  dir = '';
+  server!: Proc;
+  url = '';
+  api!: ApiClient;
+  env: Record<string, string> = {};
+  clusterId = '';
+  token = '';
+  readonly agents = new Map<string, Proc>();
+  private port = 0;
+  private tls?: Transport;
+
+  constructor(
+    private readonly prefix: string,
+    private readonly timings: Record<string, number>,
+    /** Each agent's port range starts here plus 200 × its number. */
+    private readonly portBase: number,
+  ) {}
+
+  static addr(node: string): string {
+    return `127.0.0.${node.slice(1)}`;
+  }
+
+  async start(nodes: readonly string[]): Promise<void> {
+    this.dir = tempDir(this.prefix);
+    this.env = { BATON_HOME: this.dir, BATON_TIMINGS: JSON.stringify(this.timings) };
+    this.port = await freePort();
+    await this.startServer();
+    this.token = (await waitOutput(this.server, /join token: (\S+)/, 5000))[1]!;
+    const data = join(this.dir, 'server/server');
+    this.clusterId = JSON.parse(readFileSync(join(data, 'cluster.json'), 'utf8')).clusterId;
+    const admin = readFileSync(join(data, 'admin.token'), 'utf8').trim();
+    this.tls = tlsTransport({ caPem: readFileSync(join(data, 'ca.crt'), 'utf8') });
+    this.api = new ApiClient(withTransport({ server: this.url, token: admin }, this.tls));
+    this.env = { ...this.env, BATON_SERVER: this.url, BATON_TOKEN: admin, BATON_CA: join(data, 'ca.crt') };
+    for (const n of nodes) this.startAgent(n);
+    await eventually(async () => {
+      for (const n of nodes) expect(await this.state(n)).toBe('ready');
+    }, 30_000);
+  }
+
+  /** startServer (re)starts the server on the same port and data dir. */
+  async startServer(): Promise<void> {
+    this.server = startProc(['server', '--data-dir', join(this.dir, 'server'), '--listen', `127.0.0.1:${this.port}`, '--log-level', 'warn'], this.env);
+    this.url = (await waitOutput(this.server, /listening on (\S+)/, 30_000))[1]!;
+  }
+
+  startAgent(n: string): Proc {
+    const base = this.portBase + Number(n.slice(1)) * 200;
+    const p = startProc(
+      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--pull', 'never', '--log-level', 'warn'],
+      this.env,
+    );
+    this.agents.set(n, p);
+    return p;
+  }
+
+  async stop(): Promise<void> {
+    for (const [n, p] of this.agents) {
+      if (p.child.exitCode !== null && p.child.exitCode !== 0 && p.child.signalCode !== 'SIGKILL') console.error(`agent ${n} exited ${p.child.exitCode}:\n${p.output()}`);
+      await stopProc(p);
+    }
+    if (this.server) await stopProc(this.server);
+    await this.tls?.close();
+    if (this.clusterId) await removeClusterContainers(this.clusterId);
+    if (this.dir) cleanupDir(this.dir);
+  }
+
+  async state(n: string): Promise<string> {
+    return (await this.api.get<Node>(nodeKind, n)).status.state;
+  }
+
+  async tasksOf(svc: string): Promise<Task[]> {
+    return (await this.api.tasks({ fieldSelector: { 'spec.serviceName': svc } })).items;
+  }
+
+  /** running lists the running containers of a service (on one node, or all), straight from the engine. */
+  async running(svc: string, node?: string): Promise<string[]> {
+    const out = await docker(['ps', '-q', '--filter', `label=baton.cluster=${this.clusterId}`, '--filter', `label=baton.service=${svc}`, ...(node ? ['--filter', `label=baton.node.name=${node}`] : [])]);
+    return out.split('\n').filter(Boolean);
+  }
+
+  /** apply deploys a Compose file as stack `name` with the CLI. */
+  async apply(name: string, yaml: string): Promise<void> {
+    const r = await baton(['apply', '-f', writeFile(this.dir, `${name}.yaml`, `name: ${name}\n${yaml}`)], this.env);
+    expect(r.code, r.stderr).toBe(0);
+  }
+
+  baton(args: string[]) {
+    return baton(args, this.env);
+  }
+}
+
+/** live: the tasks that should run and do. */
+export function live(ts: Task[]): Task[] {
+  return ts.filter((t) => t.spec.desiredState === 'running' && t.status.state === 'running');
+}
