@@ -7,7 +7,7 @@ import pino from 'pino';
 import { FakeClock } from '../src/base/clock.js';
 import { MemoryStore } from '../src/store/memory/memoryStore.js';
 import { MemoryEventStore } from '../src/store/memory/memoryEventStore.js';
-import { nodeKind, serviceKind, taskKind } from '../src/api/kinds.js';
+import { endpointsKind, nodeKind, serviceKind, taskKind } from '../src/api/kinds.js';
 import type { Node, Task } from '../src/api/types.js';
 import { Registry } from '../src/server/registry.js';
 import { WatchCache } from '../src/server/watchCache.js';
@@ -30,13 +30,14 @@ describe('controllers against a store with a fake clock', () => {
   beforeEach(async () => {
     clock = new FakeClock();
     store = new MemoryStore({ clock });
-    caches = [new WatchCache(store, nodeKind), new WatchCache(store, serviceKind), new WatchCache(store, taskKind)];
+    caches = [new WatchCache(store, nodeKind), new WatchCache(store, serviceKind), new WatchCache(store, taskKind), new WatchCache(store, endpointsKind)];
     for (const c of caches) await c.start();
     ctx = {
       registry: new Registry(store, clock),
       nodes: caches[0]!,
       services: caches[1]!,
       tasks: caches[2]!,
+      endpoints: caches[3]!,
       events: new MemoryEventStore({ clock } as never),
       heartbeats: new Heartbeats(clock),
       clock,

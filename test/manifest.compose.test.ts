@@ -738,6 +738,17 @@ describe('readCompose: validation', () => {
     ]);
   });
 
+  it('reads x-baton.lb with its defaults, and says what is wrong with a bad one', () => {
+    expect(service('x-baton:\n  lb: {algorithm: least_conn, proxy_protocol: v1, hold_timeout: 5s}').x.lb).toEqual({ algorithm: 'least_conn', proxyProtocol: 'v1', holdTimeoutMs: 5000 });
+    expect(service('x-baton:\n  lb: {proxy_protocol: off}').x.lb).toEqual({ algorithm: 'round_robin', proxyProtocol: 'off', holdTimeoutMs: 30_000 });
+    expect(errorsOf('x-baton:\n  lb: {algorithm: random, proxy_protocol: v3, hold_timeout: soon, sticky: true}')).toEqual([
+      'services.web.x-baton.lb.algorithm: must be round_robin (the default) or least_conn, got "random"',
+      'services.web.x-baton.lb.proxy_protocol: must be off (the default), v1 or v2, got "v3"',
+      'services.web.x-baton.lb.hold_timeout: invalid duration "soon": use a number and a unit (ns, us, ms, s, m, h), e.g. "1m30s"',
+      'services.web.x-baton.lb.sticky: unknown key "sticky" (x-baton.lb has algorithm, proxy_protocol, hold_timeout)',
+    ]);
+  });
+
   it('reads x-baton.priority', () => {
     expect(service('x-baton:\n  priority: 100').placement.priority).toBe(100);
     expect(service('x-baton:\n  priority: 0').placement.priority).toBeUndefined();

@@ -39,6 +39,7 @@ describe('simulated nodes', () => {
       memoryBytes: 8 * 1024 ** 3,
       labels: { zone },
       portRange: [20000, 20999],
+      mesh: false,
       pull: 'never',
       logLevel: 'silent',
     });

@@ -31,6 +31,7 @@ import { stableStringify } from '../base/json.js';
 import { DriverError, type Driver, type TaskHandle } from './driver.js';
 import { PortAllocator } from './ports.js';
 import { HealthMonitor, type HealthVerdict } from './health.js';
+import { defaultVipRange, Mesh } from './mesh.js';
 import { credentialState, joinCluster, localDialAddress, loadCredentials, renewCertificate, saveCredentials, type NodeCredentials } from './join.js';
 import { tlsTransport, withTransport } from '../api/tls.js';
 import { certInfo } from '../base/pki.js';
@@ -58,6 +59,10 @@ export interface AgentOptions {
   memoryBytes?: number;
   labels?: Record<string, string>;
   portRange: [number, number];
+  /** Loopback range for this node's service VIPs (default: from the address). */
+  vipRange?: string;
+  /** Run the routing mesh (default true; simulated nodes run none). */
+  mesh?: boolean;
   pull: 'never' | 'missing' | 'always';
   clock?: Clock;
   logger?: Logger;
@@ -155,6 +160,8 @@ export class Agent {
   private flushMs: number;
   private cleaned = false;
   private readonly health: HealthMonitor;
+  /** The routing mesh: published ports on this node, service VIPs for names. */
+  mesh?: Mesh;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -212,6 +219,10 @@ export class Agent {
       onError: (err) => this.log.debug({ err: err.message }, 'task watch interrupted; reconnecting'),
     });
     this.informer.start();
+    if (this.opts.mesh !== false) {
+      this.mesh = new Mesh(this.client, { address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log });
+      this.mesh.start();
+    }
     this.loops.push(this.heartbeatLoop(), this.engineLoop(), this.flushLoop(), this.resyncLoop(), this.renewLoop());
     this.log.info({ node: this.name, address: this.opts.address, server: this.creds.server }, 'agent started');
   }
@@ -231,6 +242,7 @@ export class Agent {
     this.stopEvents?.();
     this.health.close();
     this.queue.stop();
+    await this.mesh?.stop();
     await this.informer?.stop();
   }
 
@@ -738,7 +750,8 @@ export class Agent {
         taskUid: task.metadata.uid,
         serviceName: task.spec.serviceName,
         slot: task.spec.slot,
-        spec: task.spec.container,
+        // Service names resolve to this node's VIPs, where the mesh listens (Swarm's service DNS, for unmodified images).
+        spec: this.mesh ? { ...task.spec.container, extraHosts: [...task.spec.container.extraHosts, ...(await this.mesh.hostsWhenSynced(task.metadata.labels['baton.stack'] ?? ''))] } : task.spec.container,
         resources: task.spec.resources,
         env,
         labels: {

@@ -5,7 +5,7 @@
  * Revision) is a new row here, not a rewrite elsewhere.
  */
 import type { z } from 'zod';
-import { hasProbe, type Node, type Service, type Task } from './types.js';
+import { hasProbe, type Endpoints, type Node, type Service, type Task } from './types.js';
 import { nodeSpecSchema, serviceSpecSchema } from './schemas.js';
 
 export interface Column<T> {
@@ -151,7 +151,21 @@ export const eventKind: KindInfo<any> = {
   ],
 };
 
-export const KINDS = [nodeKind, serviceKind, taskKind, eventKind] as const;
+export const endpointsKind: KindInfo<Endpoints> = {
+  kind: 'Endpoints',
+  plural: 'endpoints',
+  storage: 'store',
+  clientWritable: false,
+  fields: { 'metadata.name': (e) => e.metadata.name, 'spec.stack': (e) => e.spec.stack },
+  columns: [
+    { header: 'NAME', get: (e) => e.metadata.name },
+    { header: 'PUBLISHED', get: (e) => e.spec.published.map((p) => `*:${p.published}->${p.target}`).join(',') || '-' },
+    { header: 'LB', get: (e) => `${e.spec.lb.algorithm}${e.spec.lb.proxyProtocol !== 'off' ? ` proxy-${e.spec.lb.proxyProtocol}` : ''}` },
+    { header: 'ENDPOINTS', get: (e) => e.spec.endpoints.map((a) => `${a.address}:${Object.values(a.ports).join('/')}`).join(',') || '<none>' },
+  ],
+};
+
+export const KINDS = [nodeKind, serviceKind, taskKind, endpointsKind, eventKind] as const;
 export const STORE_KINDS = KINDS.filter((k) => k.storage === 'store');
 
 export function kindByPlural(plural: string): KindInfo | undefined {

@@ -41,7 +41,7 @@ export interface Resource<K extends string, S, St> {
 export interface PortSpec {
   /** Container port; with host networking the task must bind the host port it is given. */
   target: number;
-  /** Port published cluster-wide by the routing mesh (a later issue); stored now. */
+  /** Port published on every node by the routing mesh (mode ingress), or on the task's node only (mode host). */
   published?: number;
   protocol: 'tcp';
   mode: 'ingress' | 'host';
@@ -349,6 +349,49 @@ export function isTaskReady(t: Task): boolean {
     (!hasProbe(c.readiness) || t.status.ready === true)
   );
 }
+
+// ---------------------------------------------------------------- endpoints
+
+/** LbSpec is a service's routing settings (x-baton.lb). */
+export interface LbSpec {
+  algorithm: 'round_robin' | 'least_conn';
+  /** Send the client's address to the backend in a PROXY protocol header. */
+  proxyProtocol: 'off' | 'v1' | 'v2';
+  /** With no ready endpoint, hold a new connection this long waiting for one. */
+  holdTimeoutMs: number;
+}
+
+export const DEFAULT_LB: LbSpec = { algorithm: 'round_robin', proxyProtocol: 'off', holdTimeoutMs: 30_000 };
+
+/** EndpointAddress is one ready task: where its container ports answer. */
+export interface EndpointAddress {
+  task: string;
+  node: string;
+  address: string;
+  /** Container port → host port. */
+  ports: Record<string, number>;
+}
+
+/**
+ * EndpointsSpec is what every node's routing mesh needs about one service,
+ * written by the server's endpoints controller (Kubernetes' Endpoints): the
+ * ports to publish, the container ports reachable by name, the routing
+ * settings, and the ready tasks. Meshes watch these, never tasks.
+ */
+export interface EndpointsSpec {
+  serviceName: string;
+  stack: string;
+  shortName: string;
+  /** Ports the mesh publishes on every node's address (mode ingress). */
+  published: { published: number; target: number }[];
+  /** Container ports the mesh serves on the service's VIP (ports and expose). */
+  targets: number[];
+  lb: LbSpec;
+  /** Ready tasks, by task name. */
+  endpoints: EndpointAddress[];
+}
+
+export type Endpoints = Resource<'Endpoints', EndpointsSpec, Record<string, never>>;
 
 // ---------------------------------------------------------------- nodes
 

@@ -31,6 +31,7 @@ export interface AgentFlags {
   memory?: string;
   label?: string[];
   portRange: string;
+  vipRange?: string;
   pull: string;
   dockerSocket?: string;
   logLevel?: string;
@@ -83,6 +84,7 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     memoryBytes,
     labels: parseLabels(f.label),
     portRange,
+    ...(f.vipRange ? { vipRange: f.vipRange } : {}),
     pull: f.pull as 'never' | 'missing' | 'always',
     logLevel: f.logLevel,
     statusFlushMs: f.statusFlush ? Number(f.statusFlush) : undefined,

@@ -95,6 +95,8 @@ export async function runSim(f: SimFlags): Promise<void> {
         memoryBytes: mem.value,
         labels,
         portRange: [20000, 29999],
+        // Simulated tasks serve nothing: no routing mesh (thousands of nodes would hold thousands of listeners).
+        mesh: false,
         pull: 'never',
         logger: log.child({ node: name }),
         startConcurrency: 4,

@@ -29,9 +29,11 @@ import {
 } from 'yaml';
 import {
   defaultContainerSpec,
+  DEFAULT_LB,
   wholeMillicores,
   type ContainerSpec,
   type HealthcheckSpec,
+  type LbSpec,
   type MountSpec,
   type PortSpec,
   type PullPolicy,
@@ -276,6 +278,28 @@ export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
         } else report.error(`unknown key "${k}" (a backoff has initial, max, factor)`, ['backoff', k]);
       }
       if (out.initialMs !== undefined && out.maxMs !== undefined && out.maxMs < out.initialMs) report.error(`max (${b.max}) must not be below initial (${b.initial})`, ['backoff', 'max']);
+      return out;
+    },
+  },
+  lb: {
+    translate(value, report) {
+      if (!isObj(value)) return report.error('must be a mapping: {algorithm: round_robin|least_conn, proxy_protocol: off|v1|v2, hold_timeout: 30s}');
+      const out: LbSpec = { ...DEFAULT_LB };
+      for (const [k, v] of Object.entries(value)) {
+        if (k === 'algorithm') {
+          if (v === 'round_robin' || v === 'least_conn') out.algorithm = v;
+          else report.error(`must be round_robin (the default) or least_conn, got ${JSON.stringify(v)}`, [k]);
+        } else if (k === 'proxy_protocol') {
+          // YAML reads a bare off as false.
+          const p = v === false ? 'off' : v;
+          if (p === 'off' || p === 'v1' || p === 'v2') out.proxyProtocol = p;
+          else report.error(`must be off (the default), v1 or v2, got ${JSON.stringify(v)}`, [k]);
+        } else if (k === 'hold_timeout') {
+          const d = parseDurationMs(v, k);
+          if (!d.ok) report.error(d.error.message, [k]);
+          else out.holdTimeoutMs = d.value;
+        } else report.error(`unknown key "${k}" (x-baton.lb has algorithm, proxy_protocol, hold_timeout)`, [k]);
+      }
       return out;
     },
   },

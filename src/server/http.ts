@@ -7,7 +7,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { BatonError, isBatonError } from '../base/errors.js';
 import { compatible, VERSION } from '../base/version.js';
-import { KINDS, nodeKind, serviceKind, taskKind, type KindInfo } from '../api/kinds.js';
+import { KINDS, endpointsKind, nodeKind, serviceKind, taskKind, type KindInfo } from '../api/kinds.js';
 import { objectNameSchema, zodDetails } from '../api/schemas.js';
 import { isTerminal, type ApplyRequest, type ClusterInfo, type Node, type NodeAvailability, type NodeStatus, type Service, type Taint, type Task } from '../api/types.js';
 import type { StoredEvent } from '../store/events.js';
@@ -79,6 +79,7 @@ const AGENT_ROUTES = new Set([
   'POST /api/v1/nodes/:name/heartbeat',
   'POST /api/v1/nodes/:name/certificate',
   'GET /api/v1/tasks',
+  'GET /api/v1/endpoints',
   'POST /api/v1/tasks/-/status',
   'PUT /api/v1/tasks/:name/status',
   'POST /api/v1/events',
@@ -198,7 +199,9 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       const q = req.query as Record<string, string | undefined>;
       const fields = parseSelector(q.fieldSelector, 'fieldSelector');
       const labels = parseSelector(q.labelSelector, 'labelSelector');
-      if (req.role === 'agent' && fields?.['spec.nodeName'] !== req.node) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} may list only its own tasks (fieldSelector spec.nodeName=${req.node})`);
+      // A node lists only its own tasks; every node's routing mesh reads all Endpoints.
+      if (req.role === 'agent' && kind === taskKind && fields?.['spec.nodeName'] !== req.node) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} may list only its own tasks (fieldSelector spec.nodeName=${req.node})`);
+      if (req.role === 'agent' && kind !== taskKind && kind !== endpointsKind) throw new BatonError('BATON_ERR_FORBIDDEN', `a node certificate may not list ${kind.plural}`);
       if (q.watch === 'true' || q.watch === '1') return serveWatch(req, reply, kind, cache, Number(q.resourceVersion ?? 0), fields, labels, q.ignoreStatusUpdates === 'true');
       const r = await listKind(kind, cache, q, fields, labels);
       // Node lists carry the last heartbeat from memory: it is never written per beat.

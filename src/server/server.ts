@@ -28,6 +28,7 @@ import { buildHttp } from './http.js';
 import { DEFAULT_TIMINGS, type Controller, type ControllerContext, type Timings } from './controllers/context.js';
 import { ServiceController } from './controllers/serviceController.js';
 import { SchedulerController } from './controllers/schedulerController.js';
+import { EndpointsController } from './controllers/endpointsController.js';
 import { NodeLifecycleController } from './controllers/nodeLifecycleController.js';
 
 export interface ServerOptions {
@@ -133,13 +134,14 @@ export class BatonServer {
       nodes: this.caches.nodes!,
       services: this.caches.services!,
       tasks: this.caches.tasks!,
+      endpoints: this.caches.endpoints!,
       events,
       heartbeats: new Heartbeats(clock),
       clock,
       timings,
       log,
     };
-    this.controllers = [new NodeLifecycleController(this.ctx), new SchedulerController(this.ctx, new SpreadPlacer()), new ServiceController(this.ctx)];
+    this.controllers = [new NodeLifecycleController(this.ctx), new SchedulerController(this.ctx, new SpreadPlacer()), new ServiceController(this.ctx), new EndpointsController(this.ctx)];
     this.leadershipUnsub = alwaysLeader.onDidChange((leading) => {
       for (const c of this.controllers) (leading ? c.start() : c.stop());
     });

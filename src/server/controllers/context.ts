@@ -44,6 +44,8 @@ export interface Timings {
   statusBatchMs: number;
   /** Status posts per second the server asks of all agents together (it stretches their flush interval); see statusFlushInterval. */
   maxStatusPostsPerSecond: number;
+  /** Task changes are gathered this long into one Endpoints write per service. */
+  endpointsBatchMs: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
@@ -61,6 +63,7 @@ export const DEFAULT_TIMINGS: Timings = {
   joinNonceTtlMs: 60_000,
   statusBatchMs: 250,
   maxStatusPostsPerSecond: 1000,
+  endpointsBatchMs: 100,
 };
 
 /** heartbeatInterval is the interval the server asks of each agent: the base, stretched so that all nodes together send at most maxHeartbeatsPerSecond. */
@@ -97,6 +100,7 @@ export interface ControllerContext {
   nodes: WatchCache;
   services: WatchCache;
   tasks: WatchCache;
+  endpoints: WatchCache;
   events: EventStore;
   heartbeats: Heartbeats;
   clock: Clock;

@@ -1,0 +1,398 @@
+/**
+ * Mesh is a node's routing mesh (Swarm's ingress, kube-proxy's userspace
+ * mode), fed by Endpoints objects only:
+ *
+ * - every published port (mode ingress) of every service listens on this
+ *   node's address and forwards each connection to one of the service's
+ *   ready endpoints, on any node;
+ * - every service with ports gets a loopback VIP on this node, where the mesh
+ *   listens on each container port, so tasks reach `redis:6379` by name
+ *   through their hosts entries (`hostsFor`);
+ * - round robin (default) or least connections; the client's address in a
+ *   PROXY protocol v1/v2 header when asked; a failed connect is retried once
+ *   on another endpoint (no byte has reached the client yet); with no
+ *   endpoint a connection is held up to hold_timeout, waiting for one;
+ * - endpoints that leave get no new connections; their open connections run
+ *   on until they close (drained by the task's stop grace period);
+ * - counters per service and per endpoint: connections, active, bytes,
+ *   errors, retries, held, connect latency.
+ */
+import { createServer, connect, isIPv6, type Server, type Socket } from 'node:net';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { Informer } from '../api/informer.js';
+import type { ApiClient } from '../api/client.js';
+import { endpointsKind } from '../api/kinds.js';
+import type { EndpointAddress, Endpoints, EndpointsSpec } from '../api/types.js';
+
+export interface MeshOptions {
+  /** This node's address: published ports listen here. */
+  address: string;
+  /** Where this node's VIPs come from: a.b.c.0/24 or a.b.0.0/16 inside 127.0.0.0/8. */
+  vipRange: string;
+  /** VIP assignments are kept here so they survive an agent restart. */
+  dataDir: string;
+  log: Logger;
+  /** How long a connect to an endpoint may take before it counts as failed (default 2 s). */
+  connectTimeoutMs?: number;
+}
+
+/** Counters of one endpoint, or of a whole service. */
+export interface RouteCounters {
+  connections: number;
+  active: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Connects that failed (refused, timed out). */
+  errors: number;
+  /** Connections dropped: no endpoint within hold_timeout, or the retry failed too. */
+  dropped: number;
+  retries: number;
+  /** Connections that waited for an endpoint. */
+  held: number;
+  connectMsSum: number;
+  connectMsMax: number;
+}
+
+const zero = (): RouteCounters => ({ connections: 0, active: 0, bytesIn: 0, bytesOut: 0, errors: 0, dropped: 0, retries: 0, held: 0, connectMsSum: 0, connectMsMax: 0 });
+
+interface Route {
+  spec: EndpointsSpec;
+  next: number;
+  /** Open connections per endpoint (task name), for least_conn. */
+  open: Map<string, number>;
+  waiters: Set<() => void>;
+  total: RouteCounters;
+  byTask: Map<string, RouteCounters>;
+}
+
+interface Listening {
+  server: Server;
+  service: string;
+  target: number;
+}
+
+/** defaultVipRange gives each node its own /24 for VIPs, from its address: 127.0.b.c → 127.(64 + b % 64).c.0/24. */
+export function defaultVipRange(address: string): string {
+  const m = /^127\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
+  const b = m ? Number(m[2]) : 0;
+  const c = m ? Number(m[3]) : 1;
+  return `127.${64 + (b % 64)}.${c}.0/24`;
+}
+
+/** vipPool lists the addresses of a range, skipping network and broadcast-like ends. */
+function vipPool(range: string): string[] {
+  const m = /^127\.(\d+)\.(\d+)\.0\/(16|24)$/.exec(range);
+  if (!m) throw new Error(`VIP range ${range} must be 127.X.Y.0/24 or 127.X.0.0/16`);
+  const [x, y, bits] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const out: string[] = [];
+  const thirds = bits === 24 ? [y] : Array.from({ length: 256 }, (_, i) => i);
+  for (const t of thirds) for (let d = 1; d < 255; d++) out.push(`127.${x}.${t}.${d}`);
+  return out;
+}
+
+/** proxyHeader is the PROXY protocol header (v1 text or v2 binary) for a client connection. */
+export function proxyHeader(version: 'v1' | 'v2', sock: Socket): Buffer {
+  const src = sock.remoteAddress ?? '127.0.0.1';
+  const dst = sock.localAddress ?? '127.0.0.1';
+  const sp = sock.remotePort ?? 0;
+  const dp = sock.localPort ?? 0;
+  const v6 = isIPv6(src) && !src.startsWith('::ffff:');
+  const plain = (a: string) => (a.startsWith('::ffff:') ? a.slice(7) : a);
+  if (version === 'v1') return Buffer.from(`PROXY ${v6 ? 'TCP6' : 'TCP4'} ${plain(src)} ${plain(dst)} ${sp} ${dp}\r\n`, 'latin1');
+  const sig = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+  const addr = v6 ? Buffer.concat([ipv6Bytes(src), ipv6Bytes(dst)]) : Buffer.from([...plain(src).split('.').map(Number), ...plain(dst).split('.').map(Number)]);
+  const ports = Buffer.alloc(4);
+  ports.writeUInt16BE(sp, 0);
+  ports.writeUInt16BE(dp, 2);
+  const head = Buffer.alloc(4);
+  head[0] = 0x21; // version 2, PROXY command
+  head[1] = v6 ? 0x21 : 0x11; // TCP over IPv6 / IPv4
+  head.writeUInt16BE(addr.length + 4, 2);
+  return Buffer.concat([sig, head, addr, ports]);
+}
+
+function ipv6Bytes(a: string): Buffer {
+  const [head, tail] = a.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  const b = Buffer.alloc(16);
+  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g || '0', 16), i * 2));
+  return b;
+}
+
+export class Mesh {
+  private readonly routes = new Map<string, Route>();
+  private readonly listening = new Map<string, Listening>();
+  private readonly vips = new Map<string, string>();
+  private readonly pool: string[];
+  private informer?: Informer;
+  private closed = false;
+
+  constructor(
+    private readonly client: ApiClient,
+    private readonly opts: MeshOptions,
+  ) {
+    this.pool = vipPool(opts.vipRange);
+    const file = this.vipFile();
+    if (existsSync(file)) {
+      try {
+        for (const [svc, vip] of Object.entries(JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>)) if (this.pool.includes(vip)) this.vips.set(svc, vip);
+      } catch {
+        /* a damaged file only costs new VIPs */
+      }
+    }
+  }
+
+  get synced(): boolean {
+    return this.informer?.synced ?? false;
+  }
+
+  start(): void {
+    this.informer = new Informer(this.client, endpointsKind, {
+      onSync: (objs) => {
+        for (const o of objs.values()) this.apply(o as Endpoints);
+      },
+      onEvent: (type, o: Endpoints) => (type === 'DELETED' ? this.remove(o.metadata.name) : this.apply(o)),
+      onError: (err) => this.opts.log.debug({ err: err.message }, 'endpoints watch interrupted; reconnecting'),
+    });
+    this.informer.start();
+  }
+
+  /** stop closes every listener; open connections run on until they end. */
+  async stop(): Promise<void> {
+    this.closed = true;
+    await this.informer?.stop();
+    for (const l of this.listening.values()) l.server.close();
+    this.listening.clear();
+    for (const r of this.routes.values()) for (const w of r.waiters) w();
+  }
+
+  /** hostsFor is the hosts entries a task of `stack` gets: its stack's services by short name, every service by full name. */
+  hostsFor(stack: string): string[] {
+    const out: string[] = [];
+    for (const [name, r] of this.routes) {
+      const vip = this.vips.get(name);
+      if (!vip) continue;
+      out.push(`${name}:${vip}`);
+      if (stack && r.spec.stack === stack && r.spec.shortName !== name) out.push(`${r.spec.shortName}:${vip}`);
+    }
+    return out.sort();
+  }
+
+  /** hostsWhenSynced is hostsFor once the first list of Endpoints is in (at most 3 s), so a task started at once still finds its siblings. */
+  async hostsWhenSynced(stack: string): Promise<string[]> {
+    for (let waited = 0; !this.synced && !this.closed && waited < 3000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+    return this.hostsFor(stack);
+  }
+
+  vipOf(service: string): string | undefined {
+    return this.vips.get(service);
+  }
+
+  /** counters: per service, its totals and each endpoint's. */
+  counters(): Record<string, { total: RouteCounters; endpoints: Record<string, RouteCounters> }> {
+    const out: Record<string, { total: RouteCounters; endpoints: Record<string, RouteCounters> }> = {};
+    for (const [name, r] of this.routes) out[name] = { total: { ...r.total }, endpoints: Object.fromEntries([...r.byTask].map(([t, c]) => [t, { ...c }])) };
+    return out;
+  }
+
+  // ------------------------------------------------------------ following endpoints
+
+  private apply(e: Endpoints): void {
+    if (this.closed) return;
+    const name = e.metadata.name;
+    let r = this.routes.get(name);
+    if (!r) this.routes.set(name, (r = { spec: e.spec, next: 0, open: new Map(), waiters: new Set(), total: zero(), byTask: new Map() }));
+    r.spec = e.spec;
+    const vip = this.vipFor(name);
+    const want = new Map<string, number>();
+    for (const p of e.spec.published) want.set(`${this.opts.address}:${p.published}`, p.target);
+    if (vip) for (const t of e.spec.targets) want.set(`${vip}:${t}`, t);
+    for (const [key, l] of this.listening) {
+      if (l.service === name && want.get(key) !== l.target) {
+        l.server.close();
+        this.listening.delete(key);
+      }
+    }
+    for (const [key, target] of want) if (!this.listening.has(key)) this.listen(key, name, target);
+    // Held connections go as soon as there is somewhere to go.
+    if (e.spec.endpoints.length) for (const w of [...r.waiters]) w();
+  }
+
+  private remove(name: string): void {
+    for (const [key, l] of this.listening) {
+      if (l.service !== name) continue;
+      l.server.close();
+      this.listening.delete(key);
+    }
+    const r = this.routes.get(name);
+    this.routes.delete(name);
+    if (r) for (const w of r.waiters) w();
+    if (this.vips.delete(name)) this.saveVips();
+  }
+
+  private vipFor(service: string): string | undefined {
+    let vip = this.vips.get(service);
+    if (vip) return vip;
+    const used = new Set(this.vips.values());
+    vip = this.pool.find((a) => !used.has(a));
+    if (!vip) {
+      this.opts.log.warn({ service, range: this.opts.vipRange }, 'no VIP left in this node\'s range; the service is not reachable by name here');
+      return undefined;
+    }
+    this.vips.set(service, vip);
+    this.saveVips();
+    return vip;
+  }
+
+  private vipFile(): string {
+    return join(this.opts.dataDir, 'vips.json');
+  }
+
+  private saveVips(): void {
+    try {
+      writeFileSync(this.vipFile(), JSON.stringify(Object.fromEntries(this.vips)) + '\n');
+    } catch (e) {
+      this.opts.log.warn({ err: String(e) }, 'could not save VIP assignments');
+    }
+  }
+
+  private listen(key: string, service: string, target: number): void {
+    const i = key.lastIndexOf(':');
+    const host = key.slice(0, i);
+    const port = Number(key.slice(i + 1));
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.accept(sock, service, target));
+    server.on('error', (err: Error & { code?: string }) => {
+      this.opts.log.warn({ service, listen: key, err: err.code ?? err.message }, 'routing mesh cannot listen; the port stays unpublished on this node');
+      if (this.listening.get(key)?.server === server) this.listening.delete(key);
+    });
+    server.listen({ host, port, backlog: 1024 });
+    this.listening.set(key, { server, service, target });
+  }
+
+  // ------------------------------------------------------------ connections
+
+  private pick(r: Route, target: number, avoid?: string): EndpointAddress | undefined {
+    const eps = r.spec.endpoints.filter((e) => e.ports[String(target)] !== undefined && e.task !== avoid);
+    if (eps.length === 0) return undefined;
+    if (r.spec.lb.algorithm === 'least_conn') {
+      let best = eps[0]!;
+      let bestOpen = Infinity;
+      // Ties go round the ring, so equal loads still rotate.
+      for (let k = 0; k < eps.length; k++) {
+        const e = eps[(r.next + k) % eps.length]!;
+        const n = r.open.get(e.task) ?? 0;
+        if (n < bestOpen) {
+          best = e;
+          bestOpen = n;
+        }
+      }
+      r.next = (r.next + 1) % eps.length;
+      return best;
+    }
+    const e = eps[r.next % eps.length]!;
+    r.next = (r.next + 1) % Math.max(1, eps.length);
+    return e;
+  }
+
+  private accept(client: Socket, service: string, target: number): void {
+    client.on('error', () => client.destroy());
+    const r = this.routes.get(service);
+    if (!r) return void client.destroy();
+    r.total.connections++;
+    r.total.active++;
+    let counted: RouteCounters | undefined;
+    client.once('close', () => {
+      r.total.active--;
+      r.total.bytesIn += client.bytesRead;
+      r.total.bytesOut += client.bytesWritten;
+      if (counted) {
+        counted.bytesIn += client.bytesRead;
+        counted.bytesOut += client.bytesWritten;
+      }
+    });
+    const attempt = (avoid: string | undefined, retried: boolean) => {
+      if (client.destroyed) return;
+      const ep = this.pick(r, target, avoid);
+      if (!ep) {
+        if (avoid !== undefined) {
+          r.total.dropped++;
+          return void client.destroy();
+        }
+        return this.hold(r, client, () => attempt(undefined, retried));
+      }
+      const c = this.countersOf(r, ep.task);
+      const started = performance.now();
+      const upstream = connect({ host: ep.address, port: ep.ports[String(target)]!, allowHalfOpen: true, noDelay: true });
+      upstream.setTimeout(this.opts.connectTimeoutMs ?? 2000);
+      let connected = false;
+      const fail = () => {
+        if (connected) return;
+        upstream.destroy();
+        r.total.errors++;
+        c.errors++;
+        if (!retried && !client.destroyed) {
+          r.total.retries++;
+          return attempt(ep.task, true);
+        }
+        r.total.dropped++;
+        client.destroy();
+      };
+      upstream.once('timeout', fail);
+      upstream.once('error', () => (connected ? client.destroy() : fail()));
+      upstream.once('connect', () => {
+        connected = true;
+        upstream.setTimeout(0);
+        const ms = performance.now() - started;
+        for (const k of [r.total, c]) {
+          k.connectMsSum += ms;
+          k.connectMsMax = Math.max(k.connectMsMax, ms);
+        }
+        c.connections++;
+        c.active++;
+        counted = c;
+        r.open.set(ep.task, (r.open.get(ep.task) ?? 0) + 1);
+        upstream.once('close', () => {
+          c.active--;
+          r.open.set(ep.task, (r.open.get(ep.task) ?? 1) - 1);
+          client.destroy();
+        });
+        client.once('close', () => upstream.destroy());
+        if (r.spec.lb.proxyProtocol !== 'off') upstream.write(proxyHeader(r.spec.lb.proxyProtocol, client));
+        client.pipe(upstream);
+        upstream.pipe(client);
+      });
+    };
+    attempt(undefined, false);
+  }
+
+  /** hold keeps a new connection waiting (unread) for an endpoint, up to the service's hold_timeout. */
+  private hold(r: Route, client: Socket, go: () => void): void {
+    r.total.held++;
+    let timer: NodeJS.Timeout | undefined;
+    const done = () => {
+      r.waiters.delete(done);
+      clearTimeout(timer);
+      client.off('close', done);
+      if (client.destroyed) return;
+      if (this.closed || !this.routes.has(r.spec.serviceName) || r.spec.endpoints.length === 0) {
+        r.total.dropped++;
+        client.destroy();
+        return;
+      }
+      go();
+    };
+    r.waiters.add(done);
+    client.once('close', done);
+    timer = setTimeout(done, r.spec.lb.holdTimeoutMs);
+  }
+
+  private countersOf(r: Route, task: string): RouteCounters {
+    let c = r.byTask.get(task);
+    if (!c) r.byTask.set(task, (c = zero()));
+    return c;
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The routing mesh on a real cluster: one `baton server` and three `baton
+ * agent` processes (127.0.0.2–4), busybox backends on the shared dockerd,
+ * clients on loopback.
+ *
+ * - a published port answers on every node and balances round-robin over the
+ *   service's ready tasks on all nodes (each backend says which task it is);
+ * - a task killed under load costs no request once its endpoint is gone;
+ * - a task that is not ready yet gets no traffic;
+ * - `web` reaches `api:8080` by name with an unmodified command line;
+ * - the PROXY protocol header (v1 and v2) carries the client's address;
+ * - with no endpoint a connection is held and goes through once one appears.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
+import { endpointsKind } from '../../src/api/kinds.js';
+import type { Endpoints } from '../../src/api/types.js';
+import { docker, eventually, TEST_IMAGE } from '../helpers/proc.js';
+import { live, TestCluster } from '../helpers/cluster.js';
+
+const NODES = ['n2', 'n3', 'n4'] as const;
+/** A busybox httpd that answers /id with its task name. */
+const HTTPD = `["sh", "-c", "mkdir -p /www && echo $$BATON_TASK > /www/id && exec httpd -f -p $$BATON_HOST_IP:$$PORT -h /www"]`;
+
+/** get makes one HTTP request on a new connection and returns the body (or the error's code). */
+function get(host: string, port: number, path = '/id', timeoutMs = 10_000): Promise<{ ok: boolean; body: string }> {
+  return new Promise((resolve) => {
+    const req = httpRequest({ host, port, path, agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ ok: res.statusCode === 200, body: body.trim() }));
+      res.on('error', (e) => resolve({ ok: false, body: String(e) }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e: Error & { code?: string }) => resolve({ ok: false, body: e.code ?? e.message }));
+    req.end();
+  });
+}
+
+describe('the routing mesh on a 3-node cluster', () => {
+  const c = new TestCluster('baton-mesh-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 5000, bookmarkIntervalMs: 1000 }, 27000);
+  const endpoints = async (svc: string) => (await c.api.get<Endpoints>(endpointsKind, svc)).spec.endpoints;
+
+  beforeAll(() => c.start(NODES), 90_000);
+  afterAll(() => c.stop());
+
+  it('publishes a port on every node and balances round-robin over the ready tasks on all nodes', async () => {
+    await c.apply('lb', `services:
+  web:
+    image: ${TEST_IMAGE}
+    command: ${HTTPD}
+    ports: ["18080:80"]
+    deploy:
+      replicas: 3
+      placement: {max_replicas_per_node: 1}
+`);
+    await eventually(async () => expect(await endpoints('lb_web')).toHaveLength(3), 5 * 5000);
+    const tasks = live(await c.tasksOf('lb_web'));
+    expect(new Set(tasks.map((t) => t.spec.nodeName))).toEqual(new Set(NODES));
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 300; i++) {
+      const r = await get('127.0.0.2', 18080);
+      expect(r.ok, r.body).toBe(true);
+      counts.set(r.body, (counts.get(r.body) ?? 0) + 1);
+    }
+    expect([...counts.keys()].sort()).toEqual(tasks.map((t) => t.metadata.name).sort());
+    for (const n of counts.values()) expect(Math.abs(n - 100)).toBeLessThanOrEqual(10);
+    // Every node publishes it.
+    for (const n of NODES) expect((await get(TestCluster.addr(n), 18080)).ok).toBe(true);
+  });
+
+  it('loses no request to a task killed under load once its endpoint is gone', async () => {
+    const victim = live(await c.tasksOf('lb_web'))[0]!;
+    const results: { at: number; ok: boolean; body: string }[] = [];
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        const r = await get('127.0.0.3', 18080);
+        results.push({ at: Date.now(), ...r });
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 500));
+    const killedAt = Date.now();
+    await docker(['kill', victim.status.containerId!]);
+    // The mesh retries a refused connect on another endpoint; within 1 s the endpoint is gone (goal), 5 s allowed here.
+    await new Promise((r) => setTimeout(r, 5000));
+    stop = true;
+    await load;
+    const after = results.filter((r) => r.at > killedAt + 5 * 1000 - 4000);
+    expect(after.length).toBeGreaterThan(10);
+    expect(after.filter((r) => !r.ok)).toEqual([]);
+    expect(results.filter((r) => r.at > killedAt).some((r) => r.ok)).toBe(true);
+  });
+
+  it('sends no traffic to a task that is not ready yet', async () => {
+    await c.apply('gate', `services:
+  web:
+    image: ${TEST_IMAGE}
+    command: ${HTTPD}
+    ports: ["18081:80"]
+    deploy:
+      replicas: 2
+    x-baton:
+      readiness: {test: "test -f /www/ready", interval: 200ms, retries: 1}
+`);
+    await eventually(async () => expect(live(await c.tasksOf('gate_web'))).toHaveLength(2), 5 * 5000);
+    expect(await endpoints('gate_web')).toEqual([]);
+    const [one, other] = live(await c.tasksOf('gate_web'));
+    await docker(['exec', one!.status.containerId!, 'touch', '/www/ready']);
+    await eventually(async () => expect((await endpoints('gate_web')).map((e) => e.task)).toEqual([one!.metadata.name]), 5 * 2000);
+    for (let i = 0; i < 20; i++) expect(await get('127.0.0.4', 18081)).toEqual({ ok: true, body: one!.metadata.name });
+    void other;
+    expect((await c.baton(['stack', 'rm', 'gate'])).code).toBe(0);
+  });
+
+  it('lets a task reach another service by name, with an unmodified command line', async () => {
+    await c.apply('app', `services:
+  api:
+    image: ${TEST_IMAGE}
+    command: ["sh", "-c", "mkdir -p /www && echo hi from api > /www/msg && exec httpd -f -p $$BATON_HOST_IP:$$PORT -h /www"]
+    expose: [8080]
+  web:
+    image: ${TEST_IMAGE}
+    command: ["sleep", "3600"]
+`);
+    await eventually(async () => {
+      expect(live(await c.tasksOf('app_api'))).toHaveLength(1);
+      expect(live(await c.tasksOf('app_web'))).toHaveLength(1);
+      expect(await endpoints('app_api')).toHaveLength(1);
+    }, 5 * 5000);
+    const web = live(await c.tasksOf('app_web'))[0]!;
+    expect(await docker(['exec', web.status.containerId!, 'wget', '-qO-', 'http://api:8080/msg'])).toBe('hi from api');
+    expect(await docker(['exec', web.status.containerId!, 'wget', '-qO-', 'http://app_api:8080/msg'])).toBe('hi from api');
+    expect((await c.baton(['stack', 'rm', 'app'])).code).toBe(0);
+  });
+
+  it('sends the client address in a PROXY protocol v1 or v2 header', async () => {
+    const listener = `["sh", "-c", "nc -l -p $$PORT > /tmp/got; exec sleep 3600"]`;
+    await c.apply('pp', `services:
+  one:
+    image: ${TEST_IMAGE}
+    command: ${listener}
+    ports: ["18082:9000"]
+    x-baton:
+      lb: {proxy_protocol: v1}
+  two:
+    image: ${TEST_IMAGE}
+    command: ${listener}
+    ports: ["18083:9000"]
+    x-baton:
+      lb: {proxy_protocol: v2}
+`);
+    await eventually(async () => {
+      expect(await endpoints('pp_one')).toHaveLength(1);
+      expect(await endpoints('pp_two')).toHaveLength(1);
+    }, 5 * 5000);
+    const send = (port: number) =>
+      new Promise<number>((resolve, reject) => {
+        const s = connect({ host: '127.0.0.2', port, localAddress: '127.0.0.1' }, () => {
+          const local = s.localPort!;
+          s.end('hello\n', () => setTimeout(() => resolve(local), 300));
+        });
+        s.on('error', reject);
+      });
+    const p1 = await send(18082);
+    const p2 = await send(18083);
+    const got = async (svc: string) => {
+      const t = live(await c.tasksOf(svc))[0]!;
+      // Bytes as hex, since the header is binary (busybox od).
+      const hex = await docker(['exec', t.status.containerId!, 'od', '-An', '-v', '-tx1', '/tmp/got']);
+      return Buffer.from(hex.replace(/\s+/g, ''), 'hex');
+    };
+    await eventually(async () => expect((await got('pp_one')).toString('latin1')).toBe(`PROXY TCP4 127.0.0.1 127.0.0.2 ${p1} 18082\r\nhello\n`), 10_000);
+    const v2 = await eventually(async () => {
+      const b = await got('pp_two');
+      expect(b.length).toBe(16 + 12 + 6);
+      return b;
+    }, 10_000);
+    const port = (n: number) => [n >> 8, n & 255];
+    expect([...v2]).toEqual([
+      0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, // signature
+      0x21, 0x11, 0x00, 0x0c, // v2 PROXY, TCP over IPv4, 12 address bytes
+      127, 0, 0, 1, 127, 0, 0, 2, ...port(p2), ...port(18083),
+      ...Buffer.from('hello\n'),
+    ]);
+    expect((await c.baton(['stack', 'rm', 'pp'])).code).toBe(0);
+  });
+
+  it('holds a connection while a service has no endpoint and forwards it when one appears', async () => {
+    await c.apply('lazy', `services:
+  web:
+    image: ${TEST_IMAGE}
+    command: ${HTTPD}
+    ports: ["18084:80"]
+    deploy:
+      replicas: 0
+    x-baton:
+      lb: {hold_timeout: 60s}
+`);
+    await eventually(async () => expect(await endpoints('lazy_web')).toEqual([]), 5 * 2000);
+    const started = Date.now();
+    const pending = get('127.0.0.2', 18084, '/id', 60_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await c.baton(['service', 'scale', 'lazy_web=1'])).code).toBe(0);
+    const r = await pending;
+    expect(r.ok, r.body).toBe(true);
+    expect(r.body).toBe(live(await c.tasksOf('lazy_web'))[0]!.metadata.name);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    expect((await c.baton(['stack', 'rm', 'lazy'])).code).toBe(0);
+  });
+});

@@ -1,0 +1,73 @@
+/**
+ * The endpoints rule (pure) and the PROXY protocol header bytes, including
+ * IPv6, against a real socket pair on loopback.
+ */
+import { describe, expect, it } from 'vitest';
+import { createServer, connect, type Socket } from 'node:net';
+import { endpointsSpec } from '../src/server/controllers/endpointsController.js';
+import { defaultVipRange, proxyHeader } from '../src/agent/mesh.js';
+import { service, task } from './fixtures.js';
+import type { Task } from '../src/api/types.js';
+
+const ready = (t: Task, hostIP: string, ports: [number, number][]): Task => ({ ...t, status: { ...t.status, hostIP, ports: ports.map(([target, hostPort]) => ({ target, hostPort })) } });
+
+describe('endpointsSpec', () => {
+  it('lists the ready tasks that should run, with their host ports, and the ports to publish and serve by name', () => {
+    const svc = service({ ports: [{ target: 80, published: 8080, protocol: 'tcp', mode: 'ingress' }, { target: 443, published: 8443, protocol: 'tcp', mode: 'host' }], expose: [9000], x: { lb: { algorithm: 'least_conn', proxyProtocol: 'v2', holdTimeoutMs: 5000 } } });
+    const a = ready(task(svc, 1, { node: 'n2' }), '127.0.0.2', [[80, 20001], [9000, 20002]]);
+    const b = ready(task(svc, 2, { node: 'n3', state: 'starting' }), '127.0.0.3', [[80, 20001]]);
+    const c = ready(task(svc, 3, { node: 'n3', desired: 'shutdown' }), '127.0.0.3', [[80, 20003]]);
+    const unhealthy = ready(task(svc, 4, { node: 'n4' }), '127.0.0.4', [[80, 20004]]);
+    unhealthy.status.healthy = false;
+    expect(endpointsSpec(svc, [c, b, a, unhealthy])).toEqual({
+      serviceName: svc.metadata.name,
+      stack: svc.spec.stack,
+      shortName: svc.spec.shortName,
+      published: [{ published: 8080, target: 80 }],
+      targets: [80, 443, 9000],
+      lb: { algorithm: 'least_conn', proxyProtocol: 'v2', holdTimeoutMs: 5000 },
+      endpoints: [{ task: a.metadata.name, node: 'n2', address: '127.0.0.2', ports: { '80': 20001, '9000': 20002 } }],
+    });
+  });
+
+  it('gives a service without ports no endpoints object', () => {
+    expect(endpointsSpec(service({}), [])).toBeUndefined();
+  });
+});
+
+describe('PROXY protocol header', () => {
+  const pair = async (host: string): Promise<[Socket, () => void]> => {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, host, r));
+    const accepted = new Promise<Socket>((r) => srv.once('connection', r));
+    const cl = connect({ host, port: (srv.address() as { port: number }).port });
+    const s = await accepted;
+    return [s, () => { cl.destroy(); s.destroy(); srv.close(); }];
+  };
+
+  it('v1 and v2 over IPv4 name the client and the address it reached', async () => {
+    const [s, done] = await pair('127.0.0.1');
+    expect(proxyHeader('v1', s).toString()).toBe(`PROXY TCP4 127.0.0.1 127.0.0.1 ${s.remotePort} ${s.localPort}\r\n`);
+    const v2 = proxyHeader('v2', s);
+    expect(v2.subarray(12, 16)).toEqual(Buffer.from([0x21, 0x11, 0, 12]));
+    expect([...v2.subarray(16, 24)]).toEqual([127, 0, 0, 1, 127, 0, 0, 1]);
+    expect(v2.readUInt16BE(24)).toBe(s.remotePort);
+    expect(v2.readUInt16BE(26)).toBe(s.localPort);
+    done();
+  });
+
+  it('v1 and v2 over IPv6 (::1)', async () => {
+    const [s, done] = await pair('::1');
+    expect(proxyHeader('v1', s).toString()).toBe(`PROXY TCP6 ::1 ::1 ${s.remotePort} ${s.localPort}\r\n`);
+    const v2 = proxyHeader('v2', s);
+    expect(v2.subarray(12, 16)).toEqual(Buffer.from([0x21, 0x21, 0, 36]));
+    expect([...v2.subarray(16, 48)]).toEqual([...Array(15).fill(0), 1, ...Array(15).fill(0), 1]);
+    expect(v2.readUInt16BE(48)).toBe(s.remotePort);
+    done();
+  });
+
+  it('gives each node its own VIP range from its address', () => {
+    expect(defaultVipRange('127.0.0.2')).toBe('127.64.2.0/24');
+    expect(defaultVipRange('127.0.1.3')).toBe('127.65.3.0/24');
+  });
+});
