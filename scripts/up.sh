@@ -28,4 +28,7 @@ if [ -n "$addr" ]; then
   echo
   echo "up: curl http://$addr/ says: $(node -e "fetch('http://$addr/').then(r=>r.text()).then(t=>process.stdout.write(t.trim()))")"
 fi
+# The routing mesh publishes 8080 on the node's address and balances over the ready replicas.
+mesh=$(node -e "const get=()=>fetch('http://127.0.0.1:8080/').then(r=>r.text()).then(t=>t.trim()); Promise.all([get(),get(),get()]).then(a=>console.log(a.join(' | '))).catch(e=>console.log('not answering yet: '+e.message))")
+echo "up: the routing mesh at http://127.0.0.1:8080/ answers: $mesh"
 echo "up: the CLI is node bin/baton.js (or npm link to get 'baton'); stop with: node bin/baton.js down"
