@@ -211,7 +211,15 @@ setup_test_image() {
   log "test image $TEST_IMAGE built"
 }
 
+# nftables: the routing mesh's kernel fast path (the mesh falls back to its userspace proxy without it).
+setup_nft() {
+  if [ -x /usr/sbin/nft ]; then log "nftables present"; return 0; fi
+  apt_install nftables
+  [ -x /usr/sbin/nft ] || die "nftables installed but /usr/sbin/nft is missing"
+}
+
 setup_node_deps
 setup_docker
 setup_test_image
+setup_nft
 log "done"

@@ -63,6 +63,8 @@ export interface AgentOptions {
   vipRange?: string;
   /** Run the routing mesh (default true; simulated nodes run none). */
   mesh?: boolean;
+  /** Let the mesh route plain round-robin services in the kernel (nftables), when it can (default true). */
+  meshKernel?: boolean;
   pull: 'never' | 'missing' | 'always';
   clock?: Clock;
   logger?: Logger;
@@ -220,8 +222,8 @@ export class Agent {
     });
     this.informer.start();
     if (this.opts.mesh !== false) {
-      this.mesh = new Mesh(this.client, { address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log });
-      this.mesh.start();
+      this.mesh = new Mesh(this.client, { node: this.name, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel });
+      await this.mesh.start();
     }
     this.loops.push(this.heartbeatLoop(), this.engineLoop(), this.flushLoop(), this.resyncLoop(), this.renewLoop());
     this.log.info({ node: this.name, address: this.opts.address, server: this.creds.server }, 'agent started');

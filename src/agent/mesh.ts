@@ -16,6 +16,11 @@
  *   on until they close (drained by the task's stop grace period);
  * - counters per service and per endpoint: connections, active, bytes,
  *   errors, retries, held, connect latency.
+ *
+ * A service that needs only round robin over endpoints it has takes the
+ * kernel fast path (nft.ts: nftables DNAT in a table this agent owns) and its
+ * connections never reach this process; the userspace listener stays for
+ * the moments it has no endpoint (it holds) and for the other services.
  */
 import { createServer, connect, isIPv6, type Server, type Socket } from 'node:net';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -25,10 +30,15 @@ import { Informer } from '../api/informer.js';
 import type { ApiClient } from '../api/client.js';
 import { endpointsKind } from '../api/kinds.js';
 import type { EndpointAddress, Endpoints, EndpointsSpec } from '../api/types.js';
+import { NftPath, type KernelRoute } from './nft.js';
 
 export interface MeshOptions {
+  /** This node's name: it names the node's nftables table. */
+  node: string;
   /** This node's address: published ports listen here. */
   address: string;
+  /** Route plain round-robin services in the kernel (nftables DNAT) when it can (default true). */
+  kernel?: boolean;
   /** Where this node's VIPs come from: a.b.c.0/24 or a.b.0.0/16 inside 127.0.0.0/8. */
   vipRange: string;
   /** VIP assignments are kept here so they survive an agent restart. */
@@ -130,6 +140,9 @@ export class Mesh {
   private readonly pool: string[];
   private informer?: Informer;
   private closed = false;
+  private kernel?: NftPath;
+  private kernelSync?: Promise<void>;
+  private kernelDirty = false;
 
   constructor(
     private readonly client: ApiClient,
@@ -150,7 +163,12 @@ export class Mesh {
     return this.informer?.synced ?? false;
   }
 
-  start(): void {
+  async start(): Promise<void> {
+    if (this.opts.kernel !== false) {
+      const k = await NftPath.open(this.opts.node).catch((e: Error) => e.message);
+      if (typeof k === 'string') this.opts.log.info({ why: k }, 'routing mesh: no kernel fast path; every connection goes through the userspace proxy');
+      else this.kernel = k;
+    }
     this.informer = new Informer(this.client, endpointsKind, {
       onSync: (objs) => {
         for (const o of objs.values()) this.apply(o as Endpoints);
@@ -168,6 +186,8 @@ export class Mesh {
     for (const l of this.listening.values()) l.server.close();
     this.listening.clear();
     for (const r of this.routes.values()) for (const w of r.waiters) w();
+    await this.kernelSync;
+    await this.kernel?.close();
   }
 
   /** hostsFor is the hosts entries a task of `stack` gets: its stack's services by short name, every service by full name. */
@@ -192,11 +212,45 @@ export class Mesh {
     return this.vips.get(service);
   }
 
-  /** counters: per service, its totals and each endpoint's. */
-  counters(): Record<string, { total: RouteCounters; endpoints: Record<string, RouteCounters> }> {
+  /** counters: per service, its totals and each endpoint's; connections the kernel routed are counted too (their bytes are not). */
+  async counters(): Promise<Record<string, { total: RouteCounters; endpoints: Record<string, RouteCounters> }>> {
     const out: Record<string, { total: RouteCounters; endpoints: Record<string, RouteCounters> }> = {};
     for (const [name, r] of this.routes) out[name] = { total: { ...r.total }, endpoints: Object.fromEntries([...r.byTask].map(([t, c]) => [t, { ...c }])) };
+    for (const [svc, k] of (await this.kernel?.counts()) ?? []) {
+      const o = (out[svc] ??= { total: zero(), endpoints: {} });
+      o.total.connections += k.total;
+      for (const [task, n] of k.byTask) (o.endpoints[task] ??= zero()).connections += n;
+    }
     return out;
+  }
+
+  /** kernelRoutes: the listeners whose service needs nothing but round robin, with the endpoints to spread over. */
+  private kernelRoutes(): KernelRoute[] {
+    const out: KernelRoute[] = [];
+    for (const [key, l] of this.listening) {
+      const r = this.routes.get(l.service);
+      if (!r || r.spec.lb.algorithm !== 'round_robin' || r.spec.lb.proxyProtocol !== 'off') continue;
+      const endpoints = r.spec.endpoints.filter((e) => e.ports[String(l.target)] !== undefined).map((e) => ({ task: e.task, address: e.address, port: e.ports[String(l.target)]! }));
+      if (endpoints.length === 0) continue;
+      const i = key.lastIndexOf(':');
+      out.push({ service: l.service, address: key.slice(0, i), port: Number(key.slice(i + 1)), endpoints });
+    }
+    return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port));
+  }
+
+  /** syncKernel brings the node's nftables table in line, one load at a time (changes meanwhile are folded into the next). */
+  private syncKernel(): void {
+    if (!this.kernel || this.closed) return;
+    this.kernelDirty = true;
+    if (this.kernelSync) return;
+    this.kernelSync = (async () => {
+      while (this.kernelDirty && !this.closed) {
+        this.kernelDirty = false;
+        const err = await this.kernel!.sync(this.kernelRoutes());
+        if (err) this.opts.log.warn({ err }, 'routing mesh: the kernel fast path could not be updated; the userspace proxy carries on');
+      }
+      this.kernelSync = undefined;
+    })();
   }
 
   // ------------------------------------------------------------ following endpoints
@@ -220,6 +274,10 @@ export class Mesh {
     for (const [key, target] of want) if (!this.listening.has(key)) this.listen(key, name, target);
     // Held connections go as soon as there is somewhere to go.
     if (e.spec.endpoints.length) for (const w of [...r.waiters]) w();
+    // Counters of endpoints long gone (and idle) are dropped.
+    const present = new Set(e.spec.endpoints.map((x) => x.task));
+    for (const [task, c] of r.byTask) if (!present.has(task) && c.active === 0) r.byTask.delete(task);
+    this.syncKernel();
   }
 
   private remove(name: string): void {
@@ -232,6 +290,7 @@ export class Mesh {
     this.routes.delete(name);
     if (r) for (const w of r.waiters) w();
     if (this.vips.delete(name)) this.saveVips();
+    this.syncKernel();
   }
 
   private vipFor(service: string): string | undefined {

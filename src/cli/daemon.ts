@@ -32,6 +32,7 @@ export interface AgentFlags {
   label?: string[];
   portRange: string;
   vipRange?: string;
+  meshKernel?: string;
   pull: string;
   dockerSocket?: string;
   logLevel?: string;
@@ -85,6 +86,7 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     labels: parseLabels(f.label),
     portRange,
     ...(f.vipRange ? { vipRange: f.vipRange } : {}),
+    meshKernel: f.meshKernel !== 'off',
     pull: f.pull as 'never' | 'missing' | 'always',
     logLevel: f.logLevel,
     statusFlushMs: f.statusFlush ? Number(f.statusFlush) : undefined,

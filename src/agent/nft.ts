@@ -1,0 +1,169 @@
+/**
+ * NftPath is the routing mesh's kernel fast path, as kube-proxy's nftables
+ * mode: one nftables table that this agent owns (named after its node, so
+ * agents sharing a host never touch each other's), created at start, replaced
+ * whole and atomically on every change, deleted at exit. A service that needs
+ * nothing but round robin over endpoints it has is DNATed by the kernel; one
+ * that needs holding, least_conn or the PROXY protocol (or has no endpoint)
+ * has no rule, so its connections reach the userspace proxy listening on the
+ * same address and port.
+ *
+ * Only the first packet of a connection traverses a nat chain, so the packet
+ * counter of each endpoint's rule counts connections: the kernel path feeds
+ * the mesh's connection counters (not bytes) from `nft -j list table`.
+ */
+import { spawn } from 'node:child_process';
+
+/** One DNAT rule: connections to address:port go round robin to the endpoints. */
+export interface KernelRoute {
+  service: string;
+  address: string;
+  port: number;
+  endpoints: { task: string; address: string; port: number }[];
+}
+
+/** KernelCounts: connections per service, and per service and task. */
+export type KernelCounts = Map<string, { total: number; byTask: Map<string, number> }>;
+
+const NFT = '/usr/sbin/nft';
+
+function run(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(NFT, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (d) => (stdout += d));
+    p.stderr!.on('data', (d) => (stderr += d));
+    p.on('error', (e) => resolve({ code: -1, stdout, stderr: e.message }));
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    if (p.stdin) {
+      // nft may exit before reading everything (a syntax error): its exit code says why, not EPIPE.
+      p.stdin.on('error', () => {});
+      p.stdin.end(input);
+    }
+  });
+}
+
+/** tableName is the node's table: `baton_` and the node name with anything but [a-zA-Z0-9_] made `_`. */
+export function tableName(node: string): string {
+  return `baton_${node.replace(/[^a-zA-Z0-9_]/g, '_')}`.slice(0, 60);
+}
+
+/** rulesetText renders the whole table for the routes: what `nft -f` loads in one transaction. */
+export function rulesetText(table: string, routes: readonly KernelRoute[]): { text: string; chains: Map<string, { service: string; task: string }> } {
+  const chains = new Map<string, { service: string; task: string }>();
+  const lines = [
+    `table ip ${table} {`,
+    '  chain prerouting {',
+    '    type nat hook prerouting priority dstnat; policy accept;',
+    '    jump services',
+    '  }',
+    '  chain output {',
+    '    type nat hook output priority -100; policy accept;',
+    '    jump services',
+    '  }',
+  ];
+  const services: string[] = [];
+  routes.forEach((r, i) => {
+    if (r.endpoints.length === 0) return;
+    services.push(`    ip daddr ${r.address} tcp dport ${r.port} goto route_${i}`);
+    const map = r.endpoints.map((_, k) => `${k} : goto ep_${i}_${k}`).join(', ');
+    lines.push(`  chain route_${i} {`, `    numgen inc mod ${r.endpoints.length} vmap { ${map} }`, '  }');
+    r.endpoints.forEach((e, k) => {
+      chains.set(`ep_${i}_${k}`, { service: r.service, task: e.task });
+      lines.push(`  chain ep_${i}_${k} {`, `    meta l4proto tcp counter dnat to ${e.address}:${e.port}`, '  }');
+    });
+  });
+  lines.push('  chain services {', ...services, '  }', '}');
+  return { text: lines.join('\n') + '\n', chains };
+}
+
+export class NftPath {
+  private chains = new Map<string, { service: string; task: string }>();
+  /** Connections counted by tables already replaced. */
+  private readonly carried: KernelCounts = new Map();
+  private applied = '';
+  private loaded = false;
+
+  private constructor(readonly table: string) {}
+
+  /** open makes the node's table (replacing a stale one left by a killed agent), or says why the kernel path is unavailable. */
+  static async open(node: string): Promise<NftPath | string> {
+    const t = new NftPath(tableName(node));
+    const err = await t.load([]);
+    return err ?? t;
+  }
+
+  /** sync replaces the table with these routes; the same routes again cost nothing. Returns an error text, or undefined. */
+  async sync(routes: readonly KernelRoute[]): Promise<string | undefined> {
+    const key = JSON.stringify(routes);
+    if (key === this.applied) return undefined;
+    return this.load(routes, key);
+  }
+
+  private async load(routes: readonly KernelRoute[], key = JSON.stringify(routes)): Promise<string | undefined> {
+    if (this.loaded) await this.carry();
+    const { text, chains } = rulesetText(this.table, routes);
+    // Create-if-missing, delete, and add anew in one transaction: never a moment without rules for a live route.
+    const r = await run(['-f', '-'], `table ip ${this.table}\ndelete table ip ${this.table}\n${text}`);
+    if (r.code !== 0) return `nft: ${r.stderr.trim() || `exit ${r.code}`}`;
+    this.chains = chains;
+    this.applied = key;
+    this.loaded = true;
+    return undefined;
+  }
+
+  /** counts: connections the kernel routed, per service and task, since the agent started. */
+  async counts(): Promise<KernelCounts> {
+    const now = await this.read();
+    const out: KernelCounts = new Map();
+    for (const src of [this.carried, now]) {
+      for (const [svc, c] of src) {
+        let o = out.get(svc);
+        if (!o) out.set(svc, (o = { total: 0, byTask: new Map() }));
+        o.total += c.total;
+        for (const [t, n] of c.byTask) o.byTask.set(t, (o.byTask.get(t) ?? 0) + n);
+      }
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (!this.loaded) return;
+    this.loaded = false;
+    await run(['delete', 'table', 'ip', this.table]);
+  }
+
+  private async carry(): Promise<void> {
+    for (const [svc, c] of await this.read()) {
+      let o = this.carried.get(svc);
+      if (!o) this.carried.set(svc, (o = { total: 0, byTask: new Map() }));
+      o.total += c.total;
+      for (const [t, n] of c.byTask) o.byTask.set(t, (o.byTask.get(t) ?? 0) + n);
+    }
+  }
+
+  private async read(): Promise<KernelCounts> {
+    const out: KernelCounts = new Map();
+    if (!this.loaded) return out;
+    const r = await run(['-j', 'list', 'table', 'ip', this.table]);
+    if (r.code !== 0) return out;
+    let doc: { nftables?: { rule?: { chain: string; expr: { counter?: { packets: number } }[] } }[] };
+    try {
+      doc = JSON.parse(r.stdout);
+    } catch {
+      return out;
+    }
+    for (const item of doc.nftables ?? []) {
+      const rule = item.rule;
+      const owner = rule && this.chains.get(rule.chain);
+      if (!owner) continue;
+      const packets = rule.expr.find((e) => e.counter)?.counter?.packets ?? 0;
+      let o = out.get(owner.service);
+      if (!o) out.set(owner.service, (o = { total: 0, byTask: new Map() }));
+      o.total += packets;
+      o.byTask.set(owner.task, (o.byTask.get(owner.task) ?? 0) + packets);
+    }
+    return out;
+  }
+}
