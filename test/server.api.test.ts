@@ -100,6 +100,24 @@ describe('API server (memory store, real HTTP)', () => {
     expect(names).toEqual(['t_a']);
   });
 
+  it('refuses to publish one mesh port from two services, naming the port and its owner, and writes nothing', async () => {
+    const web = (name: string, stack: string, port: number) => ({ name: `${stack}_${name}`, spec: serviceSpec({ stack, shortName: name, replicas: 0, ports: [{ target: 80, published: port, protocol: 'tcp', mode: 'ingress' }] }), labels: {} });
+    await api.apply('p1', { services: [web('web', 'p1', 18500)], prune: false, dryRun: false });
+    await expect(api.apply('p2', { services: [web('web', 'p2', 18500), web('api', 'p2', 18501), web('admin', 'p2', 18501)], prune: false, dryRun: false })).rejects.toMatchObject({
+      code: 'BATON_ERR_CONFLICT',
+      details: [
+        { path: 'services.web.ports[0]', message: 'port 18500 is already published by service p1_web' },
+        { path: 'services.admin.ports[0]', message: 'port 18501 is already published by service p2_api' },
+      ],
+    });
+    expect((await api.services()).items.filter((x) => x.spec.stack === 'p2')).toEqual([]);
+    // The owner may keep it, move it, or give it up.
+    expect((await api.apply('p1', { services: [web('web', 'p1', 18502)], prune: false, dryRun: false })).results[0]!.action).toBe('update');
+    expect((await api.apply('p2', { services: [web('web', 'p2', 18500)], prune: false, dryRun: false })).results[0]!.action).toBe('create');
+    await api.removeStack('p1');
+    await api.removeStack('p2');
+  });
+
   it('refuses a stale resourceVersion with a conflict; status writes never conflict with spec writes', async () => {
     const s = await api.get<Service>(serviceKind, 't_a');
     const gen = s.metadata.generation;

@@ -53,6 +53,8 @@ export async function applyStack(registry: Registry, req: ApplyRequest): Promise
   for (let attempt = 0; attempt < 5; attempt++) {
     const existing = (await registry.list<Service & AnyObject>(serviceKind)).items;
     const byName = new Map(existing.map((s) => [s.metadata.name, s]));
+    const clash = publishedClashes(req, existing);
+    if (clash.length) throw new BatonError('BATON_ERR_CONFLICT', `stack "${req.stack}" publishes a port another service already publishes`, clash);
     const compares: Compare[] = [];
     const ops: Op[] = [];
     const results: ApplyServiceResult[] = [];
@@ -102,6 +104,31 @@ export async function applyStack(registry: Registry, req: ApplyRequest): Promise
     // Someone changed a service between our read and write: read again.
   }
   throw new BatonError('BATON_ERR_CONFLICT', `stack "${req.stack}" kept changing while applying; try again`);
+}
+
+/**
+ * publishedClashes finds routing-mesh ports (mode ingress) that two services
+ * would publish: the mesh listens on each published port on every node, so
+ * one port is one service, as in Swarm.
+ */
+function publishedClashes(req: ApplyRequest, existing: readonly Service[]): ErrorDetail[] {
+  const declared = new Set(req.services.map((s) => s.name));
+  const owner = new Map<number, string>();
+  for (const s of existing) {
+    // Services of this stack are replaced by what is declared now (or pruned, or left as they are).
+    if (declared.has(s.metadata.name) || (req.prune && s.spec.stack === req.stack)) continue;
+    for (const p of s.spec.ports) if (p.mode === 'ingress' && p.published !== undefined) owner.set(p.published, s.metadata.name);
+  }
+  const out: ErrorDetail[] = [];
+  for (const s of req.services) {
+    s.spec.ports.forEach((p, i) => {
+      if (p.mode !== 'ingress' || p.published === undefined) return;
+      const other = owner.get(p.published);
+      if (other && other !== s.name) out.push({ path: `services.${s.spec.shortName}.ports[${i}]`, message: `port ${p.published} is already published by service ${other}` });
+      else owner.set(p.published, s.name);
+    });
+  }
+  return out;
 }
 
 /** removeStack deletes every service of a stack in one txn (their tasks are then stopped by the service controller). */
