@@ -207,6 +207,41 @@ describe('the routing mesh on a 3-node cluster', () => {
     expect((await c.baton(['stack', 'rm', 'pp'])).code).toBe(0);
   });
 
+  it('sends new connections to the endpoint with the fewest open ones (least_conn)', async () => {
+    await c.apply('lc', `services:
+  web:
+    image: ${TEST_IMAGE}
+    command: ${HTTPD}
+    ports: ["18085:80"]
+    deploy:
+      replicas: 2
+    x-baton:
+      lb: {algorithm: least_conn}
+`);
+    await eventually(async () => expect(await endpoints('lc_web')).toHaveLength(2), 5 * 5000);
+    // One idle connection pins one endpoint; every short request after it goes to the other one.
+    const idle = connect({ host: '127.0.0.2', port: 18085 });
+    await new Promise<void>((r, j) => idle.once('connect', () => r()).once('error', j));
+    await new Promise((r) => setTimeout(r, 200));
+    const seen = new Set<string>();
+    for (let i = 0; i < 10; i++) {
+      const r = await get('127.0.0.2', 18085);
+      expect(r.ok, r.body).toBe(true);
+      seen.add(r.body);
+      // Until the backend's side has closed too, the mesh still counts the connection as open.
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(seen.size).toBe(1);
+    idle.write('GET /id HTTP/1.0\r\n\r\n');
+    const pinned = await new Promise<string>((r) => {
+      let b = '';
+      idle.on('data', (d) => (b += d));
+      idle.on('close', () => r(b.split('\r\n\r\n')[1]!.trim()));
+    });
+    expect(seen.has(pinned)).toBe(false);
+    expect((await c.baton(['stack', 'rm', 'lc'])).code).toBe(0);
+  });
+
   it('holds a connection while a service has no endpoint and forwards it when one appears', async () => {
     await c.apply('lazy', `services:
   web:
