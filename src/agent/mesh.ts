@@ -277,6 +277,7 @@ export class Mesh {
     // Counters of endpoints long gone (and idle) are dropped.
     const present = new Set(e.spec.endpoints.map((x) => x.task));
     for (const [task, c] of r.byTask) if (!present.has(task) && c.active === 0) r.byTask.delete(task);
+    for (const [task, n] of r.open) if (!present.has(task) && n <= 0) r.open.delete(task);
     this.syncKernel();
   }
 
