@@ -6,6 +6,9 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { ApiClient } from '../src/api/client.js';
+import { tlsTransport, withTransport } from '../src/api/tls.js';
 
 export const DOCKER = '/usr/bin/docker';
 
@@ -295,4 +298,28 @@ export function wasInterrupted(): boolean {
 
 export function checkInterrupted(): void {
   if (interrupted) throw new Error('interrupted');
+}
+
+/** BenchServer is a `baton server` a bench started, with an admin client over TLS to it. */
+export interface BenchServer extends BatonChild {
+  url: string;
+  joinToken: string;
+  clusterId: string;
+  api: ApiClient;
+  tls: ReturnType<typeof tlsTransport>;
+}
+
+/** startBenchServer starts `baton server` with its data under `dir` (BATON_HOME=dir) on a free port, and makes an admin client. */
+export async function startBenchServer(dir: string): Promise<BenchServer> {
+  const server = await spawnBaton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
+    env: { BATON_HOME: dir },
+    ready: [/baton server listening on (https:\/\/\S+)/, /join token: (BATON-\S+)/, /^cluster (\S+)$/m],
+    what: 'baton server',
+  });
+  const [url, joinToken, clusterId] = server.matches as [string, string, string];
+  const serverDir = join(dir, 'server', 'server');
+  const tls = tlsTransport({ caPem: readFileSync(join(serverDir, 'ca.crt'), 'utf8') });
+  const api = new ApiClient(withTransport({ server: url, token: readFileSync(join(serverDir, 'admin.token'), 'utf8').trim(), timeoutMs: 30_000 }, tls));
+  log(`baton server is up at ${url} (pid ${server.child.pid}, cluster ${clusterId})`);
+  return { ...server, url, joinToken, clusterId, api, tls };
 }

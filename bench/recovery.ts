@@ -40,16 +40,16 @@
  * stderr, results to stdout.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ApiClient } from '../src/api/client.js';
-import { tlsTransport, withTransport } from '../src/api/tls.js';
+import type { ApiClient } from '../src/api/client.js';
+import type { tlsTransport } from '../src/api/tls.js';
 import type { Node, Task } from '../src/api/types.js';
 import { readCompose } from '../src/manifest/compose.js';
-import { BATON_BIN, DOCKER, docker, dockerOk, log, median, now, ratio, removeByLabel, secs, sleep, spawnBaton, waitFor, checkInterrupted, cleanUpOnSignals, onCleanup, runCleanups, wasInterrupted } from './lib.js';
+import { BATON_BIN, DOCKER, docker, dockerOk, log, median, now, ratio, removeByLabel, secs, sleep, waitFor, checkInterrupted, cleanUpOnSignals, onCleanup, runCleanups, wasInterrupted, startBenchServer } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -404,19 +404,12 @@ async function benchBaton(o: Opts, out: { kill?: KillResult; node?: NodeLossResu
   const undo = onCleanup('baton cluster', teardown);
   let tls: ReturnType<typeof tlsTransport> | undefined;
   try {
-    const server = await spawnBaton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
-      env: { BATON_HOME: dir },
-      ready: [/baton server listening on (https:\/\/\S+)/, /join token: (BATON-\S+)/, /^cluster (\S+)$/m],
-      what: 'baton server',
-    });
+    const server = await startBenchServer(dir);
     procs.push({ child: server.child, what: 'baton server' });
     serverTail = server.stderrTail;
-    const [url, joinToken, cid] = server.matches as [string, string, string];
-    clusterId = cid;
-    const serverDir = join(dir, 'server', 'server');
-    tls = tlsTransport({ caPem: readFileSync(join(serverDir, 'ca.crt'), 'utf8') });
-    const api = new ApiClient(withTransport({ server: url, token: readFileSync(join(serverDir, 'admin.token'), 'utf8').trim(), timeoutMs: 30_000 }, tls));
-    log(`baton server is up at ${url} (pid ${server.child.pid}, cluster ${clusterId})`);
+    const { url, joinToken, api } = server;
+    clusterId = server.clusterId;
+    tls = server.tls;
 
     for (const a of AGENTS) {
       const p = spawnAgent(a, url, joinToken, dir);

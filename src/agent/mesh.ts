@@ -415,10 +415,12 @@ export class Mesh {
         c.active++;
         counted = c;
         r.open.set(ep.task, (r.open.get(ep.task) ?? 0) + 1);
-        upstream.once('close', () => {
+        upstream.once('close', (hadError) => {
           c.active--;
           r.open.set(ep.task, (r.open.get(ep.task) ?? 1) - 1);
-          client.destroy();
+          // A clean close has already ended the client through the pipe, after what was still buffered for it;
+          // destroying it here could drop the end of a response a slow client has not taken yet.
+          if (hadError) client.destroy();
         });
         client.once('close', () => upstream.destroy());
         if (r.spec.lb.proxyProtocol !== 'off') upstream.write(proxyHeader(r.spec.lb.proxyProtocol, client));
