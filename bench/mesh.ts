@@ -639,9 +639,9 @@ const haveNft = () => {
 };
 
 /** nftTable is an agent's nftables table as `nft list table` prints it, undefined when there is none. */
-async function nftTable(node: string): Promise<string | undefined> {
-  if (!haveNft()) return undefined;
-  const r = await exec(NFT, ['list', 'table', 'ip', tableName(node)], { timeoutMs: 10_000 });
+async function nftTable(node: string, clusterId: string | undefined): Promise<string | undefined> {
+  if (!haveNft() || !clusterId) return undefined;
+  const r = await exec(NFT, ['list', 'table', 'ip', tableName(node, clusterId)], { timeoutMs: 10_000 });
   return r.code === 0 ? r.stdout : undefined;
 }
 
@@ -739,10 +739,10 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
     tls = undefined;
     // An agent removes its nftables table when it stops; one that had to be killed leaves it.
     for (const a of agents) {
-      if ((await nftTable(a.name)) === undefined) continue;
-      log(`agent ${a.name} left its nftables table ${tableName(a.name)}; deleting it`);
-      const r = await exec(NFT, ['delete', 'table', 'ip', tableName(a.name)]);
-      if (r.code !== 0) log(`warning: nft delete table ip ${tableName(a.name)}: ${oneLine(r.stderr)}`);
+      if (!clusterId || (await nftTable(a.name, clusterId)) === undefined) continue;
+      log(`agent ${a.name} left its nftables table ${tableName(a.name, clusterId)}; deleting it`);
+      const r = await exec(NFT, ['delete', 'table', 'ip', tableName(a.name, clusterId)]);
+      if (r.code !== 0) log(`warning: nft delete table ip ${tableName(a.name, clusterId)}: ${oneLine(r.stderr)}`);
     }
     agents.length = 0;
     // Agents leave their containers running when they stop: remove them by the cluster's label.
@@ -756,7 +756,6 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
   try {
     for (const [host, port] of [[MESH_NODE.address, PUBLISHED], [USER_NODE.address, PUBLISHED], [HAPROXY_ADDR, HAPROXY_PORT]] as const)
       if (!(await portFree(host, port))) throw new Error(`${host}:${port} is in use; this bench needs it free`);
-    for (const a of AGENTS) if ((await nftTable(a.name)) !== undefined) throw new Error(`an nftables table ${tableName(a.name)} exists already: another run of this bench (or a stale one)? Not touching it.`);
 
     const backend = await backendSetup(o, dir, tools.haproxy);
     res.backend = backend.describe;
@@ -842,15 +841,15 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
 
     // ------------------------------------------------ how each mesh node routes the published port
     const rule = `dport ${PUBLISHED}`;
-    const kernelRule = async (node: string) => (await nftTable(node))?.includes(rule) ?? false;
+    const kernelRule = async (node: string) => (await nftTable(node, clusterId))?.includes(rule) ?? false;
     if (!haveNft()) {
       res.meshMode = `userspace proxy (no ${NFT}: the agent has no kernel fast path)`;
     } else {
       res.meshKernel = await waitFor(`${MESH_NODE.name}'s nftables rule for ${MESH_NODE.address}:${PUBLISHED}`, async () => ((await kernelRule(MESH_NODE.name)) ? true : undefined), { timeoutMs: 10_000, everyMs: 200 }).catch(() => false);
-      const table = await nftTable(MESH_NODE.name);
+      const table = await nftTable(MESH_NODE.name, clusterId);
       res.meshMode = res.meshKernel
-        ? `kernel fast path: nftables DNAT (numgen inc mod ${res.endpoints.length}) in table ${tableName(MESH_NODE.name)}, the agent's default`
-        : `userspace proxy (${table === undefined ? `the agent made no nftables table ${tableName(MESH_NODE.name)}` : `no rule for ${rule} in table ${tableName(MESH_NODE.name)}`})`;
+        ? `kernel fast path: nftables DNAT (numgen inc mod ${res.endpoints.length}) in table ${tableName(MESH_NODE.name, clusterId!)}, the agent's default`
+        : `userspace proxy (${table === undefined ? `the agent made no nftables table ${tableName(MESH_NODE.name, clusterId!)}` : `no rule for ${rule} in table ${tableName(MESH_NODE.name, clusterId!)}`})`;
     }
     res.userMode = 'userspace proxy (agent run with --mesh-kernel off)';
     if (await kernelRule(USER_NODE.name)) {

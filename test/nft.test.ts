@@ -28,7 +28,7 @@ describe('NftPath', () => {
   const node = `test-${process.pid}`;
   afterAll(async () => {
     for (const s of servers) s.close();
-    await execFileP('/usr/sbin/nft', ['delete', 'table', 'ip', tableName(node)]).catch(() => {});
+    await execFileP('/usr/sbin/nft', ['delete', 'table', 'ip', tableName(node, 'cafe0123-test')]).catch(() => {});
   });
 
   it('renders one chain per route and per endpoint', () => {
@@ -46,10 +46,10 @@ describe('NftPath', () => {
       await new Promise<void>((r) => s.listen(port, host, r));
       servers.push(s);
     }
-    const k = await NftPath.open(node);
+    const k = await NftPath.open(node, 'cafe0123-test');
     expect(k).toBeInstanceOf(NftPath);
     const path = k as NftPath;
-    expect(await tables()).toContain(tableName(node));
+    expect(await tables()).toContain(tableName(node, 'cafe0123-test'));
     const route = { service: 'web', address: '127.0.0.29', port: 18999, endpoints: [{ task: 'a', address: '127.0.0.21', port }, { task: 'b', address: '127.0.0.22', port }] };
     expect(await path.sync([route])).toBeUndefined();
     const seen = [];
@@ -62,7 +62,7 @@ describe('NftPath', () => {
     const counts = await path.counts();
     expect(counts.get('web')).toEqual({ total: 11, byTask: new Map([['a', 5], ['b', 6]]) });
     await path.close();
-    expect(await tables()).not.toContain(tableName(node));
+    expect(await tables()).not.toContain(tableName(node, 'cafe0123-test'));
     await expect(get('127.0.0.29', 18999)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 });

@@ -78,6 +78,8 @@ export interface AgentOptions {
   backoffResetMs?: number;
   /** Health checks and readiness probes running at once on this node (default 16). */
   maxProbesInFlight?: number;
+  /** A task with ports told to stop waits at most this long for the mesh to stop routing to it (default 2 s). */
+  deregisterMs?: number;
   /** Asked heartbeat interval; the server may stretch it when the cluster is large. */
   heartbeatMs?: number;
   /** How often the certificate's age is checked for renewal. */
@@ -85,6 +87,9 @@ export interface AgentOptions {
   /** Called when the cluster no longer accepts this node (revoked): the process should exit. */
   onFatal?: (err: Error) => void;
 }
+
+/** After its endpoint is gone here, a stopping task keeps running this long more, for the other nodes' meshes to follow. */
+const DEREGISTER_SETTLE_MS = 250;
 
 export const LABEL_CLUSTER = 'baton.cluster';
 export const LABEL_NODE = 'baton.node';
@@ -109,6 +114,9 @@ interface Local {
   readySince?: number;
   /** Set when the agent stopped the task for failing its health check: why, for the restart's message. */
   unhealthy?: string;
+  /** When the task was first seen told to stop, and when its endpoint was first seen gone (deregistration). */
+  stopAskedAt?: number;
+  deregisteredAt?: number;
   /** The last status we produced (reported or buffered). */
   status?: TaskStatus;
 }
@@ -222,7 +230,7 @@ export class Agent {
     });
     this.informer.start();
     if (this.opts.mesh !== false) {
-      this.mesh = new Mesh(this.client, { node: this.name, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel });
+      this.mesh = new Mesh(this.client, { node: this.name, cluster: this.clusterId, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel });
       await this.mesh.start();
     }
     this.loops.push(this.heartbeatLoop(), this.engineLoop(), this.flushLoop(), this.resyncLoop(), this.renewLoop());
@@ -553,6 +561,27 @@ export class Agent {
     }
   }
 
+  /**
+   * deregisterWait is how long a task told to stop should keep running so that
+   * no node's mesh picks it for a new connection as it stops (Kubernetes leaves
+   * this race to a preStop sleep): until its endpoint has been gone for
+   * DEREGISTER_SETTLE_MS here, at most deregisterMs (2 s) in all.
+   */
+  private deregisterWait(task: Task, local: Local): number {
+    // Never ready here means never an endpoint: nothing to wait for.
+    if (!this.mesh || (task.spec.ports.length === 0 && task.spec.expose.length === 0) || local.readySince === undefined) return 0;
+    const now = this.clock.now();
+    local.stopAskedAt ??= now;
+    const deadline = local.stopAskedAt + (this.opts.deregisterMs ?? 2000);
+    if (now >= deadline) return 0;
+    if (this.mesh.routesTo(task.spec.serviceName, task.metadata.name)) {
+      local.deregisteredAt = undefined;
+      return Math.min(50, deadline - now);
+    }
+    local.deregisteredAt ??= now;
+    return Math.max(0, Math.min(local.deregisteredAt + DEREGISTER_SETTLE_MS, deadline) - now);
+  }
+
   /** adviseFlush takes the server's status flush interval (it grows with the cluster), never below our own setting. */
   private adviseFlush(ms: number | undefined): void {
     if (typeof ms === 'number' && ms > 0) this.flushMs = Math.max(this.opts.statusFlushMs ?? 200, ms);
@@ -627,6 +656,13 @@ export class Agent {
     if (task.spec.desiredState !== 'running') {
       this.health.unwatch(name);
       if (exists && insp!.state === 'running') {
+        // Deregister before the stop signal: wait until the routing mesh no longer sends it new connections
+        // (its endpoint is gone, and a moment for every node to follow), at most deregisterMs.
+        const wait = this.deregisterWait(task, local);
+        if (wait > 0) {
+          this.queue.addAfter(name, wait);
+          return;
+        }
         await driver.stop(local.handle!, task.spec.container.stopGracePeriodMs, task.spec.container.stopSignal);
         const after = await driver.inspect(local.handle!);
         this.report(task, local, 'shutdown', 'stopped', { exitCode: after.exitCode, finishedAt: after.finishedAt });

@@ -33,8 +33,9 @@ import type { EndpointAddress, Endpoints, EndpointsSpec } from '../api/types.js'
 import { NftPath, type KernelRoute } from './nft.js';
 
 export interface MeshOptions {
-  /** This node's name: it names the node's nftables table. */
+  /** This node's name and its cluster's id: they name the node's nftables table. */
   node: string;
+  cluster: string;
   /** This node's address: published ports listen here. */
   address: string;
   /** Route plain round-robin services in the kernel (nftables DNAT) when it can (default true). */
@@ -165,7 +166,7 @@ export class Mesh {
 
   async start(): Promise<void> {
     if (this.opts.kernel !== false) {
-      const k = await NftPath.open(this.opts.node).catch((e: Error) => e.message);
+      const k = await NftPath.open(this.opts.node, this.opts.cluster).catch((e: Error) => e.message);
       if (typeof k === 'string') this.opts.log.info({ why: k }, 'routing mesh: no kernel fast path; every connection goes through the userspace proxy');
       else this.kernel = k;
     }
@@ -206,6 +207,11 @@ export class Mesh {
   async hostsWhenSynced(stack: string): Promise<string[]> {
     for (let waited = 0; !this.synced && !this.closed && waited < 3000; waited += 20) await new Promise((r) => setTimeout(r, 20));
     return this.hostsFor(stack);
+  }
+
+  /** routesTo: this node's mesh may still send new connections of `service` to `task`. */
+  routesTo(service: string, task: string): boolean {
+    return this.routes.get(service)?.spec.endpoints.some((e) => e.task === task) ?? false;
   }
 
   vipOf(service: string): string | undefined {

@@ -44,9 +44,13 @@ function run(args: string[], input?: string): Promise<{ code: number; stdout: st
   });
 }
 
-/** tableName is the node's table: `baton_` and the node name with anything but [a-zA-Z0-9_] made `_`. */
-export function tableName(node: string): string {
-  return `baton_${node.replace(/[^a-zA-Z0-9_]/g, '_')}`.slice(0, 60);
+/**
+ * tableName is the node's table: `baton_`, the first 8 characters of the
+ * cluster id and the node name, anything but [a-zA-Z0-9_] made `_`; two
+ * clusters on one host whose nodes share a name never share a table.
+ */
+export function tableName(node: string, cluster: string): string {
+  return `baton_${cluster.slice(0, 8)}_${node}`.replace(/[^a-zA-Z0-9_]/g, '_').slice(0, 120);
 }
 
 /** rulesetText renders the whole table for the routes: what `nft -f` loads in one transaction. */
@@ -88,8 +92,8 @@ export class NftPath {
   private constructor(readonly table: string) {}
 
   /** open makes the node's table (replacing a stale one left by a killed agent), or says why the kernel path is unavailable. */
-  static async open(node: string): Promise<NftPath | string> {
-    const t = new NftPath(tableName(node));
+  static async open(node: string, cluster: string): Promise<NftPath | string> {
+    const t = new NftPath(tableName(node, cluster));
     const err = await t.load([]);
     return err ?? t;
   }

@@ -20,6 +20,7 @@ import { endpointsKind } from '../../src/api/kinds.js';
 import type { Endpoints } from '../../src/api/types.js';
 import { docker, eventually, TEST_IMAGE } from '../helpers/proc.js';
 import { live, TestCluster } from '../helpers/cluster.js';
+import { tableName } from '../../src/agent/nft.js';
 
 const NODES = ['n2', 'n3', 'n4'] as const;
 const execFileP = promisify(execFile);
@@ -72,10 +73,10 @@ describe('the routing mesh on a 3-node cluster', () => {
     for (const n of counts.values()) expect(Math.abs(n - 100)).toBeLessThanOrEqual(10);
     // They took the kernel fast path: n2's own nftables table DNATed them (an endpoint's counter counts connections);
     // the first few may have raced the table's load after the endpoints appeared and gone through userspace.
-    const table = JSON.parse((await execFileP('/usr/sbin/nft', ['-j', 'list', 'table', 'ip', 'baton_n2'])).stdout).nftables as { rule?: { expr: { counter?: { packets: number } }[] } }[];
+    const table = JSON.parse((await execFileP('/usr/sbin/nft', ['-j', 'list', 'table', 'ip', tableName('n2', c.clusterId)])).stdout).nftables as { rule?: { expr: { counter?: { packets: number } }[] } }[];
     const packets = table.flatMap((x) => x.rule?.expr ?? []).reduce((n, e) => n + (e.counter?.packets ?? 0), 0);
+    // (A SYN that conntrack sees as a new connection again, e.g. after a PAWS reject on a reused port, counts twice.)
     expect(packets).toBeGreaterThanOrEqual(290);
-    expect(packets).toBeLessThanOrEqual(300);
     // Every node publishes it.
     for (const n of NODES) expect((await get(TestCluster.addr(n), 18080)).ok).toBe(true);
   });
@@ -111,6 +112,23 @@ describe('the routing mesh on a 3-node cluster', () => {
     // Requests kept flowing throughout (the other two endpoints, and a refused connect retried in userspace).
     expect(results.filter((r) => r.at > killedAt && r.at <= updated + 500).some((r) => r.ok)).toBe(true);
     expect(after.some((r) => r.body === victim.metadata.name)).toBe(true);
+  });
+
+  it('fails no request while a service scales down under load: a stopping task leaves the mesh before its stop signal', async () => {
+    const results: { ok: boolean; body: string }[] = [];
+    let stop = false;
+    const load = (async () => {
+      while (!stop) results.push(await get('127.0.0.4', 18080));
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await c.baton(['service', 'scale', 'lb_web=2'])).code).toBe(0);
+    await eventually(async () => expect(await c.running('lb_web')).toHaveLength(2), 5 * 3000);
+    await new Promise((r) => setTimeout(r, 300));
+    stop = true;
+    await load;
+    expect(results.length).toBeGreaterThan(20);
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    expect((await c.baton(['service', 'scale', 'lb_web=3'])).code).toBe(0);
   });
 
   it('sends no traffic to a task that is not ready yet', async () => {
