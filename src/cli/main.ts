@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { ApiClient } from '../api/client.js';
 import { tlsTransport, withTransport } from '../api/tls.js';
-import { nodeKind, serviceKind, taskKind, eventKind, type KindInfo } from '../api/kinds.js';
+import { endpointsKind, nodeKind, serviceKind, taskKind, eventKind, type KindInfo } from '../api/kinds.js';
 import type { Node, SchedulingDecision, Service, Task } from '../api/types.js';
 import { isTerminal } from '../api/types.js';
 import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
@@ -308,6 +308,9 @@ export function buildProgram(): Command {
       if (o.rotate) out('Rotated: the previous token no longer joins new nodes; joined nodes are not affected.');
       out(`To add a worker node, run on it:\n\n    baton agent --join ${api.server} --token ${r.token} --address ADDRESS --data-dir DIR\n`);
     });
+
+  // Endpoints: what every node's routing mesh routes to (ready tasks, published ports, load-balancing settings).
+  addKindCommands(program.command('endpoints').description("show services' routing: published ports and ready endpoints"), endpointsKind);
 
   program
     .command('ps')
