@@ -40,7 +40,7 @@ import { tlsTransport, withTransport, type Transport } from '../src/api/tls.js';
 import type { Task } from '../src/api/types.js';
 import { VERSION } from '../src/base/version.js';
 import { sleep } from '../src/base/clock.js';
-import { docker, log, median, now, pidOfComm, pool, ratio, rssKiB, Sampler, secs, spawnBaton } from './lib.js';
+import { docker, log, median, now, pidOfComm, pool, ratio, rssKiB, Sampler, secs, spawnBaton, onCleanup, runCleanups, stopChild } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -108,20 +108,6 @@ const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : 'n/a');
 
 // ---------------------------------------------------------------- cleanup on exit / Ctrl-C
 
-const cleanups: { name: string; fn: () => Promise<void> }[] = [];
-function onCleanup(name: string, fn: () => Promise<void>): void {
-  cleanups.push({ name, fn });
-}
-async function runCleanups(): Promise<void> {
-  while (cleanups.length) {
-    const c = cleanups.pop()!;
-    try {
-      await c.fn();
-    } catch (e) {
-      log(`cleanup ${c.name} failed: ${(e as Error).message}`);
-    }
-  }
-}
 /** Aborted on SIGINT/SIGTERM, so waits in main end at once. */
 const stopAll = new AbortController();
 let interrupted = false;
@@ -440,24 +426,12 @@ interface PeerProc {
   url: string;
 }
 
-/** stopChild ends a process this bench started, by its PID: SIGTERM, then SIGKILL after graceMs. */
-async function stopChild(what: string, child: ChildProcess, graceMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  log(`stopping ${what} (SIGTERM pid ${child.pid})`);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  process.kill(child.pid, 'SIGTERM');
-  if (!(await withTimeout(exited, graceMs))) {
-    log(`${what} pid ${child.pid} did not exit within ${graceMs} ms; SIGKILL`);
-    process.kill(child.pid, 'SIGKILL');
-    await withTimeout(exited, 5_000);
-  }
-}
 
 /** startPeer spawns the bare node:https server with the serving certificate and key in serverDir (<data dir>/server). */
 async function startPeer(serverDir: string): Promise<PeerProc> {
   const child = spawn(process.execPath, ['-e', PEER_SCRIPT, serverDir], { cwd: serverDir, stdio: ['pipe', 'pipe', 'inherit'] });
   // Registered at once, so a failure while starting still stops it.
-  onCleanup('bare-https peer', () => stopChild('bare-https peer', child, 5_000));
+  onCleanup('bare-https peer', () => stopChild(child, 'bare-https peer', 5_000));
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => reject(new Error(`the bare-https peer did not print its port within 30 s; stdout: ${buf}`)), 30_000);
@@ -647,7 +621,7 @@ async function main(): Promise<number> {
     pw.rssPeakKiB = ps.peakKiB;
     pw.perS = pw.ok / (pw.ms / 1000);
     await withTimeout(beating, 15_000); // the loops end at `until`, within one interval
-    await stopChild('bare-https peer', p.child, 5_000);
+    await stopChild(p.child, 'bare-https peer', 5_000);
     log(`peer done: bare node:https CPU ${pct(pw.cpuPct)} %, ${pw.perS.toFixed(1)} requests/s`);
   }
   const cpuRatio = ratio(serverCpuPct, pw.cpuPct);

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
+import { tableName } from '../src/agent/nft.js';
 
 export const DOCKER = '/usr/bin/docker';
 
@@ -322,4 +323,61 @@ export async function startBenchServer(dir: string): Promise<BenchServer> {
   const api = new ApiClient(withTransport({ server: url, token: readFileSync(join(serverDir, 'admin.token'), 'utf8').trim(), timeoutMs: 30_000 }, tls));
   log(`baton server is up at ${url} (pid ${server.child.pid}, cluster ${clusterId})`);
   return { ...server, url, joinToken, clusterId, api, tls };
+}
+
+/** oneLine squeezes a command's output into one line for a log message. */
+export const oneLine = (s: string) => s.trim().replace(/\s+/g, ' ');
+
+/** stopChild stops a process this bench started, by its PID: SIGTERM, then SIGKILL after graceMs. */
+export async function stopChild(c: ChildProcess, what: string, graceMs = 10_000): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null || c.pid === undefined) return;
+  log(`stopping ${what} (SIGTERM pid ${c.pid})`);
+  const exited = new Promise<void>((r) => c.once('exit', () => r()));
+  c.kill('SIGTERM');
+  const ok = await Promise.race([exited.then(() => true), sleep(graceMs).then(() => false)]);
+  if (!ok) {
+    log(`${what} pid ${c.pid} did not exit within ${graceMs / 1000} s; SIGKILL`);
+    c.kill('SIGKILL');
+    await Promise.race([exited, sleep(5_000)]);
+  }
+}
+
+/** outputTail keeps the last 4,000 characters a child wrote to stdout and stderr, for error messages. */
+export function outputTail(child: ChildProcess): () => string {
+  let tail = '';
+  const keep = (s: string) => (tail = (tail + s).slice(-4000));
+  for (const st of [child.stdout, child.stderr]) {
+    st?.setEncoding('utf8');
+    st?.on('data', keep);
+  }
+  return () => tail;
+}
+
+/** BenchAgent is a `baton agent` process a bench started. */
+export interface BenchAgent {
+  name: string;
+  child: ChildProcess;
+  tail: () => string;
+}
+
+/** spawnBenchAgent starts `baton agent` joining `url`, with its data under dir/<name> (BATON_HOME=dir). */
+export function spawnBenchAgent(a: { name: string; address: string; args?: string[] }, portRange: string, url: string, token: string, dir: string): BenchAgent {
+  const args = [BATON_BIN, 'agent', '--join', url, '--token', token, '--name', a.name, '--address', a.address, '--port-range', portRange, '--data-dir', join(dir, a.name), '--pull', 'never', '--log-level', 'warn', ...(a.args ?? [])];
+  log(`starting baton agent ${a.name}: node ${args.join(' ')}`);
+  const child = spawn(process.execPath, args, { cwd: fileURLToPath(new URL('../..', import.meta.url)), env: { ...process.env, BATON_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return { name: a.name, child, tail: outputTail(child) };
+}
+
+/**
+ * dropAgentTables deletes the nftables tables (the mesh's kernel path) of these
+ * agents of a cluster: an agent removes its own when it stops, one killed
+ * with SIGKILL leaves it behind. Missing tables are fine.
+ */
+export async function dropAgentTables(nodes: readonly string[], clusterId: string | undefined): Promise<void> {
+  if (!clusterId) return;
+  for (const n of nodes) {
+    const t = tableName(n, clusterId);
+    const r = await exec('/usr/sbin/nft', ['delete', 'table', 'ip', t]).catch(() => undefined);
+    if (r?.code === 0) log(`agent ${n} left its nftables table ${t}; deleted it`);
+  }
 }

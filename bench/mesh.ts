@@ -108,14 +108,13 @@ import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { availableParallelism, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { endpointsKind } from '../src/api/kinds.js';
 import type { tlsTransport } from '../src/api/tls.js';
 import type { EndpointAddress, Endpoints } from '../src/api/types.js';
 import { tableName } from '../src/agent/nft.js';
 import { readCompose } from '../src/manifest/compose.js';
-import { BATON_BIN, checkInterrupted, cleanUpOnSignals, cpuMs, docker, exec, log, median, now, onCleanup, ratio, removeByLabel, runCleanups, secs, sleep, waitFor, wasInterrupted, startBenchServer } from './lib.js';
+import { checkInterrupted, cleanUpOnSignals, cpuMs, docker, exec, log, median, now, onCleanup, ratio, removeByLabel, runCleanups, secs, sleep, waitFor, wasInterrupted, startBenchServer, dropAgentTables, oneLine, stopChild, spawnBenchAgent, outputTail, type BenchAgent } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -220,7 +219,6 @@ const benchId = `mesh-${Date.now().toString(36)}-${process.pid}`;
 
 // ---------------------------------------------------------------- small helpers
 
-const oneLine = (s: string) => s.trim().replace(/\s+/g, ' ');
 
 /** findTool looks a program up on PATH and in the sbin directories (haproxy lives in /usr/sbin). */
 function findTool(name: string): string | undefined {
@@ -236,19 +234,6 @@ function findTool(name: string): string | undefined {
   return undefined;
 }
 
-/** stopChild stops a process this bench started, by its PID: SIGTERM, then SIGKILL after 10 s. */
-async function stopChild(c: ChildProcess, what: string): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null || c.pid === undefined) return;
-  log(`stopping ${what} (SIGTERM pid ${c.pid})`);
-  const exited = new Promise<void>((r) => c.once('exit', () => r()));
-  c.kill('SIGTERM');
-  const ok = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
-  if (!ok) {
-    log(`${what} pid ${c.pid} did not exit within 10 s; SIGKILL`);
-    c.kill('SIGKILL');
-    await Promise.race([exited, sleep(5_000)]);
-  }
-}
 
 /** portFree tells whether host:port can be listened on right now. */
 function portFree(host: string, port: number): Promise<boolean> {
@@ -425,21 +410,16 @@ function lbHaproxyCfg(o: Opts, eps: EndpointAddress[]): string {
 async function startHaproxyLb(bin: string, cfgFile: string): Promise<{ child: ChildProcess; tail: () => string }> {
   log(`starting HAProxy: ${bin} -f ${cfgFile} -db`);
   const child = spawn(bin, ['-f', cfgFile, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let tail = '';
-  const keep = (s: string) => (tail = (tail + s).slice(-4000));
-  child.stdout!.setEncoding('utf8');
-  child.stderr!.setEncoding('utf8');
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
+  const tail = outputTail(child);
   await waitFor(
     `HAProxy listening on ${HAPROXY_ADDR}:${HAPROXY_PORT}`,
     async () => {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`HAProxy exited (${child.exitCode ?? child.signalCode}): ${oneLine(tail)}`);
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`HAProxy exited (${child.exitCode ?? child.signalCode}): ${oneLine(tail())}`);
       return (await get(HAPROXY_ADDR, HAPROXY_PORT, 2000)).status === 200 ? true : undefined;
     },
     { timeoutMs: 15_000, everyMs: 100 },
   );
-  return { child, tail: () => tail };
+  return { child, tail };
 }
 
 // ---------------------------------------------------------------- wrk
@@ -610,24 +590,8 @@ async function runWrk(wrkBin: string, args: string[], durationS: number, probes:
 
 // ---------------------------------------------------------------- the Baton cluster
 
-interface AgentProc {
-  name: string;
-  child: ChildProcess;
-  tail: () => string;
-}
+type AgentProc = BenchAgent;
 
-function spawnAgent(a: (typeof AGENTS)[number], ports: string, url: string, token: string, dir: string): AgentProc {
-  const args = [BATON_BIN, 'agent', '--join', url, '--token', token, '--name', a.name, '--address', a.address, '--port-range', ports, '--data-dir', join(dir, a.name), '--pull', 'never', '--log-level', 'warn', ...a.args];
-  log(`starting baton agent ${a.name}: node ${args.join(' ')}`);
-  const child = spawn(process.execPath, args, { cwd: fileURLToPath(new URL('../..', import.meta.url)), env: { ...process.env, BATON_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let tail = '';
-  const keep = (s: string) => (tail = (tail + s).slice(-4000));
-  child.stdout!.setEncoding('utf8');
-  child.stderr!.setEncoding('utf8');
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  return { name: a.name, child, tail: () => tail };
-}
 
 const haveNft = () => {
   try {
@@ -738,12 +702,7 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
     await tls?.close().catch(() => undefined);
     tls = undefined;
     // An agent removes its nftables table when it stops; one that had to be killed leaves it.
-    for (const a of agents) {
-      if (!clusterId || (await nftTable(a.name, clusterId)) === undefined) continue;
-      log(`agent ${a.name} left its nftables table ${tableName(a.name, clusterId)}; deleting it`);
-      const r = await exec(NFT, ['delete', 'table', 'ip', tableName(a.name, clusterId)]);
-      if (r.code !== 0) log(`warning: nft delete table ip ${tableName(a.name, clusterId)}: ${oneLine(r.stderr)}`);
-    }
+    await dropAgentTables(agents.map((a) => a.name), clusterId);
     agents.length = 0;
     // Agents leave their containers running when they stop: remove them by the cluster's label.
     if (clusterId) {
@@ -778,7 +737,7 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
     res.portBase = pick.base;
     log(`agents' host ports from ${pick.base} (${pick.left} TIME_WAIT sockets and conntrack entries there${scored[0]!.base !== pick.base ? `; ${scored.filter((x) => x.base < pick.base).map((x) => `${x.base}: ${x.left}`).join(', ')}` : ''})`);
     for (const [i, a] of AGENTS.entries()) {
-      const p = spawnAgent(a, portRange(pick.base, i), url, joinToken, dir);
+      const p = spawnBenchAgent(a, portRange(pick.base, i), url, joinToken, dir);
       agents.push(p);
       procs.push({ child: p.child, what: `baton agent ${a.name}` });
     }

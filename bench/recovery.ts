@@ -43,13 +43,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { ApiClient } from '../src/api/client.js';
 import type { tlsTransport } from '../src/api/tls.js';
 import type { Node, Task } from '../src/api/types.js';
 import { readCompose } from '../src/manifest/compose.js';
-import { BATON_BIN, DOCKER, docker, dockerOk, log, median, now, ratio, removeByLabel, secs, sleep, waitFor, checkInterrupted, cleanUpOnSignals, onCleanup, runCleanups, wasInterrupted, startBenchServer } from './lib.js';
+import { DOCKER, docker, dockerOk, log, median, now, ratio, removeByLabel, secs, sleep, waitFor, checkInterrupted, cleanUpOnSignals, onCleanup, runCleanups, wasInterrupted, startBenchServer, dropAgentTables, oneLine, stopChild, spawnBenchAgent, type BenchAgent } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -131,21 +130,7 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
-const oneLine = (s: string) => s.trim().replace(/\s+/g, ' ');
 
-/** stopChild stops a process this bench started, by its PID: SIGTERM, then SIGKILL after 15 s. */
-async function stopChild(c: ChildProcess, what: string): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null || c.pid === undefined) return;
-  log(`stopping ${what} (SIGTERM pid ${c.pid})`);
-  const exited = new Promise<void>((r) => c.once('exit', () => r()));
-  c.kill('SIGTERM');
-  const ok = await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)]);
-  if (!ok) {
-    log(`${what} pid ${c.pid} did not exit within 15 s; SIGKILL`);
-    c.kill('SIGKILL');
-    await Promise.race([exited, sleep(5_000)]);
-  }
-}
 
 // ---------------------------------------------------------------- docker events
 
@@ -244,7 +229,7 @@ class EventWatch {
       w.reject(new Error('event watch stopped'));
     }
     this.waiters.clear();
-    await stopChild(this.child, 'docker events watcher');
+    await stopChild(this.child, 'docker events watcher', 15_000);
   }
 }
 
@@ -343,11 +328,7 @@ interface NodeLossResult {
   dump: string[];
 }
 
-interface AgentProc {
-  name: string;
-  child: ChildProcess;
-  tail: () => string;
-}
+type AgentProc = BenchAgent;
 
 function composeText(stack: string, replicas: number): string {
   return [
@@ -371,18 +352,6 @@ function composeServices(stack: string, replicas: number, dir: string) {
   return r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels }));
 }
 
-function spawnAgent(a: (typeof AGENTS)[number], url: string, token: string, dir: string): AgentProc {
-  const args = [BATON_BIN, 'agent', '--join', url, '--token', token, '--name', a.name, '--address', a.address, '--port-range', a.portRange, '--data-dir', join(dir, a.name), '--pull', 'never', '--log-level', 'warn'];
-  log(`starting baton agent ${a.name}: node ${args.join(' ')}`);
-  const child = spawn(process.execPath, args, { cwd: fileURLToPath(new URL('../..', import.meta.url)), env: { ...process.env, BATON_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let tail = '';
-  const keep = (s: string) => (tail = (tail + s).slice(-4000));
-  child.stdout!.setEncoding('utf8');
-  child.stderr!.setEncoding('utf8');
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  return { name: a.name, child, tail: () => tail };
-}
 
 async function benchBaton(o: Opts, out: { kill?: KillResult; node?: NodeLossResult }): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-recovery-'));
@@ -392,8 +361,10 @@ async function benchBaton(o: Opts, out: { kill?: KillResult; node?: NodeLossResu
   const agents: AgentProc[] = [];
   let ok = false;
   const teardown = async () => {
-    for (const p of procs.reverse()) await stopChild(p.child, p.what).catch((e) => log(`stopping ${p.what}: ${(e as Error).message}`));
+    for (const p of procs.reverse()) await stopChild(p.child, p.what, 15_000).catch((e) => log(`stopping ${p.what}: ${(e as Error).message}`));
     procs.length = 0;
+    // The agent killed with SIGKILL left its nftables table (the mesh's kernel path).
+    await dropAgentTables(AGENTS.map((a) => a.name), clusterId);
     // Agents leave their containers running when they stop: remove them all by the cluster's label.
     if (clusterId) {
       const n = await removeByLabel([`baton.cluster=${clusterId}`]);
@@ -412,7 +383,7 @@ async function benchBaton(o: Opts, out: { kill?: KillResult; node?: NodeLossResu
     tls = server.tls;
 
     for (const a of AGENTS) {
-      const p = spawnAgent(a, url, joinToken, dir);
+      const p = spawnBenchAgent(a, a.portRange, url, joinToken, dir);
       agents.push(p);
       procs.push({ child: p.child, what: `baton agent ${a.name}` });
     }

@@ -17,6 +17,11 @@ import { stableStringify } from '../registry.js';
 import { isStatusOnly } from '../watchCache.js';
 import { indexTasks, TASKS_BY_SERVICE, type Controller, type ControllerContext } from './context.js';
 
+/** routed: the service has a port for the mesh to route (ports or expose). */
+function routed(svc: Service | undefined): svc is Service {
+  return svc !== undefined && (svc.spec.ports.length > 0 || svc.spec.expose.length > 0);
+}
+
 /** endpointsSpec is the pure rule: a service and its tasks → its Endpoints, or undefined when it has no port to route. */
 export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSpec | undefined {
   const s = svc.spec;
@@ -67,6 +72,8 @@ export class EndpointsController implements Controller {
       this.ctx.tasks.onDidChange((e) => {
         const t = e.object as Task;
         const p = e.prev as Task | undefined;
+        // Most services have no ports (no Endpoints): their tasks' events cost a lookup, not a reconcile.
+        if (!routed(this.ctx.services.objects.get(t.spec.serviceName) as unknown as Service | undefined) && !this.ctx.endpoints.objects.has(t.spec.serviceName)) return;
         const was = p !== undefined && p.spec.desiredState === 'running' && isTaskReady(p);
         const is = e.type !== 'DELETED' && t.spec.desiredState === 'running' && isTaskReady(t);
         if (was || is) this.queue.addAfter(t.spec.serviceName, batch);
@@ -86,7 +93,7 @@ export class EndpointsController implements Controller {
     const { ctx } = this;
     const svc = ctx.services.objects.get(name) as unknown as Service | undefined;
     const cur = ctx.endpoints.objects.get(name) as unknown as Endpoints | undefined;
-    const spec = svc && endpointsSpec(svc, ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[]);
+    const spec = routed(svc) ? endpointsSpec(svc, ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[]) : undefined;
     if (!spec) {
       if (cur) await ctx.registry.delete(endpointsKind, name, { resourceVersion: cur.metadata.resourceVersion });
       return;
