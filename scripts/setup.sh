@@ -9,7 +9,8 @@
 #      start ourselves (host networking only, no bridge/iptables) when none
 #      answers -- a dockerd that already answers is never touched;
 #   3. the test image baton-test/busybox:latest, imported from a root fs built
-#      out of the static busybox (no registry is reachable, so nothing is pulled).
+#      out of the static busybox (no registry is reachable, so nothing is pulled);
+#   4. nftables, and Debian's chromium for the dashboard's browser test.
 #
 # Works without stdin and with CI=true.
 set -euo pipefail
@@ -218,8 +219,17 @@ setup_nft() {
   [ -x /usr/sbin/nft ] || die "nftables installed but /usr/sbin/nft is missing"
 }
 
+# chromium: the dashboard's headless-browser test (test/e2e/dashboard.test.ts)
+# drives Debian's build through playwright-core (no browser download).
+setup_chromium() {
+  if [ -x /usr/bin/chromium ]; then log "chromium present"; return 0; fi
+  apt_install chromium
+  [ -x /usr/bin/chromium ] || die "chromium installed but /usr/bin/chromium is missing"
+}
+
 setup_node_deps
 setup_docker
 setup_test_image
 setup_nft
+setup_chromium
 log "done"

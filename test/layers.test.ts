@@ -9,6 +9,7 @@ import { join, relative, resolve, dirname } from 'node:path';
 import { ERROR_CODES } from '../src/base/errors.js';
 
 const SRC = resolve(import.meta.dirname, '../src');
+const DASHBOARD = resolve(import.meta.dirname, '../dashboard');
 
 export const LAYERS: Record<string, string[]> = {
   base: [],
@@ -21,10 +22,13 @@ export const LAYERS: Record<string, string[]> = {
   cli: ['base', 'store', 'api', 'manifest', 'scheduler', 'agent', 'server'],
 };
 
+/** The web dashboard (dashboard/, outside src/) runs in a browser: of src/ it may import the typed client's layer only. */
+export const DASHBOARD_LAYERS = ['api'];
+
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {
     const p = join(dir, f);
-    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
+    return statSync(p).isDirectory() ? files(p) : /\.tsx?$/.test(p) ? [p] : [];
   });
 }
 
@@ -42,6 +46,20 @@ describe('layers', () => {
       for (const m of text.matchAll(/(?:from|import\()\s*'(\.{1,2}\/[^']+)'/g)) {
         const target = relative(SRC, resolve(dirname(file), m[1]!)).split('/')[0]!;
         if (target !== layer && !allowed.includes(target)) violations.push(`${relative(SRC, file)} imports ${m[1]} (${layer} → ${target})`);
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+
+  it('the dashboard imports from src/ only the layers listed for it', () => {
+    const violations: string[] = [];
+    for (const file of files(join(DASHBOARD, 'src'))) {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/(?:from|import\()\s*'(\.{1,2}\/[^']+)'/g)) {
+        const target = resolve(dirname(file), m[1]!);
+        if (!target.startsWith(SRC + '/')) continue;
+        const layer = relative(SRC, target).split('/')[0]!;
+        if (!DASHBOARD_LAYERS.includes(layer)) violations.push(`${relative(DASHBOARD, file)} imports ${m[1]} (dashboard → ${layer})`);
       }
     }
     expect(violations).toEqual([]);

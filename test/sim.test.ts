@@ -40,6 +40,7 @@ describe('simulated nodes', () => {
       labels: { zone },
       portRange: [20000, 20999],
       mesh: false,
+        listenPort: null,
       pull: 'never',
       logLevel: 'silent',
     });

@@ -35,6 +35,10 @@ import { defaultVipRange, Mesh } from './mesh.js';
 import { credentialState, joinCluster, localDialAddress, loadCredentials, renewCertificate, saveCredentials, type NodeCredentials } from './join.js';
 import { tlsTransport, withTransport } from '../api/tls.js';
 import { certInfo } from '../base/pki.js';
+import { LogCollector, LogStore } from './logs.js';
+import { AgentListener } from './listener.js';
+import { agentMetrics } from './metrics.js';
+import type { Registry } from 'prom-client';
 
 /** isRevoked: the server refused this node's certificate as revoked (it says so in the error details). */
 function isRevoked(e: unknown): boolean {
@@ -84,6 +88,13 @@ export interface AgentOptions {
   heartbeatMs?: number;
   /** How often the certificate's age is checked for renewal. */
   certCheckMs?: number;
+  /** The agent's HTTPS port on its address (logs and metrics for the server; default 7950); null: no listener (simulated nodes). */
+  listenPort?: number | null;
+  /** Log retention on this node: total bytes (default 100 MiB) and age (default 24 h). */
+  logMaxBytes?: number;
+  logMaxAgeMs?: number;
+  /** How often running tasks' CPU and memory are sampled (default 2 s). */
+  statsIntervalMs?: number;
   /** Called when the cluster no longer accepts this node (revoked): the process should exit. */
   onFatal?: (err: Error) => void;
 }
@@ -172,6 +183,13 @@ export class Agent {
   private readonly health: HealthMonitor;
   /** The routing mesh: published ports on this node, service VIPs for names. */
   mesh?: Mesh;
+  /** Task output kept on this node, and its copier. */
+  logs?: LogStore;
+  private collector?: LogCollector;
+  private listener?: AgentListener;
+  metrics?: Registry;
+  /** The latest usage sample of each running task (CPU as a rate over the last interval). */
+  readonly usage = new Map<string, { service: string; cpu: number; cpuSeconds: number; memoryBytes: number; memoryLimitBytes: number; timeMs: number }>();
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -200,20 +218,22 @@ export class Agent {
       throw e;
     }
     await this.pingEngine();
-    await this.adopt();
     try {
-      await this.register();
-    } catch (e) {
-      if (!isRevoked(e)) throw e;
-      // Removed from the cluster while away: join again if given a token, else say how.
-      if (!this.opts.server || !this.opts.joinToken) {
-        throw new BatonError('BATON_ERR_UNAUTHORIZED', `this node's certificate was revoked (baton node rm ${this.name}); to join again, start the agent with --join URL --token TOKEN`);
+      if (this.opts.listenPort !== null) {
+        this.logs = new LogStore({ dir: join(this.opts.dataDir, 'logs'), maxBytes: this.opts.logMaxBytes, maxAgeMs: this.opts.logMaxAgeMs, now: () => this.clock.now() });
+        this.collector = new LogCollector(this.logs, this.opts.driver, this.log);
+        this.metrics = agentMetrics(this);
+        this.listener = new AgentListener({ address: this.opts.address, port: this.opts.listenPort ?? 7950, node: this.name, tls: this.creds, logs: this.logs, metrics: this.metrics });
+        await this.listener.start();
       }
-      const creds = await joinCluster({ server: this.opts.server, token: this.opts.joinToken, name: this.name, address: this.opts.address });
-      saveCredentials(this.opts.dataDir, creds);
-      this.useCredentials(creds);
-      this.log.info({ server: creds.server }, 'joined the cluster again after this node was removed');
-      await this.register();
+      await this.adopt();
+      await this.registerOrRejoin();
+    } catch (e) {
+      // Nothing may keep the process alive after a failed start: the caller reports the error and exits.
+      await this.listener?.stop().catch(() => {});
+      this.logs?.close();
+      this.releaseLock();
+      throw e;
     }
     this.startEvents();
     this.informer = new Informer(this.client, taskKind, {
@@ -234,7 +254,26 @@ export class Agent {
       await this.mesh.start();
     }
     this.loops.push(this.heartbeatLoop(), this.engineLoop(), this.flushLoop(), this.resyncLoop(), this.renewLoop());
+    if (this.listener) this.loops.push(this.statsLoop(), this.logRetentionLoop());
     this.log.info({ node: this.name, address: this.opts.address, server: this.creds.server }, 'agent started');
+  }
+
+  /** registerOrRejoin registers this node; when its certificate was revoked while it was away, it joins again if it has a token. */
+  private async registerOrRejoin(): Promise<void> {
+    try {
+      await this.register();
+    } catch (e) {
+      if (!isRevoked(e)) throw e;
+      // Removed from the cluster while away: join again if given a token, else say how.
+      if (!this.opts.server || !this.opts.joinToken) {
+        throw new BatonError('BATON_ERR_UNAUTHORIZED', `this node's certificate was revoked (baton node rm ${this.name}); to join again, start the agent with --join URL --token TOKEN`);
+      }
+      const creds = await joinCluster({ server: this.opts.server, token: this.opts.joinToken, name: this.name, address: this.opts.address });
+      saveCredentials(this.opts.dataDir, creds);
+      this.useCredentials(creds);
+      this.log.info({ server: creds.server }, 'joined the cluster again after this node was removed');
+      await this.register();
+    }
   }
 
   /** stop leaves containers running, to be adopted by the next agent on this node. */
@@ -254,6 +293,9 @@ export class Agent {
     this.queue.stop();
     await this.mesh?.stop();
     await this.informer?.stop();
+    await this.collector?.close();
+    await this.listener?.stop();
+    this.logs?.close();
   }
 
   // ------------------------------------------------------------ credentials
@@ -288,6 +330,7 @@ export class Agent {
     const old = this.closeTransport;
     this.creds = creds;
     this.clusterId = creds.clusterId;
+    this.listener?.setCredentials(creds);
     if (this.client) this.client.setTransport(t);
     else this.client = new ApiClient(withTransport({ server: creds.server, timeoutMs: 10_000 }, t));
     this.closeTransport = t.close;
@@ -358,6 +401,7 @@ export class Agent {
           capacity: { cpus: this.opts.cpus ?? info.cpus ?? osCpus().length, memoryBytes: this.opts.memoryBytes ?? info.memoryBytes ?? totalmem() },
           portRange: this.opts.portRange,
           heartbeatMs: this.opts.heartbeatMs,
+          ...(this.listener ? { agentPort: this.listener.port } : {}),
           platform: { os: process.platform, arch: ({ x64: 'x86_64', arm64: 'aarch64', arm: 'armv7l', ia32: 'i386' } as Record<string, string>)[process.arch] ?? process.arch },
           engine: { ok: info.ok, version: info.version, error: info.error },
         });
@@ -420,6 +464,7 @@ export class Agent {
           engine: { ok: this.engineOk, version: this.engineVersion, error: this.engineError },
           intervalMs: this.heartbeatMs,
           ...(this.volumes ? { volumes: this.volumes } : {}),
+          ...(this.listener ? { usage: await this.usageReport() } : {}),
         });
         // The server stretches the interval as the cluster grows (a bounded beat rate).
         if (r.heartbeatIntervalMs && r.heartbeatIntervalMs > 0) this.heartbeatMs = Math.max(this.opts.heartbeatMs ?? 0, r.heartbeatIntervalMs);
@@ -435,6 +480,55 @@ export class Agent {
         }
         else this.log.debug({ err: err.message }, 'heartbeat failed');
       }
+    }
+  }
+
+  /** taskStatuses: every task this agent holds, with the status it last produced (for metrics). */
+  *taskStatuses(): Iterable<{ task: string; service: string; status: TaskStatus | undefined }> {
+    for (const [task, local] of this.locals) {
+      const t = this.informer?.objects.get(task) as Task | undefined;
+      yield { task, service: t?.spec.serviceName ?? '', status: local.status ?? t?.status };
+    }
+  }
+
+  /** statsLoop samples every running task's CPU and memory (from its cgroup) each statsIntervalMs. */
+  private async statsLoop(): Promise<void> {
+    const every = this.opts.statsIntervalMs ?? 2000;
+    while (!this.abort.signal.aborted) {
+      await sleep(every, this.abort.signal);
+      if (this.abort.signal.aborted || !this.engineOk) continue;
+      const seen = new Set<string>();
+      for (const [name, local] of this.locals) {
+        if (!local.handle || local.status?.state !== 'running') continue;
+        const task = this.informer?.objects.get(name) as Task | undefined;
+        try {
+          const s = await this.opts.driver.stats(local.handle);
+          const prev = this.usage.get(name);
+          const dt = prev ? (s.timeMs - prev.timeMs) / 1000 : 0;
+          const cpu = prev && dt > 0 && s.cpuSeconds >= prev.cpuSeconds ? (s.cpuSeconds - prev.cpuSeconds) / dt : 0;
+          this.usage.set(name, { service: task?.spec.serviceName ?? prev?.service ?? '', cpu, cpuSeconds: s.cpuSeconds, memoryBytes: s.memoryBytes, memoryLimitBytes: s.memoryLimitBytes, timeMs: s.timeMs });
+          seen.add(name);
+        } catch {
+          /* stopped between the check and the read */
+        }
+      }
+      for (const name of this.usage.keys()) if (!seen.has(name)) this.usage.delete(name);
+    }
+  }
+
+  /** usageReport is what each heartbeat carries: the tasks' latest usage and the mesh's connection counts per service. */
+  private async usageReport(): Promise<{ tasks: { task: string; service: string; cpu: number; memoryBytes: number; memoryLimitBytes: number }[]; connections: Record<string, number> }> {
+    const tasks = [...this.usage].map(([task, u]) => ({ task, service: u.service, cpu: Math.round(u.cpu * 1000) / 1000, memoryBytes: u.memoryBytes, memoryLimitBytes: u.memoryLimitBytes }));
+    const connections: Record<string, number> = {};
+    for (const [svc, c] of Object.entries((await this.mesh?.counters().catch(() => undefined)) ?? {})) connections[svc] = c.total.connections;
+    return { tasks, connections };
+  }
+
+  /** logRetentionLoop applies the node's log retention (age and size) every minute; appends apply the size limit at once. */
+  private async logRetentionLoop(): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      this.logs?.prune();
+      await sleep(60_000, this.abort.signal);
     }
   }
 
@@ -516,6 +610,7 @@ export class Agent {
       const name = c.labels[LABEL_TASK];
       if (name && this.informer?.objects.has(name)) continue;
       this.log.info({ container: c.handle.name }, 'removing a container no task wants');
+      if (name) await this.collector?.drain(name);
       await this.opts.driver.destroy(c.handle).catch(() => {});
       this.ports.release(parsePorts(c.labels[LABEL_PORTS]).map((p) => p.hostPort));
       if (name) this.locals.delete(name);
@@ -546,18 +641,15 @@ export class Agent {
     }
     local.status = status;
     this.pendingStatus.set(task.metadata.name, { name: task.metadata.name, uid: task.metadata.uid, status });
-    if (prev.state !== state && (state === 'rejected' || state === 'failed' || (state === 'starting' && extra.exitCode !== undefined))) {
-      this.pendingEvents.push({
-        type: 'Warning',
-        reason: state === 'rejected' ? 'TaskRejected' : state === 'failed' ? 'TaskFailed' : 'TaskCrashed',
-        message: `${task.metadata.name}: ${extra.error ?? message}`,
-        kind: 'Task',
-        name: task.metadata.name,
-        uid: task.metadata.uid,
-        node: this.name,
-        service: task.spec.serviceName,
-        source: `agent/${this.name}`,
-      });
+    if (prev.state === state) return;
+    const event = (type: 'Normal' | 'Warning', reason: string, text: string) =>
+      this.pendingEvents.push({ type, reason, message: text, kind: 'Task', name: task.metadata.name, uid: task.metadata.uid, node: this.name, service: task.spec.serviceName, source: `agent/${this.name}` });
+    const n = task.metadata.name;
+    if (state === 'running') {
+      if (local.restartCount > 0) event('Normal', 'TaskRestarted', `${n} restarted on ${this.name} (restart ${local.restartCount})`);
+      else event('Normal', 'TaskStarted', `${n} started on ${this.name}`);
+    } else if (state === 'rejected' || state === 'failed' || (state === 'starting' && extra.exitCode !== undefined)) {
+      event('Warning', state === 'rejected' ? 'TaskRejected' : state === 'failed' ? 'TaskFailed' : 'TaskCrashed', `${n}: ${extra.error ?? message}`);
     }
   }
 
@@ -628,6 +720,8 @@ export class Agent {
       if (local.handle) {
         const insp = await driver.inspect(local.handle);
         if (insp.state === 'running') await driver.stop(local.handle, 10_000);
+        // Its last lines reach the log store before the container goes.
+        await this.collector?.drain(name);
         await driver.destroy(local.handle);
       }
       this.ports.release((local.ports ?? []).map((p) => p.hostPort));
@@ -671,6 +765,9 @@ export class Agent {
       }
       return;
     }
+
+    // Copy the output of the container's current run (also of one that already exited) into this node's log store.
+    if (exists) this.collector?.collect(name, task.spec.serviceName, local.handle!, `${local.handle!.id}@${insp!.startedAt ?? ''}`);
 
     // Desired running.
     if (exists && insp!.state === 'running') {
@@ -813,6 +910,7 @@ export class Agent {
       return;
     }
     const after = await driver.inspect(local.handle);
+    this.collector?.collect(name, task.spec.serviceName, local.handle, `${local.handle.id}@${after.startedAt ?? ''}`);
     local.startedAt = after.startedAt ? Date.parse(after.startedAt) : this.clock.now();
     if (after.state === 'running') this.report(task, local, 'running', 'started', { startedAt: after.startedAt });
     else this.queue.add(name); // it already exited: handle the exit

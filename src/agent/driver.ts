@@ -53,11 +53,18 @@ export interface ExitResult {
   error?: string;
 }
 
+/** TaskStats is a sample of a task's resource use; the caller turns two samples into a CPU rate. */
 export interface TaskStats {
-  cpuPercent: number;
+  /** CPU time used since the container started, in seconds (cumulative). */
+  cpuSeconds: number;
+  /** Memory in use, without page cache that can be dropped (as `docker stats`). */
   memoryBytes: number;
+  /** The container's memory limit; 0 when it has none. */
   memoryLimitBytes: number;
-  time: string;
+  /** When it was read (ms since the epoch). */
+  timeMs: number;
+  /** Where it came from: the container's cgroup files, or the engine's stats API. */
+  source: 'cgroup' | 'engine' | 'sim';
 }
 
 /** ListedTask is a container found on the engine that carries Baton's labels. */
@@ -132,6 +139,14 @@ export interface Driver {
   destroy(handle: TaskHandle): Promise<void>;
   inspect(handle: TaskHandle): Promise<TaskInspect>;
   stats(handle: TaskHandle): Promise<TaskStats>;
+  /**
+   * followLogs copies the task's output after `after` (an RFC 3339 time with
+   * nanoseconds; '' for all of it) until its container stops or the signal
+   * aborts, calling onRecords with batches of whole records, each
+   * `<time> <o|e> <text>\n` (time with 9 fraction digits), and the last
+   * record's time. A driver whose tasks have no output leaves it out.
+   */
+  followLogs?(handle: TaskHandle, after: string, onRecords: (records: string, lastTime: string) => void, signal: AbortSignal): Promise<void>;
   /** exec runs a command in the task's container (an exec health check); a timeout returns exitCode -1. */
   exec(handle: TaskHandle, cmd: string[], timeoutMs: number): Promise<ExecResult>;
   /** imageHealthcheck is the image's own HEALTHCHECK test (Docker form), for a healthcheck that keeps it; undefined when it has none. */

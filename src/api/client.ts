@@ -12,7 +12,7 @@ import { BatonError, ERROR_CODES, type ErrorCode } from '../base/errors.js';
 import type { Dispatcher } from 'undici';
 import type { KindInfo } from './kinds.js';
 import { nodeKind, serviceKind, taskKind } from './kinds.js';
-import type { ApplyResponse, ClusterInfo, List, Node, Service, ServiceSpec, Task, WireWatchEvent } from './types.js';
+import { parseLogLine, type ApplyResponse, type ClusterInfo, type List, type LogLine, type LogQuery, type Node, type Service, type ServiceSpec, type ServiceStats, type Task, type TopResponse, type WireWatchEvent } from './types.js';
 
 export interface ClientOptions {
   server: string;
@@ -244,19 +244,52 @@ export class ApiClient {
   postEvents(items: unknown[]): Promise<unknown> {
     return this.call('POST', '/api/v1/events', { items });
   }
+
+  /**
+   * logStream returns the raw text stream of a service's or task's logs (one
+   * line per record, see LogLine); logs parses it. With follow the stream
+   * runs until the signal aborts.
+   */
+  async logStream(target: { service: string } | { task: string }, q: LogQuery = {}, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    const path = 'service' in target ? `/api/v1/services/${encodeURIComponent(target.service)}/logs` : `/api/v1/tasks/${encodeURIComponent(target.task)}/logs`;
+    const res = await this.raw('GET', path + qs({ follow: q.follow ? 'true' : undefined, tail: q.tail, since: q.since, grep: q.grep }), undefined, signal ?? new AbortController().signal);
+    return res.body ?? (async function* () {})();
+  }
+  async *logs(target: { service: string } | { task: string }, q: LogQuery = {}, signal?: AbortSignal): AsyncGenerator<LogLine> {
+    for await (const line of lines(await this.logStream(target, q, signal))) {
+      const l = parseLogLine(line);
+      if (l) yield l;
+    }
+  }
+  top(): Promise<TopResponse> {
+    return this.call('GET', '/api/v1/top');
+  }
+  serviceStats(service: string): Promise<ServiceStats> {
+    return this.call('GET', `/api/v1/services/${encodeURIComponent(service)}/stats`);
+  }
+}
+
+/** lines splits a byte stream into text lines (without their newline). */
+export async function* lines(body: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let start = 0;
+    let i: number;
+    while ((i = buf.indexOf('\n', start)) >= 0) {
+      yield buf.slice(start, i);
+      start = i + 1;
+    }
+    buf = buf.slice(start);
+  }
+  if (buf) yield buf;
 }
 
 async function* ndjson<T>(res: ApiResponse): AsyncGenerator<T> {
   if (!res.body) return;
-  const decoder = new TextDecoder();
-  let buf = '';
-  for await (const chunk of res.body) {
-    buf += decoder.decode(chunk, { stream: true });
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i).trim();
-      buf = buf.slice(i + 1);
-      if (line) yield JSON.parse(line) as T;
-    }
+  for await (const line of lines(res.body)) {
+    const t = line.trim();
+    if (t) yield JSON.parse(t) as T;
   }
 }

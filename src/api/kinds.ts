@@ -35,7 +35,7 @@ function age(iso: string | undefined): string {
   return `${Math.floor(s / 86400)}d`;
 }
 
-function bytes(n: number): string {
+export function bytes(n: number): string {
   if (!n) return '0';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;

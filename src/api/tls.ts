@@ -27,6 +27,12 @@ export interface Transport {
   close(): Promise<void>;
 }
 
+/**
+ * The common name of the client certificate the server presents when it
+ * calls an agent's listener (logs); no node may join under this name.
+ */
+export const SERVER_CLIENT_CN = 'baton-server';
+
 /** tlsTransport builds a fetch and dispatcher that trust the cluster CA and present the identity's certificate, if any. */
 export function tlsTransport(id: TlsIdentity): Transport {
   // localAddress belongs at the top level: undici overwrites connect.localAddress with it.

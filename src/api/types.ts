@@ -431,6 +431,8 @@ export interface NodeStatus {
   agentVersion: string;
   engineVersion: string;
   portRange: [number, number];
+  /** The agent's HTTPS port on `address` (the server reads logs there); absent for simulated nodes. */
+  agentPort?: number;
   /** The node's OS and CPU architecture, as Swarm's node.platform.os/arch (linux, x86_64). */
   platform?: { os: string; arch: string };
   /** Named volumes the node's engine holds for this cluster: a task mounting one goes back to this node. */
@@ -511,4 +513,73 @@ export interface ApplyResponse {
   warnings: string[];
   /** With dryRun: where each created or updated service's tasks would land if placed now (node → count), and why any would stay pending. */
   placement?: Record<string, { nodes: Record<string, number>; pending: Record<string, number> }>;
+}
+
+// ---------------------------------------------------------------- logs and usage
+
+/**
+ * One log line on the wire (`GET /services/<s>/logs`, `GET /tasks/<t>/logs`):
+ * the body is text, one line per record, `<task>@<node> <time> <o|e> <text>`,
+ * where time is RFC 3339 with nanoseconds (as Docker prints it) and o/e is
+ * the stream (stdout/stderr). parseLogLine reads one.
+ */
+export interface LogLine {
+  task: string;
+  node: string;
+  time: string;
+  stream: 'stdout' | 'stderr';
+  text: string;
+}
+
+export interface LogQuery {
+  follow?: boolean;
+  /** Last N lines of each task. */
+  tail?: number;
+  /** Only lines at or after this: a duration ago (10m, 1h30m) or an RFC 3339 time. */
+  since?: string;
+  /** Only lines whose text matches this regular expression (JavaScript syntax). */
+  grep?: string;
+}
+
+export function parseLogLine(line: string): LogLine | undefined {
+  const a = line.indexOf(' ');
+  const b = a < 0 ? -1 : line.indexOf(' ', a + 1);
+  const c = b < 0 ? -1 : line.indexOf(' ', b + 1);
+  if (c < 0) return undefined;
+  const who = line.slice(0, a);
+  const at = who.lastIndexOf('@');
+  return {
+    task: at < 0 ? who : who.slice(0, at),
+    node: at < 0 ? '' : who.slice(at + 1),
+    time: line.slice(a + 1, b),
+    stream: line.slice(b + 1, c) === 'e' ? 'stderr' : 'stdout',
+    text: line.slice(c + 1),
+  };
+}
+
+/** Resource use of one task, as its agent last sampled it from the container's cgroup. */
+export interface TaskUsage {
+  task: string;
+  service: string;
+  node: string;
+  /** CPU in use, in cores (0.5 = half a core), averaged over the last sample interval. */
+  cpu: number;
+  memoryBytes: number;
+  /** The container's memory limit, when it has one. */
+  memoryLimitBytes?: number;
+  /** When the agent sampled it (ISO-8601). */
+  time: string;
+}
+
+/** `GET /api/v1/top`: the latest usage of every node and running task. */
+export interface TopResponse {
+  time: string;
+  nodes: { name: string; state: NodeState; cpu: number; memoryBytes: number; capacity: ResourceAmounts; tasks: number }[];
+  tasks: TaskUsage[];
+}
+
+/** `GET /api/v1/services/<name>/stats`: the service's recent history, one point per agent report interval, oldest first. */
+export interface ServiceStats {
+  service: string;
+  points: { time: string; cpu: number; memoryBytes: number; tasks: number; requestsPerSecond: number }[];
 }

@@ -246,6 +246,18 @@ export async function createServingCert(ca: KeyPairPem, opts: { ips: string[]; d
 }
 
 /**
+ * createClientCert issues a client-only certificate (the server's identity
+ * when it calls an agent's listener), valid `days` (default 365).
+ */
+export async function createClientCert(ca: KeyPairPem, commonName: string, days = 365): Promise<KeyPairPem> {
+  const loaded = await loadCa(ca);
+  const keys = await newKeyPair();
+  const spki = await webcrypto.subtle.exportKey('spki', keys.publicKey);
+  const { certPem } = await issue(loaded, spki, { commonName, usage: 'client', days });
+  return { certPem, keyPem: await exportKeyPem(keys.privateKey) };
+}
+
+/**
  * verifyChain checks a leaf against the cluster CA the way OpenSSL would
  * (issuer name and AKI/SKI must match, the CA must be a CA, the signature must
  * verify, both must be within their validity at `now`), for use outside a TLS

@@ -19,6 +19,8 @@ export interface WorkQueueOptions {
   backoff?: BackoffOptions;
   clock?: Clock;
   onError?: (key: string, err: unknown) => void;
+  /** Called after each run of the handler with its duration (metrics). */
+  onProcessed?: (key: string, ms: number, failed: boolean) => void;
 }
 
 export class WorkQueue {
@@ -111,12 +113,14 @@ export class WorkQueue {
 
   private async run(key: string): Promise<void> {
     let failed = false;
+    const t0 = performance.now();
     try {
       await this.handler(key);
     } catch (err) {
       failed = true;
       this.opts.onError?.(key, err);
     }
+    this.opts.onProcessed?.(key, performance.now() - t0, failed);
     this.processing.delete(key);
     this.active--;
     if (!this.stopped) {

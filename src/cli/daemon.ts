@@ -38,6 +38,10 @@ export interface AgentFlags {
   logLevel?: string;
   statusFlush?: string;
   resync?: string;
+  listenPort?: string;
+  logMaxSize?: string;
+  logMaxAge?: string;
+  statsInterval?: string;
 }
 
 function parseLabels(list: string[] = []): Record<string, string> {
@@ -67,6 +71,14 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
   }
   const cpus = f.cpus !== undefined ? Number(f.cpus) : undefined;
   if (cpus !== undefined && !(cpus > 0)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--cpus must be a positive number, got "${f.cpus}"`);
+  let logMaxBytes: number | undefined;
+  if (f.logMaxSize !== undefined) {
+    const r = parseBytes(f.logMaxSize, '--log-max-size');
+    if (!r.ok || !(r.value > 0)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--log-max-size must be a size such as 100m, got "${f.logMaxSize}"`);
+    logMaxBytes = r.value;
+  }
+  const listenPort = f.listenPort !== undefined ? Number(f.listenPort) : undefined;
+  if (listenPort !== undefined && !(Number.isInteger(listenPort) && listenPort >= 0 && listenPort <= 65535)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--listen-port must be a port number (0 picks a free one), got "${f.listenPort}"`);
   let portRange: [number, number];
   try {
     portRange = parsePortRange(f.portRange);
@@ -77,6 +89,10 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     server,
     joinToken,
     heartbeatMs: durationFlag(f.heartbeat, '--heartbeat'),
+    listenPort,
+    logMaxBytes,
+    logMaxAgeMs: durationFlag(f.logMaxAge, '--log-max-age'),
+    statsIntervalMs: durationFlag(f.statsInterval, '--stats-interval'),
     name: f.name,
     address: f.address,
     dataDir: resolve(f.dataDir),

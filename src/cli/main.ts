@@ -56,6 +56,10 @@ function addAgentFlags(c: Command, defaults: { portRange: string; address: strin
     .addOption(new Option('--mesh-kernel <mode>', 'route plain round-robin services with nftables DNAT when possible').choices(['on', 'off']).default('on'))
     .addOption(new Option('--pull <policy>', 'image pull policy').choices(['never', 'missing', 'always']).default('missing'))
     .option('--docker-socket <path>', 'Docker engine socket', '/var/run/docker.sock')
+    .option('--listen-port <port>', "the agent's HTTPS port on --address (the server reads logs there; /metrics for Prometheus)", '7950')
+    .option('--log-max-size <bytes>', 'task output kept on this node, all tasks together', '100m')
+    .option('--log-max-age <duration>', 'task output older than this is removed', '24h')
+    .option('--stats-interval <duration>', "how often running tasks' CPU and memory are sampled", '2s')
     .option('--log-level <level>', 'log level (debug, info, warn, error)', 'info');
 }
 
@@ -228,6 +232,42 @@ export function buildProgram(): Command {
       }
     });
 
+  const addLogsCommand = (parent: Command, name: string) =>
+    parent
+      .command(`${name} <service|task>`)
+      .description("print a service's or task's logs from every node, each line prefixed with its task (also of removed containers)")
+      .option('-f, --follow', 'keep printing new lines, also of tasks that start later')
+      .option('--tail <n>', 'only the last N lines of each task', 'all')
+      .option('--since <when>', 'only lines since a duration ago (10m, 1h30m) or a time (RFC 3339)')
+      .option('-t, --timestamps', 'print each line with its time')
+      .option('--grep <regex>', 'only lines matching this regular expression')
+      .action(async (target: string, o, cmd: Command) => {
+        const { api } = client(cmd);
+        if (o.tail !== 'all' && !/^\d+$/.test(o.tail)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--tail must be a number of lines or "all", got "${o.tail}"`);
+        if (o.grep) {
+          try {
+            new RegExp(o.grep);
+          } catch (e) {
+            throw new BatonError('BATON_ERR_BAD_REQUEST', `--grep: ${(e as Error).message}`);
+          }
+        }
+        const { printLogs } = await import('./logs.js');
+        await printLogs(api, target, { follow: Boolean(o.follow), tail: o.tail === 'all' ? undefined : Number(o.tail), since: o.since, grep: o.grep, timestamps: Boolean(o.timestamps) });
+      });
+  addLogsCommand(program, 'logs');
+  addLogsCommand(service, 'logs');
+  program
+    .command('top')
+    .description('live CPU and memory of every node and running task (as their agents last sampled them)')
+    .option('-w, --watch', 'refresh until interrupted (the default on a terminal)')
+    .option('--once', 'print once and exit')
+    .option('--interval <ms>', 'refresh interval in milliseconds', '2000')
+    .action(async (o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const { printTop } = await import('./logs.js');
+      await printTop(api, { watch: !o.once && (Boolean(o.watch) || Boolean(process.stdout.isTTY)), intervalMs: Math.max(200, Number(o.interval) || 2000), json: g.output === 'json' });
+    });
+
   // ------------------------------------------------------------ nodes, tasks, events
   const node = program.command('node').description('manage nodes');
   addKindCommands(node, nodeKind);
@@ -330,10 +370,11 @@ export function buildProgram(): Command {
     .option('-f, --follow', 'keep printing new events')
     .option('--service <name>', 'only events of this service')
     .option('--node <name>', 'only events of this node')
+    .option('--type <type>', 'only events of this type (Normal, Warning) or reason (TaskCrashed, NodeNotReady, ...)')
     .option('--limit <n>', 'how many past events', '100')
     .action(async (o, cmd: Command) => {
       const { api, g } = client(cmd);
-      const q = { service: o.service, node: o.node, limit: Number(o.limit) };
+      const q = { service: o.service, node: o.node, type: o.type, limit: Number(o.limit) };
       if (!o.follow) {
         const r = await api.events(q);
         out(render(g.output, r.items, eventKind.columns));

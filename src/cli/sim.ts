@@ -97,6 +97,7 @@ export async function runSim(f: SimFlags): Promise<void> {
         portRange: [20000, 29999],
         // Simulated tasks serve nothing: no routing mesh (thousands of nodes would hold thousands of listeners).
         mesh: false,
+        listenPort: null,
         pull: 'never',
         logger: log.child({ node: name }),
         startConcurrency: 4,

@@ -19,10 +19,11 @@ import { hostname, networkInterfaces } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../base/clock.js';
-import { certFingerprint, certInfo, createCA, createServingCert, signCsr, verifyChain, csrInfo, type KeyPairPem } from '../base/pki.js';
+import { certFingerprint, certInfo, createCA, createClientCert, createServingCert, signCsr, verifyChain, csrInfo, type KeyPairPem } from '../base/pki.js';
 import { formatJoinToken, newJoinSecret, verifyJoinProof } from '../base/joinToken.js';
 import { BatonError } from '../base/errors.js';
 import type { Store } from '../store/store.js';
+import { SERVER_CLIENT_CN } from '../api/tls.js';
 
 const JOIN_SECRET_KEY = '/baton/pki/join/worker';
 const ISSUED_PREFIX = '/baton/pki/issued/';
@@ -66,6 +67,8 @@ export class ClusterPki {
   ca!: KeyPairPem;
   caFingerprint = '';
   serving!: KeyPairPem;
+  /** The server's client certificate (CN baton-server) for calls to agents' listeners; made anew at each start. */
+  client!: KeyPairPem;
   private secret = '';
   private nonces = new Map<string, number>();
   private revoked = new Set<string>();
@@ -111,6 +114,7 @@ export class ClusterPki {
       writeFileSync(srvCrt, serving.certPem, { mode: 0o644 });
     }
     this.serving = serving;
+    this.client = await createClientCert(this.ca, SERVER_CLIENT_CN);
 
     const kv = await this.store.get(JOIN_SECRET_KEY);
     if (kv) this.secret = JSON.parse(kv.value).secret;

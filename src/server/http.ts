@@ -18,6 +18,12 @@ import { peerIdentity, type ClusterPki } from './clusterPki.js';
 import type { ControllerContext } from './controllers/context.js';
 import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, statusFlushInterval, recordEvent, TASKS_BY_NODE, indexTasks } from './controllers/context.js';
 import { applyStack, previewPlacement, removeStack } from './apply.js';
+import { SERVER_CLIENT_CN } from '../api/tls.js';
+import { DASHBOARD_DIR, registerDashboard } from './dashboard.js';
+import { parseUsage, type UsageStore } from './usage.js';
+import type { ServerMetrics } from './metrics.js';
+import { parseSince, type LogRouter } from './logs.js';
+import type { TopResponse } from '../api/types.js';
 import { GoneError, isStatusOnly, type WatchCache } from './watchCache.js';
 import { stableStringify, type AnyObject } from './registry.js';
 import { filterNode, formatTaint, parseTaint, Snapshot, SpreadPlacer } from '../scheduler/placement.js';
@@ -38,6 +44,11 @@ export interface HttpDeps {
   caches: Record<string, WatchCache>;
   /** The cluster's PKI: serves HTTPS and authenticates nodes by certificate. */
   pki: ClusterPki;
+  /** Usage agents report with their heartbeats (top, charts). */
+  usage: UsageStore;
+  metrics: ServerMetrics;
+  /** Reads logs from the agents. */
+  logs: LogRouter;
   /** Writes an online backup of the store to a file and returns its path (SQLite only). */
   snapshot?: () => Promise<string>;
   logger?: boolean;
@@ -123,7 +134,10 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
 
   app.addHook('onRequest', async (req) => {
     const route = `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`;
-    if (OPEN_ROUTES.has(route)) return;
+    // The API and /metrics need credentials; the dashboard's files do not (it logs in with a token).
+    // Judged by the route that matched, not the raw URL: /%61pi/v1/services matches /api/v1/services.
+    const path = req.routeOptions.url ?? req.url;
+    if (OPEN_ROUTES.has(route) || !(path.startsWith('/api/') || path === '/api' || path.startsWith('/metrics'))) return;
     const sock = req.raw.socket as TLSSocket;
     const { serial, cn } = peerIdentity(sock);
     if (serial) {
@@ -139,6 +153,14 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const role = await tokens.verify(h.slice(7).trim());
     if (!role) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'invalid token: it is unknown to this cluster or malformed');
     req.role = role;
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    const labels = { method: req.method, route };
+    deps.metrics.requests.inc({ ...labels, code: String(reply.statusCode) });
+    const q = req.query as Record<string, string> | undefined;
+    if (q?.watch !== 'true' && q?.follow !== 'true') deps.metrics.latency.observe(labels, reply.elapsedTime / 1000);
   });
 
   app.setErrorHandler((err: any, req, reply) => {
@@ -338,7 +360,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     need(req, 'admin', 'agent');
     const b = req.body as {
       name: string; address: string; hostname: string; agentVersion: string; labels?: Record<string, string>; heartbeatMs?: number; platform?: { os: string; arch: string };
-      capacity: { cpus: number; memoryBytes: number }; portRange: [number, number]; engine: { ok: boolean; version: string; error?: string };
+      capacity: { cpus: number; memoryBytes: number }; portRange: [number, number]; engine: { ok: boolean; version: string; error?: string }; agentPort?: number;
     };
     const n = objectNameSchema.safeParse(b?.name);
     if (!n.success) throw new BatonError('BATON_ERR_VALIDATION', 'invalid node name', zodDetails(n.error, 'name'));
@@ -362,6 +384,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       agentVersion: b.agentVersion,
       engineVersion: b.engine.version,
       portRange: b.portRange,
+      agentPort: Number.isInteger(b.agentPort) && b.agentPort! > 0 && b.agentPort! < 65536 ? b.agentPort : undefined,
       ...(b.platform && typeof b.platform.os === 'string' && typeof b.platform.arch === 'string' ? { platform: { os: b.platform.os, arch: b.platform.arch } } : {}),
       lastHeartbeat: now,
       timestamp: prev?.timestamp ?? now,
@@ -383,7 +406,9 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const name = (req.params as { name: string }).name;
     ownNode(req, name);
     if (!nodeCache(caches).objects.has(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `node "${name}" is not registered; register again`);
-    const b = req.body as { engine?: { ok: boolean; version: string; error?: string }; intervalMs?: number; volumes?: unknown };
+    const b = req.body as { engine?: { ok: boolean; version: string; error?: string }; intervalMs?: number; volumes?: unknown; usage?: unknown };
+    const usage = parseUsage(b?.usage);
+    if (usage) deps.usage.record(name, usage);
     const next = beatInterval(undefined);
     const volumes = Array.isArray(b?.volumes) && b.volumes.every((v) => typeof v === 'string') ? [...(b.volumes as string[])].sort() : undefined;
     // Judged against the interval the agent beats at now; it learns `next` from this answer.
@@ -485,6 +510,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const name = typeof b.name === 'string' ? b.name : '';
     const n = objectNameSchema.safeParse(b.name);
     if (!n.success) throw new BatonError('BATON_ERR_VALIDATION', 'invalid node name', zodDetails(n.error, 'name'));
+    if (name === SERVER_CLIENT_CN) throw new BatonError('BATON_ERR_VALIDATION', 'invalid node name', [{ path: 'name', message: `"${SERVER_CLIENT_CN}" is the server's own identity; pick another --name` }]);
     if (typeof b.address !== 'string' || !/^[0-9A-Za-z.:-]{1,253}$/.test(b.address)) throw new BatonError('BATON_ERR_VALIDATION', 'invalid join request', [{ path: 'address', message: 'must be the IP address or DNS name this node is reached at' }]);
     if (typeof b.csr !== 'string' || typeof b.nonce !== 'string' || typeof b.proof !== 'string') throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {name, address, csr, nonce, proof}');
     const refused = (why: string, message: string): never => {
@@ -523,7 +549,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   // ---------------------------------------------------------------- events
   app.get('/api/v1/events', async (req, reply) => {
     const q = req.query as Record<string, string | undefined>;
-    const query = { kind: q.kind, name: q.name, service: q.service, node: q.node, afterId: q.afterId ? Number(q.afterId) : undefined, limit: q.limit ? Number(q.limit) : undefined };
+    const query = { kind: q.kind, name: q.name, service: q.service, node: q.node, type: q.type, afterId: q.afterId ? Number(q.afterId) : undefined, limit: q.limit ? Number(q.limit) : undefined };
     const items = ctx.events.list(query).map(eventObject);
     if (q.watch !== 'true' && q.watch !== '1') return { items };
     reply.hijack();
@@ -539,8 +565,64 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     need(req, 'admin', 'agent');
     const b = req.body as { items: { type: 'Normal' | 'Warning'; reason: string; message: string; kind: string; name: string; uid?: string; node?: string; service?: string; source: string }[] };
     if (!Array.isArray(b?.items)) throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {items: [...]}');
-    for (const e of b.items.slice(0, 1000)) recordEvent(ctx, { type: e.type === 'Warning' ? 'Warning' : 'Normal', reason: String(e.reason), message: String(e.message), kind: String(e.kind), name: String(e.name), uid: e.uid, node: e.node, service: e.service, source: String(e.source) });
+    ctx.events.batch(() => {
+      for (const e of b.items.slice(0, 1000)) recordEvent(ctx, { type: e.type === 'Warning' ? 'Warning' : 'Normal', reason: String(e.reason), message: String(e.message), kind: String(e.kind), name: String(e.name), uid: e.uid, node: e.node, service: e.service, source: String(e.source) });
+    });
     return { recorded: Math.min(1000, b.items.length) };
+  });
+
+  // ---------------------------------------------------------------- logs, usage, metrics
+  const logQuery = (req: FastifyRequest) => {
+    const q = req.query as Record<string, string | undefined>;
+    const tail = q.tail === undefined || q.tail === '' || q.tail === 'all' ? undefined : Number(q.tail);
+    if (tail !== undefined && !(Number.isInteger(tail) && tail >= 0)) throw new BatonError('BATON_ERR_BAD_REQUEST', `tail must be a number of lines or "all", got "${q.tail}"`);
+    if (q.grep) {
+      try {
+        new RegExp(q.grep);
+      } catch (e) {
+        throw new BatonError('BATON_ERR_BAD_REQUEST', `grep: ${(e as Error).message}`);
+      }
+    }
+    return { follow: q.follow === 'true' || q.follow === '1', tail, since: q.since ? parseSince(q.since, ctx.clock.now()) : undefined, grep: q.grep || undefined };
+  };
+  app.get('/api/v1/services/:name/logs', async (req, reply) => {
+    need(req, 'admin');
+    const name = (req.params as { name: string }).name;
+    const q = logQuery(req);
+    // A removed service's logs stay readable on its nodes for their retention: only say "not found" when no node could have any.
+    if (!caches[serviceKind.plural]!.objects.has(name) && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `service "${name}" not found`);
+    reply.hijack();
+    await deps.logs.serve({ service: name }, q, reply.raw);
+  });
+  app.get('/api/v1/tasks/:name/logs', async (req, reply) => {
+    need(req, 'admin');
+    const name = (req.params as { name: string }).name;
+    const q = logQuery(req);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `task "${name}" not found`);
+    reply.hijack();
+    await deps.logs.serve({ task: name }, q, reply.raw);
+  });
+  app.get('/api/v1/top', async (req): Promise<TopResponse> => {
+    need(req, 'admin');
+    const tasks = deps.usage.tasks();
+    const perNode = new Map<string, number>();
+    for (const t of tasks) perNode.set(t.node, (perNode.get(t.node) ?? 0) + 1);
+    const nodes = [...nodeCache(caches).objects.values()].map((o) => {
+      const n = o as unknown as Node;
+      const u = deps.usage.node(n.metadata.name);
+      return { name: n.metadata.name, state: n.status.state, cpu: u?.cpu ?? 0, memoryBytes: u?.memoryBytes ?? 0, capacity: n.status.capacity, tasks: perNode.get(n.metadata.name) ?? 0 };
+    });
+    return { time: new Date(ctx.clock.now()).toISOString(), nodes, tasks };
+  });
+  app.get('/api/v1/services/:name/stats', async (req) => {
+    need(req, 'admin');
+    const name = (req.params as { name: string }).name;
+    if (!caches[serviceKind.plural]!.objects.has(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `service "${name}" not found`);
+    return deps.usage.stats(name);
+  });
+  app.get('/metrics', async (req, reply) => {
+    need(req, 'admin');
+    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 
   // ---------------------------------------------------------------- snapshot
@@ -606,6 +688,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     void req;
   }
 
+  registerDashboard(app, DASHBOARD_DIR);
   return app;
 }
 

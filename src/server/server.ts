@@ -30,6 +30,9 @@ import { ServiceController } from './controllers/serviceController.js';
 import { SchedulerController } from './controllers/schedulerController.js';
 import { EndpointsController } from './controllers/endpointsController.js';
 import { NodeLifecycleController } from './controllers/nodeLifecycleController.js';
+import { UsageStore } from './usage.js';
+import { ServerMetrics } from './metrics.js';
+import { LogRouter } from './logs.js';
 
 export interface ServerOptions {
   dataDir: string;
@@ -73,6 +76,7 @@ export class BatonServer {
   private releaseLock?: () => void;
   private timers: (() => void)[] = [];
   private leadershipUnsub?: () => void;
+  private logs?: LogRouter;
   url = '';
   clusterId = '';
   adminToken = '';
@@ -141,6 +145,16 @@ export class BatonServer {
       timings,
       log,
     };
+    // Usage reports (in memory, like heartbeats) and the metrics every part reports to.
+    const usage = new UsageStore(clock, timings.usageBucketMs);
+    const tickUsage = () => {
+      usage.tick();
+      this.timers.push(clock.setTimeout(tickUsage, timings.usageBucketMs));
+    };
+    this.timers.push(clock.setTimeout(tickUsage, timings.usageBucketMs));
+    const metrics = new ServerMetrics(this.caches, usage);
+    this.ctx.metrics = metrics;
+    this.logs = new LogRouter({ caPem: this.pki.ca.certPem, certPem: this.pki.client.certPem, keyPem: this.pki.client.keyPem }, this.caches.nodes!, this.caches.tasks!, log, () => clock.now());
     this.controllers = [new NodeLifecycleController(this.ctx), new SchedulerController(this.ctx, new SpreadPlacer()), new ServiceController(this.ctx), new EndpointsController(this.ctx)];
     this.leadershipUnsub = alwaysLeader.onDidChange((leading) => {
       for (const c of this.controllers) (leading ? c.start() : c.stop());
@@ -174,6 +188,9 @@ export class BatonServer {
       storeBackend: this.store.backend,
       caches: this.caches,
       pki: this.pki,
+      usage,
+      metrics,
+      logs: this.logs,
       snapshot: sqlite
         ? async () => {
             const file = join(tmpdir(), `baton-snapshot-${process.pid}-${Date.now()}.db`);
@@ -204,6 +221,7 @@ export class BatonServer {
     for (const c of this.controllers) c.stop();
     for (const t of this.timers) t();
     if (this.app) await this.app.close().catch(() => {});
+    await this.logs?.close();
     for (const c of Object.values(this.caches)) c.stop();
     if (this.store && !this.opts.store) await this.store.close().catch(() => {});
     this.releaseLock?.();

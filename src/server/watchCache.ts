@@ -76,6 +76,11 @@ export class WatchCache {
     return this._revision;
   }
 
+  /** How many watchers (HTTP watches) this cache feeds. */
+  get watcherCount(): number {
+    return this.subs.size;
+  }
+
   async start(): Promise<void> {
     // List, then watch from the list's revision: nothing lost, nothing twice.
     const r = await this.store.range(storePrefix(this.kind.plural));

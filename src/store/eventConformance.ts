@@ -46,7 +46,7 @@ export function runEventStoreConformance(name: string, factory: EventStoreFactor
       expect(events.list()).toEqual([a, b]);
     });
 
-    it('filters by kind (any case), name, service, node and afterId', () => {
+    it('filters by kind (any case), name, service, node, type or reason (any case) and afterId', () => {
       const a = events.record(ev({ kind: 'Task', name: 't1', service: 'web', node: 'n1' }));
       const b = events.record(ev({ kind: 'Node', name: 'n1', node: 'n1', type: 'Warning', reason: 'NotReady' }));
       const c = events.record(ev({ kind: 'Task', name: 't2', service: 'db', node: 'n2' }));
@@ -58,6 +58,9 @@ export function runEventStoreConformance(name: string, factory: EventStoreFactor
       expect(ids({ afterId: a.id })).toEqual([b.id, c.id]);
       expect(ids({ afterId: c.id })).toEqual([]);
       expect(ids({ kind: 'Service' })).toEqual([]);
+      expect(ids({ type: 'warning' })).toEqual([b.id]);
+      expect(ids({ type: 'notready' })).toEqual([b.id]);
+      expect(ids({ type: 'Scheduled', node: 'n2' })).toEqual([c.id]);
       expect(ids({})).toEqual([a.id, b.id, c.id]);
     });
 

@@ -32,6 +32,8 @@ export interface EventQuery {
   name?: string;
   service?: string;
   node?: string;
+  /** Only events of this type (Normal, Warning) or reason, case-insensitive. */
+  type?: string;
   /** Only events with id greater than this. */
   afterId?: number;
   /** Newest N (returned oldest first). */
@@ -40,6 +42,8 @@ export interface EventQuery {
 
 export interface EventStore {
   record(e: NewEvent): StoredEvent;
+  /** batch runs fn (which records events) as one write: an agent's batch of events costs one commit. */
+  batch<T>(fn: () => T): T;
   list(q?: EventQuery): StoredEvent[];
   /** Calls fn for every event recorded from now on; returns an unsubscribe function. */
   subscribe(fn: (e: StoredEvent) => void): () => void;
@@ -54,6 +58,7 @@ export function matchesEventQuery(e: StoredEvent, q: EventQuery): boolean {
   if (q.name && e.name !== q.name) return false;
   if (q.service && e.service !== q.service) return false;
   if (q.node && e.node !== q.node) return false;
+  if (q.type && e.type.toLowerCase() !== q.type.toLowerCase() && e.reason.toLowerCase() !== q.type.toLowerCase()) return false;
   if (q.afterId !== undefined && e.id <= q.afterId) return false;
   return true;
 }

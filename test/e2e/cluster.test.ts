@@ -36,7 +36,7 @@ describe('a cluster of one server and four agent processes', () => {
   const addr = (n: string) => `127.0.0.${n.slice(1)}`;
   const agentArgs = (n: string, joinToken: string) => [
     'agent', '--join', url, '--token', joinToken, '--name', n, '--address', addr(n), '--data-dir', join(dir, n),
-    '--port-range', `${25000 + Number(n.slice(1)) * 200}-${25199 + Number(n.slice(1)) * 200}`, '--pull', 'never', '--label', `zone=${ZONE[n]}`, '--log-level', 'warn',
+    '--port-range', `${25000 + Number(n.slice(1)) * 200}-${25199 + Number(n.slice(1)) * 200}`, '--listen-port', '0', '--pull', 'never', '--label', `zone=${ZONE[n]}`, '--log-level', 'warn',
   ];
   const startAgent = (n: string, joinToken = token) => {
     const p = startProc(agentArgs(n, joinToken), env);

@@ -23,7 +23,7 @@ describe('single-node cluster on real Docker', () => {
   let clusterId = '';
   let stackFile: string;
 
-  const upArgs = () => ['up', '--data-dir', `${home}/data`, '--listen', '127.0.0.1:0', '--port-range', portRange(24000), '--pull', 'never', '--name', 'e2e-node', '--log-level', 'warn'];
+  const upArgs = () => ['up', '--data-dir', `${home}/data`, '--listen', '127.0.0.1:0', '--port-range', portRange(24000), '--listen-port', '0', '--pull', 'never', '--name', 'e2e-node', '--log-level', 'warn'];
 
   async function startUp(): Promise<void> {
     up = startProc(upArgs(), env);
@@ -211,7 +211,7 @@ services:
     const before = (await containers()).sort();
     expect(before.length).toBeGreaterThan(0);
     const otherHome = tempDir('baton-e2e-other-');
-    const other = startProc(['up', '--data-dir', `${otherHome}/data`, '--listen', '127.0.0.1:0', '--port-range', portRange(24600), '--pull', 'never', '--name', 'e2e-node', '--log-level', 'warn'], { BATON_HOME: otherHome, BATON_TIMINGS: TIMINGS });
+    const other = startProc(['up', '--data-dir', `${otherHome}/data`, '--listen', '127.0.0.1:0', '--port-range', portRange(24600), '--listen-port', '0', '--pull', 'never', '--name', 'e2e-node', '--log-level', 'warn'], { BATON_HOME: otherHome, BATON_TIMINGS: TIMINGS });
     try {
       await waitOutput(other, /baton is up: server (\S+)/, 30_000);
       // Give its agent time to sync and sweep (it sweeps right after its first sync).

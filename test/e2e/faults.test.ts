@@ -89,7 +89,7 @@ describe('faults across processes', () => {
     relay = new Relay(join(dir, 'docker.sock'));
     await relay.open();
     agent = startProc(
-      ['agent', '--join', url, '--token', joinToken, '--name', 'n2', '--address', '127.0.0.2', '--data-dir', join(dir, 'agent'), '--docker-socket', relay.path, '--port-range', portRange(24400), '--pull', 'never', '--log-level', 'warn'],
+      ['agent', '--join', url, '--token', joinToken, '--name', 'n2', '--address', '127.0.0.2', '--data-dir', join(dir, 'agent'), '--docker-socket', relay.path, '--port-range', portRange(24400), '--listen-port', '0', '--pull', 'never', '--log-level', 'warn'],
       env,
     );
     await eventually(async () => expect((await node()).status.state).toBe('ready'), 15_000);

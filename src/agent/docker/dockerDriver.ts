@@ -10,6 +10,8 @@ import { StringDecoder } from 'node:string_decoder';
 import Docker from 'dockerode';
 import { existsSync, mkdirSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
+import { cgroupPathsOf, readCgroup, type CgroupPaths } from './cgroup.js';
+import { nanoTime } from '../logs.js';
 import { Writable } from 'node:stream';
 import type { ContainerSpec, ResourceSpec } from '../../api/types.js';
 import {
@@ -80,6 +82,8 @@ export class DockerDriver implements Driver {
   private readonly socketPath: string;
   private readonly pullTimeoutMs: number;
   private readonly subscriptions = new Set<() => void>();
+  /** Cgroup directories of running containers, by id (found once per run from the container's pid). */
+  private readonly cgroups = new Map<string, CgroupPaths>();
 
   constructor(opts: DockerDriverOptions = {}) {
     this.socketPath = opts.socketPath ?? DEFAULT_SOCKET;
@@ -251,6 +255,33 @@ export class DockerDriver implements Driver {
   }
 
   async stats(handle: TaskHandle): Promise<TaskStats> {
+    // The cgroup files first (a few reads); the engine's stats API (a second or two, it waits for two readings) when they cannot be read.
+    const c = this.cgroups.get(handle.id);
+    if (c) {
+      try {
+        return { ...readCgroup(c), timeMs: Date.now(), source: 'cgroup' };
+      } catch {
+        this.cgroups.delete(handle.id);
+      }
+    }
+    let info: Docker.ContainerInspectInfo | undefined;
+    try {
+      info = await this.container(handle).inspect();
+    } catch (err) {
+      throw this.toDriverError(err);
+    }
+    const pid = info.State?.Running ? info.State.Pid : 0;
+    const paths = pid > 0 ? cgroupPathsOf(pid) : undefined;
+    if (paths) {
+      try {
+        const u = readCgroup(paths);
+        this.cgroups.set(handle.id, paths);
+        if (this.cgroups.size > 10_000) this.cgroups.clear();
+        return { ...u, timeMs: Date.now(), source: 'cgroup' };
+      } catch {
+        /* fall back to the engine */
+      }
+    }
     let s: Docker.ContainerStats;
     try {
       s = await this.container(handle).stats({ stream: false });
@@ -258,6 +289,47 @@ export class DockerDriver implements Driver {
       throw this.toDriverError(err);
     }
     return statsOf(s);
+  }
+
+  async followLogs(handle: TaskHandle, after: string, onRecords: (records: string, lastTime: string) => void, signal: AbortSignal): Promise<void> {
+    const c = this.container(handle);
+    let tty = false;
+    try {
+      tty = Boolean((await c.inspect()).Config?.Tty);
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw this.toDriverError(err);
+    }
+    const opts: Record<string, unknown> = { follow: true, stdout: true, stderr: true, timestamps: true, abortSignal: signal };
+    if (after) opts.since = unixSince(after);
+    let stream: NodeJS.ReadableStream;
+    try {
+      if (signal.aborted) return;
+      stream = (await c.logs(opts as unknown as Docker.ContainerLogsOptions & { follow: true })) as NodeJS.ReadableStream;
+    } catch (err) {
+      if (signal.aborted || statusOf(err) === 404) return;
+      throw this.toDriverError(err);
+    }
+    // Aborted while the stream was being opened: its abort listener below would never fire.
+    if (signal.aborted) {
+      (stream as unknown as { destroy?: () => void }).destroy?.();
+      return;
+    }
+    const demux = new LogDemuxer(tty, after, onRecords);
+    await new Promise<void>((resolve, reject) => {
+      const finish = () => {
+        demux.end();
+        resolve();
+      };
+      stream.on('data', (b: Buffer) => demux.push(b));
+      stream.on('end', finish);
+      stream.on('close', finish);
+      stream.on('error', (e: Error) => (signal.aborted ? finish() : reject(e)));
+      signal.addEventListener('abort', () => {
+        (stream as unknown as { destroy?: () => void }).destroy?.();
+        finish();
+      }, { once: true });
+    });
   }
 
   async list(labels: Record<string, string>): Promise<ListedTask[]> {
@@ -609,22 +681,83 @@ function inspectOf(info: Docker.ContainerInspectInfo): TaskInspect {
 
 function statsOf(s: Docker.ContainerStats): TaskStats {
   const cpu = s.cpu_stats;
-  const pre = s.precpu_stats;
-  const cpuDelta = (cpu?.cpu_usage?.total_usage ?? 0) - (pre?.cpu_usage?.total_usage ?? 0);
-  const sysDelta = (cpu?.system_cpu_usage ?? 0) - (pre?.system_cpu_usage ?? 0);
-  const online = cpu?.online_cpus || cpu?.cpu_usage?.percpu_usage?.length || 1;
-  const cpuPercent = cpuDelta > 0 && sysDelta > 0 ? (cpuDelta / sysDelta) * online * 100 : 0;
   const mem = s.memory_stats ?? ({} as Docker.MemoryStats);
   const detail = (mem.stats ?? {}) as unknown as Record<string, number | undefined>;
   // As `docker stats`: page cache that can be dropped is not counted (cgroup v1: total_inactive_file, v2: inactive_file).
   const inactive = detail.total_inactive_file ?? detail.inactive_file ?? 0;
   const usage = mem.usage ?? 0;
   return {
-    cpuPercent,
+    cpuSeconds: (cpu?.cpu_usage?.total_usage ?? 0) / 1e9,
     memoryBytes: inactive < usage ? usage - inactive : usage,
     memoryLimitBytes: mem.limit ?? 0,
-    time: s.read && !s.read.startsWith('0001-') ? s.read : new Date().toISOString(),
+    timeMs: s.read && !s.read.startsWith('0001-') ? Date.parse(s.read) : Date.now(),
+    source: 'engine',
   };
+}
+
+/** unixSince turns an RFC 3339 time with nanoseconds into the engine's `since` form (seconds.nanoseconds). */
+function unixSince(t: string): string {
+  const m = /^(.{19})(?:\.(\d{1,9}))?Z$/.exec(t);
+  if (!m) return String(Math.floor(Date.parse(t) / 1000));
+  return `${Math.floor(Date.parse(m[1] + 'Z') / 1000)}.${(m[2] ?? '').padEnd(9, '0')}`;
+}
+
+/**
+ * LogDemuxer turns the engine's log stream (8-byte frame headers per
+ * message unless the container has a TTY; `timestamps=true` puts the time
+ * first) into records `<time> <o|e> <text>\n`, leaving out any at or before
+ * `after` (a resumed stream starts at the last time it had).
+ */
+class LogDemuxer {
+  private pending: Buffer | undefined;
+  private ttyCarry = '';
+
+  constructor(
+    private readonly tty: boolean,
+    private readonly after: string,
+    private readonly onRecords: (records: string, lastTime: string) => void,
+  ) {}
+
+  push(chunk: Buffer): void {
+    let out = '';
+    let last = '';
+    const add = (payload: string, stream: string) => {
+      const sp = payload.indexOf(' ');
+      if (sp < 0) return;
+      let time = payload.slice(0, sp);
+      if (time.length !== 30) time = nanoTime(time);
+      if (this.after && time <= this.after) return;
+      const text = payload.slice(sp + 1);
+      out += `${time} ${stream} ${text}`;
+      if (!text.endsWith('\n')) out += '\n';
+      last = time;
+    };
+    if (this.tty) {
+      const text = this.ttyCarry + chunk.toString('utf8');
+      const end = text.lastIndexOf('\n');
+      this.ttyCarry = text.slice(end + 1);
+      for (const line of text.slice(0, end + 1).split('\n')) if (line) add(line.replace(/\r$/, '') + '\n', 'o');
+    } else {
+      let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+      let i = 0;
+      while (buf.length - i >= 8) {
+        const len = buf.readUInt32BE(i + 4);
+        if (buf.length - i - 8 < len) break;
+        add(buf.toString('utf8', i + 8, i + 8 + len), buf[i] === 2 ? 'e' : 'o');
+        i += 8 + len;
+      }
+      this.pending = i < buf.length ? buf.subarray(i) : undefined;
+    }
+    if (out) this.onRecords(out, last);
+  }
+
+  end(): void {
+    if (this.tty && this.ttyCarry) {
+      const line = this.ttyCarry;
+      this.ttyCarry = '';
+      this.push(Buffer.from(line + '\n'));
+    }
+  }
 }
 
 interface DockerEventMessage {

@@ -234,7 +234,8 @@ export class SimDriver implements Driver {
 
   async stats(handle: TaskHandle): Promise<TaskStats> {
     const c = this.engine.containers.get(handle.name);
-    return { cpuPercent: c?.state === 'running' ? 0.1 : 0, memoryBytes: c?.state === 'running' ? 4 * 1024 * 1024 : 0, memoryLimitBytes: 0, time: new Date().toISOString() };
+    // A simulated task uses nothing; its start time stands in for a CPU counter that never moves.
+    return { cpuSeconds: 0, memoryBytes: c?.state === 'running' ? 4 * 1024 * 1024 : 0, memoryLimitBytes: 0, timeMs: Date.now(), source: 'sim' };
   }
 
   /** A simulated task passes every probe while it runs (it has no process to ask). */

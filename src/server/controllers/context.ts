@@ -11,6 +11,29 @@ import type { WatchCache } from '../watchCache.js';
 import type { Heartbeats } from '../heartbeats.js';
 import type { Logger } from 'pino';
 import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
+import type { WorkQueue, WorkQueueOptions } from '../../base/workqueue.js';
+import type { BackoffOptions } from '../../base/backoff.js';
+
+/** What controllers report to the server's /metrics (absent in unit tests). */
+export interface ControlPlaneMetrics {
+  reconciled(controller: string, seconds: number, failed: boolean): void;
+  /** Registers a controller's work queue, whose depth is read at each scrape. */
+  queue(controller: string, q: WorkQueue): void;
+  scheduled(result: 'placed' | 'unschedulable' | 'preempted', n: number): void;
+  schedulerPass(seconds: number): void;
+}
+
+/** queueOptions: a controller's work queue settings, its failures logged and its runs measured, the same for every controller. */
+export function queueOptions(ctx: ControllerContext, name: string, backoff: BackoffOptions, workers?: number): WorkQueueOptions {
+  return {
+    name,
+    clock: ctx.clock,
+    backoff,
+    ...(workers ? { workers } : {}),
+    onError: (key, err) => ctx.log.warn({ controller: name, key, err: String(err) }, 'reconcile failed; will retry'),
+    onProcessed: (_key, ms, failed) => ctx.metrics?.reconciled(name, ms / 1000, failed),
+  };
+}
 
 export interface Timings {
   /** How often agents heartbeat. */
@@ -46,6 +69,8 @@ export interface Timings {
   maxStatusPostsPerSecond: number;
   /** Task changes are gathered this long into one Endpoints write per service. */
   endpointsBatchMs: number;
+  /** One point of each service's usage history (CPU, memory, requests) is kept per this interval, 180 in all. */
+  usageBucketMs: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
@@ -64,6 +89,7 @@ export const DEFAULT_TIMINGS: Timings = {
   statusBatchMs: 250,
   maxStatusPostsPerSecond: 1000,
   endpointsBatchMs: 100,
+  usageBucketMs: 5000,
 };
 
 /** heartbeatInterval is the interval the server asks of each agent: the base, stretched so that all nodes together send at most maxHeartbeatsPerSecond. */
@@ -106,6 +132,7 @@ export interface ControllerContext {
   clock: Clock;
   timings: Timings;
   log: Logger;
+  metrics?: ControlPlaneMetrics;
 }
 
 /** Controller is a long-lived reconciler; start runs only while this server leads. */
@@ -118,7 +145,8 @@ export interface Controller {
 /** recordEvent logs and stores one Event; the one way controllers and routes report. */
 export function recordEvent(ctx: Pick<ControllerContext, 'events' | 'log'>, e: NewEvent): void {
   const stored = ctx.events.record(e);
-  ctx.log[e.type === 'Warning' ? 'warn' : 'info']({ event: e.reason, kind: e.kind, name: e.name }, e.message);
+  // A task's own Normal events (one per start) would flood the server's log: they are in `baton events`.
+  ctx.log[e.type === 'Warning' ? 'warn' : e.kind === 'Task' ? 'debug' : 'info']({ event: e.reason, kind: e.kind, name: e.name }, e.message);
   void stored;
 }
 

@@ -15,7 +15,7 @@ import { endpointsKind } from '../../api/kinds.js';
 import { DEFAULT_LB, isTaskReady, type EndpointsSpec, type Endpoints, type LbSpec, type Service, type Task } from '../../api/types.js';
 import { stableStringify } from '../registry.js';
 import { isStatusOnly } from '../watchCache.js';
-import { indexTasks, TASKS_BY_SERVICE, type Controller, type ControllerContext } from './context.js';
+import { indexTasks, TASKS_BY_SERVICE, type Controller, type ControllerContext, queueOptions } from './context.js';
 
 /** routed: the service has a port for the mesh to route (ports or expose). */
 function routed(svc: Service | undefined): svc is Service {
@@ -53,13 +53,8 @@ export class EndpointsController implements Controller {
   private unsubs: (() => void)[] = [];
 
   constructor(private readonly ctx: ControllerContext) {
-    this.queue = new WorkQueue((k) => this.reconcile(k), {
-      name: 'endpoints',
-      workers: 2,
-      clock: ctx.clock,
-      backoff: { initialMs: 50, maxMs: 5000 },
-      onError: (key, err) => ctx.log.warn({ controller: 'endpoints', key, err: String(err) }, 'reconcile failed; will retry'),
-    });
+    this.queue = new WorkQueue((k) => this.reconcile(k), queueOptions(ctx, 'endpoints', { initialMs: 50, maxMs: 5000 }, 2));
+    ctx.metrics?.queue('endpoints', this.queue);
     indexTasks(ctx.tasks);
   }
 

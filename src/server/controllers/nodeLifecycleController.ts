@@ -18,7 +18,7 @@ import { nodeKind, taskKind } from '../../api/kinds.js';
 import { isTerminal, type Node, type NodeState, type NodeStatus, type Task } from '../../api/types.js';
 import { allocatedByNode, taskUsesResources } from '../../scheduler/filters.js';
 import { stableStringify } from '../registry.js';
-import { heartbeatInterval, indexTasks, recordEvent, TASKS_BY_NODE, type Controller, type ControllerContext } from './context.js';
+import { heartbeatInterval, indexTasks, recordEvent, TASKS_BY_NODE, type Controller, type ControllerContext, queueOptions } from './context.js';
 
 export class NodeLifecycleController implements Controller {
   readonly name = 'node-lifecycle';
@@ -27,12 +27,8 @@ export class NodeLifecycleController implements Controller {
   private cancelTick?: () => void;
 
   constructor(private readonly ctx: ControllerContext) {
-    this.queue = new WorkQueue((k) => this.reconcile(k), {
-      name: 'node-lifecycle',
-      clock: ctx.clock,
-      backoff: { initialMs: 100, maxMs: 5000 },
-      onError: (key, err) => ctx.log.warn({ controller: 'node-lifecycle', key, err: String(err) }, 'reconcile failed; will retry'),
-    });
+    this.queue = new WorkQueue((k) => this.reconcile(k), queueOptions(ctx, 'node-lifecycle', { initialMs: 100, maxMs: 5000 }));
+    ctx.metrics?.queue('node-lifecycle', this.queue);
     indexTasks(ctx.tasks);
   }
 

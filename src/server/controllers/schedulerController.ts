@@ -12,7 +12,7 @@ import { taskKind } from '../../api/kinds.js';
 import type { Node, Task } from '../../api/types.js';
 import { isTerminal } from '../../api/types.js';
 import { priorityOf, type Placer } from '../../scheduler/placement.js';
-import { recordEvent, writeInWaves, type Controller, type ControllerContext } from './context.js';
+import { recordEvent, writeInWaves, type Controller, type ControllerContext, queueOptions } from './context.js';
 import type { AnyObject } from '../registry.js';
 
 const PASS = 'pass';
@@ -40,12 +40,8 @@ export class SchedulerController implements Controller {
     private readonly ctx: ControllerContext,
     private readonly placer: Placer,
   ) {
-    this.queue = new WorkQueue(() => this.pass(), {
-      name: 'scheduler',
-      clock: ctx.clock,
-      backoff: { initialMs: 100, maxMs: 5000 },
-      onError: (_k, err) => ctx.log.warn({ controller: 'scheduler', err: String(err) }, 'placement pass failed; will retry'),
-    });
+    this.queue = new WorkQueue(() => this.pass(), queueOptions(ctx, 'scheduler', { initialMs: 100, maxMs: 5000 }));
+    ctx.metrics?.queue('scheduler', this.queue);
   }
 
   /** Tasks waiting for placement, kept from task events: a pass finds them without scanning 100,000 tasks. */
@@ -119,7 +115,12 @@ export class SchedulerController implements Controller {
     const more = pending.length > MAX_PER_PASS;
     if (more) pending.length = MAX_PER_PASS;
     const nodes = [...ctx.nodes.objects.values()] as Node[];
+    const t0 = performance.now();
     const plan = this.placer.place(pending, nodes, tasks);
+    ctx.metrics?.schedulerPass((performance.now() - t0) / 1000);
+    ctx.metrics?.scheduled('placed', plan.placed.length);
+    ctx.metrics?.scheduled('unschedulable', plan.unplaced.length);
+    ctx.metrics?.scheduled('preempted', plan.preemptions?.length ?? 0);
     const now = new Date(ctx.clock.now()).toISOString();
 
     const written = await writeInWaves(

@@ -13,7 +13,7 @@ import { isTaskReady, isTerminal } from '../../api/types.js';
 import { stableStringify, type AnyObject } from '../registry.js';
 import { GLOBAL_NODE_LABEL, reconcileService, type DrainState } from './serviceReconciler.js';
 import { isStatusOnly } from '../watchCache.js';
-import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS_BY_SERVICE, writeInWaves, type Controller, type ControllerContext } from './context.js';
+import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS_BY_SERVICE, writeInWaves, type Controller, type ControllerContext, queueOptions } from './context.js';
 
 /** Creates run in slices of this much busy time (see the scheduler's SLICE_MS). */
 const SLICE_MS = 100;
@@ -26,14 +26,9 @@ export class ServiceController implements Controller {
   private unsubs: (() => void)[] = [];
 
   constructor(private readonly ctx: ControllerContext) {
-    this.queue = new WorkQueue((k) => this.reconcile(k), {
-      name: 'service',
-      // Services reconcile side by side: one making thousands of tasks never holds up another's status.
-      workers: 4,
-      clock: ctx.clock,
-      backoff: { initialMs: 100, maxMs: 30_000 },
-      onError: (key, err) => ctx.log.warn({ controller: 'service', key, err: String(err) }, 'reconcile failed; will retry'),
-    });
+    // Services reconcile side by side: one making thousands of tasks never holds up another's status.
+    this.queue = new WorkQueue((k) => this.reconcile(k), queueOptions(ctx, 'service', { initialMs: 100, maxMs: 30_000 }, 4));
+    ctx.metrics?.queue('service', this.queue);
     indexTasks(ctx.tasks);
   }
 
@@ -122,6 +117,23 @@ export class ServiceController implements Controller {
     return { draining, parallel: this.ctx.timings.drainParallel, deadlineMs: this.ctx.timings.drainDeadlineMs, noExecute };
   }
 
+  /** recordRescheduled records one Rescheduled event per service and reconcile: which tasks replace which, and why. */
+  private recordRescheduled(service: string, created: { name: string; slot: number; node?: string; attempt: number }[], tasks: Task[]): void {
+    const lines: string[] = [];
+    for (const c of created) {
+      if (c.attempt === 0) continue;
+      const prev = tasks
+        .filter((t) => (c.node ? t.metadata.labels[GLOBAL_NODE_LABEL] === c.node : t.spec.slot === c.slot) && t.metadata.name !== c.name)
+        .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp))
+        .at(-1);
+      if (!prev || !RESCHEDULED_STATES.has(prev.status.state)) continue;
+      lines.push(`${prev.metadata.name} (${prev.status.state} on ${prev.spec.nodeName || 'no node'}: ${prev.status.error ?? prev.status.message}) → ${c.name}`);
+    }
+    if (lines.length === 0) return;
+    const message = lines.length <= 3 ? `rescheduled ${lines.join('; ')}` : `rescheduled ${lines.length} tasks of ${service}: ${lines.slice(0, 3).join('; ')}; …`;
+    recordEvent(this.ctx, { type: 'Warning', reason: 'Rescheduled', kind: 'Service', name: service, service, source: 'controller/service', message });
+  }
+
   async reconcile(name: string): Promise<void> {
     const { ctx } = this;
     const svc = ctx.services.objects.get(name) as Service | undefined;
@@ -158,6 +170,13 @@ export class ServiceController implements Controller {
     );
     // Guarded by "absent": a create someone already made (stale cache) is refused alone.
     const { lastRev } = await writeInWaves(ctx, creates.length, (i) => ctx.registry.createOp(taskKind, creates[i]!), timeSlicer(SLICE_MS));
+    this.recordRescheduled(name, plan.create.slice(0, CREATE_BURST), tasks);
+    if (svc && svc.status?.observedGeneration !== svc.metadata.generation && plan.status?.observedGeneration === svc.metadata.generation) {
+      recordEvent(ctx, { type: 'Normal', reason: 'DeployStarted', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `deploying generation ${svc.metadata.generation} of ${name}: ${svc.spec.mode === 'global' ? 'global' : `${svc.spec.replicas} replicas`} of ${svc.spec.container.image}` });
+    }
+    if (svc && plan.status && plan.status.observedGeneration === svc.metadata.generation && plan.status.ready === plan.status.desired && plan.status.desired > 0 && !(svc.status?.observedGeneration === svc.metadata.generation && svc.status.ready === svc.status.desired)) {
+      recordEvent(ctx, { type: 'Normal', reason: 'DeployFinished', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `${name} generation ${svc.metadata.generation}: all ${plan.status.desired} tasks ready` });
+    }
     if (more) {
       await ctx.tasks.caughtUp(lastRev);
       this.queue.add(name);
@@ -196,6 +215,9 @@ export class ServiceController implements Controller {
     if (plan.requeueAfterMs !== undefined) this.queue.addAfter(name, plan.requeueAfterMs);
   }
 }
+
+/** RESCHEDULED_STATES: a slot's task ended this way, so its replacement is a reschedule (not an update or a scale-up). */
+const RESCHEDULED_STATES = new Set(['failed', 'rejected', 'orphaned']);
 
 /** taskPhase is what the service reconciler acts on at once: whether the task is wanted, whether it ended, and its spec. */
 function taskPhase(t: Task): string {

@@ -22,6 +22,10 @@ export class MemoryEventStore implements EventStore {
     this.clock = opts.clock ?? systemClock;
   }
 
+  batch<T>(fn: () => T): T {
+    return fn();
+  }
+
   record(e: NewEvent): StoredEvent {
     const stored = toStoredEvent(e, this.nextId++, this.clock.now());
     this.events.push(stored);

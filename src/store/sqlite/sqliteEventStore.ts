@@ -29,6 +29,7 @@ const FILTERS = {
   name: 'name = @name',
   service: 'service = @service',
   node: 'node = @node',
+  type: '(type = @type COLLATE NOCASE OR reason = @type COLLATE NOCASE)',
   afterId: 'id > @afterId',
 } as const;
 
@@ -61,6 +62,10 @@ export class SqliteEventStore implements EventStore {
       VALUES (@time, @type, @reason, @message, @kind, @name, @uid, @source, @node, @service)`);
     this.trim = this.db.prepare('DELETE FROM events WHERE id <= ?');
     this.pruneOld = this.db.prepare('DELETE FROM events WHERE time < ?');
+  }
+
+  batch<T>(fn: () => T): T {
+    return this.db.inTransaction ? fn() : this.db.transaction(fn)();
   }
 
   record(e: NewEvent): StoredEvent {
