@@ -257,6 +257,15 @@ export function buildProgram(): Command {
   addLogsCommand(program, 'logs');
   addLogsCommand(service, 'logs');
   program
+    .command('dashboard')
+    .description("print the web dashboard's address and the token to sign in with")
+    .action(async (_o, cmd: Command) => {
+      const { api } = client(cmd);
+      const t = resolveTarget(cmd.optsWithGlobals() as Globals);
+      await api.info();
+      out(`dashboard: ${t.server}/\nsign in with this token: ${t.token}\n(the server's certificate is from the cluster's own CA: trust it, or accept it in the browser)`);
+    });
+  program
     .command('top')
     .description('live CPU and memory of every node and running task (as their agents last sampled them)')
     .option('-w, --watch', 'refresh until interrupted (the default on a terminal)')
