@@ -360,7 +360,7 @@ describe('DockerDriver', () => {
     expect(hc.Ulimits).toEqual([{ Name: 'nofile', Soft: 1024, Hard: 2048 }]);
     expect(hc.ExtraHosts).toEqual(['myhost:127.0.0.2']);
     expect(hc.RestartPolicy.Name).toBe('no');
-    expect(hc.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } });
+    expect(hc.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': '64m', 'max-file': '3' } });
     const mounts = c.Mounts as { Type: string; Name?: string; Destination: string }[];
     expect(mounts.find((m) => m.Destination === '/data')).toMatchObject({ Type: 'volume', Name: VOLUME });
     const anon = mounts.find((m) => m.Destination === '/anon');

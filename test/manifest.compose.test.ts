@@ -749,6 +749,50 @@ describe('readCompose: validation', () => {
     ]);
   });
 
+  it('reads update_config and rollback_config with Swarm\'s defaults, and says what is wrong', () => {
+    const spec = service('deploy:\n  replicas: 4\n  update_config: {parallelism: 2, delay: 10s, failure_action: rollback, monitor: 30s, max_failure_ratio: 0.25, order: start-first}\n  rollback_config: {parallelism: 0}');
+    expect(spec.update).toEqual({ parallelism: 2, delayMs: 10_000, failureAction: 'rollback', monitorMs: 30_000, maxFailureRatio: 0.25, order: 'start-first' });
+    expect(spec.rollbackConfig).toEqual({ parallelism: 0, delayMs: 0, failureAction: 'pause', monitorMs: 5000, maxFailureRatio: 0, order: 'stop-first' });
+    expect(service('deploy: {replicas: 2}').update).toBeUndefined();
+    expect(errorsOf('deploy:\n  update_config: {parallelism: -1, failure_action: explode, max_failure_ratio: 2, order: random, monitor: soon}\n  rollback_config: {failure_action: rollback}')).toEqual([
+      'services.web.deploy.update_config.order: must be one of: start-first, stop-first',
+      'services.web.deploy.update_config.parallelism: must be an integer ≥ 0, got -1',
+      'services.web.deploy.update_config.monitor: invalid duration "soon": use a number and a unit (ns, us, ms, s, m, h), e.g. "1m30s"',
+      'services.web.deploy.update_config.failure_action: must be one of: pause, continue, rollback; got "explode"',
+      'services.web.deploy.update_config.max_failure_ratio: must be a number from 0 to 1 (the share of tasks that may fail), got 2',
+      'services.web.deploy.rollback_config.failure_action: must be one of: pause, continue; got "rollback"',
+    ]);
+  });
+
+  it('reads x-baton.canary as a count or {count, auto_promote}, at most one per replica', () => {
+    expect(service('deploy: {replicas: 3}\nx-baton:\n  canary: 1').canary).toEqual({ count: 1 });
+    expect(service('deploy: {replicas: 3}\nx-baton:\n  canary: {count: 2, auto_promote: 1m}').canary).toEqual({ count: 2, autoPromoteMs: 60_000 });
+    expect(errorsOf('deploy: {replicas: 1}\nx-baton:\n  canary: 2')).toEqual(['services.web.x-baton.canary: 2 canaries for 1 replica(s): at most one per replica']);
+    expect(errorsOf('x-baton:\n  canary: {count: 0, auto: 1}')).toEqual([
+      'services.web.x-baton.canary.count: must be a number of canary tasks (1 or more), or {count, auto_promote: 5m}; got {"count":0,"auto":1}',
+    ]);
+  });
+
+  it('reads jobs (replicated-job, global-job) with completions, parallelism and backoff_limit', () => {
+    expect(service('deploy: {mode: replicated-job, replicas: 4}\nx-baton: {parallelism: 2}')).toMatchObject({ mode: 'replicated-job', replicas: 0, job: { completions: 4, parallelism: 2, backoffLimit: 6 } });
+    expect(service('deploy: {mode: replicated-job}\nx-baton: {completions: 3, backoff_limit: 0}').job).toEqual({ completions: 3, parallelism: 3, backoffLimit: 0 });
+    expect(service('deploy: {mode: global-job}').mode).toBe('global-job');
+    expect(errorsOf('x-baton: {completions: 2}')).toEqual(['services.web.x-baton.completions: only a job has completions: use deploy.mode replicated-job or global-job']);
+    expect(errorsOf('deploy: {mode: replicated-job}\nx-baton: {parallelism: 0}')).toEqual(['services.web.x-baton.parallelism: must be a whole number from 1 to 100000 (tasks of the job that run at once), got 0']);
+  });
+
+  it('reads x-baton.schedule (cron job): 5 or 6 fields, time zone, concurrency, history; and says what is wrong', () => {
+    expect(service('x-baton:\n  schedule: "*/5 * * * *"')).toMatchObject({ mode: 'replicated-job', schedule: { cron: '*/5 * * * *', concurrency: 'allow', successfulHistory: 3, failedHistory: 1 } });
+    expect(service('x-baton:\n  schedule: {cron: "*/10 * * * * *", time_zone: Europe/Paris, concurrency: forbid, successful_history: 1, failed_history: 0}').schedule).toEqual({ cron: '*/10 * * * * *', timeZone: 'Europe/Paris', concurrency: 'forbid', successfulHistory: 1, failedHistory: 0 });
+    expect(errorsOf('x-baton:\n  schedule: "61 * * * *"')).toEqual(['services.web.x-baton.schedule: "61 * * * *": Invalid value for minute: 61']);
+    expect(errorsOf('x-baton:\n  schedule: "* * *"')).toEqual(['services.web.x-baton.schedule: must have 5 fields (minute hour day month weekday) or 6 (seconds first), got 3: "* * *"']);
+    expect(errorsOf('x-baton:\n  schedule: {cron: "* * * * *", time_zone: Mars/Olympus, concurrency: sometimes}')).toEqual([
+      'services.web.x-baton.schedule.time_zone: unknown time zone "Mars/Olympus" (an IANA name such as Europe/Paris)',
+      'services.web.x-baton.schedule.concurrency: must be allow, forbid or replace, got "sometimes"',
+    ]);
+    expect(errorsOf('deploy: {mode: global}\nx-baton:\n  schedule: "* * * * *"')).toEqual(['services.web.x-baton.schedule: a schedule runs a job: use deploy.mode replicated-job or global-job (or leave mode out)']);
+  });
+
   it('reads x-baton.priority', () => {
     expect(service('x-baton:\n  priority: 100').placement.priority).toBe(100);
     expect(service('x-baton:\n  priority: 0').placement.priority).toBeUndefined();
@@ -789,7 +833,6 @@ describe('readCompose: key policy', () => {
     ['platform: wasi/wasm', 'services.web.platform', '`services.web.platform` is not supported by Baton yet: it selects which image variant runs'],
     ['profiles: [debug]', 'services.web.profiles', '`services.web.profiles` is not supported by Baton yet: profiles choose which services run, and Baton has no --profile yet'],
     ['cpu_shares: 512', 'services.web.cpu_shares', '`services.web.cpu_shares` is not supported by Baton yet: use `deploy.resources.limits.cpus`'],
-    ['deploy:\n  mode: replicated-job', 'services.web.deploy.mode', '`services.web.deploy.mode` (replicated-job) is not supported by Baton yet: Baton runs long-running services only in this release'],
     ['devices: ["/dev/ttyUSB0:/dev/ttyUSB0"]', 'services.web.devices', '`services.web.devices` is not supported by Baton yet'],
   ])('%s is an error, and a warning with --ignore-unsupported', (body, path, message) => {
     const line = 3 + body.split('\n').length; // the last line of the body holds the refused key or value
@@ -818,8 +861,6 @@ describe('readCompose: key policy', () => {
     ['depends_on: [db]', 'services.web.depends_on'],
     ['stdin_open: true', 'services.web.stdin_open'],
     ['tty: true', 'services.web.tty'],
-    ['deploy:\n  update_config:\n    parallelism: 2', 'services.web.deploy.update_config'],
-    ['deploy:\n  rollback_config:\n    parallelism: 2', 'services.web.deploy.rollback_config'],
     ['deploy:\n  endpoint_mode: dnsrr', 'services.web.deploy.endpoint_mode'],
   ])('%s only warns', (body, path) => {
     const r = read(`services:\n  web:\n    image: nginx\n${body.replace(/^/gm, '    ')}\n`);

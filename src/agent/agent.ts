@@ -799,6 +799,7 @@ export class Agent {
           : `started; waiting for the ${live && v.healthy === undefined ? 'health check' : 'readiness probe'}`;
       this.report(task, local, 'running', message, {
         startedAt: insp!.startedAt,
+        ...(isReady ? { readyAt: new Date(local.readySince!).toISOString() } : {}),
         ...(v.healthy !== undefined ? { healthy: v.healthy } : {}),
         ...(v.ready !== undefined ? { ready: v.ready } : {}),
       });

@@ -5,7 +5,7 @@
  * Revision) is a new row here, not a rewrite elsewhere.
  */
 import type { z } from 'zod';
-import { hasProbe, type Endpoints, type Node, type Service, type Task } from './types.js';
+import { hasProbe, isGlobal, type Endpoints, type Node, type Revision, type Service, type Task } from './types.js';
 import { nodeSpecSchema, serviceSpecSchema } from './schemas.js';
 
 export interface Column<T> {
@@ -79,7 +79,7 @@ export const serviceKind: KindInfo<Service> = {
     { header: 'ID', get: (s) => s.metadata.uid.replace(/-/g, '').slice(0, 12) },
     { header: 'NAME', get: (s) => s.metadata.name },
     { header: 'MODE', get: (s) => s.spec.mode },
-    { header: 'REPLICAS', get: (s) => (s.spec.mode === 'global' ? `${s.status.ready}/${s.status.desired} (global)` : `${s.status.ready}/${s.spec.replicas}`) },
+    { header: 'REPLICAS', get: (s) => (s.status.job ? `${s.status.job.succeeded}/${s.status.job.completions} done (${s.spec.mode})` : s.spec.schedule ? `cron ${s.spec.schedule.cron}` : isGlobal(s.spec) ? `${s.status.ready}/${s.status.desired} (global)` : `${s.status.ready}/${s.spec.replicas}`) },
     { header: 'IMAGE', get: (s) => s.spec.container.image },
     {
       header: 'PORTS',
@@ -165,7 +165,23 @@ export const endpointsKind: KindInfo<Endpoints> = {
   ],
 };
 
-export const KINDS = [nodeKind, serviceKind, taskKind, endpointsKind, eventKind] as const;
+export const revisionKind: KindInfo<Revision> = {
+  kind: 'Revision',
+  plural: 'revisions',
+  storage: 'store',
+  clientWritable: false,
+  fields: { 'metadata.name': (r) => r.metadata.name, 'spec.service': (r) => r.spec.service },
+  columns: [
+    { header: 'REVISION', get: (r) => String(r.spec.revision) },
+    { header: 'SERVICE', get: (r) => r.spec.service },
+    { header: 'HASH', get: (r) => r.spec.hash },
+    { header: 'IMAGE', get: (r) => r.spec.spec.container.image },
+    { header: 'CREATED', get: (r) => `${age(r.metadata.creationTimestamp)} ago` },
+    { header: 'CAUSE', get: (r) => r.spec.cause },
+  ],
+};
+
+export const KINDS = [nodeKind, serviceKind, taskKind, endpointsKind, revisionKind, eventKind] as const;
 export const STORE_KINDS = KINDS.filter((k) => k.storage === 'store');
 
 export function kindByPlural(plural: string): KindInfo | undefined {

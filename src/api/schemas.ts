@@ -66,10 +66,19 @@ const amounts = z.object({
   memoryBytes: nonNegInt,
 });
 
+const updateConfig = z.object({
+  parallelism: nonNegInt,
+  delayMs: ms,
+  failureAction: z.enum(['pause', 'continue', 'rollback']),
+  monitorMs: ms,
+  maxFailureRatio: z.number().min(0).max(1),
+  order: z.enum(['stop-first', 'start-first']),
+});
+
 export const serviceSpecSchema = z.object({
   stack: z.string(),
   shortName: z.string(),
-  mode: z.enum(['replicated', 'global']),
+  mode: z.enum(['replicated', 'global', 'replicated-job', 'global-job']),
   replicas: z.number().int().min(0).max(100_000),
   container: containerSpecSchema,
   ports: z.array(
@@ -101,6 +110,20 @@ export const serviceSpecSchema = z.object({
     antiAffinity: z.array(z.object({ service: z.string().min(1), required: z.boolean() })).optional(),
     tolerations: z.array(z.object({ key: z.string().optional(), operator: z.enum(['Equal', 'Exists']), value: z.string().optional(), effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional() })).optional(),
   }),
+  update: updateConfig.optional(),
+  rollbackConfig: updateConfig.optional(),
+  canary: z.object({ count: z.number().int().min(1).max(100_000), autoPromoteMs: ms.optional() }).optional(),
+  forceUpdate: nonNegInt.optional(),
+  job: z.object({ completions: z.number().int().min(1).max(100_000), parallelism: z.number().int().min(1).max(100_000), backoffLimit: nonNegInt }).optional(),
+  schedule: z
+    .object({
+      cron: z.string().min(1),
+      timeZone: z.string().optional(),
+      concurrency: z.enum(['allow', 'forbid', 'replace']),
+      successfulHistory: nonNegInt,
+      failedHistory: nonNegInt,
+    })
+    .optional(),
   x: z.record(z.string(), z.unknown()),
 });
 

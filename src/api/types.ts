@@ -210,13 +210,42 @@ export function restartDelay(p: RestartPolicy, crashes: number): number {
 
 // ---------------------------------------------------------------- services
 
+/** How a spec change rolls out (Compose `deploy.update_config` / `rollback_config`, Swarm's semantics). */
+export interface UpdateConfig {
+  /** Slots updated at once; 0 = all at once. */
+  parallelism: number;
+  /** Wait after a batch is done before the next one starts. */
+  delayMs: number;
+  /** What a failed rollout does: stop starting new slots (pause), go on, or roll back to the previous revision. */
+  failureAction: 'pause' | 'continue' | 'rollback';
+  /** A new task counts as updated only after staying ready this long; a failure within it counts against the rollout. */
+  monitorMs: number;
+  /** Failed tasks / updated slots tolerated before failureAction (0: the first failure). */
+  maxFailureRatio: number;
+  /** stop-first: the old task stops before its replacement starts; start-first: the replacement is ready first. */
+  order: 'stop-first' | 'start-first';
+}
+
+export const DEFAULT_UPDATE_CONFIG: UpdateConfig = { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 5000, maxFailureRatio: 0, order: 'stop-first' };
+
+/** A canary rollout: `count` tasks of the new spec start beside the old ones and wait for `baton service promote` (or autoPromoteMs of health). */
+export interface CanarySpec {
+  count: number;
+  autoPromoteMs?: number;
+}
+
 export interface ServiceSpec {
   /** The stack (Compose project) this service came from; "" for none. */
   stack: string;
   /** The service's name inside its stack (Compose key). */
   shortName: string;
-  /** replicated: `replicas` tasks placed by the scheduler; global: one task on every eligible node. */
-  mode: 'replicated' | 'global';
+  /**
+   * replicated: `replicas` tasks placed by the scheduler; global: one task on
+   * every eligible node; replicated-job: tasks that run to completion
+   * (`job.completions` in all, `job.parallelism` at once); global-job: one
+   * task to completion on every eligible node.
+   */
+  mode: 'replicated' | 'global' | 'replicated-job' | 'global-job';
   replicas: number;
   container: ContainerSpec;
   ports: PortSpec[];
@@ -225,8 +254,79 @@ export interface ServiceSpec {
   resources: ResourceSpec;
   restartPolicy: RestartPolicy;
   placement: PlacementSpec;
+  /** Rollout of a spec change (default DEFAULT_UPDATE_CONFIG). */
+  update?: UpdateConfig;
+  /** Rollout of a rollback (default DEFAULT_UPDATE_CONFIG). */
+  rollbackConfig?: UpdateConfig;
+  canary?: CanarySpec;
+  /** Changed by `baton service restart`: a new value rolls every task out again with the same spec (Swarm's ForceUpdate). */
+  forceUpdate?: number;
+  /** A job's run: how many successful tasks complete it, how many run at once, how many failed tasks fail it. */
+  job?: JobSpec;
+  /** A cron job: the service is a template; each firing makes a run (a replicated-job service `<name>-<time>`). */
+  schedule?: ScheduleSpec;
   /** Baton extension (Compose `x-baton`); later issues add keys. */
   x: Record<string, unknown>;
+}
+
+export interface JobSpec {
+  completions: number;
+  parallelism: number;
+  /** Failed tasks tolerated before the job fails (Kubernetes' backoffLimit; default 6). */
+  backoffLimit: number;
+}
+
+export interface ScheduleSpec {
+  /** 5 fields (minute hour day month weekday) or 6 with seconds first. */
+  cron: string;
+  /** IANA time zone the schedule is read in (default UTC). */
+  timeZone?: string;
+  /** A firing while a run is still active: allow another, forbid (skip it), replace (stop the active run). */
+  concurrency: 'allow' | 'forbid' | 'replace';
+  successfulHistory: number;
+  failedHistory: number;
+}
+
+export interface JobStatus {
+  state: 'running' | 'complete' | 'failed';
+  completions: number;
+  succeeded: number;
+  failed: number;
+  active: number;
+  startedAt?: string;
+  completedAt?: string;
+  message?: string;
+}
+
+export interface CronStatus {
+  lastScheduleTime?: string;
+  nextScheduleTime?: string;
+  /** Runs (job services) still running. */
+  active: string[];
+}
+
+export function isJob(spec: Pick<ServiceSpec, 'mode'>): boolean {
+  return spec.mode === 'replicated-job' || spec.mode === 'global-job';
+}
+
+export function isGlobal(spec: Pick<ServiceSpec, 'mode'>): boolean {
+  return spec.mode === 'global' || spec.mode === 'global-job';
+}
+
+/** Where a service's rollout stands (status.rollout), derived from its tasks at each reconcile. */
+export interface RolloutStatus {
+  /** The spec being rolled out (specHash) and its revision number. */
+  hash: string;
+  revision?: number;
+  state: 'progressing' | 'paused' | 'awaiting-promotion' | 'completed' | 'rolling-back' | 'rolled-back';
+  /** Slots whose task runs the new spec and stayed ready for `monitor`. */
+  updated: number;
+  total: number;
+  /** Tasks of the new spec that failed within the rollout. */
+  failed: number;
+  message?: string;
+  startedAt?: string;
+  finishedAt?: string;
 }
 
 export interface ServiceStatus {
@@ -238,9 +338,29 @@ export interface ServiceStatus {
   running: number;
   /** Human summary for the CLI, e.g. "updating 2/3". */
   message?: string;
+  rollout?: RolloutStatus;
+  job?: JobStatus;
+  cron?: CronStatus;
 }
 
 export type Service = Resource<'Service', ServiceSpec, ServiceStatus>;
+
+// ---------------------------------------------------------------- revisions
+
+/** A service's spec as it was deployed once: `baton service history` lists them, `rollback` returns to one. */
+export interface RevisionSpec {
+  service: string;
+  serviceUid: string;
+  /** 1, 2, 3, … per service, in the order the specs were first deployed. */
+  revision: number;
+  /** The spec's specHash. */
+  hash: string;
+  spec: ServiceSpec;
+  /** What made it: apply, restart, rollback to N, … */
+  cause: string;
+}
+
+export type Revision = Resource<'Revision', RevisionSpec, Record<string, never>>;
 
 // ---------------------------------------------------------------- tasks
 
@@ -322,6 +442,8 @@ export interface TaskStatus {
   ready?: boolean;
   /** When the agent will restart the task again (a crash backoff is running). */
   nextRestartAt?: string;
+  /** Since when the task has been ready without a break (a rollout's monitor counts from here). */
+  readyAt?: string;
   startedAt?: string;
   finishedAt?: string;
   /** When the state last changed (ISO-8601). */

@@ -6,8 +6,8 @@
  */
 import type { ApiClient } from '../api/client.js';
 import { bytes, serviceKind } from '../api/kinds.js';
-import type { LogQuery } from '../api/types.js';
-import { isBatonError } from '../base/errors.js';
+import type { LogQuery, Service } from '../api/types.js';
+import { BatonError, isBatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
 import { table } from './output.js';
 import { writeOrWait } from '../base/stream.js';
@@ -18,7 +18,13 @@ const TASK_NAME = /^.+\.\d+\.[0-9a-z]+$/;
 /** target decides whether a name is a service (also a removed one, whose logs outlive it) or a task. */
 export async function logTarget(api: ApiClient, name: string): Promise<{ service: string } | { task: string }> {
   try {
-    await api.get(serviceKind, name);
+    const svc = await api.get<Service>(serviceKind, name);
+    if (svc.spec.schedule) {
+      // A cron job: its latest run.
+      const runs = (await api.list<Service>(serviceKind, { labelSelector: { 'baton.cron': name } })).items.sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp));
+      if (!runs.length) throw new BatonError('BATON_ERR_NOT_FOUND', `cron job ${name} has not run yet (next at ${svc.status.cron?.nextScheduleTime ?? '?'})`);
+      return { service: runs.at(-1)!.metadata.name };
+    }
     return { service: name };
   } catch (e) {
     if (!isBatonError(e) || e.code !== 'BATON_ERR_NOT_FOUND') throw e;

@@ -10,9 +10,9 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { ApiClient } from '../api/client.js';
 import { tlsTransport, withTransport } from '../api/tls.js';
-import { endpointsKind, nodeKind, serviceKind, taskKind, eventKind, type KindInfo } from '../api/kinds.js';
-import type { Node, SchedulingDecision, Service, Task } from '../api/types.js';
-import { isTerminal } from '../api/types.js';
+import { endpointsKind, nodeKind, revisionKind, serviceKind, taskKind, eventKind, type KindInfo } from '../api/kinds.js';
+import type { Node, Revision, SchedulingDecision, Service, Task } from '../api/types.js';
+import { isGlobal, isJob, isTerminal } from '../api/types.js';
 import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
 import { VERSION } from '../base/version.js';
@@ -222,6 +222,63 @@ export function buildProgram(): Command {
       }
     });
   service
+    .command('history <name>')
+    .description("a service's revisions (every spec it ran), newest last; * marks the one it runs")
+    .action(async (name: string, _o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const svc = await api.get<Service>(serviceKind, name);
+      const r = await api.list<Revision>(revisionKind, { fieldSelector: { 'spec.service': name } });
+      const items = r.items.filter((x) => x.spec.serviceUid === svc.metadata.uid).sort((a, b) => a.spec.revision - b.spec.revision);
+      if (g.output !== 'table') return out(render(g.output, items, revisionKind.columns));
+      const cur = svc.status.rollout?.hash;
+      out(table(['REVISION', 'IMAGE', 'CREATED', 'CAUSE', ''], items.map((x) => [String(x.spec.revision), x.spec.spec.container.image, x.metadata.creationTimestamp, x.spec.cause, x.spec.hash === cur ? `* ${svc.status.rollout!.state}` : ''])));
+    });
+  service
+    .command('rollback <name>')
+    .description('roll back to the previous revision (or --to N), at the pace of rollback_config')
+    .option('--to <revision>', 'the revision to return to (baton service history)')
+    .action(async (name: string, o, cmd: Command) => {
+      const { api } = client(cmd);
+      const to = o.to === undefined ? undefined : Number(o.to);
+      if (to !== undefined && !(Number.isInteger(to) && to > 0)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--to must be a revision number, got "${o.to}"`);
+      const r = await api.call<{ revision: number; image: string }>('POST', `/api/v1/services/${encodeURIComponent(name)}/rollback`, to === undefined ? {} : { to });
+      out(`${name}: rolling back to revision ${r.revision} (${r.image}); follow it with baton service rollout-status ${name}`);
+    });
+  for (const [verb, what] of [
+    ['restart', 'replace every task with a fresh one of the same spec, at the pace of update_config'],
+    ['pause', 'start no further tasks of the running rollout'],
+    ['resume', 'go on with a paused rollout (failures before now no longer count)'],
+    ['promote', 'let a canary rollout go on to every task'],
+  ] as const) {
+    service
+      .command(`${verb} <name>`)
+      .description(what)
+      .action(async (name: string, _o, cmd: Command) => {
+        const { api } = client(cmd);
+        await api.call('POST', `/api/v1/services/${encodeURIComponent(name)}/${verb}`, {});
+        out(`${name}: ${({ restart: 'restarting', pause: 'rollout paused', resume: 'rollout resumed', promote: 'canaries promoted' } as const)[verb]}`);
+      });
+  }
+  service
+    .command('rollout-status <name>')
+    .description('follow the rollout until it completes (exit 1 if it fails or rolls back)')
+    .option('--timeout <seconds>', 'give up after this long', '600')
+    .action(async (name: string, o, cmd: Command) => {
+      const { api } = client(cmd);
+      const deadline = Date.now() + Number(o.timeout) * 1000;
+      let last = '';
+      while (Date.now() < deadline) {
+        const s = await api.get<Service>(serviceKind, name);
+        const line = progress(s);
+        if (line !== last) out((last = line));
+        const c = converged(s);
+        if (c === 'failed') throw new BatonError('BATON_ERR_CONFLICT', `the rollout of ${name} ${s.status.rollout!.state === 'rolled-back' ? 'was rolled back' : 'stopped'}: ${s.status.rollout!.message ?? `${s.status.rollout!.failed} task(s) failed`}`);
+        if (c === 'yes') return out(`${name}: rollout to revision ${s.status.rollout?.revision ?? '?'} complete`);
+        await sleep(500);
+      }
+      throw new BatonError('BATON_ERR_UNAVAILABLE', `the rollout of ${name} did not finish within ${o.timeout} s (last: ${last})`);
+    });
+  service
     .command('rm <names...>')
     .description('remove services')
     .action(async (names: string[], _o, cmd: Command) => {
@@ -256,6 +313,38 @@ export function buildProgram(): Command {
       });
   addLogsCommand(program, 'logs');
   addLogsCommand(service, 'logs');
+
+  const jobCmd = program.command('job').description('jobs (deploy.mode replicated-job or global-job) and cron jobs (x-baton.schedule)');
+  jobCmd
+    .command('ls')
+    .description('jobs and cron jobs with their completions, or their schedule')
+    .action(async (_o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const items = (await api.services()).items.filter((s) => isJob(s.spec) || s.spec.schedule).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+      if (g.output !== 'table') return out(render(g.output, items, serviceKind.columns));
+      out(
+        table(
+          ['NAME', 'MODE', 'STATE', 'COMPLETIONS', 'ACTIVE', 'FAILED', 'SCHEDULE'],
+          items.map((s) => {
+            const j = s.status.job;
+            const c = s.status.cron;
+            return s.spec.schedule
+              ? [s.metadata.name, 'cron', c?.active.length ? `${c.active.length} run(s) active` : 'idle', '-', String(c?.active.length ?? 0), '-', `${s.spec.schedule.cron}${s.spec.schedule.timeZone ? ` (${s.spec.schedule.timeZone})` : ''}; next ${c?.nextScheduleTime ?? '-'}`]
+              : [s.metadata.name, s.spec.mode, j?.state ?? 'pending', `${j?.succeeded ?? 0}/${j?.completions ?? s.spec.job?.completions ?? '?'}`, String(j?.active ?? 0), String(j?.failed ?? 0), s.metadata.labels?.['baton.cron'] ? `run of ${s.metadata.labels['baton.cron']}` : '-'];
+          }),
+        ),
+      );
+    });
+  jobCmd
+    .command('ps <name>')
+    .description("a job's tasks, finished ones included (exit codes, where they ran)")
+    .action(async (name: string, _o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      await api.get(serviceKind, name);
+      const r = await api.tasks({ fieldSelector: { 'spec.serviceName': name } });
+      out(render(g.output, sortTasks(r.items), taskKind.columns));
+    });
+  addLogsCommand(jobCmd, 'logs');
   program
     .command('dashboard')
     .description("print the web dashboard's address and the token to sign in with")
@@ -503,6 +592,24 @@ function sortTasks(ts: Task[]): Task[] {
 }
 
 /** waitStack blocks until every service is observed at its generation with all replicas ready, printing progress. */
+/** progress: one service's state for --wait and rollout-status: ready count, and the rollout when one runs. */
+function progress(s: Service): string {
+  const want = isGlobal(s.spec) ? s.status.desired : s.spec.replicas;
+  const r = s.status.rollout;
+  const roll = r && r.state !== 'completed' ? `, ${r.state} ${r.updated}/${r.total}${r.failed ? ` (${r.failed} failed)` : ''}${r.message ? `: ${r.message}` : ''}` : '';
+  return `${s.metadata.name} ${s.status.ready ?? 0}/${want} ready${roll}`;
+}
+
+/** converged: observed at its generation, every replica ready, the rollout complete; failed: the rollout stopped or rolled back. */
+function converged(s: Service): 'yes' | 'no' | 'failed' {
+  const r = s.status.rollout;
+  if (s.status.observedGeneration < s.metadata.generation) return 'no';
+  // Rolled back by itself (not by hand), or stopped by failures.
+  if (r && ((r.state === 'rolled-back' && r.message?.startsWith('rolled back by itself')) || (r.state === 'paused' && r.failed > 0))) return 'failed';
+  const want = isGlobal(s.spec) ? s.status.desired : s.spec.replicas;
+  return s.status.ready === want && (!r || r.state === 'completed' || r.state === 'rolled-back') && !s.status.message ? 'yes' : 'no';
+}
+
 async function waitStack(api: ApiClient, stack: string, names: string[], timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
@@ -510,8 +617,7 @@ async function waitStack(api: ApiClient, stack: string, names: string[], timeout
   while (Date.now() < deadline) {
     const [svcs, tasks] = await Promise.all([api.services(), api.tasks()]);
     const mine = svcs.items.filter((s: Service) => names.includes(s.metadata.name));
-    const want = (s: Service) => (s.spec.mode === 'global' ? s.status.desired : s.spec.replicas);
-    const line = mine.map((s) => `${s.metadata.name} ${s.status.ready ?? 0}/${want(s)}`).join(', ');
+    const line = mine.map(progress).join('; ');
     if (line !== last) {
       out(`waiting: ${line}`);
       last = line;
@@ -525,8 +631,9 @@ async function waitStack(api: ApiClient, stack: string, names: string[], timeout
         out(`  ${t.metadata.name}: ${t.status.state}: ${why}`);
       }
     }
-    const done = mine.length === names.length && mine.every((s) => s.status.observedGeneration >= s.metadata.generation && s.status.ready === want(s) && !s.status.message);
-    if (done) {
+    const failed = mine.filter((s) => converged(s) === 'failed');
+    if (failed.length) throw new BatonError('BATON_ERR_CONFLICT', `the rollout of ${failed.map((s) => `${s.metadata.name} ${s.status.rollout!.state}: ${s.status.rollout!.message ?? ''}`).join('; ')} (baton service history, baton events --service NAME)`);
+    if (mine.length === names.length && mine.every((s) => converged(s) === 'yes')) {
       out(`stack ${stack} converged`);
       return;
     }

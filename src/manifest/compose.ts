@@ -15,6 +15,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { closest, distance } from 'fastest-levenshtein';
 import { parse as shellParse } from 'shell-quote';
+import { Cron } from 'croner';
 import {
   LineCounter,
   isAlias,
@@ -30,7 +31,11 @@ import {
 import {
   defaultContainerSpec,
   DEFAULT_LB,
+  DEFAULT_UPDATE_CONFIG,
+  isGlobal,
+  isJob,
   wholeMillicores,
+  type CanarySpec,
   type ContainerSpec,
   type HealthcheckSpec,
   type LbSpec,
@@ -40,8 +45,11 @@ import {
   type ResourceSpec,
   type RestartPolicy,
   type ServiceSpec,
+  type JobSpec,
+  type ScheduleSpec,
   type Toleration,
   type Ulimit,
+  type UpdateConfig,
 } from '../api/types.js';
 import type { ErrorDetail } from '../base/errors.js';
 import composeSpecSchema from './compose-spec.json' with { type: 'json' };
@@ -135,8 +143,6 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.restart+deploy.restart_policy': warn('`deploy.restart_policy` takes precedence, as in Swarm'),
   'services.*.stdin_open': warn('Baton tasks run detached; nothing attaches to stdin'),
   'services.*.tty': warn('Baton tasks run detached; nothing attaches to a terminal'),
-  'services.*.deploy.update_config': warn('Baton replaces tasks without rollout settings in this release'),
-  'services.*.deploy.rollback_config': warn('Baton replaces tasks without rollout settings in this release'),
   'services.*.deploy.endpoint_mode': warn('Baton has no service VIPs or DNS yet; tasks are reached on host ports'),
   'services.*.ports[].app_protocol': warn('an application-protocol hint only'),
   'services.*.volumes[].consistency': warn('mount consistency has no effect on Linux'),
@@ -199,8 +205,6 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.network_mode=service:': unsupported(HOST_NETWORK_REASON),
   'services.*.network_mode=container:': unsupported(HOST_NETWORK_REASON),
   'services.*.pull_policy=refresh': unsupported('use always, missing or never'),
-  'services.*.deploy.mode=replicated-job': unsupported('Baton runs long-running services only in this release'),
-  'services.*.deploy.mode=global-job': unsupported('Baton runs long-running services only in this release'),
   'services.*.deploy.resources.reservations.generic_resources': unsupported(),
   'services.*.deploy.resources.reservations.devices': unsupported(),
   'services.*.ports[]/udp': unsupported('Baton publishes TCP ports only in this release'),
@@ -217,6 +221,16 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.volumes[].volume.subpath': unsupported(),
   'services.*.volumes[].image': unsupported(),
 };
+
+/** positiveCount reads an x-baton count ≥ 1. */
+function positiveCount(key: string, what: string): XBatonKey {
+  return {
+    translate(value, report) {
+      if (typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 100_000) return value;
+      return report.error(`must be a whole number from 1 to 100000 (${what}), got ${JSON.stringify(value)}`);
+    },
+  };
+}
 
 /** XBatonKey translates one `x-baton` subkey into ServiceSpec.x; later issues add rows to X_BATON_KEYS. */
 export interface XBatonKey {
@@ -256,6 +270,63 @@ export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
         if (operator === 'Exists' && v.value !== undefined) return report.error('operator Exists takes no value', [i, 'value']);
         out.push({ ...(v.key !== undefined ? { key: String(v.key) } : {}), operator, ...(v.value !== undefined ? { value: String(v.value) } : {}), ...(v.effect !== undefined ? { effect: v.effect as Toleration['effect'] } : {}) });
       });
+      return out;
+    },
+  },
+  completions: positiveCount('completions', 'successful tasks that complete the job'),
+  parallelism: positiveCount('parallelism', 'tasks of the job that run at once'),
+  backoff_limit: {
+    translate(value, report) {
+      if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
+      return report.error(`must be a whole number ≥ 0 (failed tasks tolerated before the job fails), got ${JSON.stringify(value)}`);
+    },
+  },
+  schedule: {
+    translate(value, report) {
+      const o = isObj(value) ? value : { cron: value };
+      if (isObj(value)) for (const k of Object.keys(value)) if (!['cron', 'time_zone', 'concurrency', 'successful_history', 'failed_history'].includes(k)) report.error(`unknown key "${k}" (x-baton.schedule has cron, time_zone, concurrency, successful_history, failed_history)`, [k]);
+      const at = isObj(value) ? ['cron'] : [];
+      if (typeof o.cron !== 'string') return report.error(`must be a cron schedule ("*/5 * * * *", or 6 fields with seconds first) or {cron, time_zone, concurrency, ...}; got ${JSON.stringify(value)}`, at);
+      const fields = o.cron.trim().split(/\s+/).length;
+      if (fields !== 5 && fields !== 6) return report.error(`must have 5 fields (minute hour day month weekday) or 6 (seconds first), got ${fields}: "${o.cron}"`, at);
+      const out: ScheduleSpec = { cron: o.cron.trim(), concurrency: 'allow', successfulHistory: 3, failedHistory: 1 };
+      try {
+        new Cron(out.cron, { paused: true, ...(typeof o.time_zone === 'string' ? { timezone: o.time_zone } : {}) }).nextRun();
+      } catch (e) {
+        const msg = (e as Error).message.replace(/^CronPattern: /, '');
+        if (typeof o.time_zone === 'string' && /time ?zone|RangeError/i.test(`${(e as Error).name} ${msg}`)) report.error(`unknown time zone "${o.time_zone}" (an IANA name such as Europe/Paris)`, ['time_zone']);
+        else report.error(`"${out.cron}": ${msg}`, at);
+      }
+      if (o.time_zone !== undefined) {
+        if (typeof o.time_zone === 'string') out.timeZone = o.time_zone;
+        else report.error('must be an IANA time zone name such as Europe/Paris', ['time_zone']);
+      }
+      if (o.concurrency !== undefined) {
+        if (o.concurrency === 'allow' || o.concurrency === 'forbid' || o.concurrency === 'replace') out.concurrency = o.concurrency;
+        else report.error(`must be allow, forbid or replace, got ${JSON.stringify(o.concurrency)}`, ['concurrency']);
+      }
+      for (const [k, f] of [['successful_history', 'successfulHistory'], ['failed_history', 'failedHistory']] as const) {
+        const v = o[k];
+        if (v === undefined) continue;
+        if (typeof v === 'number' && Number.isInteger(v) && v >= 0) out[f] = v;
+        else report.error(`must be a whole number ≥ 0 (finished runs kept), got ${JSON.stringify(v)}`, [k]);
+      }
+      return out;
+    },
+  },
+  canary: {
+    translate(value, report) {
+      const count = isObj(value) ? value.count : value;
+      if (typeof count !== 'number' || !Number.isInteger(count) || count < 1) return report.error(`must be a number of canary tasks (1 or more), or {count, auto_promote: 5m}; got ${JSON.stringify(value)}`, isObj(value) ? ['count'] : []);
+      const out: CanarySpec = { count };
+      if (isObj(value)) {
+        for (const k of Object.keys(value)) if (k !== 'count' && k !== 'auto_promote') report.error(`unknown key "${k}" (x-baton.canary has count, auto_promote)`, [k]);
+        if (value.auto_promote !== undefined) {
+          const d = parseDurationMs(value.auto_promote, 'auto_promote');
+          if (!d.ok) report.error(d.error.message, ['auto_promote']);
+          else out.autoPromoteMs = d.value;
+        }
+      }
       return out;
     },
   },
@@ -1308,11 +1379,12 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   const deploy = isObj(svc.deploy) ? svc.deploy : {};
   const dseg = (...rest: PathSegment[]) => at('deploy', ...rest);
   if (isObj(svc.deploy)) {
-    ctx.checkKeys(deploy, at('deploy'), 'services.*.deploy', ['mode', 'replicas', 'labels', 'resources', 'restart_policy', 'placement']);
+    ctx.checkKeys(deploy, at('deploy'), 'services.*.deploy', ['mode', 'replicas', 'labels', 'resources', 'restart_policy', 'placement', 'update_config', 'rollback_config']);
   }
-  const mode: ServiceSpec['mode'] = deploy.mode === 'global' ? 'global' : 'replicated';
-  if (mode === 'global' && deploy.replicas !== undefined && deploy.replicas !== null) ctx.error(dseg('replicas'), 'a global service runs one task on every eligible node; remove replicas, or use mode: replicated');
-  if (deploy.mode !== undefined && deploy.mode !== null && deploy.mode !== 'replicated' && deploy.mode !== 'global') {
+  const MODES = ['replicated', 'global', 'replicated-job', 'global-job'] as const;
+  let mode: ServiceSpec['mode'] = MODES.includes(deploy.mode as never) ? (deploy.mode as ServiceSpec['mode']) : 'replicated';
+  if (isGlobal({ mode }) && deploy.replicas !== undefined && deploy.replicas !== null) ctx.error(dseg('replicas'), `a ${mode} service runs one task on every eligible node; remove replicas, or use mode: replicated`);
+  if (deploy.mode !== undefined && deploy.mode !== null && !MODES.includes(deploy.mode as never)) {
     const row = `services.*.deploy.mode=${text(deploy.mode)}`;
     if (Object.hasOwn(COMPOSE_KEY_POLICY, row)) ctx.unsupported(dseg('mode'), row, text(deploy.mode));
     else ctx.error(dseg('mode'), `must be one of: replicated, global, replicated-job, global-job`);
@@ -1383,17 +1455,39 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   if (Array.isArray(x.affinity) && x.affinity.length) placement.affinity = full(x.affinity);
   if (Array.isArray(x.anti_affinity) && x.anti_affinity.length) placement.antiAffinity = full(x.anti_affinity);
 
+  // Jobs: run to completion. A schedule makes the service a cron job (a job template).
+  const schedule = x.schedule as ScheduleSpec | undefined;
+  if (schedule && mode === 'replicated') mode = 'replicated-job';
+  if (schedule && mode === 'global') ctx.error(at('x-baton', 'schedule'), 'a schedule runs a job: use deploy.mode replicated-job or global-job (or leave mode out)');
+  let job: JobSpec | undefined;
+  if (isJob({ mode })) {
+    const completions = typeof x.completions === 'number' ? x.completions : deploy.replicas !== undefined && deploy.replicas !== null ? replicas : 1;
+    job = { completions, parallelism: typeof x.parallelism === 'number' ? x.parallelism : completions, backoffLimit: typeof x.backoff_limit === 'number' ? x.backoff_limit : 6 };
+  } else {
+    for (const k of ['completions', 'parallelism', 'backoff_limit'] as const) if (x[k] !== undefined) ctx.error(at('x-baton', k), `only a job has ${k}: use deploy.mode replicated-job or global-job`);
+  }
+  const update = deploy.update_config !== undefined ? translateUpdate(ctx, deploy.update_config, dseg('update_config'), false) : undefined;
+  const rollbackConfig = deploy.rollback_config !== undefined ? translateUpdate(ctx, deploy.rollback_config, dseg('rollback_config'), true) : undefined;
+  const canary = x.canary as CanarySpec | undefined;
+  if (canary && mode !== 'replicated') ctx.error(at('x-baton', 'canary'), 'canaries are for replicated services; a global service updates node by node');
+  else if (canary && canary.count > replicas) ctx.error(at('x-baton', 'canary'), `${canary.count} canaries for ${replicas} replica(s): at most one per replica`);
+
   const spec: ServiceSpec = {
     stack: ctx.stack,
     shortName: key,
     mode,
-    replicas: mode === 'global' ? 0 : replicas,
+    replicas: mode === 'replicated' ? replicas : 0,
     container,
     ports,
     expose,
     resources,
     restartPolicy,
     placement,
+    ...(update ? { update } : {}),
+    ...(rollbackConfig ? { rollbackConfig } : {}),
+    ...(canary ? { canary } : {}),
+    ...(job ? { job } : {}),
+    ...(schedule ? { schedule } : {}),
     x,
   };
   return { name: `${ctx.stack}_${key}`, shortName: key, spec, labels };
@@ -1941,6 +2035,34 @@ function translateResources(ctx: Ctx, svc: Obj, deploy: Obj, base: PathSegment[]
     if (n !== undefined) f.set(n);
   }
   return r;
+}
+
+/** translateUpdate reads `deploy.update_config` / `rollback_config` (Swarm's keys and defaults). */
+function translateUpdate(ctx: Ctx, v: unknown, segs: PathSegment[], rollback: boolean): UpdateConfig | undefined {
+  if (!isObj(v)) {
+    ctx.error(segs, 'must be a mapping {parallelism, delay, failure_action, monitor, max_failure_ratio, order}');
+    return undefined;
+  }
+  ctx.checkKeys(v, segs, rollback ? 'services.*.deploy.rollback_config' : 'services.*.deploy.update_config', ['parallelism', 'delay', 'failure_action', 'monitor', 'max_failure_ratio', 'order']);
+  const u: UpdateConfig = { ...DEFAULT_UPDATE_CONFIG };
+  if (v.parallelism !== undefined) u.parallelism = toInt(ctx, v.parallelism, [...segs, 'parallelism']) ?? u.parallelism;
+  if (v.delay !== undefined) u.delayMs = duration(ctx, v.delay, [...segs, 'delay']) ?? u.delayMs;
+  if (v.monitor !== undefined) u.monitorMs = duration(ctx, v.monitor, [...segs, 'monitor']) ?? u.monitorMs;
+  if (v.failure_action !== undefined) {
+    const allowed = rollback ? ['pause', 'continue'] : ['pause', 'continue', 'rollback'];
+    if (allowed.includes(v.failure_action as string)) u.failureAction = v.failure_action as UpdateConfig['failureAction'];
+    else ctx.error([...segs, 'failure_action'], `must be one of: ${allowed.join(', ')}; got ${JSON.stringify(v.failure_action)}`);
+  }
+  if (v.max_failure_ratio !== undefined) {
+    const r = typeof v.max_failure_ratio === 'string' ? Number(v.max_failure_ratio) : v.max_failure_ratio;
+    if (typeof r === 'number' && r >= 0 && r <= 1) u.maxFailureRatio = r;
+    else ctx.error([...segs, 'max_failure_ratio'], `must be a number from 0 to 1 (the share of tasks that may fail), got ${JSON.stringify(v.max_failure_ratio)}`);
+  }
+  if (v.order !== undefined) {
+    if (v.order === 'stop-first' || v.order === 'start-first') u.order = v.order;
+    else ctx.error([...segs, 'order'], `must be stop-first or start-first, got ${JSON.stringify(v.order)}`);
+  }
+  return u;
 }
 
 const RESTART_DEFAULT: RestartPolicy = { condition: 'any', delayMs: 200, maxDelayMs: 30_000, maxAttempts: 0, windowMs: 0 };

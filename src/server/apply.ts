@@ -86,7 +86,8 @@ export async function applyStack(registry: Registry, req: ApplyRequest): Promise
     if (req.prune) {
       const declared = new Set(req.services.map((s) => s.name));
       for (const cur of existing) {
-        if (cur.spec.stack !== req.stack || declared.has(cur.metadata.name)) continue;
+        // A cron job's runs belong to their template, not to the file.
+        if (cur.spec.stack !== req.stack || declared.has(cur.metadata.name) || cur.metadata.ownerRefs?.some((r) => r.kind === 'Service')) continue;
         const d = registry.deleteOp(serviceKind, cur);
         compares.push(d.compare);
         ops.push(d.op);

@@ -7,9 +7,10 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { BatonError, isBatonError } from '../base/errors.js';
 import { compatible, VERSION } from '../base/version.js';
-import { KINDS, endpointsKind, nodeKind, serviceKind, taskKind, type KindInfo } from '../api/kinds.js';
+import { KINDS, endpointsKind, nodeKind, revisionKind, serviceKind, taskKind, type KindInfo } from '../api/kinds.js';
+import { pause, promote, restart, resume, rollback } from './rollout.js';
 import { objectNameSchema, zodDetails } from '../api/schemas.js';
-import { isTerminal, type ApplyRequest, type ClusterInfo, type Node, type NodeAvailability, type NodeStatus, type Service, type Taint, type Task } from '../api/types.js';
+import { isGlobal, isTerminal, type ApplyRequest, type ClusterInfo, type Node, type NodeAvailability, type NodeStatus, type Service, type Taint, type Task } from '../api/types.js';
 import type { StoredEvent } from '../store/events.js';
 import { matchesEventQuery } from '../store/events.js';
 import type { Role, Tokens } from './auth.js';
@@ -288,7 +289,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       throw new BatonError('BATON_ERR_VALIDATION', 'replicas must be a whole number from 0 to 100000', [{ path: 'replicas', message: `got ${JSON.stringify(replicas)}` }]);
     }
     const out = await ctx.registry.mutate<Service & AnyObject>(serviceKind, name, (cur) => {
-      if (cur.spec.mode === 'global') throw new BatonError('BATON_ERR_BAD_REQUEST', `service ${name} is global: it runs one task on every eligible node and cannot be scaled`);
+      if (isGlobal(cur.spec)) throw new BatonError('BATON_ERR_BAD_REQUEST', `service ${name} is ${cur.spec.mode}: it runs one task on every eligible node and cannot be scaled`);
       if (cur.spec.replicas === replicas) return undefined;
       return ctx.registry.specUpdate(cur, { spec: { ...cur.spec, replicas } }) as Service & AnyObject;
     });
@@ -297,6 +298,22 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   });
 
   // ---------------------------------------------------------------- explain
+  // Rollouts: each a guarded write of the service; the service controller does the rest.
+  const rolloutCtx = { ...ctx, revisions: caches[revisionKind.plural] };
+  app.post('/api/v1/services/:name/rollback', async (req) => {
+    need(req, 'admin');
+    const name = (req.params as { name: string }).name;
+    const to = (req.body as { to?: unknown } | undefined)?.to;
+    if (to !== undefined && !(typeof to === 'number' && Number.isInteger(to) && to > 0)) throw new BatonError('BATON_ERR_VALIDATION', 'to must be a revision number', [{ path: 'to', message: `got ${JSON.stringify(to)}` }]);
+    const r = await rollback(rolloutCtx, name, { to: to as number | undefined, reason: 'asked by hand', automatic: false });
+    return { service: name, revision: r.spec.revision, hash: r.spec.hash, image: r.spec.spec.container.image };
+  });
+  for (const [verb, fn] of [['restart', restart], ['pause', pause], ['resume', resume], ['promote', promote]] as const) {
+    app.post(`/api/v1/services/:name/${verb}`, async (req) => {
+      need(req, 'admin');
+      return fn(rolloutCtx, (req.params as { name: string }).name);
+    });
+  }
   app.get('/api/v1/tasks/:name/explain', async (req) => {
     const name = (req.params as { name: string }).name;
     const task = (await ctx.registry.mustGet(taskKind, name)) as unknown as Task;

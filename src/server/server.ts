@@ -30,6 +30,7 @@ import { ServiceController } from './controllers/serviceController.js';
 import { SchedulerController } from './controllers/schedulerController.js';
 import { EndpointsController } from './controllers/endpointsController.js';
 import { NodeLifecycleController } from './controllers/nodeLifecycleController.js';
+import { CronController } from './controllers/cronController.js';
 import { UsageStore } from './usage.js';
 import { ServerMetrics } from './metrics.js';
 import { LogRouter } from './logs.js';
@@ -139,6 +140,7 @@ export class BatonServer {
       services: this.caches.services!,
       tasks: this.caches.tasks!,
       endpoints: this.caches.endpoints!,
+      revisions: this.caches.revisions!,
       events,
       heartbeats: new Heartbeats(clock),
       clock,
@@ -155,7 +157,7 @@ export class BatonServer {
     const metrics = new ServerMetrics(this.caches, usage);
     this.ctx.metrics = metrics;
     this.logs = new LogRouter({ caPem: this.pki.ca.certPem, certPem: this.pki.client.certPem, keyPem: this.pki.client.keyPem }, this.caches.nodes!, this.caches.tasks!, log, () => clock.now());
-    this.controllers = [new NodeLifecycleController(this.ctx), new SchedulerController(this.ctx, new SpreadPlacer()), new ServiceController(this.ctx), new EndpointsController(this.ctx)];
+    this.controllers = [new NodeLifecycleController(this.ctx), new SchedulerController(this.ctx, new SpreadPlacer()), new ServiceController(this.ctx), new EndpointsController(this.ctx), new CronController(this.ctx)];
     this.leadershipUnsub = alwaysLeader.onDidChange((leading) => {
       for (const c of this.controllers) (leading ? c.start() : c.stop());
     });

@@ -23,9 +23,15 @@ export interface CacheEvent {
 
 export type FieldFilter = Record<string, string>;
 
-/** isStatusOnly: a change of an object's status alone (same generation and labels), which its own writer need not hear back. */
+/** isStatusOnly: a change of an object's status alone (same generation, labels and annotations), which its own writer need not hear back. */
 export function isStatusOnly(e: CacheEvent): boolean {
-  return e.type === 'MODIFIED' && e.prev !== undefined && e.prev.metadata.generation === e.object.metadata.generation && stableStringify(e.prev.metadata.labels) === stableStringify(e.object.metadata.labels);
+  return (
+    e.type === 'MODIFIED' &&
+    e.prev !== undefined &&
+    e.prev.metadata.generation === e.object.metadata.generation &&
+    stableStringify(e.prev.metadata.labels) === stableStringify(e.object.metadata.labels) &&
+    stableStringify(e.prev.metadata.annotations ?? {}) === stableStringify(e.object.metadata.annotations ?? {})
+  );
 }
 
 export class GoneError extends Error {

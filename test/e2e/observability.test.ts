@@ -5,31 +5,19 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { get } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import parsePrometheus from 'parse-prometheus-text-format';
 import { tlsTransport } from '../../src/api/tls.js';
 import type { Node, TopResponse } from '../../src/api/types.js';
 import { nodeKind } from '../../src/api/kinds.js';
 import { TestCluster, live } from '../helpers/cluster.js';
-import { docker, eventually, startProc, stopProc, waitOutput } from '../helpers/proc.js';
+import { docker, eventually, startProc, stopProc, waitOutput, getOnce } from '../helpers/proc.js';
 
 const IMAGE = 'baton-test/busybox:latest';
 const LINES = 50_000;
 /** Each line: "line <i> " + 90 x's: about 5 MB in all. */
 const PAD = 'x'.repeat(90);
 const expected = Array.from({ length: LINES }, (_, i) => `line ${i} ${PAD}`);
-
-/** getOnce makes one GET on a connection of its own. */
-function getOnce(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    get(url, { agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
-}
 
 type Family = { name: string; type: string; metrics: { value?: string; labels?: Record<string, string>; buckets?: Record<string, string> }[] };
 

@@ -3,6 +3,7 @@
  * Every process is started here and stopped by PID; every container the
  * cluster makes carries its cluster id label and is removed in cleanup.
  */
+import { get as httpGet } from 'node:http';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -109,4 +110,18 @@ export async function freePort(): Promise<number> {
   const p = (s.address() as { port: number }).port;
   await new Promise<void>((r) => s.close(() => r()));
   return p;
+}
+
+/** getOnce makes one HTTP GET on a connection of its own (no keep-alive); non-200 answers and timeouts reject. */
+export function getOnce(url: string, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}`))));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
 }

@@ -589,7 +589,9 @@ export function createBody(
     Init: spec.init,
     ReadonlyRootfs: spec.readOnly,
     RestartPolicy: { Name: 'no' },
-    LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+    // The engine's files only buffer output until the agent has copied it into its log store; large, because the engine's
+    // follower drops lines when a writer outruns it past a rotation (the agent drops the replays it sends).
+    LogConfig: { Type: 'json-file', Config: { 'max-size': '64m', 'max-file': '3' } },
   };
   if (spec.capAdd.length) hostConfig.CapAdd = spec.capAdd;
   if (spec.capDrop.length) hostConfig.CapDrop = spec.capDrop;
@@ -711,26 +713,32 @@ function unixSince(t: string): string {
 class LogDemuxer {
   private pending: Buffer | undefined;
   private ttyCarry = '';
+  /** The last record passed on: the engine's json-file follower replays (and drops) lines across a rotation, so time never goes back. */
+  private lastTime: string;
+  private lastText = '';
 
   constructor(
     private readonly tty: boolean,
-    private readonly after: string,
+    after: string,
     private readonly onRecords: (records: string, lastTime: string) => void,
-  ) {}
+  ) {
+    this.lastTime = after;
+  }
 
   push(chunk: Buffer): void {
     let out = '';
-    let last = '';
     const add = (payload: string, stream: string) => {
       const sp = payload.indexOf(' ');
       if (sp < 0) return;
       let time = payload.slice(0, sp);
       if (time.length !== 30) time = nanoTime(time);
-      if (this.after && time <= this.after) return;
       const text = payload.slice(sp + 1);
+      // Older than what we have: a replay. The same time: a replay only if it is the same line.
+      if (time < this.lastTime || (time === this.lastTime && (this.lastText === '' || text === this.lastText))) return;
       out += `${time} ${stream} ${text}`;
       if (!text.endsWith('\n')) out += '\n';
-      last = time;
+      this.lastTime = time;
+      this.lastText = text;
     };
     if (this.tty) {
       const text = this.ttyCarry + chunk.toString('utf8');
@@ -748,7 +756,7 @@ class LogDemuxer {
       }
       this.pending = i < buf.length ? buf.subarray(i) : undefined;
     }
-    if (out) this.onRecords(out, last);
+    if (out) this.onRecords(out, this.lastTime);
   }
 
   end(): void {

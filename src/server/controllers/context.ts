@@ -127,6 +127,8 @@ export interface ControllerContext {
   services: WatchCache;
   tasks: WatchCache;
   endpoints: WatchCache;
+  /** Services' revisions (absent in tests that need none). */
+  revisions?: WatchCache;
   events: EventStore;
   heartbeats: Heartbeats;
   clock: Clock;

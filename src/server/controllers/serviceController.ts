@@ -9,9 +9,11 @@ import { WorkQueue } from '../../base/workqueue.js';
 import { timeSlicer } from '../../base/yield.js';
 import { serviceKind, taskKind } from '../../api/kinds.js';
 import type { Node, Service, Taint, Task } from '../../api/types.js';
-import { isTaskReady, isTerminal } from '../../api/types.js';
+import { isGlobal, isTaskReady, isTerminal } from '../../api/types.js';
 import { stableStringify, type AnyObject } from '../registry.js';
-import { GLOBAL_NODE_LABEL, reconcileService, type DrainState } from './serviceReconciler.js';
+import { GLOBAL_NODE_LABEL, PROMOTED, reconcileService, type DrainState, type ServicePlan } from './serviceReconciler.js';
+import { deleteRevisions, recordRevision, rollback, setAnnotations } from '../rollout.js';
+import { isBatonError } from '../../base/errors.js';
 import { isStatusOnly } from '../watchCache.js';
 import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS_BY_SERVICE, writeInWaves, type Controller, type ControllerContext, queueOptions } from './context.js';
 
@@ -59,7 +61,7 @@ export class ServiceController implements Controller {
         // Global services follow nodes as they join, leave, or change labels, availability or Down-ness.
         const eligibility = (n: Node | undefined) => n && stableStringify([n.spec.availability, n.spec.taints ?? [], n.status.state === 'down', n.metadata.labels, n.status.platform, n.status.hostname]);
         if (e.type !== 'MODIFIED' || eligibility(prev) !== eligibility(now)) {
-          for (const o of this.ctx.services.objects.values()) if ((o as unknown as Service).spec.mode === 'global') this.queue.add(o.metadata.name);
+          for (const o of this.ctx.services.objects.values()) if (isGlobal((o as unknown as Service).spec)) this.queue.add(o.metadata.name);
         }
         if (e.type === 'MODIFIED' && prev?.spec.availability === now.spec.availability && stableStringify(prev?.spec.taints ?? []) === stableStringify(now.spec.taints ?? [])) return;
         for (const t of this.ctx.tasks.byIndex(TASKS_BY_NODE, now.metadata.name)) this.queue.add((t as unknown as Task).spec.serviceName);
@@ -117,6 +119,34 @@ export class ServiceController implements Controller {
     return { draining, parallel: this.ctx.timings.drainParallel, deadlineMs: this.ctx.timings.drainDeadlineMs, noExecute };
   }
 
+  /** rolloutActions carries out what the rollout asks (roll back, promote) and records its turns as events. */
+  private async rolloutActions(svc: Service, plan: ServicePlan): Promise<void> {
+    const { ctx } = this;
+    const name = svc.metadata.name;
+    const r = plan.status!.rollout!;
+    const prev = svc.status?.rollout;
+    const turned = !prev || prev.hash !== r.hash || prev.state !== r.state;
+    if (plan.promote) {
+      await setAnnotations(ctx, name, { [PROMOTED]: r.hash });
+      recordEvent(ctx, { type: 'Normal', reason: 'CanaryPromoted', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `the canaries of ${name} revision ${r.revision ?? '?'} stayed healthy for auto_promote: promoted` });
+    }
+    if (plan.rollback) {
+      try {
+        await rollback(ctx, name, { reason: plan.rollback.reason, automatic: true });
+        return;
+      } catch (e) {
+        if (!isBatonError(e) || e.code === 'BATON_ERR_INTERNAL') throw e;
+        if (turned) recordEvent(ctx, { type: 'Warning', reason: 'RollbackFailed', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `${name}: cannot roll back (${e.message}); the rollout is paused` });
+      }
+    }
+    if (!turned) return;
+    const at = `${name} revision ${r.revision ?? '?'}`;
+    if (r.state === 'paused') recordEvent(ctx, { type: 'Warning', reason: 'RolloutPaused', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `${at}: ${r.message ?? 'paused'} (${r.updated}/${r.total} updated)` });
+    else if (r.state === 'awaiting-promotion') recordEvent(ctx, { type: 'Normal', reason: 'CanariesStarted', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `${at}: ${r.message ?? 'waiting for promotion'}` });
+    else if (r.state === 'rolled-back' && prev?.state !== 'completed') recordEvent(ctx, { type: 'Warning', reason: 'RolledBack', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `${name} is back on revision ${r.revision ?? '?'} (${r.total} tasks)` });
+    else if (r.state === 'completed' && prev && prev.hash === r.hash && prev.state !== 'completed') recordEvent(ctx, { type: 'Normal', reason: 'RolloutCompleted', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `${at}: every task updated (${r.total})` });
+  }
+
   /** recordRescheduled records one Rescheduled event per service and reconcile: which tasks replace which, and why. */
   private recordRescheduled(service: string, created: { name: string; slot: number; node?: string; attempt: number }[], tasks: Task[]): void {
     const lines: string[] = [];
@@ -143,7 +173,7 @@ export class ServiceController implements Controller {
       this.cost.delete(name);
       return;
     }
-    const nodes = svc?.spec.mode === 'global' ? ([...ctx.nodes.objects.values()] as unknown as Node[]) : [];
+    const nodes = svc && isGlobal(svc.spec) ? ([...ctx.nodes.objects.values()] as unknown as Node[]) : [];
     const plan = reconcileService(svc, tasks, ctx.clock.now(), this.drainState(), nodes);
     this.cost.set(name, performance.now() - began);
 
@@ -172,7 +202,7 @@ export class ServiceController implements Controller {
     const { lastRev } = await writeInWaves(ctx, creates.length, (i) => ctx.registry.createOp(taskKind, creates[i]!), timeSlicer(SLICE_MS));
     this.recordRescheduled(name, plan.create.slice(0, CREATE_BURST), tasks);
     if (svc && svc.status?.observedGeneration !== svc.metadata.generation && plan.status?.observedGeneration === svc.metadata.generation) {
-      recordEvent(ctx, { type: 'Normal', reason: 'DeployStarted', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `deploying generation ${svc.metadata.generation} of ${name}: ${svc.spec.mode === 'global' ? 'global' : `${svc.spec.replicas} replicas`} of ${svc.spec.container.image}` });
+      recordEvent(ctx, { type: 'Normal', reason: 'DeployStarted', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `deploying generation ${svc.metadata.generation} of ${name}: ${isGlobal(svc.spec) ? svc.spec.mode : `${svc.spec.replicas} replicas`} of ${svc.spec.container.image}` });
     }
     if (svc && plan.status && plan.status.observedGeneration === svc.metadata.generation && plan.status.ready === plan.status.desired && plan.status.desired > 0 && !(svc.status?.observedGeneration === svc.metadata.generation && svc.status.ready === svc.status.desired)) {
       recordEvent(ctx, { type: 'Normal', reason: 'DeployFinished', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `${name} generation ${svc.metadata.generation}: all ${plan.status.desired} tasks ready` });
@@ -208,6 +238,12 @@ export class ServiceController implements Controller {
       const { compare, op } = ctx.registry.deleteOp(taskKind, cur);
       await ctx.registry.store.txn([compare], [op]);
     }
+    if (svc && plan.status?.rollout) {
+      const revision = await recordRevision(ctx, svc);
+      if (revision !== undefined) plan.status.rollout.revision = revision;
+      await this.rolloutActions(svc, plan);
+    }
+    if (!svc && tasks.length === 0) await deleteRevisions(ctx, name);
     if (svc && plan.status && stableStringify(plan.status) !== stableStringify(svc.status)) {
       const [r] = await ctx.registry.updateStatus(serviceKind, [{ name, uid: svc.metadata.uid, status: plan.status }]);
       if (r && !r.ok && r.error.code !== 'BATON_ERR_NOT_FOUND') throw r.error;

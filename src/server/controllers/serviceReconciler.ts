@@ -6,9 +6,15 @@
  *
  * Rules:
  * - Slots 1..replicas each want exactly one task with desiredState running.
- * - A slot whose running task has an old specHash is replaced stop-first, and
- *   at most one slot is in transition at a time (the rollout issue replaces
- *   this with update_config).
+ * - A spec change rolls out by `update_config` (Swarm's semantics): at most
+ *   `parallelism` slots in transition, `delay` after a batch, each new task
+ *   counted as updated only once it stayed ready for `monitor`; stop-first
+ *   stops the old task before its replacement starts, start-first stops it
+ *   once the replacement is ready. Failures of new tasks beyond
+ *   `max_failure_ratio` pause the rollout, or ask the controller to roll
+ *   back (plan.rollback). A canary rollout starts `count` new tasks beside
+ *   the old ones and holds until promoted. Everything is derived from the
+ *   tasks and the service's annotations, so a server restart resumes it.
  * - A task that ended although it should run (rejected, failed past its
  *   restart policy, orphaned) is replaced after a per-slot exponential
  *   backoff; one that completed under a policy that does not restart it is
@@ -22,7 +28,7 @@
  */
 import { createHash } from 'node:crypto';
 import { backoffDelay } from '../../base/backoff.js';
-import { isTaskReady, isTerminal, type Service, type ServiceStatus, type Task, type TaskSpec } from '../../api/types.js';
+import { DEFAULT_UPDATE_CONFIG, isGlobal, isJob, isTaskReady, isTerminal, type JobStatus, type RolloutStatus, type Service, type ServiceStatus, type Task, type TaskSpec, type UpdateConfig } from '../../api/types.js';
 import { stableStringify } from '../registry.js';
 import { formatTaint, GLOBAL_TASK_LABEL, matchConstraint, tolerates, untolerated } from '../../scheduler/filters.js';
 import type { Node, Taint } from '../../api/types.js';
@@ -70,8 +76,23 @@ export interface DrainState {
 
 export const NO_DRAIN: DrainState = { draining: new Map(), parallel: 2, deadlineMs: 60_000 };
 
+/** Annotations that steer a rollout (written by the API and the controller, read here). */
+export const ROLLOUT_PAUSED = 'baton.rollout.paused';
+/** The rollout to this spec hash is a rollback: it follows rollback_config. */
+export const ROLLBACK_TO = 'baton.rollout.rollbackTo';
+/** The canaries of this spec hash were promoted. */
+export const PROMOTED = 'baton.rollout.promoted';
+/** Why the service was rolled back by itself (absent after a rollback by hand). */
+export const ROLLBACK_REASON = 'baton.rollout.rollbackReason';
+/** Failures before this time no longer count (a resume after a failure pause). */
+export const RESUMED_AT = 'baton.rollout.resumedAt';
+
 export interface ServicePlan {
   create: NewTaskPlan[];
+  /** The rollout failed and its failure_action is rollback: the controller rolls the spec back. */
+  rollback?: { reason: string };
+  /** The canaries stayed healthy for auto_promote: the controller records the promotion. */
+  promote?: boolean;
   /** Tasks whose desiredState must change. */
   setDesired: { task: Task; desiredState: TaskSpec['desiredState']; reason?: string }[];
   delete: Task[];
@@ -84,7 +105,7 @@ export interface ServicePlan {
 export function specHash(svc: Service): string {
   const s = svc.spec;
   return createHash('sha256')
-    .update(stableStringify({ c: s.container, p: s.ports, e: s.expose, r: s.resources, rp: s.restartPolicy, pl: s.placement }))
+    .update(stableStringify({ c: s.container, p: s.ports, e: s.expose, r: s.resources, rp: s.restartPolicy, pl: s.placement, ...(s.forceUpdate ? { f: s.forceUpdate } : {}) }))
     .digest('hex')
     .slice(0, 12);
 }
@@ -129,8 +150,16 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     return plan;
   }
 
+  if (svc.spec.schedule) {
+    // A cron job's template runs nothing itself: the cron controller makes its runs.
+    for (const t of tasks) if (t.spec.desiredState === 'running') plan.setDesired.push({ task: t, desiredState: 'shutdown' });
+    plan.status = { observedGeneration: svc.metadata.generation, desired: 0, running: 0, ready: 0, ...(svc.status?.cron ? { cron: svc.status.cron } : {}) };
+    return plan;
+  }
+  if (isJob(svc.spec)) return reconcileJob(svc, tasks, now, nodes, plan);
+
   const hash = specHash(svc);
-  const global = svc.spec.mode === 'global';
+  const global = isGlobal(svc.spec);
   // Slots: 1..replicas, or one per eligible node for a global service.
   // A replicated service's slots are numbers: Map and Set keys that cost nothing to hash (10,000 slots per reconcile).
   const keys: (string | number)[] = global ? globalEligible(svc, nodes) : Array.from({ length: svc.spec.replicas }, (_, i) => i + 1);
@@ -160,18 +189,108 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     }
   }
 
-  // Is a slot already mid-replacement (old stopping, or new not yet running)?
-  let inTransition = 0;
-  for (const slot of keys) {
-    const list = bySlot.get(slot) ?? [];
-    if (settled(list)) continue;
-    const stopping = list.some((t) => t.spec.desiredState !== 'running' && !isTerminal(t.status.state) && t.spec.nodeName);
-    const live = list.filter((t) => t.spec.desiredState === 'running');
-    const newNotReady = live.some((t) => t.spec.specHash === hash && !isTaskReady(t)) && list.some((t) => t.spec.specHash !== hash);
-    if (stopping || newNotReady) inTransition++;
-  }
-
+  // ---- the rollout: where each slot stands, derived from its tasks
+  const ann = svc.metadata.annotations ?? {};
+  const rollingBack = ann[ROLLBACK_TO] === hash;
+  const up: UpdateConfig = (rollingBack ? svc.spec.rollbackConfig : svc.spec.update) ?? DEFAULT_UPDATE_CONFIG;
+  const resumedAt = Date.parse(ann[RESUMED_AT] ?? '') || 0;
   let requeue: number | undefined;
+  const want = (ms: number) => (requeue = requeue === undefined ? ms : Math.min(requeue, ms));
+  /** stableAt: when a ready task of the new spec has been ready for `monitor` (undefined while not ready). */
+  const stableAt = (t: Task): number | undefined => {
+    if (!isTaskReady(t)) return undefined;
+    const since = Date.parse(t.status.readyAt ?? t.status.startedAt ?? t.status.timestamp);
+    return (Number.isFinite(since) ? since : now) + up.monitorMs;
+  };
+  /** failedInRollout: a task of the new spec that failed, was rejected, crashed or turned unhealthy before it was stable. */
+  const failedInRollout = (t: Task): boolean => {
+    // Cheap tests first: this runs for every task of a large service.
+    if (t.spec.specHash !== hash) return false;
+    const st = t.status.state;
+    const bad = st === 'failed' || st === 'rejected' || (!isTerminal(st) && (t.status.restartCount > 0 || t.status.healthy === false));
+    if (!bad || stateTime(t) < resumedAt) return false;
+    if (st === 'failed' || st === 'rejected') return true;
+    const at = stableAt(t);
+    return at === undefined || at > now;
+  };
+  const oldSlots: (string | number)[] = [];
+  let updating = 0;
+  let failures = 0;
+  let lastStable = 0;
+  /** New tasks started beside old ones (start-first transitions and canaries). */
+  let beside = 0;
+  for (const slot of keys) {
+    const list = bySlot.get(slot);
+    if (!list) continue;
+    for (const t of list) if (failedInRollout(t)) failures++;
+    // A slot that only ever had this task was never old (a first deploy or a scale-up): not in the rollout's way.
+    if (settled(list)) continue;
+    const live = list.filter((t) => t.spec.desiredState === 'running');
+    const fresh = live.find((t) => t.spec.specHash === hash && !isTerminal(t.status.state));
+    const old = live.filter((t) => t.spec.specHash !== hash);
+    const stopping = list.some((t) => t.spec.desiredState !== 'running' && !isTerminal(t.status.state) && t.spec.nodeName);
+    if (fresh && old.length) beside++;
+    if (fresh) {
+      const st = stableAt(fresh);
+      if (st !== undefined && st <= now && old.length === 0) lastStable = Math.max(lastStable, st);
+      else {
+        updating++;
+        if (st !== undefined && st > now) want(st - now);
+      }
+    } else if (old.some((t) => !isTerminal(t.status.state))) oldSlots.push(slot);
+    // Old task stopping or stopped, its replacement not made yet (stop-first): in transition.
+    else if (stopping || list.some((t) => t.spec.specHash !== hash)) updating++;
+  }
+  // A rollout that completed stays complete (a later restart of a task is not a rollout).
+  const prev = svc.status?.rollout;
+  const finished = prev?.hash === hash && (prev.state === 'completed' || prev.state === 'rolled-back');
+  const rolling = !finished && (oldSlots.length > 0 || updating > 0);
+  const canary = svc.spec.canary && !rollingBack ? svc.spec.canary : undefined;
+  let promoted = !canary || ann[PROMOTED] === hash;
+  if (canary && !promoted && canary.autoPromoteMs !== undefined && beside >= canary.count) {
+    // Every canary ready for auto_promote: promote without waiting for a person.
+    const canaries = tasks.filter((t) => t.spec.desiredState === 'running' && t.spec.specHash === hash);
+    const since = canaries.map((t) => (isTaskReady(t) ? Date.parse(t.status.readyAt ?? t.status.timestamp) : Infinity));
+    const due = Math.max(...since) + canary.autoPromoteMs;
+    if (canaries.length >= canary.count && due <= now) {
+      promoted = true;
+      plan.promote = true;
+    } else if (Number.isFinite(due)) want(due - now);
+  }
+  // A failed rollout: more failures than max_failure_ratio of the slots.
+  const failedRollout = rolling && failures > 0 && failures / Math.max(1, keys.length) > up.maxFailureRatio;
+  let blocked: RolloutStatus['state'] | undefined;
+  let message: string | undefined;
+  if (ann[ROLLOUT_PAUSED] === 'true') {
+    blocked = 'paused';
+    message = 'paused (baton service resume)';
+  } else if (failedRollout && up.failureAction !== 'continue') {
+    if (up.failureAction === 'rollback' && !rollingBack) plan.rollback = { reason: `${failures} new task(s) failed` };
+    blocked = 'paused';
+    message = `${failures} new task(s) failed; ${up.failureAction === 'rollback' && !rollingBack ? 'rolling back' : 'paused (fix the spec and apply, baton service rollback, or baton service resume)'}`;
+  } else if (!promoted && beside >= canary!.count) {
+    blocked = 'awaiting-promotion';
+    message = `${canary!.count} canary task(s) started; waiting for baton service promote`;
+  }
+  // Which old slots start their update now: up to parallelism in transition, `delay` after the last batch.
+  const startNow = new Set<string | number>();
+  if (!blocked && oldSlots.length > 0) {
+    let room = up.parallelism === 0 ? oldSlots.length : up.parallelism - updating;
+    if (!promoted) room = Math.min(room, canary!.count - beside);
+    const nextAt = up.delayMs > 0 && lastStable > 0 && updating === 0 ? lastStable + up.delayMs : 0;
+    if (nextAt > now) {
+      want(nextAt - now);
+      room = 0;
+    }
+    for (const slot of oldSlots) {
+      if (room <= 0) break;
+      startNow.add(slot);
+      room--;
+    }
+  }
+  /** A canary or start-first rollout starts the new task beside the old one. */
+  const startFirst = up.order === 'start-first' || !promoted;
+
   // Migrations already in flight count against drain.parallel.
   let migrations = 0;
   for (const slot of keys) {
@@ -180,7 +299,6 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     const live = list.filter((t) => t.spec.desiredState === 'running');
     if (live.length > 1 && live.slice(0, -1).every((t) => drain.draining.has(t.spec.nodeName))) migrations++;
   }
-  const want = (ms: number) => (requeue = requeue === undefined ? ms : Math.min(requeue, ms));
 
   for (const slot of keys) {
     const list = bySlot.get(slot) ?? [];
@@ -209,6 +327,12 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
       // drain deadline; any other duplicate keeps only the newest.
       const newest = live.at(-1)!;
       const older = live.slice(0, -1);
+      if (newest.spec.specHash === hash && older.every((t) => t.spec.specHash !== hash) && !older.every(onDraining)) {
+        // A start-first update (or a canary): the old task serves until its replacement is ready (and promoted).
+        if (isTerminal(newest.status.state)) plan.setDesired.push({ task: newest, desiredState: 'shutdown' });
+        else if (promoted && isTaskReady(newest)) for (const o of older) plan.setDesired.push({ task: o, desiredState: 'shutdown' });
+        continue;
+      }
       if (older.every(onDraining) && isTerminal(newest.status.state)) {
         // The replacement died: retire it and keep the old task serving; the
         // next pass tries again after the slot's failure backoff.
@@ -254,12 +378,18 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
       continue;
     }
     if (cur && cur.spec.specHash !== hash) {
-      // Stop-first replacement, one slot at a time.
-      if (inTransition === 0) {
-        plan.setDesired.push({ task: cur, desiredState: 'shutdown' });
-        inTransition++;
+      // An old task: its update starts when the rollout says so.
+      if (startNow.has(slot) && !isTerminal(cur.status.state)) {
+        // After a failed attempt in this slot, the next one waits for the slot's backoff.
+        const tries = list.filter((t) => t.spec.specHash === hash && failedInRollout(t));
+        const wait = tries.length ? stateTime(tries.at(-1)!) + slotBackoff(svc, tries.length) - now : 0;
+        if (wait > 0) want(wait);
+        else if (startFirst) make();
+        else plan.setDesired.push({ task: cur, desiredState: 'shutdown' });
+        continue;
       }
-      continue;
+      if (!isTerminal(cur.status.state)) continue;
+      // An old task that ended: replaced by the new spec (below), as any ended task.
     }
     if (cur && isTerminal(cur.status.state)) {
       if (!shouldReplace(cur)) {
@@ -306,12 +436,122 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     if (t.status.state === 'running') running++;
     if (isTaskReady(t) && t.spec.specHash === hash) ready++;
   }
+  const state: RolloutStatus['state'] = finished ? prev!.state : !rolling ? (rollingBack ? 'rolled-back' : 'completed') : (blocked ?? (rollingBack ? 'rolling-back' : 'progressing'));
+  const rollout: RolloutStatus = {
+    hash,
+    ...(prev?.hash === hash && prev.revision !== undefined ? { revision: prev.revision } : {}),
+    state,
+    // Slots not waiting for the rollout (done, or never held an old task).
+    updated: Math.max(0, keys.length - oldSlots.length - updating),
+    total: keys.length,
+    failed: failures,
+    ...(message && rolling ? { message } : rollingBack && ann[ROLLBACK_REASON] ? { message: `rolled back by itself: ${ann[ROLLBACK_REASON]}` } : {}),
+    startedAt: prev?.hash === hash && prev.startedAt ? prev.startedAt : new Date(now).toISOString(),
+    ...(state === 'completed' || state === 'rolled-back' ? { finishedAt: prev?.hash === hash && prev.finishedAt ? prev.finishedAt : new Date(now).toISOString() } : {}),
+  };
   plan.status = {
     observedGeneration: svc.metadata.generation,
     desired: keys.length,
     running,
     ready,
-    ...(inTransition > 0 ? { message: 'updating' } : {}),
+    ...(rolling ? { message: `${state === 'progressing' ? 'updating' : state} ${rollout.updated}/${keys.length}` } : {}),
+    rollout,
+  };
+  if (requeue !== undefined) plan.requeueAfterMs = requeue;
+  return plan;
+}
+
+/** DEFAULT_BACKOFF_LIMIT: failed tasks a job tolerates (Kubernetes' default). */
+export const DEFAULT_BACKOFF_LIMIT = 6;
+
+/**
+ * reconcileJob runs a job to completion: slots 1..completions (or one per
+ * eligible node for a global job), each done once one of its tasks of the
+ * current spec completed (exit 0); at most `parallelism` tasks live at once;
+ * a failed task is retried in a new task after the slot's backoff, and more
+ * than backoffLimit failed tasks fail the job (its live tasks stop). Tasks
+ * never restart in place: a job task's restart policy is `none`.
+ */
+function reconcileJob(svc: Service, tasks: Task[], now: number, nodes: readonly Node[], plan: ServicePlan): ServicePlan {
+  const hash = specHash(svc);
+  const global = svc.spec.mode === 'global-job';
+  const job = svc.spec.job ?? { completions: 1, parallelism: 1, backoffLimit: DEFAULT_BACKOFF_LIMIT };
+  const keys: (string | number)[] = global ? globalEligible(svc, nodes) : Array.from({ length: job.completions }, (_, i) => i + 1);
+  const keyOf = (t: Task): string | number => (global ? (t.metadata.labels[GLOBAL_NODE_LABEL] ?? '') : t.spec.slot);
+  const bySlot = new Map<string | number, Task[]>();
+  let failed = 0;
+  let active = 0;
+  for (const t of tasks) {
+    // A spec change re-runs the job: tasks of another spec stop and do not count.
+    if (t.spec.specHash !== hash) {
+      if (t.spec.desiredState === 'running') plan.setDesired.push({ task: t, desiredState: 'shutdown' });
+      continue;
+    }
+    const k = keyOf(t);
+    const list = bySlot.get(k);
+    if (list) list.push(t);
+    else bySlot.set(k, [t]);
+    if (t.status.state === 'failed' || t.status.state === 'rejected') failed++;
+    if (t.spec.desiredState === 'running' && !isTerminal(t.status.state)) active++;
+  }
+  for (const list of bySlot.values()) list.sort((a, b) => attemptOf(a) - attemptOf(b));
+  const doneSlot = (k: string | number) => (bySlot.get(k) ?? []).some((t) => t.status.state === 'complete');
+  const succeeded = keys.filter(doneSlot).length;
+  const prev = svc.status?.job;
+  let state: JobStatus['state'] = succeeded === keys.length ? 'complete' : failed > job.backoffLimit ? 'failed' : 'running';
+  // A finished job stays finished (until its spec changes).
+  if (prev && prev.state !== 'running' && svc.status?.rollout?.hash === hash) state = prev.state;
+  let requeue: number | undefined;
+  // Ended tasks leave the running set: complete ones as complete, the others shut down.
+  for (const list of bySlot.values()) {
+    for (const t of list) {
+      if (t.spec.desiredState !== 'running') continue;
+      if (state === 'failed' && !isTerminal(t.status.state)) plan.setDesired.push({ task: t, desiredState: 'shutdown', reason: `job failed: ${failed} failed task(s), more than backoff_limit ${job.backoffLimit}` });
+      else if (isTerminal(t.status.state)) plan.setDesired.push({ task: t, desiredState: t.status.state === 'complete' ? 'complete' : 'shutdown' });
+    }
+  }
+  if (state === 'running') {
+    let room = global ? Infinity : job.parallelism - active;
+    for (const slot of keys) {
+      if (room <= 0) break;
+      const list = bySlot.get(slot) ?? [];
+      if (doneSlot(slot) || list.some((t) => t.spec.desiredState === 'running' && !isTerminal(t.status.state))) continue;
+      const failures = list.filter((t) => t.status.state === 'failed' || t.status.state === 'rejected').length;
+      if (failures > 0) {
+        const due = stateTime(list.at(-1)!) + slotBackoff(svc, failures);
+        if (due > now) {
+          requeue = Math.min(requeue ?? Infinity, due - now);
+          continue;
+        }
+      }
+      const attempt = list.reduce((m, t) => Math.max(m, attemptOf(t)), 0) + 1;
+      const id = taskIdentity(svc.metadata.name, svc.metadata.uid, slot, hash, attempt);
+      const spec = global ? newTaskSpec(svc, 0, hash, String(slot)) : newTaskSpec(svc, Number(slot), hash);
+      spec.restartPolicy = { ...spec.restartPolicy, condition: 'none' };
+      plan.create.push({ ...id, slot: global ? 0 : Number(slot), ...(global ? { node: String(slot) } : {}), attempt, spec });
+      room--;
+    }
+  }
+  // History: every task of the current run is kept (its logs and exit codes); older runs' tasks go.
+  for (const t of tasks) if (t.spec.specHash !== hash && t.spec.desiredState !== 'running' && isTerminal(t.status.state)) plan.delete.push(t);
+  const startedAt = prev?.startedAt && svc.status?.rollout?.hash === hash ? prev.startedAt : new Date(now).toISOString();
+  plan.status = {
+    observedGeneration: svc.metadata.generation,
+    desired: keys.length,
+    running: active,
+    ready: succeeded,
+    // The spec hash the job status belongs to (a new spec is a new run).
+    rollout: { hash, state: 'completed', updated: keys.length, total: keys.length, failed: 0, startedAt },
+    job: {
+      state,
+      completions: keys.length,
+      succeeded,
+      failed,
+      active,
+      startedAt,
+      ...(state !== 'running' ? { completedAt: prev?.completedAt && prev.state === state ? prev.completedAt : new Date(now).toISOString() } : {}),
+      ...(state === 'failed' ? { message: `${failed} task(s) failed, more than backoff_limit ${job.backoffLimit}` } : {}),
+    },
   };
   if (requeue !== undefined) plan.requeueAfterMs = requeue;
   return plan;
