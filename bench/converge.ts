@@ -10,31 +10,13 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { release, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
 import type { Task } from '../src/api/types.js';
 import { readCompose } from '../src/manifest/compose.js';
-import { containerIds,
-  containerTimes,
-  cpuMs,
-  docker,
-  dockerOk,
-  log,
-  median,
-  now,
-  pidOfComm,
-  pool,
-  ratio,
-  removeByLabel,
-  removeContainers,
-  Sampler,
-  secs,
-  sleep,
-  spawnBaton,
-  waitFor, checkInterrupted, cleanUpOnSignals, onCleanup, runCleanups, wasInterrupted } from './lib.js';
+import { benchArgs, checkInterrupted, cleanUpOnSignals, containerIds, containerTimes, cpuMs, docker, dockerOk, initSwarm, intFlag, keyValues, log, machineInfo, median, now, onCleanup, pidOfComm, pool, ratio, removeByLabel, removeContainers, reportHeader, requireImage, runCleanups, runMain, Sampler, secs, sleep, spawnBaton, swarmState, waitContainersGone, waitFor, wasInterrupted, type OwnSwarm } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -57,41 +39,19 @@ interface Opts {
   pollMs: number;
 }
 
+const USAGE = 'usage: npm run bench:converge -- --replicas N [--runs 3] [--concurrency 8] [--skip-swarm] [--skip-baton] [--skip-raw] [--timeout-s 600] [--poll-ms 100]\n';
+
 function parseOpts(): Opts {
-  const { values } = parseArgs({
-    options: {
-      replicas: { type: 'string', default: '100' },
-      runs: { type: 'string', default: '3' },
-      concurrency: { type: 'string', default: '8' },
-      'skip-swarm': { type: 'boolean', default: false },
-      'skip-baton': { type: 'boolean', default: false },
-      'skip-raw': { type: 'boolean', default: false },
-      'timeout-s': { type: 'string', default: '600' },
-      'poll-ms': { type: 'string', default: '100' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    allowPositionals: false,
-  });
-  if (values.help) {
-    process.stdout.write(
-      'usage: npm run bench:converge -- --replicas N [--runs 3] [--concurrency 8] [--skip-swarm] [--skip-baton] [--skip-raw] [--timeout-s 600] [--poll-ms 100]\n',
-    );
-    process.exit(0);
-  }
-  const int = (name: string, v: string, min: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
-    return n;
-  };
+  const values = benchArgs(USAGE, { replicas: '100', runs: '3', concurrency: '8', 'skip-swarm': false, 'skip-baton': false, 'skip-raw': false, 'timeout-s': '600', 'poll-ms': '100' });
   return {
-    replicas: int('replicas', values.replicas!, 1),
-    runs: int('runs', values.runs!, 1),
-    concurrency: int('concurrency', values.concurrency!, 1),
-    skipSwarm: values['skip-swarm']!,
-    skipBaton: values['skip-baton']!,
-    skipRaw: values['skip-raw']!,
-    timeoutMs: int('timeout-s', values['timeout-s']!, 1) * 1000,
-    pollMs: int('poll-ms', values['poll-ms']!, 10),
+    replicas: intFlag('replicas', values.replicas, 1),
+    runs: intFlag('runs', values.runs, 1),
+    concurrency: intFlag('concurrency', values.concurrency, 1),
+    skipSwarm: values['skip-swarm'],
+    skipBaton: values['skip-baton'],
+    skipRaw: values['skip-raw'],
+    timeoutMs: intFlag('timeout-s', values['timeout-s'], 1) * 1000,
+    pollMs: intFlag('poll-ms', values['poll-ms'], 10),
   };
 }
 
@@ -145,17 +105,6 @@ async function phaseFromContainers(ids: string[], wall0: number, extra: Record<s
 
 async function runningCount(labels: string[]): Promise<number> {
   return (await containerIds(labels, false)).length;
-}
-
-async function waitGone(what: string, labels: string[], timeoutMs: number): Promise<number> {
-  const t0 = now();
-  try {
-    await waitFor(what, async () => ((await containerIds(labels)).length === 0 ? true : undefined), { timeoutMs, everyMs: 250 });
-  } catch (e) {
-    log(`warning: ${(e as Error).message}; force-removing`);
-    await removeByLabel(labels);
-  }
-  return now() - t0;
 }
 
 // ---------------------------------------------------------------- raw docker run
@@ -406,45 +355,20 @@ async function benchBaton(o: Opts): Promise<SystemResult> {
 
 // ---------------------------------------------------------------- Swarm
 
-async function swarmState(): Promise<string> {
-  return (await dockerOk(['info', '--format', '{{.Swarm.LocalNodeState}}'])).trim();
-}
-
 async function benchSwarm(o: Opts): Promise<SystemResult> {
   const res: SystemResult = { name: 'swarm', runs: [], notes: [] };
   const state = await swarmState();
-  let weInit = false;
-  let gwBridgeExisted = true;
-  const leave = async () => {
-    if (!weInit) return;
-    weInit = false;
-    log('leaving the throw-away swarm (docker swarm leave --force)');
-    const r = await docker(['swarm', 'leave', '--force'], { timeoutMs: 120_000 });
-    if (r.code !== 0) log(`warning: docker swarm leave --force: ${r.stderr.trim()}`);
-    if (!gwBridgeExisted) {
-      const n = await docker(['network', 'inspect', 'docker_gwbridge']);
-      if (n.code === 0) {
-        const rm = await docker(['network', 'rm', 'docker_gwbridge']);
-        if (rm.code !== 0) log(`warning: docker network rm docker_gwbridge: ${rm.stderr.trim()}`);
-      }
-    }
-  };
-  const undoLeave = onCleanup('swarm leave', leave);
+  // Unlike the other benches, this one measures in a swarm the engine is already in (and never leaves that one).
+  let own: OwnSwarm | undefined;
   try {
     if (state === 'active') {
       res.notes.push('engine was already in a swarm; used it and left it in place');
     } else if (state === 'inactive') {
-      gwBridgeExisted = (await docker(['network', 'inspect', 'docker_gwbridge'])).code === 0;
-      log('docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377');
-      const r = await docker(['swarm', 'init', '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:2377'], { timeoutMs: 120_000 });
-      // Even a failed init may leave the engine half in a swarm: we caused it, so we leave it.
-      if ((await swarmState().catch(() => 'unknown')) !== 'inactive') weInit = true;
-      if (r.code !== 0) {
-        res.unavailable = `docker swarm init failed: ${(r.stderr.trim() || r.stdout.trim()).replace(/\s+/g, ' ')}`;
-        log(`swarm: ${res.unavailable}`);
+      own = await initSwarm();
+      if (own.error) {
+        res.unavailable = own.error;
         return res;
       }
-      weInit = true;
     } else {
       res.unavailable = `engine swarm state is "${state}"`;
       return res;
@@ -456,7 +380,7 @@ async function benchSwarm(o: Opts): Promise<SystemResult> {
       const name = `baton-bench-${runId}`;
       const undo = onCleanup(`swarm run ${i}`, async () => {
         await docker(['service', 'rm', name]);
-        await waitGone('swarm containers', [`${RUN_LABEL}=${runId}`], 60_000);
+        await waitContainersGone('swarm containers', [`${RUN_LABEL}=${runId}`]);
       });
       try {
         log(`swarm run ${i}/${o.runs}: docker service create --replicas ${o.replicas}`);
@@ -524,7 +448,7 @@ async function benchSwarm(o: Opts): Promise<SystemResult> {
         const t1 = now();
         const rm = await docker(['service', 'rm', name], { timeoutMs: 120_000 });
         if (rm.code !== 0) log(`warning: docker service rm ${name}: ${rm.stderr.trim()}`);
-        extra.teardown_ms = await waitGone('swarm containers to go away', [`${RUN_LABEL}=${runId}`], o.timeoutMs);
+        extra.teardown_ms = await waitContainersGone('swarm containers to go away', [`${RUN_LABEL}=${runId}`], { timeoutMs: o.timeoutMs });
         log(`swarm run ${i}: service removed in ${secs(now() - t1)} s`);
       } finally {
         await docker(['service', 'rm', name]); // no-op when already gone
@@ -539,8 +463,7 @@ async function benchSwarm(o: Opts): Promise<SystemResult> {
       if (left.length) await docker(['service', 'rm', ...left]);
     }
     await removeByLabel([`${LABEL}=${benchId}`]);
-    await leave();
-    undoLeave();
+    await own?.leave();
   }
   return res;
 }
@@ -555,9 +478,7 @@ function report(o: Opts, machine: Record<string, string>, results: SystemResult[
   const swarm = med(by('swarm'));
 
   const out: string[] = [];
-  out.push('');
-  out.push(`# bench:converge  (${new Date().toISOString()}, bench id ${benchId})`);
-  out.push(`machine ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  out.push(...reportHeader('converge', benchId, machine));
   out.push(`workload replicas=${o.replicas} runs=${o.runs} concurrency=${o.concurrency} image=${IMAGE} cmd="${CMD.join(' ')}" init=true network=host`);
   out.push('');
   const runCols = Array.from({ length: o.runs }, (_, i) => `run${i + 1}_s`.padStart(9));
@@ -601,23 +522,11 @@ function report(o: Opts, machine: Record<string, string>, results: SystemResult[
 
 // ---------------------------------------------------------------- main
 
-async function machineInfo(): Promise<Record<string, string>> {
-  const { availableParallelism } = await import('node:os');
-  const v = await docker(['version', '--format', '{{.Server.Version}}']);
-  return {
-    nproc: String(availableParallelism()),
-    dockerd: v.code === 0 ? v.stdout.trim() : 'unknown',
-    kernel: release(),
-    node: process.version,
-  };
-}
-
 async function main(): Promise<number> {
   const o = parseOpts();
   const machine = await machineInfo();
-  log(`bench id ${benchId}; replicas=${o.replicas} runs=${o.runs} concurrency=${o.concurrency}; ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-  const img = await docker(['image', 'inspect', '--format', '{{.Id}}', IMAGE]);
-  if (img.code !== 0) throw new Error(`image ${IMAGE} is not present locally (this bench never pulls): ${img.stderr.trim()}`);
+  log(`bench id ${benchId}; replicas=${o.replicas} runs=${o.runs} concurrency=${o.concurrency}; ${keyValues(machine)}`);
+  await requireImage(IMAGE);
 
   const results: SystemResult[] = [];
   let failed = false;
@@ -654,12 +563,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  async (e) => {
-    log(`bench failed: ${(e as Error).stack ?? e}`);
-    await runCleanups();
-    await removeByLabel([`${LABEL}=${benchId}`]).catch(() => undefined);
-    process.exit(1);
-  },
-);
+runMain(main, [`${LABEL}=${benchId}`]);

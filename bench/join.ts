@@ -32,7 +32,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { joinCluster } from '../src/agent/join.js';
 import { ApiClient } from '../src/api/client.js';
 import { taskKind } from '../src/api/kinds.js';
@@ -40,7 +39,7 @@ import { tlsTransport, withTransport, type Transport } from '../src/api/tls.js';
 import type { Task } from '../src/api/types.js';
 import { VERSION } from '../src/base/version.js';
 import { sleep } from '../src/base/clock.js';
-import { docker, log, median, now, pidOfComm, pool, ratio, rssKiB, Sampler, secs, spawnBaton, onCleanup, runCleanups, stopChild } from './lib.js';
+import { benchArgs, docker, intFlag, log, median, now, onCleanup, percentile, pidOfComm, pool, ratio, reportHeader, rssKiB, runCleanups, Sampler, secs, spawnBaton, stopChild } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -57,34 +56,17 @@ interface Opts {
   timeoutMs: number;
 }
 
+const USAGE = 'usage: npm run bench:join -- --agents N [--idle 60] [--peer-window 30] [--concurrency 10] [--timeout-s 120]\n';
+
 function parseOpts(): Opts {
-  const { values } = parseArgs({
-    options: {
-      agents: { type: 'string', default: '50' },
-      idle: { type: 'string', default: '60' },
-      'peer-window': { type: 'string', default: '30' },
-      concurrency: { type: 'string', default: '10' },
-      'timeout-s': { type: 'string', default: '120' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    allowPositionals: false,
-  });
-  if (values.help) {
-    process.stdout.write('usage: npm run bench:join -- --agents N [--idle 60] [--peer-window 30] [--concurrency 10] [--timeout-s 120]\n');
-    process.exit(0);
-  }
-  const int = (name: string, v: string, min: number, max = Number.MAX_SAFE_INTEGER) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}], got "${v}"`);
-    return n;
-  };
+  const values = benchArgs(USAGE, { agents: '50', idle: '60', 'peer-window': '30', concurrency: '10', 'timeout-s': '120' });
   return {
     // 250 addresses per 127.0.x.0/24 and x stays below 255.
-    agents: int('agents', values.agents!, 1, 250 * 250),
-    idleS: int('idle', values.idle!, 1),
-    peerWindowS: int('peer-window', values['peer-window']!, 0),
-    concurrency: int('concurrency', values.concurrency!, 1),
-    timeoutMs: int('timeout-s', values['timeout-s']!, 1) * 1000,
+    agents: intFlag('agents', values.agents, 1, 250 * 250),
+    idleS: intFlag('idle', values.idle, 1),
+    peerWindowS: intFlag('peer-window', values['peer-window'], 0),
+    concurrency: intFlag('concurrency', values.concurrency, 1),
+    timeoutMs: intFlag('timeout-s', values['timeout-s'], 1) * 1000,
   };
 }
 
@@ -93,13 +75,6 @@ const benchId = `join-${Date.now().toString(36)}-${process.pid}`;
 /** agentAddress is agent i's own loopback address: 127.0.x.y with x >= 1 and 2 <= y <= 251 (never 127.0.0.1, .0 or .255). */
 function agentAddress(i: number): string {
   return `127.0.${1 + Math.floor((i + 2) / 250)}.${((i + 2) % 250) + 2}`;
-}
-
-/** p95 by nearest rank. */
-function p95(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.max(0, Math.ceil(0.95 * s.length) - 1)]!;
 }
 
 const mib = (kib: number | undefined) => (kib !== undefined && Number.isFinite(kib) ? (kib / 1024).toFixed(1) : 'n/a');
@@ -637,9 +612,7 @@ async function main(): Promise<number> {
   if (d.watchOpens) warnings.push(`${d.watchOpens} task watch(es) were re-opened during the idle window (the server closed streams)`);
 
   const out: string[] = [];
-  out.push('');
-  out.push(`# bench:join  (${new Date().toISOString()}, bench id ${benchId})`);
-  out.push(`machine ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  out.push(...reportHeader('join', benchId, machine));
   out.push(`workload agents=${o.agents} idle_s=${o.idleS} join_concurrency=${o.concurrency} server=${server.url} server_pid=${serverPid} heartbeat_interval_ms=${intervals.join(',')} (server-assigned)`);
   out.push(
     `note: the ${o.agents} agents are SIMULATED inside this bench process, not ${o.agents} agent processes: each did the real join handshake ` +
@@ -649,7 +622,7 @@ async function main(): Promise<number> {
   );
   out.push('');
   out.push(
-    `join   agents=${o.agents} total_s=${secs(joinTotalMs)} per_agent_ms median=${ms(median(total))} p95=${ms(p95(total))} max=${ms(Math.max(...total))} ` +
+    `join   agents=${o.agents} total_s=${secs(joinTotalMs)} per_agent_ms median=${ms(median(total))} p95=${ms(percentile(total, 95))} max=${ms(Math.max(...total))} ` +
       `(handshake median=${ms(median(timings.map((t) => t.joinMs)))} register median=${ms(median(timings.map((t) => t.registerMs)))})`,
   );
   out.push(
@@ -714,7 +687,7 @@ async function main(): Promise<number> {
   for (const r of rows) out.push(r.map((cell, c) => cell.padEnd(w[c]!)).join('  ').trimEnd());
   out.push('');
   out.push(
-    `join_bench agents=${o.agents} join_total_s=${secs(joinTotalMs)} join_median_ms=${ms(median(total))} join_p95_ms=${ms(p95(total))} join_max_ms=${ms(Math.max(...total))} ` +
+    `join_bench agents=${o.agents} join_total_s=${secs(joinTotalMs)} join_median_ms=${ms(median(total))} join_p95_ms=${ms(percentile(total, 95))} join_max_ms=${ms(Math.max(...total))} ` +
       `all_ready_s=${secs(readyAfterMs)} idle_rss_mib_start=${mib(rssStartKiB)} idle_rss_mib_end=${mib(rssEndKiB)} idle_rss_mib_peak=${mib(idle.peakKiB)} ` +
       `idle_cpu_pct=${pct(serverCpuPct)} beats_per_s=${beatsPerS.toFixed(1)} peer_https_cpu_pct=${pct(pw.cpuPct)} cpu_ratio_vs_bare_https=${cpuRatio}`,
   );

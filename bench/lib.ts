@@ -1,17 +1,50 @@
 /**
- * Small helpers shared by the benches: running the docker CLI, timing,
- * medians, a bounded worker pool, /proc sampling of a process, and starting
- * a `baton` process and waiting until it says it is up.
+ * Small helpers shared by the benches: the command line, running the docker
+ * CLI, timing, medians and percentiles, a bounded worker pool, /proc sampling
+ * of a process, starting a `baton` process and waiting until it says it is
+ * up, a Baton cluster of a server and agents (BenchCluster), a throw-away
+ * single-node Docker Swarm (throwAwaySwarm), cleanup on exit or Ctrl-C, and
+ * the summary's first lines.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, release, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
 import { tableName } from '../src/agent/nft.js';
+import { readCompose } from '../src/manifest/compose.js';
 
 export const DOCKER = '/usr/bin/docker';
+
+// ---------------------------------------------------------------- the command line
+
+/**
+ * benchArgs parses the command line (node:util parseArgs, no positionals):
+ * `defaults` names each option with its default, a string for an option
+ * with a value (--replicas 20), a boolean for a flag (--skip-swarm); -h and
+ * --help print `usage` to stdout and exit 0. Returns the values.
+ */
+export function benchArgs<const O extends Record<string, string | boolean>>(usage: string, defaults: O): { [K in keyof O]: O[K] extends string ? string : boolean } {
+  const options: NonNullable<ParseArgsConfig['options']> = {};
+  for (const [name, v] of Object.entries(defaults)) options[name] = typeof v === 'string' ? { type: 'string', default: v } : { type: 'boolean', default: v };
+  options.help = { type: 'boolean', short: 'h', default: false };
+  const { values } = parseArgs({ options, allowPositionals: false });
+  if (values.help) {
+    process.stdout.write(usage);
+    process.exit(0);
+  }
+  return values as { [K in keyof O]: O[K] extends string ? string : boolean };
+}
+
+/** intFlag reads the value of --name as an integer >= min (and <= max when given), or throws saying what it expected. */
+export function intFlag(name: string, v: string, min: number, max?: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || (max !== undefined && n > max)) throw new Error(`--${name} must be an integer ${max === undefined ? `>= ${min}` : `in [${min}, ${max}]`}, got "${v}"`);
+  return n;
+}
 
 export interface ExecResult {
   code: number;
@@ -19,10 +52,10 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** exec runs a program without a shell and never throws on a non-zero exit: the caller decides. */
-export function exec(file: string, args: string[], o: { timeoutMs?: number } = {}): Promise<ExecResult> {
+/** exec runs a program without a shell (env: added to this process's environment) and never throws on a non-zero exit: the caller decides. */
+export function exec(file: string, args: string[], o: { timeoutMs?: number; env?: Record<string, string>; cwd?: string } = {}): Promise<ExecResult> {
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: o.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(file, args, { timeout: o.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024, cwd: o.cwd, env: o.env ? { ...process.env, ...o.env } : undefined }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code !== 0 && !stderr ? err.message : '') });
     });
@@ -76,6 +109,13 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** percentile by nearest rank: p95 of 20 samples is the 19th smallest, p99 of 500 the 495th (NaN for none). */
+export function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
 /** secs formats milliseconds as seconds with 3 decimals ("n/a" for NaN). */
@@ -356,6 +396,7 @@ export function outputTail(child: ChildProcess): () => string {
 /** BenchAgent is a `baton agent` process a bench started. */
 export interface BenchAgent {
   name: string;
+  address: string;
   child: ChildProcess;
   tail: () => string;
 }
@@ -365,7 +406,7 @@ export function spawnBenchAgent(a: { name: string; address: string; args?: strin
   const args = [BATON_BIN, 'agent', '--join', url, '--token', token, '--name', a.name, '--address', a.address, '--port-range', portRange, '--data-dir', join(dir, a.name), '--pull', 'never', '--log-level', 'warn', ...(a.args ?? [])];
   log(`starting baton agent ${a.name}: node ${args.join(' ')}`);
   const child = spawn(process.execPath, args, { cwd: fileURLToPath(new URL('../..', import.meta.url)), env: { ...process.env, BATON_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
-  return { name: a.name, child, tail: outputTail(child) };
+  return { name: a.name, address: a.address, child, tail: outputTail(child) };
 }
 
 /**
@@ -380,4 +421,321 @@ export async function dropAgentTables(nodes: readonly string[], clusterId: strin
     const r = await exec('/usr/sbin/nft', ['delete', 'table', 'ip', t]).catch(() => undefined);
     if (r?.code === 0) log(`agent ${n} left its nftables table ${t}; deleted it`);
   }
+}
+
+/**
+ * stackServices reads a Compose text of the stack `stack` (relative paths
+ * from dir) into the services an apply takes; it throws with the errors and
+ * the text when the text is wrong.
+ */
+export function stackServices(text: string, stack: string, dir: string) {
+  const r = readCompose(text, { fileName: join(dir, `${stack}.yaml`), baseDir: dir, env: {}, stack });
+  if (r.errors.length) throw new Error(`compose for ${stack}: ${r.errors.map((e) => JSON.stringify(e)).join('; ')}\n${text}`);
+  return r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels }));
+}
+
+/**
+ * waitContainersGone waits (every 250 ms, up to timeoutMs, 60 s by default)
+ * until no container carrying every label is left (runningOnly: none
+ * running), e.g. while a system removes a service's containers itself; when
+ * the time is up it logs a warning and force-removes them. Returns how long
+ * it took in ms.
+ */
+export async function waitContainersGone(what: string, labels: string[], o: { timeoutMs?: number; runningOnly?: boolean } = {}): Promise<number> {
+  const t0 = now();
+  try {
+    await waitFor(what, async () => ((await containerIds(labels, !o.runningOnly)).length === 0 ? true : undefined), { timeoutMs: o.timeoutMs ?? 60_000, everyMs: 250 });
+  } catch (e) {
+    log(`warning: ${(e as Error).message}; force-removing`);
+    await removeByLabel(labels);
+  }
+  return now() - t0;
+}
+
+// ---------------------------------------------------------------- a Baton cluster on this machine
+
+/** An agent a BenchCluster starts: its node name, its own 127.0.0.x address, its host port range and extra `baton agent` flags. */
+export interface AgentSpec {
+  name: string;
+  address: string;
+  portRange: string;
+  args?: string[];
+}
+
+/**
+ * BenchCluster is the Baton cluster a bench runs on this machine: one `baton
+ * server` (startServer) and `baton agent` processes (startAgent), with all
+ * their data under one temp dir (BATON_HOME). The constructor makes the dir
+ * and registers the teardown with onCleanup, so Ctrl-C tears the cluster
+ * down too; call stop(ok) in a finally. Only processes the cluster started
+ * (and those given to track) are stopped, by their PIDs.
+ */
+export class BenchCluster {
+  readonly dir: string;
+  readonly agents: BenchAgent[] = [];
+  server?: BenchServer;
+  private readonly procs: { child: ChildProcess; what: string }[] = [];
+  private readonly undo: () => void;
+  private tearing?: Promise<void>;
+
+  /** tmpPrefix names the temp dir (under the OS's); stopGraceMs is how long a process gets after SIGTERM before SIGKILL. */
+  constructor(
+    tmpPrefix: string,
+    private readonly stopGraceMs = 15_000,
+  ) {
+    this.dir = mkdtempSync(join(tmpdir(), tmpPrefix));
+    this.undo = onCleanup('baton cluster', () => this.teardown());
+  }
+
+  /** startServer starts `baton server` (startBenchServer) and makes an admin client to it. */
+  async startServer(): Promise<BenchServer> {
+    this.server = await startBenchServer(this.dir);
+    this.track(this.server.child, 'baton server');
+    return this.server;
+  }
+
+  /** startAgent starts a `baton agent` joining the server, with its data under dir/<name> (spawnBenchAgent). */
+  startAgent(a: AgentSpec): BenchAgent {
+    if (!this.server) throw new Error(`agent ${a.name}: start the server first`);
+    const p = spawnBenchAgent(a, a.portRange, this.server.url, this.server.joinToken, this.dir);
+    this.agents.push(p);
+    this.track(p.child, `baton agent ${a.name}`);
+    return p;
+  }
+
+  /** track adds another process of the bench (e.g. HAProxy) that the teardown stops with the cluster's, newest first. */
+  track(child: ChildProcess, what: string): void {
+    this.procs.push({ child, what });
+  }
+
+  /** agentsAlive throws, with the agent's output tail, once one of the agents has exited. */
+  agentsAlive(): void {
+    for (const a of this.agents) if (a.child.exitCode !== null || a.child.signalCode !== null) throw new Error(`agent ${a.name} exited (${a.child.exitCode ?? a.child.signalCode}): ${a.tail()}`);
+  }
+
+  /** waitReady waits (up to 60 s) until every agent's node is Ready (with agentPort: and reports its agent listener's port); it fails at once when an agent exits. */
+  async waitReady(o: { agentPort?: boolean } = {}): Promise<void> {
+    const api = this.server!.api;
+    const names = this.agents.map((a) => a.name);
+    await waitFor(
+      names.length === 1 ? `node ${names[0]} Ready` : `${names.length} nodes Ready`,
+      async () => {
+        this.agentsAlive();
+        const ready = (await api.nodes()).items.filter((n) => n.status.state === 'ready' && (!o.agentPort || n.status.agentPort)).map((n) => n.metadata.name);
+        return names.every((n) => ready.includes(n)) ? true : undefined;
+      },
+      { timeoutMs: 60_000, everyMs: 200 },
+    );
+    log(`${this.agents.map((a) => `${a.name} (${a.address})`).join(', ')} ${names.length === 1 ? 'is' : 'are'} Ready`);
+  }
+
+  /** stop tears the cluster down; when the bench failed (ok false) other than by Ctrl-C it first logs the server's and agents' output tails. */
+  async stop(ok: boolean): Promise<void> {
+    if (!ok && !wasInterrupted()) {
+      if (this.server) log(`baton server stderr tail:\n${this.server.stderrTail()}`);
+      for (const a of this.agents) log(`baton agent ${a.name} output tail:\n${a.tail()}`);
+    }
+    await this.teardown();
+    this.undo();
+  }
+
+  /**
+   * teardown runs once, whether stop or Ctrl-C's cleanups ask first (or
+   * both): it stops the processes newest first, closes the admin client,
+   * deletes the nftables tables (the mesh's kernel path) of agents that could
+   * not remove their own (killed with SIGKILL), removes the cluster's
+   * containers (agents leave them running when they stop) and the temp dir.
+   */
+  private teardown(): Promise<void> {
+    this.tearing ??= (async () => {
+      for (const p of [...this.procs].reverse()) await stopChild(p.child, p.what, this.stopGraceMs).catch((e) => log(`stopping ${p.what}: ${(e as Error).message}`));
+      await this.server?.tls.close().catch(() => undefined);
+      const clusterId = this.server?.clusterId;
+      await dropAgentTables(this.agents.map((a) => a.name), clusterId);
+      if (clusterId) {
+        const n = await removeByLabel([`baton.cluster=${clusterId}`]);
+        if (n) log(`removed ${n} container(s) of baton cluster ${clusterId}`);
+      }
+      rmSync(this.dir, { recursive: true, force: true });
+    })();
+    return this.tearing;
+  }
+}
+
+// ---------------------------------------------------------------- a throw-away Docker Swarm
+
+/** swarmState is the engine's Swarm.LocalNodeState: inactive, active, pending, error or locked. */
+export async function swarmState(): Promise<string> {
+  return (await dockerOk(['info', '--format', '{{.Swarm.LocalNodeState}}'])).trim();
+}
+
+/** OwnSwarm is a single-node swarm this bench created (initSwarm). */
+export interface OwnSwarm {
+  /** `docker swarm init failed: <why>` when it failed (then there is no swarm to use; leave() still undoes a half-made one). */
+  error?: string;
+  /** leave runs `docker swarm leave --force` (once) if the engine joined a swarm by this bench's init, and removes docker_gwbridge if the init made it. */
+  leave(): Promise<void>;
+}
+
+/**
+ * initSwarm makes the engine, which must be in no swarm (swarmState()
+ * 'inactive'), a throw-away single-node swarm on loopback: `docker swarm
+ * init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377`. Its leave
+ * is registered with onCleanup before the init runs, so Ctrl-C leaves it
+ * too. A failed init that left the engine half in a swarm is left as well:
+ * this bench caused it. It never leaves a swarm it did not create.
+ */
+export async function initSwarm(): Promise<OwnSwarm> {
+  let weInit = false;
+  let gwBridgeExisted = true;
+  const leaveIfOurs = async () => {
+    if (!weInit) return;
+    weInit = false;
+    log('leaving the throw-away swarm (docker swarm leave --force)');
+    const r = await docker(['swarm', 'leave', '--force'], { timeoutMs: 120_000 });
+    if (r.code !== 0) log(`warning: docker swarm leave --force: ${oneLine(r.stderr)}`);
+    if (!gwBridgeExisted && (await docker(['network', 'inspect', 'docker_gwbridge'])).code === 0) {
+      const rm = await docker(['network', 'rm', 'docker_gwbridge']);
+      if (rm.code !== 0) log(`warning: docker network rm docker_gwbridge: ${oneLine(rm.stderr)}`);
+    }
+  };
+  const undo = onCleanup('swarm leave', leaveIfOurs);
+  const leave = async () => {
+    await leaveIfOurs();
+    undo();
+  };
+  gwBridgeExisted = (await docker(['network', 'inspect', 'docker_gwbridge'])).code === 0;
+  log('docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377');
+  const init = await docker(['swarm', 'init', '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:2377'], { timeoutMs: 120_000 });
+  // Even a failed init may leave the engine half in a swarm: we caused it, so we leave it.
+  if ((await swarmState().catch(() => 'unknown')) !== 'inactive') weInit = true;
+  if (init.code !== 0) {
+    const error = `docker swarm init failed: ${oneLine(init.stderr) || oneLine(init.stdout)}`;
+    log(`swarm: ${error}`);
+    return { error, leave };
+  }
+  weInit = true;
+  return { leave };
+}
+
+/** ThrowAwaySwarm is what throwAwaySwarm gives a bench. */
+export interface ThrowAwaySwarm {
+  /** Why there is no swarm to measure (the engine is already in one, in another state, or the init failed); unset when the bench has its own. */
+  unavailable?: string;
+  /** removeService removes one of the bench's services if it is there, waits (up to 60 s) for its containers to go and force-removes what is left. */
+  removeService(name: string): Promise<void>;
+  /** close removes the bench's services, then leaves the swarm if this bench created it. Call it in a finally; Ctrl-C does the same. */
+  close(): Promise<void>;
+}
+
+/**
+ * throwAwaySwarm gives a bench a single-node swarm of its own (initSwarm)
+ * for its `services`, whose containers carry `label`. An engine already in
+ * a swarm is never used nor left: `unavailable` then says so (by default
+ * "skipped (engine already in a swarm)", else `alreadyInSwarm`), and close()
+ * only removes services of the bench's names from it; `unavailable` also
+ * says why for another swarm state or a failed init. Call it before the try
+ * whose finally calls close(): it throws only when `docker info` fails, and
+ * then has changed nothing. Ctrl-C removes the services, then leaves the
+ * swarm.
+ */
+export async function throwAwaySwarm(o: { label: string; services: string[]; alreadyInSwarm?: string }): Promise<ThrowAwaySwarm> {
+  const state = await swarmState();
+  const removeService = async (svc: string) => {
+    if ((await swarmState().catch(() => 'unknown')) !== 'active') return;
+    const ls = await docker(['service', 'ls', '-q', '--filter', `name=${svc}`]);
+    if (!ls.stdout.trim()) return;
+    log(`docker service rm ${svc}`);
+    const r = await docker(['service', 'rm', svc], { timeoutMs: 60_000 });
+    if (r.code !== 0) log(`warning: docker service rm ${svc}: ${oneLine(r.stderr)}`);
+    await waitContainersGone(`swarm containers of ${svc} gone`, [o.label, `com.docker.swarm.service.name=${svc}`]);
+  };
+  const removeServices = async () => {
+    for (const svc of o.services) await removeService(svc);
+  };
+  let own: OwnSwarm | undefined;
+  let unavailable: string | undefined;
+  if (state === 'active') unavailable = o.alreadyInSwarm ?? 'skipped (engine already in a swarm)';
+  else if (state !== 'inactive') unavailable = `skipped (engine swarm state is "${state}")`;
+  else {
+    own = await initSwarm();
+    unavailable = own.error;
+  }
+  // Registered after initSwarm's leave, so Ctrl-C's cleanups (newest first) remove the services before leaving the swarm.
+  const undo = onCleanup('swarm services', removeServices);
+  return {
+    unavailable,
+    removeService,
+    close: async () => {
+      await removeServices();
+      undo();
+      await own?.leave();
+    },
+  };
+}
+
+// ---------------------------------------------------------------- start, summary and end of a bench
+
+/** machineInfo is what the summary's `machine` line says: CPUs, dockerd's version, kernel and node. */
+export async function machineInfo(): Promise<Record<string, string>> {
+  const v = await docker(['version', '--format', '{{.Server.Version}}']);
+  return { nproc: String(availableParallelism()), dockerd: v.code === 0 ? v.stdout.trim() : 'unknown', kernel: release(), node: process.version };
+}
+
+/** keyValues formats a record as `k=v k=v` (the machine line, counts per node). */
+export const keyValues = (r: Record<string, string | number>) => Object.entries(r).map(([k, v]) => `${k}=${v}`).join(' ');
+
+/** reportHeader is the summary's first lines: a blank one, `# bench:<name>  (<now>, bench id <id>[, took <s> s])` and `machine k=v ...`. */
+export function reportHeader(name: string, benchId: string, machine: Record<string, string>, tookMs?: number): string[] {
+  return ['', `# bench:${name}  (${new Date().toISOString()}, bench id ${benchId}${tookMs === undefined ? '' : `, took ${secs(tookMs)} s`})`, `machine ${keyValues(machine)}`];
+}
+
+/** requireImage throws unless the image is present locally: the benches never pull. */
+export async function requireImage(image: string): Promise<void> {
+  const img = await docker(['image', 'inspect', '--format', '{{.Id}}', image]);
+  if (img.code !== 0) throw new Error(`image ${image} is not present locally (this bench never pulls): ${oneLine(img.stderr)}`);
+}
+
+/** ignoreBatonTimings drops BATON_TIMINGS from this process's environment, saying so: the Baton processes a bench starts then run with the default timings. */
+export function ignoreBatonTimings(): void {
+  if (process.env.BATON_TIMINGS === undefined) return;
+  log(`ignoring BATON_TIMINGS=${process.env.BATON_TIMINGS}: this bench measures Baton's default timings`);
+  delete process.env.BATON_TIMINGS;
+}
+
+/**
+ * failure logs that `what` failed, with the stack, and returns why as one
+ * line of at most maxLen characters, for the summary. After Ctrl-C it
+ * rethrows e instead, so that the bench stops.
+ */
+export function failure(what: string, e: unknown, maxLen = 400): string {
+  if (wasInterrupted()) throw e;
+  log(`${what} failed: ${(e as Error).stack ?? e}`);
+  return oneLine((e as Error).message).slice(0, maxLen);
+}
+
+/** cleanUpAll runs the cleanups still registered, then removes every container left with the labels (saying how many). */
+export async function cleanUpAll(labels: string[]): Promise<void> {
+  await runCleanups();
+  const left = await removeByLabel(labels).catch(() => 0);
+  if (left) log(`removed ${left} leftover container(s) labelled ${labels.join(', ')}`);
+}
+
+/**
+ * runMain runs a bench's main and exits with the code it returns. When main
+ * throws, it logs why, runs the cleanups, removes the containers with the
+ * labels and exits 1; with signalExits, a throw after Ctrl-C is left to
+ * cleanUpOnSignals' handler, which does the same and exits 130.
+ */
+export function runMain(main: () => Promise<number>, labels: string[], o: { signalExits?: boolean } = {}): void {
+  main().then(
+    (code) => process.exit(code),
+    async (e) => {
+      if (o.signalExits && wasInterrupted()) return;
+      log(`bench failed: ${(e as Error).stack ?? e}`);
+      await runCleanups();
+      await removeByLabel(labels).catch(() => undefined);
+      process.exit(1);
+    },
+  );
 }

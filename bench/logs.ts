@@ -58,41 +58,13 @@
  * PID. Only 127.0.0.0/8 is contacted. Progress goes to stderr, results to
  * stdout.
  */
-import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { availableParallelism, release, tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { ChildProcess } from 'node:child_process';
 import type { ApiClient } from '../src/api/client.js';
-import type { tlsTransport } from '../src/api/tls.js';
-import { readCompose } from '../src/manifest/compose.js';
-import {
-  BATON_BIN,
-  DOCKER,
-  checkInterrupted,
-  cleanUpOnSignals,
-  docker,
-  dockerOk,
-  dropAgentTables,
-  log,
-  median,
-  now,
-  onCleanup,
-  oneLine,
-  ratio,
-  removeByLabel,
-  runCleanups,
-  secs,
-  sleep,
-  spawnBenchAgent,
-  startBenchServer,
-  stopChild,
-  waitFor,
-  wasInterrupted,
-  type BenchAgent,
-} from './lib.js';
+import { BATON_BIN, benchArgs, BenchCluster, checkInterrupted, cleanUpAll, cleanUpOnSignals, DOCKER, docker, dockerOk, exec, failure, intFlag, keyValues, log, machineInfo, median, now, onCleanup, oneLine, percentile, ratio, removeByLabel, reportHeader, requireImage, runMain, secs, sleep, stackServices, stopChild, throwAwaySwarm, waitContainersGone, waitFor } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -128,42 +100,18 @@ interface Opts {
 const USAGE = 'usage: npm run bench:logs -- [--lines 500000] [--pad 88] [--reads 3] [--latency-samples 500] [--latency-warmup 10] [--deadline-s 300] [--stall-s 20] [--skip-docker] [--skip-swarm] [--skip-rotation-check]\n';
 
 function parseOpts(): Opts {
-  const { values } = parseArgs({
-    options: {
-      lines: { type: 'string', default: '500000' },
-      pad: { type: 'string', default: '88' },
-      reads: { type: 'string', default: '3' },
-      'latency-samples': { type: 'string', default: '500' },
-      'latency-warmup': { type: 'string', default: '10' },
-      'deadline-s': { type: 'string', default: '300' },
-      'stall-s': { type: 'string', default: '20' },
-      'skip-docker': { type: 'boolean', default: false },
-      'skip-swarm': { type: 'boolean', default: false },
-      'skip-rotation-check': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    allowPositionals: false,
-  });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
-  const int = (name: string, v: string, min: number, max = Number.MAX_SAFE_INTEGER) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}], got "${v}"`);
-    return n;
-  };
+  const values = benchArgs(USAGE, { lines: '500000', pad: '88', reads: '3', 'latency-samples': '500', 'latency-warmup': '10', 'deadline-s': '300', 'stall-s': '20', 'skip-docker': false, 'skip-swarm': false, 'skip-rotation-check': false });
   return {
-    lines: int('lines', values.lines!, 1, 10_000_000),
-    pad: int('pad', values.pad!, 0, 4000),
-    reads: int('reads', values.reads!, 1, 20),
-    latencySamples: int('latency-samples', values['latency-samples']!, 1, 100_000),
-    latencyWarmup: int('latency-warmup', values['latency-warmup']!, 0, 10_000),
-    deadlineMs: int('deadline-s', values['deadline-s']!, 10, 3600) * 1000,
-    stallMs: int('stall-s', values['stall-s']!, 1, 3600) * 1000,
-    skipDocker: values['skip-docker']!,
-    skipSwarm: values['skip-swarm']!,
-    skipRotationCheck: values['skip-rotation-check']!,
+    lines: intFlag('lines', values.lines, 1, 10_000_000),
+    pad: intFlag('pad', values.pad, 0, 4000),
+    reads: intFlag('reads', values.reads, 1, 20),
+    latencySamples: intFlag('latency-samples', values['latency-samples'], 1, 100_000),
+    latencyWarmup: intFlag('latency-warmup', values['latency-warmup'], 0, 10_000),
+    deadlineMs: intFlag('deadline-s', values['deadline-s'], 10, 3600) * 1000,
+    stallMs: intFlag('stall-s', values['stall-s'], 1, 3600) * 1000,
+    skipDocker: values['skip-docker'],
+    skipSwarm: values['skip-swarm'],
+    skipRotationCheck: values['skip-rotation-check'],
   };
 }
 
@@ -203,22 +151,8 @@ const expectedBytes = (o: Opts) => {
 
 // ---------------------------------------------------------------- small helpers
 
-/** p by nearest rank (p99 of 500 samples is the 495th smallest). */
-function pct(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
-
-/** run runs a program (no shell) with extra env, never throwing on a non-zero exit. */
-function run(file: string, args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(file, args, { cwd: REPO, env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code !== 0 ? err.message : '') });
-    });
-  });
-}
+/** run runs a program (no shell) in the checkout with extra env, never throwing on a non-zero exit. */
+const run = (file: string, args: string[], env: Record<string, string> = {}, timeoutMs = 60_000) => exec(file, args, { cwd: REPO, env, timeoutMs });
 
 const TS_RE = /(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)/;
 
@@ -481,7 +415,7 @@ async function latency(what: string, file: string, args: string[], o: { env?: Re
   res.stderr = stderr.trim();
   if (outcome === 'exit') res.failed = `the follower exited after ${res.samples.length} samples: ${oneLine(res.stderr).slice(0, 300)}`;
   if (outcome === 'deadline') res.failed = `only ${res.samples.length} of ${o.opts.latencySamples} samples within ${limitMs / 1000} s`;
-  log(`${what}: ${res.samples.length} samples p50 ${pct(res.samples, 50).toFixed(1)} ms p99 ${pct(res.samples, 99).toFixed(1)} ms max ${Math.max(...res.samples).toFixed(1)} ms; ticks ${res.firstTick}..${res.lastTick}, ${res.gaps} missing, ${res.repeats} repeated${res.failed ? `; ${res.failed}` : ''}`);
+  log(`${what}: ${res.samples.length} samples p50 ${percentile(res.samples, 50).toFixed(1)} ms p99 ${percentile(res.samples, 99).toFixed(1)} ms max ${Math.max(...res.samples).toFixed(1)} ms; ticks ${res.firstTick}..${res.lastTick}, ${res.gaps} missing, ${res.repeats} repeated${res.failed ? `; ${res.failed}` : ''}`);
   return res;
 }
 
@@ -571,58 +505,23 @@ function composeText(stack: string, script: string): string {
 
 function composeServices(stack: string, script: string, dir: string) {
   const text = composeText(stack, script);
-  const r = readCompose(text, { fileName: join(dir, `${stack}.yaml`), baseDir: dir, env: {}, stack });
-  if (r.errors.length) throw new Error(`compose for ${stack}: ${r.errors.map((e) => JSON.stringify(e)).join('; ')}\n${text}`);
-  if (!JSON.stringify(r.services.map((s) => s.spec)).includes(JSON.stringify(script).slice(1, -1))) throw new Error(`compose for ${stack}: the command did not survive interpolation:\n${text}`);
-  return r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels }));
+  const services = stackServices(text, stack, dir);
+  if (!JSON.stringify(services.map((s) => s.spec)).includes(JSON.stringify(script).slice(1, -1))) throw new Error(`compose for ${stack}: the command did not survive interpolation:\n${text}`);
+  return services;
 }
 
 async function benchBaton(o: Opts, tick: string): Promise<SystemResult> {
   const res: SystemResult = { name: 'baton', full: [], notes: [] };
-  const dir = mkdtempSync(join(tmpdir(), 'baton-bench-logs-'));
-  const procs: { child: ChildProcess; what: string }[] = [];
-  let clusterId: string | undefined;
-  let serverTail: (() => string) | undefined;
-  let agent: BenchAgent | undefined;
-  let tls: ReturnType<typeof tlsTransport> | undefined;
+  const cluster = new BenchCluster('baton-bench-logs-');
+  const dir = cluster.dir;
   let ok = false;
-  const teardown = async () => {
-    for (const p of procs.reverse()) await stopChild(p.child, p.what, 15_000).catch((e) => log(`stopping ${p.what}: ${(e as Error).message}`));
-    procs.length = 0;
-    await tls?.close().catch(() => undefined);
-    tls = undefined;
-    await dropAgentTables([AGENT.name], clusterId);
-    if (clusterId) {
-      const n = await removeByLabel([`baton.cluster=${clusterId}`]);
-      if (n) log(`removed ${n} container(s) of baton cluster ${clusterId}`);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const undo = onCleanup('baton cluster', teardown);
   try {
-    const server = await startBenchServer(dir);
-    procs.push({ child: server.child, what: 'baton server' });
-    serverTail = server.stderrTail;
-    const { url, joinToken, api } = server;
-    clusterId = server.clusterId;
-    tls = server.tls;
+    const { url, clusterId, api } = await cluster.startServer();
     const serverDir = join(dir, 'server', 'server');
     const cliEnv = { BATON_HOME: dir, BATON_SERVER: url, BATON_TOKEN: readFileSync(join(serverDir, 'admin.token'), 'utf8').trim(), BATON_CA: join(serverDir, 'ca.crt') };
-    agent = spawnBenchAgent({ ...AGENT, args: ['--listen-port', '0'] }, AGENT.portRange, url, joinToken, dir);
-    procs.push({ child: agent.child, what: `baton agent ${AGENT.name}` });
-    const agentAlive = () => {
-      if (agent!.child.exitCode !== null || agent!.child.signalCode !== null) throw new Error(`agent ${AGENT.name} exited (${agent!.child.exitCode ?? agent!.child.signalCode}): ${agent!.tail()}`);
-    };
-    await waitFor(
-      `node ${AGENT.name} Ready`,
-      async () => {
-        agentAlive();
-        const n = (await api.nodes()).items.find((x) => x.metadata.name === AGENT.name);
-        return n?.status.state === 'ready' && n.status.agentPort ? true : undefined;
-      },
-      { timeoutMs: 60_000, everyMs: 200 },
-    );
-    log(`${AGENT.name} (${AGENT.address}) is Ready`);
+    cluster.startAgent({ ...AGENT, args: ['--listen-port', '0'] });
+    const agentAlive = () => cluster.agentsAlive();
+    await cluster.waitReady({ agentPort: true });
     const clusterLabel = `baton.cluster=${clusterId}`;
     const baton = (args: string[], timeoutMs = 60_000) => run(process.execPath, [BATON_BIN, ...args], cliEnv, timeoutMs);
 
@@ -674,10 +573,7 @@ async function benchBaton(o: Opts, tick: string): Promise<SystemResult> {
       }
       log(`baton: removing stack ${TP_STACK}`);
       await api.removeStack(TP_STACK).catch((e) => log(`warning: remove stack ${TP_STACK}: ${(e as Error).message}`));
-      await waitFor(`${TP_SVC} containers gone`, async () => ((await docker(['ps', '-aq', '--filter', `label=${clusterLabel}`, '--filter', `label=baton.service=${TP_SVC}`])).stdout.trim() ? undefined : true), { timeoutMs: 60_000, everyMs: 250 }).catch((e) =>
-        log(`warning: ${(e as Error).message}; force-removing`),
-      );
-      await removeByLabel([clusterLabel, `baton.service=${TP_SVC}`]);
+      await waitContainersGone(`${TP_SVC} containers gone`, [clusterLabel, `baton.service=${TP_SVC}`]);
     }
 
     // ------------------------------------------------ 2. latency
@@ -686,15 +582,10 @@ async function benchBaton(o: Opts, tick: string): Promise<SystemResult> {
     ok = true;
     return res;
   } catch (e) {
-    if (wasInterrupted()) throw e;
-    log(`baton failed: ${(e as Error).stack ?? e}`);
-    res.failed = oneLine((e as Error).message).slice(0, 400);
+    res.failed = failure('baton', e);
     return res;
   } finally {
-    if (!ok && serverTail) log(`baton server stderr tail:\n${serverTail().slice(-3000)}`);
-    if (!ok && agent) log(`baton agent output tail:\n${agent.tail().slice(-3000)}`);
-    await teardown();
-    undo();
+    await cluster.stop(ok);
   }
 }
 
@@ -759,9 +650,7 @@ async function benchDocker(o: Opts, tick: string, batonWriter: Writer | undefine
     res.latency = await latency('docker logs -f -t --tail 0', DOCKER, ['logs', '-f', '-t', '--tail', '0', tid], { opts: o });
     return res;
   } catch (e) {
-    if (wasInterrupted()) throw e;
-    log(`docker peer failed: ${(e as Error).stack ?? e}`);
-    res.failed = oneLine((e as Error).message).slice(0, 400);
+    res.failed = failure('docker peer', e);
     return res;
   } finally {
     await removeByLabel(runLabels).catch(() => undefined);
@@ -769,70 +658,18 @@ async function benchDocker(o: Opts, tick: string, batonWriter: Writer | undefine
   }
 }
 
-// ---------------------------------------------------------------- Swarm (the pattern of bench:recovery)
-
-async function swarmState(): Promise<string> {
-  return (await dockerOk(['info', '--format', '{{.Swarm.LocalNodeState}}'])).trim();
-}
+// ---------------------------------------------------------------- Swarm
 
 async function benchSwarm(o: Opts, tick: string): Promise<SystemResult> {
   const res: SystemResult = { name: 'swarm', full: [], notes: [] };
-  const state = await swarmState();
-  let weInit = false;
-  let gwBridgeExisted = true;
-  const leave = async () => {
-    if (!weInit) return;
-    weInit = false;
-    log('leaving the throw-away swarm (docker swarm leave --force)');
-    const r = await docker(['swarm', 'leave', '--force'], { timeoutMs: 120_000 });
-    if (r.code !== 0) log(`warning: docker swarm leave --force: ${oneLine(r.stderr)}`);
-    if (!gwBridgeExisted && (await docker(['network', 'inspect', 'docker_gwbridge'])).code === 0) {
-      const rm = await docker(['network', 'rm', 'docker_gwbridge']);
-      if (rm.code !== 0) log(`warning: docker network rm docker_gwbridge: ${oneLine(rm.stderr)}`);
-    }
-  };
-  const removeService = async (svc: string) => {
-    if ((await swarmState().catch(() => 'unknown')) !== 'active') return;
-    const ls = await docker(['service', 'ls', '-q', '--filter', `name=${svc}`]);
-    if (!ls.stdout.trim()) return;
-    log(`docker service rm ${svc}`);
-    const r = await docker(['service', 'rm', svc], { timeoutMs: 60_000 });
-    if (r.code !== 0) log(`warning: docker service rm ${svc}: ${oneLine(r.stderr)}`);
-    await waitFor(`swarm containers of ${svc} gone`, async () => ((await docker(['ps', '-aq', '--filter', `label=${BENCH_LABEL}`, '--filter', `label=com.docker.swarm.service.name=${svc}`])).stdout.trim() ? undefined : true), {
-      timeoutMs: 60_000,
-      everyMs: 250,
-    }).catch((e) => log(`warning: ${(e as Error).message}; force-removing`));
-    await removeByLabel([BENCH_LABEL, `com.docker.swarm.service.name=${svc}`]);
-  };
-  const removeServices = async () => {
-    await removeService(SWARM_TP_SVC);
-    await removeService(SWARM_LAT_SVC);
-  };
-  // Undone in reverse: the services first, then the swarm.
-  const undoLeave = onCleanup('swarm leave', leave);
-  const undoService = onCleanup('swarm services', removeServices);
+  const swarm = await throwAwaySwarm({ label: BENCH_LABEL, services: [SWARM_TP_SVC, SWARM_LAT_SVC] });
   const create = (svc: string, script: string) => ['service', 'create', '--detach', '--name', svc, '--replicas', '1', '--init', '--network', 'host', '--no-resolve-image', '--label', BENCH_LABEL, '--container-label', BENCH_LABEL, '--container-label', `baton.bench.run=${benchId}`, IMAGE, 'sh', '-c', script];
   const containerOf = async (svc: string) => (await dockerOk(['ps', '-q', '--no-trunc', '--filter', `label=${BENCH_LABEL}`, '--filter', `label=com.docker.swarm.service.name=${svc}`])).split('\n').filter(Boolean);
   try {
-    if (state === 'active') {
-      res.unavailable = 'skipped (engine already in a swarm)';
+    if (swarm.unavailable) {
+      res.unavailable = swarm.unavailable;
       return res;
     }
-    if (state !== 'inactive') {
-      res.unavailable = `skipped (engine swarm state is "${state}")`;
-      return res;
-    }
-    gwBridgeExisted = (await docker(['network', 'inspect', 'docker_gwbridge'])).code === 0;
-    log('docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377');
-    const init = await docker(['swarm', 'init', '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:2377'], { timeoutMs: 120_000 });
-    // Even a failed init may leave the engine half in a swarm: we caused it, so we leave it.
-    if ((await swarmState().catch(() => 'unknown')) !== 'inactive') weInit = true;
-    if (init.code !== 0) {
-      res.unavailable = `docker swarm init failed: ${oneLine(init.stderr || init.stdout)}`;
-      log(`swarm: ${res.unavailable}`);
-      return res;
-    }
-    weInit = true;
 
     // 1. throughput: create, then follow at once.
     const args = create(SWARM_TP_SVC, floodScript(o));
@@ -860,7 +697,7 @@ async function benchSwarm(o: Opts, tick: string): Promise<SystemResult> {
       checkInterrupted();
       res.full.push(await readAll(`docker service logs (full read ${i + 1}/${o.reads})`, DOCKER, ['service', 'logs', SWARM_TP_SVC], { prefixed: true, follow: false, opts: o }));
     }
-    await removeService(SWARM_TP_SVC);
+    await swarm.removeService(SWARM_TP_SVC);
 
     // 2. latency
     checkInterrupted();
@@ -873,15 +710,10 @@ async function benchSwarm(o: Opts, tick: string): Promise<SystemResult> {
     res.latency = await latency('docker service logs -f -t --tail 0', DOCKER, ['service', 'logs', '-f', '-t', '--tail', '0', SWARM_LAT_SVC], { opts: o });
     return res;
   } catch (e) {
-    if (wasInterrupted()) throw e;
-    log(`swarm failed: ${(e as Error).stack ?? e}`);
-    res.failed = oneLine((e as Error).message).slice(0, 400);
+    res.failed = failure('swarm', e);
     return res;
   } finally {
-    await removeServices();
-    undoService();
-    await leave();
-    undoLeave();
+    await swarm.close();
   }
 }
 
@@ -930,11 +762,15 @@ function report(o: Opts, machine: Record<string, string>, tick: string, sys: { b
     ['swarm', sys.swarm, o.skipSwarm ? 'skipped (--skip-swarm)' : ''],
   ];
   const fig = Object.fromEntries(rows.map(([k, r]) => [k, figures(r)])) as Record<string, Figures>;
+  /** measured: whether system k has figures; if not (skipped by a flag, or unavailable), its row says why. */
+  const measured = (k: string, r: SystemResult | undefined, skip: string): r is SystemResult => {
+    if (r && !r.unavailable) return true;
+    out.push(`${k.padEnd(7)} ${r ? r.unavailable : skip}`);
+    return false;
+  };
   const nr = (x: Rate) => (Number.isFinite(x.v) ? `${n(x.v)}${x.valid ? '' : '*'}` : 'n/a');
   const rr = (a: Rate, b: Rate) => `${ratio(a.v, b.v)}${Number.isFinite(a.v) && Number.isFinite(b.v) && (!a.valid || !b.valid) ? '*' : ''}`;
-  out.push('');
-  out.push(`# bench:logs  (${new Date().toISOString()}, bench id ${benchId}, took ${secs(tookMs)} s)`);
-  out.push(`machine ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  out.push(...reportHeader('logs', benchId, machine, tookMs));
   out.push(`workload ${o.lines.toLocaleString('en-US')} lines "line <i> <${o.pad} x>" = ${mb(bytes)} MB of text, one busybox echo per line, then sleep; image ${IMAGE}; init, host network`);
   out.push('');
   out.push('## 1. Throughput, container → CLI (lines/s; every line checked for count, order and content)');
@@ -945,14 +781,7 @@ function report(o: Opts, machine: Record<string, string>, tick: string, sys: { b
   };
   out.push(`${'system'.padEnd(7)} ${'full read'.padStart(11)} ${'MB/s'.padStart(6)} ${'follow 1st→last'.padStart(16)} ${'follow from deploy'.padStart(19)} ${'writer_s'.padStart(9)}  check`);
   for (const [k, r, skip] of rows) {
-    if (!r) {
-      out.push(`${k.padEnd(7)} ${skip}`);
-      continue;
-    }
-    if (r.unavailable) {
-      out.push(`${k.padEnd(7)} ${r.unavailable}`);
-      continue;
-    }
+    if (!measured(k, r, skip)) continue;
     const f = fig[k]!;
     const bad = invalidReads(r);
     const check = r.failed ? `FAILED: ${r.failed}` : bad.length ? `INVALID (${bad.length} of ${r.full.length + (r.follow ? 1 : 0)} reads; details below)` : `ok (${r.full.length} full reads + the follower, ${o.lines} lines each)`;
@@ -1009,17 +838,10 @@ function report(o: Opts, machine: Record<string, string>, tick: string, sys: { b
   out.push(`${'system'.padEnd(7)} ${'samples'.padStart(7)} ${'p50_ms'.padStart(8)} ${'p99_ms'.padStart(8)} ${'max_ms'.padStart(8)} ${'lost'.padStart(5)}  status`);
   const lat: Record<string, { p50: number; p99: number; max: number }> = {};
   for (const [k, r, skip] of rows) {
-    if (!r) {
-      out.push(`${k.padEnd(7)} ${skip}`);
-      continue;
-    }
-    if (r.unavailable) {
-      out.push(`${k.padEnd(7)} ${r.unavailable}`);
-      continue;
-    }
+    if (!measured(k, r, skip)) continue;
     const l = r.latency;
     const xs = l?.samples ?? [];
-    const s = { p50: pct(xs, 50), p99: pct(xs, 99), max: xs.length ? Math.max(...xs) : NaN };
+    const s = { p50: percentile(xs, 50), p99: percentile(xs, 99), max: xs.length ? Math.max(...xs) : NaN };
     lat[k] = s;
     const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1).replace(/^-0\.0$/, '0.0') : 'n/a').padStart(8);
     const status = !l ? `FAILED: ${r.failed ?? 'not measured'}` : l.failed ? `FAILED: ${l.failed}` : l.gaps || l.repeats ? `INVALID: ${l.gaps} ticks missing, ${l.repeats} repeated` : `ok (ticks ${l.firstTick}..${l.lastTick} in order)`;
@@ -1050,8 +872,9 @@ function report(o: Opts, machine: Record<string, string>, tick: string, sys: { b
 
 // ---------------------------------------------------------------- main
 
-async function machineInfo(): Promise<Record<string, string>> {
-  const v = await docker(['version', '--format', '{{.Server.Version}}']);
+/** The machine, and what a CLI costs before it reads anything. */
+async function machineAndCli(): Promise<Record<string, string>> {
+  const machine = await machineInfo();
   // What a CLI costs before it reads anything (part of every full read and of a follower's first line): the median of 3 starts.
   const startMs = async (file: string, args: string[]) => {
     const xs: number[] = [];
@@ -1064,15 +887,14 @@ async function machineInfo(): Promise<Record<string, string>> {
   };
   const batonStart = await startMs(process.execPath, [BATON_BIN, '--version']);
   const dockerStart = await startMs(DOCKER, ['--version']);
-  return { nproc: String(availableParallelism()), dockerd: v.code === 0 ? v.stdout.trim() : 'unknown', kernel: release(), node: process.version, 'cli_start_s(baton --version / docker --version)': `${secs(batonStart)}/${secs(dockerStart)}` };
+  return { ...machine, 'cli_start_s(baton --version / docker --version)': `${secs(batonStart)}/${secs(dockerStart)}` };
 }
 
 async function main(): Promise<number> {
   const o = parseOpts();
-  const machine = await machineInfo();
-  log(`bench id ${benchId}; lines=${o.lines} pad=${o.pad} (${mb(expectedBytes(o))} MB) reads=${o.reads} latency-samples=${o.latencySamples}; ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-  const img = await docker(['image', 'inspect', '--format', '{{.Id}}', IMAGE]);
-  if (img.code !== 0) throw new Error(`image ${IMAGE} is not present locally (this bench never pulls): ${oneLine(img.stderr)}`);
+  const machine = await machineAndCli();
+  log(`bench id ${benchId}; lines=${o.lines} pad=${o.pad} (${mb(expectedBytes(o))} MB) reads=${o.reads} latency-samples=${o.latencySamples}; ${keyValues(machine)}`);
+  await requireImage(IMAGE);
   const tick = await tickSleep();
   const t0 = now();
   const sys: { baton: SystemResult; docker?: SystemResult; swarm?: SystemResult } = { baton: { name: 'baton', full: [], notes: [] } };
@@ -1083,9 +905,7 @@ async function main(): Promise<number> {
     checkInterrupted();
     if (!o.skipSwarm) sys.swarm = await benchSwarm(o, tick);
   } finally {
-    await runCleanups();
-    const left = await removeByLabel([BENCH_LABEL]).catch(() => 0);
-    if (left) log(`removed ${left} leftover container(s) labelled ${BENCH_LABEL}`);
+    await cleanUpAll([BENCH_LABEL]);
   }
   const took = now() - t0;
   log(`bench took ${secs(took)} s`);
@@ -1096,12 +916,4 @@ async function main(): Promise<number> {
   return bad.length ? 1 : 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  async (e) => {
-    log(`bench failed: ${(e as Error).stack ?? e}`);
-    await runCleanups();
-    await removeByLabel([BENCH_LABEL]).catch(() => undefined);
-    process.exit(1);
-  },
-);
+runMain(main, [BENCH_LABEL]);

@@ -103,18 +103,15 @@
  * goes to stderr, results to stdout.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
-import { availableParallelism, release, tmpdir } from 'node:os';
+import { availableParallelism, release } from 'node:os';
 import { dirname, join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { endpointsKind } from '../src/api/kinds.js';
-import type { tlsTransport } from '../src/api/tls.js';
 import type { EndpointAddress, Endpoints } from '../src/api/types.js';
 import { tableName } from '../src/agent/nft.js';
-import { readCompose } from '../src/manifest/compose.js';
-import { checkInterrupted, cleanUpOnSignals, cpuMs, docker, exec, log, median, now, onCleanup, ratio, removeByLabel, runCleanups, secs, sleep, waitFor, wasInterrupted, startBenchServer, dropAgentTables, oneLine, stopChild, spawnBenchAgent, outputTail, type BenchAgent } from './lib.js';
+import { benchArgs, BenchCluster, checkInterrupted, cleanUpAll, cleanUpOnSignals, cpuMs, docker, exec, failure, intFlag, log, median, now, onCleanup, oneLine, outputTail, ratio, reportHeader, requireImage, runMain, secs, sleep, stackServices, waitFor, wasInterrupted } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -174,44 +171,21 @@ interface Opts {
 const USAGE = 'usage: npm run bench:mesh -- [--duration-s 10] [--runs 3] [--warmup-s 2] [--paths direct,haproxy,mesh,mesh-user] [--ka-conns 50] [--nc-conns 20] [--backend haproxy|node] [--haproxy-nbthread 0 (HAProxy\'s default)] [--interleave]\n';
 
 function parseOpts(): Opts {
-  const { values } = parseArgs({
-    options: {
-      'duration-s': { type: 'string', default: '10' },
-      runs: { type: 'string', default: '3' },
-      'warmup-s': { type: 'string', default: '2' },
-      paths: { type: 'string', default: ALL_PATHS.join(',') },
-      'ka-conns': { type: 'string', default: '50' },
-      'nc-conns': { type: 'string', default: '20' },
-      backend: { type: 'string', default: 'haproxy' },
-      'haproxy-nbthread': { type: 'string', default: '0' },
-      interleave: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    allowPositionals: false,
-  });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
-  const int = (name: string, v: string, min: number, max: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in ${min}..${max}, got "${v}"`);
-    return n;
-  };
+  const values = benchArgs(USAGE, { 'duration-s': '10', runs: '3', 'warmup-s': '2', paths: ALL_PATHS.join(','), 'ka-conns': '50', 'nc-conns': '20', backend: 'haproxy', 'haproxy-nbthread': '0', interleave: false });
   if (values.backend !== 'haproxy' && values.backend !== 'node') throw new Error(`--backend must be haproxy or node, got "${values.backend}"`);
-  const paths = values.paths!.split(',').map((p) => p.trim()).filter(Boolean);
+  const paths = values.paths.split(',').map((p) => p.trim()).filter(Boolean);
   for (const p of paths) if (!ALL_PATHS.includes(p as PathName)) throw new Error(`--paths: unknown path "${p}" (known: ${ALL_PATHS.join(', ')})`);
   if (paths.length === 0) throw new Error('--paths is empty');
   return {
-    durationS: int('duration-s', values['duration-s']!, 1, 120),
-    runs: int('runs', values.runs!, 1, 20),
-    warmupS: int('warmup-s', values['warmup-s']!, 0, 60),
+    durationS: intFlag('duration-s', values['duration-s'], 1, 120),
+    runs: intFlag('runs', values.runs, 1, 20),
+    warmupS: intFlag('warmup-s', values['warmup-s'], 0, 60),
     paths: ALL_PATHS.filter((p) => paths.includes(p)),
-    kaConns: int('ka-conns', values['ka-conns']!, 1, 1000),
-    ncConns: int('nc-conns', values['nc-conns']!, 1, 1000),
+    kaConns: intFlag('ka-conns', values['ka-conns'], 1, 1000),
+    ncConns: intFlag('nc-conns', values['nc-conns'], 1, 1000),
     backend: values.backend,
-    haproxyThreads: int('haproxy-nbthread', values['haproxy-nbthread']!, 0, 64),
-    interleave: values.interleave!,
+    haproxyThreads: intFlag('haproxy-nbthread', values['haproxy-nbthread'], 0, 64),
+    interleave: values.interleave,
   };
 }
 
@@ -449,10 +423,12 @@ interface Sample {
   wallMs: number;
 }
 
+/** The wrk runs in flight (children of this bench). */
 const running = new Set<ChildProcess>();
-onCleanup('wrk', async () => {
-  for (const c of running) c.kill('SIGTERM'); // by its PID; bounded by -d anyway
-});
+/** stopWrk stops them by their PIDs (each is bounded by -d anyway). */
+const stopWrk = async () => {
+  for (const c of running) c.kill('SIGTERM');
+};
 
 function toMs(v: string, unit: string): number {
   const n = Number(v);
@@ -590,8 +566,6 @@ async function runWrk(wrkBin: string, args: string[], durationS: number, probes:
 
 // ---------------------------------------------------------------- the Baton cluster
 
-type AgentProc = BenchAgent;
-
 
 const haveNft = () => {
   try {
@@ -685,33 +659,11 @@ function wrkArgs(o: Opts, load: LoadName, url: string, durationS: number): strin
 }
 
 async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Results): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'baton-bench-mesh-'));
-  const procs: { child: ChildProcess; what: string }[] = [];
-  let clusterId: string | undefined;
-  let tls: ReturnType<typeof tlsTransport> | undefined;
+  const cluster = new BenchCluster('baton-bench-mesh-', 10_000);
+  const dir = cluster.dir;
+  // Registered after the cluster's teardown: Ctrl-C stops wrk before the processes it loads.
+  const undoWrk = onCleanup('wrk', stopWrk);
   let ok = false;
-  let serverTail: (() => string) | undefined;
-  const agents: AgentProc[] = [];
-  // Runs once, whether from the finally below or from Ctrl-C's cleanups (both may ask).
-  let tearing: Promise<void> | undefined;
-  const teardown = () => (tearing ??= doTeardown());
-  const doTeardown = async () => {
-    for (const c of running) c.kill('SIGTERM'); // wrk, by its PID (bounded by -d anyway)
-    for (const p of procs.reverse()) await stopChild(p.child, p.what).catch((e) => log(`stopping ${p.what}: ${(e as Error).message}`));
-    procs.length = 0;
-    await tls?.close().catch(() => undefined);
-    tls = undefined;
-    // An agent removes its nftables table when it stops; one that had to be killed leaves it.
-    await dropAgentTables(agents.map((a) => a.name), clusterId);
-    agents.length = 0;
-    // Agents leave their containers running when they stop: remove them by the cluster's label.
-    if (clusterId) {
-      const n = await removeByLabel([`baton.cluster=${clusterId}`]);
-      if (n) log(`removed ${n} container(s) of baton cluster ${clusterId}`);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const undo = onCleanup('baton cluster and HAProxy', teardown);
   try {
     for (const [host, port] of [[MESH_NODE.address, PUBLISHED], [USER_NODE.address, PUBLISHED], [HAPROXY_ADDR, HAPROXY_PORT]] as const)
       if (!(await portFree(host, port))) throw new Error(`${host}:${port} is in use; this bench needs it free`);
@@ -719,12 +671,7 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
     const backend = await backendSetup(o, dir, tools.haproxy);
     res.backend = backend.describe;
 
-    const server = await startBenchServer(dir);
-    procs.push({ child: server.child, what: 'baton server' });
-    serverTail = server.stderrTail;
-    const { url, joinToken, api } = server;
-    clusterId = server.clusterId;
-    tls = server.tls;
+    const { api, clusterId } = await cluster.startServer();
 
     // Host ports without an earlier run's leftovers (see PORT_BASES).
     const leftovers = (base: number) => {
@@ -736,34 +683,18 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
     const pick = scored.find((x) => x.left < FEW) ?? scored.reduce((a, b) => (b.left < a.left ? b : a));
     res.portBase = pick.base;
     log(`agents' host ports from ${pick.base} (${pick.left} TIME_WAIT sockets and conntrack entries there${scored[0]!.base !== pick.base ? `; ${scored.filter((x) => x.base < pick.base).map((x) => `${x.base}: ${x.left}`).join(', ')}` : ''})`);
-    for (const [i, a] of AGENTS.entries()) {
-      const p = spawnBenchAgent(a, portRange(pick.base, i), url, joinToken, dir);
-      agents.push(p);
-      procs.push({ child: p.child, what: `baton agent ${a.name}` });
-    }
-    const agentsAlive = () => {
-      for (const a of agents) if (a.child.exitCode !== null || a.child.signalCode !== null) throw new Error(`agent ${a.name} exited (${a.child.exitCode ?? a.child.signalCode}): ${a.tail()}`);
-    };
-    await waitFor(
-      `${AGENTS.length} nodes Ready`,
-      async () => {
-        agentsAlive();
-        const ready = (await api.nodes()).items.filter((n) => n.status.state === 'ready').map((n) => n.metadata.name);
-        return AGENTS.every((a) => ready.includes(a.name)) ? true : undefined;
-      },
-      { timeoutMs: 60_000, everyMs: 200 },
-    );
-    log(`${AGENTS.map((a) => `${a.name} (${a.address})`).join(', ')} are Ready`);
+    for (const [i, a] of AGENTS.entries()) cluster.startAgent({ ...a, portRange: portRange(pick.base, i) });
+    const agentsAlive = () => cluster.agentsAlive();
+    await cluster.waitReady();
+    const agents = cluster.agents;
     const meshAgent = agents.find((a) => a.name === MESH_NODE.name)!;
     const userAgent = agents.find((a) => a.name === USER_NODE.name)!;
     res.agentPid = { mesh: meshAgent.child.pid!, user: userAgent.child.pid! };
 
     // ------------------------------------------------ the backends
-    const text = composeText(backend);
-    const cr = readCompose(text, { fileName: join(dir, `${STACK}.yaml`), baseDir: dir, env: {}, stack: STACK });
-    if (cr.errors.length) throw new Error(`compose for ${STACK}: ${cr.errors.map((e) => JSON.stringify(e)).join('; ')}\n${text}`);
+    const services = stackServices(composeText(backend), STACK, dir);
     log(`apply ${SVC}: 3 replicas, one per node, published ${PUBLISHED}:${TARGET}; backend ${backend.describe}`);
-    await api.apply(STACK, { services: cr.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels })), prune: false, dryRun: false });
+    await api.apply(STACK, { services, prune: false, dryRun: false });
     const eps = await waitFor(
       `3 endpoints of ${SVC} on 3 nodes`,
       async () => {
@@ -821,7 +752,7 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
     const cfgFile = join(dir, 'lb.cfg');
     writeFileSync(cfgFile, lbHaproxyCfg(o, res.endpoints));
     const lb = await startHaproxyLb(tools.haproxy, cfgFile);
-    procs.push({ child: lb.child, what: 'HAProxy' });
+    cluster.track(lb.child, 'HAProxy');
     let threads: string | undefined;
     try {
       threads = /^Threads:\s+(\d+)/m.exec(readFileSync(`/proc/${lb.child.pid}/status`, 'utf8'))?.[1];
@@ -938,10 +869,9 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
     alive();
     ok = true;
   } finally {
-    if (!ok && !wasInterrupted() && serverTail) log(`baton server stderr tail:\n${serverTail()}`);
-    if (!ok && !wasInterrupted()) for (const a of agents) log(`agent ${a.name} output tail:\n${a.tail()}`);
-    await teardown();
-    undo();
+    await stopWrk();
+    undoWrk();
+    await cluster.stop(ok);
   }
 }
 
@@ -988,9 +918,7 @@ function report(o: Opts, res: Results): void {
   const n = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   const nproc = Number(res.machine.nproc) || 1;
   const paths = res.paths;
-  out.push('');
-  out.push(`# bench:mesh  (${new Date().toISOString()}, bench id ${benchId})`);
-  out.push(`machine ${Object.entries(res.machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  out.push(...reportHeader('mesh', benchId, res.machine));
   out.push(`backends: 3 tasks of ${SVC} (one per node, placed by Baton): ${res.backend || 'n/a'}`);
   if (res.endpoints.length) out.push(`  ${res.endpoints.map((e) => `${e.task} on ${e.node} at ${e.address}:${e.ports[String(TARGET)]}`).join('; ')}`);
   if (res.portBase) out.push(`  (agents' --port-range ${AGENTS.map((_, i) => portRange(res.portBase, i)).join(', ')}: the first of ${PORT_BASES.join(', ')} without an earlier run's TIME_WAIT/conntrack leftovers)`);
@@ -1113,8 +1041,7 @@ async function main(): Promise<number> {
   };
   log(`bench id ${benchId}; paths=${o.paths.join(',')} duration=${o.durationS}s runs=${o.runs} warmup=${o.warmupS}s backend=${o.backend}; ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   if (!machine.haproxy.startsWith('2.6')) log(`note: the issue names HAProxy 2.6; this is ${machine.haproxy}`);
-  const img = await docker(['image', 'inspect', '--format', '{{.Id}}', IMAGE]);
-  if (img.code !== 0) throw new Error(`image ${IMAGE} is not present locally (this bench never pulls): ${oneLine(img.stderr)}`);
+  await requireImage(IMAGE);
 
   const empty = () => Object.fromEntries(ALL_PATHS.map((p) => [p, [] as Sample[]])) as Record<PathName, Sample[]>;
   const res: Results = {
@@ -1139,13 +1066,9 @@ async function main(): Promise<number> {
   try {
     await bench(o, { wrk, haproxy }, res);
   } catch (e) {
-    if (wasInterrupted()) throw e;
-    log(`bench failed: ${(e as Error).stack ?? e}`);
-    failed = oneLine((e as Error).message).slice(0, 600);
+    failed = failure('bench', e, 600);
   } finally {
-    await runCleanups();
-    const left = await removeByLabel([BENCH_LABEL]).catch(() => 0);
-    if (left) log(`removed ${left} leftover container(s) labelled ${BENCH_LABEL}`);
+    await cleanUpAll([BENCH_LABEL]);
   }
   log(`bench took ${secs(now() - t0)} s`);
   report(o, res);
@@ -1153,13 +1076,4 @@ async function main(): Promise<number> {
   return failed || res.failures.length ? 1 : 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  async (e) => {
-    if (wasInterrupted()) return; // the signal handler cleans up and exits 130
-    log(`bench failed: ${(e as Error).stack ?? e}`);
-    await runCleanups();
-    await removeByLabel([BENCH_LABEL]).catch(() => undefined);
-    process.exit(1);
-  },
-);
+runMain(main, [BENCH_LABEL], { signalExits: true });

@@ -41,14 +41,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, release, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { ApiClient } from '../src/api/client.js';
-import type { tlsTransport } from '../src/api/tls.js';
 import type { Node, Task } from '../src/api/types.js';
-import { readCompose } from '../src/manifest/compose.js';
-import { DOCKER, docker, dockerOk, log, median, now, ratio, removeByLabel, secs, sleep, waitFor, checkInterrupted, cleanUpOnSignals, onCleanup, runCleanups, wasInterrupted, startBenchServer, dropAgentTables, oneLine, stopChild, spawnBenchAgent, type BenchAgent } from './lib.js';
+import { benchArgs, BenchCluster, checkInterrupted, cleanUpAll, cleanUpOnSignals, DOCKER, docker, dockerOk, failure, ignoreBatonTimings, intFlag, keyValues, log, machineInfo, median, now, oneLine, percentile, ratio, removeByLabel, reportHeader, requireImage, runMain, secs, sleep, stackServices, stopChild, throwAwaySwarm, waitContainersGone, waitFor, type BenchAgent } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -80,37 +77,18 @@ interface Opts {
   skipNodeLoss: boolean;
 }
 
+const USAGE = 'usage: npm run bench:recovery -- [--replicas 20] [--rounds 4] [--kills 5] [--node-replicas 12] [--deadline-s 120] [--skip-swarm] [--skip-node-loss]\n';
+
 function parseOpts(): Opts {
-  const { values } = parseArgs({
-    options: {
-      replicas: { type: 'string', default: '20' },
-      rounds: { type: 'string', default: '4' },
-      kills: { type: 'string', default: '5' },
-      'node-replicas': { type: 'string', default: '12' },
-      'deadline-s': { type: 'string', default: '120' },
-      'skip-swarm': { type: 'boolean', default: false },
-      'skip-node-loss': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    allowPositionals: false,
-  });
-  if (values.help) {
-    process.stdout.write('usage: npm run bench:recovery -- [--replicas 20] [--rounds 4] [--kills 5] [--node-replicas 12] [--deadline-s 120] [--skip-swarm] [--skip-node-loss]\n');
-    process.exit(0);
-  }
-  const int = (name: string, v: string, min: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
-    return n;
-  };
+  const values = benchArgs(USAGE, { replicas: '20', rounds: '4', kills: '5', 'node-replicas': '12', 'deadline-s': '120', 'skip-swarm': false, 'skip-node-loss': false });
   const o: Opts = {
-    replicas: int('replicas', values.replicas!, 1),
-    rounds: int('rounds', values.rounds!, 1),
-    kills: int('kills', values.kills!, 1),
-    nodeReplicas: int('node-replicas', values['node-replicas']!, 1),
-    deadlineMs: int('deadline-s', values['deadline-s']!, 1) * 1000,
-    skipSwarm: values['skip-swarm']!,
-    skipNodeLoss: values['skip-node-loss']!,
+    replicas: intFlag('replicas', values.replicas, 1),
+    rounds: intFlag('rounds', values.rounds, 1),
+    kills: intFlag('kills', values.kills, 1),
+    nodeReplicas: intFlag('node-replicas', values['node-replicas'], 1),
+    deadlineMs: intFlag('deadline-s', values['deadline-s'], 1) * 1000,
+    skipSwarm: values['skip-swarm'],
+    skipNodeLoss: values['skip-node-loss'],
   };
   // Every kill hits a slot not killed before, so no restart backoff grows between rounds.
   if (o.rounds * o.kills > o.replicas) throw new Error(`--rounds × --kills (${o.rounds * o.kills}) must not exceed --replicas (${o.replicas}): each kill takes a distinct slot`);
@@ -120,17 +98,6 @@ function parseOpts(): Opts {
 const benchId = `recovery-${Date.now().toString(36)}-${process.pid}`;
 
 cleanUpOnSignals([BENCH_LABEL]);
-
-// ---------------------------------------------------------------- small helpers
-
-/** p by nearest rank (p95 of 20 samples is the 19th smallest). */
-function pct(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
-
-
 
 // ---------------------------------------------------------------- docker events
 
@@ -328,8 +295,6 @@ interface NodeLossResult {
   dump: string[];
 }
 
-type AgentProc = BenchAgent;
-
 function composeText(stack: string, replicas: number): string {
   return [
     `name: ${stack}`,
@@ -345,58 +310,19 @@ function composeText(stack: string, replicas: number): string {
   ].join('\n');
 }
 
-function composeServices(stack: string, replicas: number, dir: string) {
-  const file = join(dir, `${stack}.yaml`);
-  const r = readCompose(composeText(stack, replicas), { fileName: file, baseDir: dir, env: {}, stack });
-  if (r.errors.length) throw new Error(`compose for ${stack}: ${r.errors.map((e) => JSON.stringify(e)).join('; ')}`);
-  return r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels }));
-}
+const composeServices = (stack: string, replicas: number, dir: string) => stackServices(composeText(stack, replicas), stack, dir);
 
 
 async function benchBaton(o: Opts, out: { kill?: KillResult; node?: NodeLossResult }): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'baton-bench-recovery-'));
-  const procs: { child: ChildProcess; what: string }[] = [];
-  let clusterId: string | undefined;
-  let serverTail: (() => string) | undefined;
-  const agents: AgentProc[] = [];
+  // The agent killed in (b) leaves its nftables table and containers: the cluster's teardown removes them.
+  const cluster = new BenchCluster('baton-bench-recovery-');
+  const dir = cluster.dir;
   let ok = false;
-  const teardown = async () => {
-    for (const p of procs.reverse()) await stopChild(p.child, p.what, 15_000).catch((e) => log(`stopping ${p.what}: ${(e as Error).message}`));
-    procs.length = 0;
-    // The agent killed with SIGKILL left its nftables table (the mesh's kernel path).
-    await dropAgentTables(AGENTS.map((a) => a.name), clusterId);
-    // Agents leave their containers running when they stop: remove them all by the cluster's label.
-    if (clusterId) {
-      const n = await removeByLabel([`baton.cluster=${clusterId}`]);
-      if (n) log(`removed ${n} container(s) of baton cluster ${clusterId}`);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const undo = onCleanup('baton cluster', teardown);
-  let tls: ReturnType<typeof tlsTransport> | undefined;
   try {
-    const server = await startBenchServer(dir);
-    procs.push({ child: server.child, what: 'baton server' });
-    serverTail = server.stderrTail;
-    const { url, joinToken, api } = server;
-    clusterId = server.clusterId;
-    tls = server.tls;
-
-    for (const a of AGENTS) {
-      const p = spawnBenchAgent(a, a.portRange, url, joinToken, dir);
-      agents.push(p);
-      procs.push({ child: p.child, what: `baton agent ${a.name}` });
-    }
-    await waitFor(
-      `${AGENTS.length} nodes Ready`,
-      async () => {
-        for (const a of agents) if (a.child.exitCode !== null || a.child.signalCode !== null) throw new Error(`agent ${a.name} exited (${a.child.exitCode ?? a.child.signalCode}): ${a.tail()}`);
-        const ready = (await api.nodes()).items.filter((n) => n.status.state === 'ready').map((n) => n.metadata.name);
-        return AGENTS.every((a) => ready.includes(a.name)) ? true : undefined;
-      },
-      { timeoutMs: 60_000, everyMs: 200 },
-    );
-    log(`${AGENTS.map((a) => `${a.name} (${a.address})`).join(', ')} are Ready`);
+    const { api, clusterId } = await cluster.startServer();
+    for (const a of AGENTS) cluster.startAgent(a);
+    await cluster.waitReady();
+    const agents = cluster.agents;
 
     const clusterLabel = `baton.cluster=${clusterId}`;
     const tasksOf = async (svc: string) => (await api.tasks({ fieldSelector: { 'spec.serviceName': svc } })).items;
@@ -437,29 +363,22 @@ async function benchBaton(o: Opts, out: { kill?: KillResult; node?: NodeLossResu
         await events.stop();
       }
     } catch (e) {
-      if (wasInterrupted()) throw e;
-      log(`baton (a) failed: ${(e as Error).stack ?? e}`);
-      out.kill = { samples: [], policy: '', notes: [], failed: oneLine((e as Error).message).slice(0, 400) };
+      out.kill = { samples: [], policy: '', notes: [], failed: failure('baton (a)', e) };
     }
     log(`baton (a): removing stack ${KILL_STACK}`);
     await api.removeStack(KILL_STACK).catch((e) => log(`warning: remove stack ${KILL_STACK}: ${(e as Error).message}`));
-    await waitFor('benchkill containers gone', async () => ((await runningContainers([clusterLabel, `baton.service=${KILL_SVC}`], () => '', 'baton.slot')).length === 0 ? true : undefined), { timeoutMs: 60_000, everyMs: 250 }).catch(async (e) => {
-      log(`warning: ${(e as Error).message}; force-removing`);
-    });
+    await waitContainersGone('benchkill containers gone', [clusterLabel, `baton.service=${KILL_SVC}`], { runningOnly: true });
     await removeByLabel([clusterLabel, `baton.service=${KILL_SVC}`]);
 
     // ------------------------------------------------ (b) kill -9 of an agent
     if (!o.skipNodeLoss) out.node = await nodeLoss(o, api, agents, clusterLabel, tasksOf);
     ok = true;
   } finally {
-    if (!ok && serverTail) log(`baton server stderr tail:\n${serverTail()}`);
-    await tls?.close().catch(() => undefined);
-    await teardown();
-    undo();
+    await cluster.stop(ok);
   }
 }
 
-async function nodeLoss(o: Opts, api: ApiClient, agents: AgentProc[], clusterLabel: string, tasksOf: (svc: string) => Promise<Task[]>): Promise<NodeLossResult> {
+async function nodeLoss(o: Opts, api: ApiClient, agents: BenchAgent[], clusterLabel: string, tasksOf: (svc: string) => Promise<Task[]>): Promise<NodeLossResult> {
   const res: NodeLossResult = { ms: NaN, victim: '', perNodeBefore: {}, milestones: {}, victimContainersLeft: 0, dump: [] };
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-recovery-compose-'));
   try {
@@ -475,7 +394,7 @@ async function nodeLoss(o: Opts, api: ApiClient, agents: AgentProc[], clusterLab
     );
     for (const a of agents) res.perNodeBefore[a.name] = 0;
     for (const x of before) res.perNodeBefore[x.spec.nodeName] = (res.perNodeBefore[x.spec.nodeName] ?? 0) + 1;
-    log(`baton (b): tasks per node ${Object.entries(res.perNodeBefore).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    log(`baton (b): tasks per node ${keyValues(res.perNodeBefore)}`);
     // The victim: the node with the most tasks (first by name on a tie).
     const victim = agents
       .map((a) => a.name)
@@ -554,62 +473,14 @@ async function nodeLoss(o: Opts, api: ApiClient, agents: AgentProc[], clusterLab
 
 // ---------------------------------------------------------------- Swarm
 
-async function swarmState(): Promise<string> {
-  return (await dockerOk(['info', '--format', '{{.Swarm.LocalNodeState}}'])).trim();
-}
-
 async function benchSwarm(o: Opts): Promise<KillResult> {
   const res: KillResult = { samples: [], policy: '', notes: [] };
-  const state = await swarmState();
-  let weInit = false;
-  let gwBridgeExisted = true;
-  const leave = async () => {
-    if (!weInit) return;
-    weInit = false;
-    log('leaving the throw-away swarm (docker swarm leave --force)');
-    const r = await docker(['swarm', 'leave', '--force'], { timeoutMs: 120_000 });
-    if (r.code !== 0) log(`warning: docker swarm leave --force: ${oneLine(r.stderr)}`);
-    if (!gwBridgeExisted && (await docker(['network', 'inspect', 'docker_gwbridge'])).code === 0) {
-      const rm = await docker(['network', 'rm', 'docker_gwbridge']);
-      if (rm.code !== 0) log(`warning: docker network rm docker_gwbridge: ${oneLine(rm.stderr)}`);
-    }
-  };
-  const removeService = async () => {
-    if ((await swarmState().catch(() => 'unknown')) !== 'active') return;
-    const ls = await docker(['service', 'ls', '-q', '--filter', `name=${SWARM_SVC}`]);
-    if (!ls.stdout.trim()) return;
-    log(`docker service rm ${SWARM_SVC}`);
-    const r = await docker(['service', 'rm', SWARM_SVC], { timeoutMs: 60_000 });
-    if (r.code !== 0) log(`warning: docker service rm ${SWARM_SVC}: ${oneLine(r.stderr)}`);
-    await waitFor('swarm containers gone', async () => ((await docker(['ps', '-aq', '--filter', `label=${BENCH_LABEL}`, '--filter', `label=com.docker.swarm.service.name=${SWARM_SVC}`])).stdout.trim() ? undefined : true), {
-      timeoutMs: 60_000,
-      everyMs: 250,
-    }).catch((e) => log(`warning: ${(e as Error).message}; force-removing`));
-    await removeByLabel([BENCH_LABEL, `com.docker.swarm.service.name=${SWARM_SVC}`]);
-  };
-  // Undone in reverse: the service first, then the swarm.
-  const undoLeave = onCleanup('swarm leave', leave);
-  const undoService = onCleanup('swarm service', removeService);
+  const swarm = await throwAwaySwarm({ label: BENCH_LABEL, services: [SWARM_SVC] });
   try {
-    if (state === 'active') {
-      res.unavailable = 'skipped (engine already in a swarm)';
+    if (swarm.unavailable) {
+      res.unavailable = swarm.unavailable;
       return res;
     }
-    if (state !== 'inactive') {
-      res.unavailable = `skipped (engine swarm state is "${state}")`;
-      return res;
-    }
-    gwBridgeExisted = (await docker(['network', 'inspect', 'docker_gwbridge'])).code === 0;
-    log('docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377');
-    const init = await docker(['swarm', 'init', '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:2377'], { timeoutMs: 120_000 });
-    // Even a failed init may leave the engine half in a swarm: we caused it, so we leave it.
-    if ((await swarmState().catch(() => 'unknown')) !== 'inactive') weInit = true;
-    if (init.code !== 0) {
-      res.unavailable = `docker swarm init failed: ${oneLine(init.stderr || init.stdout)}`;
-      log(`swarm: ${res.unavailable}`);
-      return res;
-    }
-    weInit = true;
 
     const args = ['service', 'create', '--detach', '--name', SWARM_SVC, '--replicas', String(o.replicas), '--init', '--network', 'host', '--label', BENCH_LABEL, '--container-label', BENCH_LABEL, '--container-label', `baton.bench.run=${benchId}`, IMAGE, ...CMD];
     log(`docker ${args.join(' ')}`);
@@ -656,15 +527,10 @@ async function benchSwarm(o: Opts): Promise<KillResult> {
     }
     return res;
   } catch (e) {
-    if (wasInterrupted()) throw e;
-    log(`swarm (a) failed: ${(e as Error).stack ?? e}`);
-    res.failed = oneLine((e as Error).message).slice(0, 400);
+    res.failed = failure('swarm (a)', e);
     return res;
   } finally {
-    await removeService();
-    undoService();
-    await leave();
-    undoLeave();
+    await swarm.close();
   }
 }
 
@@ -678,8 +544,8 @@ function report(o: Opts, machine: Record<string, string>, baton: { kill?: KillRe
     const ok = r && !r.failed && !r.unavailable ? r.samples : [];
     return {
       n: xs.length,
-      p50: pct(xs, 50),
-      p95: pct(xs, 95),
+      p50: percentile(xs, 50),
+      p95: percentile(xs, 95),
       max: xs.length ? Math.max(...xs) : NaN,
       die: median(ok.map((s) => s.dieMs).filter(Number.isFinite)),
       dieToStart: median(ok.map((s) => s.ms - s.dieMs).filter(Number.isFinite)),
@@ -687,9 +553,7 @@ function report(o: Opts, machine: Record<string, string>, baton: { kill?: KillRe
   };
   const b = stats(baton.kill);
   const s = stats(swarm);
-  out.push('');
-  out.push(`# bench:recovery  (${new Date().toISOString()}, bench id ${benchId})`);
-  out.push(`machine ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  out.push(...reportHeader('recovery', benchId, machine));
   out.push(`workload image=${IMAGE} cmd="${CMD.join(' ')}" init=true network=host; Baton and Swarm with their default settings (no BATON_TIMINGS)`);
   out.push('');
   out.push(`## (a) docker kill of a task's container → that task running again (${o.replicas} replicas; ${o.rounds} rounds × ${o.kills} distinct containers killed at once)`);
@@ -714,7 +578,7 @@ function report(o: Opts, machine: Record<string, string>, baton: { kill?: KillRe
   if (o.skipNodeLoss) out.push('baton   skipped (--skip-node-loss)');
   else if (!n) out.push(`baton   FAILED: ${baton.failed ?? 'not measured'}`);
   else {
-    out.push(`tasks per node before the kill: ${Object.entries(n.perNodeBefore).map(([k, v]) => `${k}=${v}`).join(' ')}; killed agent: ${n.victim}`);
+    out.push(`tasks per node before the kill: ${keyValues(n.perNodeBefore)}; killed agent: ${n.victim}`);
     out.push(`baton   ${Number.isFinite(n.ms) ? `${secs(n.ms)} s` : `not within ${o.deadlineMs / 1000} s`}`);
     const ms = Object.entries(n.milestones).map(([k, v]) => `${k} ${secs(v)} s`);
     out.push(`        seen in the API after the kill: ${ms.length ? ms.join('; ') : 'nothing changed'}`);
@@ -751,21 +615,12 @@ function report(o: Opts, machine: Record<string, string>, baton: { kill?: KillRe
 
 // ---------------------------------------------------------------- main
 
-async function machineInfo(): Promise<Record<string, string>> {
-  const v = await docker(['version', '--format', '{{.Server.Version}}']);
-  return { nproc: String(availableParallelism()), dockerd: v.code === 0 ? v.stdout.trim() : 'unknown', kernel: release(), node: process.version };
-}
-
 async function main(): Promise<number> {
   const o = parseOpts();
-  if (process.env.BATON_TIMINGS !== undefined) {
-    log(`ignoring BATON_TIMINGS=${process.env.BATON_TIMINGS}: this bench measures Baton's default timings`);
-    delete process.env.BATON_TIMINGS;
-  }
+  ignoreBatonTimings();
   const machine = await machineInfo();
-  log(`bench id ${benchId}; replicas=${o.replicas} rounds=${o.rounds} kills=${o.kills} node-replicas=${o.nodeReplicas}; ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-  const img = await docker(['image', 'inspect', '--format', '{{.Id}}', IMAGE]);
-  if (img.code !== 0) throw new Error(`image ${IMAGE} is not present locally (this bench never pulls): ${oneLine(img.stderr)}`);
+  log(`bench id ${benchId}; replicas=${o.replicas} rounds=${o.rounds} kills=${o.kills} node-replicas=${o.nodeReplicas}; ${keyValues(machine)}`);
+  await requireImage(IMAGE);
 
   const baton: { kill?: KillResult; node?: NodeLossResult; failed?: string } = {};
   let swarm: KillResult | undefined;
@@ -775,29 +630,17 @@ async function main(): Promise<number> {
     try {
       await benchBaton(o, baton);
     } catch (e) {
-      if (wasInterrupted()) throw e;
+      baton.failed = failure('baton', e);
       failed = true;
-      log(`baton failed: ${(e as Error).stack ?? e}`);
-      baton.failed = oneLine((e as Error).message).slice(0, 400);
     }
     checkInterrupted();
     if (!o.skipSwarm) swarm = await benchSwarm(o);
   } finally {
-    await runCleanups();
-    const left = await removeByLabel([BENCH_LABEL]).catch(() => 0);
-    if (left) log(`removed ${left} leftover container(s) labelled ${BENCH_LABEL}`);
+    await cleanUpAll([BENCH_LABEL]);
   }
   log(`bench took ${secs(now() - t0)} s`);
   report(o, machine, baton, swarm);
   return failed || baton.kill?.failed || swarm?.failed ? 1 : 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  async (e) => {
-    log(`bench failed: ${(e as Error).stack ?? e}`);
-    await runCleanups();
-    await removeByLabel([BENCH_LABEL]).catch(() => undefined);
-    process.exit(1);
-  },
-);
+runMain(main, [BENCH_LABEL]);

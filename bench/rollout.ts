@@ -46,39 +46,9 @@
  * removed at the end, also on failure or Ctrl-C. Progress goes to stderr,
  * the summary to stdout.
  */
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, release, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import type { ApiClient } from '../src/api/client.js';
 import { serviceKind } from '../src/api/kinds.js';
-import type { tlsTransport } from '../src/api/tls.js';
 import type { Service, Task } from '../src/api/types.js';
-import { readCompose } from '../src/manifest/compose.js';
-import {
-  checkInterrupted,
-  cleanUpOnSignals,
-  docker,
-  dockerOk,
-  dropAgentTables,
-  log,
-  median,
-  now,
-  onCleanup,
-  oneLine,
-  ratio,
-  removeByLabel,
-  runCleanups,
-  secs,
-  sleep,
-  spawnBenchAgent,
-  startBenchServer,
-  stopChild,
-  waitFor,
-  wasInterrupted,
-  type BenchAgent,
-} from './lib.js';
+import { benchArgs, BenchCluster, checkInterrupted, cleanUpAll, cleanUpOnSignals, docker, dockerOk, failure, ignoreBatonTimings, intFlag, keyValues, log, machineInfo, median, now, oneLine, ratio, removeByLabel, reportHeader, requireImage, runMain, secs, sleep, stackServices, throwAwaySwarm, waitFor } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -124,42 +94,19 @@ const USAGE = `usage: npm run bench:rollout -- [options]
 `;
 
 function parseOpts(): Opts {
-  const { values } = parseArgs({
-    options: {
-      replicas: { type: 'string', default: '20' },
-      runs: { type: 'string', default: '1' },
-      parallelism: { type: 'string', default: '2' },
-      'monitor-s': { type: 'string', default: '5' },
-      order: { type: 'string', default: 'start-first' },
-      'deadline-s': { type: 'string', default: '300' },
-      'poll-ms': { type: 'string', default: '200' },
-      'skip-baton': { type: 'boolean', default: false },
-      'skip-swarm': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    allowPositionals: false,
-  });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
-  const int = (name: string, v: string, min: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
-    return n;
-  };
-  const order = values.order!;
+  const values = benchArgs(USAGE, { replicas: '20', runs: '1', parallelism: '2', 'monitor-s': '5', order: 'start-first', 'deadline-s': '300', 'poll-ms': '200', 'skip-baton': false, 'skip-swarm': false });
+  const order = values.order;
   if (order !== 'start-first' && order !== 'stop-first') throw new Error(`--order must be start-first or stop-first, got "${order}"`);
   return {
-    replicas: int('replicas', values.replicas!, 1),
-    runs: int('runs', values.runs!, 1),
-    parallelism: int('parallelism', values.parallelism!, 1),
-    monitorS: int('monitor-s', values['monitor-s']!, 0),
+    replicas: intFlag('replicas', values.replicas, 1),
+    runs: intFlag('runs', values.runs, 1),
+    parallelism: intFlag('parallelism', values.parallelism, 1),
+    monitorS: intFlag('monitor-s', values['monitor-s'], 0),
     order,
-    deadlineMs: int('deadline-s', values['deadline-s']!, 1) * 1000,
-    pollMs: int('poll-ms', values['poll-ms']!, 20),
-    skipBaton: values['skip-baton']!,
-    skipSwarm: values['skip-swarm']!,
+    deadlineMs: intFlag('deadline-s', values['deadline-s'], 1) * 1000,
+    pollMs: intFlag('poll-ms', values['poll-ms'], 20),
+    skipBaton: values['skip-baton'],
+    skipSwarm: values['skip-swarm'],
   };
 }
 
@@ -284,11 +231,7 @@ function composeText(o: Opts, v: number): string {
   ].join('\n');
 }
 
-function composeServices(o: Opts, v: number, dir: string) {
-  const r = readCompose(composeText(o, v), { fileName: join(dir, `${STACK}.yaml`), baseDir: dir, env: {}, stack: STACK });
-  if (r.errors.length) throw new Error(`compose v${v}: ${r.errors.map((e) => JSON.stringify(e)).join('; ')}`);
-  return r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels }));
-}
+const composeServices = (o: Opts, v: number, dir: string) => stackServices(composeText(o, v), STACK, dir);
 
 const liveTasks = (ts: Task[]) => ts.filter((t) => t.spec.desiredState === 'running' && t.status.state === 'running');
 
@@ -306,50 +249,14 @@ function dumpBaton(svc: Service | undefined, tasks: Task[]): string[] {
 
 async function benchBaton(o: Opts): Promise<SystemResult> {
   const res: SystemResult = { deployMs: NaN, runs: [], settings: '' };
-  const dir = mkdtempSync(join(tmpdir(), 'baton-bench-rollout-'));
-  const procs: { child: ChildProcess; what: string }[] = [];
-  const agents: BenchAgent[] = [];
-  let clusterId: string | undefined;
-  let serverTail: (() => string) | undefined;
-  let tls: ReturnType<typeof tlsTransport> | undefined;
+  const cluster = new BenchCluster('baton-bench-rollout-');
+  const dir = cluster.dir;
   let ok = false;
-  const teardown = async () => {
-    for (const p of procs.reverse()) await stopChild(p.child, p.what, 15_000).catch((e) => log(`stopping ${p.what}: ${(e as Error).message}`));
-    procs.length = 0;
-    await dropAgentTables(AGENTS.map((a) => a.name), clusterId);
-    // Agents leave their containers running when they stop: remove them by the cluster's label.
-    if (clusterId) {
-      const n = await removeByLabel([`baton.cluster=${clusterId}`]);
-      if (n) log(`removed ${n} container(s) of baton cluster ${clusterId}`);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const undo = onCleanup('baton cluster', teardown);
   try {
-    const server = await startBenchServer(dir);
-    procs.push({ child: server.child, what: 'baton server' });
-    serverTail = server.stderrTail;
-    tls = server.tls;
-    clusterId = server.clusterId;
-    const api: ApiClient = server.api;
-    for (const a of AGENTS) {
-      const p = spawnBenchAgent({ ...a, args: ['--listen-port', '0'] }, a.portRange, server.url, server.joinToken, dir);
-      agents.push(p);
-      procs.push({ child: p.child, what: `baton agent ${a.name}` });
-    }
-    const agentsAlive = () => {
-      for (const a of agents) if (a.child.exitCode !== null || a.child.signalCode !== null) throw new Error(`agent ${a.name} exited (${a.child.exitCode ?? a.child.signalCode}): ${a.tail()}`);
-    };
-    await waitFor(
-      `${AGENTS.length} nodes Ready`,
-      async () => {
-        agentsAlive();
-        const ready = (await api.nodes()).items.filter((n) => n.status.state === 'ready').map((n) => n.metadata.name);
-        return AGENTS.every((a) => ready.includes(a.name)) ? true : undefined;
-      },
-      { timeoutMs: 60_000, everyMs: 200 },
-    );
-    log(`baton: ${AGENTS.map((a) => `${a.name} (${a.address})`).join(', ')} are Ready`);
+    const { api, clusterId } = await cluster.startServer();
+    for (const a of AGENTS) cluster.startAgent({ ...a, args: ['--listen-port', '0'] });
+    const agentsAlive = () => cluster.agentsAlive();
+    await cluster.waitReady();
 
     const labels = [`baton.cluster=${clusterId}`, `baton.service=${BATON_SVC}`];
     const tasksOf = async () => (await api.tasks({ fieldSelector: { 'spec.serviceName': BATON_SVC } })).items;
@@ -462,25 +369,15 @@ async function benchBaton(o: Opts): Promise<SystemResult> {
     ok = true;
     return res;
   } catch (e) {
-    if (wasInterrupted()) throw e;
-    log(`baton failed: ${(e as Error).stack ?? e}`);
-    res.failed ??= oneLine((e as Error).message).slice(0, 400);
+    res.failed ??= failure('baton', e);
     return res;
   } finally {
-    if (!ok && serverTail) log(`baton server stderr tail:\n${serverTail()}`);
-    for (const a of agents) if (!ok) log(`baton agent ${a.name} output tail:\n${a.tail()}`);
     log(`baton: removing stack ${STACK} and the cluster`);
-    await tls?.close().catch(() => undefined);
-    await teardown();
-    undo();
+    await cluster.stop(ok);
   }
 }
 
 // ---------------------------------------------------------------- Swarm
-
-async function swarmState(): Promise<string> {
-  return (await dockerOk(['info', '--format', '{{.Swarm.LocalNodeState}}'])).trim();
-}
 
 interface SwarmUpdateStatus {
   State?: string;
@@ -507,57 +404,13 @@ function updateFlags(o: Opts): string[] {
 
 async function benchSwarm(o: Opts): Promise<SystemResult> {
   const res: SystemResult = { deployMs: NaN, runs: [], settings: '' };
-  const state = await swarmState();
-  let weInit = false;
-  let gwBridgeExisted = true;
-  const leave = async () => {
-    if (!weInit) return;
-    weInit = false;
-    log('leaving the throw-away swarm (docker swarm leave --force)');
-    const r = await docker(['swarm', 'leave', '--force'], { timeoutMs: 120_000 });
-    if (r.code !== 0) log(`warning: docker swarm leave --force: ${oneLine(r.stderr)}`);
-    if (!gwBridgeExisted && (await docker(['network', 'inspect', 'docker_gwbridge'])).code === 0) {
-      const rm = await docker(['network', 'rm', 'docker_gwbridge']);
-      if (rm.code !== 0) log(`warning: docker network rm docker_gwbridge: ${oneLine(rm.stderr)}`);
-    }
-  };
+  const swarm = await throwAwaySwarm({ label: BENCH_LABEL, services: [SWARM_SVC], alreadyInSwarm: 'skipped (engine already in a swarm; this bench only uses a swarm it creates)' });
   const labels = [BENCH_LABEL, `com.docker.swarm.service.name=${SWARM_SVC}`];
-  const removeService = async () => {
-    if ((await swarmState().catch(() => 'unknown')) !== 'active') return;
-    const ls = await docker(['service', 'ls', '-q', '--filter', `name=${SWARM_SVC}`]);
-    if (!ls.stdout.trim()) return;
-    log(`docker service rm ${SWARM_SVC}`);
-    const r = await docker(['service', 'rm', SWARM_SVC], { timeoutMs: 60_000 });
-    if (r.code !== 0) log(`warning: docker service rm ${SWARM_SVC}: ${oneLine(r.stderr)}`);
-    await waitFor('swarm containers gone', async () => ((await docker(['ps', '-aq', ...labels.flatMap((l) => ['--filter', `label=${l}`])])).stdout.trim() ? undefined : true), {
-      timeoutMs: 60_000,
-      everyMs: 250,
-    }).catch((e) => log(`warning: ${(e as Error).message}; force-removing`));
-    await removeByLabel(labels);
-  };
-  // Undone in reverse: the service first, then the swarm.
-  const undoLeave = onCleanup('swarm leave', leave);
-  const undoService = onCleanup('swarm service', removeService);
   try {
-    if (state === 'active') {
-      res.unavailable = 'skipped (engine already in a swarm; this bench only uses a swarm it creates)';
+    if (swarm.unavailable) {
+      res.unavailable = swarm.unavailable;
       return res;
     }
-    if (state !== 'inactive') {
-      res.unavailable = `skipped (engine swarm state is "${state}")`;
-      return res;
-    }
-    gwBridgeExisted = (await docker(['network', 'inspect', 'docker_gwbridge'])).code === 0;
-    log('docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377');
-    const init = await docker(['swarm', 'init', '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:2377'], { timeoutMs: 120_000 });
-    // Even a failed init may leave the engine half in a swarm: we caused it, so we leave it.
-    if ((await swarmState().catch(() => 'unknown')) !== 'inactive') weInit = true;
-    if (init.code !== 0) {
-      res.unavailable = `docker swarm init failed: ${oneLine(init.stderr || init.stdout)}`;
-      log(`swarm: ${res.unavailable}`);
-      return res;
-    }
-    weInit = true;
 
     /** steady: no update in progress, exactly `replicas` running tasks, docker shows only version v. */
     const steady = async (v: number): Promise<true | undefined> => {
@@ -668,15 +521,10 @@ async function benchSwarm(o: Opts): Promise<SystemResult> {
     }
     return res;
   } catch (e) {
-    if (wasInterrupted()) throw e;
-    log(`swarm failed: ${(e as Error).stack ?? e}`);
-    res.failed ??= oneLine((e as Error).message).slice(0, 400);
+    res.failed ??= failure('swarm', e);
     return res;
   } finally {
-    await removeService();
-    undoService();
-    await leave();
-    undoLeave();
+    await swarm.close();
   }
 }
 
@@ -714,9 +562,7 @@ function report(o: Opts, machine: Record<string, string>, baton: SystemResult | 
   const s = figures(o, swarm);
   const f = (ms: number, w = 9) => secs(ms).padStart(w);
   const status = (name: string, r: SystemResult | undefined) => (!r ? `skipped (--skip-${name})` : r.unavailable ? r.unavailable : r.failed ? `FAILED: ${r.failed}` : 'ok');
-  out.push('');
-  out.push(`# bench:rollout  (${new Date().toISOString()}, bench id ${benchId}, took ${secs(tookMs)} s)`);
-  out.push(`machine ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  out.push(...reportHeader('rollout', benchId, machine, tookMs));
   out.push(`workload image=${IMAGE} cmd="sh -c 'echo vN > /tmp/x; exec sleep 3600'" init network=host replicas=${o.replicas}`);
   out.push(`update   parallelism=${o.parallelism} order=${o.order} monitor=${o.monitorS}s delay=0s, failure action the default (pause); ${o.runs} run(s) per system, each vN → vN+1`);
   out.push(`baton    server + ${AGENTS.length} agents (${AGENTS.map((a) => a.address).join(', ')}); ${baton?.settings || '-'}`);
@@ -762,21 +608,12 @@ function report(o: Opts, machine: Record<string, string>, baton: SystemResult | 
 
 // ---------------------------------------------------------------- main
 
-async function machineInfo(): Promise<Record<string, string>> {
-  const v = await docker(['version', '--format', '{{.Server.Version}}']);
-  return { nproc: String(availableParallelism()), dockerd: v.code === 0 ? v.stdout.trim() : 'unknown', kernel: release(), node: process.version };
-}
-
 async function main(): Promise<number> {
   const o = parseOpts();
-  if (process.env.BATON_TIMINGS !== undefined) {
-    log(`ignoring BATON_TIMINGS=${process.env.BATON_TIMINGS}: this bench measures Baton's default timings`);
-    delete process.env.BATON_TIMINGS;
-  }
+  ignoreBatonTimings();
   const machine = await machineInfo();
-  log(`bench id ${benchId}; replicas=${o.replicas} runs=${o.runs} parallelism=${o.parallelism} order=${o.order} monitor=${o.monitorS}s; ${Object.entries(machine).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-  const img = await docker(['image', 'inspect', '--format', '{{.Id}}', IMAGE]);
-  if (img.code !== 0) throw new Error(`image ${IMAGE} is not present locally (this bench never pulls): ${oneLine(img.stderr)}`);
+  log(`bench id ${benchId}; replicas=${o.replicas} runs=${o.runs} parallelism=${o.parallelism} order=${o.order} monitor=${o.monitorS}s; ${keyValues(machine)}`);
+  await requireImage(IMAGE);
   const stale = await removeByLabel([BENCH_LABEL]);
   if (stale) log(`removed ${stale} container(s) labelled ${BENCH_LABEL} left by an earlier run`);
 
@@ -788,9 +625,7 @@ async function main(): Promise<number> {
     checkInterrupted();
     if (!o.skipSwarm) swarm = await benchSwarm(o);
   } finally {
-    await runCleanups();
-    const left = await removeByLabel([BENCH_LABEL]).catch(() => 0);
-    if (left) log(`removed ${left} leftover container(s) labelled ${BENCH_LABEL}`);
+    await cleanUpAll([BENCH_LABEL]);
   }
   const took = now() - t0;
   log(`bench took ${secs(took)} s`);
@@ -798,12 +633,4 @@ async function main(): Promise<number> {
   return baton?.failed || swarm?.failed ? 1 : 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  async (e) => {
-    log(`bench failed: ${(e as Error).stack ?? e}`);
-    await runCleanups();
-    await removeByLabel([BENCH_LABEL]).catch(() => undefined);
-    process.exit(1);
-  },
-);
+runMain(main, [BENCH_LABEL]);

@@ -56,12 +56,15 @@ describe('observability', () => {
     expect(createHash('sha256').update(texts.join('\n') + '\n').digest('hex')).toBe(want);
 
     // tail, grep, timestamps, since.
-    const tail = await c.baton(['logs', 'obs_chatty', '--tail', '3']);
-    expect(tail.stdout.trim().split('\n').map((l) => l.slice(l.indexOf('| ') + 2))).toEqual(expected.slice(-3));
+    // The last 4 records: the last stdout lines, and the stderr line among them or not (the engine reads the two pipes apart).
+    const tail = await c.baton(['logs', 'obs_chatty', '--tail', '4']);
+    const tailOut = tail.stdout.trim().split('\n').map((l) => l.slice(l.indexOf('| ') + 2));
+    expect(tailOut).toEqual(expected.slice(-tailOut.length));
+    expect(tailOut.length + (tail.stderr.includes('| to-stderr') ? 1 : 0)).toBe(4);
     const grep = await c.baton(['logs', 'obs_chatty', '--grep', '^line 4999[0-9] ']);
     expect(grep.stdout.trim().split('\n')).toHaveLength(10);
     const ts = await c.baton(['logs', 'obs_chatty', '--tail', '1', '-t']);
-    expect(ts.stdout).toMatch(/\| \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z line 49999 /);
+    expect(ts.stdout + ts.stderr).toMatch(/\| \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (line 49999 x+|to-stderr)\n$/);
     const since = await c.baton(['logs', 'obs_chatty', '--since', '2099-01-01T00:00:00Z']);
     expect(since.stdout).toBe('');
     const bad = await c.baton(['logs', 'obs_chatty', '--grep', '(']);
