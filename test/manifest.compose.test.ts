@@ -793,6 +793,19 @@ describe('readCompose: validation', () => {
     expect(errorsOf('deploy: {mode: global}\nx-baton:\n  schedule: "* * * * *"')).toEqual(['services.web.x-baton.schedule: a schedule runs a job: use deploy.mode replicated-job or global-job (or leave mode out)']);
   });
 
+  it('reads x-baton.autoscale: targets, windows, replicas as the starting count within min and max; says what is wrong', () => {
+    const spec = service('ports: ["8080:80"]\ndeploy: {replicas: 1}\nx-baton:\n  autoscale: {min: 2, max: 8, cpu: 60%, rps: 100, scale_down: {stabilization: 60s, step: 1}}');
+    expect(spec.autoscale).toEqual({ min: 2, max: 8, cpu: 0.6, rps: 100, scaleUp: { stabilizationMs: 0 }, scaleDown: { stabilizationMs: 60_000, step: 1 } });
+    expect(spec.replicas).toBe(2);
+    expect(errorsOf('x-baton:\n  autoscale: {min: 0, max: 3, cpu: 60%}')).toEqual(['services.web.x-baton.autoscale.min: scaling to zero (min: 0) needs a traffic target, rps or concurrency: CPU and memory never ask for zero']);
+    expect(errorsOf('x-baton:\n  autoscale: {max: 3, rps: 10}')).toEqual(['services.web.x-baton.autoscale: rps and concurrency are measured by the routing mesh: the service needs published ports']);
+    expect(errorsOf('x-baton:\n  autoscale: {min: 4, max: 2, cpu: lots, burst: 1}')).toEqual([
+      'services.web.x-baton.autoscale.burst: unknown key "burst" (x-baton.autoscale has min, max, cpu, memory, rps, concurrency, scale_up, scale_down)',
+      'services.web.x-baton.autoscale.min: min (4) must not be above max (2)',
+      'services.web.x-baton.autoscale.cpu: must be a target utilisation such as 60%, got "lots"',
+    ]);
+  });
+
   it('reads x-baton.priority', () => {
     expect(service('x-baton:\n  priority: 100').placement.priority).toBe(100);
     expect(service('x-baton:\n  priority: 0').placement.priority).toBeUndefined();

@@ -517,11 +517,15 @@ export class Agent {
   }
 
   /** usageReport is what each heartbeat carries: the tasks' latest usage and the mesh's connection counts per service. */
-  private async usageReport(): Promise<{ tasks: { task: string; service: string; cpu: number; memoryBytes: number; memoryLimitBytes: number }[]; connections: Record<string, number> }> {
+  private async usageReport(): Promise<{ tasks: { task: string; service: string; cpu: number; memoryBytes: number; memoryLimitBytes: number }[]; connections: Record<string, number>; active: Record<string, number> }> {
     const tasks = [...this.usage].map(([task, u]) => ({ task, service: u.service, cpu: Math.round(u.cpu * 1000) / 1000, memoryBytes: u.memoryBytes, memoryLimitBytes: u.memoryLimitBytes }));
     const connections: Record<string, number> = {};
-    for (const [svc, c] of Object.entries((await this.mesh?.counters().catch(() => undefined)) ?? {})) connections[svc] = c.total.connections;
-    return { tasks, connections };
+    const active: Record<string, number> = {};
+    for (const [svc, c] of Object.entries((await this.mesh?.counters().catch(() => undefined)) ?? {})) {
+      connections[svc] = c.total.connections;
+      if (c.total.active) active[svc] = c.total.active;
+    }
+    return { tasks, connections, active };
   }
 
   /** logRetentionLoop applies the node's log retention (age and size) every minute; appends apply the size limit at once. */

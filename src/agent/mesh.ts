@@ -440,6 +440,7 @@ export class Mesh {
   /** hold keeps a new connection waiting (unread) for an endpoint, up to the service's hold_timeout. */
   private hold(r: Route, client: Socket, go: () => void): void {
     r.total.held++;
+    this.activate(r.spec.serviceName);
     let timer: NodeJS.Timeout | undefined;
     const done = () => {
       r.waiters.delete(done);
@@ -456,6 +457,20 @@ export class Mesh {
     r.waiters.add(done);
     client.once('close', done);
     timer = setTimeout(done, r.spec.lb.holdTimeoutMs);
+  }
+
+  private readonly activatedAt = new Map<string, number>();
+
+  /**
+   * activate tells the server a connection waits for a service with no
+   * endpoint (at most once a second per service): an autoscaled service
+   * at zero starts a task at once (Knative's activator, in every node's mesh).
+   */
+  private activate(service: string): void {
+    const now = Date.now();
+    if ((this.activatedAt.get(service) ?? 0) + 1000 > now) return;
+    this.activatedAt.set(service, now);
+    void this.client.call('POST', `/api/v1/services/${encodeURIComponent(service)}/activate`, {}).catch((e) => this.opts.log.debug({ service, err: String(e) }, 'activation call failed'));
   }
 
   private countersOf(r: Route, task: string): RouteCounters {

@@ -114,6 +114,19 @@ export const serviceSpecSchema = z.object({
   rollbackConfig: updateConfig.optional(),
   canary: z.object({ count: z.number().int().min(1).max(100_000), autoPromoteMs: ms.optional() }).optional(),
   forceUpdate: nonNegInt.optional(),
+  autoscale: z
+    .object({
+      min: z.number().int().min(0).max(100_000),
+      max: z.number().int().min(1).max(100_000),
+      cpu: z.number().positive().optional(),
+      memory: z.number().positive().optional(),
+      rps: z.number().positive().optional(),
+      concurrency: z.number().positive().optional(),
+      scaleUp: z.object({ stabilizationMs: ms, step: z.number().int().min(1).optional() }),
+      scaleDown: z.object({ stabilizationMs: ms, step: z.number().int().min(1).optional() }),
+    })
+    .refine((a) => a.min <= a.max, 'min must not be above max')
+    .optional(),
   job: z.object({ completions: z.number().int().min(1).max(100_000), parallelism: z.number().int().min(1).max(100_000), backoffLimit: nonNegInt }).optional(),
   schedule: z
     .object({

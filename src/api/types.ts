@@ -261,12 +261,30 @@ export interface ServiceSpec {
   canary?: CanarySpec;
   /** Changed by `baton service restart`: a new value rolls every task out again with the same spec (Swarm's ForceUpdate). */
   forceUpdate?: number;
+  /** Replicas follow load between min and max; `replicas` is only the starting count. */
+  autoscale?: AutoscaleSpec;
   /** A job's run: how many successful tasks complete it, how many run at once, how many failed tasks fail it. */
   job?: JobSpec;
   /** A cron job: the service is a template; each firing makes a run (a replicated-job service `<name>-<time>`). */
   schedule?: ScheduleSpec;
   /** Baton extension (Compose `x-baton`); later issues add keys. */
   x: Record<string, unknown>;
+}
+
+/** `x-baton.autoscale`: Kubernetes HPA's semantics, built in. */
+export interface AutoscaleSpec {
+  min: number;
+  max: number;
+  /** Target CPU utilisation (0.6 = 60%) of the reservation, else the limit, else one core. */
+  cpu?: number;
+  /** Target memory utilisation of the reservation, else the limit. */
+  memory?: number;
+  /** Target requests (connections) per second per task, from the routing mesh. */
+  rps?: number;
+  /** Target open connections per task, from the routing mesh. */
+  concurrency?: number;
+  scaleUp: { stabilizationMs: number; step?: number };
+  scaleDown: { stabilizationMs: number; step?: number };
 }
 
 export interface JobSpec {

@@ -35,6 +35,7 @@ import {
   isGlobal,
   isJob,
   wholeMillicores,
+  type AutoscaleSpec,
   type CanarySpec,
   type ContainerSpec,
   type HealthcheckSpec,
@@ -270,6 +271,69 @@ export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
         if (operator === 'Exists' && v.value !== undefined) return report.error('operator Exists takes no value', [i, 'value']);
         out.push({ ...(v.key !== undefined ? { key: String(v.key) } : {}), operator, ...(v.value !== undefined ? { value: String(v.value) } : {}), ...(v.effect !== undefined ? { effect: v.effect as Toleration['effect'] } : {}) });
       });
+      return out;
+    },
+  },
+  autoscale: {
+    translate(value, report) {
+      if (!isObj(value)) return report.error('must be a mapping {min, max, cpu: 60%, memory: 70%, rps: 100, concurrency: 20, scale_up: {stabilization, step}, scale_down: {stabilization, step}}');
+      const known = ['min', 'max', 'cpu', 'memory', 'rps', 'concurrency', 'scale_up', 'scale_down'];
+      for (const k of Object.keys(value)) if (!known.includes(k)) report.error(`unknown key "${k}" (x-baton.autoscale has ${known.join(', ')})`, [k]);
+      const int = (k: string, min: number) => {
+        const v = value[k];
+        if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= 100_000) return v;
+        report.error(`must be a whole number from ${min} to 100000, got ${JSON.stringify(v)}`, [k]);
+        return undefined;
+      };
+      const minR = value.min === undefined ? 1 : int('min', 0);
+      const maxR = value.max === undefined ? report.error('is required: the most replicas the autoscaler may run', ['max']) : int('max', 1);
+      if (minR !== undefined && maxR !== undefined && minR > maxR) report.error(`min (${minR}) must not be above max (${maxR})`, ['min']);
+      const percent = (k: string) => {
+        const v = value[k];
+        if (v === undefined) return undefined;
+        const n = typeof v === 'string' && /^\d+(\.\d+)?%$/.test(v.trim()) ? Number(v.trim().slice(0, -1)) : typeof v === 'number' ? v : NaN;
+        if (Number.isFinite(n) && n > 0 && n <= 1000) return n / 100;
+        report.error(`must be a target utilisation such as 60%, got ${JSON.stringify(v)}`, [k]);
+        return undefined;
+      };
+      const positive = (k: string) => {
+        const v = value[k];
+        if (v === undefined) return undefined;
+        if (typeof v === 'number' && v > 0) return v;
+        report.error(`must be a number above 0 (per task), got ${JSON.stringify(v)}`, [k]);
+        return undefined;
+      };
+      const window = (k: 'scale_up' | 'scale_down', defaultMs: number) => {
+        const v = value[k];
+        const out: { stabilizationMs: number; step?: number } = { stabilizationMs: defaultMs };
+        if (v === undefined) return out;
+        if (!isObj(v)) {
+          report.error('must be a mapping {stabilization: 60s, step: 2}', [k]);
+          return out;
+        }
+        for (const kk of Object.keys(v)) if (kk !== 'stabilization' && kk !== 'step') report.error(`unknown key "${kk}" (${k} has stabilization, step)`, [k, kk]);
+        if (v.stabilization !== undefined) {
+          const d = parseDurationMs(v.stabilization, 'stabilization');
+          if (!d.ok) report.error(d.error.message, [k, 'stabilization']);
+          else out.stabilizationMs = d.value;
+        }
+        if (v.step !== undefined) {
+          if (typeof v.step === 'number' && Number.isInteger(v.step) && v.step >= 1) out.step = v.step;
+          else report.error(`must be a whole number of replicas ≥ 1 per decision, got ${JSON.stringify(v.step)}`, [k, 'step']);
+        }
+        return out;
+      };
+      const out: AutoscaleSpec = { min: minR ?? 1, max: maxR ?? 1, scaleUp: window('scale_up', 0), scaleDown: window('scale_down', 300_000) };
+      const cpu = percent('cpu');
+      const memory = percent('memory');
+      const rps = positive('rps');
+      const concurrency = positive('concurrency');
+      if (cpu !== undefined) out.cpu = cpu;
+      if (memory !== undefined) out.memory = memory;
+      if (rps !== undefined) out.rps = rps;
+      if (concurrency !== undefined) out.concurrency = concurrency;
+      if (value.cpu === undefined && value.memory === undefined && value.rps === undefined && value.concurrency === undefined) report.error('give at least one target: cpu, memory, rps or concurrency');
+      if (out.min === 0 && value.rps === undefined && value.concurrency === undefined) report.error('scaling to zero (min: 0) needs a traffic target, rps or concurrency: CPU and memory never ask for zero', ['min']);
       return out;
     },
   },
@@ -1455,6 +1519,13 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   if (Array.isArray(x.affinity) && x.affinity.length) placement.affinity = full(x.affinity);
   if (Array.isArray(x.anti_affinity) && x.anti_affinity.length) placement.antiAffinity = full(x.anti_affinity);
 
+  // Autoscaling: replicas is only the starting count, within min and max.
+  const autoscale = x.autoscale as AutoscaleSpec | undefined;
+  if (autoscale) {
+    if (mode !== 'replicated') ctx.error(at('x-baton', 'autoscale'), `only a replicated service is autoscaled, not a ${mode} one`);
+    if ((autoscale.rps !== undefined || autoscale.concurrency !== undefined) && ports.length === 0) ctx.error(at('x-baton', 'autoscale'), 'rps and concurrency are measured by the routing mesh: the service needs published ports');
+    replicas = Math.min(autoscale.max, Math.max(autoscale.min, replicas));
+  }
   // Jobs: run to completion. A schedule makes the service a cron job (a job template).
   const schedule = x.schedule as ScheduleSpec | undefined;
   if (schedule && mode === 'replicated') mode = 'replicated-job';
@@ -1488,6 +1559,7 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
     ...(canary ? { canary } : {}),
     ...(job ? { job } : {}),
     ...(schedule ? { schedule } : {}),
+    ...(autoscale ? { autoscale } : {}),
     x,
   };
   return { name: `${ctx.stack}_${key}`, shortName: key, spec, labels };

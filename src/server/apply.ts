@@ -72,6 +72,8 @@ export async function applyStack(registry: Registry, req: ApplyRequest): Promise
       if (cur.spec.stack !== req.stack) {
         throw new BatonError('BATON_ERR_CONFLICT', `service "${s.name}" belongs to stack "${cur.spec.stack || '(none)'}", not "${req.stack}"`, [{ path: `services.${s.spec.shortName}`, message: 'name already taken by another stack' }]);
       }
+      // An autoscaled service's replicas belong to the autoscaler: the file's count is only the starting one.
+      if (cur.spec.autoscale && s.spec.autoscale) s.spec = { ...s.spec, replicas: Math.min(s.spec.autoscale.max, Math.max(s.spec.autoscale.min, cur.spec.replicas)) };
       const diff = [...diffLines(cur.spec, s.spec, 'spec'), ...diffLines(cur.metadata.labels, labels, 'labels')];
       if (diff.length === 0) {
         results.push({ name: s.name, action: 'unchanged' });

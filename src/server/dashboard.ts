@@ -44,11 +44,10 @@ function isApiPath(url: string): boolean {
   return path === '/api' || path.startsWith('/api/');
 }
 
+const HTML_HEADERS: Record<string, string> = { 'cache-control': 'no-cache', 'content-security-policy': CSP, 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' };
+
 function htmlHeaders(reply: FastifyReply): void {
-  reply.header('cache-control', 'no-cache');
-  reply.header('content-security-policy', CSP);
-  reply.header('x-content-type-options', 'nosniff');
-  reply.header('referrer-policy', 'no-referrer');
+  for (const [k, v] of Object.entries(HTML_HEADERS)) reply.header(k, v);
 }
 
 function notFound(req: FastifyRequest, reply: FastifyReply): FastifyReply {
@@ -87,11 +86,11 @@ export function registerDashboard(app: FastifyInstance, dir: string): void {
     // Cache-Control is set below, per file.
     cacheControl: false,
     dotfiles: 'ignore',
-    setHeaders(reply, path) {
+    setHeaders(res, path) {
       if (resolve(path).startsWith(assets)) {
-        reply.header('cache-control', IMMUTABLE);
-        reply.header('x-content-type-options', 'nosniff');
-      } else htmlHeaders(reply);
+        res.setHeader('cache-control', IMMUTABLE);
+        res.setHeader('x-content-type-options', 'nosniff');
+      } else for (const [k, v] of Object.entries(HTML_HEADERS)) res.setHeader(k, v);
     },
   });
 

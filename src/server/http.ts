@@ -23,6 +23,7 @@ import { SERVER_CLIENT_CN } from '../api/tls.js';
 import { DASHBOARD_DIR, registerDashboard } from './dashboard.js';
 import { parseUsage, type UsageStore } from './usage.js';
 import type { ServerMetrics } from './metrics.js';
+import type { AutoscaleController } from './controllers/autoscaleController.js';
 import { parseSince, type LogRouter } from './logs.js';
 import type { TopResponse } from '../api/types.js';
 import { GoneError, isStatusOnly, type WatchCache } from './watchCache.js';
@@ -50,6 +51,7 @@ export interface HttpDeps {
   metrics: ServerMetrics;
   /** Reads logs from the agents. */
   logs: LogRouter;
+  autoscaler: AutoscaleController;
   /** Writes an online backup of the store to a file and returns its path (SQLite only). */
   snapshot?: () => Promise<string>;
   logger?: boolean;
@@ -95,6 +97,7 @@ const AGENT_ROUTES = new Set([
   'POST /api/v1/tasks/-/status',
   'PUT /api/v1/tasks/:name/status',
   'POST /api/v1/events',
+  'POST /api/v1/services/:name/activate',
 ]);
 
 /** certRefusal turns an OpenSSL verification code into words a user can act on. */
@@ -289,6 +292,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       throw new BatonError('BATON_ERR_VALIDATION', 'replicas must be a whole number from 0 to 100000', [{ path: 'replicas', message: `got ${JSON.stringify(replicas)}` }]);
     }
     const out = await ctx.registry.mutate<Service & AnyObject>(serviceKind, name, (cur) => {
+      if (cur.spec.autoscale) throw new BatonError('BATON_ERR_CONFLICT', `service ${name} is autoscaled (x-baton.autoscale, ${cur.spec.autoscale.min} to ${cur.spec.autoscale.max} replicas): the autoscaler owns its replicas; change min and max instead (baton autoscale ls shows its decisions)`);
       if (isGlobal(cur.spec)) throw new BatonError('BATON_ERR_BAD_REQUEST', `service ${name} is ${cur.spec.mode}: it runs one task on every eligible node and cannot be scaled`);
       if (cur.spec.replicas === replicas) return undefined;
       return ctx.registry.specUpdate(cur, { spec: { ...cur.spec, replicas } }) as Service & AnyObject;
@@ -314,6 +318,14 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       return fn(rolloutCtx, (req.params as { name: string }).name);
     });
   }
+  app.get('/api/v1/autoscale', async (req) => {
+    need(req, 'admin');
+    return { items: [...deps.autoscaler.views.values()].sort((a, b) => a.service.localeCompare(b.service)) };
+  });
+  app.post('/api/v1/services/:name/activate', async (req) => {
+    need(req, 'admin', 'agent');
+    return { activated: await deps.autoscaler.activate((req.params as { name: string }).name) };
+  });
   app.get('/api/v1/tasks/:name/explain', async (req) => {
     const name = (req.params as { name: string }).name;
     const task = (await ctx.registry.mustGet(taskKind, name)) as unknown as Task;

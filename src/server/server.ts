@@ -31,6 +31,7 @@ import { SchedulerController } from './controllers/schedulerController.js';
 import { EndpointsController } from './controllers/endpointsController.js';
 import { NodeLifecycleController } from './controllers/nodeLifecycleController.js';
 import { CronController } from './controllers/cronController.js';
+import { AutoscaleController } from './controllers/autoscaleController.js';
 import { UsageStore } from './usage.js';
 import { ServerMetrics } from './metrics.js';
 import { LogRouter } from './logs.js';
@@ -78,6 +79,7 @@ export class BatonServer {
   private timers: (() => void)[] = [];
   private leadershipUnsub?: () => void;
   private logs?: LogRouter;
+  autoscaler!: AutoscaleController;
   url = '';
   clusterId = '';
   adminToken = '';
@@ -149,15 +151,18 @@ export class BatonServer {
     };
     // Usage reports (in memory, like heartbeats) and the metrics every part reports to.
     const usage = new UsageStore(clock, timings.usageBucketMs);
+    let cancelTick = () => {};
     const tickUsage = () => {
       usage.tick();
-      this.timers.push(clock.setTimeout(tickUsage, timings.usageBucketMs));
+      cancelTick = clock.setTimeout(tickUsage, timings.usageBucketMs);
     };
-    this.timers.push(clock.setTimeout(tickUsage, timings.usageBucketMs));
+    cancelTick = clock.setTimeout(tickUsage, timings.usageBucketMs);
+    this.timers.push(() => cancelTick());
     const metrics = new ServerMetrics(this.caches, usage);
     this.ctx.metrics = metrics;
+    this.autoscaler = new AutoscaleController(this.ctx, usage);
     this.logs = new LogRouter({ caPem: this.pki.ca.certPem, certPem: this.pki.client.certPem, keyPem: this.pki.client.keyPem }, this.caches.nodes!, this.caches.tasks!, log, () => clock.now());
-    this.controllers = [new NodeLifecycleController(this.ctx), new SchedulerController(this.ctx, new SpreadPlacer()), new ServiceController(this.ctx), new EndpointsController(this.ctx), new CronController(this.ctx)];
+    this.controllers = [new NodeLifecycleController(this.ctx), new SchedulerController(this.ctx, new SpreadPlacer()), new ServiceController(this.ctx), new EndpointsController(this.ctx), new CronController(this.ctx), this.autoscaler];
     this.leadershipUnsub = alwaysLeader.onDidChange((leading) => {
       for (const c of this.controllers) (leading ? c.start() : c.stop());
     });
@@ -193,6 +198,7 @@ export class BatonServer {
       usage,
       metrics,
       logs: this.logs,
+      autoscaler: this.autoscaler,
       snapshot: sqlite
         ? async () => {
             const file = join(tmpdir(), `baton-snapshot-${process.pid}-${Date.now()}.db`);

@@ -9,11 +9,14 @@
  */
 import type { Clock } from '../base/clock.js';
 import type { ServiceStats, TaskUsage } from '../api/types.js';
+import type { ServiceMetrics } from './autoscale.js';
 
 export interface UsageReport {
   tasks: { task: string; service: string; cpu: number; memoryBytes: number; memoryLimitBytes?: number }[];
   /** Per service: connections this node's mesh has sent on since the agent started (a counter). */
   connections: Record<string, number>;
+  /** Per service: connections open through this node's userspace proxy now. */
+  active?: Record<string, number>;
 }
 
 type Point = ServiceStats['points'][number];
@@ -27,9 +30,12 @@ export function parseUsage(u: unknown): UsageReport | undefined {
         .filter((t) => t && typeof t.task === 'string' && typeof t.service === 'string' && Number.isFinite(t.cpu) && Number.isFinite(t.memoryBytes))
         .map((t) => ({ task: t.task as string, service: t.service as string, cpu: Math.max(0, t.cpu as number), memoryBytes: Math.max(0, t.memoryBytes as number), ...(Number.isFinite(t.memoryLimitBytes) && t.memoryLimitBytes > 0 ? { memoryLimitBytes: t.memoryLimitBytes as number } : {}) }))
     : [];
-  const connections: Record<string, number> = {};
-  if (r.connections && typeof r.connections === 'object') for (const [k, v] of Object.entries(r.connections)) if (Number.isFinite(v)) connections[k] = v as number;
-  return { tasks, connections };
+  const counts = (o: unknown) => {
+    const out: Record<string, number> = {};
+    if (o && typeof o === 'object') for (const [k, v] of Object.entries(o)) if (Number.isFinite(v)) out[k] = v as number;
+    return out;
+  };
+  return { tasks, connections: counts(r.connections), active: counts((u as { active?: unknown }).active) };
 }
 
 export class UsageStore {
@@ -41,8 +47,8 @@ export class UsageStore {
 
   constructor(
     private readonly clock: Clock,
-    readonly bucketMs = 5000,
-    private readonly points = 180,
+    readonly bucketMs = 2000,
+    private readonly points = Math.ceil(900_000 / bucketMs),
   ) {
     this.lastTick = clock.now();
   }
@@ -125,6 +131,23 @@ export class UsageStore {
       // A service silent for a whole window leaves the history.
       if (!a && h.every((p) => p.tasks === 0 && p.requestsPerSecond === 0)) this.history.delete(svc);
     }
+  }
+
+  /** serviceNow: a service's latest usage across the nodes that reported lately (the autoscaler's input). */
+  serviceNow(service: string): ServiceMetrics {
+    const m: ServiceMetrics = { tasks: 0, cpuCores: 0, memoryBytes: 0, rps: this.history.get(service)?.at(-1)?.requestsPerSecond ?? 0, concurrency: 0 };
+    const fresh = this.clock.now() - this.staleMs();
+    for (const { at, report } of this.latest.values()) {
+      if (at < fresh) continue;
+      for (const t of report.tasks) {
+        if (t.service !== service) continue;
+        m.tasks++;
+        m.cpuCores += t.cpu;
+        m.memoryBytes += t.memoryBytes;
+      }
+      m.concurrency += report.active?.[service] ?? 0;
+    }
+    return m;
   }
 
   stats(service: string): ServiceStats {

@@ -113,9 +113,10 @@ export async function freePort(): Promise<number> {
 }
 
 /** getOnce makes one HTTP GET on a connection of its own (no keep-alive); non-200 answers and timeouts reject. */
-export function getOnce(url: string, timeoutMs = 5000): Promise<string> {
+export function getOnce(url: string, timeoutMs = 5000, o: { lenient?: boolean } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = httpGet(url, { agent: false, timeout: timeoutMs }, (res) => {
+    // lenient: accept a bare LF after headers (busybox httpd passes CGI output through as written).
+    const req = httpGet(url, { agent: false, timeout: timeoutMs, ...(o.lenient ? { insecureHTTPParser: true } : {}) }, (res) => {
       let body = '';
       res.on('data', (d) => (body += d));
       res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}`))));

@@ -713,16 +713,21 @@ function unixSince(t: string): string {
 class LogDemuxer {
   private pending: Buffer | undefined;
   private ttyCarry = '';
-  /** The last record passed on: the engine's json-file follower replays (and drops) lines across a rotation, so time never goes back. */
-  private lastTime: string;
-  private lastText = '';
+  /**
+   * The last record passed on, per stream: the engine's json-file follower
+   * replays lines after a rotation, so within a stream time never goes
+   * back. (Across streams it may: each pipe is timestamped as it is read.)
+   */
+  private readonly last: Record<string, { time: string; text: string }>;
+  private maxTime: string;
 
   constructor(
     private readonly tty: boolean,
     after: string,
     private readonly onRecords: (records: string, lastTime: string) => void,
   ) {
-    this.lastTime = after;
+    this.last = { o: { time: after, text: '' }, e: { time: after, text: '' } };
+    this.maxTime = after;
   }
 
   push(chunk: Buffer): void {
@@ -733,12 +738,14 @@ class LogDemuxer {
       let time = payload.slice(0, sp);
       if (time.length !== 30) time = nanoTime(time);
       const text = payload.slice(sp + 1);
-      // Older than what we have: a replay. The same time: a replay only if it is the same line.
-      if (time < this.lastTime || (time === this.lastTime && (this.lastText === '' || text === this.lastText))) return;
+      // Older than what this stream had: a replay. The same time: a replay only if it is the same line.
+      const last = this.last[stream]!;
+      if (time < last.time || (time === last.time && (last.text === '' || text === last.text))) return;
       out += `${time} ${stream} ${text}`;
       if (!text.endsWith('\n')) out += '\n';
-      this.lastTime = time;
-      this.lastText = text;
+      last.time = time;
+      last.text = text;
+      if (time > this.maxTime) this.maxTime = time;
     };
     if (this.tty) {
       const text = this.ttyCarry + chunk.toString('utf8');
@@ -756,7 +763,7 @@ class LogDemuxer {
       }
       this.pending = i < buf.length ? buf.subarray(i) : undefined;
     }
-    if (out) this.onRecords(out, this.lastTime);
+    if (out) this.onRecords(out, this.maxTime);
   }
 
   end(): void {

@@ -69,8 +69,10 @@ export interface Timings {
   maxStatusPostsPerSecond: number;
   /** Task changes are gathered this long into one Endpoints write per service. */
   endpointsBatchMs: number;
-  /** One point of each service's usage history (CPU, memory, requests) is kept per this interval, 180 in all. */
+  /** One point of each service's usage history (CPU, memory, requests) is kept per this interval, 15 minutes in all. */
   usageBucketMs: number;
+  /** How often the autoscaler decides (Kubernetes' HPA: 15 s). */
+  autoscaleSyncMs: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
@@ -89,7 +91,8 @@ export const DEFAULT_TIMINGS: Timings = {
   statusBatchMs: 250,
   maxStatusPostsPerSecond: 1000,
   endpointsBatchMs: 100,
-  usageBucketMs: 5000,
+  usageBucketMs: 2000,
+  autoscaleSyncMs: 2000,
 };
 
 /** heartbeatInterval is the interval the server asks of each agent: the base, stretched so that all nodes together send at most maxHeartbeatsPerSecond. */
