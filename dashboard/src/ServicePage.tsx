@@ -108,6 +108,12 @@ function ServiceView({ svc }: { svc: Service }) {
         ) : null}
       </Section>
 
+      {svc.spec.autoscale ? (
+        <Section title="Autoscaling" testid="autoscale">
+          <Autoscale svc={svc} />
+        </Section>
+      ) : null}
+
       <Section title="Usage" extra={<span className="muted small">per report interval</span>} testid="stats">
         <Stats name={name} />
       </Section>
@@ -251,6 +257,50 @@ function Placement({ tasks }: { tasks: Task[] }) {
           </ul>
         </div>
       ) : null}
+    </div>
+  );
+}
+
+/** Autoscale: each target against what the autoscaler measures now, and its last decision. */
+function Autoscale({ svc }: { svc: Service }) {
+  const { api } = useSession();
+  const view = usePoll(() => api.autoscale(), 3000, [api]);
+  const v = view.data?.items.find((x) => x.service === svc.metadata.name);
+  const a = svc.spec.autoscale!;
+  const pct = (x: number) => `${Math.round(x * 100)}%`;
+  const m = v?.metrics;
+  const perCpu = svc.spec.resources.reservations.cpus || svc.spec.resources.limits.cpus || 1;
+  const perMem = svc.spec.resources.reservations.memoryBytes || svc.spec.resources.limits.memoryBytes;
+  const rows: [string, string, string][] = [];
+  if (a.cpu !== undefined) rows.push(['CPU', m && m.tasks ? pct(m.cpuCores / m.tasks / perCpu) : '-', pct(a.cpu)]);
+  if (a.memory !== undefined) rows.push(['Memory', m && m.tasks && perMem ? pct(m.memoryBytes / m.tasks / perMem) : '-', pct(a.memory)]);
+  if (a.rps !== undefined) rows.push(['Requests/s per task', m ? (m.rps / Math.max(1, v!.replicas)).toFixed(1) : '-', String(a.rps)]);
+  if (a.concurrency !== undefined) rows.push(['Open connections per task', m ? (m.concurrency / Math.max(1, v!.replicas)).toFixed(1) : '-', String(a.concurrency)]);
+  return (
+    <div>
+      <p className="small">
+        {svc.spec.replicas} replica(s), between {a.min} and {a.max}
+        {v?.lastColdStartMs !== undefined ? ` · last cold start ${v.lastColdStartMs} ms` : ''}
+      </p>
+      <table className="table" data-testid="autoscale-targets">
+        <thead>
+          <tr>
+            <th>Metric</th>
+            <th>Now</th>
+            <th>Target</th>
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map(([k, now, target]) => (
+            <tr key={k}>
+              <td>{k}</td>
+              <td>{now}</td>
+              <td>{target}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <p className="muted small">{view.error ? `Autoscaler view unavailable: ${view.error}` : (v?.why.join('; ') ?? 'no decision yet')}</p>
     </div>
   );
 }

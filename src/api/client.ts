@@ -12,7 +12,7 @@ import { BatonError, ERROR_CODES, type ErrorCode } from '../base/errors.js';
 import type { Dispatcher } from 'undici';
 import type { KindInfo } from './kinds.js';
 import { nodeKind, serviceKind, taskKind } from './kinds.js';
-import { parseLogLine, type ApplyResponse, type ClusterInfo, type List, type LogLine, type LogQuery, type Node, type Service, type ServiceSpec, type ServiceStats, type Task, type TopResponse, type WireWatchEvent } from './types.js';
+import { parseLogLine, type ApplyResponse, type AutoscaleView, type ClusterInfo, type List, type LogLine, type LogQuery, type Node, type Service, type ServiceSpec, type ServiceStats, type Task, type TopResponse, type WireWatchEvent } from './types.js';
 
 export interface ClientOptions {
   server: string;
@@ -260,6 +260,9 @@ export class ApiClient {
       const l = parseLogLine(line);
       if (l) yield l;
     }
+  }
+  autoscale(): Promise<{ items: AutoscaleView[] }> {
+    return this.call('GET', '/api/v1/autoscale');
   }
   top(): Promise<TopResponse> {
     return this.call('GET', '/api/v1/top');

@@ -287,6 +287,22 @@ export interface AutoscaleSpec {
   scaleDown: { stabilizationMs: number; step?: number };
 }
 
+/** `GET /api/v1/autoscale`: what the autoscaler sees and decided for one service. */
+export interface AutoscaleView {
+  service: string;
+  min: number;
+  max: number;
+  replicas: number;
+  /** What the metrics ask for now, before stabilization. */
+  recommended: number;
+  why: string[];
+  metrics: { tasks: number; cpuCores: number; memoryBytes: number; rps: number; concurrency: number };
+  targets: { cpu?: number; memory?: number; rps?: number; concurrency?: number };
+  lastScaleTime?: string;
+  /** The last start from zero: from the first waiting connection to a ready task. */
+  lastColdStartMs?: number;
+}
+
 export interface JobSpec {
   completions: number;
   parallelism: number;

@@ -320,12 +320,12 @@ export function buildProgram(): Command {
     .command('ls')
     .action(async (_o, cmd: Command) => {
       const { api, g } = client(cmd);
-      const r = await api.call<{ items: { service: string; min: number; max: number; replicas: number; recommended: number; why: string[]; metrics: { tasks: number; cpuCores: number; memoryBytes: number; rps: number; concurrency: number }; targets: { cpu?: number; memory?: number; rps?: number; concurrency?: number }; lastScaleTime?: string }[] }>('GET', '/api/v1/autoscale');
+      const r = await api.autoscale();
       if (g.output !== 'table') return out(g.output === 'json' ? JSON.stringify(r.items, null, 2) : render(g.output, r.items, []));
       const pct = (x: number) => `${Math.round(x * 100)}%`;
       out(
         table(
-          ['SERVICE', 'REPLICAS', 'MIN', 'MAX', 'TARGETS', 'LAST SCALE', 'WHY'],
+          ['SERVICE', 'REPLICAS', 'MIN', 'MAX', 'TARGETS', 'LAST SCALE', 'COLD START', 'WHY'],
           r.items.map((v) => [
             v.service,
             String(v.replicas),
@@ -333,6 +333,7 @@ export function buildProgram(): Command {
             String(v.max),
             [v.targets.cpu !== undefined ? `cpu ${pct(v.targets.cpu)}` : '', v.targets.memory !== undefined ? `memory ${pct(v.targets.memory)}` : '', v.targets.rps !== undefined ? `rps ${v.targets.rps}` : '', v.targets.concurrency !== undefined ? `concurrency ${v.targets.concurrency}` : ''].filter(Boolean).join(', '),
             v.lastScaleTime ?? '-',
+            v.lastColdStartMs !== undefined ? `${v.lastColdStartMs} ms` : '-',
             v.why.join('; '),
           ]),
         ),

@@ -91,5 +91,12 @@ describe('autoscaling', () => {
     expect((await svc('zero_web')).spec.replicas).toBe(1);
     const reasons = (await c.api.events({ service: 'zero_web' })).items.map((e: { reason: string; message: string }) => `${e.reason}: ${e.message}`);
     expect(reasons.some((r: string) => /ScaledUp: .*a connection is waiting/.test(r))).toBe(true);
+    // Baton reports the cold start itself: an event and `baton autoscale ls`.
+    await eventually(async () => {
+      const ev = (await c.api.events({ service: 'zero_web', type: 'ColdStart' })).items;
+      expect(ev.length).toBeGreaterThanOrEqual(1);
+      expect(ev[0].message).toMatch(/ready on n[23] \d+ ms after the first connection waited for it/);
+      expect((await c.baton(['autoscale', 'ls'])).stdout).toMatch(/zero_web +[012] +0 +2 +rps 50 +\S+ +\d+ ms/);
+    }, 10_000);
   }, 120_000);
 });

@@ -200,6 +200,25 @@ describe('the web dashboard', () => {
     await shot('05-logs');
   }, 60_000);
 
+  it("shows an autoscaled service's targets against what the autoscaler measures", async () => {
+    await c.apply('dashas', `services:
+  w:
+    image: ${TEST_IMAGE}
+    command: ["sleep", "3600"]
+    x-baton:
+      autoscale: {min: 1, max: 2, cpu: 80%}
+`);
+    await page.goto(`${c.url}/#/services/dashas_w`);
+    const section = page.locator('[data-testid="autoscale"]');
+    await section.locator('text=between 1 and 2').waitFor({ timeout: 5 * 5000 });
+    await section.locator('[data-testid="autoscale-targets"] td', { hasText: '80%' }).waitFor();
+    // Once the autoscaler has measured the task: its CPU now, and why it keeps 1 replica.
+    await section.locator('text=/cpu \\d+% of target 80% across 1 task/').waitFor({ timeout: 5 * 10_000 });
+    await shot('06-autoscale');
+    await page.goto(`${c.url}/#/services/${SERVICE}`);
+    await page.locator('[data-testid="task-row"][data-state="running"]').first().waitFor();
+  }, 120_000);
+
   it('shows a node with its tasks, and signs out', async () => {
     const node = live(await c.tasksOf(SERVICE))[0]!.spec.nodeName;
     await page.locator('[data-testid="tasks"]').locator(`[data-testid="node-link-${node}"]`).click();
@@ -207,7 +226,7 @@ describe('the web dashboard', () => {
     await page.locator('[data-testid="page-node"] [data-testid="node-state"]', { hasText: 'ready' }).waitFor();
     await page.locator(`[data-testid="task-row"][data-state="running"]`).first().waitFor();
     expect(await page.locator('[data-testid="task-row"]').allTextContents()).toEqual(expect.arrayContaining([expect.stringContaining(SERVICE)]));
-    await shot('06-node');
+    await shot('07-node');
 
     await testid('logout').click();
     await testid('login-form').waitFor();

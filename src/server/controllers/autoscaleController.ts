@@ -9,24 +9,12 @@
  * holds for it) brings it back at once.
  */
 import { serviceKind } from '../../api/kinds.js';
-import { isJob, type Service } from '../../api/types.js';
-import { recommend, stabilize, type Recommendation, type ServiceMetrics } from '../autoscale.js';
+import { isJob, isTaskReady, type AutoscaleView, type Service, type Task } from '../../api/types.js';
+import { recommend, stabilize, type Recommendation } from '../autoscale.js';
 import type { UsageStore } from '../usage.js';
 import type { AnyObject } from '../registry.js';
 import { recordEvent, type Controller, type ControllerContext } from './context.js';
 
-export interface AutoscaleView {
-  service: string;
-  min: number;
-  max: number;
-  replicas: number;
-  /** What the metrics ask for now, before stabilization. */
-  recommended: number;
-  why: string[];
-  metrics: ServiceMetrics;
-  targets: { cpu?: number; memory?: number; rps?: number; concurrency?: number };
-  lastScaleTime?: string;
-}
 
 export class AutoscaleController implements Controller {
   readonly name = 'autoscale';
@@ -34,6 +22,9 @@ export class AutoscaleController implements Controller {
   private running = false;
   private readonly history = new Map<string, Recommendation[]>();
   readonly views = new Map<string, AutoscaleView>();
+  /** Services started from zero, and when their first connection waited: the cold start ends when a task is ready. */
+  private readonly coldSince = new Map<string, number>();
+  private unsubTasks?: () => void;
 
   constructor(
     private readonly ctx: ControllerContext,
@@ -42,6 +33,16 @@ export class AutoscaleController implements Controller {
 
   start(): void {
     this.running = true;
+    this.unsubTasks = this.ctx.tasks.onDidChange((e) => {
+      const t = e.object as unknown as Task;
+      const since = this.coldSince.get(t.spec.serviceName);
+      if (since === undefined || e.type === 'DELETED' || !isTaskReady(t)) return;
+      this.coldSince.delete(t.spec.serviceName);
+      const ms = this.ctx.clock.now() - since;
+      const v = this.views.get(t.spec.serviceName);
+      if (v) this.views.set(t.spec.serviceName, { ...v, lastColdStartMs: ms });
+      recordEvent(this.ctx, { type: 'Normal', reason: 'ColdStart', kind: 'Service', name: t.spec.serviceName, service: t.spec.serviceName, source: 'controller/autoscale', message: `${t.spec.serviceName}: ${t.metadata.name} ready on ${t.spec.nodeName} ${ms} ms after the first connection waited for it` });
+    });
     const tick = () => {
       if (!this.running) return;
       void this.sync()
@@ -56,6 +57,7 @@ export class AutoscaleController implements Controller {
   stop(): void {
     this.running = false;
     this.stopTimer?.();
+    this.unsubTasks?.();
   }
 
   /** sync makes one decision for every autoscaled service. */
@@ -92,6 +94,7 @@ export class AutoscaleController implements Controller {
         metrics,
         targets: { cpu: a.cpu, memory: a.memory, rps: a.rps, concurrency: a.concurrency },
         ...(prev?.lastScaleTime ? { lastScaleTime: prev.lastScaleTime } : {}),
+        ...(prev?.lastColdStartMs !== undefined ? { lastColdStartMs: prev.lastColdStartMs } : {}),
       });
       if (next !== current) await this.setReplicas(svc, next, `${rec.why.join('; ')} → ${next} replica(s) (was ${current})`);
     }
@@ -105,6 +108,7 @@ export class AutoscaleController implements Controller {
     const a = svc?.spec.autoscale;
     if (!svc || !a || svc.spec.replicas > 0) return false;
     const to = Math.max(1, a.min);
+    this.coldSince.set(name, this.ctx.clock.now());
     // The waiting connection counts as a recommendation, so the scale-down window keeps the task a while.
     this.history.set(name, [...(this.history.get(name) ?? []), { at: this.ctx.clock.now(), desired: to }]);
     await this.setReplicas(svc, to, `a connection is waiting for ${name} → ${to} replica(s) (was 0)`);
