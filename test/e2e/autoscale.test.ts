@@ -99,4 +99,23 @@ describe('autoscaling', () => {
       expect((await c.baton(['autoscale', 'ls'])).stdout).toMatch(/zero_web +[012] +0 +2 +rps 50 +\S+ +\d+ ms/);
     }, 10_000);
   }, 120_000);
+
+  it('reports tasks left pending for lack of capacity in its explanation, not hidden', async () => {
+    await c.apply(
+      'big',
+      `services:
+  w:
+    image: ${IMAGE}
+    command: ["sleep", "3600"]
+    deploy: {resources: {reservations: {memory: 1000g}}}
+    x-baton:
+      autoscale: {min: 1, max: 2, cpu: 50%}
+`,
+    );
+    await eventually(async () => {
+      const ls = await c.baton(['autoscale', 'ls']);
+      expect(ls.stdout).toMatch(/big_w .*1 task\(s\) pending: .*insufficient memory/);
+    }, 30_000);
+    expect((await c.baton(['stack', 'rm', 'big'])).code).toBe(0);
+  }, 60_000);
 });

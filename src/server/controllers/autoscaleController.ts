@@ -13,7 +13,7 @@ import { isJob, isTaskReady, type AutoscaleView, type Service, type Task } from 
 import { recommend, stabilize, type Recommendation } from '../autoscale.js';
 import type { UsageStore } from '../usage.js';
 import type { AnyObject } from '../registry.js';
-import { recordEvent, type Controller, type ControllerContext } from './context.js';
+import { indexTasks, recordEvent, TASKS_BY_SERVICE, type Controller, type ControllerContext } from './context.js';
 
 
 export class AutoscaleController implements Controller {
@@ -29,7 +29,9 @@ export class AutoscaleController implements Controller {
   constructor(
     private readonly ctx: ControllerContext,
     private readonly usage: UsageStore,
-  ) {}
+  ) {
+    indexTasks(ctx.tasks);
+  }
 
   start(): void {
     this.running = true;
@@ -83,6 +85,9 @@ export class AutoscaleController implements Controller {
       hist.push({ at: now, desired: rec.desired });
       this.history.set(name, hist);
       const next = stabilize(a, current, hist, now);
+      // Node capacity is respected, not hidden: tasks the scheduler could not place are part of the explanation.
+      const pending = (this.ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[]).filter((t) => t.spec.desiredState === 'running' && t.status.state === 'pending' && t.status.pendingReason);
+      if (pending.length) rec.why.push(`${pending.length} task(s) pending: ${pending[0]!.status.pendingReason}`);
       const prev = this.views.get(name);
       this.views.set(name, {
         service: name,
