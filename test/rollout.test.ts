@@ -20,7 +20,6 @@ function fresh(svc: Service, slot: number, at: number, attempt = 2): Task {
   return t;
 }
 const stopped = (t: Task): Task => ({ ...t, spec: { ...t.spec, desiredState: 'shutdown' }, status: { ...t.status, state: 'shutdown' } });
-const stopping = (t: Task): Task => ({ ...t, spec: { ...t.spec, desiredState: 'shutdown' } });
 const withAnn = (svc: Service, a: Record<string, string>): Service => ({ ...svc, metadata: { ...svc.metadata, annotations: { ...svc.metadata.annotations, ...a } } });
 
 describe('rollouts (pure)', () => {
@@ -137,7 +136,6 @@ describe('rollouts (pure)', () => {
     const svc = service({ replicas: 1, forceUpdate: 1 });
     expect(specHash(svc)).not.toBe(specHash(old));
     expect(reconcileService(svc, [task(old, 1)], 0).setDesired).toHaveLength(1);
-    void stopping;
   });
 });
 

@@ -25,13 +25,14 @@ type Ctx = Pick<ControllerContext, 'registry' | 'events' | 'log' | 'clock'> & { 
 
 /** revisionsOf lists a service's revisions, oldest first. */
 export function revisionsOf(ctx: Ctx, service: string, uid?: string): Revision[] {
-  const out: Revision[] = [];
-  for (const o of ctx.revisions?.objects.values() ?? []) {
-    const r = o as unknown as Revision;
-    if (r.spec.service === service && (!uid || r.spec.serviceUid === uid)) out.push(r);
-  }
+  if (!ctx.revisions) return [];
+  // Read through an index: the service controller asks at every reconcile of every service.
+  ctx.revisions.addIndex(REVISIONS_BY_SERVICE, (o) => (o as unknown as Revision).spec.service);
+  const out = (ctx.revisions.byIndex(REVISIONS_BY_SERVICE, service) as unknown as Revision[]).filter((r) => !uid || r.spec.serviceUid === uid);
   return out.sort((a, b) => a.spec.revision - b.spec.revision);
 }
+
+const REVISIONS_BY_SERVICE = 'byService';
 
 /**
  * recordRevision makes sure the service's current spec is a revision (a new
