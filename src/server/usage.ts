@@ -112,10 +112,12 @@ export class UsageStore {
         a.memoryBytes += t.memoryBytes;
         a.tasks++;
       }
+      // A node seen for the first time sets the baseline; a service new on a known node counts from zero.
+      const known = this.lastConnections.has(node);
       let last = this.lastConnections.get(node);
       if (!last) this.lastConnections.set(node, (last = new Map()));
       for (const [svc, n] of Object.entries(report.connections)) {
-        const prev = last.get(svc);
+        const prev = last.get(svc) ?? (known ? 0 : undefined);
         // A counter that went down means the agent restarted: it counted n since then.
         if (prev !== undefined) of(svc).requests += n >= prev ? n - prev : n;
         last.set(svc, n);
