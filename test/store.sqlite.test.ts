@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -8,6 +8,7 @@ import { runEventStoreConformance } from '../src/store/eventConformance.js';
 import { MemoryEventStore } from '../src/store/memory/memoryEventStore.js';
 import { SqliteEventStore } from '../src/store/sqlite/sqliteEventStore.js';
 import { SQLITE_SCHEMA_VERSION, SqliteStore } from '../src/store/sqlite/sqliteStore.js';
+import { FALLBACK_PAGES } from '../src/store/sqlite/checkpointer.js';
 import { StoreError } from '../src/store/store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-sqlite-'));
@@ -162,6 +163,34 @@ describe('SqliteStore on disk', () => {
   });
 });
 
+describe('SqliteStore WAL checkpoints on a worker thread', () => {
+  it('copies the WAL into the database off the writer, and a close leaves no WAL behind', async () => {
+    const path = fresh();
+    const s = openStore(path);
+    expect(s.checkpointer?.running).toBe(true);
+    // The writer's own auto-checkpoint waits for 64 MiB: only the worker can have copied these 8 MiB.
+    expect(s.db.pragma('wal_autocheckpoint', { simple: true })).toBe(FALLBACK_PAGES);
+    const value = 'x'.repeat(8 * 1024);
+    for (let i = 0; i < 1024; i++) await put(s, `k/${i}`, value);
+    const deadline = Date.now() + 5000;
+    while (statSync(path).size < 8 * 1024 * 1024 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(statSync(path).size).toBeGreaterThanOrEqual(8 * 1024 * 1024);
+    expect(s.checkpointer?.lastError).toBeUndefined();
+    await s.close();
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    const b = openStore(path);
+    expect((await b.range('k/')).kvs).toHaveLength(1024);
+  });
+
+  it('runs none for an in-memory store or when turned off', async () => {
+    expect(openStore(':memory:').checkpointer).toBeUndefined();
+    const s = SqliteStore.open(fresh(), { backgroundCheckpoints: false });
+    open.push(s);
+    expect(s.checkpointer).toBeUndefined();
+    expect(s.db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
+  });
+});
+
 describe('SqliteEventStore with the store', () => {
   it('shares the file, never takes a revision and persists across reopen', async () => {
     const path = fresh();
@@ -173,6 +202,24 @@ describe('SqliteEventStore with the store', () => {
     await a.close();
     const b = openStore(path);
     expect(new SqliteEventStore(b).list()).toEqual([e]);
+  });
+
+  it("writes a turn's events in one transaction, and never reuses an id after a trim and a reopen", async () => {
+    const path = fresh();
+    const a = openStore(path);
+    const events = new SqliteEventStore(a, { maxEvents: 3 });
+    const ids = Array.from({ length: 5 }, (_, i) => events.record({ type: 'Normal', reason: 'R', message: `m${i}`, kind: 'Task', name: 't', source: 's' }).id);
+    expect(ids).toEqual([1, 2, 3, 4, 5]);
+    // Not written yet (same turn), but every read sees them.
+    expect(a.db.prepare('SELECT COUNT(*) FROM events').pluck().get()).toBe(0);
+    expect(events.list().map((x) => x.message)).toEqual(['m2', 'm3', 'm4']);
+    await new Promise((r) => setImmediate(r));
+    events.record({ type: 'Normal', reason: 'R', message: 'm5', kind: 'Task', name: 't', source: 's' });
+    await a.close();
+    const b = openStore(path);
+    const again = new SqliteEventStore(b, { maxEvents: 3 });
+    expect(again.list().map((x) => x.id)).toEqual([4, 5, 6]);
+    expect(again.record({ type: 'Normal', reason: 'R', message: 'm6', kind: 'Task', name: 't', source: 's' }).id).toBe(7);
   });
 });
 

@@ -594,9 +594,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     need(req, 'admin', 'agent');
     const b = req.body as { items: { type: 'Normal' | 'Warning'; reason: string; message: string; kind: string; name: string; uid?: string; node?: string; service?: string; source: string }[] };
     if (!Array.isArray(b?.items)) throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {items: [...]}');
-    ctx.events.batch(() => {
-      for (const e of b.items.slice(0, 1000)) recordEvent(ctx, { type: e.type === 'Warning' ? 'Warning' : 'Normal', reason: String(e.reason), message: String(e.message), kind: String(e.kind), name: String(e.name), uid: e.uid, node: e.node, service: e.service, source: String(e.source) });
-    });
+    for (const e of b.items.slice(0, 1000)) recordEvent(ctx, { type: e.type === 'Warning' ? 'Warning' : 'Normal', reason: String(e.reason), message: String(e.message), kind: String(e.kind), name: String(e.name), uid: e.uid, node: e.node, service: e.service, source: String(e.source) });
     return { recorded: Math.min(1000, b.items.length) };
   });
 

@@ -112,7 +112,7 @@ export class BatonServer {
     let sqlite: SqliteStore | undefined;
     if (opts.store) this.store = opts.store;
     else this.store = sqlite = SqliteStore.open(join(dir, 'state.db'), { clock });
-    const events = opts.events ?? (sqlite ? new SqliteEventStore(sqlite.db, { ttlMs: timings.eventTtlMs }) : undefined);
+    const events = opts.events ?? (sqlite ? new SqliteEventStore(sqlite, { ttlMs: timings.eventTtlMs }) : undefined);
     if (!events) throw new Error('an injected store needs an injected event store');
 
     // Cluster identity and the admin token, made once; nodes join with certificates.

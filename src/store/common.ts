@@ -146,7 +146,7 @@ export interface KvBackend {
   leaseDelete(id: number): void;
   /** Ids of leases with expiresAt <= now. */
   expiredLeases(now: number): number[];
-  close(): void;
+  close(): void | Promise<void>;
 }
 
 /** TxnWriter collects one txn's events against the backend's current state, with a read-your-writes overlay. */
@@ -457,7 +457,7 @@ export abstract class BaseStore implements Store {
     for (const cancel of this.timers) cancel();
     for (const w of this.watchers) this.enqueue(w, new StoreClosedError());
     this.watchers.clear();
-    this.kv.close();
+    await this.kv.close();
   }
 
   private ensureOpen(): void {

@@ -42,8 +42,8 @@ export interface EventQuery {
 
 export interface EventStore {
   record(e: NewEvent): StoredEvent;
-  /** batch runs fn (which records events) as one write: an agent's batch of events costs one commit. */
-  batch<T>(fn: () => T): T;
+  /** flush makes what record() accepted durable now (a backend may write a turn's events together just after it). */
+  flush(): void;
   list(q?: EventQuery): StoredEvent[];
   /** Calls fn for every event recorded from now on; returns an unsubscribe function. */
   subscribe(fn: (e: StoredEvent) => void): () => void;

@@ -22,8 +22,8 @@ export class MemoryEventStore implements EventStore {
     this.clock = opts.clock ?? systemClock;
   }
 
-  batch<T>(fn: () => T): T {
-    return fn();
+  flush(): void {
+    // Nothing buffered: every record is in the array at once.
   }
 
   record(e: NewEvent): StoredEvent {

@@ -36,9 +36,16 @@ const FILTERS = {
 /**
  * SqliteEventStore keeps Events in the `events` table of the store's file,
  * outside the revision log: recording one never takes a revision. Bounded to
- * `maxEvents` rows (oldest dropped on insert) and pruned by TTL via prune().
- * Give it the SqliteStore (or its Database); it lives as long as that
- * connection.
+ * `maxEvents` rows (oldest dropped) and pruned by TTL via prune().
+ *
+ * Group commit: record() assigns the id and tells subscribers at once, and
+ * the rows recorded in one turn of the event loop are written in one
+ * transaction just after it (a commit costs far more than a row: a thousand
+ * agents each posting their task events would otherwise be a thousand
+ * commits a second). Every read flushes first, so a reader never misses an
+ * event already recorded; flush() writes them now (before the connection
+ * closes). Give it the SqliteStore (or its Database); it lives as long as
+ * that connection.
  */
 export class SqliteEventStore implements EventStore {
   readonly ttlMs: number;
@@ -50,34 +57,51 @@ export class SqliteEventStore implements EventStore {
   private readonly insert: Database.Statement;
   private readonly trim: Database.Statement;
   private readonly pruneOld: Database.Statement;
+  private readonly writePending: () => void;
+  /** Recorded, not yet written, in id order. */
+  private pending: StoredEvent[] = [];
+  private nextId: number;
 
   constructor(source: SqliteStore | Database.Database, opts: EventStoreOptions = {}) {
     this.db = source instanceof SqliteStore ? source.db : source;
+    // With the store, what is buffered is written before the connection closes; with a bare Database, the owner calls flush().
+    if (source instanceof SqliteStore) source.onClose(() => this.flush());
     if (!(source instanceof SqliteStore)) migrateSqlite(this.db);
     this.ttlMs = opts.ttlMs ?? DEFAULT_EVENT_TTL_MS;
     this.maxEvents = opts.maxEvents ?? DEFAULT_MAX_EVENTS;
     this.clock = opts.clock ?? systemClock;
     this.insert = this.db.prepare(`
-      INSERT INTO events (time, type, reason, message, kind, name, uid, source, node, service)
-      VALUES (@time, @type, @reason, @message, @kind, @name, @uid, @source, @node, @service)`);
+      INSERT INTO events (id, time, type, reason, message, kind, name, uid, source, node, service)
+      VALUES (@id, @time, @type, @reason, @message, @kind, @name, @uid, @source, @node, @service)`);
+    // AUTOINCREMENT's high-water mark: an id is never used twice, even after the newest rows were trimmed.
+    const seq = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'events'").pluck().get() as number | undefined;
+    this.nextId = (seq ?? 0) + 1;
     this.trim = this.db.prepare('DELETE FROM events WHERE id <= ?');
     this.pruneOld = this.db.prepare('DELETE FROM events WHERE time < ?');
-  }
-
-  batch<T>(fn: () => T): T {
-    return this.db.inTransaction ? fn() : this.db.transaction(fn)();
+    this.writePending = this.db.transaction(() => {
+      const batch = this.pending;
+      this.pending = [];
+      for (const e of batch) this.insert.run({ uid: null, node: null, service: null, ...e });
+      const last = batch.at(-1)!.id;
+      if (last > this.maxEvents) this.trim.run(last - this.maxEvents);
+    });
   }
 
   record(e: NewEvent): StoredEvent {
-    const row = toStoredEvent(e, 0, this.clock.now()); // the table assigns the id
-    const id = Number(this.insert.run({ uid: null, node: null, service: null, ...row }).lastInsertRowid);
-    if (id > this.maxEvents) this.trim.run(id - this.maxEvents);
-    const stored = { ...row, id };
+    const stored = toStoredEvent(e, this.nextId++, this.clock.now());
+    this.pending.push(stored);
+    if (this.pending.length === 1) setImmediate(() => this.flush());
     this.subscribers.emit({ ...stored });
-    return stored;
+    return { ...stored };
+  }
+
+  flush(): void {
+    if (this.pending.length === 0 || !this.db.open) return;
+    this.writePending();
   }
 
   list(q: EventQuery = {}): StoredEvent[] {
+    this.flush();
     const used = (Object.keys(FILTERS) as (keyof typeof FILTERS)[]).filter((k) => q[k] !== undefined && q[k] !== '');
     const params: Record<string, unknown> = {};
     for (const k of used) params[k] = q[k];
@@ -101,6 +125,7 @@ export class SqliteEventStore implements EventStore {
   }
 
   prune(now: number): number {
+    this.flush();
     return this.pruneOld.run(now - this.ttlMs).changes;
   }
 }

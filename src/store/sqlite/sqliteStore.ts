@@ -13,6 +13,7 @@ import Database from 'better-sqlite3';
 import { systemClock } from '../../base/clock.js';
 import { BaseStore, deletedKv, rangeEnd, type KvBackend, type LeaseRecord, type StoreOptions } from '../common.js';
 import { StoreError, type KeyValue, type WatchEvent } from '../store.js';
+import { Checkpointer } from './checkpointer.js';
 
 type Db = Database.Database;
 
@@ -282,13 +283,26 @@ class SqliteKv implements KvBackend {
     return this.s.leasesExpired.all(now) as number[];
   }
 
-  close(): void {
+  /** Runs WAL checkpoints beside this connection (a file database only). */
+  checkpointer: Checkpointer | undefined;
+  /** Called before the connection closes (the event store writes what it buffered). */
+  readonly beforeClose: (() => void)[] = [];
+
+  async close(): Promise<void> {
+    for (const fn of this.beforeClose) fn();
+    // The worker's connection closes first, so this one is the last: it checkpoints and removes the WAL.
+    await this.checkpointer?.stop();
     this.db.close();
   }
 }
 
-/** SqliteStoreOptions are the common store options (clock, progress and lease-check intervals). */
-export type SqliteStoreOptions = StoreOptions;
+/** SqliteStoreOptions: the common store options, and where WAL checkpoints run. */
+export interface SqliteStoreOptions extends StoreOptions {
+  /** Checkpoint the WAL on a worker thread (see Checkpointer); default true for a file, ignored for ':memory:'. */
+  backgroundCheckpoints?: boolean;
+  /** How often the worker checkpoints; default 100 ms. */
+  checkpointIntervalMs?: number;
+}
 
 /**
  * SqliteStore is the Store backend "sqlite": Baton's embedded, single-server
@@ -319,7 +333,19 @@ export class SqliteStore extends BaseStore {
       db.close();
       throw err;
     }
-    return new SqliteStore(new SqliteKv(db), opts);
+    const kv = new SqliteKv(db);
+    if (!db.memory && opts.backgroundCheckpoints !== false) kv.checkpointer = new Checkpointer(db, db.name, opts.checkpointIntervalMs);
+    return new SqliteStore(kv, opts);
+  }
+
+  /** onClose registers fn to run just before the connection closes (after the store's last commit). */
+  onClose(fn: () => void): void {
+    this.sqlite.beforeClose.push(fn);
+  }
+
+  /** checkpointer is the WAL checkpoint worker, when one runs. */
+  get checkpointer(): Checkpointer | undefined {
+    return this.sqlite.checkpointer;
   }
 
   /** db is the underlying connection, for SqliteEventStore and maintenance; it closes with the store. */
