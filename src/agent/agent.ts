@@ -28,7 +28,7 @@ import { lockDir } from '../base/lock.js';
 import { VERSION } from '../base/version.js';
 import { WorkQueue } from '../base/workqueue.js';
 import { stableStringify } from '../base/json.js';
-import { DriverError, type Driver, type TaskHandle } from './driver.js';
+import { DriverError, type Driver, type TaskHandle, type TaskInspect } from './driver.js';
 import { PortAllocator } from './ports.js';
 import { HealthMonitor, type HealthVerdict } from './health.js';
 import { defaultVipRange, Mesh } from './mesh.js';
@@ -775,38 +775,7 @@ export class Agent {
 
     // Desired running.
     if (exists && insp!.state === 'running') {
-      if (local.startedAt === undefined) local.startedAt = insp!.startedAt ? Date.parse(insp!.startedAt) : this.clock.now();
-      const c = task.spec.container;
-      const live = hasProbe(c.healthcheck) ? c.healthcheck : undefined;
-      const ready = hasProbe(c.readiness) ? c.readiness : undefined;
-      let v: HealthVerdict = {};
-      if (live || ready) {
-        this.health.watch(name, `${local.handle!.id}@${insp!.startedAt ?? ''}`, { live, ready }, { handle: local.handle!, image: c.image, address: this.opts.address, ports: local.ports ?? [] });
-        v = this.health.verdict(name);
-      } else this.health.unwatch(name);
-      if (v.healthy === false) {
-        // Unhealthy: stop it, and its restart policy takes over, as in Swarm.
-        local.unhealthy = v.output ?? 'health check failed';
-        this.health.unwatch(name);
-        this.log.info({ task: name, why: local.unhealthy }, 'task failed its health check; stopping it');
-        await driver.stop(local.handle!, c.stopGracePeriodMs, c.stopSignal);
-        this.queue.add(name);
-        return;
-      }
-      const isReady = (!live || v.healthy === true) && (!ready || v.ready === true);
-      if (!isReady) local.readySince = undefined;
-      else local.readySince ??= this.clock.now();
-      const message = isReady
-        ? 'started'
-        : v.ready === false
-          ? `not ready: ${v.output ?? 'readiness probe failing'}`
-          : `started; waiting for the ${live && v.healthy === undefined ? 'health check' : 'readiness probe'}`;
-      this.report(task, local, 'running', message, {
-        startedAt: insp!.startedAt,
-        ...(isReady ? { readyAt: new Date(local.readySince!).toISOString() } : {}),
-        ...(v.healthy !== undefined ? { healthy: v.healthy } : {}),
-        ...(v.ready !== undefined ? { ready: v.ready } : {}),
-      });
+      await this.running(task, local, insp!);
       return;
     }
     if (isTerminal(task.status.state) && local.status && isTerminal(local.status.state)) return;
@@ -917,8 +886,50 @@ export class Agent {
     const after = await driver.inspect(local.handle);
     this.collector?.collect(name, task.spec.serviceName, local.handle, `${local.handle.id}@${after.startedAt ?? ''}`);
     local.startedAt = after.startedAt ? Date.parse(after.startedAt) : this.clock.now();
-    if (after.state === 'running') this.report(task, local, 'running', 'started', { startedAt: after.startedAt });
+    if (after.state === 'running') await this.running(task, local, after);
     else this.queue.add(name); // it already exited: handle the exit
+  }
+
+  /**
+   * running reports a running container: its health and readiness verdicts,
+   * and readyAt at once when it has no probe (one status write, not two),
+   * or stops it when its health check fails.
+   */
+  private async running(task: Task, local: Local, insp: TaskInspect): Promise<void> {
+    const name = task.metadata.name;
+    const driver = this.opts.driver;
+    if (local.startedAt === undefined) local.startedAt = insp.startedAt ? Date.parse(insp.startedAt) : this.clock.now();
+    const c = task.spec.container;
+    const live = hasProbe(c.healthcheck) ? c.healthcheck : undefined;
+    const ready = hasProbe(c.readiness) ? c.readiness : undefined;
+    let v: HealthVerdict = {};
+    if (live || ready) {
+      this.health.watch(name, `${local.handle!.id}@${insp.startedAt ?? ''}`, { live, ready }, { handle: local.handle!, image: c.image, address: this.opts.address, ports: local.ports ?? [] });
+      v = this.health.verdict(name);
+    } else this.health.unwatch(name);
+    if (v.healthy === false) {
+      // Unhealthy: stop it, and its restart policy takes over, as in Swarm.
+      local.unhealthy = v.output ?? 'health check failed';
+      this.health.unwatch(name);
+      this.log.info({ task: name, why: local.unhealthy }, 'task failed its health check; stopping it');
+      await driver.stop(local.handle!, c.stopGracePeriodMs, c.stopSignal);
+      this.queue.add(name);
+      return;
+    }
+    const isReady = (!live || v.healthy === true) && (!ready || v.ready === true);
+    if (!isReady) local.readySince = undefined;
+    else local.readySince ??= this.clock.now();
+    const message = isReady
+      ? 'started'
+      : v.ready === false
+        ? `not ready: ${v.output ?? 'readiness probe failing'}`
+        : `started; waiting for the ${live && v.healthy === undefined ? 'health check' : 'readiness probe'}`;
+    this.report(task, local, 'running', message, {
+      startedAt: insp.startedAt,
+      ...(isReady ? { readyAt: new Date(local.readySince!).toISOString() } : {}),
+      ...(v.healthy !== undefined ? { healthy: v.healthy } : {}),
+      ...(v.ready !== undefined ? { ready: v.ready } : {}),
+    });
   }
 }
 
