@@ -195,7 +195,12 @@ describe('API server (memory store, real HTTP)', () => {
     const quiet: Task[] = [];
     const watching = [collect(false, all, ac), collect(true, quiet, ac)];
     const t = mine[0]!;
-    await w1.updateStatus(taskKind, [{ name: t.metadata.name, uid: t.metadata.uid, status: { ...t.status, state: 'running', message: 'started' } }]);
+    // An agent's task events ride with its status batch: one request per flush.
+    const started = { type: 'Normal' as const, reason: 'TaskStarted', message: `${t.metadata.name} started on w1`, kind: 'Task', name: t.metadata.name, uid: t.metadata.uid, node: 'w1', service: 't_a', source: 'agent/w1' };
+    await w1.updateStatus(taskKind, [{ name: t.metadata.name, uid: t.metadata.uid, status: { ...t.status, state: 'running', message: 'started' } }], [started]);
+    expect((await api.events({ name: t.metadata.name, type: 'TaskStarted' })).items.map((e) => [e.message, e.node, e.source])).toEqual([[started.message, 'w1', 'agent/w1']]);
+    const bad = await w1.call('POST', '/api/v1/tasks/-/status', { items: [], events: 'no' }).catch((e) => e);
+    expect([bad.code, bad.message]).toEqual(['BATON_ERR_BAD_REQUEST', 'events must be a list']);
     await until(async () => (all.some((x) => x.metadata.name === t.metadata.name) ? true : undefined));
     await api.scale('t_a', 0);
     await until(async () => (quiet.length >= mine.length ? true : undefined));

@@ -16,7 +16,7 @@ import { hostname as osHostname, cpus as osCpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
-import { ApiClient } from '../api/client.js';
+import { ApiClient, type NewEventBody } from '../api/client.js';
 import { Informer } from '../api/informer.js';
 import { nodeKind, taskKind } from '../api/kinds.js';
 import type { Task, TaskPortBinding, TaskState, TaskStatus } from '../api/types.js';
@@ -132,6 +132,10 @@ interface Local {
   status?: TaskStatus;
 }
 
+/** A flush carries at most this many statuses and events (the server takes up to 1000 events a request). */
+const MAX_STATUSES_PER_FLUSH = 500;
+const MAX_EVENTS_PER_FLUSH = 1000;
+
 /** Status fields an agent does not own or that change without news: never a reason to report. */
 const NOT_REPORTED = new Set(['timestamp', 'scheduling', 'pendingReason']);
 
@@ -166,7 +170,7 @@ export class Agent {
   private queue: WorkQueue;
   private locals = new Map<string, Local>();
   private pendingStatus = new Map<string, { name: string; uid: string; status: TaskStatus }>();
-  private pendingEvents: unknown[] = [];
+  private pendingEvents: NewEventBody[] = [];
   private ports: PortAllocator;
   private abort = new AbortController();
   private loops: Promise<void>[] = [];
@@ -690,18 +694,24 @@ export class Agent {
     }
   }
 
-  /** flush sends buffered statuses in one batch; anything not accepted stays buffered unless its task is gone. */
+  /**
+   * flush sends buffered statuses and events in one request (one connection:
+   * two requests back to back make undici open a second one, and a thousand
+   * agents doing so at once is a storm of TLS handshakes); anything not
+   * accepted stays buffered unless its task is gone.
+   */
   async flush(): Promise<void> {
-    if (this.pendingEvents.length) {
-      const evs = this.pendingEvents.splice(0);
-      await this.client.postEvents(evs).catch((e) => {
-        this.pendingEvents.unshift(...evs.slice(-500));
-        throw e;
-      });
+    if (this.pendingStatus.size === 0 && this.pendingEvents.length === 0) return;
+    const events = this.pendingEvents.splice(0, MAX_EVENTS_PER_FLUSH);
+    const items = [...this.pendingStatus.values()].slice(0, MAX_STATUSES_PER_FLUSH);
+    let res: Awaited<ReturnType<ApiClient['updateStatus']>>;
+    try {
+      res = await this.client.updateStatus(taskKind, items, events);
+    } catch (e) {
+      // Kept for the next flush (the newest, if the server was away long enough for many to pile up).
+      this.pendingEvents.unshift(...events.slice(-500));
+      throw e;
     }
-    if (this.pendingStatus.size === 0) return;
-    const items = [...this.pendingStatus.values()].slice(0, 500);
-    const res = await this.client.updateStatus(taskKind, items);
     res.items.forEach((r, i) => {
       const sent = items[i]!;
       // Drop it if accepted, or if the task is gone/replaced; keep it if a newer one was queued meanwhile.

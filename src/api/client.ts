@@ -54,6 +54,19 @@ function qs(params: Record<string, string | number | boolean | undefined>): stri
 const TLS_TRUST_CODES = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE']);
 
 /** ApiResponse is the part of an HTTP answer the client reads, whichever way it was fetched. */
+/** An event as an agent reports it: POST /api/v1/events, or along with a status batch. */
+export interface NewEventBody {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+  kind: string;
+  name: string;
+  uid?: string;
+  node?: string;
+  service?: string;
+  source: string;
+}
+
 export interface ApiResponse {
   status: number;
   ok: boolean;
@@ -190,8 +203,9 @@ export class ApiClient {
     return this.call('DELETE', `/api/v1/${kind.plural}/${encodeURIComponent(name)}`);
   }
 
-  updateStatus(kind: KindInfo, items: { name: string; uid?: string; status: unknown }[]) {
-    return this.call<{ items: { name: string; ok: boolean; error?: { code: string; message: string } }[] }>('POST', `/api/v1/${kind.plural}/-/status`, { items });
+  /** updateStatus writes statuses in one batch; an agent's task events ride along (recorded once the statuses are written). */
+  updateStatus(kind: KindInfo, items: { name: string; uid?: string; status: unknown }[], events: NewEventBody[] = []) {
+    return this.call<{ items: { name: string; ok: boolean; error?: { code: string; message: string } }[] }>('POST', `/api/v1/${kind.plural}/-/status`, events.length ? { items, events } : { items });
   }
 
   /**
@@ -241,7 +255,7 @@ export class ApiClient {
     const res = await this.raw('GET', `/api/v1/events${qs({ ...q, watch: 'true' })}`, undefined, signal ?? new AbortController().signal);
     yield* ndjson(res);
   }
-  postEvents(items: unknown[]): Promise<unknown> {
+  postEvents(items: NewEventBody[]): Promise<unknown> {
     return this.call('POST', '/api/v1/events', { items });
   }
 

@@ -26,6 +26,7 @@ import type { ServerMetrics } from './metrics.js';
 import type { AutoscaleController } from './controllers/autoscaleController.js';
 import { parseSince, type LogRouter } from './logs.js';
 import type { TopResponse } from '../api/types.js';
+import type { NewEventBody } from '../api/client.js';
 import { GoneError, isStatusOnly, type WatchCache } from './watchCache.js';
 import { stableStringify, type AnyObject } from './registry.js';
 import { filterNode, formatTaint, parseTaint, Snapshot, SpreadPlacer } from '../scheduler/placement.js';
@@ -136,6 +137,12 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     throw new BatonError('BATON_ERR_UNAUTHORIZED', message, details);
   };
 
+  /** recordPosted records events an agent or admin posted (at most 1000 a request), every field coerced to its type. */
+  const recordPosted = (items: NewEventBody[]): number => {
+    const some = items.slice(0, 1000);
+    for (const e of some) recordEvent(ctx, { type: e?.type === 'Warning' ? 'Warning' : 'Normal', reason: String(e?.reason), message: String(e?.message), kind: String(e?.kind), name: String(e?.name), uid: e?.uid, node: e?.node, service: e?.service, source: String(e?.source) });
+    return some.length;
+  };
   app.addHook('onRequest', async (req) => {
     const route = `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`;
     // The API and /metrics need credentials; the dashboard's files do not (it logs in with a token).
@@ -273,10 +280,13 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     });
     app.post(`${base}/-/status`, async (req) => {
       need(req, 'admin', 'agent');
-      const body = req.body as { items: { name: string; uid?: string; statusVersion?: string; status: unknown }[] };
-      if (!Array.isArray(body?.items)) throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {items: [{name, uid, status}]}');
+      const body = req.body as { items: { name: string; uid?: string; statusVersion?: string; status: unknown }[]; events?: NewEventBody[] };
+      if (!Array.isArray(body?.items)) throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {items: [{name, uid, status}], events?: [...]}');
+      if (body.events !== undefined && !Array.isArray(body.events)) throw new BatonError('BATON_ERR_BAD_REQUEST', 'events must be a list');
       if (req.role === 'agent') ownTasks(req, body.items.map((i) => i.name));
       const results = await ctx.registry.updateStatus(kind, body.items, serverOwned(kind), (n) => cache.objects.get(n));
+      // The events that came with the statuses (an agent's task starts and failures), once those are written.
+      if (body.events) recordPosted(body.events);
       return {
         items: results.map((r, i) => (r.ok ? { name: body.items[i]!.name, ok: true, resourceVersion: r.object.metadata.resourceVersion } : { name: body.items[i]!.name, ok: false, error: r.error.toJSON().error })),
       };
@@ -592,10 +602,9 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   });
   app.post('/api/v1/events', async (req) => {
     need(req, 'admin', 'agent');
-    const b = req.body as { items: { type: 'Normal' | 'Warning'; reason: string; message: string; kind: string; name: string; uid?: string; node?: string; service?: string; source: string }[] };
+    const b = req.body as { items: NewEventBody[] };
     if (!Array.isArray(b?.items)) throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {items: [...]}');
-    for (const e of b.items.slice(0, 1000)) recordEvent(ctx, { type: e.type === 'Warning' ? 'Warning' : 'Normal', reason: String(e.reason), message: String(e.message), kind: String(e.kind), name: String(e.name), uid: e.uid, node: e.node, service: e.service, source: String(e.source) });
-    return { recorded: Math.min(1000, b.items.length) };
+    return { recorded: recordPosted(b.items) };
   });
 
   // ---------------------------------------------------------------- logs, usage, metrics
