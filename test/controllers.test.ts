@@ -115,6 +115,41 @@ describe('controllers against a store with a fake clock', () => {
     expect(tasks().every((t) => t.status.state === 'assigned')).toBe(true);
   });
 
+  it('creates new tasks already placed (one write each), or pending with why, when the scheduler makes them', async () => {
+    const sched = new SchedulerController(ctx, new SpreadPlacer());
+    const sc = new ServiceController(ctx, sched);
+    for (const n of ['a', 'b']) {
+      const f = nodeFixture(n);
+      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
+    }
+    await ctx.registry.create(serviceKind, { metadata: { name: 'app_web' }, spec: serviceSpec({ replicas: 3 }), status: {} });
+    // 1 MiB of memory is more than any fixture node has: created pending, with the scheduler's reason.
+    await ctx.registry.create(serviceKind, { metadata: { name: 'app_big' }, spec: serviceSpec({ replicas: 1, resources: { reservations: { cpus: 0, memoryBytes: 1024 ** 5 }, limits: { cpus: 0, memoryBytes: 0 } } }), status: {} });
+    await settle();
+    sched.start();
+    const before = await store.currentRevision();
+    await Promise.all([sc.reconcile('app_web'), sc.reconcile('app_big')]);
+    // The reconciles hand their tasks over without waiting for them to be written.
+    for (let i = 0; i < 100 && (tasks().length < 4 || ctx.events.list({ type: 'FailedScheduling' }).length === 0); i++) await settle();
+    const web = tasks().filter((t) => t.spec.serviceName === 'app_web');
+    expect(web.map((t) => [t.status.state, t.metadata.statusVersion, t.metadata.generation])).toEqual(Array(3).fill(['assigned', '0', 1]));
+    expect(web.map((t) => t.spec.nodeName).sort()).toEqual(['a', 'a', 'b']);
+    expect(web.every((t) => t.status.scheduling?.ranked.length)).toBe(true);
+    const [big] = tasks().filter((t) => t.spec.serviceName === 'app_big');
+    expect([big!.status.state, big!.spec.nodeName]).toEqual(['pending', '']);
+    expect(big!.status.pendingReason).toMatch(/0\/2 nodes available: 2 insufficient memory/);
+    // Both services' tasks are made in one pass and one txn, and none was ever stored unplaced and then placed (statusVersion 0, generation 1).
+    expect(new Set(tasks().map((t) => t.metadata.resourceVersion)).size).toBe(1);
+    expect(Number(web[0]!.metadata.resourceVersion)).toBeGreaterThan(before);
+    expect((ctx.events.list({ type: 'FailedScheduling' }))).toHaveLength(1);
+    // A second reconcile makes nothing more; a stopped scheduler refuses new work.
+    await sc.reconcile('app_web');
+    expect(tasks()).toHaveLength(4);
+    sched.stop();
+    await expect(sched.submit(web)).rejects.toThrow(/not running/);
+    sc.stop();
+  });
+
   it('marks a node NotReady after missed heartbeats and Down later, writing only on change', async () => {
     const lc = new NodeLifecycleController(ctx);
     const f = nodeFixture('a', { state: 'unknown' });

@@ -162,7 +162,8 @@ export class BatonServer {
     this.ctx.metrics = metrics;
     this.autoscaler = new AutoscaleController(this.ctx, usage);
     this.logs = new LogRouter({ caPem: this.pki.ca.certPem, certPem: this.pki.client.certPem, keyPem: this.pki.client.keyPem }, this.caches.nodes!, this.caches.tasks!, log, () => clock.now());
-    this.controllers = [new NodeLifecycleController(this.ctx), new SchedulerController(this.ctx, new SpreadPlacer()), new ServiceController(this.ctx), new EndpointsController(this.ctx), new CronController(this.ctx), this.autoscaler];
+    const scheduler = new SchedulerController(this.ctx, new SpreadPlacer());
+    this.controllers = [new NodeLifecycleController(this.ctx), scheduler, new ServiceController(this.ctx, scheduler), new EndpointsController(this.ctx), new CronController(this.ctx), this.autoscaler];
     this.leadershipUnsub = alwaysLeader.onDidChange((leading) => {
       for (const c of this.controllers) (leading ? c.start() : c.stop());
     });
@@ -207,7 +208,9 @@ export class BatonServer {
           }
         : undefined,
     });
-    await this.app.listen({ host, port });
+    // Thousands of agents may connect within one turn of a busy event loop (Node's default backlog is 511): a full
+    // accept queue drops their SYNs, and each drop costs a client 1, 3, then 7 seconds of TCP retransmission.
+    await this.app.listen({ host, port, backlog: LISTEN_BACKLOG });
     const addr = this.app.server.address();
     const p = typeof addr === 'object' && addr ? addr.port : port;
     this.url = `https://${host.includes(':') ? `[${host}]` : host}:${p}`;
@@ -235,6 +238,9 @@ export class BatonServer {
     this.releaseLock?.();
   }
 }
+
+/** The server's listen backlog (the kernel caps it at net.core.somaxconn, 4096 on current kernels). */
+export const LISTEN_BACKLOG = 8192;
 
 export function splitHostPort(listen: string): [string, number] {
   const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(listen);

@@ -5,6 +5,13 @@
  * batched txns (one revision per 128 tasks, not one per task). Tasks that
  * cannot be placed keep waiting with their reason; they are retried when a
  * node or task changes, never by polling.
+ *
+ * New tasks come to it unwritten (submit): the service controller decides
+ * which tasks should exist, and the scheduler writes each one already placed,
+ * or pending with the reason it fits nowhere. This is Nomad's model (an
+ * evaluation's plan creates its allocations on their nodes) rather than
+ * Kubernetes' (create the pod, then bind it): a task costs one write and one
+ * watch event fewer, and no task waits in the store for a pass to notice it.
  */
 import { WorkQueue } from '../../base/workqueue.js';
 import { timeSlicer } from '../../base/yield.js';
@@ -16,6 +23,30 @@ import { recordEvent, writeInWaves, type Controller, type ControllerContext, que
 import type { AnyObject } from '../registry.js';
 
 const PASS = 'pass';
+
+/** TaskPlacement is how the service controller hands over the tasks it wants made. */
+export interface TaskPlacement {
+  /**
+   * submit writes each task placed (or pending with its reason), and resolves
+   * with the highest revision written once all are written (a task someone
+   * already made counts as written). Rejects if the scheduler stops first.
+   */
+  submit(tasks: Task[]): Promise<number>;
+}
+
+/** A caller of submit, waiting for its tasks to be written. */
+interface Submission {
+  left: number;
+  lastRev: number;
+  resolve: (rev: number) => void;
+  reject: (err: unknown) => void;
+}
+
+/** A submitted task, not yet written, and who waits for it. */
+interface Unborn {
+  task: Task;
+  waiting: Submission[];
+}
 
 /** isPending: a task waiting for a node. */
 function isPending(t: Task): boolean {
@@ -31,7 +62,7 @@ const SLICE_MS = 200;
 /** At most this many pending tasks per pass (highest priority, then oldest, first). */
 const MAX_PER_PASS = 10_000;
 
-export class SchedulerController implements Controller {
+export class SchedulerController implements Controller, TaskPlacement {
   readonly name = 'scheduler';
   private queue: WorkQueue;
   private unsubs: (() => void)[] = [];
@@ -46,6 +77,34 @@ export class SchedulerController implements Controller {
 
   /** Tasks waiting for placement, kept from task events: a pass finds them without scanning 100,000 tasks. */
   private readonly pending = new Map<string, Task>();
+  /** Submitted tasks not yet written, by name. */
+  private readonly unborn = new Map<string, Unborn>();
+  private running = false;
+
+  submit(tasks: Task[]): Promise<number> {
+    if (tasks.length === 0) return Promise.resolve(0);
+    if (!this.running) return Promise.reject(new Error('the scheduler is not running (this server does not lead)'));
+    return new Promise<number>((resolve, reject) => {
+      const sub: Submission = { left: tasks.length, lastRev: 0, resolve, reject };
+      for (const task of tasks) {
+        const u = this.unborn.get(task.metadata.name);
+        if (u) u.waiting.push(sub);
+        else this.unborn.set(task.metadata.name, { task, waiting: [sub] });
+      }
+      this.trigger();
+    });
+  }
+
+  /** born: the unborn task was written at rev (or found already made): tell whoever waits for it. */
+  private born(name: string, rev: number): void {
+    const u = this.unborn.get(name);
+    if (!u) return;
+    this.unborn.delete(name);
+    for (const sub of u.waiting) {
+      sub.lastRev = Math.max(sub.lastRev, rev);
+      if (--sub.left === 0) sub.resolve(sub.lastRev);
+    }
+  }
 
   private track(t: Task, deleted: boolean): void {
     if (!deleted && isPending(t)) this.pending.set(t.metadata.name, t);
@@ -53,6 +112,7 @@ export class SchedulerController implements Controller {
   }
 
   start(): void {
+    this.running = true;
     this.pending.clear();
     for (const t of this.ctx.tasks.objects.values()) this.track(t as Task, false);
     this.unsubs.push(
@@ -69,8 +129,12 @@ export class SchedulerController implements Controller {
   }
 
   stop(): void {
+    this.running = false;
     for (const u of this.unsubs.splice(0)) u();
     this.queue.stop();
+    const gone = new Error('the scheduler stopped before these tasks were written');
+    for (const u of this.unborn.values()) for (const sub of u.waiting) sub.reject(gone);
+    this.unborn.clear();
   }
 
   /**
@@ -107,8 +171,9 @@ export class SchedulerController implements Controller {
       this.pending.clear();
       for (const t of ctx.tasks.objects.values()) this.track(t as Task, false);
     }
-    if (this.pending.size === 0) return false;
+    if (this.pending.size === 0 && this.unborn.size === 0) return false;
     const pending = [...this.pending.values()];
+    for (const u of this.unborn.values()) pending.push(u.task);
     const tasks = [...ctx.tasks.objects.values()] as Task[];
     pending.sort((a, b) => priorityOf(b) - priorityOf(a) || a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp) || a.spec.slot - b.spec.slot);
     // A bounded pass: the first placements reach agents while the rest are planned, and the API stays responsive.
@@ -123,18 +188,28 @@ export class SchedulerController implements Controller {
     ctx.metrics?.scheduled('preempted', plan.preemptions?.length ?? 0);
     const now = new Date(ctx.clock.now()).toISOString();
 
+    // One list of writes: placements (a stored task updated, a new one created on its node), then new tasks that wait.
+    const waiting = plan.unplaced.filter(({ task, reason }) => this.unborn.has(task.metadata.name) || task.status.pendingReason !== reason);
+    const newWaiting = waiting.filter(({ task }) => this.unborn.has(task.metadata.name));
     const written = await writeInWaves(
       ctx,
-      plan.placed.length,
+      plan.placed.length + newWaiting.length,
       (i) => {
+        if (i >= plan.placed.length) {
+          // A new task that fits nowhere yet: created pending, with why.
+          const { task, reason, decision } = newWaiting[i - plan.placed.length]!;
+          return ctx.registry.createOp(taskKind, { ...task, status: { ...task.status, pendingReason: reason, message: 'pending', ...(decision ? { scheduling: { ...decision, at: now } } : {}) } });
+        }
         const { task, node, decision } = plan.placed[i]!;
-        // A fresh top level over the cached task's unchanged parts: it is encoded, never mutated.
+        // A fresh top level over the task's unchanged parts: it is encoded, never mutated.
         const { pendingReason: _, ...status } = task.status;
+        const assigned = { ...status, state: 'assigned' as const, message: `assigned to ${node.metadata.name}`, timestamp: now, scheduling: { ...decision, at: now } };
+        if (this.unborn.has(task.metadata.name)) return ctx.registry.createOp(taskKind, { ...task, spec: { ...task.spec, nodeName: node.metadata.name }, status: assigned });
         const next: Task = {
           ...task,
           metadata: { ...task.metadata, generation: task.metadata.generation + 1, statusVersion: String(Number(task.metadata.statusVersion ?? '0') + 1) },
           spec: { ...task.spec, nodeName: node.metadata.name },
-          status: { ...status, state: 'assigned', message: `assigned to ${node.metadata.name}`, timestamp: now, scheduling: { ...decision, at: now } },
+          status: assigned,
         };
         return ctx.registry.updateOp(taskKind, task, next);
       },
@@ -143,10 +218,9 @@ export class SchedulerController implements Controller {
     // A placement that lost a race (the snapshot was stale for its task) is re-planned by the next pass.
     let conflicts = written.refused;
     // Why the rest wait: written only when the reason changed, in batched txns; one event per service and reason.
-    const waiting = plan.unplaced.filter(({ task, reason }) => task.status.pendingReason !== reason);
     const results = await ctx.registry.updateStatus(
       taskKind,
-      waiting.map(({ task, reason, decision }) => ({
+      waiting.filter(({ task }) => !this.unborn.has(task.metadata.name)).map(({ task, reason, decision }) => ({
         name: task.metadata.name,
         uid: task.metadata.uid,
         status: { ...task.status, pendingReason: reason, message: 'pending', timestamp: task.status.timestamp, ...(decision ? { scheduling: { ...decision, at: now } } : {}) },
@@ -190,6 +264,9 @@ export class SchedulerController implements Controller {
     }
     // The next pass must see these placements, or it would place the same tasks again.
     await ctx.tasks.caughtUp(written.lastRev);
+    // New tasks this pass wrote (or found made already, by a create that lost to a stale cache) are born.
+    for (const { task } of plan.placed) this.born(task.metadata.name, written.lastRev);
+    for (const { task } of newWaiting) this.born(task.metadata.name, written.lastRev);
     // Tasks left over, or whose placement lost a race with another write, get a pass against fresh caches.
     return more || conflicts;
   }

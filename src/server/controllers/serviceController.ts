@@ -15,6 +15,7 @@ import { GLOBAL_NODE_LABEL, PROMOTED, reconcileService, type DrainState, type Se
 import { deleteRevisions, recordRevision, rollback, setAnnotations } from '../rollout.js';
 import { isBatonError } from '../../base/errors.js';
 import { isStatusOnly } from '../watchCache.js';
+import type { TaskPlacement } from './schedulerController.js';
 import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS_BY_SERVICE, writeInWaves, type Controller, type ControllerContext, queueOptions } from './context.js';
 
 /** Creates run in slices of this much busy time (see the scheduler's SLICE_MS). */
@@ -27,7 +28,15 @@ export class ServiceController implements Controller {
   private queue: WorkQueue;
   private unsubs: (() => void)[] = [];
 
-  constructor(private readonly ctx: ControllerContext) {
+  /**
+   * placement, when given, writes the tasks this controller wants made,
+   * already placed (the scheduler); without it they are written pending, for
+   * a scheduler to place later.
+   */
+  constructor(
+    private readonly ctx: ControllerContext,
+    private readonly placement?: TaskPlacement,
+  ) {
     // Services reconcile side by side: one making thousands of tasks never holds up another's status.
     this.queue = new WorkQueue((k) => this.reconcile(k), queueOptions(ctx, 'service', { initialMs: 100, maxMs: 30_000 }, 4));
     ctx.metrics?.queue('service', this.queue);
@@ -45,8 +54,8 @@ export class ServiceController implements Controller {
         const t = e.object as Task;
         const p = e.prev as Task | undefined;
         // At once: a task that ended, was deleted, or is wanted elsewhere or stopped. Batched: changes that only move
-        // the service's counts (and the next step of an update): a task made pending (the controller's own creates),
-        // placed, started or ready. Reconciling a 10,000-task service for each of those would be most of the server's work.
+        // the service's counts (and the next step of an update): a task made (the controller's own creates, placed or
+        // pending), placed, started or ready. Reconciling a 10,000-task service for each of those would be most of the server's work.
         const act = e.type === 'DELETED' || (p ? taskPhase(p) !== taskPhase(t) : !newPending(t));
         if (act) this.queue.add(t.spec.serviceName);
         else if (!p || p.spec.nodeName !== t.spec.nodeName || isTaskReady(p) !== isTaskReady(t) || (p.status.state === 'running') !== (t.status.state === 'running')) {
@@ -177,8 +186,8 @@ export class ServiceController implements Controller {
     const plan = reconcileService(svc, tasks, ctx.clock.now(), this.drainState(), nodes);
     this.cost.set(name, performance.now() - began);
 
-    // Creates: at most CREATE_BURST per reconcile (the rest on the next, once the cache shows these),
-    // one txn per 128, each guarded by "absent"; the scheduler and agents start on the first while the rest are made.
+    // Creates: at most CREATE_BURST per reconcile (the rest on the next, once the cache shows these). The scheduler
+    // writes them placed; without one, they are written pending, one txn per 128, each guarded by "absent".
     const more = plan.create.length > CREATE_BURST;
     const creates = plan.create.slice(0, CREATE_BURST).map((c) =>
       ctx.registry.build(taskKind, {
@@ -199,7 +208,18 @@ export class ServiceController implements Controller {
       }),
     );
     // Guarded by "absent": a create someone already made (stale cache) is refused alone.
-    const { lastRev } = await writeInWaves(ctx, creates.length, (i) => ctx.registry.createOp(taskKind, creates[i]!), timeSlicer(SLICE_MS));
+    let lastRev = 0;
+    if (!this.placement) lastRev = (await writeInWaves(ctx, creates.length, (i) => ctx.registry.createOp(taskKind, creates[i]!), timeSlicer(SLICE_MS))).lastRev;
+    else if (more) lastRev = await this.placement.submit(creates as unknown as Task[]);
+    else if (creates.length) {
+      // Not waited for: every service's new tasks join the scheduler's next pass (a stack of ten services is one pass,
+      // not three rounds of four workers). A reconcile before they are written asks for the same names, which the
+      // scheduler merges; their arrival in the cache reconciles the service again.
+      this.placement.submit(creates as unknown as Task[]).catch((e) => {
+        ctx.log.warn({ service: name, err: String(e) }, 'new tasks were not written; will retry');
+        this.queue.addAfter(name, 1000);
+      });
+    }
     this.recordRescheduled(name, plan.create.slice(0, CREATE_BURST), tasks);
     if (svc && svc.status?.observedGeneration !== svc.metadata.generation && plan.status?.observedGeneration === svc.metadata.generation) {
       recordEvent(ctx, { type: 'Normal', reason: 'DeployStarted', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `deploying generation ${svc.metadata.generation} of ${name}: ${isGlobal(svc.spec) ? svc.spec.mode : `${svc.spec.replicas} replicas`} of ${svc.spec.container.image}` });
@@ -260,7 +280,7 @@ function taskPhase(t: Task): string {
   return `${t.spec.desiredState}|${isTerminal(t.status.state) ? t.status.state : ''}|${t.spec.specHash}`;
 }
 
-/** newPending: a task as the service controller creates it, waiting for placement. */
+/** newPending: a task as the service controller has it made: wanted running, placed (assigned) or waiting for placement. */
 function newPending(t: Task): boolean {
-  return t.spec.desiredState === 'running' && t.status.state === 'pending';
+  return t.spec.desiredState === 'running' && (t.status.state === 'pending' || t.status.state === 'assigned');
 }
