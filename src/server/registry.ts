@@ -18,6 +18,7 @@ import { stableStringify } from '../base/json.js';
 export { stableStringify };
 import { systemClock, type Clock } from '../base/clock.js';
 import type { Compare, KeyValue, Op, Store } from '../store/store.js';
+import { takeParsed } from '../store/store.js';
 import { MAX_TXN_OPS } from '../store/store.js';
 import { storeKey, storePrefix, type KindInfo } from '../api/kinds.js';
 import { API_VERSION, type ObjectMeta } from '../api/types.js';
@@ -42,9 +43,46 @@ export function decode<T = AnyObject>(kv: KeyValue): T {
   return obj as T;
 }
 
-export function encode(obj: AnyObject): string {
+/** stored is obj as the store keeps it: without resourceVersion (the key's modRevision is the truth). */
+function stored(obj: AnyObject): AnyObject {
   const { resourceVersion: _rv, ...meta } = obj.metadata;
-  return JSON.stringify({ ...obj, metadata: meta });
+  return { ...obj, metadata: meta as ObjectMeta };
+}
+
+/**
+ * putOp is the put that stores obj, carrying its parsed form for this
+ * process's watch caches (decodeWatched), so the one cache per kind does not
+ * parse what was just serialized. The object is shared from then on: a
+ * writer never changes an object, or any part of it, after writing it.
+ */
+function putOp(key: string, obj: AnyObject): Op {
+  const parsed = stored(obj);
+  if (FREEZE_WRITTEN) deepFreeze(parsed);
+  return { type: 'put', key, value: JSON.stringify(parsed), parsed };
+}
+
+/**
+ * decodeWatched is decode for a watch event: the writer's parsed object when
+ * this process wrote it (a shallow copy with its resourceVersion), else the
+ * parsed value.
+ */
+export function decodeWatched<T = AnyObject>(kv: KeyValue): T {
+  const p = takeParsed(kv) as AnyObject | undefined;
+  if (!p) return decode<T>(kv);
+  return { ...p, metadata: { ...p.metadata, resourceVersion: String(kv.modRevision) } } as T;
+}
+
+/**
+ * Under tests, written objects are frozen, deep: a writer (or a reader of a
+ * watch cache) that changes one afterwards throws at that line instead of
+ * silently changing what the caches hold.
+ */
+const FREEZE_WRITTEN = process.env.VITEST !== undefined || process.env.BATON_FREEZE_WRITTEN === '1';
+
+function deepFreeze(o: unknown): void {
+  if (o === null || typeof o !== 'object' || Object.isFrozen(o)) return;
+  Object.freeze(o);
+  for (const v of Object.values(o)) deepFreeze(v);
 }
 
 export class Registry {
@@ -97,7 +135,7 @@ export class Registry {
   /** createOp returns the compare and put that create obj only if its key is absent. */
   createOp(kind: KindInfo, obj: AnyObject): { compare: Compare; op: Op } {
     const key = this.key(kind, obj.metadata.name);
-    return { compare: { key, target: 'create', op: '=', value: 0 }, op: { type: 'put', key, value: encode(obj) } };
+    return { compare: { key, target: 'create', op: '=', value: 0 }, op: putOp(key, obj) };
   }
 
   async create<T = AnyObject>(kind: KindInfo, o: NewObject): Promise<T> {
@@ -132,7 +170,7 @@ export class Registry {
     const key = this.key(kind, obj.metadata.name);
     return {
       compare: { key, target: 'mod', op: '=', value: Number(current.metadata.resourceVersion) },
-      op: { type: 'put', key, value: encode(obj) },
+      op: putOp(key, obj),
     };
   }
 

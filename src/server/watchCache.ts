@@ -12,7 +12,7 @@ import type { Store, Watch, WatchBatch } from '../store/store.js';
 import { BatonError } from '../base/errors.js';
 import { StoreCompactedError } from '../store/store.js';
 import { storePrefix, type KindInfo } from '../api/kinds.js';
-import { decode, stableStringify, type AnyObject } from './registry.js';
+import { decode, decodeWatched, stableStringify, type AnyObject } from './registry.js';
 
 export interface CacheEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -258,7 +258,7 @@ export class WatchCache {
       const name = we.kv.key.slice(storePrefix(this.kind.plural).length);
       const prev = this.objects.get(name);
       if (we.type === 'put') {
-        const o = decode(we.kv);
+        const o = decodeWatched(we.kv);
         this.objects.set(name, o);
         this.indexPut(o, prev);
         events.push({ type: prev ? 'MODIFIED' : 'ADDED', object: o, prev, revision: we.kv.modRevision });

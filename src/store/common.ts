@@ -12,6 +12,7 @@ import { systemClock, type Clock } from '../base/clock.js';
 import type { NewEvent, StoredEvent } from './events.js';
 import {
   MAX_TXN_OPS,
+  attachParsed,
   StoreClosedError,
   StoreCompactedError,
   StoreError,
@@ -160,7 +161,7 @@ class TxnWriter {
     return this.staged.has(key) ? this.staged.get(key) : this.kv.get(key);
   }
 
-  put(key: string, value: string, lease: number): void {
+  put(key: string, value: string, lease: number, parsed?: unknown): void {
     const prev = this.current(key);
     const kv: KeyValue = Object.freeze({
       key,
@@ -171,6 +172,7 @@ class TxnWriter {
       lease,
     });
     this.staged.set(key, kv);
+    if (parsed !== undefined) attachParsed(kv, parsed);
     const event: WatchEvent = prev ? { type: 'put', kv, prevKv: prev } : { type: 'put', kv };
     this.events.push(Object.freeze(event));
   }
@@ -356,7 +358,7 @@ export abstract class BaseStore implements Store {
       switch (op.type) {
         case 'put':
           if (op.lease && !this.liveLease(op.lease)) throw new StoreLeaseNotFoundError(op.lease);
-          w.put(op.key, op.value, op.lease ?? 0);
+          w.put(op.key, op.value, op.lease ?? 0, op.parsed);
           break;
         case 'delete':
           w.delete(op.key);

@@ -49,9 +49,36 @@ export interface Compare {
 }
 
 export type Op =
-  | { type: 'put'; key: string; value: string; lease?: number }
+  | {
+      type: 'put';
+      key: string;
+      value: string;
+      lease?: number;
+      /**
+       * The value already parsed (JSON), when the writer has it. A store in
+       * this process hands it to the first watcher that asks (takeParsed), so
+       * a watch cache need not parse what was just serialized; never stored,
+       * and never to be mutated once written.
+       */
+      parsed?: unknown;
+    }
   | { type: 'delete'; key: string }
   | { type: 'deletePrefix'; prefix: string };
+
+/** PARSED carries a put's parsed value from its txn to the watch events of the same process. */
+const PARSED = new WeakMap<KeyValue, unknown>();
+
+/** attachParsed records kv's parsed value (a store's commit path). */
+export function attachParsed(kv: KeyValue, parsed: unknown): void {
+  PARSED.set(kv, parsed);
+}
+
+/** takeParsed returns kv's parsed value once (the first watcher to ask), or undefined: then parse kv.value. */
+export function takeParsed(kv: KeyValue): unknown {
+  const p = PARSED.get(kv);
+  if (p !== undefined) PARSED.delete(kv);
+  return p;
+}
 
 export interface TxnResult {
   succeeded: boolean;
