@@ -170,6 +170,9 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
       labels: {},
       spec: { ...svc.spec, replicas: Math.floor(replicas / 10) + (i < replicas % 10 ? 1 : 0), placement: { ...svc.spec.placement, constraints: svc.spec.placement.constraints.length ? ['node.labels.zone != z'] : [] } },
     }));
+    const m0 = await metricsText(api);
+    const requests0 = requestCounts(m0);
+    const latency0 = requestCounts(m0, 'baton_api_request_duration_seconds_sum');
     const t0 = now();
     await api.apply('bench', { services: svcs, prune: false, dryRun: false });
     const applyMs = now() - t0;
@@ -190,6 +193,9 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
     }, 1000);
     const totalS = (now() - t0) / 1000;
     serverSampler.stop();
+    const m1 = await metricsText(api);
+    const requests1 = requestCounts(m1);
+    const latency1 = requestCounts(m1, 'baton_api_request_duration_seconds_sum');
     const cpu = children.map((c, i) => ((cpuMs(c.pid!) ?? 0) - cpu0[i]!) / 1000);
 
     // Where the time went, from every task's timestamps, relative to the start of the apply call.
@@ -216,6 +222,11 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
     row('per task: assigned → started', sample.map((t) => at(t.status.startedAt) - at(t.status.scheduling?.at)));
     process.stdout.write(`  (after the last start: agents' status reports and the service controller's count: ${f(totalS * 1000 - pct(sample.map((t) => at(t.status.startedAt) - wall0), 100))})\n`);
     process.stdout.write(`  CPU seconds during the run: server ${cpu[0]!.toFixed(1)}, sim processes ${cpu.slice(1).map((c) => c.toFixed(1)).join(' + ')} (of ${(2 * totalS).toFixed(0)} on 2 cores)\n`);
+    const served = [...requests1].map(([k, n]) => [k, n - (requests0.get(k) ?? 0)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+    process.stdout.write(`  API requests served during the run: ${served.reduce((n, [, c]) => n + c, 0)} (${served.slice(0, 5).map(([k, c]) => `${k} ${c}, mean ${((((latency1.get(k) ?? 0) - (latency0.get(k) ?? 0)) / c) * 1000).toFixed(0)} ms`).join('; ')})\n`);
+    // prom-client's event-loop delay histogram covers the time since the previous scrape: the whole run.
+    const lag = (q: string) => Number(new RegExp(`^baton_server_nodejs_eventloop_lag_${q}_seconds (\\S+)`, 'm').exec(m1)?.[1] ?? NaN) * 1000;
+    process.stdout.write(`  server event-loop delay during the run: p50 ${lag('p50').toFixed(0)} ms, p90 ${lag('p90').toFixed(0)} ms, p99 ${lag('p99').toFixed(0)} ms, max ${lag('max').toFixed(0)} ms\n`);
     process.stdout.write(`server peak RSS during the run: ${(serverSampler.peakKiB / 1024).toFixed(0)} MiB\n`);
     process.stdout.write('anchors: Nomad C1M 3,750/s with 5 servers, C2M ~1,500/s; kube-scheduler 270 pods/s at 5,000 nodes\n');
     await tls.close();
@@ -223,6 +234,25 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
     for (const c of children.reverse()) await stopChild(c);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** metricsText reads the server's Prometheus text. */
+async function metricsText(api: ApiClient): Promise<string> {
+  const res = await api.raw('GET', '/metrics');
+  let text = '';
+  for await (const chunk of res.body ?? []) text += Buffer.from(chunk).toString('utf8');
+  return text;
+}
+
+/** requestCounts sums a counter (baton_api_requests_total by default) by method and route. */
+function requestCounts(text: string, metric = 'baton_api_requests_total'): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(new RegExp(`^${metric}\\{([^}]*)\\} ([\\d.e+-]+)`, 'gm'))) {
+    const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    const k = `${labels.method} ${labels.route}`;
+    out.set(k, (out.get(k) ?? 0) + Number(m[2]));
+  }
+  return out;
 }
 
 async function until(what: string, timeoutMs: number, check: () => Promise<boolean>, everyMs = 2000): Promise<void> {
