@@ -159,12 +159,17 @@ export class ServiceController implements Controller {
   /** recordRescheduled records one Rescheduled event per service and reconcile: which tasks replace which, and why. */
   private recordRescheduled(service: string, created: { name: string; slot: number; node?: string; attempt: number }[], tasks: Task[]): void {
     const lines: string[] = [];
+    // The newest task of each slot (a global service's slot is its node): one pass over the service's tasks, not one
+    // per created task (5,000 creates in a 10,000-task service were 50 million comparisons a reconcile).
+    const newest = new Map<string | number, Task>();
+    for (const t of tasks) {
+      const slot = t.metadata.labels[GLOBAL_NODE_LABEL] ?? t.spec.slot;
+      const had = newest.get(slot);
+      if (!had || had.metadata.creationTimestamp.localeCompare(t.metadata.creationTimestamp) < 0) newest.set(slot, t);
+    }
     for (const c of created) {
       if (c.attempt === 0) continue;
-      const prev = tasks
-        .filter((t) => (c.node ? t.metadata.labels[GLOBAL_NODE_LABEL] === c.node : t.spec.slot === c.slot) && t.metadata.name !== c.name)
-        .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp))
-        .at(-1);
+      const prev = newest.get(c.node ?? c.slot);
       if (!prev || !RESCHEDULED_STATES.has(prev.status.state)) continue;
       lines.push(`${prev.metadata.name} (${prev.status.state} on ${prev.spec.nodeName || 'no node'}: ${prev.status.error ?? prev.status.message}) → ${c.name}`);
     }
