@@ -158,6 +158,9 @@ export class ServiceController implements Controller {
 
   /** recordRescheduled records one Rescheduled event per service and reconcile: which tasks replace which, and why. */
   private recordRescheduled(service: string, created: { name: string; slot: number; node?: string; attempt: number }[], tasks: Task[]): void {
+    // Attempt 1 is a slot's first task: only a later attempt can replace one (most reconciles create none).
+    const replacing = created.filter((c) => c.attempt > 1);
+    if (replacing.length === 0) return;
     const lines: string[] = [];
     // The newest task of each slot (a global service's slot is its node): one pass over the service's tasks, not one
     // per created task (5,000 creates in a 10,000-task service were 50 million comparisons a reconcile).
@@ -167,8 +170,7 @@ export class ServiceController implements Controller {
       const had = newest.get(slot);
       if (!had || had.metadata.creationTimestamp.localeCompare(t.metadata.creationTimestamp) < 0) newest.set(slot, t);
     }
-    for (const c of created) {
-      if (c.attempt === 0) continue;
+    for (const c of replacing) {
       const prev = newest.get(c.node ?? c.slot);
       if (!prev || !RESCHEDULED_STATES.has(prev.status.state)) continue;
       lines.push(`${prev.metadata.name} (${prev.status.state} on ${prev.spec.nodeName || 'no node'}: ${prev.status.error ?? prev.status.message}) → ${c.name}`);
