@@ -173,6 +173,8 @@ export class SchedulerController implements Controller, TaskPlacement {
     }
     if (this.pending.size === 0 && this.unborn.size === 0) return false;
     const pending = [...this.pending.values()];
+    // Which of them are new (to create), fixed for this pass: a stop() while it writes must not turn a create into an update.
+    const isNew = new Set(this.unborn.keys());
     for (const u of this.unborn.values()) pending.push(u.task);
     const tasks = [...ctx.tasks.objects.values()] as Task[];
     pending.sort((a, b) => priorityOf(b) - priorityOf(a) || a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp) || a.spec.slot - b.spec.slot);
@@ -189,8 +191,8 @@ export class SchedulerController implements Controller, TaskPlacement {
     const now = new Date(ctx.clock.now()).toISOString();
 
     // One list of writes: placements (a stored task updated, a new one created on its node), then new tasks that wait.
-    const waiting = plan.unplaced.filter(({ task, reason }) => this.unborn.has(task.metadata.name) || task.status.pendingReason !== reason);
-    const newWaiting = waiting.filter(({ task }) => this.unborn.has(task.metadata.name));
+    const waiting = plan.unplaced.filter(({ task, reason }) => isNew.has(task.metadata.name) || task.status.pendingReason !== reason);
+    const newWaiting = waiting.filter(({ task }) => isNew.has(task.metadata.name));
     const written = await writeInWaves(
       ctx,
       plan.placed.length + newWaiting.length,
@@ -204,7 +206,7 @@ export class SchedulerController implements Controller, TaskPlacement {
         // A fresh top level over the task's unchanged parts: it is encoded, never mutated.
         const { pendingReason: _, ...status } = task.status;
         const assigned = { ...status, state: 'assigned' as const, message: `assigned to ${node.metadata.name}`, timestamp: now, scheduling: { ...decision, at: now } };
-        if (this.unborn.has(task.metadata.name)) return ctx.registry.createOp(taskKind, { ...task, spec: { ...task.spec, nodeName: node.metadata.name }, status: assigned });
+        if (isNew.has(task.metadata.name)) return ctx.registry.createOp(taskKind, { ...task, spec: { ...task.spec, nodeName: node.metadata.name }, status: assigned });
         const next: Task = {
           ...task,
           metadata: { ...task.metadata, generation: task.metadata.generation + 1, statusVersion: String(Number(task.metadata.statusVersion ?? '0') + 1) },
@@ -220,7 +222,7 @@ export class SchedulerController implements Controller, TaskPlacement {
     // Why the rest wait: written only when the reason changed, in batched txns; one event per service and reason.
     const results = await ctx.registry.updateStatus(
       taskKind,
-      waiting.filter(({ task }) => !this.unborn.has(task.metadata.name)).map(({ task, reason, decision }) => ({
+      waiting.filter(({ task }) => !isNew.has(task.metadata.name)).map(({ task, reason, decision }) => ({
         name: task.metadata.name,
         uid: task.metadata.uid,
         status: { ...task.status, pendingReason: reason, message: 'pending', timestamp: task.status.timestamp, ...(decision ? { scheduling: { ...decision, at: now } } : {}) },
