@@ -95,6 +95,21 @@ describe('joining a cluster (real TLS, memory store)', () => {
     expect(await nodeNames()).toEqual(before); // x2 got a certificate but never registered
   });
 
+  it('refuses a request that is not a CSR, and one whose signature does not verify, saying which', async () => {
+    const { secret } = parseJoinToken(server.joinToken);
+    const join = async (name: string, csr: string) => {
+      const { nonce } = await api.call<{ nonce: string }>('POST', '/api/v1/join/nonce', {});
+      return api.call('POST', '/api/v1/join', { name, address: '127.0.0.9', csr, nonce, proof: joinProof(secret, nonce, csr) });
+    };
+    await expect(join('x4', 'hello')).rejects.toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', message: expect.stringMatching(/csr is not a PEM certificate signing request/) });
+    // The last byte of the DER is the signature's: flip it and the CSR still parses, but no longer verifies.
+    const { csrPem } = await generateKeyAndCsr('x5');
+    const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    der[der.length - 1]! ^= 0x01;
+    const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE REQUEST-----\n`;
+    await expect(join('x5', tampered)).rejects.toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', message: expect.stringMatching(/csr signature does not verify/) });
+  });
+
   it('refuses a CA that does not match the token before sending anything', async () => {
     const other = parseJoinToken(server.joinToken);
     const forged = `BATON-1-${'ab'.repeat(32)}-${other.secret}`;

@@ -5,7 +5,7 @@
  * fetch is used with its Agent, since the fetch bundled with Node 20 comes from
  * another undici and does not accept this one's dispatcher.
  */
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import type { ClientOptions } from './client.js';
 
@@ -37,7 +37,7 @@ export const SERVER_CLIENT_CN = 'baton-server';
 export function tlsTransport(id: TlsIdentity): Transport {
   // localAddress belongs at the top level: undici overwrites connect.localAddress with it.
   // One secure context for every connection: building one from PEM text costs about a millisecond each time.
-  const secureContext = createSecureContext({ ca: id.caPem, ...(id.certPem && id.keyPem ? { cert: id.certPem, key: id.keyPem } : {}) });
+  const secureContext = id.certPem && id.keyPem ? createSecureContext({ ca: id.caPem, cert: id.certPem, key: id.keyPem }) : caOnlyContext(id.caPem);
   const dispatcher = new Agent({
     connect: { secureContext },
     ...(id.localAddress ? { localAddress: id.localAddress } : {}),
@@ -47,12 +47,30 @@ export function tlsTransport(id: TlsIdentity): Transport {
 }
 
 /**
+ * Secure contexts that trust a CA and present nothing, by the CA's text: a
+ * process that joins many nodes at once (`baton sim`) builds one, not one per
+ * join. Few CAs are ever seen, so the oldest is dropped past a handful.
+ */
+const caOnlyContexts = new Map<string, SecureContext>();
+function caOnlyContext(caPem: string): SecureContext {
+  let ctx = caOnlyContexts.get(caPem);
+  if (!ctx) {
+    if (caOnlyContexts.size >= 8) caOnlyContexts.delete(caOnlyContexts.keys().next().value!);
+    caOnlyContexts.set(caPem, (ctx = createSecureContext({ ca: caPem })));
+  }
+  return ctx;
+}
+
+/** The insecure probe's context, built once: without it every connection would load Node's default root store. */
+let insecureContext: SecureContext | undefined;
+
+/**
  * insecureTransport trusts any server certificate. It is used for exactly one
  * call, the join's first fetch of the CA, whose answer is then checked
  * against the fingerprint pinned in the join token before anything is sent.
  */
 export function insecureTransport(localAddress?: string): Transport {
-  const dispatcher = new Agent({ connect: { rejectUnauthorized: false }, ...(localAddress ? { localAddress } : {}) });
+  const dispatcher = new Agent({ connect: { rejectUnauthorized: false, secureContext: (insecureContext ??= createSecureContext({})) }, ...(localAddress ? { localAddress } : {}) });
   return { fetch: undiciFetch as unknown as typeof fetch, init: { dispatcher }, dispatcher, close: () => dispatcher.close() };
 }
 

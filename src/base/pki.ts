@@ -378,15 +378,28 @@ async function readCa(ca: KeyPairPem): Promise<LoadedCa> {
   return { cert, signingKey, keyId };
 }
 
+/**
+ * Parsed certificates by their PEM text, a few at a time: the same CA is
+ * parsed at every join check and chain check (thousands in `baton sim`).
+ * X509Certificate objects never change, so sharing one is safe.
+ */
+const parsed = new Map<string, NodeX509>();
+const PARSED_MAX = 16;
+
 function parseNode(certPem: string): NodeX509 {
   if (typeof certPem !== 'string' || !certPem.includes('-----BEGIN CERTIFICATE-----')) {
     throw new PkiError('not a PEM certificate (no BEGIN CERTIFICATE line)', 'invalid_cert');
   }
+  let c = parsed.get(certPem);
+  if (c) return c;
   try {
-    return new NodeX509(certPem);
+    c = new NodeX509(certPem);
   } catch (e) {
     throw new PkiError(`certificate cannot be decoded: ${(e as Error).message}`, 'invalid_cert');
   }
+  if (parsed.size >= PARSED_MAX) parsed.delete(parsed.keys().next().value!);
+  parsed.set(certPem, c);
+  return c;
 }
 
 function parseCsr(csrPem: string): X509.Pkcs10CertificateRequest {
@@ -408,9 +421,12 @@ async function csrVerifies(csr: X509.Pkcs10CertificateRequest): Promise<boolean>
   }
 }
 
+/** validity reads a certificate's notBefore and notAfter from OpenSSL's text ("Nov 27 16:00:00 2026 GMT"; whole seconds, as certificates hold them). */
 function validity(c: NodeX509): { notBefore: Date; notAfter: Date } {
-  const cert = new x509.X509Certificate(c.raw);
-  return { notBefore: cert.notBefore, notAfter: cert.notAfter };
+  const notBefore = new Date(Date.parse(c.validFrom));
+  const notAfter = new Date(Date.parse(c.validTo));
+  if (Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime())) throw new PkiError(`certificate validity cannot be read (${c.validFrom} to ${c.validTo})`, 'invalid_cert');
+  return { notBefore, notAfter };
 }
 
 async function newKeyPair(): Promise<CryptoKeyPair> {
