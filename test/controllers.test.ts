@@ -150,6 +150,52 @@ describe('controllers against a store with a fake clock', () => {
     sc.stop();
   });
 
+  it("writes a pass's placements node by node, so each agent hears of its tasks in one burst", async () => {
+    const sched = new SchedulerController(ctx, new SpreadPlacer());
+    const sc = new ServiceController(ctx, sched);
+    for (const n of ['a', 'b', 'c']) {
+      const f = nodeFixture(n);
+      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
+    }
+    await ctx.registry.create(serviceKind, { metadata: { name: 'app_web' }, spec: serviceSpec({ replicas: 12 }), status: {} });
+    await settle();
+    const order: string[] = [];
+    const unsub = ctx.tasks.onDidChange((e) => e.type === 'ADDED' && order.push((e.object as unknown as Task).spec.nodeName));
+    sched.start();
+    await sc.reconcile('app_web');
+    for (let i = 0; i < 100 && order.length < 12; i++) await settle();
+    unsub();
+    // Spread placement takes the nodes in turn (a, b, c, a, …); the writes come out grouped: four of one node, then the next.
+    expect(order).toHaveLength(12);
+    const runs = order.filter((n, i) => i === 0 || order[i - 1] !== n);
+    expect(runs.sort()).toEqual(['a', 'b', 'c']);
+    sched.stop();
+    sc.stop();
+  });
+
+  it('takes tasks handed over while a pass plans into that pass (a stack is one pass, not one per service)', async () => {
+    const sched = new SchedulerController(ctx, new SpreadPlacer());
+    const sc = new ServiceController(ctx, sched);
+    for (const n of ['a', 'b']) {
+      const f = nodeFixture(n);
+      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
+    }
+    for (const s of ['app_one', 'app_two', 'app_three']) await ctx.registry.create(serviceKind, { metadata: { name: s }, spec: serviceSpec({ replicas: 2 }), status: {} });
+    await settle();
+    sched.start();
+    await settle();
+    const before = await store.currentRevision();
+    // The first hand-over starts a pass at once; the next two arrive while it plans.
+    await Promise.all(['app_one', 'app_two', 'app_three'].map((s) => sc.reconcile(s)));
+    for (let i = 0; i < 100 && tasks().length < 6; i++) await settle();
+    expect(tasks().map((t) => t.status.state)).toEqual(Array(6).fill('assigned'));
+    // One pass, one txn: every task has the same revision, and the two nodes share the six tasks evenly.
+    expect(new Set(tasks().map((t) => t.metadata.resourceVersion))).toEqual(new Set([String(before + 1)]));
+    expect(tasks().filter((t) => t.spec.nodeName === 'a')).toHaveLength(3);
+    sched.stop();
+    sc.stop();
+  });
+
   it('marks a node NotReady after missed heartbeats and Down later, writing only on change', async () => {
     const lc = new NodeLifecycleController(ctx);
     const f = nodeFixture('a', { state: 'unknown' });

@@ -558,7 +558,7 @@ describe('priority and preemption', () => {
   });
 });
 
-describe('the heap path places exactly as a full scan does', () => {
+describe('the heap path places exactly as a full scan does, and a pass fed in parts as one fed whole', () => {
   const pend = (svc: ReturnType<typeof service>, n: number) => Array.from({ length: n }, (_, i) => task(svc, i + 1, { node: '', state: 'pending' }));
   it('property: same placements and the same tasks left pending, over random clusters, services and running tasks', () => {
     const arb = fc.record({
@@ -589,9 +589,10 @@ describe('the heap path places exactly as a full scan does', () => {
         }),
         { minLength: 1, maxLength: 5 },
       ),
+      part: fc.integer({ min: 1, max: 7 }),
     });
     fc.assert(
-      fc.property(arb, ({ nodes: ns, services: svs }) => {
+      fc.property(arb, ({ nodes: ns, services: svs, part }) => {
         const nodes = ns.map((n, i) => {
           const nd = node(`n${i}`, { capacity: { cpus: n.cpus, memoryBytes: n.memGi * 1024 ** 3 }, state: n.ready ? 'ready' : 'notready' }, 'active', { zone: n.zone });
           if (n.soft) nd.spec.taints = [{ key: 'old', effect: 'PreferNoSchedule' }];
@@ -626,6 +627,12 @@ describe('the heap path places exactly as a full scan does', () => {
         expect(placed(fast)).toEqual(placed(scan));
         expect(fast.unplaced.map((u) => u.task.metadata.name)).toEqual(scan.unplaced.map((u) => u.task.metadata.name));
         expect(fast.placed.map((x) => x.decision.ranked.map((r) => r.node))).toEqual(scan.placed.map((x) => x.decision.ranked.map((r) => r.node)));
+        // The scheduler controller feeds a pass in parts (yielding between them): the same plan, decisions included.
+        const session = new SpreadPlacer().begin(nodes, all);
+        for (let i = 0; i < pending.length; i += part) session.place(pending.slice(i, i + part));
+        expect(placed(session.plan)).toEqual(placed(fast));
+        expect(session.plan.unplaced.map((u) => `${u.task.metadata.name}: ${u.reason}`)).toEqual(fast.unplaced.map((u) => `${u.task.metadata.name}: ${u.reason}`));
+        expect(session.plan.placed.map((x) => x.decision)).toEqual(fast.placed.map((x) => x.decision));
         // Nothing over-committed, no fixed port twice on a node, a volume's tasks on one node.
         const after = [...running, ...fast.placed.map((x) => ({ ...x.task, spec: { ...x.task.spec, nodeName: x.node.metadata.name }, status: { ...x.task.status, state: 'assigned' as const } }))];
         // (Running tasks were made up without regard to capacity: a node may start over-committed, never get more so.)

@@ -61,8 +61,20 @@ export interface PlacementPlan {
   preemptions?: Preemption[];
 }
 
+/**
+ * PlacementSession is one pass fed in parts: every part is placed against the
+ * same snapshot, updated by the parts before it, so feeding a list in parts
+ * plans exactly what one call with the whole list would (when it is already in
+ * priority order). A caller can yield between parts; the session does no I/O.
+ */
+export interface PlacementSession {
+  place(pending: Task[]): void;
+  readonly plan: PlacementPlan;
+}
+
 export interface Placer {
   place(pending: Task[], nodes: Node[], tasks: Task[]): PlacementPlan;
+  begin(nodes: Node[], tasks: Task[]): PlacementSession;
 }
 
 /** TOP_RANKED is how many ranked nodes a decision keeps, as Nomad's AllocMetric keeps its top scores. */
@@ -145,10 +157,20 @@ export class SpreadPlacer implements Placer {
   place(pending: Task[], nodes: Node[], tasks: Task[]): PlacementPlan {
     return new Pass(new Snapshot(nodes, tasks), this.opts.heap !== false).run(pending);
   }
+
+  begin(nodes: Node[], tasks: Task[]): PlacementSession {
+    const pass = new Pass(new Snapshot(nodes, tasks), this.opts.heap !== false);
+    return {
+      place: (pending) => void pass.run(pending),
+      get plan() {
+        return pass.plan;
+      },
+    };
+  }
 }
 
 class Pass {
-  private readonly plan: PlacementPlan = { placed: [], unplaced: [] };
+  readonly plan: PlacementPlan = { placed: [], unplaced: [] };
   private readonly groups = new Map<string, Group>();
   private readonly binpackGroups: Group[] = [];
   /** Static verdicts per (constraints, tolerations) and node class. */
@@ -163,6 +185,7 @@ class Pass {
     private readonly heap: boolean,
   ) {}
 
+  /** run places `pending` (highest priority first, else in the order given) and returns the plan so far; it may be called again with more. */
   run(pending: Task[]): PlacementPlan {
     const ordered = pending.map((t, i) => ({ t, i })).sort((a, b) => priorityOf(b.t) - priorityOf(a.t) || a.i - b.i).map((x) => x.t);
     for (const task of ordered) {
