@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { reconcileService, specHash, GLOBAL_NODE_LABEL } from '../src/server/controllers/serviceReconciler.js';
+import { reconcileService, refreshCounts, specHash, steadyPlan, GLOBAL_NODE_LABEL } from '../src/server/controllers/serviceReconciler.js';
 import { SpreadPlacer, REASON_NOT_READY, REASON_HOST_PORT, REASON_VOLUME, REASON_CPU, REASON_MEMORY, REASON_CONSTRAINT, matchConstraint, allocatedByNode, parseTaint, tolerates, priorityOf, fixedHostPorts } from '../src/scheduler/placement.js';
 import { node, service, task } from './fixtures.js';
 import type { Task } from '../src/api/types.js';
@@ -117,6 +117,56 @@ describe('reconcileService (pure)', () => {
         expect(all).toEqual(Array.from({ length: want }, (_, i) => i + 1));
       }),
     );
+  });
+});
+
+describe('a steady service recounts instead of reconciling', () => {
+  // Changes that only move counts: a task placed, started, turned ready or unhealthy, restarted in place.
+  const look = fc.record({
+    state: fc.constantFrom('assigned' as const, 'starting' as const, 'running' as const),
+    healthy: fc.constantFrom(undefined, true, false),
+    restarts: fc.constantFrom(0, 1),
+    readyAgoMs: fc.integer({ min: 0, max: 10_000 }),
+    node: fc.constantFrom('n1', 'n2'),
+  });
+  const apply = (t: Task, l: { state: Task['status']['state']; healthy?: boolean; restarts: number; readyAgoMs: number; node: string }, now: number): Task => ({
+    ...t,
+    spec: { ...t.spec, nodeName: l.node },
+    status: { ...t.status, state: l.state, restartCount: l.restarts, timestamp: new Date(now - l.readyAgoMs).toISOString(), ...(l.healthy === undefined ? {} : { healthy: l.healthy }), ...(l.state === 'running' ? { readyAt: new Date(now - l.readyAgoMs).toISOString() } : {}) },
+  });
+
+  it('property: after count-only changes, refreshCounts gives the status a full reconcile would', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 8 }), fc.boolean(), fc.array(look, { minLength: 8, maxLength: 8 }), fc.array(look, { minLength: 8, maxLength: 8 }), fc.integer({ min: 0, max: 20_000 }), (replicas, probe, before, after, later) => {
+        const svc = service({ replicas, ...(probe ? { update: { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 5000, maxFailureRatio: 0.5, order: 'stop-first' } } : {}) });
+        if (probe) svc.spec.container.healthcheck = { test: ['CMD', 'true'], intervalMs: 1000, timeoutMs: 1000, retries: 1, startPeriodMs: 0 };
+        const now0 = 1_000_000;
+        const tasks0 = Array.from({ length: replicas }, (_, i) => apply(task(svc, i + 1), before[i]!, now0));
+        const plan0 = reconcileService(svc, tasks0, now0);
+        // Every slot holds its one task of the current spec, wanted running, never ended: the plan is steady.
+        expect(steadyPlan(svc, plan0)).toBe(true);
+        // The controller writes the status; then tasks move on, and time passes.
+        const written = { ...svc, status: plan0.status! };
+        const now1 = now0 + later;
+        const tasks1 = tasks0.map((t, i) => apply(t, after[i]!, now1));
+        const full = reconcileService(written, tasks1, now1);
+        expect(steadyPlan(written, full)).toBe(true);
+        expect(refreshCounts(written, plan0.status!, tasks1, now1)).toEqual(full.status);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a service with a slot in transition, an ended task or history is not steady', () => {
+    const svc = service({ replicas: 2 });
+    expect(steadyPlan(svc, reconcileService(svc, [task(svc, 1), task(svc, 2)], 0))).toBe(true);
+    expect(steadyPlan(svc, reconcileService(svc, [task(svc, 1)], 0))).toBe(false);
+    expect(steadyPlan(svc, reconcileService(svc, [task(svc, 1), task(svc, 2, { state: 'failed' })], 0))).toBe(false);
+    // A slot with history: its live task's rollout bookkeeping (stable or not) can move with a count-only change.
+    const history = reconcileService(svc, [task(svc, 1), task(svc, 2), task(svc, 2, { state: 'shutdown', desired: 'shutdown', attempt: 0 })], 10_000);
+    expect([history.create, history.setDesired, history.delete, history.requeueAfterMs]).toEqual([[], [], [], undefined]);
+    expect(steadyPlan(svc, history)).toBe(false);
+    expect(steadyPlan(svc, reconcileService(svc, [task(svc, 1), task(svc, 2, { hash: 'old' })], 0))).toBe(false);
   });
 });
 

@@ -8,10 +8,10 @@
 import { WorkQueue } from '../../base/workqueue.js';
 import { timeSlicer } from '../../base/yield.js';
 import { serviceKind, taskKind } from '../../api/kinds.js';
-import type { Node, Service, Taint, Task } from '../../api/types.js';
+import type { Node, Service, ServiceStatus, Taint, Task } from '../../api/types.js';
 import { isGlobal, isTaskReady, isTerminal } from '../../api/types.js';
 import { stableStringify, type AnyObject } from '../registry.js';
-import { GLOBAL_NODE_LABEL, PROMOTED, reconcileService, type DrainState, type ServicePlan } from './serviceReconciler.js';
+import { GLOBAL_NODE_LABEL, PROMOTED, reconcileService, refreshCounts, steadyPlan, type DrainState, type ServicePlan } from './serviceReconciler.js';
 import { deleteRevisions, recordRevision, rollback, setAnnotations } from '../rollout.js';
 import { isBatonError } from '../../base/errors.js';
 import { isStatusOnly } from '../watchCache.js';
@@ -20,8 +20,8 @@ import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS
 
 /** Creates run in slices of this much busy time (see the scheduler's SLICE_MS). */
 const SLICE_MS = 100;
-/** At most this many tasks are created per reconcile of a service (Kubernetes' burstReplicas). */
-const CREATE_BURST = 5000;
+/** At most this many tasks are created per reconcile of a service (Kubernetes' burstReplicas; here a whole 10,000-replica service, so that a deploy is one scheduler pass). */
+const CREATE_BURST = 20_000;
 
 export class ServiceController implements Controller {
   readonly name = 'service';
@@ -38,7 +38,7 @@ export class ServiceController implements Controller {
     private readonly placement?: TaskPlacement,
   ) {
     // Services reconcile side by side: one making thousands of tasks never holds up another's status.
-    this.queue = new WorkQueue((k) => this.reconcile(k), queueOptions(ctx, 'service', { initialMs: 100, maxMs: 30_000 }, 4));
+    this.queue = new WorkQueue((k) => this.run(k), queueOptions(ctx, 'service', { initialMs: 100, maxMs: 30_000 }, 4));
     ctx.metrics?.queue('service', this.queue);
     indexTasks(ctx.tasks);
   }
@@ -48,7 +48,7 @@ export class ServiceController implements Controller {
     this.unsubs.push(
       // A service's own status write changes nothing it acts on.
       this.ctx.services.onDidChange((e) => {
-        if (!isStatusOnly(e)) this.queue.add(e.object.metadata.name);
+        if (!isStatusOnly(e)) this.want(e.object.metadata.name);
       }),
       this.ctx.tasks.onDidChange((e) => {
         const t = e.object as Task;
@@ -57,9 +57,13 @@ export class ServiceController implements Controller {
         // the service's counts (and the next step of an update): a task made (the controller's own creates, placed or
         // pending), placed, started or ready. Reconciling a 10,000-task service for each of those would be most of the server's work.
         const act = e.type === 'DELETED' || (p ? taskPhase(p) !== taskPhase(t) : !newPending(t));
-        if (act) this.queue.add(t.spec.serviceName);
-        else if (!p || p.spec.nodeName !== t.spec.nodeName || isTaskReady(p) !== isTaskReady(t) || (p.status.state === 'running') !== (t.status.state === 'running')) {
-          this.queue.addAfter(t.spec.serviceName, this.batchDelay(t.spec.serviceName));
+        if (act) this.want(t.spec.serviceName);
+        // A task made: reconciled in full, but batched (while a deploy makes thousands).
+        else if (!p) this.want(t.spec.serviceName, this.batchDelay(t.spec.serviceName));
+        else if (p.spec.nodeName !== t.spec.nodeName || isTaskReady(p) !== isTaskReady(t) || (p.status.state === 'running') !== (t.status.state === 'running')) {
+          // Counts moved: a steady service only recounts (cheap, so soon); any other is reconciled, batched.
+          const name = t.spec.serviceName;
+          this.queue.addAfter(name, this.steady.has(name) ? this.recountDelay(name) : this.batchDelay(name));
         }
       }),
       // A node that starts or stops draining (or is paused) changes what its services must do.
@@ -70,15 +74,16 @@ export class ServiceController implements Controller {
         // Global services follow nodes as they join, leave, or change labels, availability or Down-ness.
         const eligibility = (n: Node | undefined) => n && stableStringify([n.spec.availability, n.spec.taints ?? [], n.status.state === 'down', n.metadata.labels, n.status.platform, n.status.hostname]);
         if (e.type !== 'MODIFIED' || eligibility(prev) !== eligibility(now)) {
-          for (const o of this.ctx.services.objects.values()) if (isGlobal((o as unknown as Service).spec)) this.queue.add(o.metadata.name);
+          for (const o of this.ctx.services.objects.values()) if (isGlobal((o as unknown as Service).spec)) this.want(o.metadata.name);
         }
         if (e.type === 'MODIFIED' && prev?.spec.availability === now.spec.availability && stableStringify(prev?.spec.taints ?? []) === stableStringify(now.spec.taints ?? [])) return;
-        for (const t of this.ctx.tasks.byIndex(TASKS_BY_NODE, now.metadata.name)) this.queue.add((t as unknown as Task).spec.serviceName);
+        for (const t of this.ctx.tasks.byIndex(TASKS_BY_NODE, now.metadata.name)) this.want((t as unknown as Task).spec.serviceName);
       }),
     );
-    for (const name of this.ctx.services.objects.keys()) this.queue.add(name);
+    this.steady.clear();
+    for (const name of this.ctx.services.objects.keys()) this.want(name);
     // Orphans too: tasks whose service is gone.
-    for (const t of this.ctx.tasks.objects.values()) this.queue.add((t as Task).spec.serviceName);
+    for (const t of this.ctx.tasks.objects.values()) this.want((t as Task).spec.serviceName);
   }
 
   /** How long the last plan of each service took (ms of CPU: reconcileService is synchronous). */
@@ -92,6 +97,14 @@ export class ServiceController implements Controller {
    */
   private batchDelay(service: string): number {
     return Math.max(this.ctx.timings.statusBatchMs, Math.min(5000, 50 * (this.cost.get(service) ?? 0)));
+  }
+
+  /** How long the last recount of each steady service took (ms). */
+  private readonly recountCost = new Map<string, number>();
+
+  /** recountDelay is how long count changes of a steady service wait: statusBatchMs, up to a second for one whose recount costs milliseconds. */
+  private recountDelay(service: string): number {
+    return Math.max(this.ctx.timings.statusBatchMs, Math.min(1000, 200 * (this.recountCost.get(service) ?? 0)));
   }
 
   stop(): void {
@@ -180,6 +193,61 @@ export class ServiceController implements Controller {
     recordEvent(this.ctx, { type: 'Warning', reason: 'Rescheduled', kind: 'Service', name: service, service, source: 'controller/service', message });
   }
 
+  /** Services whose next run must reconcile in full: anything but counts moved (or a run failed). */
+  private readonly full = new Set<string>();
+  /** Steady services (steadyPlan), with their status as last planned, for the generation and incarnation planned. */
+  private readonly steady = new Map<string, { uid: string; generation: number; status: ServiceStatus }>();
+
+  /** want queues a full reconcile of a service, now or after ms. */
+  private want(name: string, afterMs = 0): void {
+    this.full.add(name);
+    if (afterMs > 0) this.queue.addAfter(name, afterMs);
+    else this.queue.add(name);
+  }
+
+  /**
+   * run is the queue's handler: a steady service whose counts alone moved is
+   * recounted; anything else is reconciled in full. On 5,000 nodes a deploy's
+   * reports made each 10,000-task service reconcile every second or two, a
+   * fifth of the server's time in all; a recount is a loop over its tasks.
+   */
+  private async run(name: string): Promise<void> {
+    const svc = this.ctx.services.objects.get(name) as Service | undefined;
+    const st = this.steady.get(name);
+    if (!this.full.has(name) && svc && st && st.uid === svc.metadata.uid && st.generation === svc.metadata.generation) {
+      const began = performance.now();
+      const tasks = this.ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[];
+      st.status = refreshCounts(svc, st.status, tasks, this.ctx.clock.now());
+      this.recountCost.set(name, performance.now() - began);
+      this.deployFinished(svc, st.status);
+      await this.writeStatus(svc, st.status);
+      return;
+    }
+    this.full.delete(name);
+    try {
+      await this.reconcile(name);
+    } catch (e) {
+      this.full.add(name);
+      throw e;
+    }
+  }
+
+  /** deployFinished records DeployFinished when every task of the service's generation has just become ready. */
+  private deployFinished(svc: Service, status: ServiceStatus): void {
+    const name = svc.metadata.name;
+    if (status.observedGeneration === svc.metadata.generation && status.ready === status.desired && status.desired > 0 && !(svc.status?.observedGeneration === svc.metadata.generation && svc.status.ready === svc.status.desired)) {
+      recordEvent(this.ctx, { type: 'Normal', reason: 'DeployFinished', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `${name} generation ${svc.metadata.generation}: all ${status.desired} tasks ready` });
+    }
+  }
+
+  /** writeStatus writes the service's status when it changed. */
+  private async writeStatus(svc: Service, status: ServiceStatus): Promise<void> {
+    if (stableStringify(status) === stableStringify(svc.status)) return;
+    const [r] = await this.ctx.registry.updateStatus(serviceKind, [{ name: svc.metadata.name, uid: svc.metadata.uid, status }]);
+    if (r && !r.ok && r.error.code !== 'BATON_ERR_NOT_FOUND') throw r.error;
+  }
+
+  /** reconcile plans the service in full (reconcileService) and carries the plan out. */
   async reconcile(name: string): Promise<void> {
     const { ctx } = this;
     const svc = ctx.services.objects.get(name) as Service | undefined;
@@ -187,6 +255,7 @@ export class ServiceController implements Controller {
     const tasks = ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[];
     if (!svc && tasks.length === 0) {
       this.cost.delete(name);
+      this.recountCost.delete(name);
       return;
     }
     const nodes = svc && isGlobal(svc.spec) ? ([...ctx.nodes.objects.values()] as unknown as Node[]) : [];
@@ -195,8 +264,11 @@ export class ServiceController implements Controller {
 
     // Creates: at most CREATE_BURST per reconcile (the rest on the next, once the cache shows these). The scheduler
     // writes them placed; without one, they are written pending, one txn per 128, each guarded by "absent".
-    const more = plan.create.length > CREATE_BURST;
-    const creates = plan.create.slice(0, CREATE_BURST).map((c) =>
+    // Tasks the scheduler holds, handed over by an earlier reconcile and not written yet, are not asked for again
+    // (a reconcile during a large deploy would build thousands of task objects only for the scheduler to merge them).
+    const wanted = this.placement ? plan.create.filter((c) => !this.placement!.submitted(c.name)) : plan.create;
+    const more = wanted.length > CREATE_BURST;
+    const creates = wanted.slice(0, CREATE_BURST).map((c) =>
       ctx.registry.build(taskKind, {
         metadata: {
           name: c.name,
@@ -219,24 +291,23 @@ export class ServiceController implements Controller {
     if (!this.placement) lastRev = (await writeInWaves(ctx, creates.length, (i) => ctx.registry.createOp(taskKind, creates[i]!), timeSlicer(SLICE_MS))).lastRev;
     else if (more) lastRev = await this.placement.submit(creates as unknown as Task[]);
     else if (creates.length) {
-      // Not waited for: every service's new tasks join the scheduler's next pass (a stack of ten services is one pass,
-      // not three rounds of four workers). A reconcile before they are written asks for the same names, which the
-      // scheduler merges; their arrival in the cache reconciles the service again.
+      // Not waited for: every service's new tasks join the scheduler's pass (a stack of ten services is one pass, not
+      // three rounds of four workers). A reconcile before they are written does not ask for them again (and a
+      // scheduler that stopped refuses them, so they are asked for after a second); their arrival in the cache
+      // reconciles the service again.
       this.placement.submit(creates as unknown as Task[]).catch((e) => {
         ctx.log.warn({ service: name, err: String(e) }, 'new tasks were not written; will retry');
-        this.queue.addAfter(name, 1000);
+        this.want(name, 1000);
       });
     }
-    this.recordRescheduled(name, plan.create.slice(0, CREATE_BURST), tasks);
+    this.recordRescheduled(name, wanted.slice(0, CREATE_BURST), tasks);
     if (svc && svc.status?.observedGeneration !== svc.metadata.generation && plan.status?.observedGeneration === svc.metadata.generation) {
       recordEvent(ctx, { type: 'Normal', reason: 'DeployStarted', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `deploying generation ${svc.metadata.generation} of ${name}: ${isGlobal(svc.spec) ? svc.spec.mode : `${svc.spec.replicas} replicas`} of ${svc.spec.container.image}` });
     }
-    if (svc && plan.status && plan.status.observedGeneration === svc.metadata.generation && plan.status.ready === plan.status.desired && plan.status.desired > 0 && !(svc.status?.observedGeneration === svc.metadata.generation && svc.status.ready === svc.status.desired)) {
-      recordEvent(ctx, { type: 'Normal', reason: 'DeployFinished', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `${name} generation ${svc.metadata.generation}: all ${plan.status.desired} tasks ready` });
-    }
+    if (svc && plan.status) this.deployFinished(svc, plan.status);
     if (more) {
       await ctx.tasks.caughtUp(lastRev);
-      this.queue.add(name);
+      this.want(name);
     }
     for (const { task, desiredState, reason } of plan.setDesired) {
       await ctx.registry.mutate<Task & AnyObject>(taskKind, task.metadata.name, (cur) => {
@@ -271,11 +342,10 @@ export class ServiceController implements Controller {
       await this.rolloutActions(svc, plan);
     }
     if (!svc && tasks.length === 0) await deleteRevisions(ctx, name);
-    if (svc && plan.status && stableStringify(plan.status) !== stableStringify(svc.status)) {
-      const [r] = await ctx.registry.updateStatus(serviceKind, [{ name, uid: svc.metadata.uid, status: plan.status }]);
-      if (r && !r.ok && r.error.code !== 'BATON_ERR_NOT_FOUND') throw r.error;
-    }
-    if (plan.requeueAfterMs !== undefined) this.queue.addAfter(name, plan.requeueAfterMs);
+    if (svc && plan.status) await this.writeStatus(svc, plan.status);
+    if (svc && plan.status && steadyPlan(svc, plan)) this.steady.set(name, { uid: svc.metadata.uid, generation: svc.metadata.generation, status: plan.status });
+    else this.steady.delete(name);
+    if (plan.requeueAfterMs !== undefined) this.want(name, plan.requeueAfterMs);
   }
 }
 
