@@ -196,6 +196,46 @@ describe('controllers against a store with a fake clock', () => {
     sc.stop();
   });
 
+  it('keeps a deploying service counted as its tasks arrive, start and turn ready, and says when it finished', async () => {
+    const sched = new SchedulerController(ctx, new SpreadPlacer());
+    const sc = new ServiceController(ctx, sched);
+    for (const n of ['a', 'b']) {
+      const f = nodeFixture(n);
+      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
+    }
+    await ctx.registry.create(serviceKind, { metadata: { name: 'app_web' }, spec: serviceSpec({ replicas: 4 }), status: {} });
+    await settle();
+    sched.start();
+    sc.start();
+    const svc = () => ctx.services.objects.get('app_web') as unknown as { status: { desired: number; running: number; ready: number } };
+    const until = async (ok: () => boolean) => {
+      for (let i = 0; i < 200 && !ok(); i++) {
+        clock.advance(500);
+        await settle();
+      }
+      expect(ok()).toBe(true);
+    };
+    await until(() => tasks().length === 4 && svc().status.desired === 4);
+    expect(svc().status).toMatchObject({ running: 0, ready: 0 });
+    // Agents report two tasks running, then the other two.
+    const report = async (ts: Task[]) => {
+      const now = new Date(clock.now()).toISOString();
+      await ctx.registry.updateStatus(taskKind, ts.map((t) => ({ name: t.metadata.name, status: { ...t.status, state: 'running', startedAt: now, readyAt: now, timestamp: now } })));
+    };
+    await report(tasks().slice(0, 2));
+    await until(() => svc().status.running === 2 && svc().status.ready === 2);
+    expect(ctx.events.list({ type: 'DeployFinished' })).toHaveLength(0);
+    await report(tasks().filter((t) => t.status.state !== 'running'));
+    await until(() => svc().status.running === 4 && svc().status.ready === 4);
+    expect(ctx.events.list({ type: 'DeployFinished' })).toHaveLength(1);
+    // A task that ends is not a count-only change: its slot is refilled.
+    const [gone] = tasks();
+    await ctx.registry.updateStatus(taskKind, [{ name: gone!.metadata.name, status: { ...gone!.status, state: 'failed', error: 'exit 1', timestamp: new Date(clock.now()).toISOString() } }]);
+    await until(() => tasks().length === 5 && svc().status.running === 3);
+    sched.stop();
+    sc.stop();
+  });
+
   it('marks a node NotReady after missed heartbeats and Down later, writing only on change', async () => {
     const lc = new NodeLifecycleController(ctx);
     const f = nodeFixture('a', { state: 'unknown' });

@@ -121,6 +121,7 @@ describe('reconcileService (pure)', () => {
 });
 
 describe('a steady service recounts instead of reconciling', () => {
+  const x0 = (ts: Task[], t: Task) => ts.some((o) => o.metadata.name === t.metadata.name);
   // Changes that only move counts: a task placed, started, turned ready or unhealthy, restarted in place.
   const look = fc.record({
     state: fc.constantFrom('assigned' as const, 'starting' as const, 'running' as const),
@@ -135,22 +136,27 @@ describe('a steady service recounts instead of reconciling', () => {
     status: { ...t.status, state: l.state, restartCount: l.restarts, timestamp: new Date(now - l.readyAgoMs).toISOString(), ...(l.healthy === undefined ? {} : { healthy: l.healthy }), ...(l.state === 'running' ? { readyAt: new Date(now - l.readyAgoMs).toISOString() } : {}) },
   });
 
-  it('property: after count-only changes, refreshCounts gives the status a full reconcile would', () => {
+  it('property: after count-only changes and arrivals of the tasks it waits for, refreshCounts gives the status a full reconcile would', () => {
+    const slots = fc.array(fc.record({ made: fc.boolean(), arrives: fc.boolean(), before: look, after: look }), { minLength: 1, maxLength: 8 });
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 8 }), fc.boolean(), fc.array(look, { minLength: 8, maxLength: 8 }), fc.array(look, { minLength: 8, maxLength: 8 }), fc.integer({ min: 0, max: 20_000 }), (replicas, probe, before, after, later) => {
-        const svc = service({ replicas, ...(probe ? { update: { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 5000, maxFailureRatio: 0.5, order: 'stop-first' } } : {}) });
+      fc.property(slots, fc.boolean(), fc.integer({ min: 0, max: 20_000 }), (ss, probe, later) => {
+        const svc = service({ replicas: ss.length, ...(probe ? { update: { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 5000, maxFailureRatio: 0.5, order: 'stop-first' } } : {}) });
         if (probe) svc.spec.container.healthcheck = { test: ['CMD', 'true'], intervalMs: 1000, timeoutMs: 1000, retries: 1, startPeriodMs: 0 };
         const now0 = 1_000_000;
-        const tasks0 = Array.from({ length: replicas }, (_, i) => apply(task(svc, i + 1), before[i]!, now0));
+        // Some slots hold their task, the others' tasks are in the scheduler's hands (planned, not written yet).
+        const tasks0 = ss.flatMap((x, i) => (x.made ? [apply(task(svc, i + 1), x.before, now0)] : []));
         const plan0 = reconcileService(svc, tasks0, now0);
-        // Every slot holds its one task of the current spec, wanted running, never ended: the plan is steady.
-        expect(steadyPlan(svc, plan0)).toBe(true);
-        // The controller writes the status; then tasks move on, and time passes.
+        const held = new Set(plan0.create.map((c) => c.name));
+        expect(plan0.create.map((c) => c.slot)).toEqual(ss.flatMap((x, i) => (x.made ? [] : [i + 1])));
+        expect(steadyPlan(svc, plan0)).toBe(held.size === 0);
+        expect(steadyPlan(svc, plan0, (n) => held.has(n))).toBe(true);
+        // The controller writes the status; then tasks move on, some of those waited for arrive, and time passes.
         const written = { ...svc, status: plan0.status! };
         const now1 = now0 + later;
-        const tasks1 = tasks0.map((t, i) => apply(t, after[i]!, now1));
+        const tasks1 = ss.flatMap((x, i) => (x.made ? [apply(tasks0.find((t) => t.spec.slot === i + 1)!, x.after, now1)] : x.arrives ? [apply(task(svc, i + 1), x.after, now1)] : []));
+        for (const t of tasks1) if (!x0(tasks0, t)) expect(held.has(t.metadata.name)).toBe(true);
         const full = reconcileService(written, tasks1, now1);
-        expect(steadyPlan(written, full)).toBe(true);
+        expect(steadyPlan(written, full, (n) => held.has(n))).toBe(true);
         expect(refreshCounts(written, plan0.status!, tasks1, now1)).toEqual(full.status);
       }),
       { numRuns: 300 },
@@ -167,6 +173,10 @@ describe('a steady service recounts instead of reconciling', () => {
     expect([history.create, history.setDesired, history.delete, history.requeueAfterMs]).toEqual([[], [], [], undefined]);
     expect(steadyPlan(svc, history)).toBe(false);
     expect(steadyPlan(svc, reconcileService(svc, [task(svc, 1), task(svc, 2, { hash: 'old' })], 0))).toBe(false);
+    // A drain: the replacement is created beside the live task (held by the scheduler or not, it is a migration).
+    const draining = reconcileService(svc, [task(svc, 1, { node: 'n1' }), task(svc, 2, { node: 'n2' })], 10_000, { draining: new Map([['n1', 0]]), parallel: 1, deadlineMs: 60_000 });
+    expect(draining.create.map((c) => c.slot)).toEqual([1]);
+    expect(steadyPlan(svc, draining, () => true)).toBe(false);
   });
 });
 

@@ -58,8 +58,13 @@ export class ServiceController implements Controller {
         // pending), placed, started or ready. Reconciling a 10,000-task service for each of those would be most of the server's work.
         const act = e.type === 'DELETED' || (p ? taskPhase(p) !== taskPhase(t) : !newPending(t));
         if (act) this.want(t.spec.serviceName);
-        // A task made: reconciled in full, but batched (while a deploy makes thousands).
-        else if (!p) this.want(t.spec.serviceName, this.batchDelay(t.spec.serviceName));
+        // A task made: one a steady service was waiting for (its own create) only moves counts; any other is
+        // reconciled in full, batched (while a deploy makes thousands).
+        else if (!p) {
+          const name = t.spec.serviceName;
+          if (this.steady.get(name)?.awaiting.delete(t.metadata.name)) this.queue.addAfter(name, this.recountDelay(name));
+          else this.want(name, this.batchDelay(name));
+        }
         else if (p.spec.nodeName !== t.spec.nodeName || isTaskReady(p) !== isTaskReady(t) || (p.status.state === 'running') !== (t.status.state === 'running')) {
           // Counts moved: a steady service only recounts (cheap, so soon); any other is reconciled, batched.
           const name = t.spec.serviceName;
@@ -195,8 +200,12 @@ export class ServiceController implements Controller {
 
   /** Services whose next run must reconcile in full: anything but counts moved (or a run failed). */
   private readonly full = new Set<string>();
-  /** Steady services (steadyPlan), with their status as last planned, for the generation and incarnation planned. */
-  private readonly steady = new Map<string, { uid: string; generation: number; status: ServiceStatus }>();
+  /**
+   * Steady services (steadyPlan), with their status as last planned, for the
+   * generation and incarnation planned, and the tasks they wait for (created
+   * by the scheduler, not written yet).
+   */
+  private readonly steady = new Map<string, { uid: string; generation: number; status: ServiceStatus; awaiting: Set<string> }>();
 
   /** want queues a full reconcile of a service, now or after ms. */
   private want(name: string, afterMs = 0): void {
@@ -343,8 +352,12 @@ export class ServiceController implements Controller {
     }
     if (!svc && tasks.length === 0) await deleteRevisions(ctx, name);
     if (svc && plan.status) await this.writeStatus(svc, plan.status);
-    if (svc && plan.status && steadyPlan(svc, plan)) this.steady.set(name, { uid: svc.metadata.uid, generation: svc.metadata.generation, status: plan.status });
-    else this.steady.delete(name);
+    // Steady once every slot is settled or waits for a task the scheduler holds (not yet written: checked now, after
+    // the writes above, so a task written meanwhile makes the service reconcile in full once more).
+    const held = (n: string) => this.placement?.submitted(n) === true;
+    if (svc && plan.status && steadyPlan(svc, plan, held)) {
+      this.steady.set(name, { uid: svc.metadata.uid, generation: svc.metadata.generation, status: plan.status, awaiting: new Set(plan.create.map((c) => c.name)) });
+    } else this.steady.delete(name);
     if (plan.requeueAfterMs !== undefined) this.want(name, plan.requeueAfterMs);
   }
 }

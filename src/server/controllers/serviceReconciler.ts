@@ -98,7 +98,7 @@ export interface ServicePlan {
   delete: Task[];
   /** Reconcile again after this long (a backoff is running). */
   requeueAfterMs?: number;
-  /** Every slot holds exactly one task, wanted running, of the current spec (and no other slot has any). */
+  /** Every slot holds exactly one task, wanted running, of the current spec, or none yet (its create is planned); no other slot has any, and nothing is created beside a live task. */
   allSettled?: boolean;
   status?: ServiceStatus;
 }
@@ -200,12 +200,16 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
   let updating = 0;
   let failures = 0;
   let settledSlots = 0;
+  let emptySlots = 0;
   let lastStable = 0;
   /** New tasks started beside old ones (start-first transitions and canaries). */
   let beside = 0;
   for (const slot of keys) {
     const list = bySlot.get(slot);
-    if (!list) continue;
+    if (!list) {
+      emptySlots++;
+      continue;
+    }
     for (const t of list) if (failedInRollout(t)) failures++;
     // A slot that only ever had this task was never old (a first deploy or a scale-up): not in the rollout's way.
     if (settled(list)) {
@@ -439,7 +443,8 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     rollout,
   };
   if (requeue !== undefined) plan.requeueAfterMs = requeue;
-  if (settledSlots === keys.length && bySlot.size === keys.length) plan.allSettled = true;
+  // Steady only if every create fills an empty slot (a create beside a live task is a migration or an update).
+  if (settledSlots + emptySlots === keys.length && bySlot.size === settledSlots && plan.create.every((c) => !bySlot.has(global ? c.node! : c.slot))) plan.allSettled = true;
   return plan;
 }
 
@@ -488,18 +493,19 @@ function countTasks(tasks: readonly Task[], hash: string, inSlot: (t: Task) => b
 
 /**
  * steadyPlan tells whether a replicated service's plan leaves it steady:
- * every slot settled (one task, wanted running, of the current spec), its
- * rollout finished, nothing to create, stop, delete or wait for. Until its
- * spec, its set of tasks or a task's phase changes, a change that only moves
- * its counts (a task placed, started, turned ready or unhealthy) changes
- * nothing in its plan but the counts and the rollout's failure count:
- * refreshCounts computes those alone.
+ * every slot settled (one task, wanted running, of the current spec) or
+ * empty with its new task already in the scheduler's hands (`held`), its
+ * rollout finished, nothing else to create, stop, delete or wait for. Until
+ * its spec, its set of tasks (other than those held arriving) or a task's
+ * phase changes, a change that only moves its counts (a task placed, started,
+ * turned ready or unhealthy) changes nothing in its plan but the counts and
+ * the rollout's failure count: refreshCounts computes those alone.
  */
-export function steadyPlan(svc: Service, plan: ServicePlan): boolean {
+export function steadyPlan(svc: Service, plan: ServicePlan, held: (name: string) => boolean = () => false): boolean {
   const state = plan.status?.rollout?.state;
   return (
     svc.spec.mode === 'replicated' && !svc.spec.schedule && plan.allSettled === true &&
-    plan.create.length === 0 && plan.setDesired.length === 0 && plan.delete.length === 0 &&
+    plan.create.every((c) => held(c.name)) && plan.setDesired.length === 0 && plan.delete.length === 0 &&
     plan.requeueAfterMs === undefined && !plan.rollback && !plan.promote && plan.status?.message === undefined &&
     (state === 'completed' || state === 'rolled-back')
   );
