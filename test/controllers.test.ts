@@ -52,6 +52,12 @@ describe('controllers against a store with a fake clock', () => {
   });
 
   const tasks = () => [...ctx.tasks.objects.values()] as unknown as Task[];
+  const addNodes = async (names: string[]) => {
+    for (const n of names) {
+      const f = nodeFixture(n);
+      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
+    }
+  };
 
   it('fills every slot, and a rejected slot is retried only after its backoff', async () => {
     const sc = new ServiceController(ctx);
@@ -101,10 +107,7 @@ describe('controllers against a store with a fake clock', () => {
     await settle();
     expect(tasks().every((t) => t.status.pendingReason === 'no nodes in the cluster')).toBe(true);
 
-    for (const n of ['a', 'b']) {
-      const f = nodeFixture(n);
-      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
-    }
+    await addNodes(['a', 'b']);
     await settle();
     const before = await store.currentRevision();
     await sched.pass();
@@ -118,10 +121,7 @@ describe('controllers against a store with a fake clock', () => {
   it('creates new tasks already placed (one write each), or pending with why, when the scheduler makes them', async () => {
     const sched = new SchedulerController(ctx, new SpreadPlacer());
     const sc = new ServiceController(ctx, sched);
-    for (const n of ['a', 'b']) {
-      const f = nodeFixture(n);
-      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
-    }
+    await addNodes(['a', 'b']);
     await ctx.registry.create(serviceKind, { metadata: { name: 'app_web' }, spec: serviceSpec({ replicas: 3 }), status: {} });
     // 1 MiB of memory is more than any fixture node has: created pending, with the scheduler's reason.
     await ctx.registry.create(serviceKind, { metadata: { name: 'app_big' }, spec: serviceSpec({ replicas: 1, resources: { reservations: { cpus: 0, memoryBytes: 1024 ** 5 }, limits: { cpus: 0, memoryBytes: 0 } } }), status: {} });
@@ -153,10 +153,7 @@ describe('controllers against a store with a fake clock', () => {
   it("writes a pass's placements node by node, so each agent hears of its tasks in one burst", async () => {
     const sched = new SchedulerController(ctx, new SpreadPlacer());
     const sc = new ServiceController(ctx, sched);
-    for (const n of ['a', 'b', 'c']) {
-      const f = nodeFixture(n);
-      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
-    }
+    await addNodes(['a', 'b', 'c']);
     await ctx.registry.create(serviceKind, { metadata: { name: 'app_web' }, spec: serviceSpec({ replicas: 12 }), status: {} });
     await settle();
     const order: string[] = [];
@@ -176,10 +173,7 @@ describe('controllers against a store with a fake clock', () => {
   it('takes tasks handed over while a pass plans into that pass (a stack is one pass, not one per service)', async () => {
     const sched = new SchedulerController(ctx, new SpreadPlacer());
     const sc = new ServiceController(ctx, sched);
-    for (const n of ['a', 'b']) {
-      const f = nodeFixture(n);
-      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
-    }
+    await addNodes(['a', 'b']);
     for (const s of ['app_one', 'app_two', 'app_three']) await ctx.registry.create(serviceKind, { metadata: { name: s }, spec: serviceSpec({ replicas: 2 }), status: {} });
     await settle();
     sched.start();
@@ -199,10 +193,7 @@ describe('controllers against a store with a fake clock', () => {
   it('keeps a deploying service counted as its tasks arrive, start and turn ready, and says when it finished', async () => {
     const sched = new SchedulerController(ctx, new SpreadPlacer());
     const sc = new ServiceController(ctx, sched);
-    for (const n of ['a', 'b']) {
-      const f = nodeFixture(n);
-      await ctx.registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
-    }
+    await addNodes(['a', 'b']);
     await ctx.registry.create(serviceKind, { metadata: { name: 'app_web' }, spec: serviceSpec({ replicas: 4 }), status: {} });
     await settle();
     sched.start();
