@@ -101,13 +101,13 @@ describe('joining a cluster (real TLS, memory store)', () => {
       const { nonce } = await api.call<{ nonce: string }>('POST', '/api/v1/join/nonce', {});
       return api.call('POST', '/api/v1/join', { name, address: '127.0.0.9', csr, nonce, proof: joinProof(secret, nonce, csr) });
     };
-    await expect(join('x4', 'hello')).rejects.toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', message: expect.stringMatching(/csr is not a PEM certificate signing request/) });
+    await expect(join('x4', 'hello')).rejects.toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', message: expect.stringMatching(/csr refused: not a PEM certificate request/) });
     // The last byte of the DER is the signature's: flip it and the CSR still parses, but no longer verifies.
     const { csrPem } = await generateKeyAndCsr('x5');
     const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     der[der.length - 1]! ^= 0x01;
     const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE REQUEST-----\n`;
-    await expect(join('x5', tampered)).rejects.toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', message: expect.stringMatching(/csr signature does not verify/) });
+    await expect(join('x5', tampered)).rejects.toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', message: expect.stringMatching(/csr refused: CSR signature does not verify/) });
   });
 
   it('refuses a CA that does not match the token before sending anything', async () => {

@@ -53,7 +53,6 @@ function qs(params: Record<string, string | number | boolean | undefined>): stri
 /** Errors from the TLS stack that mean "this server is not the one we trust". */
 const TLS_TRUST_CODES = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE']);
 
-/** ApiResponse is the part of an HTTP answer the client reads, whichever way it was fetched. */
 /** An event as an agent reports it: POST /api/v1/events, or along with a status batch. */
 export interface NewEventBody {
   type: 'Normal' | 'Warning';
@@ -67,6 +66,7 @@ export interface NewEventBody {
   source: string;
 }
 
+/** ApiResponse is the part of an HTTP answer the client reads, whichever way it was fetched. */
 export interface ApiResponse {
   status: number;
   ok: boolean;

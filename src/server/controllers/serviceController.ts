@@ -265,6 +265,7 @@ export class ServiceController implements Controller {
     if (!svc && tasks.length === 0) {
       this.cost.delete(name);
       this.recountCost.delete(name);
+      this.steady.delete(name);
       return;
     }
     const nodes = svc && isGlobal(svc.spec) ? ([...ctx.nodes.objects.values()] as unknown as Node[]) : [];

@@ -517,7 +517,8 @@ export function steadyPlan(svc: Service, plan: ServicePlan, held: (name: string)
  * (milliseconds for a service of 10,000 tasks, run at every batch of reports).
  */
 export function refreshCounts(svc: Service, status: ServiceStatus, tasks: readonly Task[], now: number): ServiceStatus {
-  const hash = specHash(svc);
+  // The status was planned for this spec (same generation): its rollout names the spec's hash.
+  const hash = status.rollout!.hash;
   const replicas = svc.spec.replicas;
   const inSlot = (t: Task) => t.spec.slot >= 1 && t.spec.slot <= replicas;
   const { failedInRollout } = rolloutTests(svc, hash, now);
