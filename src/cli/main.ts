@@ -4,7 +4,7 @@
  * non-zero exit (a stack trace only with BATON_DEBUG=1).
  */
 import { Command, Option } from 'commander';
-import { existsSync, readFileSync, createWriteStream, copyFileSync } from 'node:fs';
+import { existsSync, readFileSync, createWriteStream, copyFileSync, chmodSync } from 'node:fs';
 import { dirname, join, resolve, basename } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
@@ -169,10 +169,6 @@ export function buildProgram(): Command {
           if (where.length) out(`    would place: ${where.join(', ')}`);
           for (const [why, c] of Object.entries(pl.pending)) out(`    would stay pending: ${c} × ${why}`);
         }
-      }
-      const published = r.services.flatMap((s) => s.spec.ports.filter((p) => p.published).map((p) => `${s.name} ${p.published}->${p.target}`));
-      if (published.length && !o.dryRun) {
-        process.stderr.write(`note: published ports are recorded (${published.join(', ')}); the routing mesh that serves them is not in this release yet. Each task's address:port is in \`baton service ps\`.\n`);
       }
       if (o.wait && !o.dryRun) await waitStack(api, r.stack, r.services.map((s) => s.name), Number(o.timeout) * 1000);
     });
@@ -517,7 +513,9 @@ export function buildProgram(): Command {
     .action(async (file: string, _o, cmd: Command) => {
       const { api } = client(cmd);
       const res = await api.raw('GET', '/api/v1/snapshot', undefined, new AbortController().signal);
-      await pipeline(Readable.from(res.body ?? []), createWriteStream(file));
+      // The snapshot holds the whole cluster state (the CA's key, token hashes): only its owner may read it.
+      await pipeline(Readable.from(res.body ?? []), createWriteStream(file, { mode: 0o600 }));
+      chmodSync(file, 0o600);
       out(`snapshot written to ${file}`);
     });
   snapshot

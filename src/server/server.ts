@@ -8,7 +8,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import pino, { type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../base/clock.js';
@@ -202,7 +201,8 @@ export class BatonServer {
       autoscaler: this.autoscaler,
       snapshot: sqlite
         ? async () => {
-            const file = join(tmpdir(), `baton-snapshot-${process.pid}-${Date.now()}.db`);
+            // In the server's own 0700 directory, not the shared /tmp: the copy holds the CA's key and token hashes (and is 0600 itself).
+            const file = join(opts.dataDir, 'server', `snapshot-${process.pid}-${Date.now()}.db`);
             await sqlite!.backup(file);
             return file;
           }

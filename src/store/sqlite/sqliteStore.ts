@@ -8,7 +8,7 @@
  * revision in `revision`; `id` is only the row id (its order within a
  * revision is the op order).
  */
-import { rename, rm } from 'node:fs/promises';
+import { chmod, rename, rm, writeFile } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import { systemClock } from '../../base/clock.js';
 import { BaseStore, deletedKv, rangeEnd, type KvBackend, type LeaseRecord, type StoreOptions } from '../common.js';
@@ -357,13 +357,18 @@ export class SqliteStore extends BaseStore {
    * backup writes a consistent online copy of the database to destPath: a
    * single self-contained file (rollback-journal mode, so opening it never
    * leaves -wal/-shm files beside it), written to a temporary file and renamed
-   * into place so destPath is never half written.
+   * into place so destPath is never half written. The copy holds the whole
+   * cluster state (token hashes, the CA's key): it is created 0600 and stays
+   * so (an empty file is a valid empty database for SQLite to copy into).
    */
   async backup(destPath: string): Promise<void> {
     await this.currentRevision(); // throws StoreClosedError when closed
     const tmp = `${destPath}.tmp-${process.pid}`;
     try {
+      await rm(tmp, { force: true });
+      await writeFile(tmp, '', { mode: 0o600, flag: 'wx' });
       await this.sqlite.db.backup(tmp);
+      await chmod(tmp, 0o600);
       const copy = new Database(tmp);
       copy.pragma('journal_mode = DELETE');
       copy.close();
@@ -389,7 +394,10 @@ export class SqliteStore extends BaseStore {
       }
       const integrity = src.pragma('integrity_check', { simple: true });
       if (integrity !== 'ok') throw new StoreError(`${srcPath} failed integrity_check: ${String(integrity)}`, 'invalid_snapshot');
+      await rm(tmp, { force: true });
+      await writeFile(tmp, '', { mode: 0o600, flag: 'wx' });
       await src.backup(tmp);
+      await chmod(tmp, 0o600);
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
