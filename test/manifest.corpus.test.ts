@@ -1,15 +1,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, it, expect } from 'vitest';
 import { readCompose, type ComposeResult } from '../src/manifest/compose.js';
 import { KUBERNETES_REFUSAL } from '../src/manifest/kubernetes.js';
 
-// The shared corpus of real-world Compose and Kubernetes files lives next to the repository.
-const here = path.dirname(fileURLToPath(import.meta.url));
-const CORPUS = path.resolve(here, '../../shared/corpus');
+// The corpus of real-world Compose and Kubernetes files is not part of the
+// repository: BATON_CORPUS names its directory (.ci/run sets it to
+// ../shared/corpus and fails when that is missing). A plain clone has none,
+// so the corpus tests are skipped there, and say so.
+const CORPUS = process.env.BATON_CORPUS ? path.resolve(process.env.BATON_CORPUS) : undefined;
+if (!CORPUS) console.log('corpus tests not run: BATON_CORPUS is not set (point it at a directory with compose/ and k8s/, e.g. ../shared/corpus)');
+const withCorpus = CORPUS ? describe : describe.skip;
 
 function files(dir: string): string[] {
+  if (!CORPUS) return [];
   const d = path.join(CORPUS, dir);
   return fs
     .readdirSync(d)
@@ -53,7 +57,7 @@ function expectWellFormed(r: ComposeResult): void {
 const composeFiles = files('compose');
 const k8sFiles = files('k8s');
 
-describe('corpus: Compose files', () => {
+withCorpus('corpus: Compose files', () => {
   it('reads every file without throwing, and reports errors with a path and a message', () => {
     expect(composeFiles.length).toBeGreaterThan(0);
     const rows: string[] = [];
@@ -97,7 +101,7 @@ describe('corpus: Compose files', () => {
     'dockersamples__example-voting-app__docker-compose.images.yaml',
     'BretFisher__udemy-docker-mastery__swarm-stack-1__example-voting-app-stack.yaml',
   ])('translates %s fully', (name) => {
-    const r = read(path.join(CORPUS, 'compose', name));
+    const r = read(path.join(CORPUS!, 'compose', name));
     expect(r.errors).toEqual([]);
     expect(r.services.length).toBeGreaterThan(0);
     for (const s of r.services) {
@@ -108,16 +112,16 @@ describe('corpus: Compose files', () => {
   });
 
   it('translates the voting app stacks with --ignore-unsupported', () => {
-    const answer = read(path.join(CORPUS, 'compose', 'BretFisher__udemy-docker-mastery__example-voting-app__answer__example-voting-app-stack.yaml'), true);
+    const answer = read(path.join(CORPUS!, 'compose', 'BretFisher__udemy-docker-mastery__example-voting-app__answer__example-voting-app-stack.yaml'), true);
     expect(answer.errors).toEqual([]);
     expect(answer.services.map((s) => s.shortName).sort()).toEqual(['db', 'redis', 'result', 'vote', 'worker']);
     expect(answer.warnings.some((w) => w.path === 'services.redis.configs')).toBe(true);
-    const strict = read(path.join(CORPUS, 'compose', 'BretFisher__udemy-docker-mastery__example-voting-app__answer__example-voting-app-stack.yaml'));
+    const strict = read(path.join(CORPUS!, 'compose', 'BretFisher__udemy-docker-mastery__example-voting-app__answer__example-voting-app-stack.yaml'));
     expect(strict.errors.map((e) => e.path)).toEqual(['services.redis.configs', 'services.db.configs']);
   });
 
   it('translates the voting app from prebuilt images with its details', () => {
-    const r = read(path.join(CORPUS, 'compose', 'dockersamples__example-voting-app__docker-compose.images.yaml'));
+    const r = read(path.join(CORPUS!, 'compose', 'dockersamples__example-voting-app__docker-compose.images.yaml'));
     const byName = new Map(r.services.map((s) => [s.shortName, s.spec]));
     expect(byName.get('vote')!.ports).toEqual([{ target: 80, published: 8080, protocol: 'tcp', mode: 'ingress' }]);
     expect(byName.get('db')!.container.env).toEqual({ POSTGRES_USER: 'postgres', POSTGRES_PASSWORD: 'postgres' });
@@ -127,7 +131,7 @@ describe('corpus: Compose files', () => {
   });
 });
 
-describe('corpus: Kubernetes files', () => {
+withCorpus('corpus: Kubernetes files', () => {
   it('refuses every file, document by document, with the Kubernetes message', () => {
     expect(k8sFiles.length).toBeGreaterThan(0);
     const rows: string[] = [];
