@@ -65,7 +65,9 @@ describe('joining a cluster (real TLS, memory store)', () => {
     expect(info).toMatchObject({ commonName: 'j1', sans: { ips: ['127.0.0.2'] }, usages: ['client', 'server'] });
     // 90 days by default.
     expect(Math.round((info.notAfter.getTime() - Date.now()) / 86_400_000)).toBe(90);
-    await register(clientOf(c), 'j1');
+    await register(clientOf(c), 'j1', '127.0.0.2');
+    // A node registers only at the address its certificate names: it cannot claim another node's.
+    await expect(register(clientOf(c), 'j1', '127.0.0.3')).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN', message: 'node j1 may register only at 127.0.0.2', details: [{ path: 'body.address', message: expect.stringMatching(/not the address this node's certificate was issued for/) }] });
     expect(await nodeNames()).toContain('j1');
     expect((await events('NodeJoined')).map((e) => e.name)).toContain('j1');
   });
@@ -131,7 +133,7 @@ describe('joining a cluster (real TLS, memory store)', () => {
 
   it('lets a node certificate act only for its own node', async () => {
     const c = clientOf(await joinCluster({ server: server.url, token: server.joinToken, name: 'me', address: '127.0.0.5' }));
-    await register(c, 'me');
+    await register(c, 'me', '127.0.0.5');
     await expect(register(c, 'j1')).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN', message: 'node me may not act for node j1' });
     await expect(c.call('POST', '/api/v1/nodes/j1/heartbeat', {})).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN' });
     await expect(c.tasks()).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN', message: expect.stringMatching(/only its own tasks/) });
@@ -148,13 +150,13 @@ describe('joining a cluster (real TLS, memory store)', () => {
     expect(parseJoinToken(token).caFingerprint).toBe(parseJoinToken(old).caFingerprint);
     await expect(joinCluster({ server: server.url, token: old, name: 'after', address: '127.0.0.7' })).rejects.toMatchObject({ code: 'BATON_ERR_JOIN_REFUSED' });
     await joinCluster({ server: server.url, token, name: 'after', address: '127.0.0.7' });
-    await register(c, 'before');
+    await register(c, 'before', '127.0.0.6');
     expect((await events('JoinTokenRotated')).length).toBe(1);
   });
 
   it('revokes on node rm: an open watch is closed and the next request refused', async () => {
     const c = clientOf(await joinCluster({ server: server.url, token: server.joinToken, name: 'gone', address: '127.0.0.8' }));
-    await register(c, 'gone');
+    await register(c, 'gone', '127.0.0.8');
     await expect(api.call('DELETE', '/api/v1/nodes/gone')).rejects.toMatchObject({ code: 'BATON_ERR_CONFLICT', message: expect.stringMatching(/is Ready; drain it/) });
     const list = await c.tasks({ fieldSelector: { 'spec.nodeName': 'gone' } });
     let ended = false;
@@ -187,11 +189,11 @@ describe('joining a cluster (real TLS, memory store)', () => {
   it('renews a certificate over mutual TLS', async () => {
     const c = await joinCluster({ server: server.url, token: server.joinToken, name: 'renew', address: '127.0.0.10' });
     const cl = clientOf(c);
-    await register(cl, 'renew');
+    await register(cl, 'renew', '127.0.0.10');
     const { renewCertificate } = await import('../src/agent/join.js');
     const next = await renewCertificate(cl, c);
     expect(next.certPem).not.toBe(c.certPem);
-    await register(clientOf(next), 'renew');
+    await register(clientOf(next), 'renew', '127.0.0.10');
   });
 
   it('updates labels and availability; drain records when it started', async () => {
@@ -203,8 +205,8 @@ describe('joining a cluster (real TLS, memory store)', () => {
     expect(m.metadata.labels).toEqual({ 'disk.type': 'ssd' });
     expect(m.metadata.annotations?.['baton.drain.startedAt']).toBeUndefined();
     const bad = await api.call('PATCH', '/api/v1/nodes/j1', { labelsAdd: { '-x': 'y' }, availability: 'gone' }).catch((e) => e);
-    expect(bad.code).toBe('BATON_ERR_VALIDATION');
-    expect(bad.details.map((d: { path: string }) => d.path)).toEqual(['labelsAdd.-x', 'availability']);
+    expect(bad.code).toBe('BATON_ERR_BAD_REQUEST');
+    expect(bad.details.map((d: { path: string }) => d.path)).toEqual(['body.labelsAdd.-x', 'body.availability']);
     expect((await api.get<Node>(nodeKind, 'j1')).metadata.labels).toEqual({ 'disk.type': 'ssd' });
   });
 
@@ -214,7 +216,7 @@ describe('joining a cluster (real TLS, memory store)', () => {
     const m = await api.call<Node>('PATCH', '/api/v1/nodes/j1', { taintsAdd: ['gpu=false:NoSchedule'], taintsRemove: ['maint'] });
     expect(m.spec.taints).toEqual([{ key: 'gpu', value: 'false', effect: 'NoSchedule' }]);
     const bad = await api.call('PATCH', '/api/v1/nodes/j1', { taintsAdd: ['gpu'] }).catch((e) => e);
-    expect(bad).toMatchObject({ code: 'BATON_ERR_VALIDATION', details: [{ path: 'taintsAdd[0]', message: expect.stringMatching(/must look like key=value:Effect/) }] });
+    expect(bad).toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', details: [{ path: 'body.taintsAdd[0]', message: expect.stringMatching(/must look like key=value:Effect/) }] });
     expect((await api.call<Node>('PATCH', '/api/v1/nodes/j1', { taintsRemove: ['gpu:NoSchedule'] })).spec.taints).toBeUndefined();
     expect((await events('NodeUpdated')).some((e) => /taints none → gpu=true:NoSchedule,maint:NoExecute/.test(e.message))).toBe(true);
   });

@@ -118,23 +118,20 @@ describe('API server (memory store, real HTTP)', () => {
     await api.removeStack('p2');
   });
 
-  it('refuses a stale resourceVersion with a conflict; status writes never conflict with spec writes', async () => {
+  it('refuses a stale resourceVersion with a conflict; a service\'s status is the server\'s own', async () => {
     const s = await api.get<Service>(serviceKind, 't_a');
     const gen = s.metadata.generation;
-    // A status write (as an agent batch would) between read and spec write.
-    const st = await api.updateStatus(serviceKind, [{ name: 't_a', status: { ...s.status, message: 'from status' } }]);
-    expect(st.items[0]!.ok).toBe(true);
+    // Only tasks have a status route (agents report there); every other kind's status is written by the controllers.
+    const st = await api.updateStatus(serviceKind, [{ name: 't_a', status: { ...s.status, message: 'from status' } }]).catch((e) => e);
+    expect(st.code).toBe('BATON_ERR_NOT_FOUND');
+    // A spec write in between makes the read stale.
+    await api.call('PUT', '/api/v1/services/t_a', { metadata: { resourceVersion: s.metadata.resourceVersion }, spec: { ...s.spec, replicas: 5 } });
     const err = await api.call('PUT', '/api/v1/services/t_a', { metadata: { resourceVersion: s.metadata.resourceVersion }, spec: { ...s.spec, replicas: 3 } }).catch((e) => e);
     expect(err.code).toBe('BATON_ERR_CONFLICT');
     const fresh = await api.get<Service>(serviceKind, 't_a');
     const updated = await api.call<Service>('PUT', '/api/v1/services/t_a', { metadata: { resourceVersion: fresh.metadata.resourceVersion }, spec: { ...s.spec, replicas: 3 }, status: { bogus: true } });
-    expect(updated.metadata.generation).toBe(gen + 1);
+    expect(updated.metadata.generation).toBe(gen + 2);
     expect((updated.status as any).bogus).toBeUndefined();
-    // A status write with a stale statusVersion precondition is refused.
-    const stale = await api.call('PUT', '/api/v1/services/t_a/status', { metadata: { statusVersion: '0' }, status: {} }).catch((e) => e);
-    expect(stale.code).toBe('BATON_ERR_CONFLICT');
-    // Status writes leave generation alone.
-    expect((await api.get<Service>(serviceKind, 't_a')).metadata.generation).toBe(gen + 1);
   });
 
   it('serves a filtered watch: an agent sees only its own node\'s tasks', async () => {
@@ -197,10 +194,13 @@ describe('API server (memory store, real HTTP)', () => {
     const t = mine[0]!;
     // An agent's task events ride with its status batch: one request per flush.
     const started = { type: 'Normal' as const, reason: 'TaskStarted', message: `${t.metadata.name} started on w1`, kind: 'Task', name: t.metadata.name, uid: t.metadata.uid, node: 'w1', service: 't_a', source: 'agent/w1' };
-    await w1.updateStatus(taskKind, [{ name: t.metadata.name, uid: t.metadata.uid, status: { ...t.status, state: 'running', message: 'started' } }], [started]);
+    // What an agent reports: never the scheduler's decision (the server keeps it).
+    const { scheduling: _decision, pendingReason: _why, ...reported } = t.status;
+    await w1.updateStatus(taskKind, [{ name: t.metadata.name, uid: t.metadata.uid, status: { ...reported, state: 'running', message: 'started' } }], [started]);
+    expect((await api.get<Task>(taskKind, t.metadata.name)).status.scheduling).toEqual(t.status.scheduling);
     expect((await api.events({ name: t.metadata.name, type: 'TaskStarted' })).items.map((e) => [e.message, e.node, e.source])).toEqual([[started.message, 'w1', 'agent/w1']]);
     const bad = await w1.call('POST', '/api/v1/tasks/-/status', { items: [], events: 'no' }).catch((e) => e);
-    expect([bad.code, bad.message]).toEqual(['BATON_ERR_BAD_REQUEST', 'events must be a list']);
+    expect([bad.code, bad.message, bad.details]).toEqual(['BATON_ERR_BAD_REQUEST', 'invalid request body', [{ path: 'body.events', message: expect.stringMatching(/expected array/) }]]);
     await until(async () => (all.some((x) => x.metadata.name === t.metadata.name) ? true : undefined));
     await api.scale('t_a', 0);
     await until(async () => (quiet.length >= mine.length ? true : undefined));
@@ -209,6 +209,68 @@ describe('API server (memory store, real HTTP)', () => {
     // The quiet watch heard only the spec changes (told to stop), each with the status as written.
     expect(quiet.every((x) => x.spec.desiredState === 'shutdown')).toBe(true);
     expect(quiet.find((x) => x.metadata.name === t.metadata.name)!.status.message).toBe('started');
+  });
+
+  it('refuses a hostile status report from a node certificate with a 400 naming each field, and stores nothing', async () => {
+    const t = (await w1.tasks({ fieldSelector: { 'spec.nodeName': 'w1' } })).items[0]!;
+    const before = await api.get<Task>(taskKind, t.metadata.name);
+    const { scheduling: _decision, pendingReason: _why, ...reported } = before.status;
+    const good = { name: t.metadata.name, uid: t.metadata.uid, status: { ...reported, message: 'fine' } };
+    // Text meant for `nft -f`, a port that is not one, a state that does not exist, and a field the server owns.
+    const hostile = { ...good, status: { ...reported, state: 'running; flush ruleset', hostIP: '127.0.0.1 tcp dport 22 accept', ports: [{ target: '80 }', hostPort: 70000 }], scheduling: { evaluated: 0 }, message: 'x'.repeat(100_000) } };
+    const res = await w1.call('POST', '/api/v1/tasks/-/status', { items: [good, hostile] }).catch((e) => e);
+    expect(res).toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', message: 'invalid request body' });
+    const paths = res.details.map((d: { path: string }) => d.path);
+    for (const p of ['body.items[1].status.state', 'body.items[1].status.hostIP', 'body.items[1].status.ports[0].target', 'body.items[1].status.ports[0].hostPort', 'body.items[1].status.message', 'body.items[1].status']) expect(paths).toContain(p);
+    expect(JSON.stringify(res.details)).not.toMatch(/\n\s+at /);
+    // Nothing of the batch was stored, not even its well-formed item.
+    expect((await api.get<Task>(taskKind, t.metadata.name)).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+    // A well-formed address that is not the node's own is refused too (Endpoints, and every node's mesh, are built from it).
+    const elsewhere = await w1.call('PUT', `/api/v1/tasks/${t.metadata.name}/status`, { status: { ...reported, hostIP: '127.0.0.9' } }).catch((e) => e);
+    expect(elsewhere).toMatchObject({ code: 'BATON_ERR_FORBIDDEN', details: [{ path: 'body.status.hostIP', message: expect.stringMatching(/127\.0\.0\.9 is not an address of node w1/) }] });
+    expect((await api.get<Task>(taskKind, t.metadata.name)).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+    // Its own address is accepted.
+    const ok = await w1.updateStatus(taskKind, [{ ...good, status: { ...good.status, hostIP: '127.0.0.1' } }]);
+    expect(ok.items[0]!.ok).toBe(true);
+  });
+
+  it('validates every route\'s params, query and body: a malformed request is a 400 that says where, never a 500 or a list', async () => {
+    const h = { authorization: `Bearer ${server.adminToken}` };
+    const limit = await get('/api/v1/tasks?limit=abc', h);
+    expect(limit.status).toBe(400);
+    expect((await limit.json()).error).toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', details: [{ path: 'query.limit', message: 'must be a whole number' }] });
+    // Registration without capacity or engine says which fields are missing.
+    const reg = await w1.call('POST', '/api/v1/nodes/register', { name: 'w1', address: '127.0.0.1' }).catch((e) => e);
+    expect(reg.code).toBe('BATON_ERR_BAD_REQUEST');
+    expect(reg.details.map((d: { path: string }) => d.path)).toEqual(expect.arrayContaining(['body.capacity', 'body.engine', 'body.portRange', 'body.hostname', 'body.agentVersion']));
+    // Every declared route, with a malformed body and query: never a 500.
+    const { ROUTES } = await import('../src/server/routes/route.js');
+    expect(ROUTES.length).toBeGreaterThan(30);
+    for (const r of ROUTES) {
+      const url = r.url.replace(/:[a-z]+/g, 'no-such-object') + '?limit=-1&resourceVersion=x&tail=many&afterId=z';
+      const body = r.method === 'GET' || r.method === 'DELETE' ? undefined : '{"unexpected": [1, {"deep": null}]}';
+      const res = await tls.fetch(`${server.url}${url}`, { method: r.method, headers: { ...h, ...(body ? { 'content-type': 'application/json' } : {}) }, body, ...tls.init } as RequestInit);
+      expect(res.status, `${r.method} ${r.url}`).toBeLessThan(500);
+      const text = await res.text();
+      if (res.status >= 400) expect(JSON.parse(text).error.code, `${r.method} ${r.url}`).toMatch(/^BATON_ERR_/);
+    }
+  });
+
+  it('answers an unexpected failure with 500 "internal error", never its message', async () => {
+    const registry = (server as unknown as { ctx: { registry: { mustGet: unknown } } }).ctx.registry;
+    const real = registry.mustGet;
+    registry.mustGet = async () => {
+      throw new Error('secret detail of the store at /var/lib/baton');
+    };
+    try {
+      const res = await get('/api/v1/services/t_a', { authorization: `Bearer ${server.adminToken}` });
+      expect(res.status).toBe(500);
+      const text = await res.text();
+      expect(JSON.parse(text).error).toEqual({ code: 'BATON_ERR_INTERNAL', message: 'internal error; the server logged it' });
+      expect(text).not.toMatch(/secret|\/var\/lib/);
+    } finally {
+      registry.mustGet = real;
+    }
   });
 
   it('answers 410 Gone for a watch older than the cache window, 400 for an unknown selector, 404 for unknown objects', async () => {

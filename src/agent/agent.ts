@@ -28,6 +28,7 @@ import { lockDir } from '../base/lock.js';
 import { VERSION } from '../base/version.js';
 import { WorkQueue } from '../base/workqueue.js';
 import { stableStringify } from '../base/json.js';
+import { REPORT_TEXT_MAX } from '../api/schemas.js';
 import { DriverError, type Driver, type TaskHandle, type TaskInspect } from './driver.js';
 import { PortAllocator } from './ports.js';
 import { HealthMonitor, type HealthVerdict } from './health.js';
@@ -435,7 +436,7 @@ export class Agent {
     const was = this.engineOk;
     this.engineOk = info.ok;
     this.engineVersion = info.version;
-    this.engineError = info.error;
+    this.engineError = info.error === undefined ? undefined : clip(info.error);
     // The node's named volumes, so the scheduler sends tasks back to the data they left.
     if (info.ok && this.clusterId) this.volumes = await this.opts.driver.volumes(this.labelsFilter()).catch(() => this.volumes);
     if (was !== info.ok) {
@@ -643,6 +644,9 @@ export class Agent {
       ...extra,
       timestamp: prev.state === state ? prev.timestamp : new Date(this.clock.now()).toISOString(),
     };
+    // The server refuses a report past its bounds: an engine's long error text is cut here, not lost with the report.
+    status.message = clip(status.message);
+    if (status.error !== undefined) status.error = clip(status.error);
     if (sameReport(local.status, status) || (sameReport(task.status, status) && !this.pendingStatus.has(task.metadata.name))) {
       local.status = status;
       return;
@@ -708,6 +712,12 @@ export class Agent {
     try {
       res = await this.client.updateStatus(taskKind, items, events);
     } catch (e) {
+      // A report the server finds malformed will never be accepted: retrying it would only hold back every later one.
+      if ((e as BatonError).code === 'BATON_ERR_VALIDATION' || (e as BatonError).code === 'BATON_ERR_BAD_REQUEST') {
+        for (const sent of items) if (this.pendingStatus.get(sent.name) === sent) this.pendingStatus.delete(sent.name);
+        this.log.error({ err: (e as BatonError).message, details: (e as BatonError).details }, 'the server refused a status report as malformed; dropped it');
+        return;
+      }
       // Kept for the next flush (the newest, if the server was away long enough for many to pile up).
       this.pendingEvents.unshift(...events.slice(-500));
       throw e;
@@ -951,6 +961,11 @@ function parsePorts(s: string | undefined): TaskPortBinding[] {
   } catch {
     return [];
   }
+}
+
+/** clip cuts a text to what a report may carry, marking the cut. */
+function clip(text: string): string {
+  return text.length <= REPORT_TEXT_MAX ? text : `${text.slice(0, REPORT_TEXT_MAX - 14)} … (truncated)`;
 }
 
 export { nodeKind };

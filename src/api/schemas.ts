@@ -155,3 +155,82 @@ export function zodDetails(err: z.ZodError, prefix: string): ErrorDetail[] {
     message: i.message,
   }));
 }
+
+// ---------------------------------------------------------------- what agents report
+
+/** An IPv4 or IPv6 address, in its text form (never a name: rulesets and dials take it as it is). */
+export const ipSchema = z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' });
+const isoTime = z.string().max(40).refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 time');
+/** Bounds on what one report may carry: an engine's error text is cut to TEXT_MAX by the agent before it is sent. */
+export const REPORT_TEXT_MAX = 4096;
+const text = z.string().max(REPORT_TEXT_MAX);
+
+export const TASK_STATES = ['pending', 'assigned', 'preparing', 'starting', 'running', 'complete', 'failed', 'shutdown', 'rejected', 'orphaned'] as const;
+
+/**
+ * taskStatusReportSchema is a task status as a node's agent reports it:
+ * every field typed and bounded, unknown fields refused, and none of the
+ * fields the server owns (the scheduler's decision, a pending reason).
+ * hostIP must also be an address of the reporting node (checked by the
+ * route against the node's registration): Endpoints are built from it.
+ */
+export const taskStatusReportSchema = z
+  .object({
+    state: z.enum(TASK_STATES),
+    message: text,
+    error: text.optional(),
+    exitCode: z.number().int().min(-2147483648).max(4294967295).optional(),
+    containerId: z.string().max(128).regex(/^[A-Za-z0-9_.:-]*$/, 'must be an engine container id').optional(),
+    handle: z.string().max(REPORT_TEXT_MAX).optional(),
+    hostIP: ipSchema.optional(),
+    ports: z.array(z.object({ target: port, hostPort: port, published: port.optional() }).strict()).max(1024),
+    restartCount: z.number().int().min(0).max(1e9),
+    healthy: z.boolean().optional(),
+    ready: z.boolean().optional(),
+    nextRestartAt: isoTime.optional(),
+    readyAt: isoTime.optional(),
+    startedAt: isoTime.optional(),
+    finishedAt: isoTime.optional(),
+    timestamp: isoTime,
+  })
+  .strict();
+
+const statusItem = <S extends z.ZodType>(status: S) =>
+  z
+    .object({
+      name: z.string().min(1).max(253),
+      uid: z.string().max(64).optional(),
+      statusVersion: z.string().regex(/^\d{1,15}$/).optional(),
+      status,
+    })
+    .strict();
+
+export const newEventSchema = z
+  .object({
+    type: z.enum(['Normal', 'Warning']),
+    reason: z.string().min(1).max(128),
+    message: z.string().max(REPORT_TEXT_MAX),
+    kind: z.string().min(1).max(64),
+    name: z.string().min(1).max(253),
+    uid: z.string().max(64).optional(),
+    node: z.string().max(253).optional(),
+    service: z.string().max(253).optional(),
+    source: z.string().max(253),
+  })
+  .strict();
+
+/** The body of POST /tasks/-/status: at most 1,000 statuses and 1,000 events (an agent flushes fewer). */
+export const taskStatusBatchSchema = z
+  .object({
+    items: z.array(statusItem(taskStatusReportSchema)).max(1000),
+    events: z.array(newEventSchema).max(1000).optional(),
+  })
+  .strict();
+
+/** The body of PUT /tasks/:name/status. */
+export const taskStatusPutSchema = z
+  .object({
+    metadata: z.object({ uid: z.string().max(64).optional(), statusVersion: z.string().regex(/^\d{1,15}$/).optional() }).optional(),
+    status: taskStatusReportSchema,
+  })
+  .strict();

@@ -227,19 +227,21 @@ export class ClusterPki {
   }
 }
 
-const identities = new WeakMap<TLSSocket, { serial?: string; cn: string }>();
+const identities = new WeakMap<TLSSocket, { serial?: string; cn: string; address?: string }>();
 
 /**
  * peerIdentity is the client certificate on a TLS connection (lowercase
  * serial and CN; no serial when none was presented), parsed once per
  * connection rather than on every request of a keep-alive connection.
  */
-export function peerIdentity(sock: TLSSocket): { serial?: string; cn: string } {
+export function peerIdentity(sock: TLSSocket): { serial?: string; cn: string; address?: string } {
   let id = identities.get(sock);
   if (!id) {
     const c = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : undefined;
     const serial = c && c.serialNumber ? c.serialNumber.toLowerCase() : undefined;
-    id = { serial, cn: serial ? String(c!.subject?.CN ?? '') : '' };
+    // A node certificate names the one IP address the node joined with (issue() puts it in the SAN).
+    const ip = serial ? /(?:^|, )IP Address:([0-9A-Fa-f.:]+)(?:,|$)/.exec(String(c!.subjectaltname ?? '')) : null;
+    id = { serial, cn: serial ? String(c!.subject?.CN ?? '') : '', ...(ip ? { address: ip[1]! } : {}) };
     identities.set(sock, id);
   }
   return id;

@@ -1,0 +1,89 @@
+/**
+ * What the API's route modules share: their dependencies, and the small
+ * rules more than one of them applies (a node acts only for itself; a node's
+ * last heartbeat comes from memory).
+ */
+import { BlockList, isIP } from 'node:net';
+import type { FastifyRequest } from 'fastify';
+import { BatonError } from '../../base/errors.js';
+import { nodeKind, serviceKind, taskKind } from '../../api/kinds.js';
+import type { Node } from '../../api/types.js';
+import type { NewEventBody } from '../../api/client.js';
+import type { Role, Tokens } from '../auth.js';
+import type { ClusterPki } from '../clusterPki.js';
+import type { ControllerContext } from '../controllers/context.js';
+import { recordEvent } from '../controllers/context.js';
+import type { UsageStore } from '../usage.js';
+import type { ServerMetrics } from '../metrics.js';
+import type { AutoscaleController } from '../controllers/autoscaleController.js';
+import type { LogRouter } from '../logs.js';
+import type { WatchCache } from '../watchCache.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    role?: Role;
+    /** For a caller with a node certificate: the node it is (the certificate's CN). */
+    node?: string;
+    /** For a caller with a node certificate: the IP address its certificate was issued for. */
+    nodeAddress?: string;
+  }
+}
+
+export interface HttpDeps {
+  ctx: ControllerContext;
+  tokens: Tokens;
+  clusterId: string;
+  storeBackend: string;
+  caches: Record<string, WatchCache>;
+  /** The cluster's PKI: serves HTTPS and authenticates nodes by certificate. */
+  pki: ClusterPki;
+  /** Usage agents report with their heartbeats (top, charts). */
+  usage: UsageStore;
+  metrics: ServerMetrics;
+  /** Reads logs from the agents. */
+  logs: LogRouter;
+  autoscaler: AutoscaleController;
+  /** Writes an online backup of the store to a file and returns its path (SQLite only). */
+  snapshot?: () => Promise<string>;
+  logger?: boolean;
+}
+
+/** ownNode lets a node certificate act only for its own node (the Node authorizer's rule); admins act for any. */
+export function ownNode(req: FastifyRequest, name: string): void {
+  if (req.role === 'agent' && req.node !== name) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} may not act for node ${name}`);
+}
+
+export function nodeCache(deps: HttpDeps): WatchCache {
+  return deps.caches[nodeKind.plural]!;
+}
+
+export function serviceCache(deps: HttpDeps): WatchCache {
+  return deps.caches[serviceKind.plural]!;
+}
+
+export function taskCache(deps: HttpDeps): WatchCache {
+  return deps.caches[taskKind.plural]!;
+}
+
+/** withLastBeat: a node as listed, with its last heartbeat from memory (it is never written per beat). */
+export function withLastBeat(deps: HttpDeps, n: Node): Node {
+  const b = deps.ctx.heartbeats.get(n.metadata.name);
+  return b ? { ...n, status: { ...n.status, lastHeartbeat: new Date(b.at).toISOString() } } : n;
+}
+
+/** recordPosted records events an agent or admin posted (already validated, at most 1,000 a request). */
+export function recordPosted(deps: HttpDeps, items: readonly NewEventBody[]): number {
+  for (const e of items) recordEvent(deps.ctx, { type: e.type, reason: e.reason, message: e.message, kind: e.kind, name: e.name, uid: e.uid, node: e.node, service: e.service, source: e.source });
+  return items.length;
+}
+
+/** sameAddress: two IP addresses in any text form (an IPv6 address has many) are the same address. */
+export function sameAddress(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined) return false;
+  if (a === b) return true;
+  const family = isIP(a);
+  if (family === 0 || family !== isIP(b)) return false;
+  const list = new BlockList();
+  list.addAddress(a, family === 4 ? 'ipv4' : 'ipv6');
+  return list.check(b, family === 4 ? 'ipv4' : 'ipv6');
+}

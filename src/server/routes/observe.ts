@@ -1,0 +1,173 @@
+/**
+ * What operators read: cluster info, events (listed, watched, posted), logs
+ * of services and tasks from every node, usage (top), Prometheus metrics, and
+ * online snapshots of the store.
+ */
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { BatonError } from '../../base/errors.js';
+import { VERSION } from '../../base/version.js';
+import { newEventSchema } from '../../api/schemas.js';
+import type { ClusterInfo, Node, TopResponse } from '../../api/types.js';
+import type { StoredEvent } from '../../store/events.js';
+import { matchesEventQuery } from '../../store/events.js';
+import { parseSince } from '../logs.js';
+import { defineRoute, flag, nameParam, queryInt, queryText } from './route.js';
+import { nodeCache, ownNode, recordPosted, serviceCache, type HttpDeps } from './deps.js';
+
+const eventsQuery = z.object({
+  kind: queryText(64).optional(),
+  name: queryText(253).optional(),
+  service: queryText(253).optional(),
+  node: queryText(253).optional(),
+  type: queryText(128).optional(),
+  afterId: queryInt(0, Number.MAX_SAFE_INTEGER).optional(),
+  limit: queryInt(1, 100_000).optional(),
+  watch: flag,
+});
+
+const logsQuery = z.object({
+  follow: flag,
+  tail: z.union([z.literal('all'), z.literal(''), queryInt(0, 10_000_000)]).optional(),
+  since: queryText(64).optional(),
+  grep: queryText(1024).optional(),
+});
+
+/** A log target's name: what a task or service may be called (a removed one's logs stay readable). */
+const LOG_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  const { ctx } = deps;
+
+  defineRoute(app, { method: 'GET', url: '/healthz', access: 'open', handler: async () => ({ ok: true }) });
+
+  defineRoute(app, {
+    method: 'GET',
+    url: '/api/v1/info',
+    access: ['admin', 'agent'],
+    handler: async (): Promise<ClusterInfo> => ({
+      clusterId: deps.clusterId,
+      version: VERSION,
+      apiVersion: 'baton/v1',
+      storeBackend: deps.storeBackend,
+      revision: String(await ctx.registry.store.currentRevision()),
+    }),
+  });
+
+  // ---------------------------------------------------------------- events
+  defineRoute(app, {
+    method: 'GET',
+    url: '/api/v1/events',
+    access: ['admin'],
+    query: eventsQuery,
+    handler: async (_req, reply, { query: q }) => {
+      const query = { kind: q.kind, name: q.name, service: q.service, node: q.node, type: q.type, afterId: q.afterId, limit: q.limit };
+      const items = ctx.events.list(query).map(eventObject);
+      if (!q.watch) return { items };
+      reply.hijack();
+      const raw = reply.raw;
+      raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      for (const e of items) raw.write(JSON.stringify({ type: 'ADDED', object: e }) + '\n');
+      const unsub = ctx.events.subscribe((e) => {
+        if (matchesEventQuery(e, { ...query, afterId: undefined, limit: undefined })) raw.write(JSON.stringify({ type: 'ADDED', object: eventObject(e) }) + '\n');
+      });
+      raw.on('close', unsub);
+    },
+  });
+  defineRoute(app, {
+    method: 'POST',
+    url: '/api/v1/events',
+    access: ['admin', 'agent'],
+    body: z.object({ items: z.array(newEventSchema).max(1000) }).strict(),
+    handler: async (req, _reply, { body }) => {
+      // A node speaks only for itself: its events name its node and come from its agent.
+      if (req.role === 'agent') for (const e of body.items) ownNode(req, e.node ?? req.node!);
+      const items = req.role === 'agent' ? body.items.map((e) => ({ ...e, node: req.node, source: `agent/${req.node}` })) : body.items;
+      return { recorded: recordPosted(deps, items) };
+    },
+  });
+
+  // ---------------------------------------------------------------- logs
+  const logOptions = (q: z.infer<typeof logsQuery>) => {
+    if (q.grep) {
+      try {
+        new RegExp(q.grep);
+      } catch (e) {
+        throw new BatonError('BATON_ERR_BAD_REQUEST', `grep: ${(e as Error).message}`, [{ path: 'query.grep', message: 'must be a regular expression' }]);
+      }
+    }
+    const tail = q.tail === undefined || q.tail === '' || q.tail === 'all' ? undefined : q.tail;
+    return { follow: q.follow, tail, since: q.since ? parseSince(q.since, ctx.clock.now()) : undefined, grep: q.grep || undefined };
+  };
+  defineRoute(app, {
+    method: 'GET',
+    url: '/api/v1/services/:name/logs',
+    access: ['admin'],
+    params: nameParam,
+    query: logsQuery,
+    handler: async (_req, reply, { params: { name }, query }) => {
+      const q = logOptions(query);
+      // A removed service's logs stay readable on its nodes for their retention: only say "not found" when no node could have any.
+      if (!serviceCache(deps).objects.has(name) && !LOG_NAME.test(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `service "${name}" not found`);
+      reply.hijack();
+      await deps.logs.serve({ service: name }, q, reply.raw);
+    },
+  });
+  defineRoute(app, {
+    method: 'GET',
+    url: '/api/v1/tasks/:name/logs',
+    access: ['admin'],
+    params: nameParam,
+    query: logsQuery,
+    handler: async (_req, reply, { params: { name }, query }) => {
+      const q = logOptions(query);
+      if (!LOG_NAME.test(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `task "${name}" not found`);
+      reply.hijack();
+      await deps.logs.serve({ task: name }, q, reply.raw);
+    },
+  });
+
+  // ---------------------------------------------------------------- usage and metrics
+  defineRoute(app, {
+    method: 'GET',
+    url: '/api/v1/top',
+    access: ['admin'],
+    handler: async (): Promise<TopResponse> => {
+      const tasks = deps.usage.tasks();
+      const perNode = new Map<string, number>();
+      for (const t of tasks) perNode.set(t.node, (perNode.get(t.node) ?? 0) + 1);
+      const nodes = [...nodeCache(deps).objects.values()].map((o) => {
+        const n = o as unknown as Node;
+        const u = deps.usage.node(n.metadata.name);
+        return { name: n.metadata.name, state: n.status.state, cpu: u?.cpu ?? 0, memoryBytes: u?.memoryBytes ?? 0, capacity: n.status.capacity, tasks: perNode.get(n.metadata.name) ?? 0 };
+      });
+      return { time: new Date(ctx.clock.now()).toISOString(), nodes, tasks };
+    },
+  });
+  defineRoute(app, {
+    method: 'GET',
+    url: '/metrics',
+    access: ['admin'],
+    handler: async (_req, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
+  });
+
+  // ---------------------------------------------------------------- snapshot
+  defineRoute(app, {
+    method: 'GET',
+    url: '/api/v1/snapshot',
+    access: ['admin'],
+    handler: async (_req, reply) => {
+      if (!deps.snapshot) throw new BatonError('BATON_ERR_BAD_REQUEST', `snapshots need the sqlite store; this server uses ${deps.storeBackend}`);
+      const file = await deps.snapshot();
+      const { createReadStream } = await import('node:fs');
+      const { rm } = await import('node:fs/promises');
+      const stream = createReadStream(file);
+      stream.on('close', () => void rm(file, { force: true }).catch(() => {}));
+      return reply.type('application/vnd.sqlite3').send(stream);
+    },
+  });
+}
+
+function eventObject(e: StoredEvent) {
+  return { ...e, time: new Date(e.time).toISOString() };
+}
