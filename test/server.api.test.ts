@@ -247,7 +247,7 @@ describe('API server (memory store, real HTTP)', () => {
     const { ROUTES } = await import('../src/server/routes/route.js');
     expect(ROUTES.length).toBeGreaterThan(30);
     for (const r of ROUTES) {
-      const url = r.url.replace(/:[a-z]+/g, 'no-such-object') + '?limit=-1&resourceVersion=x&tail=many&afterId=z';
+      const url = r.url.replace(/:[a-z]+/g, 'no-such-object') + '?limit=-1&resourceVersion=x&tail=many&afterId=z&since=99999999999999999999d';
       const body = r.method === 'GET' || r.method === 'DELETE' ? undefined : '{"unexpected": [1, {"deep": null}]}';
       const res = await tls.fetch(`${server.url}${url}`, { method: r.method, headers: { ...h, ...(body ? { 'content-type': 'application/json' } : {}) }, body, ...tls.init } as RequestInit);
       expect(res.status, `${r.method} ${r.url}`).toBeLessThan(500);

@@ -113,8 +113,11 @@ describe('SqliteStore on disk', () => {
     await put(a, 'k/after', 'later');
     await a.close();
     expect(existsSync(`${snapshot}.tmp-${process.pid}`)).toBe(false);
+    // The copy holds the whole cluster state: only its owner may read it, whatever the umask.
+    expect(statSync(snapshot).mode & 0o777).toBe(0o600);
 
     await SqliteStore.restore(snapshot, path);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
     const b = openStore(path);
     expect(await b.currentRevision()).toBe(atBackup);
     expect(await b.get('k/after')).toBeUndefined();

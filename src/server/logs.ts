@@ -34,7 +34,8 @@ export function parseSince(s: string, now: number): string {
   if (/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(v)) {
     let ms = 0;
     for (const m of v.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(m[1]) * UNITS[m[2]!]!;
-    return new Date(now - ms).toISOString();
+    // A duration longer than all time reaches back to the epoch (a Date cannot hold less).
+    return new Date(Math.max(0, now - ms)).toISOString();
   }
   if (/^\d{4}-\d\d-\d\d/.test(v) && !Number.isNaN(Date.parse(v))) return new Date(Date.parse(v)).toISOString();
   throw new BatonError('BATON_ERR_BAD_REQUEST', `since: "${s}" is neither a duration (10m, 1h30m) nor a time (2026-01-02T15:04:05Z)`);
