@@ -19,7 +19,6 @@ import { peerIdentity, type ClusterPki } from './clusterPki.js';
 import type { ControllerContext } from './controllers/context.js';
 import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, statusFlushInterval, recordEvent, TASKS_BY_NODE, indexTasks } from './controllers/context.js';
 import { applyStack, previewPlacement, removeStack } from './apply.js';
-import { SERVER_CLIENT_CN } from '../api/tls.js';
 import { DASHBOARD_DIR, registerDashboard } from './dashboard.js';
 import { parseUsage, type UsageStore } from './usage.js';
 import type { ServerMetrics } from './metrics.js';
@@ -30,6 +29,8 @@ import type { NewEventBody } from '../api/client.js';
 import { GoneError, isStatusOnly, type WatchCache } from './watchCache.js';
 import { stableStringify, type AnyObject } from './registry.js';
 import { filterNode, formatTaint, parseTaint, Snapshot, SpreadPlacer } from '../scheduler/placement.js';
+import type { AddressRateLimiter } from './rateLimit.js';
+import { registerJoinRoutes } from './routes/join.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -47,6 +48,8 @@ export interface HttpDeps {
   caches: Record<string, WatchCache>;
   /** The cluster's PKI: serves HTTPS and authenticates nodes by certificate. */
   pki: ClusterPki;
+  /** Per source address: the join routes and failed authentications. */
+  limiter: AddressRateLimiter;
   /** Usage agents report with their heartbeats (top, charts). */
   usage: UsageStore;
   metrics: ServerMetrics;
@@ -125,15 +128,10 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   app.server.on('secureConnection', (sock: TLSSocket) => pki.track(sock));
   indexTasks(caches[taskKind.plural]!);
 
-  // One Warning event per refused certificate a minute, not one per retry.
-  const refusedAt = new Map<string, number>();
-  const refuse = (serial: string, name: string, message: string, details: { path: string; message: string }[] = []): never => {
-    const now = ctx.clock.now();
-    if ((refusedAt.get(serial) ?? 0) + 60_000 < now) {
-      if (refusedAt.size > 10_000) refusedAt.clear();
-      refusedAt.set(serial, now);
-      recordEvent(ctx, { type: 'Warning', reason: 'CertificateRefused', kind: 'Node', name: name || 'unknown', node: name || undefined, source: 'api', message: `node ${name || '(no name)'}: ${message}` });
-    }
+  // A refused certificate costs its address a request of the rate limit; its retries add to one Warning event's count.
+  const refuse = (req: FastifyRequest, name: string, message: string, details: { path: string; message: string }[] = []): never => {
+    deps.limiter.spend(req.ip, 'failed authentications');
+    recordEvent(ctx, { type: 'Warning', reason: 'CertificateRefused', kind: 'Node', name: name || 'unknown', node: name || undefined, source: 'api', message: `node ${name || '(no name)'}: ${message}` });
     throw new BatonError('BATON_ERR_UNAUTHORIZED', message, details);
   };
 
@@ -152,16 +150,22 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const sock = req.raw.socket as TLSSocket;
     const { serial, cn } = peerIdentity(sock);
     if (serial) {
-      if (!sock.authorized) refuse(serial, cn, certRefusal(String(sock.authorizationError)));
-      if (pki.isRevoked(serial)) refuse(serial, cn, `the certificate of node ${cn} was revoked (baton node rm); to come back, join again with a token`, [{ path: 'certificate', message: 'revoked' }]);
+      if (!sock.authorized) refuse(req, cn, certRefusal(String(sock.authorizationError)));
+      if (pki.isRevoked(serial)) refuse(req, cn, `the certificate of node ${cn} was revoked (baton node rm); to come back, join again with a token`, [{ path: 'certificate', message: 'revoked' }]);
       if (!AGENT_ROUTES.has(route)) throw new BatonError('BATON_ERR_FORBIDDEN', `a node certificate may not call ${route}`);
       req.role = 'agent';
       req.node = cn;
       return;
     }
     const h = req.headers.authorization;
-    if (!h || !h.startsWith('Bearer ')) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'missing bearer token: pass --token or use a context with one (baton context ls)');
-    const role = await tokens.verify(h.slice(7).trim());
+    const token = h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined;
+    // A token already known costs nothing; any other attempt (it may need a store read) spends from its address's bucket.
+    let role = token === undefined ? undefined : tokens.cached(token);
+    if (!role) {
+      deps.limiter.spend(req.ip, 'failed authentications');
+      if (token === undefined) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'missing bearer token: pass --token or use a context with one (baton context ls)');
+      role = await tokens.verify(token);
+    }
     if (!role) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'invalid token: it is unknown to this cluster or malformed');
     req.role = role;
   });
@@ -175,7 +179,10 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   });
 
   app.setErrorHandler((err: any, req, reply) => {
-    if (isBatonError(err)) return reply.status(err.status).send(err.toJSON());
+    if (isBatonError(err)) {
+      if (err.retryAfterMs !== undefined) reply.header('retry-after', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
+      return reply.status(err.status).send(err.toJSON());
+    }
     if (err instanceof GoneError) return reply.status(410).send(new BatonError('BATON_ERR_GONE', err.message).toJSON());
     if (err.validation || err.statusCode === 400 || err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err instanceof SyntaxError) {
       return reply.status(400).send(new BatonError('BATON_ERR_BAD_REQUEST', err.message).toJSON());
@@ -542,48 +549,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   });
 
   // ---------------------------------------------------------------- joining
-  app.get('/api/v1/join/ca', async () => ({ ca: pki.ca.certPem, fingerprint: pki.caFingerprint }));
-  app.post('/api/v1/join/nonce', async () => pki.newNonce(ctx.timings.joinNonceTtlMs));
-  app.post('/api/v1/join', async (req) => {
-    const b = (req.body ?? {}) as { name?: unknown; address?: unknown; csr?: unknown; nonce?: unknown; proof?: unknown };
-    const name = typeof b.name === 'string' ? b.name : '';
-    const n = objectNameSchema.safeParse(b.name);
-    if (!n.success) throw new BatonError('BATON_ERR_VALIDATION', 'invalid node name', zodDetails(n.error, 'name'));
-    if (name === SERVER_CLIENT_CN) throw new BatonError('BATON_ERR_VALIDATION', 'invalid node name', [{ path: 'name', message: `"${SERVER_CLIENT_CN}" is the server's own identity; pick another --name` }]);
-    if (typeof b.address !== 'string' || !/^[0-9A-Za-z.:-]{1,253}$/.test(b.address)) throw new BatonError('BATON_ERR_VALIDATION', 'invalid join request', [{ path: 'address', message: 'must be the IP address or DNS name this node is reached at' }]);
-    if (typeof b.csr !== 'string' || typeof b.nonce !== 'string' || typeof b.proof !== 'string') throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {name, address, csr, nonce, proof}');
-    const refused = (why: string, message: string): never => {
-      recordEvent(ctx, { type: 'Warning', reason: 'JoinRefused', kind: 'Node', name, node: name, source: 'api', message: `join of ${name} from ${req.ip} refused: ${why}` });
-      throw new BatonError('BATON_ERR_JOIN_REFUSED', message);
-    };
-    // The nonce is spent by any attempt, right or wrong.
-    const nonce = pki.takeNonce(b.nonce);
-    if (nonce === 'unknown') refused('replayed or unknown nonce', 'join refused: the nonce was already used or was never issued (a replayed join); start the join again');
-    if (nonce === 'expired') refused('expired nonce', 'join refused: the nonce expired before the join completed; start the join again');
-    if (!pki.verifyProof(b.nonce, b.csr, b.proof)) {
-      refused('wrong join token', 'join refused: the join token is wrong, was rotated (baton join-token worker --rotate), or belongs to another cluster; get the current one with `baton join-token worker`');
-    }
-    const existing = nodeCache(caches).objects.get(name) as unknown as Node | undefined;
-    const beat = ctx.heartbeats.get(name);
-    if (existing && beat && ctx.clock.now() - beat.at < beat.intervalMs * ctx.timings.missedHeartbeats) {
-      refused(`name held by the live node at ${existing.status.address}`, `join refused: node name ${name} is held by a live node at ${existing.status.address} (last heartbeat ${Math.round((ctx.clock.now() - beat.at) / 1000)}s ago); pick another --name, or remove that node first (baton node rm ${name})`);
-    }
-    // A name taken over from a dead node: the old holder's certificates stop working.
-    const revoked = existing ? await pki.revokeNode(name) : [];
-    const cert = await pki.issue(name, b.csr, b.address, ctx.timings.nodeCertTtlMs);
-    recordEvent(ctx, { type: 'Normal', reason: 'NodeJoined', kind: 'Node', name, node: name, source: 'api', message: `node ${name} joined from ${req.ip} at ${b.address}${revoked.length ? ` (replacing a dead node of that name; ${revoked.length} old certificate(s) revoked)` : ''}` });
-    return { certificate: cert.certPem, ca: pki.ca.certPem, clusterId: deps.clusterId, notAfter: cert.notAfter.toISOString() };
-  });
-  app.get('/api/v1/join/token', async (req) => {
-    need(req, 'admin');
-    return { role: 'worker', token: pki.joinToken() };
-  });
-  app.post('/api/v1/join/token/rotate', async (req) => {
-    need(req, 'admin');
-    const token = await pki.rotate();
-    recordEvent(ctx, { type: 'Normal', reason: 'JoinTokenRotated', kind: 'Cluster', name: deps.clusterId, source: 'api', message: 'the worker join token was rotated; the old one no longer joins new nodes, joined nodes are unaffected' });
-    return { role: 'worker', token };
-  });
+  registerJoinRoutes(app, { ctx, pki, clusterId: deps.clusterId, limiter: deps.limiter, need });
 
   // ---------------------------------------------------------------- events
   app.get('/api/v1/events', async (req, reply) => {
@@ -596,7 +562,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     for (const e of items) raw.write(JSON.stringify({ type: 'ADDED', object: e }) + '\n');
     const unsub = ctx.events.subscribe((e) => {
-      if (matchesEventQuery(e, { ...query, afterId: undefined, limit: undefined })) raw.write(JSON.stringify({ type: 'ADDED', object: eventObject(e) }) + '\n');
+      // A repeat comes again with its count grown: MODIFIED, the same id.
+      if (matchesEventQuery(e, { ...query, afterId: undefined, limit: undefined })) raw.write(JSON.stringify({ type: e.count > 1 ? 'MODIFIED' : 'ADDED', object: eventObject(e) }) + '\n');
     });
     raw.on('close', unsub);
   });
@@ -753,7 +720,7 @@ function initialStatus(kind: KindInfo): unknown {
 }
 
 function eventObject(e: StoredEvent) {
-  return { ...e, time: new Date(e.time).toISOString() };
+  return { ...e, time: new Date(e.time).toISOString(), lastTime: new Date(e.lastTime).toISOString() };
 }
 
 export { taskKind };
