@@ -226,15 +226,41 @@ describe('SqliteEventStore with the store', () => {
   });
 });
 
-runEventStoreConformance('memory', ({ clock, ttlMs, maxEvents }) => new MemoryEventStore({ clock, ttlMs, maxEvents }));
+describe('SqliteEventStore event series', () => {
+  const refused = { type: 'Warning' as const, reason: 'JoinRefused', message: 'join of x from 127.0.0.9 refused: wrong join token', kind: 'Node', name: 'x', source: 'api' };
+
+  it('writes a repeat as an update of its row, in the same turn or a later one, and goes on with the series after a reopen', async () => {
+    const path = fresh();
+    const clock = new FakeClock();
+    const a = openStore(path, clock);
+    const events = new SqliteEventStore(a, { clock });
+    const first = events.record(refused);
+    clock.advance(1000);
+    events.record(refused); // same turn: the row is written once, with count 2
+    await new Promise((r) => setImmediate(r));
+    expect(a.db.prepare('SELECT count, last_time FROM events').all()).toEqual([{ count: 2, last_time: first.time + 1000 }]);
+    clock.advance(1000);
+    events.record(refused); // a later turn: an UPDATE
+    await a.close();
+
+    const b = openStore(path, clock);
+    const again = new SqliteEventStore(b, { clock });
+    expect(again.list()).toEqual([{ ...first, count: 3, lastTime: first.time + 2000 }]);
+    clock.advance(1000);
+    expect(again.record(refused)).toEqual({ ...first, count: 4, lastTime: first.time + 3000 });
+    expect(b.db.prepare('SELECT COUNT(*) FROM events').pluck().get()).toBe(1);
+  });
+});
+
+runEventStoreConformance('memory', ({ clock, ttlMs, maxEvents, seriesWindowMs }) => new MemoryEventStore({ clock, ttlMs, maxEvents, seriesWindowMs }));
 
 const eventStores: SqliteStore[] = [];
 runEventStoreConformance(
   'sqlite (store)',
-  ({ clock, ttlMs, maxEvents }) => {
+  ({ clock, ttlMs, maxEvents, seriesWindowMs }) => {
     const s = SqliteStore.open(':memory:', { clock });
     eventStores.push(s);
-    return new SqliteEventStore(s, { clock, ttlMs, maxEvents });
+    return new SqliteEventStore(s, { clock, ttlMs, maxEvents, seriesWindowMs });
   },
   async () => {
     for (const s of eventStores.splice(0)) await s.close();
@@ -244,10 +270,10 @@ runEventStoreConformance(
 const raws: Database.Database[] = [];
 runEventStoreConformance(
   'sqlite (bare Database)',
-  ({ clock, ttlMs, maxEvents }) => {
+  ({ clock, ttlMs, maxEvents, seriesWindowMs }) => {
     const db = new Database(':memory:');
     raws.push(db);
-    return new SqliteEventStore(db, { clock, ttlMs, maxEvents });
+    return new SqliteEventStore(db, { clock, ttlMs, maxEvents, seriesWindowMs });
   },
   () => {
     for (const db of raws.splice(0)) db.close();

@@ -197,8 +197,8 @@ export function EventsList({ state, testid = 'events' }: { state: EventsState; t
           <tbody>
             {state.items.map((e) => (
               <tr key={e.id} data-testid="event-row" className={e.type === 'Warning' ? 'warning' : undefined}>
-                <td className="nowrap" title={e.time}>
-                  {clockTime(e.time)} <span className="muted">({age(e.time)} ago)</span>
+                <td className="nowrap" title={e.count && e.count > 1 ? `first ${e.time}, last ${e.lastTime}` : e.time}>
+                  {clockTime(e.lastTime ?? e.time)} <span className="muted">({age(e.lastTime ?? e.time)} ago)</span>
                 </td>
                 <td>
                   <Badge value={e.type} tone={e.type === 'Warning' ? 'bad' : 'muted'} />
@@ -207,7 +207,15 @@ export function EventsList({ state, testid = 'events' }: { state: EventsState; t
                 <td className="nowrap">
                   {e.kind.toLowerCase()}/{e.name}
                 </td>
-                <td className="message">{e.message}</td>
+                <td className="message">
+                  {e.message}
+                  {e.count && e.count > 1 ? (
+                    <span className="muted" data-testid="event-count">
+                      {' '}
+                      (x{e.count})
+                    </span>
+                  ) : null}
+                </td>
               </tr>
             ))}
           </tbody>

@@ -208,7 +208,10 @@ export function useHeartbeats(intervalMs = 3000): Map<string, string> {
 
 export interface BatonEvent {
   id: number;
+  /** The first occurrence; lastTime and count tell a repeated one (absent from servers before event series). */
   time: string;
+  lastTime?: string;
+  count?: number;
   type: 'Normal' | 'Warning';
   reason: string;
   message: string;
@@ -253,9 +256,12 @@ export function useEvents(filter: { service?: string; node?: string }): EventsSt
           for await (const ev of stream) {
             failures = 0;
             const e = ev.object as BatonEvent;
-            if (typeof e?.id !== 'number' || e.id <= lastId) continue;
-            lastId = e.id;
-            items = [e, ...items].slice(0, MAX_EVENTS);
+            if (typeof e?.id !== 'number') continue;
+            // A repeat of a shown event (its count grew) replaces it and moves to the top, as the latest thing that happened.
+            if (ev.type === 'MODIFIED') items = [e, ...items.filter((x) => x.id !== e.id)].slice(0, MAX_EVENTS);
+            else if (e.id > lastId) items = [e, ...items].slice(0, MAX_EVENTS);
+            else continue;
+            lastId = Math.max(lastId, e.id);
             if (timer === undefined) timer = window.setTimeout(flush, 80);
           }
         } catch (e) {

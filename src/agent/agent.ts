@@ -323,11 +323,30 @@ export class Agent {
             : 'this node has not joined a cluster yet: pass --join https://SERVER:7400 --token TOKEN (get one with baton join-token worker)',
         );
       }
-      creds = await joinCluster({ server: opts.server, token: opts.joinToken, name: this.name, address: opts.address });
+      creds = await this.joinWithRetry(opts.server, opts.joinToken);
       saveCredentials(opts.dataDir, creds);
       this.log.info({ server: creds.server, clusterId: creds.clusterId }, 'joined the cluster');
     }
     this.useCredentials(creds);
+  }
+
+  /**
+   * joinWithRetry joins, waiting and trying again while the server is away
+   * or limits joins from this address (many nodes behind one address joining
+   * at once); any other refusal (a wrong token, a held name) is final.
+   */
+  private async joinWithRetry(server: string, token: string): Promise<NodeCredentials> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await joinCluster({ server, token, name: this.name, address: this.opts.address });
+      } catch (e) {
+        const code = (e as BatonError).code;
+        if (code !== 'BATON_ERR_RATE_LIMITED' && code !== 'BATON_ERR_UNAVAILABLE') throw e;
+        if (attempt === 1 || attempt % 10 === 0) this.log.warn({ err: (e as Error).message }, 'cannot join yet; retrying');
+        await sleep(backoffDelay({ initialMs: 500, maxMs: 10_000 }, attempt), this.abort.signal);
+        if (this.abort.signal.aborted) throw e;
+      }
+    }
   }
 
   private useCredentials(creds: NodeCredentials): void {

@@ -142,12 +142,13 @@ export const eventKind: KindInfo<any> = {
   clientWritable: false,
   fields: {},
   columns: [
-    { header: 'TIME', get: (e) => e.time },
+    // A repeated event (a series) shows when it last happened and how often: "(x12)".
+    { header: 'TIME', get: (e) => e.lastTime ?? e.time },
     { header: 'TYPE', get: (e) => e.type },
     { header: 'REASON', get: (e) => e.reason },
     { header: 'OBJECT', get: (e) => `${e.kind.toLowerCase()}/${e.name}` },
     { header: 'SOURCE', get: (e) => e.source },
-    { header: 'MESSAGE', get: (e) => e.message },
+    { header: 'MESSAGE', get: (e) => (e.count > 1 ? `${e.message} (x${e.count})` : e.message) },
   ],
 };
 

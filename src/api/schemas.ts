@@ -148,10 +148,10 @@ export const nodeSpecSchema = z.object({
 
 export const objectNameSchema = name;
 
-/** zodDetails turns a zod error into ErrorDetails rooted at `prefix`. */
+/** zodDetails turns a zod error into ErrorDetails rooted at `prefix` (none: the issue's own path, or "body" for the whole). */
 export function zodDetails(err: z.ZodError, prefix: string): ErrorDetail[] {
   return err.issues.map((i) => ({
-    path: [prefix, ...i.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))].join('.').replace(/\.\[/g, '['),
+    path: [...(prefix ? [prefix] : []), ...i.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))].join('.').replace(/\.\[/g, '[') || 'body',
     message: i.message,
   }));
 }
@@ -234,3 +234,24 @@ export const taskStatusPutSchema = z
     status: taskStatusReportSchema,
   })
   .strict();
+
+// ---------------------------------------------------------------- joining
+
+/**
+ * joinRequestSchema is the body of POST /join, the one call that comes
+ * without credentials: every field bounded, so a stranger cannot make the
+ * server hold more than a CSR's worth of text per attempt. (The route also
+ * refuses the server's own identity as a name: tls.ts, which names it, is
+ * not for the browser, and this file is.)
+ */
+export const joinRequestSchema = z.object({
+  name,
+  /** The node's address goes into its certificate, and it registers only at that address: an IP, as task reports and mesh rules need. */
+  address: z.union([z.ipv4(), z.ipv6()], { error: 'must be the IP address this node is reached at' }),
+  /** A PEM CSR for a P-256 key is under 1 KiB; 16 KiB leaves room for long names. */
+  csr: z.string().min(1).max(16 * 1024),
+  nonce: z.string().min(1).max(128),
+  proof: z.string().regex(/^[0-9a-f]{64}$/, 'must be the hex HMAC-SHA256 of the nonce and the CSR'),
+});
+
+export type JoinRequest = z.infer<typeof joinRequestSchema>;

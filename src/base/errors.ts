@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   BATON_ERR_UNAVAILABLE: 503,
   BATON_ERR_TLS: 495,
   BATON_ERR_JOIN_REFUSED: 403,
+  BATON_ERR_RATE_LIMITED: 429,
   BATON_ERR_INTERNAL: 500,
 } as const;
 
@@ -31,13 +32,18 @@ export interface ErrorDetail {
   line?: number;
 }
 
-/** BatonError is an expected failure with a code; the CLI prints its message without a stack. */
+/**
+ * BatonError is an expected failure with a code; the CLI prints its message
+ * without a stack. `retryAfterMs` (a refusal under a limit) becomes the
+ * answer's Retry-After header.
+ */
 export class BatonError extends Error {
   readonly status: number;
   constructor(
     readonly code: ErrorCode,
     message: string,
     readonly details: ErrorDetail[] = [],
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = 'BatonError';

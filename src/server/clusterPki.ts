@@ -7,7 +7,8 @@
  * - the join secret lives in the store (so a later HA control plane shares
  *   it); a join token is the CA fingerprint plus that secret, and rotating the
  *   secret stops new joins with the old token and leaves joined nodes alone;
- * - join nonces are one-time and short-lived, kept in memory;
+ * - join nonces are one-time and short-lived, kept in memory, capped in all
+ *   and per source address (JoinNonces);
  * - every node certificate issued is recorded by serial, so `node rm` can
  *   revoke all of a node's certificates; revoked serials are kept until the
  *   certificate would have expired anyway, and each TLS connection is tracked
@@ -16,20 +17,18 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname, networkInterfaces } from 'node:os';
-import { randomBytes } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../base/clock.js';
 import { certFingerprint, certInfo, createCA, createClientCert, createServingCert, signCsr, verifyChain, type KeyPairPem } from '../base/pki.js';
 import { formatJoinToken, newJoinSecret, verifyJoinProof } from '../base/joinToken.js';
 import { BatonError } from '../base/errors.js';
+import { JoinNonces, type NonceLimits } from './joinNonces.js';
 import type { Store } from '../store/store.js';
 import { SERVER_CLIENT_CN } from '../api/tls.js';
 
 const JOIN_SECRET_KEY = '/baton/pki/join/worker';
 const ISSUED_PREFIX = '/baton/pki/issued/';
 const REVOKED_PREFIX = '/baton/pki/revoked/';
-/** Outstanding nonces are capped, so unauthenticated callers cannot grow server memory. */
-const MAX_NONCES = 10_000;
 const RENEW_SERVING_BEFORE_MS = 30 * 24 * 3600 * 1000;
 
 export interface IssuedCert {
@@ -44,6 +43,8 @@ export interface PkiOptions {
   listenHost: string;
   /** Extra names or addresses for the serving certificate (--tls-san). */
   extraSans?: string[];
+  /** Join nonces: lifetime and caps (the server's timings). */
+  nonces: NonceLimits;
 }
 
 function isIpLiteral(s: string): boolean {
@@ -70,7 +71,7 @@ export class ClusterPki {
   /** The server's client certificate (CN baton-server) for calls to agents' listeners; made anew at each start. */
   client!: KeyPairPem;
   private secret = '';
-  private nonces = new Map<string, number>();
+  private nonces!: JoinNonces;
   private revoked = new Set<string>();
   private sockets = new Map<string, Set<TLSSocket>>();
 
@@ -86,6 +87,7 @@ export class ClusterPki {
   }
 
   private async load(dir: string, o: PkiOptions): Promise<void> {
+    this.nonces = new JoinNonces(this.clock, o.nonces);
     const caCrt = join(dir, 'ca.crt');
     const caKey = join(dir, 'ca.key');
     if (existsSync(caCrt) && existsSync(caKey)) {
@@ -136,22 +138,19 @@ export class ClusterPki {
     return this.joinToken();
   }
 
-  /** newNonce hands out a one-time challenge for a join, valid for ttlMs. */
-  newNonce(ttlMs: number): { nonce: string; expiresAt: string } {
-    const now = this.clock.now();
-    if (this.nonces.size >= MAX_NONCES) for (const [n, exp] of this.nonces) if (exp <= now) this.nonces.delete(n);
-    if (this.nonces.size >= MAX_NONCES) throw new BatonError('BATON_ERR_UNAVAILABLE', 'too many joins in progress; retry in a minute');
-    const nonce = randomBytes(24).toString('base64url');
-    this.nonces.set(nonce, now + ttlMs);
-    return { nonce, expiresAt: new Date(now + ttlMs).toISOString() };
+  /** newNonce hands `address` (an addressKey) a one-time challenge for a join, within the caps of the pool. */
+  newNonce(address: string): { nonce: string; expiresAt: string } {
+    return this.nonces.issue(address);
   }
 
   /** takeNonce consumes a nonce: each is accepted once, and only before it expires. */
   takeNonce(nonce: string): 'ok' | 'unknown' | 'expired' {
-    const exp = this.nonces.get(nonce);
-    if (exp === undefined) return 'unknown';
-    this.nonces.delete(nonce);
-    return exp > this.clock.now() ? 'ok' : 'expired';
+    return this.nonces.take(nonce);
+  }
+
+  /** The join nonce pool's sizes, for tests. */
+  get nonceCount(): JoinNonces['size'] {
+    return this.nonces.size;
   }
 
   verifyProof(nonce: string, csrPem: string, proof: string): boolean {
@@ -223,7 +222,7 @@ export class ClusterPki {
       for (let i = 0; i < dead.length; i += 128) await this.store.txn([], dead.slice(i, i + 128).map((kv) => ({ type: 'delete' as const, key: kv.key })));
       if (prefix === REVOKED_PREFIX) for (const kv of dead) this.revoked.delete(kv.key.slice(REVOKED_PREFIX.length));
     }
-    for (const [n, exp] of this.nonces) if (exp <= now) this.nonces.delete(n);
+    this.nonces.expire(now);
   }
 }
 

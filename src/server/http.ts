@@ -11,29 +11,19 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import { BatonError, isBatonError } from '../base/errors.js';
-import { objectNameSchema, zodDetails } from '../api/schemas.js';
-import { SERVER_CLIENT_CN } from '../api/tls.js';
-import type { Node } from '../api/types.js';
-import type { Role } from './auth.js';
 import { peerIdentity } from './clusterPki.js';
 import { indexTasks, recordEvent } from './controllers/context.js';
 import { taskKind } from '../api/kinds.js';
 import { DASHBOARD_DIR, registerDashboard } from './dashboard.js';
 import { GoneError } from './watchCache.js';
-import { nodeCache, type HttpDeps } from './routes/deps.js';
+import type { HttpDeps } from './routes/deps.js';
 import { registerObjectRoutes } from './routes/objects.js';
 import { registerServiceRoutes } from './routes/services.js';
 import { registerNodeRoutes } from './routes/nodes.js';
 import { registerObserveRoutes } from './routes/observe.js';
+import { registerJoinRoutes } from './routes/join.js';
 
 export type { HttpDeps } from './routes/deps.js';
-
-function need(req: FastifyRequest, ...roles: Role[]): void {
-  if (!req.role || !roles.includes(req.role)) throw new BatonError('BATON_ERR_FORBIDDEN', `this call needs the ${roles.join(' or ')} role`);
-}
-
-/** Routes not declared with defineRoute that need no credentials: the first steps of a join (the proof is checked inside). */
-const OPEN_ROUTES = new Set(['GET /api/v1/join/ca', 'POST /api/v1/join/nonce', 'POST /api/v1/join']);
 
 /** certRefusal turns an OpenSSL verification code into words a user can act on. */
 function certRefusal(code: string): string {
@@ -59,15 +49,10 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   app.server.on('secureConnection', (sock: TLSSocket) => pki.track(sock));
   indexTasks(caches[taskKind.plural]!);
 
-  // One Warning event per refused certificate a minute, not one per retry.
-  const refusedAt = new Map<string, number>();
-  const refuse = (serial: string, name: string, message: string, details: { path: string; message: string }[] = []): never => {
-    const now = ctx.clock.now();
-    if ((refusedAt.get(serial) ?? 0) + 60_000 < now) {
-      if (refusedAt.size > 10_000) refusedAt.clear();
-      refusedAt.set(serial, now);
-      recordEvent(ctx, { type: 'Warning', reason: 'CertificateRefused', kind: 'Node', name: name || 'unknown', node: name || undefined, source: 'api', message: `node ${name || '(no name)'}: ${message}` });
-    }
+  // A refused certificate costs its address a request of the rate limit; its retries add to one Warning event's count.
+  const refuse = (req: FastifyRequest, name: string, message: string, details: { path: string; message: string }[] = []): never => {
+    deps.limiter.spend(req.ip, 'failed authentications');
+    recordEvent(ctx, { type: 'Warning', reason: 'CertificateRefused', kind: 'Node', name: name || 'unknown', node: name || undefined, source: 'api', message: `node ${name || '(no name)'}: ${message}` });
     throw new BatonError('BATON_ERR_UNAUTHORIZED', message, details);
   };
 
@@ -78,13 +63,13 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const route = `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`;
     const path = req.routeOptions.url ?? req.url;
     const access = req.routeOptions.config?.access;
-    if (access === 'open' || OPEN_ROUTES.has(route)) return;
+    if (access === 'open') return;
     if (access === undefined && !(path.startsWith('/api/') || path === '/api' || path.startsWith('/metrics'))) return;
     const sock = req.raw.socket as TLSSocket;
     const { serial, cn, address } = peerIdentity(sock);
     if (serial) {
-      if (!sock.authorized) refuse(serial, cn, certRefusal(String(sock.authorizationError)));
-      if (pki.isRevoked(serial)) refuse(serial, cn, `the certificate of node ${cn} was revoked (baton node rm); to come back, join again with a token`, [{ path: 'certificate', message: 'revoked' }]);
+      if (!sock.authorized) refuse(req, cn, certRefusal(String(sock.authorizationError)));
+      if (pki.isRevoked(serial)) refuse(req, cn, `the certificate of node ${cn} was revoked (baton node rm); to come back, join again with a token`, [{ path: 'certificate', message: 'revoked' }]);
       if (!access?.includes('agent')) throw new BatonError('BATON_ERR_FORBIDDEN', `a node certificate may not call ${route}`);
       req.role = 'agent';
       req.node = cn;
@@ -92,10 +77,16 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       return;
     }
     const h = req.headers.authorization;
-    if (!h || !h.startsWith('Bearer ')) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'missing bearer token: pass --token or use a context with one (baton context ls)');
-    const role = await tokens.verify(h.slice(7).trim());
+    const token = h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined;
+    // A token already known costs nothing; any other attempt (it may need a store read) spends from its address's bucket.
+    let role = token === undefined ? undefined : tokens.cached(token);
+    if (!role) {
+      deps.limiter.spend(req.ip, 'failed authentications');
+      if (token === undefined) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'missing bearer token: pass --token or use a context with one (baton context ls)');
+      role = await tokens.verify(token);
+    }
     if (!role) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'invalid token: it is unknown to this cluster or malformed');
-    // Undeclared routes (none but the join's) and unmatched paths under /api need an admin.
+    // Unmatched paths under /api need an admin (then they are a 404).
     if (!(access ?? ['admin']).includes(role)) throw new BatonError('BATON_ERR_FORBIDDEN', `this call needs the ${(access ?? ['admin']).join(' or ')} role`);
     req.role = role;
   });
@@ -109,7 +100,10 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   });
 
   app.setErrorHandler((err: any, req, reply) => {
-    if (isBatonError(err)) return reply.status(err.status).send(err.toJSON());
+    if (isBatonError(err)) {
+      if (err.retryAfterMs !== undefined) reply.header('retry-after', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
+      return reply.status(err.status).send(err.toJSON());
+    }
     if (err instanceof GoneError) return reply.status(410).send(new BatonError('BATON_ERR_GONE', err.message).toJSON());
     if (err?.statusCode === 413 || err?.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(new BatonError('BATON_ERR_TOO_LARGE', `the request body is larger than the server accepts (16 MiB)`).toJSON());
     if (err?.validation || CLIENT_ERROR_CODES.has(err?.code) || (typeof err?.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) || err instanceof SyntaxError) {
@@ -125,50 +119,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   registerServiceRoutes(app, deps);
   registerNodeRoutes(app, deps);
 
-  // ---------------------------------------------------------------- joining
-  app.get('/api/v1/join/ca', async () => ({ ca: pki.ca.certPem, fingerprint: pki.caFingerprint }));
-  app.post('/api/v1/join/nonce', async () => pki.newNonce(ctx.timings.joinNonceTtlMs));
-  app.post('/api/v1/join', async (req) => {
-    const b = (req.body ?? {}) as { name?: unknown; address?: unknown; csr?: unknown; nonce?: unknown; proof?: unknown };
-    const name = typeof b.name === 'string' ? b.name : '';
-    const n = objectNameSchema.safeParse(b.name);
-    if (!n.success) throw new BatonError('BATON_ERR_VALIDATION', 'invalid node name', zodDetails(n.error, 'name'));
-    if (name === SERVER_CLIENT_CN) throw new BatonError('BATON_ERR_VALIDATION', 'invalid node name', [{ path: 'name', message: `"${SERVER_CLIENT_CN}" is the server's own identity; pick another --name` }]);
-    if (typeof b.address !== 'string' || !/^[0-9A-Za-z.:-]{1,253}$/.test(b.address)) throw new BatonError('BATON_ERR_VALIDATION', 'invalid join request', [{ path: 'address', message: 'must be the IP address or DNS name this node is reached at' }]);
-    if (typeof b.csr !== 'string' || typeof b.nonce !== 'string' || typeof b.proof !== 'string') throw new BatonError('BATON_ERR_BAD_REQUEST', 'body must be {name, address, csr, nonce, proof}');
-    const refused = (why: string, message: string): never => {
-      recordEvent(ctx, { type: 'Warning', reason: 'JoinRefused', kind: 'Node', name, node: name, source: 'api', message: `join of ${name} from ${req.ip} refused: ${why}` });
-      throw new BatonError('BATON_ERR_JOIN_REFUSED', message);
-    };
-    // The nonce is spent by any attempt, right or wrong.
-    const nonce = pki.takeNonce(b.nonce);
-    if (nonce === 'unknown') refused('replayed or unknown nonce', 'join refused: the nonce was already used or was never issued (a replayed join); start the join again');
-    if (nonce === 'expired') refused('expired nonce', 'join refused: the nonce expired before the join completed; start the join again');
-    if (!pki.verifyProof(b.nonce, b.csr, b.proof)) {
-      refused('wrong join token', 'join refused: the join token is wrong, was rotated (baton join-token worker --rotate), or belongs to another cluster; get the current one with `baton join-token worker`');
-    }
-    const existing = nodeCache(deps).objects.get(name) as unknown as Node | undefined;
-    const beat = ctx.heartbeats.get(name);
-    if (existing && beat && ctx.clock.now() - beat.at < beat.intervalMs * ctx.timings.missedHeartbeats) {
-      refused(`name held by the live node at ${existing.status.address}`, `join refused: node name ${name} is held by a live node at ${existing.status.address} (last heartbeat ${Math.round((ctx.clock.now() - beat.at) / 1000)}s ago); pick another --name, or remove that node first (baton node rm ${name})`);
-    }
-    // A name taken over from a dead node: the old holder's certificates stop working.
-    const revoked = existing ? await pki.revokeNode(name) : [];
-    const cert = await pki.issue(name, b.csr, b.address, ctx.timings.nodeCertTtlMs);
-    recordEvent(ctx, { type: 'Normal', reason: 'NodeJoined', kind: 'Node', name, node: name, source: 'api', message: `node ${name} joined from ${req.ip} at ${b.address}${revoked.length ? ` (replacing a dead node of that name; ${revoked.length} old certificate(s) revoked)` : ''}` });
-    return { certificate: cert.certPem, ca: pki.ca.certPem, clusterId: deps.clusterId, notAfter: cert.notAfter.toISOString() };
-  });
-  app.get('/api/v1/join/token', async (req) => {
-    need(req, 'admin');
-    return { role: 'worker', token: pki.joinToken() };
-  });
-  app.post('/api/v1/join/token/rotate', async (req) => {
-    need(req, 'admin');
-    const token = await pki.rotate();
-    recordEvent(ctx, { type: 'Normal', reason: 'JoinTokenRotated', kind: 'Cluster', name: deps.clusterId, source: 'api', message: 'the worker join token was rotated; the old one no longer joins new nodes, joined nodes are unaffected' });
-    return { role: 'worker', token };
-  });
-
+  registerJoinRoutes(app, deps);
 
   registerDashboard(app, DASHBOARD_DIR);
   return app;

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { systemClock, type Clock } from '../base/clock.js';
 import { lockDir } from '../base/lock.js';
 import { STORE_KINDS } from '../api/kinds.js';
@@ -34,6 +34,7 @@ import { AutoscaleController } from './controllers/autoscaleController.js';
 import { UsageStore } from './usage.js';
 import { ServerMetrics } from './metrics.js';
 import { LogRouter } from './logs.js';
+import { AddressRateLimiter } from './rateLimit.js';
 
 export interface ServerOptions {
   dataDir: string;
@@ -78,6 +79,8 @@ export class BatonServer {
   private timers: (() => void)[] = [];
   private leadershipUnsub?: () => void;
   private logs?: LogRouter;
+  private tokens?: Tokens;
+  private limiter?: AddressRateLimiter;
   autoscaler!: AutoscaleController;
   url = '';
   clusterId = '';
@@ -111,12 +114,12 @@ export class BatonServer {
     let sqlite: SqliteStore | undefined;
     if (opts.store) this.store = opts.store;
     else this.store = sqlite = SqliteStore.open(join(dir, 'state.db'), { clock });
-    const events = opts.events ?? (sqlite ? new SqliteEventStore(sqlite, { ttlMs: timings.eventTtlMs }) : undefined);
+    const events = opts.events ?? (sqlite ? new SqliteEventStore(sqlite, { ttlMs: timings.eventTtlMs, seriesWindowMs: timings.eventSeriesWindowMs }) : undefined);
     if (!events) throw new Error('an injected store needs an injected event store');
 
     // Cluster identity and the admin token, made once; nodes join with certificates.
     const idFile = join(dir, 'cluster.json');
-    const tokens = new Tokens(this.store);
+    const tokens = (this.tokens = new Tokens(this.store, { clock, missTtlMs: timings.authMissTtlMs, maxMisses: timings.authMissCacheSize }));
     if (existsSync(idFile)) {
       this.clusterId = JSON.parse(readFileSync(idFile, 'utf8')).clusterId;
       this.adminToken = readFileSync(join(dir, 'admin.token'), 'utf8').trim();
@@ -127,7 +130,12 @@ export class BatonServer {
       writeFileSync(idFile, JSON.stringify({ clusterId: this.clusterId }) + '\n', { mode: 0o600 });
     }
     const [host, port] = splitHostPort(opts.listen);
-    this.pki = await ClusterPki.open(dir, this.store, clock, { listenHost: host, extraSans: opts.tlsSans });
+    this.pki = await ClusterPki.open(dir, this.store, clock, {
+      listenHost: host,
+      extraSans: opts.tlsSans,
+      nonces: { ttlMs: timings.joinNonceTtlMs, max: timings.maxJoinNonces, perAddress: timings.maxJoinNoncesPerAddress },
+    });
+    this.limiter = new AddressRateLimiter({ clock, burst: timings.rateLimitBurst, perSecond: timings.rateLimitPerSecond, maxAddresses: timings.rateLimitAddresses });
 
     for (const k of STORE_KINDS) {
       const c = new WatchCache(this.store, k);
@@ -195,6 +203,7 @@ export class BatonServer {
       storeBackend: this.store.backend,
       caches: this.caches,
       pki: this.pki,
+      limiter: this.limiter,
       usage,
       metrics,
       logs: this.logs,
@@ -220,6 +229,21 @@ export class BatonServer {
   /** joinToken is the current worker join token. */
   get joinToken(): string {
     return this.pki.joinToken();
+  }
+
+  /**
+   * What callers without credentials have made the server hold: unknown
+   * token ids remembered, addresses the rate limit tracks, join nonces. For
+   * tests, which check that each stays bounded.
+   */
+  get anonymousState(): { authMisses: number; authKnown: number; rateLimitAddresses: number; joinNonces: number; nonceAddresses: number } {
+    const n = this.pki.nonceCount;
+    return { authMisses: this.tokens!.cacheSize.misses, authKnown: this.tokens!.cacheSize.known, rateLimitAddresses: this.limiter!.size, joinNonces: n.nonces, nonceAddresses: n.addresses };
+  }
+
+  /** inject sends a request to the API without a socket (fastify's inject), from `remoteAddress` if given; for tests. */
+  inject(o: InjectOptions): Promise<LightMyRequestResponse> {
+    return this.app.inject(o);
   }
 
   /** caPem is the cluster CA certificate that clients trust. */

@@ -593,6 +593,8 @@ export abstract class BaseStore implements Store {
 export const DEFAULT_EVENT_TTL_MS = 60 * 60 * 1000;
 /** DEFAULT_MAX_EVENTS bounds an event store under an event storm, whatever the TTL. */
 export const DEFAULT_MAX_EVENTS = 10_000;
+/** DEFAULT_EVENT_SERIES_WINDOW_MS: a repeat within 10 minutes of an event's last occurrence adds to its count. */
+export const DEFAULT_EVENT_SERIES_WINDOW_MS = 10 * 60 * 1000;
 
 /** EventStoreOptions configures either event store. */
 export interface EventStoreOptions {
@@ -602,13 +604,18 @@ export interface EventStoreOptions {
   ttlMs?: number;
   /** The oldest events are dropped beyond this many (default 10000). */
   maxEvents?: number;
+  /** A repeat within this long of an event's last occurrence adds to its count (default 10 minutes; 0: never). */
+  seriesWindowMs?: number;
 }
 
 /** toStoredEvent fills id and time and drops absent optional fields, so both backends return identical shapes. */
 export function toStoredEvent(e: NewEvent, id: number, now: number): StoredEvent {
+  const time = e.time ?? now;
   const out: StoredEvent = {
     id,
-    time: e.time ?? now,
+    time,
+    lastTime: time,
+    count: 1,
     type: e.type,
     reason: e.reason,
     message: e.message,
@@ -620,6 +627,57 @@ export function toStoredEvent(e: NewEvent, id: number, now: number): StoredEvent
   if (e.node !== undefined) out.node = e.node;
   if (e.service !== undefined) out.service = e.service;
   return out;
+}
+
+/**
+ * EventSeries finds the event a new one repeats, for either store: it keeps
+ * the latest event of each series (by a key of every field but the times)
+ * last seen within the window, in order of last occurrence, at most
+ * `max` (the store's own cap: a forgotten series only starts a new row).
+ * The store tells it which events it still holds (`holds`), and forgets
+ * pruned ones through forgetBefore.
+ */
+export class EventSeries {
+  private readonly open = new Map<string, StoredEvent>();
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly max: number,
+  ) {}
+
+  /** repeatOf returns the stored event that `e`, occurring at `time`, repeats, or undefined. */
+  repeatOf(e: NewEvent, time: number, holds: (s: StoredEvent) => boolean): StoredEvent | undefined {
+    if (this.windowMs <= 0) return undefined;
+    for (const [k, s] of this.open) {
+      if (s.lastTime >= time - this.windowMs && this.open.size <= this.max) break;
+      this.open.delete(k);
+    }
+    const s = this.open.get(seriesKey(e));
+    return s && holds(s) && time - s.lastTime <= this.windowMs ? s : undefined;
+  }
+
+  /** seen records `s` as the latest of its series (a new event, or one whose count just grew). */
+  seen(s: StoredEvent): void {
+    if (this.windowMs <= 0) return;
+    const k = seriesKey(s);
+    this.open.delete(k);
+    this.open.set(k, s);
+  }
+
+  /** forgetBefore drops the series last seen before `cutoff` (their events were pruned). */
+  forgetBefore(cutoff: number): void {
+    for (const [k, s] of this.open) if (s.lastTime < cutoff) this.open.delete(k);
+  }
+}
+
+/** repeat adds one occurrence at `time` to a stored event (in place: the store's own copy). */
+export function repeat(s: StoredEvent, time: number): void {
+  s.count++;
+  s.lastTime = Math.max(s.lastTime, time);
+}
+
+function seriesKey(e: NewEvent): string {
+  return JSON.stringify([e.type, e.reason, e.kind, e.name, e.uid ?? null, e.source, e.node ?? null, e.service ?? null, e.message]);
 }
 
 /**

@@ -6,8 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../base/clock.js';
 import type { EventStore, NewEvent } from './events.js';
 
-/** EventStoreFactory makes an empty event store with the given clock, TTL and cap. */
-export type EventStoreFactory = (opts: { clock: FakeClock; ttlMs: number; maxEvents: number }) => EventStore | Promise<EventStore>;
+/** EventStoreFactory makes an empty event store with the given clock, TTL, cap and series window. */
+export type EventStoreFactory = (opts: { clock: FakeClock; ttlMs: number; maxEvents: number; seriesWindowMs: number }) => EventStore | Promise<EventStore>;
 
 const ev = (over: Partial<NewEvent> = {}): NewEvent => ({
   type: 'Normal',
@@ -25,10 +25,11 @@ export function runEventStoreConformance(name: string, factory: EventStoreFactor
     let clock: FakeClock;
     let events: EventStore;
     const TTL = 60_000;
+    const WINDOW = 10_000;
 
     beforeEach(async () => {
       clock = new FakeClock();
-      events = await factory({ clock, ttlMs: TTL, maxEvents: 50 });
+      events = await factory({ clock, ttlMs: TTL, maxEvents: 50, seriesWindowMs: WINDOW });
     });
     afterEach(async () => {
       await cleanup?.();
@@ -38,7 +39,7 @@ export function runEventStoreConformance(name: string, factory: EventStoreFactor
       const a = events.record(ev({ uid: 'u1', node: 'n1', service: 'web' }));
       clock.advance(10);
       const b = events.record(ev({ time: 123 }));
-      expect(a).toEqual({ ...ev({ uid: 'u1', node: 'n1', service: 'web' }), id: a.id, time: clock.now() - 10 });
+      expect(a).toEqual({ ...ev({ uid: 'u1', node: 'n1', service: 'web' }), id: a.id, time: clock.now() - 10, lastTime: clock.now() - 10, count: 1 });
       expect(b.id).toBeGreaterThan(a.id);
       expect(b.time).toBe(123);
       expect(b).not.toHaveProperty('node');
@@ -95,6 +96,56 @@ export function runEventStoreConformance(name: string, factory: EventStoreFactor
       // Ids keep rising after everything was pruned.
       expect(events.record(ev()).id).toBeGreaterThan(fresh.id);
       expect(old.id).toBeLessThan(mid.id);
+    });
+
+    it('adds a repeat within the window to the event it repeats: its count and last time, the same id, heard again by subscribers', () => {
+      const heard: [number, number][] = [];
+      events.subscribe((e) => heard.push([e.id, e.count]));
+      const first = events.record(ev({ type: 'Warning', reason: 'JoinRefused', kind: 'Node', name: 'x1' }));
+      let last = first;
+      for (let i = 1; i < 50; i++) {
+        clock.advance(100);
+        last = events.record(ev({ type: 'Warning', reason: 'JoinRefused', kind: 'Node', name: 'x1' }));
+      }
+      expect(last).toEqual({ ...first, count: 50, lastTime: first.time + 49 * 100 });
+      expect(events.list()).toEqual([last]);
+      expect(heard).toHaveLength(50);
+      expect(heard.at(-1)).toEqual([first.id, 50]);
+      // Any field but the times makes another event.
+      for (const other of [{ message: 'other' }, { uid: 'u2' }, { source: 'agent/n1' }, { node: 'n1' }, { service: 'web' }, { type: 'Normal' as const }, { reason: 'Other' }, { kind: 'Task' }, { name: 'x2' }]) {
+        expect(events.record(ev({ type: 'Warning', reason: 'JoinRefused', kind: 'Node', name: 'x1', ...other })).count).toBe(1);
+      }
+      expect(events.list()).toHaveLength(10);
+      expect(events.list({ type: 'JoinRefused', name: 'x1' })[0]).toEqual(last);
+    });
+
+    it('starts a new event when the repeat comes after the window, or after its event was pruned or dropped', () => {
+      const a = events.record(ev());
+      clock.advance(WINDOW);
+      expect(events.record(ev())).toMatchObject({ id: a.id, count: 2 });
+      clock.advance(WINDOW + 1);
+      const b = events.record(ev());
+      expect(b).toMatchObject({ count: 1, time: clock.now() });
+      expect(b.id).toBeGreaterThan(a.id);
+      // Pruned by its last occurrence: a series seen within the TTL stays, however old its first.
+      const c = events.record(ev({ name: 'long' }));
+      for (let i = 0; i < 12; i++) {
+        clock.advance(WINDOW - 1);
+        events.record(ev({ name: 'long' }));
+      }
+      events.prune(clock.now());
+      expect(events.list({ name: 'long' })).toEqual([{ ...c, count: 13, lastTime: clock.now() }]);
+      // A tiny TTL against the same window: once pruned, a repeat starts afresh.
+      events.prune(clock.now() + TTL + 1);
+      expect(events.list()).toEqual([]);
+      expect(events.record(ev({ name: 'long' }))).toMatchObject({ count: 1 });
+      // Dropped for the cap (50): the next repeat is a new event too.
+      const d = events.record(ev({ name: 'capped' }));
+      for (let i = 0; i < 60; i++) events.record(ev({ name: `filler${i}` }));
+      const again = events.record(ev({ name: 'capped' }));
+      expect(again.id).toBeGreaterThan(d.id);
+      expect(again.count).toBe(1);
+      expect(events.list({ name: 'capped' })).toEqual([again]);
     });
 
     it('keeps at most maxEvents, dropping the oldest', () => {

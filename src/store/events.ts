@@ -5,12 +5,23 @@
  * write amplification and compaction churn. Events are an audit trail for
  * people ("why is my task pending?"), not desired state, so they never take a
  * revision and never wake a controller.
+ *
+ * A repeat is not a new row: an event identical to one recorded within the
+ * store's series window of that one's last occurrence (same type, reason,
+ * object, source, node, service and message) adds to its `count` and moves
+ * its `lastTime`, keeping its id, as Kubernetes' event series do; a failing
+ * join retried a thousand times is one event "(x1000)". Subscribers hear
+ * the updated event again (the watch sends it as MODIFIED).
  */
 export interface StoredEvent {
   /** Monotonic id within this store (not a store revision). */
   id: number;
-  /** Milliseconds since the epoch. */
+  /** Milliseconds since the epoch: the first occurrence. */
   time: number;
+  /** The last occurrence (equal to time for an event seen once). */
+  lastTime: number;
+  /** How many times it occurred within the series window. */
+  count: number;
   type: 'Normal' | 'Warning';
   reason: string;
   message: string;
@@ -25,7 +36,7 @@ export interface StoredEvent {
   service?: string;
 }
 
-export type NewEvent = Omit<StoredEvent, 'id' | 'time'> & { time?: number };
+export type NewEvent = Omit<StoredEvent, 'id' | 'time' | 'lastTime' | 'count'> & { time?: number };
 
 export interface EventQuery {
   kind?: string;
@@ -47,7 +58,7 @@ export interface EventStore {
   list(q?: EventQuery): StoredEvent[];
   /** Calls fn for every event recorded from now on; returns an unsubscribe function. */
   subscribe(fn: (e: StoredEvent) => void): () => void;
-  /** Removes events older than now - ttlMs; returns how many were removed. */
+  /** Removes events last seen before now - ttlMs; returns how many were removed. */
   prune(now: number): number;
   readonly ttlMs: number;
 }

@@ -73,6 +73,28 @@ export interface Timings {
   usageBucketMs: number;
   /** How often the autoscaler decides (Kubernetes' HPA: 15 s). */
   autoscaleSyncMs: number;
+  /**
+   * A repeat of an event (same type, reason, object, source and message)
+   * within this long of its last occurrence adds to that event's count
+   * instead of a new event (Kubernetes' event series).
+   */
+  eventSeriesWindowMs: number;
+  /** A token id the store does not know is remembered as unknown this long: one store read per id per window. */
+  authMissTtlMs: number;
+  /** At most this many unknown token ids are remembered (the least recently seen are forgotten first). */
+  authMissCacheSize: number;
+  /** Unused join nonces the server holds at most, in all and per source address (an IPv6 /64 is one address). */
+  maxJoinNonces: number;
+  maxJoinNoncesPerAddress: number;
+  /**
+   * Each source address may make `rateLimitBurst` requests at once without
+   * credentials (join nonce, join) or with credentials that fail, refilled at
+   * `rateLimitPerSecond`; beyond that it is answered 429 with Retry-After.
+   */
+  rateLimitBurst: number;
+  rateLimitPerSecond: number;
+  /** Source addresses the rate limit tracks at once (the least recently seen are forgotten first). */
+  rateLimitAddresses: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
@@ -93,6 +115,14 @@ export const DEFAULT_TIMINGS: Timings = {
   endpointsBatchMs: 100,
   usageBucketMs: 2000,
   autoscaleSyncMs: 2000,
+  eventSeriesWindowMs: 10 * 60 * 1000,
+  authMissTtlMs: 10_000,
+  authMissCacheSize: 1024,
+  maxJoinNonces: 10_000,
+  maxJoinNoncesPerAddress: 16,
+  rateLimitBurst: 100,
+  rateLimitPerSecond: 10,
+  rateLimitAddresses: 10_000,
 };
 
 /** heartbeatInterval is the interval the server asks of each agent: the base, stretched so that all nodes together send at most maxHeartbeatsPerSecond. */
@@ -147,12 +177,17 @@ export interface Controller {
   stop(): void;
 }
 
-/** recordEvent logs and stores one Event; the one way controllers and routes report. */
+/**
+ * recordEvent stores one Event and logs it; the one way controllers and
+ * routes report. A repeat (the store adds it to an earlier event's count) is
+ * logged only at its 2nd, 4th, 8th… occurrence, so a client retrying a
+ * refused call a million times writes some twenty lines, not a million.
+ */
 export function recordEvent(ctx: Pick<ControllerContext, 'events' | 'log'>, e: NewEvent): void {
-  const stored = ctx.events.record(e);
+  const { count } = ctx.events.record(e);
+  if ((count & (count - 1)) !== 0) return;
   // A task's own Normal events (one per start) would flood the server's log: they are in `baton events`.
-  ctx.log[e.type === 'Warning' ? 'warn' : e.kind === 'Task' ? 'debug' : 'info']({ event: e.reason, kind: e.kind, name: e.name }, e.message);
-  void stored;
+  ctx.log[e.type === 'Warning' ? 'warn' : e.kind === 'Task' ? 'debug' : 'info']({ event: e.reason, kind: e.kind, name: e.name, ...(count > 1 ? { count } : {}) }, count > 1 ? `${e.message} (x${count})` : e.message);
 }
 
 /** Writes per wave in writeInWaves: 16 txns of 128, issued together so they share one group commit. */

@@ -18,6 +18,7 @@ import type { ServerMetrics } from '../metrics.js';
 import type { AutoscaleController } from '../controllers/autoscaleController.js';
 import type { LogRouter } from '../logs.js';
 import type { WatchCache } from '../watchCache.js';
+import type { AddressRateLimiter } from '../rateLimit.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -37,6 +38,8 @@ export interface HttpDeps {
   caches: Record<string, WatchCache>;
   /** The cluster's PKI: serves HTTPS and authenticates nodes by certificate. */
   pki: ClusterPki;
+  /** Per source address: the join routes and failed authentications. */
+  limiter: AddressRateLimiter;
   /** Usage agents report with their heartbeats (top, charts). */
   usage: UsageStore;
   metrics: ServerMetrics;

@@ -69,7 +69,8 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
       raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
       for (const e of items) raw.write(JSON.stringify({ type: 'ADDED', object: e }) + '\n');
       const unsub = ctx.events.subscribe((e) => {
-        if (matchesEventQuery(e, { ...query, afterId: undefined, limit: undefined })) raw.write(JSON.stringify({ type: 'ADDED', object: eventObject(e) }) + '\n');
+        // A repeat comes again with its count grown: MODIFIED, the same id.
+        if (matchesEventQuery(e, { ...query, afterId: undefined, limit: undefined })) raw.write(JSON.stringify({ type: e.count > 1 ? 'MODIFIED' : 'ADDED', object: eventObject(e) }) + '\n');
       });
       raw.on('close', unsub);
     },
@@ -169,5 +170,5 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
 }
 
 function eventObject(e: StoredEvent) {
-  return { ...e, time: new Date(e.time).toISOString() };
+  return { ...e, time: new Date(e.time).toISOString(), lastTime: new Date(e.lastTime).toISOString() };
 }

@@ -34,6 +34,10 @@ export interface RouteDef<P, Q, B> {
   params?: z.ZodType<P>;
   query?: z.ZodType<Q>;
   body?: z.ZodType<B>;
+  /** A body limit below the API's 16 MiB (routes open to strangers). */
+  bodyLimit?: number;
+  /** Runs after the authorizer, before the body is read (a per-address rate limit). */
+  onRequest?: (req: FastifyRequest) => Promise<void>;
   /** Returns the reply's body, or hijacks the reply (streams) and returns nothing. */
   handler: (req: FastifyRequest, reply: FastifyReply, input: RouteInput<P, Q, B>) => Promise<unknown>;
 }
@@ -67,6 +71,8 @@ export function defineRoute<P = Record<string, never>, Q = Record<string, never>
     method: def.method,
     url: def.url,
     config: { access: def.access },
+    ...(def.bodyLimit !== undefined ? { bodyLimit: def.bodyLimit } : {}),
+    ...(def.onRequest ? { onRequest: def.onRequest } : {}),
     handler: async (req, reply) =>
       def.handler(req, reply, {
         params: parseInput(params, req.params, 'params', 'BATON_ERR_BAD_REQUEST'),

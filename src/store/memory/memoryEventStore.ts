@@ -1,12 +1,13 @@
 /** The in-memory EventStore, for tests and the memory store backend. */
 import { systemClock, type Clock } from '../../base/clock.js';
-import { DEFAULT_EVENT_TTL_MS, DEFAULT_MAX_EVENTS, EventSubscribers, toStoredEvent, type EventStoreOptions } from '../common.js';
+import { DEFAULT_EVENT_SERIES_WINDOW_MS, DEFAULT_EVENT_TTL_MS, DEFAULT_MAX_EVENTS, EventSeries, EventSubscribers, repeat, toStoredEvent, type EventStoreOptions } from '../common.js';
 import { matchesEventQuery, type EventQuery, type EventStore, type NewEvent, type StoredEvent } from '../events.js';
 
 /**
  * MemoryEventStore keeps Events in an array in id order, bounded to
  * `maxEvents` (default 10000; the oldest go first) so an event storm cannot
- * grow the heap, and pruned by TTL like the SQLite one.
+ * grow the heap, and pruned by TTL like the SQLite one. A repeat updates
+ * its series' event in place.
  */
 export class MemoryEventStore implements EventStore {
   readonly ttlMs: number;
@@ -14,12 +15,14 @@ export class MemoryEventStore implements EventStore {
   private readonly clock: Clock;
   private readonly events: StoredEvent[] = [];
   private readonly subscribers = new EventSubscribers();
+  private readonly series: EventSeries;
   private nextId = 1;
 
   constructor(opts: EventStoreOptions = {}) {
     this.ttlMs = opts.ttlMs ?? DEFAULT_EVENT_TTL_MS;
     this.maxEvents = opts.maxEvents ?? DEFAULT_MAX_EVENTS;
     this.clock = opts.clock ?? systemClock;
+    this.series = new EventSeries(opts.seriesWindowMs ?? DEFAULT_EVENT_SERIES_WINDOW_MS, this.maxEvents);
   }
 
   flush(): void {
@@ -27,9 +30,16 @@ export class MemoryEventStore implements EventStore {
   }
 
   record(e: NewEvent): StoredEvent {
-    const stored = toStoredEvent(e, this.nextId++, this.clock.now());
-    this.events.push(stored);
-    if (this.events.length > this.maxEvents) this.events.splice(0, this.events.length - this.maxEvents);
+    const time = e.time ?? this.clock.now();
+    // Trimming drops the lowest ids, so the series' event is still here if its id is not below the first.
+    let stored = this.series.repeatOf(e, time, (s) => s.id >= (this.events[0]?.id ?? Infinity));
+    if (stored) repeat(stored, time);
+    else {
+      stored = toStoredEvent(e, this.nextId++, time);
+      this.events.push(stored);
+      if (this.events.length > this.maxEvents) this.events.splice(0, this.events.length - this.maxEvents);
+    }
+    this.series.seen(stored);
     this.subscribers.emit({ ...stored });
     return { ...stored };
   }
@@ -62,8 +72,9 @@ export class MemoryEventStore implements EventStore {
     const cutoff = now - this.ttlMs;
     const before = this.events.length;
     let kept = 0;
-    for (const e of this.events) if (e.time >= cutoff) this.events[kept++] = e;
+    for (const e of this.events) if (e.lastTime >= cutoff) this.events[kept++] = e;
     this.events.length = kept;
+    this.series.forgetBefore(cutoff);
     return before - kept;
   }
 }

@@ -1,13 +1,15 @@
 /** The SQLite EventStore: Events in their own table of the store's database file. */
 import type Database from 'better-sqlite3';
 import { systemClock, type Clock } from '../../base/clock.js';
-import { DEFAULT_EVENT_TTL_MS, DEFAULT_MAX_EVENTS, EventSubscribers, toStoredEvent, type EventStoreOptions } from '../common.js';
+import { DEFAULT_EVENT_SERIES_WINDOW_MS, DEFAULT_EVENT_TTL_MS, DEFAULT_MAX_EVENTS, EventSeries, EventSubscribers, repeat, toStoredEvent, type EventStoreOptions } from '../common.js';
 import type { EventQuery, EventStore, NewEvent, StoredEvent } from '../events.js';
 import { SqliteStore, migrateSqlite } from './sqliteStore.js';
 
 interface EventRow {
   id: number;
   time: number;
+  last_time: number;
+  count: number;
   type: 'Normal' | 'Warning';
   reason: string;
   message: string;
@@ -20,7 +22,7 @@ interface EventRow {
 }
 
 function toEvent(r: EventRow): StoredEvent {
-  return toStoredEvent({ ...r, uid: r.uid ?? undefined, node: r.node ?? undefined, service: r.service ?? undefined }, r.id, r.time);
+  return { ...toStoredEvent({ ...r, uid: r.uid ?? undefined, node: r.node ?? undefined, service: r.service ?? undefined }, r.id, r.time), lastTime: r.last_time, count: r.count };
 }
 
 /** FILTERS maps each EventQuery filter to its SQL condition (same semantics as matchesEventQuery). */
@@ -46,6 +48,11 @@ const FILTERS = {
  * event already recorded; flush() writes them now (before the connection
  * closes). Give it the SqliteStore (or its Database); it lives as long as
  * that connection.
+ *
+ * A repeat (see EventSeries) changes the event it repeats in memory: if that
+ * row is not written yet it is written with the new count, else an UPDATE
+ * joins the next group commit. The series of the last window are read back
+ * at open, so a restart does not split one.
  */
 export class SqliteEventStore implements EventStore {
   readonly ttlMs: number;
@@ -55,11 +62,15 @@ export class SqliteEventStore implements EventStore {
   private readonly subscribers = new EventSubscribers();
   private readonly listStatements = new Map<string, Database.Statement>();
   private readonly insert: Database.Statement;
+  private readonly update: Database.Statement;
   private readonly trim: Database.Statement;
   private readonly pruneOld: Database.Statement;
   private readonly writePending: () => void;
   /** Recorded, not yet written, in id order. */
   private pending: StoredEvent[] = [];
+  /** Repeated since the last write: each row's new count and last time. */
+  private repeated = new Map<number, StoredEvent>();
+  private readonly series: EventSeries;
   private nextId: number;
 
   constructor(source: SqliteStore | Database.Database, opts: EventStoreOptions = {}) {
@@ -70,33 +81,51 @@ export class SqliteEventStore implements EventStore {
     this.ttlMs = opts.ttlMs ?? DEFAULT_EVENT_TTL_MS;
     this.maxEvents = opts.maxEvents ?? DEFAULT_MAX_EVENTS;
     this.clock = opts.clock ?? systemClock;
+    this.series = new EventSeries(opts.seriesWindowMs ?? DEFAULT_EVENT_SERIES_WINDOW_MS, this.maxEvents);
     this.insert = this.db.prepare(`
-      INSERT INTO events (id, time, type, reason, message, kind, name, uid, source, node, service)
-      VALUES (@id, @time, @type, @reason, @message, @kind, @name, @uid, @source, @node, @service)`);
+      INSERT INTO events (id, time, last_time, count, type, reason, message, kind, name, uid, source, node, service)
+      VALUES (@id, @time, @lastTime, @count, @type, @reason, @message, @kind, @name, @uid, @source, @node, @service)`);
+    this.update = this.db.prepare('UPDATE events SET count = @count, last_time = @lastTime WHERE id = @id');
     // AUTOINCREMENT's high-water mark: an id is never used twice, even after the newest rows were trimmed.
     const seq = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'events'").pluck().get() as number | undefined;
     this.nextId = (seq ?? 0) + 1;
     this.trim = this.db.prepare('DELETE FROM events WHERE id <= ?');
-    this.pruneOld = this.db.prepare('DELETE FROM events WHERE time < ?');
+    this.pruneOld = this.db.prepare('DELETE FROM events WHERE last_time < ?');
     this.writePending = this.db.transaction(() => {
       const batch = this.pending;
+      const repeated = this.repeated;
       this.pending = [];
+      this.repeated = new Map();
       for (const e of batch) this.insert.run({ uid: null, node: null, service: null, ...e });
-      const last = batch.at(-1)!.id;
-      if (last > this.maxEvents) this.trim.run(last - this.maxEvents);
+      // A row inserted just above already has its count; the update is then a no-op.
+      for (const e of repeated.values()) this.update.run({ id: e.id, count: e.count, lastTime: e.lastTime });
+      const last = batch.at(-1)?.id;
+      if (last !== undefined && last > this.maxEvents) this.trim.run(last - this.maxEvents);
     });
+    const since = this.clock.now() - (opts.seriesWindowMs ?? DEFAULT_EVENT_SERIES_WINDOW_MS);
+    const open = this.db.prepare('SELECT * FROM events WHERE last_time >= ? ORDER BY last_time LIMIT ?').all(since, this.maxEvents) as EventRow[];
+    for (const r of open) this.series.seen(toEvent(r));
   }
 
   record(e: NewEvent): StoredEvent {
-    const stored = toStoredEvent(e, this.nextId++, this.clock.now());
-    this.pending.push(stored);
-    if (this.pending.length === 1) setImmediate(() => this.flush());
+    const time = e.time ?? this.clock.now();
+    // Trimming deletes ids up to the newest minus maxEvents, so the series' row is still there above that.
+    let stored = this.series.repeatOf(e, time, (s) => s.id > this.nextId - 1 - this.maxEvents);
+    if (stored) {
+      repeat(stored, time);
+      this.repeated.set(stored.id, stored);
+    } else {
+      stored = toStoredEvent(e, this.nextId++, time);
+      this.pending.push(stored);
+    }
+    this.series.seen(stored);
+    if (this.pending.length + this.repeated.size === 1) setImmediate(() => this.flush());
     this.subscribers.emit({ ...stored });
     return { ...stored };
   }
 
   flush(): void {
-    if (this.pending.length === 0 || !this.db.open) return;
+    if ((this.pending.length === 0 && this.repeated.size === 0) || !this.db.open) return;
     this.writePending();
   }
 
@@ -126,6 +155,7 @@ export class SqliteEventStore implements EventStore {
 
   prune(now: number): number {
     this.flush();
+    this.series.forgetBefore(now - this.ttlMs);
     return this.pruneOld.run(now - this.ttlMs).changes;
   }
 }

@@ -70,6 +70,15 @@ const MIGRATIONS: readonly ((db: Db) => void)[] = [
       CREATE INDEX events_service ON events (service) WHERE service IS NOT NULL;
       CREATE INDEX events_node ON events (node) WHERE node IS NOT NULL;
     `),
+  // Event series: a repeat adds to an event's count and moves its last time; the TTL counts from the last time.
+  (db) =>
+    db.exec(`
+      ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+      ALTER TABLE events ADD COLUMN last_time INTEGER NOT NULL DEFAULT 0;
+      UPDATE events SET last_time = time;
+      DROP INDEX events_time;
+      CREATE INDEX events_last_time ON events (last_time);
+    `),
 ];
 
 /** SQLITE_SCHEMA_VERSION is the `user_version` this build writes and reads. */
