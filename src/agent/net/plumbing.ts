@@ -1,0 +1,173 @@
+/**
+ * Plumbing of task networks, CNI-style, done by the agent itself with
+ * iproute2: one Linux bridge per node (in the agent's own network
+ * namespace) holding the node's task range, and per task a veth pair whose
+ * inner end is `eth0` in the task's namespace (its pause container's) with
+ * the task's address, and whose outer end is a port of the bridge.
+ *
+ * Why not Docker's bridge networks: the namespace a task lives in must be
+ * joined to the node the agent runs on, and in the multi-host test harness
+ * each agent runs in a namespace of its own while every node shares one
+ * engine; a veth made by the agent lands where the agent is. It also keeps
+ * addresses Baton's own (allocated from the cluster's ranges, kept across an
+ * engine restart) and lets one agent plumb containers of any engine.
+ *
+ * Every argument is built here from typed values: interface names are
+ * derived (hex digests), addresses are parsed as IPv4, and `ip` is spawned
+ * with an argument vector, never through a shell.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { isIPv4 } from 'node:net';
+
+const IP = '/usr/sbin/ip';
+const NSENTER = '/usr/bin/nsenter';
+
+export class PlumbingError extends Error {
+  constructor(
+    readonly command: string,
+    readonly stderr: string,
+  ) {
+    super(`${command}: ${stderr.trim() || 'failed'}`);
+  }
+}
+
+function run(cmd: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', (e) => resolve({ code: -1, stdout, stderr: e.message }));
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+async function must(cmd: string, args: readonly string[]): Promise<string> {
+  const r = await run(cmd, args);
+  if (r.code !== 0) throw new PlumbingError(`${cmd.split('/').pop()} ${args.join(' ')}`, r.stderr);
+  return r.stdout;
+}
+
+/** Runs `ip` inside the network namespace of process `pid` (a task's pause container). */
+function inNs(pid: number, args: readonly string[]): Promise<string> {
+  return must(NSENTER, ['-t', String(checkPid(pid)), '-n', IP, ...args]);
+}
+
+function checkPid(pid: number): number {
+  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`not a process id: ${pid}`);
+  return pid;
+}
+
+/** An IPv4 CIDR, parsed: the network address as a number and the prefix length. */
+export interface Cidr {
+  base: number;
+  prefix: number;
+}
+
+export function parseCidr(text: string): Cidr {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text);
+  if (!m || !isIPv4(m[1]!) || Number(m[2]) > 30 || Number(m[2]) < 8) throw new Error(`${text} is not an IPv4 range a.b.c.d/N (N from 8 to 30)`);
+  const prefix = Number(m[2]);
+  const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
+  return { base: (ipToInt(m[1]!) & mask) >>> 0, prefix };
+}
+
+export function ipToInt(ip: string): number {
+  if (!isIPv4(ip)) throw new Error(`not an IPv4 address: ${ip}`);
+  return ip.split('.').reduce((n, o) => ((n << 8) | Number(o)) >>> 0, 0);
+}
+
+export function intToIp(n: number): string {
+  return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+}
+
+export function formatCidr(c: Cidr): string {
+  return `${intToIp(c.base)}/${c.prefix}`;
+}
+
+/** contains: ip lies inside c. */
+export function contains(c: Cidr, ip: string): boolean {
+  const mask = (~0 << (32 - c.prefix)) >>> 0;
+  return ((ipToInt(ip) & mask) >>> 0) === c.base;
+}
+
+/** ifName derives an interface name (at most 15 characters, as the kernel allows) from a prefix and a key. */
+export function ifName(prefix: 'bt' | 'vb', key: string): string {
+  return prefix + createHash('sha256').update(key).digest('hex').slice(0, 12);
+}
+
+export interface BridgeOptions {
+  /** The bridge's name (ifName('bt', cluster + node)). */
+  name: string;
+  /** The node's task range; the bridge takes its first address and is every task's gateway. */
+  range: Cidr;
+}
+
+/** gatewayOf: the first address of a range, the bridge's own. */
+export function gatewayOf(range: Cidr): string {
+  return intToIp(range.base + 1);
+}
+
+/** ensureBridge makes the node's bridge with its gateway address, or finds it made; idempotent. */
+export async function ensureBridge(b: BridgeOptions): Promise<void> {
+  const have = await run(IP, ['-o', 'link', 'show', 'dev', b.name]);
+  if (have.code !== 0) await must(IP, ['link', 'add', 'name', b.name, 'type', 'bridge']);
+  const addr = `${gatewayOf(b.range)}/${b.range.prefix}`;
+  const addrs = await must(IP, ['-o', '-4', 'addr', 'show', 'dev', b.name]);
+  if (!addrs.includes(` ${addr} `)) await must(IP, ['addr', 'replace', addr, 'dev', b.name]);
+  await must(IP, ['link', 'set', 'dev', b.name, 'up']);
+}
+
+export async function deleteBridge(name: string): Promise<void> {
+  await run(IP, ['link', 'del', 'dev', name]);
+}
+
+export interface Attachment {
+  /** The bridge to attach to. */
+  bridge: BridgeOptions;
+  /** The outer end's name (ifName('vb', task uid)). */
+  hostIf: string;
+  /** The process whose network namespace is the task's (its pause container's PID 1). */
+  pid: number;
+  /** The task's address, inside bridge.range. */
+  address: string;
+  /** Ranges the task reaches through its gateway (the cluster's task and service ranges); with egress, a default route too. */
+  routes: Cidr[];
+  egress: boolean;
+}
+
+/**
+ * attach joins a task's namespace to the bridge: the veth pair, the task's
+ * address on eth0, loopback up, and its routes through the gateway. Run
+ * again on a namespace already joined (an agent restart), it only checks;
+ * on a new namespace of the same task (its pause container restarted with
+ * the engine), it plumbs the same address again.
+ */
+export async function attach(a: Attachment): Promise<void> {
+  if (!contains(a.bridge.range, a.address)) throw new Error(`${a.address} is not in the node's range ${formatCidr(a.bridge.range)}`);
+  const inside = await run(NSENTER, ['-t', String(checkPid(a.pid)), '-n', IP, '-o', '-4', 'addr', 'show', 'dev', 'eth0']);
+  if (inside.code === 0 && inside.stdout.includes(` ${a.address}/${a.bridge.range.prefix} `)) return;
+  // A stale outer end (its namespace died with the old pause container) goes first.
+  await run(IP, ['link', 'del', 'dev', a.hostIf]);
+  await must(IP, ['link', 'add', 'name', a.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(a.pid)]);
+  await must(IP, ['link', 'set', 'dev', a.hostIf, 'master', a.bridge.name]);
+  await must(IP, ['link', 'set', 'dev', a.hostIf, 'up']);
+  await inNs(a.pid, ['link', 'set', 'dev', 'lo', 'up']);
+  await inNs(a.pid, ['addr', 'add', `${a.address}/${a.bridge.range.prefix}`, 'dev', 'eth0']);
+  await inNs(a.pid, ['link', 'set', 'dev', 'eth0', 'up']);
+  const gw = gatewayOf(a.bridge.range);
+  if (a.egress) await inNs(a.pid, ['route', 'replace', 'default', 'via', gw, 'dev', 'eth0']);
+  else for (const r of a.routes) if (!(r.base === a.bridge.range.base && r.prefix === a.bridge.range.prefix)) await inNs(a.pid, ['route', 'replace', formatCidr(r), 'via', gw, 'dev', 'eth0']);
+}
+
+/** detach removes a task's outer end (its pair goes with it); nothing to do if it is gone. */
+export async function detach(hostIf: string): Promise<void> {
+  await run(IP, ['link', 'del', 'dev', hostIf]);
+}
+
+/** routesIn lists a namespace's IPv4 routes as `ip route` prints them (tests read it: no default route off the machine). */
+export async function routesIn(pid: number): Promise<string[]> {
+  return (await inNs(pid, ['-4', 'route', 'show'])).split('\n').filter(Boolean);
+}

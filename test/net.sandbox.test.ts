@@ -1,0 +1,97 @@
+/**
+ * Task sandboxes on the real dockerd: the pause image the agent builds
+ * itself, pause containers holding network namespaces, and the agent's own
+ * plumbing (a bridge, veth pairs, addresses from a range this test owns).
+ * Two unmodified servers listening on the same port run side by side, each
+ * at its own address; a task's namespace has no route off the machine.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import Docker from 'dockerode';
+import { PAUSE_IMAGE, pauseExecutable } from '../src/agent/net/pauseImage.js';
+import { ensurePauseImage, ensureSandbox, removeSandbox, type Sandbox } from '../src/agent/docker/sandbox.js';
+import { attach, deleteBridge, detach, ensureBridge, ifName, parseCidr, routesIn, type BridgeOptions } from '../src/agent/net/plumbing.js';
+import { getOnce, TEST_IMAGE } from './helpers/proc.js';
+
+const docker = new Docker({ socketPath: '/var/run/docker.sock' });
+const RUN = randomBytes(4).toString('hex');
+const LABELS = { 'baton.test': `sandbox-${RUN}` };
+/** A range of this test's own: the bridge (the tasks' gateway) and the tasks' addresses, all on this machine. */
+const RANGE = parseCidr('10.250.77.0/24');
+const CLUSTER = parseCidr('10.250.0.0/16');
+
+describe('task sandboxes (real dockerd, real namespaces)', () => {
+  const bridge: BridgeOptions = { name: ifName('bt', `test-${RUN}`), range: RANGE };
+  const sandboxes: Sandbox[] = [];
+
+  beforeAll(async () => {
+    await ensurePauseImage(docker);
+    await ensureBridge(bridge);
+  });
+
+  afterAll(async () => {
+    const mine = await docker.listContainers({ all: true, filters: { label: [`baton.test=sandbox-${RUN}`] } });
+    for (const c of mine) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
+    for (const i of [0, 1]) await detach(ifName('vb', `${RUN}-${i}`));
+    await deleteBridge(bridge.name);
+  });
+
+  it('builds a pause image of one static executable that blocks', async () => {
+    expect(pauseExecutable()!.length).toBeLessThan(200);
+    const img = await docker.getImage(PAUSE_IMAGE).inspect();
+    expect(img.Config.Cmd).toEqual(['/pause']);
+    expect(img.Size).toBeLessThan(1024);
+  });
+
+  it('runs two servers on port 80 side by side, each in its own namespace at its own address', async () => {
+    for (const i of [0, 1]) {
+      const sb = await ensureSandbox(docker, `baton-test-${RUN}-${i}`, LABELS);
+      sandboxes.push(sb);
+      await attach({ bridge, hostIf: ifName('vb', `${RUN}-${i}`), pid: sb.pid, address: `10.250.77.${10 + i}`, routes: [CLUSTER], egress: false });
+      const app = await docker.createContainer({
+        name: `baton-test-${RUN}-${i}`,
+        Image: TEST_IMAGE,
+        Cmd: ['sh', '-c', `echo task-${i} > /tmp/index.html; exec httpd -f -p 80 -h /tmp`],
+        Labels: LABELS,
+        HostConfig: { NetworkMode: `container:${sb.id}` },
+      });
+      await app.start();
+    }
+    for (const i of [0, 1]) {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const body = await getOnce(`http://10.250.77.${10 + i}:80/`).catch((e: Error) => e);
+        if (body === `task-${i}\n`) break;
+        if (Date.now() > deadline) throw new Error(`task ${i} never answered: ${String(body)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  });
+
+  it('leaves a task no route off the machine: only the cluster range, through the gateway', async () => {
+    const routes = await routesIn(sandboxes[0]!.pid);
+    expect(routes.some((r) => r.startsWith('default'))).toBe(false);
+    expect(routes).toEqual(expect.arrayContaining([expect.stringMatching(/^10\.250\.0\.0\/16 via 10\.250\.77\.1 dev eth0/), expect.stringMatching(/^10\.250\.77\.0\/24 dev eth0/)]));
+  });
+
+  it('keeps the address when a container restarts in place, and plumbing again is a no-op', async () => {
+    await docker.getContainer(`baton-test-${RUN}-1`).restart({ t: 0 });
+    await attach({ bridge, hostIf: ifName('vb', `${RUN}-1`), pid: sandboxes[1]!.pid, address: '10.250.77.11', routes: [CLUSTER], egress: false });
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const body = await getOnce('http://10.250.77.11:80/').catch((e: Error) => e);
+      if (body === 'task-1\n') break;
+      if (Date.now() > deadline) throw new Error(`task 1 never answered after its restart: ${String(body)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await ensureSandbox(docker, `baton-test-${RUN}-1`, LABELS)).pid).toBe(sandboxes[1]!.pid);
+  });
+
+  it('removes a sandbox and its namespace', async () => {
+    await docker.getContainer(`baton-test-${RUN}-0`).remove({ force: true });
+    await removeSandbox(docker, `baton-test-${RUN}-0`);
+    await removeSandbox(docker, `baton-test-${RUN}-0`);
+    await expect(docker.getContainer(`baton-test-${RUN}-0.pause`).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    await expect(getOnce('http://10.250.77.10:80/', 1000)).rejects.toBeTruthy();
+  });
+});
