@@ -1,0 +1,58 @@
+/**
+ * AgentOptions: how `baton agent` (and `baton up`'s agent, and `baton sim`'s
+ * simulated nodes) configure a node agent. Each part of the agent takes the
+ * options it reads (a Pick of these).
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../base/clock.js';
+import type { Driver } from './driver.js';
+
+export interface AgentOptions {
+  /** The server to join (https://HOST:PORT); optional once this node has joined (its data dir knows). */
+  server?: string;
+  /** The join token; needed only for the first join (or after the certificate expired). */
+  joinToken?: string;
+  name?: string;
+  address: string;
+  dataDir: string;
+  driver: Driver;
+  cpus?: number;
+  memoryBytes?: number;
+  labels?: Record<string, string>;
+  portRange: [number, number];
+  /** Loopback range for this node's service VIPs (default: from the address). */
+  vipRange?: string;
+  /** Run the routing mesh (default true; simulated nodes run none). */
+  mesh?: boolean;
+  /** Let the mesh route plain round-robin services in the kernel (nftables), when it can (default true). */
+  meshKernel?: boolean;
+  pull: 'never' | 'missing' | 'always';
+  clock?: Clock;
+  logger?: Logger;
+  logLevel?: string;
+  /** How often pending status changes are sent. */
+  statusFlushMs?: number;
+  startConcurrency?: number;
+  /** Re-check every task this often even without events (safety net). */
+  resyncIntervalMs?: number;
+  /** A task that stayed ready at least this long resets its crash backoff (default 60 s). */
+  backoffResetMs?: number;
+  /** Health checks and readiness probes running at once on this node (default 16). */
+  maxProbesInFlight?: number;
+  /** A task with ports told to stop waits at most this long for the mesh to stop routing to it (default 2 s). */
+  deregisterMs?: number;
+  /** Asked heartbeat interval; the server may stretch it when the cluster is large. */
+  heartbeatMs?: number;
+  /** How often the certificate's age is checked for renewal. */
+  certCheckMs?: number;
+  /** The agent's HTTPS port on its address (logs and metrics for the server; default 7950); null: no listener (simulated nodes). */
+  listenPort?: number | null;
+  /** Log retention on this node: total bytes (default 100 MiB) and age (default 24 h). */
+  logMaxBytes?: number;
+  logMaxAgeMs?: number;
+  /** How often running tasks' CPU and memory are sampled (default 2 s). */
+  statsIntervalMs?: number;
+  /** Called when the cluster no longer accepts this node (revoked): the process should exit. */
+  onFatal?: (err: Error) => void;
+}
+

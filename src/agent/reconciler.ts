@@ -1,0 +1,288 @@
+/**
+ * TaskReconciler converges one task at a time to what the server wants,
+ * level-triggered (any event about a task, or a resync, re-runs it):
+ * create or adopt its container with host ports from this node's range,
+ * restart it in place by its restart policy with a crash backoff, report
+ * running and ready from its health checks, stop it gracefully (after its
+ * endpoint is gone from the mesh) when told, and remove what nothing wants.
+ */
+import type { Logger } from 'pino';
+import type { Task } from '../api/types.js';
+import { hasProbe, isTerminal, restartDelay } from '../api/types.js';
+import type { Clock } from '../base/clock.js';
+import type { WorkQueue } from '../base/workqueue.js';
+import { DriverError, type TaskHandle, type TaskInspect } from './driver.js';
+import type { AgentOptions } from './options.js';
+import type { HealthMonitor, HealthVerdict } from './health.js';
+import type { LogCollector } from './logs.js';
+import type { Mesh } from './mesh.js';
+import type { PortAllocator } from './ports.js';
+import { LABEL_CLUSTER, LABEL_NODE, LABEL_NODE_NAME, LABEL_PORTS, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, LABEL_TASK_UID, type AgentState, type TaskLocal } from './state.js';
+import type { StatusReporter } from './status.js';
+
+/** After its endpoint is gone here, a stopping task keeps running this long more, for the other nodes' meshes to follow. */
+const DEREGISTER_SETTLE_MS = 250;
+
+export type ReconcilerOptions = Pick<AgentOptions, 'address' | 'driver' | 'pull' | 'backoffResetMs' | 'deregisterMs'>;
+
+export interface ReconcilerDeps {
+  state: AgentState;
+  status: StatusReporter;
+  health: HealthMonitor;
+  ports: PortAllocator;
+  queue: WorkQueue;
+  clock: Clock;
+  log: Logger;
+  mesh: () => Mesh | undefined;
+  collector: () => LogCollector | undefined;
+}
+
+export class TaskReconciler {
+  constructor(
+    private readonly opts: ReconcilerOptions,
+    private readonly deps: ReconcilerDeps,
+  ) {}
+
+  async reconcile(name: string): Promise<void> {
+    const task = this.deps.state.task(name);
+    let local = this.deps.state.locals.get(name);
+    const driver = this.opts.driver;
+
+    if (!task) {
+      // Deleted on the server (history trimmed or service removed). Only act after a sync.
+      if (!this.deps.state.informer?.synced || !local) return;
+      this.deps.health.unwatch(name);
+      if (local.handle) {
+        const insp = await driver.inspect(local.handle);
+        if (insp.state === 'running') await driver.stop(local.handle, 10_000);
+        // Its last lines reach the log store before the container goes.
+        await this.deps.collector()?.drain(name);
+        await driver.destroy(local.handle);
+      }
+      this.deps.ports.release((local.ports ?? []).map((p) => p.hostPort));
+      this.deps.state.locals.delete(name);
+      return;
+    }
+    if (!local) {
+      local = { crashes: 0, restarts: [], restartCount: task.status.restartCount ?? 0 };
+      if (task.status.handle) {
+        try {
+          local.handle = JSON.parse(task.status.handle) as TaskHandle;
+          local.ports = task.status.ports;
+        } catch {
+          /* unreadable handle: treat as absent */
+        }
+      }
+      this.deps.state.locals.set(name, local);
+    }
+    if (!this.deps.state.engineOk) {
+      throw new Error('container engine unreachable');
+    }
+
+    const insp = local.handle ? await driver.inspect(local.handle) : undefined;
+    const exists = insp && insp.state !== 'missing';
+
+    if (task.spec.desiredState !== 'running') {
+      this.deps.health.unwatch(name);
+      if (exists && insp!.state === 'running') {
+        // Deregister before the stop signal: wait until the routing mesh no longer sends it new connections
+        // (its endpoint is gone, and a moment for every node to follow), at most deregisterMs.
+        const wait = this.deregisterWait(task, local);
+        if (wait > 0) {
+          this.deps.queue.addAfter(name, wait);
+          return;
+        }
+        await driver.stop(local.handle!, task.spec.container.stopGracePeriodMs, task.spec.container.stopSignal);
+        const after = await driver.inspect(local.handle!);
+        this.deps.status.report(task, local, 'shutdown', 'stopped', { exitCode: after.exitCode, finishedAt: after.finishedAt });
+      } else if (!isTerminal(task.status.state) || (local.status && !isTerminal(local.status.state))) {
+        this.deps.status.report(task, local, 'shutdown', exists ? 'stopped' : 'never started', exists ? { exitCode: insp!.exitCode, finishedAt: insp!.finishedAt } : {});
+      }
+      return;
+    }
+
+    // Copy the output of the container's current run (also of one that already exited) into this node's log store.
+    if (exists) this.deps.collector()?.collect(name, task.spec.serviceName, local.handle!, `${local.handle!.id}@${insp!.startedAt ?? ''}`);
+
+    // Desired running.
+    if (exists && insp!.state === 'running') {
+      await this.running(task, local, insp!);
+      return;
+    }
+    if (isTerminal(task.status.state) && local.status && isTerminal(local.status.state)) return;
+
+    if (exists && insp!.state === 'exited') {
+      const code = insp!.exitCode ?? -1;
+      const policy = task.spec.restartPolicy;
+      const why = local.unhealthy !== undefined ? `unhealthy (${local.unhealthy})` : `exited with code ${code}`;
+      if (local.restartAt === undefined) {
+        // A new exit: decide whether and when to restart.
+        const now = this.deps.clock.now();
+        const ended = insp!.finishedAt ? Date.parse(insp!.finishedAt) : now;
+        if (local.readySince !== undefined && ended - local.readySince >= (this.opts.backoffResetMs ?? 60_000)) local.crashes = 0;
+        local.readySince = undefined;
+        local.startedAt = undefined;
+        const failed = code !== 0 || local.unhealthy !== undefined;
+        const wants = policy.condition === 'any' || (policy.condition === 'on-failure' && failed);
+        local.restarts = local.restarts.filter((t) => !policy.windowMs || now - t < policy.windowMs);
+        const exit = { exitCode: code, finishedAt: insp!.finishedAt };
+        if (!wants) {
+          local.unhealthy = undefined;
+          this.deps.status.report(task, local, failed ? 'failed' : 'complete', why, { ...exit, ...(failed ? { error: insp!.error || `${why}${insp!.oomKilled ? ' (out of memory)' : ''}` } : {}) });
+          return;
+        }
+        if (policy.maxAttempts > 0 && local.restarts.length >= policy.maxAttempts) {
+          // Past its attempts on this node: the task fails and its service places a new one, elsewhere if it can.
+          local.unhealthy = undefined;
+          this.deps.status.report(task, local, 'failed', `restart limit reached (${policy.maxAttempts})`, { ...exit, error: `${why}; gave up after ${policy.maxAttempts} restarts on ${this.deps.state.name}` });
+          return;
+        }
+        local.crashes++;
+        const delay = restartDelay(policy, local.crashes);
+        local.restartAt = now + delay;
+        this.deps.status.report(
+          task,
+          local,
+          'starting',
+          delay > 0 ? `${why}; restarting in ${Math.round(delay / 100) / 10}s` : `${why}; restarting`,
+          { ...exit, ...(delay > 0 ? { nextRestartAt: new Date(local.restartAt).toISOString() } : {}) },
+        );
+      }
+      const wait = local.restartAt - this.deps.clock.now();
+      if (wait > 0) {
+        this.deps.queue.addAfter(name, wait);
+        return;
+      }
+      local.restartAt = undefined;
+      local.unhealthy = undefined;
+      local.restarts.push(this.deps.clock.now());
+      local.restartCount++;
+    }
+
+    // Create (first time) or start in place (restart).
+    const targets = [...task.spec.ports.map((p) => p.target), ...task.spec.expose.filter((e) => !task.spec.ports.some((p) => p.target === e))];
+    // A new container gets host ports for every target; ports recorded without all targets (an older status) are replaced.
+    if (!exists && (!local.ports || !targets.every((t) => local!.ports!.some((p) => p.target === t)))) {
+      if (local.ports) this.deps.ports.release(local.ports.map((p) => p.hostPort));
+      // Host-mode published ports are bound as published, on this node only; every other target gets a port from the range.
+      const fixed = new Map(task.spec.ports.filter((p) => p.mode === 'host' && p.published !== undefined).map((p) => [p.target, p.published!]));
+      try {
+        await this.deps.ports.claim([...fixed.values()]);
+      } catch (e) {
+        local.ports = [];
+        this.deps.status.report(task, local, 'rejected', 'could not start', { error: (e as Error).message });
+        return;
+      }
+      const host = await this.deps.ports.allocate(targets.filter((t) => !fixed.has(t)).length);
+      let next = 0;
+      local.ports = targets.map((target) => {
+        const published = task.spec.ports.find((p) => p.target === target)?.published;
+        return { target, hostPort: fixed.get(target) ?? host[next++]!, ...(published ? { published } : {}) };
+      });
+    }
+    this.deps.status.report(task, local, exists ? 'starting' : 'preparing', exists ? 'restarting in place' : 'creating container');
+    const mesh = this.deps.mesh();
+    const env: Record<string, string> = { BATON_HOST_IP: this.opts.address, BATON_TASK: task.metadata.name, BATON_SERVICE: task.spec.serviceName, BATON_SLOT: String(task.spec.slot) };
+    for (const p of local.ports ?? []) env[`BATON_PORT_${p.target}`] = String(p.hostPort);
+    if (local.ports?.length) env.PORT = String(local.ports[0]!.hostPort);
+    try {
+      local.handle = await driver.start({
+        taskName: task.metadata.name,
+        taskUid: task.metadata.uid,
+        serviceName: task.spec.serviceName,
+        slot: task.spec.slot,
+        // Service names resolve to this node's VIPs, where the mesh listens (Swarm's service DNS, for unmodified images).
+        spec: mesh ? { ...task.spec.container, extraHosts: [...task.spec.container.extraHosts, ...(await mesh.hostsWhenSynced(task.metadata.labels['baton.stack'] ?? ''))] } : task.spec.container,
+        resources: task.spec.resources,
+        env,
+        labels: {
+          [LABEL_CLUSTER]: this.deps.state.clusterId,
+          [LABEL_NODE]: this.deps.state.nodeUid,
+          [LABEL_NODE_NAME]: this.deps.state.name,
+          [LABEL_TASK]: task.metadata.name,
+          [LABEL_TASK_UID]: task.metadata.uid,
+          [LABEL_SERVICE]: task.spec.serviceName,
+          [LABEL_SLOT]: String(task.spec.slot),
+          [LABEL_PORTS]: JSON.stringify(local.ports ?? []),
+        },
+        pullPolicy: task.spec.container.pullPolicy ?? this.opts.pull,
+      });
+    } catch (e) {
+      if (e instanceof DriverError && e.reason === 'engine_unavailable') throw e;
+      const msg = (e as Error).message;
+      this.deps.ports.release((local.ports ?? []).map((p) => p.hostPort));
+      local.ports = [];
+      this.deps.status.report(task, local, 'rejected', 'could not start', { error: msg });
+      return;
+    }
+    const after = await driver.inspect(local.handle);
+    this.deps.collector()?.collect(name, task.spec.serviceName, local.handle, `${local.handle.id}@${after.startedAt ?? ''}`);
+    local.startedAt = after.startedAt ? Date.parse(after.startedAt) : this.deps.clock.now();
+    if (after.state === 'running') await this.running(task, local, after);
+    else this.deps.queue.add(name); // it already exited: handle the exit
+  }
+
+  /**
+   * running reports a running container: its health and readiness verdicts,
+   * and readyAt at once when it has no probe (one status write, not two),
+   * or stops it when its health check fails.
+   */
+  private async running(task: Task, local: TaskLocal, insp: TaskInspect): Promise<void> {
+    const name = task.metadata.name;
+    const driver = this.opts.driver;
+    if (local.startedAt === undefined) local.startedAt = insp.startedAt ? Date.parse(insp.startedAt) : this.deps.clock.now();
+    const c = task.spec.container;
+    const live = hasProbe(c.healthcheck) ? c.healthcheck : undefined;
+    const ready = hasProbe(c.readiness) ? c.readiness : undefined;
+    let v: HealthVerdict = {};
+    if (live || ready) {
+      this.deps.health.watch(name, `${local.handle!.id}@${insp.startedAt ?? ''}`, { live, ready }, { handle: local.handle!, image: c.image, address: this.opts.address, ports: local.ports ?? [] });
+      v = this.deps.health.verdict(name);
+    } else this.deps.health.unwatch(name);
+    if (v.healthy === false) {
+      // Unhealthy: stop it, and its restart policy takes over, as in Swarm.
+      local.unhealthy = v.output ?? 'health check failed';
+      this.deps.health.unwatch(name);
+      this.deps.log.info({ task: name, why: local.unhealthy }, 'task failed its health check; stopping it');
+      await driver.stop(local.handle!, c.stopGracePeriodMs, c.stopSignal);
+      this.deps.queue.add(name);
+      return;
+    }
+    const isReady = (!live || v.healthy === true) && (!ready || v.ready === true);
+    if (!isReady) local.readySince = undefined;
+    else local.readySince ??= this.deps.clock.now();
+    const message = isReady
+      ? 'started'
+      : v.ready === false
+        ? `not ready: ${v.output ?? 'readiness probe failing'}`
+        : `started; waiting for the ${live && v.healthy === undefined ? 'health check' : 'readiness probe'}`;
+    this.deps.status.report(task, local, 'running', message, {
+      startedAt: insp.startedAt,
+      ...(isReady ? { readyAt: new Date(local.readySince!).toISOString() } : {}),
+      ...(v.healthy !== undefined ? { healthy: v.healthy } : {}),
+      ...(v.ready !== undefined ? { ready: v.ready } : {}),
+    });
+  }
+
+  /**
+   * deregisterWait is how long a task told to stop should keep running so that
+   * no node's mesh picks it for a new connection as it stops (Kubernetes leaves
+   * this race to a preStop sleep): until its endpoint has been gone for
+   * DEREGISTER_SETTLE_MS here, at most deregisterMs (2 s) in all.
+   */
+  private deregisterWait(task: Task, local: TaskLocal): number {
+    // Never ready here means never an endpoint: nothing to wait for.
+    const mesh = this.deps.mesh();
+    if (!mesh || (task.spec.ports.length === 0 && task.spec.expose.length === 0) || local.readySince === undefined) return 0;
+    const now = this.deps.clock.now();
+    local.stopAskedAt ??= now;
+    const deadline = local.stopAskedAt + (this.opts.deregisterMs ?? 2000);
+    if (now >= deadline) return 0;
+    if (mesh.routesTo(task.spec.serviceName, task.metadata.name)) {
+      local.deregisteredAt = undefined;
+      return Math.min(50, deadline - now);
+    }
+    local.deregisteredAt ??= now;
+    return Math.max(0, Math.min(local.deregisteredAt + DEREGISTER_SETTLE_MS, deadline) - now);
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * NodeSession is the node's standing with the server once joined: it
+ * registers the node (capacity, address, platform, engine), heartbeats on the
+ * interval the server asks for (carrying the engine's state, named volumes
+ * and usage), and registers again when the server has forgotten the node.
+ */
+import { hostname as osHostname, cpus as osCpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { ApiClient } from '../api/client.js';
+import { backoffDelay } from '../base/backoff.js';
+import { sleep } from '../base/clock.js';
+import { BatonError } from '../base/errors.js';
+import { VERSION } from '../base/version.js';
+import type { AgentOptions } from './options.js';
+import type { EngineWatch } from './engineWatch.js';
+import type { AgentState } from './state.js';
+import type { StatusReporter } from './status.js';
+import type { UsageReport } from './usage.js';
+
+export type SessionOptions = Pick<AgentOptions, 'address' | 'dataDir' | 'driver' | 'cpus' | 'memoryBytes' | 'labels' | 'portRange' | 'heartbeatMs'>;
+
+export interface SessionDeps {
+  state: AgentState;
+  client: () => ApiClient;
+  engine: EngineWatch;
+  status: StatusReporter;
+  log: Logger;
+  signal: AbortSignal;
+  /** The agent's HTTPS port, when it runs its listener. */
+  agentPort: () => number | undefined;
+  /** What the next heartbeat carries about usage (none for simulated nodes). */
+  usage?: () => Promise<UsageReport>;
+  /** A refusal that may mean this node was removed. */
+  onAuthError: (e: unknown) => void;
+}
+
+export class NodeSession {
+  heartbeatMs: number;
+
+  constructor(
+    private readonly opts: SessionOptions,
+    private readonly deps: SessionDeps,
+  ) {
+    this.heartbeatMs = opts.heartbeatMs ?? 2000;
+  }
+
+  private nodeFile(): string {
+    return join(this.opts.dataDir, 'node.json');
+  }
+
+  /** register registers (or re-registers) the node, retrying while the server is away; a refusal is final. */
+  async register(): Promise<void> {
+    const { opts, deps } = this;
+    const { state } = deps;
+    const info = await opts.driver.ping();
+    let failures = 0;
+    while (!deps.signal.aborted) {
+      try {
+        const port = deps.agentPort();
+        const res = await deps.client().call<{ node: { metadata: { uid: string } }; clusterId: string; heartbeatIntervalMs: number; statusFlushMs?: number }>('POST', '/api/v1/nodes/register', {
+          name: state.name,
+          address: opts.address,
+          hostname: osHostname(),
+          agentVersion: VERSION,
+          labels: opts.labels ?? {},
+          capacity: { cpus: opts.cpus ?? info.cpus ?? osCpus().length, memoryBytes: opts.memoryBytes ?? info.memoryBytes ?? totalmem() },
+          portRange: opts.portRange,
+          heartbeatMs: opts.heartbeatMs,
+          ...(port !== undefined ? { agentPort: port } : {}),
+          platform: { os: process.platform, arch: ({ x64: 'x86_64', arm64: 'aarch64', arm: 'armv7l', ia32: 'i386' } as Record<string, string>)[process.arch] ?? process.arch },
+          engine: { ok: info.ok, version: info.version, error: info.error },
+        });
+        const known = existsSync(this.nodeFile()) ? JSON.parse(readFileSync(this.nodeFile(), 'utf8')) : undefined;
+        if (known && known.clusterId && known.clusterId !== res.clusterId) {
+          throw new BatonError('BATON_ERR_CONFLICT', `data directory ${opts.dataDir} belongs to cluster ${known.clusterId}, but the server is cluster ${res.clusterId}; use another --data-dir`);
+        }
+        state.nodeUid = res.node.metadata.uid;
+        state.clusterId = res.clusterId;
+        this.heartbeatMs = res.heartbeatIntervalMs;
+        deps.status.advise(res.statusFlushMs);
+        writeFileSync(this.nodeFile(), JSON.stringify({ name: state.name, uid: state.nodeUid, clusterId: state.clusterId }) + '\n');
+        return;
+      } catch (e) {
+        const err = e as BatonError;
+        // A refusal (revoked, incompatible version, wrong cluster) will not fix itself.
+        if (err.code && err.code !== 'BATON_ERR_UNAVAILABLE' && err.code !== 'BATON_ERR_INTERNAL') throw err;
+        failures++;
+        if (failures === 1 || failures % 10 === 0) deps.log.warn({ err: err.message }, 'cannot register with the server yet; retrying');
+        await sleep(backoffDelay({ initialMs: 200, maxMs: 5000 }, failures), deps.signal);
+      }
+    }
+  }
+
+  /** heartbeatLoop reports liveness and the last known engine state; it never waits on the engine. */
+  async heartbeatLoop(): Promise<void> {
+    const { deps } = this;
+    while (!deps.signal.aborted) {
+      await sleep(this.heartbeatMs, deps.signal);
+      if (deps.signal.aborted) return;
+      try {
+        const { engine } = deps;
+        const r = await deps.client().call<{ heartbeatIntervalMs?: number; statusFlushMs?: number }>('POST', `/api/v1/nodes/${encodeURIComponent(deps.state.name)}/heartbeat`, {
+          engine: { ok: deps.state.engineOk, version: engine.version, error: engine.error },
+          intervalMs: this.heartbeatMs,
+          ...(engine.volumes ? { volumes: engine.volumes } : {}),
+          ...(deps.usage ? { usage: await deps.usage() } : {}),
+        });
+        // The server stretches the interval as the cluster grows (a bounded beat rate).
+        if (r.heartbeatIntervalMs && r.heartbeatIntervalMs > 0) this.heartbeatMs = Math.max(this.opts.heartbeatMs ?? 0, r.heartbeatIntervalMs);
+        deps.status.advise(r.statusFlushMs);
+      } catch (e) {
+        const err = e as BatonError;
+        deps.onAuthError(err);
+        if (err.code === 'BATON_ERR_NOT_FOUND') {
+          await this.register().catch((x) => {
+            deps.onAuthError(x);
+            deps.log.warn({ err: String(x) }, 're-register failed');
+          });
+        } else deps.log.debug({ err: err.message }, 'heartbeat failed');
+      }
+    }
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * What the agent's parts share about this node and its tasks: who the node
+ * is (name, uid, cluster), whether the engine answers, the tasks the server
+ * assigned (the informer's cache), and what the agent holds for each task
+ * (TaskLocal). Each part owns the fields it writes; this is where they meet.
+ */
+import type { Informer } from '../api/informer.js';
+import type { Task, TaskPortBinding, TaskStatus } from '../api/types.js';
+import type { TaskHandle } from './driver.js';
+
+export const LABEL_CLUSTER = 'baton.cluster';
+export const LABEL_NODE = 'baton.node';
+export const LABEL_NODE_NAME = 'baton.node.name';
+export const LABEL_TASK = 'baton.task';
+export const LABEL_TASK_UID = 'baton.task.uid';
+export const LABEL_SERVICE = 'baton.service';
+export const LABEL_SLOT = 'baton.slot';
+export const LABEL_PORTS = 'baton.ports';
+
+/** TaskLocal is what the agent knows of one task beyond its object: its container, ports, crash history and last report. */
+export interface TaskLocal {
+  handle?: TaskHandle;
+  ports?: TaskPortBinding[];
+  /** Consecutive crashes since the last long-enough run. */
+  crashes: number;
+  /** Restart times within the policy window. */
+  restarts: number[];
+  restartCount: number;
+  restartAt?: number;
+  startedAt?: number;
+  /** Since when the task has been ready (running, its probes passing). */
+  readySince?: number;
+  /** Set when the agent stopped the task for failing its health check: why, for the restart's message. */
+  unhealthy?: string;
+  /** When the task was first seen told to stop, and when its endpoint was first seen gone (deregistration). */
+  stopAskedAt?: number;
+  deregisteredAt?: number;
+  /** The last status we produced (reported or buffered). */
+  status?: TaskStatus;
+}
+
+export class AgentState {
+  /** Every task this agent holds something for (a container, ports, a report), by name. */
+  readonly locals = new Map<string, TaskLocal>();
+  /** The node object's uid and the cluster's id, once registered (the cluster's from the credentials before). */
+  nodeUid = '';
+  clusterId = '';
+  /** Whether the container engine answered its last ping. */
+  engineOk = false;
+  /** This node's tasks as the server has them (a filtered watch). */
+  informer?: Informer;
+
+  constructor(readonly name: string) {}
+
+  task(name: string): Task | undefined {
+    return this.informer?.objects.get(name) as Task | undefined;
+  }
+
+  /** taskNames: every task the server assigns here or the agent still holds. */
+  taskNames(): Set<string> {
+    return new Set([...(this.informer?.objects.keys() ?? []), ...this.locals.keys()]);
+  }
+
+  /**
+   * labelsFilter scopes everything the agent touches on the engine to this
+   * cluster and this node: another cluster's agent on the same host with the
+   * same node name (a second `baton up`, a test cluster) never adopts, sweeps
+   * or reacts to these containers, nor these agents to its.
+   */
+  labelsFilter(): Record<string, string> {
+    return { [LABEL_CLUSTER]: this.clusterId, [LABEL_NODE_NAME]: this.name };
+  }
+}
+
+export function parsePorts(s: string | undefined): TaskPortBinding[] {
+  if (!s) return [];
+  try {
+    const v = JSON.parse(s);
+    return Array.isArray(v) ? v : [];
+  } catch {
+    return [];
+  }
+}
