@@ -11,7 +11,8 @@ import Docker from 'dockerode';
 import { PAUSE_IMAGE, pauseExecutable } from '../src/agent/net/pauseImage.js';
 import { ensurePauseImage, ensureSandbox, removeSandbox, type Sandbox } from '../src/agent/docker/sandbox.js';
 import { attach, deleteBridge, detach, ensureBridge, ifName, parseCidr, routesIn, type BridgeOptions } from '../src/agent/net/plumbing.js';
-import { getOnce, TEST_IMAGE } from './helpers/proc.js';
+import { NetTable, netTableName, rulesetText } from '../src/agent/net/netTable.js';
+import { freePort, getOnce, TEST_IMAGE } from './helpers/proc.js';
 
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
 const RUN = randomBytes(4).toString('hex');
@@ -23,6 +24,7 @@ const CLUSTER = parseCidr('10.250.0.0/16');
 describe('task sandboxes (real dockerd, real namespaces)', () => {
   const bridge: BridgeOptions = { name: ifName('bt', `test-${RUN}`), range: RANGE };
   const sandboxes: Sandbox[] = [];
+  const table = new NetTable(netTableName(`test${RUN}`, 'sandbox'));
 
   beforeAll(async () => {
     await ensurePauseImage(docker);
@@ -32,6 +34,7 @@ describe('task sandboxes (real dockerd, real namespaces)', () => {
   afterAll(async () => {
     const mine = await docker.listContainers({ all: true, filters: { label: [`baton.test=sandbox-${RUN}`] } });
     for (const c of mine) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
+    await table.close();
     for (const i of [0, 1]) await detach(ifName('vb', `${RUN}-${i}`));
     await deleteBridge(bridge.name);
   });
@@ -85,6 +88,27 @@ describe('task sandboxes (real dockerd, real namespaces)', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect((await ensureSandbox(docker, `baton-test-${RUN}-1`, LABELS)).pid).toBe(sandboxes[1]!.pid);
+  });
+
+  it('maps a port of the node into a task, also for a loopback client (route_localnet, masqueraded, guarded)', async () => {
+    const port = await freePort();
+    await table.sync({ bridges: [bridge], mappings: [{ address: '127.0.0.1', port, protocol: 'tcp', to: '10.250.77.11', toPort: 80 }] });
+    expect(await getOnce(`http://127.0.0.1:${port}/`)).toBe('task-1\n');
+    // The same spec again changes nothing; another mapping replaces the table whole.
+    await table.sync({ bridges: [bridge], mappings: [{ address: '127.0.0.1', port, protocol: 'tcp', to: '10.250.77.11', toPort: 80 }] });
+    await table.sync({ bridges: [bridge], mappings: [] });
+    await expect(getOnce(`http://127.0.0.1:${port}/`, 1000)).rejects.toBeTruthy();
+  });
+
+  it('renders rules only from checked values', () => {
+    const ok = { bridges: [bridge], mappings: [{ address: '127.0.0.1', port: 8080, protocol: 'tcp' as const, to: '10.250.77.11', toPort: 80 }] };
+    const text = rulesetText('t', ok);
+    expect(text).toMatch(/ip daddr 127\.0\.0\.1 tcp dport 8080 dnat to 10\.250\.77\.11:80/);
+    expect(text).toMatch(new RegExp(`iifname "${bridge.name}" ip daddr 127\\.0\\.0\\.0/8 drop`));
+    expect(() => rulesetText('t', { ...ok, mappings: [{ ...ok.mappings[0]!, to: '10.0.0.1; flush ruleset' }] })).toThrow(/mappings\[0\]\.to must be an IPv4 address/);
+    expect(() => rulesetText('t', { ...ok, mappings: [{ ...ok.mappings[0]!, port: 80.5 }] })).toThrow(/mappings\[0\]\.port must be a port/);
+    expect(() => rulesetText('t', { ...ok, bridges: [{ ...bridge, name: 'eth0" accept' }] })).toThrow(/not a bridge/);
+    expect(() => rulesetText('t; flush ruleset', ok)).toThrow(/not a table name/);
   });
 
   it('removes a sandbox and its namespace', async () => {
