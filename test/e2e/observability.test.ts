@@ -22,7 +22,9 @@ const expected = Array.from({ length: LINES }, (_, i) => `line ${i} ${PAD}`);
 type Family = { name: string; type: string; metrics: { value?: string; labels?: Record<string, string>; buckets?: Record<string, string> }[] };
 
 describe('observability', () => {
-  const c = new TestCluster('baton-obs-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 5000, bookmarkIntervalMs: 1000, usageBucketMs: 500 }, 37000);
+  // A node is Down only after 30 s: the agent-restart test kills an agent and starts it again, which takes
+  // seconds on a loaded machine, and its task must stay on that node (not be replaced elsewhere) meanwhile.
+  const c = new TestCluster('baton-obs-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000, usageBucketMs: 500 }, 37000);
 
   beforeAll(async () => {
     await c.start(['n2', 'n3']);

@@ -210,7 +210,8 @@ describe('failure recovery on a 3-node cluster', () => {
     // The polite one got its own signal and exited 0 at once; the stubborn one ignored SIGTERM and was killed after its grace period.
     expect(polite.code).toBe(0);
     expect(readFileSync(join(out, 'polite'), 'utf8')).toBe('got USR1\n');
-    expect(polite.afterMs).toBeLessThan(1500);
+    // "At once" against its 20 s grace period: well under it, whatever the load (the CLI's own start is in this time).
+    expect(polite.afterMs).toBeLessThan(10_000);
     expect(stubborn.code).toBe(137);
     expect(stubborn.afterMs).toBeGreaterThanOrEqual(1400);
     expect((await c.baton(['stack', 'rm', 'grace'])).code).toBe(0);

@@ -63,7 +63,7 @@ export class TestCluster {
   startAgent(n: string): Proc {
     const base = this.portBase + Number(n.slice(1)) * 200;
     const p = startProc(
-      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--log-level', 'warn'],
+      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--log-level', process.env.BATON_TEST_AGENT_LOG ?? 'warn'],
       this.env,
     );
     this.agents.set(n, p);
