@@ -35,6 +35,7 @@ export interface AgentFlags {
   meshKernel?: string;
   pull: string;
   dockerSocket?: string;
+  engineTimeout?: string;
   logLevel?: string;
   statusFlush?: string;
   resync?: string;
@@ -96,7 +97,7 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     name: f.name,
     address: f.address,
     dataDir: resolve(f.dataDir),
-    driver: new DockerDriver({ socketPath: f.dockerSocket }),
+    driver: new DockerDriver({ socketPath: f.dockerSocket, requestTimeoutMs: durationFlag(f.engineTimeout, '--engine-timeout') }),
     cpus,
     memoryBytes,
     labels: parseLabels(f.label),

@@ -56,6 +56,7 @@ function addAgentFlags(c: Command, defaults: { portRange: string; address: strin
     .addOption(new Option('--mesh-kernel <mode>', 'route plain round-robin services with nftables DNAT when possible').choices(['on', 'off']).default('on'))
     .addOption(new Option('--pull <policy>', 'image pull policy').choices(['never', 'missing', 'always']).default('missing'))
     .option('--docker-socket <path>', 'Docker engine socket', '/var/run/docker.sock')
+    .option('--engine-timeout <duration>', 'how long one engine call (not a stream) may take before it fails and its task is retried', '2m')
     .option('--listen-port <port>', "the agent's HTTPS port on --address (the server reads logs there; /metrics for Prometheus)", '7950')
     .option('--log-max-size <bytes>', 'task output kept on this node, all tasks together', '100m')
     .option('--log-max-age <duration>', 'task output older than this is removed', '24h')
