@@ -10,7 +10,8 @@
  *   and only those of this cluster and this node.
  * - It follows the engine's event stream instead of polling, with a slow
  *   resync as a safety net, and starts at most `startConcurrency` containers
- *   at a time.
+ *   at a time. When the engine was away (or its stream broke) every task is
+ *   reconciled again (engineWatch.ts).
  */
 import { hostname as osHostname, cpus as osCpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +37,7 @@ import { credentialState, joinCluster, localDialAddress, loadCredentials, renewC
 import { tlsTransport, withTransport } from '../api/tls.js';
 import { certInfo } from '../base/pki.js';
 import { LogCollector, LogStore } from './logs.js';
+import { EngineWatch } from './engineWatch.js';
 import { AgentListener } from './listener.js';
 import { agentMetrics } from './metrics.js';
 import type { Registry } from 'prom-client';
@@ -174,13 +176,11 @@ export class Agent {
   private ports: PortAllocator;
   private abort = new AbortController();
   private loops: Promise<void>[] = [];
-  private stopEvents?: () => void;
   private releaseLock?: () => void;
-  private engineOk = false;
+  /** The engine's liveness, its event stream, and resyncs after an outage. */
+  private readonly engine: EngineWatch;
   /** Named volumes on this node's engine for this cluster (undefined until first listed). */
   private volumes: string[] | undefined;
-  private engineVersion = '';
-  private engineError?: string;
   private heartbeatMs: number;
   private flushMs: number;
   private cleaned = false;
@@ -210,6 +210,28 @@ export class Agent {
       backoff: { initialMs: 250, maxMs: 10_000 },
       onError: (key, err) => this.log.warn({ task: key, err: String(err) }, 'task reconcile failed; will retry'),
     });
+    this.engine = new EngineWatch({
+      driver: opts.driver,
+      log: this.log,
+      labels: () => this.labelsFilter(),
+      intervalMs: () => this.heartbeatMs,
+      onEvent: (e) => {
+        const name = e.labels[LABEL_TASK];
+        if (name) this.queue.add(name);
+      },
+      onResync: () => {
+        for (const name of this.taskNames()) this.queue.add(name);
+        this.sweepOnce();
+      },
+      // The node's named volumes, so the scheduler sends tasks back to the data they left.
+      onAnswer: async () => {
+        if (this.clusterId) this.volumes = await opts.driver.volumes(this.labelsFilter()).catch(() => this.volumes);
+      },
+    });
+  }
+
+  private get engineOk(): boolean {
+    return this.engine.ok;
   }
 
   async start(): Promise<void> {
@@ -221,7 +243,7 @@ export class Agent {
       this.releaseLock();
       throw e;
     }
-    await this.pingEngine();
+    await this.engine.probe();
     try {
       if (this.opts.listenPort !== null) {
         this.logs = new LogStore({ dir: join(this.opts.dataDir, 'logs'), maxBytes: this.opts.logMaxBytes, maxAgeMs: this.opts.logMaxAgeMs, now: () => this.clock.now() });
@@ -239,7 +261,7 @@ export class Agent {
       this.releaseLock();
       throw e;
     }
-    this.startEvents();
+    this.engine.start();
     this.informer = new Informer(this.client, taskKind, {
       fieldSelector: { 'spec.nodeName': this.name },
       // The agent writes its tasks' status itself: only what the server changes (spec, generation) comes back.
@@ -257,7 +279,7 @@ export class Agent {
       this.mesh = new Mesh(this.client, { node: this.name, cluster: this.clusterId, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel });
       await this.mesh.start();
     }
-    this.loops.push(this.heartbeatLoop(), this.engineLoop(), this.flushLoop(), this.resyncLoop(), this.renewLoop());
+    this.loops.push(this.heartbeatLoop(), this.flushLoop(), this.resyncLoop(), this.renewLoop());
     if (this.listener) this.loops.push(this.statsLoop(), this.logRetentionLoop());
     this.log.info({ node: this.name, address: this.opts.address, server: this.creds.server }, 'agent started');
   }
@@ -292,7 +314,7 @@ export class Agent {
   /** halt stops every loop, the engine event stream, the work queue and the task watch. */
   private async halt(): Promise<void> {
     this.abort.abort();
-    this.stopEvents?.();
+    this.loops.push(this.engine.stop());
     this.health.close();
     this.queue.stop();
     await this.mesh?.stop();
@@ -430,34 +452,6 @@ export class Agent {
     }
   }
 
-  private async pingEngine(): Promise<void> {
-    const info = await this.opts.driver.ping();
-    const was = this.engineOk;
-    this.engineOk = info.ok;
-    this.engineVersion = info.version;
-    this.engineError = info.error;
-    // The node's named volumes, so the scheduler sends tasks back to the data they left.
-    if (info.ok && this.clusterId) this.volumes = await this.opts.driver.volumes(this.labelsFilter()).catch(() => this.volumes);
-    if (was !== info.ok) {
-      this.log[info.ok ? 'info' : 'warn']({ engine: info.version, err: info.error }, info.ok ? 'container engine is reachable' : 'container engine is unreachable');
-      if (info.ok && this.nodeUid) {
-        // Back from an outage: events may have been missed.
-        this.startEvents();
-        for (const name of this.taskNames()) this.queue.add(name);
-        this.sweepOnce();
-      }
-    }
-  }
-
-  /** engineLoop probes the engine on its own beat, so a slow or hung engine never delays a heartbeat. */
-  private async engineLoop(): Promise<void> {
-    while (!this.abort.signal.aborted) {
-      await sleep(this.heartbeatMs, this.abort.signal);
-      if (this.abort.signal.aborted) return;
-      await this.pingEngine();
-    }
-  }
-
   /** heartbeatLoop reports liveness and the last known engine state; it never waits on the engine. */
   private async heartbeatLoop(): Promise<void> {
     while (!this.abort.signal.aborted) {
@@ -465,7 +459,7 @@ export class Agent {
       if (this.abort.signal.aborted) return;
       try {
         const r = await this.client.call<{ heartbeatIntervalMs?: number; statusFlushMs?: number }>('POST', `/api/v1/nodes/${encodeURIComponent(this.name)}/heartbeat`, {
-          engine: { ok: this.engineOk, version: this.engineVersion, error: this.engineError },
+          engine: { ok: this.engine.ok, version: this.engine.version, error: this.engine.error },
           intervalMs: this.heartbeatMs,
           ...(this.volumes ? { volumes: this.volumes } : {}),
           ...(this.listener ? { usage: await this.usageReport() } : {}),
@@ -562,28 +556,6 @@ export class Agent {
    */
   private labelsFilter(): Record<string, string> {
     return { [LABEL_CLUSTER]: this.clusterId, [LABEL_NODE_NAME]: this.name };
-  }
-
-  private startEvents(): void {
-    this.stopEvents?.();
-    this.stopEvents = this.opts.driver.events(
-      this.labelsFilter(),
-      (e) => {
-        const name = e.labels[LABEL_TASK];
-        if (name) this.queue.add(name);
-      },
-      (err) => {
-        if (this.abort.signal.aborted) return;
-        this.log.debug({ err: err.message }, 'engine event stream broke; reconnecting');
-        this.stopEvents = undefined;
-        setTimeout(() => {
-          if (!this.abort.signal.aborted && !this.stopEvents) {
-            this.startEvents();
-            for (const name of this.taskNames()) this.queue.add(name);
-          }
-        }, 1000).unref();
-      },
-    );
   }
 
   /** adopt finds this node's containers from a previous run and re-attaches to them. */
