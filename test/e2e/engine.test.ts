@@ -10,11 +10,12 @@
  * that were starting when it died included, with exactly the wanted
  * replicas and no stray container. The shared dockerd is never touched.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Task } from '../../src/api/types.js';
 import { eventually, TEST_IMAGE } from '../helpers/proc.js';
 import { live, TestCluster } from '../helpers/cluster.js';
-import { PrivateDockerd } from '../helpers/dockerd.js';
+import { leftovers, PrivateDockerd } from '../helpers/dockerd.js';
 
 const HEARTBEAT_MS = 300;
 /** How long the engine stays dead (the report: 6 s). */
@@ -35,6 +36,9 @@ describe('engine killed with -9 during a scale', () => {
   afterAll(async () => {
     await c.stop();
     await engine.cleanup();
+    // Nothing of the killed engine outlives the test: no shim, no container process, no mount.
+    expect(leftovers(engine.dir)).toEqual([]);
+    expect(readFileSync('/proc/self/mounts', 'utf8')).not.toContain(engine.dir);
   }, 60_000);
 
   /** containers: this cluster's containers on the private engine, with their state and task. */
