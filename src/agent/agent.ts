@@ -71,6 +71,8 @@ export interface AgentOptions {
   mesh?: boolean;
   /** Let the mesh route plain round-robin services in the kernel (nftables), when it can (default true). */
   meshKernel?: boolean;
+  /** How often the nftables tables of this cluster's agents that are gone are removed from the host (default 10 s). */
+  tableSweepMs?: number;
   pull: 'never' | 'missing' | 'always';
   clock?: Clock;
   logger?: Logger;
@@ -276,7 +278,7 @@ export class Agent {
     });
     this.informer.start();
     if (this.opts.mesh !== false) {
-      this.mesh = new Mesh(this.client, { node: this.name, cluster: this.clusterId, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel });
+      this.mesh = new Mesh(this.client, { node: this.name, cluster: this.clusterId, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel, tableSweepMs: this.opts.tableSweepMs });
       await this.mesh.start();
     }
     this.loops.push(this.heartbeatLoop(), this.flushLoop(), this.resyncLoop(), this.renewLoop());

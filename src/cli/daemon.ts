@@ -33,6 +33,7 @@ export interface AgentFlags {
   portRange: string;
   vipRange?: string;
   meshKernel?: string;
+  meshSweep?: string;
   pull: string;
   dockerSocket?: string;
   engineTimeout?: string;
@@ -104,6 +105,7 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     portRange,
     ...(f.vipRange ? { vipRange: f.vipRange } : {}),
     meshKernel: f.meshKernel !== 'off',
+    tableSweepMs: durationFlag(f.meshSweep, '--mesh-sweep'),
     pull: f.pull as 'never' | 'missing' | 'always',
     logLevel: f.logLevel,
     statusFlushMs: f.statusFlush ? Number(f.statusFlush) : undefined,
