@@ -31,7 +31,12 @@ export class TestCluster {
     private readonly timings: Record<string, number>,
     /** Each agent's port range starts here plus 200 × its number. */
     private readonly portBase: number,
-    private readonly opts: { /** The agents' engine socket (default: the shared dockerd). */ dockerSocket?: string } = {},
+    private readonly opts: {
+      /** The agents' engine socket (default: the shared dockerd). */
+      dockerSocket?: string;
+      /** More flags for every agent. */
+      agentArgs?: string[];
+    } = {},
   ) {}
 
   /** dockerHost is the engine the agents use, for the docker CLI (undefined: the shared one). */
@@ -70,7 +75,7 @@ export class TestCluster {
   startAgent(n: string): Proc {
     const base = this.portBase + Number(n.slice(1)) * 200;
     const p = startProc(
-      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--log-level', 'warn', ...(this.opts.dockerSocket ? ['--docker-socket', this.opts.dockerSocket] : [])],
+      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--log-level', 'warn', ...(this.opts.dockerSocket ? ['--docker-socket', this.opts.dockerSocket] : []), ...(this.opts.agentArgs ?? [])],
       this.env,
     );
     this.agents.set(n, p);
