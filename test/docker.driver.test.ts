@@ -8,7 +8,9 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { promisify } from 'node:util';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerDriver, containerName } from '../src/agent/docker/dockerDriver.js';
 import { DriverError, type DriverEvent, type TaskConfig, type TaskHandle } from '../src/agent/driver.js';
@@ -172,6 +174,17 @@ describe('DockerDriver', () => {
     expect((await driver.inspect(r1)).state).toBe('running');
   });
 
+  it('replaces a container of the task that never ran and cannot start (its start died with the engine), keeping the name', async () => {
+    const cfg = taskConfig('neverran', { command: ['sleep', '3600'] });
+    // What a dockerd killed mid-start leaves: the container, created, never run, that will not start.
+    const stale = await docker('create', '--name', cfg.taskName, '--label', `${TEST_LABEL}=${RUN}`, '--network', 'host', IMAGE, '/no/such/binary');
+    const h = await driver.start(cfg);
+    expect(h.id).not.toBe(stale);
+    expect(h.name).toBe(cfg.taskName);
+    expect((await driver.inspect(h)).state).toBe('running');
+    expect(await countByName(cfg.taskName)).toBe(1);
+  });
+
   it('runs a command in the container with its exit code and output, and bounds it by a timeout', async () => {
     const h = await driver.start(taskConfig('exec', { command: ['sleep', '3600'] }));
     const r = await driver.exec(h, ['/bin/sh', '-c', 'echo out; echo err >&2; exit 3'], 5_000);
@@ -190,8 +203,11 @@ describe('DockerDriver', () => {
     const cfg = taskConfig('events', { command: ['sleep', '3600'] }, { labels });
     const events: DriverEvent[] = [];
     const errors: Error[] = [];
-    const stop = driver.events({ [TEST_LABEL]: RUN, ...labels }, (e) => events.push(e), (e) => errors.push(e));
+    let opened = false;
+    const stop = driver.events({ [TEST_LABEL]: RUN, ...labels }, (e) => events.push(e), (e) => errors.push(e), () => (opened = true));
     try {
+      // The engine says when it took the stream (the agent reconciles everything when a broken one is open again).
+      await eventually('event stream open', () => opened);
       const h = await driver.start(cfg);
       await eventually('start event', () => events.find((e) => e.type === 'start' && e.handle.id === h.id));
 
@@ -461,5 +477,37 @@ describe('DockerDriver', () => {
     });
     expect((got as DriverError).reason).toBe('engine_unavailable');
     await bogus.close();
+  });
+
+  it('gives up on a wedged engine (it takes the connection, never answers) after requestTimeoutMs, and at once on interrupt()', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-wedged-'));
+    const held: net.Socket[] = [];
+    const wedged = net.createServer((c) => held.push(c));
+    await new Promise<void>((r) => wedged.listen(join(dir, 'docker.sock'), r));
+    try {
+      const slow = new DockerDriver({ socketPath: join(dir, 'docker.sock'), requestTimeoutMs: 300 });
+      const handle: TaskHandle = { driver: 'docker', version: 1, id: 'x', name: 'x' };
+      const t0 = performance.now();
+      const err = await slow.inspect(handle).catch((e: unknown) => e);
+      expect(err).toMatchObject({ reason: 'engine_unavailable', message: expect.stringMatching(/did not answer inspect within 300 ms/) });
+      expect(performance.now() - t0).toBeLessThan(5_000);
+
+      // A start stuck on the engine is cut short by interrupt() (the agent found the engine gone), not left holding its task.
+      const patient = new DockerDriver({ socketPath: join(dir, 'docker.sock'), requestTimeoutMs: 600_000 });
+      const pending = patient.start(taskConfig('wedged', { command: ['true'] })).catch((e: unknown) => e);
+      await eventually('the call to reach the engine', () => held.length >= 2);
+      patient.interrupt();
+      expect(await pending).toMatchObject({ reason: 'engine_unavailable', message: expect.stringMatching(/cut short: the engine went away/) });
+      // Calls after the interrupt get their full time again.
+      const later = patient.list({ [TEST_LABEL]: RUN });
+      const outcome = await Promise.race([later.then(() => 'answered', () => 'failed'), new Promise((r) => setTimeout(() => r('still waiting'), 500))]);
+      expect(outcome).toBe('still waiting');
+      patient.interrupt();
+      await expect(later).rejects.toMatchObject({ reason: 'engine_unavailable' });
+    } finally {
+      for (const c of held) c.destroy();
+      await new Promise((r) => wedged.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

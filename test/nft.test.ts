@@ -2,13 +2,20 @@
  * The mesh's kernel fast path against the real kernel: a table of its own
  * (a unique node name), DNAT round robin to two HTTP servers on loopback,
  * connection counts from the rule counters, an atomic replace that keeps the
- * counts, and a table that is gone after close.
+ * counts, and a table that is gone after close. Its owner in its comment,
+ * read back as numbers; the sweep of tables whose owner is gone, which
+ * never touches a live owner's, an unreadable one's or another cluster's;
+ * and a ruleset that refuses anything but IPv4 addresses and integer ports.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { createServer, request, type Server } from 'node:http';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { NftPath, rulesetText, tableName } from '../src/agent/nft.js';
+import { spawn } from 'node:child_process';
+import { NftPath, rulesetText, tableName, type KernelRoute } from '../src/agent/nft.js';
+import { ownerComment, ownerGone, parseOwnerComment, selfOwner, type TableOwner } from '../src/agent/net/owner.js';
+import { sweepTables } from '../src/agent/net/tables.js';
 
 const execFileP = promisify(execFile);
 const tables = async () => (await execFileP('/usr/sbin/nft', ['list', 'tables'])).stdout;
@@ -64,5 +71,100 @@ describe('NftPath', () => {
     await path.close();
     expect(await tables()).not.toContain(tableName(node, 'cafe0123-test'));
     await expect(get('127.0.0.29', 18999)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+});
+
+describe('rulesetText', () => {
+  const route: KernelRoute = { service: 'web', address: '127.0.0.9', port: 80, endpoints: [{ task: 't1', address: '127.0.0.3', port: 20001 }] };
+
+  it('refuses an address that is not IPv4 and a port that is not an integer in 1..65535, naming the route', () => {
+    expect(() => rulesetText('baton_x', [{ ...route, address: '1.2.3.4 ; flush ruleset' }])).toThrow(
+      'kernel route of service "web": address "1.2.3.4 ; flush ruleset" is not an IPv4 address',
+    );
+    expect(() => rulesetText('baton_x', [{ ...route, endpoints: [{ task: 't1', address: '127.0.0.3:1 }', port: 1 }] }])).toThrow(
+      'kernel route of service "web", endpoint "t1": address "127.0.0.3:1 }" is not an IPv4 address',
+    );
+    expect(() => rulesetText('baton_x', [{ ...route, port: 80.5 }])).toThrow('kernel route of service "web": port 80.5 is not an integer in 1..65535');
+    expect(() => rulesetText('baton_x', [{ ...route, port: '80' as unknown as number }])).toThrow('kernel route of service "web": port "80" is not an integer in 1..65535');
+    expect(() => rulesetText('baton_x', [{ ...route, endpoints: [{ task: 't1', address: '127.0.0.3', port: 65536 }] }])).toThrow(/endpoint "t1": port 65536 is not an integer in 1\.\.65535/);
+    expect(() => rulesetText('baton_x', [{ ...route, port: 0 }])).toThrow(/port 0 is not/);
+    expect(() => rulesetText('baton_x; flush ruleset', [route])).toThrow(/table name .* is not one tableName\(\) makes/);
+    expect(rulesetText('baton_x', [route]).text).toMatch(/dnat to 127\.0\.0\.3:20001/);
+  });
+
+  it('writes the owner in the table comment, and reads it back as numbers and a boot id', () => {
+    const me = selfOwner();
+    expect(me.pid).toBe(process.pid);
+    const text = rulesetText('baton_x', [route], me).text;
+    const comment = /comment "([^"]*)"/.exec(text)![1]!;
+    expect(comment.length).toBeLessThanOrEqual(128);
+    expect(parseOwnerComment(comment)).toEqual(me);
+    expect(ownerGone(me, me)).toBe(false);
+    for (const bad of ['', 'baton-agent pid=1', `${comment} x`, comment.replace(/pid=\d+/, 'pid=1e3'), comment.replace(/boot=\S+/, 'boot=../../x')]) expect(parseOwnerComment(bad)).toBeUndefined();
+    expect(() => ownerComment({ ...me, pid: 1.5 })).toThrow(/not a table owner/);
+    expect(() => ownerComment({ ...me, boot: 'x" ; flush ruleset ; "' })).toThrow(/not a table owner/);
+  });
+});
+
+describe('sweepTables against the real kernel', () => {
+  const nft = (args: string[]) => execFileP('/usr/sbin/nft', args);
+  const cluster = `c${process.pid.toString(16).padStart(7, '0')}`.slice(0, 8) + '-test';
+  const other = `d${process.pid.toString(16).padStart(7, '0')}`.slice(0, 8) + '-test';
+  const made: string[] = [];
+  const route: KernelRoute = { service: 'web', address: '127.0.0.29', port: 18998, endpoints: [{ task: 'a', address: '127.0.0.21', port: 18997 }] };
+  /** load makes a table as an agent of `owner` would (no owner: a table without a comment). */
+  const load = async (name: string, owner?: TableOwner) => {
+    made.push(name);
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn('/usr/sbin/nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'inherit'] });
+      p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`nft exited ${code}`))));
+      p.stdin!.end(rulesetText(name, [route], owner).text);
+    });
+  };
+  afterAll(async () => {
+    for (const t of made) await nft(['delete', 'table', 'ip', t]).catch(() => {});
+  });
+
+  it('deletes the cluster tables whose owner is gone, and no other', async () => {
+    // An owner that ran and is gone: a child process, read while it lived.
+    const child = spawn('sleep', ['30']);
+    await new Promise((r) => child.once('spawn', r));
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+    const me = selfOwner();
+    const dead: TableOwner = { ...me, pid: child.pid!, start: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) };
+    expect(ownerGone(dead, me)).toBe(false);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    expect(ownerGone(dead, me)).toBe(true);
+
+    const t = (node: string, c = cluster) => tableName(node, c);
+    await load(t('dead'), dead);
+    await load(t('reused'), { ...me, start: me.start + 1 }); // this pid, a later process: not the owner
+    await load(t('oldboot'), { ...me, boot: '00000000-0000-0000-0000-000000000000' });
+    await load(t('live'), me);
+    await load(t('otherns'), { ...dead, pidns: me.pidns + 1 }); // cannot tell: left alone
+    await load(t('nocomment'));
+    await load(t('self'), dead); // the sweeper's own table is never its to judge
+    await load(t('dead', other), dead);
+
+    expect((await sweepTables(cluster, t('self'))).sort()).toEqual([t('dead'), t('oldboot'), t('reused')].sort());
+    const left = (await nft(['list', 'tables', 'ip'])).stdout;
+    for (const gone of [t('dead'), t('reused'), t('oldboot')]) expect(left).not.toContain(gone);
+    for (const kept of [t('live'), t('otherns'), t('nocomment'), t('self'), t('dead', other)]) expect(left).toContain(kept);
+    // A second sweep finds nothing more.
+    expect(await sweepTables(cluster, t('self'))).toEqual([]);
+  });
+
+  it('NftPath writes its owner, this process, into its table', async () => {
+    const k = (await NftPath.open('owned', cluster)) as NftPath;
+    made.push(k.table);
+    const listed = (await nft(['list', 'table', 'ip', k.table])).stdout;
+    expect(parseOwnerComment(/comment "([^"]*)"/.exec(listed)![1]!)).toEqual(selfOwner());
+    // A route it must refuse leaves the table empty (the userspace proxy carries on) and says why.
+    expect(await k.sync([route])).toBeUndefined();
+    expect((await nft(['list', 'table', 'ip', k.table])).stdout).toMatch(/dnat to 127\.0\.0\.21:18997/);
+    expect(await k.sync([{ ...route, address: '1.2.3.4 ; flush ruleset' }])).toMatch(/is not an IPv4 address/);
+    expect((await nft(['list', 'table', 'ip', k.table])).stdout).not.toMatch(/dnat/);
+    await k.close();
   });
 });

@@ -5,8 +5,10 @@
  *
  * - NodeIdentity (identity.ts): credentials, joining, renewal;
  * - NodeSession (session.ts): registration and heartbeats;
- * - EngineWatch (engineWatch.ts): the engine's health and events, adoption
- *   of a previous run's containers, the sweep of unwanted ones;
+ * - EngineWatch (engineWatch.ts): the engine's health and event stream;
+ *   every task reconciled again after an outage;
+ * - Adoption (adoption.ts): a previous run's containers, and the sweep of
+ *   unwanted ones;
  * - StatusReporter (status.ts): status and task events, batched;
  * - TaskReconciler (reconciler.ts): one task at a time to its desired state;
  * - UsageSampler (usage.ts), HealthMonitor, Mesh, LogStore, AgentListener.
@@ -39,6 +41,8 @@ import { AgentState } from './state.js';
 import { isRevoked, NodeIdentity } from './identity.js';
 import { StatusReporter } from './status.js';
 import { EngineWatch } from './engineWatch.js';
+import { Adoption } from './adoption.js';
+import { LABEL_TASK } from './state.js';
 import { NodeSession } from './session.js';
 import { UsageSampler } from './usage.js';
 import { TaskReconciler } from './reconciler.js';
@@ -57,6 +61,7 @@ export class Agent {
   private readonly identity: NodeIdentity;
   private readonly session: NodeSession;
   private readonly engine: EngineWatch;
+  private readonly adoption: Adoption;
   private readonly status: StatusReporter;
   private readonly reconciler: TaskReconciler;
   private readonly sampler: UsageSampler;
@@ -95,7 +100,26 @@ export class Agent {
     });
     const client = () => this.identity.client;
     this.status = new StatusReporter({ node: this.name, address: opts.address, client, clock: this.clock, log: this.log, statusFlushMs: opts.statusFlushMs });
-    this.engine = new EngineWatch({ driver: opts.driver, state: this.state, queue: this.queue, ports: this.ports, log: this.log, signal, collector: () => this.collector });
+    this.adoption = new Adoption({ driver: opts.driver, state: this.state, ports: this.ports, log: this.log, collector: () => this.collector });
+    this.engine = new EngineWatch({
+      driver: opts.driver,
+      log: this.log,
+      labels: () => this.state.labelsFilter(),
+      intervalMs: () => this.session.heartbeatMs,
+      onEvent: (e) => {
+        const name = e.labels[LABEL_TASK];
+        if (name) this.queue.add(name);
+      },
+      onResync: () => {
+        for (const name of this.state.taskNames()) this.queue.add(name);
+        this.adoption.sweepOnce();
+      },
+      onVerdict: (ok) => (this.state.engineOk = ok),
+      // The node's named volumes, so the scheduler sends tasks back to the data they left.
+      onAnswer: async () => {
+        if (this.state.clusterId) this.state.volumes = await opts.driver.volumes(this.state.labelsFilter()).catch(() => this.state.volumes);
+      },
+    });
     this.sampler = new UsageSampler(opts.driver, this.state, () => this.mesh);
     this.session = new NodeSession(opts, {
       state: this.state,
@@ -148,7 +172,7 @@ export class Agent {
       this.releaseLock();
       throw e;
     }
-    await this.engine.ping();
+    await this.engine.probe();
     try {
       if (this.opts.listenPort !== null) {
         this.logs = new LogStore({ dir: join(this.opts.dataDir, 'logs'), maxBytes: this.opts.logMaxBytes, maxAgeMs: this.opts.logMaxAgeMs, now: () => this.clock.now() });
@@ -157,7 +181,7 @@ export class Agent {
         this.listener = new AgentListener({ address: this.opts.address, port: this.opts.listenPort ?? 7950, node: this.name, tls: this.identity.creds, logs: this.logs, metrics: this.metrics });
         await this.listener.start();
       }
-      await this.engine.adopt();
+      await this.adoption.adopt();
       await this.registerOrRejoin();
     } catch (e) {
       // Nothing may keep the process alive after a failed start: the caller reports the error and exits.
@@ -166,7 +190,7 @@ export class Agent {
       this.releaseLock();
       throw e;
     }
-    this.engine.startEvents();
+    this.engine.start();
     this.state.informer = new Informer(this.client, taskKind, {
       fieldSelector: { 'spec.nodeName': this.name },
       // The agent writes its tasks' status itself: only what the server changes (spec, generation) comes back.
@@ -174,20 +198,19 @@ export class Agent {
       onSync: (objs) => {
         for (const name of objs.keys()) this.queue.add(name);
         for (const name of this.state.locals.keys()) this.queue.add(name);
-        this.engine.sweepOnce();
+        this.adoption.sweepOnce();
       },
       onEvent: (_type, t: Task) => this.queue.add(t.metadata.name),
       onError: (err) => this.log.debug({ err: err.message }, 'task watch interrupted; reconnecting'),
     });
     this.state.informer.start();
     if (this.opts.mesh !== false) {
-      this.mesh = new Mesh(this.client, { node: this.name, cluster: this.state.clusterId, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel });
+      this.mesh = new Mesh(this.client, { node: this.name, cluster: this.state.clusterId, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel, tableSweepMs: this.opts.tableSweepMs });
       await this.mesh.start();
     }
     const signal = this.abort.signal;
     this.loops.push(
       this.session.heartbeatLoop(),
-      this.engine.loop(() => this.session.heartbeatMs),
       this.status.loop(signal),
       this.resyncLoop(),
       this.identity.renewLoop(this.opts.certCheckMs ?? 3_600_000, (e) => this.onAuthError(e)),
@@ -224,7 +247,7 @@ export class Agent {
   /** halt stops every loop, the engine event stream, the work queue and the task watch. */
   private async halt(): Promise<void> {
     this.abort.abort();
-    this.engine.stop();
+    this.loops.push(this.engine.stop());
     this.health.close();
     this.queue.stop();
     await this.mesh?.stop();

@@ -158,10 +158,17 @@ export interface Driver {
   /** volumes names the named volumes whose labels include all of `labels` (the scheduler sends their tasks back to this node). */
   volumes(labels: Record<string, string>): Promise<string[]>;
   /**
-   * events follows the engine's event stream filtered by `labels`; onError is
-   * called when the stream breaks (the caller reconnects by calling again).
+   * events follows the engine's event stream filtered by `labels`; onOpen is
+   * called once the engine has accepted the stream, onError when the stream
+   * breaks (the caller reconnects by calling again).
    * Returns a function that stops following.
    */
-  events(labels: Record<string, string>, onEvent: (e: DriverEvent) => void, onError: (err: Error) => void): () => void;
+  events(labels: Record<string, string>, onEvent: (e: DriverEvent) => void, onError: (err: Error) => void, onOpen?: () => void): () => void;
+  /**
+   * interrupt cuts short every engine call in flight (each fails as
+   * engine_unavailable): the agent found the engine gone, and an answer from
+   * it may never come while a worker waits on it.
+   */
+  interrupt?(): void;
   close(): Promise<void>;
 }

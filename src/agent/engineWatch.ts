@@ -1,137 +1,125 @@
 /**
- * EngineWatch follows the container engine: whether it answers (probed on
- * its own beat, so a hung engine never delays a heartbeat), its event stream
- * (filtered to this cluster's and node's containers; each event wakes the
- * task it names), adoption of containers a previous agent left, and the
- * sweep of containers no task wants (only after a sync with the server).
+ * EngineWatch follows the container engine for the agent: it probes it on
+ * its own beat (so a slow or hung engine never delays a heartbeat) and keeps
+ * one event stream open on it, filtered to this node's containers.
+ *
+ * An engine that dies (kill -9 of dockerd) takes with it the calls in
+ * flight, the creates and starts half done, the event stream and the
+ * containers themselves (a restarted dockerd finds them exited), and says
+ * nothing of it afterwards. So:
+ *
+ * - when a probe finds the engine unreachable, every call in flight is cut
+ *   short (`Driver.interrupt`): its answer may never come, and a worker
+ *   waiting on it holds its task (the work queue never hands a key to two
+ *   workers), so the task would never be driven again;
+ * - when a probe finds it answering again, or a broken event stream is open
+ *   again, `onResync` asks for every task the agent owns to be reconciled:
+ *   the engine's state is read afresh rather than trusted from events that
+ *   were never sent.
  */
 import type { Logger } from 'pino';
 import { sleep } from '../base/clock.js';
-import type { WorkQueue } from '../base/workqueue.js';
-import type { Driver } from './driver.js';
-import type { LogCollector } from './logs.js';
-import type { PortAllocator } from './ports.js';
-import { LABEL_PORTS, LABEL_TASK, parsePorts, type AgentState } from './state.js';
+import type { Driver, DriverEvent, EngineInfo } from './driver.js';
 import { clip } from './status.js';
 
 export interface EngineWatchOptions {
   driver: Driver;
-  state: AgentState;
-  queue: WorkQueue;
-  ports: PortAllocator;
   log: Logger;
-  signal: AbortSignal;
-  collector: () => LogCollector | undefined;
+  /** The labels of the containers this agent owns (the event stream's filter). */
+  labels: () => Record<string, string>;
+  /** How often the engine is probed (the agent's heartbeat interval, which the server may stretch). */
+  intervalMs: () => number;
+  /** How long after a broken event stream it is opened again (default 1 s). */
+  reopenMs?: number;
+  onEvent: (e: DriverEvent) => void;
+  /** The engine may have changed behind the agent's back: reconcile everything. */
+  onResync: () => void;
+  /** After each probe that found the engine answering (the agent lists its volumes). */
+  onAnswer?: () => Promise<void>;
+  /** After each probe, with its verdict (the agent's parts read it from their shared state). */
+  onVerdict?: (ok: boolean) => void;
 }
 
 export class EngineWatch {
-  /** The engine's version and, while it does not answer, why. */
+  /** The last probe's verdict (false until the first). */
+  ok = false;
   version = '';
   error?: string;
-  /** Named volumes on this node's engine for this cluster (undefined until first listed). */
-  volumes: string[] | undefined;
-  private stopEvents?: () => void;
-  private cleaned = false;
+  private readonly abort = new AbortController();
+  private running = false;
+  private stream?: { stop?: () => void };
+  private reopenTimer?: NodeJS.Timeout;
+  private loop?: Promise<void>;
 
   constructor(private readonly opts: EngineWatchOptions) {}
 
-  /** ping asks the engine; coming back from an outage, it follows events again and re-drives every task. */
-  async ping(): Promise<void> {
-    const { driver, state, log } = this.opts;
-    const info = await driver.ping();
-    const was = state.engineOk;
-    state.engineOk = info.ok;
+  /** probe asks the engine once; a change of verdict is logged and, once started, acted on. */
+  async probe(): Promise<EngineInfo> {
+    const info = await this.opts.driver.ping();
+    const was = this.ok;
+    this.ok = info.ok;
     this.version = info.version;
+    // Reported with heartbeats: cut to what a report may carry.
     this.error = info.error === undefined ? undefined : clip(info.error);
-    // The node's named volumes, so the scheduler sends tasks back to the data they left.
-    if (info.ok && state.clusterId) this.volumes = await driver.volumes(state.labelsFilter()).catch(() => this.volumes);
+    this.opts.onVerdict?.(info.ok);
     if (was !== info.ok) {
-      log[info.ok ? 'info' : 'warn']({ engine: info.version, err: info.error }, info.ok ? 'container engine is reachable' : 'container engine is unreachable');
-      if (info.ok && state.nodeUid) {
-        // Back from an outage: events may have been missed.
-        this.startEvents();
-        for (const name of state.taskNames()) this.opts.queue.add(name);
-        this.sweepOnce();
+      this.opts.log[info.ok ? 'info' : 'warn']({ engine: info.version, err: info.error }, info.ok ? 'container engine is reachable' : 'container engine is unreachable');
+      if (!info.ok) this.opts.driver.interrupt?.();
+      else if (this.running) {
+        // Back from an outage: the stream it had is dead or stale, and the tasks' containers may be exited, half made or gone.
+        this.subscribe(false);
+        this.opts.onResync();
       }
     }
+    if (info.ok) await this.opts.onAnswer?.();
+    return info;
   }
 
-  /** loop probes the engine every intervalMs() (the heartbeat's interval). */
-  async loop(intervalMs: () => number): Promise<void> {
-    const { signal } = this.opts;
-    while (!signal.aborted) {
-      await sleep(intervalMs(), signal);
-      if (signal.aborted) return;
-      await this.ping();
-    }
-  }
-
-  startEvents(): void {
-    const { driver, state, queue, log, signal } = this.opts;
-    this.stopEvents?.();
-    this.stopEvents = driver.events(
-      state.labelsFilter(),
-      (e) => {
-        const name = e.labels[LABEL_TASK];
-        if (name) queue.add(name);
-      },
-      (err) => {
+  /** start opens the event stream and probes every intervalMs until stop(). */
+  start(): void {
+    this.running = true;
+    this.subscribe(false);
+    this.loop = (async () => {
+      const signal = this.abort.signal;
+      while (!signal.aborted) {
+        await sleep(this.opts.intervalMs(), signal);
         if (signal.aborted) return;
-        log.debug({ err: err.message }, 'engine event stream broke; reconnecting');
-        this.stopEvents = undefined;
-        setTimeout(() => {
-          if (!signal.aborted && !this.stopEvents) {
-            this.startEvents();
-            for (const name of state.taskNames()) queue.add(name);
-          }
-        }, 1000).unref();
+        await this.probe();
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.abort.abort();
+    clearTimeout(this.reopenTimer);
+    this.stream?.stop?.();
+    this.stream = undefined;
+    await this.loop;
+  }
+
+  /** subscribe (re)opens the event stream; with `resync`, the tasks are reconciled once it is open (events were missed while it was closed). */
+  private subscribe(resync: boolean): void {
+    clearTimeout(this.reopenTimer);
+    this.stream?.stop?.();
+    // The callbacks may come before events() returns: they know their stream by this object, not by its stop function.
+    const sub: { stop?: () => void } = {};
+    this.stream = sub;
+    sub.stop = this.opts.driver.events(
+      this.opts.labels(),
+      (e) => this.opts.onEvent(e),
+      (err) => {
+        if (!this.running || this.stream !== sub) return;
+        this.opts.log.debug({ err: err.message }, 'engine event stream broke; reopening it');
+        this.stream = undefined;
+        this.reopenTimer = setTimeout(() => {
+          if (this.running && !this.stream) this.subscribe(true);
+        }, this.opts.reopenMs ?? 1000);
+        this.reopenTimer.unref();
+      },
+      () => {
+        if (resync && this.running && this.stream === sub) this.opts.onResync();
       },
     );
-  }
-
-  stop(): void {
-    this.stopEvents?.();
-  }
-
-  /** adopt finds this node's containers from a previous run and re-attaches to them. */
-  async adopt(): Promise<void> {
-    const { driver, state, ports, log } = this.opts;
-    if (!state.engineOk) return;
-    const found = await driver.list(state.labelsFilter());
-    for (const c of found) {
-      const name = c.labels[LABEL_TASK];
-      if (!name) continue;
-      const bound = parsePorts(c.labels[LABEL_PORTS]);
-      ports.reserve(bound.map((p) => p.hostPort));
-      state.locals.set(name, { handle: c.handle, ports: bound, crashes: 0, restarts: [], restartCount: 0 });
-    }
-    if (found.length) log.info({ count: found.length }, 'adopted existing containers');
-  }
-
-  /** sweepOnce sweeps after the first sync; one that fails (engine gone mid-way) runs again when the engine is back. */
-  sweepOnce(): void {
-    const { state } = this.opts;
-    if (this.cleaned || !state.informer?.synced || !state.engineOk) return;
-    this.cleaned = true;
-    this.sweep().catch((err) => {
-      this.cleaned = false;
-      this.opts.log.warn({ err: String(err) }, 'sweep of unwanted containers failed; will retry');
-    });
-  }
-
-  /** sweep removes containers no task wants: only after a sync, only this cluster's and this node's. */
-  private async sweep(): Promise<void> {
-    const { driver, state, ports, log } = this.opts;
-    if (!state.engineOk || !state.clusterId) return;
-    const found = await driver.list(state.labelsFilter());
-    for (const c of found) {
-      const name = c.labels[LABEL_TASK];
-      if (name && state.informer?.objects.has(name)) continue;
-      log.info({ container: c.handle.name }, 'removing a container no task wants');
-      if (name) await this.opts.collector()?.drain(name);
-      await driver.destroy(c.handle).catch(() => {});
-      ports.release(parsePorts(c.labels[LABEL_PORTS]).map((p) => p.hostPort));
-      if (name) state.locals.delete(name);
-    }
   }
 }

@@ -31,6 +31,7 @@ import type { ApiClient } from '../api/client.js';
 import { endpointsKind } from '../api/kinds.js';
 import type { EndpointAddress, Endpoints, EndpointsSpec } from '../api/types.js';
 import { NftPath, type KernelRoute } from './nft.js';
+import { TableSweeper } from './net/tables.js';
 
 export interface MeshOptions {
   /** This node's name and its cluster's id: they name the node's nftables table. */
@@ -40,6 +41,8 @@ export interface MeshOptions {
   address: string;
   /** Route plain round-robin services in the kernel (nftables DNAT) when it can (default true). */
   kernel?: boolean;
+  /** How often the tables of this cluster's agents that are gone (killed) are removed from the host (default 10 s; also at once at start). */
+  tableSweepMs?: number;
   /** Where this node's VIPs come from: a.b.c.0/24 or a.b.0.0/16 inside 127.0.0.0/8. */
   vipRange: string;
   /** VIP assignments are kept here so they survive an agent restart. */
@@ -142,6 +145,7 @@ export class Mesh {
   private informer?: Informer;
   private closed = false;
   private kernel?: NftPath;
+  private sweeper?: TableSweeper;
   private kernelSync?: Promise<void>;
   private kernelDirty = false;
 
@@ -168,7 +172,14 @@ export class Mesh {
     if (this.opts.kernel !== false) {
       const k = await NftPath.open(this.opts.node, this.opts.cluster).catch((e: Error) => e.message);
       if (typeof k === 'string') this.opts.log.info({ why: k }, 'routing mesh: no kernel fast path; every connection goes through the userspace proxy');
-      else this.kernel = k;
+      else {
+        this.kernel = k;
+        this.sweeper = new TableSweeper(this.opts.cluster, k.table, this.opts.tableSweepMs ?? 10_000, (removed, err) => {
+          if (removed.length) this.opts.log.info({ tables: removed }, 'routing mesh: removed the nftables tables of agents that are gone');
+          if (err) this.opts.log.debug({ err: err.message }, 'routing mesh: could not sweep the nftables tables of agents that are gone');
+        });
+        this.sweeper.start();
+      }
     }
     this.informer = new Informer(this.client, endpointsKind, {
       onSync: (objs) => {
@@ -187,6 +198,7 @@ export class Mesh {
     for (const l of this.listening.values()) l.server.close();
     this.listening.clear();
     for (const r of this.routes.values()) for (const w of r.waiters) w();
+    await this.sweeper?.stop();
     await this.kernelSync;
     await this.kernel?.close();
   }

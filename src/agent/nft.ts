@@ -11,8 +11,15 @@
  * Only the first packet of a connection traverses a nat chain, so the packet
  * counter of each endpoint's rule counts connections: the kernel path feeds
  * the mesh's connection counters (not bytes) from `nft -j list table`.
+ *
+ * The table's comment names the agent that owns it (net/owner.ts), so that
+ * the table of an agent killed with -9 is removed by another agent of its
+ * cluster on the host (net/tables.ts). Every address and port is checked
+ * before it is written into the ruleset.
  */
 import { spawn } from 'node:child_process';
+import { isIPv4 } from 'node:net';
+import { ownerComment, selfOwner, type TableOwner } from './net/owner.js';
 
 /** One DNAT rule: connections to address:port go round robin to the endpoints. */
 export interface KernelRoute {
@@ -27,7 +34,8 @@ export type KernelCounts = Map<string, { total: number; byTask: Map<string, numb
 
 const NFT = '/usr/sbin/nft';
 
-function run(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+/** run runs nft with these arguments (never through a shell), feeding it `input` on stdin. */
+export function run(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const p = spawn(NFT, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -53,11 +61,30 @@ export function tableName(node: string, cluster: string): string {
   return `baton_${cluster.slice(0, 8)}_${node}`.replace(/[^a-zA-Z0-9_]/g, '_').slice(0, 120);
 }
 
-/** rulesetText renders the whole table for the routes: what `nft -f` loads in one transaction. */
-export function rulesetText(table: string, routes: readonly KernelRoute[]): { text: string; chains: Map<string, { service: string; task: string }> } {
+/** checkAddress refuses what is not an IPv4 address and a port (an integer in 1..65535): only those are written into a ruleset. */
+function checkAddress(what: string, address: unknown, port: unknown): void {
+  if (typeof address !== 'string' || !isIPv4(address)) throw new Error(`${what}: address ${JSON.stringify(address)} is not an IPv4 address`);
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${what}: port ${JSON.stringify(port)} is not an integer in 1..65535`);
+}
+
+/**
+ * rulesetText renders the whole table for the routes: what `nft -f` loads in
+ * one transaction, with the owner in its comment. It throws, naming the
+ * route, on an address that is not IPv4 or a port that is not an integer in
+ * 1..65535 (the server checks what agents report too; this is the last word
+ * before the kernel).
+ */
+export function rulesetText(table: string, routes: readonly KernelRoute[], owner?: TableOwner): { text: string; chains: Map<string, { service: string; task: string }> } {
+  if (!/^[a-zA-Z0-9_]{1,120}$/.test(table)) throw new Error(`nftables table name ${JSON.stringify(table)} is not one tableName() makes`);
+  for (const r of routes) {
+    const what = `kernel route of service ${JSON.stringify(r.service)}`;
+    checkAddress(what, r.address, r.port);
+    for (const e of r.endpoints) checkAddress(`${what}, endpoint ${JSON.stringify(e.task)}`, e.address, e.port);
+  }
   const chains = new Map<string, { service: string; task: string }>();
   const lines = [
     `table ip ${table} {`,
+    ...(owner ? [`  comment "${ownerComment(owner)}"`] : []),
     '  chain prerouting {',
     '    type nat hook prerouting priority dstnat; policy accept;',
     '    jump services',
@@ -89,25 +116,38 @@ export class NftPath {
   private applied = '';
   private loaded = false;
 
-  private constructor(readonly table: string) {}
+  private constructor(
+    readonly table: string,
+    private readonly owner: TableOwner,
+  ) {}
 
   /** open makes the node's table (replacing a stale one left by a killed agent), or says why the kernel path is unavailable. */
   static async open(node: string, cluster: string): Promise<NftPath | string> {
-    const t = new NftPath(tableName(node, cluster));
+    const t = new NftPath(tableName(node, cluster), selfOwner());
     const err = await t.load([]);
     return err ?? t;
   }
 
-  /** sync replaces the table with these routes; the same routes again cost nothing. Returns an error text, or undefined. */
+  /**
+   * sync replaces the table with these routes; the same routes again cost
+   * nothing. Returns an error text, or undefined. Routes it refuses leave an
+   * empty table: their connections go through the userspace proxy rather
+   * than by rules made for endpoints that have changed since.
+   */
   async sync(routes: readonly KernelRoute[]): Promise<string | undefined> {
     const key = JSON.stringify(routes);
     if (key === this.applied) return undefined;
+    try {
+      rulesetText(this.table, routes);
+    } catch (e) {
+      return (await this.load([])) ?? (e as Error).message;
+    }
     return this.load(routes, key);
   }
 
   private async load(routes: readonly KernelRoute[], key = JSON.stringify(routes)): Promise<string | undefined> {
     if (this.loaded) await this.carry();
-    const { text, chains } = rulesetText(this.table, routes);
+    const { text, chains } = rulesetText(this.table, routes, this.owner);
     // Create-if-missing, delete, and add anew in one transaction: never a moment without rules for a live route.
     const r = await run(['-f', '-'], `table ip ${this.table}\ndelete table ip ${this.table}\n${text}`);
     if (r.code !== 0) return `nft: ${r.stderr.trim() || `exit ${r.code}`}`;

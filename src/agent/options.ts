@@ -26,6 +26,8 @@ export interface AgentOptions {
   mesh?: boolean;
   /** Let the mesh route plain round-robin services in the kernel (nftables), when it can (default true). */
   meshKernel?: boolean;
+  /** How often the nftables tables of this cluster's agents that are gone are removed from the host (default 10 s). */
+  tableSweepMs?: number;
   pull: 'never' | 'missing' | 'always';
   clock?: Clock;
   logger?: Logger;

@@ -104,7 +104,7 @@ export class NodeSession {
         const r = await deps.client().call<{ heartbeatIntervalMs?: number; statusFlushMs?: number }>('POST', `/api/v1/nodes/${encodeURIComponent(deps.state.name)}/heartbeat`, {
           engine: { ok: deps.state.engineOk, version: engine.version, error: engine.error },
           intervalMs: this.heartbeatMs,
-          ...(engine.volumes ? { volumes: engine.volumes } : {}),
+          ...(deps.state.volumes ? { volumes: deps.state.volumes } : {}),
           ...(deps.usage ? { usage: await deps.usage() } : {}),
         });
         // The server stretches the interval as the cluster grows (a bounded beat rate).

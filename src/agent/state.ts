@@ -45,8 +45,10 @@ export class AgentState {
   /** The node object's uid and the cluster's id, once registered (the cluster's from the credentials before). */
   nodeUid = '';
   clusterId = '';
-  /** Whether the container engine answered its last ping. */
+  /** Whether the container engine answered its last probe. */
   engineOk = false;
+  /** Named volumes on this node's engine for this cluster (undefined until first listed): the scheduler sends tasks back to them. */
+  volumes?: string[];
   /** This node's tasks as the server has them (a filtered watch). */
   informer?: Informer;
 

@@ -33,8 +33,10 @@ export interface AgentFlags {
   portRange: string;
   vipRange?: string;
   meshKernel?: string;
+  meshSweep?: string;
   pull: string;
   dockerSocket?: string;
+  engineTimeout?: string;
   logLevel?: string;
   statusFlush?: string;
   resync?: string;
@@ -96,13 +98,14 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     name: f.name,
     address: f.address,
     dataDir: resolve(f.dataDir),
-    driver: new DockerDriver({ socketPath: f.dockerSocket }),
+    driver: new DockerDriver({ socketPath: f.dockerSocket, requestTimeoutMs: durationFlag(f.engineTimeout, '--engine-timeout') }),
     cpus,
     memoryBytes,
     labels: parseLabels(f.label),
     portRange,
     ...(f.vipRange ? { vipRange: f.vipRange } : {}),
     meshKernel: f.meshKernel !== 'off',
+    tableSweepMs: durationFlag(f.meshSweep, '--mesh-sweep'),
     pull: f.pull as 'never' | 'missing' | 'always',
     logLevel: f.logLevel,
     statusFlushMs: f.statusFlush ? Number(f.statusFlush) : undefined,

@@ -1,8 +1,9 @@
 /**
  * TestCluster: one `baton server` process and `baton agent` processes on
  * 127.0.0.2, 127.0.0.3, … (node nN has address 127.0.0.N), each with its own
- * data dir and port range, on the shared dockerd. Everything it starts is
- * stopped by PID and every container of its cluster removed in stop().
+ * data dir and port range, on the shared dockerd (or, with `dockerSocket`,
+ * on an engine of the test's own). Everything it starts is stopped by PID and
+ * every container of its cluster removed in stop().
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,7 +31,18 @@ export class TestCluster {
     private readonly timings: Record<string, number>,
     /** Each agent's port range starts here plus 200 × its number. */
     private readonly portBase: number,
+    private readonly opts: {
+      /** The agents' engine socket (default: the shared dockerd). */
+      dockerSocket?: string;
+      /** More flags for every agent. */
+      agentArgs?: string[];
+    } = {},
   ) {}
+
+  /** dockerHost is the engine the agents use, for the docker CLI (undefined: the shared one). */
+  get dockerHost(): string | undefined {
+    return this.opts.dockerSocket ? `unix://${this.opts.dockerSocket}` : undefined;
+  }
 
   static addr(node: string): string {
     return `127.0.0.${node.slice(1)}`;
@@ -63,7 +75,7 @@ export class TestCluster {
   startAgent(n: string): Proc {
     const base = this.portBase + Number(n.slice(1)) * 200;
     const p = startProc(
-      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--log-level', process.env.BATON_TEST_AGENT_LOG ?? 'warn'],
+      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--log-level', process.env.BATON_TEST_AGENT_LOG ?? 'warn', ...(this.opts.dockerSocket ? ['--docker-socket', this.opts.dockerSocket] : []), ...(this.opts.agentArgs ?? [])],
       this.env,
     );
     this.agents.set(n, p);
@@ -77,7 +89,7 @@ export class TestCluster {
     }
     if (this.server) await stopProc(this.server);
     await this.tls?.close();
-    if (this.clusterId) await removeClusterContainers(this.clusterId);
+    if (this.clusterId) await removeClusterContainers(this.clusterId, this.dockerHost).catch((e) => console.error(`could not remove cluster containers: ${e}`));
     if (this.dir) cleanupDir(this.dir);
   }
 
@@ -91,7 +103,7 @@ export class TestCluster {
 
   /** running lists the running containers of a service (on one node, or all), straight from the engine. */
   async running(svc: string, node?: string): Promise<string[]> {
-    const out = await docker(['ps', '-q', '--filter', `label=baton.cluster=${this.clusterId}`, '--filter', `label=baton.service=${svc}`, ...(node ? ['--filter', `label=baton.node.name=${node}`] : [])]);
+    const out = await docker(['ps', '-q', '--filter', `label=baton.cluster=${this.clusterId}`, '--filter', `label=baton.service=${svc}`, ...(node ? ['--filter', `label=baton.node.name=${node}`] : [])], this.dockerHost);
     return out.split('\n').filter(Boolean);
   }
 

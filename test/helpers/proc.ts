@@ -58,15 +58,16 @@ export async function baton(args: string[], env: Record<string, string>): Promis
   }
 }
 
-export async function docker(args: string[]): Promise<string> {
-  const r = await pexec('docker', args, { timeout: 60_000 });
+/** docker runs the docker CLI against the shared engine, or the engine at `host` (unix://…). */
+export async function docker(args: string[], host?: string): Promise<string> {
+  const r = await pexec('docker', [...(host ? ['-H', host] : []), ...args], { timeout: 60_000 });
   return r.stdout.trim();
 }
 
-export async function removeClusterContainers(clusterId: string): Promise<void> {
+export async function removeClusterContainers(clusterId: string, host?: string): Promise<void> {
   if (!clusterId) return;
-  const ids = (await docker(['ps', '-aq', '--filter', `label=baton.cluster=${clusterId}`])).split('\n').filter(Boolean);
-  if (ids.length) await docker(['rm', '-f', '-v', ...ids]);
+  const ids = (await docker(['ps', '-aq', '--filter', `label=baton.cluster=${clusterId}`], host)).split('\n').filter(Boolean);
+  if (ids.length) await docker(['rm', '-f', '-v', ...ids], host);
 }
 
 export function tempDir(prefix: string): string {

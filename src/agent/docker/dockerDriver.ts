@@ -37,6 +37,12 @@ export const DOCKER_HANDLE_VERSION = 1;
 
 const DEFAULT_SOCKET = '/var/run/docker.sock';
 const DEFAULT_PULL_TIMEOUT_MS = 5 * 60_000;
+/**
+ * How long the engine may take to answer one call that is not a stream (inspect, create, start, remove…):
+ * kubelet's --runtime-request-timeout is 2 minutes too. A call to an engine that died or hangs must fail,
+ * or the worker waiting on it holds its task for good.
+ */
+const DEFAULT_REQUEST_TIMEOUT_MS = 2 * 60_000;
 const PING_TIMEOUT_MS = 10_000;
 /** After SIGKILL a container is gone within milliseconds; this only bounds a wedged engine. */
 const KILL_WAIT_MS = 30_000;
@@ -55,6 +61,8 @@ export interface DockerDriverOptions {
   socketPath?: string;
   /** How long one image pull may take before it fails as image_not_found (default 5 minutes). */
   pullTimeoutMs?: number;
+  /** How long one call that is not a stream may take before it fails as engine_unavailable (default 2 minutes; a stop adds its grace period). */
+  requestTimeoutMs?: number;
 }
 
 /**
@@ -81,6 +89,9 @@ export class DockerDriver implements Driver {
   private readonly docker: Docker;
   private readonly socketPath: string;
   private readonly pullTimeoutMs: number;
+  private readonly requestTimeoutMs: number;
+  /** Aborted by interrupt(): every call in flight until then. */
+  private epoch = new AbortController();
   private readonly subscriptions = new Set<() => void>();
   /** Cgroup directories of running containers, by id (found once per run from the container's pid). */
   private readonly cgroups = new Map<string, CgroupPaths>();
@@ -88,6 +99,7 @@ export class DockerDriver implements Driver {
   constructor(opts: DockerDriverOptions = {}) {
     this.socketPath = opts.socketPath ?? DEFAULT_SOCKET;
     this.pullTimeoutMs = opts.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.docker = new Docker({ socketPath: this.socketPath });
   }
 
@@ -110,7 +122,17 @@ export class DockerDriver implements Driver {
   async start(config: TaskConfig): Promise<TaskHandle> {
     const name = containerName(config.taskName);
     const existing = await this.inspectByName(name);
-    if (existing) return this.ensureRunning(existing);
+    if (existing) {
+      try {
+        return await this.ensureRunning(existing);
+      } catch (err) {
+        if (!neverRan(existing) || (err instanceof DriverError && err.reason === 'engine_unavailable')) throw err;
+        // Created but never run, and now it cannot start: its create or start died with the engine (a
+        // dockerd killed mid-start leaves its containerd task behind, and the next start says "already
+        // exists"). It holds nothing yet (no run, no output): a new container replaces it.
+        await this.destroy(handleOf(existing.Id, name));
+      }
+    }
 
     const body = this.createBody(name, config);
     await this.ensureVolumes(config);
@@ -148,7 +170,7 @@ export class DockerDriver implements Driver {
     }
     const waitError = res.Error?.Message || undefined;
     try {
-      const info = await c.inspect();
+      const info = await this.request('inspect', (abortSignal) => c.inspect({ abortSignal }));
       const st = info.State;
       return {
         exitCode: typeof st.ExitCode === 'number' ? st.ExitCode : res.StatusCode,
@@ -166,7 +188,7 @@ export class DockerDriver implements Driver {
     const t = Math.max(0, Math.ceil(graceMs / 1000));
     try {
       if (signal !== undefined) {
-        const info = await c.inspect();
+        const info = await this.request('inspect', (abortSignal) => c.inspect({ abortSignal }));
         if (!info.State.Running) return;
         const own = normalizeSignal((info.Config as { StopSignal?: string }).StopSignal || 'SIGTERM');
         if (normalizeSignal(signal) !== own) {
@@ -174,7 +196,7 @@ export class DockerDriver implements Driver {
           return;
         }
       }
-      await c.stop({ t });
+      await this.request('stop', (abortSignal) => c.stop({ t, abortSignal }), t * 1000);
     } catch (err) {
       const status = statusOf(err);
       // 304: already stopped; 404: gone; 409: not running (kill raced an exit).
@@ -185,7 +207,8 @@ export class DockerDriver implements Driver {
 
   async destroy(handle: TaskHandle): Promise<void> {
     try {
-      await this.container(handle).remove({ force: true, v: true });
+      const c = this.container(handle);
+      await this.request('remove', (abortSignal) => c.remove({ force: true, v: true, abortSignal }));
     } catch (err) {
       const status = statusOf(err);
       if (status === 404) return;
@@ -197,7 +220,8 @@ export class DockerDriver implements Driver {
   async inspect(handle: TaskHandle): Promise<TaskInspect> {
     let info: Docker.ContainerInspectInfo;
     try {
-      info = await this.container(handle).inspect();
+      const c = this.container(handle);
+      info = await this.request('inspect', (abortSignal) => c.inspect({ abortSignal }));
     } catch (err) {
       if (statusOf(err) === 404) return { state: 'missing', labels: {} };
       throw this.toDriverError(err);
@@ -209,11 +233,11 @@ export class DockerDriver implements Driver {
     const c = this.container(handle);
     let ex: Docker.Exec;
     try {
-      ex = await c.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+      ex = await this.request('exec', (abortSignal) => c.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, abortSignal } as Docker.ExecCreateOptions));
     } catch (err) {
       throw this.toDriverError(err);
     }
-    const stream = await ex.start({ hijack: true, stdin: false });
+    const stream = await this.request('exec start', (abortSignal) => ex.start({ hijack: true, stdin: false, abortSignal } as Docker.ExecStartOptions));
     const chunks: Buffer[] = [];
     let size = 0;
     const sink = new Writable({
@@ -239,13 +263,14 @@ export class DockerDriver implements Driver {
       stream.destroy();
       return { exitCode: -1, output: `timed out after ${timeoutMs} ms${output ? `: ${output}` : ''}` };
     }
-    const info = await ex.inspect().catch(() => undefined);
+    const info = await this.request('exec inspect', (abortSignal) => ex.inspect({ abortSignal })).catch(() => undefined);
     return { exitCode: typeof info?.ExitCode === 'number' ? info.ExitCode : -1, output };
   }
 
   async imageHealthcheck(image: string): Promise<string[] | undefined> {
     try {
-      const info = await this.docker.getImage(image).inspect();
+      const img = this.docker.getImage(image);
+      const info = await this.request('image inspect', (abortSignal) => img.inspect({ abortSignal } as object));
       const test = (info.Config as { Healthcheck?: { Test?: string[] } } | undefined)?.Healthcheck?.Test;
       return test && test.length && test[0] !== 'NONE' ? test : undefined;
     } catch (err) {
@@ -266,7 +291,8 @@ export class DockerDriver implements Driver {
     }
     let info: Docker.ContainerInspectInfo | undefined;
     try {
-      info = await this.container(handle).inspect();
+      const ctr = this.container(handle);
+      info = await this.request('inspect', (abortSignal) => ctr.inspect({ abortSignal }));
     } catch (err) {
       throw this.toDriverError(err);
     }
@@ -284,7 +310,9 @@ export class DockerDriver implements Driver {
     }
     let s: Docker.ContainerStats;
     try {
-      s = await this.container(handle).stats({ stream: false });
+      const ctr = this.container(handle);
+      // (The typings omit the abort signal.)
+      s = await this.request('stats', (abortSignal) => ctr.stats({ stream: false, abortSignal } as { stream: false }));
     } catch (err) {
       throw this.toDriverError(err);
     }
@@ -295,7 +323,7 @@ export class DockerDriver implements Driver {
     const c = this.container(handle);
     let tty = false;
     try {
-      tty = Boolean((await c.inspect()).Config?.Tty);
+      tty = Boolean((await this.request('inspect', (abortSignal) => c.inspect({ abortSignal }))).Config?.Tty);
     } catch (err) {
       if (statusOf(err) === 404) return;
       throw this.toDriverError(err);
@@ -336,7 +364,7 @@ export class DockerDriver implements Driver {
     const label = labelFilters(labels);
     let items: Docker.ContainerInfo[];
     try {
-      items = await this.docker.listContainers({ all: true, ...(label.length ? { filters: { label } } : {}) });
+      items = await this.request('list', (abortSignal) => this.docker.listContainers({ all: true, ...(label.length ? { filters: { label } } : {}), abortSignal }));
     } catch (err) {
       throw this.toDriverError(err);
     }
@@ -347,7 +375,7 @@ export class DockerDriver implements Driver {
     }));
   }
 
-  events(labels: Record<string, string>, onEvent: (e: DriverEvent) => void, onError: (err: Error) => void): () => void {
+  events(labels: Record<string, string>, onEvent: (e: DriverEvent) => void, onError: (err: Error) => void, onOpen?: () => void): () => void {
     const ac = new AbortController();
     let stopped = false;
     let failed = false;
@@ -384,6 +412,7 @@ export class DockerDriver implements Driver {
           (s as unknown as { destroy?: () => void }).destroy?.();
           return;
         }
+        onOpen?.();
         const split = lineSplitter((line) => {
           let msg: DockerEventMessage;
           try {
@@ -406,6 +435,12 @@ export class DockerDriver implements Driver {
     return stop;
   }
 
+  interrupt(): void {
+    const e = this.epoch;
+    this.epoch = new AbortController();
+    e.abort();
+  }
+
   async close(): Promise<void> {
     for (const stop of [...this.subscriptions]) stop();
   }
@@ -422,9 +457,39 @@ export class DockerDriver implements Driver {
     return this.docker.getContainer(handle.id || handle.name);
   }
 
+  /**
+   * request runs one engine call that is not a stream within requestTimeoutMs
+   * (plus extraMs), cut short by interrupt(); a call cut short fails as
+   * engine_unavailable, any other failure is the engine's own error. The
+   * call is told to abort too, but the caller never waits past the deadline
+   * even if it does not.
+   */
+  private async request<T>(what: string, call: (signal: AbortSignal) => Promise<T>, extraMs = 0): Promise<T> {
+    const ms = this.requestTimeoutMs + extraMs;
+    const interrupted = this.epoch.signal;
+    const signal = AbortSignal.any([interrupted, AbortSignal.timeout(ms)]);
+    let onAbort = () => {};
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([call(signal), aborted]);
+    } catch (err) {
+      if (!signal.aborted) throw err;
+      throw new DriverError(
+        interrupted.aborted ? `docker ${what} at ${this.socketPath} cut short: the engine went away` : `docker engine at ${this.socketPath} did not answer ${what} within ${ms} ms`,
+        'engine_unavailable',
+      );
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
   private async inspectByName(name: string): Promise<Docker.ContainerInspectInfo | undefined> {
     try {
-      return await this.docker.getContainer(name).inspect();
+      const c = this.docker.getContainer(name);
+      return await this.request('inspect', (abortSignal) => c.inspect({ abortSignal }));
     } catch (err) {
       if (statusOf(err) === 404) return undefined;
       throw this.toDriverError(err);
@@ -437,7 +502,8 @@ export class DockerDriver implements Driver {
     const st = info.State;
     if (st.Paused) {
       try {
-        await this.docker.getContainer(info.Id).unpause();
+        const c = this.docker.getContainer(info.Id);
+        await this.request('unpause', (abortSignal) => c.unpause({ abortSignal }));
       } catch (err) {
         if (statusOf(err) !== 409) throw this.toDriverError(err);
       }
@@ -450,7 +516,8 @@ export class DockerDriver implements Driver {
 
   private async startContainer(id: string): Promise<void> {
     try {
-      await this.docker.getContainer(id).start();
+      const c = this.docker.getContainer(id);
+      await this.request('start', (abortSignal) => c.start({ abortSignal }));
     } catch (err) {
       if (statusOf(err) === 304) return; // already started (a concurrent start won)
       throw this.toDriverError(err);
@@ -460,14 +527,14 @@ export class DockerDriver implements Driver {
   private async createWithPullPolicy(body: Docker.ContainerCreateOptions, image: string, policy: TaskConfig['pullPolicy']): Promise<string> {
     if (policy === 'always') await this.pull(image);
     try {
-      return (await this.docker.createContainer(body)).id;
+      return (await this.request('create', (abortSignal) => this.docker.createContainer({ ...body, abortSignal }))).id;
     } catch (err) {
       if (statusOf(err) !== 404) throw this.createError(err);
       if (policy !== 'missing') throw new DriverError(engineMessage(err), 'image_not_found');
     }
     await this.pull(image);
     try {
-      return (await this.docker.createContainer(body)).id;
+      return (await this.request('create', (abortSignal) => this.docker.createContainer({ ...body, abortSignal }))).id;
     } catch (err) {
       if (statusOf(err) === 404) throw new DriverError(engineMessage(err), 'image_not_found');
       throw this.createError(err);
@@ -519,7 +586,8 @@ export class DockerDriver implements Driver {
 
   async volumes(labels: Record<string, string>): Promise<string[]> {
     try {
-      const r = await this.docker.listVolumes({ filters: JSON.stringify({ label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) }) });
+      const filters = JSON.stringify({ label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) });
+      const r = await this.request('volume list', (abortSignal) => this.docker.listVolumes({ filters, abortSignal }));
       return (r.Volumes ?? []).map((v) => v.Name).sort();
     } catch (err) {
       throw this.toDriverError(err);
@@ -532,13 +600,14 @@ export class DockerDriver implements Driver {
     for (const m of config.spec.mounts) {
       if (m.type !== 'volume' || !m.source) continue;
       try {
-        await this.docker.getVolume(m.source).inspect();
+        const v = this.docker.getVolume(m.source);
+        await this.request('volume inspect', (abortSignal) => v.inspect({ abortSignal }));
         continue;
       } catch (err) {
         if (statusOf(err) !== 404) throw this.toDriverError(err);
       }
       try {
-        await this.docker.createVolume({ Name: m.source, Labels: labels });
+        await this.request('volume create', (abortSignal) => this.docker.createVolume({ Name: m.source!, Labels: labels, abortSignal }));
       } catch (err) {
         throw statusOf(err) === 400 ? new DriverError(engineMessage(err), 'invalid_config') : this.toDriverError(err);
       }
@@ -550,10 +619,10 @@ export class DockerDriver implements Driver {
   }
 
   private async killThenWait(c: Docker.Container, signal: string, graceMs: number): Promise<void> {
-    await c.kill({ signal });
+    await this.request('kill', (abortSignal) => c.kill({ signal, abortSignal }));
     if (await waitNotRunning(c, graceMs)) return;
     try {
-      await c.kill({ signal: 'SIGKILL' });
+      await this.request('kill', (abortSignal) => c.kill({ signal: 'SIGKILL', abortSignal }));
     } catch (err) {
       const status = statusOf(err);
       if (status !== 404 && status !== 409) throw err;
@@ -666,6 +735,11 @@ function stateOf(status: string | undefined): DriverTaskState {
 }
 
 const ZERO_TIME = '0001-01-01T00:00:00Z';
+
+/** neverRan: the container was created and has never been started (nothing ran in it, it wrote nothing). */
+function neverRan(info: Docker.ContainerInspectInfo): boolean {
+  return info.State.Status === 'created' && (!info.State.StartedAt || info.State.StartedAt === ZERO_TIME);
+}
 
 function inspectOf(info: Docker.ContainerInspectInfo): TaskInspect {
   const st = info.State;

@@ -260,8 +260,10 @@ export class SimDriver implements Driver {
     return this.engine.select(labels).map((c) => ({ handle: c.handle, labels: c.labels, state: c.state }));
   }
 
-  events(labels: Record<string, string>, onEvent: (e: DriverEvent) => void): () => void {
-    return this.engine.subscribe({ labels, onEvent });
+  events(labels: Record<string, string>, onEvent: (e: DriverEvent) => void, _onError?: (err: Error) => void, onOpen?: () => void): () => void {
+    const stop = this.engine.subscribe({ labels, onEvent });
+    onOpen?.();
+    return stop;
   }
 
   async close(): Promise<void> {}
