@@ -30,6 +30,13 @@ describe('endpointsSpec', () => {
     });
   });
 
+  it('carries a task\'s own address when it has a namespace of its own', () => {
+    const svc = service({ ports: [{ target: 80, published: 8080, protocol: 'tcp', mode: 'ingress' }] });
+    const a = ready(task(svc, 1, { node: 'n2' }), '127.0.0.2', [[80, 20001]]);
+    a.status.taskIP = '10.42.2.7';
+    expect(endpointsSpec(svc, [a])!.endpoints).toEqual([{ task: a.metadata.name, node: 'n2', address: '127.0.0.2', ports: { '80': 20001 }, taskIP: '10.42.2.7' }]);
+  });
+
   it('gives a service without ports no endpoints object', () => {
     expect(endpointsSpec(service({}), [])).toBeUndefined();
   });

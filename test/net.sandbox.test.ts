@@ -7,6 +7,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { DockerDriver } from '../src/agent/docker/dockerDriver.js';
+import { NodeNetwork } from '../src/agent/net/nodeNetwork.js';
 import Docker from 'dockerode';
 import { PAUSE_IMAGE, pauseExecutable } from '../src/agent/net/pauseImage.js';
 import { ensurePauseImage, ensureSandbox, removeSandbox, type Sandbox } from '../src/agent/docker/sandbox.js';
@@ -117,5 +123,46 @@ describe('task sandboxes (real dockerd, real namespaces)', () => {
     await removeSandbox(docker, `baton-test-${RUN}-0`);
     await expect(docker.getContainer(`baton-test-${RUN}-0.pause`).inspect()).rejects.toMatchObject({ statusCode: 404 });
     await expect(getOnce('http://10.250.77.10:80/', 1000)).rejects.toBeTruthy();
+  });
+});
+
+describe('a node task network (real dockerd, real namespaces)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-nodenet-'));
+  const log = pino({ level: 'silent' });
+  const opts = { node: `nn${RUN}`, cluster: 'sandbox-test', range: '10.250.79.0/24', address: '127.0.0.1', dataDir: dir, routes: ['10.250.0.0/16'], egress: false, log };
+  const net = new NodeNetwork(opts);
+  const driver = new DockerDriver();
+
+  afterAll(async () => {
+    const mine = await docker.listContainers({ all: true, filters: { label: [`baton.test=sandbox-${RUN}`] } });
+    for (const c of mine) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
+    await net.release('t1', 'uid-1');
+    await net.close();
+    await deleteBridge(net.bridge.name);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('gives a task an address that outlives the agent, and maps a node port to it', async () => {
+    await net.start();
+    const sb = await driver.sandbox('nodenet-t1-' + RUN, LABELS);
+    // The driver lists task containers only, never their sandboxes.
+    expect((await driver.list(LABELS)).map((c) => c.handle.name)).not.toContain(`nodenet-t1-${RUN}.pause`);
+    const ip = await net.plumb('t1', 'uid-1', sb.pid);
+    expect(ip).toBe('10.250.79.2');
+    const app = await docker.createContainer({ name: `nodenet-t1-${RUN}`, Image: TEST_IMAGE, Cmd: ['sh', '-c', 'echo t1 > /tmp/index.html; exec httpd -f -p 8081 -h /tmp'], Labels: LABELS, HostConfig: { NetworkMode: `container:${sb.id}` } });
+    await app.start();
+    const port = await freePort();
+    await net.setMappings('t1', [{ hostPort: port, target: 8081 }]);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const body = await getOnce(`http://127.0.0.1:${port}/`, 1000).catch((e: Error) => e);
+      if (body === 't1\n') break;
+      if (Date.now() > deadline) throw new Error(`no answer through the mapping: ${String(body)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // A new agent on the same data directory gives the task the same address; another task gets the next.
+    const again = new NodeNetwork(opts);
+    expect(again.addressOf('t1')).toBe('10.250.79.2');
+    expect(again.addressOf('t2')).toBe('10.250.79.3');
   });
 });

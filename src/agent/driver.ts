@@ -21,6 +21,15 @@ export interface TaskConfig {
   labels: Record<string, string>;
   /** Effective pull policy after the agent's default is applied. */
   pullPolicy: 'always' | 'missing' | 'never';
+  /** The sandbox whose network namespace the container joins (its task's), instead of spec.networkMode. */
+  sandbox?: SandboxHandle;
+}
+
+/** SandboxHandle names a task's sandbox: what holds its network namespace while its containers come and go. */
+export interface SandboxHandle {
+  id: string;
+  /** A process in the namespace (its PID 1 on this host): the way in for the agent's plumbing. */
+  pid: number;
 }
 
 /** TaskHandle is opaque to everyone but the driver that made it; `version` lets a newer agent read an older handle. */
@@ -170,5 +179,13 @@ export interface Driver {
    * it may never come while a worker waits on it.
    */
   interrupt?(): void;
+  /**
+   * sandbox starts (or finds, or starts again) the sandbox of a task: a
+   * network namespace of its own with loopback only, for the agent to plumb.
+   * Drivers without namespaces (the simulated one) leave it out.
+   */
+  sandbox?(taskName: string, labels: Record<string, string>): Promise<SandboxHandle>;
+  /** removeSandbox removes a task's sandbox; nothing to do when it is gone. */
+  removeSandbox?(taskName: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -183,6 +183,7 @@ export const taskStatusReportSchema = z
     containerId: z.string().max(128).regex(/^[A-Za-z0-9_.:-]*$/, 'must be an engine container id').optional(),
     handle: z.string().max(REPORT_TEXT_MAX).optional(),
     hostIP: ipSchema.optional(),
+    taskIP: z.ipv4({ error: 'must be an IPv4 address' }).optional(),
     ports: z.array(z.object({ target: port, hostPort: port, published: port.optional() }).strict()).max(1024),
     restartCount: z.number().int().min(0).max(1e9),
     healthy: z.boolean().optional(),

@@ -467,7 +467,10 @@ export interface TaskStatus {
   containerId?: string;
   /** Opaque, versioned driver handle (JSON) so a restarted agent re-attaches. */
   handle?: string;
+  /** The node's address: each port's hostPort answers there. */
   hostIP?: string;
+  /** The task's own address, in its node's task range, when it runs in a network namespace of its own (its container ports answer there). */
+  taskIP?: string;
   ports: TaskPortBinding[];
   restartCount: number;
   /** Last health check outcome; undefined when the task has no health check (or none has finished yet). */
@@ -526,6 +529,8 @@ export interface EndpointAddress {
   address: string;
   /** Container port → host port. */
   ports: Record<string, number>;
+  /** The task's own address, when it has a namespace of its own: where its container ports answer, for whoever can route to its node's task range. */
+  taskIP?: string;
 }
 
 /**
@@ -587,6 +592,8 @@ export interface NodeStatus {
   agentVersion: string;
   engineVersion: string;
   portRange: [number, number];
+  /** The range the server allocated this node's task addresses from (a.b.c.d/N), once allocated. */
+  taskRange?: string;
   /** The agent's HTTPS port on `address` (the server reads logs there); absent for simulated nodes. */
   agentPort?: number;
   /** The node's OS and CPU architecture, as Swarm's node.platform.os/arch (linux, x86_64). */

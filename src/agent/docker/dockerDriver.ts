@@ -24,11 +24,14 @@ import {
   type ExecResult,
   type ExitResult,
   type ListedTask,
+  type SandboxHandle,
   type TaskConfig,
   type TaskHandle,
   type TaskInspect,
   type TaskStats,
 } from '../driver.js';
+import { ensurePauseImage, ensureSandbox, removeSandbox } from './sandbox.js';
+import { PAUSE_LABEL } from '../net/pauseImage.js';
 
 /** DOCKER_DRIVER_NAME is the `driver` field of every handle this driver makes, so a handle from another driver is refused. */
 export const DOCKER_DRIVER_NAME = 'docker';
@@ -368,7 +371,8 @@ export class DockerDriver implements Driver {
     } catch (err) {
       throw this.toDriverError(err);
     }
-    return items.map((c) => ({
+    // Sandboxes (pause containers) carry their task's labels but are not its container: found by name when needed.
+    return items.filter((c) => !c.Labels?.[PAUSE_LABEL]).map((c) => ({
       handle: handleOf(c.Id, (c.Names[0] ?? '').replace(/^\//, '')),
       labels: c.Labels ?? {},
       state: stateOf(c.State),
@@ -614,8 +618,25 @@ export class DockerDriver implements Driver {
     }
   }
 
+  async sandbox(taskName: string, labels: Record<string, string>): Promise<SandboxHandle> {
+    try {
+      await ensurePauseImage(this.docker);
+      return await ensureSandbox(this.docker, containerName(taskName), labels);
+    } catch (err) {
+      throw this.toDriverError(err);
+    }
+  }
+
+  async removeSandbox(taskName: string): Promise<void> {
+    try {
+      await removeSandbox(this.docker, containerName(taskName));
+    } catch (err) {
+      throw this.toDriverError(err);
+    }
+  }
+
   private createBody(name: string, config: TaskConfig): Docker.ContainerCreateOptions {
-    return createBody(name, config.spec, config.resources, config.env, config.labels);
+    return createBody(name, config.spec, config.resources, config.env, config.labels, config.sandbox?.id);
   }
 
   private async killThenWait(c: Docker.Container, signal: string, graceMs: number): Promise<void> {
@@ -651,10 +672,12 @@ export function createBody(
   resources: ResourceSpec,
   env: Record<string, string>,
   labels: Record<string, string>,
+  /** A sandbox container whose network namespace this container joins. */
+  sandbox?: string,
 ): Docker.ContainerCreateOptions {
   const mergedEnv = { ...spec.env, ...env };
   const hostConfig: Docker.HostConfig & Record<string, unknown> = {
-    NetworkMode: spec.networkMode,
+    NetworkMode: sandbox ? `container:${sandbox}` : spec.networkMode,
     Init: spec.init,
     ReadonlyRootfs: spec.readOnly,
     RestartPolicy: { Name: 'no' },
@@ -676,7 +699,8 @@ export function createBody(
   const ulimits = Object.entries(spec.ulimits).map(([Name, u]) => ({ Name, Soft: u.soft, Hard: u.hard }));
   if (ulimits.length) hostConfig.Ulimits = ulimits;
   if (Object.keys(spec.sysctls).length) hostConfig.Sysctls = { ...spec.sysctls };
-  if (spec.extraHosts.length) hostConfig.ExtraHosts = [...spec.extraHosts];
+  // A container joining a sandbox shares its hosts file and name: the engine refuses either set here.
+  if (spec.extraHosts.length && !sandbox) hostConfig.ExtraHosts = [...spec.extraHosts];
   if (spec.mounts.length) {
     hostConfig.Mounts = spec.mounts.map((m) => {
       const mount: Record<string, unknown> = { Type: m.type, Target: m.target, ReadOnly: m.readOnly };
@@ -701,7 +725,7 @@ export function createBody(
   if (spec.user) body.User = spec.user;
   if (spec.workingDir) body.WorkingDir = spec.workingDir;
   // Docker rejects a hostname together with host networking (the host's is used).
-  if (spec.hostname && spec.networkMode !== 'host') body.Hostname = spec.hostname;
+  if (spec.hostname && spec.networkMode !== 'host' && !sandbox) body.Hostname = spec.hostname;
   if (spec.stopSignal) body.StopSignal = spec.stopSignal;
   // The agent runs health checks itself (at once after start, not after a whole interval as the engine does): the engine's own runner would run each twice.
   if (spec.healthcheck || spec.readiness) body.Healthcheck = { Test: ['NONE'] };

@@ -34,6 +34,7 @@ export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSp
       node: t.spec.nodeName,
       address: t.status.hostIP!,
       ports: Object.fromEntries(t.status.ports.map((p) => [String(p.target), p.hostPort])),
+      ...(t.status.taskIP ? { taskIP: t.status.taskIP } : {}),
     }))
     .sort((a, b) => (a.task < b.task ? -1 : a.task > b.task ? 1 : 0));
   return {

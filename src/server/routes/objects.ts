@@ -4,6 +4,7 @@
  * the task status subresource, where agents report (validated field by field,
  * and only for their own tasks, at addresses their node owns).
  */
+import { BlockList, isIPv4 } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { BatonError } from '../../base/errors.js';
@@ -160,6 +161,8 @@ function registerTaskStatus(app: FastifyInstance, deps: HttpDeps): void {
       if (t && t.spec.nodeName !== req.node) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} may not report status for task ${item.name} (placed on ${t.spec.nodeName || 'no node'})`);
       const ip = item.status.hostIP;
       if (ip !== undefined && !nodeOwns(node, ip)) details.push({ path: `${path(i)}.hostIP`, message: `${ip} is not an address of node ${req.node} (${node ? node.status.address : 'not registered'})` });
+      const own = item.status.taskIP;
+      if (own !== undefined && !inTaskRange(node, own)) details.push({ path: `${path(i)}.taskIP`, message: `${own} is not in the task range of node ${req.node} (${node?.status.taskRange ?? 'none allocated'})` });
     });
     if (details.length) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} reported addresses it does not own; nothing was stored`, details);
   };
@@ -200,9 +203,18 @@ function registerTaskStatus(app: FastifyInstance, deps: HttpDeps): void {
 /** The status fields the server writes and agents leave out: kept as they are when a report arrives. */
 const SERVER_OWNED = ['scheduling', 'pendingReason'];
 
-/** nodeOwns: an address that is the node's own (its registered address). Task networks will add the node's task range here. */
+/** nodeOwns: an address that is the node's own (its registered address). */
 export function nodeOwns(node: Node | undefined, ip: string): boolean {
   return node !== undefined && sameAddress(node.status.address, ip);
+}
+
+/** inTaskRange: an address inside the task range the server allocated the node. */
+export function inTaskRange(node: Node | undefined, ip: string): boolean {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(node?.status.taskRange ?? '');
+  if (!m || !isIPv4(ip)) return false;
+  const list = new BlockList();
+  list.addSubnet(m[1]!, Number(m[2]), 'ipv4');
+  return list.check(ip, 'ipv4');
 }
 
 /** validateObject checks a client's object and returns its spec as the schema reads it (unknown keys dropped). */

@@ -1,0 +1,125 @@
+/**
+ * NodeNetwork is a node's task network (`--task-network bridge`): its bridge
+ * with the range the server allocated the node, an address per task kept in
+ * the data directory (so a task keeps its address across an agent restart
+ * and an engine restart), the plumbing of each task's namespace, and the
+ * node's port mappings into tasks (netTable.ts).
+ */
+import { readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { attach, detach, ensureBridge, gatewayOf, ifName, intToIp, ipToInt, parseCidr, type BridgeOptions, type Cidr } from './plumbing.js';
+import { NetTable, netTableName, type PortMapping } from './netTable.js';
+
+export interface NodeNetworkOptions {
+  node: string;
+  cluster: string;
+  /** The node's task range, allocated by the server. */
+  range: string;
+  /** The node's address (port mappings answer there). */
+  address: string;
+  dataDir: string;
+  /** Ranges a task reaches through its gateway (the cluster's task range); a default route only with egress. */
+  routes: string[];
+  egress: boolean;
+  log: Logger;
+}
+
+export class NodeNetwork {
+  readonly bridge: BridgeOptions;
+  private readonly routes: Cidr[];
+  /** Task name → address, as saved. */
+  private readonly addresses = new Map<string, string>();
+  private readonly table: NetTable;
+  private readonly mappings = new Map<string, PortMapping[]>();
+
+  constructor(private readonly opts: NodeNetworkOptions) {
+    this.bridge = { name: ifName('bt', `${opts.cluster}/${opts.node}`), range: parseCidr(opts.range) };
+    this.routes = opts.routes.map(parseCidr);
+    this.table = new NetTable(netTableName(opts.node, opts.cluster));
+    try {
+      const saved = JSON.parse(readFileSync(this.file(), 'utf8')) as Record<string, string>;
+      for (const [task, ip] of Object.entries(saved)) if (this.inRange(ip)) this.addresses.set(task, ip);
+    } catch {
+      /* no file yet, or a damaged one: addresses are handed out afresh */
+    }
+  }
+
+  private file(): string {
+    return join(this.opts.dataDir, 'task-addresses.json');
+  }
+
+  private save(): void {
+    const tmp = `${this.file()}.tmp`;
+    writeFileSync(tmp, JSON.stringify(Object.fromEntries(this.addresses)) + '\n', { mode: 0o600 });
+    renameSync(tmp, this.file());
+  }
+
+  private inRange(ip: string): boolean {
+    try {
+      const n = ipToInt(ip);
+      const size = 2 ** (32 - this.bridge.range.prefix);
+      return n > this.bridge.range.base + 1 && n < this.bridge.range.base + size - 1;
+    } catch {
+      return false;
+    }
+  }
+
+  /** start makes the bridge and the (empty) mapping table. */
+  async start(): Promise<void> {
+    await ensureBridge(this.bridge);
+    await this.table.sync({ bridges: [this.bridge], mappings: [] });
+  }
+
+  /** gateway: the bridge's own address. */
+  get gateway(): string {
+    return gatewayOf(this.bridge.range);
+  }
+
+  /** addressOf gives a task its address (the lowest free one), or the one it had. */
+  addressOf(task: string): string {
+    const had = this.addresses.get(task);
+    if (had) return had;
+    const used = new Set(this.addresses.values());
+    const size = 2 ** (32 - this.bridge.range.prefix);
+    for (let n = this.bridge.range.base + 2; n < this.bridge.range.base + size - 1; n++) {
+      const ip = intToIp(n);
+      if (used.has(ip)) continue;
+      this.addresses.set(task, ip);
+      this.save();
+      return ip;
+    }
+    throw new Error(`no address left in this node's task range ${this.opts.range}`);
+  }
+
+  /** plumb joins a task's namespace (held by process pid) to the bridge, at its address. */
+  async plumb(task: string, uid: string, pid: number): Promise<string> {
+    const address = this.addressOf(task);
+    await attach({ bridge: this.bridge, hostIf: ifName('vb', uid), pid, address, routes: this.routes, egress: this.opts.egress });
+    return address;
+  }
+
+  /** setMappings maps node ports into a task (replacing what it had) and loads the table. */
+  async setMappings(task: string, ports: { hostPort: number; target: number }[]): Promise<void> {
+    const to = this.addresses.get(task);
+    if (!to) return;
+    this.mappings.set(task, ports.map((p) => ({ address: this.opts.address, port: p.hostPort, protocol: 'tcp' as const, to, toPort: p.target })));
+    await this.sync();
+  }
+
+  /** release forgets a task: its mappings, its address and its veth. */
+  async release(task: string, uid: string | undefined): Promise<void> {
+    const had = this.mappings.delete(task);
+    if (this.addresses.delete(task)) this.save();
+    if (uid) await detach(ifName('vb', uid));
+    if (had) await this.sync();
+  }
+
+  private async sync(): Promise<void> {
+    await this.table.sync({ bridges: [this.bridge], mappings: [...this.mappings.values()].flat() });
+  }
+
+  async close(): Promise<void> {
+    await this.table.close();
+  }
+}
