@@ -32,6 +32,7 @@ import { DriverError, type Driver, type TaskHandle, type TaskInspect } from './d
 import { PortAllocator } from './ports.js';
 import { HealthMonitor, type HealthVerdict } from './health.js';
 import { defaultVipRange, Mesh } from './mesh.js';
+import { Deregistration, MeshReporter } from './deregistration.js';
 import { credentialState, joinCluster, localDialAddress, loadCredentials, renewCertificate, saveCredentials, type NodeCredentials } from './join.js';
 import { tlsTransport, withTransport } from '../api/tls.js';
 import { certInfo } from '../base/pki.js';
@@ -82,7 +83,7 @@ export interface AgentOptions {
   backoffResetMs?: number;
   /** Health checks and readiness probes running at once on this node (default 16). */
   maxProbesInFlight?: number;
-  /** A task with ports told to stop waits at most this long for the mesh to stop routing to it (default 2 s). */
+  /** A task with ports told to stop waits at most this long for every Ready node's routing mesh to stop routing to it (default 10 s). */
   deregisterMs?: number;
   /** Asked heartbeat interval; the server may stretch it when the cluster is large. */
   heartbeatMs?: number;
@@ -98,9 +99,6 @@ export interface AgentOptions {
   /** Called when the cluster no longer accepts this node (revoked): the process should exit. */
   onFatal?: (err: Error) => void;
 }
-
-/** After its endpoint is gone here, a stopping task keeps running this long more, for the other nodes' meshes to follow. */
-const DEREGISTER_SETTLE_MS = 250;
 
 export const LABEL_CLUSTER = 'baton.cluster';
 export const LABEL_NODE = 'baton.node';
@@ -125,9 +123,6 @@ interface Local {
   readySince?: number;
   /** Set when the agent stopped the task for failing its health check: why, for the restart's message. */
   unhealthy?: string;
-  /** When the task was first seen told to stop, and when its endpoint was first seen gone (deregistration). */
-  stopAskedAt?: number;
-  deregisteredAt?: number;
   /** The last status we produced (reported or buffered). */
   status?: TaskStatus;
 }
@@ -187,6 +182,8 @@ export class Agent {
   private readonly health: HealthMonitor;
   /** The routing mesh: published ports on this node, service VIPs for names. */
   mesh?: Mesh;
+  /** Holds a stopping task's stop signal until no node's mesh routes to it. */
+  private deregistration?: Deregistration;
   /** Task output kept on this node, and its copier. */
   logs?: LogStore;
   private collector?: LogCollector;
@@ -255,6 +252,9 @@ export class Agent {
     this.informer.start();
     if (this.opts.mesh !== false) {
       this.mesh = new Mesh(this.client, { node: this.name, cluster: this.clusterId, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel });
+      const signal = this.abort.signal;
+      new MeshReporter({ client: this.client, node: this.name, mesh: this.mesh, minIntervalMs: () => this.flushMs, signal, log: this.log });
+      this.deregistration = new Deregistration({ client: this.client, mesh: this.mesh, clock: this.clock, timeoutMs: this.opts.deregisterMs ?? 10_000, wake: (t) => this.queue.add(t), signal, log: this.log });
       await this.mesh.start();
     }
     this.loops.push(this.heartbeatLoop(), this.engineLoop(), this.flushLoop(), this.resyncLoop(), this.renewLoop());
@@ -662,24 +662,13 @@ export class Agent {
   }
 
   /**
-   * deregisterWait is how long a task told to stop should keep running so that
-   * no node's mesh picks it for a new connection as it stops (Kubernetes leaves
-   * this race to a preStop sleep): until its endpoint has been gone for
-   * DEREGISTER_SETTLE_MS here, at most deregisterMs (2 s) in all.
+   * holdStop is how long a task told to stop should keep running so that no
+   * node's mesh picks it for a new connection as it stops (deregistration.ts):
+   * only a task with ports that was ready here ever had an endpoint.
    */
-  private deregisterWait(task: Task, local: Local): number {
-    // Never ready here means never an endpoint: nothing to wait for.
-    if (!this.mesh || (task.spec.ports.length === 0 && task.spec.expose.length === 0) || local.readySince === undefined) return 0;
-    const now = this.clock.now();
-    local.stopAskedAt ??= now;
-    const deadline = local.stopAskedAt + (this.opts.deregisterMs ?? 2000);
-    if (now >= deadline) return 0;
-    if (this.mesh.routesTo(task.spec.serviceName, task.metadata.name)) {
-      local.deregisteredAt = undefined;
-      return Math.min(50, deadline - now);
-    }
-    local.deregisteredAt ??= now;
-    return Math.max(0, Math.min(local.deregisteredAt + DEREGISTER_SETTLE_MS, deadline) - now);
+  private holdStop(task: Task, local: Local): number {
+    if (!this.deregistration || (task.spec.ports.length === 0 && task.spec.expose.length === 0) || local.readySince === undefined) return 0;
+    return this.deregistration.remainingMs(task.metadata.name, task.spec.serviceName);
   }
 
   /** adviseFlush takes the server's status flush interval (it grows with the cluster), never below our own setting. */
@@ -740,6 +729,7 @@ export class Agent {
       }
       this.ports.release((local.ports ?? []).map((p) => p.hostPort));
       this.locals.delete(name);
+      this.deregistration?.forget(name);
       return;
     }
     if (!local) {
@@ -764,14 +754,14 @@ export class Agent {
     if (task.spec.desiredState !== 'running') {
       this.health.unwatch(name);
       if (exists && insp!.state === 'running') {
-        // Deregister before the stop signal: wait until the routing mesh no longer sends it new connections
-        // (its endpoint is gone, and a moment for every node to follow), at most deregisterMs.
-        const wait = this.deregisterWait(task, local);
+        // Deregister before the stop signal: wait until no node's routing mesh sends it new connections, at most deregisterMs.
+        const wait = this.holdStop(task, local);
         if (wait > 0) {
           this.queue.addAfter(name, wait);
           return;
         }
         await driver.stop(local.handle!, task.spec.container.stopGracePeriodMs, task.spec.container.stopSignal);
+        this.deregistration?.forget(name);
         const after = await driver.inspect(local.handle!);
         this.report(task, local, 'shutdown', 'stopped', { exitCode: after.exitCode, finishedAt: after.finishedAt });
       } else if (!isTerminal(task.status.state) || (local.status && !isTerminal(local.status.state))) {

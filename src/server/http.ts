@@ -9,7 +9,7 @@ import { BatonError, isBatonError } from '../base/errors.js';
 import { compatible, VERSION } from '../base/version.js';
 import { KINDS, endpointsKind, nodeKind, revisionKind, serviceKind, taskKind, type KindInfo } from '../api/kinds.js';
 import { pause, promote, restart, resume, rollback } from './rollout.js';
-import { objectNameSchema, zodDetails } from '../api/schemas.js';
+import { endpointsAppliedQuerySchema, meshReportSchema, objectNameSchema, zodDetails } from '../api/schemas.js';
 import { isGlobal, isTerminal, type ApplyRequest, type ClusterInfo, type Node, type NodeAvailability, type NodeStatus, type Service, type Taint, type Task } from '../api/types.js';
 import type { StoredEvent } from '../store/events.js';
 import { matchesEventQuery } from '../store/events.js';
@@ -22,6 +22,7 @@ import { applyStack, previewPlacement, removeStack } from './apply.js';
 import { SERVER_CLIENT_CN } from '../api/tls.js';
 import { DASHBOARD_DIR, registerDashboard } from './dashboard.js';
 import { parseUsage, type UsageStore } from './usage.js';
+import type { MeshRevisions } from './meshRevisions.js';
 import type { ServerMetrics } from './metrics.js';
 import type { AutoscaleController } from './controllers/autoscaleController.js';
 import { parseSince, type LogRouter } from './logs.js';
@@ -53,6 +54,8 @@ export interface HttpDeps {
   /** Reads logs from the agents. */
   logs: LogRouter;
   autoscaler: AutoscaleController;
+  /** The Endpoints revision each node's routing mesh has applied (deregistration of stopping tasks). */
+  meshes: MeshRevisions;
   /** Writes an online backup of the store to a file and returns its path (SQLite only). */
   snapshot?: () => Promise<string>;
   logger?: boolean;
@@ -99,6 +102,8 @@ const AGENT_ROUTES = new Set([
   'PUT /api/v1/tasks/:name/status',
   'POST /api/v1/events',
   'POST /api/v1/services/:name/activate',
+  'POST /api/v1/nodes/:name/mesh',
+  'GET /api/v1/endpoints/-/applied',
 ]);
 
 /** certRefusal turns an OpenSSL verification code into words a user can act on. */
@@ -171,7 +176,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const labels = { method: req.method, route };
     deps.metrics.requests.inc({ ...labels, code: String(reply.statusCode) });
     const q = req.query as Record<string, string> | undefined;
-    if (q?.watch !== 'true' && q?.follow !== 'true') deps.metrics.latency.observe(labels, reply.elapsedTime / 1000);
+    // Streams and held waits (a stopping task's, for every mesh) last as long as they are meant to: not latency.
+    if (q?.watch !== 'true' && q?.follow !== 'true' && route !== '/api/v1/endpoints/-/applied') deps.metrics.latency.observe(labels, reply.elapsedTime / 1000);
   });
 
   app.setErrorHandler((err: any, req, reply) => {
@@ -235,6 +241,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       // A node lists only its own tasks; every node's routing mesh reads all Endpoints.
       if (req.role === 'agent' && kind === taskKind && fields?.['spec.nodeName'] !== req.node) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} may list only its own tasks (fieldSelector spec.nodeName=${req.node})`);
       if (req.role === 'agent' && kind !== taskKind && kind !== endpointsKind) throw new BatonError('BATON_ERR_FORBIDDEN', `a node certificate may not list ${kind.plural}`);
+      // A node that watches Endpoints runs a routing mesh: stopping tasks wait for it (MeshRevisions).
+      if ((q.watch === 'true' || q.watch === '1') && req.role === 'agent' && kind === endpointsKind) deps.meshes.watching(req.node!);
       if (q.watch === 'true' || q.watch === '1') return serveWatch(req, reply, kind, cache, Number(q.resourceVersion ?? 0), fields, labels, q.ignoreStatusUpdates === 'true');
       const r = await listKind(kind, cache, q, fields, labels);
       // Node lists carry the last heartbeat from memory: it is never written per beat.
@@ -539,6 +547,29 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     }
     recordEvent(ctx, { type: 'Warning', reason: 'NodeRemoved', kind: 'Node', name, uid: node.metadata.uid, node: name, source: 'api', message: `node ${name} removed${force ? ' (forced)' : ''}; ${serials.length} certificate(s) revoked, ${tasks.length} task(s) orphaned` });
     return { removed: name, revokedCertificates: serials, orphanedTasks: tasks.length };
+  });
+
+  // ---------------------------------------------------------------- routing-mesh revisions (deregistration)
+  // Each node's mesh reports the Endpoints revision it has applied; the agent of a stopping task waits until
+  // every Ready node's mesh has applied the revision that removed the task's endpoint (server/meshRevisions.ts).
+  app.post('/api/v1/nodes/:name/mesh', async (req) => {
+    need(req, 'agent');
+    const name = (req.params as { name: string }).name;
+    ownNode(req, name);
+    if (!nodeCache(caches).objects.has(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `node "${name}" is not registered; register again`);
+    const b = meshReportSchema.safeParse(req.body);
+    if (!b.success) throw new BatonError('BATON_ERR_VALIDATION', `invalid mesh report from node ${name}`, zodDetails(b.error, 'body'));
+    deps.meshes.report(name, Number(b.data.endpointsRevision));
+    return { node: name, endpointsRevision: b.data.endpointsRevision };
+  });
+  app.get('/api/v1/endpoints/-/applied', async (req, reply) => {
+    need(req, 'admin', 'agent');
+    const q = endpointsAppliedQuerySchema.safeParse(req.query ?? {});
+    if (!q.success) throw new BatonError('BATON_ERR_VALIDATION', 'invalid query: expected ?revision=N[&timeoutMs=MS]', zodDetails(q.error, 'query'));
+    // A client that hangs up stops the wait (the response's close, not the request's: that fires once the request is read).
+    const gone = new AbortController();
+    reply.raw.once('close', () => gone.abort());
+    return deps.meshes.waitApplied(Number(q.data.revision), q.data.timeoutMs ?? 0, gone.signal);
   });
 
   // ---------------------------------------------------------------- joining
