@@ -57,7 +57,7 @@ describe('MeshRevisions (fake clock, real node cache)', () => {
       await registry.create(nodeKind, { metadata: { name: n }, spec: f.spec, status: f.status });
     }
     await registry.create(nodeKind, { metadata: { name: 'd' }, spec: { availability: 'active' }, status: nodeFixture('d', { state: 'down' }).status });
-    await settle();
+    await eventually(async () => expect(nodes.objects.size).toBe(4), 5000, 10);
     meshes = new MeshRevisions(clock, nodes, GRACE);
   });
 
@@ -69,7 +69,7 @@ describe('MeshRevisions (fake clock, real node cache)', () => {
 
   const setState = async (name: string, state: Node['status']['state']) => {
     await registry.mutate<Node & { status: Node['status'] }>(nodeKind, name, (cur) => ({ ...cur, status: { ...cur.status, state } }) as never);
-    await settle();
+    await eventually(async () => expect((nodes.objects.get(name) as unknown as Node).status.state).toBe(state), 5000, 10);
   };
 
   it('counts every Ready node until the grace after its start ends, then only those that run a mesh', () => {
@@ -101,7 +101,7 @@ describe('MeshRevisions (fake clock, real node cache)', () => {
     expect(answer).toBeUndefined();
     // c goes NotReady: it no longer holds the wait up.
     await setState('c', 'not-ready');
-    expect(answer).toEqual({ revision: '12', applied: true, pending: [] });
+    await eventually(async () => expect(answer).toEqual({ revision: '12', applied: true, pending: [] }), 5000, 10);
 
     let late: EndpointsApplied | undefined;
     void meshes.waitApplied(20, 5000).then((a) => (late = a));
@@ -132,7 +132,6 @@ describe('deregistration over the API (memory store, real HTTP, node certificate
   let w1: ApiClient;
   let w2: ApiClient;
   let dir: string;
-  let startedAt: number;
   const transports: Transport[] = [];
   const beating = new Set(['w1', 'w2']);
   let hb: NodeJS.Timeout;
@@ -142,7 +141,6 @@ describe('deregistration over the API (memory store, real HTTP, node certificate
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'baton-dereg-'));
-    startedAt = Date.now();
     server = await BatonServer.start({
       dataDir: dir,
       listen: '127.0.0.1:0',
@@ -180,9 +178,8 @@ describe('deregistration over the API (memory store, real HTTP, node certificate
   const report = (c: ApiClient, node: string, revision: number) => c.call('POST', `/api/v1/nodes/${node}/mesh`, { endpointsRevision: String(revision) });
 
   it('answers which Ready nodes with a mesh have not applied a revision, and waits for them', async () => {
-    await new Promise((r) => setTimeout(r, Math.max(0, startedAt + GRACE + 50 - Date.now())));
-    // Neither node has reported or watched Endpoints: nothing to wait for.
-    expect(await applied(api, 'revision=5')).toEqual({ revision: '5', applied: true, pending: [] });
+    // Neither node has reported or watched Endpoints: once the grace after the server's start is over, nothing to wait for.
+    await eventually(async () => expect(await applied(api, 'revision=5')).toEqual({ revision: '5', applied: true, pending: [] }), GRACE * 5, 20);
     await report(w2, 'w2', 5);
     expect(await applied(api, 'revision=6')).toEqual({ revision: '6', applied: false, pending: ['w2'] });
     expect(await applied(w1, 'revision=5')).toMatchObject({ applied: true });
