@@ -46,6 +46,7 @@ import { LABEL_TASK } from './state.js';
 import { NodeSession } from './session.js';
 import { UsageSampler } from './usage.js';
 import { TaskReconciler } from './reconciler.js';
+import { Deregistration, MeshReporter } from './deregistration.js';
 import type { AgentOptions } from './options.js';
 
 export type { AgentOptions } from './options.js';
@@ -73,6 +74,8 @@ export class Agent {
   private fatal = false;
   /** The routing mesh: published ports on this node, service VIPs for names. */
   mesh?: Mesh;
+  /** Holds a stopping task's stop signal until no node's mesh routes to it. */
+  private deregistration?: Deregistration;
   /** Task output kept on this node, and its copier. */
   logs?: LogStore;
   private collector?: LogCollector;
@@ -141,6 +144,7 @@ export class Agent {
       clock: this.clock,
       log: this.log,
       mesh: () => this.mesh,
+      deregistration: () => this.deregistration,
       collector: () => this.collector,
     });
   }
@@ -206,6 +210,9 @@ export class Agent {
     this.state.informer.start();
     if (this.opts.mesh !== false) {
       this.mesh = new Mesh(this.client, { node: this.name, cluster: this.state.clusterId, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel, tableSweepMs: this.opts.tableSweepMs });
+      const signal = this.abort.signal;
+      new MeshReporter({ client: this.client, node: this.name, mesh: this.mesh, minIntervalMs: () => this.status.flushInterval, signal, log: this.log });
+      this.deregistration = new Deregistration({ client: this.client, mesh: this.mesh, clock: this.clock, timeoutMs: this.opts.deregisterMs ?? 10_000, wake: (t) => this.queue.add(t), signal, log: this.log });
       await this.mesh.start();
     }
     const signal = this.abort.signal;

@@ -15,14 +15,17 @@
  * - endpoints that leave get no new connections; their open connections run
  *   on until they close (drained by the task's stop grace period);
  * - counters per service and per endpoint: connections, active, bytes,
- *   errors, retries, held, connect latency.
+ *   errors, retries, held, connect latency;
+ * - the Endpoints revision it has applied (routes and kernel rules both in
+ *   effect), for the server to tell a stopping task when no node routes to
+ *   it any more (deregistration.ts).
  *
  * A service that needs only round robin over endpoints it has takes the
  * kernel fast path (nft.ts: nftables DNAT in a table this agent owns) and its
  * connections never reach this process; the userspace listener stays for
  * the moments it has no endpoint (it holds) and for the other services.
  */
-import { createServer, connect, isIPv6, type Server, type Socket } from 'node:net';
+import { createServer, connect, isIPv4, isIPv6, type Server, type Socket } from 'node:net';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -87,6 +90,17 @@ interface Listening {
   target: number;
 }
 
+/**
+ * hostPortOf is the host port that endpoint `e` serves container port
+ * `target` on, when its address is an IPv4 address and the port a port
+ * number: Endpoints carry what agents reported, and nothing received goes
+ * into a ruleset or a connect unchecked.
+ */
+export function hostPortOf(e: EndpointAddress, target: number): number | undefined {
+  const p = e.ports[String(target)];
+  return isIPv4(e.address) && Number.isInteger(p) && p! >= 1 && p! <= 65535 ? p : undefined;
+}
+
 /** defaultVipRange gives each node its own /24 for VIPs, from its address: 127.0.b.c → 127.(64 + b % 64).c.0/24. */
 export function defaultVipRange(address: string): string {
   const m = /^127\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
@@ -148,6 +162,12 @@ export class Mesh {
   private sweeper?: TableSweeper;
   private kernelSync?: Promise<void>;
   private kernelDirty = false;
+  /** The store revision of the Endpoints this mesh's routes reflect (userspace), and of those in effect, kernel rules included. */
+  private seen = 0;
+  private applied = 0;
+  /** The newest Endpoints change this mesh has seen: an object's modRevision or a deletion's revision. */
+  private changed = 0;
+  private readonly appliedListeners = new Set<(revision: number) => void>();
 
   constructor(
     private readonly client: ApiClient,
@@ -183,9 +203,19 @@ export class Mesh {
     }
     this.informer = new Informer(this.client, endpointsKind, {
       onSync: (objs) => {
-        for (const o of objs.values()) this.apply(o as Endpoints);
+        let newest = 0;
+        for (const o of objs.values()) {
+          this.apply(o as Endpoints);
+          newest = Math.max(newest, Number((o as Endpoints).metadata.resourceVersion) || 0);
+        }
+        this.commit(newest);
       },
-      onEvent: (type, o: Endpoints) => (type === 'DELETED' ? this.remove(o.metadata.name) : this.apply(o)),
+      onEvent: (type, o: Endpoints) => {
+        if (type === 'DELETED') this.remove(o.metadata.name);
+        else this.apply(o);
+        // A deletion happened at the informer's revision: the event's, or the list's that revealed it (at or before it).
+        this.commit(type === 'DELETED' ? this.informerRevision() : Number(o.metadata.resourceVersion) || 0);
+      },
       onError: (err) => this.opts.log.debug({ err: err.message }, 'endpoints watch interrupted; reconnecting'),
     });
     this.informer.start();
@@ -221,6 +251,30 @@ export class Mesh {
     return this.hostsFor(stack);
   }
 
+  /**
+   * appliedRevision: every Endpoints change up to this store revision is in
+   * effect on this node, in the userspace proxy and in the kernel's rules.
+   */
+  get appliedRevision(): number {
+    return this.applied;
+  }
+
+  /**
+   * changeRevision: the revision of the newest Endpoints change this mesh has
+   * seen. A task that this mesh no longer routes to left its endpoints at or
+   * before it, so a node whose appliedRevision reached it routes there no
+   * more either (every mesh sees every Endpoints change, in order).
+   */
+  get changeRevision(): number {
+    return this.changed;
+  }
+
+  /** onDidApply calls fn with appliedRevision each time it grows; returns an unsubscribe. */
+  onDidApply(fn: (revision: number) => void): () => void {
+    this.appliedListeners.add(fn);
+    return () => this.appliedListeners.delete(fn);
+  }
+
   /** routesTo: this node's mesh may still send new connections of `service` to `task`. */
   routesTo(service: string, task: string): boolean {
     return this.routes.get(service)?.spec.endpoints.some((e) => e.task === task) ?? false;
@@ -248,7 +302,7 @@ export class Mesh {
     for (const [key, l] of this.listening) {
       const r = this.routes.get(l.service);
       if (!r || r.spec.lb.algorithm !== 'round_robin' || r.spec.lb.proxyProtocol !== 'off') continue;
-      const endpoints = r.spec.endpoints.filter((e) => e.ports[String(l.target)] !== undefined).map((e) => ({ task: e.task, address: e.address, port: e.ports[String(l.target)]! }));
+      const endpoints = r.spec.endpoints.filter((e) => hostPortOf(e, l.target) !== undefined).map((e) => ({ task: e.task, address: e.address, port: hostPortOf(e, l.target)! }));
       if (endpoints.length === 0) continue;
       const i = key.lastIndexOf(':');
       out.push({ service: l.service, address: key.slice(0, i), port: Number(key.slice(i + 1)), endpoints });
@@ -256,16 +310,47 @@ export class Mesh {
     return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port));
   }
 
-  /** syncKernel brings the node's nftables table in line, one load at a time (changes meanwhile are folded into the next). */
+  private informerRevision(): number {
+    return Number(this.informer?.revision ?? 0) || 0;
+  }
+
+  /**
+   * commit records what the informer just delivered (a list, or one event,
+   * whose newest change is at `changed`) and puts it in effect: at once in
+   * userspace, then in the kernel, after which it counts as applied.
+   */
+  private commit(changed: number): void {
+    if (changed > this.changed) this.changed = changed;
+    this.seen = Math.max(this.seen, this.informerRevision());
+    if (this.kernel) this.syncKernel();
+    else this.markApplied(this.seen);
+  }
+
+  private markApplied(revision: number): void {
+    if (revision <= this.applied) return;
+    this.applied = revision;
+    for (const fn of this.appliedListeners) fn(revision);
+  }
+
+  /**
+   * syncKernel brings the node's nftables table in line, one load at a time
+   * (changes meanwhile are folded into the next); a load that succeeds puts
+   * the revision its routes were read at in effect. One that fails leaves
+   * the old rules routing, so that revision is not applied.
+   */
   private syncKernel(): void {
     if (!this.kernel || this.closed) return;
     this.kernelDirty = true;
     if (this.kernelSync) return;
     this.kernelSync = (async () => {
+      // Everything delivered in this turn (a whole list) goes into the same load.
+      await null;
       while (this.kernelDirty && !this.closed) {
         this.kernelDirty = false;
+        const revision = this.seen;
         const err = await this.kernel!.sync(this.kernelRoutes());
         if (err) this.opts.log.warn({ err }, 'routing mesh: the kernel fast path could not be updated; the userspace proxy carries on');
+        else this.markApplied(revision);
       }
       this.kernelSync = undefined;
     })();
@@ -296,7 +381,6 @@ export class Mesh {
     const present = new Set(e.spec.endpoints.map((x) => x.task));
     for (const [task, c] of r.byTask) if (!present.has(task) && c.active === 0) r.byTask.delete(task);
     for (const [task, n] of r.open) if (!present.has(task) && n <= 0) r.open.delete(task);
-    this.syncKernel();
   }
 
   private remove(name: string): void {
@@ -309,7 +393,6 @@ export class Mesh {
     this.routes.delete(name);
     if (r) for (const w of r.waiters) w();
     if (this.vips.delete(name)) this.saveVips();
-    this.syncKernel();
   }
 
   private vipFor(service: string): string | undefined {
@@ -354,7 +437,7 @@ export class Mesh {
   // ------------------------------------------------------------ connections
 
   private pick(r: Route, target: number, avoid?: string): EndpointAddress | undefined {
-    const eps = r.spec.endpoints.filter((e) => e.ports[String(target)] !== undefined && e.task !== avoid);
+    const eps = r.spec.endpoints.filter((e) => hostPortOf(e, target) !== undefined && e.task !== avoid);
     if (eps.length === 0) return undefined;
     if (r.spec.lb.algorithm === 'least_conn') {
       let best = eps[0]!;

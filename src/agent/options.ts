@@ -41,7 +41,7 @@ export interface AgentOptions {
   backoffResetMs?: number;
   /** Health checks and readiness probes running at once on this node (default 16). */
   maxProbesInFlight?: number;
-  /** A task with ports told to stop waits at most this long for the mesh to stop routing to it (default 2 s). */
+  /** A task with ports told to stop waits at most this long for every Ready node's routing mesh to stop routing to it (default 10 s). */
   deregisterMs?: number;
   /** Asked heartbeat interval; the server may stretch it when the cluster is large. */
   heartbeatMs?: number;

@@ -16,12 +16,10 @@ import type { AgentOptions } from './options.js';
 import type { HealthMonitor, HealthVerdict } from './health.js';
 import type { LogCollector } from './logs.js';
 import type { Mesh } from './mesh.js';
+import type { Deregistration } from './deregistration.js';
 import type { PortAllocator } from './ports.js';
 import { LABEL_CLUSTER, LABEL_NODE, LABEL_NODE_NAME, LABEL_PORTS, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, LABEL_TASK_UID, type AgentState, type TaskLocal } from './state.js';
 import type { StatusReporter } from './status.js';
-
-/** After its endpoint is gone here, a stopping task keeps running this long more, for the other nodes' meshes to follow. */
-const DEREGISTER_SETTLE_MS = 250;
 
 export type ReconcilerOptions = Pick<AgentOptions, 'address' | 'driver' | 'pull' | 'backoffResetMs' | 'deregisterMs'>;
 
@@ -34,6 +32,8 @@ export interface ReconcilerDeps {
   clock: Clock;
   log: Logger;
   mesh: () => Mesh | undefined;
+  /** Holds a stopping task's stop signal until no node's mesh routes to it (when this node runs a mesh). */
+  deregistration: () => Deregistration | undefined;
   collector: () => LogCollector | undefined;
 }
 
@@ -61,6 +61,7 @@ export class TaskReconciler {
       }
       this.deps.ports.release((local.ports ?? []).map((p) => p.hostPort));
       this.deps.state.locals.delete(name);
+      this.deps.deregistration()?.forget(name);
       return;
     }
     if (!local) {
@@ -85,14 +86,14 @@ export class TaskReconciler {
     if (task.spec.desiredState !== 'running') {
       this.deps.health.unwatch(name);
       if (exists && insp!.state === 'running') {
-        // Deregister before the stop signal: wait until the routing mesh no longer sends it new connections
-        // (its endpoint is gone, and a moment for every node to follow), at most deregisterMs.
-        const wait = this.deregisterWait(task, local);
+        // Deregister before the stop signal: wait until no node's routing mesh sends it new connections, at most deregisterMs.
+        const wait = this.holdStop(task, local);
         if (wait > 0) {
           this.deps.queue.addAfter(name, wait);
           return;
         }
         await driver.stop(local.handle!, task.spec.container.stopGracePeriodMs, task.spec.container.stopSignal);
+        this.deps.deregistration()?.forget(name);
         const after = await driver.inspect(local.handle!);
         this.deps.status.report(task, local, 'shutdown', 'stopped', { exitCode: after.exitCode, finishedAt: after.finishedAt });
       } else if (!isTerminal(task.status.state) || (local.status && !isTerminal(local.status.state))) {
@@ -265,24 +266,13 @@ export class TaskReconciler {
   }
 
   /**
-   * deregisterWait is how long a task told to stop should keep running so that
-   * no node's mesh picks it for a new connection as it stops (Kubernetes leaves
-   * this race to a preStop sleep): until its endpoint has been gone for
-   * DEREGISTER_SETTLE_MS here, at most deregisterMs (2 s) in all.
+   * holdStop is how long a task told to stop should keep running so that no
+   * node's mesh picks it for a new connection as it stops (deregistration.ts):
+   * only a task with ports that was ready here ever had an endpoint.
    */
-  private deregisterWait(task: Task, local: TaskLocal): number {
-    // Never ready here means never an endpoint: nothing to wait for.
-    const mesh = this.deps.mesh();
-    if (!mesh || (task.spec.ports.length === 0 && task.spec.expose.length === 0) || local.readySince === undefined) return 0;
-    const now = this.deps.clock.now();
-    local.stopAskedAt ??= now;
-    const deadline = local.stopAskedAt + (this.opts.deregisterMs ?? 2000);
-    if (now >= deadline) return 0;
-    if (mesh.routesTo(task.spec.serviceName, task.metadata.name)) {
-      local.deregisteredAt = undefined;
-      return Math.min(50, deadline - now);
-    }
-    local.deregisteredAt ??= now;
-    return Math.max(0, Math.min(local.deregisteredAt + DEREGISTER_SETTLE_MS, deadline) - now);
+  private holdStop(task: Task, local: TaskLocal): number {
+    const deregistration = this.deps.deregistration();
+    if (!deregistration || (task.spec.ports.length === 0 && task.spec.expose.length === 0) || local.readySince === undefined) return 0;
+    return deregistration.remainingMs(task.metadata.name, task.spec.serviceName);
   }
 }

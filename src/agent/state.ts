@@ -32,9 +32,6 @@ export interface TaskLocal {
   readySince?: number;
   /** Set when the agent stopped the task for failing its health check: why, for the restart's message. */
   unhealthy?: string;
-  /** When the task was first seen told to stop, and when its endpoint was first seen gone (deregistration). */
-  stopAskedAt?: number;
-  deregisteredAt?: number;
   /** The last status we produced (reported or buffered). */
   status?: TaskStatus;
 }

@@ -107,6 +107,11 @@ export class StatusReporter {
     return this.pendingStatus.has(name);
   }
 
+  /** flushInterval: how often reports go now (the server may have stretched it). */
+  get flushInterval(): number {
+    return this.flushMs;
+  }
+
   /** advise takes the server's status flush interval (it grows with the cluster), never below our own setting. */
   advise(ms: number | undefined): void {
     if (typeof ms === 'number' && ms > 0) this.flushMs = Math.max(this.opts.statusFlushMs ?? 200, ms);

@@ -29,12 +29,23 @@ export class Informer {
   private abort = new AbortController();
   private stopped = false;
   private done?: Promise<void>;
+  private rv?: string;
 
   constructor(
     private readonly client: ApiClient,
     private readonly kind: KindInfo,
     private readonly opts: InformerOptions,
   ) {}
+
+  /**
+   * revision is the store revision the local copy reflects: the list's, then
+   * each event's or bookmark's; inside onEvent and onSync it is the revision
+   * of what is being delivered (a list's own revision for the deletions it
+   * reveals).
+   */
+  get revision(): string | undefined {
+    return this.rv;
+  }
 
   start(): void {
     this.done = this.run();
@@ -48,27 +59,27 @@ export class Informer {
 
   private async run(): Promise<void> {
     let failures = 0;
-    let rv: string | undefined;
+    this.rv = undefined;
     while (!this.stopped) {
       try {
-        if (rv === undefined) {
+        if (this.rv === undefined) {
           const list = await this.client.list<any>(this.kind, { fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector });
           const seen = new Map<string, any>();
           for (const o of list.items) seen.set(o.metadata.name, o);
+          this.rv = list.metadata.resourceVersion;
           for (const [name, old] of this.objects) if (!seen.has(name)) this.opts.onEvent('DELETED', old);
           this.objects.clear();
           for (const [n, o] of seen) this.objects.set(n, o);
-          rv = list.metadata.resourceVersion;
           this.synced = true;
           this.opts.onSync?.(this.objects);
         }
-        for await (const ev of this.client.watch<any>(this.kind, { resourceVersion: rv, fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector, ignoreStatusUpdates: this.opts.ignoreStatusUpdates, signal: this.abort.signal })) {
+        for await (const ev of this.client.watch<any>(this.kind, { resourceVersion: this.rv, fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector, ignoreStatusUpdates: this.opts.ignoreStatusUpdates, signal: this.abort.signal })) {
           failures = 0;
           if (ev.type === 'ERROR') {
-            if ((ev.object as { code?: number }).code === 410) rv = undefined;
+            if ((ev.object as { code?: number }).code === 410) this.rv = undefined;
             break;
           }
-          rv = ev.object.metadata.resourceVersion;
+          this.rv = ev.object.metadata.resourceVersion;
           if (ev.type === 'BOOKMARK') continue;
           if (ev.type === 'DELETED') this.objects.delete(ev.object.metadata.name);
           else this.objects.set(ev.object.metadata.name, ev.object);
@@ -77,7 +88,7 @@ export class Informer {
       } catch (e) {
         if (this.stopped) return;
         const err = e as Error & { code?: string };
-        if (err.code === 'BATON_ERR_GONE') rv = undefined;
+        if (err.code === 'BATON_ERR_GONE') this.rv = undefined;
         this.opts.onError?.(err);
         failures++;
       }

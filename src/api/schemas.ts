@@ -149,6 +149,28 @@ export const nodeSpecSchema = z.object({
 export const objectNameSchema = name;
 
 /** zodDetails turns a zod error into ErrorDetails rooted at `prefix` (none: the issue's own path, or "body" for the whole). */
+
+// ---------------------------------------------------------------- routing-mesh revisions (deregistration)
+/** A store revision as the API writes one (resourceVersion): decimal digits. */
+const revision = z.string().regex(/^[0-9]{1,15}$/, 'must be a store revision (decimal digits, as a resourceVersion)');
+
+/** The body of `POST /nodes/<node>/mesh`: the Endpoints revision the node's routing mesh has applied. */
+export const meshReportSchema = z.object({ endpointsRevision: revision });
+
+/** The query of `GET /endpoints/-/applied`: the revision to wait for, and for how long at most. */
+export const endpointsAppliedQuerySchema = z
+  .object({
+    revision,
+    timeoutMs: z
+      .string()
+      .regex(/^[0-9]{1,5}$/, 'must be whole milliseconds')
+      .transform(Number)
+      .pipe(z.number().max(60_000, 'must be at most 60000 (a minute)'))
+      .optional(),
+  })
+  .strict();
+
+/** zodDetails turns a zod error into ErrorDetails rooted at `prefix`. */
 export function zodDetails(err: z.ZodError, prefix: string): ErrorDetail[] {
   return err.issues.map((i) => ({
     path: [...(prefix ? [prefix] : []), ...i.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))].join('.').replace(/\.\[/g, '[') || 'body',

@@ -554,6 +554,17 @@ export interface EndpointsSpec {
 
 export type Endpoints = Resource<'Endpoints', EndpointsSpec, Record<string, never>>;
 
+/**
+ * EndpointsApplied answers `GET /endpoints/-/applied?revision=R`: whether
+ * the routing mesh of every Ready node has applied Endpoints revision R
+ * (`pending`: the nodes that had not when the answer was given).
+ */
+export interface EndpointsApplied {
+  revision: string;
+  applied: boolean;
+  pending: string[];
+}
+
 // ---------------------------------------------------------------- nodes
 
 export type NodeAvailability = 'active' | 'pause' | 'drain';

@@ -44,6 +44,7 @@ export interface AgentFlags {
   logMaxSize?: string;
   logMaxAge?: string;
   statsInterval?: string;
+  deregisterTimeout?: string;
 }
 
 function parseLabels(list: string[] = []): Record<string, string> {
@@ -95,6 +96,7 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     logMaxBytes,
     logMaxAgeMs: durationFlag(f.logMaxAge, '--log-max-age'),
     statsIntervalMs: durationFlag(f.statsInterval, '--stats-interval'),
+    deregisterMs: durationFlag(f.deregisterTimeout, '--deregister-timeout'),
     name: f.name,
     address: f.address,
     dataDir: resolve(f.dataDir),

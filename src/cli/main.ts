@@ -62,6 +62,7 @@ function addAgentFlags(c: Command, defaults: { portRange: string; address: strin
     .option('--log-max-size <bytes>', 'task output kept on this node, all tasks together', '100m')
     .option('--log-max-age <duration>', 'task output older than this is removed', '24h')
     .option('--stats-interval <duration>', "how often running tasks' CPU and memory are sampled", '2s')
+    .option('--deregister-timeout <duration>', "how long a stopping task with ports may wait for every node's routing mesh to stop routing to it", '10s')
     .option('--log-level <level>', 'log level (debug, info, warn, error)', 'info');
 }
 

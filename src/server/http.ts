@@ -22,6 +22,7 @@ import { registerServiceRoutes } from './routes/services.js';
 import { registerNodeRoutes } from './routes/nodes.js';
 import { registerObserveRoutes } from './routes/observe.js';
 import { registerJoinRoutes } from './routes/join.js';
+import { registerMeshRoutes } from './routes/mesh.js';
 
 export type { HttpDeps } from './routes/deps.js';
 
@@ -96,7 +97,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const labels = { method: req.method, route };
     deps.metrics.requests.inc({ ...labels, code: String(reply.statusCode) });
     const q = req.query as Record<string, string> | undefined;
-    if (q?.watch !== 'true' && q?.follow !== 'true') deps.metrics.latency.observe(labels, reply.elapsedTime / 1000);
+    // Streams and held waits (a stopping task's, for every mesh) last as long as they are meant to: not latency.
+    if (q?.watch !== 'true' && q?.follow !== 'true' && route !== '/api/v1/endpoints/-/applied') deps.metrics.latency.observe(labels, reply.elapsedTime / 1000);
   });
 
   app.setErrorHandler((err: any, req, reply) => {
@@ -118,6 +120,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   registerObjectRoutes(app, deps);
   registerServiceRoutes(app, deps);
   registerNodeRoutes(app, deps);
+  registerMeshRoutes(app, deps);
 
   registerJoinRoutes(app, deps);
 

@@ -32,6 +32,7 @@ import { NodeLifecycleController } from './controllers/nodeLifecycleController.j
 import { CronController } from './controllers/cronController.js';
 import { AutoscaleController } from './controllers/autoscaleController.js';
 import { UsageStore } from './usage.js';
+import { MeshRevisions } from './meshRevisions.js';
 import { ServerMetrics } from './metrics.js';
 import { LogRouter } from './logs.js';
 import { AddressRateLimiter } from './rateLimit.js';
@@ -165,6 +166,10 @@ export class BatonServer {
     };
     cancelTick = clock.setTimeout(tickUsage, timings.usageBucketMs);
     this.timers.push(() => cancelTick());
+    // Which Endpoints revision each node's mesh has applied (in memory, like heartbeats); before a first report,
+    // every Ready node counts for one NotReady window.
+    const meshes = new MeshRevisions(clock, this.caches.nodes!, timings.heartbeatIntervalMs * timings.missedHeartbeats);
+    this.timers.push(() => meshes.close());
     const metrics = new ServerMetrics(this.caches, usage);
     this.ctx.metrics = metrics;
     this.autoscaler = new AutoscaleController(this.ctx, usage);
@@ -208,6 +213,7 @@ export class BatonServer {
       metrics,
       logs: this.logs,
       autoscaler: this.autoscaler,
+      meshes,
       snapshot: sqlite
         ? async () => {
             // In the server's own 0700 directory, not the shared /tmp: the copy holds the CA's key and token hashes (and is 0600 itself).

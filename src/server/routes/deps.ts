@@ -19,6 +19,7 @@ import type { AutoscaleController } from '../controllers/autoscaleController.js'
 import type { LogRouter } from '../logs.js';
 import type { WatchCache } from '../watchCache.js';
 import type { AddressRateLimiter } from '../rateLimit.js';
+import type { MeshRevisions } from '../meshRevisions.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -46,6 +47,8 @@ export interface HttpDeps {
   /** Reads logs from the agents. */
   logs: LogRouter;
   autoscaler: AutoscaleController;
+  /** The Endpoints revision each node's routing mesh has applied (deregistration of stopping tasks). */
+  meshes: MeshRevisions;
   /** Writes an online backup of the store to a file and returns its path (SQLite only). */
   snapshot?: () => Promise<string>;
   logger?: boolean;

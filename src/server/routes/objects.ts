@@ -84,6 +84,8 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
         const fields = parseSelector(q.fieldSelector, 'fieldSelector');
         const labels = parseSelector(q.labelSelector, 'labelSelector');
         if (req.role === 'agent' && kind === taskKind && fields?.['spec.nodeName'] !== req.node) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} may list only its own tasks (fieldSelector spec.nodeName=${req.node})`);
+        // A node that watches Endpoints runs a routing mesh: stopping tasks wait for it (MeshRevisions).
+        if (q.watch && req.role === 'agent' && kind === endpointsKind) deps.meshes.watching(req.node!);
         if (q.watch) return serveWatch(deps, reply, kind, cache, q.resourceVersion ?? 0, fields, labels, q.ignoreStatusUpdates);
         const r = await listKind(kind, cache, q, fields, labels);
         // Node lists carry the last heartbeat from memory: it is never written per beat.
