@@ -39,7 +39,7 @@ import { tlsTransport, withTransport, type Transport } from '../src/api/tls.js';
 import type { Task } from '../src/api/types.js';
 import { VERSION } from '../src/base/version.js';
 import { sleep } from '../src/base/clock.js';
-import { benchArgs, docker, intFlag, log, median, now, onCleanup, percentile, pidOfComm, pool, ratio, reportHeader, rssKiB, runCleanups, Sampler, secs, spawnBaton, stopChild } from './lib.js';
+import { benchArgs, docker, LARGE_CLUSTER_ARGS, intFlag, log, median, now, onCleanup, percentile, pidOfComm, pool, ratio, reportHeader, rssKiB, runCleanups, Sampler, secs, spawnBaton, stopChild } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -121,7 +121,7 @@ interface ServerProc {
 async function startServer(dir: string): Promise<ServerProc> {
   // BENCH_SERVER_NODE_ARGS passes flags to the server's node (e.g. --cpu-prof to see where its time goes).
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const pending = spawnBaton(['server', '--data-dir', dir, '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
+  const pending = spawnBaton(['server', '--data-dir', dir, '--listen', '127.0.0.1:0', '--log-level', 'warn', ...LARGE_CLUSTER_ARGS], {
     env: { BATON_HOME: dir },
     ready: [/baton server listening on (https:\/\/\S+)/, /join token: (BATON-\S+)/],
     what: 'baton server',

@@ -258,6 +258,13 @@ export interface BatonChild {
 }
 
 /**
+ * LARGE_CLUSTER_ARGS are the server flags of a bench with thousands of
+ * nodes: the default cluster CIDR (10.42.0.0/16, a /24 each) holds 256
+ * nodes, and registration past that is refused. 10.0.0.0/8 holds 65,536.
+ */
+export const LARGE_CLUSTER_ARGS = ['--cluster-cidr', '10.0.0.0/8'];
+
+/**
  * spawnBaton runs `node [nodeArgs] bin/baton.js args` and waits (up to 60 s)
  * until its stdout has matched every `ready` pattern; it rejects with the
  * output when the process exits first. stderr is kept as a tail for errors.

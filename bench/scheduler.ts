@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
-import { cpuMs, log, median, now, Sampler, sleep, spawnBaton } from './lib.js';
+import { cpuMs, LARGE_CLUSTER_ARGS, log, median, now, Sampler, sleep, spawnBaton } from './lib.js';
 import { defaultContainerSpec, type Node, type Task } from '../src/api/types.js';
 import { SpreadPlacer } from '../src/scheduler/placement.js';
 import { newTaskSpec, specHash, taskIdentity } from '../src/server/controllers/serviceReconciler.js';
@@ -134,7 +134,7 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
   // Thousands of agents hold thousands of connections: raise the open-file limit of the processes we start (prlimit, by their PID).
   const nofile = (pid: number | undefined) => pid && spawnSync('prlimit', [`--nofile=200000:200000`, `--pid=${pid}`]);
   try {
-    const server = await spawnBaton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
+    const server = await spawnBaton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn', ...LARGE_CLUSTER_ARGS], {
       env: { BATON_HOME: dir },
       ready: [/baton server listening on (https:\/\/\S+)/, /join token: (BATON-\S+)/],
       what: 'baton server',

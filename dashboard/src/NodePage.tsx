@@ -79,6 +79,8 @@ function NodeView({ node }: { node: Node }) {
             <dd title={s.timestamp}>{age(s.timestamp)} ago</dd>
             <dt>Port range</dt>
             <dd className="mono">{s.portRange ? `${s.portRange[0]}-${s.portRange[1]}` : '-'}</dd>
+            <dt>Task range</dt>
+            <dd className="mono">{s.taskRange ?? '-'}</dd>
             {s.volumes?.length ? (
               <>
                 <dt>Volumes</dt>

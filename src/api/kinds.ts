@@ -59,6 +59,7 @@ export const nodeKind: KindInfo<Node> = {
     { header: 'STATUS', get: (n) => ({ ready: 'Ready', notready: 'NotReady', down: 'Down', unknown: 'Unknown' })[n.status.state] ?? n.status.state },
     { header: 'AVAILABILITY', get: (n) => n.spec.availability },
     { header: 'ADDRESS', get: (n) => n.status.address },
+    { header: 'TASK RANGE', get: (n) => n.status.taskRange ?? '-' },
     { header: 'CPUS', get: (n) => `${n.status.allocated.cpus}/${n.status.capacity.cpus}` },
     { header: 'MEMORY', get: (n) => `${bytes(n.status.allocated.memoryBytes)}/${bytes(n.status.capacity.memoryBytes)}` },
     { header: 'TASKS', get: (n) => String(n.status.taskCount) },

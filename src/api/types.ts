@@ -603,14 +603,19 @@ export interface NodeStatus {
   agentVersion: string;
   engineVersion: string;
   portRange: [number, number];
-  /** The range the server allocated this node's task addresses from (a.b.c.d/N), once allocated. */
-  taskRange?: string;
   /** The agent's HTTPS port on `address` (the server reads logs there); absent for simulated nodes. */
   agentPort?: number;
   /** The node's OS and CPU architecture, as Swarm's node.platform.os/arch (linux, x86_64). */
   platform?: { os: string; arch: string };
   /** Named volumes the node's engine holds for this cluster: a task mounting one goes back to this node. */
   volumes?: string[];
+  /**
+   * The IPv4 range (a.b.c.d/N) the node's tasks take their addresses from:
+   * its share of the server's `--cluster-cidr`, given at its first
+   * registration, unique in the cluster and kept for the node's life (a
+   * later `--cluster-cidr` does not renumber it); freed by `node rm`.
+   */
+  taskRange?: string;
   /** ISO-8601 of the last heartbeat the server saw when it last wrote this status. */
   lastHeartbeat?: string;
   /** When state last changed. */

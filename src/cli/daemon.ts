@@ -15,6 +15,7 @@ import { sleep } from '../base/clock.js';
 import { BatonError } from '../base/errors.js';
 import { parseBytes, parseDurationMs } from '../manifest/units.js';
 import { BatonServer } from '../server/server.js';
+import { describeNetwork, taskNetwork } from '../server/ipam.js';
 import type { Timings } from '../server/controllers/context.js';
 import { batonHome, saveContext } from './context.js';
 
@@ -137,13 +138,26 @@ function onSignals(stop: () => Promise<void>): void {
   process.on('SIGTERM', handler);
 }
 
-export async function runServer(f: { dataDir: string; listen: string; logLevel?: string; tlsSan?: string[] }): Promise<void> {
-  const server = await BatonServer.start({ dataDir: resolve(f.dataDir), listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan });
+/** The server's task address flags (`baton server`, `baton up`). */
+export interface NetworkFlags {
+  clusterCidr?: string;
+  nodeCidrSize?: string;
+}
+
+/** networkOptions reads the flags as ServerOptions; the server checks the ranges themselves at start. */
+function networkOptions(f: NetworkFlags): { clusterCidr?: string; nodeCidrSize?: number } {
+  if (f.nodeCidrSize !== undefined && !/^\d{1,2}$/.test(f.nodeCidrSize)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--node-cidr-size must be a prefix length such as 24, got "${f.nodeCidrSize}"`);
+  return { clusterCidr: f.clusterCidr, nodeCidrSize: f.nodeCidrSize === undefined ? undefined : Number(f.nodeCidrSize) };
+}
+
+export async function runServer(f: { dataDir: string; listen: string; logLevel?: string; tlsSan?: string[] } & NetworkFlags): Promise<void> {
+  const server = await BatonServer.start({ dataDir: resolve(f.dataDir), listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan, ...networkOptions(f) });
   const dir = join(resolve(f.dataDir), 'server');
   process.stdout.write(
     `baton server listening on ${server.url}\ncluster ${server.clusterId}\n` +
       `CA certificate: ${join(dir, 'ca.crt')}; admin token: ${join(dir, 'admin.token')}\n` +
       `join token: ${server.joinToken}\n` +
+      `task addresses: ${describeNetwork(server.network)}\n` +
       `to add a node: baton agent --join ${server.url} --token ${server.joinToken} --address ADDRESS --data-dir DIR\n`,
   );
   onSignals(() => server.stop());
@@ -163,7 +177,7 @@ export async function runAgent(f: AgentFlags): Promise<void> {
   onSignals(() => agent!.stop());
 }
 
-export interface UpFlags extends AgentFlags {
+export interface UpFlags extends AgentFlags, NetworkFlags {
   listen: string;
   tlsSan?: string[];
   detach?: boolean;
@@ -176,8 +190,11 @@ function pidFile(dataDir: string): string {
 
 export async function runUp(f: UpFlags, argv: string[]): Promise<void> {
   const dataDir = resolve(f.dataDir);
+  const network = networkOptions(f);
+  // Checked here too, so that `up -d` says what is wrong instead of pointing at the background process's log.
+  taskNetwork(network.clusterCidr, network.nodeCidrSize);
   if (f.detach) return detach(dataDir, argv, f);
-  const server = await BatonServer.start({ dataDir, listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan });
+  const server = await BatonServer.start({ dataDir, listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan, ...network });
   let agent: Agent | undefined;
   try {
     // The local agent joins exactly as a remote one does: token, CSR, mutual TLS.

@@ -18,6 +18,10 @@ import { sleep } from '../base/clock.js';
 import { VERSION } from '../base/version.js';
 import { batonHome, contextsPath, readContexts, resolveTarget, writeContexts } from './context.js';
 import { render, renderOne, table, type Format } from './output.js';
+import { DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_SIZE, MAX_NODE_CIDR_SIZE } from '../server/ipam.js';
+
+const CLUSTER_CIDR_HELP = "the IPv4 range every node's task range is taken from";
+const NODE_CIDR_SIZE_HELP = `prefix length of each node's task range (longer than the cluster CIDR's, at most ${MAX_NODE_CIDR_SIZE})`;
 
 /** daemon loads the server and agent code only for the commands that run them, so client verbs start fast. */
 function daemon() {
@@ -87,6 +91,8 @@ export function buildProgram(): Command {
       .option('--data-dir <dir>', 'data directory', batonHome())
       .option('--listen <host:port>', 'API listen address', '127.0.0.1:7400')
       .option('--tls-san <name...>', "extra names or addresses for the API's TLS certificate")
+      .option('--cluster-cidr <cidr>', CLUSTER_CIDR_HELP, DEFAULT_CLUSTER_CIDR)
+      .option('--node-cidr-size <n>', NODE_CIDR_SIZE_HELP, String(DEFAULT_NODE_CIDR_SIZE))
       .option('--context-name <name>', 'name of the client context to write', 'default'),
     { portRange: '20000-20999', address: '127.0.0.1' },
   ).action(async (o) => (await daemon()).runUp({ ...o, context: o.contextName }, process.argv.slice(2)));
@@ -103,6 +109,8 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'data directory', batonHome())
     .option('--listen <host:port>', 'API listen address', '127.0.0.1:7400')
     .option('--tls-san <name...>', "extra names or addresses for the API's TLS certificate")
+    .option('--cluster-cidr <cidr>', CLUSTER_CIDR_HELP, DEFAULT_CLUSTER_CIDR)
+    .option('--node-cidr-size <n>', NODE_CIDR_SIZE_HELP, String(DEFAULT_NODE_CIDR_SIZE))
     .option('--log-level <level>', 'log level', 'info')
     .action(async (o) => (await daemon()).runServer(o));
 

@@ -36,6 +36,7 @@ import { MeshRevisions } from './meshRevisions.js';
 import { ServerMetrics } from './metrics.js';
 import { LogRouter } from './logs.js';
 import { AddressRateLimiter } from './rateLimit.js';
+import { describeNetwork, taskNetwork, type TaskNetwork } from './ipam.js';
 
 export interface ServerOptions {
   dataDir: string;
@@ -50,6 +51,10 @@ export interface ServerOptions {
   logger?: Logger;
   /** Extra names or addresses for the API's serving certificate. */
   tlsSans?: string[];
+  /** The range nodes' task ranges come from (--cluster-cidr, default 10.42.0.0/16; IPv4). */
+  clusterCidr?: string;
+  /** The prefix length of each node's task range (--node-cidr-size, default 24). */
+  nodeCidrSize?: number;
 }
 
 /**
@@ -89,6 +94,8 @@ export class BatonServer {
   pki!: ClusterPki;
   store!: Store;
   ctx!: ControllerContext;
+  /** Where nodes' task ranges come from, as the flags gave it. */
+  network!: TaskNetwork;
 
   private constructor(private readonly opts: ServerOptions) {}
 
@@ -105,6 +112,9 @@ export class BatonServer {
 
   private async init(): Promise<void> {
     const { opts } = this;
+    // Bad flags are refused before anything is made or locked.
+    const network = taskNetwork(opts.clusterCidr, opts.nodeCidrSize);
+    this.network = network;
     const dir = join(opts.dataDir, 'server');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.releaseLock = lockDir(dir, 'baton server');
@@ -156,6 +166,7 @@ export class BatonServer {
       clock,
       timings,
       log,
+      network,
     };
     // Usage reports (in memory, like heartbeats) and the metrics every part reports to.
     const usage = new UsageStore(clock, timings.usageBucketMs);
@@ -229,7 +240,7 @@ export class BatonServer {
     const addr = this.app.server.address();
     const p = typeof addr === 'object' && addr ? addr.port : port;
     this.url = `https://${host.includes(':') ? `[${host}]` : host}:${p}`;
-    log.info({ url: this.url, clusterId: this.clusterId, store: this.store.backend }, 'server started');
+    log.info({ url: this.url, clusterId: this.clusterId, store: this.store.backend, taskNetwork: describeNetwork(network) }, 'server started');
   }
 
   /** joinToken is the current worker join token. */

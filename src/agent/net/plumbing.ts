@@ -18,7 +18,10 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { isIPv4 } from 'node:net';
+import { contains, formatCidr, intToIp, type Cidr } from '../../base/cidr.js';
+
+// The range helpers moved to base/ (the server allocates node ranges with them); re-exported for this module's users.
+export { contains, formatCidr, intToIp, ipToInt, parseCidr, type Cidr } from '../../base/cidr.js';
 
 const IP = '/usr/sbin/ip';
 const NSENTER = '/usr/bin/nsenter';
@@ -58,39 +61,6 @@ function inNs(pid: number, args: readonly string[]): Promise<string> {
 function checkPid(pid: number): number {
   if (!Number.isInteger(pid) || pid <= 1) throw new Error(`not a process id: ${pid}`);
   return pid;
-}
-
-/** An IPv4 CIDR, parsed: the network address as a number and the prefix length. */
-export interface Cidr {
-  base: number;
-  prefix: number;
-}
-
-export function parseCidr(text: string): Cidr {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text);
-  if (!m || !isIPv4(m[1]!) || Number(m[2]) > 30 || Number(m[2]) < 8) throw new Error(`${text} is not an IPv4 range a.b.c.d/N (N from 8 to 30)`);
-  const prefix = Number(m[2]);
-  const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
-  return { base: (ipToInt(m[1]!) & mask) >>> 0, prefix };
-}
-
-export function ipToInt(ip: string): number {
-  if (!isIPv4(ip)) throw new Error(`not an IPv4 address: ${ip}`);
-  return ip.split('.').reduce((n, o) => ((n << 8) | Number(o)) >>> 0, 0);
-}
-
-export function intToIp(n: number): string {
-  return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
-}
-
-export function formatCidr(c: Cidr): string {
-  return `${intToIp(c.base)}/${c.prefix}`;
-}
-
-/** contains: ip lies inside c. */
-export function contains(c: Cidr, ip: string): boolean {
-  const mask = (~0 << (32 - c.prefix)) >>> 0;
-  return ((ipToInt(ip) & mask) >>> 0) === c.base;
 }
 
 /** ifName derives an interface name (at most 15 characters, as the kernel allows) from a prefix and a key. */

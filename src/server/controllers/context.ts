@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
 import type { WorkQueue, WorkQueueOptions } from '../../base/workqueue.js';
 import type { BackoffOptions } from '../../base/backoff.js';
+import type { TaskNetwork } from '../ipam.js';
 
 /** What controllers report to the server's /metrics (absent in unit tests). */
 export interface ControlPlaneMetrics {
@@ -168,6 +169,8 @@ export interface ControllerContext {
   timings: Timings;
   log: Logger;
   metrics?: ControlPlaneMetrics;
+  /** The cluster's task addresses: the range each node's share comes from (--cluster-cidr, --node-cidr-size). */
+  network: TaskNetwork;
 }
 
 /** Controller is a long-lived reconciler; start runs only while this server leads. */

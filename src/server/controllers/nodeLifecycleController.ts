@@ -124,7 +124,8 @@ export class NodeLifecycleController implements Controller {
       ...(state !== node.status.state && beat ? { lastHeartbeat: new Date(beat.at).toISOString() } : {}),
     };
     if (stableStringify(next) === stableStringify(node.status)) return;
-    const [r] = await ctx.registry.updateStatus(nodeKind, [{ name, uid: node.metadata.uid, status: next }]);
+    // `next` comes from the cache, which may not show a task range given a moment ago: never write it away.
+    const [r] = await ctx.registry.updateStatus(nodeKind, [{ name, uid: node.metadata.uid, status: next }], ['taskRange']);
     if (r && !r.ok) throw r.error;
     if (state !== node.status.state) {
       const label = { ready: 'Ready', notready: 'NotReady', down: 'Down', unknown: 'Unknown' }[state];

@@ -13,6 +13,7 @@ import { isTerminal, type Node, type NodeStatus, type Taint, type Task } from '.
 import { formatTaint, parseTaint } from '../../scheduler/placement.js';
 import { DRAIN_STARTED_ANNOTATION, heartbeatInterval, recordEvent, statusFlushInterval, TASKS_BY_NODE } from '../controllers/context.js';
 import { stableStringify, type AnyObject } from '../registry.js';
+import { TaskRanges } from '../ipam.js';
 import { defineRoute, flag, nameParam } from './route.js';
 import { nodeCache, ownNode, sameAddress, taskCache, withLastBeat, type HttpDeps } from './deps.js';
 
@@ -64,6 +65,7 @@ const patchBody = z
 
 export function registerNodeRoutes(app: FastifyInstance, deps: HttpDeps): void {
   const { ctx, pki } = deps;
+  const ranges = new TaskRanges(ctx);
   const beatInterval = (requested: number | undefined) => heartbeatInterval(ctx.timings, nodeCache(deps).objects.size, requested);
 
   defineRoute(app, {
@@ -101,16 +103,12 @@ export function registerNodeRoutes(app: FastifyInstance, deps: HttpDeps): void {
         lastHeartbeat: now,
         timestamp: prev?.timestamp ?? now,
       });
-      const existing = await ctx.registry.get<Node & AnyObject>(nodeKind, b.name);
-      let node: AnyObject;
-      if (!existing) {
-        // Agent labels apply when the node is first made; afterwards `baton node update` owns them.
-        node = await ctx.registry.create(nodeKind, { metadata: { name: b.name, labels: b.labels ?? {} }, spec: { availability: 'active' }, status: status() });
-        recordEvent(ctx, { type: 'Normal', reason: 'NodeRegistered', kind: 'Node', name: b.name, uid: node.metadata.uid, node: b.name, source: 'api', message: `node ${b.name} registered at ${b.address} (${b.capacity.cpus} cpus, ${Math.round(b.capacity.memoryBytes / 1048576)} MiB)` });
-      } else {
-        node = (await ctx.registry.mutate<Node & AnyObject>(nodeKind, b.name, (cur) => ({ ...cur, status: status(cur.status) })))!;
-      }
-      return { node, clusterId: deps.clusterId, heartbeatIntervalMs: interval, statusFlushMs: statusFlushInterval(ctx.timings, nodeCache(deps).objects.size), serverVersion: VERSION };
+      // Agent labels apply when the node is first made; afterwards `baton node update` owns them. A node without a task range gets one here.
+      const { node, created } = await ranges.writeNode(b.name, (cur) =>
+        cur ? { ...cur, status: status(cur.status) } : ctx.registry.build(nodeKind, { metadata: { name: b.name, labels: b.labels ?? {} }, spec: { availability: 'active' }, status: status() }),
+      );
+      if (created) recordEvent(ctx, { type: 'Normal', reason: 'NodeRegistered', kind: 'Node', name: b.name, uid: node.metadata.uid, node: b.name, source: 'api', message: `node ${b.name} registered at ${b.address} (${b.capacity.cpus} cpus, ${Math.round(b.capacity.memoryBytes / 1048576)} MiB, tasks in ${node.status.taskRange})` });
+      return { node, clusterId: deps.clusterId, taskRange: node.status.taskRange, heartbeatIntervalMs: interval, statusFlushMs: statusFlushInterval(ctx.timings, nodeCache(deps).objects.size), serverVersion: VERSION };
     },
   });
 
@@ -209,7 +207,8 @@ export function registerNodeRoutes(app: FastifyInstance, deps: HttpDeps): void {
         throw new BatonError('BATON_ERR_CONFLICT', `node ${name} is Ready; drain it and stop its agent first, or pass --force (its tasks are then replaced elsewhere)`);
       }
       const serials = await pki.revokeNode(name);
-      await ctx.registry.delete(nodeKind, name, {});
+      // Its task range is free again once the node is gone (same txn).
+      await ranges.deleteNode(name);
       ctx.heartbeats.forget(name);
       // Its tasks can no longer be reached: mark them orphaned so their services replace them.
       const tasks = (taskCache(deps).byIndex(TASKS_BY_NODE, name) as unknown as Task[]).filter((t) => !isTerminal(t.status.state));

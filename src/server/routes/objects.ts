@@ -4,7 +4,8 @@
  * the task status subresource, where agents report (validated field by field,
  * and only for their own tasks, at addresses their node owns).
  */
-import { BlockList, isIPv4 } from 'node:net';
+import { isIPv4 } from 'node:net';
+import { contains, parseCidr } from '../../base/cidr.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { BatonError } from '../../base/errors.js';
@@ -212,11 +213,12 @@ export function nodeOwns(node: Node | undefined, ip: string): boolean {
 
 /** inTaskRange: an address inside the task range the server allocated the node. */
 export function inTaskRange(node: Node | undefined, ip: string): boolean {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(node?.status.taskRange ?? '');
-  if (!m || !isIPv4(ip)) return false;
-  const list = new BlockList();
-  list.addSubnet(m[1]!, Number(m[2]), 'ipv4');
-  return list.check(ip, 'ipv4');
+  if (!node?.status.taskRange || !isIPv4(ip)) return false;
+  try {
+    return contains(parseCidr(node.status.taskRange), ip);
+  } catch {
+    return false;
+  }
 }
 
 /** validateObject checks a client's object and returns its spec as the schema reads it (unknown keys dropped). */
