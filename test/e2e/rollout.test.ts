@@ -79,10 +79,12 @@ describe('rollouts', () => {
           seen.add((await getOnce(`http://${addr}:38990/`)).trim());
           ok++;
         } catch (e) {
-          failures.push(`${addr}: ${(e as Error).message}`);
+          // When, from the apply of v2: read against the agents' and the server's logs.
+          failures.push(`${addr} +${Date.now() - t0}ms: ${(e as Error).message}`);
         }
       }
     };
+    const t0 = Date.now();
     const load = [client('127.0.0.2'), client('127.0.0.2'), client('127.0.0.3'), client('127.0.0.3')];
     try {
       await c.apply('zd', `services:\n  web:\n${web('v2', deploy)}`);
