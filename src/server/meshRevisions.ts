@@ -33,6 +33,7 @@ export class MeshRevisions {
   private readonly applied = new Map<string, number>();
   private readonly meshNodes = new Set<string>();
   private readonly waiters = new Set<Waiter>();
+  private closed = false;
   private readonly graceEnds: number;
   private readonly cleanups: (() => void)[] = [];
 
@@ -83,7 +84,8 @@ export class MeshRevisions {
   waitApplied(revision: number, timeoutMs: number, signal?: AbortSignal): Promise<EndpointsApplied> {
     const pending = new Set(this.pending(revision));
     const answer = (): EndpointsApplied => ({ revision: String(revision), applied: pending.size === 0, pending: [...pending].sort() });
-    if (pending.size === 0 || timeoutMs <= 0 || signal?.aborted) return Promise.resolve(answer());
+    // A stopping server holds nothing: a wait asked for after close() would keep its HTTP close waiting up to a minute.
+    if (pending.size === 0 || timeoutMs <= 0 || signal?.aborted || this.closed) return Promise.resolve(answer());
     return new Promise((resolve) => {
       const w: Waiter = {
         revision,
@@ -103,6 +105,7 @@ export class MeshRevisions {
 
   /** close answers every wait as it stands (the server is stopping). */
   close(): void {
+    this.closed = true;
     for (const c of this.cleanups.splice(0)) c();
     for (const w of [...this.waiters]) w.finish();
   }

@@ -110,7 +110,8 @@ describe('a cluster of one server and four agent processes', () => {
     startAgent('n5');
     await eventually(async () => expect(await state('n5')).toBe('ready'), 30_000);
     await eventually(async () => expect(await onNodes()).toEqual(['n2', 'n3', 'n4', 'n5']), 30_000);
-    expect((await baton(['service', 'ls'], env)).stdout).toMatch(/g_agent\s+global\s+4\/4 \(global\)/);
+    // The service's ready count follows its tasks' reports a moment later (a recount).
+    await eventually(async () => expect((await baton(['service', 'ls'], env)).stdout).toMatch(/g_agent\s+global\s+4\/4 \(global\)/), 30_000);
     expect((await baton(['stack', 'rm', 'g'], env)).code).toBe(0);
     // Joined nodes were not affected.
     for (const n of NODES.slice(0, 3)) expect(await state(n)).toBe('ready');
