@@ -260,9 +260,11 @@ export interface BatonChild {
 /**
  * LARGE_CLUSTER_ARGS are the server flags of a bench with thousands of
  * nodes: the default cluster CIDR (10.42.0.0/16, a /24 each) holds 256
- * nodes, and registration past that is refused. 10.0.0.0/8 holds 65,536.
+ * nodes, and registration past that is refused. 10.42.0.0/15 in /28s holds
+ * 8,192, staying next to the default rather than claiming all of 10/8
+ * (simulated nodes plumb nothing, but a range is a claim on the network).
  */
-export const LARGE_CLUSTER_ARGS = ['--cluster-cidr', '10.0.0.0/8'];
+export const LARGE_CLUSTER_ARGS = ['--cluster-cidr', '10.42.0.0/15', '--node-cidr-size', '28'];
 
 /**
  * spawnBaton runs `node [nodeArgs] bin/baton.js args` and waits (up to 60 s)

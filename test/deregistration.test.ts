@@ -15,21 +15,20 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import { FakeClock, systemClock } from '../src/base/clock.js';
 import { MemoryStore } from '../src/store/memory/memoryStore.js';
-import { MemoryEventStore } from '../src/store/memory/memoryEventStore.js';
 import { Registry } from '../src/server/registry.js';
 import { WatchCache } from '../src/server/watchCache.js';
 import { MeshRevisions } from '../src/server/meshRevisions.js';
-import { BatonServer } from '../src/server/server.js';
 import { ApiClient } from '../src/api/client.js';
 import { endpointsKind, nodeKind, taskKind } from '../src/api/kinds.js';
 import type { EndpointsApplied, Node, Task } from '../src/api/types.js';
-import { tlsTransport, withTransport, type Transport } from '../src/api/tls.js';
+import { withTransport } from '../src/api/tls.js';
 import { joinCluster } from '../src/agent/join.js';
 import { Mesh } from '../src/agent/mesh.js';
 import { tableName } from '../src/agent/nft.js';
 import { Deregistration, MeshReporter } from '../src/agent/deregistration.js';
 import { node as nodeFixture, serviceSpec } from './fixtures.js';
 import { eventually } from './helpers/proc.js';
+import { memoryServer, type MemoryServer } from './helpers/memoryServer.js';
 
 const settle = () => new Promise((r) => setTimeout(r, 20));
 const execFileP = promisify(execFile);
@@ -134,12 +133,10 @@ describe('MeshRevisions (fake clock, real node cache)', () => {
 });
 
 describe('deregistration over the API (memory store, real HTTP, node certificates)', () => {
-  let server: BatonServer;
+  let ms: MemoryServer;
   let api: ApiClient;
   let w1: ApiClient;
   let w2: ApiClient;
-  let dir: string;
-  const transports: Transport[] = [];
   const beating = new Set(['w1', 'w2']);
   let hb: NodeJS.Timeout;
   const HEARTBEAT_MS = 100;
@@ -147,23 +144,12 @@ describe('deregistration over the API (memory store, real HTTP, node certificate
   const GRACE = HEARTBEAT_MS * 3;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'baton-dereg-'));
-    server = await BatonServer.start({
-      dataDir: dir,
-      listen: '127.0.0.1:0',
-      store: new MemoryStore(),
-      events: new MemoryEventStore(),
-      logLevel: 'silent',
-      timings: { heartbeatIntervalMs: HEARTBEAT_MS, bookmarkIntervalMs: 200, endpointsBatchMs: 20, statusBatchMs: 50 },
-    });
-    const tls = tlsTransport({ caPem: server.caPem });
-    transports.push(tls);
-    api = new ApiClient(withTransport({ server: server.url, token: server.adminToken }, tls));
+    ms = await memoryServer('baton-dereg-', { heartbeatIntervalMs: HEARTBEAT_MS, bookmarkIntervalMs: 200, endpointsBatchMs: 20, statusBatchMs: 50 });
+    const { server } = ms;
+    api = ms.api;
     const join1 = async (name: string) => {
       const c = await joinCluster({ server: server.url, token: server.joinToken, name, address: '127.0.0.1' });
-      const t = tlsTransport({ caPem: c.caPem, certPem: c.certPem, keyPem: c.keyPem });
-      transports.push(t);
-      const client = new ApiClient(withTransport({ server: server.url }, t));
+      const client = new ApiClient(withTransport({ server: server.url }, ms.transport({ caPem: c.caPem, certPem: c.certPem, keyPem: c.keyPem })));
       await client.call('POST', '/api/v1/nodes/register', { name, address: '127.0.0.1', hostname: name, agentVersion: '0.1.0', capacity: { cpus: 4, memoryBytes: 2 ** 32 }, portRange: [1, 2], engine: { ok: true, version: 'test' } });
       return client;
     };
@@ -176,9 +162,8 @@ describe('deregistration over the API (memory store, real HTTP, node certificate
 
   afterAll(async () => {
     clearInterval(hb);
-    await server.stop();
-    await Promise.all(transports.map((t) => t.close()));
-    rmSync(dir, { recursive: true, force: true });
+    // The clients go first (a wait they still hold would hold the server's close), then the server.
+    await ms.stop();
   });
 
   const applied = (c: ApiClient, query: string) => c.call<EndpointsApplied>('GET', `/api/v1/endpoints/-/applied?${query}`);

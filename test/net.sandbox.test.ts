@@ -16,7 +16,7 @@ import { NodeNetwork } from '../src/agent/net/nodeNetwork.js';
 import Docker from 'dockerode';
 import { PAUSE_IMAGE, pauseExecutable } from '../src/agent/net/pauseImage.js';
 import { ensurePauseImage, ensureSandbox, removeSandbox, type Sandbox } from '../src/agent/docker/sandbox.js';
-import { attach, deleteBridge, detach, ensureBridge, ifName, parseCidr, routesIn, type BridgeOptions } from '../src/agent/net/plumbing.js';
+import { attach, deleteBridge, detach, ensureBridge, foreignRoutes, ifName, parseCidr, routesIn, type BridgeOptions } from '../src/agent/net/plumbing.js';
 import { NetTable, netTableName, rulesetText } from '../src/agent/net/netTable.js';
 import { freePort, getOnce, TEST_IMAGE } from './helpers/proc.js';
 
@@ -26,6 +26,24 @@ const LABELS = { 'baton.test': `sandbox-${RUN}` };
 /** A range of this test's own: the bridge (the tasks' gateway) and the tasks' addresses, all on this machine. */
 const RANGE = parseCidr('10.250.77.0/24');
 const CLUSTER = parseCidr('10.250.0.0/16');
+
+describe('foreignRoutes', () => {
+  const routes = [
+    'default via 192.0.2.1 dev eth0',
+    '192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.2',
+    '10.250.77.0/24 dev btaaaaaaaaaaaa proto kernel scope link src 10.250.77.1',
+    'local 10.250.77.1 dev btaaaaaaaaaaaa table local proto kernel scope host src 10.250.77.1',
+    '10.250.0.0/16 via 192.0.2.9 dev eth0',
+    'local 127.0.0.0/8 dev lo table local proto kernel scope host src 127.0.0.1',
+  ].join('\n');
+  it('finds a network this machine routes into a range through anything but its own bridge; the default route is none', () => {
+    expect(foreignRoutes(routes, parseCidr('10.250.77.0/24'), 'btaaaaaaaaaaaa')).toEqual(['10.250.0.0/16 via 192.0.2.9 dev eth0']);
+    expect(foreignRoutes(routes, parseCidr('192.0.2.128/25'), 'btaaaaaaaaaaaa')).toEqual(['192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.2']);
+    expect(foreignRoutes(routes, parseCidr('10.251.0.0/24'), 'btaaaaaaaaaaaa')).toEqual([]);
+    // Another bridge over the range (another agent's, or a leftover) is foreign too.
+    expect(foreignRoutes(routes, parseCidr('10.250.77.0/24'), 'btbbbbbbbbbbbb')).toHaveLength(3);
+  });
+});
 
 describe('task sandboxes (real dockerd, real namespaces)', () => {
   const bridge: BridgeOptions = { name: ifName('bt', `test-${RUN}`), range: RANGE };

@@ -117,12 +117,12 @@ export class Agent {
         for (const name of this.state.taskNames()) this.queue.add(name);
         this.adoption.sweepOnce();
       },
-      onVerdict: (ok) => (this.state.engineOk = ok),
       // The node's named volumes, so the scheduler sends tasks back to the data they left.
       onAnswer: async () => {
         if (this.state.clusterId) this.state.volumes = await opts.driver.volumes(this.state.labelsFilter()).catch(() => this.state.volumes);
       },
     });
+    this.state.engine = this.engine;
     this.sampler = new UsageSampler(opts.driver, this.state, () => this.mesh);
     this.session = new NodeSession(opts, {
       state: this.state,
@@ -132,7 +132,8 @@ export class Agent {
       log: this.log,
       signal,
       agentPort: () => this.listener?.port,
-      usage: () => this.sampler.report(),
+      // Simulated nodes (no listener) sample nothing and report no usage, as before the split.
+      usage: () => (this.listener ? this.sampler.report() : Promise.resolve(undefined)),
       onAuthError: (e) => this.onAuthError(e),
     });
     this.reconciler = new TaskReconciler(opts, {

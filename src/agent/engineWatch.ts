@@ -36,8 +36,6 @@ export interface EngineWatchOptions {
   onResync: () => void;
   /** After each probe that found the engine answering (the agent lists its volumes). */
   onAnswer?: () => Promise<void>;
-  /** After each probe, with its verdict (the agent's parts read it from their shared state). */
-  onVerdict?: (ok: boolean) => void;
 }
 
 export class EngineWatch {
@@ -61,7 +59,6 @@ export class EngineWatch {
     this.version = info.version;
     // Reported with heartbeats: cut to what a report may carry.
     this.error = info.error === undefined ? undefined : clip(info.error);
-    this.opts.onVerdict?.(info.ok);
     if (was !== info.ok) {
       this.opts.log[info.ok ? 'info' : 'warn']({ engine: info.version, err: info.error }, info.ok ? 'container engine is reachable' : 'container engine is unreachable');
       if (!info.ok) this.opts.driver.interrupt?.();

@@ -30,8 +30,8 @@ export interface SessionDeps {
   signal: AbortSignal;
   /** The agent's HTTPS port, when it runs its listener. */
   agentPort: () => number | undefined;
-  /** What the next heartbeat carries about usage (none for simulated nodes). */
-  usage?: () => Promise<UsageReport>;
+  /** What the next heartbeat carries about usage (undefined for simulated nodes). */
+  usage: () => Promise<UsageReport | undefined>;
   /** A refusal that may mean this node was removed. */
   onAuthError: (e: unknown) => void;
 }
@@ -101,11 +101,12 @@ export class NodeSession {
       if (deps.signal.aborted) return;
       try {
         const { engine } = deps;
+        const usage = await deps.usage();
         const r = await deps.client().call<{ heartbeatIntervalMs?: number; statusFlushMs?: number }>('POST', `/api/v1/nodes/${encodeURIComponent(deps.state.name)}/heartbeat`, {
           engine: { ok: deps.state.engineOk, version: engine.version, error: engine.error },
           intervalMs: this.heartbeatMs,
           ...(deps.state.volumes ? { volumes: deps.state.volumes } : {}),
-          ...(deps.usage ? { usage: await deps.usage() } : {}),
+          ...(usage ? { usage } : {}),
         });
         // The server stretches the interval as the cluster grows (a bounded beat rate).
         if (r.heartbeatIntervalMs && r.heartbeatIntervalMs > 0) this.heartbeatMs = Math.max(this.opts.heartbeatMs ?? 0, r.heartbeatIntervalMs);

@@ -42,14 +42,19 @@ export class AgentState {
   /** The node object's uid and the cluster's id, once registered (the cluster's from the credentials before). */
   nodeUid = '';
   clusterId = '';
-  /** Whether the container engine answered its last probe. */
-  engineOk = false;
+  /** The engine's watch: the other parts read its last verdict through engineOk. */
+  engine?: { readonly ok: boolean };
   /** Named volumes on this node's engine for this cluster (undefined until first listed): the scheduler sends tasks back to them. */
   volumes?: string[];
   /** This node's tasks as the server has them (a filtered watch). */
   informer?: Informer;
 
   constructor(readonly name: string) {}
+
+  /** Whether the container engine answered its last probe. */
+  get engineOk(): boolean {
+    return this.engine?.ok ?? false;
+  }
 
   task(name: string): Task | undefined {
     return this.informer?.objects.get(name) as Task | undefined;

@@ -21,23 +21,6 @@ export interface UsageReport {
 
 type Point = ServiceStats['points'][number];
 
-/** parseUsage keeps what is well-formed of an agent's report (an agent of another version may send more or less). */
-export function parseUsage(u: unknown): UsageReport | undefined {
-  if (!u || typeof u !== 'object') return undefined;
-  const r = u as { tasks?: unknown; connections?: unknown };
-  const tasks = Array.isArray(r.tasks)
-    ? r.tasks
-        .filter((t) => t && typeof t.task === 'string' && typeof t.service === 'string' && Number.isFinite(t.cpu) && Number.isFinite(t.memoryBytes))
-        .map((t) => ({ task: t.task as string, service: t.service as string, cpu: Math.max(0, t.cpu as number), memoryBytes: Math.max(0, t.memoryBytes as number), ...(Number.isFinite(t.memoryLimitBytes) && t.memoryLimitBytes > 0 ? { memoryLimitBytes: t.memoryLimitBytes as number } : {}) }))
-    : [];
-  const counts = (o: unknown) => {
-    const out: Record<string, number> = {};
-    if (o && typeof o === 'object') for (const [k, v] of Object.entries(o)) if (Number.isFinite(v)) out[k] = v as number;
-    return out;
-  };
-  return { tasks, connections: counts(r.connections), active: counts((u as { active?: unknown }).active) };
-}
-
 export class UsageStore {
   private readonly latest = new Map<string, { at: number; report: UsageReport }>();
   private readonly history = new Map<string, Point[]>();

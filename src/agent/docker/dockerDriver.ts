@@ -98,6 +98,8 @@ export class DockerDriver implements Driver {
   private readonly subscriptions = new Set<() => void>();
   /** Cgroup directories of running containers, by id (found once per run from the container's pid). */
   private readonly cgroups = new Map<string, CgroupPaths>();
+  /** The pause image, once ensured on this engine (sandboxes). */
+  private pauseImage?: Promise<void>;
 
   constructor(opts: DockerDriverOptions = {}) {
     this.socketPath = opts.socketPath ?? DEFAULT_SOCKET;
@@ -620,9 +622,16 @@ export class DockerDriver implements Driver {
 
   async sandbox(taskName: string, labels: Record<string, string>): Promise<SandboxHandle> {
     try {
-      await ensurePauseImage(this.docker);
+      // Built (or found) once per driver: every task start would otherwise ask the engine again.
+      this.pauseImage ??= ensurePauseImage(this.docker).catch((e) => {
+        this.pauseImage = undefined;
+        throw e;
+      });
+      await this.pauseImage;
       return await ensureSandbox(this.docker, containerName(taskName), labels);
     } catch (err) {
+      // An engine that lost the image (a new data root) gets it again on the next try.
+      this.pauseImage = undefined;
       throw this.toDriverError(err);
     }
   }

@@ -64,7 +64,6 @@ export async function ensureSandbox(docker: Docker, containerName: string, label
           Labels: { ...labels, [PAUSE_LABEL]: '1' },
           StopSignal: 'SIGKILL',
           HostConfig: { NetworkMode: 'none', ReadonlyRootfs: true, CapDrop: ['ALL'], Memory: 8 * 1024 * 1024, PidsLimit: 4, RestartPolicy: { Name: 'no' } },
-          NetworkDisabled: false,
         })
       ).id;
     } catch (e) {

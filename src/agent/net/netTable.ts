@@ -28,6 +28,7 @@ import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import { formatCidr, type Cidr } from './plumbing.js';
+import { tableName } from '../nft.js';
 
 export interface PortMapping {
   /** The node's address the mapping listens on. */
@@ -63,9 +64,9 @@ function checkBridge(name: string): string {
   return name;
 }
 
-/** netTableName: `baton_net_`, the cluster's first 8 characters and the node name, like the mesh's table. */
+/** netTableName: the mesh's table name (nft.ts) with `baton_net_` for `baton_`, so the mesh's sweep of dead agents' tables never takes it. */
 export function netTableName(node: string, cluster: string): string {
-  return `baton_net_${cluster.slice(0, 8)}_${node}`.replace(/[^a-zA-Z0-9_]/g, '_').slice(0, 120);
+  return tableName(node, cluster).replace(/^baton_/, 'baton_net_').slice(0, 120);
 }
 
 /** rulesetText renders the whole table; it throws on any value that is not what its type says. */

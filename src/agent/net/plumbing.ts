@@ -18,7 +18,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { contains, formatCidr, intToIp, type Cidr } from '../../base/cidr.js';
+import { contains, formatCidr, intToIp, overlaps, parseCidr, type Cidr } from '../../base/cidr.js';
 
 // The range helpers moved to base/ (the server allocates node ranges with them); re-exported for this module's users.
 export { contains, formatCidr, intToIp, ipToInt, parseCidr, type Cidr } from '../../base/cidr.js';
@@ -80,8 +80,38 @@ export function gatewayOf(range: Cidr): string {
   return intToIp(range.base + 1);
 }
 
-/** ensureBridge makes the node's bridge with its gateway address, or finds it made; idempotent. */
+const ROUTE_TYPES = new Set(['unicast', 'local', 'broadcast', 'multicast', 'anycast', 'blackhole', 'unreachable', 'prohibit', 'throw', 'nat']);
+
+/**
+ * foreignRoutes lists the routes (as `ip -4 route show` prints them) that
+ * reach into `range` through anything but `bridge`: a network this machine
+ * already has there. A bridge over it would take that network's traffic
+ * (and send packets meant for it nowhere), so a task range must be free.
+ * The default route is no such network.
+ */
+export function foreignRoutes(routes: string, range: Cidr, bridge: string): string[] {
+  return routes
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => {
+      const words = l.split(/\s+/);
+      // A route may start with its type (local, broadcast, blackhole, …): the destination follows it.
+      const dest = ROUTE_TYPES.has(words[0]!) ? words[1] : words[0];
+      if (!dest || dest === 'default') return false;
+      let r: Cidr;
+      try {
+        r = parseCidr(dest.includes('/') ? dest : `${dest}/32`);
+      } catch {
+        return false;
+      }
+      return overlaps(r, range) && !new RegExp(`\\bdev ${bridge}\\b`).test(l);
+    });
+}
+
+/** ensureBridge makes the node's bridge with its gateway address, or finds it made; idempotent. It refuses a range this machine already routes elsewhere. */
 export async function ensureBridge(b: BridgeOptions): Promise<void> {
+  const taken = foreignRoutes(await must(IP, ['-4', 'route', 'show', 'table', 'all']), b.range, b.name);
+  if (taken.length) throw new PlumbingError(`task range ${formatCidr(b.range)}`, `this machine already routes into it (${taken.join('; ')}): choose another --cluster-cidr`);
   const have = await run(IP, ['-o', 'link', 'show', 'dev', b.name]);
   if (have.code !== 0) await must(IP, ['link', 'add', 'name', b.name, 'type', 'bridge']);
   const addr = `${gatewayOf(b.range)}/${b.range.prefix}`;

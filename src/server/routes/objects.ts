@@ -14,7 +14,7 @@ import { objectNameSchema, taskStatusBatchSchema, taskStatusPutSchema, zodDetail
 import type { Node, Task, TaskStatus } from '../../api/types.js';
 import { GoneError, isStatusOnly, type WatchCache } from '../watchCache.js';
 import { defineRoute, flag, nameParam, queryInt, queryText } from './route.js';
-import { nodeCache, ownNode, recordPosted, sameAddress, taskCache, withLastBeat, type HttpDeps } from './deps.js';
+import { nodeCache, recordPosted, sameAddress, taskCache, withLastBeat, type HttpDeps } from './deps.js';
 
 /** Buffered bytes after which a slow watch stream is closed; the client re-watches from its last revision. */
 const SLOW_WATCHER_BYTES = 8 * 1024 * 1024;
@@ -192,7 +192,6 @@ function registerTaskStatus(app: FastifyInstance, deps: HttpDeps): void {
     handler: async (req, _reply, { body }) => {
       checkReports(req, body.items as { name: string; status: TaskStatus }[], (i) => `body.items[${i}].status`);
       const events = body.events ?? [];
-      if (req.role === 'agent') for (const e of events) ownNode(req, e.node ?? req.node!);
       const results = await ctx.registry.updateStatus(taskKind, body.items, SERVER_OWNED, (n) => cache.objects.get(n));
       // The events that came with the statuses (an agent's task starts and failures), once those are written.
       recordPosted(deps, req.role === 'agent' ? events.map((e) => ({ ...e, node: req.node, source: `agent/${req.node}` })) : events);

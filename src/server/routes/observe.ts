@@ -13,7 +13,7 @@ import type { StoredEvent } from '../../store/events.js';
 import { matchesEventQuery } from '../../store/events.js';
 import { parseSince } from '../logs.js';
 import { defineRoute, flag, nameParam, queryInt, queryText } from './route.js';
-import { nodeCache, ownNode, recordPosted, serviceCache, type HttpDeps } from './deps.js';
+import { nodeCache, recordPosted, serviceCache, type HttpDeps } from './deps.js';
 
 const eventsQuery = z.object({
   kind: queryText(64).optional(),
@@ -81,8 +81,7 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
     access: ['admin', 'agent'],
     body: z.object({ items: z.array(newEventSchema).max(1000) }).strict(),
     handler: async (req, _reply, { body }) => {
-      // A node speaks only for itself: its events name its node and come from its agent.
-      if (req.role === 'agent') for (const e of body.items) ownNode(req, e.node ?? req.node!);
+      // A node speaks only for itself: its events name its node and come from its agent, whatever they said.
       const items = req.role === 'agent' ? body.items.map((e) => ({ ...e, node: req.node, source: `agent/${req.node}` })) : body.items;
       return { recorded: recordPosted(deps, items) };
     },
@@ -100,33 +99,23 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
     const tail = q.tail === undefined || q.tail === '' || q.tail === 'all' ? undefined : q.tail;
     return { follow: q.follow, tail, since: q.since ? parseSince(q.since, ctx.clock.now()) : undefined, grep: q.grep || undefined };
   };
-  defineRoute(app, {
-    method: 'GET',
-    url: '/api/v1/services/:name/logs',
-    access: ['admin'],
-    params: nameParam,
-    query: logsQuery,
-    handler: async (_req, reply, { params: { name }, query }) => {
-      const q = logOptions(query);
-      // A removed service's logs stay readable on its nodes for their retention: only say "not found" when no node could have any.
-      if (!serviceCache(deps).objects.has(name) && !LOG_NAME.test(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `service "${name}" not found`);
-      reply.hijack();
-      await deps.logs.serve({ service: name }, q, reply.raw);
-    },
-  });
-  defineRoute(app, {
-    method: 'GET',
-    url: '/api/v1/tasks/:name/logs',
-    access: ['admin'],
-    params: nameParam,
-    query: logsQuery,
-    handler: async (_req, reply, { params: { name }, query }) => {
-      const q = logOptions(query);
-      if (!LOG_NAME.test(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `task "${name}" not found`);
-      reply.hijack();
-      await deps.logs.serve({ task: name }, q, reply.raw);
-    },
-  });
+  // A removed service's or task's logs stay readable on its nodes for their retention: "not found" only for a name nothing could have.
+  for (const target of ['service', 'task'] as const) {
+    defineRoute(app, {
+      method: 'GET',
+      url: `/api/v1/${target}s/:name/logs`,
+      access: ['admin'],
+      params: nameParam,
+      query: logsQuery,
+      handler: async (_req, reply, { params: { name }, query }) => {
+        const q = logOptions(query);
+        const known = target === 'service' && serviceCache(deps).objects.has(name);
+        if (!known && !LOG_NAME.test(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `${target} "${name}" not found`);
+        reply.hijack();
+        await deps.logs.serve(target === 'service' ? { service: name } : { task: name }, q, reply.raw);
+      },
+    });
+  }
 
   // ---------------------------------------------------------------- usage and metrics
   defineRoute(app, {

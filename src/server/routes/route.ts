@@ -13,7 +13,8 @@
  */
 import { z } from 'zod';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { BatonError, type ErrorDetail } from '../../base/errors.js';
+import { BatonError } from '../../base/errors.js';
+import { zodDetails } from '../../api/schemas.js';
 import type { Role } from '../auth.js';
 
 /** Who may call a route: anyone (the proof is checked inside), or these roles. */
@@ -86,15 +87,8 @@ export function defineRoute<P = Record<string, never>, Q = Record<string, never>
 export function parseInput<T>(schema: z.ZodType<T>, value: unknown, where: string, code: 'BATON_ERR_BAD_REQUEST' | 'BATON_ERR_VALIDATION'): T {
   const r = schema.safeParse(value);
   if (r.success) return r.data;
-  throw new BatonError(code, `invalid request ${where}`, issueDetails(r.error, where));
-}
-
-/** issueDetails: a zod error as ErrorDetails rooted at `prefix` (at most 50: a hostile body must not make a huge answer). */
-export function issueDetails(err: z.ZodError, prefix: string): ErrorDetail[] {
-  return err.issues.slice(0, 50).map((i) => ({
-    path: [prefix, ...i.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))].join('.').replace(/\.\[/g, '['),
-    message: i.message,
-  }));
+  // At most 50 details: a hostile body must not make a huge answer.
+  throw new BatonError(code, `invalid request ${where}`, zodDetails(r.error, where).slice(0, 50));
 }
 
 // ---------------------------------------------------------------- shared pieces of schemas
