@@ -63,6 +63,8 @@ describe('the routing mesh on a 3-node cluster', () => {
     await eventually(async () => expect(await endpoints('lb_web')).toHaveLength(3), 5 * 5000);
     const tasks = live(await c.tasksOf('lb_web'));
     expect(new Set(tasks.map((t) => t.spec.nodeName))).toEqual(new Set(NODES));
+    // n2's kernel rules route to all three before the requests start (a load racing them would send some through userspace).
+    await eventually(async () => expect(((await execFileP('/usr/sbin/nft', ['list', 'table', 'ip', tableName('n2', c.clusterId)])).stdout.match(/dnat to /g) ?? []).length).toBeGreaterThanOrEqual(3), 5 * 5000);
     const counts = new Map<string, number>();
     for (let i = 0; i < 300; i++) {
       const r = await get('127.0.0.2', 18080);
