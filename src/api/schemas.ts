@@ -55,7 +55,7 @@ export const containerSpecSchema = z.object({
       readOnly: z.boolean(),
     }),
   ),
-  networkMode: z.enum(['host', 'none']),
+  networkMode: z.enum(['bridge', 'host', 'none']),
 });
 
 const amounts = z.object({
@@ -91,6 +91,15 @@ export const serviceSpecSchema = z.object({
     }),
   ),
   expose: z.array(z.number().int().min(1).max(65535)),
+  networks: z
+    .array(
+      z.object({
+        name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'a network name: letters, digits, _ . - (at most 63)'),
+        aliases: z.array(z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'a DNS name').max(253)).max(32),
+      }),
+    )
+    .max(32)
+    .optional(),
   resources: z.object({ reservations: amounts, limits: amounts.extend({ pids: nonNegInt.optional() }) }),
   restartPolicy: z.object({
     condition: z.enum(['any', 'on-failure', 'none']),

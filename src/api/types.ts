@@ -115,8 +115,15 @@ export interface ContainerSpec {
   /** undefined: the agent's --pull default. */
   pullPolicy?: PullPolicy;
   mounts: MountSpec[];
-  networkMode: 'host' | 'none';
+  /**
+   * bridge: a network namespace of the task's own, with its own address on
+   * its node's task network (Compose's default); host: the node's network,
+   * ports from the agent's --port-range; none: loopback only.
+   */
+  networkMode: NetworkMode;
 }
+
+export type NetworkMode = 'bridge' | 'host' | 'none';
 
 /** defaultContainerSpec is a container spec with every default filled in (init on, 10 s grace, host networking). */
 export function defaultContainerSpec(image: string): ContainerSpec {
@@ -251,6 +258,13 @@ export interface ServiceSpec {
   ports: PortSpec[];
   /** Ports reachable by other tasks only (Compose `expose`). */
   expose: number[];
+  /**
+   * The networks its tasks join (Compose `networks:`), by full name
+   * (`<stack>_<key>`, or an external network's own name), with the extra
+   * names it answers to on each. Empty: its stack's default network
+   * (networkOf). Tasks reach only the services of networks they share.
+   */
+  networks?: ServiceNetwork[];
   resources: ResourceSpec;
   restartPolicy: RestartPolicy;
   placement: PlacementSpec;
@@ -269,6 +283,21 @@ export interface ServiceSpec {
   schedule?: ScheduleSpec;
   /** Baton extension (Compose `x-baton`); later issues add keys. */
   x: Record<string, unknown>;
+}
+
+export interface ServiceNetwork {
+  name: string;
+  aliases: string[];
+}
+
+/** defaultNetwork: the network a stack's services join when they name none (Compose's `<project>_default`). */
+export function defaultNetwork(stack: string): string {
+  return `${stack || 'baton'}_default`;
+}
+
+/** serviceNetworks: the networks a service's tasks are on, its stack's default one when it names none. */
+export function serviceNetworks(spec: Pick<ServiceSpec, 'stack' | 'networks'>): ServiceNetwork[] {
+  return spec.networks?.length ? spec.networks : [{ name: defaultNetwork(spec.stack), aliases: [] }];
 }
 
 /** `x-baton.autoscale`: Kubernetes HPA's semantics, built in. */
