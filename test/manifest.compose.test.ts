@@ -385,6 +385,7 @@ describe('readCompose: supported keys', () => {
   it.each([
     ['network_mode: host', 'host'],
     ['network_mode: none', 'none'],
+    ['network_mode: bridge', 'bridge'],
   ])('%s', (body, mode) => {
     expect(service(body).container.networkMode).toBe(mode);
   });
@@ -397,7 +398,7 @@ describe('readCompose: supported keys', () => {
     expect(service('ports: ["9100"]').ports).toEqual([{ target: 9100, protocol: 'tcp', mode: 'ingress' }]);
   });
 
-  it.each(['bridge', 'service:db', 'container:abc', 'default'])('refuses network_mode %s with the reason', (mode) => {
+  it.each(['service:db', 'container:abc', 'default'])('refuses network_mode %s with the reason', (mode) => {
     expect(errorsOf(`network_mode: "${mode}"`)).toEqual([
       `services.web.network_mode: \`services.web.network_mode\` (${mode}) is not supported by Baton yet: Baton runs every task with host networking in this release`,
     ]);

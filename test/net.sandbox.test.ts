@@ -116,17 +116,22 @@ describe('task sandboxes (real dockerd, real namespaces)', () => {
 
   it('maps a port of the node into a task, also for a loopback client (route_localnet, masqueraded, guarded)', async () => {
     const port = await freePort();
-    await table.sync({ bridges: [bridge], mappings: [{ address: '127.0.0.1', port, protocol: 'tcp', to: '10.250.77.11', toPort: 80 }] });
+    await table.sync({ bridges: [bridge], mappings: [{ address: '127.0.0.1', port, protocol: 'tcp', to: '10.250.77.11', toPort: 80 }], internal: [CLUSTER], egress: false });
     expect(await getOnce(`http://127.0.0.1:${port}/`)).toBe('task-1\n');
     // The same spec again changes nothing; another mapping replaces the table whole.
-    await table.sync({ bridges: [bridge], mappings: [{ address: '127.0.0.1', port, protocol: 'tcp', to: '10.250.77.11', toPort: 80 }] });
-    await table.sync({ bridges: [bridge], mappings: [] });
+    await table.sync({ bridges: [bridge], mappings: [{ address: '127.0.0.1', port, protocol: 'tcp', to: '10.250.77.11', toPort: 80 }], internal: [CLUSTER], egress: false });
+    await table.sync({ bridges: [bridge], mappings: [], internal: [CLUSTER], egress: false });
     await expect(getOnce(`http://127.0.0.1:${port}/`, 1000)).rejects.toBeTruthy();
   });
 
   it('renders rules only from checked values', () => {
-    const ok = { bridges: [bridge], mappings: [{ address: '127.0.0.1', port: 8080, protocol: 'tcp' as const, to: '10.250.77.11', toPort: 80 }] };
+    const ok = { bridges: [bridge], mappings: [{ address: '127.0.0.1', port: 8080, protocol: 'tcp' as const, to: '10.250.77.11', toPort: 80 }], internal: [CLUSTER], egress: false };
     const text = rulesetText('t', ok);
+    // Without egress, a task's packets are forwarded only within the cluster's ranges; with it, the rest leaves as the node.
+    expect(text).toMatch(new RegExp(`iifname "${bridge.name}" ip daddr != \\{ 10\\.250\\.0\\.0/16 \\} drop`));
+    expect(text).not.toMatch(/masquerade\n.*iifname/);
+    expect(rulesetText('t', { ...ok, egress: true })).toMatch(new RegExp(`iifname "${bridge.name}" oifname != "${bridge.name}" ip saddr 10\\.250\\.77\\.0/24 ip daddr != \\{ 10\\.250\\.0\\.0/16 \\} masquerade`));
+    expect(rulesetText('t', { ...ok, egress: true })).not.toMatch(/ drop\n.*chain guard/);
     expect(text).toMatch(/ip daddr 127\.0\.0\.1 tcp dport 8080 dnat to 10\.250\.77\.11:80/);
     expect(text).toMatch(new RegExp(`iifname "${bridge.name}" ip daddr 127\\.0\\.0\\.0/8 drop`));
     expect(() => rulesetText('t', { ...ok, mappings: [{ ...ok.mappings[0]!, to: '10.0.0.1; flush ruleset' }] })).toThrow(/mappings\[0\]\.to must be an IPv4 address/);

@@ -48,6 +48,7 @@ import { UsageSampler } from './usage.js';
 import { TaskReconciler } from './reconciler.js';
 import { Deregistration, MeshReporter } from './deregistration.js';
 import type { AgentOptions } from './options.js';
+import { TaskNetworking } from './net/taskNetworking.js';
 
 export type { AgentOptions } from './options.js';
 
@@ -81,6 +82,9 @@ export class Agent {
   private collector?: LogCollector;
   private listener?: AgentListener;
   metrics?: Registry;
+  /** This node's task network (tasks in namespaces of their own), once registered; or why there is none. */
+  network?: TaskNetworking;
+  private networkError?: string;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -147,6 +151,8 @@ export class Agent {
       mesh: () => this.mesh,
       deregistration: () => this.deregistration,
       collector: () => this.collector,
+      network: () => this.network,
+      networkError: () => this.networkError,
     });
   }
 
@@ -188,6 +194,7 @@ export class Agent {
       }
       await this.adoption.adopt();
       await this.registerOrRejoin();
+      await this.openNetwork();
     } catch (e) {
       // Nothing may keep the process alive after a failed start: the caller reports the error and exits.
       await this.listener?.stop().catch(() => {});
@@ -225,6 +232,35 @@ export class Agent {
     );
     if (this.listener) this.loops.push(this.sampler.loop(this.opts.statsIntervalMs ?? 2000, signal), this.logRetentionLoop());
     this.log.info({ node: this.name, address: this.opts.address, server: this.identity.creds.server }, 'agent started');
+  }
+
+  /**
+   * openNetwork makes this node's task network from the range the server
+   * gave it. A node that cannot make one (its range clashes with a network
+   * this machine has, no iproute2) still runs: tasks that need their own
+   * namespace are rejected with the reason, the others run as before.
+   */
+  private async openNetwork(): Promise<void> {
+    if (this.opts.taskNetwork === false || !this.opts.driver.sandbox) return;
+    if (!this.state.taskRange) {
+      this.networkError = 'the server gave this node no task range';
+      return;
+    }
+    try {
+      this.network = await TaskNetworking.open(this.opts.driver, {
+        node: this.name,
+        cluster: this.state.clusterId,
+        range: this.state.taskRange,
+        address: this.opts.address,
+        dataDir: this.opts.dataDir,
+        routes: [this.state.taskRange],
+        egress: this.opts.egress !== false,
+        log: this.log,
+      });
+    } catch (e) {
+      this.networkError = (e as Error).message;
+      this.log.error({ err: this.networkError, range: this.state.taskRange }, 'could not make this node\'s task network; tasks that need a namespace of their own are rejected here');
+    }
   }
 
   /** registerOrRejoin registers this node; when its certificate was revoked while it was away, it joins again if it has a token. */

@@ -101,6 +101,19 @@ export function hostPortOf(e: EndpointAddress, target: number): number | undefin
   return isIPv4(e.address) && Number.isInteger(p) && p! >= 1 && p! <= 65535 ? p : undefined;
 }
 
+/**
+ * dialOf is where the mesh connects for endpoint `e`'s container port
+ * `target`: a task in a namespace of its own answers on its own address
+ * and its container port (reached through its node's task range, which
+ * every node routes); a task on its node's network, at the node's address
+ * and the host port it was given. Undefined when neither is usable.
+ */
+export function dialOf(e: EndpointAddress, target: number): { host: string; port: number } | undefined {
+  if (e.taskIP !== undefined) return isIPv4(e.taskIP) && Number.isInteger(target) && target >= 1 && target <= 65535 ? { host: e.taskIP, port: target } : undefined;
+  const p = hostPortOf(e, target);
+  return p === undefined ? undefined : { host: e.address, port: p };
+}
+
 /** defaultVipRange gives each node its own /24 for VIPs, from its address: 127.0.b.c → 127.(64 + b % 64).c.0/24. */
 export function defaultVipRange(address: string): string {
   const m = /^127\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
@@ -302,7 +315,10 @@ export class Mesh {
     for (const [key, l] of this.listening) {
       const r = this.routes.get(l.service);
       if (!r || r.spec.lb.algorithm !== 'round_robin' || r.spec.lb.proxyProtocol !== 'off') continue;
-      const endpoints = r.spec.endpoints.filter((e) => hostPortOf(e, l.target) !== undefined).map((e) => ({ task: e.task, address: e.address, port: hostPortOf(e, l.target)! }));
+      const endpoints = r.spec.endpoints.flatMap((e) => {
+        const d = dialOf(e, l.target);
+        return d ? [{ task: e.task, address: d.host, port: d.port }] : [];
+      });
       if (endpoints.length === 0) continue;
       const i = key.lastIndexOf(':');
       out.push({ service: l.service, address: key.slice(0, i), port: Number(key.slice(i + 1)), endpoints });
@@ -437,7 +453,7 @@ export class Mesh {
   // ------------------------------------------------------------ connections
 
   private pick(r: Route, target: number, avoid?: string): EndpointAddress | undefined {
-    const eps = r.spec.endpoints.filter((e) => hostPortOf(e, target) !== undefined && e.task !== avoid);
+    const eps = r.spec.endpoints.filter((e) => dialOf(e, target) !== undefined && e.task !== avoid);
     if (eps.length === 0) return undefined;
     if (r.spec.lb.algorithm === 'least_conn') {
       let best = eps[0]!;
@@ -487,7 +503,7 @@ export class Mesh {
       }
       const c = this.countersOf(r, ep.task);
       const started = performance.now();
-      const upstream = connect({ host: ep.address, port: ep.ports[String(target)]!, allowHalfOpen: true, noDelay: true });
+      const upstream = connect({ ...dialOf(ep, target)!, allowHalfOpen: true, noDelay: true });
       upstream.setTimeout(this.opts.connectTimeoutMs ?? 2000);
       let connected = false;
       const fail = () => {

@@ -28,6 +28,10 @@ export interface AgentOptions {
   meshKernel?: boolean;
   /** How often the nftables tables of this cluster's agents that are gone are removed from the host (default 10 s). */
   tableSweepMs?: number;
+  /** Run tasks of network mode bridge in namespaces of their own on this node's task network (default true; needs a driver with sandboxes). */
+  taskNetwork?: boolean;
+  /** Tasks on the task network reach outside the cluster's ranges, masqueraded (default true); false drops what they send elsewhere. */
+  egress?: boolean;
   pull: 'never' | 'missing' | 'always';
   clock?: Clock;
   logger?: Logger;

@@ -11,7 +11,7 @@ import type { Task } from '../api/types.js';
 import { hasProbe, isTerminal, restartDelay } from '../api/types.js';
 import type { Clock } from '../base/clock.js';
 import type { WorkQueue } from '../base/workqueue.js';
-import { DriverError, type TaskHandle, type TaskInspect } from './driver.js';
+import { DriverError, type SandboxHandle, type TaskHandle, type TaskInspect } from './driver.js';
 import type { AgentOptions } from './options.js';
 import type { HealthMonitor, HealthVerdict } from './health.js';
 import type { LogCollector } from './logs.js';
@@ -20,6 +20,7 @@ import type { Deregistration } from './deregistration.js';
 import type { PortAllocator } from './ports.js';
 import { LABEL_CLUSTER, LABEL_NODE, LABEL_NODE_NAME, LABEL_PORTS, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, LABEL_TASK_UID, type AgentState, type TaskLocal } from './state.js';
 import type { StatusReporter } from './status.js';
+import type { TaskNetworking } from './net/taskNetworking.js';
 
 export type ReconcilerOptions = Pick<AgentOptions, 'address' | 'driver' | 'pull' | 'backoffResetMs' | 'deregisterMs'>;
 
@@ -35,6 +36,9 @@ export interface ReconcilerDeps {
   /** Holds a stopping task's stop signal until no node's mesh routes to it (when this node runs a mesh). */
   deregistration: () => Deregistration | undefined;
   collector: () => LogCollector | undefined;
+  /** This node's task network (undefined before registration, on a simulated node, or when it could not be made: then why). */
+  network: () => TaskNetworking | undefined;
+  networkError: () => string | undefined;
 }
 
 export class TaskReconciler {
@@ -59,13 +63,14 @@ export class TaskReconciler {
         await this.deps.collector()?.drain(name);
         await driver.destroy(local.handle);
       }
+      await this.releaseNetwork(name, local);
       this.deps.ports.release((local.ports ?? []).map((p) => p.hostPort));
       this.deps.state.locals.delete(name);
       this.deps.deregistration()?.forget(name);
       return;
     }
     if (!local) {
-      local = { crashes: 0, restarts: [], restartCount: task.status.restartCount ?? 0 };
+      local = { crashes: 0, restarts: [], restartCount: task.status.restartCount ?? 0, uid: task.metadata.uid, ...(task.status.taskIP ? { taskIP: task.status.taskIP } : {}) };
       if (task.status.handle) {
         try {
           local.handle = JSON.parse(task.status.handle) as TaskHandle;
@@ -76,6 +81,9 @@ export class TaskReconciler {
       }
       this.deps.state.locals.set(name, local);
     }
+    // Adopted after an agent restart: its address is the one this node keeps for it.
+    local.uid ??= task.metadata.uid;
+    local.taskIP ??= this.deps.network()?.addressOf(name);
     if (!this.deps.state.engineOk) {
       throw new Error('container engine unreachable');
     }
@@ -95,10 +103,12 @@ export class TaskReconciler {
         await driver.stop(local.handle!, task.spec.container.stopGracePeriodMs, task.spec.container.stopSignal);
         this.deps.deregistration()?.forget(name);
         const after = await driver.inspect(local.handle!);
+        await this.releaseNetwork(name, local);
         this.deps.status.report(task, local, 'shutdown', 'stopped', { exitCode: after.exitCode, finishedAt: after.finishedAt });
       } else if (!isTerminal(task.status.state) || (local.status && !isTerminal(local.status.state))) {
+        await this.releaseNetwork(name, local);
         this.deps.status.report(task, local, 'shutdown', exists ? 'stopped' : 'never started', exists ? { exitCode: insp!.exitCode, finishedAt: insp!.finishedAt } : {});
-      }
+      } else await this.releaseNetwork(name, local);
       return;
     }
 
@@ -110,7 +120,7 @@ export class TaskReconciler {
       await this.running(task, local, insp!);
       return;
     }
-    if (isTerminal(task.status.state) && local.status && isTerminal(local.status.state)) return;
+    if (isTerminal(task.status.state) && local.status && isTerminal(local.status.state)) return void (await this.releaseNetwork(name, local));
 
     if (exists && insp!.state === 'exited') {
       const code = insp!.exitCode ?? -1;
@@ -129,12 +139,14 @@ export class TaskReconciler {
         const exit = { exitCode: code, finishedAt: insp!.finishedAt };
         if (!wants) {
           local.unhealthy = undefined;
+          await this.releaseNetwork(name, local);
           this.deps.status.report(task, local, failed ? 'failed' : 'complete', why, { ...exit, ...(failed ? { error: insp!.error || `${why}${insp!.oomKilled ? ' (out of memory)' : ''}` } : {}) });
           return;
         }
         if (policy.maxAttempts > 0 && local.restarts.length >= policy.maxAttempts) {
           // Past its attempts on this node: the task fails and its service places a new one, elsewhere if it can.
           local.unhealthy = undefined;
+          await this.releaseNetwork(name, local);
           this.deps.status.report(task, local, 'failed', `restart limit reached (${policy.maxAttempts})`, { ...exit, error: `${why}; gave up after ${policy.maxAttempts} restarts on ${this.deps.state.name}` });
           return;
         }
@@ -162,8 +174,15 @@ export class TaskReconciler {
 
     // Create (first time) or start in place (restart).
     const targets = [...task.spec.ports.map((p) => p.target), ...task.spec.expose.filter((e) => !task.spec.ports.some((p) => p.target === e))];
-    // A new container gets host ports for every target; ports recorded without all targets (an older status) are replaced.
-    if (!exists && (!local.ports || !targets.every((t) => local!.ports!.some((p) => p.target === t)))) {
+    const bridged = this.bridged(task);
+    if (bridged === 'unavailable') {
+      this.deps.status.report(task, local, 'rejected', 'could not start', { error: `this node has no task network for a task in its own network namespace (${this.deps.networkError() ?? 'not ready yet'})` });
+      return;
+    }
+    // Host networking: a new container gets host ports for every target. In a namespace of its own, only `mode: host` published ports take one.
+    // Ports recorded without all they need (an older status) are replaced.
+    const needs = bridged ? task.spec.ports.filter((p) => p.mode === 'host' && p.published !== undefined).map((p) => p.target) : targets;
+    if (!exists && (!local.ports || !needs.every((t) => local!.ports!.some((p) => p.target === t)) || (bridged && local.ports.length !== needs.length))) {
       if (local.ports) this.deps.ports.release(local.ports.map((p) => p.hostPort));
       // Host-mode published ports are bound as published, on this node only; every other target gets a port from the range.
       const fixed = new Map(task.spec.ports.filter((p) => p.mode === 'host' && p.published !== undefined).map((p) => [p.target, p.published!]));
@@ -174,45 +193,62 @@ export class TaskReconciler {
         this.deps.status.report(task, local, 'rejected', 'could not start', { error: (e as Error).message });
         return;
       }
-      const host = await this.deps.ports.allocate(targets.filter((t) => !fixed.has(t)).length);
+      const host = await this.deps.ports.allocate(needs.filter((t) => !fixed.has(t)).length);
       let next = 0;
-      local.ports = targets.map((target) => {
+      local.ports = needs.map((target) => {
         const published = task.spec.ports.find((p) => p.target === target)?.published;
         return { target, hostPort: fixed.get(target) ?? host[next++]!, ...(published ? { published } : {}) };
       });
     }
     this.deps.status.report(task, local, exists ? 'starting' : 'preparing', exists ? 'restarting in place' : 'creating container');
-    const mesh = this.deps.mesh();
+    const labels = {
+      [LABEL_CLUSTER]: this.deps.state.clusterId,
+      [LABEL_NODE]: this.deps.state.nodeUid,
+      [LABEL_NODE_NAME]: this.deps.state.name,
+      [LABEL_TASK]: task.metadata.name,
+      [LABEL_TASK_UID]: task.metadata.uid,
+      [LABEL_SERVICE]: task.spec.serviceName,
+      [LABEL_SLOT]: String(task.spec.slot),
+      [LABEL_PORTS]: JSON.stringify(local.ports ?? []),
+    };
     const env: Record<string, string> = { BATON_HOST_IP: this.opts.address, BATON_TASK: task.metadata.name, BATON_SERVICE: task.spec.serviceName, BATON_SLOT: String(task.spec.slot) };
-    for (const p of local.ports ?? []) env[`BATON_PORT_${p.target}`] = String(p.hostPort);
-    if (local.ports?.length) env.PORT = String(local.ports[0]!.hostPort);
+    let spec = task.spec.container;
+    let sandbox: SandboxHandle | undefined;
     try {
+      if (bridged) {
+        // Its own namespace (held by its sandbox, started again if the engine stopped it) and address; its container ports are its own.
+        const net = await bridged.prepare(name, task.metadata.uid, labels);
+        sandbox = net.sandbox;
+        local.taskIP = net.taskIP;
+        await bridged.mapPorts(name, (local.ports ?? []).map((p) => ({ hostPort: p.hostPort, target: p.target, protocol: 'tcp' as const })));
+        env.BATON_HOST_IP = net.taskIP;
+        for (const t of targets) env[`BATON_PORT_${t}`] = String(t);
+        if (targets.length) env.PORT = String(targets[0]);
+      } else {
+        for (const p of local.ports ?? []) env[`BATON_PORT_${p.target}`] = String(p.hostPort);
+        if (local.ports?.length) env.PORT = String(local.ports[0]!.hostPort);
+        // Service names resolve to this node's VIPs, where the mesh listens (Swarm's service DNS, for unmodified images).
+        const mesh = this.deps.mesh();
+        if (mesh && spec.networkMode === 'host') spec = { ...spec, extraHosts: [...spec.extraHosts, ...(await mesh.hostsWhenSynced(task.metadata.labels['baton.stack'] ?? ''))] };
+      }
       local.handle = await driver.start({
         taskName: task.metadata.name,
         taskUid: task.metadata.uid,
         serviceName: task.spec.serviceName,
         slot: task.spec.slot,
-        // Service names resolve to this node's VIPs, where the mesh listens (Swarm's service DNS, for unmodified images).
-        spec: mesh ? { ...task.spec.container, extraHosts: [...task.spec.container.extraHosts, ...(await mesh.hostsWhenSynced(task.metadata.labels['baton.stack'] ?? ''))] } : task.spec.container,
+        spec,
         resources: task.spec.resources,
         env,
-        labels: {
-          [LABEL_CLUSTER]: this.deps.state.clusterId,
-          [LABEL_NODE]: this.deps.state.nodeUid,
-          [LABEL_NODE_NAME]: this.deps.state.name,
-          [LABEL_TASK]: task.metadata.name,
-          [LABEL_TASK_UID]: task.metadata.uid,
-          [LABEL_SERVICE]: task.spec.serviceName,
-          [LABEL_SLOT]: String(task.spec.slot),
-          [LABEL_PORTS]: JSON.stringify(local.ports ?? []),
-        },
+        labels,
         pullPolicy: task.spec.container.pullPolicy ?? this.opts.pull,
+        ...(sandbox ? { sandbox } : {}),
       });
     } catch (e) {
       if (e instanceof DriverError && e.reason === 'engine_unavailable') throw e;
       const msg = (e as Error).message;
       this.deps.ports.release((local.ports ?? []).map((p) => p.hostPort));
       local.ports = [];
+      await this.releaseNetwork(name, local).catch(() => {});
       this.deps.status.report(task, local, 'rejected', 'could not start', { error: msg });
       return;
     }
@@ -231,13 +267,18 @@ export class TaskReconciler {
   private async running(task: Task, local: TaskLocal, insp: TaskInspect): Promise<void> {
     const name = task.metadata.name;
     const driver = this.opts.driver;
+    // After an agent restart the node's mapping table starts empty: a running task's node ports are mapped again.
+    const network = local.taskIP ? this.deps.network() : undefined;
+    if (network) await network.mapPorts(name, (local.ports ?? []).map((p) => ({ hostPort: p.hostPort, target: p.target, protocol: 'tcp' as const })));
     if (local.startedAt === undefined) local.startedAt = insp.startedAt ? Date.parse(insp.startedAt) : this.deps.clock.now();
     const c = task.spec.container;
     const live = hasProbe(c.healthcheck) ? c.healthcheck : undefined;
     const ready = hasProbe(c.readiness) ? c.readiness : undefined;
     let v: HealthVerdict = {};
     if (live || ready) {
-      this.deps.health.watch(name, `${local.handle!.id}@${insp.startedAt ?? ''}`, { live, ready }, { handle: local.handle!, image: c.image, address: this.opts.address, ports: local.ports ?? [] });
+      // A task in its own namespace is probed at its address, on its container ports.
+      const probeAt = local.taskIP ? { address: local.taskIP, ports: [] } : { address: this.opts.address, ports: local.ports ?? [] };
+      this.deps.health.watch(name, `${local.handle!.id}@${insp.startedAt ?? ''}`, { live, ready }, { handle: local.handle!, image: c.image, ...probeAt });
       v = this.deps.health.verdict(name);
     } else this.deps.health.unwatch(name);
     if (v.healthy === false) {
@@ -263,6 +304,25 @@ export class TaskReconciler {
       ...(v.healthy !== undefined ? { healthy: v.healthy } : {}),
       ...(v.ready !== undefined ? { ready: v.ready } : {}),
     });
+  }
+
+  /**
+   * bridged: the task network a task's container joins through a namespace of
+   * its own (network mode bridge), undefined for the node's network (host
+   * mode, none, or a driver without sandboxes, whose tasks do not really
+   * listen), 'unavailable' when it should have one and this node has none.
+   */
+  private bridged(task: Task): TaskNetworking | 'unavailable' | undefined {
+    if (task.spec.container.networkMode !== 'bridge' || !this.opts.driver.sandbox) return undefined;
+    return this.deps.network() ?? 'unavailable';
+  }
+
+  /** releaseNetwork gives back a task's namespace and address once its container no longer runs for good (stopped, failed, complete, gone). */
+  private async releaseNetwork(name: string, local: TaskLocal): Promise<void> {
+    const network = this.deps.network();
+    if (!network || (!local.taskIP && !network.addressOf(name))) return;
+    await network.release(name, local.uid);
+    local.taskIP = undefined;
   }
 
   /**

@@ -59,7 +59,7 @@ export class NodeSession {
     while (!deps.signal.aborted) {
       try {
         const port = deps.agentPort();
-        const res = await deps.client().call<{ node: { metadata: { uid: string } }; clusterId: string; heartbeatIntervalMs: number; statusFlushMs?: number }>('POST', '/api/v1/nodes/register', {
+        const res = await deps.client().call<{ node: { metadata: { uid: string } }; clusterId: string; heartbeatIntervalMs: number; statusFlushMs?: number; taskRange?: string }>('POST', '/api/v1/nodes/register', {
           name: state.name,
           address: opts.address,
           hostname: osHostname(),
@@ -78,6 +78,7 @@ export class NodeSession {
         }
         state.nodeUid = res.node.metadata.uid;
         state.clusterId = res.clusterId;
+        if (typeof res.taskRange === 'string') state.taskRange = res.taskRange;
         this.heartbeatMs = res.heartbeatIntervalMs;
         deps.status.advise(res.statusFlushMs);
         writeFileSync(this.nodeFile(), JSON.stringify({ name: state.name, uid: state.nodeUid, clusterId: state.clusterId }) + '\n');

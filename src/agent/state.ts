@@ -21,6 +21,10 @@ export const LABEL_PORTS = 'baton.ports';
 export interface TaskLocal {
   handle?: TaskHandle;
   ports?: TaskPortBinding[];
+  /** Its address on this node's task network, when it runs in a namespace of its own (network mode bridge). */
+  taskIP?: string;
+  /** The task's uid (its veth is named after it), known once it has had a container or a sandbox here. */
+  uid?: string;
   /** Consecutive crashes since the last long-enough run. */
   crashes: number;
   /** Restart times within the policy window. */
@@ -42,6 +46,8 @@ export class AgentState {
   /** The node object's uid and the cluster's id, once registered (the cluster's from the credentials before). */
   nodeUid = '';
   clusterId = '';
+  /** This node's task range, given by the server at registration ('' from a server that gives none). */
+  taskRange = '';
   /** The engine's watch: the other parts read its last verdict through engineOk. */
   engine?: { readonly ok: boolean };
   /** Named volumes on this node's engine for this cluster (undefined until first listed): the scheduler sends tasks back to them. */

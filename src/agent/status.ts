@@ -72,6 +72,7 @@ export class StatusReporter {
       message,
       ports: local.ports ?? [],
       hostIP: this.opts.address,
+      ...(local.taskIP ? { taskIP: local.taskIP } : {}),
       restartCount: local.restartCount,
       ...(local.handle ? { containerId: local.handle.id, handle: JSON.stringify(local.handle) } : {}),
       ...(prev.startedAt ? { startedAt: prev.startedAt } : {}),

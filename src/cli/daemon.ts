@@ -35,6 +35,7 @@ export interface AgentFlags {
   vipRange?: string;
   meshKernel?: string;
   meshSweep?: string;
+  egress?: string;
   pull: string;
   dockerSocket?: string;
   engineTimeout?: string;
@@ -109,6 +110,7 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     ...(f.vipRange ? { vipRange: f.vipRange } : {}),
     meshKernel: f.meshKernel !== 'off',
     tableSweepMs: durationFlag(f.meshSweep, '--mesh-sweep'),
+    egress: f.egress !== 'none',
     pull: f.pull as 'never' | 'missing' | 'always',
     logLevel: f.logLevel,
     statusFlushMs: f.statusFlush ? Number(f.statusFlush) : undefined,

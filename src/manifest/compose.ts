@@ -51,6 +51,7 @@ import {
   type Toleration,
   type Ulimit,
   type UpdateConfig,
+  type NetworkMode,
 } from '../api/types.js';
 import type { ErrorDetail } from '../base/errors.js';
 import composeSpecSchema from './compose-spec.json' with { type: 'json' };
@@ -1738,8 +1739,8 @@ function pullPolicy(ctx: Ctx, v: unknown, segs: PathSegment[]): PullPolicy | und
   }
 }
 
-function networkMode(ctx: Ctx, v: unknown, segs: PathSegment[]): 'host' | 'none' {
-  if (v === 'host' || v === 'none') return v;
+function networkMode(ctx: Ctx, v: unknown, segs: PathSegment[]): NetworkMode {
+  if (v === 'host' || v === 'none' || v === 'bridge') return v;
   const s = text(v);
   const row = s.startsWith('service:') ? 'services.*.network_mode=service:' : s.startsWith('container:') ? 'services.*.network_mode=container:' : 'services.*.network_mode=bridge';
   ctx.unsupported(segs, row, s);

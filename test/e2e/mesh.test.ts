@@ -12,7 +12,7 @@
  * - with no endpoint a connection is held and goes through once one appears.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request as httpRequest } from 'node:http';
+import { getBody } from '../helpers/http.js';
 import { connect } from 'node:net';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -28,20 +28,7 @@ const execFileP = promisify(execFile);
 const HTTPD = `["sh", "-c", "mkdir -p /www && echo $$BATON_TASK > /www/id && exec httpd -f -p $$BATON_HOST_IP:$$PORT -h /www"]`;
 
 /** get makes one HTTP request on a new connection and returns the body (or the error's code). */
-function get(host: string, port: number, path = '/id', timeoutMs = 10_000): Promise<{ ok: boolean; body: string }> {
-  return new Promise((resolve) => {
-    const req = httpRequest({ host, port, path, agent: false, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ ok: res.statusCode === 200, body: body.trim() }));
-      res.on('error', (e) => resolve({ ok: false, body: String(e) }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (e: Error & { code?: string }) => resolve({ ok: false, body: e.code ?? e.message }));
-    req.end();
-  });
-}
+const get = getBody;
 
 describe('the routing mesh on a 3-node cluster', () => {
   const c = new TestCluster('baton-mesh-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 5000, bookmarkIntervalMs: 1000 }, 27000);

@@ -12,6 +12,7 @@ import { ApiClient } from '../../src/api/client.js';
 import { nodeKind } from '../../src/api/kinds.js';
 import type { Node, Task } from '../../src/api/types.js';
 import { tlsTransport, withTransport, type Transport } from '../../src/api/tls.js';
+import { removeNodeNetwork } from './net.js';
 import { baton, cleanupDir, docker, eventually, freePort, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, type Proc } from './proc.js';
 
 export class TestCluster {
@@ -44,6 +45,15 @@ export class TestCluster {
     return this.opts.dockerSocket ? `unix://${this.opts.dockerSocket}` : undefined;
   }
 
+  /**
+   * clusterCidr: each test cluster's task addresses come from a /16 of its
+   * own, from its port base, so that clusters of files run one after another
+   * (or a bridge a killed run left behind) never claim the same range.
+   */
+  get clusterCidr(): string {
+    return `10.${100 + (Math.floor(this.portBase / 1000) % 150)}.0.0/16`;
+  }
+
   static addr(node: string): string {
     return `127.0.0.${node.slice(1)}`;
   }
@@ -68,14 +78,14 @@ export class TestCluster {
 
   /** startServer (re)starts the server on the same port and data dir. */
   async startServer(): Promise<void> {
-    this.server = startProc(['server', '--data-dir', join(this.dir, 'server'), '--listen', `127.0.0.1:${this.port}`, '--log-level', 'warn'], this.env);
+    this.server = startProc(['server', '--data-dir', join(this.dir, 'server'), '--listen', `127.0.0.1:${this.port}`, '--cluster-cidr', this.clusterCidr, '--log-level', 'warn'], this.env);
     this.url = (await waitOutput(this.server, /listening on (\S+)/, 30_000))[1]!;
   }
 
   startAgent(n: string): Proc {
     const base = this.portBase + Number(n.slice(1)) * 200;
     const p = startProc(
-      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--log-level', process.env.BATON_TEST_AGENT_LOG ?? 'warn', ...(this.opts.dockerSocket ? ['--docker-socket', this.opts.dockerSocket] : []), ...(this.opts.agentArgs ?? [])],
+      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--egress', 'none', '--log-level', process.env.BATON_TEST_AGENT_LOG ?? 'warn', ...(this.opts.dockerSocket ? ['--docker-socket', this.opts.dockerSocket] : []), ...(this.opts.agentArgs ?? [])],
       this.env,
     );
     this.agents.set(n, p);
@@ -90,6 +100,8 @@ export class TestCluster {
     if (this.server) await stopProc(this.server);
     await this.tls?.close();
     if (this.clusterId) await removeClusterContainers(this.clusterId, this.dockerHost).catch((e) => console.error(`could not remove cluster containers: ${e}`));
+    // Agents leave their task networks up when they stop (their tasks run on); the test takes them down.
+    if (this.clusterId) for (const n of this.agents.keys()) await removeNodeNetwork(this.clusterId, n);
     if (this.dir) cleanupDir(this.dir);
   }
 

@@ -44,6 +44,10 @@ export interface NetTableSpec {
   /** The node's bridges (interface names from ifName('bt', …)). */
   bridges: { name: string; range: Cidr }[];
   mappings: PortMapping[];
+  /** The cluster's own ranges (task and service ranges): tasks reach these, and the node, whatever egress says. */
+  internal: Cidr[];
+  /** Tasks reach the outside, masqueraded to the node's address; without it their packets to anything else are dropped. */
+  egress: boolean;
 }
 
 const NFT = '/usr/sbin/nft';
@@ -73,6 +77,8 @@ export function netTableName(node: string, cluster: string): string {
 export function rulesetText(table: string, spec: NetTableSpec): string {
   if (!/^[A-Za-z0-9_]{1,120}$/.test(table)) throw new Error(`not a table name: ${JSON.stringify(table)}`);
   const bridges = spec.bridges.map((b) => ({ name: checkBridge(b.name), range: formatCidr(b.range) }));
+  const internal = spec.internal.map(formatCidr);
+  const internalSet = internal.length ? `{ ${internal.join(', ')} }` : undefined;
   const mappings = spec.mappings.map((m, i) => {
     if (m.protocol !== 'tcp' && m.protocol !== 'udp') throw new Error(`mappings[${i}].protocol must be tcp or udp`);
     return `    ip daddr ${checkIp(m.address, `mappings[${i}].address`)} ${m.protocol} dport ${checkPort(m.port, `mappings[${i}].port`)} dnat to ${checkIp(m.to, `mappings[${i}].to`)}:${checkPort(m.toPort, `mappings[${i}].toPort`)}`;
@@ -97,7 +103,14 @@ export function rulesetText(table: string, spec: NetTableSpec): string {
       `    oifname "${b.name}" ip saddr 127.0.0.0/8 masquerade`,
       // Hairpin: a task of this bridge reaching a mapping that lands on this bridge.
       `    oifname "${b.name}" ip saddr ${b.range} ct status dnat masquerade`,
+      // Egress: a task's packet leaving for anything outside the cluster's ranges goes out as the node.
+      ...(spec.egress ? [`    iifname "${b.name}" oifname != "${b.name}" ip saddr ${b.range}${internalSet ? ` ip daddr != ${internalSet}` : ''} masquerade`] : []),
     ]),
+    '  }',
+    '  chain forward {',
+    '    type filter hook forward priority filter; policy accept;',
+    // Without egress, what a task sends is forwarded only within the cluster's ranges (the node itself is input, not forward).
+    ...(spec.egress ? [] : bridges.map((b) => `    iifname "${b.name}"${internalSet ? ` ip daddr != ${internalSet}` : ''} drop`)),
     '  }',
     '  chain guard {',
     '    type filter hook prerouting priority raw; policy accept;',

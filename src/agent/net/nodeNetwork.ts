@@ -68,12 +68,22 @@ export class NodeNetwork {
   /** start makes the bridge and the (empty) mapping table. */
   async start(): Promise<void> {
     await ensureBridge(this.bridge);
-    await this.table.sync({ bridges: [this.bridge], mappings: [] });
+    await this.table.sync(this.tableSpec());
   }
 
   /** gateway: the bridge's own address. */
   get gateway(): string {
     return gatewayOf(this.bridge.range);
+  }
+
+  /** known: the address a task has, if any (without giving one). */
+  known(task: string): string | undefined {
+    return this.addresses.get(task);
+  }
+
+  /** tasks: the tasks holding an address. */
+  tasks(): string[] {
+    return [...this.addresses.keys()];
   }
 
   /** addressOf gives a task its address (the lowest free one), or the one it had. */
@@ -100,10 +110,11 @@ export class NodeNetwork {
   }
 
   /** setMappings maps node ports into a task (replacing what it had) and loads the table. */
-  async setMappings(task: string, ports: { hostPort: number; target: number }[]): Promise<void> {
+  async setMappings(task: string, ports: readonly { hostPort: number; target: number; protocol?: 'tcp' | 'udp' }[]): Promise<void> {
     const to = this.addresses.get(task);
     if (!to) return;
-    this.mappings.set(task, ports.map((p) => ({ address: this.opts.address, port: p.hostPort, protocol: 'tcp' as const, to, toPort: p.target })));
+    if (ports.length === 0 && !this.mappings.has(task)) return;
+    this.mappings.set(task, ports.map((p) => ({ address: this.opts.address, port: p.hostPort, protocol: p.protocol ?? 'tcp', to, toPort: p.target })));
     await this.sync();
   }
 
@@ -115,8 +126,12 @@ export class NodeNetwork {
     if (had) await this.sync();
   }
 
+  private tableSpec() {
+    return { bridges: [this.bridge], mappings: [...this.mappings.values()].flat(), internal: [this.bridge.range, ...this.routes], egress: this.opts.egress };
+  }
+
   private async sync(): Promise<void> {
-    await this.table.sync({ bridges: [this.bridge], mappings: [...this.mappings.values()].flat() });
+    await this.table.sync(this.tableSpec());
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,118 @@
+/**
+ * Task networking on a real cluster (`network_mode: bridge`): every task in
+ * a network namespace of its own, with its own address on its node's task
+ * network, so unmodified images that all listen on one fixed port run side
+ * by side on one node. One `baton server` and two agents (127.0.0.2–3) on
+ * the shared dockerd; clients on loopback reach tasks through the mesh.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getBody } from '../helpers/http.js';
+import { endpointsKind, nodeKind } from '../../src/api/kinds.js';
+import type { Endpoints, Node, Task } from '../../src/api/types.js';
+import { contains, parseCidr } from '../../src/base/cidr.js';
+import { docker, eventually, stopProc, TEST_IMAGE } from '../helpers/proc.js';
+import { live, TestCluster } from '../helpers/cluster.js';
+
+const NODES = ['n2', 'n3'] as const;
+
+/** An unmodified web server: busybox httpd on the fixed port 80 of every address, answering /id with its task name. */
+const HTTPD80 = `["sh", "-c", "mkdir -p /www && echo $$BATON_TASK > /www/id && exec httpd -f -p 80 -h /www"]`;
+
+const get = getBody;
+
+describe('tasks in network namespaces of their own', () => {
+  const c = new TestCluster('baton-net-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 5000, bookmarkIntervalMs: 1000 }, 43000);
+  const endpoints = async (svc: string) => (await c.api.get<Endpoints>(endpointsKind, svc)).spec.endpoints;
+  /** exec runs a command in a task's container and returns its output. */
+  const exec = async (t: Task, cmd: string[]) => docker(['exec', t.status.containerId!, ...cmd]);
+
+  beforeAll(() => c.start(NODES), 90_000);
+  afterAll(() => c.stop());
+
+  it('runs three replicas and a second service that all listen on port 80 on one node, each reachable by its published port', async () => {
+    await c.apply('same', `services:
+  web:
+    image: ${TEST_IMAGE}
+    command: ${HTTPD80}
+    network_mode: bridge
+    ports: ["18180:80"]
+    deploy:
+      replicas: 3
+      placement: {constraints: ["node.name == n2"]}
+  api:
+    image: ${TEST_IMAGE}
+    command: ${HTTPD80}
+    network_mode: bridge
+    ports: ["18181:80"]
+    deploy:
+      placement: {constraints: ["node.name == n2"]}
+`);
+    await eventually(async () => {
+      expect(await endpoints('same_web')).toHaveLength(3);
+      expect(await endpoints('same_api')).toHaveLength(1);
+    }, 5 * 10_000);
+    const web = live(await c.tasksOf('same_web'));
+    const api = live(await c.tasksOf('same_api'));
+    const range = parseCidr((await c.api.get<Node>(nodeKind, 'n2')).status.taskRange!);
+    const addresses = [...web, ...api].map((t) => t.status.taskIP!);
+    // Each task has its own address, in its node's range; none restarted (no port clash).
+    expect(new Set(addresses).size).toBe(4);
+    for (const a of addresses) expect(contains(range, a)).toBe(true);
+    for (const t of [...web, ...api]) expect(t.status.restartCount ?? 0).toBe(0);
+    // Published on every node (n3 runs none of them), balanced over the three web tasks.
+    const seen = new Set<string>();
+    for (let i = 0; i < 30; i++) {
+      const r = await get('127.0.0.3', 18180);
+      expect(r.ok, r.body).toBe(true);
+      seen.add(r.body);
+    }
+    expect([...seen].sort()).toEqual(web.map((t) => t.metadata.name).sort());
+    const r = await get('127.0.0.2', 18181);
+    expect(r).toEqual({ ok: true, body: api[0]!.metadata.name });
+    // The task sees its own address and its container port: today's stacks that bind $BATON_HOST_IP:$PORT keep working.
+    const env = await exec(web[0]!, ['env']);
+    expect(env).toContain(`BATON_HOST_IP=${web[0]!.status.taskIP}`);
+    expect(env).toContain('PORT=80');
+  }, 120_000);
+
+  it('gives a task no route off the machine when egress is off: only its own range, through its bridge', async () => {
+    const [t] = live(await c.tasksOf('same_web'));
+    // /proc/net/route: Iface Destination Gateway Flags … Mask, hex; a default route has destination and mask 00000000.
+    const routes = (await exec(t!, ['cat', '/proc/net/route'])).trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+    expect(routes.length).toBeGreaterThan(0);
+    for (const r of routes) expect(r[0]).toBe('eth0');
+    expect(routes.some((r) => r[1] === '00000000' && r[7] === '00000000')).toBe(false);
+  });
+
+  it('keeps a task\'s address across an agent restart', async () => {
+    const before = live(await c.tasksOf('same_api'))[0]!;
+    await stopProc(c.agents.get('n2')!);
+    c.startAgent('n2');
+    await eventually(async () => expect(await c.state('n2')).toBe('ready'), 30_000);
+    // The same container runs on at the same address, and the mesh still reaches it.
+    await eventually(async () => {
+      const after = live(await c.tasksOf('same_api'))[0]!;
+      expect(after.metadata.name).toBe(before.metadata.name);
+      expect(after.status.containerId).toBe(before.status.containerId);
+      expect(after.status.taskIP).toBe(before.status.taskIP);
+      expect(await get('127.0.0.2', 18181)).toEqual({ ok: true, body: before.metadata.name });
+    }, 5 * 5000);
+  }, 60_000);
+
+  it('gives network_mode none a namespace with loopback only', async () => {
+    await c.apply('lo', `services:
+  box:
+    image: ${TEST_IMAGE}
+    command: ["sleep", "3600"]
+    network_mode: none
+`);
+    const t = await eventually(async () => {
+      const [x] = live(await c.tasksOf('lo_box'));
+      expect(x).toBeDefined();
+      return x!;
+    }, 5 * 5000);
+    const links = (await exec(t, ['cat', '/proc/net/dev'])).split('\n').slice(2).map((l) => l.trim().split(':')[0]).filter(Boolean);
+    expect(links).toEqual(['lo']);
+    expect(t.status.taskIP).toBeUndefined();
+  });
+});
