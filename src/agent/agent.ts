@@ -49,6 +49,11 @@ import { TaskReconciler } from './reconciler.js';
 import { Deregistration, MeshReporter } from './deregistration.js';
 import type { AgentOptions } from './options.js';
 import { TaskNetworking } from './net/taskNetworking.js';
+import { DEFAULT_CLUSTER_DOMAIN, ServiceDiscovery } from './net/discovery.js';
+import { upstreamsFromResolvConf } from './net/dns.js';
+import type { DnsClient } from './net/dnsNames.js';
+import { serviceNetworks } from '../api/types.js';
+import { readFileSync } from 'node:fs';
 
 export type { AgentOptions } from './options.js';
 
@@ -85,6 +90,8 @@ export class Agent {
   /** This node's task network (tasks in namespaces of their own), once registered; or why there is none. */
   network?: TaskNetworking;
   private networkError?: string;
+  /** The node's DNS for its tasks, on the task network's gateway. */
+  private discovery?: ServiceDiscovery;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -153,6 +160,11 @@ export class Agent {
       collector: () => this.collector,
       network: () => this.network,
       networkError: () => this.networkError,
+      dns: (stack) => {
+        if (!this.discovery || !this.network) return undefined;
+        const domain = this.opts.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN;
+        return { servers: [this.network.gateway], search: [...(stack ? [`${stack}.svc.${domain}`] : []), `svc.${domain}`, domain], options: ['ndots:1'] };
+      },
     });
   }
 
@@ -221,6 +233,11 @@ export class Agent {
       const signal = this.abort.signal;
       new MeshReporter({ client: this.client, node: this.name, mesh: this.mesh, minIntervalMs: () => this.status.flushInterval, signal, log: this.log });
       this.deregistration = new Deregistration({ client: this.client, mesh: this.mesh, clock: this.clock, timeoutMs: this.opts.deregisterMs ?? 10_000, wake: (t) => this.queue.add(t), signal, log: this.log });
+      if (this.discovery) {
+        const discovery = this.discovery;
+        const mesh = this.mesh;
+        this.mesh.onDidChange(() => discovery.update(mesh.specs()));
+      }
       await this.mesh.start();
     }
     const signal = this.abort.signal;
@@ -257,10 +274,43 @@ export class Agent {
         egress: this.opts.egress !== false,
         log: this.log,
       });
+      await this.openDiscovery(this.network);
     } catch (e) {
       this.networkError = (e as Error).message;
       this.log.error({ err: this.networkError, range: this.state.taskRange }, 'could not make this node\'s task network; tasks that need a namespace of their own are rejected here');
     }
+  }
+
+  /** openDiscovery starts the node's resolver on its task network's gateway; a node without one still runs its tasks (names do not resolve in them). */
+  private async openDiscovery(network: TaskNetworking | undefined): Promise<void> {
+    if (!network) return;
+    const discovery = new ServiceDiscovery({
+      domain: this.opts.clusterDomain,
+      upstream: this.opts.dnsUpstream ?? nodeResolvers(),
+      clientOf: (address) => this.dnsClientOf(address),
+      log: this.log,
+    });
+    try {
+      await discovery.listen(network.gateway);
+      this.discovery = discovery;
+    } catch (e) {
+      await discovery.close();
+      this.log.error({ err: (e as Error).message }, 'could not start this node\'s DNS resolver; service names do not resolve in its tasks');
+    }
+  }
+
+  /** dnsClientOf: the task of this node at an address, as its resolver's client (its stack and networks). */
+  private dnsClientOf(address: string): DnsClient | undefined {
+    for (const [name, local] of this.state.locals) {
+      if (local.taskIP !== address) continue;
+      const task = this.state.task(name);
+      if (!task) return undefined;
+      const stack = task.metadata.labels['baton.stack'] ?? '';
+      const spec = this.mesh?.spec(task.spec.serviceName);
+      const networks = spec?.networks ?? serviceNetworks({ stack });
+      return { stack: spec?.stack ?? stack, networks: networks.map((n) => n.name) };
+    }
+    return undefined;
   }
 
   /** registerOrRejoin registers this node; when its certificate was revoked while it was away, it joins again if it has a token. */
@@ -295,6 +345,7 @@ export class Agent {
     this.health.close();
     this.queue.stop();
     await this.mesh?.stop();
+    await this.discovery?.close();
     await this.state.informer?.stop();
     await this.collector?.close();
     await this.listener?.stop();
@@ -352,3 +403,12 @@ export class Agent {
 }
 
 export { nodeKind };
+
+/** nodeResolvers: the node's own nameservers, those a task can reach (not loopback ones, such as systemd-resolved's stub). */
+function nodeResolvers(): string[] {
+  try {
+    return upstreamsFromResolvConf(readFileSync('/etc/resolv.conf', 'utf8'));
+  } catch {
+    return [];
+  }
+}

@@ -32,6 +32,13 @@ export interface SandboxHandle {
   pid: number;
 }
 
+/** SandboxDns is the resolv.conf a sandbox's containers share: the node's resolver, the search list, options. */
+export interface SandboxDns {
+  servers: string[];
+  search: string[];
+  options: string[];
+}
+
 /** TaskHandle is opaque to everyone but the driver that made it; `version` lets a newer agent read an older handle. */
 export interface TaskHandle {
   driver: string;
@@ -184,7 +191,7 @@ export interface Driver {
    * network namespace of its own with loopback only, for the agent to plumb.
    * Drivers without namespaces (the simulated one) leave it out.
    */
-  sandbox?(taskName: string, labels: Record<string, string>): Promise<SandboxHandle>;
+  sandbox?(taskName: string, labels: Record<string, string>, dns?: SandboxDns): Promise<SandboxHandle>;
   /** removeSandbox removes a task's sandbox; nothing to do when it is gone. */
   removeSandbox?(taskName: string): Promise<void>;
   close(): Promise<void>;

@@ -181,6 +181,7 @@ export class Mesh {
   /** The newest Endpoints change this mesh has seen: an object's modRevision or a deletion's revision. */
   private changed = 0;
   private readonly appliedListeners = new Set<(revision: number) => void>();
+  private readonly changeListeners = new Set<() => void>();
 
   constructor(
     private readonly client: ApiClient,
@@ -288,6 +289,22 @@ export class Mesh {
     return () => this.appliedListeners.delete(fn);
   }
 
+  /** specs: every service's Endpoints as this mesh has them. */
+  *specs(): Iterable<EndpointsSpec> {
+    for (const r of this.routes.values()) yield r.spec;
+  }
+
+  /** spec: one service's Endpoints as this mesh has them. */
+  spec(service: string): EndpointsSpec | undefined {
+    return this.routes.get(service)?.spec;
+  }
+
+  /** onDidChange calls fn after each change of any service's Endpoints (a list, an event); returns an unsubscribe. */
+  onDidChange(fn: () => void): () => void {
+    this.changeListeners.add(fn);
+    return () => this.changeListeners.delete(fn);
+  }
+
   /** routesTo: this node's mesh may still send new connections of `service` to `task`. */
   routesTo(service: string, task: string): boolean {
     return this.routes.get(service)?.spec.endpoints.some((e) => e.task === task) ?? false;
@@ -338,6 +355,7 @@ export class Mesh {
   private commit(changed: number): void {
     if (changed > this.changed) this.changed = changed;
     this.seen = Math.max(this.seen, this.informerRevision());
+    for (const fn of this.changeListeners) fn();
     if (this.kernel) this.syncKernel();
     else this.markApplied(this.seen);
   }

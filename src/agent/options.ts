@@ -32,6 +32,10 @@ export interface AgentOptions {
   taskNetwork?: boolean;
   /** Tasks on the task network reach outside the cluster's ranges, masqueraded (default true); false drops what they send elsewhere. */
   egress?: boolean;
+  /** Where the node's resolver sends names outside the cluster ('ip' or 'ip:port'), or 'none' (NXDOMAIN); default: the node's own nameservers. */
+  dnsUpstream?: string[] | 'none';
+  /** The cluster domain (default cluster.local): `<service>.<stack>.svc.<domain>`. */
+  clusterDomain?: string;
   pull: 'never' | 'missing' | 'always';
   clock?: Clock;
   logger?: Logger;

@@ -11,7 +11,7 @@ import type { Task } from '../api/types.js';
 import { hasProbe, isTerminal, restartDelay } from '../api/types.js';
 import type { Clock } from '../base/clock.js';
 import type { WorkQueue } from '../base/workqueue.js';
-import { DriverError, type SandboxHandle, type TaskHandle, type TaskInspect } from './driver.js';
+import { DriverError, type SandboxDns, type SandboxHandle, type TaskHandle, type TaskInspect } from './driver.js';
 import type { AgentOptions } from './options.js';
 import type { HealthMonitor, HealthVerdict } from './health.js';
 import type { LogCollector } from './logs.js';
@@ -39,6 +39,8 @@ export interface ReconcilerDeps {
   /** This node's task network (undefined before registration, on a simulated node, or when it could not be made: then why). */
   network: () => TaskNetworking | undefined;
   networkError: () => string | undefined;
+  /** The resolv.conf of a task of this stack on the task network (the node's resolver), when the node runs one. */
+  dns: (stack: string) => SandboxDns | undefined;
 }
 
 export class TaskReconciler {
@@ -217,7 +219,7 @@ export class TaskReconciler {
     try {
       if (bridged) {
         // Its own namespace (held by its sandbox, started again if the engine stopped it) and address; its container ports are its own.
-        const net = await bridged.prepare(name, task.metadata.uid, labels);
+        const net = await bridged.prepare(name, task.metadata.uid, labels, this.deps.dns(task.metadata.labels['baton.stack'] ?? ''));
         sandbox = net.sandbox;
         local.taskIP = net.taskIP;
         await bridged.mapPorts(name, (local.ports ?? []).map((p) => ({ hostPort: p.hostPort, target: p.target, protocol: 'tcp' as const })));

@@ -579,6 +579,10 @@ export interface EndpointsSpec {
   lb: LbSpec;
   /** Ready tasks, by task name. */
   endpoints: EndpointAddress[];
+  /** The service's virtual IP, from the cluster's service range: its name resolves there, and every node's mesh balances it. */
+  vip?: string;
+  /** The networks its tasks are on, with their aliases (serviceNetworks): who may see and reach it. */
+  networks?: ServiceNetwork[];
 }
 
 export type Endpoints = Resource<'Endpoints', EndpointsSpec, Record<string, never>>;

@@ -18,6 +18,7 @@ import { BatonServer } from '../server/server.js';
 import { describeNetwork, taskNetwork } from '../server/ipam.js';
 import type { Timings } from '../server/controllers/context.js';
 import { batonHome, saveContext } from './context.js';
+import { parseUpstream } from '../agent/net/dns.js';
 
 export interface AgentFlags {
   /** The server to join (https://HOST:7400). */
@@ -36,6 +37,8 @@ export interface AgentFlags {
   meshKernel?: string;
   meshSweep?: string;
   egress?: string;
+  dnsUpstream?: string;
+  clusterDomain?: string;
   pull: string;
   dockerSocket?: string;
   engineTimeout?: string;
@@ -64,6 +67,27 @@ function durationFlag(v: string | undefined, flag: string): number | undefined {
   const r = parseDurationMs(/^\d+$/.test(v) ? `${v}ms` : v, flag);
   if (!r.ok || !(r.value > 0)) throw new BatonError('BATON_ERR_BAD_REQUEST', `${flag} must be a positive duration such as 2s or 500ms, got "${v}"`);
   return r.value;
+}
+
+/** dnsUpstreamFlag: `none`, or nameservers as ip or ip:port, comma-separated. */
+function dnsUpstreamFlag(v: string): string[] | 'none' {
+  if (v === 'none') return 'none';
+  const list = v.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const x of list) {
+    try {
+      parseUpstream(x);
+    } catch (e) {
+      throw new BatonError('BATON_ERR_BAD_REQUEST', `--dns-upstream ${x}: ${(e as Error).message}`);
+    }
+  }
+  if (list.length === 0) throw new BatonError('BATON_ERR_BAD_REQUEST', '--dns-upstream must be none or nameservers (ip or ip:port, comma-separated)');
+  return list;
+}
+
+function clusterDomainFlag(v: string): string {
+  const d = v.toLowerCase().replace(/\.$/, '');
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(d)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--cluster-domain must be a DNS name such as cluster.local, got "${v}"`);
+  return d;
 }
 
 export function agentOptions(f: AgentFlags, server: string | undefined, joinToken: string | undefined) {
@@ -111,6 +135,8 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     meshKernel: f.meshKernel !== 'off',
     tableSweepMs: durationFlag(f.meshSweep, '--mesh-sweep'),
     egress: f.egress !== 'none',
+    ...(f.dnsUpstream !== undefined ? { dnsUpstream: dnsUpstreamFlag(f.dnsUpstream) } : {}),
+    ...(f.clusterDomain !== undefined ? { clusterDomain: clusterDomainFlag(f.clusterDomain) } : {}),
     pull: f.pull as 'never' | 'missing' | 'always',
     logLevel: f.logLevel,
     statusFlushMs: f.statusFlush ? Number(f.statusFlush) : undefined,

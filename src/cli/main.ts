@@ -58,6 +58,8 @@ function addAgentFlags(c: Command, defaults: { portRange: string; address: strin
     .option('--port-range <a-b>', 'host ports for task ports; agents on one host must not overlap', defaults.portRange)
     .option('--vip-range <cidr>', "loopback range for this node's service VIPs, 127.X.Y.0/24 or 127.X.0.0/16 (default: from --address)")
     .addOption(new Option('--mesh-kernel <mode>', 'route plain round-robin services with nftables DNAT when possible').choices(['on', 'off']).default('on'))
+    .option('--dns-upstream <servers>', "where the node's resolver sends names outside the cluster: nameservers (ip or ip:port, comma-separated) or none (default: the node's own, from /etc/resolv.conf)")
+    .option('--cluster-domain <domain>', 'the cluster domain: <service>.<stack>.svc.<domain> resolves in tasks', 'cluster.local')
     .addOption(new Option('--egress <mode>', "whether tasks in their own namespace reach outside the cluster's ranges: nat (masqueraded to the node's address) or none").choices(['nat', 'none']).default('nat'))
     .option('--mesh-sweep <duration>', "how often the nftables tables of this cluster's agents that are gone are removed from the host", '10s')
     .addOption(new Option('--pull <policy>', 'image pull policy').choices(['never', 'missing', 'always']).default('missing'))

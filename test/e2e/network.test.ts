@@ -75,6 +75,43 @@ describe('tasks in network namespaces of their own', () => {
     expect(env).toContain('PORT=80');
   }, 120_000);
 
+  it('resolves service names from inside a task, live: a service added after the task started resolves at once', async () => {
+    const [w] = live(await c.tasksOf('same_web'));
+    const [a] = live(await c.tasksOf('same_api'));
+    // Unmodified command lines: by short name, by full name, and every ready task by tasks.<name>.
+    expect((await exec(w!, ['wget', '-q', '-O', '-', 'http://api/id'])).trim()).toBe(a!.metadata.name);
+    expect((await exec(w!, ['wget', '-q', '-O', '-', 'http://same_api/id'])).trim()).toBe(a!.metadata.name);
+    const all = await exec(w!, ['nslookup', 'tasks.web']);
+    for (const t of live(await c.tasksOf('same_web'))) expect(all).toContain(t.status.taskIP!);
+    await c.apply('same', `services:
+  web:
+    image: ${TEST_IMAGE}
+    command: ${HTTPD80}
+    network_mode: bridge
+    ports: ["18180:80"]
+    deploy:
+      replicas: 3
+      placement: {constraints: ["node.name == n2"]}
+  api:
+    image: ${TEST_IMAGE}
+    command: ${HTTPD80}
+    network_mode: bridge
+    ports: ["18181:80"]
+    deploy:
+      placement: {constraints: ["node.name == n2"]}
+  late:
+    image: ${TEST_IMAGE}
+    command: ${HTTPD80}
+    network_mode: bridge
+    expose: ["80"]
+`);
+    await eventually(async () => expect(await endpoints('same_late')).toHaveLength(1), 5 * 10_000);
+    const [l] = live(await c.tasksOf('same_late'));
+    await eventually(async () => expect((await exec(w!, ['wget', '-q', '-O', '-', 'http://late/id'])).trim()).toBe(l!.metadata.name), 5 * 2000);
+    // Names outside the cluster are not forwarded in tests (--dns-upstream none): NXDOMAIN, at once.
+    await expect(exec(w!, ['nslookup', 'example.com'])).rejects.toThrow(/NXDOMAIN|can't resolve/);
+  }, 90_000);
+
   it('gives a task no route off the machine when egress is off: only its own range, through its bridge', async () => {
     const [t] = live(await c.tasksOf('same_web'));
     // /proc/net/route: Iface Destination Gateway Flags … Mask, hex; a default route has destination and mask 00000000.

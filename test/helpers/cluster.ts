@@ -85,7 +85,7 @@ export class TestCluster {
   startAgent(n: string): Proc {
     const base = this.portBase + Number(n.slice(1)) * 200;
     const p = startProc(
-      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--egress', 'none', '--log-level', process.env.BATON_TEST_AGENT_LOG ?? 'warn', ...(this.opts.dockerSocket ? ['--docker-socket', this.opts.dockerSocket] : []), ...(this.opts.agentArgs ?? [])],
+      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--egress', 'none', '--dns-upstream', 'none', '--log-level', process.env.BATON_TEST_AGENT_LOG ?? 'warn', ...(this.opts.dockerSocket ? ['--docker-socket', this.opts.dockerSocket] : []), ...(this.opts.agentArgs ?? [])],
       this.env,
     );
     this.agents.set(n, p);

@@ -16,6 +16,7 @@
 import type Docker from 'dockerode';
 import { PAUSE_LABEL } from '../net/pauseImage.js';
 import type {
+  SandboxDns,
   Driver,
   DriverEvent,
   EngineInfo,
@@ -164,7 +165,7 @@ export class DockerDriver implements Driver {
     this.eventStreams.close();
   }
 
-  async sandbox(taskName: string, labels: Record<string, string>): Promise<SandboxHandle> {
+  async sandbox(taskName: string, labels: Record<string, string>, dns?: SandboxDns): Promise<SandboxHandle> {
     const { docker } = this.engine;
     try {
       // Built (or found) once per driver: every task start would otherwise ask the engine again.
@@ -173,7 +174,7 @@ export class DockerDriver implements Driver {
         throw e;
       });
       await this.pauseImage;
-      return await ensureSandbox(docker, containerName(taskName), labels);
+      return await ensureSandbox(docker, containerName(taskName), labels, undefined, dns);
     } catch (err) {
       // An engine that lost the image (a new data root) gets it again on the next try.
       this.pauseImage = undefined;

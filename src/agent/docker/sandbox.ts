@@ -10,6 +10,7 @@
  * that removes a task's containers removes it too.
  */
 import Docker from 'dockerode';
+import type { SandboxDns } from '../driver.js';
 import { PAUSE_IMAGE, PAUSE_IMAGE_CHANGES, PAUSE_LABEL, pauseExecutable, pauseRootfs } from '../net/pauseImage.js';
 
 export interface Sandbox {
@@ -49,7 +50,7 @@ export function sandboxName(containerName: string): string {
  * task and returns its PID. Its restart policy is none: after an engine
  * restart the agent starts it again and plumbs the same address into it.
  */
-export async function ensureSandbox(docker: Docker, containerName: string, labels: Record<string, string>, image = PAUSE_IMAGE): Promise<Sandbox> {
+export async function ensureSandbox(docker: Docker, containerName: string, labels: Record<string, string>, image = PAUSE_IMAGE, dns?: SandboxDns): Promise<Sandbox> {
   const name = sandboxName(containerName);
   let id: string;
   try {
@@ -63,7 +64,16 @@ export async function ensureSandbox(docker: Docker, containerName: string, label
           Image: image,
           Labels: { ...labels, [PAUSE_LABEL]: '1' },
           StopSignal: 'SIGKILL',
-          HostConfig: { NetworkMode: 'none', ReadonlyRootfs: true, CapDrop: ['ALL'], Memory: 8 * 1024 * 1024, PidsLimit: 4, RestartPolicy: { Name: 'no' } },
+          HostConfig: {
+            NetworkMode: 'none',
+            ReadonlyRootfs: true,
+            CapDrop: ['ALL'],
+            Memory: 8 * 1024 * 1024,
+            PidsLimit: 4,
+            RestartPolicy: { Name: 'no' },
+            // The resolv.conf every container of the task shares (they join this namespace, and its files).
+            ...(dns ? { Dns: dns.servers, DnsSearch: dns.search, DnsOptions: dns.options } : {}),
+          },
         })
       ).id;
     } catch (e) {

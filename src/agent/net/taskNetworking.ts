@@ -12,7 +12,7 @@
  * again and the same address plumbed into its new namespace.
  */
 import type { Logger } from 'pino';
-import type { Driver, SandboxHandle } from '../driver.js';
+import type { Driver, SandboxDns, SandboxHandle } from '../driver.js';
 import { NodeNetwork, type NodeNetworkOptions } from './nodeNetwork.js';
 
 export interface PreparedNetwork {
@@ -47,10 +47,15 @@ export class TaskNetworking {
   }
 
   /** prepare starts (or finds) a task's sandbox and plumbs its address into it. */
-  async prepare(taskName: string, uid: string, labels: Record<string, string>): Promise<PreparedNetwork> {
-    const sandbox = await this.driver.sandbox(taskName, labels);
+  async prepare(taskName: string, uid: string, labels: Record<string, string>, dns?: SandboxDns): Promise<PreparedNetwork> {
+    const sandbox = await this.driver.sandbox(taskName, labels, dns);
     const taskIP = await this.node.plumb(taskName, uid, sandbox.pid);
     return { sandbox, taskIP };
+  }
+
+  /** gateway: the node's own address on its task network (every task's gateway and resolver). */
+  get gateway(): string {
+    return this.node.gateway;
   }
 
   /** addressOf: the task's address, when it has one. */
