@@ -1,6 +1,7 @@
 /**
- * The endpoints rule (pure) and the PROXY protocol header bytes, including
- * IPv6, against a real socket pair on loopback.
+ * The endpoints rule (pure): which services have Endpoints, what they carry,
+ * and where a task's ports answer; and the PROXY protocol header bytes,
+ * including IPv6, against a real socket pair on loopback.
  */
 import { describe, expect, it } from 'vitest';
 import { createServer, connect, type Socket } from 'node:net';
@@ -23,6 +24,7 @@ describe('endpointsSpec', () => {
       serviceName: svc.metadata.name,
       stack: svc.spec.stack,
       shortName: svc.spec.shortName,
+      networks: [{ name: 'app_default', aliases: [] }],
       published: [{ published: 8080, target: 80 }],
       targets: [80, 443, 9000],
       lb: { algorithm: 'least_conn', proxyProtocol: 'v2', holdTimeoutMs: 5000 },
@@ -30,15 +32,42 @@ describe('endpointsSpec', () => {
     });
   });
 
-  it('carries a task\'s own address when it has a namespace of its own', () => {
-    const svc = service({ ports: [{ target: 80, published: 8080, protocol: 'tcp', mode: 'ingress' }] });
-    const a = ready(task(svc, 1, { node: 'n2' }), '127.0.0.2', [[80, 20001]]);
+  it('carries a task\'s own address when it has a namespace of its own, reached there on every target of the service', () => {
+    const svc = service({
+      ports: [{ target: 80, published: 8080, protocol: 'tcp', mode: 'ingress' }, { target: 443, published: 8443, protocol: 'tcp', mode: 'host' }],
+      expose: [9000],
+      container: { ...service().spec.container, networkMode: 'bridge' },
+    });
+    // Its status lists only its host-mode port (mapped on its node); the mesh dials taskIP:target for every target.
+    const a = ready(task(svc, 1, { node: 'n2' }), '127.0.0.2', [[443, 8443]]);
     a.status.taskIP = '10.42.2.7';
-    expect(endpointsSpec(svc, [a])!.endpoints).toEqual([{ task: a.metadata.name, node: 'n2', address: '127.0.0.2', ports: { '80': 20001 }, taskIP: '10.42.2.7' }]);
+    // A task on the host's network beside it keeps its host ports.
+    const b = ready(task(svc, 2, { node: 'n3' }), '127.0.0.3', [[80, 20001], [443, 8443], [9000, 20002]]);
+    expect(endpointsSpec(svc, [a, b])!.endpoints).toEqual([
+      { task: a.metadata.name, node: 'n2', address: '127.0.0.2', ports: { '80': 80, '443': 443, '9000': 9000 }, taskIP: '10.42.2.7' },
+      { task: b.metadata.name, node: 'n3', address: '127.0.0.3', ports: { '80': 20001, '443': 8443, '9000': 20002 } },
+    ]);
   });
 
-  it('gives a service without ports no endpoints object', () => {
+  it('gives a bridge service without ports Endpoints with no targets (DNS needs its tasks), carrying its networks and aliases', () => {
+    const svc = service({ container: { ...service().spec.container, networkMode: 'bridge' }, networks: [{ name: 'app_front', aliases: ['www'] }, { name: 'shared', aliases: [] }] });
+    const a = ready(task(svc, 1, { node: 'n2' }), '127.0.0.2', []);
+    a.status.taskIP = '10.42.2.9';
+    expect(endpointsSpec(svc, [a])).toEqual({
+      serviceName: 'app_web',
+      stack: 'app',
+      shortName: 'web',
+      networks: [{ name: 'app_front', aliases: ['www'] }, { name: 'shared', aliases: [] }],
+      published: [],
+      targets: [],
+      lb: { algorithm: 'round_robin', proxyProtocol: 'off', holdTimeoutMs: 30_000 },
+      endpoints: [{ task: a.metadata.name, node: 'n2', address: '127.0.0.2', ports: {}, taskIP: '10.42.2.9' }],
+    });
+  });
+
+  it('gives a service on the host\'s network, or on none, without ports no endpoints object', () => {
     expect(endpointsSpec(service({}), [])).toBeUndefined();
+    expect(endpointsSpec(service({ container: { ...service().spec.container, networkMode: 'none' } }), [])).toBeUndefined();
   });
 });
 

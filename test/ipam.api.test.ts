@@ -8,52 +8,26 @@
  * another --cluster-cidr leaves nodes' ranges where they were.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { BatonServer, type ServerOptions } from '../src/server/server.js';
-import { MemoryStore } from '../src/store/memory/memoryStore.js';
-import { MemoryEventStore } from '../src/store/memory/memoryEventStore.js';
+import type { BatonServer } from '../src/server/server.js';
 import type { Store } from '../src/store/store.js';
 import { ApiClient } from '../src/api/client.js';
 import { nodeKind } from '../src/api/kinds.js';
 import type { Node } from '../src/api/types.js';
-import { tlsTransport, withTransport, type Transport } from '../src/api/tls.js';
+import { tlsTransport, withTransport } from '../src/api/tls.js';
 import { joinCluster } from '../src/agent/join.js';
 import { parseCidr } from '../src/base/cidr.js';
 import { rangeKey, taskNetwork, TASK_RANGE_PREFIX } from '../src/server/ipam.js';
+import { parseRanges } from '../src/agent/session.js';
+import { keysUnder, serverKit } from './helpers/serverKit.js';
 
-const dirs: string[] = [];
-const transports: Transport[] = [];
-afterAll(async () => {
-  await Promise.all(transports.map((t) => t.close()));
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'baton-ipam-'));
-  dirs.push(d);
-  return d;
-}
-
-function start(o: Partial<ServerOptions> & { dataDir: string }): Promise<BatonServer> {
-  return BatonServer.start({ listen: '127.0.0.1:0', logLevel: 'silent', ...o });
-}
-
-function memory(): Pick<ServerOptions, 'store' | 'events'> {
-  return { store: new MemoryStore(), events: new MemoryEventStore() };
-}
-
-function admin(server: BatonServer): ApiClient {
-  const t = tlsTransport({ caPem: server.caPem });
-  transports.push(t);
-  return new ApiClient(withTransport({ server: server.url, token: server.adminToken, timeoutMs: 10_000 }, t));
-}
+const { tmp, start, memory, admin, track } = serverKit('baton-ipam-');
 
 interface Registered {
   taskRange: string;
+  clusterCidr: string;
+  serviceCidr: string;
   node: Node;
 }
 
@@ -65,8 +39,7 @@ interface Member {
 
 async function joinNode(server: BatonServer, name: string): Promise<Member> {
   const c = await joinCluster({ server: server.url, token: server.joinToken, name, address: '127.0.0.1' });
-  const t = tlsTransport(c);
-  transports.push(t);
+  const t = track(tlsTransport(c));
   return {
     name,
     register: (at = server) =>
@@ -83,10 +56,7 @@ async function joinNode(server: BatonServer, name: string): Promise<Member> {
 }
 
 /** held lists the store's range keys as range → node. */
-async function held(store: Store): Promise<Record<string, string>> {
-  const r = await store.range(TASK_RANGE_PREFIX);
-  return Object.fromEntries(r.kvs.map((kv) => [kv.key.slice(TASK_RANGE_PREFIX.length), kv.value]));
-}
+const held = (store: Store) => keysUnder(store, TASK_RANGE_PREFIX);
 
 const keyOf = (range: string) => rangeKey(parseCidr(range)).slice(TASK_RANGE_PREFIX.length);
 const rangeColumn = (n: Node) => nodeKind.columns.find((c) => c.header === 'TASK RANGE')!.get(n);
@@ -108,6 +78,11 @@ describe('task ranges on one server (memory store)', () => {
     expect(r1.taskRange).toBe('10.42.0.0/24');
     expect(r2.taskRange).toBe('10.42.1.0/24');
     expect(r1.node.status.taskRange).toBe('10.42.0.0/24');
+    // The cluster's ranges come with the node's own, and the agent reads them as ranges.
+    expect(r1).toMatchObject({ clusterCidr: '10.42.0.0/16', serviceCidr: '10.43.0.0/16' });
+    expect(parseRanges(r1)).toEqual({ taskRange: parseCidr('10.42.0.0/24'), clusterCidr: parseCidr('10.42.0.0/16'), serviceCidr: parseCidr('10.43.0.0/16') });
+    expect(() => parseRanges({ ...r1, serviceCidr: '10.43.0.1/16' })).toThrow(/^the server's registration answer has no usable serviceCidr: 10\.43\.0\.1\/16 has host bits set/);
+    expect(() => parseRanges({ ...r1, clusterCidr: undefined as never })).toThrow(/no usable clusterCidr: it is missing/);
     // An agent restart registers again: it keeps its range.
     expect((await a1.register()).taskRange).toBe('10.42.0.0/24');
     expect((await a2.register()).taskRange).toBe('10.42.1.0/24');
@@ -198,7 +173,24 @@ describe('the server\'s flags', () => {
     await expect(refused('10.42.0.0/16', 16)).rejects.toMatchObject({ message: "--node-cidr-size 16: each node's range must be a prefix length longer than the cluster CIDR's /16 and at most 28 (17 to 28)" });
     await expect(refused('10.42.0.0/16', 29)).rejects.toMatchObject({ message: expect.stringMatching(/^--node-cidr-size 29: .*at most 28 \(17 to 28\)$/) });
     await expect(refused('10.42.0.0/28', 28)).rejects.toMatchObject({ message: expect.stringMatching(/none fits: the cluster CIDR must be \/27 or shorter/) });
-    expect(taskNetwork()).toEqual({ cluster: parseCidr('10.42.0.0/16'), nodePrefix: 24 });
+    expect(taskNetwork()).toEqual({ cluster: parseCidr('10.42.0.0/16'), nodePrefix: 24, service: parseCidr('10.43.0.0/16') });
+  });
+
+  it('checks --service-cidr as --cluster-cidr, and refuses one that overlaps it, naming both flags', async () => {
+    const refused = (serviceCidr: string, clusterCidr = '10.42.0.0/16') => start({ dataDir: tmp(), ...memory(), clusterCidr, serviceCidr });
+    await expect(refused('10.43.0.0')).rejects.toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', message: '--service-cidr: 10.43.0.0 is not an IPv4 range a.b.c.d/N (N from 0 to 32)' });
+    await expect(refused('fd00::/64')).rejects.toMatchObject({ message: '--service-cidr: fd00::/64 is an IPv6 range; only IPv4 ranges are supported for now' });
+    await expect(refused('10.43.0.1/16')).rejects.toMatchObject({ message: '--service-cidr 10.43.0.1/16 has host bits set; its network is 10.43.0.0/16' });
+    await expect(refused('169.254.0.0/24')).rejects.toMatchObject({ message: '--service-cidr 169.254.0.0/24 overlaps link-local (169.254.0.0/16); use a private range such as 10.43.0.0/16' });
+    await expect(refused('10.43.0.0/31')).rejects.toMatchObject({ message: '--service-cidr 10.43.0.0/31 holds no service address once its network and broadcast addresses are left out: it must be /30 or shorter' });
+    const overlap = "a service VIP could then be a task's address; give the two flags ranges apart, such as 10.43.0.0/16 and 10.42.0.0/16";
+    await expect(refused('10.42.128.0/17')).rejects.toMatchObject({ code: 'BATON_ERR_BAD_REQUEST', message: `--service-cidr 10.42.128.0/17 overlaps --cluster-cidr 10.42.0.0/16: ${overlap}` });
+    await expect(refused('10.0.0.0/8')).rejects.toMatchObject({ message: `--service-cidr 10.0.0.0/8 overlaps --cluster-cidr 10.42.0.0/16: ${overlap}` });
+    // Either flag may be the one that moved.
+    await expect(refused('10.43.0.0/16', '10.43.16.0/20')).rejects.toMatchObject({ message: `--service-cidr 10.43.0.0/16 overlaps --cluster-cidr 10.43.16.0/20: ${overlap}` });
+    const ok = await start({ dataDir: tmp(), ...memory(), clusterCidr: '10.43.0.0/16', serviceCidr: '10.96.0.0/12' });
+    expect(ok.network.service).toEqual(parseCidr('10.96.0.0/12'));
+    await ok.stop();
   });
 });
 

@@ -53,6 +53,7 @@ import { DEFAULT_CLUSTER_DOMAIN, ServiceDiscovery } from './net/discovery.js';
 import { upstreamsFromResolvConf } from './net/dns.js';
 import type { DnsClient } from './net/dnsNames.js';
 import { serviceNetworks } from '../api/types.js';
+import { formatCidr } from '../base/cidr.js';
 import { readFileSync } from 'node:fs';
 
 export type { AgentOptions } from './options.js';
@@ -259,7 +260,8 @@ export class Agent {
    */
   private async openNetwork(): Promise<void> {
     if (this.opts.taskNetwork === false || !this.opts.driver.sandbox) return;
-    if (!this.state.taskRange) {
+    const ranges = this.session.ranges;
+    if (!ranges) {
       this.networkError = 'the server gave this node no task range';
       return;
     }
@@ -270,7 +272,8 @@ export class Agent {
         range: this.state.taskRange,
         address: this.opts.address,
         dataDir: this.opts.dataDir,
-        routes: [this.state.taskRange],
+        // Tasks reach every node's tasks and every service VIP through their gateway; nothing else without egress.
+        routes: [formatCidr(ranges.clusterCidr), formatCidr(ranges.serviceCidr)],
         egress: this.opts.egress !== false,
         log: this.log,
       });

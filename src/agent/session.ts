@@ -3,6 +3,7 @@
  * registers the node (capacity, address, platform, engine), heartbeats on the
  * interval the server asks for (carrying the engine's state, named volumes
  * and usage), and registers again when the server has forgotten the node.
+ * Registration also tells it the address ranges its task namespaces route.
  */
 import { hostname as osHostname, cpus as osCpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { ApiClient } from '../api/client.js';
 import { backoffDelay } from '../base/backoff.js';
+import { parseCidr, formatCidr, type Cidr } from '../base/cidr.js';
 import { sleep } from '../base/clock.js';
 import { BatonError } from '../base/errors.js';
 import { VERSION } from '../base/version.js';
@@ -36,8 +38,47 @@ export interface SessionDeps {
   onAuthError: (e: unknown) => void;
 }
 
+/** The answer to `POST /nodes/register`, as the server sends it. */
+interface RegisterResponse {
+  node: { metadata: { uid: string } };
+  clusterId: string;
+  heartbeatIntervalMs: number;
+  statusFlushMs?: number;
+  taskRange?: string;
+  clusterCidr?: string;
+  serviceCidr?: string;
+}
+
+/**
+ * NodeRanges are the addresses the server gave out, parsed: this node's
+ * task range, the cluster's (every node's tasks) and the service CIDR (VIPs).
+ */
+export interface NodeRanges {
+  taskRange: Cidr;
+  clusterCidr: Cidr;
+  serviceCidr: Cidr;
+}
+
+/** parseRanges reads the ranges of a registration answer; they go into routes, so anything but a plain IPv4 range is refused. */
+export function parseRanges(res: Pick<RegisterResponse, 'taskRange' | 'clusterCidr' | 'serviceCidr'>): NodeRanges {
+  const one = (field: 'taskRange' | 'clusterCidr' | 'serviceCidr'): Cidr => {
+    const text = res[field];
+    try {
+      if (typeof text !== 'string') throw new Error('it is missing');
+      const c = parseCidr(text);
+      if (formatCidr(c) !== text) throw new Error(`${text} has host bits set`);
+      return c;
+    } catch (e) {
+      throw new BatonError('BATON_ERR_INCOMPATIBLE_AGENT', `the server's registration answer has no usable ${field}: ${(e as Error).message}; run a server of version ${VERSION.split('.').slice(0, 2).join('.')}.x`);
+    }
+  };
+  return { taskRange: one('taskRange'), clusterCidr: one('clusterCidr'), serviceCidr: one('serviceCidr') };
+}
+
 export class NodeSession {
   heartbeatMs: number;
+  /** The ranges from the last registration. */
+  ranges?: NodeRanges;
 
   constructor(
     private readonly opts: SessionOptions,
@@ -59,7 +100,7 @@ export class NodeSession {
     while (!deps.signal.aborted) {
       try {
         const port = deps.agentPort();
-        const res = await deps.client().call<{ node: { metadata: { uid: string } }; clusterId: string; heartbeatIntervalMs: number; statusFlushMs?: number; taskRange?: string }>('POST', '/api/v1/nodes/register', {
+        const res = await deps.client().call<RegisterResponse>('POST', '/api/v1/nodes/register', {
           name: state.name,
           address: opts.address,
           hostname: osHostname(),
@@ -76,9 +117,10 @@ export class NodeSession {
         if (known && known.clusterId && known.clusterId !== res.clusterId) {
           throw new BatonError('BATON_ERR_CONFLICT', `data directory ${opts.dataDir} belongs to cluster ${known.clusterId}, but the server is cluster ${res.clusterId}; use another --data-dir`);
         }
+        this.ranges = parseRanges(res);
         state.nodeUid = res.node.metadata.uid;
         state.clusterId = res.clusterId;
-        if (typeof res.taskRange === 'string') state.taskRange = res.taskRange;
+        state.taskRange = formatCidr(this.ranges.taskRange);
         this.heartbeatMs = res.heartbeatIntervalMs;
         deps.status.advise(res.statusFlushMs);
         writeFileSync(this.nodeFile(), JSON.stringify({ name: state.name, uid: state.nodeUid, clusterId: state.clusterId }) + '\n');

@@ -89,6 +89,17 @@ export const serviceKind: KindInfo<Service> = {
   ],
 };
 
+/**
+ * serviceColumnsWithVip is the service table with each service's VIP, which
+ * its Endpoints holds (`-` for none: a service on the host's network without
+ * ports, or one written when the service CIDR was full), before its ports.
+ */
+export function serviceColumnsWithVip(vipOf: (service: string) => string | undefined): Column<Service>[] {
+  const cols = [...serviceKind.columns];
+  cols.splice(cols.findIndex((c) => c.header === 'PORTS'), 0, { header: 'VIP', get: (s) => vipOf(s.metadata.name) ?? '-' });
+  return cols;
+}
+
 export const taskKind: KindInfo<Task> = {
   kind: 'Task',
   plural: 'tasks',
@@ -161,6 +172,7 @@ export const endpointsKind: KindInfo<Endpoints> = {
   fields: { 'metadata.name': (e) => e.metadata.name, 'spec.stack': (e) => e.spec.stack },
   columns: [
     { header: 'NAME', get: (e) => e.metadata.name },
+    { header: 'VIP', get: (e) => e.spec.vip ?? '-' },
     { header: 'PUBLISHED', get: (e) => e.spec.published.map((p) => `*:${p.published}->${p.target}`).join(',') || '-' },
     { header: 'LB', get: (e) => `${e.spec.lb.algorithm}${e.spec.lb.proxyProtocol !== 'off' ? ` proxy-${e.spec.lb.proxyProtocol}` : ''}` },
     { header: 'ENDPOINTS', get: (e) => e.spec.endpoints.map((a) => `${a.address}:${Object.values(a.ports).join('/')}`).join(',') || '<none>' },

@@ -556,33 +556,47 @@ export interface EndpointAddress {
   task: string;
   node: string;
   address: string;
-  /** Container port → host port. */
+  /**
+   * Container port → the port that answers it: a host port at `address`, or,
+   * for a task with a `taskIP`, the container port itself (every target of
+   * the service, dialled at taskIP:target).
+   */
   ports: Record<string, number>;
   /** The task's own address, when it has a namespace of its own: where its container ports answer, for whoever can route to its node's task range. */
   taskIP?: string;
 }
 
 /**
- * EndpointsSpec is what every node's routing mesh needs about one service,
- * written by the server's endpoints controller (Kubernetes' Endpoints): the
- * ports to publish, the container ports reachable by name, the routing
- * settings, and the ready tasks. Meshes watch these, never tasks.
+ * EndpointsSpec is what every node needs about one service, written by the
+ * server's endpoints controller (Kubernetes' Endpoints): for the routing
+ * mesh, the ports to publish, the container ports reachable by name, the
+ * service's VIP and the routing settings; for DNS and isolation, its
+ * networks; and the ready tasks. Nodes watch these, never tasks or services.
+ * A service has one when it has a port to route or its tasks run in
+ * namespaces of their own (bridge), whose addresses DNS answers with.
  */
 export interface EndpointsSpec {
   serviceName: string;
   stack: string;
   shortName: string;
+  /**
+   * The service's virtual IP, from the server's --service-cidr: unique in
+   * the cluster and kept for the service's life (Swarm's VIP, Kubernetes'
+   * ClusterIP); `<service>` resolves to it and the mesh balances it over
+   * the endpoints. Absent when the range was full when the service needed
+   * one (a Warning event says so): it is then reachable by `tasks.` names
+   * only, until a VIP frees up.
+   */
+  vip?: string;
+  /** The networks the service's tasks are on, with the aliases it answers to on each (serviceNetworks: its stack's default one when it names none). */
+  networks: ServiceNetwork[];
   /** Ports the mesh publishes on every node's address (mode ingress). */
   published: { published: number; target: number }[];
-  /** Container ports the mesh serves on the service's VIP (ports and expose). */
+  /** Container ports the mesh serves on the service's VIP (ports and expose); empty for a bridge service without ports. */
   targets: number[];
   lb: LbSpec;
   /** Ready tasks, by task name. */
   endpoints: EndpointAddress[];
-  /** The service's virtual IP, from the cluster's service range: its name resolves there, and every node's mesh balances it. */
-  vip?: string;
-  /** The networks its tasks are on, with their aliases (serviceNetworks): who may see and reach it. */
-  networks?: ServiceNetwork[];
 }
 
 export type Endpoints = Resource<'Endpoints', EndpointsSpec, Record<string, never>>;

@@ -166,16 +166,17 @@ function onSignals(stop: () => Promise<void>): void {
   process.on('SIGTERM', handler);
 }
 
-/** The server's task address flags (`baton server`, `baton up`). */
+/** The server's address flags (`baton server`, `baton up`): task ranges and service VIPs. */
 export interface NetworkFlags {
   clusterCidr?: string;
   nodeCidrSize?: string;
+  serviceCidr?: string;
 }
 
 /** networkOptions reads the flags as ServerOptions; the server checks the ranges themselves at start. */
-function networkOptions(f: NetworkFlags): { clusterCidr?: string; nodeCidrSize?: number } {
+function networkOptions(f: NetworkFlags): { clusterCidr?: string; nodeCidrSize?: number; serviceCidr?: string } {
   if (f.nodeCidrSize !== undefined && !/^\d{1,2}$/.test(f.nodeCidrSize)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--node-cidr-size must be a prefix length such as 24, got "${f.nodeCidrSize}"`);
-  return { clusterCidr: f.clusterCidr, nodeCidrSize: f.nodeCidrSize === undefined ? undefined : Number(f.nodeCidrSize) };
+  return { clusterCidr: f.clusterCidr, nodeCidrSize: f.nodeCidrSize === undefined ? undefined : Number(f.nodeCidrSize), serviceCidr: f.serviceCidr };
 }
 
 export async function runServer(f: { dataDir: string; listen: string; logLevel?: string; tlsSan?: string[] } & NetworkFlags): Promise<void> {
@@ -185,7 +186,7 @@ export async function runServer(f: { dataDir: string; listen: string; logLevel?:
     `baton server listening on ${server.url}\ncluster ${server.clusterId}\n` +
       `CA certificate: ${join(dir, 'ca.crt')}; admin token: ${join(dir, 'admin.token')}\n` +
       `join token: ${server.joinToken}\n` +
-      `task addresses: ${describeNetwork(server.network)}\n` +
+      `addresses: tasks in ${describeNetwork(server.network)}\n` +
       `to add a node: baton agent --join ${server.url} --token ${server.joinToken} --address ADDRESS --data-dir DIR\n`,
   );
   onSignals(() => server.stop());
@@ -220,7 +221,7 @@ export async function runUp(f: UpFlags, argv: string[]): Promise<void> {
   const dataDir = resolve(f.dataDir);
   const network = networkOptions(f);
   // Checked here too, so that `up -d` says what is wrong instead of pointing at the background process's log.
-  taskNetwork(network.clusterCidr, network.nodeCidrSize);
+  taskNetwork(network.clusterCidr, network.nodeCidrSize, network.serviceCidr);
   if (f.detach) return detach(dataDir, argv, f);
   const server = await BatonServer.start({ dataDir, listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan, ...network });
   let agent: Agent | undefined;

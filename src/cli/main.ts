@@ -10,17 +10,18 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { ApiClient } from '../api/client.js';
 import { tlsTransport, withTransport } from '../api/tls.js';
-import { endpointsKind, nodeKind, revisionKind, serviceKind, taskKind, eventKind, type KindInfo } from '../api/kinds.js';
-import type { Node, Revision, SchedulingDecision, Service, Task } from '../api/types.js';
+import { endpointsKind, nodeKind, revisionKind, serviceColumnsWithVip, serviceKind, taskKind, eventKind, type Column, type KindInfo } from '../api/kinds.js';
+import type { Endpoints, Node, Revision, SchedulingDecision, Service, Task } from '../api/types.js';
 import { isGlobal, isJob, isTerminal } from '../api/types.js';
 import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
 import { VERSION } from '../base/version.js';
 import { batonHome, contextsPath, readContexts, resolveTarget, writeContexts } from './context.js';
 import { render, renderOne, table, type Format } from './output.js';
-import { DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_SIZE, MAX_NODE_CIDR_SIZE } from '../server/ipam.js';
+import { DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_SIZE, DEFAULT_SERVICE_CIDR, MAX_NODE_CIDR_SIZE } from '../server/ipam.js';
 
 const CLUSTER_CIDR_HELP = "the IPv4 range every node's task range is taken from";
+const SERVICE_CIDR_HELP = 'the IPv4 range service VIPs are taken from (apart from the cluster CIDR)';
 const NODE_CIDR_SIZE_HELP = `prefix length of each node's task range (longer than the cluster CIDR's, at most ${MAX_NODE_CIDR_SIZE})`;
 
 /** daemon loads the server and agent code only for the commands that run them, so client verbs start fast. */
@@ -96,6 +97,7 @@ export function buildProgram(): Command {
       .option('--tls-san <name...>', "extra names or addresses for the API's TLS certificate")
       .option('--cluster-cidr <cidr>', CLUSTER_CIDR_HELP, DEFAULT_CLUSTER_CIDR)
       .option('--node-cidr-size <n>', NODE_CIDR_SIZE_HELP, String(DEFAULT_NODE_CIDR_SIZE))
+      .option('--service-cidr <cidr>', SERVICE_CIDR_HELP, DEFAULT_SERVICE_CIDR)
       .option('--context-name <name>', 'name of the client context to write', 'default'),
     { portRange: '20000-20999', address: '127.0.0.1' },
   ).action(async (o) => (await daemon()).runUp({ ...o, context: o.contextName }, process.argv.slice(2)));
@@ -114,6 +116,7 @@ export function buildProgram(): Command {
     .option('--tls-san <name...>', "extra names or addresses for the API's TLS certificate")
     .option('--cluster-cidr <cidr>', CLUSTER_CIDR_HELP, DEFAULT_CLUSTER_CIDR)
     .option('--node-cidr-size <n>', NODE_CIDR_SIZE_HELP, String(DEFAULT_NODE_CIDR_SIZE))
+    .option('--service-cidr <cidr>', SERVICE_CIDR_HELP, DEFAULT_SERVICE_CIDR)
     .option('--log-level <level>', 'log level', 'info')
     .action(async (o) => (await daemon()).runServer(o));
 
@@ -207,7 +210,11 @@ export function buildProgram(): Command {
 
   // ------------------------------------------------------------ services
   const service = program.command('service').description('manage services');
-  addKindCommands(service, serviceKind);
+  // Each service's VIP is in its Endpoints.
+  addKindCommands(service, serviceKind, async (api) => {
+    const vips = new Map((await api.list<Endpoints>(endpointsKind)).items.map((e) => [e.metadata.name, e.spec.vip]));
+    return serviceColumnsWithVip((name) => vips.get(name));
+  });
   service
     .command('ps <name>')
     .description("list a service's tasks, with why a pending task is pending")
@@ -576,8 +583,11 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** addKindCommands adds `ls` and `inspect` for a kind, driven by its row in the KINDS table. */
-function addKindCommands(group: Command, kind: KindInfo): void {
+/**
+ * addKindCommands adds `ls` and `inspect` for a kind, driven by its row in
+ * the KINDS table; `columns` may add to the table what other objects say.
+ */
+function addKindCommands(group: Command, kind: KindInfo, columns: (api: ApiClient) => Promise<Column<any>[]> = async () => kind.columns): void {
   const noun = kind.kind.toLowerCase();
   group
     .command('ls')
@@ -585,7 +595,7 @@ function addKindCommands(group: Command, kind: KindInfo): void {
     .action(async (_o, cmd: Command) => {
       const { api, g } = client(cmd);
       const r = await api.list<unknown>(kind);
-      out(render(g.output, r.items, kind.columns));
+      out(render(g.output, r.items, g.output === 'table' ? await columns(api) : kind.columns));
     });
   group
     .command('inspect <name>')

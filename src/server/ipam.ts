@@ -18,9 +18,13 @@
  * agent restart) gets the same one, and a server restarted with another
  * cluster CIDR leaves nodes outside it where they are (their tasks keep
  * their addresses) and gives new nodes ranges that overlap none of them.
+ *
+ * The service CIDR (`--service-cidr`, 10.43.0.0/16, k3s' default too) is
+ * checked here alike, and must not overlap the cluster CIDR: a VIP there
+ * could be a task's address. Its addresses are given out by serviceVips.ts.
  */
 import { BatonError } from '../base/errors.js';
-import { contains, formatCidr, intToIp, nthSubnet, overlaps, parseCidr, subnetCount, type Cidr } from '../base/cidr.js';
+import { contains, formatCidr, intToIp, nthSubnet, overlaps, parseCidr, sizeOf, subnetCount, type Cidr } from '../base/cidr.js';
 import { nodeKind } from '../api/kinds.js';
 import type { Node } from '../api/types.js';
 import type { Compare, Op } from '../store/store.js';
@@ -29,6 +33,9 @@ import type { AnyObject } from './registry.js';
 
 export const DEFAULT_CLUSTER_CIDR = '10.42.0.0/16';
 export const DEFAULT_NODE_CIDR_SIZE = 24;
+export const DEFAULT_SERVICE_CIDR = '10.43.0.0/16';
+/** A service CIDR holds at least one VIP besides its network and broadcast addresses. */
+export const MAX_SERVICE_CIDR_SIZE = 30;
 /** A node range holds at least 16 addresses: the network, the bridge's gateway, the broadcast and 13 tasks. */
 export const MAX_NODE_CIDR_SIZE = 28;
 
@@ -46,32 +53,49 @@ const RESERVED: { cidr: Cidr; what: string }[] = [
 /** How long a registration waits for the node cache to catch up with the store before choosing a range (as a consistent list waits). */
 const CACHE_WAIT_MS = 3000;
 
-/** TaskNetwork is the server's address plan: the cluster's range and the prefix length of each node's share. */
+/**
+ * TaskNetwork is the server's address plan: the cluster's range, the prefix
+ * length of each node's share, and the range service VIPs come from.
+ */
 export interface TaskNetwork {
   cluster: Cidr;
   nodePrefix: number;
+  service: Cidr;
+}
+
+/** checkRange reads one range flag: an IPv4 network address (no host bits), clear of loopback, link-local, multicast and reserved space. */
+function checkRange(flag: string, text: string, example: string): Cidr {
+  let c: Cidr;
+  try {
+    c = parseCidr(text);
+  } catch (e) {
+    throw new BatonError('BATON_ERR_BAD_REQUEST', `${flag}: ${(e as Error).message}`);
+  }
+  if (formatCidr(c) !== text) throw new BatonError('BATON_ERR_BAD_REQUEST', `${flag} ${text} has host bits set; its network is ${formatCidr(c)}`);
+  const clash = RESERVED.find((r) => overlaps(r.cidr, c));
+  if (clash) throw new BatonError('BATON_ERR_BAD_REQUEST', `${flag} ${text} overlaps ${clash.what}; use a private range such as ${example}`);
+  return c;
 }
 
 /**
  * taskNetwork checks the server's flags, at start, and says what is wrong
- * with them: an IPv4 network address (no host bits), clear of loopback,
- * link-local, multicast and reserved space, and a node size longer than the
- * cluster's prefix and at most /28.
+ * with them: both ranges as checkRange says, a node size longer than the
+ * cluster's prefix and at most /28, a service CIDR of /30 or shorter, and
+ * the two ranges apart.
  */
-export function taskNetwork(clusterCidr: string = DEFAULT_CLUSTER_CIDR, nodeCidrSize: number = DEFAULT_NODE_CIDR_SIZE): TaskNetwork {
-  let cluster: Cidr;
-  try {
-    cluster = parseCidr(clusterCidr);
-  } catch (e) {
-    throw new BatonError('BATON_ERR_BAD_REQUEST', `--cluster-cidr: ${(e as Error).message}`);
-  }
-  if (formatCidr(cluster) !== clusterCidr) throw new BatonError('BATON_ERR_BAD_REQUEST', `--cluster-cidr ${clusterCidr} has host bits set; its network is ${formatCidr(cluster)}`);
-  const clash = RESERVED.find((r) => overlaps(r.cidr, cluster));
-  if (clash) throw new BatonError('BATON_ERR_BAD_REQUEST', `--cluster-cidr ${clusterCidr} overlaps ${clash.what}; use a private range such as ${DEFAULT_CLUSTER_CIDR}`);
+export function taskNetwork(clusterCidr: string = DEFAULT_CLUSTER_CIDR, nodeCidrSize: number = DEFAULT_NODE_CIDR_SIZE, serviceCidr: string = DEFAULT_SERVICE_CIDR): TaskNetwork {
+  const cluster = checkRange('--cluster-cidr', clusterCidr, DEFAULT_CLUSTER_CIDR);
   if (!Number.isInteger(nodeCidrSize) || nodeCidrSize <= cluster.prefix || nodeCidrSize > MAX_NODE_CIDR_SIZE) {
     throw new BatonError('BATON_ERR_BAD_REQUEST', `--node-cidr-size ${nodeCidrSize}: each node's range must be a prefix length longer than the cluster CIDR's /${cluster.prefix} and at most ${MAX_NODE_CIDR_SIZE} (${cluster.prefix < MAX_NODE_CIDR_SIZE ? `${cluster.prefix + 1} to ${MAX_NODE_CIDR_SIZE}` : `none fits: the cluster CIDR must be /${MAX_NODE_CIDR_SIZE - 1} or shorter`})`);
   }
-  return { cluster, nodePrefix: nodeCidrSize };
+  const service = checkRange('--service-cidr', serviceCidr, DEFAULT_SERVICE_CIDR);
+  if (service.prefix > MAX_SERVICE_CIDR_SIZE) {
+    throw new BatonError('BATON_ERR_BAD_REQUEST', `--service-cidr ${serviceCidr} holds no service address once its network and broadcast addresses are left out: it must be /${MAX_SERVICE_CIDR_SIZE} or shorter`);
+  }
+  if (overlaps(service, cluster)) {
+    throw new BatonError('BATON_ERR_BAD_REQUEST', `--service-cidr ${serviceCidr} overlaps --cluster-cidr ${clusterCidr}: a service VIP could then be a task's address; give the two flags ranges apart, such as ${DEFAULT_SERVICE_CIDR} and ${DEFAULT_CLUSTER_CIDR}`);
+  }
+  return { cluster, nodePrefix: nodeCidrSize, service };
 }
 
 /** rangeCount is how many node ranges the cluster CIDR holds. */
@@ -79,9 +103,14 @@ export function rangeCount(net: TaskNetwork): number {
   return subnetCount(net.cluster, net.nodePrefix);
 }
 
+/** vipCount is how many service VIPs the service CIDR holds: all its addresses but the network and the broadcast. */
+export function vipCount(net: TaskNetwork): number {
+  return sizeOf(net.service) - 2;
+}
+
 /** describeNetwork says the plan in one line (the server prints it at start). */
 export function describeNetwork(net: TaskNetwork): string {
-  return `${formatCidr(net.cluster)}, a /${net.nodePrefix} per node (${rangeCount(net)} nodes at most)`;
+  return `${formatCidr(net.cluster)}, a /${net.nodePrefix} per node (${rangeCount(net)} nodes at most); service VIPs from ${formatCidr(net.service)} (${vipCount(net)} services at most)`;
 }
 
 /** rangeKey is where the store records who holds range r. */
@@ -95,10 +124,49 @@ function inside(outer: Cidr, r: Cidr): boolean {
 
 type NodeObject = Node & AnyObject;
 
+/**
+ * WriteHolds is what one server is writing now of a numbered resource (a
+ * range, a VIP), each with the write's end, so that its own writers racing
+ * each other do not all choose the same one: the store decides who holds
+ * what, this only keeps a server from losing races against itself.
+ */
+export class WriteHolds {
+  private writing = new Map<number, Promise<void>>();
+
+  /**
+   * first holds the first of `free()` (candidates, lowest first, that the
+   * caller's view says nobody holds) that no writer here holds, until the
+   * returned release. When only held ones are left it waits for one of
+   * those writes (it may fail) and asks `free()` again; undefined when none
+   * is left.
+   */
+  async first(free: () => Iterable<number>): Promise<{ value: number; release: () => void } | undefined> {
+    for (;;) {
+      const waitFor: Promise<void>[] = [];
+      for (const v of free()) {
+        const w = this.writing.get(v);
+        if (w) waitFor.push(w);
+        else return { value: v, release: this.hold(v) };
+      }
+      if (waitFor.length === 0) return undefined;
+      await Promise.race(waitFor);
+    }
+  }
+
+  private hold(v: number): () => void {
+    let done!: () => void;
+    this.writing.set(v, new Promise<void>((r) => (done = r)));
+    return () => {
+      this.writing.delete(v);
+      done();
+    };
+  }
+}
+
 /** TaskRanges writes nodes together with their ranges: registration, which gives one, and removal, which frees it. */
 export class TaskRanges {
-  /** Ranges this server's registrations are writing now, each with the write's end: others skip them. */
-  private writing = new Map<number, Promise<void>>();
+  /** Ranges this server's registrations are writing now: others skip them. */
+  private readonly holds = new WriteHolds();
 
   constructor(private readonly ctx: Pick<ControllerContext, 'registry' | 'nodes' | 'network' | 'events' | 'log'>) {}
 
@@ -169,16 +237,6 @@ export class TaskRanges {
     throw new BatonError('BATON_ERR_CONFLICT', `node "${name}" kept changing while it was removed; try again`);
   }
 
-  /** hold marks a range as being written by this server until the returned function is called. */
-  private hold(base: number): () => void {
-    let done!: () => void;
-    this.writing.set(base, new Promise<void>((r) => (done = r)));
-    return () => {
-      this.writing.delete(base);
-      done();
-    };
-  }
-
   /**
    * choose finds the lowest range of the cluster's that no node holds (by
    * the node cache, made consistent with the store first), that overlaps no
@@ -191,7 +249,7 @@ export class TaskRanges {
   private async choose(name: string, lost: ReadonlySet<number>): Promise<{ range: Cidr; release: () => void }> {
     const { nodes, registry, network } = this.ctx;
     await nodes.syncedTo(await registry.store.currentRevision(), CACHE_WAIT_MS);
-    for (;;) {
+    const free = function* (): Iterable<number> {
       const held = new Set<number>();
       const others: Cidr[] = [];
       for (const n of nodes.objects.values()) {
@@ -201,18 +259,13 @@ export class TaskRanges {
         if (c.prefix === network.nodePrefix) held.add(c.base);
         else others.push(c);
       }
-      const count = rangeCount(network);
-      const waitFor: Promise<void>[] = [];
-      for (let i = 0; i < count; i++) {
+      for (let i = 0; i < rangeCount(network); i++) {
         const c = nthSubnet(network.cluster, network.nodePrefix, i);
-        if (held.has(c.base) || lost.has(c.base) || others.some((o) => overlaps(o, c))) continue;
-        const w = this.writing.get(c.base);
-        if (w) waitFor.push(w);
-        else return { range: c, release: this.hold(c.base) };
+        if (!held.has(c.base) && !lost.has(c.base) && !others.some((o) => overlaps(o, c))) yield c.base;
       }
-      if (waitFor.length === 0) break;
-      await Promise.race(waitFor);
-    }
+    };
+    const got = await this.holds.first(free);
+    if (got) return { range: { base: got.value, prefix: network.nodePrefix }, release: got.release };
     const count = rangeCount(network);
     const message = `no task range left for node ${name}: the cluster CIDR ${formatCidr(network.cluster)} holds ${count} range${count === 1 ? '' : 's'} of /${network.nodePrefix} and nodes hold all of them; remove a node (baton node rm), or restart the server with a larger --cluster-cidr or a longer --node-cidr-size`;
     recordEvent(this.ctx, { type: 'Warning', reason: 'TaskRangesExhausted', kind: 'Node', name, node: name, source: 'api', message });

@@ -55,6 +55,8 @@ export interface ServerOptions {
   clusterCidr?: string;
   /** The prefix length of each node's task range (--node-cidr-size, default 24). */
   nodeCidrSize?: number;
+  /** The range service VIPs come from (--service-cidr, default 10.43.0.0/16; IPv4, apart from the cluster CIDR). */
+  serviceCidr?: string;
 }
 
 /**
@@ -94,7 +96,7 @@ export class BatonServer {
   pki!: ClusterPki;
   store!: Store;
   ctx!: ControllerContext;
-  /** Where nodes' task ranges come from, as the flags gave it. */
+  /** Where nodes' task ranges and service VIPs come from, as the flags gave it. */
   network!: TaskNetwork;
 
   private constructor(private readonly opts: ServerOptions) {}
@@ -113,7 +115,7 @@ export class BatonServer {
   private async init(): Promise<void> {
     const { opts } = this;
     // Bad flags are refused before anything is made or locked.
-    const network = taskNetwork(opts.clusterCidr, opts.nodeCidrSize);
+    const network = taskNetwork(opts.clusterCidr, opts.nodeCidrSize, opts.serviceCidr);
     this.network = network;
     const dir = join(opts.dataDir, 'server');
     mkdirSync(dir, { recursive: true, mode: 0o700 });

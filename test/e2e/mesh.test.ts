@@ -69,7 +69,7 @@ describe('the routing mesh on a 3-node cluster', () => {
     // Every node publishes it.
     for (const n of NODES) expect((await get(TestCluster.addr(n), 18080)).ok).toBe(true);
     const ls = await c.baton(['endpoints', 'ls']);
-    expect(ls.stdout).toMatch(/lb_web\s+\*:18080->80\s+round_robin\s+(127\.0\.0\.\d:\d+,?){3}/);
+    expect(ls.stdout).toMatch(/lb_web\s+10\.43\.\d+\.\d+\s+\*:18080->80\s+round_robin\s+(127\.0\.0\.\d:\d+,?){3}/);
   });
 
   it('loses no request to a task killed under load once its endpoint is gone', async () => {

@@ -169,7 +169,7 @@ export interface ControllerContext {
   timings: Timings;
   log: Logger;
   metrics?: ControlPlaneMetrics;
-  /** The cluster's task addresses: the range each node's share comes from (--cluster-cidr, --node-cidr-size). */
+  /** The cluster's addresses: the range each node's share of task addresses comes from (--cluster-cidr, --node-cidr-size), and the one service VIPs come from (--service-cidr). */
   network: TaskNetwork;
 }
 

@@ -1,9 +1,16 @@
 /**
- * EndpointsController keeps one Endpoints object per service that has ports:
- * what every node's routing mesh needs (ports to publish, container ports
- * reachable by name, routing settings) and the service's ready tasks with
- * their addresses. Meshes watch Endpoints, never tasks, as kube-proxy
- * watches EndpointSlices.
+ * EndpointsController keeps one Endpoints object per service that has ports
+ * or whose tasks run in namespaces of their own (bridge networking): what
+ * every node's routing mesh needs (ports to publish, container ports
+ * reachable by name, the service's VIP, routing settings), what its DNS and
+ * isolation need (the service's networks and aliases), and the service's
+ * ready tasks with their addresses. Nodes watch Endpoints, never tasks or
+ * services, as kube-proxy watches EndpointSlices. Services on the host's
+ * network (or none) without ports have none: nothing routes or resolves to
+ * them, and the scheduler's benchmarks run 100,000 such tasks.
+ *
+ * Each Endpoints holds a VIP of the service CIDR for the service's life,
+ * given and freed in the same txns that create and delete it (serviceVips.ts).
  *
  * Task changes are gathered for `endpointsBatchMs` (100 ms) and written as
  * one update per service; a task that stops being ready (told to stop,
@@ -11,29 +18,34 @@
  * gets no new connections within a second of the change.
  */
 import { WorkQueue } from '../../base/workqueue.js';
-import { endpointsKind } from '../../api/kinds.js';
-import { DEFAULT_LB, isTaskReady, type EndpointsSpec, type Endpoints, type LbSpec, type Service, type Task } from '../../api/types.js';
-import { stableStringify } from '../registry.js';
+import { DEFAULT_LB, isTaskReady, serviceNetworks, type EndpointsSpec, type Endpoints, type LbSpec, type Service, type Task } from '../../api/types.js';
 import { isStatusOnly } from '../watchCache.js';
+import type { AnyObject } from '../registry.js';
+import { ownerUid, ServiceVips } from '../serviceVips.js';
 import { indexTasks, TASKS_BY_SERVICE, type Controller, type ControllerContext, queueOptions } from './context.js';
 
-/** routed: the service has a port for the mesh to route (ports or expose). */
-function routed(svc: Service | undefined): svc is Service {
-  return svc !== undefined && (svc.spec.ports.length > 0 || svc.spec.expose.length > 0);
+/** hasEndpoints: the service has a port for the mesh to route (ports or expose), or tasks with addresses of their own for DNS to answer with (bridge). */
+function hasEndpoints(svc: Service | undefined): svc is Service {
+  return svc !== undefined && (svc.spec.ports.length > 0 || svc.spec.expose.length > 0 || svc.spec.container.networkMode === 'bridge');
 }
 
-/** endpointsSpec is the pure rule: a service and its tasks → its Endpoints, or undefined when it has no port to route. */
+/**
+ * endpointsSpec is the pure rule: a service and its tasks → its Endpoints
+ * (without its VIP, which the controller keeps or gives), or undefined when
+ * it needs none. A task with an address of its own is reached at
+ * taskIP:target on every target; its status lists only its host-mode ports.
+ */
 export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSpec | undefined {
   const s = svc.spec;
+  if (!hasEndpoints(svc)) return undefined;
   const targets = [...new Set([...s.ports.map((p) => p.target), ...s.expose])].sort((a, b) => a - b);
-  if (targets.length === 0) return undefined;
   const endpoints = tasks
     .filter((t) => t.spec.desiredState === 'running' && isTaskReady(t) && t.status.hostIP && t.spec.nodeName)
     .map((t) => ({
       task: t.metadata.name,
       node: t.spec.nodeName,
       address: t.status.hostIP!,
-      ports: Object.fromEntries(t.status.ports.map((p) => [String(p.target), p.hostPort])),
+      ports: t.status.taskIP ? Object.fromEntries(targets.map((p) => [String(p), p])) : Object.fromEntries(t.status.ports.map((p) => [String(p.target), p.hostPort])),
       ...(t.status.taskIP ? { taskIP: t.status.taskIP } : {}),
     }))
     .sort((a, b) => (a.task < b.task ? -1 : a.task > b.task ? 1 : 0));
@@ -41,6 +53,7 @@ export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSp
     serviceName: svc.metadata.name,
     stack: s.stack,
     shortName: s.shortName,
+    networks: serviceNetworks(s),
     published: s.ports.filter((p) => p.mode === 'ingress' && p.published !== undefined).map((p) => ({ published: p.published!, target: p.target })),
     targets,
     lb: { ...DEFAULT_LB, ...(s.x.lb as Partial<LbSpec> | undefined) },
@@ -52,8 +65,10 @@ export class EndpointsController implements Controller {
   readonly name = 'endpoints';
   private readonly queue: WorkQueue;
   private unsubs: (() => void)[] = [];
+  private readonly vips: ServiceVips;
 
   constructor(private readonly ctx: ControllerContext) {
+    this.vips = new ServiceVips(ctx);
     this.queue = new WorkQueue((k) => this.reconcile(k), queueOptions(ctx, 'endpoints', { initialMs: 50, maxMs: 5000 }, 2));
     ctx.metrics?.queue('endpoints', this.queue);
     indexTasks(ctx.tasks);
@@ -68,8 +83,8 @@ export class EndpointsController implements Controller {
       this.ctx.tasks.onDidChange((e) => {
         const t = e.object as Task;
         const p = e.prev as Task | undefined;
-        // Most services have no ports (no Endpoints): their tasks' events cost a lookup, not a reconcile.
-        if (!routed(this.ctx.services.objects.get(t.spec.serviceName) as unknown as Service | undefined) && !this.ctx.endpoints.objects.has(t.spec.serviceName)) return;
+        // Most services need no Endpoints (host networking, no ports): their tasks' events cost a lookup, not a reconcile.
+        if (!hasEndpoints(this.ctx.services.objects.get(t.spec.serviceName) as unknown as Service | undefined) && !this.ctx.endpoints.objects.has(t.spec.serviceName)) return;
         const was = p !== undefined && p.spec.desiredState === 'running' && isTaskReady(p);
         const is = e.type !== 'DELETED' && t.spec.desiredState === 'running' && isTaskReady(t);
         if (was || is) this.queue.addAfter(t.spec.serviceName, batch);
@@ -88,17 +103,18 @@ export class EndpointsController implements Controller {
   async reconcile(name: string): Promise<void> {
     const { ctx } = this;
     const svc = ctx.services.objects.get(name) as unknown as Service | undefined;
-    const cur = ctx.endpoints.objects.get(name) as unknown as Endpoints | undefined;
-    const spec = routed(svc) ? endpointsSpec(svc, ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[]) : undefined;
-    if (!spec) {
-      if (cur) await ctx.registry.delete(endpointsKind, name, { resourceVersion: cur.metadata.resourceVersion });
-      return;
+    let cur = ctx.endpoints.objects.get(name) as unknown as (Endpoints & AnyObject) | undefined;
+    const spec = svc ? endpointsSpec(svc, ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[]) : undefined;
+    // Gone, needing none, or left by an earlier service of this name: deleted with its VIP.
+    if (cur && (!spec || ownerUid(cur) !== svc!.metadata.uid)) {
+      if (await this.vips.delete(cur)) this.retryWithoutVip();
+      cur = undefined;
     }
-    if (cur && stableStringify(cur.spec) === stableStringify(spec)) return;
-    if (!cur) {
-      await ctx.registry.create(endpointsKind, { metadata: { name, ownerRefs: [{ kind: 'Service', name, uid: svc!.metadata.uid }] }, spec, status: {} });
-    } else {
-      await ctx.registry.update(endpointsKind, name, cur.metadata.resourceVersion, { spec });
-    }
+    if (spec) await this.vips.write(svc!, cur, spec);
+  }
+
+  /** retryWithoutVip: a VIP was freed, so the services written without one (a full range) try again. */
+  private retryWithoutVip(): void {
+    for (const [name, e] of this.ctx.endpoints.objects) if (!(e as unknown as Endpoints).spec.vip) this.queue.add(name);
   }
 }

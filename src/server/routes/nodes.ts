@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { BatonError } from '../../base/errors.js';
+import { formatCidr } from '../../base/cidr.js';
 import { compatible, VERSION } from '../../base/version.js';
 import { nodeKind, taskKind } from '../../api/kinds.js';
 import { ipSchema, objectNameSchema, REPORT_TEXT_MAX } from '../../api/schemas.js';
@@ -108,7 +109,8 @@ export function registerNodeRoutes(app: FastifyInstance, deps: HttpDeps): void {
         cur ? { ...cur, status: status(cur.status) } : ctx.registry.build(nodeKind, { metadata: { name: b.name, labels: b.labels ?? {} }, spec: { availability: 'active' }, status: status() }),
       );
       if (created) recordEvent(ctx, { type: 'Normal', reason: 'NodeRegistered', kind: 'Node', name: b.name, uid: node.metadata.uid, node: b.name, source: 'api', message: `node ${b.name} registered at ${b.address} (${b.capacity.cpus} cpus, ${Math.round(b.capacity.memoryBytes / 1048576)} MiB, tasks in ${node.status.taskRange})` });
-      return { node, clusterId: deps.clusterId, taskRange: node.status.taskRange, heartbeatIntervalMs: interval, statusFlushMs: statusFlushInterval(ctx.timings, nodeCache(deps).objects.size), serverVersion: VERSION };
+      // The cluster's ranges go with the node's own: its agent routes them inside task namespaces.
+      return { node, clusterId: deps.clusterId, taskRange: node.status.taskRange, clusterCidr: formatCidr(ctx.network.cluster), serviceCidr: formatCidr(ctx.network.service), heartbeatIntervalMs: interval, statusFlushMs: statusFlushInterval(ctx.timings, nodeCache(deps).objects.size), serverVersion: VERSION };
     },
   });
 
