@@ -53,6 +53,12 @@ export interface MeshOptions {
   log: Logger;
   /** How long a connect to an endpoint may take before it counts as failed (default 2 s). */
   connectTimeoutMs?: number;
+  /**
+   * This node's task network, when it has one: service VIPs are routed for
+   * the tasks on its bridge (in the kernel), to the endpoints or to this
+   * mesh's proxy listening on the gateway.
+   */
+  taskNetwork?: { bridge: string; gateway: string };
 }
 
 /** Counters of one endpoint, or of a whole service. */
@@ -88,6 +94,15 @@ interface Listening {
   server: Server;
   service: string;
   target: number;
+}
+
+/** A service VIP's proxy for one container port: listening on the task network's gateway, at a port the kernel sends it to. */
+interface VipProxy {
+  server: Server;
+  service: string;
+  target: number;
+  /** Known once it listens. */
+  port?: number;
 }
 
 /**
@@ -167,6 +182,8 @@ function ipv6Bytes(a: string): Buffer {
 export class Mesh {
   private readonly routes = new Map<string, Route>();
   private readonly listening = new Map<string, Listening>();
+  /** Service VIP proxies, by `<service>:<target>`. */
+  private readonly vipProxies = new Map<string, VipProxy>();
   private readonly vips = new Map<string, string>();
   private readonly pool: string[];
   private informer?: Informer;
@@ -241,6 +258,8 @@ export class Mesh {
     await this.informer?.stop();
     for (const l of this.listening.values()) l.server.close();
     this.listening.clear();
+    for (const p of this.vipProxies.values()) p.server.close();
+    this.vipProxies.clear();
     for (const r of this.routes.values()) for (const w of r.waiters) w();
     await this.sweeper?.stop();
     await this.kernelSync;
@@ -340,7 +359,38 @@ export class Mesh {
       const i = key.lastIndexOf(':');
       out.push({ service: l.service, address: key.slice(0, i), port: Number(key.slice(i + 1)), endpoints });
     }
+    out.push(...this.vipRoutes());
     return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port));
+  }
+
+  /**
+   * vipRoutes: each service VIP's container ports, for packets from this
+   * node's tasks (its bridge): round robin over the endpoints in the kernel
+   * when that is all the service needs, else to this mesh's proxy on the
+   * gateway (holding, least_conn, the PROXY protocol).
+   */
+  private vipRoutes(): KernelRoute[] {
+    const net = this.opts.taskNetwork;
+    if (!net) return [];
+    const out: KernelRoute[] = [];
+    for (const p of this.vipProxies.values()) {
+      const r = this.routes.get(p.service);
+      const vip = r?.spec.vip;
+      if (!r || !vip || !isIPv4(vip)) continue;
+      const kernel = r.spec.lb.algorithm === 'round_robin' && r.spec.lb.proxyProtocol === 'off';
+      const endpoints = kernel
+        ? r.spec.endpoints.flatMap((e) => {
+            const d = dialOf(e, p.target);
+            return d ? [{ task: e.task, address: d.host, port: d.port }] : [];
+          })
+        : [];
+      if (endpoints.length === 0) {
+        if (p.port === undefined) continue;
+        endpoints.push({ task: '', address: net.gateway, port: p.port });
+      }
+      out.push({ service: p.service, address: vip, port: p.target, iif: net.bridge, endpoints });
+    }
+    return out;
   }
 
   private informerRevision(): number {
@@ -409,6 +459,14 @@ export class Mesh {
       }
     }
     for (const [key, target] of want) if (!this.listening.has(key)) this.listen(key, name, target);
+    const vipTargets = new Set(this.opts.taskNetwork && e.spec.vip ? e.spec.targets : []);
+    for (const [key, p] of this.vipProxies) {
+      if (p.service === name && !vipTargets.has(p.target)) {
+        p.server.close();
+        this.vipProxies.delete(key);
+      }
+    }
+    for (const t of vipTargets) if (!this.vipProxies.has(`${name}:${t}`)) this.listenVip(name, t);
     // Held connections go as soon as there is somewhere to go.
     if (e.spec.endpoints.length) for (const w of [...r.waiters]) w();
     // Counters of endpoints long gone (and idle) are dropped.
@@ -422,6 +480,11 @@ export class Mesh {
       if (l.service !== name) continue;
       l.server.close();
       this.listening.delete(key);
+    }
+    for (const [key, p] of this.vipProxies) {
+      if (p.service !== name) continue;
+      p.server.close();
+      this.vipProxies.delete(key);
     }
     const r = this.routes.get(name);
     this.routes.delete(name);
@@ -466,6 +529,22 @@ export class Mesh {
     });
     server.listen({ host, port, backlog: 1024 });
     this.listening.set(key, { server, service, target });
+  }
+
+  /** listenVip starts a VIP's proxy for one container port on the gateway; once it listens, the kernel rules send there. */
+  private listenVip(service: string, target: number): void {
+    const key = `${service}:${target}`;
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.accept(sock, service, target));
+    const proxy: VipProxy = { server, service, target };
+    server.on('error', (err: Error & { code?: string }) => {
+      this.opts.log.warn({ service, target, err: err.code ?? err.message }, 'routing mesh cannot serve a service VIP to this node\'s tasks');
+      if (this.vipProxies.get(key) === proxy) this.vipProxies.delete(key);
+    });
+    server.listen({ host: this.opts.taskNetwork!.gateway, port: 0, backlog: 1024 }, () => {
+      proxy.port = (server.address() as { port: number }).port;
+      if (this.vipProxies.get(key) === proxy) this.syncKernel();
+    });
+    this.vipProxies.set(key, proxy);
   }
 
   // ------------------------------------------------------------ connections

@@ -26,6 +26,13 @@ export interface KernelRoute {
   service: string;
   address: string;
   port: number;
+  /**
+   * Only packets arriving on this interface (a node's task bridge): a
+   * service VIP is routed for this node's tasks, in prerouting. Endpoints
+   * whose task is '' are this node's userspace proxy (not counted: it counts
+   * its own connections).
+   */
+  iif?: string;
   endpoints: { task: string; address: string; port: number }[];
 }
 
@@ -79,6 +86,7 @@ export function rulesetText(table: string, routes: readonly KernelRoute[], owner
   for (const r of routes) {
     const what = `kernel route of service ${JSON.stringify(r.service)}`;
     checkAddress(what, r.address, r.port);
+    if (r.iif !== undefined && !/^bt[0-9a-f]{12}$/.test(r.iif)) throw new Error(`${what}: interface ${JSON.stringify(r.iif)} is not a task bridge`);
     for (const e of r.endpoints) checkAddress(`${what}, endpoint ${JSON.stringify(e.task)}`, e.address, e.port);
   }
   const chains = new Map<string, { service: string; task: string }>();
@@ -97,11 +105,11 @@ export function rulesetText(table: string, routes: readonly KernelRoute[], owner
   const services: string[] = [];
   routes.forEach((r, i) => {
     if (r.endpoints.length === 0) return;
-    services.push(`    ip daddr ${r.address} tcp dport ${r.port} goto route_${i}`);
+    services.push(`    ${r.iif ? `iifname "${r.iif}" ` : ''}ip daddr ${r.address} tcp dport ${r.port} goto route_${i}`);
     const map = r.endpoints.map((_, k) => `${k} : goto ep_${i}_${k}`).join(', ');
     lines.push(`  chain route_${i} {`, `    numgen inc mod ${r.endpoints.length} vmap { ${map} }`, '  }');
     r.endpoints.forEach((e, k) => {
-      chains.set(`ep_${i}_${k}`, { service: r.service, task: e.task });
+      if (e.task !== '') chains.set(`ep_${i}_${k}`, { service: r.service, task: e.task });
       lines.push(`  chain ep_${i}_${k} {`, `    meta l4proto tcp counter dnat to ${e.address}:${e.port}`, '  }');
     });
   });

@@ -53,6 +53,11 @@ export class TaskNetworking {
     return { sandbox, taskIP };
   }
 
+  /** bridge: the name of the node's task bridge. */
+  get bridge(): string {
+    return this.node.bridge.name;
+  }
+
   /** gateway: the node's own address on its task network (every task's gateway and resolver). */
   get gateway(): string {
     return this.node.gateway;
