@@ -65,8 +65,16 @@ describe('endpointsSpec', () => {
     });
   });
 
+  it('lists a bridge service without ports only by the tasks that have addresses of their own (a simulated node\'s have none)', () => {
+    const svc = service({});
+    const sim = ready(task(svc, 1, { node: 'n2' }), '127.0.0.2', []);
+    const own = ready(task(svc, 2, { node: 'n2' }), '127.0.0.2', []);
+    own.status.taskIP = '10.42.0.5';
+    expect(endpointsSpec(svc, [sim, own])!.endpoints.map((e) => e.task)).toEqual([own.metadata.name]);
+  });
+
   it('gives a service on the host\'s network, or on none, without ports no endpoints object', () => {
-    expect(endpointsSpec(service({}), [])).toBeUndefined();
+    expect(endpointsSpec(service({ container: { ...service().spec.container, networkMode: 'host' } }), [])).toBeUndefined();
     expect(endpointsSpec(service({ container: { ...service().spec.container, networkMode: 'none' } }), [])).toBeUndefined();
   });
 });

@@ -242,7 +242,7 @@ describe('readCompose: supported keys', () => {
             init: true,
             stopGracePeriodMs: 10_000,
             mounts: [],
-            networkMode: 'host',
+            networkMode: 'bridge',
           },
           ports: [],
           expose: [],

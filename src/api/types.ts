@@ -125,7 +125,7 @@ export interface ContainerSpec {
 
 export type NetworkMode = 'bridge' | 'host' | 'none';
 
-/** defaultContainerSpec is a container spec with every default filled in (init on, 10 s grace, host networking). */
+/** defaultContainerSpec is a container spec with every default filled in (init on, 10 s grace, a network namespace of its own). */
 export function defaultContainerSpec(image: string): ContainerSpec {
   return {
     image,
@@ -141,7 +141,7 @@ export function defaultContainerSpec(image: string): ContainerSpec {
     init: true,
     stopGracePeriodMs: 10_000,
     mounts: [],
-    networkMode: 'host',
+    networkMode: 'bridge',
   };
 }
 

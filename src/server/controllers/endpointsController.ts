@@ -40,7 +40,8 @@ export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSp
   if (!hasEndpoints(svc)) return undefined;
   const targets = [...new Set([...s.ports.map((p) => p.target), ...s.expose])].sort((a, b) => a - b);
   const endpoints = tasks
-    .filter((t) => t.spec.desiredState === 'running' && isTaskReady(t) && t.status.hostIP && t.spec.nodeName)
+    // Without a port to route, an endpoint matters only for its address of its own (DNS): a simulated node's tasks have none, and a service of 100,000 of them stays an empty list.
+    .filter((t) => t.spec.desiredState === 'running' && isTaskReady(t) && t.status.hostIP && t.spec.nodeName && (targets.length > 0 || t.status.taskIP))
     .map((t) => ({
       task: t.metadata.name,
       node: t.spec.nodeName,
