@@ -192,14 +192,22 @@ describe('the routing mesh on a 3-node cluster', () => {
         });
         s.on('error', reject);
       });
-    const p1 = await send(18082);
-    const p2 = await send(18083);
     const got = async (svc: string) => {
       const t = live(await c.tasksOf(svc))[0]!;
       // Bytes as hex, since the header is binary (busybox od).
       const hex = await docker(['exec', t.status.containerId!, 'od', '-An', '-v', '-tx1', '/tmp/got']);
       return Buffer.from(hex.replace(/\s+/g, ''), 'hex');
     };
+    // A task counts as ready once it runs (no probe): a connection that came before nc listened was refused and dropped
+    // (nc is still waiting for its one connection), so the client sends again until one arrived.
+    const deliver = async (svc: string, port: number) => {
+      for (const deadline = Date.now() + 10_000; ; ) {
+        const local = await send(port);
+        if ((await got(svc)).length > 0 || Date.now() > deadline) return local;
+      }
+    };
+    const p1 = await deliver('pp_one', 18082);
+    const p2 = await deliver('pp_two', 18083);
     await eventually(async () => expect((await got('pp_one')).toString('latin1')).toBe(`PROXY TCP4 127.0.0.1 127.0.0.2 ${p1} 18082\r\nhello\n`), 10_000);
     const v2 = await eventually(async () => {
       const b = await got('pp_two');

@@ -14,6 +14,7 @@
 import type { Logger } from 'pino';
 import type { Driver, SandboxDns, SandboxHandle } from '../driver.js';
 import { NodeNetwork, type NodeNetworkOptions } from './nodeNetwork.js';
+import { LABEL_PORTS, LABEL_SERVICE, LABEL_SLOT } from '../state.js';
 
 export interface PreparedNetwork {
   sandbox: SandboxHandle;
@@ -48,7 +49,9 @@ export class TaskNetworking {
 
   /** prepare starts (or finds) a task's sandbox and plumbs its address into it. */
   async prepare(taskName: string, uid: string, labels: Record<string, string>, dns?: SandboxDns): Promise<PreparedNetwork> {
-    const sandbox = await this.driver.sandbox(taskName, labels, dns);
+    // The sandbox carries the labels that find a task's containers (cluster, node, task), not those that count a service's.
+    const own = Object.fromEntries(Object.entries(labels).filter(([k]) => k !== LABEL_SERVICE && k !== LABEL_SLOT && k !== LABEL_PORTS));
+    const sandbox = await this.driver.sandbox(taskName, own, dns);
     const taskIP = await this.node.plumb(taskName, uid, sandbox.pid);
     return { sandbox, taskIP };
   }
