@@ -51,8 +51,7 @@ import type { AgentOptions } from './options.js';
 import { TaskNetworking } from './net/taskNetworking.js';
 import { DEFAULT_CLUSTER_DOMAIN, ServiceDiscovery } from './net/discovery.js';
 import { upstreamsFromResolvConf } from './net/dns.js';
-import type { DnsClient } from './net/dnsNames.js';
-import { serviceNetworks } from '../api/types.js';
+import { TaskNetworkView } from './net/taskView.js';
 import { formatCidr } from '../base/cidr.js';
 import { readFileSync } from 'node:fs';
 
@@ -93,12 +92,16 @@ export class Agent {
   private networkError?: string;
   /** The node's DNS for its tasks, on the task network's gateway. */
   private discovery?: ServiceDiscovery;
+  /** Which networks this node's tasks are on: for its resolver's answers and its isolation rules alike. */
+  private readonly view: TaskNetworkView;
+  private isolationTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
     this.log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'agent' } }, pino.destination(2));
     this.name = opts.name ?? osHostname();
     this.state = new AgentState(this.name);
+    this.view = new TaskNetworkView(this.state, () => this.mesh);
     const signal = this.abort.signal;
     this.ports = new PortAllocator(opts.portRange, opts.address, opts.driver.bindsHostPorts !== false);
     this.queue = new WorkQueue((k) => this.reconciler.reconcile(k), {
@@ -160,6 +163,7 @@ export class Agent {
       deregistration: () => this.deregistration,
       collector: () => this.collector,
       network: () => this.network,
+      networkChanged: () => this.syncIsolation(),
       networkError: () => this.networkError,
       dns: (stack) => {
         if (!this.discovery || !this.network) return undefined;
@@ -230,7 +234,7 @@ export class Agent {
     });
     this.state.informer.start();
     if (this.opts.mesh !== false) {
-      this.mesh = new Mesh(this.client, { node: this.name, cluster: this.state.clusterId, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel, tableSweepMs: this.opts.tableSweepMs, ...(this.network ? { taskNetwork: { bridge: this.network.bridge, gateway: this.network.gateway } } : {}) });
+      this.mesh = new Mesh(this.client, { node: this.name, cluster: this.state.clusterId, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel, tableSweepMs: this.opts.tableSweepMs, ...(this.network ? { taskNetwork: { bridge: this.network.bridge, gateway: this.network.gateway }, admit: (client, spec) => this.view.mayReach(client, spec) } : {}) });
       const signal = this.abort.signal;
       new MeshReporter({ client: this.client, node: this.name, mesh: this.mesh, minIntervalMs: () => this.status.flushInterval, signal, log: this.log });
       this.deregistration = new Deregistration({ client: this.client, mesh: this.mesh, clock: this.clock, timeoutMs: this.opts.deregisterMs ?? 10_000, wake: (t) => this.queue.add(t), signal, log: this.log });
@@ -239,6 +243,7 @@ export class Agent {
         const mesh = this.mesh;
         this.mesh.onDidChange(() => discovery.update(mesh.specs()));
       }
+      this.mesh.onDidChange(() => this.syncIsolation());
       await this.mesh.start();
     }
     const signal = this.abort.signal;
@@ -290,7 +295,7 @@ export class Agent {
     const discovery = new ServiceDiscovery({
       domain: this.opts.clusterDomain,
       upstream: this.opts.dnsUpstream ?? nodeResolvers(),
-      clientOf: (address) => this.dnsClientOf(address),
+      clientOf: (address) => this.view.clientAt(address),
       log: this.log,
     });
     try {
@@ -302,18 +307,19 @@ export class Agent {
     }
   }
 
-  /** dnsClientOf: the task of this node at an address, as its resolver's client (its stack and networks). */
-  private dnsClientOf(address: string): DnsClient | undefined {
-    for (const [name, local] of this.state.locals) {
-      if (local.taskIP !== address) continue;
-      const task = this.state.task(name);
-      if (!task) return undefined;
-      const stack = task.metadata.labels['baton.stack'] ?? '';
-      const spec = this.mesh?.spec(task.spec.serviceName);
-      const networks = spec?.networks ?? serviceNetworks({ stack });
-      return { stack: spec?.stack ?? stack, networks: networks.map((n) => n.name) };
-    }
-    return undefined;
+  /**
+   * syncIsolation brings the node's isolation rules in line with who is on
+   * which network (tasks started or gone here, Endpoints changed anywhere),
+   * once per burst of changes.
+   */
+  private syncIsolation(): void {
+    const network = this.network;
+    const scope = this.session.ranges;
+    if (!network || !scope || this.isolationTimer) return;
+    this.isolationTimer = setTimeout(() => {
+      this.isolationTimer = undefined;
+      network.node.setIsolation([formatCidr(scope.clusterCidr)], this.view.members()).catch((e) => this.log.warn({ err: String(e) }, 'could not update the task network\'s isolation rules; will retry with the next change'));
+    }, 20);
   }
 
   /** registerOrRejoin registers this node; when its certificate was revoked while it was away, it joins again if it has a token. */
@@ -344,6 +350,7 @@ export class Agent {
   /** halt stops every loop, the engine event stream, the work queue and the task watch. */
   private async halt(): Promise<void> {
     this.abort.abort();
+    clearTimeout(this.isolationTimer);
     this.loops.push(this.engine.stop());
     this.health.close();
     this.queue.stop();

@@ -59,6 +59,8 @@ export interface MeshOptions {
    * mesh's proxy listening on the gateway.
    */
   taskNetwork?: { bridge: string; gateway: string };
+  /** Whether a client (by address) may reach a service through its VIP: a task only on a network it shares (default: anyone). */
+  admit?: (client: string, service: EndpointsSpec) => boolean;
 }
 
 /** Counters of one endpoint, or of a whole service. */
@@ -534,7 +536,12 @@ export class Mesh {
   /** listenVip starts a VIP's proxy for one container port on the gateway; once it listens, the kernel rules send there. */
   private listenVip(service: string, target: number): void {
     const key = `${service}:${target}`;
-    const server = createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.accept(sock, service, target));
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, (sock) => {
+      // The kernel path checks the networks at the task a connection reaches (netTable.ts); this path, at the proxy.
+      const spec = this.routes.get(service)?.spec;
+      if (spec && this.opts.admit && !this.opts.admit(sock.remoteAddress ?? '', spec)) return void sock.destroy();
+      this.accept(sock, service, target);
+    });
     const proxy: VipProxy = { server, service, target };
     server.on('error', (err: Error & { code?: string }) => {
       this.opts.log.warn({ service, target, err: err.code ?? err.message }, 'routing mesh cannot serve a service VIP to this node\'s tasks');

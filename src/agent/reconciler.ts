@@ -39,6 +39,8 @@ export interface ReconcilerDeps {
   /** This node's task network (undefined before registration, on a simulated node, or when it could not be made: then why). */
   network: () => TaskNetworking | undefined;
   networkError: () => string | undefined;
+  /** A task got or gave back its address here (the isolation rules follow). */
+  networkChanged: () => void;
   /** The resolv.conf of a task of this stack on the task network (the node's resolver), when the node runs one. */
   dns: (stack: string) => SandboxDns | undefined;
 }
@@ -222,6 +224,7 @@ export class TaskReconciler {
         const net = await bridged.prepare(name, task.metadata.uid, labels, this.deps.dns(task.metadata.labels['baton.stack'] ?? ''));
         sandbox = net.sandbox;
         local.taskIP = net.taskIP;
+        this.deps.networkChanged();
         await bridged.mapPorts(name, (local.ports ?? []).map((p) => ({ hostPort: p.hostPort, target: p.target, protocol: 'tcp' as const })));
         env.BATON_HOST_IP = net.taskIP;
         for (const t of targets) env[`BATON_PORT_${t}`] = String(t);
@@ -325,6 +328,7 @@ export class TaskReconciler {
     if (!network || (!local.taskIP && !network.addressOf(name))) return;
     await network.release(name, local.uid);
     local.taskIP = undefined;
+    this.deps.networkChanged();
   }
 
   /**

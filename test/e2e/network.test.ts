@@ -81,6 +81,8 @@ describe('tasks in network namespaces of their own', () => {
     // Unmodified command lines: by short name, by full name, and every ready task by tasks.<name>.
     expect((await exec(w!, ['wget', '-q', '-O', '-', 'http://api/id'])).trim()).toBe(a!.metadata.name);
     expect((await exec(w!, ['wget', '-q', '-O', '-', 'http://same_api/id'])).trim()).toBe(a!.metadata.name);
+    // Straight to the task's own address (tasks.<name>): on one bridge, through the node, which checks the networks they share.
+    expect((await exec(w!, ['wget', '-q', '-O', '-', 'http://tasks.api/id'])).trim()).toBe(a!.metadata.name);
     const all = await exec(w!, ['nslookup', 'tasks.web']);
     for (const t of live(await c.tasksOf('same_web'))) expect(all).toContain(t.status.taskIP!);
     await c.apply('same', `services:
@@ -111,6 +113,31 @@ describe('tasks in network namespaces of their own', () => {
     // Names outside the cluster are not forwarded in tests (--dns-upstream none): NXDOMAIN, at once.
     expect(await exec(w!, ['sh', '-c', 'nslookup example.com 2>&1; echo "exit $?"'])).toMatch(/NXDOMAIN[\s\S]*exit 1/);
   }, 90_000);
+
+  it('isolates stacks: a task of another stack neither resolves nor reaches them, by name, VIP or address', async () => {
+    await c.apply('iso', `services:
+  probe:
+    image: ${TEST_IMAGE}
+    command: ["sleep", "3600"]
+    deploy:
+      placement: {constraints: ["node.name == n2"]}
+`);
+    const p = await eventually(async () => {
+      const [x] = live(await c.tasksOf('iso_probe'));
+      expect(x?.status.taskIP).toBeDefined();
+      return x!;
+    }, 5 * 5000);
+    const [a] = live(await c.tasksOf('same_api'));
+    const vip = (await c.api.get<Endpoints>(endpointsKind, 'same_api')).spec.vip!;
+    // (busybox's own wget -T crashes in this image: the timeout applet bounds it instead.)
+    const attempt = (url: string) => exec(p, ['sh', '-c', `timeout 3 wget -q -O - ${url} 2>&1; echo "exit $?"`]);
+    expect(await exec(p, ['sh', '-c', 'nslookup same_api 2>&1; echo "exit $?"'])).toMatch(/NXDOMAIN[\s\S]*exit 1/);
+    for (const url of [`http://${a!.status.taskIP}/id`, `http://${vip}/id`]) {
+      const out = await attempt(url);
+      expect(out).not.toContain(a!.metadata.name);
+      expect(out).not.toMatch(/exit 0$/m);
+    }
+  }, 60_000);
 
   it('gives a task no route off the machine when egress is off: only its own range, through its bridge', async () => {
     const [t] = live(await c.tasksOf('same_web'));

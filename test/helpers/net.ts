@@ -11,4 +11,5 @@ import { run } from '../../src/agent/nft.js';
 export async function removeNodeNetwork(clusterId: string, node: string): Promise<void> {
   await deleteBridge(ifName('bt', `${clusterId}/${node}`));
   await run(['delete', 'table', 'ip', netTableName(node, clusterId)]);
+  await run(['delete', 'table', 'bridge', netTableName(node, clusterId)]);
 }

@@ -48,6 +48,13 @@ export interface NetTableSpec {
   internal: Cidr[];
   /** Tasks reach the outside, masqueraded to the node's address; without it their packets to anything else are dropped. */
   egress: boolean;
+  /**
+   * Isolation: the addresses of each network's tasks (this node's, and the
+   * cluster's ready ones). A task of this node reaches a task address only
+   * when both are on one network; addresses in `scope` (the cluster's task
+   * range) outside every shared network are dropped.
+   */
+  isolation?: { scope: Cidr[]; networks: string[][] };
 }
 
 const NFT = '/usr/sbin/nft';
@@ -79,12 +86,18 @@ export function rulesetText(table: string, spec: NetTableSpec): string {
   const bridges = spec.bridges.map((b) => ({ name: checkBridge(b.name), range: formatCidr(b.range) }));
   const internal = spec.internal.map(formatCidr);
   const internalSet = internal.length ? `{ ${internal.join(', ')} }` : undefined;
+  const isolation = spec.isolation && spec.isolation.scope.length ? spec.isolation : undefined;
+  const sets = (isolation?.networks ?? []).map((members, i) => {
+    const elements = [...new Set(members.map((a, k) => checkIp(a, `isolation.networks[${i}][${k}]`)))].sort();
+    return [`  set net_${i} {`, '    type ipv4_addr;', ...(elements.length ? [`    elements = { ${elements.join(', ')} }`] : []), '  }'];
+  });
   const mappings = spec.mappings.map((m, i) => {
     if (m.protocol !== 'tcp' && m.protocol !== 'udp') throw new Error(`mappings[${i}].protocol must be tcp or udp`);
     return `    ip daddr ${checkIp(m.address, `mappings[${i}].address`)} ${m.protocol} dport ${checkPort(m.port, `mappings[${i}].port`)} dnat to ${checkIp(m.to, `mappings[${i}].to`)}:${checkPort(m.toPort, `mappings[${i}].toPort`)}`;
   });
   const lines = [
     `table ip ${table} {`,
+    ...sets.flat(),
     '  chain prerouting {',
     '    type nat hook prerouting priority dstnat; policy accept;',
     '    jump mappings',
@@ -109,6 +122,14 @@ export function rulesetText(table: string, spec: NetTableSpec): string {
     '  }',
     '  chain forward {',
     '    type filter hook forward priority filter; policy accept;',
+    ...(isolation
+      ? [
+          '    ct state established,related accept',
+          // A task reaches a task only on a network they share (a VIP's connection is checked after its DNAT, at the task it reached).
+          ...bridges.flatMap((b) => isolation.networks.map((_, i) => `    iifname "${b.name}" ip saddr @net_${i} ip daddr @net_${i} accept`)),
+          ...bridges.map((b) => `    iifname "${b.name}" ip daddr { ${isolation.scope.map(formatCidr).join(', ')} } drop`),
+        ]
+      : []),
     // Without egress, what a task sends is forwarded only within the cluster's ranges (the node itself is input, not forward).
     ...(spec.egress ? [] : bridges.map((b) => `    iifname "${b.name}"${internalSet ? ` ip daddr != ${internalSet}` : ''} drop`)),
     '  }',
@@ -119,6 +140,20 @@ export function rulesetText(table: string, spec: NetTableSpec): string {
     '  }',
     '}',
   ];
+  // Tasks of one node talk through its bridge without the node routing them: the bridge family's forward hook applies
+  // the same rule to those frames (where br_netfilter is loaded, the ip family sees them as well; the verdicts agree).
+  if (isolation)
+    lines.push(
+      `table bridge ${table} {`,
+      ...sets.flat(),
+      '  chain forward {',
+      '    type filter hook forward priority filter; policy accept;',
+      // (Frames are told apart by their source range, this node's bridge's: not every kernel matches a bridge's name here.)
+      ...bridges.flatMap((b) => isolation.networks.map((_, i) => `    ip saddr ${b.range} ip saddr @net_${i} ip daddr @net_${i} accept`)),
+      ...bridges.map((b) => `    ip saddr ${b.range} ip daddr { ${isolation.scope.map(formatCidr).join(', ')} } drop`),
+      '  }',
+      '}',
+    );
   return lines.join('\n') + '\n';
 }
 
@@ -148,7 +183,8 @@ export class NetTable {
     if (text === this.applied) return;
     // route_localnet on each bridge, so DNAT from a loopback client can route into it (guarded above).
     for (const b of spec.bridges) await writeFile(`/proc/sys/net/ipv4/conf/${checkBridge(b.name)}/route_localnet`, '1');
-    const r = await run(['-f', '-'], `table ip ${this.name}\ndelete table ip ${this.name}\n${text}`);
+    // Both families' tables are replaced in one transaction (the bridge one exists only with isolation rules).
+    const r = await run(['-f', '-'], `table ip ${this.name}\ndelete table ip ${this.name}\ntable bridge ${this.name}\ndelete table bridge ${this.name}\n${text}`);
     if (r.code !== 0) throw new Error(`nft: ${r.stderr.trim() || `exit ${r.code}`}`);
     this.applied = text;
   }
@@ -156,5 +192,6 @@ export class NetTable {
   async close(): Promise<void> {
     this.applied = '';
     await run(['delete', 'table', 'ip', this.name]);
+    await run(['delete', 'table', 'bridge', this.name]);
   }
 }

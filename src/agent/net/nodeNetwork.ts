@@ -32,6 +32,8 @@ export class NodeNetwork {
   private readonly addresses = new Map<string, string>();
   private readonly table: NetTable;
   private readonly mappings = new Map<string, PortMapping[]>();
+  private isolation?: { scope: Cidr[]; networks: string[][] };
+  private syncing: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: NodeNetworkOptions) {
     this.bridge = { name: ifName('bt', `${opts.cluster}/${opts.node}`), range: parseCidr(opts.range) };
@@ -68,7 +70,7 @@ export class NodeNetwork {
   /** start makes the bridge and the (empty) mapping table. */
   async start(): Promise<void> {
     await ensureBridge(this.bridge);
-    await this.table.sync(this.tableSpec());
+    await this.sync();
   }
 
   /** gateway: the bridge's own address. */
@@ -126,12 +128,21 @@ export class NodeNetwork {
     if (had) await this.sync();
   }
 
-  private tableSpec() {
-    return { bridges: [this.bridge], mappings: [...this.mappings.values()].flat(), internal: [this.bridge.range, ...this.routes], egress: this.opts.egress };
+  /** setIsolation replaces the isolation rules: the addresses on each network (TaskNetworkView.members), dropping the rest of `scope`. */
+  async setIsolation(scope: string[], networks: string[][]): Promise<void> {
+    this.isolation = { scope: scope.map(parseCidr), networks };
+    await this.sync();
   }
 
-  private async sync(): Promise<void> {
-    await this.table.sync(this.tableSpec());
+  private tableSpec() {
+    return { bridges: [this.bridge], mappings: [...this.mappings.values()].flat(), internal: [this.bridge.range, ...this.routes], egress: this.opts.egress, ...(this.isolation ? { isolation: this.isolation } : {}) };
+  }
+
+  /** sync loads the table, one load at a time, each with what is wanted when it starts. */
+  private sync(): Promise<void> {
+    const next = this.syncing.catch(() => {}).then(() => this.table.sync(this.tableSpec()));
+    this.syncing = next;
+    return next;
   }
 
   async close(): Promise<void> {
