@@ -398,9 +398,24 @@ describe('readCompose: supported keys', () => {
     expect(service('ports: ["9100"]').ports).toEqual([{ target: 9100, protocol: 'tcp', mode: 'ingress' }]);
   });
 
-  it.each(['service:db', 'container:abc', 'default'])('refuses network_mode %s with the reason', (mode) => {
-    expect(errorsOf(`network_mode: "${mode}"`)).toEqual([
-      `services.web.network_mode: \`services.web.network_mode\` (${mode}) is not supported by Baton yet: Baton runs every task with host networking in this release`,
+  it.each([
+    ['service:db', "each task has a network namespace of its own, and sharing another service's is not supported: reach that service by name, or run both programs in one service"],
+    ['container:abc', "each task has a network namespace of its own; Baton does not join a container's"],
+  ])('refuses network_mode %s with the reason', (mode, reason) => {
+    expect(errorsOf(`network_mode: "${mode}"`)).toEqual([`services.web.network_mode: \`services.web.network_mode\` (${mode}) is not supported by Baton yet: ${reason}`]);
+  });
+
+  it('refuses a network_mode Compose does not know, pointing a network name to networks', () => {
+    expect(errorsOf('network_mode: default')).toEqual([
+      `services.web.network_mode: must be bridge (the default: a network namespace of the task's own), host or none; got "default"`,
+    ]);
+    const r = read('services:\n  web:\n    image: nginx\n    network_mode: front\nnetworks:\n  front:\n');
+    expect(r.errors).toEqual([
+      {
+        path: 'services.web.network_mode',
+        message: `must be bridge (the default: a network namespace of the task's own), host or none; got "front"; to join network "front", write \`networks: [front]\``,
+        line: 4,
+      },
     ]);
   });
 
@@ -843,7 +858,7 @@ describe('readCompose: key policy', () => {
   it.each([
     ['privileged: true', 'services.web.privileged', '`services.web.privileged` is not supported by Baton yet'],
     ['secrets: [s]', 'services.web.secrets', '`services.web.secrets` is not supported by Baton yet'],
-    ['links: [db]', 'services.web.links', '`services.web.links` is not supported by Baton yet: Baton runs every task with host networking in this release'],
+    ['links: ["db:database"]', 'services.web.links[0]', "`services.web.links[0]` (alias database) is not supported by Baton yet: a link's alias is seen by the linking service alone, and a network's names are the same for every task on it: give the alias with `networks.<name>.aliases`"],
     ['platform: wasi/wasm', 'services.web.platform', '`services.web.platform` is not supported by Baton yet: it selects which image variant runs'],
     ['profiles: [debug]', 'services.web.profiles', '`services.web.profiles` is not supported by Baton yet: profiles choose which services run, and Baton has no --profile yet'],
     ['cpu_shares: 512', 'services.web.cpu_shares', '`services.web.cpu_shares` is not supported by Baton yet: use `deploy.resources.limits.cpus`'],
@@ -871,7 +886,7 @@ describe('readCompose: key policy', () => {
   it.each([
     ['container_name: web1', 'services.web.container_name'],
     ['logging:\n  driver: json-file', 'services.web.logging'],
-    ['networks: [front]', 'services.web.networks'],
+    ['links: [db]', 'services.web.links'],
     ['depends_on: [db]', 'services.web.depends_on'],
     ['stdin_open: true', 'services.web.stdin_open'],
     ['tty: true', 'services.web.tty'],
@@ -890,7 +905,6 @@ describe('readCompose: key policy', () => {
     expect(r.errors).toEqual([]);
     expect(r.warnings.map((w) => [w.path, w.line])).toEqual([
       ['version', 1],
-      ['networks', 4],
       ['secrets', 6],
       ['configs', 8],
     ]);
@@ -913,6 +927,7 @@ describe('readCompose: robustness', () => {
     'image', 'command', 'entrypoint', 'environment', 'env_file', 'labels', 'ports', 'expose', 'network_mode', 'deploy', 'scale',
     'volumes', 'user', 'working_dir', 'read_only', 'cap_add', 'tmpfs', 'ulimits', 'sysctls', 'extra_hosts', 'hostname', 'init',
     'stop_signal', 'stop_grace_period', 'healthcheck', 'pull_policy', 'restart', 'cpus', 'mem_limit', 'x-baton', 'secrets', 'build',
+    'networks', 'links',
   ];
   const noInternalError = (r: ComposeResult) => {
     for (const e of r.errors) expect(e.message).not.toMatch(/^internal error/);
@@ -932,7 +947,7 @@ describe('readCompose: robustness', () => {
       fc.jsonValue({ maxDepth: 3 }),
       fc.constantFrom('80:80', '1.2.3.4:1-2:3-4/udp', '${X:?}', '$$', 'a:/b:ro', '~/x:/y', '1m', '1g', 'on-failure:2', 'service:x'),
     );
-    const deployValue = fc.dictionary(fc.constantFrom('mode', 'replicas', 'resources', 'restart_policy', 'placement', 'labels'), fc.jsonValue({ maxDepth: 3 }));
+    const deployValue = fc.dictionary(fc.constantFrom('mode', 'replicas', 'resources', 'restart_policy', 'placement', 'labels', 'endpoint_mode'), fc.jsonValue({ maxDepth: 3 }));
     fc.assert(
       fc.property(fc.dictionary(fc.constantFrom(...serviceKeys), value), deployValue, (svc, deploy) => {
         noInternalError(read(JSON.stringify({ services: { web: { ...svc, deploy } }, volumes: { data: null } })));

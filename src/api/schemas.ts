@@ -23,6 +23,14 @@ const probe = z.object({
   startIntervalMs: ms.optional(),
 });
 
+/** A network's full name (`<stack>_<key>`, or an external network's own); the Compose reader checks names with it too. */
+export const networkNameSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'a network name: letters, digits, _ . - (at most 63)');
+/** A name the node's DNS answers (a network alias): labels of letters, digits and "-", separated by dots. */
+export const dnsNameSchema = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'a DNS name').max(253);
+/** The most networks a service joins, and the most aliases it has on one. */
+export const MAX_SERVICE_NETWORKS = 32;
+export const MAX_NETWORK_ALIASES = 32;
+
 export const labelsSchema = z.record(z.string(), z.string());
 
 export const containerSpecSchema = z.object({
@@ -92,13 +100,8 @@ export const serviceSpecSchema = z.object({
   ),
   expose: z.array(z.number().int().min(1).max(65535)),
   networks: z
-    .array(
-      z.object({
-        name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'a network name: letters, digits, _ . - (at most 63)'),
-        aliases: z.array(z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'a DNS name').max(253)).max(32),
-      }),
-    )
-    .max(32)
+    .array(z.object({ name: networkNameSchema, aliases: z.array(dnsNameSchema).max(MAX_NETWORK_ALIASES) }))
+    .max(MAX_SERVICE_NETWORKS)
     .optional(),
   resources: z.object({ reservations: amounts, limits: amounts.extend({ pids: nonNegInt.optional() }) }),
   restartPolicy: z.object({

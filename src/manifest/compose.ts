@@ -51,13 +51,16 @@ import {
   type Toleration,
   type Ulimit,
   type UpdateConfig,
-  type NetworkMode,
 } from '../api/types.js';
 import type { ErrorDetail } from '../base/errors.js';
 import composeSpecSchema from './compose-spec.json' with { type: 'json' };
+import { checkPublishedPorts, readEndpointMode, readLinks, readNetworks, readServiceNetworking, type DeclaredNetworks, type PublishedPort } from './composeNetworks.js';
 import { interpolateString, interpolateTree, type Lookup, type PathSegment } from './interpolate.js';
+import { formatKeyPath } from './keyPath.js';
 import { isKubernetesDocument, kubernetesRefusal } from './kubernetes.js';
 import { parseBytes, parseDurationMs, type UnitResult } from './units.js';
+
+export { formatKeyPath };
 
 // ---------------------------------------------------------------- public API
 
@@ -97,8 +100,16 @@ export interface ComposeResult {
 /** STACK_LABEL is the service label naming the stack a service came from, so `apply --prune` finds the stack's services. */
 export const STACK_LABEL = 'baton.stack';
 
-/** HOST_NETWORK_REASON explains every refused network setting once, in the same words. */
-export const HOST_NETWORK_REASON = 'Baton runs every task with host networking in this release';
+/** TASK_ADDRESS_REASON explains every refused address setting once, in the same words (each task has a network namespace of its own). */
+const TASK_ADDRESS_REASON = "Baton gives each task an address of its own from its node's range of --cluster-cidr";
+/** FIXED_ADDRESS_REASON: why an address cannot be pinned to a service. */
+const FIXED_ADDRESS_REASON = `${TASK_ADDRESS_REASON}; a fixed address cannot follow a service's replicas from node to node (reach the service by name)`;
+/** MAC_REASON: why a MAC address cannot be pinned to a service. */
+const MAC_REASON = "Baton gives each task's interface a MAC address of its own; a fixed one cannot follow a service's replicas from node to node";
+/** DRIVER_OPTS_REASON: why network driver options have nothing to act on. */
+const DRIVER_OPTS_REASON = "Baton's network takes no driver options";
+/** DNS_REASON: why a task's resolver settings are Baton's. */
+const DNS_REASON = "each task resolves names through its node's resolver, which answers the cluster's names and forwards the others to the agent's --dns-upstream";
 
 // ---------------------------------------------------------------- key policy table
 
@@ -125,7 +136,6 @@ const unsupported = (reason?: string): KeyPolicy => (reason ? { kind: 'unsupport
 export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   // top level
   version: warn('obsolete: Baton reads every file as the Compose Specification'),
-  networks: warn(`${HOST_NETWORK_REASON}, so networks neither connect nor isolate tasks`),
   secrets: warn('definitions alone change nothing, and services cannot use secrets in Baton yet'),
   configs: warn('definitions alone change nothing, and services cannot use configs in Baton yet'),
   models: warn('definitions alone change nothing, and services cannot use models in Baton yet'),
@@ -133,6 +143,16 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'volumes.*.driver': unsupported('Baton creates volumes with the engine\'s "local" driver'),
   'volumes.*.driver_opts': unsupported('Baton creates volumes with the engine\'s "local" driver and no options'),
   'volumes.*.labels': warn('volume labels are metadata only'),
+  // top-level networks (composeNetworks.ts): values that ask for what Baton does anyway pass without a row
+  'networks.*.driver_opts': unsupported(DRIVER_OPTS_REASON),
+  'networks.*.internal': unsupported("whether tasks reach beyond the cluster is decided per node (the agent's --egress), not per network"),
+  'networks.*.enable_ipv4': unsupported(TASK_ADDRESS_REASON),
+  'networks.*.enable_ipv6': unsupported(`${TASK_ADDRESS_REASON}, and task addresses are IPv4 only`),
+  'networks.*.attachable': warn("only Baton's tasks join Baton's networks; another stack's services join one through `external: true`"),
+  'networks.*.labels': warn('network labels are metadata only'),
+  'networks.*.ipam.driver': unsupported(TASK_ADDRESS_REASON),
+  'networks.*.ipam.config': unsupported(`${TASK_ADDRESS_REASON}, so a network's own subnet, ip_range, gateway or aux_addresses cannot be honoured`),
+  'networks.*.ipam.options': unsupported(TASK_ADDRESS_REASON),
 
   // service level: warn only
   'services.*.attach': warn('it only decides whether `docker compose up` streams the service\'s logs'),
@@ -141,11 +161,13 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.depends_on': warn('start order only; Baton starts every service at once and restarts failed tasks, as `docker stack deploy` does'),
   'services.*.develop': warn('`docker compose watch` settings for local development'),
   'services.*.logging': warn('Baton reads task logs through the engine\'s default log driver'),
-  'services.*.networks': warn(`${HOST_NETWORK_REASON}, so networks neither connect nor isolate tasks`),
+  'services.*.links=name': warn('services reach each other by name on the networks they share, so a link without an alias adds nothing'),
+  'services.*.networks.*.priority': warn('a task has one address, on all its networks at once, so there is no order in which it joins them'),
+  'services.*.networks.*.gw_priority': warn("a task has one address and one gateway, its node's, whatever networks it is on"),
   'services.*.restart+deploy.restart_policy': warn('`deploy.restart_policy` takes precedence, as in Swarm'),
   'services.*.stdin_open': warn('Baton tasks run detached; nothing attaches to stdin'),
   'services.*.tty': warn('Baton tasks run detached; nothing attaches to a terminal'),
-  'services.*.deploy.endpoint_mode': warn('Baton has no service VIPs or DNS yet; tasks are reached on host ports'),
+  'services.*.deploy.endpoint_mode=dnsrr': warn("`<service>` resolves to the service's virtual IP, which balances over its ready tasks, and `tasks.<service>` to the tasks' own addresses, as dnsrr would"),
   'services.*.ports[].app_protocol': warn('an application-protocol hint only'),
   'services.*.volumes[].consistency': warn('mount consistency has no effect on Linux'),
   'services.*.volumes[].bind.create_host_path=false': warn('Baton creates a missing bind source as the short syntax does'),
@@ -168,19 +190,19 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.credential_spec': unsupported(),
   'services.*.device_cgroup_rules': unsupported(),
   'services.*.devices': unsupported(),
-  'services.*.dns': unsupported(HOST_NETWORK_REASON),
-  'services.*.dns_opt': unsupported(HOST_NETWORK_REASON),
-  'services.*.dns_search': unsupported(HOST_NETWORK_REASON),
+  'services.*.dns': unsupported(DNS_REASON),
+  'services.*.dns_opt': unsupported(DNS_REASON),
+  'services.*.dns_search': unsupported(DNS_REASON),
   'services.*.domainname': unsupported('it changes the name the container sees for itself'),
   'services.*.extends': unsupported('Baton reads one file; write the service out in full'),
-  'services.*.external_links': unsupported(HOST_NETWORK_REASON),
+  'services.*.external_links': unsupported('tasks reach services by name on the networks they share; Baton does not link a task to containers it does not run'),
   'services.*.gpus': unsupported(),
   'services.*.group_add': unsupported(),
   'services.*.ipc': unsupported(),
   'services.*.isolation': unsupported(),
   'services.*.label_file': unsupported('write the labels under `labels`'),
-  'services.*.links': unsupported(HOST_NETWORK_REASON),
-  'services.*.mac_address': unsupported(HOST_NETWORK_REASON),
+  'services.*.links': unsupported("a link's alias is seen by the linking service alone, and a network's names are the same for every task on it: give the alias with `networks.<name>.aliases`"),
+  'services.*.mac_address': unsupported(MAC_REASON),
   'services.*.mem_swappiness': unsupported(),
   'services.*.memswap_limit': unsupported(),
   'services.*.models': unsupported(),
@@ -203,9 +225,14 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.userns_mode': unsupported(),
   'services.*.uts': unsupported(),
   'services.*.volumes_from': unsupported(),
-  'services.*.network_mode=bridge': unsupported(HOST_NETWORK_REASON),
-  'services.*.network_mode=service:': unsupported(HOST_NETWORK_REASON),
-  'services.*.network_mode=container:': unsupported(HOST_NETWORK_REASON),
+  'services.*.network_mode=service:': unsupported("each task has a network namespace of its own, and sharing another service's is not supported: reach that service by name, or run both programs in one service"),
+  'services.*.network_mode=container:': unsupported("each task has a network namespace of its own; Baton does not join a container's"),
+  'services.*.networks.*.ipv4_address': unsupported(FIXED_ADDRESS_REASON),
+  'services.*.networks.*.ipv6_address': unsupported(FIXED_ADDRESS_REASON),
+  'services.*.networks.*.link_local_ips': unsupported(FIXED_ADDRESS_REASON),
+  'services.*.networks.*.mac_address': unsupported(MAC_REASON),
+  'services.*.networks.*.driver_opts': unsupported(DRIVER_OPTS_REASON),
+  'services.*.networks.*.interface_name': unsupported('a task has one network interface, which Baton names'),
   'services.*.pull_policy=refresh': unsupported('use always, missing or never'),
   'services.*.deploy.resources.reservations.generic_resources': unsupported(),
   'services.*.deploy.resources.reservations.devices': unsupported(),
@@ -553,23 +580,6 @@ export function constraintProblem(expr: string): string | undefined {
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
-const SIMPLE_KEY = /^[A-Za-z0-9_-]+$/;
-
-/**
- * formatKeyPath renders a key path the way every Baton message shows it:
- * `services.web.ports[0]`, with keys that hold dots or spaces quoted
- * (`labels["com.example.a"]`) so the path stays unambiguous.
- */
-export function formatKeyPath(segments: readonly PathSegment[]): string {
-  let out = '';
-  for (const s of segments) {
-    if (typeof s === 'number') out += `[${s}]`;
-    else if (SIMPLE_KEY.test(s)) out += out === '' ? s : `.${s}`;
-    else out += `[${JSON.stringify(s)}]`;
-  }
-  return out;
-}
-
 interface Issue {
   segs: PathSegment[];
   /** Set instead of segs for issues about the file or the stream as a whole. */
@@ -586,6 +596,10 @@ class Ctx {
   readonly warnings: Issue[] = [];
   stack = '';
   volumes = new Map<string, { source: string }>();
+  /** Network keys a service may name → full names (composeNetworks.ts). */
+  networks: DeclaredNetworks = new Map();
+  /** Every translated port with its item's path, so a port two services publish is found once all are read. */
+  publishedPorts: PublishedPort[] = [];
   /** The file's service keys, so x-baton (anti-)affinity can name a sibling by its short name. */
   serviceKeys = new Set<string>();
 
@@ -1085,6 +1099,7 @@ function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackSt
       if (s) services.push(s);
     }
     if (Object.keys(data.services).length === 0) ctx.error(['services'], 'the file defines no services');
+    checkPublishedPorts(ctx, ctx.publishedPorts);
   } else if (data.services === undefined) {
     ctx.error(['services'], 'the file defines no services: a Compose file needs a `services` mapping');
   }
@@ -1124,7 +1139,7 @@ function finalize(ctx: Ctx, issues: Issue[], isErrors: boolean): ErrorDetail[] {
 
 // ---------------------------------------------------------------- top level
 
-const TOP_LEVEL_HANDLED = ['name', 'services', 'volumes'];
+const TOP_LEVEL_HANDLED = ['name', 'services', 'volumes', 'networks'];
 
 function translateTopLevel(ctx: Ctx, data: Obj): void {
   for (const key of Object.keys(data)) {
@@ -1137,6 +1152,7 @@ function translateTopLevel(ctx: Ctx, data: Obj): void {
     if (!Object.hasOwn(COMPOSE_KEY_POLICY, key)) continue; // unknown top-level keys are schema errors already
     ctx.policy([key], key);
   }
+  ctx.networks = readNetworks(ctx, data.networks);
   if (!isObj(data.volumes)) return;
   for (const [name, vol] of Object.entries(data.volumes)) {
     const segs: PathSegment[] = ['volumes', name];
@@ -1343,6 +1359,8 @@ const SERVICE_HANDLED = [
   'ports',
   'expose',
   'network_mode',
+  'networks',
+  'links',
   'deploy',
   'scale',
   'volumes',
@@ -1432,7 +1450,9 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
     const p = pullPolicy(ctx, svc.pull_policy, at('pull_policy'));
     if (p) container.pullPolicy = p;
   }
-  if (svc.network_mode !== undefined) container.networkMode = networkMode(ctx, svc.network_mode, at('network_mode'));
+  const net = readServiceNetworking(ctx, svc, base, ctx.networks);
+  container.networkMode = net.mode;
+  if (svc.links !== undefined) readLinks(ctx, svc.links, at('links'));
   volumes(ctx, svc.volumes, at('volumes'), container);
 
   const ports = svc.ports === undefined ? [] : translatePorts(ctx, svc.ports, at('ports'));
@@ -1444,7 +1464,8 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   const deploy = isObj(svc.deploy) ? svc.deploy : {};
   const dseg = (...rest: PathSegment[]) => at('deploy', ...rest);
   if (isObj(svc.deploy)) {
-    ctx.checkKeys(deploy, at('deploy'), 'services.*.deploy', ['mode', 'replicas', 'labels', 'resources', 'restart_policy', 'placement', 'update_config', 'rollback_config']);
+    ctx.checkKeys(deploy, at('deploy'), 'services.*.deploy', ['mode', 'replicas', 'labels', 'resources', 'restart_policy', 'placement', 'update_config', 'rollback_config', 'endpoint_mode']);
+    readEndpointMode(ctx, deploy.endpoint_mode, dseg('endpoint_mode'));
   }
   const MODES = ['replicated', 'global', 'replicated-job', 'global-job'] as const;
   let mode: ServiceSpec['mode'] = MODES.includes(deploy.mode as never) ? (deploy.mode as ServiceSpec['mode']) : 'replicated';
@@ -1552,6 +1573,7 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
     container,
     ports,
     expose,
+    ...(net.networks ? { networks: net.networks } : {}),
     resources,
     restartPolicy,
     placement,
@@ -1739,14 +1761,6 @@ function pullPolicy(ctx: Ctx, v: unknown, segs: PathSegment[]): PullPolicy | und
   }
 }
 
-function networkMode(ctx: Ctx, v: unknown, segs: PathSegment[]): NetworkMode {
-  if (v === 'host' || v === 'none' || v === 'bridge') return v;
-  const s = text(v);
-  const row = s.startsWith('service:') ? 'services.*.network_mode=service:' : s.startsWith('container:') ? 'services.*.network_mode=container:' : 'services.*.network_mode=bridge';
-  ctx.unsupported(segs, row, s);
-  return 'host';
-}
-
 // ---------------------------------------------------------------- ports
 
 const PORT_RANGE = /^(\d+)(?:-(\d+))?$/;
@@ -1765,16 +1779,16 @@ function translatePorts(ctx: Ctx, v: unknown, segs: PathSegment[]): PortSpec[] {
   if (!Array.isArray(v)) return out;
   v.forEach((item, i) => {
     const s = [...segs, i];
+    const from = out.length;
     if (typeof item === 'number') {
       if (!Number.isInteger(item) || item < 1 || item > 65535) return ctx.error(s, `invalid port ${item}: must be 1-65535`);
       out.push({ target: item, protocol: 'tcp', mode: 'ingress' });
-      return;
-    }
-    if (typeof item === 'string') return out.push(...shortPort(ctx, item, s));
-    if (isObj(item)) {
+    } else if (typeof item === 'string') out.push(...shortPort(ctx, item, s));
+    else if (isObj(item)) {
       const p = longPort(ctx, item, s);
       if (p) out.push(p);
     }
+    for (const port of out.slice(from)) ctx.publishedPorts.push({ segs: s, port });
   });
   const seen = new Map<number, number>();
   out.forEach((p) => {
