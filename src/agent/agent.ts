@@ -49,6 +49,7 @@ import { TaskReconciler } from './reconciler.js';
 import { Deregistration, MeshReporter } from './deregistration.js';
 import type { AgentOptions } from './options.js';
 import { TaskNetworking } from './net/taskNetworking.js';
+import { PeerRoutes } from './net/peerRoutes.js';
 
 export type { AgentOptions } from './options.js';
 
@@ -85,6 +86,8 @@ export class Agent {
   /** This node's task network (tasks in namespaces of their own), once registered; or why there is none. */
   network?: TaskNetworking;
   private networkError?: string;
+  /** Routes to other nodes' task ranges over the links to them, while this node has a task network. */
+  private peers?: PeerRoutes;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -203,6 +206,7 @@ export class Agent {
       throw e;
     }
     this.engine.start();
+    this.peers?.start();
     this.state.informer = new Informer(this.client, taskKind, {
       fieldSelector: { 'spec.nodeName': this.name },
       // The agent writes its tasks' status itself: only what the server changes (spec, generation) comes back.
@@ -257,6 +261,7 @@ export class Agent {
         egress: this.opts.egress !== false,
         log: this.log,
       });
+      if (this.network) this.peers = new PeerRoutes(this.client, { node: this.name, range: this.state.taskRange, dataDir: this.opts.dataDir, checkMs: this.opts.resyncIntervalMs ?? 30_000, log: this.log });
     } catch (e) {
       this.networkError = (e as Error).message;
       this.log.error({ err: this.networkError, range: this.state.taskRange }, 'could not make this node\'s task network; tasks that need a namespace of their own are rejected here');
@@ -295,6 +300,7 @@ export class Agent {
     this.health.close();
     this.queue.stop();
     await this.mesh?.stop();
+    await this.peers?.stop();
     await this.state.informer?.stop();
     await this.collector?.close();
     await this.listener?.stop();
