@@ -19,6 +19,12 @@
  * - Hairpin: a task reaching a mapping that lands on a task of the same
  *   bridge (itself included) is masqueraded too, so the reply goes back
  *   through the node.
+ * - Without egress, a task routes nothing outside the cluster's ranges, so
+ *   a connection into the bridge from any other address (another node's
+ *   mesh, which masqueraded it to that node's address) is masqueraded to
+ *   the bridge's address; the reply, its destination restored, is let
+ *   through the forward chain's drop as part of a connection the task did
+ *   not open.
  *
  * Rules are rendered only from typed, checked values (rulesetText refuses
  * anything else): addresses parsed as IPv4, ports integers in range,
@@ -105,12 +111,15 @@ export function rulesetText(table: string, spec: NetTableSpec): string {
       `    oifname "${b.name}" ip saddr ${b.range} ct status dnat masquerade`,
       // Egress: a task's packet leaving for anything outside the cluster's ranges goes out as the node.
       ...(spec.egress ? [`    iifname "${b.name}" oifname != "${b.name}" ip saddr ${b.range}${internalSet ? ` ip daddr != ${internalSet}` : ''} masquerade`] : []),
+      // Without egress a task has no route off the cluster's ranges: a client from elsewhere (another node's mesh) is answered through its gateway.
+      ...(spec.egress ? [] : [`    oifname "${b.name}" ip saddr != ${internalSet ?? b.range} masquerade`]),
     ]),
     '  }',
     '  chain forward {',
     '    type filter hook forward priority filter; policy accept;',
-    // Without egress, what a task sends is forwarded only within the cluster's ranges (the node itself is input, not forward).
-    ...(spec.egress ? [] : bridges.map((b) => `    iifname "${b.name}"${internalSet ? ` ip daddr != ${internalSet}` : ''} drop`)),
+    // Without egress, what a task sends is forwarded only within the cluster's ranges (the node itself is input, not forward);
+    // its replies to connections made to it (masqueraded above, their destination restored) go wherever those came from.
+    ...(spec.egress ? [] : ['    ct state established,related accept', ...bridges.map((b) => `    iifname "${b.name}"${internalSet ? ` ip daddr != ${internalSet}` : ''} drop`)]),
     '  }',
     '  chain guard {',
     '    type filter hook prerouting priority raw; policy accept;',
