@@ -93,14 +93,18 @@ export class NetnsHarness {
   /** exec runs a command inside node n's namespace (with `input` on its stdin) and returns its output; it rejects with its stderr when it fails. */
   exec(n: number, argv: readonly string[], input?: string): Promise<string> {
     return new Promise((resolve, reject) => {
-      const p = spawn(IP, ['netns', 'exec', this.ns(n), ...argv], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 30_000 });
+      const p = spawn(IP, ['netns', 'exec', this.ns(n), ...argv], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], timeout: 30_000 });
       let out = '';
       let err = '';
-      p.stdout.on('data', (d) => (out += d));
-      p.stderr.on('data', (d) => (err += d));
+      p.stdout!.on('data', (d) => (out += d));
+      p.stderr!.on('data', (d) => (err += d));
       p.on('error', reject);
       p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${argv.join(' ')} in ${this.ns(n)}: ${err.trim() || `exit ${code}`}`))));
-      p.stdin.end(input ?? '');
+      if (p.stdin) {
+        // A command that exits before reading all of its input says why by its exit code, not by EPIPE.
+        p.stdin.on('error', () => {});
+        p.stdin.end(input);
+      }
     });
   }
 
