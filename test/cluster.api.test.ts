@@ -137,7 +137,10 @@ describe('joining a cluster (real TLS, memory store)', () => {
     await expect(register(c, 'j1')).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN', message: 'node me may not act for node j1' });
     await expect(c.call('POST', '/api/v1/nodes/j1/heartbeat', {})).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN' });
     await expect(c.tasks()).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN', message: expect.stringMatching(/only its own tasks/) });
-    await expect(c.list(nodeKind)).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN', message: 'a node certificate may not call GET /api/v1/nodes' });
+    // Every Node it may read (its task network routes to other nodes' tasks), but not change.
+    expect((await c.list<Node>(nodeKind)).items.map((n) => n.metadata.name)).toContain('me');
+    await expect(c.call('PATCH', '/api/v1/nodes/me', { spec: { availability: 'drain' } })).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN' });
+    await expect(c.get(nodeKind, 'me')).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN', message: 'a node certificate may not call GET /api/v1/nodes/:name' });
     await expect(c.call('GET', '/api/v1/join/token')).rejects.toMatchObject({ code: 'BATON_ERR_FORBIDDEN' });
     expect((await c.tasks({ fieldSelector: { 'spec.nodeName': 'me' } })).items).toEqual([]);
   });

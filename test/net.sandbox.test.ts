@@ -130,6 +130,11 @@ describe('task sandboxes (real dockerd, real namespaces)', () => {
     // Without egress, a task's packets are forwarded only within the cluster's ranges; with it, the rest leaves as the node.
     expect(text).toMatch(new RegExp(`iifname "${bridge.name}" ip daddr != \\{ 10\\.250\\.0\\.0/16 \\} drop`));
     expect(text).not.toMatch(/masquerade\n.*iifname/);
+    // Without egress a task routes nothing but the cluster's ranges: a client from elsewhere is answered through the gateway,
+    // and that reply passes the drop as part of a connection made to the task.
+    expect(text).toMatch(new RegExp(`oifname "${bridge.name}" ip saddr != \\{ 10\\.250\\.0\\.0/16 \\} masquerade`));
+    expect(text).toMatch(new RegExp(`ct state established,related accept\n\\s+iifname "${bridge.name}" ip daddr != `));
+    expect(rulesetText('t', { ...ok, egress: true })).not.toMatch(/ip saddr != .* masquerade|established/);
     expect(rulesetText('t', { ...ok, egress: true })).toMatch(new RegExp(`iifname "${bridge.name}" oifname != "${bridge.name}" ip saddr 10\\.250\\.77\\.0/24 ip daddr != \\{ 10\\.250\\.0\\.0/16 \\} masquerade`));
     expect(rulesetText('t', { ...ok, egress: true })).not.toMatch(/ drop\n.*chain guard/);
     expect(text).toMatch(/ip daddr 127\.0\.0\.1 tcp dport 8080 dnat to 10\.250\.77\.11:80/);

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { spawn } from 'node:child_process';
 import { NftPath, rulesetText, tableName, type KernelRoute } from '../src/agent/nft.js';
+import { parseCidr } from '../src/base/cidr.js';
 import { ownerComment, ownerGone, parseOwnerComment, selfOwner, type TableOwner } from '../src/agent/net/owner.js';
 import { sweepTables } from '../src/agent/net/tables.js';
 
@@ -44,6 +45,19 @@ describe('NftPath', () => {
     expect(text).toMatch(/numgen inc mod 1 vmap \{ 0 : goto ep_0_0 \}/);
     expect(text).toMatch(/meta l4proto tcp counter dnat to 127\.0\.0\.3:20001/);
     expect([...chains]).toEqual([['ep_0_0', { service: 's', task: 't1' }]]);
+  });
+
+  it('masquerades only the connections it DNATs to another node, and not those of this node\'s tasks', () => {
+    const routes: KernelRoute[] = [
+      { service: 's', address: '192.0.2.2', port: 8080, endpoints: [{ task: 't1', address: '10.42.1.5', port: 80 }] },
+      { service: 'idle', address: '192.0.2.2', port: 8081, endpoints: [] },
+    ];
+    const { text } = rulesetText('baton_x', routes, undefined, { taskRange: parseCidr('10.42.0.0/24') });
+    expect(text).toMatch(/type nat hook postrouting priority srcnat; policy accept;\n\s+ct status dnat oifname != "lo" ip saddr != 10\.42\.0\.0\/24 ip daddr != 10\.42\.0\.0\/24 goto remote\n/);
+    // One rule per listener with endpoints, matched on the connection's original destination: no other DNAT is masqueraded.
+    expect(text.match(/chain remote \{\n([^}]*)\}/)![1]!.trim().split('\n').map((l) => l.trim())).toEqual(['meta l4proto tcp ct original ip daddr 192.0.2.2 ct original proto-dst 8080 masquerade']);
+    // Without a task network, every connection sent to another node (not over loopback) is.
+    expect(rulesetText('baton_x', routes).text).toMatch(/ct status dnat oifname != "lo" goto remote\n/);
   });
 
   it('DNATs round robin in the kernel, counts connections across replacements, and removes its table on close', async () => {
@@ -164,7 +178,7 @@ describe('sweepTables against the real kernel', () => {
     expect(await k.sync([route])).toBeUndefined();
     expect((await nft(['list', 'table', 'ip', k.table])).stdout).toMatch(/dnat to 127\.0\.0\.21:18997/);
     expect(await k.sync([{ ...route, address: '1.2.3.4 ; flush ruleset' }])).toMatch(/is not an IPv4 address/);
-    expect((await nft(['list', 'table', 'ip', k.table])).stdout).not.toMatch(/dnat/);
+    expect((await nft(['list', 'table', 'ip', k.table])).stdout).not.toMatch(/dnat to/);
     await k.close();
   });
 });

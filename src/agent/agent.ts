@@ -54,6 +54,7 @@ import { upstreamsFromResolvConf } from './net/dns.js';
 import { TaskNetworkView } from './net/taskView.js';
 import { formatCidr } from '../base/cidr.js';
 import { readFileSync } from 'node:fs';
+import { PeerRoutes } from './net/peerRoutes.js';
 
 export type { AgentOptions } from './options.js';
 
@@ -95,6 +96,8 @@ export class Agent {
   /** Which networks this node's tasks are on: for its resolver's answers and its isolation rules alike. */
   private readonly view: TaskNetworkView;
   private isolationTimer?: NodeJS.Timeout;
+  /** Routes to other nodes' task ranges over the links to them, while this node has a task network. */
+  private peers?: PeerRoutes;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -220,6 +223,7 @@ export class Agent {
       throw e;
     }
     this.engine.start();
+    this.peers?.start();
     this.state.informer = new Informer(this.client, taskKind, {
       fieldSelector: { 'spec.nodeName': this.name },
       // The agent writes its tasks' status itself: only what the server changes (spec, generation) comes back.
@@ -234,7 +238,7 @@ export class Agent {
     });
     this.state.informer.start();
     if (this.opts.mesh !== false) {
-      this.mesh = new Mesh(this.client, { node: this.name, cluster: this.state.clusterId, address: this.opts.address, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel, tableSweepMs: this.opts.tableSweepMs, ...(this.network ? { taskNetwork: { bridge: this.network.bridge, gateway: this.network.gateway }, admit: (client, spec) => this.view.mayReach(client, spec) } : {}) });
+      this.mesh = new Mesh(this.client, { node: this.name, cluster: this.state.clusterId, address: this.opts.address, taskRange: this.state.taskRange, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel, tableSweepMs: this.opts.tableSweepMs, ...(this.network ? { taskNetwork: { bridge: this.network.bridge, gateway: this.network.gateway }, admit: (client, spec) => this.view.mayReach(client, spec) } : {}) });
       const signal = this.abort.signal;
       new MeshReporter({ client: this.client, node: this.name, mesh: this.mesh, minIntervalMs: () => this.status.flushInterval, signal, log: this.log });
       this.deregistration = new Deregistration({ client: this.client, mesh: this.mesh, clock: this.clock, timeoutMs: this.opts.deregisterMs ?? 10_000, wake: (t) => this.queue.add(t), signal, log: this.log });
@@ -283,6 +287,7 @@ export class Agent {
         log: this.log,
       });
       await this.openDiscovery(this.network);
+      if (this.network) this.peers = new PeerRoutes(this.client, { node: this.name, range: this.state.taskRange, dataDir: this.opts.dataDir, checkMs: this.opts.resyncIntervalMs ?? 30_000, log: this.log });
     } catch (e) {
       this.networkError = (e as Error).message;
       this.log.error({ err: this.networkError, range: this.state.taskRange }, 'could not make this node\'s task network; tasks that need a namespace of their own are rejected here');
@@ -356,6 +361,7 @@ export class Agent {
     this.queue.stop();
     await this.mesh?.stop();
     await this.discovery?.close();
+    await this.peers?.stop();
     await this.state.informer?.stop();
     await this.collector?.close();
     await this.listener?.stop();

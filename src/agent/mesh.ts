@@ -42,6 +42,8 @@ export interface MeshOptions {
   cluster: string;
   /** This node's address: published ports listen here. */
   address: string;
+  /** This node's task range: the kernel path masquerades connections it sends elsewhere (to another node) unless they come from it. */
+  taskRange?: string;
   /** Route plain round-robin services in the kernel (nftables DNAT) when it can (default true). */
   kernel?: boolean;
   /** How often the tables of this cluster's agents that are gone (killed) are removed from the host (default 10 s; also at once at start). */
@@ -223,7 +225,7 @@ export class Mesh {
 
   async start(): Promise<void> {
     if (this.opts.kernel !== false) {
-      const k = await NftPath.open(this.opts.node, this.opts.cluster).catch((e: Error) => e.message);
+      const k = await NftPath.open(this.opts.node, this.opts.cluster, this.opts.taskRange).catch((e: Error) => e.message);
       if (typeof k === 'string') this.opts.log.info({ why: k }, 'routing mesh: no kernel fast path; every connection goes through the userspace proxy');
       else {
         this.kernel = k;

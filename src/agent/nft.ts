@@ -12,6 +12,14 @@
  * counter of each endpoint's rule counts connections: the kernel path feeds
  * the mesh's connection counters (not bytes) from `nft -j list table`.
  *
+ * A connection DNATed to an endpoint on another node is masqueraded to this
+ * node's address on the way out (kube-proxy's masquerade for remote
+ * endpoints): the endpoint's node must send the reply back here, where the
+ * DNAT is undone, not straight to the client, who would drop a reply from
+ * an address it never dialed. A client that is a task of this node, and an
+ * endpoint in this node's own task range or reached over loopback, keep
+ * their addresses.
+ *
  * The table's comment names the agent that owns it (net/owner.ts), so that
  * the table of an agent killed with -9 is removed by another agent of its
  * cluster on the host (net/tables.ts). Every address and port is checked
@@ -20,6 +28,7 @@
 import { spawn } from 'node:child_process';
 import { isIPv4 } from 'node:net';
 import { ownerComment, selfOwner, type TableOwner } from './net/owner.js';
+import { formatCidr, parseCidr, type Cidr } from '../base/cidr.js';
 
 /** One DNAT rule: connections to address:port go round robin to the endpoints. */
 export interface KernelRoute {
@@ -68,6 +77,12 @@ export function tableName(node: string, cluster: string): string {
   return `baton_${cluster.slice(0, 8)}_${node}`.replace(/[^a-zA-Z0-9_]/g, '_').slice(0, 120);
 }
 
+/** NatOptions: what the masquerade for remote endpoints needs to know of this node. */
+export interface NatOptions {
+  /** This node's task range: connections from its tasks, and to them, are not masqueraded. */
+  taskRange?: Cidr;
+}
+
 /** checkAddress refuses what is not an IPv4 address and a port (an integer in 1..65535): only those are written into a ruleset. */
 function checkAddress(what: string, address: unknown, port: unknown): void {
   if (typeof address !== 'string' || !isIPv4(address)) throw new Error(`${what}: address ${JSON.stringify(address)} is not an IPv4 address`);
@@ -81,7 +96,7 @@ function checkAddress(what: string, address: unknown, port: unknown): void {
  * 1..65535 (the server checks what agents report too; this is the last word
  * before the kernel).
  */
-export function rulesetText(table: string, routes: readonly KernelRoute[], owner?: TableOwner): { text: string; chains: Map<string, { service: string; task: string }> } {
+export function rulesetText(table: string, routes: readonly KernelRoute[], owner?: TableOwner, nat: NatOptions = {}): { text: string; chains: Map<string, { service: string; task: string }> } {
   if (!/^[a-zA-Z0-9_]{1,120}$/.test(table)) throw new Error(`nftables table name ${JSON.stringify(table)} is not one tableName() makes`);
   for (const r of routes) {
     const what = `kernel route of service ${JSON.stringify(r.service)}`;
@@ -101,11 +116,19 @@ export function rulesetText(table: string, routes: readonly KernelRoute[], owner
     '    type nat hook output priority -100; policy accept;',
     '    jump services',
     '  }',
+    '  chain postrouting {',
+    '    type nat hook postrouting priority srcnat; policy accept;',
+    // Leaving for another node (not over loopback, not into this node's range), from anyone but this node's tasks.
+    `    ct status dnat oifname != "lo"${nat.taskRange ? ` ip saddr != ${formatCidr(nat.taskRange)} ip daddr != ${formatCidr(nat.taskRange)}` : ''} goto remote`,
+    '  }',
   ];
   const services: string[] = [];
+  const remote: string[] = [];
   routes.forEach((r, i) => {
     if (r.endpoints.length === 0) return;
     services.push(`    ${r.iif ? `iifname "${r.iif}" ` : ''}ip daddr ${r.address} tcp dport ${r.port} goto route_${i}`);
+    // Only connections this table DNATed (to one of its listeners), never someone else's.
+    remote.push(`    meta l4proto tcp ct original ip daddr ${r.address} ct original proto-dst ${r.port} masquerade`);
     const map = r.endpoints.map((_, k) => `${k} : goto ep_${i}_${k}`).join(', ');
     lines.push(`  chain route_${i} {`, `    numgen inc mod ${r.endpoints.length} vmap { ${map} }`, '  }');
     r.endpoints.forEach((e, k) => {
@@ -113,7 +136,7 @@ export function rulesetText(table: string, routes: readonly KernelRoute[], owner
       lines.push(`  chain ep_${i}_${k} {`, `    meta l4proto tcp counter dnat to ${e.address}:${e.port}`, '  }');
     });
   });
-  lines.push('  chain services {', ...services, '  }', '}');
+  lines.push('  chain services {', ...services, '  }', '  chain remote {', ...remote, '  }', '}');
   return { text: lines.join('\n') + '\n', chains };
 }
 
@@ -127,11 +150,16 @@ export class NftPath {
   private constructor(
     readonly table: string,
     private readonly owner: TableOwner,
+    private readonly nat: NatOptions,
   ) {}
 
-  /** open makes the node's table (replacing a stale one left by a killed agent), or says why the kernel path is unavailable. */
-  static async open(node: string, cluster: string): Promise<NftPath | string> {
-    const t = new NftPath(tableName(node, cluster), selfOwner());
+  /**
+   * open makes the node's table (replacing a stale one left by a killed
+   * agent), or says why the kernel path is unavailable. taskRange is the
+   * node's task range, when it has a task network.
+   */
+  static async open(node: string, cluster: string, taskRange?: string): Promise<NftPath | string> {
+    const t = new NftPath(tableName(node, cluster), selfOwner(), { taskRange: taskRange === undefined ? undefined : parseCidr(taskRange) });
     const err = await t.load([]);
     return err ?? t;
   }
@@ -146,7 +174,7 @@ export class NftPath {
     const key = JSON.stringify(routes);
     if (key === this.applied) return undefined;
     try {
-      rulesetText(this.table, routes);
+      rulesetText(this.table, routes, undefined, this.nat);
     } catch (e) {
       return (await this.load([])) ?? (e as Error).message;
     }
@@ -155,7 +183,7 @@ export class NftPath {
 
   private async load(routes: readonly KernelRoute[], key = JSON.stringify(routes)): Promise<string | undefined> {
     if (this.loaded) await this.carry();
-    const { text, chains } = rulesetText(this.table, routes, this.owner);
+    const { text, chains } = rulesetText(this.table, routes, this.owner, this.nat);
     // Create-if-missing, delete, and add anew in one transaction: never a moment without rules for a live route.
     const r = await run(['-f', '-'], `table ip ${this.table}\ndelete table ip ${this.table}\n${text}`);
     if (r.code !== 0) return `nft: ${r.stderr.trim() || `exit ${r.code}`}`;

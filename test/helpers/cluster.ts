@@ -4,6 +4,12 @@
  * data dir and port range, on the shared dockerd (or, with `dockerSocket`,
  * on an engine of the test's own). Everything it starts is stopped by PID and
  * every container of its cluster removed in stop().
+ *
+ * With `netns`, each agent runs in a network namespace of its own
+ * (NetnsHarness: node nN at 100.127.0.N on a bridge the test owns) and the
+ * server on the bridge's address in the root namespace, so traffic between
+ * nodes crosses real interfaces; stop() deletes the namespaces and the
+ * bridge (and with them each node's task network).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +19,7 @@ import { nodeKind } from '../../src/api/kinds.js';
 import type { Node, Task } from '../../src/api/types.js';
 import { tlsTransport, withTransport, type Transport } from '../../src/api/tls.js';
 import { removeNodeNetwork } from './net.js';
+import { HARNESS_GATEWAY, NetnsHarness } from './netns.js';
 import { baton, cleanupDir, docker, eventually, freePort, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, type Proc } from './proc.js';
 
 export class TestCluster {
@@ -26,6 +33,8 @@ export class TestCluster {
   readonly agents = new Map<string, Proc>();
   private port = 0;
   private tls?: Transport;
+  /** The namespaces and link of a multi-host cluster (option netns). */
+  readonly netns?: NetnsHarness;
 
   constructor(
     private readonly prefix: string,
@@ -37,8 +46,12 @@ export class TestCluster {
       dockerSocket?: string;
       /** More flags for every agent. */
       agentArgs?: string[];
+      /** Run each agent in a network namespace of its own, joined to the others by a bridge the test owns (NetnsHarness). */
+      netns?: boolean;
     } = {},
-  ) {}
+  ) {
+    if (opts.netns) this.netns = new NetnsHarness();
+  }
 
   /** dockerHost is the engine the agents use, for the docker CLI (undefined: the shared one). */
   get dockerHost(): string | undefined {
@@ -58,10 +71,17 @@ export class TestCluster {
     return `127.0.0.${node.slice(1)}`;
   }
 
+  /** address: node n's address (on the harness link with netns, else on loopback). */
+  address(node: string): string {
+    return this.netns ? this.netns.address(Number(node.slice(1))) : TestCluster.addr(node);
+  }
+
   async start(nodes: readonly string[]): Promise<void> {
     this.dir = tempDir(this.prefix);
     this.env = { BATON_HOME: this.dir, BATON_TIMINGS: JSON.stringify(this.timings) };
-    this.port = await freePort();
+    // The harness's bridge address is this run's alone: the port base's last port is free there.
+    this.port = this.netns ? this.portBase + 999 : await freePort();
+    await this.netns?.up(nodes.map((n) => Number(n.slice(1))));
     await this.startServer();
     this.token = (await waitOutput(this.server, /join token: (\S+)/, 5000))[1]!;
     const data = join(this.dir, 'server/server');
@@ -78,15 +98,16 @@ export class TestCluster {
 
   /** startServer (re)starts the server on the same port and data dir. */
   async startServer(): Promise<void> {
-    this.server = startProc(['server', '--data-dir', join(this.dir, 'server'), '--listen', `127.0.0.1:${this.port}`, '--cluster-cidr', this.clusterCidr, '--log-level', 'warn'], this.env);
+    this.server = startProc(['server', '--data-dir', join(this.dir, 'server'), '--listen', `${this.netns ? HARNESS_GATEWAY : '127.0.0.1'}:${this.port}`, '--cluster-cidr', this.clusterCidr, '--log-level', 'warn'], this.env);
     this.url = (await waitOutput(this.server, /listening on (\S+)/, 30_000))[1]!;
   }
 
   startAgent(n: string): Proc {
     const base = this.portBase + Number(n.slice(1)) * 200;
     const p = startProc(
-      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', TestCluster.addr(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--egress', 'none', '--dns-upstream', 'none', '--log-level', process.env.BATON_TEST_AGENT_LOG ?? 'warn', ...(this.opts.dockerSocket ? ['--docker-socket', this.opts.dockerSocket] : []), ...(this.opts.agentArgs ?? [])],
+      ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', this.address(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--egress', 'none', '--dns-upstream', 'none', '--log-level', process.env.BATON_TEST_AGENT_LOG ?? 'warn', ...(this.opts.dockerSocket ? ['--docker-socket', this.opts.dockerSocket] : []), ...(this.opts.agentArgs ?? [])],
       this.env,
+      this.netns && ((argv) => this.netns!.wrap(Number(n.slice(1)), argv)),
     );
     this.agents.set(n, p);
     return p;
@@ -101,7 +122,8 @@ export class TestCluster {
     await this.tls?.close();
     if (this.clusterId) await removeClusterContainers(this.clusterId, this.dockerHost).catch((e) => console.error(`could not remove cluster containers: ${e}`));
     // Agents leave their task networks up when they stop (their tasks run on); the test takes them down.
-    if (this.clusterId) for (const n of this.agents.keys()) await removeNodeNetwork(this.clusterId, n);
+    if (this.clusterId && !this.netns) for (const n of this.agents.keys()) await removeNodeNetwork(this.clusterId, n);
+    await this.netns?.down();
     if (this.dir) cleanupDir(this.dir);
   }
 

@@ -22,8 +22,14 @@ export interface Proc {
   exited: Promise<number | null>;
 }
 
-export function startProc(args: string[], env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * startProc runs `baton <args>`; `wrap` turns its argument vector into
+ * another that runs it (inside a network namespace, say), which must exec
+ * it rather than fork, so that the PID stopProc signals is baton's own.
+ */
+export function startProc(args: string[], env: Record<string, string>, wrap?: (argv: string[]) => string[]): Proc {
+  const [cmd, ...argv] = (wrap ?? ((a) => a))([process.execPath, BIN, ...args]);
+  const child = spawn(cmd!, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let buf = '';
   child.stdout!.on('data', (d) => (buf += d));
   child.stderr!.on('data', (d) => (buf += d));

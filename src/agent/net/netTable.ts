@@ -19,6 +19,12 @@
  * - Hairpin: a task reaching a mapping that lands on a task of the same
  *   bridge (itself included) is masqueraded too, so the reply goes back
  *   through the node.
+ * - Without egress, a task routes nothing outside the cluster's ranges, so
+ *   a connection into the bridge from any other address (another node's
+ *   mesh, which masqueraded it to that node's address) is masqueraded to
+ *   the bridge's address; the reply, its destination restored, is let
+ *   through the forward chain's drop as part of a connection the task did
+ *   not open.
  *
  * Rules are rendered only from typed, checked values (rulesetText refuses
  * anything else): addresses parsed as IPv4, ports integers in range,
@@ -118,19 +124,22 @@ export function rulesetText(table: string, spec: NetTableSpec): string {
       `    oifname "${b.name}" ip saddr ${b.range} ct status dnat masquerade`,
       // Egress: a task's packet leaving for anything outside the cluster's ranges goes out as the node.
       ...(spec.egress ? [`    iifname "${b.name}" oifname != "${b.name}" ip saddr ${b.range}${internalSet ? ` ip daddr != ${internalSet}` : ''} masquerade`] : []),
+      // Without egress a task has no route off the cluster's ranges: a client from elsewhere (another node's mesh) is answered through its gateway.
+      ...(spec.egress ? [] : [`    oifname "${b.name}" ip saddr != ${internalSet ?? b.range} masquerade`]),
     ]),
     '  }',
     '  chain forward {',
     '    type filter hook forward priority filter; policy accept;',
+    ...(isolation || !spec.egress ? ['    ct state established,related accept'] : []),
     ...(isolation
       ? [
-          '    ct state established,related accept',
           // A task reaches a task only on a network they share (a VIP's connection is checked after its DNAT, at the task it reached).
           ...bridges.flatMap((b) => isolation.networks.map((_, i) => `    iifname "${b.name}" ip saddr @net_${i} ip daddr @net_${i} accept`)),
           ...bridges.map((b) => `    iifname "${b.name}" ip daddr { ${isolation.scope.map(formatCidr).join(', ')} } drop`),
         ]
       : []),
-    // Without egress, what a task sends is forwarded only within the cluster's ranges (the node itself is input, not forward).
+    // Without egress, what a task sends is forwarded only within the cluster's ranges (the node itself is input, not forward);
+    // its replies to connections made to it (masqueraded above, their destination restored) go wherever those came from.
     ...(spec.egress ? [] : bridges.map((b) => `    iifname "${b.name}"${internalSet ? ` ip daddr != ${internalSet}` : ''} drop`)),
     '  }',
     '  chain guard {',

@@ -35,7 +35,8 @@ export class PlumbingError extends Error {
   }
 }
 
-function run(cmd: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** run spawns cmd with an argument vector (never a shell) and gives its exit code and output. */
+export function run(cmd: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -47,7 +48,8 @@ function run(cmd: string, args: readonly string[]): Promise<{ code: number; stdo
   });
 }
 
-async function must(cmd: string, args: readonly string[]): Promise<string> {
+/** must runs cmd as run does and returns its output; a failure throws a PlumbingError with its stderr. */
+export async function must(cmd: string, args: readonly string[]): Promise<string> {
   const r = await run(cmd, args);
   if (r.code !== 0) throw new PlumbingError(`${cmd.split('/').pop()} ${args.join(' ')}`, r.stderr);
   return r.stdout;
@@ -83,13 +85,10 @@ export function gatewayOf(range: Cidr): string {
 const ROUTE_TYPES = new Set(['unicast', 'local', 'broadcast', 'multicast', 'anycast', 'blackhole', 'unreachable', 'prohibit', 'throw', 'nat']);
 
 /**
- * foreignRoutes lists the routes (as `ip -4 route show` prints them) that
- * reach into `range` through anything but `bridge`: a network this machine
- * already has there. A bridge over it would take that network's traffic
- * (and send packets meant for it nowhere), so a task range must be free.
- * The default route is no such network.
+ * routesInto lists the routes (as `ip -4 route show` prints them) whose
+ * destination overlaps `range`; the default route is no such route.
  */
-export function foreignRoutes(routes: string, range: Cidr, bridge: string): string[] {
+export function routesInto(routes: string, range: Cidr): string[] {
   return routes
     .split('\n')
     .map((l) => l.trim())
@@ -104,8 +103,18 @@ export function foreignRoutes(routes: string, range: Cidr, bridge: string): stri
       } catch {
         return false;
       }
-      return overlaps(r, range) && !new RegExp(`\\bdev ${bridge}\\b`).test(l);
+      return overlaps(r, range);
     });
+}
+
+/**
+ * foreignRoutes lists the routes that reach into `range` through anything
+ * but `bridge`: a network this machine already has there. A bridge over it
+ * would take that network's traffic (and send packets meant for it
+ * nowhere), so a task range must be free.
+ */
+export function foreignRoutes(routes: string, range: Cidr, bridge: string): string[] {
+  return routesInto(routes, range).filter((l) => !new RegExp(`\\bdev ${bridge}\\b`).test(l));
 }
 
 /** ensureBridge makes the node's bridge with its gateway address, or finds it made; idempotent. It refuses a range this machine already routes elsewhere. */

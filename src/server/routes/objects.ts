@@ -73,8 +73,9 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
     if (kind.storage !== 'store') continue;
     const cache = deps.caches[kind.plural]!;
     const base = `/api/v1/${kind.plural}`;
-    // A node lists (and watches) only its own tasks; every node's routing mesh reads all Endpoints.
-    const agentReads = kind === taskKind || kind === endpointsKind;
+    // A node lists (and watches) only its own tasks; every node's routing mesh reads all Endpoints, and its
+    // task network every Node (each one's address and task range: the routes to other nodes' tasks), as kubelets read Nodes.
+    const agentReads = kind === taskKind || kind === endpointsKind || kind === nodeKind;
 
     defineRoute(app, {
       method: 'GET',
