@@ -21,7 +21,7 @@ const HTTPD80 = `["sh", "-c", "mkdir -p /www && echo $$BATON_TASK > /www/id && e
 const get = getBody;
 
 describe('tasks in network namespaces of their own', () => {
-  const c = new TestCluster('baton-net-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 5000, bookmarkIntervalMs: 1000 }, 43000);
+  const c = new TestCluster('baton-net-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000 }, 43000);
   const endpoints = async (svc: string) => (await c.api.get<Endpoints>(endpointsKind, svc)).spec.endpoints;
   /** exec runs a command in a task's container and returns its output. */
   const exec = async (t: Task, cmd: string[]) => docker(['exec', t.status.containerId!, ...cmd]);
