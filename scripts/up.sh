@@ -23,7 +23,7 @@ echo
 baton service ls
 echo
 baton service ps demo_web
-addr=$(baton service ps demo_web -o json | node -e 'const t=JSON.parse(require("fs").readFileSync(0,"utf8")).find(t=>t.status.state==="running"); if (t) console.log(`${t.status.hostIP}:${t.status.ports[0].hostPort}`)')
+addr=$(baton service ps demo_web -o json | node -e 'const t=JSON.parse(require("fs").readFileSync(0,"utf8")).find(t=>t.status.state==="running"); if (t) console.log(t.status.taskIP ? `${t.status.taskIP}:80` : `${t.status.hostIP}:${t.status.ports[0].hostPort}`)')
 if [ -n "$addr" ]; then
   echo
   echo "up: curl http://$addr/ says: $(node -e "fetch('http://$addr/').then(r=>r.text()).then(t=>process.stdout.write(t.trim()))")"

@@ -5,12 +5,15 @@
  * - every published port (mode ingress) of every service listens on this
  *   node's address and forwards each connection to one of the service's
  *   ready endpoints, on any node;
- * - every service with ports gets a loopback VIP on this node, where the mesh
- *   listens on each container port, so tasks reach `redis:6379` by name
- *   through their hosts entries (`hostsFor`);
+ * - every service gets a VIP from the cluster's service range, routed for
+ *   this node's tasks by its kernel table (to the endpoints, or to a proxy
+ *   of this mesh on the task network's gateway); the node's resolver answers
+ *   its names with it; host-networked tasks get a loopback VIP on this node
+ *   instead, through their hosts entries (`hostsFor`);
  * - round robin (default) or least connections; the client's address in a
- *   PROXY protocol v1/v2 header when asked; a failed connect is retried once
- *   on another endpoint (no byte has reached the client yet); with no
+ *   PROXY protocol v1/v2 header when asked; a failed connect is retried twice
+ *   (no byte has reached the client yet): on another endpoint at once, or on
+ *   the same one after 100 ms and 200 ms when it is the only one; with no
  *   endpoint a connection is held up to hold_timeout, waiting for one;
  * - endpoints that leave get no new connections; their open connections run
  *   on until they close (drained by the task's stop grace period);
@@ -108,6 +111,9 @@ interface VipProxy {
   /** Known once it listens. */
   port?: number;
 }
+
+/** A connection's connects that may fail before it is dropped: the first try and this many more (no byte has reached the client yet). */
+const CONNECT_RETRIES = 2;
 
 /**
  * hostPortOf is the host port that endpoint `e` serves container port
@@ -597,15 +603,17 @@ export class Mesh {
         counted.bytesOut += client.bytesWritten;
       }
     });
-    const attempt = (avoid: string | undefined, retried: boolean) => {
+    const attempt = (avoid: string | undefined, tries: number) => {
       if (client.destroyed) return;
-      const ep = this.pick(r, target, avoid);
+      // After a failed connect, another endpoint; when the failed one is all there is, it again (a task counts as
+      // ready once it runs, which can be a moment before its program listens).
+      const ep = this.pick(r, target, avoid) ?? (avoid !== undefined ? this.pick(r, target) : undefined);
       if (!ep) {
         if (avoid !== undefined) {
           r.total.dropped++;
           return void client.destroy();
         }
-        return this.hold(r, client, () => attempt(undefined, retried));
+        return this.hold(r, client, () => attempt(undefined, tries));
       }
       const c = this.countersOf(r, ep.task);
       const started = performance.now();
@@ -617,9 +625,12 @@ export class Mesh {
         upstream.destroy();
         r.total.errors++;
         c.errors++;
-        if (!retried && !client.destroyed) {
+        if (tries < CONNECT_RETRIES && !client.destroyed) {
           r.total.retries++;
-          return attempt(ep.task, true);
+          // At once to another endpoint; the same one only after a pause that doubles (100 ms, 200 ms).
+          const again = this.pick(r, target, ep.task) ? 0 : 100 * 2 ** tries;
+          if (again === 0) return attempt(ep.task, tries + 1);
+          return void setTimeout(() => attempt(ep.task, tries + 1), again);
         }
         r.total.dropped++;
         client.destroy();
@@ -651,7 +662,7 @@ export class Mesh {
         upstream.pipe(client);
       });
     };
-    attempt(undefined, false);
+    attempt(undefined, 0);
   }
 
   /** hold keeps a new connection waiting (unread) for an endpoint, up to the service's hold_timeout. */

@@ -118,7 +118,8 @@ export const taskKind: KindInfo<Task> = {
     { header: 'NODE', get: (t) => t.spec.nodeName || '-' },
     { header: 'DESIRED STATE', get: (t) => t.spec.desiredState },
     { header: 'CURRENT STATE', get: (t) => `${t.status.state[0]!.toUpperCase()}${t.status.state.slice(1)} ${age(t.status.timestamp)} ago` },
-    { header: 'ADDRESS', get: (t) => (t.status.hostIP && t.status.ports.length ? t.status.ports.map((p) => `${t.status.hostIP}:${p.hostPort}`).join(',') : '-') },
+    // A task's own address (its namespace's), then the node ports that reach it (host networking, or mode: host ports).
+    { header: 'ADDRESS', get: (t) => [...(t.status.taskIP ? [t.status.taskIP] : []), ...(t.status.hostIP ? t.status.ports.map((p) => `${t.status.hostIP}:${p.hostPort}`) : [])].join(',') || '-' },
     { header: 'HEALTH', get: health },
     { header: 'RESTARTS', get: (t) => `${t.status.restartCount ?? 0}${t.status.restartCount && t.status.exitCode !== undefined ? ` (last exit ${t.status.exitCode})` : ''}` },
     { header: 'ERROR', get: taskProblem },
@@ -175,7 +176,8 @@ export const endpointsKind: KindInfo<Endpoints> = {
     { header: 'VIP', get: (e) => e.spec.vip ?? '-' },
     { header: 'PUBLISHED', get: (e) => e.spec.published.map((p) => `*:${p.published}->${p.target}`).join(',') || '-' },
     { header: 'LB', get: (e) => `${e.spec.lb.algorithm}${e.spec.lb.proxyProtocol !== 'off' ? ` proxy-${e.spec.lb.proxyProtocol}` : ''}` },
-    { header: 'ENDPOINTS', get: (e) => e.spec.endpoints.map((a) => `${a.address}:${Object.values(a.ports).join('/')}`).join(',') || '<none>' },
+    // Where the mesh dials each endpoint: a task's own address, or its node's address and host ports.
+    { header: 'ENDPOINTS', get: (e) => e.spec.endpoints.map((a) => `${a.taskIP ?? a.address}:${Object.values(a.ports).join('/')}`).join(',') || '<none>' },
   ],
 };
 

@@ -101,7 +101,7 @@ describe('baton CLI against a real server', () => {
     const e = { BATON_HOME: home, BATON_TIMINGS: JSON.stringify({ heartbeatIntervalMs: 300 }) };
     let clusterId = '';
     try {
-      const up = await baton(['up', '-d', '--data-dir', join(home, 'd'), '--listen', '127.0.0.1:0', '--port-range', portRange(24800), '--listen-port', '0', '--pull', 'never'], e);
+      const up = await baton(['up', '-d', '--data-dir', join(home, 'd'), '--listen', '127.0.0.1:0', '--port-range', portRange(24800), '--listen-port', '0', '--pull', 'never', '--cluster-cidr', '10.202.0.0/16', '--egress', 'none', '--dns-upstream', 'none'], e);
       expect(up.code, up.stderr).toBe(0);
       expect(up.stdout).toMatch(/baton is up in the background \(pid \d+\)/);
       clusterId = JSON.parse(readFileSync(join(home, 'd/server/cluster.json'), 'utf8')).clusterId;

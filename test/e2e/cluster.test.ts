@@ -36,7 +36,7 @@ describe('a cluster of one server and four agent processes', () => {
   const addr = (n: string) => `127.0.0.${n.slice(1)}`;
   const agentArgs = (n: string, joinToken: string) => [
     'agent', '--join', url, '--token', joinToken, '--name', n, '--address', addr(n), '--data-dir', join(dir, n),
-    '--port-range', `${25000 + Number(n.slice(1)) * 200}-${25199 + Number(n.slice(1)) * 200}`, '--listen-port', '0', '--pull', 'never', '--label', `zone=${ZONE[n]}`, '--log-level', 'warn',
+    '--port-range', `${25000 + Number(n.slice(1)) * 200}-${25199 + Number(n.slice(1)) * 200}`, '--listen-port', '0', '--pull', 'never', '--egress', 'none', '--dns-upstream', 'none', '--label', `zone=${ZONE[n]}`, '--log-level', 'warn',
   ];
   const startAgent = (n: string, joinToken = token) => {
     const p = startProc(agentArgs(n, joinToken), env);
@@ -52,7 +52,7 @@ describe('a cluster of one server and four agent processes', () => {
   beforeAll(async () => {
     dir = tempDir('baton-cluster-');
     env = { BATON_HOME: dir, BATON_TIMINGS: TIMINGS };
-    server = startProc(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn'], env);
+    server = startProc(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--cluster-cidr', '10.204.0.0/16', '--log-level', 'warn'], env);
     url = (await waitOutput(server, /listening on (\S+)/, 30_000))[1]!;
     token = (await waitOutput(server, /join token: (\S+)/, 5000))[1]!;
     const data = join(dir, 'server/server');

@@ -23,7 +23,7 @@ describe('single-node cluster on real Docker', () => {
   let clusterId = '';
   let stackFile: string;
 
-  const upArgs = () => ['up', '--data-dir', `${home}/data`, '--listen', '127.0.0.1:0', '--port-range', portRange(24000), '--listen-port', '0', '--pull', 'never', '--name', 'e2e-node', '--log-level', 'warn'];
+  const upArgs = () => ['up', '--data-dir', `${home}/data`, '--listen', '127.0.0.1:0', '--port-range', portRange(24000), '--listen-port', '0', '--pull', 'never', '--name', 'e2e-node', '--cluster-cidr', '10.200.0.0/16', '--egress', 'none', '--dns-upstream', 'none', '--log-level', 'warn'];
 
   async function startUp(): Promise<void> {
     up = startProc(upArgs(), env);
@@ -78,17 +78,16 @@ services:
     cleanupDir(home);
   });
 
-  it('applies a 3-replica stack and every replica answers on its port', async () => {
+  it('applies a 3-replica stack and every replica answers at its own address, on its container port', async () => {
     const r = await baton(['apply', '-f', stackFile, '--wait', '--timeout', '60'], env);
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(r.stdout).toContain('created service e2e_web');
     expect(r.stdout).toContain('stack e2e converged');
     const ts = await running('e2e_web', 3);
+    expect(new Set(ts.map((t) => t.status.taskIP)).size).toBe(3);
     for (const t of ts) {
-      const [port] = t.status.ports;
-      expect(port!.target).toBe(80);
       const body = await eventually(async () => {
-        const res = await fetch(`http://${t.status.hostIP}:${port!.hostPort}/index.html`);
+        const res = await fetch(`http://${t.status.taskIP}:80/index.html`);
         return res.text();
       }, 10_000);
       expect(body.trim()).toBe(`hello from ${t.metadata.name}`);
@@ -118,7 +117,7 @@ services:
     expect(after.map((t) => t.metadata.name).filter((n) => before.includes(n))).toEqual([]);
     expect(maxContainers).toBeLessThanOrEqual(3);
     for (const t of after) {
-      const body = await eventually(async () => (await fetch(`http://${t.status.hostIP}:${t.status.ports[0]!.hostPort}/index.html`)).text(), 10_000);
+      const body = await eventually(async () => (await fetch(`http://${t.status.taskIP}:80/index.html`)).text(), 10_000);
       expect(body.trim()).toBe(`hi from ${t.metadata.name}`);
     }
   });
@@ -211,7 +210,7 @@ services:
     const before = (await containers()).sort();
     expect(before.length).toBeGreaterThan(0);
     const otherHome = tempDir('baton-e2e-other-');
-    const other = startProc(['up', '--data-dir', `${otherHome}/data`, '--listen', '127.0.0.1:0', '--port-range', portRange(24600), '--listen-port', '0', '--pull', 'never', '--name', 'e2e-node', '--log-level', 'warn'], { BATON_HOME: otherHome, BATON_TIMINGS: TIMINGS });
+    const other = startProc(['up', '--data-dir', `${otherHome}/data`, '--listen', '127.0.0.1:0', '--port-range', portRange(24600), '--listen-port', '0', '--pull', 'never', '--name', 'e2e-node', '--cluster-cidr', '10.201.0.0/16', '--egress', 'none', '--dns-upstream', 'none', '--log-level', 'warn'], { BATON_HOME: otherHome, BATON_TIMINGS: TIMINGS });
     try {
       await waitOutput(other, /baton is up: server (\S+)/, 30_000);
       // Give its agent time to sync and sweep (it sweeps right after its first sync).

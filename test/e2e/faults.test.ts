@@ -66,7 +66,7 @@ describe('faults across processes', () => {
   let port = 0;
 
   async function startServer(): Promise<void> {
-    server = startProc(['server', '--data-dir', join(dir, 'server'), '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], env);
+    server = startProc(['server', '--data-dir', join(dir, 'server'), '--listen', `127.0.0.1:${port}`, '--cluster-cidr', '10.203.0.0/16', '--log-level', 'warn'], env);
     const m = await waitOutput(server, /listening on (\S+)/, 30_000);
     url = m[1]!;
   }
@@ -89,7 +89,7 @@ describe('faults across processes', () => {
     relay = new Relay(join(dir, 'docker.sock'));
     await relay.open();
     agent = startProc(
-      ['agent', '--join', url, '--token', joinToken, '--name', 'n2', '--address', '127.0.0.2', '--data-dir', join(dir, 'agent'), '--docker-socket', relay.path, '--port-range', portRange(24400), '--listen-port', '0', '--pull', 'never', '--log-level', 'warn'],
+      ['agent', '--join', url, '--token', joinToken, '--name', 'n2', '--address', '127.0.0.2', '--data-dir', join(dir, 'agent'), '--docker-socket', relay.path, '--port-range', portRange(24400), '--listen-port', '0', '--pull', 'never', '--egress', 'none', '--dns-upstream', 'none', '--log-level', 'warn'],
       env,
     );
     await eventually(async () => expect((await node()).status.state).toBe('ready'), 15_000);

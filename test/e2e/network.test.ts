@@ -6,6 +6,7 @@
  * the shared dockerd; clients on loopback reach tasks through the mesh.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
 import { getBody } from '../helpers/http.js';
 import { endpointsKind, nodeKind } from '../../src/api/kinds.js';
 import type { Endpoints, Node, Task } from '../../src/api/types.js';
@@ -162,6 +163,22 @@ describe('tasks in network namespaces of their own', () => {
       expect(await get('127.0.0.2', 18181)).toEqual({ ok: true, body: before.metadata.name });
     }, 5 * 5000);
   }, 60_000);
+
+  it('runs examples/stack.yaml unchanged (written for host networking: it binds $BATON_HOST_IP:$PORT)', async () => {
+    const r = await c.baton(['apply', '-f', join(process.cwd(), 'examples/stack.yaml'), '--stack', 'demo']);
+    expect(r.code, r.stderr).toBe(0);
+    await eventually(async () => expect(await endpoints('demo_web')).toHaveLength(3), 5 * 10_000);
+    const seen = new Set<string>();
+    for (let i = 0; i < 12; i++) {
+      const g = await get('127.0.0.2', 8080, '/');
+      expect(g.ok, g.body).toBe(true);
+      seen.add(g.body);
+    }
+    // Each replica says where it runs: its own address, on the container port.
+    const web = live(await c.tasksOf('demo_web'));
+    expect([...seen].sort()).toEqual(web.map((t) => `hello from ${t.metadata.name} on ${t.status.taskIP}:80`).sort());
+    expect((await c.baton(['stack', 'rm', 'demo'])).code).toBe(0);
+  }, 90_000);
 
   it('gives network_mode none a namespace with loopback only', async () => {
     await c.apply('lo', `services:

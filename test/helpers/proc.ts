@@ -70,10 +70,14 @@ export async function docker(args: string[], host?: string): Promise<string> {
   return r.stdout.trim();
 }
 
+import { removeClusterNetworks } from './net.js';
+
 export async function removeClusterContainers(clusterId: string, host?: string): Promise<void> {
   if (!clusterId) return;
   const ids = (await docker(['ps', '-aq', '--filter', `label=baton.cluster=${clusterId}`], host)).split('\n').filter(Boolean);
   if (ids.length) await docker(['rm', '-f', '-v', ...ids], host);
+  // Its agents left their task networks up for their tasks: they go with them.
+  await removeClusterNetworks(clusterId);
 }
 
 export function tempDir(prefix: string): string {

@@ -34,14 +34,17 @@ export class NodeNetwork {
   private readonly mappings = new Map<string, PortMapping[]>();
   private isolation?: { scope: Cidr[]; networks: string[][] };
   private syncing: Promise<void> = Promise.resolve();
+  /** The last address given (as an integer), where the next search starts. */
+  private lastGiven?: number;
 
   constructor(private readonly opts: NodeNetworkOptions) {
-    this.bridge = { name: ifName('bt', `${opts.cluster}/${opts.node}`), range: parseCidr(opts.range) };
+    this.bridge = { name: ifName('bt', `${opts.cluster}/${opts.node}`), range: parseCidr(opts.range), owner: { cluster: opts.cluster, node: opts.node } };
     this.routes = opts.routes.map(parseCidr);
     this.table = new NetTable(netTableName(opts.node, opts.cluster));
     try {
       const saved = JSON.parse(readFileSync(this.file(), 'utf8')) as Record<string, string>;
       for (const [task, ip] of Object.entries(saved)) if (this.inRange(ip)) this.addresses.set(task, ip);
+      for (const ip of this.addresses.values()) this.lastGiven = Math.max(this.lastGiven ?? 0, ipToInt(ip));
     } catch {
       /* no file yet, or a damaged one: addresses are handed out afresh */
     }
@@ -88,16 +91,25 @@ export class NodeNetwork {
     return [...this.addresses.keys()];
   }
 
-  /** addressOf gives a task its address (the lowest free one), or the one it had. */
+  /**
+   * addressOf gives a task its address, or the one it had: the next free one
+   * after the last given (not the lowest free: an address just given back
+   * may still be in a neighbour's ARP cache or a peer's conntrack entry, so
+   * it is reused last, as Docker's IPAM does).
+   */
   addressOf(task: string): string {
     const had = this.addresses.get(task);
     if (had) return had;
     const used = new Set(this.addresses.values());
-    const size = 2 ** (32 - this.bridge.range.prefix);
-    for (let n = this.bridge.range.base + 2; n < this.bridge.range.base + size - 1; n++) {
+    const first = this.bridge.range.base + 2;
+    const count = 2 ** (32 - this.bridge.range.prefix) - 3;
+    const start = this.lastGiven === undefined ? 0 : (this.lastGiven - first + 1) % count;
+    for (let k = 0; k < count; k++) {
+      const n = first + ((start + k) % count);
       const ip = intToIp(n);
       if (used.has(ip)) continue;
       this.addresses.set(task, ip);
+      this.lastGiven = n;
       this.save();
       return ip;
     }

@@ -75,6 +75,8 @@ export interface BridgeOptions {
   name: string;
   /** The node's task range; the bridge takes its first address and is every task's gateway. */
   range: Cidr;
+  /** Whose bridge it is (its alias). */
+  owner?: { cluster: string; node: string };
 }
 
 /** gatewayOf: the first address of a range, the bridge's own. */
@@ -126,8 +128,12 @@ export async function ensureBridge(b: BridgeOptions): Promise<void> {
   const addr = `${gatewayOf(b.range)}/${b.range.prefix}`;
   const addrs = await must(IP, ['-o', '-4', 'addr', 'show', 'dev', b.name]);
   if (!addrs.includes(` ${addr} `)) await must(IP, ['addr', 'replace', addr, 'dev', b.name]);
+  // Its alias says whose it is (`baton <cluster> <node>`), for an operator's `ip link` and for tests that take it down.
+  if (b.owner && OWNER_WORD.test(b.owner.cluster) && OWNER_WORD.test(b.owner.node)) await must(IP, ['link', 'set', 'dev', b.name, 'alias', `baton ${b.owner.cluster} ${b.owner.node}`]);
   await must(IP, ['link', 'set', 'dev', b.name, 'up']);
 }
+
+const OWNER_WORD = /^[A-Za-z0-9._-]{1,100}$/;
 
 export async function deleteBridge(name: string): Promise<void> {
   await run(IP, ['link', 'del', 'dev', name]);
@@ -160,6 +166,8 @@ export async function attach(a: Attachment): Promise<void> {
   if (inside.code === 0 && inside.stdout.includes(` ${a.address}/${a.bridge.range.prefix} `)) return;
   // A stale outer end (its namespace died with the old pause container) goes first.
   await run(IP, ['link', 'del', 'dev', a.hostIf]);
+  // The node may still hold a neighbour entry for this address from a task that had it before (another MAC).
+  await run(IP, ['neigh', 'flush', 'to', a.address, 'dev', a.bridge.name]);
   await must(IP, ['link', 'add', 'name', a.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(a.pid)]);
   await must(IP, ['link', 'set', 'dev', a.hostIf, 'master', a.bridge.name]);
   await must(IP, ['link', 'set', 'dev', a.hostIf, 'up']);
