@@ -124,7 +124,9 @@ export class TaskReconciler {
       await this.running(task, local, insp!);
       return;
     }
-    if (isTerminal(task.status.state) && local.status && isTerminal(local.status.state)) return void (await this.releaseNetwork(name, local));
+    // Done here (failed, complete, rejected): the server replaces it with a new task. Not started again even before the
+    // server has the report: an event of its sandbox's container would otherwise start it again and again meanwhile.
+    if (local.status && isTerminal(local.status.state)) return void (await this.releaseNetwork(name, local));
 
     if (exists && insp!.state === 'exited') {
       const code = insp!.exitCode ?? -1;

@@ -111,6 +111,8 @@ describe('tasks in network namespaces of their own', () => {
     await eventually(async () => expect(await endpoints('same_late')).toHaveLength(1), 5 * 10_000);
     const [l] = live(await c.tasksOf('same_late'));
     await eventually(async () => expect((await exec(w!, ['wget', '-q', '-O', '-', 'http://late/id'])).trim()).toBe(l!.metadata.name), 5 * 2000);
+    // Hairpin: a task reaching its own service's VIP, which may pick the task itself, is answered every time.
+    for (let i = 0; i < 6; i++) expect((await exec(w!, ['wget', '-q', '-O', '-', 'http://web/id'])).trim()).toMatch(/^same_web\./);
     // Names outside the cluster are not forwarded in tests (--dns-upstream none): NXDOMAIN, at once.
     expect(await exec(w!, ['sh', '-c', 'nslookup example.com 2>&1; echo "exit $?"'])).toMatch(/NXDOMAIN[\s\S]*exit 1/);
   }, 90_000);
@@ -179,6 +181,28 @@ describe('tasks in network namespaces of their own', () => {
     expect([...seen].sort()).toEqual(web.map((t) => `hello from ${t.metadata.name} on ${t.status.taskIP}:80`).sort());
     expect((await c.baton(['stack', 'rm', 'demo'])).code).toBe(0);
   }, 90_000);
+
+  it('keeps network_mode host as it was: the node\'s network, a port from the agent\'s range', async () => {
+    await c.apply('hostnet', `services:
+  old:
+    image: ${TEST_IMAGE}
+    command: ["sh", "-c", "echo $$BATON_TASK > /tmp/id; exec httpd -f -p $$BATON_HOST_IP:$$PORT -h /tmp"]
+    network_mode: host
+    expose: ["8080"]
+    deploy:
+      placement: {constraints: ["node.name == n3"]}
+`);
+    const t = await eventually(async () => {
+      const [x] = live(await c.tasksOf('hostnet_old'));
+      expect(x?.status.ports).toHaveLength(1);
+      return x!;
+    }, 5 * 5000);
+    expect(t.status.taskIP).toBeUndefined();
+    const port = t.status.ports[0]!.hostPort;
+    expect(port).toBeGreaterThanOrEqual(43000 + 3 * 200);
+    expect(await get('127.0.0.3', port)).toEqual({ ok: true, body: t.metadata.name });
+    expect((await c.baton(['stack', 'rm', 'hostnet'])).code).toBe(0);
+  }, 60_000);
 
   it('gives network_mode none a namespace with loopback only', async () => {
     await c.apply('lo', `services:
