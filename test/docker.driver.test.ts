@@ -66,7 +66,8 @@ async function eventually<T>(what: string, fn: () => Promise<T | undefined> | T 
 }
 
 function containerSpec(over: Partial<ContainerSpec> = {}): ContainerSpec {
-  return { ...defaultContainerSpec(IMAGE), ...over };
+  // Host networking: these tests run containers straight on the driver, without the sandbox a task of its own namespace needs (net.sandbox.test.ts has those).
+  return { ...defaultContainerSpec(IMAGE), networkMode: 'host', ...over };
 }
 
 const NO_LIMITS: ResourceSpec = { reservations: { cpus: 0, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } };

@@ -45,6 +45,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>): Promise
 
 const ported = (over: Partial<ServiceSpec> = {}) => ({ ports: [{ target: 80, protocol: 'tcp' as const, mode: 'ingress' as const }], ...over });
 const bridge = (over: Partial<ServiceSpec> = {}) => ({ container: { ...serviceSpec().container, networkMode: 'bridge' as const }, ...over });
+const hostNet = (over: Partial<ServiceSpec> = {}) => ({ container: { ...serviceSpec().container, networkMode: 'host' as const }, ...over });
 
 /** apply creates or updates services of one stack (replicas 0: no tasks needed). */
 function apply(api: ApiClient, stack: string, services: Record<string, Partial<ServiceSpec>>, prune = false) {
@@ -91,7 +92,7 @@ describe('service VIPs on one server (memory store)', () => {
     const services: Record<string, Partial<ServiceSpec>> = {};
     for (let i = 0; i < 20; i++) services[`p${i}`] = ported();
     for (let i = 0; i < 15; i++) services[`b${i}`] = bridge();
-    for (let i = 0; i < 5; i++) services[`h${i}`] = {};
+    for (let i = 0; i < 5; i++) services[`h${i}`] = hostNet();
     await apply(api, 'u', services);
     const eps = await until('35 Endpoints with VIPs', async () => {
       const items = (await api.list<Endpoints>(endpointsKind)).items.filter((e) => e.spec.stack === 'u');
@@ -152,7 +153,7 @@ describe('service VIPs on one server (memory store)', () => {
     expect((await endpointsOf(api, 'k_d', (e) => !!e.spec.vip)).spec.vip).toBe(b!.spec.vip);
 
     // A service that no longer needs Endpoints (bridge → host, no ports) gives its VIP back too.
-    await apply(api, 'k', { c: {} });
+    await apply(api, 'k', { c: hostNet() });
     await until('k_c\'s Endpoints gone', async () => ((await api.list<Endpoints>(endpointsKind)).items.some((e) => e.metadata.name === 'k_c') ? undefined : true));
     expect(Object.keys(await held(server.store))).not.toContain(c!.spec.vip);
     // Made again under its name (a new uid), a service gets a VIP of its own again; the key names the new one.

@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import type Docker from 'dockerode';
+import { DriverError } from '../driver.js';
 import type { ContainerSpec, ResourceSpec } from '../../api/types.js';
 import type { TaskConfig } from '../driver.js';
 
@@ -20,6 +21,8 @@ export function createBody(
   /** A sandbox container whose network namespace this container joins. */
   sandbox?: string,
 ): Docker.ContainerCreateOptions {
+  // Network mode bridge is Baton's task network, never the engine's bridge: without the task's sandbox there is nothing to join.
+  if (spec.networkMode === 'bridge' && !sandbox) throw new DriverError('a container of network mode bridge joins its task\'s sandbox, and none was given', 'invalid_config');
   const mergedEnv = { ...spec.env, ...env };
   const hostConfig: Docker.HostConfig & Record<string, unknown> = {
     NetworkMode: sandbox ? `container:${sandbox}` : spec.networkMode,
