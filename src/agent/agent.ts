@@ -386,8 +386,12 @@ export class Agent {
         for (const c of found) {
           await this.opts.driver.stop(c.handle, 10_000).catch(() => {});
           await this.opts.driver.destroy(c.handle).catch(() => {});
+          const task = c.labels[LABEL_TASK];
+          if (task) await this.opts.driver.removeSandbox?.(task).catch(() => {});
         }
       }
+      // The node is no longer the cluster's: its task network goes too.
+      await this.network?.node.destroy().catch((e) => this.log.warn({ err: String(e) }, 'could not take this node\'s task network down'));
       this.opts.onFatal?.(new BatonError('BATON_ERR_UNAUTHORIZED', `node ${this.name} was removed from the cluster (${err.message})`));
     })();
   }

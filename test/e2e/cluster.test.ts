@@ -192,7 +192,7 @@ describe('a cluster of one server and four agent processes', () => {
     const after = liveRunning(await serviceTasks('d_web'));
     expect(after.map((t) => t.spec.slot).sort()).toEqual([1, 2, 3, 4]);
     for (const t of after) {
-      const res = await eventually(() => fetch(`http://${t.status.hostIP}:${t.status.ports[0]!.hostPort}/`), 10_000);
+      const res = await eventually(() => fetch(`http://${t.status.taskIP}:8080/`), 10_000);
       expect(res.status).toBeLessThan(500);
     }
     expect((await node(victim)).spec.availability).toBe('drain');

@@ -8,7 +8,7 @@
 import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { attach, detach, ensureBridge, gatewayOf, ifName, intToIp, ipToInt, parseCidr, type BridgeOptions, type Cidr } from './plumbing.js';
+import { attach, deleteBridge, detach, ensureBridge, gatewayOf, ifName, intToIp, ipToInt, parseCidr, type BridgeOptions, type Cidr } from './plumbing.js';
 import { NetTable, netTableName, type PortMapping } from './netTable.js';
 
 export interface NodeNetworkOptions {
@@ -159,5 +159,12 @@ export class NodeNetwork {
 
   async close(): Promise<void> {
     await this.table.close();
+  }
+
+  /** destroy takes the node's task network down: its table and its bridge (the node left the cluster). */
+  async destroy(): Promise<void> {
+    await this.syncing.catch(() => {});
+    await this.table.close();
+    await deleteBridge(this.bridge.name);
   }
 }
