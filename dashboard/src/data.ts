@@ -29,7 +29,21 @@ export const session = {
 };
 
 export function makeClient(token: string): ApiClient {
-  return new ApiClient({ server: location.origin, token, fetch: window.fetch.bind(window) });
+  return new ApiClient({ server: location.origin, token, fetch: retryingFetch });
+}
+
+/**
+ * retryingFetch sends a read once more when the browser failed it without an
+ * answer: Chromium aborts requests in flight whenever any network interface
+ * of the machine changes (ERR_NETWORK_CHANGED), and a node's interfaces
+ * change each time a task starts or stops. Only GETs, which change nothing.
+ */
+function retryingFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+  return window.fetch(input, init).catch(async (err: unknown) => {
+    if ((init?.method ?? 'GET').toUpperCase() !== 'GET' || init?.signal?.aborted) throw err;
+    await new Promise((r) => setTimeout(r, 200));
+    return window.fetch(input, init);
+  });
 }
 
 /**
