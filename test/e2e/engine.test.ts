@@ -43,7 +43,7 @@ describe('engine killed with -9 during a scale', () => {
 
   /** containers: this cluster's containers on the private engine, with their state and task. */
   const containers = async () =>
-    (await engine.docker(['ps', '-a', '--filter', `label=baton.cluster=${c.clusterId}`, '--format', '{{.ID}} {{.State}} {{.Label "baton.task"}}']))
+    (await engine.docker(['ps', '-a', '--filter', `label=baton.cluster=${c.clusterId}`, '--filter', 'label=baton.service', '--format', '{{.ID}} {{.State}} {{.Label "baton.task"}}']))
       .split('\n')
       .filter(Boolean)
       .map((l) => {

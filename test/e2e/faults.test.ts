@@ -137,7 +137,7 @@ describe('faults across processes', () => {
     }, 30_000);
     for (const t of ts) {
       expect(t.status.hostIP).toBe('127.0.0.2');
-      const res = await eventually(() => fetch(`http://127.0.0.2:${t.status.ports[0]!.hostPort}/`), 10_000);
+      const res = await eventually(() => fetch(`http://${t.status.taskIP}:8080/`), 10_000);
       expect(res.status).toBeLessThan(500);
     }
   });
@@ -145,12 +145,12 @@ describe('faults across processes', () => {
   it('survives a server kill -9: the agent reconnects, nothing lost, nothing duplicated', async () => {
     if (!relay.isOpen) await relay.open(); // the previous test failed midway
     const before = (await api.tasks()).items.filter((t: Task) => t.spec.desiredState === 'running').map((t) => t.metadata.name).sort();
-    const containersBefore = (await docker(['ps', '-q', '--filter', `label=baton.cluster=${clusterId}`])).split('\n').filter(Boolean).sort();
+    const containersBefore = (await docker(['ps', '-q', '--filter', `label=baton.cluster=${clusterId}`, '--filter', 'label=baton.service'])).split('\n').filter(Boolean).sort();
     server.child.kill('SIGKILL');
     await server.exited;
     // The agent keeps its containers while the server is away.
     await new Promise((r) => setTimeout(r, 1000));
-    expect((await docker(['ps', '-q', '--filter', `label=baton.cluster=${clusterId}`])).split('\n').filter(Boolean).sort()).toEqual(containersBefore);
+    expect((await docker(['ps', '-q', '--filter', `label=baton.cluster=${clusterId}`, '--filter', 'label=baton.service'])).split('\n').filter(Boolean).sort()).toEqual(containersBefore);
     await startServer();
     await eventually(async () => expect((await node()).status.state).toBe('ready'), 15_000);
     // Scaling after the restart reaches the reconnected agent.
@@ -161,7 +161,7 @@ describe('faults across processes', () => {
     }, 30_000);
     const after = (await api.tasks()).items.filter((t: Task) => t.spec.desiredState === 'running').map((t) => t.metadata.name);
     for (const name of before) expect(after).toContain(name);
-    expect((await docker(['ps', '-q', '--filter', `label=baton.cluster=${clusterId}`])).split('\n').filter(Boolean)).toHaveLength(3);
+    expect((await docker(['ps', '-q', '--filter', `label=baton.cluster=${clusterId}`, '--filter', 'label=baton.service'])).split('\n').filter(Boolean)).toHaveLength(3);
   });
 
   it('refuses an agent of an incompatible version with a clear message', async () => {

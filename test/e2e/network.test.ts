@@ -170,15 +170,16 @@ describe('tasks in network namespaces of their own', () => {
     const r = await c.baton(['apply', '-f', join(process.cwd(), 'examples/stack.yaml'), '--stack', 'demo']);
     expect(r.code, r.stderr).toBe(0);
     await eventually(async () => expect(await endpoints('demo_web')).toHaveLength(3), 5 * 10_000);
+    // Each replica says where it runs: its own address, on the container port; every one answers through the mesh.
+    const web = live(await c.tasksOf('demo_web'));
+    const want = web.map((t) => `hello from ${t.metadata.name} on ${t.status.taskIP}:80`).sort();
     const seen = new Set<string>();
-    for (let i = 0; i < 12; i++) {
+    await eventually(async () => {
       const g = await get('127.0.0.2', 8080, '/');
       expect(g.ok, g.body).toBe(true);
       seen.add(g.body);
-    }
-    // Each replica says where it runs: its own address, on the container port.
-    const web = live(await c.tasksOf('demo_web'));
-    expect([...seen].sort()).toEqual(web.map((t) => `hello from ${t.metadata.name} on ${t.status.taskIP}:80`).sort());
+      expect([...seen].sort()).toEqual(want);
+    }, 5 * 5000, 50);
     expect((await c.baton(['stack', 'rm', 'demo'])).code).toBe(0);
   }, 90_000);
 
