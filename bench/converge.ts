@@ -3,10 +3,35 @@
  * local engine, for Baton, Docker Swarm and plain `docker run`.
  *
  *   npm run bench:converge -- --replicas 100 [--runs 3] [--concurrency 8] [--skip-swarm]
+ *                             [--raw bridge,pair,host] [--baton-network bridge|host]
+ *
+ * Baton's tasks run each in a network namespace of its own (network mode
+ * bridge, the default): a pause container holds the namespace and the agent
+ * plumbs a veth into the node's bridge, so a task is two containers. The
+ * peers, at --concurrency docker CLI calls in flight:
+ *
+ *   raw-bridge  `docker run -d --network <net>`: a user-defined bridge network
+ *               the bench makes (`docker network create --internal`, a subnet
+ *               of its own), the engine making each container's namespace and
+ *               veth. The goal's peer: Baton within 1.25× of its time.
+ *   raw-pair    per replica, Baton's two containers made by hand: a holder of
+ *               Baton's own pause image on that network, then the workload
+ *               joining its namespace (`--network container:<holder>`), one
+ *               pair after the other in each of the --concurrency slots.
+ *   raw-host    `docker run -d --network host`: no namespace (the peer before
+ *               tasks had namespaces of their own).
+ *
+ * Both tasks and containers are counted: Baton's pause containers count as
+ * containers (2 per task; 1 with --baton-network host), and so do raw-pair's
+ * holders.
  *
  * Every container it creates carries `baton.bench=<bench id>` and
- * `baton.bench.run=<run id>`; everything is removed at the end, also on
- * failure or Ctrl-C. Progress goes to stderr, results to stdout.
+ * `baton.bench.run=<run id>`, its network `baton.bench=<bench id>`;
+ * everything is removed at the end, also on failure or Ctrl-C, with the Baton
+ * node's bridge and nftables tables. Baton runs as `baton up` on 127.0.6.1
+ * with the bench's own ranges (tasks from 10.146.0.0/17, VIPs from
+ * 10.146.240.0/20, the Docker network 10.146.201.0/24, host ports
+ * 46000-46999) and without egress. Progress goes to stderr, results to stdout.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +41,10 @@ import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
 import type { Task } from '../src/api/types.js';
 import { readCompose } from '../src/manifest/compose.js';
-import { benchArgs, checkInterrupted, cleanUpOnSignals, containerIds, containerTimes, cpuMs, docker, dockerOk, initSwarm, intFlag, keyValues, log, machineInfo, median, now, onCleanup, pidOfComm, pool, ratio, removeByLabel, removeContainers, reportHeader, requireImage, runCleanups, runMain, Sampler, secs, sleep, spawnBaton, swarmState, waitContainersGone, waitFor, wasInterrupted, type OwnSwarm } from './lib.js';
+import Docker from 'dockerode';
+import { ensurePauseImage } from '../src/agent/docker/sandbox.js';
+import { PAUSE_IMAGE, PAUSE_LABEL } from '../src/agent/net/pauseImage.js';
+import { benchArgs, benchNetwork, checkInterrupted, cleanUpOnSignals, CONFINED_AGENT_ARGS, containerIds, containerTimes, cpuMs, docker, dockerOk, dropAgentTables, initSwarm, intFlag, keyValues, log, machineInfo, median, now, onCleanup, pidOfComm, pool, ratio, removeByLabel, removeContainers, removeNetworksByLabel, removeNodeNetworks, reportHeader, requireImage, runCleanups, runMain, Sampler, secs, sleep, spawnBaton, swarmState, waitContainersGone, waitFor, wasInterrupted, type BenchNetwork, type OwnSwarm } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -27,6 +55,17 @@ const SERVICE = `${STACK}_sleep`;
 const LABEL = 'baton.bench';
 const RUN_LABEL = 'baton.bench.run';
 const TERMINAL = new Set(['complete', 'failed', 'shutdown', 'rejected', 'orphaned']);
+/** The Baton node's own name and address, and the bench's ranges (its share of this machine's). */
+const BATON_NODE = 'convergebench-node';
+const BATON_ADDRESS = '127.0.6.1';
+const BATON_PORTS = '46000-46999';
+const CLUSTER_CIDR = '10.146.0.0/17';
+const SERVICE_CIDR = '10.146.240.0/20';
+const RAW_SUBNET = '10.146.201.0/24';
+
+type RawKind = 'bridge' | 'pair' | 'host';
+const RAW_KINDS: RawKind[] = ['bridge', 'pair', 'host'];
+type SystemName = 'baton' | 'swarm' | `raw-${RawKind}`;
 
 interface Opts {
   replicas: number;
@@ -35,14 +74,21 @@ interface Opts {
   skipSwarm: boolean;
   skipBaton: boolean;
   skipRaw: boolean;
+  /** The raw peers to measure, in this order. */
+  raw: RawKind[];
+  /** Baton's network mode: bridge (the default: a namespace per task) or host. */
+  batonNetwork: 'bridge' | 'host';
   timeoutMs: number;
   pollMs: number;
 }
 
-const USAGE = 'usage: npm run bench:converge -- --replicas N [--runs 3] [--concurrency 8] [--skip-swarm] [--skip-baton] [--skip-raw] [--timeout-s 600] [--poll-ms 100]\n';
+const USAGE = 'usage: npm run bench:converge -- --replicas N [--runs 3] [--concurrency 8] [--skip-swarm] [--skip-baton] [--skip-raw] [--raw bridge,pair,host] [--baton-network bridge|host] [--timeout-s 600] [--poll-ms 100]\n';
 
 function parseOpts(): Opts {
-  const values = benchArgs(USAGE, { replicas: '100', runs: '3', concurrency: '8', 'skip-swarm': false, 'skip-baton': false, 'skip-raw': false, 'timeout-s': '600', 'poll-ms': '100' });
+  const values = benchArgs(USAGE, { replicas: '100', runs: '3', concurrency: '8', 'skip-swarm': false, 'skip-baton': false, 'skip-raw': false, raw: RAW_KINDS.join(','), 'baton-network': 'bridge', 'timeout-s': '600', 'poll-ms': '100' });
+  const raw = values.raw.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const k of raw) if (!RAW_KINDS.includes(k as RawKind)) throw new Error(`--raw: unknown peer "${k}" (known: ${RAW_KINDS.join(', ')})`);
+  if (values['baton-network'] !== 'bridge' && values['baton-network'] !== 'host') throw new Error(`--baton-network must be bridge or host, got "${values['baton-network']}"`);
   return {
     replicas: intFlag('replicas', values.replicas, 1),
     runs: intFlag('runs', values.runs, 1),
@@ -50,6 +96,8 @@ function parseOpts(): Opts {
     skipSwarm: values['skip-swarm'],
     skipBaton: values['skip-baton'],
     skipRaw: values['skip-raw'],
+    raw: RAW_KINDS.filter((k) => raw.includes(k)),
+    batonNetwork: values['baton-network'],
     timeoutMs: intFlag('timeout-s', values['timeout-s'], 1) * 1000,
     pollMs: intFlag('poll-ms', values['poll-ms'], 10),
   };
@@ -65,7 +113,9 @@ interface RunResult {
 }
 
 interface SystemResult {
-  name: 'baton' | 'swarm' | 'raw';
+  name: SystemName;
+  /** Containers per replica: 2 for a task with its pause container, or a raw pair. */
+  perReplica: number;
   runs: RunResult[];
   /** Set when the system could not be measured at all (not a failure for swarm). */
   unavailable?: string;
@@ -90,17 +140,17 @@ function engineCpuMs(): number {
   return sum;
 }
 
-/** phaseFromContainers adds created/started spreads (ms after t0) from docker inspect. */
-async function phaseFromContainers(ids: string[], wall0: number, extra: Record<string, number>): Promise<void> {
+/** phaseFromContainers adds created/started spreads (ms after t0) from docker inspect, each key starting with `prefix`. */
+async function phaseFromContainers(ids: string[], wall0: number, extra: Record<string, number>, prefix = 'ctr'): Promise<void> {
   const t = await containerTimes(ids);
   if (!t.length) return;
   const created = t.map((x) => x.created - wall0).filter(Number.isFinite);
   const started = t.map((x) => x.started - wall0).filter(Number.isFinite);
-  extra.ctr_first_created_ms = Math.min(...created);
-  extra.ctr_last_created_ms = Math.max(...created);
-  extra.ctr_first_started_ms = Math.min(...started);
-  extra.ctr_last_started_ms = Math.max(...started);
-  extra.ctr_create_to_start_median_ms = median(t.map((x) => x.started - x.created));
+  extra[`${prefix}_first_created_ms`] = Math.min(...created);
+  extra[`${prefix}_last_created_ms`] = Math.max(...created);
+  extra[`${prefix}_first_started_ms`] = Math.min(...started);
+  extra[`${prefix}_last_started_ms`] = Math.max(...started);
+  extra[`${prefix}_create_to_start_median_ms`] = median(t.map((x) => x.started - x.created));
 }
 
 async function runningCount(labels: string[]): Promise<number> {
@@ -109,40 +159,58 @@ async function runningCount(labels: string[]): Promise<number> {
 
 // ---------------------------------------------------------------- raw docker run
 
-async function benchRaw(o: Opts): Promise<SystemResult> {
-  const res: SystemResult = { name: 'raw', runs: [], notes: [] };
+/** The raw peers' docker network (raw-bridge, raw-pair), made once per bench. */
+let rawNet: BenchNetwork | undefined;
+
+/**
+ * rawReplica starts one replica of a raw peer with the docker CLI and returns
+ * its container ids: one container, or raw-pair's holder (Baton's pause
+ * image, created as Baton creates it: SIGKILL to stop, read-only, no
+ * capabilities) and the workload in its namespace.
+ */
+async function rawReplica(kind: RawKind, labels: string[], o: Opts): Promise<string[]> {
+  const run = async (args: string[]) => (await dockerOk(['run', '-d', ...labels.flatMap((l) => ['--label', l]), ...args], { timeoutMs: o.timeoutMs })).trim();
+  if (kind === 'host') return [await run(['--init', '--network', 'host', IMAGE, ...CMD])];
+  if (kind === 'bridge') return [await run(['--init', '--network', rawNet!.name, IMAGE, ...CMD])];
+  const holder = await run(['--network', rawNet!.name, '--stop-signal', 'SIGKILL', '--read-only', '--cap-drop', 'ALL', '--memory', '8m', '--pids-limit', '4', PAUSE_IMAGE]);
+  return [holder, await run(['--init', '--network', `container:${holder}`, IMAGE, ...CMD])];
+}
+
+async function benchRaw(o: Opts, kind: RawKind): Promise<SystemResult> {
+  const name: SystemName = `raw-${kind}`;
+  const perReplica = kind === 'pair' ? 2 : 1;
+  const res: SystemResult = { name, perReplica, runs: [], notes: [] };
+  if (kind !== 'host' && !rawNet) rawNet = await benchNetwork(`baton-bench-${benchId}`, RAW_SUBNET, `${LABEL}=${benchId}`);
+  if (kind !== 'host') res.notes.push(`docker network ${rawNet!.name}: bridge, internal, ${rawNet!.subnet}`);
+  const what = kind === 'pair' ? `pairs (${PAUSE_IMAGE} on ${rawNet!.name} + workload in its namespace)` : `x docker run -d --network ${kind === 'host' ? 'host' : rawNet!.name}`;
   for (let i = 1; i <= o.runs; i++) {
     checkInterrupted();
-    const runId = `${benchId}-raw-${i}`;
-    const undo = onCleanup(`raw run ${i}`, async () => void (await removeByLabel([`${RUN_LABEL}=${runId}`])));
+    const runId = `${benchId}-${name}-${i}`;
+    const undo = onCleanup(`${name} run ${i}`, async () => void (await removeByLabel([`${RUN_LABEL}=${runId}`])));
     try {
-      log(`raw run ${i}/${o.runs}: ${o.replicas} x docker run -d at concurrency ${o.concurrency}`);
+      log(`${name} run ${i}/${o.runs}: ${o.replicas} ${what} at concurrency ${o.concurrency}`);
       const cpu0 = engineCpuMs();
       const wall0 = Date.now();
       const t0 = now();
       let done = 0;
       const ids = await pool(Array.from({ length: o.replicas }), o.concurrency, async () => {
-        const id = (
-          await dockerOk(
-            ['run', '-d', '--init', '--network', 'host', '--label', `${LABEL}=${benchId}`, '--label', `${RUN_LABEL}=${runId}`, IMAGE, ...CMD],
-            { timeoutMs: o.timeoutMs },
-          )
-        ).trim();
-        if (++done % 20 === 0) log(`raw run ${i}: ${done}/${o.replicas} started`);
-        return id;
+        const r = await rawReplica(kind, [`${LABEL}=${benchId}`, `${RUN_LABEL}=${runId}`], o);
+        if (++done % 20 === 0) log(`${name} run ${i}: ${done}/${o.replicas} started`);
+        return r;
       });
       const ms = now() - t0;
       const engineCpu = engineCpuMs() - cpu0;
       const warnings: string[] = [];
       const running = await runningCount([`${RUN_LABEL}=${runId}`]);
-      if (running !== o.replicas) warnings.push(`docker ps shows ${running}/${o.replicas} running`);
-      const extra: Record<string, number> = { engine_cpu_ms: engineCpu };
-      await phaseFromContainers(ids, wall0, extra);
-      log(`raw run ${i}: ${secs(ms)} s (${running} running)`);
+      if (running !== o.replicas * perReplica) warnings.push(`docker ps shows ${running}/${o.replicas * perReplica} containers running`);
+      const extra: Record<string, number> = { engine_cpu_ms: engineCpu, docker_running: running };
+      await phaseFromContainers(ids.map((x) => x[x.length - 1]!), wall0, extra);
+      if (kind === 'pair') await phaseFromContainers(ids.map((x) => x[0]!), wall0, extra, 'holder');
+      log(`${name} run ${i}: ${secs(ms)} s (${running} containers running)`);
       res.runs.push({ ms, extra, warnings });
       const t1 = now();
       await removeContainers(await containerIds([`${RUN_LABEL}=${runId}`]));
-      log(`raw run ${i}: removed in ${secs(now() - t1)} s`);
+      log(`${name} run ${i}: removed in ${secs(now() - t1)} s`);
     } finally {
       await removeByLabel([`${RUN_LABEL}=${runId}`]);
       undo();
@@ -165,11 +233,14 @@ interface BatonProc {
 
 async function startBaton(home: string): Promise<BatonProc> {
   const dataDir = join(home, 'data');
-  const { child, matches, stderrTail } = await spawnBaton(['up', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--port-range', '26000-26999', '--pull', 'never', '--log-level', 'warn'], {
+  const { child, matches, stderrTail } = await spawnBaton(
+    ['up', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--name', BATON_NODE, '--address', BATON_ADDRESS, '--port-range', BATON_PORTS, '--cluster-cidr', CLUSTER_CIDR, '--service-cidr', SERVICE_CIDR, ...CONFINED_AGENT_ARGS, '--pull', 'never', '--log-level', 'warn'],
+    {
     env: { BATON_HOME: home },
-    ready: [/baton is up: server (\S+?),/],
-    what: 'baton up',
-  });
+      ready: [/baton is up: server (\S+?),/],
+      what: 'baton up',
+    },
+  );
   const url = matches[0]!;
   const token = readFileSync(join(dataDir, 'server', 'admin.token'), 'utf8').trim();
   const caPem = readFileSync(join(dataDir, 'server', 'ca.crt'), 'utf8');
@@ -191,8 +262,11 @@ async function stopBaton(p: BatonProc): Promise<void> {
       await Promise.race([exited, sleep(5_000)]);
     }
   }
+  await dropAgentTables([BATON_NODE], p.clusterId);
   const n = await removeByLabel([`baton.cluster=${p.clusterId}`]);
   if (n) log(`removed ${n} leftover container(s) of baton cluster ${p.clusterId}`);
+  // The agent leaves its task network up when it stops (its tasks run on); the bench takes it down.
+  await removeNodeNetworks([BATON_NODE], p.clusterId);
 }
 
 function composeText(o: Opts, runId: string): string {
@@ -203,6 +277,7 @@ function composeText(o: Opts, runId: string): string {
     `    image: ${IMAGE}`,
     `    command: ${JSON.stringify(CMD)}`,
     '    init: true',
+    ...(o.batonNetwork === 'host' ? ['    network_mode: host'] : []),
     '    labels:',
     `      ${LABEL}: "${benchId}"`,
     `      ${RUN_LABEL}: "${runId}"`,
@@ -219,7 +294,7 @@ function parseCompose(file: string, baseDir: string) {
 }
 
 async function benchBaton(o: Opts): Promise<SystemResult> {
-  const res: SystemResult = { name: 'baton', runs: [], notes: [] };
+  const res: SystemResult = { name: 'baton', perReplica: o.batonNetwork === 'bridge' ? 2 : 1, runs: [], notes: [] };
   const home = mkdtempSync(join(tmpdir(), 'baton-bench-'));
   let proc: BatonProc | undefined;
   let ok = false;
@@ -312,11 +387,16 @@ async function benchBaton(o: Opts): Promise<SystemResult> {
         extra.task_last_running_ms = Math.max(...runningAt);
       }
 
+      // A task's pause container carries its labels and baton.pause: both are counted, apart.
       const dockerRunning = await runningCount(svcLabels);
+      const pauseIds = await containerIds([...svcLabels, PAUSE_LABEL]);
       extra.docker_running = dockerRunning;
-      if (dockerRunning !== o.replicas) warnings.push(`docker ps shows ${dockerRunning}/${o.replicas} containers with baton.service=${SERVICE}`);
-      await phaseFromContainers(await containerIds(svcLabels), wall0, extra);
-      log(`baton run ${i}: ${secs(ms)} s (${dockerRunning} running in docker, peak RSS ${(sampler.peakKiB / 1024).toFixed(1)} MiB)`);
+      extra.pause_running = await runningCount([...svcLabels, PAUSE_LABEL]);
+      if (dockerRunning !== o.replicas * res.perReplica) warnings.push(`docker ps shows ${dockerRunning}/${o.replicas * res.perReplica} containers with baton.service=${SERVICE}`);
+      const pause = new Set(pauseIds);
+      await phaseFromContainers((await containerIds(svcLabels)).filter((id) => !pause.has(id)), wall0, extra);
+      if (pauseIds.length) await phaseFromContainers(pauseIds, wall0, extra, 'pause');
+      log(`baton run ${i}: ${secs(ms)} s (${dockerRunning} containers running in docker, ${extra.pause_running} of them pause containers; peak RSS ${(sampler.peakKiB / 1024).toFixed(1)} MiB)`);
       res.runs.push({ ms, extra, warnings });
 
       // Tear down before the next run.
@@ -356,7 +436,7 @@ async function benchBaton(o: Opts): Promise<SystemResult> {
 // ---------------------------------------------------------------- Swarm
 
 async function benchSwarm(o: Opts): Promise<SystemResult> {
-  const res: SystemResult = { name: 'swarm', runs: [], notes: [] };
+  const res: SystemResult = { name: 'swarm', perReplica: 1, runs: [], notes: [] };
   const state = await swarmState();
   // Unlike the other benches, this one measures in a swarm the engine is already in (and never leaves that one).
   let own: OwnSwarm | undefined;
@@ -470,28 +550,37 @@ async function benchSwarm(o: Opts): Promise<SystemResult> {
 
 // ---------------------------------------------------------------- report
 
+const GOAL = 1.25;
+
 function report(o: Opts, machine: Record<string, string>, results: SystemResult[]): void {
-  const by = (n: SystemResult['name']) => results.find((r) => r.name === n);
+  const by = (n: SystemName) => results.find((r) => r.name === n);
   const med = (r?: SystemResult) => (r && !r.unavailable && !r.failed && r.runs.length ? median(r.runs.map((x) => x.ms)) : NaN);
   const baton = med(by('baton'));
-  const raw = med(by('raw'));
+  const rawBridge = med(by('raw-bridge'));
+  const rawPair = med(by('raw-pair'));
+  const rawHost = med(by('raw-host'));
   const swarm = med(by('swarm'));
+  const perReplica = (n: SystemName) => by(n)?.perReplica ?? NaN;
 
   const out: string[] = [];
   out.push(...reportHeader('converge', benchId, machine));
-  out.push(`workload replicas=${o.replicas} runs=${o.runs} concurrency=${o.concurrency} image=${IMAGE} cmd="${CMD.join(' ')}" init=true network=host`);
+  out.push(`workload replicas=${o.replicas} runs=${o.runs} concurrency=${o.concurrency} image=${IMAGE} cmd="${CMD.join(' ')}" init=true`);
+  out.push(`baton: network_mode ${o.batonNetwork}${o.batonNetwork === 'bridge' ? ' (the default: a namespace per task, held by a pause container, veth plumbed by the agent)' : ''}; swarm: --network host`);
   out.push('');
   const runCols = Array.from({ length: o.runs }, (_, i) => `run${i + 1}_s`.padStart(9));
-  out.push(`${'system'.padEnd(7)} ${runCols.join(' ')} ${'median_s'.padStart(9)}  status`);
-  for (const name of ['baton', 'swarm', 'raw'] as const) {
+  out.push(`${'system'.padEnd(10)} ${'tasks'.padStart(5)} ${'ctrs'.padStart(5)} ${runCols.join(' ')} ${'median_s'.padStart(9)} ${'ctrs/s'.padStart(7)}  status`);
+  const order: SystemName[] = ['baton', ...RAW_KINDS.map((k) => `raw-${k}` as const), 'swarm'];
+  for (const name of order) {
     const r = by(name);
     if (!r) {
-      out.push(`${name.padEnd(7)} ${runCols.map(() => '-'.padStart(9)).join(' ')} ${'-'.padStart(9)}  skipped`);
+      out.push(`${name.padEnd(10)} ${'-'.padStart(5)} ${'-'.padStart(5)} ${runCols.map(() => '-'.padStart(9)).join(' ')} ${'-'.padStart(9)} ${'-'.padStart(7)}  skipped`);
       continue;
     }
     const cells = Array.from({ length: o.runs }, (_, i) => (r.runs[i] ? secs(r.runs[i]!.ms) : '-').padStart(9));
     const status = r.unavailable ? `unavailable: ${r.unavailable}` : r.failed ? `FAILED: ${r.failed}` : 'ok';
-    out.push(`${name.padEnd(7)} ${cells.join(' ')} ${secs(med(r)).padStart(9)}  ${status}`);
+    const m = med(r);
+    const rate = Number.isFinite(m) ? ((o.replicas * r.perReplica) / (m / 1000)).toFixed(1) : 'n/a';
+    out.push(`${name.padEnd(10)} ${String(o.replicas).padStart(5)} ${String(o.replicas * r.perReplica).padStart(5)} ${cells.join(' ')} ${secs(m).padStart(9)} ${rate.padStart(7)}  ${status}`);
   }
   out.push('');
   for (const r of results)
@@ -506,17 +595,26 @@ function report(o: Opts, machine: Record<string, string>, results: SystemResult[
     const m = (k: string) => median(b.runs.map((x) => x.extra[k]).filter((v): v is number => v !== undefined));
     out.push(
       `baton_phases_median_s apply=${secs(m('apply_ms'))} first_task_created=${secs(m('task_first_created_ms'))} last_task_created=${secs(m('task_last_created_ms'))} ` +
+        (b.perReplica === 2 ? `first_pause_created=${secs(m('pause_first_created_ms'))} last_pause_started=${secs(m('pause_last_started_ms'))} ` : '') +
         `first_container_created=${secs(m('ctr_first_created_ms'))} last_container_created=${secs(m('ctr_last_created_ms'))} ` +
         `first_running=${secs(m('task_first_running_ms'))} last_container_started=${secs(m('ctr_last_started_ms'))} last_task_running=${secs(m('task_last_running_ms'))} all_running_seen=${secs(baton)}`,
     );
     out.push(`baton_server peak_rss_mib=${(Math.max(...b.runs.map((x) => x.extra.baton_peak_rss_kib ?? 0)) / 1024).toFixed(1)} cpu_s_per_run_median=${secs(m('baton_cpu_ms'))} engine_cpu_s_per_run_median=${secs(m('engine_cpu_ms'))}`);
   }
   out.push('');
+  // Per container: time per container made, over the peer's (lower is better for Baton).
+  const perCtr = (a: number, an: SystemName, c: number, cn: SystemName) => ratio(a / perReplica(an), c / perReplica(cn));
   out.push(
-    `converge replicas=${o.replicas} runs=${o.runs} baton_median_s=${secs(baton)} raw_median_s=${secs(raw)} swarm_median_s=${secs(swarm)} baton_over_raw=${ratio(baton, raw)} baton_over_swarm=${ratio(baton, swarm)}`,
+    `converge replicas=${o.replicas} runs=${o.runs} baton_median_s=${secs(baton)} raw_bridge_median_s=${secs(rawBridge)} raw_pair_median_s=${secs(rawPair)} raw_host_median_s=${secs(rawHost)} swarm_median_s=${secs(swarm)}`,
   );
-  const pass = Number.isFinite(baton) && Number.isFinite(raw) ? (baton / raw <= 1.25 ? 'PASS' : 'FAIL') : 'n/a';
-  out.push(`Goal: Baton within 1.25x of raw: ${pass} (baton/raw=${ratio(baton, raw)})`);
+  out.push(
+    `ratios (time to all replicas running) baton/raw-bridge=${ratio(baton, rawBridge)} baton/raw-pair=${ratio(baton, rawPair)} baton/raw-host=${ratio(baton, rawHost)} baton/swarm=${ratio(baton, swarm)}; ` +
+      `per container made baton/raw-bridge=${perCtr(baton, 'baton', rawBridge, 'raw-bridge')} baton/raw-pair=${perCtr(baton, 'baton', rawPair, 'raw-pair')}`,
+  );
+  const pass = Number.isFinite(baton) && Number.isFinite(rawBridge) ? (baton / rawBridge <= GOAL ? 'PASS' : 'FAIL') : 'n/a';
+  out.push(
+    `Goal: ${o.replicas} Baton tasks (${o.replicas * perReplica('baton')} containers) within ${GOAL}x of ${o.replicas} raw \`docker run -d --network <bridge network>\` (${o.replicas} containers): ${pass} (baton/raw-bridge=${ratio(baton, rawBridge)})`,
+  );
   process.stdout.write(out.join('\n') + '\n');
 }
 
@@ -533,9 +631,11 @@ async function main(): Promise<number> {
   try {
     // One throw-away container so the image and engine are warm for whoever goes first.
     await dockerOk(['run', '--rm', '--init', '--network', 'host', '--label', `${LABEL}=${benchId}`, IMAGE, 'true']);
+    // raw-pair's holders run Baton's pause image, which an agent builds on its engine the first time.
+    if (!o.skipRaw && o.raw.includes('pair')) await ensurePauseImage(new Docker());
 
-    const systems: [SystemResult['name'], boolean, (o: Opts) => Promise<SystemResult>][] = [
-      ['raw', o.skipRaw, benchRaw],
+    const systems: [SystemName, boolean, (o: Opts) => Promise<SystemResult>][] = [
+      ...o.raw.map((k): [SystemName, boolean, (o: Opts) => Promise<SystemResult>] => [`raw-${k}`, o.skipRaw, (x) => benchRaw(x, k)]),
       ['baton', o.skipBaton, benchBaton],
       ['swarm', o.skipSwarm, benchSwarm],
     ];
@@ -548,7 +648,7 @@ async function main(): Promise<number> {
         if (wasInterrupted()) throw e;
         failed = true;
         log(`${name} failed: ${(e as Error).stack ?? e}`);
-        results.push({ name, runs: [], notes: [], failed: (e as Error).message.split('\n')[0]! });
+        results.push({ name, perReplica: name === 'raw-pair' || (name === 'baton' && o.batonNetwork === 'bridge') ? 2 : 1, runs: [], notes: [], failed: (e as Error).message.split('\n')[0]! });
       }
     }
   } finally {
@@ -558,6 +658,7 @@ async function main(): Promise<number> {
       log(`removing ${left.length} leftover bench container(s)`);
       await removeContainers(left);
     }
+    await removeNetworksByLabel(`${LABEL}=${benchId}`).catch(() => undefined);
   }
   report(o, machine, results);
   return failed ? 1 : 0;
