@@ -21,6 +21,10 @@
  *   raw-host    `docker run -d --network host`: no namespace (the peer before
  *               tasks had namespaces of their own).
  *
+ * The raw peers and Baton take turns run by run, in an order that rotates,
+ * so that load that comes and goes on the machine falls on each alike;
+ * Swarm's runs come after them (it puts the engine in swarm mode).
+ *
  * Both tasks and containers are counted: Baton's pause containers count as
  * containers (2 per task; 1 with --baton-network host), and so do raw-pair's
  * holders.
@@ -30,8 +34,9 @@
  * everything is removed at the end, also on failure or Ctrl-C, with the Baton
  * node's bridge and nftables tables. Baton runs as `baton up` on 127.0.6.1
  * with the bench's own ranges (tasks from 10.146.0.0/17, VIPs from
- * 10.146.240.0/20, the Docker network 10.146.201.0/24, host ports
- * 46000-46999) and without egress. Progress goes to stderr, results to stdout.
+ * 10.146.240.0/20, host ports 46000-46999) and without egress; the Docker
+ * network takes the first free /24 from 10.146.201.0/24. Progress goes to
+ * stderr, results to stdout.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,7 +49,7 @@ import { readCompose } from '../src/manifest/compose.js';
 import Docker from 'dockerode';
 import { ensurePauseImage } from '../src/agent/docker/sandbox.js';
 import { PAUSE_IMAGE, PAUSE_LABEL } from '../src/agent/net/pauseImage.js';
-import { benchArgs, benchNetwork, checkInterrupted, cleanUpOnSignals, CONFINED_AGENT_ARGS, containerIds, containerTimes, cpuMs, docker, dockerOk, dropAgentTables, initSwarm, intFlag, keyValues, log, machineInfo, median, now, onCleanup, pidOfComm, pool, ratio, removeByLabel, removeContainers, removeNetworksByLabel, removeNodeNetworks, reportHeader, requireImage, runCleanups, runMain, Sampler, secs, sleep, spawnBaton, swarmState, waitContainersGone, waitFor, wasInterrupted, type BenchNetwork, type OwnSwarm } from './lib.js';
+import { benchArgs, benchNetwork, benchSubnets, checkInterrupted, cleanUpOnSignals, CONFINED_AGENT_ARGS, containerIds, containerTimes, cpuMs, docker, dockerOk, dropAgentTables, initSwarm, intFlag, keyValues, log, machineInfo, median, now, onCleanup, oneLine, pidOfComm, pool, ratio, removeByLabel, removeContainers, removeNetworksByLabel, removeNodeNetworks, reportHeader, requireImage, runCleanups, runMain, Sampler, secs, sleep, spawnBaton, swarmState, waitContainersGone, waitFor, wasInterrupted, type BenchNetwork, type OwnSwarm } from './lib.js';
 
 // ---------------------------------------------------------------- options
 
@@ -61,7 +66,8 @@ const BATON_ADDRESS = '127.0.6.1';
 const BATON_PORTS = '46000-46999';
 const CLUSTER_CIDR = '10.146.0.0/17';
 const SERVICE_CIDR = '10.146.240.0/20';
-const RAW_SUBNET = '10.146.201.0/24';
+/** The raw peers' network takes the first free /24 of these (see benchNetwork). */
+const RAW_SUBNETS = benchSubnets('10.146.201.0', 8);
 
 type RawKind = 'bridge' | 'pair' | 'host';
 const RAW_KINDS: RawKind[] = ['bridge', 'pair', 'host'];
@@ -123,6 +129,19 @@ interface SystemResult {
   notes: string[];
 }
 
+/**
+ * Runner is one system under measurement: opened once (a Baton cluster, a
+ * network, a swarm; `open` may find it unavailable), measured run by run
+ * (each run leaves the engine as it found it; a throw fails the system),
+ * closed at the end.
+ */
+interface Runner {
+  res: SystemResult;
+  open(): Promise<void>;
+  run(i: number): Promise<void>;
+  close(): Promise<void>;
+}
+
 const benchId = `converge-${Date.now().toString(36)}-${process.pid}`;
 
 cleanUpOnSignals([`${LABEL}=${benchId}`]);
@@ -166,57 +185,79 @@ let rawNet: BenchNetwork | undefined;
  * rawReplica starts one replica of a raw peer with the docker CLI and returns
  * its container ids: one container, or raw-pair's holder (Baton's pause
  * image, created as Baton creates it: SIGKILL to stop, read-only, no
- * capabilities) and the workload in its namespace.
+ * capabilities) and the workload in its namespace. A `docker run` the engine
+ * fails (exit 125, e.g. "cannot start a stopped process" on a loaded
+ * machine) is tried once more, as Baton's agent retries a failed start; the
+ * container it left is removed with its run. `errors` counts those.
  */
-async function rawReplica(kind: RawKind, labels: string[], o: Opts): Promise<string[]> {
-  const run = async (args: string[]) => (await dockerOk(['run', '-d', ...labels.flatMap((l) => ['--label', l]), ...args], { timeoutMs: o.timeoutMs })).trim();
+async function rawReplica(kind: RawKind, labels: string[], o: Opts, errors: { n: number; last: string }): Promise<string[]> {
+  const run = async (args: string[]) => {
+    const argv = ['run', '-d', ...labels.flatMap((l) => ['--label', l]), ...args];
+    let r = await docker(argv, { timeoutMs: o.timeoutMs });
+    if (r.code === 125 && /Error response from daemon/.test(r.stderr)) {
+      errors.n++;
+      errors.last = oneLine(r.stderr);
+      log(`warning: docker run failed (${errors.last}); once more`);
+      r = await docker(argv, { timeoutMs: o.timeoutMs });
+    }
+    if (r.code !== 0) throw new Error(`docker ${argv.join(' ')}: exit ${r.code}: ${oneLine(r.stderr || r.stdout)}`);
+    return r.stdout.trim();
+  };
   if (kind === 'host') return [await run(['--init', '--network', 'host', IMAGE, ...CMD])];
   if (kind === 'bridge') return [await run(['--init', '--network', rawNet!.name, IMAGE, ...CMD])];
   const holder = await run(['--network', rawNet!.name, '--stop-signal', 'SIGKILL', '--read-only', '--cap-drop', 'ALL', '--memory', '8m', '--pids-limit', '4', PAUSE_IMAGE]);
   return [holder, await run(['--init', '--network', `container:${holder}`, IMAGE, ...CMD])];
 }
 
-async function benchRaw(o: Opts, kind: RawKind): Promise<SystemResult> {
+/** rawRunner: a raw peer; its docker network (raw-bridge, raw-pair) is made once, by whichever opens first. */
+function rawRunner(o: Opts, kind: RawKind): Runner {
   const name: SystemName = `raw-${kind}`;
   const perReplica = kind === 'pair' ? 2 : 1;
   const res: SystemResult = { name, perReplica, runs: [], notes: [] };
-  if (kind !== 'host' && !rawNet) rawNet = await benchNetwork(`baton-bench-${benchId}`, RAW_SUBNET, `${LABEL}=${benchId}`);
-  if (kind !== 'host') res.notes.push(`docker network ${rawNet!.name}: bridge, internal, ${rawNet!.subnet}`);
-  const what = kind === 'pair' ? `pairs (${PAUSE_IMAGE} on ${rawNet!.name} + workload in its namespace)` : `x docker run -d --network ${kind === 'host' ? 'host' : rawNet!.name}`;
-  for (let i = 1; i <= o.runs; i++) {
-    checkInterrupted();
-    const runId = `${benchId}-${name}-${i}`;
-    const undo = onCleanup(`${name} run ${i}`, async () => void (await removeByLabel([`${RUN_LABEL}=${runId}`])));
-    try {
-      log(`${name} run ${i}/${o.runs}: ${o.replicas} ${what} at concurrency ${o.concurrency}`);
-      const cpu0 = engineCpuMs();
-      const wall0 = Date.now();
-      const t0 = now();
-      let done = 0;
-      const ids = await pool(Array.from({ length: o.replicas }), o.concurrency, async () => {
-        const r = await rawReplica(kind, [`${LABEL}=${benchId}`, `${RUN_LABEL}=${runId}`], o);
-        if (++done % 20 === 0) log(`${name} run ${i}: ${done}/${o.replicas} started`);
-        return r;
-      });
-      const ms = now() - t0;
-      const engineCpu = engineCpuMs() - cpu0;
-      const warnings: string[] = [];
-      const running = await runningCount([`${RUN_LABEL}=${runId}`]);
-      if (running !== o.replicas * perReplica) warnings.push(`docker ps shows ${running}/${o.replicas * perReplica} containers running`);
-      const extra: Record<string, number> = { engine_cpu_ms: engineCpu, docker_running: running };
-      await phaseFromContainers(ids.map((x) => x[x.length - 1]!), wall0, extra);
-      if (kind === 'pair') await phaseFromContainers(ids.map((x) => x[0]!), wall0, extra, 'holder');
-      log(`${name} run ${i}: ${secs(ms)} s (${running} containers running)`);
-      res.runs.push({ ms, extra, warnings });
-      const t1 = now();
-      await removeContainers(await containerIds([`${RUN_LABEL}=${runId}`]));
-      log(`${name} run ${i}: removed in ${secs(now() - t1)} s`);
-    } finally {
-      await removeByLabel([`${RUN_LABEL}=${runId}`]);
-      undo();
-    }
-  }
-  return res;
+  let what = '';
+  return {
+    res,
+    open: async () => {
+      if (kind !== 'host' && !rawNet) rawNet = await benchNetwork(`baton-bench-${benchId}`, RAW_SUBNETS, `${LABEL}=${benchId}`);
+      if (kind !== 'host') res.notes.push(`docker network ${rawNet!.name}: bridge, internal, ${rawNet!.subnet}`);
+      what = kind === 'pair' ? `pairs (${PAUSE_IMAGE} on ${rawNet!.name} + workload in its namespace)` : `x docker run -d --network ${kind === 'host' ? 'host' : rawNet!.name}`;
+    },
+    run: async (i) => {
+      const runId = `${benchId}-${name}-${i}`;
+      const undo = onCleanup(`${name} run ${i}`, async () => void (await removeByLabel([`${RUN_LABEL}=${runId}`])));
+      const errors = { n: 0, last: '' };
+      try {
+        log(`${name} run ${i}/${o.runs}: ${o.replicas} ${what} at concurrency ${o.concurrency}`);
+        const cpu0 = engineCpuMs();
+        const wall0 = Date.now();
+        const t0 = now();
+        let done = 0;
+        const ids = await pool(Array.from({ length: o.replicas }), o.concurrency, async () => {
+          const r = await rawReplica(kind, [`${LABEL}=${benchId}`, `${RUN_LABEL}=${runId}`], o, errors);
+          if (++done % 20 === 0) log(`${name} run ${i}: ${done}/${o.replicas} started`);
+          return r;
+        });
+        const ms = now() - t0;
+        const engineCpu = engineCpuMs() - cpu0;
+        const warnings: string[] = [];
+        const running = await runningCount([`${RUN_LABEL}=${runId}`]);
+        if (running !== o.replicas * perReplica) warnings.push(`docker ps shows ${running}/${o.replicas * perReplica} containers running`);
+        const extra: Record<string, number> = { engine_cpu_ms: engineCpu, docker_running: running, engine_errors: errors.n };
+        if (errors.n) warnings.push(`${errors.n} docker run(s) failed once and were tried again (last: ${errors.last})`);
+        await phaseFromContainers(ids.map((x) => x[x.length - 1]!), wall0, extra);
+        if (kind === 'pair') await phaseFromContainers(ids.map((x) => x[0]!), wall0, extra, 'holder');
+        log(`${name} run ${i}: ${secs(ms)} s (${running} containers running)`);
+        res.runs.push({ ms, extra, warnings });
+        const t1 = now();
+        await removeContainers(await containerIds([`${RUN_LABEL}=${runId}`]));
+        log(`${name} run ${i}: removed in ${secs(now() - t1)} s`);
+      } finally {
+        await removeByLabel([`${RUN_LABEL}=${runId}`]);
+        undo();
+      }
+    },
+    close: async () => undefined,
+  };
 }
 
 // ---------------------------------------------------------------- Baton
@@ -293,169 +334,173 @@ function parseCompose(file: string, baseDir: string) {
   return r;
 }
 
-async function benchBaton(o: Opts): Promise<SystemResult> {
+function batonRunner(o: Opts): Runner {
   const res: SystemResult = { name: 'baton', perReplica: o.batonNetwork === 'bridge' ? 2 : 1, runs: [], notes: [] };
   const home = mkdtempSync(join(tmpdir(), 'baton-bench-'));
   let proc: BatonProc | undefined;
-  let ok = false;
+  let api: ApiClient | undefined;
+  let svcLabels: string[] = [];
+  let overallPeakKiB = 0;
+  let ok = true;
   const undo = onCleanup('baton', async () => {
     if (proc) await stopBaton(proc);
   });
-  try {
-    proc = await startBaton(home);
-    const pid = proc.child.pid!;
-    // Scoped to our cluster, so another Baton cluster on this engine (e.g. a Quick-start one) is never counted or touched.
-    const svcLabels = [`baton.cluster=${proc.clusterId}`, `baton.service=${SERVICE}`];
-    const api = new ApiClient(withTransport({ server: proc.url, token: proc.token, timeoutMs: 60_000 }, tlsTransport({ caPem: proc.caPem })));
-    let overallPeakKiB = 0;
-
-    // Warm the bench process's compose reader (schema compile) so run 1 measures Baton, not the bench.
-    {
+  return {
+    res,
+    open: async () => {
+      ok = false; // until it is up
+      proc = await startBaton(home);
+      ok = true;
+      // Scoped to our cluster, so another Baton cluster on this engine (e.g. a Quick-start one) is never counted or touched.
+      svcLabels = [`baton.cluster=${proc.clusterId}`, `baton.service=${SERVICE}`];
+      api = new ApiClient(withTransport({ server: proc.url, token: proc.token, timeoutMs: 60_000 }, tlsTransport({ caPem: proc.caPem })));
+      // Warm the bench process's compose reader (schema compile) so run 1 measures Baton, not the bench.
       const f = join(home, 'warmup.yaml');
       writeFileSync(f, composeText(o, 'warmup'));
       parseCompose(f, home);
-    }
+    },
+    run: async (i) => {
+      const pid = proc!.child.pid!;
+      try {
+        const runId = `${benchId}-baton-${i}`;
+        const file = join(home, `compose-${i}.yaml`);
+        writeFileSync(file, composeText(o, runId));
+        log(`baton run ${i}/${o.runs}: apply ${o.replicas} replicas`);
+        const sampler = new Sampler(pid, 200);
+        sampler.start();
+        const eng0 = engineCpuMs();
+        const extra: Record<string, number> = {};
+        const warnings: string[] = [];
 
-    for (let i = 1; i <= o.runs; i++) {
-      checkInterrupted();
-      const runId = `${benchId}-baton-${i}`;
-      const file = join(home, `compose-${i}.yaml`);
-      writeFileSync(file, composeText(o, runId));
-      log(`baton run ${i}/${o.runs}: apply ${o.replicas} replicas`);
-      const sampler = new Sampler(pid, 200);
-      sampler.start();
-      const eng0 = engineCpuMs();
-      const extra: Record<string, number> = {};
-      const warnings: string[] = [];
+        const wall0 = Date.now();
+        const t0 = now();
+        const r = parseCompose(file, home);
+        extra.parse_ms = now() - t0;
+        await api!.apply(STACK, { services: r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels })), prune: false, dryRun: false });
+        extra.apply_ms = now() - t0;
 
-      const wall0 = Date.now();
-      const t0 = now();
-      const r = parseCompose(file, home);
-      extra.parse_ms = now() - t0;
-      await api.apply(STACK, { services: r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels })), prune: false, dryRun: false });
-      extra.apply_ms = now() - t0;
-
-      let lastLog = 0;
-      let tasks: Task[] = [];
-      let polls = 0;
-      const failedSeen = new Set<string>();
-      for (;;) {
-        checkInterrupted();
-        tasks = (await api.tasks({ fieldSelector: { 'spec.serviceName': SERVICE } })).items;
-        polls++;
-        const t = now() - t0;
-        const live = tasks.filter((x) => x.spec.desiredState === 'running');
-        const running = live.filter((x) => x.status.state === 'running').length;
-        if (tasks.length > 0) extra.first_task_seen_ms ??= t;
-        if (live.length >= o.replicas) extra.all_tasks_seen_ms ??= t;
-        if (running > 0) extra.first_running_seen_ms ??= t;
-        for (const x of tasks)
-          if ((x.status.state === 'failed' || x.status.state === 'rejected') && !failedSeen.has(x.metadata.name)) {
-            failedSeen.add(x.metadata.name);
-            log(`baton run ${i}: task ${x.metadata.name} ${x.status.state}: ${x.status.error ?? x.status.message}`);
+        let lastLog = 0;
+        let tasks: Task[] = [];
+        let polls = 0;
+        const failedSeen = new Set<string>();
+        for (;;) {
+          checkInterrupted();
+          tasks = (await api!.tasks({ fieldSelector: { 'spec.serviceName': SERVICE } })).items;
+          polls++;
+          const t = now() - t0;
+          const live = tasks.filter((x) => x.spec.desiredState === 'running');
+          const running = live.filter((x) => x.status.state === 'running').length;
+          if (tasks.length > 0) extra.first_task_seen_ms ??= t;
+          if (live.length >= o.replicas) extra.all_tasks_seen_ms ??= t;
+          if (running > 0) extra.first_running_seen_ms ??= t;
+          for (const x of tasks)
+            if ((x.status.state === 'failed' || x.status.state === 'rejected') && !failedSeen.has(x.metadata.name)) {
+              failedSeen.add(x.metadata.name);
+              log(`baton run ${i}: task ${x.metadata.name} ${x.status.state}: ${x.status.error ?? x.status.message}`);
+            }
+          if (running >= o.replicas) break;
+          if (t - lastLog > 2000) {
+            lastLog = t;
+            const byState: Record<string, number> = {};
+            for (const x of tasks) byState[x.status.state] = (byState[x.status.state] ?? 0) + 1;
+            log(`baton run ${i}: ${secs(t)} s: ${running}/${o.replicas} running (${Object.entries(byState).map(([k, v]) => `${k}=${v}`).join(' ') || 'no tasks'})`);
           }
-        if (running >= o.replicas) break;
-        if (t - lastLog > 2000) {
-          lastLog = t;
-          const byState: Record<string, number> = {};
-          for (const x of tasks) byState[x.status.state] = (byState[x.status.state] ?? 0) + 1;
-          log(`baton run ${i}: ${secs(t)} s: ${running}/${o.replicas} running (${Object.entries(byState).map(([k, v]) => `${k}=${v}`).join(' ') || 'no tasks'})`);
+          if (t > o.timeoutMs) throw new Error(`baton run ${i}: only ${running}/${o.replicas} running after ${secs(t)} s`);
+          await sleep(o.pollMs);
         }
-        if (t > o.timeoutMs) throw new Error(`baton run ${i}: only ${running}/${o.replicas} running after ${secs(t)} s`);
-        await sleep(o.pollMs);
-      }
-      const ms = now() - t0;
-      sampler.stop();
-      extra.polls = polls;
-      extra.engine_cpu_ms = engineCpuMs() - eng0;
-      extra.baton_cpu_ms = sampler.cpuUsedMs;
-      extra.baton_peak_rss_kib = sampler.peakKiB;
-      overallPeakKiB = Math.max(overallPeakKiB, sampler.peakKiB);
+        const ms = now() - t0;
+        sampler.stop();
+        extra.polls = polls;
+        extra.engine_cpu_ms = engineCpuMs() - eng0;
+        extra.baton_cpu_ms = sampler.cpuUsedMs;
+        extra.baton_peak_rss_kib = sampler.peakKiB;
+        overallPeakKiB = Math.max(overallPeakKiB, sampler.peakKiB);
 
-      // Server-side timestamps: when the tasks were created and when the agent saw them running.
-      const created = tasks.map((x) => Date.parse(x.metadata.creationTimestamp) - wall0).filter(Number.isFinite);
-      const runningAt = tasks
-        .filter((x) => x.status.state === 'running')
-        .map((x) => Date.parse(x.status.startedAt ?? x.status.timestamp) - wall0)
-        .filter(Number.isFinite);
-      if (created.length) {
-        extra.task_first_created_ms = Math.min(...created);
-        extra.task_last_created_ms = Math.max(...created);
-      }
-      if (runningAt.length) {
-        extra.task_first_running_ms = Math.min(...runningAt);
-        extra.task_last_running_ms = Math.max(...runningAt);
-      }
+        // Server-side timestamps: when the tasks were created and when the agent saw them running.
+        const created = tasks.map((x) => Date.parse(x.metadata.creationTimestamp) - wall0).filter(Number.isFinite);
+        const runningAt = tasks
+          .filter((x) => x.status.state === 'running')
+          .map((x) => Date.parse(x.status.startedAt ?? x.status.timestamp) - wall0)
+          .filter(Number.isFinite);
+        if (created.length) {
+          extra.task_first_created_ms = Math.min(...created);
+          extra.task_last_created_ms = Math.max(...created);
+        }
+        if (runningAt.length) {
+          extra.task_first_running_ms = Math.min(...runningAt);
+          extra.task_last_running_ms = Math.max(...runningAt);
+        }
 
-      // A task's pause container carries its labels and baton.pause: both are counted, apart.
-      const dockerRunning = await runningCount(svcLabels);
-      const pauseIds = await containerIds([...svcLabels, PAUSE_LABEL]);
-      extra.docker_running = dockerRunning;
-      extra.pause_running = await runningCount([...svcLabels, PAUSE_LABEL]);
-      if (dockerRunning !== o.replicas * res.perReplica) warnings.push(`docker ps shows ${dockerRunning}/${o.replicas * res.perReplica} containers with baton.service=${SERVICE}`);
-      const pause = new Set(pauseIds);
-      await phaseFromContainers((await containerIds(svcLabels)).filter((id) => !pause.has(id)), wall0, extra);
-      if (pauseIds.length) await phaseFromContainers(pauseIds, wall0, extra, 'pause');
-      log(`baton run ${i}: ${secs(ms)} s (${dockerRunning} containers running in docker, ${extra.pause_running} of them pause containers; peak RSS ${(sampler.peakKiB / 1024).toFixed(1)} MiB)`);
-      res.runs.push({ ms, extra, warnings });
+        // A task's pause container carries its labels and baton.pause: both are counted, apart.
+        const dockerRunning = await runningCount(svcLabels);
+        const pauseIds = await containerIds([...svcLabels, PAUSE_LABEL]);
+        extra.docker_running = dockerRunning;
+        extra.pause_running = await runningCount([...svcLabels, PAUSE_LABEL]);
+        if (dockerRunning !== o.replicas * res.perReplica) warnings.push(`docker ps shows ${dockerRunning}/${o.replicas * res.perReplica} containers with baton.service=${SERVICE}`);
+        const pause = new Set(pauseIds);
+        await phaseFromContainers((await containerIds(svcLabels)).filter((id) => !pause.has(id)), wall0, extra);
+        if (pauseIds.length) await phaseFromContainers(pauseIds, wall0, extra, 'pause');
+        log(`baton run ${i}: ${secs(ms)} s (${dockerRunning} containers running in docker, ${extra.pause_running} of them pause containers; peak RSS ${(sampler.peakKiB / 1024).toFixed(1)} MiB)`);
+        res.runs.push({ ms, extra, warnings });
 
-      // Tear down before the next run.
-      const t1 = now();
-      await api.removeStack(STACK);
-      await waitFor(
-        'baton containers to go away and tasks to be gone or terminal',
-        async () => {
-          const left = await containerIds(svcLabels);
-          const t = (await api.tasks({ fieldSelector: { 'spec.serviceName': SERVICE } })).items;
-          return left.length === 0 && t.every((x) => TERMINAL.has(x.status.state)) ? true : undefined;
-        },
-        { timeoutMs: o.timeoutMs, everyMs: 250 },
-      ).catch(async (e) => {
-        warnings.push(`teardown: ${(e as Error).message}`);
-        log(`warning: ${(e as Error).message}; force-removing`);
+        // Tear down before the next run.
+        const t1 = now();
+        await api!.removeStack(STACK);
+        await waitFor(
+          'baton containers to go away and tasks to be gone or terminal',
+          async () => {
+            const left = await containerIds(svcLabels);
+            const t = (await api!.tasks({ fieldSelector: { 'spec.serviceName': SERVICE } })).items;
+            return left.length === 0 && t.every((x) => TERMINAL.has(x.status.state)) ? true : undefined;
+          },
+          { timeoutMs: o.timeoutMs, everyMs: 250 },
+        ).catch(async (e) => {
+          warnings.push(`teardown: ${(e as Error).message}`);
+          log(`warning: ${(e as Error).message}; force-removing`);
+          await removeByLabel(svcLabels);
+        });
+        extra.teardown_ms = now() - t1;
+        log(`baton run ${i}: stack removed in ${secs(extra.teardown_ms)} s`);
+  
+      } catch (e) {
+        // Nothing of this run stays on the engine while the others measure.
+        ok = false;
+        await api!.removeStack(STACK).catch(() => undefined);
         await removeByLabel(svcLabels);
-      });
-      extra.teardown_ms = now() - t1;
-      log(`baton run ${i}: stack removed in ${secs(extra.teardown_ms)} s`);
-    }
-    res.notes.push(`baton server peak RSS ${(overallPeakKiB / 1024).toFixed(1)} MiB (VmRSS sampled every 200 ms)`);
-    ok = true;
-  } finally {
-    if (proc) {
-      if (!ok) log(`baton stderr tail:\n${proc.stderrTail()}`);
-      await stopBaton(proc).catch((e) => log(`stopping baton: ${(e as Error).message}`));
-    }
-    undo();
-    await removeByLabel([`${LABEL}=${benchId}`, 'baton.service']).catch(() => undefined);
-    if (ok) rmSync(home, { recursive: true, force: true });
-    else log(`kept baton home ${home} for inspection`);
-  }
-  return res;
+        throw e;
+      }
+    },
+    close: async () => {
+      if (res.runs.length) res.notes.push(`baton server peak RSS ${(overallPeakKiB / 1024).toFixed(1)} MiB (VmRSS sampled every 200 ms)`);
+      if (proc) {
+        if (!ok) log(`baton stderr tail:\n${proc.stderrTail()}`);
+        await stopBaton(proc).catch((e) => log(`stopping baton: ${(e as Error).message}`));
+      }
+      undo();
+      await removeByLabel([`${LABEL}=${benchId}`, 'baton.service']).catch(() => undefined);
+      if (ok) rmSync(home, { recursive: true, force: true });
+      else log(`kept baton home ${home} for inspection`);
+    },
+  };
 }
 
 // ---------------------------------------------------------------- Swarm
 
-async function benchSwarm(o: Opts): Promise<SystemResult> {
+function swarmRunner(o: Opts): Runner {
   const res: SystemResult = { name: 'swarm', perReplica: 1, runs: [], notes: [] };
-  const state = await swarmState();
   // Unlike the other benches, this one measures in a swarm the engine is already in (and never leaves that one).
   let own: OwnSwarm | undefined;
-  try {
-    if (state === 'active') {
-      res.notes.push('engine was already in a swarm; used it and left it in place');
-    } else if (state === 'inactive') {
-      own = await initSwarm();
-      if (own.error) {
-        res.unavailable = own.error;
-        return res;
-      }
-    } else {
-      res.unavailable = `engine swarm state is "${state}"`;
-      return res;
-    }
-
-    for (let i = 1; i <= o.runs; i++) {
-      checkInterrupted();
+  return {
+    res,
+    open: async () => {
+      const state = await swarmState();
+      if (state === 'active') res.notes.push('engine was already in a swarm; used it and left it in place');
+      else if (state === 'inactive') {
+        own = await initSwarm();
+        if (own.error) res.unavailable = own.error;
+      } else res.unavailable = `engine swarm state is "${state}"`;
+    },
+    run: async (i) => {
       const runId = `${benchId}-swarm-${i}`;
       const name = `baton-bench-${runId}`;
       const undo = onCleanup(`swarm run ${i}`, async () => {
@@ -494,7 +539,7 @@ async function benchSwarm(o: Opts): Promise<SystemResult> {
           const why = (cr.stderr.trim() || cr.stdout.trim()).replace(/\s+/g, ' ');
           log(`swarm: docker service create failed: ${why}`);
           res.unavailable = `docker service create failed: ${why}`;
-          break;
+          return;
         }
         const extra: Record<string, number> = { create_returned_ms: now() - t0 };
         let lastLog = 0;
@@ -535,17 +580,17 @@ async function benchSwarm(o: Opts): Promise<SystemResult> {
         await removeByLabel([`${RUN_LABEL}=${runId}`]);
         undo();
       }
-    }
-  } finally {
-    // Remove any bench service still around, then leave the swarm if it is ours.
-    if ((await swarmState().catch(() => 'unknown')) === 'active') {
-      const left = (await docker(['service', 'ls', '-q', '--filter', `label=${LABEL}=${benchId}`])).stdout.split('\n').filter(Boolean);
-      if (left.length) await docker(['service', 'rm', ...left]);
-    }
-    await removeByLabel([`${LABEL}=${benchId}`]);
-    await own?.leave();
-  }
-  return res;
+        },
+    close: async () => {
+      // Remove any bench service still around, then leave the swarm if it is ours.
+      if ((await swarmState().catch(() => 'unknown')) === 'active') {
+        const left = (await docker(['service', 'ls', '-q', '--filter', `label=${LABEL}=${benchId}`])).stdout.split('\n').filter(Boolean);
+        if (left.length) await docker(['service', 'rm', ...left]);
+      }
+      await removeByLabel([`${LABEL}=${benchId}`]);
+      await own?.leave();
+    },
+  };
 }
 
 // ---------------------------------------------------------------- report
@@ -634,23 +679,37 @@ async function main(): Promise<number> {
     // raw-pair's holders run Baton's pause image, which an agent builds on its engine the first time.
     if (!o.skipRaw && o.raw.includes('pair')) await ensurePauseImage(new Docker());
 
-    const systems: [SystemName, boolean, (o: Opts) => Promise<SystemResult>][] = [
-      ...o.raw.map((k): [SystemName, boolean, (o: Opts) => Promise<SystemResult>] => [`raw-${k}`, o.skipRaw, (x) => benchRaw(x, k)]),
-      ['baton', o.skipBaton, benchBaton],
-      ['swarm', o.skipSwarm, benchSwarm],
-    ];
-    for (const [name, skip, fn] of systems) {
-      if (skip) continue;
-      checkInterrupted();
+    // Raw peers and Baton take turns run by run, the order rotating, so that a load on the machine that comes and goes
+    // (other work on its two cores) falls on each alike; Swarm puts the engine in swarm mode, so its runs come after.
+    const turns: Runner[] = [...(o.skipRaw ? [] : o.raw.map((k) => rawRunner(o, k))), ...(o.skipBaton ? [] : [batonRunner(o)])];
+    const late: Runner[] = o.skipSwarm ? [] : [swarmRunner(o)];
+    const fail = (r: Runner, what: string, e: unknown) => {
+      if (wasInterrupted()) throw e;
+      failed = true;
+      log(`${r.res.name} ${what} failed: ${(e as Error).stack ?? e}`);
+      r.res.failed = `${what}: ${oneLine((e as Error).message).slice(0, 300)}`;
+    };
+    const measure = async (group: Runner[]) => {
+      const live = () => group.filter((r) => !r.res.failed && !r.res.unavailable);
       try {
-        results.push(await fn(o));
-      } catch (e) {
-        if (wasInterrupted()) throw e;
-        failed = true;
-        log(`${name} failed: ${(e as Error).stack ?? e}`);
-        results.push({ name, perReplica: name === 'raw-pair' || (name === 'baton' && o.batonNetwork === 'bridge') ? 2 : 1, runs: [], notes: [], failed: (e as Error).message.split('\n')[0]! });
+        for (const r of group) {
+          results.push(r.res);
+          checkInterrupted();
+          await r.open().catch((e) => fail(r, 'setting up', e));
+        }
+        for (let i = 1; i <= o.runs; i++) {
+          const measured = live();
+          for (const r of measured.map((_, k) => measured[(k + i - 1) % measured.length]!)) {
+            checkInterrupted();
+            await r.run(i).catch((e) => fail(r, `run ${i}`, e));
+          }
+        }
+      } finally {
+        for (const r of [...group].reverse()) await r.close().catch((e) => log(`closing ${r.res.name}: ${(e as Error).message}`));
       }
-    }
+    };
+    await measure(turns);
+    await measure(late);
   } finally {
     await runCleanups();
     const left = await containerIds([`${LABEL}=${benchId}`]).catch(() => []);

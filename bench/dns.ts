@@ -15,9 +15,9 @@
  *           The query is `api A` from the client task to the resolver its
  *           resolv.conf names (the node's gateway on its task network, served
  *           by the agent's process); the answer is api's VIP.
- *   docker  a user-defined bridge network the bench makes (internal,
- *           10.146.202.0/24) with two containers of the same image, `<p>-api`
- *           and `<p>-client`; the query is `<p>-api A` from the client to
+ *   docker  a user-defined bridge network the bench makes (internal, the
+ *           first free /24 from 10.146.210.0/24) with two containers of the
+ *           same image, `<p>-api` and `<p>-client`; the query is `<p>-api A` from the client to
  *           127.0.0.11, which the engine's rules in the container's namespace
  *           send to dockerd's resolver there. The test engine runs with
  *           --iptables=false, but that flag is about the host's tables: the
@@ -63,7 +63,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { endpointsKind } from '../src/api/kinds.js';
 import type { Endpoints } from '../src/api/types.js';
-import { benchArgs, BenchCluster, benchNetwork, checkInterrupted, cleanUpAll, cleanUpOnSignals, cpuMs, docker, dockerOk, exec, failure, intFlag, log, machineInfo, median, now, onCleanup, oneLine, percentile, ratio, removeByLabel, removeNetworksByLabel, reportHeader, requireImage, runMain, secs, sleep, stackServices, waitFor, wasInterrupted, type BenchNetwork } from './lib.js';
+import { benchArgs, BenchCluster, benchNetwork, benchSubnets, checkInterrupted, cleanUpAll, cleanUpOnSignals, cpuMs, docker, dockerOk, exec, failure, intFlag, log, machineInfo, median, now, onCleanup, oneLine, percentile, ratio, removeByLabel, removeNetworksByLabel, reportHeader, requireImage, runMain, secs, sleep, stackServices, waitFor, wasInterrupted, type BenchNetwork } from './lib.js';
 import { busyPct, childrenCpuMs, dockerdPid, findTools, machineTicks, sum } from './probes.js';
 
 // ---------------------------------------------------------------- options
@@ -75,7 +75,8 @@ const BENCH_LABEL = `${LABEL}=${LABEL_VALUE}`;
 const STACK = 'dnsb';
 const NODE = { name: 'dnsbench-node', address: '127.0.6.11', portRange: '46100-46199' };
 const SERVER_ARGS = ['--cluster-cidr', '10.146.0.0/17', '--service-cidr', '10.146.240.0/20'];
-const DOCKER_SUBNET = '10.146.202.0/24';
+/** The Docker peer's network takes the first free /24 of these (see benchNetwork). */
+const DOCKER_SUBNETS = benchSubnets('10.146.210.0', 8);
 /** dnsperf's timeout per query (seconds): a lost query is counted as lost after this. */
 const QUERY_TIMEOUT_S = 1;
 
@@ -274,7 +275,7 @@ async function bench(o: Opts, tools: { dnsperf: string; nsenter: string }, res: 
     res.targets.baton = await batonTarget(cluster, cluster.dir);
     log(`baton: ${res.targets.baton.describe}`);
     try {
-      const net = await benchNetwork(`baton-bench-${benchId}`, DOCKER_SUBNET, BENCH_LABEL);
+      const net = await benchNetwork(`baton-bench-${benchId}`, DOCKER_SUBNETS, BENCH_LABEL);
       // Registered after the network's removal, so it runs first: a network goes only once its containers are gone.
       onCleanup('the Docker peer\'s containers', async () => void (await removeByLabel([`${LABEL}.run=${benchId}`])));
       res.targets.docker = await dockerTarget(net);

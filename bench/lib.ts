@@ -110,14 +110,17 @@ export interface BenchNetwork {
 
 /**
  * benchNetwork makes a user-defined bridge network (`docker network create
- * --driver bridge --internal`) with the subnet given and `label`, and
- * registers its removal with onCleanup. Internal: its containers get no
+ * --driver bridge --internal`) with `label` and the first of `subnets` that
+ * overlaps no network the engine has (a network an earlier run could not
+ * remove holds its subnet: the engine can keep a stale endpoint count after a
+ * failed start, and then refuses to remove the network until it restarts),
+ * and registers its removal with onCleanup. Internal: its containers get no
  * masquerade off the machine (the engine here runs with --iptables=false,
  * which adds none anyway, and still gives them a default route through the
  * bridge: the bench's containers send nothing off it). The engine's embedded
  * resolver (127.0.0.11) answers container names on it.
  */
-export async function benchNetwork(name: string, subnet: string, label: string): Promise<BenchNetwork> {
+export async function benchNetwork(name: string, subnets: readonly string[], label: string): Promise<BenchNetwork> {
   let removed = false;
   const remove = async () => {
     if (removed) return;
@@ -126,20 +129,31 @@ export async function benchNetwork(name: string, subnet: string, label: string):
     if (r.code !== 0 && !/not found/i.test(r.stderr)) log(`warning: docker network rm ${name}: ${oneLine(r.stderr)}`);
   };
   const undo = onCleanup(`docker network ${name}`, remove);
-  const r = await docker(['network', 'create', '--driver', 'bridge', '--internal', '--subnet', subnet, '--label', label, name]);
-  if (r.code !== 0) {
-    undo();
-    throw new Error(`docker network create --driver bridge --internal --subnet ${subnet} ${name}: ${oneLine(r.stderr || r.stdout)}`);
+  const tried: string[] = [];
+  for (const subnet of subnets) {
+    const r = await docker(['network', 'create', '--driver', 'bridge', '--internal', '--subnet', subnet, '--label', label, name]);
+    if (r.code === 0) {
+      log(`made docker network ${name} (bridge, internal, ${subnet})`);
+      return {
+        name,
+        subnet,
+        remove: async () => {
+          await remove();
+          undo();
+        },
+      };
+    }
+    tried.push(`${subnet}: ${oneLine(r.stderr || r.stdout)}`);
+    if (!/overlap/i.test(r.stderr)) break;
   }
-  log(`made docker network ${name} (bridge, internal, ${subnet})`);
-  return {
-    name,
-    subnet,
-    remove: async () => {
-      await remove();
-      undo();
-    },
-  };
+  undo();
+  throw new Error(`docker network create --driver bridge --internal ${name}: ${tried.join('; ')}`);
+}
+
+/** benchSubnets: /24s from a.b.c.0 on, n of them, for benchNetwork to choose from. */
+export function benchSubnets(first: string, n: number): string[] {
+  const [a, b, c] = first.split('.').map(Number) as [number, number, number];
+  return Array.from({ length: n }, (_, i) => `${a}.${b}.${c + i}.0/24`).filter((_, i) => c + i <= 255);
 }
 
 /** removeNetworksByLabel removes every Docker network carrying the label filter (what a killed run left). */
