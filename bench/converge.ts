@@ -224,7 +224,9 @@ function rawRunner(o: Opts, kind: RawKind): Runner {
     },
     run: async (i) => {
       const runId = `${benchId}-${name}-${i}`;
-      const undo = onCleanup(`${name} run ${i}`, async () => void (await removeByLabel([`${RUN_LABEL}=${runId}`])));
+      // Containers on the bench's network leave one by one (see removeContainers: parallel removals can deadlock the engine).
+      const oneByOne = kind !== 'host';
+      const undo = onCleanup(`${name} run ${i}`, async () => void (await removeByLabel([`${RUN_LABEL}=${runId}`], { oneByOne })));
       const errors = { n: 0, last: '' };
       try {
         log(`${name} run ${i}/${o.runs}: ${o.replicas} ${what} at concurrency ${o.concurrency}`);
@@ -249,10 +251,10 @@ function rawRunner(o: Opts, kind: RawKind): Runner {
         log(`${name} run ${i}: ${secs(ms)} s (${running} containers running)`);
         res.runs.push({ ms, extra, warnings });
         const t1 = now();
-        await removeContainers(await containerIds([`${RUN_LABEL}=${runId}`]));
+        await removeContainers(await containerIds([`${RUN_LABEL}=${runId}`]), { oneByOne });
         log(`${name} run ${i}: removed in ${secs(now() - t1)} s`);
       } finally {
-        await removeByLabel([`${RUN_LABEL}=${runId}`]);
+        await removeByLabel([`${RUN_LABEL}=${runId}`], { oneByOne });
         undo();
       }
     },
@@ -715,7 +717,7 @@ async function main(): Promise<number> {
     const left = await containerIds([`${LABEL}=${benchId}`]).catch(() => []);
     if (left.length) {
       log(`removing ${left.length} leftover bench container(s)`);
-      await removeContainers(left);
+      await removeContainers(left, { oneByOne: true });
     }
     await removeNetworksByLabel(`${LABEL}=${benchId}`).catch(() => undefined);
   }

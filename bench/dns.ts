@@ -277,7 +277,7 @@ async function bench(o: Opts, tools: { dnsperf: string; nsenter: string }, res: 
     try {
       const net = await benchNetwork(`baton-bench-${benchId}`, DOCKER_SUBNETS, BENCH_LABEL);
       // Registered after the network's removal, so it runs first: a network goes only once its containers are gone.
-      onCleanup('the Docker peer\'s containers', async () => void (await removeByLabel([`${LABEL}.run=${benchId}`])));
+      onCleanup('the Docker peer\'s containers', async () => void (await removeByLabel([`${LABEL}.run=${benchId}`], { oneByOne: true })));
       res.targets.docker = await dockerTarget(net);
       log(`docker: ${res.targets.docker.describe}`);
     } catch (e) {

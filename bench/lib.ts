@@ -84,18 +84,28 @@ export async function containerIds(labels: string[], all = true): Promise<string
   return out.split('\n').map((s) => s.trim()).filter(Boolean);
 }
 
-/** removeContainers force-removes containers in batches; returns how many it asked to remove. */
-export async function removeContainers(ids: string[]): Promise<number> {
-  for (let i = 0; i < ids.length; i += 50) {
-    const r = await docker(['rm', '-f', ...ids.slice(i, i + 50)], { timeoutMs: 300_000 });
+/**
+ * removeContainers force-removes containers in batches (the docker CLI removes
+ * the ids of one call in parallel); returns how many it asked to remove.
+ * oneByOne removes them one after another instead: what containers on a
+ * user-defined network need on dockerd 20.10.24 (Debian's), whose libnetwork
+ * can deadlock when endpoints with DNS records leave in parallel
+ * (getSvcRecords against processEndpointDelete, moby/moby#42545, fixed in
+ * later builds): seen here with 50 at once, after which every network call of
+ * the engine hangs until it restarts.
+ */
+export async function removeContainers(ids: string[], o: { oneByOne?: boolean } = {}): Promise<number> {
+  const batch = o.oneByOne ? 1 : 50;
+  for (let i = 0; i < ids.length; i += batch) {
+    const r = await docker(['rm', '-f', ...ids.slice(i, i + batch)], { timeoutMs: 300_000 });
     if (r.code !== 0 && !/No such container/i.test(r.stderr)) log(`warning: docker rm -f: ${r.stderr.trim()}`);
   }
   return ids.length;
 }
 
-/** removeByLabel force-removes every container carrying the label filters. */
-export async function removeByLabel(labels: string[]): Promise<number> {
-  return removeContainers(await containerIds(labels));
+/** removeByLabel force-removes every container carrying the label filters (oneByOne: see removeContainers). */
+export async function removeByLabel(labels: string[], o: { oneByOne?: boolean } = {}): Promise<number> {
+  return removeContainers(await containerIds(labels), o);
 }
 
 /**
@@ -394,7 +404,11 @@ export async function runCleanups(): Promise<void> {
   }
 }
 
-/** cleanUpOnSignals makes SIGINT/SIGTERM run the cleanups, then remove every container with `labels`, then exit 130. */
+/**
+ * cleanUpOnSignals makes SIGINT/SIGTERM run the cleanups, then remove every
+ * container with `labels`, then exit 130. Leftovers go one by one: they may
+ * sit on a user-defined network (see removeContainers).
+ */
 export function cleanUpOnSignals(labels: string[]): void {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {
@@ -402,7 +416,7 @@ export function cleanUpOnSignals(labels: string[]): void {
       interrupted = true;
       log(`${sig}: cleaning up`);
       runCleanups()
-        .then(() => removeByLabel(labels))
+        .then(() => removeByLabel(labels, { oneByOne: true }))
         .finally(() => process.exit(130));
     });
   }
@@ -814,10 +828,10 @@ export function failure(what: string, e: unknown, maxLen = 400): string {
   return oneLine((e as Error).message).slice(0, maxLen);
 }
 
-/** cleanUpAll runs the cleanups still registered, then removes every container left with the labels (saying how many). */
+/** cleanUpAll runs the cleanups still registered, then removes every container left with the labels (saying how many), one by one (see cleanUpOnSignals). */
 export async function cleanUpAll(labels: string[]): Promise<void> {
   await runCleanups();
-  const left = await removeByLabel(labels).catch(() => 0);
+  const left = await removeByLabel(labels, { oneByOne: true }).catch(() => 0);
   if (left) log(`removed ${left} leftover container(s) labelled ${labels.join(', ')}`);
 }
 
@@ -834,7 +848,7 @@ export function runMain(main: () => Promise<number>, labels: string[], o: { sign
       if (o.signalExits && wasInterrupted()) return;
       log(`bench failed: ${(e as Error).stack ?? e}`);
       await runCleanups();
-      await removeByLabel(labels).catch(() => undefined);
+      await removeByLabel(labels, { oneByOne: true }).catch(() => undefined);
       process.exit(1);
     },
   );
