@@ -87,12 +87,13 @@ export async function containerIds(labels: string[], all = true): Promise<string
 /**
  * removeContainers force-removes containers in batches (the docker CLI removes
  * the ids of one call in parallel); returns how many it asked to remove.
- * oneByOne removes them one after another instead: what containers on a
- * user-defined network need on dockerd 20.10.24 (Debian's), whose libnetwork
- * can deadlock when endpoints with DNS records leave in parallel
+ * oneByOne removes them one after another instead, for containers on a
+ * user-defined network: dockerd 20.10.24 (Debian's) can deadlock its
+ * libnetwork when endpoints with DNS records leave at the same time
  * (getSvcRecords against processEndpointDelete, moby/moby#42545, fixed in
- * later builds): seen here with 50 at once, after which every network call of
- * the engine hangs until it restarts.
+ * later builds). Seen here with 50 at once, after which every network call
+ * of the engine hung until it restarted; one at a time narrows the race to
+ * the engine's own asynchronous clean-up, it does not close it.
  */
 export async function removeContainers(ids: string[], o: { oneByOne?: boolean } = {}): Promise<number> {
   const batch = o.oneByOne ? 1 : 50;
