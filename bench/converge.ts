@@ -206,7 +206,13 @@ async function rawReplica(kind: RawKind, labels: string[], o: Opts, errors: { n:
   if (kind === 'host') return [await run(['--init', '--network', 'host', IMAGE, ...CMD])];
   if (kind === 'bridge') return [await run(['--init', '--network', rawNet!.name, IMAGE, ...CMD])];
   const holder = await run(['--network', rawNet!.name, '--stop-signal', 'SIGKILL', '--read-only', '--cap-drop', 'ALL', '--memory', '8m', '--pids-limit', '4', PAUSE_IMAGE]);
-  return [holder, await run(['--init', '--network', `container:${holder}`, IMAGE, ...CMD])];
+  try {
+    return [holder, await run(['--init', '--network', `container:${holder}`, IMAGE, ...CMD])];
+  } catch (e) {
+    // Say how the holder ended, if it did (it is removed with its run).
+    const st = await docker(['inspect', '--format', 'status={{.State.Status}} exit={{.State.ExitCode}} oomKilled={{.State.OOMKilled}} error={{.State.Error}}', holder]);
+    throw new Error(`${(e as Error).message}; the holder ${holder.slice(0, 12)}: ${oneLine(st.stdout || st.stderr)}`);
+  }
 }
 
 /** rawRunner: a raw peer; its docker network (raw-bridge, raw-pair) is made once, by whichever opens first. */
