@@ -15,6 +15,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
 import { tableName } from '../src/agent/nft.js';
+import { netTableName } from '../src/agent/net/netTable.js';
+import { deleteBridge, ifName } from '../src/agent/net/plumbing.js';
 import { readCompose } from '../src/manifest/compose.js';
 
 export const DOCKER = '/usr/bin/docker';
@@ -82,18 +84,93 @@ export async function containerIds(labels: string[], all = true): Promise<string
   return out.split('\n').map((s) => s.trim()).filter(Boolean);
 }
 
-/** removeContainers force-removes containers in batches; returns how many it asked to remove. */
-export async function removeContainers(ids: string[]): Promise<number> {
-  for (let i = 0; i < ids.length; i += 50) {
-    const r = await docker(['rm', '-f', ...ids.slice(i, i + 50)], { timeoutMs: 300_000 });
+/**
+ * removeContainers force-removes containers in batches (the docker CLI removes
+ * the ids of one call in parallel); returns how many it asked to remove.
+ * oneByOne removes them one after another instead, for containers on a
+ * user-defined network: dockerd 20.10.24 (Debian's) can deadlock its
+ * libnetwork when endpoints with DNS records leave at the same time
+ * (getSvcRecords against processEndpointDelete, moby/moby#42545, fixed in
+ * later builds). Seen here with 50 at once, after which every network call
+ * of the engine hung until it restarted; one at a time narrows the race to
+ * the engine's own asynchronous clean-up, it does not close it.
+ */
+export async function removeContainers(ids: string[], o: { oneByOne?: boolean } = {}): Promise<number> {
+  const batch = o.oneByOne ? 1 : 50;
+  for (let i = 0; i < ids.length; i += batch) {
+    const r = await docker(['rm', '-f', ...ids.slice(i, i + batch)], { timeoutMs: 300_000 });
     if (r.code !== 0 && !/No such container/i.test(r.stderr)) log(`warning: docker rm -f: ${r.stderr.trim()}`);
   }
   return ids.length;
 }
 
-/** removeByLabel force-removes every container carrying the label filters. */
-export async function removeByLabel(labels: string[]): Promise<number> {
-  return removeContainers(await containerIds(labels));
+/** removeByLabel force-removes every container carrying the label filters (oneByOne: see removeContainers). */
+export async function removeByLabel(labels: string[], o: { oneByOne?: boolean } = {}): Promise<number> {
+  return removeContainers(await containerIds(labels), o);
+}
+
+/**
+ * BenchNetwork is a user-defined Docker bridge network a bench made
+ * (benchNetwork); remove() takes it down (once; its containers must be gone).
+ */
+export interface BenchNetwork {
+  name: string;
+  subnet: string;
+  remove(): Promise<void>;
+}
+
+/**
+ * benchNetwork makes a user-defined bridge network (`docker network create
+ * --driver bridge --internal`) with `label` and the first of `subnets` that
+ * overlaps no network the engine has (a network an earlier run could not
+ * remove holds its subnet: the engine can keep a stale endpoint count after a
+ * failed start, and then refuses to remove the network until it restarts),
+ * and registers its removal with onCleanup. Internal: its containers get no
+ * masquerade off the machine (the engine here runs with --iptables=false,
+ * which adds none anyway, and still gives them a default route through the
+ * bridge: the bench's containers send nothing off it). The engine's embedded
+ * resolver (127.0.0.11) answers container names on it.
+ */
+export async function benchNetwork(name: string, subnets: readonly string[], label: string): Promise<BenchNetwork> {
+  let removed = false;
+  const remove = async () => {
+    if (removed) return;
+    removed = true;
+    const r = await docker(['network', 'rm', name]);
+    if (r.code !== 0 && !/not found/i.test(r.stderr)) log(`warning: docker network rm ${name}: ${oneLine(r.stderr)}`);
+  };
+  const undo = onCleanup(`docker network ${name}`, remove);
+  const tried: string[] = [];
+  for (const subnet of subnets) {
+    const r = await docker(['network', 'create', '--driver', 'bridge', '--internal', '--subnet', subnet, '--label', label, name]);
+    if (r.code === 0) {
+      log(`made docker network ${name} (bridge, internal, ${subnet})`);
+      return {
+        name,
+        subnet,
+        remove: async () => {
+          await remove();
+          undo();
+        },
+      };
+    }
+    tried.push(`${subnet}: ${oneLine(r.stderr || r.stdout)}`);
+    if (!/overlap/i.test(r.stderr)) break;
+  }
+  undo();
+  throw new Error(`docker network create --driver bridge --internal ${name}: ${tried.join('; ')}`);
+}
+
+/** benchSubnets: /24s from a.b.c.0 on, n of them, for benchNetwork to choose from. */
+export function benchSubnets(first: string, n: number): string[] {
+  const [a, b, c] = first.split('.').map(Number) as [number, number, number];
+  return Array.from({ length: n }, (_, i) => `${a}.${b}.${c + i}.0/24`).filter((_, i) => c + i <= 255);
+}
+
+/** removeNetworksByLabel removes every Docker network carrying the label filter (what a killed run left). */
+export async function removeNetworksByLabel(label: string): Promise<void> {
+  const ids = (await docker(['network', 'ls', '-q', '--filter', `label=${label}`])).stdout.split('\n').filter(Boolean);
+  if (ids.length) await docker(['network', 'rm', ...ids]);
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -328,7 +405,11 @@ export async function runCleanups(): Promise<void> {
   }
 }
 
-/** cleanUpOnSignals makes SIGINT/SIGTERM run the cleanups, then remove every container with `labels`, then exit 130. */
+/**
+ * cleanUpOnSignals makes SIGINT/SIGTERM run the cleanups, then remove every
+ * container with `labels`, then exit 130. Leftovers go one by one: they may
+ * sit on a user-defined network (see removeContainers).
+ */
 export function cleanUpOnSignals(labels: string[]): void {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {
@@ -336,7 +417,7 @@ export function cleanUpOnSignals(labels: string[]): void {
       interrupted = true;
       log(`${sig}: cleaning up`);
       runCleanups()
-        .then(() => removeByLabel(labels))
+        .then(() => removeByLabel(labels, { oneByOne: true }))
         .finally(() => process.exit(130));
     });
   }
@@ -359,9 +440,9 @@ export interface BenchServer extends BatonChild {
   tls: ReturnType<typeof tlsTransport>;
 }
 
-/** startBenchServer starts `baton server` with its data under `dir` (BATON_HOME=dir) on a free port, and makes an admin client. */
-export async function startBenchServer(dir: string): Promise<BenchServer> {
-  const server = await spawnBaton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
+/** startBenchServer starts `baton server` with its data under `dir` (BATON_HOME=dir) on a free port, with more flags `args` (address ranges), and makes an admin client. */
+export async function startBenchServer(dir: string, args: readonly string[] = []): Promise<BenchServer> {
+  const server = await spawnBaton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn', ...args], {
     env: { BATON_HOME: dir },
     ready: [/baton server listening on (https:\/\/\S+)/, /join token: (BATON-\S+)/, /^cluster (\S+)$/m],
     what: 'baton server',
@@ -410,9 +491,18 @@ export interface BenchAgent {
   tail: () => string;
 }
 
-/** spawnBenchAgent starts `baton agent` joining `url`, with its data under dir/<name> (BATON_HOME=dir). */
+/**
+ * CONFINED_AGENT_ARGS keep a bench's tasks on this machine: tasks run in
+ * namespaces of their own by default, and an agent's defaults would give
+ * them a masqueraded route off the machine (--egress nat) and forward names
+ * outside the cluster to the node's resolvers. A bench's tasks talk only to
+ * each other, the node and loopback clients.
+ */
+export const CONFINED_AGENT_ARGS = ['--egress', 'none', '--dns-upstream', 'none'];
+
+/** spawnBenchAgent starts `baton agent` joining `url`, with its data under dir/<name> (BATON_HOME=dir), confined (CONFINED_AGENT_ARGS) unless a.args says otherwise. */
 export function spawnBenchAgent(a: { name: string; address: string; args?: string[] }, portRange: string, url: string, token: string, dir: string): BenchAgent {
-  const args = [BATON_BIN, 'agent', '--join', url, '--token', token, '--name', a.name, '--address', a.address, '--port-range', portRange, '--data-dir', join(dir, a.name), '--pull', 'never', '--log-level', 'warn', ...(a.args ?? [])];
+  const args = [BATON_BIN, 'agent', '--join', url, '--token', token, '--name', a.name, '--address', a.address, '--port-range', portRange, '--data-dir', join(dir, a.name), '--pull', 'never', '--log-level', 'warn', ...CONFINED_AGENT_ARGS, ...(a.args ?? [])];
   log(`starting baton agent ${a.name}: node ${args.join(' ')}`);
   const child = spawn(process.execPath, args, { cwd: fileURLToPath(new URL('../..', import.meta.url)), env: { ...process.env, BATON_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
   return { name: a.name, address: a.address, child, tail: outputTail(child) };
@@ -429,6 +519,20 @@ export async function dropAgentTables(nodes: readonly string[], clusterId: strin
     const t = tableName(n, clusterId);
     const r = await exec('/usr/sbin/nft', ['delete', 'table', 'ip', t]).catch(() => undefined);
     if (r?.code === 0) log(`agent ${n} left its nftables table ${t}; deleted it`);
+  }
+}
+
+/**
+ * removeNodeNetworks deletes the task networks (bridge and mapping table) of
+ * these nodes of a cluster: an agent leaves them up when it stops, so that
+ * its tasks run on. Call it once the cluster's containers are gone; missing
+ * ones are fine.
+ */
+export async function removeNodeNetworks(nodes: readonly string[], clusterId: string | undefined): Promise<void> {
+  if (!clusterId) return;
+  for (const n of nodes) {
+    await deleteBridge(ifName('bt', `${clusterId}/${n}`));
+    await exec('/usr/sbin/nft', ['delete', 'table', 'ip', netTableName(n, clusterId)]).catch(() => undefined);
   }
 }
 
@@ -487,10 +591,11 @@ export class BenchCluster {
   private readonly undo: () => void;
   private tearing?: Promise<void>;
 
-  /** tmpPrefix names the temp dir (under the OS's); stopGraceMs is how long a process gets after SIGTERM before SIGKILL. */
+  /** tmpPrefix names the temp dir (under the OS's); stopGraceMs is how long a process gets after SIGTERM before SIGKILL; serverArgs are more `baton server` flags (address ranges). */
   constructor(
     tmpPrefix: string,
     private readonly stopGraceMs = 15_000,
+    private readonly serverArgs: readonly string[] = [],
   ) {
     this.dir = mkdtempSync(join(tmpdir(), tmpPrefix));
     this.undo = onCleanup('baton cluster', () => this.teardown());
@@ -498,7 +603,7 @@ export class BenchCluster {
 
   /** startServer starts `baton server` (startBenchServer) and makes an admin client to it. */
   async startServer(): Promise<BenchServer> {
-    this.server = await startBenchServer(this.dir);
+    this.server = await startBenchServer(this.dir, this.serverArgs);
     this.track(this.server.child, 'baton server');
     return this.server;
   }
@@ -565,6 +670,7 @@ export class BenchCluster {
         const n = await removeByLabel([`baton.cluster=${clusterId}`]);
         if (n) log(`removed ${n} container(s) of baton cluster ${clusterId}`);
       }
+      await removeNodeNetworks(this.agents.map((a) => a.name), clusterId);
       rmSync(this.dir, { recursive: true, force: true });
     })();
     return this.tearing;
@@ -723,10 +829,10 @@ export function failure(what: string, e: unknown, maxLen = 400): string {
   return oneLine((e as Error).message).slice(0, maxLen);
 }
 
-/** cleanUpAll runs the cleanups still registered, then removes every container left with the labels (saying how many). */
+/** cleanUpAll runs the cleanups still registered, then removes every container left with the labels (saying how many), one by one (see cleanUpOnSignals). */
 export async function cleanUpAll(labels: string[]): Promise<void> {
   await runCleanups();
-  const left = await removeByLabel(labels).catch(() => 0);
+  const left = await removeByLabel(labels, { oneByOne: true }).catch(() => 0);
   if (left) log(`removed ${left} leftover container(s) labelled ${labels.join(', ')}`);
 }
 
@@ -743,7 +849,7 @@ export function runMain(main: () => Promise<number>, labels: string[], o: { sign
       if (o.signalExits && wasInterrupted()) return;
       log(`bench failed: ${(e as Error).stack ?? e}`);
       await runCleanups();
-      await removeByLabel(labels).catch(() => undefined);
+      await removeByLabel(labels, { oneByOne: true }).catch(() => undefined);
       process.exit(1);
     },
   );
