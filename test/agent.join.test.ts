@@ -44,6 +44,8 @@ describe('agent credentials: join, restart, renewal, expiry', () => {
       portRange: [26500, 26599],
       pull: 'never',
       logLevel: 'silent',
+      // Joining is what is tested here: no task network (a bridge it would leave up on the default range).
+      taskNetwork: false,
       clock,
       certCheckMs: 100,
     });
@@ -74,7 +76,7 @@ describe('agent credentials: join, restart, renewal, expiry', () => {
   });
 
   it('refuses to start without a join when the node has never joined', async () => {
-    const a = new Agent({ name: 'never', address: '127.0.0.7', dataDir: join(dir, 'never'), driver: new DockerDriver(), portRange: [26600, 26699], pull: 'never', logLevel: 'silent' });
+    const a = new Agent({ name: 'never', address: '127.0.0.7', dataDir: join(dir, 'never'), driver: new DockerDriver(), portRange: [26600, 26699], pull: 'never', logLevel: 'silent', taskNetwork: false });
     await expect(a.start()).rejects.toMatchObject({ message: expect.stringMatching(/has not joined a cluster yet: pass --join https:\/\/SERVER:7400 --token TOKEN/) });
   });
 
