@@ -37,6 +37,12 @@
  * 10.146.240.0/20, host ports 46000-46999) and without egress; the Docker
  * network takes the first free /24 from 10.146.201.0/24. Progress goes to
  * stderr, results to stdout.
+ *
+ * Those 10.146/16 addresses exist only on this machine: Baton gives them to
+ * tasks in namespaces it makes (--egress none: no default route, no NAT),
+ * and the Docker network is `--internal` on an engine with --iptables=false
+ * (no default route in its containers, no NAT). The bench sends nothing to
+ * any of them: its containers only sleep; it reads the engine's timings.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

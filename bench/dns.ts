@@ -26,6 +26,14 @@
  *           that the name resolves before it loads anything. Nothing in the
  *           host's tables is read or changed.
  *
+ *   Every address involved is this machine's own: the 10.146/16 ranges are
+ *   assigned inside namespaces Baton (--egress none, --dns-upstream none)
+ *   or the bench (an --internal Docker network) makes, with no default
+ *   route and no NAT, and the queries go from a task's namespace to its own
+ *   node's resolver, or to 127.0.0.11 in the container's own namespace. The
+ *   query files name only the cluster's service and the bench's container,
+ *   so neither resolver forwards anything off the machine.
+ *
  * The load generator is dnsperf (Debian's package `dnsperf`; the bench
  * installs nothing and says so when it is missing), one process per run
  * sending many queries over one UDP socket, run in the client's network

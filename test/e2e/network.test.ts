@@ -19,19 +19,8 @@ const NODES = ['n2', 'n3'] as const;
 /** An unmodified web server: busybox httpd on the fixed port 80 of every address, answering /id with its task name. */
 const HTTPD80 = `["sh", "-c", "mkdir -p /www && echo $$BATON_TASK > /www/id && exec httpd -f -p 80 -h /www"]`;
 
-const get = getBody;
-
-describe('tasks in network namespaces of their own', () => {
-  const c = new TestCluster('baton-net-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000 }, 43000);
-  const endpoints = async (svc: string) => (await c.api.get<Endpoints>(endpointsKind, svc)).spec.endpoints;
-  /** exec runs a command in a task's container and returns its output. */
-  const exec = async (t: Task, cmd: string[]) => docker(['exec', t.status.containerId!, ...cmd]);
-
-  beforeAll(() => c.start(NODES), 90_000);
-  afterAll(() => c.stop());
-
-  it('runs three replicas and a second service that all listen on port 80 on one node, each reachable by its published port', async () => {
-    await c.apply('same', `services:
+/** Stack `same`: three replicas of it and a second service, all on port 80 of n2, each published. */
+const SAME = `services:
   web:
     image: ${TEST_IMAGE}
     command: ${HTTPD80}
@@ -47,7 +36,21 @@ describe('tasks in network namespaces of their own', () => {
     ports: ["18181:80"]
     deploy:
       placement: {constraints: ["node.name == n2"]}
-`);
+`;
+
+const get = getBody;
+
+describe('tasks in network namespaces of their own', () => {
+  const c = new TestCluster('baton-net-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000 }, 43000);
+  const endpoints = async (svc: string) => (await c.api.get<Endpoints>(endpointsKind, svc)).spec.endpoints;
+  /** exec runs a command in a task's container and returns its output. */
+  const exec = async (t: Task, cmd: string[]) => docker(['exec', t.status.containerId!, ...cmd]);
+
+  beforeAll(() => c.start(NODES), 90_000);
+  afterAll(() => c.stop());
+
+  it('runs three replicas and a second service that all listen on port 80 on one node, each reachable by its published port', async () => {
+    await c.apply('same', SAME);
     await eventually(async () => {
       expect(await endpoints('same_web')).toHaveLength(3);
       expect(await endpoints('same_api')).toHaveLength(1);
@@ -86,23 +89,7 @@ describe('tasks in network namespaces of their own', () => {
     expect((await exec(w!, ['wget', '-q', '-O', '-', 'http://tasks.api/id'])).trim()).toBe(a!.metadata.name);
     const all = await exec(w!, ['nslookup', 'tasks.web']);
     for (const t of live(await c.tasksOf('same_web'))) expect(all).toContain(t.status.taskIP!);
-    await c.apply('same', `services:
-  web:
-    image: ${TEST_IMAGE}
-    command: ${HTTPD80}
-    network_mode: bridge
-    ports: ["18180:80"]
-    deploy:
-      replicas: 3
-      placement: {constraints: ["node.name == n2"]}
-  api:
-    image: ${TEST_IMAGE}
-    command: ${HTTPD80}
-    network_mode: bridge
-    ports: ["18181:80"]
-    deploy:
-      placement: {constraints: ["node.name == n2"]}
-  late:
+    await c.apply('same', `${SAME}  late:
     image: ${TEST_IMAGE}
     command: ${HTTPD80}
     network_mode: bridge
