@@ -10,7 +10,8 @@
 #      answers -- a dockerd that already answers is never touched;
 #   3. the test image baton-test/busybox:latest, imported from a root fs built
 #      out of the static busybox (no registry is reachable, so nothing is pulled);
-#   4. nftables, and Debian's chromium for the dashboard's browser test.
+#   4. nftables, Debian's chromium for the dashboard's browser test, and etcd (etcd-server)
+#      for the HA store's tests, which start their own members.
 #
 # Works without stdin and with CI=true.
 set -euo pipefail
@@ -219,6 +220,13 @@ setup_nft() {
   [ -x /usr/sbin/nft ] || die "nftables installed but /usr/sbin/nft is missing"
 }
 
+# etcd: the HA store's backend; the store and HA tests start their own members on loopback ports.
+setup_etcd() {
+  if [ -x /usr/bin/etcd ]; then log "etcd present"; return 0; fi
+  apt_install etcd-server
+  [ -x /usr/bin/etcd ] || die "etcd-server installed but /usr/bin/etcd is missing"
+}
+
 # chromium: the dashboard's headless-browser test (test/e2e/dashboard.test.ts)
 # drives Debian's build through playwright-core (no browser download).
 setup_chromium() {
@@ -232,4 +240,5 @@ setup_docker
 setup_test_image
 setup_nft
 setup_chromium
+setup_etcd
 log "done"
