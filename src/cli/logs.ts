@@ -20,9 +20,13 @@ export async function logTarget(api: ApiClient, name: string): Promise<{ service
   try {
     const svc = await api.get<Service>(serviceKind, name);
     if (svc.spec.schedule) {
-      // A cron job: its latest run.
+      // A cron job: its latest run that has started a task (a run created a moment ago has no output yet; the one before has).
       const runs = (await api.list<Service>(serviceKind, { labelSelector: { 'baton.cron': name } })).items.sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp));
       if (!runs.length) throw new BatonError('BATON_ERR_NOT_FOUND', `cron job ${name} has not run yet (next at ${svc.status.cron?.nextScheduleTime ?? '?'})`);
+      for (const run of runs.slice().reverse()) {
+        const tasks = await api.tasks({ fieldSelector: { 'spec.serviceName': run.metadata.name } });
+        if (tasks.items.some((t) => t.status.startedAt)) return { service: run.metadata.name };
+      }
       return { service: runs.at(-1)!.metadata.name };
     }
     return { service: name };

@@ -116,7 +116,11 @@ describe('rollouts', () => {
     }, 30_000);
     await stopProc(c.server, 'SIGKILL');
     await c.startServer();
-    await eventually(async () => expect((await svc('kr_web')).status.rollout).toMatchObject({ state: 'completed', updated: 3, revision: 2 }), 60_000);
+    await eventually(async () => {
+      const dump = (await c.tasksOf('kr_web')).map((t) => `${t.metadata.name} ${t.spec.specHash} ${t.spec.desiredState}/${t.status.state} r${t.status.restartCount} ${t.status.error ?? t.status.message}`).join('\n');
+      const st = (await svc('kr_web')).status;
+      expect(st.rollout, `${JSON.stringify(st.rollout)}\n${dump}`).toMatchObject({ state: 'completed', updated: 3, revision: 2 });
+    }, 60_000);
     expect(await versions('kr_web')).toEqual(['v2', 'v2', 'v2']);
     expect(await c.running('kr_web')).toHaveLength(3);
     // A rolling restart replaces every task with the same spec; a rollback by hand returns to revision 1.
