@@ -215,9 +215,15 @@ setup_test_image() {
 
 # nftables: the routing mesh's kernel fast path (the mesh falls back to its userspace proxy without it).
 setup_nft() {
-  if [ -x /usr/sbin/nft ]; then log "nftables present"; return 0; fi
-  apt_install nftables
-  [ -x /usr/sbin/nft ] || die "nftables installed but /usr/sbin/nft is missing"
+  if [ -x /usr/sbin/nft ]; then log "nftables present"; else
+    apt_install nftables
+    [ -x /usr/sbin/nft ] || die "nftables installed but /usr/sbin/nft is missing"
+  fi
+  # conntrack: the mesh deletes the UDP flows of an endpoint that left (net/conntrack.ts).
+  if [ -x /usr/sbin/conntrack ]; then log "conntrack present"; else
+    apt_install conntrack
+    [ -x /usr/sbin/conntrack ] || die "conntrack installed but /usr/sbin/conntrack is missing"
+  fi
 }
 
 # etcd: the HA store's backend; the store and HA tests start their own members on loopback ports.

@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { createServer, connect, type Socket } from 'node:net';
 import { endpointsSpec } from '../src/server/controllers/endpointsController.js';
-import { defaultVipRange, proxyHeader } from '../src/agent/mesh.js';
+import { defaultVipRange } from '../src/agent/mesh.js';
+import { proxyHeader } from '../src/agent/net/proxyProtocol.js';
 import { service, task } from './fixtures.js';
 import type { Task } from '../src/api/types.js';
 

@@ -271,7 +271,7 @@ describe('published ports across services', () => {
   });
 
   it('reports one service publishing a port twice once, where its ports are read', () => {
-    expect(errors(file('  web:\n    image: nginx\n    ports: ["8080:80", "8080:81"]\n'))).toEqual(['services.web.ports:4 published port 8080 appears more than once']);
+    expect(errors(file('  web:\n    image: nginx\n    ports: ["8080:80", "8080:81"]\n'))).toEqual(['services.web.ports:4 published port 8080/tcp appears more than once']);
   });
 
   it('takes unpublished and distinct ports', () => {

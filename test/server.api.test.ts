@@ -101,16 +101,23 @@ describe('API server (memory store, real HTTP)', () => {
   });
 
   it('refuses to publish one mesh port from two services, naming the port and its owner, and writes nothing', async () => {
-    const web = (name: string, stack: string, port: number) => ({ name: `${stack}_${name}`, spec: serviceSpec({ stack, shortName: name, replicas: 0, ports: [{ target: 80, published: port, protocol: 'tcp', mode: 'ingress' }] }), labels: {} });
+    const web = (name: string, stack: string, port: number, protocol: 'tcp' | 'udp' = 'tcp') => ({ name: `${stack}_${name}`, spec: serviceSpec({ stack, shortName: name, replicas: 0, ports: [{ target: 80, published: port, protocol, mode: 'ingress' }] }), labels: {} });
     await api.apply('p1', { services: [web('web', 'p1', 18500)], prune: false, dryRun: false });
     await expect(api.apply('p2', { services: [web('web', 'p2', 18500), web('api', 'p2', 18501), web('admin', 'p2', 18501)], prune: false, dryRun: false })).rejects.toMatchObject({
       code: 'BATON_ERR_CONFLICT',
       details: [
-        { path: 'services.web.ports[0]', message: 'port 18500 is already published by service p1_web' },
-        { path: 'services.admin.ports[0]', message: 'port 18501 is already published by service p2_api' },
+        { path: 'services.web.ports[0]', message: 'port 18500/tcp is already published by service p1_web' },
+        { path: 'services.admin.ports[0]', message: 'port 18501/tcp is already published by service p2_api' },
       ],
     });
     expect((await api.services()).items.filter((x) => x.spec.stack === 'p2')).toEqual([]);
+    // UDP 18500 is another port than TCP 18500.
+    expect((await api.apply('p3', { services: [web('dns', 'p3', 18500, 'udp')], prune: false, dryRun: false })).results[0]!.action).toBe('create');
+    // A UDP port needs the task's own namespace: refused for a host-networked service, at its key.
+    const host = web('hdns', 'p3', 18600, 'udp');
+    host.spec.container.networkMode = 'host';
+    await expect(api.apply('p3', { services: [host], prune: false, dryRun: false })).rejects.toMatchObject({ code: 'BATON_ERR_VALIDATION' });
+    await api.removeStack('p3');
     // The owner may keep it, move it, or give it up.
     expect((await api.apply('p1', { services: [web('web', 'p1', 18502)], prune: false, dryRun: false })).results[0]!.action).toBe('update');
     expect((await api.apply('p2', { services: [web('web', 'p2', 18500)], prune: false, dryRun: false })).results[0]!.action).toBe('create');

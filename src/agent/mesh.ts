@@ -19,6 +19,10 @@
  *   on until they close (drained by the task's stop grace period);
  * - counters per service and per endpoint: connections, active, bytes,
  *   errors, retries, held, connect latency;
+ * - UDP ports too: the kernel path DNATs them (and deletes the conntrack
+ *   flows of an endpoint that leaves, net/conntrack.ts); the userspace path
+ *   is a relay with a session per client (net/udpRelay.ts), used where the
+ *   kernel path is not (least_conn, no nftables, no endpoint yet);
  * - the Endpoints revision it has applied (routes and kernel rules both in
  *   effect), for the server to tell a stopping task when no node routes to
  *   it any more (deregistration.ts).
@@ -28,7 +32,7 @@
  * connections never reach this process; the userspace listener stays for
  * the moments it has no endpoint (it holds) and for the other services.
  */
-import { createServer, connect, isIPv4, isIPv6, type Server, type Socket } from 'node:net';
+import { createServer, connect, isIPv4, type Server, type Socket } from 'node:net';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -38,6 +42,12 @@ import { endpointsKind } from '../api/kinds.js';
 import type { EndpointAddress, Endpoints, EndpointsSpec } from '../api/types.js';
 import { NftPath, type KernelRoute } from './nft.js';
 import { TableSweeper } from './net/tables.js';
+import { dialOf, kernelEndpoints, kernelOnly, vipPool, zero, type Route, type RouteCounters } from './meshRoutes.js';
+import { meshUdpRelay, proxyConnection, type ProxyContext } from './meshProxy.js';
+import type { UdpRelay } from './net/udpRelay.js';
+import { conntrackAvailable, deleteFlows, type StaleFlow } from './net/conntrack.js';
+
+export { defaultVipRange, dialOf, hostPortOf, type RouteCounters } from './meshRoutes.js';
 
 export interface MeshOptions {
   /** This node's name and its cluster's id: they name the node's nftables table. */
@@ -58,6 +68,8 @@ export interface MeshOptions {
   log: Logger;
   /** How long a connect to an endpoint may take before it counts as failed (default 2 s). */
   connectTimeoutMs?: number;
+  /** How long the UDP relay keeps an idle client's session (default 30 s, the kernel's UDP flow timeout). */
+  udpIdleMs?: number;
   /**
    * This node's task network, when it has one: service VIPs are routed for
    * the tasks on its bridge (in the kernel), to the endpoints or to this
@@ -68,37 +80,15 @@ export interface MeshOptions {
   admit?: (client: string, service: EndpointsSpec) => boolean;
 }
 
-/** Counters of one endpoint, or of a whole service. */
-export interface RouteCounters {
-  connections: number;
-  active: number;
-  bytesIn: number;
-  bytesOut: number;
-  /** Connects that failed (refused, timed out). */
-  errors: number;
-  /** Connections dropped: no endpoint within hold_timeout, or the retry failed too. */
-  dropped: number;
-  retries: number;
-  /** Connections that waited for an endpoint. */
-  held: number;
-  connectMsSum: number;
-  connectMsMax: number;
-}
-
-const zero = (): RouteCounters => ({ connections: 0, active: 0, bytesIn: 0, bytesOut: 0, errors: 0, dropped: 0, retries: 0, held: 0, connectMsSum: 0, connectMsMax: 0 });
-
-interface Route {
-  spec: EndpointsSpec;
-  next: number;
-  /** Open connections per endpoint (task name), for least_conn. */
-  open: Map<string, number>;
-  waiters: Set<() => void>;
-  total: RouteCounters;
-  byTask: Map<string, RouteCounters>;
-}
-
 interface Listening {
   server: Server;
+  service: string;
+  target: number;
+}
+
+/** A UDP port's relay: a published port, a loopback VIP's port, or (port known once bound) a service VIP's port on the gateway. */
+interface UdpListening {
+  relay: UdpRelay;
   service: string;
   target: number;
 }
@@ -112,88 +102,17 @@ interface VipProxy {
   port?: number;
 }
 
-/** A connection's connects that may fail before it is dropped: the first try and this many more (no byte has reached the client yet). */
-const CONNECT_RETRIES = 2;
-
-/**
- * hostPortOf is the host port that endpoint `e` serves container port
- * `target` on, when its address is an IPv4 address and the port a port
- * number: Endpoints carry what agents reported, and nothing received goes
- * into a ruleset or a connect unchecked.
- */
-export function hostPortOf(e: EndpointAddress, target: number): number | undefined {
-  const p = e.ports[String(target)];
-  return isIPv4(e.address) && Number.isInteger(p) && p! >= 1 && p! <= 65535 ? p : undefined;
-}
-
-/**
- * dialOf is where the mesh connects for endpoint `e`'s container port
- * `target`: a task in a namespace of its own answers on its own address
- * and its container port (reached through its node's task range, which
- * every node routes); a task on its node's network, at the node's address
- * and the host port it was given. Undefined when neither is usable.
- */
-export function dialOf(e: EndpointAddress, target: number): { host: string; port: number } | undefined {
-  if (e.taskIP !== undefined) return isIPv4(e.taskIP) && Number.isInteger(target) && target >= 1 && target <= 65535 ? { host: e.taskIP, port: target } : undefined;
-  const p = hostPortOf(e, target);
-  return p === undefined ? undefined : { host: e.address, port: p };
-}
-
-/** defaultVipRange gives each node its own /24 for VIPs, from its address: 127.0.b.c → 127.(64 + b % 64).c.0/24. */
-export function defaultVipRange(address: string): string {
-  const m = /^127\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
-  const b = m ? Number(m[2]) : 0;
-  const c = m ? Number(m[3]) : 1;
-  return `127.${64 + (b % 64)}.${c}.0/24`;
-}
-
-/** vipPool lists the addresses of a range, skipping network and broadcast-like ends. */
-function vipPool(range: string): string[] {
-  const m = /^127\.(\d+)\.(\d+)\.0\/(16|24)$/.exec(range);
-  if (!m) throw new Error(`VIP range ${range} must be 127.X.Y.0/24 or 127.X.0.0/16`);
-  const [x, y, bits] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  const out: string[] = [];
-  const thirds = bits === 24 ? [y] : Array.from({ length: 256 }, (_, i) => i);
-  for (const t of thirds) for (let d = 1; d < 255; d++) out.push(`127.${x}.${t}.${d}`);
-  return out;
-}
-
-/** proxyHeader is the PROXY protocol header (v1 text or v2 binary) for a client connection. */
-export function proxyHeader(version: 'v1' | 'v2', sock: Socket): Buffer {
-  const src = sock.remoteAddress ?? '127.0.0.1';
-  const dst = sock.localAddress ?? '127.0.0.1';
-  const sp = sock.remotePort ?? 0;
-  const dp = sock.localPort ?? 0;
-  const v6 = isIPv6(src) && !src.startsWith('::ffff:');
-  const plain = (a: string) => (a.startsWith('::ffff:') ? a.slice(7) : a);
-  if (version === 'v1') return Buffer.from(`PROXY ${v6 ? 'TCP6' : 'TCP4'} ${plain(src)} ${plain(dst)} ${sp} ${dp}\r\n`, 'latin1');
-  const sig = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
-  const addr = v6 ? Buffer.concat([ipv6Bytes(src), ipv6Bytes(dst)]) : Buffer.from([...plain(src).split('.').map(Number), ...plain(dst).split('.').map(Number)]);
-  const ports = Buffer.alloc(4);
-  ports.writeUInt16BE(sp, 0);
-  ports.writeUInt16BE(dp, 2);
-  const head = Buffer.alloc(4);
-  head[0] = 0x21; // version 2, PROXY command
-  head[1] = v6 ? 0x21 : 0x11; // TCP over IPv6 / IPv4
-  head.writeUInt16BE(addr.length + 4, 2);
-  return Buffer.concat([sig, head, addr, ports]);
-}
-
-function ipv6Bytes(a: string): Buffer {
-  const [head, tail] = a.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g || '0', 16), i * 2));
-  return b;
-}
-
 export class Mesh {
   private readonly routes = new Map<string, Route>();
   private readonly listening = new Map<string, Listening>();
   /** Service VIP proxies, by `<service>:<target>`. */
   private readonly vipProxies = new Map<string, VipProxy>();
+  /** UDP relays by `<address>:<port>`, and the VIP relays on the gateway by `<service>:<target>`. */
+  private readonly udpListening = new Map<string, UdpListening>();
+  private readonly udpVipProxies = new Map<string, UdpListening>();
+  /** The UDP flows the kernel's rules send somewhere: `<address>:<port>` → the endpoint addresses, to delete the flows of those that leave. */
+  private udpFlows = new Map<string, Set<string>>();
+  private warnedConntrack = false;
   private readonly vips = new Map<string, string>();
   private readonly pool: string[];
   private informer?: Informer;
@@ -208,6 +127,7 @@ export class Mesh {
   /** The newest Endpoints change this mesh has seen: an object's modRevision or a deletion's revision. */
   private changed = 0;
   private readonly appliedListeners = new Set<(revision: number) => void>();
+  private readonly proxyContext: ProxyContext;
   private readonly changeListeners = new Set<() => void>();
 
   constructor(
@@ -215,6 +135,12 @@ export class Mesh {
     private readonly opts: MeshOptions,
   ) {
     this.pool = vipPool(opts.vipRange);
+    this.proxyContext = {
+      route: (service) => this.routes.get(service),
+      closed: () => this.closed,
+      activate: (service) => this.activate(service),
+      connectTimeoutMs: opts.connectTimeoutMs ?? 2000,
+    };
     const file = this.vipFile();
     if (existsSync(file)) {
       try {
@@ -270,6 +196,10 @@ export class Mesh {
     this.listening.clear();
     for (const p of this.vipProxies.values()) p.server.close();
     this.vipProxies.clear();
+    for (const m of [this.udpListening, this.udpVipProxies]) {
+      for (const u of m.values()) u.relay.close();
+      m.clear();
+    }
     for (const r of this.routes.values()) for (const w of r.waiters) w();
     await this.sweeper?.stop();
     await this.kernelSync;
@@ -358,16 +288,17 @@ export class Mesh {
   /** kernelRoutes: the listeners whose service needs nothing but round robin, with the endpoints to spread over. */
   private kernelRoutes(): KernelRoute[] {
     const out: KernelRoute[] = [];
-    for (const [key, l] of this.listening) {
+    const listeners: [string, { service: string; target: number }, 'udp' | undefined][] = [
+      ...[...this.listening].map(([k, l]) => [k, l, undefined] as [string, Listening, undefined]),
+      ...[...this.udpListening].map(([k, l]) => [k, l, 'udp'] as [string, UdpListening, 'udp']),
+    ];
+    for (const [key, l, protocol] of listeners) {
       const r = this.routes.get(l.service);
-      if (!r || r.spec.lb.algorithm !== 'round_robin' || r.spec.lb.proxyProtocol !== 'off') continue;
-      const endpoints = r.spec.endpoints.flatMap((e) => {
-        const d = dialOf(e, l.target);
-        return d ? [{ task: e.task, address: d.host, port: d.port }] : [];
-      });
+      if (!r || !kernelOnly(r.spec, protocol)) continue;
+      const endpoints = kernelEndpoints(r.spec, l.target);
       if (endpoints.length === 0) continue;
       const i = key.lastIndexOf(':');
-      out.push({ service: l.service, address: key.slice(0, i), port: Number(key.slice(i + 1)), endpoints });
+      out.push({ service: l.service, address: key.slice(0, i), port: Number(key.slice(i + 1)), endpoints, ...(protocol ? { protocol } : {}) });
     }
     out.push(...this.vipRoutes());
     return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port));
@@ -383,22 +314,20 @@ export class Mesh {
     const net = this.opts.taskNetwork;
     if (!net) return [];
     const out: KernelRoute[] = [];
-    for (const p of this.vipProxies.values()) {
+    const proxies: [{ service: string; target: number }, number | undefined, 'udp' | undefined][] = [
+      ...[...this.vipProxies.values()].map((p) => [p, p.port, undefined] as [VipProxy, number | undefined, undefined]),
+      ...[...this.udpVipProxies.values()].map((p) => [p, p.relay.port, 'udp'] as [UdpListening, number | undefined, 'udp']),
+    ];
+    for (const [p, port, protocol] of proxies) {
       const r = this.routes.get(p.service);
       const vip = r?.spec.vip;
       if (!r || !vip || !isIPv4(vip)) continue;
-      const kernel = r.spec.lb.algorithm === 'round_robin' && r.spec.lb.proxyProtocol === 'off';
-      const endpoints = kernel
-        ? r.spec.endpoints.flatMap((e) => {
-            const d = dialOf(e, p.target);
-            return d ? [{ task: e.task, address: d.host, port: d.port }] : [];
-          })
-        : [];
+      const endpoints = kernelOnly(r.spec, protocol) ? kernelEndpoints(r.spec, p.target) : [];
       if (endpoints.length === 0) {
-        if (p.port === undefined) continue;
-        endpoints.push({ task: '', address: net.gateway, port: p.port });
+        if (port === undefined) continue;
+        endpoints.push({ task: '', address: net.gateway, port });
       }
-      out.push({ service: p.service, address: vip, port: p.target, iif: net.bridge, endpoints });
+      out.push({ service: p.service, address: vip, port: p.target, iif: net.bridge, endpoints, ...(protocol ? { protocol } : {}) });
     }
     return out;
   }
@@ -442,12 +371,37 @@ export class Mesh {
       while (this.kernelDirty && !this.closed) {
         this.kernelDirty = false;
         const revision = this.seen;
-        const err = await this.kernel!.sync(this.kernelRoutes());
+        const routes = this.kernelRoutes();
+        const err = await this.kernel!.sync(routes);
         if (err) this.opts.log.warn({ err }, 'routing mesh: the kernel fast path could not be updated; the userspace proxy carries on');
-        else this.markApplied(revision);
+        else {
+          await this.flushUdpFlows(routes);
+          this.markApplied(revision);
+        }
       }
       this.kernelSync = undefined;
     })();
+  }
+
+  /** flushUdpFlows deletes the conntrack flows that the kernel's rules no longer make: those DNATed to an endpoint that left. */
+  private async flushUdpFlows(routes: readonly KernelRoute[]): Promise<void> {
+    const now = new Map<string, Set<string>>();
+    for (const r of routes) if (r.protocol === 'udp') now.set(`${r.address}:${r.port}`, new Set(r.endpoints.map((e) => e.address)));
+    const stale: StaleFlow[] = [];
+    for (const [key, was] of this.udpFlows) {
+      const i = key.lastIndexOf(':');
+      const still = now.get(key);
+      for (const to of was) if (!still?.has(to)) stale.push({ address: key.slice(0, i), port: Number(key.slice(i + 1)), to });
+    }
+    this.udpFlows = now;
+    if (stale.length === 0) return;
+    if (!conntrackAvailable()) {
+      if (!this.warnedConntrack) this.opts.log.warn('routing mesh: conntrack (Debian package conntrack) is missing: a UDP client that keeps sending stays with an endpoint that left until it pauses for 30 s');
+      this.warnedConntrack = true;
+      return;
+    }
+    const errors = await deleteFlows(stale);
+    if (errors.length) this.opts.log.warn({ errors }, 'routing mesh: could not delete the UDP flows of endpoints that left');
   }
 
   // ------------------------------------------------------------ following endpoints
@@ -460,8 +414,10 @@ export class Mesh {
     r.spec = e.spec;
     const vip = this.vipFor(name);
     const want = new Map<string, number>();
-    for (const p of e.spec.published) want.set(`${this.opts.address}:${p.published}`, p.target);
+    const wantUdp = new Map<string, number>();
+    for (const p of e.spec.published) (p.protocol === 'udp' ? wantUdp : want).set(`${this.opts.address}:${p.published}`, p.target);
     if (vip) for (const t of e.spec.targets) want.set(`${vip}:${t}`, t);
+    if (vip) for (const t of e.spec.udpTargets ?? []) wantUdp.set(`${vip}:${t}`, t);
     for (const [key, l] of this.listening) {
       if (l.service === name && want.get(key) !== l.target) {
         l.server.close();
@@ -469,6 +425,24 @@ export class Mesh {
       }
     }
     for (const [key, target] of want) if (!this.listening.has(key)) this.listen(key, name, target);
+    for (const [key, l] of this.udpListening) {
+      if (l.service === name && wantUdp.get(key) !== l.target) {
+        l.relay.close();
+        this.udpListening.delete(key);
+      }
+    }
+    for (const [key, target] of wantUdp) {
+      const i = key.lastIndexOf(':');
+      if (!this.udpListening.has(key)) this.listenUdp(this.udpListening, key, key.slice(0, i), Number(key.slice(i + 1)), name, target);
+    }
+    const udpVip = new Set(this.opts.taskNetwork && e.spec.vip ? (e.spec.udpTargets ?? []) : []);
+    for (const [key, u] of this.udpVipProxies) {
+      if (u.service === name && !udpVip.has(u.target)) {
+        u.relay.close();
+        this.udpVipProxies.delete(key);
+      }
+    }
+    for (const t of udpVip) if (!this.udpVipProxies.has(`${name}:${t}`)) this.listenUdp(this.udpVipProxies, `${name}:${t}`, this.opts.taskNetwork!.gateway, 0, name, t, true);
     const vipTargets = new Set(this.opts.taskNetwork && e.spec.vip ? e.spec.targets : []);
     for (const [key, p] of this.vipProxies) {
       if (p.service === name && !vipTargets.has(p.target)) {
@@ -495,6 +469,13 @@ export class Mesh {
       if (p.service !== name) continue;
       p.server.close();
       this.vipProxies.delete(key);
+    }
+    for (const m of [this.udpListening, this.udpVipProxies]) {
+      for (const [key, u] of m) {
+        if (u.service !== name) continue;
+        u.relay.close();
+        m.delete(key);
+      }
     }
     const r = this.routes.get(name);
     this.routes.delete(name);
@@ -532,7 +513,7 @@ export class Mesh {
     const i = key.lastIndexOf(':');
     const host = key.slice(0, i);
     const port = Number(key.slice(i + 1));
-    const server = createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.accept(sock, service, target));
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, (sock) => proxyConnection(this.proxyContext, sock, service, target));
     server.on('error', (err: Error & { code?: string }) => {
       this.opts.log.warn({ service, listen: key, err: err.code ?? err.message }, 'routing mesh cannot listen; the port stays unpublished on this node');
       if (this.listening.get(key)?.server === server) this.listening.delete(key);
@@ -548,7 +529,7 @@ export class Mesh {
       // The kernel path checks the networks at the task a connection reaches (netTable.ts); this path, at the proxy.
       const spec = this.routes.get(service)?.spec;
       if (spec && this.opts.admit && !this.opts.admit(sock.remoteAddress ?? '', spec)) return void sock.destroy();
-      this.accept(sock, service, target);
+      proxyConnection(this.proxyContext, sock, service, target);
     });
     const proxy: VipProxy = { server, service, target };
     server.on('error', (err: Error & { code?: string }) => {
@@ -562,129 +543,21 @@ export class Mesh {
     this.vipProxies.set(key, proxy);
   }
 
-  // ------------------------------------------------------------ connections
-
-  private pick(r: Route, target: number, avoid?: string): EndpointAddress | undefined {
-    const eps = r.spec.endpoints.filter((e) => dialOf(e, target) !== undefined && e.task !== avoid);
-    if (eps.length === 0) return undefined;
-    if (r.spec.lb.algorithm === 'least_conn') {
-      let best = eps[0]!;
-      let bestOpen = Infinity;
-      // Ties go round the ring, so equal loads still rotate.
-      for (let k = 0; k < eps.length; k++) {
-        const e = eps[(r.next + k) % eps.length]!;
-        const n = r.open.get(e.task) ?? 0;
-        if (n < bestOpen) {
-          best = e;
-          bestOpen = n;
-        }
-      }
-      r.next = (r.next + 1) % eps.length;
-      return best;
-    }
-    const e = eps[r.next % eps.length]!;
-    r.next = (r.next + 1) % Math.max(1, eps.length);
-    return e;
-  }
-
-  private accept(client: Socket, service: string, target: number): void {
-    client.on('error', () => client.destroy());
-    const r = this.routes.get(service);
-    if (!r) return void client.destroy();
-    r.total.connections++;
-    r.total.active++;
-    let counted: RouteCounters | undefined;
-    client.once('close', () => {
-      r.total.active--;
-      r.total.bytesIn += client.bytesRead;
-      r.total.bytesOut += client.bytesWritten;
-      if (counted) {
-        counted.bytesIn += client.bytesRead;
-        counted.bytesOut += client.bytesWritten;
-      }
+  /**
+   * listenUdp starts a UDP relay for one port of a service; `vip`: on the
+   * gateway, for this node's tasks (network isolation applies), at a port
+   * the kernel sends the VIP's datagrams to once it is bound.
+   */
+  private listenUdp(into: Map<string, UdpListening>, key: string, host: string, port: number, service: string, target: number, vip = false): void {
+    const relay = meshUdpRelay(this.proxyContext, { host, port, service, target, idleMs: this.opts.udpIdleMs, admit: vip ? this.opts.admit : undefined }, (err) => {
+      this.opts.log.warn({ service, listen: `${host}:${port}/udp`, err: err.code ?? err.message }, 'routing mesh cannot relay a UDP port');
+      if (into.get(key)?.relay === relay) into.delete(key);
     });
-    const attempt = (avoid: string | undefined, tries: number) => {
-      if (client.destroyed) return;
-      // After a failed connect, another endpoint; when the failed one is all there is, it again (a task counts as
-      // ready once it runs, which can be a moment before its program listens).
-      const ep = this.pick(r, target, avoid) ?? (avoid !== undefined ? this.pick(r, target) : undefined);
-      if (!ep) {
-        if (avoid !== undefined) {
-          r.total.dropped++;
-          return void client.destroy();
-        }
-        return this.hold(r, client, () => attempt(undefined, tries));
-      }
-      const c = this.countersOf(r, ep.task);
-      const started = performance.now();
-      const upstream = connect({ ...dialOf(ep, target)!, allowHalfOpen: true, noDelay: true });
-      upstream.setTimeout(this.opts.connectTimeoutMs ?? 2000);
-      let connected = false;
-      const fail = () => {
-        if (connected) return;
-        upstream.destroy();
-        r.total.errors++;
-        c.errors++;
-        if (tries < CONNECT_RETRIES && !client.destroyed) {
-          r.total.retries++;
-          // At once to another endpoint; the same one only after a pause that doubles (100 ms, 200 ms).
-          const again = this.pick(r, target, ep.task) ? 0 : 100 * 2 ** tries;
-          if (again === 0) return attempt(ep.task, tries + 1);
-          return void setTimeout(() => attempt(ep.task, tries + 1), again);
-        }
-        r.total.dropped++;
-        client.destroy();
-      };
-      upstream.once('timeout', fail);
-      upstream.once('error', () => (connected ? client.destroy() : fail()));
-      upstream.once('connect', () => {
-        connected = true;
-        upstream.setTimeout(0);
-        const ms = performance.now() - started;
-        for (const k of [r.total, c]) {
-          k.connectMsSum += ms;
-          k.connectMsMax = Math.max(k.connectMsMax, ms);
-        }
-        c.connections++;
-        c.active++;
-        counted = c;
-        r.open.set(ep.task, (r.open.get(ep.task) ?? 0) + 1);
-        upstream.once('close', (hadError) => {
-          c.active--;
-          r.open.set(ep.task, (r.open.get(ep.task) ?? 1) - 1);
-          // A clean close has already ended the client through the pipe, after what was still buffered for it;
-          // destroying it here could drop the end of a response a slow client has not taken yet.
-          if (hadError) client.destroy();
-        });
-        client.once('close', () => upstream.destroy());
-        if (r.spec.lb.proxyProtocol !== 'off') upstream.write(proxyHeader(r.spec.lb.proxyProtocol, client));
-        client.pipe(upstream);
-        upstream.pipe(client);
-      });
-    };
-    attempt(undefined, 0);
-  }
-
-  /** hold keeps a new connection waiting (unread) for an endpoint, up to the service's hold_timeout. */
-  private hold(r: Route, client: Socket, go: () => void): void {
-    r.total.held++;
-    this.activate(r.spec.serviceName);
-    let timer: NodeJS.Timeout | undefined;
-    const done = () => {
-      r.waiters.delete(done);
-      clearTimeout(timer);
-      client.off('close', done);
-      if (client.destroyed) return;
-      if (this.closed || !this.routes.has(r.spec.serviceName) || r.spec.endpoints.length === 0) {
-        r.total.dropped++;
-        client.destroy();
-        return;
-      }
-      go();
-    };
-    r.waiters.add(done);
-    client.once('close', done);
-    timer = setTimeout(done, r.spec.lb.holdTimeoutMs);
+    const entry: UdpListening = { relay, service, target };
+    into.set(key, entry);
+    void relay.listen().then(() => {
+      if (vip && into.get(key) === entry) this.syncKernel();
+    });
   }
 
   private readonly activatedAt = new Map<string, number>();
@@ -700,10 +573,5 @@ export class Mesh {
     this.activatedAt.set(service, now);
     void this.client.call('POST', `/api/v1/services/${encodeURIComponent(service)}/activate`, {}).catch((e) => this.opts.log.debug({ service, err: String(e) }, 'activation call failed'));
   }
-
-  private countersOf(r: Route, task: string): RouteCounters {
-    let c = r.byTask.get(task);
-    if (!c) r.byTask.set(task, (c = zero()));
-    return c;
-  }
 }
+

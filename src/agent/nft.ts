@@ -42,6 +42,8 @@ export interface KernelRoute {
    * its own connections).
    */
   iif?: string;
+  /** Absent for TCP. For UDP, a "connection" is a conntrack flow: datagrams between one client address and port and the route, until they stop for the kernel's UDP timeout. */
+  protocol?: 'udp';
   endpoints: { task: string; address: string; port: number }[];
 }
 
@@ -102,6 +104,7 @@ export function rulesetText(table: string, routes: readonly KernelRoute[], owner
     const what = `kernel route of service ${JSON.stringify(r.service)}`;
     checkAddress(what, r.address, r.port);
     if (r.iif !== undefined && !/^bt[0-9a-f]{12}$/.test(r.iif)) throw new Error(`${what}: interface ${JSON.stringify(r.iif)} is not a task bridge`);
+    if (r.protocol !== undefined && r.protocol !== 'udp') throw new Error(`${what}: protocol ${JSON.stringify(r.protocol)} is not tcp or udp`);
     for (const e of r.endpoints) checkAddress(`${what}, endpoint ${JSON.stringify(e.task)}`, e.address, e.port);
   }
   const chains = new Map<string, { service: string; task: string }>();
@@ -126,14 +129,15 @@ export function rulesetText(table: string, routes: readonly KernelRoute[], owner
   const remote: string[] = [];
   routes.forEach((r, i) => {
     if (r.endpoints.length === 0) return;
-    services.push(`    ${r.iif ? `iifname "${r.iif}" ` : ''}ip daddr ${r.address} tcp dport ${r.port} goto route_${i}`);
+    const proto = r.protocol ?? 'tcp';
+    services.push(`    ${r.iif ? `iifname "${r.iif}" ` : ''}ip daddr ${r.address} ${proto} dport ${r.port} goto route_${i}`);
     // Only connections this table DNATed (to one of its listeners), never someone else's.
-    remote.push(`    meta l4proto tcp ct original ip daddr ${r.address} ct original proto-dst ${r.port} masquerade`);
+    remote.push(`    meta l4proto ${proto} ct original ip daddr ${r.address} ct original proto-dst ${r.port} masquerade`);
     const map = r.endpoints.map((_, k) => `${k} : goto ep_${i}_${k}`).join(', ');
     lines.push(`  chain route_${i} {`, `    numgen inc mod ${r.endpoints.length} vmap { ${map} }`, '  }');
     r.endpoints.forEach((e, k) => {
       if (e.task !== '') chains.set(`ep_${i}_${k}`, { service: r.service, task: e.task });
-      lines.push(`  chain ep_${i}_${k} {`, `    meta l4proto tcp counter dnat to ${e.address}:${e.port}`, '  }');
+      lines.push(`  chain ep_${i}_${k} {`, `    meta l4proto ${proto} counter dnat to ${e.address}:${e.port}`, '  }');
     });
   });
   lines.push('  chain services {', ...services, '  }', '  chain remote {', ...remote, '  }', '}');

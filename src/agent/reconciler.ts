@@ -179,7 +179,7 @@ export class TaskReconciler {
     }
 
     // Create (first time) or start in place (restart).
-    const targets = [...task.spec.ports.map((p) => p.target), ...task.spec.expose.filter((e) => !task.spec.ports.some((p) => p.target === e))];
+    const targets = [...new Set([...task.spec.ports.map((p) => p.target), ...task.spec.expose])];
     const bridged = this.bridged(task);
     if (bridged === 'unavailable') {
       this.deps.status.report(task, local, 'rejected', 'could not start', { error: `this node has no task network for a task in its own network namespace (${this.deps.networkError() ?? 'not ready yet'})` });
@@ -187,11 +187,12 @@ export class TaskReconciler {
     }
     // Host networking: a new container gets host ports for every target. In a namespace of its own, only `mode: host` published ports take one.
     // Ports recorded without all they need (an older status) are replaced.
-    const needs = bridged ? task.spec.ports.filter((p) => p.mode === 'host' && p.published !== undefined).map((p) => p.target) : targets;
+    // UDP ports are not the allocator's (it trial-binds TCP): a bridged task's are mapped from its spec (nodeMappings).
+    const needs = bridged ? task.spec.ports.filter((p) => p.mode === 'host' && p.published !== undefined && p.protocol !== 'udp').map((p) => p.target) : targets;
     if (!exists && (!local.ports || !needs.every((t) => local!.ports!.some((p) => p.target === t)) || (bridged && local.ports.length !== needs.length))) {
       if (local.ports) this.deps.ports.release(local.ports.map((p) => p.hostPort));
       // Host-mode published ports are bound as published, on this node only; every other target gets a port from the range.
-      const fixed = new Map(task.spec.ports.filter((p) => p.mode === 'host' && p.published !== undefined).map((p) => [p.target, p.published!]));
+      const fixed = new Map(task.spec.ports.filter((p) => p.mode === 'host' && p.published !== undefined && p.protocol !== 'udp').map((p) => [p.target, p.published!]));
       try {
         await this.deps.ports.claim([...fixed.values()]);
       } catch (e) {
@@ -202,7 +203,7 @@ export class TaskReconciler {
       const host = await this.deps.ports.allocate(needs.filter((t) => !fixed.has(t)).length);
       let next = 0;
       local.ports = needs.map((target) => {
-        const published = task.spec.ports.find((p) => p.target === target)?.published;
+        const published = task.spec.ports.find((p) => p.target === target && p.protocol !== 'udp')?.published;
         return { target, hostPort: fixed.get(target) ?? host[next++]!, ...(published ? { published } : {}) };
       });
     }
@@ -227,7 +228,7 @@ export class TaskReconciler {
         sandbox = net.sandbox;
         local.taskIP = net.taskIP;
         this.deps.networkChanged();
-        await bridged.mapPorts(name, (local.ports ?? []).map((p) => ({ hostPort: p.hostPort, target: p.target, protocol: 'tcp' as const })));
+        await bridged.mapPorts(name, nodeMappings(task, local));
         env.BATON_HOST_IP = net.taskIP;
         for (const t of targets) env[`BATON_PORT_${t}`] = String(t);
         if (targets.length) env.PORT = String(targets[0]);
@@ -276,7 +277,7 @@ export class TaskReconciler {
     const driver = this.opts.driver;
     // After an agent restart the node's mapping table starts empty: a running task's node ports are mapped again.
     const network = local.taskIP ? this.deps.network() : undefined;
-    if (network) await network.mapPorts(name, (local.ports ?? []).map((p) => ({ hostPort: p.hostPort, target: p.target, protocol: 'tcp' as const })));
+    if (network) await network.mapPorts(name, nodeMappings(task, local));
     if (local.startedAt === undefined) local.startedAt = insp.startedAt ? Date.parse(insp.startedAt) : this.deps.clock.now();
     const c = task.spec.container;
     const live = hasProbe(c.healthcheck) ? c.healthcheck : undefined;
@@ -343,4 +344,11 @@ export class TaskReconciler {
     if (!deregistration || (task.spec.ports.length === 0 && task.spec.expose.length === 0) || local.readySince === undefined) return 0;
     return deregistration.remainingMs(task.metadata.name, task.spec.serviceName);
   }
+}
+
+/** nodeMappings are a bridged task's node ports: its TCP host ports (claimed from the allocator), and its `mode: host` UDP ports as published. */
+function nodeMappings(task: Task, local: TaskLocal): { hostPort: number; target: number; protocol: 'tcp' | 'udp' }[] {
+  const tcp = (local.ports ?? []).map((p) => ({ hostPort: p.hostPort, target: p.target, protocol: 'tcp' as const }));
+  const udp = task.spec.ports.filter((p) => p.mode === 'host' && p.published !== undefined && p.protocol === 'udp').map((p) => ({ hostPort: p.published!, target: p.target, protocol: 'udp' as const }));
+  return [...tcp, ...udp];
 }

@@ -84,7 +84,7 @@ export const serviceKind: KindInfo<Service> = {
     { header: 'IMAGE', get: (s) => s.spec.container.image },
     {
       header: 'PORTS',
-      get: (s) => s.spec.ports.map((p) => (p.published ? `*:${p.published}->${p.target}/tcp` : `${p.target}/tcp`)).join(', '),
+      get: (s) => s.spec.ports.map((p) => (p.published ? `*:${p.published}->${p.target}/${p.protocol}` : `${p.target}/${p.protocol}`)).join(', '),
     },
   ],
 };
@@ -174,7 +174,7 @@ export const endpointsKind: KindInfo<Endpoints> = {
   columns: [
     { header: 'NAME', get: (e) => e.metadata.name },
     { header: 'VIP', get: (e) => e.spec.vip ?? '-' },
-    { header: 'PUBLISHED', get: (e) => e.spec.published.map((p) => `*:${p.published}->${p.target}`).join(',') || '-' },
+    { header: 'PUBLISHED', get: (e) => e.spec.published.map((p) => `*:${p.published}->${p.target}${p.protocol === 'udp' ? '/udp' : ''}`).join(',') || '-' },
     { header: 'LB', get: (e) => `${e.spec.lb.algorithm}${e.spec.lb.proxyProtocol !== 'off' ? ` proxy-${e.spec.lb.proxyProtocol}` : ''}` },
     // Where the mesh dials each endpoint: a task's own address, or its node's address and host ports.
     { header: 'ENDPOINTS', get: (e) => e.spec.endpoints.map((a) => `${a.taskIP ?? a.address}:${Object.values(a.ports).join('/')}`).join(',') || '<none>' },

@@ -93,7 +93,7 @@ export const serviceSpecSchema = z.object({
     z.object({
       target: z.number().int().min(1).max(65535),
       published: z.number().int().min(1).max(65535).optional(),
-      protocol: z.literal('tcp'),
+      protocol: z.enum(['tcp', 'udp']),
       mode: z.enum(['ingress', 'host']),
       name: z.string().optional(),
     }),
@@ -150,6 +150,11 @@ export const serviceSpecSchema = z.object({
     })
     .optional(),
   x: z.record(z.string(), z.unknown()),
+}).superRefine((s, ctx) => {
+  // UDP reaches a task only through its own namespace (the node's DNAT, the mesh's relay); a host-networked program would have to bind the published port itself.
+  s.ports.forEach((p, i) => {
+    if (p.protocol === 'udp' && s.container.networkMode !== 'bridge') ctx.addIssue({ code: 'custom', path: ['ports', i, 'protocol'], message: `a UDP port needs the task's own network namespace; networkMode is ${s.container.networkMode}` });
+  });
 });
 
 const taintEffect = z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']);
@@ -218,7 +223,7 @@ export const taskStatusReportSchema = z
     handle: z.string().max(REPORT_TEXT_MAX).optional(),
     hostIP: ipSchema.optional(),
     taskIP: z.ipv4({ error: 'must be an IPv4 address' }).optional(),
-    ports: z.array(z.object({ target: port, hostPort: port, published: port.optional() }).strict()).max(1024),
+    ports: z.array(z.object({ target: port, hostPort: port, published: port.optional(), protocol: z.literal('udp').optional() }).strict()).max(1024),
     restartCount: z.number().int().min(0).max(1e9),
     healthy: z.boolean().optional(),
     ready: z.boolean().optional(),

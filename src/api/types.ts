@@ -43,7 +43,8 @@ export interface PortSpec {
   target: number;
   /** Port published on every node by the routing mesh (mode ingress), or on the task's node only (mode host). */
   published?: number;
-  protocol: 'tcp';
+  /** UDP needs the task's own network namespace (not network_mode: host): the mesh and the node's DNAT carry it there. */
+  protocol: 'tcp' | 'udp';
   mode: 'ingress' | 'host';
   name?: string;
 }
@@ -470,6 +471,8 @@ export interface TaskPortBinding {
   target: number;
   hostPort: number;
   published?: number;
+  /** Absent for TCP. */
+  protocol?: 'udp';
 }
 
 /** SchedulingDecision is what the scheduler saw when it placed (or could not place) a task, after Nomad's AllocMetric. */
@@ -590,10 +593,12 @@ export interface EndpointsSpec {
   vip?: string;
   /** The networks the service's tasks are on, with the aliases it answers to on each (serviceNetworks: its stack's default one when it names none). */
   networks: ServiceNetwork[];
-  /** Ports the mesh publishes on every node's address (mode ingress). */
-  published: { published: number; target: number }[];
-  /** Container ports the mesh serves on the service's VIP (ports and expose); empty for a bridge service without ports. */
+  /** Ports the mesh publishes on every node's address (mode ingress); protocol absent for TCP. */
+  published: { published: number; target: number; protocol?: 'udp' }[];
+  /** Container TCP ports the mesh serves on the service's VIP (ports and expose); empty for a bridge service without ports. */
   targets: number[];
+  /** Container UDP ports the mesh serves on the service's VIP (its UDP ports); absent when none. */
+  udpTargets?: number[];
   lb: LbSpec;
   /** Ready tasks, by task name. */
   endpoints: EndpointAddress[];

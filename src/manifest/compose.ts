@@ -236,10 +236,10 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.pull_policy=refresh': unsupported('use always, missing or never'),
   'services.*.deploy.resources.reservations.generic_resources': unsupported(),
   'services.*.deploy.resources.reservations.devices': unsupported(),
-  'services.*.ports[]/udp': unsupported('Baton publishes TCP ports only in this release'),
+  'services.*.ports[]/sctp': unsupported('Baton publishes TCP and UDP ports'),
   'services.*.ports[].host_ip': unsupported('Baton publishes ports on every host address in this release'),
   'services.*.ports[].published=range': unsupported('publish one port per target port'),
-  'services.*.expose[]/udp': unsupported('Baton exposes TCP ports only in this release'),
+  'services.*.expose[]/sctp': unsupported('Baton exposes TCP and UDP ports'),
   'services.*.volumes[].type=cluster': unsupported(),
   'services.*.volumes[].type=npipe': unsupported(),
   'services.*.volumes[].type=image': unsupported(),
@@ -1458,7 +1458,8 @@ function translateService(ctx: Ctx, key: string, svc: unknown): ComposeService |
   const ports = svc.ports === undefined ? [] : translatePorts(ctx, svc.ports, at('ports'));
   // `network_mode: host` says the program binds its ports on the host itself: each is a fixed host port, as `mode: host` publishing is.
   if (svc.network_mode === 'host') for (const p of ports) Object.assign(p, { mode: 'host', published: p.published ?? p.target });
-  const expose = svc.expose === undefined ? [] : translateExpose(ctx, svc.expose, at('expose'));
+  const expose = svc.expose === undefined ? [] : translateExpose(ctx, svc.expose, at('expose'), ports);
+  if (container.networkMode !== 'bridge' && ports.some((p) => p.protocol === 'udp')) ctx.error(at(svc.ports === undefined ? 'expose' : 'ports'), `a UDP port needs the task's own network (network_mode: ${container.networkMode} has none to forward into); remove network_mode or the UDP port`);
 
   // deploy
   const deploy = isObj(svc.deploy) ? svc.deploy : {};
@@ -1790,11 +1791,12 @@ function translatePorts(ctx: Ctx, v: unknown, segs: PathSegment[]): PortSpec[] {
     }
     for (const port of out.slice(from)) ctx.publishedPorts.push({ segs: s, port });
   });
-  const seen = new Map<number, number>();
+  const seen = new Set<string>();
   out.forEach((p) => {
     if (p.published === undefined) return;
-    if (seen.has(p.published)) ctx.error(segs, `published port ${p.published} appears more than once`);
-    seen.set(p.published, 1);
+    const key = `${p.published}/${p.protocol}`;
+    if (seen.has(key)) ctx.error(segs, `published port ${key} appears more than once`);
+    seen.add(key);
   });
   return out;
 }
@@ -1827,9 +1829,9 @@ function shortPort(ctx: Ctx, raw: string, segs: PathSegment[]): PortSpec[] {
     ctx.error(segs, `invalid port ${JSON.stringify(raw)}: expected [host_ip:][published:]target[/protocol]`);
     return [];
   }
-  if (protocol !== 'tcp') {
-    if (protocol === 'udp' || protocol === 'sctp') ctx.unsupported(segs, 'services.*.ports[]/udp', `protocol ${protocol}`);
-    else ctx.error(segs, `invalid protocol ${JSON.stringify(protocol)} in port ${JSON.stringify(raw)}`);
+  if (protocol !== 'tcp' && protocol !== 'udp') {
+    if (protocol === 'sctp') ctx.unsupported(segs, 'services.*.ports[]/sctp', `protocol ${protocol}`);
+    else ctx.error(segs, `invalid protocol ${JSON.stringify(protocol)} in port ${JSON.stringify(raw)}: must be tcp or udp`);
     return [];
   }
   if (hostIp !== undefined && hostIp !== '') {
@@ -1854,7 +1856,7 @@ function shortPort(ctx: Ctx, raw: string, segs: PathSegment[]): PortSpec[] {
   }
   const out: PortSpec[] = [];
   for (let k = 0; k < count; k++) {
-    const p: PortSpec = { target: target[0] + k, protocol: 'tcp', mode: 'ingress' };
+    const p: PortSpec = { target: target[0] + k, protocol: protocol as PortSpec['protocol'], mode: 'ingress' };
     if (published) p.published = published[0] + k;
     out.push(p);
   }
@@ -1865,8 +1867,8 @@ function longPort(ctx: Ctx, item: Obj, segs: PathSegment[]): PortSpec | undefine
   ctx.checkKeys(item, segs, 'services.*.ports[]', ['target', 'published', 'protocol', 'mode', 'name', 'host_ip']);
   const at = (k: string): PathSegment[] => [...segs, k];
   const protocol = item.protocol === undefined ? 'tcp' : text(item.protocol).toLowerCase();
-  if (protocol !== 'tcp') {
-    if (protocol === 'udp' || protocol === 'sctp') ctx.unsupported(at('protocol'), 'services.*.ports[]/udp', `protocol ${protocol}`);
+  if (protocol !== 'tcp' && protocol !== 'udp') {
+    if (protocol === 'sctp') ctx.unsupported(at('protocol'), 'services.*.ports[]/sctp', `protocol ${protocol}`);
     else ctx.error(at('protocol'), `must be tcp or udp, got ${JSON.stringify(item.protocol)}`);
     return undefined;
   }
@@ -1883,7 +1885,7 @@ function longPort(ctx: Ctx, item: Obj, segs: PathSegment[]): PortSpec | undefine
     ctx.error(at('target'), `must be one port 1-65535, got ${JSON.stringify(item.target)}`);
     return undefined;
   }
-  const p: PortSpec = { target: t[0], protocol: 'tcp', mode: 'ingress' };
+  const p: PortSpec = { target: t[0], protocol: protocol as PortSpec['protocol'], mode: 'ingress' };
   if (item.published !== undefined && item.published !== null && item.published !== '') {
     const pub = parseRange(text(item.published));
     if (!pub) {
@@ -1904,22 +1906,33 @@ function longPort(ctx: Ctx, item: Obj, segs: PathSegment[]): PortSpec | undefine
   return p;
 }
 
-function translateExpose(ctx: Ctx, v: unknown, segs: PathSegment[]): number[] {
+/**
+ * translateExpose reads `expose`: TCP ports become the service's expose list;
+ * a UDP port (`53/udp`) becomes a port without a published one in `ports`
+ * (what the VIP serves), as Baton's service spec has no UDP expose list.
+ */
+function translateExpose(ctx: Ctx, v: unknown, segs: PathSegment[], ports: PortSpec[]): number[] {
   const out: number[] = [];
   if (!Array.isArray(v)) return out;
   v.forEach((item, i) => {
     const s = [...segs, i];
     let raw = text(item).trim();
+    let udp = false;
     const slash = raw.lastIndexOf('/');
     if (slash >= 0) {
       const proto = raw.slice(slash + 1).toLowerCase();
       raw = raw.slice(0, slash);
-      if (proto === 'udp' || proto === 'sctp') return ctx.unsupported(s, 'services.*.expose[]/udp', `protocol ${proto}`);
-      if (proto !== 'tcp') return ctx.error(s, `invalid protocol ${JSON.stringify(proto)}`);
+      if (proto === 'sctp') return ctx.unsupported(s, 'services.*.expose[]/sctp', `protocol ${proto}`);
+      if (proto !== 'tcp' && proto !== 'udp') return ctx.error(s, `invalid protocol ${JSON.stringify(proto)}: must be tcp or udp`);
+      udp = proto === 'udp';
     }
     const r = parseRange(raw);
     if (!r) return ctx.error(s, `invalid port ${JSON.stringify(item)}: ports are 1-65535, ranges "low-high"`);
-    for (let p = r[0]; p <= r[1]; p++) if (!out.includes(p)) out.push(p);
+    for (let p = r[0]; p <= r[1]; p++) {
+      if (!udp) {
+        if (!out.includes(p)) out.push(p);
+      } else if (!ports.some((q) => q.protocol === 'udp' && q.target === p)) ports.push({ target: p, protocol: 'udp', mode: 'ingress' });
+    }
   });
   return out;
 }

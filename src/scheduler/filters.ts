@@ -119,8 +119,16 @@ export function taskUsesResources(t: Task): boolean {
  */
 export function fixedHostPorts(t: Task): number[] {
   const out: number[] = [];
-  for (const p of t.spec.ports) if (p.mode === 'host' && p.published !== undefined) out.push(p.published);
+  for (const p of t.spec.ports) if (p.mode === 'host' && p.published !== undefined) out.push(p.protocol === 'udp' ? UDP_PORT_KEY + p.published : p.published);
   return out;
+}
+
+/** A UDP host port's key among a node's taken ports: its number plus this, so TCP 53 and UDP 53 do not collide. */
+const UDP_PORT_KEY = 0x10000;
+
+/** portName shows a fixedHostPorts key as people write it (8080, 53/udp). */
+function portName(key: number): string {
+  return key >= UDP_PORT_KEY ? `${key - UDP_PORT_KEY}/udp` : String(key);
 }
 
 /**
@@ -319,7 +327,7 @@ export function dynamicReason(task: Task, ns: NodeState, snap: Snapshot, need: N
     const avoids = pl.antiAffinity?.find((x) => x.required && (ns.services.get(x.service) ?? 0) > 0);
     if (avoids) return `${REASON_ANTI_AFFINITY} (${avoids.service} runs here)`;
   }
-  for (const p of need.ports) if (ns.ports.has(p)) return `${REASON_HOST_PORT} (${p})`;
+  for (const p of need.ports) if (ns.ports.has(p)) return `${REASON_HOST_PORT} (${portName(p)})`;
   for (const v of need.volumes) {
     const holders = snap.volumes.get(v);
     if (holders && !holders.has(ns.name)) return `${REASON_VOLUME} (${v} is on ${[...holders].sort().join(', ')})`;

@@ -116,19 +116,21 @@ export async function applyStack(registry: Registry, req: ApplyRequest): Promise
  */
 function publishedClashes(req: ApplyRequest, existing: readonly Service[]): ErrorDetail[] {
   const declared = new Set(req.services.map((s) => s.name));
-  const owner = new Map<number, string>();
+  /** By `<port>/<protocol>`: TCP 53 and UDP 53 are two ports. */
+  const owner = new Map<string, string>();
   for (const s of existing) {
     // Services of this stack are replaced by what is declared now (or pruned, or left as they are).
     if (declared.has(s.metadata.name) || (req.prune && s.spec.stack === req.stack)) continue;
-    for (const p of s.spec.ports) if (p.mode === 'ingress' && p.published !== undefined) owner.set(p.published, s.metadata.name);
+    for (const p of s.spec.ports) if (p.mode === 'ingress' && p.published !== undefined) owner.set(`${p.published}/${p.protocol}`, s.metadata.name);
   }
   const out: ErrorDetail[] = [];
   for (const s of req.services) {
     s.spec.ports.forEach((p, i) => {
       if (p.mode !== 'ingress' || p.published === undefined) return;
-      const other = owner.get(p.published);
-      if (other && other !== s.name) out.push({ path: `services.${s.spec.shortName}.ports[${i}]`, message: `port ${p.published} is already published by service ${other}` });
-      else owner.set(p.published, s.name);
+      const key = `${p.published}/${p.protocol}`;
+      const other = owner.get(key);
+      if (other && other !== s.name) out.push({ path: `services.${s.spec.shortName}.ports[${i}]`, message: `port ${key} is already published by service ${other}` });
+      else owner.set(key, s.name);
     });
   }
   return out;

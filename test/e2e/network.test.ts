@@ -13,6 +13,11 @@ import type { Endpoints, Node, Task } from '../../src/api/types.js';
 import { contains, parseCidr } from '../../src/base/cidr.js';
 import { docker, eventually, stopProc, TEST_IMAGE } from '../helpers/proc.js';
 import { live, TestCluster } from '../helpers/cluster.js';
+import Docker from 'dockerode';
+import { createSocket, type Socket } from 'node:dgram';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { ensureUdpEchoImage, UDP_ECHO_IMAGE } from '../helpers/udpEcho.js';
 
 const NODES = ['n2', 'n3'] as const;
 
@@ -39,6 +44,35 @@ const SAME = `services:
 `;
 
 const get = getBody;
+
+/** A UDP client on loopback: ask sends one datagram and waits for one answer (undefined after ms). */
+async function udpClient(): Promise<{ ask(host: string, port: number, text: string, ms?: number): Promise<string | undefined>; close(): void }> {
+  const s: Socket = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  return {
+    ask: (host, port, text, ms = 1000) =>
+      new Promise((resolve) => {
+        const on = (m: Buffer) => {
+          clearTimeout(t);
+          s.off('message', on);
+          resolve(m.toString());
+        };
+        const t = setTimeout(() => {
+          s.off('message', on);
+          resolve(undefined);
+        }, ms);
+        s.on('message', on);
+        s.send(text, port, host);
+      }),
+    close: () => s.close(),
+  };
+}
+
+/** UDP_ASK: a UDP client for inside a task's namespace (run by this Node through nsenter): one datagram per new socket, the answers on stdout. */
+const UDP_ASK = `const d = require('node:dgram'); const [host, port, n] = process.argv.slice(1);
+(async () => { for (let i = 0; i < Number(n); i++) { const s = d.createSocket('udp4');
+  const a = await new Promise((r) => { const t = setTimeout(() => r('timeout'), 1000); s.on('message', (m) => { clearTimeout(t); r(m.toString()); }); s.send('|' + i, Number(port), host); });
+  console.log(a); s.close(); } })();`;
 
 describe('tasks in network namespaces of their own', () => {
   const c = new TestCluster('baton-net-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000 }, 43000);
@@ -191,6 +225,68 @@ describe('tasks in network namespaces of their own', () => {
     expect(await get('127.0.0.3', port)).toEqual({ ok: true, body: t.metadata.name });
     expect((await c.baton(['stack', 'rm', 'hostnet'])).code).toBe(0);
   }, 60_000);
+
+  it('publishes UDP through the kernel path and the userspace relay, serves it on the VIP to tasks (hairpin too), and moves a client off a task that left', async () => {
+    await ensureUdpEchoImage(new Docker(), TEST_IMAGE, { 'baton.test': 'network' });
+    const echo = (published: number, extra: string) => `    image: ${UDP_ECHO_IMAGE}
+    command: ["sh", "-c", "exec /udpecho $$BATON_TASK"]
+    ports: ["${published}:7/udp"]
+${extra}`;
+    await c.apply('udp', `services:
+  kern:
+${echo(18253, '    deploy:\n      replicas: 2\n      placement: {constraints: ["node.name == n2"]}')}
+  relay:
+${echo(18254, '    deploy:\n      replicas: 2\n    x-baton:\n      lb: {algorithm: least_conn}')}
+`);
+    await eventually(async () => {
+      expect(await endpoints('udp_kern')).toHaveLength(2);
+      expect(await endpoints('udp_relay')).toHaveLength(2);
+    }, 5 * 10_000);
+    const names = async (svc: string) => live(await c.tasksOf(svc)).map((t) => t.metadata.name).sort();
+    const clients = await Promise.all([0, 1, 2, 3].map(() => udpClient()));
+    try {
+      // Kernel path (round robin, in nftables), through n3, which runs neither task: each client is a flow that keeps its task.
+      const first = await eventually(async () => {
+        const got = await Promise.all(clients.map((u, i) => u.ask('127.0.0.3', 18253, `|k${i}`)));
+        for (const [i, g] of got.entries()) expect(g).toMatch(new RegExp(`^udp_kern\\.\\d+\\.\\w+\\|k${i}$`));
+        expect(new Set(got.map((g) => g!.split('|')[0])).size).toBe(2);
+        return got.map((g) => g!.split('|')[0]!);
+      }, 5 * 5000);
+      expect([...new Set(first)].sort()).toEqual(await names('udp_kern'));
+      for (const [i, u] of clients.entries()) expect(await u.ask('127.0.0.3', 18253, '|again')).toBe(`${first[i]}|again`);
+      // Userspace relay (least_conn is not the kernel's): sessions spread over both tasks, on both nodes.
+      const relayed = await eventually(async () => {
+        const got = await Promise.all(clients.map((u, i) => u.ask('127.0.0.2', 18254, `|r${i}`)));
+        for (const [i, g] of got.entries()) expect(g).toMatch(new RegExp(`^udp_relay\\.\\d+\\.\\w+\\|r${i}$`));
+        return got.map((g) => g!.split('|')[0]!);
+      }, 5 * 5000);
+      expect([...new Set(relayed)].sort()).toEqual(await names('udp_relay'));
+      // From inside a task of the stack: both VIPs (the kernel's, and the relay on the gateway); the kern task asking its own service may reach itself.
+      const [k0] = live(await c.tasksOf('udp_kern'));
+      const pid = await docker(['inspect', '-f', '{{.State.Pid}}', k0!.status.containerId!]);
+      for (const svc of ['udp_kern', 'udp_relay']) {
+        const vip = (await c.api.get<Endpoints>(endpointsKind, svc)).spec.vip!;
+        const out = await eventually(async () => {
+          const r = await promisify(execFile)('nsenter', ['-t', pid, '-n', process.execPath, '-e', UDP_ASK, vip, '7', '6'], { timeout: 30_000 });
+          const lines = r.stdout.trim().split('\n');
+          expect(lines).toHaveLength(6);
+          for (const [i, l] of lines.entries()) expect(l).toMatch(new RegExp(`^${svc}\\.\\d+\\.\\w+\\|${i}$`));
+          return lines;
+        }, 5 * 5000);
+        expect(new Set(out.map((l) => l.split('|')[0])).size, out.join(' ')).toBe(2);
+      }
+      // One kern task leaves: the clients it answered keep their sockets (their flows) and are answered by the other (the mesh deletes the flows).
+      expect((await c.baton(['service', 'scale', 'udp_kern=1'])).code).toBe(0);
+      await eventually(async () => expect(await endpoints('udp_kern')).toHaveLength(1), 5 * 10_000);
+      const [left] = await names('udp_kern');
+      await eventually(async () => {
+        for (const u of clients) expect(await u.ask('127.0.0.3', 18253, '|after')).toBe(`${left}|after`);
+      }, 5 * 5000);
+    } finally {
+      for (const u of clients) u.close();
+    }
+    expect((await c.baton(['stack', 'rm', 'udp'])).code).toBe(0);
+  }, 150_000);
 
   it('gives network_mode none a namespace with loopback only', async () => {
     await c.apply('lo', `services:

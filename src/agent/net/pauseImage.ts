@@ -31,7 +31,17 @@ export const PAUSE_LABEL = 'baton.pause';
  */
 export function pauseExecutable(arch: string = process.arch): Buffer | undefined {
   if (arch !== 'x64') return undefined;
-  const code = Buffer.from([0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7]);
+  return elfExecutable(Buffer.from([0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7]));
+}
+
+/**
+ * elfExecutable lays out x86-64 machine code as a static ELF64 executable:
+ * an ELF header, one PT_LOAD program header and the code, loaded at
+ * 0x400000 and entered at its first byte. `memSize` (at least the file's
+ * size) gives the segment zero-filled memory beyond the file, and makes it
+ * writable as well as executable, for code that needs buffers.
+ */
+export function elfExecutable(code: Buffer, memSize?: number): Buffer {
   const base = 0x400000n;
   const ehsize = 64;
   const phsize = 56;
@@ -54,12 +64,12 @@ export function pauseExecutable(arch: string = process.arch): Buffer | undefined
   b.writeUInt16LE(0, 62); // e_shstrndx
   const ph = ehsize;
   b.writeUInt32LE(1, ph); // p_type: LOAD
-  b.writeUInt32LE(5, ph + 4); // p_flags: R + X
+  b.writeUInt32LE(memSize === undefined ? 5 : 7, ph + 4); // p_flags: R + X (+ W with memory of its own)
   b.writeBigUInt64LE(0n, ph + 8); // p_offset
   b.writeBigUInt64LE(base, ph + 16); // p_vaddr
   b.writeBigUInt64LE(base, ph + 24); // p_paddr
   b.writeBigUInt64LE(BigInt(size), ph + 32); // p_filesz
-  b.writeBigUInt64LE(BigInt(size), ph + 40); // p_memsz
+  b.writeBigUInt64LE(BigInt(Math.max(size, memSize ?? 0)), ph + 40); // p_memsz
   b.writeBigUInt64LE(0x1000n, ph + 48); // p_align
   code.copy(b, ehsize + phsize);
   return b;

@@ -170,6 +170,9 @@ export async function attach(a: Attachment): Promise<void> {
   await run(IP, ['neigh', 'flush', 'to', a.address, 'dev', a.bridge.name]);
   await must(IP, ['link', 'add', 'name', a.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(a.pid)]);
   await must(IP, ['link', 'set', 'dev', a.hostIf, 'master', a.bridge.name]);
+  // Hairpin: where br_netfilter is loaded, a packet a task sends to a VIP that lands on the task itself is DNATed in the
+  // bridge's own path and must leave by the port it came in (Kubernetes' bridge plugin sets hairpinMode for the same reason).
+  await must(IP, ['link', 'set', 'dev', a.hostIf, 'type', 'bridge_slave', 'hairpin', 'on']);
   await must(IP, ['link', 'set', 'dev', a.hostIf, 'up']);
   await inNs(a.pid, ['link', 'set', 'dev', 'lo', 'up']);
   await inNs(a.pid, ['addr', 'add', `${a.address}/${a.bridge.range.prefix}`, 'dev', 'eth0']);

@@ -38,10 +38,11 @@ function hasEndpoints(svc: Service | undefined): svc is Service {
 export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSpec | undefined {
   const s = svc.spec;
   if (!hasEndpoints(svc)) return undefined;
-  const targets = [...new Set([...s.ports.map((p) => p.target), ...s.expose])].sort((a, b) => a - b);
+  const targets = [...new Set([...s.ports.filter((p) => p.protocol !== 'udp').map((p) => p.target), ...s.expose])].sort((a, b) => a - b);
+  const udpTargets = [...new Set(s.ports.filter((p) => p.protocol === 'udp').map((p) => p.target))].sort((a, b) => a - b);
   const endpoints = tasks
     // Without a port to route, an endpoint matters only for its address of its own (DNS): a simulated node's tasks have none, and a service of 100,000 of them stays an empty list.
-    .filter((t) => t.spec.desiredState === 'running' && isTaskReady(t) && t.status.hostIP && t.spec.nodeName && (targets.length > 0 || t.status.taskIP))
+    .filter((t) => t.spec.desiredState === 'running' && isTaskReady(t) && t.status.hostIP && t.spec.nodeName && (targets.length > 0 || udpTargets.length > 0 || t.status.taskIP))
     .map((t) => ({
       task: t.metadata.name,
       node: t.spec.nodeName,
@@ -55,8 +56,9 @@ export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSp
     stack: s.stack,
     shortName: s.shortName,
     networks: serviceNetworks(s),
-    published: s.ports.filter((p) => p.mode === 'ingress' && p.published !== undefined).map((p) => ({ published: p.published!, target: p.target })),
+    published: s.ports.filter((p) => p.mode === 'ingress' && p.published !== undefined).map((p) => ({ published: p.published!, target: p.target, ...(p.protocol === 'udp' ? { protocol: 'udp' as const } : {}) })),
     targets,
+    ...(udpTargets.length ? { udpTargets } : {}),
     lb: { ...DEFAULT_LB, ...(s.x.lb as Partial<LbSpec> | undefined) },
     endpoints,
   };
