@@ -8,7 +8,8 @@
  *
  * Once the engine answers again every task must reach running, the tasks
  * that were starting when it died included, with exactly the wanted
- * replicas and no stray container. The shared dockerd is never touched.
+ * replicas and no stray container, and the tasks that ran before keep
+ * their addresses. The shared dockerd is never touched.
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,6 +63,9 @@ describe('engine killed with -9 during a scale', () => {
     await eventually(async () => expect(live(await c.tasksOf('eng_app'))).toHaveLength(4), 30_000);
     const first = new Set((await containers()).map((x) => x.id));
     expect(first.size).toBe(4);
+    // Each task has an address of its own (network_mode bridge, the default), to be kept across the engine's death.
+    const addressBefore = new Map(live(await c.tasksOf('eng_app')).map((t) => [t.metadata.name, t.status.taskIP]));
+    for (const a of addressBefore.values()) expect(a).toMatch(/^10\./);
 
     expect((await c.baton(['service', 'scale', 'eng_app=20'])).code).toBe(0);
     // Kill the engine as soon as it made the first new container: the others are being created or started, or not yet.
@@ -95,7 +99,15 @@ describe('engine killed with -9 during a scale', () => {
       throw e;
     });
     const names = new Set(running.map((t) => t.metadata.name));
+    // The first four tasks ran on, restarted in place: same address, plumbed again into their new sandboxes.
+    for (const [name, address] of addressBefore) {
+      const t = running.find((x) => x.metadata.name === name);
+      expect(t?.status.taskIP, name).toBe(address);
+      expect(await engine.docker(['exec', t!.status.containerId!, 'ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0'])).toContain(` ${address}/`);
+    }
     // The tasks that were starting (or waiting to) when the engine died were driven on, not left behind and replaced.
-    for (const t of [...unfinished, ...caughtStarting]) expect(names, `${t} should run`).toContain(t);
+    const all = await c.tasksOf('eng_app');
+    const why = (name: string) => all.filter((t) => t.metadata.name === name).map((t) => `${t.spec.desiredState}/${t.status.state} ${t.status.message} ${t.status.error ?? ''}`).join('; ');
+    for (const t of [...unfinished, ...caughtStarting]) expect(names, `${t} should run: ${why(t)}`).toContain(t);
   }, 180_000);
 });

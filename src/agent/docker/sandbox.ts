@@ -11,6 +11,7 @@
  */
 import Docker from 'dockerode';
 import type { SandboxDns } from '../driver.js';
+import { isStaleTask, statusOf } from './engine.js';
 import { PAUSE_IMAGE, PAUSE_IMAGE_CHANGES, PAUSE_LABEL, pauseExecutable, pauseRootfs } from '../net/pauseImage.js';
 
 export interface Sandbox {
@@ -20,9 +21,6 @@ export interface Sandbox {
   pid: number;
 }
 
-function statusOf(err: unknown): number | undefined {
-  return (err as { statusCode?: number }).statusCode;
-}
 
 /** ensurePauseImage builds the pause image on this engine when it is missing (an import of a few hundred bytes). */
 export async function ensurePauseImage(docker: Docker, image = PAUSE_IMAGE): Promise<void> {
@@ -50,7 +48,7 @@ export function sandboxName(containerName: string): string {
  * task and returns its PID. Its restart policy is none: after an engine
  * restart the agent starts it again and plumbs the same address into it.
  */
-export async function ensureSandbox(docker: Docker, containerName: string, labels: Record<string, string>, image = PAUSE_IMAGE, dns?: SandboxDns): Promise<Sandbox> {
+export async function ensureSandbox(docker: Docker, containerName: string, labels: Record<string, string>, image = PAUSE_IMAGE, dns?: SandboxDns, replaced = false): Promise<Sandbox> {
   const name = sandboxName(containerName);
   let id: string;
   try {
@@ -87,6 +85,12 @@ export async function ensureSandbox(docker: Docker, containerName: string, label
     try {
       await c.start();
     } catch (e) {
+      // A start that died with the engine left containerd's task behind: this pause container can never start again.
+      // It holds nothing but the namespace (the agent plumbs the task's address into the new one), so a new one replaces it.
+      if (isStaleTask(e) && !replaced) {
+        await c.remove({ force: true });
+        return ensureSandbox(docker, containerName, labels, image, dns, true);
+      }
       if (statusOf(e) !== 304) throw e;
     }
     info = await c.inspect();
