@@ -17,6 +17,10 @@ export const ERROR_CODES = {
   BATON_ERR_INCOMPATIBLE_AGENT: 426,
   BATON_ERR_TOO_LARGE: 413,
   BATON_ERR_UNAVAILABLE: 503,
+  /** The store has no quorum (etcd): nothing was written; reads may be stale. */
+  BATON_ERR_STORE_UNAVAILABLE: 503,
+  /** A controller's write on a server that lost the leadership: refused by the fence, nothing written. */
+  BATON_ERR_NOT_LEADER: 503,
   BATON_ERR_TLS: 495,
   BATON_ERR_JOIN_REFUSED: 403,
   BATON_ERR_RATE_LIMITED: 429,

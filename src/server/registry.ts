@@ -19,7 +19,7 @@ export { stableStringify };
 import { systemClock, type Clock } from '../base/clock.js';
 import type { Compare, KeyValue, Op, Store } from '../store/store.js';
 import { takeParsed } from '../store/store.js';
-import { MAX_TXN_OPS } from '../store/store.js';
+import { FENCED_TXN_OPS } from './election.js';
 import { storeKey, storePrefix, type KindInfo } from '../api/kinds.js';
 import { API_VERSION, type ObjectMeta } from '../api/types.js';
 
@@ -222,8 +222,8 @@ export class Registry {
     let pending = items.map((item, index) => ({ item, index }));
     for (let attempt = 0; attempt < 10 && pending.length > 0; attempt++) {
       const retry: typeof pending = [];
-      for (let i = 0; i < pending.length; i += MAX_TXN_OPS) {
-        const chunk = pending.slice(i, i + MAX_TXN_OPS);
+      for (let i = 0; i < pending.length; i += FENCED_TXN_OPS) {
+        const chunk = pending.slice(i, i + FENCED_TXN_OPS);
         const compares: Compare[] = [];
         const ops: Op[] = [];
         const written: { index: number; obj: AnyObject; entry: (typeof pending)[number] }[] = [];

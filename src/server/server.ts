@@ -37,6 +37,7 @@ import { ServerMetrics } from './metrics.js';
 import { LogRouter } from './logs.js';
 import { AddressRateLimiter } from './rateLimit.js';
 import { describeNetwork, taskNetwork, type TaskNetwork } from './ipam.js';
+import { alwaysLeader, Election, FencedStore, type Leadership } from './election.js';
 
 export interface ServerOptions {
   dataDir: string;
@@ -57,24 +58,14 @@ export interface ServerOptions {
   nodeCidrSize?: number;
   /** The range service VIPs come from (--service-cidr, default 10.43.0.0/16; IPv4, apart from the cluster CIDR). */
   serviceCidr?: string;
+  /**
+   * Several servers on one store (etcd): the controllers run on the leader
+   * only, elected through the store, and every write they make is fenced by
+   * its term (election.ts). Without it, this server is the only one and
+   * always leads.
+   */
+  election?: { identity: string; ttlSeconds?: number };
 }
-
-/**
- * Leadership gates controllers. With one server it is always open; the HA
- * issue implements it with an etcd election, and nothing else changes.
- */
-export interface Leadership {
-  onDidChange(fn: (leading: boolean) => void): () => void;
-  readonly leading: boolean;
-}
-
-export const alwaysLeader: Leadership = {
-  leading: true,
-  onDidChange: (fn) => {
-    fn(true);
-    return () => {};
-  },
-};
 
 /** Compaction advances at most this many revisions per backend transaction (see housekeeping). */
 const COMPACT_STEP_REVISIONS = 1000;
@@ -86,6 +77,9 @@ export class BatonServer {
   private releaseLock?: () => void;
   private timers: (() => void)[] = [];
   private leadershipUnsub?: () => void;
+  /** The election, with several servers; otherwise this server always leads. */
+  election?: Election;
+  leadership: Leadership = alwaysLeader;
   private logs?: LogRouter;
   private tokens?: Tokens;
   private limiter?: AddressRateLimiter;
@@ -185,13 +179,24 @@ export class BatonServer {
     this.timers.push(() => meshes.close());
     const metrics = new ServerMetrics(this.caches, usage);
     this.ctx.metrics = metrics;
-    this.autoscaler = new AutoscaleController(this.ctx, usage);
+    // The controllers write through the leadership fence when servers share the store; the API writes as it is.
+    let leaderCtx = this.ctx;
+    if (opts.election) {
+      this.election = new Election({ store: this.store, identity: opts.election.identity, ttlSeconds: opts.election.ttlSeconds, log });
+      this.leadership = this.election;
+      leaderCtx = { ...this.ctx, registry: new Registry(new FencedStore(this.store, this.election), clock) };
+    }
+    this.autoscaler = new AutoscaleController(leaderCtx, usage);
     this.logs = new LogRouter({ caPem: this.pki.ca.certPem, certPem: this.pki.client.certPem, keyPem: this.pki.client.keyPem }, this.caches.nodes!, this.caches.tasks!, log, () => clock.now());
-    const scheduler = new SchedulerController(this.ctx, new SpreadPlacer());
-    this.controllers = [new NodeLifecycleController(this.ctx), scheduler, new ServiceController(this.ctx, scheduler), new EndpointsController(this.ctx), new CronController(this.ctx), this.autoscaler];
-    this.leadershipUnsub = alwaysLeader.onDidChange((leading) => {
-      for (const c of this.controllers) (leading ? c.start() : c.stop());
+    const scheduler = new SchedulerController(leaderCtx, new SpreadPlacer());
+    this.controllers = [new NodeLifecycleController(leaderCtx), scheduler, new ServiceController(leaderCtx, scheduler), new EndpointsController(leaderCtx), new CronController(leaderCtx), this.autoscaler];
+    let leading = false;
+    this.leadershipUnsub = this.leadership.onDidChange((now) => {
+      if (now === leading) return;
+      leading = now;
+      for (const c of this.controllers) (now ? c.start() : c.stop());
     });
+    this.election?.start();
 
     // Housekeeping: compaction with a stated retention, and the event TTL.
     const housekeep = async () => {
@@ -273,6 +278,8 @@ export class BatonServer {
   async stop(): Promise<void> {
     this.leadershipUnsub?.();
     for (const c of this.controllers) c.stop();
+    // Resigning hands the leadership over at once rather than after a TTL.
+    await this.election?.stop();
     for (const t of this.timers) t();
     if (this.app) await this.app.close().catch(() => {});
     await this.logs?.close();

@@ -10,7 +10,8 @@ import type { Registry } from '../registry.js';
 import type { WatchCache } from '../watchCache.js';
 import type { Heartbeats } from '../heartbeats.js';
 import type { Logger } from 'pino';
-import { MAX_TXN_OPS, type Compare, type Op } from '../../store/store.js';
+import type { Compare, Op } from '../../store/store.js';
+import { FENCED_TXN_OPS } from '../election.js';
 import type { WorkQueue, WorkQueueOptions } from '../../base/workqueue.js';
 import type { BackoffOptions } from '../../base/backoff.js';
 import type { TaskNetwork } from '../ipam.js';
@@ -193,12 +194,12 @@ export function recordEvent(ctx: Pick<ControllerContext, 'events' | 'log'>, e: N
   ctx.log[e.type === 'Warning' ? 'warn' : e.kind === 'Task' ? 'debug' : 'info']({ event: e.reason, kind: e.kind, name: e.name, ...(count > 1 ? { count } : {}) }, count > 1 ? `${e.message} (x${count})` : e.message);
 }
 
-/** Writes per wave in writeInWaves: 16 txns of 128, issued together so they share one group commit. */
+/** Writes per wave in writeInWaves: 16 txns of up to 128, issued together so they share one group commit. */
 export const WAVE_TASKS = 2048;
 
 /**
- * writeInWaves writes `count` guarded puts (`entry(i)` builds the i-th), 128
- * per txn, issuing each wave's txns together so they share one group commit
+ * writeInWaves writes `count` guarded puts (`entry(i)` builds the i-th), 127
+ * per txn (the leadership fence takes the 128th place), issuing each wave's txns together so they share one group commit
  * instead of each waiting a turn of a busy event loop. A txn whose guard
  * fails (a stale cache) is retried op by op, so the rest of it still lands.
  * `slice` runs between waves, so the API gets its turn. Returns the highest
@@ -214,9 +215,9 @@ export async function writeInWaves(
   let refused = false;
   for (let w = 0; w < count; w += WAVE_TASKS) {
     const wave: { compare: Compare; op: Op }[][] = [];
-    for (let i = w; i < Math.min(count, w + WAVE_TASKS); i += MAX_TXN_OPS) {
+    for (let i = w; i < Math.min(count, w + WAVE_TASKS); i += FENCED_TXN_OPS) {
       const chunk: { compare: Compare; op: Op }[] = [];
-      for (let j = i; j < Math.min(count, i + MAX_TXN_OPS); j++) chunk.push(entry(j));
+      for (let j = i; j < Math.min(count, i + FENCED_TXN_OPS); j++) chunk.push(entry(j));
       wave.push(chunk);
     }
     const results = await Promise.all(wave.map((chunk) => ctx.registry.store.txn(chunk.map((e) => e.compare), chunk.map((e) => e.op))));

@@ -1,0 +1,105 @@
+/**
+ * Leader election and fencing over the Store contract (memory and SQLite
+ * here; etcd in the HA tests): one leader at a time, a higher term for each
+ * new one, a follower that takes over when the leader's lease goes, and a
+ * deposed leader none of whose writes land, told so by the fence before it
+ * noticed on its own. The history of LEADER_WRITES says whose writes landed.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Election, FencedStore, LEADER_KEY, LEADER_WRITES, NotLeaderError } from '../src/server/election.js';
+import { MemoryStore } from '../src/store/memory/memoryStore.js';
+import { SqliteStore } from '../src/store/sqlite/sqliteStore.js';
+import type { Store, WatchEvent } from '../src/store/store.js';
+import { eventually } from './helpers/proc.js';
+
+const log = pino({ level: 'silent' });
+const dir = mkdtempSync(join(tmpdir(), 'baton-election-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** history: every write of `key` after `after`, in order. */
+async function history(store: Store, key: string, after: number): Promise<WatchEvent[]> {
+  const out: WatchEvent[] = [];
+  const now = await store.currentRevision();
+  await new Promise<void>((resolve, reject) => {
+    const w = store.watch(key, after, {
+      onBatch: (b) => {
+        out.push(...b.events.filter((e) => e.kv.key === key));
+        if (b.revision >= now) {
+          w.close();
+          resolve();
+        }
+      },
+      onError: reject,
+    });
+    w.requestProgress();
+  });
+  return out;
+}
+
+for (const [name, open] of [
+  ['memory', async () => new MemoryStore()],
+  ['sqlite', async () => SqliteStore.open(join(dir, `e-${Date.now()}.db`))],
+] as [string, () => Promise<Store>][]) {
+  describe(`leader election on ${name}`, () => {
+    it('elects one leader; a deposed one is fenced off before it notices, and the history says whose writes landed', async () => {
+      const store = await open();
+      const a = new Election({ store, identity: 'a', ttlSeconds: 1, log });
+      const b = new Election({ store, identity: 'b', ttlSeconds: 1, log });
+      const seen: string[] = [];
+      a.onDidChange((l) => seen.push(`a:${l}`));
+      a.start();
+      await eventually(async () => expect(a.leading).toBe(true), 5000);
+      b.start();
+      const t1 = a.term!;
+      expect((await a.leader())?.identity).toBe('a');
+      expect(b.leading).toBe(false);
+      const fa = new FencedStore(store, a);
+      const fb = new FencedStore(store, b);
+      const start = await store.currentRevision();
+      expect((await fa.txn([], [{ type: 'put', key: '/baton/x/1', value: 'by a' }])).succeeded).toBe(true);
+      await expect(fb.txn([], [{ type: 'put', key: '/baton/x/2', value: 'by b' }])).rejects.toBeInstanceOf(NotLeaderError);
+      // a's lease goes (as when a is paused past its TTL): b takes over with a higher term.
+      const holder = await store.get(LEADER_KEY);
+      await store.leaseRevoke(holder!.lease);
+      await eventually(async () => expect(b.leading).toBe(true), 5000);
+      expect(b.term!).toBeGreaterThan(t1);
+      // a has not noticed yet (its next keep-alive is up to a third of its TTL away): the fence refuses its write, and a steps down.
+      await expect(fa.txn([], [{ type: 'put', key: '/baton/x/3', value: 'by a, deposed' }])).rejects.toBeInstanceOf(NotLeaderError);
+      expect(a.leading).toBe(false);
+      expect(await store.get('/baton/x/3')).toBeUndefined();
+      expect((await fb.txn([], [{ type: 'put', key: '/baton/x/4', value: 'by b' }])).succeeded).toBe(true);
+      // The record: a's one write under t1, then b's under its term; nothing of a's after b took over.
+      const terms = (await history(store, LEADER_WRITES, start)).map((e) => (JSON.parse(e.kv.value) as { term: number }).term);
+      expect(terms).toEqual([t1, b.term]);
+      // b resigns: a (campaigning again) leads at once, with a new term.
+      await b.stop();
+      await eventually(async () => expect(a.leading).toBe(true), 5000);
+      expect(a.term!).toBeGreaterThan(t1);
+      expect(seen[0]).toBe('a:false');
+      expect(seen.filter((s) => s === 'a:true')).toHaveLength(2);
+      await a.stop();
+      expect(await store.get(LEADER_KEY)).toBeUndefined();
+      await store.close();
+    }, 30_000);
+
+    it('notices by its own keep-alive that its lease is gone, steps down, and wins a new term', async () => {
+      const store = await open();
+      const a = new Election({ store, identity: 'a', ttlSeconds: 1, log });
+      const seen: boolean[] = [];
+      a.onDidChange((l) => seen.push(l));
+      a.start();
+      await eventually(async () => expect(a.leading).toBe(true), 5000);
+      const t1 = a.term!;
+      // The lease goes with its key (as etcd does when a lease expires): the next keep-alive fails.
+      await store.leaseRevoke((await store.get(LEADER_KEY))!.lease);
+      await eventually(async () => expect(a.term ?? 0).toBeGreaterThan(t1), 5000);
+      expect(seen).toEqual([false, true, false, true]);
+      await a.stop();
+      await store.close();
+    }, 30_000);
+  });
+}
