@@ -4,6 +4,7 @@
  * new one, a follower that takes over when the leader's lease goes, and a
  * deposed leader none of whose writes land, told so by the fence before it
  * noticed on its own. The history of LEADER_WRITES says whose writes landed.
+ * And heartbeats received by one server, seen by the others.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Election, FencedStore, LEADER_KEY, LEADER_WRITES, NotLeaderError } from '../src/server/election.js';
+import { HeartbeatExchange, Heartbeats } from '../src/server/heartbeats.js';
 import { MemoryStore } from '../src/store/memory/memoryStore.js';
 import { SqliteStore } from '../src/store/sqlite/sqliteStore.js';
 import type { Store, WatchEvent } from '../src/store/store.js';
@@ -103,3 +105,38 @@ for (const [name, open] of [
     }, 30_000);
   });
 }
+
+describe('heartbeats shared between servers', () => {
+  it('lets every server see the beats any server received, newest first, without publishing them again', async () => {
+    const store = new MemoryStore();
+    const clock = { now: () => Date.now(), setTimeout: (fn: () => void, ms: number) => { const t = setTimeout(fn, ms); return () => clearTimeout(t); } };
+    const ha = new Heartbeats(clock);
+    const hb = new Heartbeats(clock);
+    const a = new HeartbeatExchange(store, ha, 'a', 100, log);
+    const b = new HeartbeatExchange(store, hb, 'b', 100, log);
+    await a.start();
+    await b.start();
+    try {
+      const changed: string[] = [];
+      hb.onDidChange((n) => changed.push(n));
+      ha.beat('n1', { ok: true, version: '20.10' }, 1000);
+      await eventually(async () => expect(hb.get('n1')?.engineVersion).toBe('20.10'), 5000);
+      expect(changed).toEqual(['n1']);
+      // b does not publish what it only relayed; a newer beat to b wins over a's older one.
+      expect(hb.local()).toEqual({});
+      await new Promise((r) => setTimeout(r, 5));
+      hb.beat('n1', { ok: false, version: '20.10', error: 'engine down' }, 1000);
+      await eventually(async () => expect(ha.get('n1')?.engineOk).toBe(false), 5000);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(hb.get('n1')?.engineOk).toBe(false);
+      // Malformed maps from the store are ignored, not merged.
+      await store.txn([], [{ type: 'put', key: '/baton/heartbeats/evil', value: JSON.stringify({ n2: { at: 'soon' } }) }]);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(ha.get('n2')).toBeUndefined();
+    } finally {
+      await a.stop();
+      await b.stop();
+      await store.close();
+    }
+  }, 30_000);
+});

@@ -5,7 +5,10 @@
  * nothing. The node-lifecycle controller writes Node status only when the
  * state derived from these beats changes.
  */
+import type { Logger } from 'pino';
+import { z } from 'zod';
 import type { Clock } from '../base/clock.js';
+import type { Store, Watch } from '../store/store.js';
 
 export interface Beat {
   at: number;
@@ -16,15 +19,23 @@ export interface Beat {
   intervalMs: number;
   /** Named volumes the node reports (sorted), when it reports them. */
   volumes?: string[];
+  /** Received by another server (HeartbeatExchange): not this one's to publish. */
+  relayed?: boolean;
 }
 
 export class Heartbeats {
   private beats = new Map<string, Beat>();
   private listeners = new Set<(node: string) => void>();
-  readonly startedAt: number;
+  /** Since when this server judges liveness (its start, or when it became the leader): every node gets that much grace. */
+  startedAt: number;
 
   constructor(private readonly clock: Clock) {
     this.startedAt = clock.now();
+  }
+
+  /** restartGrace starts the grace period again (a new leader, as Nomad's gives every node a fresh TTL). */
+  restartGrace(): void {
+    this.startedAt = this.clock.now();
   }
 
   beat(node: string, engine: { ok: boolean; version: string; error?: string }, intervalMs: number, volumes?: string[]): void {
@@ -33,6 +44,21 @@ export class Heartbeats {
     this.beats.set(node, { at: this.clock.now(), engineOk: engine.ok, engineVersion: engine.version, engineError: engine.error, intervalMs, ...(vols ? { volumes: vols } : {}) });
     // Wake the lifecycle controller only when something it derives could change.
     if (!prev || prev.engineOk !== engine.ok || String(prev.volumes) !== String(vols)) for (const l of this.listeners) l(node);
+  }
+
+  /** merge takes a beat another server received, when it is newer than what this one has. */
+  merge(node: string, beat: Beat): void {
+    const prev = this.beats.get(node);
+    if (prev && prev.at >= beat.at) return;
+    this.beats.set(node, { ...beat, relayed: true });
+    if (!prev || prev.engineOk !== beat.engineOk || String(prev.volumes) !== String(beat.volumes)) for (const l of this.listeners) l(node);
+  }
+
+  /** local: the beats this server received itself, by node. */
+  local(): Record<string, Beat> {
+    const out: Record<string, Beat> = {};
+    for (const [n, b] of this.beats) if (!b.relayed) out[n] = b;
+    return out;
   }
 
   get size(): number {
@@ -50,5 +76,101 @@ export class Heartbeats {
   onDidChange(fn: (node: string) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
+  }
+}
+
+export const HEARTBEATS_PREFIX = '/baton/heartbeats/';
+
+const beatSchema = z.object({
+  at: z.number().finite(),
+  engineOk: z.boolean(),
+  engineVersion: z.string().max(200),
+  engineError: z.string().max(2000).optional(),
+  intervalMs: z.number().int().min(1).max(3_600_000),
+  volumes: z.array(z.string().max(300)).max(10_000).optional(),
+});
+const publishedSchema = z.record(z.string().max(253), beatSchema);
+
+/**
+ * HeartbeatExchange shares liveness between servers on one store. Agents
+ * beat to any server; each server publishes the beats it received, one key
+ * per server (`/baton/heartbeats/<server>`) written every interval on a
+ * lease of a few intervals (so a dead server's key goes), and merges every
+ * other server's. The leader judges every node by the freshest beat any
+ * server saw, and a follower that becomes leader already has them: no node
+ * turns NotReady because the leader changed. One write per server per
+ * interval, whatever the number of nodes (Kubernetes' node Leases cost one
+ * write per node).
+ */
+export class HeartbeatExchange {
+  private timer?: NodeJS.Timeout;
+  private watch?: Watch;
+  private lease?: number;
+  private stopped = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly heartbeats: Heartbeats,
+    private readonly identity: string,
+    private readonly intervalMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const rev = await this.store.currentRevision();
+    const { kvs } = await this.store.range(HEARTBEATS_PREFIX, { atRevision: rev });
+    for (const kv of kvs) this.take(kv.key, kv.value);
+    this.follow(rev);
+    const tick = () => {
+      void this.publish().finally(() => {
+        if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
+      });
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.watch?.close();
+    if (this.lease !== undefined) await this.store.leaseRevoke(this.lease).catch(() => {});
+  }
+
+  private follow(after: number): void {
+    this.watch = this.store.watch(HEARTBEATS_PREFIX, after, {
+      onBatch: (b) => {
+        for (const e of b.events) if (e.type === 'put') this.take(e.kv.key, e.kv.value);
+        after = b.revision;
+      },
+      // Compacted or cut off: look again from now (a missed map is replaced by the next one anyway).
+      onError: () => {
+        if (this.stopped) return;
+        setTimeout(() => void this.store.currentRevision().then((r) => !this.stopped && this.follow(r)).catch(() => !this.stopped && this.follow(after)), this.intervalMs);
+      },
+    });
+  }
+
+  private take(key: string, value: string): void {
+    if (key === HEARTBEATS_PREFIX + this.identity) return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      return;
+    }
+    const r = publishedSchema.safeParse(parsed);
+    if (!r.success) return void this.log.warn({ key }, 'heartbeats published by another server are malformed; ignored');
+    for (const [node, beat] of Object.entries(r.data)) this.heartbeats.merge(node, beat);
+  }
+
+  private async publish(): Promise<void> {
+    try {
+      if (this.lease === undefined) this.lease = (await this.store.leaseGrant(Math.max(1, Math.ceil((this.intervalMs * 5) / 1000)))).id;
+      else await this.store.leaseKeepAlive(this.lease);
+      await this.store.txn([], [{ type: 'put', key: HEARTBEATS_PREFIX + this.identity, value: JSON.stringify(this.heartbeats.local()), lease: this.lease }]);
+    } catch (e) {
+      this.lease = undefined;
+      this.log.debug({ err: (e as Error).message }, 'could not publish heartbeats; trying again');
+    }
   }
 }

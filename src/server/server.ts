@@ -21,7 +21,7 @@ import { SpreadPlacer } from '../scheduler/placement.js';
 import { Registry } from './registry.js';
 import { WatchCache } from './watchCache.js';
 import { Tokens } from './auth.js';
-import { Heartbeats } from './heartbeats.js';
+import { HeartbeatExchange, Heartbeats } from './heartbeats.js';
 import { ClusterPki } from './clusterPki.js';
 import { buildHttp } from './http.js';
 import { DEFAULT_TIMINGS, type Controller, type ControllerContext, type Timings } from './controllers/context.js';
@@ -76,6 +76,7 @@ export class BatonServer {
   private caches: Record<string, WatchCache> = {};
   private releaseLock?: () => void;
   private timers: (() => void)[] = [];
+  private stoppers: (() => Promise<void>)[] = [];
   private leadershipUnsub?: () => void;
   /** The election, with several servers; otherwise this server always leads. */
   election?: Election;
@@ -185,6 +186,9 @@ export class BatonServer {
       this.election = new Election({ store: this.store, identity: opts.election.identity, ttlSeconds: opts.election.ttlSeconds, log });
       this.leadership = this.election;
       leaderCtx = { ...this.ctx, registry: new Registry(new FencedStore(this.store, this.election), clock) };
+      const exchange = new HeartbeatExchange(this.store, this.ctx.heartbeats, opts.election.identity, timings.heartbeatIntervalMs, log);
+      await exchange.start();
+      this.stoppers.push(() => exchange.stop());
     }
     this.autoscaler = new AutoscaleController(leaderCtx, usage);
     this.logs = new LogRouter({ caPem: this.pki.ca.certPem, certPem: this.pki.client.certPem, keyPem: this.pki.client.keyPem }, this.caches.nodes!, this.caches.tasks!, log, () => clock.now());
@@ -194,6 +198,8 @@ export class BatonServer {
     this.leadershipUnsub = this.leadership.onDidChange((now) => {
       if (now === leading) return;
       leading = now;
+      // A new leader gives every node a fresh grace period before judging it by heartbeats.
+      if (now && this.election) this.ctx.heartbeats.restartGrace();
       for (const c of this.controllers) (now ? c.start() : c.stop());
     });
     this.election?.start();
@@ -280,6 +286,7 @@ export class BatonServer {
     for (const c of this.controllers) c.stop();
     // Resigning hands the leadership over at once rather than after a TTL.
     await this.election?.stop();
+    for (const s of this.stoppers) await s().catch(() => {});
     for (const t of this.timers) t();
     if (this.app) await this.app.close().catch(() => {});
     await this.logs?.close();
