@@ -15,6 +15,16 @@ import { nodeKind, serviceKind, taskKind } from './kinds.js';
 import { parseLogLine, type ApplyResponse, type AutoscaleView, type ClusterInfo, type List, type LogLine, type LogQuery, type Node, type Service, type ServiceSpec, type ServiceStats, type Task, type TopResponse, type WireWatchEvent } from './types.js';
 
 export interface ClientOptions {
+  /**
+   * The server's URL, or several separated by commas (servers sharing one
+   * store): a request that gets no answer from one (refused, reset, or no
+   * answer within timeoutMs: a paused server still accepts connections)
+   * goes to the next, and the client stays with the one that answered.
+   * A request that got no answer may still have been carried out by the
+   * silent server: Baton's writes are declarative (an apply, a scale to N,
+   * a status batch with whole statuses, a heartbeat), so sending one again
+   * changes nothing.
+   */
   server: string;
   token?: string;
   /** Custom fetch (tests, browsers). */
@@ -93,27 +103,48 @@ function unreachable(server: string, e: unknown, timeout: number): Error {
   return new BatonError('BATON_ERR_UNAVAILABLE', `cannot reach the server at ${server} (${why}); is it running? (baton up)`);
 }
 
+/** A server's URL, with its origin and path prefix read once. */
+interface Endpoint {
+  url: string;
+  origin: string;
+  basePath: string;
+}
+
+function endpoint(raw: string): Endpoint {
+  const url = raw.trim().replace(/\/+$/, '');
+  let u: URL | undefined;
+  try {
+    u = new URL(url);
+  } catch {
+    u = undefined;
+  }
+  return { url, origin: u ? u.origin : url, basePath: u ? u.pathname.replace(/\/+$/, '') : '' };
+}
+
 export class ApiClient {
   private f: typeof fetch;
   private init: Record<string, unknown>;
   private dispatcher: Dispatcher | undefined;
-  readonly server: string;
-  private readonly origin: string;
-  private readonly basePath: string;
+  private readonly endpoints: Endpoint[];
+  /** The server requests go to: the last one that answered. */
+  private current = 0;
 
   constructor(private readonly opts: ClientOptions) {
     this.f = opts.fetch ?? fetch;
     this.init = opts.init ?? {};
     this.dispatcher = opts.dispatcher;
-    this.server = opts.server.replace(/\/+$/, '');
-    let url: URL | undefined;
-    try {
-      url = new URL(this.server);
-    } catch {
-      url = undefined;
-    }
-    this.origin = url ? url.origin : this.server;
-    this.basePath = url ? url.pathname.replace(/\/+$/, '') : '';
+    const list = opts.server.split(',').filter((x) => x.trim() !== '');
+    this.endpoints = (list.length ? list : [opts.server]).map(endpoint);
+  }
+
+  /** The server requests go to now. */
+  get server(): string {
+    return this.endpoints[this.current]!.url;
+  }
+
+  /** Every server this client knows, in order. */
+  get servers(): string[] {
+    return this.endpoints.map((e) => e.url);
   }
 
   /** setTransport swaps the transport (a renewed certificate) for every later request. */
@@ -139,11 +170,19 @@ export class ApiClient {
   async raw(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<ApiResponse> {
     const timeout = this.opts.timeoutMs ?? 30_000;
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    let res: ApiResponse;
-    try {
-      res = this.dispatcher ? await this.viaDispatcher(this.dispatcher, method, path, payload, signal, timeout) : await this.viaFetch(method, path, payload, signal, timeout);
-    } catch (e) {
-      throw unreachable(this.server, e, timeout);
+    let res: ApiResponse | undefined;
+    // Each server once, starting with the current one; a stream (signal given) tries one, and its caller's retry goes to the next.
+    const tries = signal ? 1 : this.endpoints.length;
+    for (let i = 0; res === undefined; i++) {
+      const ep = this.endpoints[this.current]!;
+      try {
+        res = this.dispatcher ? await this.viaDispatcher(this.dispatcher, ep, method, path, payload, signal, timeout) : await this.viaFetch(ep, method, path, payload, signal, timeout);
+      } catch (e) {
+        const err = unreachable(ep.url, e, timeout);
+        const noAnswer = err instanceof BatonError && err.code === 'BATON_ERR_UNAVAILABLE';
+        if (noAnswer && this.endpoints.length > 1) this.current = (this.current + 1) % this.endpoints.length;
+        if (!noAnswer || i + 1 >= tries) throw err;
+      }
     }
     if (!res.ok) {
       let answer: any;
@@ -159,10 +198,10 @@ export class ApiClient {
     return res;
   }
 
-  private async viaDispatcher(d: Dispatcher, method: string, path: string, payload: string | undefined, signal: AbortSignal | undefined, timeout: number): Promise<ApiResponse> {
+  private async viaDispatcher(d: Dispatcher, ep: Endpoint, method: string, path: string, payload: string | undefined, signal: AbortSignal | undefined, timeout: number): Promise<ApiResponse> {
     const r = await d.request({
-      origin: this.origin,
-      path: this.basePath + path,
+      origin: ep.origin,
+      path: ep.basePath + path,
       method: method as Dispatcher.HttpMethod,
       headers: this.headers(payload !== undefined),
       body: payload,
@@ -174,8 +213,8 @@ export class ApiClient {
     return { status: r.statusCode, ok: r.statusCode >= 200 && r.statusCode < 300, json: () => r.body.json(), body: r.body };
   }
 
-  private async viaFetch(method: string, path: string, payload: string | undefined, signal: AbortSignal | undefined, timeout: number): Promise<ApiResponse> {
-    const r = await this.f(this.server + path, {
+  private async viaFetch(ep: Endpoint, method: string, path: string, payload: string | undefined, signal: AbortSignal | undefined, timeout: number): Promise<ApiResponse> {
+    const r = await this.f(ep.url + path, {
       method,
       headers: this.headers(payload !== undefined),
       body: payload,
