@@ -4,6 +4,10 @@
  * - the cluster CA (ECDSA P-256) and the API's serving certificate live in the
  *   data directory, keys mode 0600; the serving certificate is re-issued at
  *   start when an address it must name is missing or it nears expiry;
+ * - with a cluster key (servers sharing a store), the CA lives in the store
+ *   instead, its private key sealed with that key (clusterKey.ts): the first
+ *   server makes it, the others read it, and each issues itself a serving
+ *   certificate that names it;
  * - the join secret lives in the store (so a later HA control plane shares
  *   it); a join token is the CA fingerprint plus that secret, and rotating the
  *   secret stops new joins with the old token and leaves joined nodes alone;
@@ -12,7 +16,9 @@
  * - every node certificate issued is recorded by serial, so `node rm` can
  *   revoke all of a node's certificates; revoked serials are kept until the
  *   certificate would have expired anyway, and each TLS connection is tracked
- *   by its peer serial so revocation closes open streams at once.
+ *   by its peer serial so revocation closes open streams at once; each
+ *   server follows the store, so a secret rotated or a node revoked through
+ *   one server holds on every other at once.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,12 +29,15 @@ import { certFingerprint, certInfo, createCA, createClientCert, createServingCer
 import { formatJoinToken, newJoinSecret, verifyJoinProof } from '../base/joinToken.js';
 import { BatonError } from '../base/errors.js';
 import { JoinNonces, type NonceLimits } from './joinNonces.js';
-import type { Store } from '../store/store.js';
+import type { Store, Watch } from '../store/store.js';
+import type { ClusterKey } from './clusterKey.js';
 import { SERVER_CLIENT_CN } from '../api/tls.js';
 
 const JOIN_SECRET_KEY = '/baton/pki/join/worker';
 const ISSUED_PREFIX = '/baton/pki/issued/';
 const REVOKED_PREFIX = '/baton/pki/revoked/';
+const CA_KEY = '/baton/pki/ca';
+const PKI_PREFIX = '/baton/pki/';
 const RENEW_SERVING_BEFORE_MS = 30 * 24 * 3600 * 1000;
 
 export interface IssuedCert {
@@ -45,6 +54,8 @@ export interface PkiOptions {
   extraSans?: string[];
   /** Join nonces: lifetime and caps (the server's timings). */
   nonces: NonceLimits;
+  /** Servers sharing a store: the CA is kept there, its key sealed with this. */
+  clusterKey?: ClusterKey;
 }
 
 function isIpLiteral(s: string): boolean {
@@ -74,6 +85,7 @@ export class ClusterPki {
   private nonces!: JoinNonces;
   private revoked = new Set<string>();
   private sockets = new Map<string, Set<TLSSocket>>();
+  private follower?: Watch;
 
   private constructor(
     private readonly store: Store,
@@ -90,7 +102,10 @@ export class ClusterPki {
     this.nonces = new JoinNonces(this.clock, o.nonces);
     const caCrt = join(dir, 'ca.crt');
     const caKey = join(dir, 'ca.key');
-    if (existsSync(caCrt) && existsSync(caKey)) {
+    if (o.clusterKey) {
+      this.ca = await this.sharedCa(o.clusterKey);
+      writeFileSync(caCrt, this.ca.certPem, { mode: 0o644 });
+    } else if (existsSync(caCrt) && existsSync(caKey)) {
       this.ca = { certPem: readFileSync(caCrt, 'utf8'), keyPem: readFileSync(caKey, 'utf8') };
     } else {
       this.ca = await createCA('baton-cluster-ca');
@@ -122,7 +137,79 @@ export class ClusterPki {
     if (kv) this.secret = JSON.parse(kv.value).secret;
     else await this.rotate();
 
-    for (const item of (await this.store.range(REVOKED_PREFIX)).kvs) this.revoked.add(item.key.slice(REVOKED_PREFIX.length));
+    const revoked = await this.store.range(REVOKED_PREFIX);
+    for (const item of revoked.kvs) this.revoked.add(item.key.slice(REVOKED_PREFIX.length));
+    this.follow(revoked.revision);
+  }
+
+  /** sharedCa reads the CA from the store, or makes it there if no server has (the first to write wins; the others read its). */
+  private async sharedCa(key: ClusterKey): Promise<KeyPairPem> {
+    const read = async () => {
+      const kv = await this.store.get(CA_KEY);
+      if (!kv) return undefined;
+      const v = JSON.parse(kv.value) as { certPem: string; keySealed: string };
+      return { certPem: v.certPem, keyPem: key.open(v.keySealed, CA_KEY) };
+    };
+    const have = await read();
+    if (have) return have;
+    const ca = await createCA('baton-cluster-ca');
+    const value = JSON.stringify({ certPem: ca.certPem, keySealed: key.seal(ca.keyPem, CA_KEY) });
+    const r = await this.store.txn([{ key: CA_KEY, target: 'create', op: '=', value: 0 }], [{ type: 'put', key: CA_KEY, value }]);
+    if (r.succeeded) return ca;
+    const won = await read();
+    if (!won) throw new Error('the cluster CA was made by another server and is gone again');
+    return won;
+  }
+
+  /**
+   * follow applies what other servers write to the store: a rotated join
+   * secret, and revocations (whose connections here close at once). A
+   * watch that breaks (compaction) reads the state again and follows on.
+   */
+  private follow(after: number): void {
+    this.follower = this.store.watch(PKI_PREFIX, after, {
+      onBatch: (b) => {
+        for (const e of b.events) {
+          if (e.type !== 'put') continue;
+          if (e.kv.key === JOIN_SECRET_KEY) {
+            try {
+              this.secret = (JSON.parse(e.kv.value) as { secret: string }).secret;
+            } catch {
+              /* a damaged record: keep the secret we have */
+            }
+          } else if (e.kv.key.startsWith(REVOKED_PREFIX)) this.closeRevoked(e.kv.key.slice(REVOKED_PREFIX.length));
+        }
+        after = b.revision;
+      },
+      onError: () => {
+        if (this.closed) return;
+        void (async () => {
+          try {
+            const kv = await this.store.get(JOIN_SECRET_KEY);
+            if (kv) this.secret = (JSON.parse(kv.value) as { secret: string }).secret;
+            const r = await this.store.range(REVOKED_PREFIX);
+            for (const item of r.kvs) this.closeRevoked(item.key.slice(REVOKED_PREFIX.length));
+            if (!this.closed) this.follow(r.revision);
+          } catch {
+            if (!this.closed) setTimeout(() => this.follow(after), 1000).unref();
+          }
+        })();
+      },
+    });
+  }
+
+  private closed = false;
+
+  /** close stops following the store. */
+  close(): void {
+    this.closed = true;
+    this.follower?.close();
+  }
+
+  private closeRevoked(serial: string): void {
+    this.revoked.add(serial);
+    for (const sock of this.sockets.get(serial) ?? []) sock.destroy();
+    this.sockets.delete(serial);
   }
 
   /** joinToken is the worker join token: the CA fingerprint plus the current secret. */
@@ -192,11 +279,7 @@ export class ClusterPki {
         ]),
       );
     }
-    for (const s of issued.map((c) => c.serial)) {
-      this.revoked.add(s);
-      for (const sock of this.sockets.get(s) ?? []) sock.destroy();
-      this.sockets.delete(s);
-    }
+    for (const s of issued.map((c) => c.serial)) this.closeRevoked(s);
     return serials;
   }
 

@@ -38,6 +38,7 @@ import { LogRouter } from './logs.js';
 import { AddressRateLimiter } from './rateLimit.js';
 import { describeNetwork, taskNetwork, type TaskNetwork } from './ipam.js';
 import { alwaysLeader, Election, FencedStore, type Leadership } from './election.js';
+import { ClusterKey } from './clusterKey.js';
 
 export interface ServerOptions {
   dataDir: string;
@@ -65,6 +66,12 @@ export interface ServerOptions {
    * always leads.
    */
   election?: { identity: string; ttlSeconds?: number };
+  /**
+   * The cluster key file (--cluster-key): servers sharing a store keep the
+   * cluster's identity and CA there, the CA's key sealed with it. Without
+   * it, they live in the data directory (one server).
+   */
+  clusterKeyFile?: string;
 }
 
 /** Compaction advances at most this many revisions per backend transaction (see housekeeping). */
@@ -128,7 +135,18 @@ export class BatonServer {
     // Cluster identity and the admin token, made once; nodes join with certificates.
     const idFile = join(dir, 'cluster.json');
     const tokens = (this.tokens = new Tokens(this.store, { clock, missTtlMs: timings.authMissTtlMs, maxMisses: timings.authMissCacheSize }));
-    if (existsSync(idFile)) {
+    // A server without the cluster's key cannot read its CA: it says so and does not start.
+    const clusterKey = opts.clusterKeyFile ? ClusterKey.load(opts.clusterKeyFile) : undefined;
+    if (clusterKey) {
+      // Shared: the first server names the cluster in the store; each server makes an admin token of its own.
+      this.clusterId = await sharedClusterId(this.store);
+      if (existsSync(join(dir, 'admin.token'))) this.adminToken = readFileSync(join(dir, 'admin.token'), 'utf8').trim();
+      else {
+        this.adminToken = await tokens.create('admin', `created at the start of server ${opts.election?.identity ?? opts.listen}`);
+        writeFileSync(join(dir, 'admin.token'), this.adminToken + '\n', { mode: 0o600 });
+      }
+      writeFileSync(idFile, JSON.stringify({ clusterId: this.clusterId }) + '\n', { mode: 0o600 });
+    } else if (existsSync(idFile)) {
       this.clusterId = JSON.parse(readFileSync(idFile, 'utf8')).clusterId;
       this.adminToken = readFileSync(join(dir, 'admin.token'), 'utf8').trim();
     } else {
@@ -142,6 +160,7 @@ export class BatonServer {
       listenHost: host,
       extraSans: opts.tlsSans,
       nonces: { ttlMs: timings.joinNonceTtlMs, max: timings.maxJoinNonces, perAddress: timings.maxJoinNoncesPerAddress },
+      ...(clusterKey ? { clusterKey } : {}),
     });
     this.limiter = new AddressRateLimiter({ clock, burst: timings.rateLimitBurst, perSecond: timings.rateLimitPerSecond, maxAddresses: timings.rateLimitAddresses });
 
@@ -290,6 +309,7 @@ export class BatonServer {
     for (const t of this.timers) t();
     if (this.app) await this.app.close().catch(() => {});
     await this.logs?.close();
+    this.pki?.close();
     for (const c of Object.values(this.caches)) c.stop();
     if (this.store && !this.opts.store) await this.store.close().catch(() => {});
     this.releaseLock?.();
@@ -303,4 +323,15 @@ export function splitHostPort(listen: string): [string, number] {
   const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(listen);
   if (!m) throw new Error(`--listen must be host:port, got "${listen}"`);
   return [m[1] || '127.0.0.1', Number(m[2])];
+}
+
+const CLUSTER_ID_KEY = '/baton/cluster/id';
+
+/** sharedClusterId reads the cluster's id from the store, or names the cluster there (the first server to write wins). */
+async function sharedClusterId(store: Store): Promise<string> {
+  const have = await store.get(CLUSTER_ID_KEY);
+  if (have) return have.value;
+  const id = randomUUID();
+  const r = await store.txn([{ key: CLUSTER_ID_KEY, target: 'create', op: '=', value: 0 }], [{ type: 'put', key: CLUSTER_ID_KEY, value: id }]);
+  return r.succeeded ? id : (await store.get(CLUSTER_ID_KEY))!.value;
 }
