@@ -22,8 +22,19 @@ const IMAGE = 'baton-test/busybox:latest';
 const RUN = randomBytes(4).toString('hex');
 const TEST_LABEL = 'baton.test';
 const VOLUME = `baton-test-vol-${RUN}`;
-/** A shell loop that exits 0 on SIGTERM (sh runs the trap after the current sleep). */
-const TRAP_TERM = 'trap "exit 0" TERM; while true; do sleep 1; done';
+/** A shell loop that exits 0 on SIGTERM (sh runs the trap after the current sleep); /tmp/trapped says its trap is set. */
+const TRAP_TERM = 'trap "exit 0" TERM; touch /tmp/trapped; while true; do sleep 1; done';
+
+/** trapped waits until a container's shell has set its trap: a signal sent before would meet the default action. */
+async function trapped(h: TaskHandle): Promise<TaskHandle> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const ok = await promisify(execFile)('docker', ['exec', h.id, 'test', '-f', '/tmp/trapped']).then(() => true, () => false);
+    if (ok) return h;
+    if (Date.now() > deadline) throw new Error(`${h.name} never set its trap`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 async function docker(...args: string[]): Promise<string> {
   const { stdout } = await execFileP(DOCKER, args, { timeout: 60_000 });
@@ -255,15 +266,17 @@ describe('DockerDriver', () => {
 
   it('stop sends the stop signal and kills only after the grace period', async () => {
     // Handles TERM: exits 0 well within the grace period.
-    const polite = await driver.start(taskConfig('stop-term', { command: ['sh', '-c', TRAP_TERM] }));
+    const polite = await trapped(await driver.start(taskConfig('stop-term', { command: ['sh', '-c', TRAP_TERM] })));
     let t0 = performance.now();
     await driver.stop(polite, 20_000);
     expect(performance.now() - t0).toBeLessThan(10_000);
     expect(await driver.inspect(polite)).toMatchObject({ state: 'exited', exitCode: 0 });
 
     // Ignores TERM: killed (137) once the 2 s grace has passed, not before.
-    const stubborn = await driver.start(
-      taskConfig('stop-ignore', { command: ['sh', '-c', 'trap "" TERM; while true; do sleep 1; done'] }),
+    const stubborn = await trapped(
+      await driver.start(
+        taskConfig('stop-ignore', { command: ['sh', '-c', 'trap "" TERM; touch /tmp/trapped; while true; do sleep 1; done'] }),
+      ),
     );
     t0 = performance.now();
     await driver.stop(stubborn, 2_000);
@@ -273,22 +286,28 @@ describe('DockerDriver', () => {
     expect(await driver.inspect(stubborn)).toMatchObject({ state: 'exited', exitCode: 137 });
 
     // The spec's stop signal is the one sent.
-    const usr1 = await driver.start(
-      taskConfig('stop-usr1', { stopSignal: 'SIGUSR1', command: ['sh', '-c', 'trap "exit 3" USR1; while true; do sleep 1; done'] }),
+    const usr1 = await trapped(
+      await driver.start(
+        taskConfig('stop-usr1', { stopSignal: 'SIGUSR1', command: ['sh', '-c', 'trap "exit 3" USR1; touch /tmp/trapped; while true; do sleep 1; done'] }),
+      ),
     );
     await driver.stop(usr1, 20_000);
     expect(await driver.inspect(usr1)).toMatchObject({ state: 'exited', exitCode: 3 });
 
     // An explicit signal that differs from the container's stop signal is sent instead.
-    const intr = await driver.start(
-      taskConfig('stop-int', { command: ['sh', '-c', 'trap "exit 4" INT; while true; do sleep 1; done'] }),
+    const intr = await trapped(
+      await driver.start(
+        taskConfig('stop-int', { command: ['sh', '-c', 'trap "exit 4" INT; touch /tmp/trapped; while true; do sleep 1; done'] }),
+      ),
     );
     await driver.stop(intr, 20_000, 'SIGINT');
     expect(await driver.inspect(intr)).toMatchObject({ state: 'exited', exitCode: 4 });
 
     // ...and followed by SIGKILL when the grace runs out.
-    const deaf = await driver.start(
-      taskConfig('stop-int-ignore', { command: ['sh', '-c', 'trap "" INT; while true; do sleep 1; done'] }),
+    const deaf = await trapped(
+      await driver.start(
+        taskConfig('stop-int-ignore', { command: ['sh', '-c', 'trap "" INT; touch /tmp/trapped; while true; do sleep 1; done'] }),
+      ),
     );
     t0 = performance.now();
     await driver.stop(deaf, 1_500, 'INT');
