@@ -41,6 +41,12 @@ describe('servers sharing a store', () => {
       expect(a.adminToken).not.toBe(b.adminToken);
       // One leader.
       await eventually(async () => expect([a.leadership.leading, b.leadership.leading].filter(Boolean)).toHaveLength(1), 5000);
+      // Every server says who leads.
+      for (const s of [a, b]) {
+        const info = (await s.inject({ method: 'GET', url: '/api/v1/info', headers: { authorization: `Bearer ${s.adminToken}` } })).json();
+        expect(info.leader.identity).toBe(a.leadership.leading ? 'a' : 'b');
+        expect(info.leading).toBe(s.leadership.leading);
+      }
       // A join secret rotated through one server is the other's at once.
       const token = await (a.leadership.leading ? b : a).pki.rotate();
       await eventually(async () => expect(a.joinToken).toBe(token), 5000);

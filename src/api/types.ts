@@ -722,6 +722,9 @@ export interface ClusterInfo {
   apiVersion: string;
   storeBackend: string;
   revision: string;
+  /** Servers sharing a store: which leads (its name and term), and whether the one that answered does. */
+  leader?: { identity: string; term: number; since: string };
+  leading?: boolean;
 }
 
 export interface ApplyServiceResult {

@@ -257,6 +257,7 @@ export class BatonServer {
       logs: this.logs,
       autoscaler: this.autoscaler,
       meshes,
+      ...(this.election ? { election: this.election } : {}),
       snapshot: sqlite
         ? async () => {
             // In the server's own 0700 directory, not the shared /tmp: the copy holds the CA's key and token hashes (and is 0600 itself).

@@ -3,6 +3,7 @@
  * rules more than one of them applies (a node acts only for itself; a node's
  * last heartbeat comes from memory).
  */
+import type { Election } from '../election.js';
 import { BlockList, isIP } from 'node:net';
 import type { FastifyRequest } from 'fastify';
 import { BatonError } from '../../base/errors.js';
@@ -49,6 +50,8 @@ export interface HttpDeps {
   autoscaler: AutoscaleController;
   /** The Endpoints revision each node's routing mesh has applied (deregistration of stopping tasks). */
   meshes: MeshRevisions;
+  /** Servers sharing a store: this one's election (who leads). */
+  election?: Election;
   /** Writes an online backup of the store to a file and returns its path (SQLite only). */
   snapshot?: () => Promise<string>;
   logger?: boolean;

@@ -51,6 +51,7 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
       apiVersion: 'baton/v1',
       storeBackend: deps.storeBackend,
       revision: String(await ctx.registry.store.currentRevision()),
+      ...(deps.election ? { leader: await deps.election.leader(), leading: deps.election.leading } : {}),
     }),
   });
 
