@@ -209,23 +209,81 @@ interface Applied<T> {
   events: WatchEvent[];
 }
 
-/** Watcher is one open watch: its filter, its delivery queue and how far it has been sent. */
+/**
+ * WatchDelivery hands one watch's batches to its handlers, in order, each in
+ * a microtask after it was queued: a handler that writes to the store never
+ * re-enters the code that queued the batch. A handler that throws ends the
+ * watch with onError(thrown); an Error queued ends it with that error, after
+ * the batches queued before it. `onEnd` runs once when the watch ends either
+ * way, so its owner can stop feeding it.
+ */
+export class WatchDelivery {
+  private queue: (WatchBatch | Error)[] = [];
+  private scheduled = false;
+  private ended = false;
+
+  constructor(
+    private readonly handlers: WatchHandlers,
+    private readonly onEnd: () => void,
+  ) {}
+
+  /** closed: the watch was closed by its owner or ended; nothing more is delivered. */
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  push(item: WatchBatch | Error): void {
+    if (this.ended) return;
+    this.queue.push(item);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => this.drain());
+  }
+
+  /** close ends delivery without telling the handlers (Watch.close()). */
+  close(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.queue.length = 0;
+    this.onEnd();
+  }
+
+  private drain(): void {
+    this.scheduled = false;
+    while (!this.ended && this.queue.length > 0) {
+      const item = this.queue.shift()!;
+      if (item instanceof Error) {
+        this.end(item);
+        return;
+      }
+      try {
+        this.handlers.onBatch(item);
+      } catch (err) {
+        this.end(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+    }
+  }
+
+  private end(err: Error): void {
+    this.close();
+    this.handlers.onError(err);
+  }
+}
+
+/** Watcher is one open watch: its filter, its delivery and how far it has been sent. */
 interface Watcher {
   prefix: string;
-  handlers: WatchHandlers;
-  /** Batches (or the terminal error) not yet handed to the handlers, in order. */
-  queue: (WatchBatch | Error)[];
+  delivery: WatchDelivery;
   /** Highest revision queued so far; later events at or below it are not sent again. */
   cursor: number;
-  scheduled: boolean;
-  closed: boolean;
 }
 
 /** LONE_SURROGATE finds half a UTF-16 pair on its own: such a string has no UTF-8 form (no stable order, no SQLite round trip). */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** validateTxn rejects what etcd rejects before a txn runs: too many ops, bad keys, overlapping writes. */
-function validateTxn(compares: readonly Compare[], success: readonly Op[], failure: readonly Op[]): void {
+export function validateTxn(compares: readonly Compare[], success: readonly Op[], failure: readonly Op[]): void {
   const ops = success.length + failure.length;
   if (ops > MAX_TXN_OPS || compares.length > MAX_TXN_OPS) throw new StoreTooManyOpsError(Math.max(ops, compares.length));
   for (const branch of [success, failure]) {
@@ -373,21 +431,18 @@ export abstract class BaseStore implements Store {
 
   watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Watch {
     this.ensureOpen();
-    const w: Watcher = { prefix, handlers, queue: [], cursor: afterRevision, scheduled: false, closed: false };
-    const close = () => {
-      w.closed = true;
-      this.watchers.delete(w);
-    };
+    const w: Watcher = { prefix, delivery: new WatchDelivery(handlers, () => this.watchers.delete(w)), cursor: afterRevision };
+    const close = () => w.delivery.close();
     // Replay and registration happen in this one synchronous step, so no write can fall between them.
     this.kv.snapshot(() => {
       const compacted = this.kv.compactRevision();
       if (afterRevision < compacted) {
-        this.enqueue(w, new StoreCompactedError(afterRevision, compacted));
+        w.delivery.push(new StoreCompactedError(afterRevision, compacted));
         return;
       }
       let batch: WatchEvent[] = [];
       const flush = () => {
-        this.enqueue(w, { events: batch, revision: batch[batch.length - 1]!.kv.modRevision });
+        w.delivery.push({ events: batch, revision: batch[batch.length - 1]!.kv.modRevision });
         batch = [];
       };
       for (const e of this.kv.history(prefix, afterRevision)) {
@@ -399,7 +454,7 @@ export abstract class BaseStore implements Store {
       this.watchers.add(w);
     });
     const requestProgress = () => {
-      if (!w.closed && !this.closed) this.progress(w, this.kv.revision());
+      if (!w.delivery.closed && !this.closed) this.progress(w, this.kv.revision());
     };
     return { close, requestProgress };
   }
@@ -457,7 +512,7 @@ export abstract class BaseStore implements Store {
     this.flush(); // what was issued before close commits
     this.closed = true;
     for (const cancel of this.timers) cancel();
-    for (const w of this.watchers) this.enqueue(w, new StoreClosedError());
+    for (const w of [...this.watchers]) w.delivery.push(new StoreClosedError());
     this.watchers.clear();
     await this.kv.close();
   }
@@ -532,7 +587,7 @@ export abstract class BaseStore implements Store {
   /** progress tells w it has everything up to `current`: changes are queued at commit, so all of them are already ahead of this in its queue. */
   private progress(w: Watcher, current: number): void {
     w.cursor = Math.max(w.cursor, current);
-    this.enqueue(w, { events: [], revision: w.cursor, progress: true });
+    w.delivery.push({ events: [], revision: w.cursor, progress: true });
   }
 
   private notify(revision: number, events: readonly WatchEvent[]): void {
@@ -541,40 +596,10 @@ export abstract class BaseStore implements Store {
       const mine = w.prefix === '' ? events.slice() : events.filter((e) => e.kv.key.startsWith(w.prefix));
       if (mine.length === 0) continue;
       w.cursor = revision;
-      this.enqueue(w, { events: mine, revision });
+      w.delivery.push({ events: mine, revision });
     }
   }
 
-  private enqueue(w: Watcher, item: WatchBatch | Error): void {
-    w.queue.push(item);
-    if (w.scheduled) return;
-    w.scheduled = true;
-    queueMicrotask(() => this.drain(w));
-  }
-
-  private drain(w: Watcher): void {
-    w.scheduled = false;
-    while (!w.closed && w.queue.length > 0) {
-      const item = w.queue.shift()!;
-      if (item instanceof Error) {
-        this.endWatch(w, item);
-        return;
-      }
-      try {
-        w.handlers.onBatch(item);
-      } catch (err) {
-        this.endWatch(w, err instanceof Error ? err : new Error(String(err)));
-        return;
-      }
-    }
-  }
-
-  private endWatch(w: Watcher, err: Error): void {
-    w.closed = true;
-    w.queue.length = 0;
-    this.watchers.delete(w);
-    w.handlers.onError(err);
-  }
 
   /** every runs fn every ms on the clock until close(); the next tick is armed first so a throwing fn cannot stop it. */
   private every(ms: number, fn: () => void): void {
