@@ -197,6 +197,17 @@ export class StoreTooManyOpsError extends StoreError {
   }
 }
 
+/**
+ * StoreUnavailableError: the store could not answer in time (no quorum, no
+ * member reachable, the request's deadline passed). For a write the outcome
+ * is unknown: it may have been applied. Read again before deciding.
+ */
+export class StoreUnavailableError extends StoreError {
+  constructor(message: string) {
+    super(message, 'unavailable');
+  }
+}
+
 export class StoreClosedError extends StoreError {
   constructor() {
     super('store is closed', 'closed');
