@@ -17,7 +17,9 @@
  * these tests are about.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +34,12 @@ export interface EtcdClusterOptions {
   progressNotifyMs?: number;
   /** Where the temp dir goes (default /dev/shm when present, else the OS temp dir). */
   dataRoot?: string;
+  /**
+   * Serve clients over TLS with this certificate (PEM) and ask them for one
+   * the CA signed; the harness's own health checks present `client` (peers
+   * stay plain on loopback).
+   */
+  tls?: { ca: string; cert: string; key: string; client: { cert: string; key: string } };
 }
 
 /** READY_MS bounds how long a cluster (or a restarted member) may take to be healthy. */
@@ -52,6 +60,7 @@ export class EtcdCluster {
   private readonly members: Member[];
   private readonly heartbeatMs: number;
   private readonly electionMs: number;
+  private readonly tls?: { ca: string; cert: string; key: string; client: { cert: string; key: string } };
 
   constructor(opts: EtcdClusterOptions) {
     const root = opts.dataRoot ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir());
@@ -59,6 +68,12 @@ export class EtcdCluster {
     this.heartbeatMs = opts.heartbeatMs ?? 50;
     this.electionMs = opts.electionMs ?? 500;
     this.progressNotifyMs = opts.progressNotifyMs ?? 200;
+    if (opts.tls) {
+      this.tls = { ca: join(this.dir, 'ca.pem'), cert: join(this.dir, 'server.pem'), key: join(this.dir, 'server-key.pem'), client: opts.tls.client };
+      writeFileSync(this.tls.ca, opts.tls.ca);
+      writeFileSync(this.tls.cert, opts.tls.cert);
+      writeFileSync(this.tls.key, opts.tls.key, { mode: 0o600 });
+    }
     this.members = Array.from({ length: opts.members ?? 3 }, (_, i) => ({
       name: `m${i}`,
       clientPort: opts.basePort + 10 * i,
@@ -69,7 +84,11 @@ export class EtcdCluster {
 
   /** endpoints are the members' client URLs, in member order. */
   get endpoints(): string[] {
-    return this.members.map((m) => `http://127.0.0.1:${m.clientPort}`);
+    return this.members.map((m) => `${this.scheme}://127.0.0.1:${m.clientPort}`);
+  }
+
+  private get scheme(): string {
+    return this.tls ? 'https' : 'http';
   }
 
   /** pid is member i's process id while it runs. */
@@ -155,8 +174,9 @@ export class EtcdCluster {
       [
         '--name', m.name,
         '--data-dir', dataDir,
-        '--listen-client-urls', `http://127.0.0.1:${m.clientPort}`,
-        '--advertise-client-urls', `http://127.0.0.1:${m.clientPort}`,
+        '--listen-client-urls', `${this.scheme}://127.0.0.1:${m.clientPort}`,
+        '--advertise-client-urls', `${this.scheme}://127.0.0.1:${m.clientPort}`,
+        ...(this.tls ? ['--cert-file', this.tls.cert, '--key-file', this.tls.key, '--trusted-ca-file', this.tls.ca, '--client-cert-auth'] : []),
         '--listen-peer-urls', `http://127.0.0.1:${m.peerPort}`,
         '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peerPort}`,
         '--initial-cluster', cluster,
@@ -178,18 +198,28 @@ export class EtcdCluster {
     m.exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   }
 
+  /** healthy asks a member's /health (over TLS with the CA as client, when it has TLS): true once it has a leader. */
+  private healthy(m: Member): Promise<boolean> {
+    return new Promise((resolve) => {
+      const tls = this.tls ? { ca: readFileSync(this.tls.ca), cert: this.tls.client.cert, key: this.tls.client.key } : {};
+      const req = (this.tls ? httpsGet : httpGet)(`${this.scheme}://127.0.0.1:${m.clientPort}/health`, { timeout: 1000, ...tls, ...(this.tls ? { servername: 'localhost' } : {}) }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve(res.statusCode === 200 && /"health":\s*"true"/.test(body)));
+        res.on('error', () => resolve(false));
+      });
+      req.on('timeout', () => req.destroy());
+      // Not listening yet.
+      req.on('error', () => resolve(false));
+    });
+  }
+
   private async waitHealthy(i: number): Promise<void> {
     const m = this.member(i);
     const deadline = Date.now() + READY_MS;
     while (Date.now() < deadline) {
       if (this.pid(i) === undefined) throw new Error(`etcd member ${m.name} exited:\n${this.log(i).slice(-4000)}`);
-      try {
-        const res = await fetch(`http://127.0.0.1:${m.clientPort}/health`, { signal: AbortSignal.timeout(1000) });
-        const body = (await res.json()) as { health?: string };
-        if (res.ok && body.health === 'true') return;
-      } catch {
-        // Not listening yet, or no leader yet.
-      }
+      if (await this.healthy(m)) return;
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new Error(`etcd member ${m.name} not healthy within ${READY_MS} ms:\n${this.log(i).slice(-4000)}`);

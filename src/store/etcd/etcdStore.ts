@@ -286,8 +286,13 @@ export class EtcdStore implements Store, WatchHost {
     return this.keys.prefix.length ? this.keys.prefix : Buffer.from([0]);
   }
 
-  private read<T>(what: string, fn: Call<T>): Promise<T> {
-    return this.members.call('read', what, fn);
+  /** read is a read of `what`; what the Store has no name for is a StoreError 'backend' (classify() still reads etcd's words in it). */
+  private async read<T>(what: string, fn: Call<T>): Promise<T> {
+    try {
+      return await this.members.call('read', what, fn);
+    } catch (err) {
+      throw backendError(err, what);
+    }
   }
 
   /** readAt is a read at `at` asked of the quorum, with etcd's revision errors as the Store's. */

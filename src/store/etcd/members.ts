@@ -11,7 +11,9 @@
  * class decides: a read goes round the members within its deadline; a write
  * is sent again only when it provably never left (no connection to that
  * member), else it fails with StoreUnavailableError and the caller reads
- * before deciding, as etcd's Go client does.
+ * before deciding, as etcd's Go client does. A read keeps going round the
+ * members until its deadline: while the others elect a new leader (about
+ * an election timeout), linearizable reads fail everywhere.
  *
  * Every call has a deadline (`requestTimeoutMs`): a SIGSTOPped member still
  * accepts TCP connections and would hold a call for ever. Streams (watches,
@@ -46,6 +48,8 @@ export interface EtcdConnectionOptions {
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 export const DEFAULT_KEEPALIVE_MS = 10_000;
 export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 5_000;
+/** ROUND_PAUSE_MS: a read that found no member able to answer waits this long before asking them all again. */
+const ROUND_PAUSE_MS = 50;
 
 /** CallOptions is what each call gets: its gRPC deadline (ms since the epoch). */
 export interface CallOptions {
@@ -70,7 +74,8 @@ export function classify(err: unknown): Failure {
     err instanceof GRPCDeadlineExceededError ||
     err instanceof GRPCCancelledError ||
     err instanceof GRPCResourceExhastedError ||
-    /etcdserver: (request timed out|no leader|leader changed|not capable|too many requests|server stopped|mvcc: database space exceeded)/.test(msg)
+    // The member's own end of the deadline, which etcd answers as UNKNOWN.
+    /context deadline exceeded|etcdserver: (request timed out|no leader|leader changed|not capable|too many requests|server stopped|mvcc: database space exceeded)/.test(msg)
   ) {
     return 'unavailable';
   }
@@ -96,18 +101,20 @@ const PASS_THROUGH = {
 export class EtcdMembers {
   readonly requestTimeoutMs: number;
   private readonly clients: Etcd3[];
+  private readonly urls: string[];
   private active = 0;
   private closed = false;
 
   constructor(opts: EtcdConnectionOptions) {
     const endpoints = parseEndpoints(opts.endpoints);
     this.requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.urls = endpoints.map((u) => u.href.replace(/\/$/, ''));
     const secure = endpoints[0]!.protocol === 'https:';
     const tls = opts.tls;
-    this.clients = endpoints.map(
+    this.clients = this.urls.map(
       (url) =>
         new Etcd3({
-          hosts: url.href.replace(/\/$/, ''),
+          hosts: url,
           ...(secure
             ? {
                 credentials: {
@@ -121,7 +128,6 @@ export class EtcdMembers {
           grpcOptions: {
             'grpc.keepalive_time_ms': opts.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
             'grpc.keepalive_timeout_ms': opts.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
-            'grpc.keepalive_permit_without_calls': 1,
             // A list or a watch catch-up can be large; the Store has no page size of its own.
             'grpc.max_receive_message_length': -1,
             // A member back from a restart is dialled again within a second, not after gRPC's default two minutes.
@@ -142,6 +148,11 @@ export class EtcdMembers {
     return this.clients[this.active]!;
   }
 
+  /** currentEndpoint is the URL of the member calls go to now. */
+  currentEndpoint(): string {
+    return this.urls[this.active]!;
+  }
+
   /** failed moves calls on from `client`, unless another call already did. */
   failed(client: Etcd3): void {
     if (this.clients[this.active] === client) this.active = (this.active + 1) % this.clients.length;
@@ -155,11 +166,13 @@ export class EtcdMembers {
    * rethrown for the caller to map (compaction, leases …).
    */
   async call<T>(kind: 'read' | 'write', what: string, fn: Call<T>): Promise<T> {
+    const n = this.clients.length;
     const deadline = Date.now() + this.requestTimeoutMs;
     for (let tried = 0; ; tried++) {
       const client = this.current();
-      const untried = this.clients.length - tried;
-      const share = kind === 'read' && untried > 1 ? (deadline - Date.now()) / untried : deadline - Date.now();
+      // A read gives each member it has yet to try an equal share of the time left; past one round, all of it.
+      const left = deadline - Date.now();
+      const share = kind === 'read' ? left / Math.max(1, n - tried) : left;
       try {
         return await fn(client, { deadline: Date.now() + Math.max(1, share) });
       } catch (err) {
@@ -167,10 +180,13 @@ export class EtcdMembers {
         const f = classify(err);
         if (f !== 'unavailable' && f !== 'unsent') throw err;
         this.failed(client);
-        const again = (kind === 'read' || f === 'unsent') && tried + 1 < this.clients.length && Date.now() < deadline;
-        if (again) continue;
-        const unknown = kind === 'write' && f !== 'unsent' ? ' (it may or may not have been applied)' : '';
-        throw new StoreUnavailableError(`etcd ${what} failed${unknown}: ${messageOf(err)}`);
+        // A read goes round the members until its deadline (an election takes a second or so); a write only past a member it never reached.
+        const again = Date.now() < deadline && (kind === 'read' || (f === 'unsent' && tried + 1 < n));
+        if (!again) {
+          const unknown = kind === 'write' && f !== 'unsent' ? ' (it may or may not have been applied)' : '';
+          throw new StoreUnavailableError(`etcd ${what} failed${unknown}: ${messageOf(err)}`);
+        }
+        if ((tried + 1) % n === 0) await new Promise((r) => setTimeout(r, Math.min(ROUND_PAUSE_MS, Math.max(0, deadline - Date.now()))));
       }
     }
   }
