@@ -1,14 +1,18 @@
 /**
  * What the etcd Store backend adds to the conformance suite: members that
  * die (kill -9), stop answering (SIGSTOP) or lose quorum, TLS with client
- * certificates, and how endpoints are checked. A 3-member cluster of this
+ * certificates, how endpoints are checked, and the etcd event store (its
+ * conformance, and several servers sharing it). A 3-member cluster of this
  * file's own (ports 42479-42500), a TLS member on 42509-42510, and nothing
  * listening on 42469.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCA, createClientCert, createServingCert } from '../src/base/pki.js';
 import { caughtUp, Time, put, record } from '../src/store/conformanceKit.js';
+import { EtcdEventStore } from '../src/store/etcd/etcdEventStore.js';
 import { EtcdStore, type EtcdStoreOptions } from '../src/store/etcd/etcdStore.js';
+import { runEventStoreConformance } from '../src/store/eventConformance.js';
+import type { NewEvent, StoredEvent } from '../src/store/events.js';
 import { FakeClock } from '../src/base/clock.js';
 import { StoreError, StoreUnavailableError, type Store } from '../src/store/store.js';
 import { EtcdCluster } from './helpers/etcd.js';
@@ -154,3 +158,79 @@ describe('etcd connection options', () => {
   });
 });
 
+describe('etcd event store', () => {
+  let current: { events: EtcdEventStore; store: EtcdStore } | undefined;
+  runEventStoreConformance(
+    'etcd',
+    async ({ clock, ttlMs, maxEvents, seriesWindowMs }) => {
+      const store = await open();
+      const events = await EtcdEventStore.open(store.view(`/etcd-test/events-${cases}/`), { clock, ttlMs, maxEvents, seriesWindowMs });
+      current = { events, store };
+      return events;
+    },
+    async () => {
+      // Everything recorded reaches etcd before the store closes: a write that fails would show here.
+      await current?.events.flushed();
+      await current?.events.close();
+    },
+  );
+
+  const ev = (over: Partial<NewEvent> = {}): NewEvent => ({ type: 'Normal', reason: 'Scheduled', message: 'task placed', kind: 'Task', name: 'web.1', source: 'controller/scheduler', ...over });
+
+  /** server opens one server's event store on a shared events prefix. */
+  async function server(prefix: string, opts: Parameters<typeof EtcdEventStore.open>[1] = {}): Promise<EtcdEventStore> {
+    const store = await open();
+    return EtcdEventStore.open(store.view(prefix), { writeDelayMs: 10, ...opts });
+  }
+
+  it('shows every server the events every server recorded, repeats as the same event, and a restarted one lists them all', async () => {
+    const prefix = `/etcd-test/shared-events-${++cases}/`;
+    const a = await server(prefix);
+    const b = await server(prefix);
+    const heardByB: StoredEvent[] = [];
+    b.subscribe((e) => heardByB.push(e));
+
+    const fromA = a.record(ev({ name: 'a1' }));
+    const fromB = b.record(ev({ name: 'b1', node: 'n1' }));
+    expect(fromA.id).not.toBe(fromB.id);
+    await time.delivered('A’s event on B', () => b.list({ name: 'a1' }).length === 1);
+    await time.delivered('B’s event on A', () => a.list({ name: 'b1' }).length === 1);
+    expect(b.list({ name: 'a1' })).toEqual([fromA]);
+    expect(heardByB.map((e) => e.name)).toEqual(['b1', 'a1']);
+
+    const again = a.record(ev({ name: 'a1' }));
+    expect(again).toMatchObject({ id: fromA.id, count: 2 });
+    await time.delivered('the repeat on B', () => b.list({ name: 'a1' })[0]?.count === 2);
+    expect(heardByB.at(-1)).toEqual(again);
+    expect(b.list().map((e) => e.id)).toEqual([...new Set([fromA.id, fromB.id])].sort((x, y) => x - y));
+
+    await a.flushed();
+    await b.flushed();
+    const restarted = await server(prefix);
+    expect(restarted.list()).toEqual(a.list());
+    expect(restarted.list().map((e) => [e.name, e.count])).toEqual(b.list().map((e) => [e.name, e.count]));
+    // A restarted server's ids rise above everything it found.
+    expect(restarted.record(ev({ name: 'later' })).id).toBeGreaterThan(Math.max(fromA.id, fromB.id));
+    for (const s of [a, b, restarted]) await s.close();
+  });
+
+  it('lets etcd delete a window’s events when their lease ends, and deletes what the cap drops', async () => {
+    const prefix = `/etcd-test/expiring-events-${++cases}/`;
+    const view = (await open()).view(prefix);
+    // TTL 1 s plus a 1 s window: a 2 s lease.
+    const a = await EtcdEventStore.open(view, { ttlMs: 1_000, leaseWindowMs: 1_000, writeDelayMs: 10 });
+    const b = await server(prefix);
+    a.record(ev({ name: 'short-lived' }));
+    await a.flushed();
+    expect((await view.range('e/')).kvs).toHaveLength(1);
+    await time.delivered('the event on B', () => b.list().length === 1);
+    await time.within(2_000 + 1_000, 'the lease’s expiry', async () => (await view.range('e/')).kvs.length === 0);
+    await time.delivered('the deletion on B', () => b.list().length === 0);
+
+    const capped = await server(prefix, { maxEvents: 3 });
+    for (let i = 0; i < 5; i++) capped.record(ev({ name: `c${i}` }));
+    await capped.flushed();
+    expect((await view.range('e/')).kvs.map((kv) => JSON.parse(kv.value).name)).toEqual(['c2', 'c3', 'c4']);
+    for (const s of [a, b, capped]) await s.close();
+  });
+});

@@ -9,7 +9,7 @@
  * in how they keep rows, and the conformance suite tests one set of rules.
  */
 import { systemClock, type Clock } from '../base/clock.js';
-import type { NewEvent, StoredEvent } from './events.js';
+import { matchesEventQuery, type EventQuery, type NewEvent, type StoredEvent } from './events.js';
 import {
   MAX_TXN_OPS,
   attachParsed,
@@ -693,6 +693,39 @@ export class EventSeries {
   forgetBefore(cutoff: number): void {
     for (const [k, s] of this.open) if (s.lastTime < cutoff) this.open.delete(k);
   }
+}
+
+/** listEvents answers an EventQuery from events in id order (an in-memory event store's array): the newest `limit` matches, oldest first, as copies. */
+export function listEvents(events: readonly StoredEvent[], q: EventQuery = {}): StoredEvent[] {
+  // Ids ascend, so afterId is a binary search rather than a filter over everything.
+  let lo = 0;
+  let hi = events.length;
+  const after = q.afterId ?? 0;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (events[mid]!.id <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  const out: StoredEvent[] = [];
+  for (let i = events.length - 1; i >= lo; i--) {
+    const e = events[i]!;
+    if (!matchesEventQuery(e, q)) continue;
+    out.push({ ...e });
+    if (q.limit && out.length >= q.limit) break;
+  }
+  return out.reverse();
+}
+
+/** pruneEvents removes, in place, the events last seen before cutoff from an in-memory store's array (telling `dropped` of each); returns how many. */
+export function pruneEvents(events: StoredEvent[], cutoff: number, dropped?: (e: StoredEvent) => void): number {
+  const before = events.length;
+  let kept = 0;
+  for (const e of events) {
+    if (e.lastTime >= cutoff) events[kept++] = e;
+    else dropped?.(e);
+  }
+  events.length = kept;
+  return before - kept;
 }
 
 /** repeat adds one occurrence at `time` to a stored event (in place: the store's own copy). */
