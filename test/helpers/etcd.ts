@@ -106,8 +106,15 @@ export class EtcdCluster {
       }
     }
     for (let i = 0; i < this.members.length; i++) this.spawn(i);
+    // A test process that ends without cleanup() (a crash, a worker torn down) still takes its members and their data with it.
+    process.once('exit', this.onExit);
     await Promise.all(this.members.map((_, i) => this.waitHealthy(i)));
   }
+
+  private readonly onExit = () => {
+    for (const m of this.members) if (m.child && m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  };
 
   /** kill sends `signal` to member i and, unless it was SIGSTOP, waits for it to exit. */
   async kill(i: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -153,6 +160,7 @@ export class EtcdCluster {
 
   /** cleanup kills every member by its PID and removes the data dirs. */
   async cleanup(): Promise<void> {
+    process.off('exit', this.onExit);
     await Promise.all(this.members.map((_, i) => this.kill(i)));
     rmSync(this.dir, { recursive: true, force: true });
   }
