@@ -20,6 +20,7 @@ import {
   StoreLeaseNotFoundError,
   StoreTooManyOpsError,
   compareHolds,
+  compareKeys,
   prefixEnd,
   type Compare,
   type KeyValue,
@@ -52,27 +53,7 @@ export const DEFAULT_LEASE_CHECK_INTERVAL_MS = 1_000;
 /** CATCHUP_BATCH_EVENTS caps the events in one replayed watch batch, so a long replay is not one giant array per callback. */
 export const CATCHUP_BATCH_EVENTS = 1_000;
 
-/**
- * compareKeys orders keys by code point (UTF-8 byte order, as etcd and SQLite
- * do) rather than by UTF-16 unit as JS `<` does; the two differ only when
- * astral characters meet U+E000–U+FFFF, but both backends must agree.
- */
-export function compareKeys(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    let x = a.charCodeAt(i);
-    let y = b.charCodeAt(i);
-    if (x !== y) {
-      if (x >= 0xd800 && y >= 0xd800) {
-        // Surrogates (D800–DFFF) encode code points above every unit in E000–FFFF.
-        x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
-        y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
-      }
-      return x - y;
-    }
-  }
-  return a.length - b.length;
-}
+export { compareKeys };
 
 /** rangeEnd is the exclusive upper bound of a prefix scan, or undefined when it has none (prefix ''). */
 export function rangeEnd(prefix: string): string | undefined {

@@ -289,6 +289,15 @@ export function runStoreConformance(name: string, factory: StoreFactory, opts: C
         expect(await store.currentRevision()).toBe(r2.revision);
       });
 
+      it('orders values by UTF-8 bytes in < and >, as etcd does', async () => {
+        await put(store, 'k', '😀');
+        // UTF-16 would put U+1F600 (a surrogate pair, D83D…) below U+FFFF; its UTF-8 bytes (F0…) are above EF BF BF.
+        expect(await holds({ target: 'value', op: '>', value: '\uFFFF' })).toBe(true);
+        expect(await holds({ target: 'value', op: '<', value: '\uFFFF' })).toBe(false);
+        expect(await holds({ target: 'value', op: '<', value: '😁' })).toBe(true);
+        expect(await holds({ target: 'value', op: '>', value: 'é' })).toBe(true);
+      });
+
       it('applies success ops when every compare holds, else the failure ops', async () => {
         const r1 = await put(store, 'k', 'v');
         const ok = await store.txn(
