@@ -9,7 +9,7 @@
  * in how they keep rows, and the conformance suite tests one set of rules.
  */
 import { systemClock, type Clock } from '../base/clock.js';
-import type { NewEvent, StoredEvent } from './events.js';
+import { matchesEventQuery, type EventQuery, type NewEvent, type StoredEvent } from './events.js';
 import {
   MAX_TXN_OPS,
   attachParsed,
@@ -20,6 +20,7 @@ import {
   StoreLeaseNotFoundError,
   StoreTooManyOpsError,
   compareHolds,
+  compareKeys,
   prefixEnd,
   type Compare,
   type KeyValue,
@@ -52,27 +53,7 @@ export const DEFAULT_LEASE_CHECK_INTERVAL_MS = 1_000;
 /** CATCHUP_BATCH_EVENTS caps the events in one replayed watch batch, so a long replay is not one giant array per callback. */
 export const CATCHUP_BATCH_EVENTS = 1_000;
 
-/**
- * compareKeys orders keys by code point (UTF-8 byte order, as etcd and SQLite
- * do) rather than by UTF-16 unit as JS `<` does; the two differ only when
- * astral characters meet U+E000–U+FFFF, but both backends must agree.
- */
-export function compareKeys(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    let x = a.charCodeAt(i);
-    let y = b.charCodeAt(i);
-    if (x !== y) {
-      if (x >= 0xd800 && y >= 0xd800) {
-        // Surrogates (D800–DFFF) encode code points above every unit in E000–FFFF.
-        x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
-        y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
-      }
-      return x - y;
-    }
-  }
-  return a.length - b.length;
-}
+export { compareKeys };
 
 /** rangeEnd is the exclusive upper bound of a prefix scan, or undefined when it has none (prefix ''). */
 export function rangeEnd(prefix: string): string | undefined {
@@ -209,23 +190,81 @@ interface Applied<T> {
   events: WatchEvent[];
 }
 
-/** Watcher is one open watch: its filter, its delivery queue and how far it has been sent. */
+/**
+ * WatchDelivery hands one watch's batches to its handlers, in order, each in
+ * a microtask after it was queued: a handler that writes to the store never
+ * re-enters the code that queued the batch. A handler that throws ends the
+ * watch with onError(thrown); an Error queued ends it with that error, after
+ * the batches queued before it. `onEnd` runs once when the watch ends either
+ * way, so its owner can stop feeding it.
+ */
+export class WatchDelivery {
+  private queue: (WatchBatch | Error)[] = [];
+  private scheduled = false;
+  private ended = false;
+
+  constructor(
+    private readonly handlers: WatchHandlers,
+    private readonly onEnd: () => void,
+  ) {}
+
+  /** closed: the watch was closed by its owner or ended; nothing more is delivered. */
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  push(item: WatchBatch | Error): void {
+    if (this.ended) return;
+    this.queue.push(item);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => this.drain());
+  }
+
+  /** close ends delivery without telling the handlers (Watch.close()). */
+  close(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.queue.length = 0;
+    this.onEnd();
+  }
+
+  private drain(): void {
+    this.scheduled = false;
+    while (!this.ended && this.queue.length > 0) {
+      const item = this.queue.shift()!;
+      if (item instanceof Error) {
+        this.end(item);
+        return;
+      }
+      try {
+        this.handlers.onBatch(item);
+      } catch (err) {
+        this.end(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+    }
+  }
+
+  private end(err: Error): void {
+    this.close();
+    this.handlers.onError(err);
+  }
+}
+
+/** Watcher is one open watch: its filter, its delivery and how far it has been sent. */
 interface Watcher {
   prefix: string;
-  handlers: WatchHandlers;
-  /** Batches (or the terminal error) not yet handed to the handlers, in order. */
-  queue: (WatchBatch | Error)[];
+  delivery: WatchDelivery;
   /** Highest revision queued so far; later events at or below it are not sent again. */
   cursor: number;
-  scheduled: boolean;
-  closed: boolean;
 }
 
 /** LONE_SURROGATE finds half a UTF-16 pair on its own: such a string has no UTF-8 form (no stable order, no SQLite round trip). */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** validateTxn rejects what etcd rejects before a txn runs: too many ops, bad keys, overlapping writes. */
-function validateTxn(compares: readonly Compare[], success: readonly Op[], failure: readonly Op[]): void {
+export function validateTxn(compares: readonly Compare[], success: readonly Op[], failure: readonly Op[]): void {
   const ops = success.length + failure.length;
   if (ops > MAX_TXN_OPS || compares.length > MAX_TXN_OPS) throw new StoreTooManyOpsError(Math.max(ops, compares.length));
   for (const branch of [success, failure]) {
@@ -373,21 +412,18 @@ export abstract class BaseStore implements Store {
 
   watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Watch {
     this.ensureOpen();
-    const w: Watcher = { prefix, handlers, queue: [], cursor: afterRevision, scheduled: false, closed: false };
-    const close = () => {
-      w.closed = true;
-      this.watchers.delete(w);
-    };
+    const w: Watcher = { prefix, delivery: new WatchDelivery(handlers, () => this.watchers.delete(w)), cursor: afterRevision };
+    const close = () => w.delivery.close();
     // Replay and registration happen in this one synchronous step, so no write can fall between them.
     this.kv.snapshot(() => {
       const compacted = this.kv.compactRevision();
       if (afterRevision < compacted) {
-        this.enqueue(w, new StoreCompactedError(afterRevision, compacted));
+        w.delivery.push(new StoreCompactedError(afterRevision, compacted));
         return;
       }
       let batch: WatchEvent[] = [];
       const flush = () => {
-        this.enqueue(w, { events: batch, revision: batch[batch.length - 1]!.kv.modRevision });
+        w.delivery.push({ events: batch, revision: batch[batch.length - 1]!.kv.modRevision });
         batch = [];
       };
       for (const e of this.kv.history(prefix, afterRevision)) {
@@ -399,7 +435,7 @@ export abstract class BaseStore implements Store {
       this.watchers.add(w);
     });
     const requestProgress = () => {
-      if (!w.closed && !this.closed) this.progress(w, this.kv.revision());
+      if (!w.delivery.closed && !this.closed) this.progress(w, this.kv.revision());
     };
     return { close, requestProgress };
   }
@@ -457,7 +493,7 @@ export abstract class BaseStore implements Store {
     this.flush(); // what was issued before close commits
     this.closed = true;
     for (const cancel of this.timers) cancel();
-    for (const w of this.watchers) this.enqueue(w, new StoreClosedError());
+    for (const w of [...this.watchers]) w.delivery.push(new StoreClosedError());
     this.watchers.clear();
     await this.kv.close();
   }
@@ -532,7 +568,7 @@ export abstract class BaseStore implements Store {
   /** progress tells w it has everything up to `current`: changes are queued at commit, so all of them are already ahead of this in its queue. */
   private progress(w: Watcher, current: number): void {
     w.cursor = Math.max(w.cursor, current);
-    this.enqueue(w, { events: [], revision: w.cursor, progress: true });
+    w.delivery.push({ events: [], revision: w.cursor, progress: true });
   }
 
   private notify(revision: number, events: readonly WatchEvent[]): void {
@@ -541,40 +577,10 @@ export abstract class BaseStore implements Store {
       const mine = w.prefix === '' ? events.slice() : events.filter((e) => e.kv.key.startsWith(w.prefix));
       if (mine.length === 0) continue;
       w.cursor = revision;
-      this.enqueue(w, { events: mine, revision });
+      w.delivery.push({ events: mine, revision });
     }
   }
 
-  private enqueue(w: Watcher, item: WatchBatch | Error): void {
-    w.queue.push(item);
-    if (w.scheduled) return;
-    w.scheduled = true;
-    queueMicrotask(() => this.drain(w));
-  }
-
-  private drain(w: Watcher): void {
-    w.scheduled = false;
-    while (!w.closed && w.queue.length > 0) {
-      const item = w.queue.shift()!;
-      if (item instanceof Error) {
-        this.endWatch(w, item);
-        return;
-      }
-      try {
-        w.handlers.onBatch(item);
-      } catch (err) {
-        this.endWatch(w, err instanceof Error ? err : new Error(String(err)));
-        return;
-      }
-    }
-  }
-
-  private endWatch(w: Watcher, err: Error): void {
-    w.closed = true;
-    w.queue.length = 0;
-    this.watchers.delete(w);
-    w.handlers.onError(err);
-  }
 
   /** every runs fn every ms on the clock until close(); the next tick is armed first so a throwing fn cannot stop it. */
   private every(ms: number, fn: () => void): void {
@@ -668,6 +674,39 @@ export class EventSeries {
   forgetBefore(cutoff: number): void {
     for (const [k, s] of this.open) if (s.lastTime < cutoff) this.open.delete(k);
   }
+}
+
+/** listEvents answers an EventQuery from events in id order (an in-memory event store's array): the newest `limit` matches, oldest first, as copies. */
+export function listEvents(events: readonly StoredEvent[], q: EventQuery = {}): StoredEvent[] {
+  // Ids ascend, so afterId is a binary search rather than a filter over everything.
+  let lo = 0;
+  let hi = events.length;
+  const after = q.afterId ?? 0;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (events[mid]!.id <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  const out: StoredEvent[] = [];
+  for (let i = events.length - 1; i >= lo; i--) {
+    const e = events[i]!;
+    if (!matchesEventQuery(e, q)) continue;
+    out.push({ ...e });
+    if (q.limit && out.length >= q.limit) break;
+  }
+  return out.reverse();
+}
+
+/** pruneEvents removes, in place, the events last seen before cutoff from an in-memory store's array (telling `dropped` of each); returns how many. */
+export function pruneEvents(events: StoredEvent[], cutoff: number, dropped?: (e: StoredEvent) => void): number {
+  const before = events.length;
+  let kept = 0;
+  for (const e of events) {
+    if (e.lastTime >= cutoff) events[kept++] = e;
+    else dropped?.(e);
+  }
+  events.length = kept;
+  return before - kept;
 }
 
 /** repeat adds one occurrence at `time` to a stored event (in place: the store's own copy). */

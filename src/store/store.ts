@@ -197,6 +197,17 @@ export class StoreTooManyOpsError extends StoreError {
   }
 }
 
+/**
+ * StoreUnavailableError: the store could not answer in time (no quorum, no
+ * member reachable, the request's deadline passed). For a write the outcome
+ * is unknown: it may have been applied. Read again before deciding.
+ */
+export class StoreUnavailableError extends StoreError {
+  constructor(message: string) {
+    super(message, 'unavailable');
+  }
+}
+
 export class StoreClosedError extends StoreError {
   constructor() {
     super('store is closed', 'closed');
@@ -218,6 +229,28 @@ export function prefixEnd(prefix: string): string {
   return '\u{10FFFF}';
 }
 
+/**
+ * compareKeys orders keys (and values) by code point (UTF-8 byte order, as etcd and SQLite
+ * do) rather than by UTF-16 unit as JS `<` does; the two differ only when
+ * astral characters meet U+E000–U+FFFF, but both backends must agree.
+ */
+export function compareKeys(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x !== y) {
+      if (x >= 0xd800 && y >= 0xd800) {
+        // Surrogates (D800–DFFF) encode code points above every unit in E000–FFFF.
+        x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+        y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+      }
+      return x - y;
+    }
+  }
+  return a.length - b.length;
+}
+
 /** compareHolds evaluates one Compare against the key's current state (undefined when absent). */
 export function compareHolds(c: Compare, kv: KeyValue | undefined): boolean {
   let actual: number | string | undefined;
@@ -229,10 +262,12 @@ export function compareHolds(c: Compare, kv: KeyValue | undefined): boolean {
   }
   // etcd fails every value compare on a missing key (even '!='): there is no value to compare.
   if (actual === undefined) return false;
+  // Values order by their UTF-8 bytes, as etcd compares them, not by UTF-16 unit as JS `<` does.
+  const order = typeof actual === 'string' && typeof c.value === 'string' ? compareKeys(actual, c.value) : Number(actual) - Number(c.value);
   switch (c.op) {
     case '=': return actual === c.value;
     case '!=': return actual !== c.value;
-    case '<': return actual < c.value;
-    case '>': return actual > c.value;
+    case '<': return order < 0;
+    case '>': return order > 0;
   }
 }

@@ -1,7 +1,7 @@
 /** The in-memory EventStore, for tests and the memory store backend. */
 import { systemClock, type Clock } from '../../base/clock.js';
-import { DEFAULT_EVENT_SERIES_WINDOW_MS, DEFAULT_EVENT_TTL_MS, DEFAULT_MAX_EVENTS, EventSeries, EventSubscribers, repeat, toStoredEvent, type EventStoreOptions } from '../common.js';
-import { matchesEventQuery, type EventQuery, type EventStore, type NewEvent, type StoredEvent } from '../events.js';
+import { DEFAULT_EVENT_SERIES_WINDOW_MS, DEFAULT_EVENT_TTL_MS, DEFAULT_MAX_EVENTS, EventSeries, EventSubscribers, listEvents, pruneEvents, repeat, toStoredEvent, type EventStoreOptions } from '../common.js';
+import type { EventQuery, EventStore, NewEvent, StoredEvent } from '../events.js';
 
 /**
  * MemoryEventStore keeps Events in an array in id order, bounded to
@@ -45,23 +45,7 @@ export class MemoryEventStore implements EventStore {
   }
 
   list(q: EventQuery = {}): StoredEvent[] {
-    // Ids ascend, so afterId is a binary search rather than a filter over everything.
-    let lo = 0;
-    let hi = this.events.length;
-    const after = q.afterId ?? 0;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.events[mid]!.id <= after) lo = mid + 1;
-      else hi = mid;
-    }
-    const out: StoredEvent[] = [];
-    for (let i = this.events.length - 1; i >= lo; i--) {
-      const e = this.events[i]!;
-      if (!matchesEventQuery(e, q)) continue;
-      out.push({ ...e });
-      if (q.limit && out.length >= q.limit) break;
-    }
-    return out.reverse();
+    return listEvents(this.events, q);
   }
 
   subscribe(fn: (e: StoredEvent) => void): () => void {
@@ -70,11 +54,7 @@ export class MemoryEventStore implements EventStore {
 
   prune(now: number): number {
     const cutoff = now - this.ttlMs;
-    const before = this.events.length;
-    let kept = 0;
-    for (const e of this.events) if (e.lastTime >= cutoff) this.events[kept++] = e;
-    this.events.length = kept;
     this.series.forgetBefore(cutoff);
-    return before - kept;
+    return pruneEvents(this.events, cutoff);
   }
 }
