@@ -11,36 +11,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Election, FencedStore, LEADER_KEY, LEADER_WRITES, NotLeaderError } from '../src/server/election.js';
+import { Election, FencedStore, LEADER_KEY, NotLeaderError } from '../src/server/election.js';
+import { termsSince } from './helpers/leaderWrites.js';
 import { HeartbeatExchange, Heartbeats } from '../src/server/heartbeats.js';
 import { MemoryStore } from '../src/store/memory/memoryStore.js';
 import { SqliteStore } from '../src/store/sqlite/sqliteStore.js';
-import type { Store, WatchEvent } from '../src/store/store.js';
+import type { Store } from '../src/store/store.js';
 import { eventually } from './helpers/proc.js';
 
 const log = pino({ level: 'silent' });
 const dir = mkdtempSync(join(tmpdir(), 'baton-election-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** history: every write of `key` after `after`, in order. */
-async function history(store: Store, key: string, after: number): Promise<WatchEvent[]> {
-  const out: WatchEvent[] = [];
-  const now = await store.currentRevision();
-  await new Promise<void>((resolve, reject) => {
-    const w = store.watch(key, after, {
-      onBatch: (b) => {
-        out.push(...b.events.filter((e) => e.kv.key === key));
-        if (b.revision >= now) {
-          w.close();
-          resolve();
-        }
-      },
-      onError: reject,
-    });
-    w.requestProgress();
-  });
-  return out;
-}
 
 for (const [name, open] of [
   ['memory', async () => new MemoryStore()],
@@ -75,7 +56,7 @@ for (const [name, open] of [
       expect(await store.get('/baton/x/3')).toBeUndefined();
       expect((await fb.txn([], [{ type: 'put', key: '/baton/x/4', value: 'by b' }])).succeeded).toBe(true);
       // The record: a's one write under t1, then b's under its term; nothing of a's after b took over.
-      const terms = (await history(store, LEADER_WRITES, start)).map((e) => (JSON.parse(e.kv.value) as { term: number }).term);
+      const terms = (await termsSince(store, start)).map((e) => e.term);
       expect(terms).toEqual([t1, b.term]);
       // b resigns: a (campaigning again) leads at once, with a new term.
       await b.stop();

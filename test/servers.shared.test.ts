@@ -15,6 +15,7 @@ import { ClusterKey } from '../src/server/clusterKey.js';
 import { MemoryStore } from '../src/store/memory/memoryStore.js';
 import { MemoryEventStore } from '../src/store/memory/memoryEventStore.js';
 import { eventually } from './helpers/proc.js';
+import { serviceSpec } from './fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-shared-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -63,6 +64,14 @@ describe('servers sharing a store', () => {
       const [leader, follower] = a.leadership.leading ? [a, b] : [b, a];
       await leader.stop();
       await eventually(async () => expect(follower.leadership.leading).toBe(true), 5000);
+      // It loses the leadership (its lease goes) and wins it again: its controllers work again (their queues restarted).
+      const term = follower.election!.term!;
+      await store.leaseRevoke((await store.get('/baton/leader/holder'))!.lease);
+      await eventually(async () => expect(follower.election!.term ?? 0).toBeGreaterThan(term), 5000);
+      const spec = serviceSpec({ stack: 'again', shortName: 'web', replicas: 2 });
+      const r = await follower.inject({ method: 'POST', url: '/api/v1/stacks/again/apply', headers: { authorization: `Bearer ${follower.adminToken}` }, payload: { services: [{ name: 'again_web', spec, labels: {} }], prune: false, dryRun: false } });
+      expect(r.statusCode, r.body).toBe(200);
+      await eventually(async () => expect((await store.range('/baton/tasks/')).kvs.filter((kv) => kv.key.includes('again_web'))).toHaveLength(2), 10_000);
     } finally {
       await a.stop();
       await b.stop();

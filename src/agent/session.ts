@@ -145,12 +145,21 @@ export class NodeSession {
       try {
         const { engine } = deps;
         const usage = await deps.usage();
-        const r = await deps.client().call<{ heartbeatIntervalMs?: number; statusFlushMs?: number }>('POST', `/api/v1/nodes/${encodeURIComponent(deps.state.name)}/heartbeat`, {
-          engine: { ok: deps.state.engineOk, version: engine.version, error: engine.error },
-          intervalMs: this.heartbeatMs,
-          ...(deps.state.volumes ? { volumes: deps.state.volumes } : {}),
-          ...(usage ? { usage } : {}),
-        });
+        const client = deps.client();
+        // With several servers, a beat that gets no answer within one interval moves the client to the next server
+        // (a paused one still takes the connection): the node misses no more than that beat.
+        const timeoutMs = client.servers.length > 1 ? this.heartbeatMs : undefined;
+        const r = await client.call<{ heartbeatIntervalMs?: number; statusFlushMs?: number }>(
+          'POST',
+          `/api/v1/nodes/${encodeURIComponent(deps.state.name)}/heartbeat`,
+          {
+            engine: { ok: deps.state.engineOk, version: engine.version, error: engine.error },
+            intervalMs: this.heartbeatMs,
+            ...(deps.state.volumes ? { volumes: deps.state.volumes } : {}),
+            ...(usage ? { usage } : {}),
+          },
+          { timeoutMs },
+        );
         // The server stretches the interval as the cluster grows (a bounded beat rate).
         if (r.heartbeatIntervalMs && r.heartbeatIntervalMs > 0) this.heartbeatMs = Math.max(this.opts.heartbeatMs ?? 0, r.heartbeatIntervalMs);
         deps.status.advise(r.statusFlushMs);

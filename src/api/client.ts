@@ -167,8 +167,8 @@ export class ApiClient {
    * Without a signal the call times out after the client's timeout; with
    * one (streams) it runs until the signal aborts.
    */
-  async raw(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<ApiResponse> {
-    const timeout = this.opts.timeoutMs ?? 30_000;
+  async raw(method: string, path: string, body?: unknown, signal?: AbortSignal, timeoutMs?: number): Promise<ApiResponse> {
+    const timeout = timeoutMs ?? this.opts.timeoutMs ?? 30_000;
     const payload = body === undefined ? undefined : JSON.stringify(body);
     let res: ApiResponse | undefined;
     // Each server once, starting with the current one; a stream (signal given) tries one, and its caller's retry goes to the next.
@@ -224,8 +224,9 @@ export class ApiClient {
     return { status: r.status, ok: r.ok, json: () => r.json(), body: r.body as unknown as AsyncIterable<Uint8Array> | null };
   }
 
-  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await this.raw(method, path, body);
+  /** call sends one request and parses its JSON answer; `timeoutMs` overrides the client's for this call. */
+  async call<T>(method: string, path: string, body?: unknown, o: { timeoutMs?: number } = {}): Promise<T> {
+    const res = await this.raw(method, path, body, undefined, o.timeoutMs);
     return (await res.json()) as T;
   }
 

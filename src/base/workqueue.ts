@@ -80,6 +80,11 @@ export class WorkQueue {
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
+  /** start takes keys again after a stop (a controller that leads again, on a server that lost and regained the leadership). */
+  start(): void {
+    this.stopped = false;
+  }
+
   stop(): void {
     this.stopped = true;
     for (const d of this.delayed.values()) d.cancel();

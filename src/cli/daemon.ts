@@ -15,6 +15,7 @@ import { sleep } from '../base/clock.js';
 import { BatonError } from '../base/errors.js';
 import { parseBytes, parseDurationMs } from '../manifest/units.js';
 import { BatonServer } from '../server/server.js';
+import { ClusterKey } from '../server/clusterKey.js';
 import { describeNetwork, taskNetwork } from '../server/ipam.js';
 import type { Timings } from '../server/controllers/context.js';
 import { batonHome, saveContext } from './context.js';
@@ -179,17 +180,83 @@ function networkOptions(f: NetworkFlags): { clusterCidr?: string; nodeCidrSize?:
   return { clusterCidr: f.clusterCidr, nodeCidrSize: f.nodeCidrSize === undefined ? undefined : Number(f.nodeCidrSize), serviceCidr: f.serviceCidr };
 }
 
-export async function runServer(f: { dataDir: string; listen: string; logLevel?: string; tlsSan?: string[] } & NetworkFlags): Promise<void> {
-  const server = await BatonServer.start({ dataDir: resolve(f.dataDir), listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan, ...networkOptions(f) });
+export interface StoreFlags {
+  store?: string;
+  etcdEndpoints?: string;
+  etcdCa?: string;
+  etcdCert?: string;
+  etcdKey?: string;
+  clusterKey?: string;
+  initClusterKey?: boolean;
+  name?: string;
+  leaderTtl?: string;
+}
+
+export async function runServer(f: { dataDir: string; listen: string; logLevel?: string; tlsSan?: string[] } & NetworkFlags & StoreFlags): Promise<void> {
+  const shared = await sharedStore(f);
+  let server: BatonServer;
+  try {
+    server = await BatonServer.start({ dataDir: resolve(f.dataDir), listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan, ...networkOptions(f), ...(shared?.options ?? {}) });
+  } catch (e) {
+    await shared?.close();
+    throw e;
+  }
   const dir = join(resolve(f.dataDir), 'server');
   process.stdout.write(
     `baton server listening on ${server.url}\ncluster ${server.clusterId}\n` +
+      (shared ? `store: etcd at ${f.etcdEndpoints}; leader election as "${shared.options.election.identity}"\n` : '') +
       `CA certificate: ${join(dir, 'ca.crt')}; admin token: ${join(dir, 'admin.token')}\n` +
       `join token: ${server.joinToken}\n` +
       `addresses: tasks in ${describeNetwork(server.network)}\n` +
       `to add a node: baton agent --join ${server.url} --token ${server.joinToken} --address ADDRESS --data-dir DIR\n`,
   );
-  onSignals(() => server.stop());
+  onSignals(async () => {
+    await server.stop();
+    await shared?.close();
+  });
+}
+
+/**
+ * sharedStore reads the flags of a server that shares its store (--store
+ * etcd): the store and event store on etcd, the cluster key, and the
+ * election. Undefined for SQLite (the server opens it in its data dir).
+ */
+async function sharedStore(f: StoreFlags & { listen: string }) {
+  const backend = f.store ?? 'sqlite';
+  if (backend === 'sqlite') {
+    for (const flag of ['etcdEndpoints', 'etcdCa', 'etcdCert', 'etcdKey', 'clusterKey'] as const) {
+      if (f[flag] !== undefined) throw new BatonError('BATON_ERR_BAD_REQUEST', `--${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --store etcd`);
+    }
+    return undefined;
+  }
+  if (backend !== 'etcd') throw new BatonError('BATON_ERR_BAD_REQUEST', `--store must be sqlite or etcd, got "${backend}"`);
+  const endpoints = (f.etcdEndpoints ?? '').split(',').map((e) => e.trim()).filter(Boolean);
+  if (endpoints.length === 0) throw new BatonError('BATON_ERR_BAD_REQUEST', '--store etcd needs --etcd-endpoints URL[,URL...]');
+  for (const e of endpoints) if (!/^https?:\/\/[^/\s]+$/.test(e)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--etcd-endpoints: "${e}" is not http(s)://host:port`);
+  if (!f.clusterKey) throw new BatonError('BATON_ERR_BAD_REQUEST', '--store etcd needs --cluster-key FILE (every server the same; the first server of a new cluster makes it with --init-cluster-key)');
+  const keyFile = resolve(f.clusterKey);
+  if (f.initClusterKey && !existsSync(keyFile)) ClusterKey.create(keyFile);
+  const read = (file: string | undefined, flag: string) => {
+    if (file === undefined) return undefined;
+    if (!existsSync(file)) throw new BatonError('BATON_ERR_BAD_REQUEST', `${flag}: ${file} does not exist`);
+    return readFileSync(file);
+  };
+  const tls = { ca: read(f.etcdCa, '--etcd-ca'), cert: read(f.etcdCert, '--etcd-cert'), key: read(f.etcdKey, '--etcd-key') };
+  const ttlMs = durationFlag(f.leaderTtl ?? '5s', '--leader-ttl')!;
+  const { EtcdStore } = await import('../store/etcd/etcdStore.js');
+  const { EtcdEventStore } = await import('../store/etcd/etcdEventStore.js');
+  const store = await EtcdStore.open({ endpoints, ...(tls.ca || tls.cert ? { tls } : {}) }).catch((e: Error) => {
+    throw new BatonError('BATON_ERR_STORE_UNAVAILABLE', `cannot reach etcd at ${endpoints.join(',')}: ${e.message}`);
+  });
+  const timings = timingsFromEnv();
+  const events = await EtcdEventStore.open(store, { ...(timings?.eventTtlMs ? { ttlMs: timings.eventTtlMs } : {}) });
+  return {
+    options: { store, events, clusterKeyFile: keyFile, election: { identity: f.name ?? f.listen, ttlSeconds: Math.max(1, Math.round(ttlMs / 1000)) } },
+    close: async () => {
+      await events.close?.();
+      await store.close();
+    },
+  };
 }
 
 export async function runAgent(f: AgentFlags): Promise<void> {

@@ -42,7 +42,9 @@ function client(cmd: Command): { api: ApiClient; g: Globals } {
   const t = resolveTarget(g);
   // With the context's CA, trust only the cluster; without one, the system's roots.
   const transport = t.ca ? tlsTransport({ caPem: t.ca }) : undefined;
-  return { api: new ApiClient(withTransport({ server: t.server, token: t.token }, transport)), g };
+  // With several servers, a silent one (paused, cut off) is left after 10 s rather than the default 30 s.
+  const several = t.server.includes(',');
+  return { api: new ApiClient(withTransport({ server: t.server, token: t.token, ...(several ? { timeoutMs: 10_000 } : {}) }, transport)), g };
 }
 
 function out(s: string): void {
@@ -117,6 +119,15 @@ export function buildProgram(): Command {
     .option('--cluster-cidr <cidr>', CLUSTER_CIDR_HELP, DEFAULT_CLUSTER_CIDR)
     .option('--node-cidr-size <n>', NODE_CIDR_SIZE_HELP, String(DEFAULT_NODE_CIDR_SIZE))
     .option('--service-cidr <cidr>', SERVICE_CIDR_HELP, DEFAULT_SERVICE_CIDR)
+    .option('--store <backend>', 'sqlite (this server alone, in its data directory) or etcd (several servers sharing it)', 'sqlite')
+    .option('--etcd-endpoints <urls>', 'etcd client URLs, comma-separated (http://127.0.0.1:2379,...); https with --etcd-ca')
+    .option('--etcd-ca <file>', "CA certificate of the etcd members' certificates")
+    .option('--etcd-cert <file>', 'client certificate for etcd')
+    .option('--etcd-key <file>', 'client key for etcd')
+    .option('--cluster-key <file>', 'the key every server of the cluster shares (32 random bytes, hex, mode 0600): the CA is kept in the store sealed with it')
+    .option('--init-cluster-key', 'make --cluster-key first (the first server of a new cluster); give the file to the others')
+    .option('--name <name>', 'this server among several: shown as the leader (default: its listen address)')
+    .option('--leader-ttl <duration>', 'how long a leader that stopped answering stays leader before another takes over', '5s')
     .option('--log-level <level>', 'log level', 'info')
     .action(async (o) => (await daemon()).runServer(o));
 

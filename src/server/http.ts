@@ -8,6 +8,7 @@
  * an unexpected one is logged here and leaves as "internal error" with no
  * detail of ours.
  */
+import { StoreError } from '../store/store.js';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import { BatonError, isBatonError } from '../base/errors.js';
@@ -107,6 +108,11 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       return reply.status(err.status).send(err.toJSON());
     }
     if (err instanceof GoneError) return reply.status(410).send(new BatonError('BATON_ERR_GONE', err.message).toJSON());
+    // etcd without quorum (or no member answering in time): nothing was written; the client may try again.
+    if (err instanceof StoreError && err.code === 'unavailable') {
+      reply.header('retry-after', '1');
+      return reply.status(503).send(new BatonError('BATON_ERR_STORE_UNAVAILABLE', 'the store is unavailable (etcd has no quorum, or no member answered in time): nothing was written; reads may be stale; try again').toJSON());
+    }
     if (err?.statusCode === 413 || err?.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(new BatonError('BATON_ERR_TOO_LARGE', `the request body is larger than the server accepts (16 MiB)`).toJSON());
     if (err?.validation || CLIENT_ERROR_CODES.has(err?.code) || (typeof err?.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) || err instanceof SyntaxError) {
       return reply.status(400).send(new BatonError('BATON_ERR_BAD_REQUEST', `bad request: ${clientMessage(err)}`).toJSON());

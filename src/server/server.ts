@@ -205,7 +205,8 @@ export class BatonServer {
       this.election = new Election({ store: this.store, identity: opts.election.identity, ttlSeconds: opts.election.ttlSeconds, log });
       this.leadership = this.election;
       leaderCtx = { ...this.ctx, registry: new Registry(new FencedStore(this.store, this.election), clock) };
-      const exchange = new HeartbeatExchange(this.store, this.ctx.heartbeats, opts.election.identity, timings.heartbeatIntervalMs, log);
+      // Published twice per heartbeat interval: the leader sees a beat another server took at most half an interval late.
+      const exchange = new HeartbeatExchange(this.store, this.ctx.heartbeats, opts.election.identity, Math.max(100, timings.heartbeatIntervalMs / 2), log);
       await exchange.start();
       this.stoppers.push(() => exchange.stop());
     }

@@ -10,6 +10,10 @@
  * server on the bridge's address in the root namespace, so traffic between
  * nodes crosses real interfaces; stop() deletes the namespaces and the
  * bridge (and with them each node's task network).
+ *
+ * With `ha`, there are several servers (`servers[i]` on port base + 100 + i)
+ * on an etcd cluster of the test's, sharing a cluster key; the agents and the
+ * client know every server's URL.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +29,9 @@ import { baton, cleanupDir, docker, eventually, freePort, removeClusterContainer
 export class TestCluster {
   dir = '';
   server!: Proc;
+  /** With ha: every server, by index (server is servers[0]). */
+  readonly servers: Proc[] = [];
+  urls: string[] = [];
   url = '';
   api!: ApiClient;
   env: Record<string, string> = {};
@@ -48,6 +55,8 @@ export class TestCluster {
       agentArgs?: string[];
       /** Run each agent in a network namespace of its own, joined to the others by a bridge the test owns (NetnsHarness). */
       netns?: boolean;
+      /** Several servers on etcd (these client URLs), with this leader TTL. */
+      ha?: { servers: number; etcd: string[]; leaderTtl?: string };
     } = {},
   ) {
     if (opts.netns) this.netns = new NetnsHarness();
@@ -82,9 +91,14 @@ export class TestCluster {
     // The harness's bridge address is this run's alone: the port base's last port is free there.
     this.port = this.netns ? this.portBase + 999 : await freePort();
     await this.netns?.up(nodes.map((n) => Number(n.slice(1))));
-    await this.startServer();
+    if (this.opts.ha) {
+      // The first server makes the cluster (and its key); the others join it through the store.
+      for (let i = 0; i < this.opts.ha.servers; i++) await this.startServer(i);
+      this.server = this.servers[0]!;
+      this.url = this.urls.join(',');
+    } else await this.startServer();
     this.token = (await waitOutput(this.server, /join token: (\S+)/, 5000))[1]!;
-    const data = join(this.dir, 'server/server');
+    const data = join(this.dir, this.opts.ha ? 'server0/server' : 'server/server');
     this.clusterId = JSON.parse(readFileSync(join(data, 'cluster.json'), 'utf8')).clusterId;
     const admin = readFileSync(join(data, 'admin.token'), 'utf8').trim();
     this.tls = tlsTransport({ caPem: readFileSync(join(data, 'ca.crt'), 'utf8') });
@@ -96,8 +110,20 @@ export class TestCluster {
     }, 30_000);
   }
 
-  /** startServer (re)starts the server on the same port and data dir. */
-  async startServer(): Promise<void> {
+  /** startServer (re)starts the server (with ha: server i) on the same port and data dir. */
+  async startServer(i?: number): Promise<void> {
+    const ha = this.opts.ha;
+    if (ha && i !== undefined) {
+      const p = startProc(
+        ['server', '--data-dir', join(this.dir, `server${i}`), '--listen', `127.0.0.1:${this.portBase + 100 + i}`, '--name', `s${i}`, '--cluster-cidr', this.clusterCidr, '--log-level', process.env.BATON_TEST_SERVER_LOG ?? 'warn',
+          '--store', 'etcd', '--etcd-endpoints', ha.etcd.join(','), '--cluster-key', join(this.dir, 'cluster.key'), '--init-cluster-key', '--leader-ttl', ha.leaderTtl ?? '1s'],
+        this.env,
+      );
+      this.servers[i] = p;
+      if (i === 0) this.server = p;
+      this.urls[i] = (await waitOutput(p, /listening on (\S+)/, 30_000))[1]!;
+      return;
+    }
     this.server = startProc(['server', '--data-dir', join(this.dir, 'server'), '--listen', `${this.netns ? HARNESS_GATEWAY : '127.0.0.1'}:${this.port}`, '--cluster-cidr', this.clusterCidr, '--log-level', 'warn'], this.env);
     this.url = (await waitOutput(this.server, /listening on (\S+)/, 30_000))[1]!;
   }
@@ -118,13 +144,19 @@ export class TestCluster {
       if (p.child.exitCode !== null && p.child.exitCode !== 0 && p.child.signalCode !== 'SIGKILL') console.error(`agent ${n} exited ${p.child.exitCode}:\n${p.output()}`);
       await stopProc(p);
     }
-    if (this.server) await stopProc(this.server);
+    if (this.opts.ha) for (const p of this.servers) await stopProc(p);
+    else if (this.server) await stopProc(this.server);
     await this.tls?.close();
     if (this.clusterId) await removeClusterContainers(this.clusterId, this.dockerHost).catch((e) => console.error(`could not remove cluster containers: ${e}`));
     // Agents leave their task networks up when they stop (their tasks run on); the test takes them down.
     if (this.clusterId && !this.netns) for (const n of this.agents.keys()) await removeNodeNetwork(this.clusterId, n);
     await this.netns?.down();
     if (this.dir) cleanupDir(this.dir);
+  }
+
+  /** serverApi: a client of server i alone (with ha), as the admin. */
+  serverApi(i: number): ApiClient {
+    return new ApiClient(withTransport({ server: this.urls[i]!, token: this.env.BATON_TOKEN, timeoutMs: 3000 }, this.tls!));
   }
 
   async state(n: string): Promise<string> {

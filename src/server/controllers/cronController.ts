@@ -32,6 +32,7 @@ export class CronController implements Controller {
   }
 
   start(): void {
+    this.queue.start();
     this.unsubs.push(
       this.ctx.services.onDidChange((e) => {
         const s = e.object as unknown as Service;

@@ -78,6 +78,7 @@ export class EndpointsController implements Controller {
   }
 
   start(): void {
+    this.queue.start();
     const batch = this.ctx.timings.endpointsBatchMs;
     this.unsubs.push(
       this.ctx.services.onDidChange((e) => {

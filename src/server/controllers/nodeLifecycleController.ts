@@ -33,6 +33,7 @@ export class NodeLifecycleController implements Controller {
   }
 
   start(): void {
+    this.queue.start();
     this.unsubs.push(
       this.ctx.nodes.onDidChange((e) => e.type !== 'DELETED' && this.queue.add(e.object.metadata.name)),
       this.ctx.heartbeats.onDidChange((n) => this.queue.add(n)),
@@ -90,7 +91,9 @@ export class NodeLifecycleController implements Controller {
       if (now - Math.max(since, heartbeats.startedAt) >= timings.nodeDownAfterMs) return { state: 'down', message: 'no heartbeat since the server started' };
       return { state: 'notready', message: 'no heartbeat since the server started' };
     }
-    const age = now - beat.at;
+    // Counted from the grace's start at the latest: a new leader (or one back after the store was away) has not
+    // seen the beats other servers took meanwhile, and judges no node before it could have.
+    const age = now - Math.max(beat.at, heartbeats.startedAt);
     // A stretched interval (many nodes) stretches both thresholds with it.
     const interval = Math.max(beat.intervalMs, 1);
     const downAfter = Math.max(timings.nodeDownAfterMs, interval * (timings.missedHeartbeats + 2));

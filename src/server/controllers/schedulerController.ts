@@ -135,6 +135,7 @@ export class SchedulerController implements Controller, TaskPlacement {
   }
 
   start(): void {
+    this.queue.start();
     this.running = true;
     this.pending.clear();
     for (const t of this.ctx.tasks.objects.values()) this.track(t as Task, false);

@@ -44,6 +44,7 @@ export class ServiceController implements Controller {
   }
 
   start(): void {
+    this.queue.start();
     this.drain = undefined;
     this.unsubs.push(
       // A service's own status write changes nothing it acts on.
