@@ -399,6 +399,16 @@ export function buildProgram(): Command {
     });
   addLogsCommand(jobCmd, 'logs');
   program
+    .command('info')
+    .description('the cluster: its id, version, store, revision, and which server leads (servers on etcd)')
+    .action(async (_o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const i = await api.info();
+      if (g.output === 'json' || g.output === 'yaml') return out(renderOne(g.output, i));
+      out(`cluster ${i.clusterId}\nversion ${i.version} (API ${i.apiVersion})\nstore ${i.storeBackend}, revision ${i.revision}\nserver ${api.server}${i.leading === undefined ? '' : i.leading ? ' (the leader)' : ' (a follower)'}`);
+      if (i.leader) out(`leader ${i.leader.identity} since ${i.leader.since} (term ${i.leader.term})`);
+    });
+  program
     .command('dashboard')
     .description("print the web dashboard's address and the token to sign in with")
     .action(async (_o, cmd: Command) => {
@@ -492,12 +502,12 @@ export function buildProgram(): Command {
     .option('--rotate', 'make a new token; the old one stops working for new joins')
     .option('-q, --quiet', 'print only the token')
     .action(async (role: string, o, cmd: Command) => {
-      if (role !== 'worker') throw new BatonError('BATON_ERR_BAD_REQUEST', `join-token: role must be "worker" (managers come with the HA control plane), got "${role}"`);
+      if (role !== 'worker') throw new BatonError('BATON_ERR_BAD_REQUEST', `join-token: role must be "worker" (a server joins through the store instead: baton server --store etcd --cluster-key FILE), got "${role}"`);
       const { api } = client(cmd);
       const r = o.rotate ? await api.call<{ token: string }>('POST', '/api/v1/join/token/rotate', {}) : await api.call<{ token: string }>('GET', '/api/v1/join/token');
       if (o.quiet) return out(r.token);
       if (o.rotate) out('Rotated: the previous token no longer joins new nodes; joined nodes are not affected.');
-      out(`To add a worker node, run on it:\n\n    baton agent --join ${api.server} --token ${r.token} --address ADDRESS --data-dir DIR\n`);
+      out(`To add a worker node, run on it:\n\n    baton agent --join ${api.servers.join(',')} --token ${r.token} --address ADDRESS --data-dir DIR\n`);
     });
 
   // Endpoints: what every node's routing mesh routes to (ready tasks, published ports, load-balancing settings).

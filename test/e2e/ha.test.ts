@@ -91,6 +91,8 @@ describe('three servers on etcd', () => {
     const leader = await leaderIndex();
     const before = await store.currentRevision();
     const oldTerm = (await info(leader)).leader!.term;
+    // The CLI, given every server, says which leads.
+    expect((await c.baton(['info'])).stdout).toMatch(new RegExp(`leader s${leader} since \\S+ \\(term ${oldTerm}\\)`));
     expect((await c.baton(['service', 'scale', 'ha_app=50'])).code).toBe(0);
     await eventually(async () => expect((await c.tasksOf('ha_app')).length).toBeGreaterThan(12), 30_000, 20);
     const killedAt = Date.now();
