@@ -227,17 +227,19 @@ export class BatonServer {
     // Housekeeping: compaction with a stated retention, and the event TTL.
     const housekeep = async () => {
       try {
-        const rev = await this.store.currentRevision();
-        const target = rev - timings.compactRetainRevisions;
-        // In steps, as etcd's compaction batches: one step is one synchronous backend transaction, and
-        // compacting 100,000 revisions at once would stall every request for seconds.
-        for (let from = await this.store.compactRevision(); from < target; ) {
-          from = Math.min(target, from + COMPACT_STEP_REVISIONS);
-          await this.store.compact(from);
-          await new Promise<void>((resolve) => setImmediate(resolve));
+        // Servers sharing a store: the leader compacts it and prunes what expired; the others would only repeat it.
+        if (this.leadership.leading) {
+          const target = (await this.store.currentRevision()) - timings.compactRetainRevisions;
+          // In steps, as etcd's compaction batches: one step is one synchronous backend transaction, and
+          // compacting 100,000 revisions at once would stall every request for seconds.
+          for (let from = await this.store.compactRevision(); from < target; ) {
+            from = Math.min(target, from + COMPACT_STEP_REVISIONS);
+            await this.store.compact(from);
+            await new Promise<void>((resolve) => setImmediate(resolve));
+          }
+          await this.pki.prune();
         }
         events.prune(clock.now());
-        await this.pki.prune();
       } catch (e) {
         log.warn({ err: String(e) }, 'housekeeping failed');
       }

@@ -74,8 +74,16 @@ import { removeClusterNetworks } from './net.js';
 
 export async function removeClusterContainers(clusterId: string, host?: string): Promise<void> {
   if (!clusterId) return;
-  const ids = (await docker(['ps', '-aq', '--filter', `label=baton.cluster=${clusterId}`], host)).split('\n').filter(Boolean);
-  if (ids.length) await docker(['rm', '-f', '-v', ...ids], host);
+  // An agent (or the engine) may be removing some of them at the same moment ("no such container", "removal already
+  // in progress"): list again until none is left, a few times.
+  for (let attempt = 0; ; attempt++) {
+    const ids = (await docker(['ps', '-aq', '--filter', `label=baton.cluster=${clusterId}`], host)).split('\n').filter(Boolean);
+    if (ids.length === 0) break;
+    const err = await docker(['rm', '-f', '-v', ...ids], host).then(() => undefined, (e: Error) => e);
+    if (!err) break;
+    if (attempt >= 5) throw err;
+    await new Promise((r) => setTimeout(r, 500));
+  }
   // Its agents left their task networks up for their tasks: they go with them.
   await removeClusterNetworks(clusterId);
 }
