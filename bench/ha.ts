@@ -30,7 +30,7 @@ import { EtcdCluster } from '../test/helpers/etcd.js';
 import { termsSince } from '../test/helpers/leaderWrites.js';
 import { benchArgs, intFlag, log, median, now, onCleanup, percentile, ratio, runCleanups, spawnBaton, startBenchServer, type BatonChild } from './lib.js';
 
-const args = benchArgs('npm run bench:ha [-- --rounds N --ttl DUR --writes N --concurrency N]', { rounds: '5', ttl: '5s', writes: '2000', concurrency: '16' });
+const args = benchArgs('npm run bench:ha [-- --rounds N --ttl DUR --writes N --concurrency N]', { rounds: '5', ttl: '3s', writes: '2000', concurrency: '16' });
 const ROUNDS = intFlag('--rounds', args.rounds, 1, 50);
 const WRITES = intFlag('--writes', args.writes, 10, 1_000_000);
 const CONCURRENCY = intFlag('--concurrency', args.concurrency, 1, 256);

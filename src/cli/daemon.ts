@@ -242,7 +242,7 @@ async function sharedStore(f: StoreFlags & { listen: string }) {
     return readFileSync(file);
   };
   const tls = { ca: read(f.etcdCa, '--etcd-ca'), cert: read(f.etcdCert, '--etcd-cert'), key: read(f.etcdKey, '--etcd-key') };
-  const ttlMs = durationFlag(f.leaderTtl ?? '5s', '--leader-ttl')!;
+  const ttlMs = durationFlag(f.leaderTtl ?? '3s', '--leader-ttl')!;
   const { EtcdStore } = await import('../store/etcd/etcdStore.js');
   const { EtcdEventStore } = await import('../store/etcd/etcdEventStore.js');
   const store = await EtcdStore.open({ endpoints, ...(tls.ca || tls.cert ? { tls } : {}) }).catch((e: Error) => {

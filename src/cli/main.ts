@@ -127,7 +127,7 @@ export function buildProgram(): Command {
     .option('--cluster-key <file>', 'the key every server of the cluster shares (32 random bytes, hex, mode 0600): the CA is kept in the store sealed with it')
     .option('--init-cluster-key', 'make --cluster-key first (the first server of a new cluster); give the file to the others')
     .option('--name <name>', 'this server among several: shown as the leader (default: its listen address)')
-    .option('--leader-ttl <duration>', 'how long a leader that stopped answering stays leader before another takes over', '5s')
+    .option('--leader-ttl <duration>', 'how long a leader that stopped answering stays leader before another takes over', '3s')
     .option('--log-level <level>', 'log level', 'info')
     .action(async (o) => (await daemon()).runServer(o));
 

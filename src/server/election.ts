@@ -52,7 +52,7 @@ export interface ElectionOptions {
   store: Store;
   /** Who campaigns (the server's name and URL): shown as the leader. */
   identity: string;
-  /** The lease's TTL: how long a leader that stopped keeping it alive stays leader (default 5 s; Kubernetes' default is 15 s). */
+  /** The lease's TTL: how long a leader that stopped keeping it alive stays leader (default 3 s, so that a failover takes about that; Kubernetes' default is 15 s; etcd's shortest is 2 s with its default election timeout). */
   ttlSeconds?: number;
   /** How long to wait before campaigning again after a store error (default 500 ms). */
   retryMs?: number;
@@ -81,7 +81,7 @@ export class Election implements Leadership {
   private readonly ttl: number;
 
   constructor(private readonly opts: ElectionOptions) {
-    this.ttl = opts.ttlSeconds ?? 5;
+    this.ttl = opts.ttlSeconds ?? 3;
   }
 
   get leading(): boolean {
