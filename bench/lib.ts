@@ -523,7 +523,7 @@ export async function dropAgentTables(nodes: readonly string[], clusterId: strin
 }
 
 /**
- * removeNodeNetworks deletes the task networks (bridge and mapping table) of
+ * removeNodeNetworks deletes the task networks (bridge and mapping tables) of
  * these nodes of a cluster: an agent leaves them up when it stops, so that
  * its tasks run on. Call it once the cluster's containers are gone; missing
  * ones are fine.
@@ -532,7 +532,8 @@ export async function removeNodeNetworks(nodes: readonly string[], clusterId: st
   if (!clusterId) return;
   for (const n of nodes) {
     await deleteBridge(ifName('bt', `${clusterId}/${n}`));
-    await exec('/usr/sbin/nft', ['delete', 'table', 'ip', netTableName(n, clusterId)]).catch(() => undefined);
+    // The mapping table has an ip family half and, with isolation, a bridge family half.
+    for (const family of ['ip', 'bridge']) await exec('/usr/sbin/nft', ['delete', 'table', family, netTableName(n, clusterId)]).catch(() => undefined);
   }
 }
 
