@@ -1,7 +1,8 @@
 /**
- * Leader election and fencing over the Store contract (memory and SQLite
- * here; etcd in the HA tests): one leader at a time, a higher term for each
- * new one, a follower that takes over when the leader's lease goes, and a
+ * Leader election and fencing over the Store contract (memory, SQLite and
+ * a 3-member etcd here; three servers on etcd in the HA tests): one leader
+ * at a time, a higher term for each new one, a follower that takes over
+ * when the leader's lease goes, and a
  * deposed leader none of whose writes land, told so by the fence before it
  * noticed on its own. The history of LEADER_WRITES says whose writes landed.
  * And heartbeats received by one server, seen by the others.
@@ -16,6 +17,8 @@ import { termsSince } from './helpers/leaderWrites.js';
 import { HeartbeatExchange, Heartbeats } from '../src/server/heartbeats.js';
 import { MemoryStore } from '../src/store/memory/memoryStore.js';
 import { SqliteStore } from '../src/store/sqlite/sqliteStore.js';
+import { EtcdStore } from '../src/store/etcd/etcdStore.js';
+import { EtcdCluster } from './helpers/etcd.js';
 import type { Store } from '../src/store/store.js';
 import { eventually } from './helpers/proc.js';
 
@@ -23,9 +26,22 @@ const log = pino({ level: 'silent' });
 const dir = mkdtempSync(join(tmpdir(), 'baton-election-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** A 3-member etcd of this file's own, started by the first case that needs it; each case gets a key prefix of its own. */
+const etcd = new EtcdCluster({ basePort: 44849 });
+let etcdUp: Promise<void> | undefined;
+let etcdCase = 0;
+afterAll(() => etcd.cleanup(), 60_000);
+
 for (const [name, open] of [
   ['memory', async () => new MemoryStore()],
   ['sqlite', async () => SqliteStore.open(join(dir, `e-${Date.now()}.db`))],
+  [
+    'etcd (3 members)',
+    async () => {
+      await (etcdUp ??= etcd.start());
+      return EtcdStore.open({ endpoints: etcd.endpoints, prefix: `/election-${etcdCase++}/` });
+    },
+  ],
 ] as [string, () => Promise<Store>][]) {
   describe(`leader election on ${name}`, () => {
     it('elects one leader; a deposed one is fenced off before it notices, and the history says whose writes landed', async () => {
