@@ -39,10 +39,13 @@
  * stderr, results to stdout.
  *
  * Those 10.146/16 addresses exist only on this machine: Baton gives them to
- * tasks in namespaces it makes (--egress none: no default route, no NAT),
+ * tasks in namespaces it makes (--egress none: no default route, no NAT,
+ * and its forward chain drops what they send outside the cluster's ranges),
  * and the Docker network is `--internal` on an engine with --iptables=false
- * (no default route in its containers, no NAT). The bench sends nothing to
- * any of them: its containers only sleep; it reads the engine's timings.
+ * (no NAT; its containers do get a default route through the bridge, so
+ * benchNetwork's own nftables guard drops whatever the host would forward
+ * from its subnet off it). The bench sends nothing to any of them: its
+ * containers only sleep; it reads the engine's timings.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

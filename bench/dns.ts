@@ -27,9 +27,11 @@
  *           host's tables is read or changed.
  *
  *   Every address involved is this machine's own: the 10.146/16 ranges are
- *   assigned inside namespaces Baton (--egress none, --dns-upstream none)
- *   or the bench (an --internal Docker network) makes, with no default
- *   route and no NAT, and the queries go from a task's namespace to its own
+ *   assigned inside namespaces Baton (--egress none, --dns-upstream none:
+ *   no default route, no NAT) or the bench (an --internal Docker network:
+ *   no NAT, and a guard table that drops whatever the host would forward
+ *   from its subnet off it, see benchNetwork) makes, and the queries go
+ *   from a task's namespace to its own
  *   node's resolver, or to 127.0.0.11 in the container's own namespace. The
  *   query files name only the cluster's service and the bench's container,
  *   so neither resolver forwards anything off the machine.

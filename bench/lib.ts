@@ -125,26 +125,41 @@ export interface BenchNetwork {
  * overlaps no network the engine has (a network an earlier run could not
  * remove holds its subnet: the engine can keep a stale endpoint count after a
  * failed start, and then refuses to remove the network until it restarts),
- * and registers its removal with onCleanup. Internal: its containers get no
- * masquerade off the machine (the engine here runs with --iptables=false,
- * which adds none anyway, and still gives them a default route through the
- * bridge: the bench's containers send nothing off it). The engine's embedded
- * resolver (127.0.0.11) answers container names on it.
+ * and registers its removal with onCleanup. The engine's embedded resolver
+ * (127.0.0.11) answers container names on it.
+ *
+ * Internal or not, Docker 20.10 gives its containers a default route through
+ * the bridge, and the engine here runs with --iptables=false, so it adds no
+ * rule that keeps them in: the host (which forwards, for Baton's task
+ * networks) would route their packets off the machine, unmasqueraded. So the
+ * bench adds a guard of its own, an nftables table that drops whatever the
+ * host would forward from the subnet to anywhere outside it, made before any
+ * container exists and removed with the network. The bench's containers send
+ * nothing anyway (they sleep, or ask 127.0.0.11 inside their namespace).
  */
 export async function benchNetwork(name: string, subnets: readonly string[], label: string): Promise<BenchNetwork> {
   let removed = false;
+  const guard = `baton_bench_${name.replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 120);
   const remove = async () => {
     if (removed) return;
     removed = true;
     const r = await docker(['network', 'rm', name]);
     if (r.code !== 0 && !/not found/i.test(r.stderr)) log(`warning: docker network rm ${name}: ${oneLine(r.stderr)}`);
+    await exec('/usr/sbin/nft', ['delete', 'table', 'ip', guard]).catch(() => undefined);
   };
   const undo = onCleanup(`docker network ${name}`, remove);
   const tried: string[] = [];
   for (const subnet of subnets) {
     const r = await docker(['network', 'create', '--driver', 'bridge', '--internal', '--subnet', subnet, '--label', label, name]);
     if (r.code === 0) {
-      log(`made docker network ${name} (bridge, internal, ${subnet})`);
+      try {
+        await guardSubnet(guard, subnet);
+      } catch (e) {
+        await remove();
+        undo();
+        throw e;
+      }
+      log(`made docker network ${name} (bridge, internal, ${subnet}; nothing from it is forwarded off it: nftables table ${guard})`);
       return {
         name,
         subnet,
@@ -159,6 +174,21 @@ export async function benchNetwork(name: string, subnets: readonly string[], lab
   }
   undo();
   throw new Error(`docker network create --driver bridge --internal ${name}: ${tried.join('; ')}`);
+}
+
+/** guardSubnet loads table `table`: the host forwards nothing from `subnet` (one of benchSubnets') to an address outside it. */
+async function guardSubnet(table: string, subnet: string): Promise<void> {
+  if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}\.0\/24$/.test(subnet)) throw new Error(`not a bench subnet: ${subnet}`);
+  const text = `table ip ${table} {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n    ip saddr ${subnet} ip daddr != ${subnet} drop\n  }\n}\n`;
+  const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    const p = spawn('/usr/sbin/nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr!.on('data', (d) => (stderr += d));
+    p.on('error', (e) => resolve({ code: -1, stderr: e.message }));
+    p.on('close', (code) => resolve({ code: code ?? -1, stderr }));
+    p.stdin!.end(text);
+  });
+  if (r.code !== 0) throw new Error(`could not guard the bench network ${subnet} (nft: ${oneLine(r.stderr)}); not running containers on it`);
 }
 
 /** benchSubnets: /24s from a.b.c.0 on, n of them, for benchNetwork to choose from. */
