@@ -29,7 +29,7 @@ import { certFingerprint, certInfo, createCA, createClientCert, createServingCer
 import { formatJoinToken, newJoinSecret, verifyJoinProof } from '../base/joinToken.js';
 import { BatonError } from '../base/errors.js';
 import { JoinNonces, type NonceLimits } from './joinNonces.js';
-import type { Store, Watch } from '../store/store.js';
+import { getOrCreate, type Store, type Watch } from '../store/store.js';
 import type { ClusterKey } from './clusterKey.js';
 import { SERVER_CLIENT_CN } from '../api/tls.js';
 
@@ -144,21 +144,12 @@ export class ClusterPki {
 
   /** sharedCa reads the CA from the store, or makes it there if no server has (the first to write wins; the others read its). */
   private async sharedCa(key: ClusterKey): Promise<KeyPairPem> {
-    const read = async () => {
-      const kv = await this.store.get(CA_KEY);
-      if (!kv) return undefined;
-      const v = JSON.parse(kv.value) as { certPem: string; keySealed: string };
-      return { certPem: v.certPem, keyPem: key.open(v.keySealed, CA_KEY) };
-    };
-    const have = await read();
-    if (have) return have;
-    const ca = await createCA('baton-cluster-ca');
-    const value = JSON.stringify({ certPem: ca.certPem, keySealed: key.seal(ca.keyPem, CA_KEY) });
-    const r = await this.store.txn([{ key: CA_KEY, target: 'create', op: '=', value: 0 }], [{ type: 'put', key: CA_KEY, value }]);
-    if (r.succeeded) return ca;
-    const won = await read();
-    if (!won) throw new Error('the cluster CA was made by another server and is gone again');
-    return won;
+    const value = await getOrCreate(this.store, CA_KEY, async () => {
+      const ca = await createCA('baton-cluster-ca');
+      return JSON.stringify({ certPem: ca.certPem, keySealed: key.seal(ca.keyPem, CA_KEY) });
+    });
+    const v = JSON.parse(value) as { certPem: string; keySealed: string };
+    return { certPem: v.certPem, keyPem: key.open(v.keySealed, CA_KEY) };
   }
 
   /**

@@ -13,7 +13,7 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import { systemClock, type Clock } from '../base/clock.js';
 import { lockDir } from '../base/lock.js';
 import { STORE_KINDS } from '../api/kinds.js';
-import type { Store } from '../store/store.js';
+import { getOrCreate, type Store } from '../store/store.js';
 import type { EventStore } from '../store/events.js';
 import { SqliteStore } from '../store/sqlite/sqliteStore.js';
 import { SqliteEventStore } from '../store/sqlite/sqliteEventStore.js';
@@ -332,10 +332,6 @@ export function splitHostPort(listen: string): [string, number] {
 const CLUSTER_ID_KEY = '/baton/cluster/id';
 
 /** sharedClusterId reads the cluster's id from the store, or names the cluster there (the first server to write wins). */
-async function sharedClusterId(store: Store): Promise<string> {
-  const have = await store.get(CLUSTER_ID_KEY);
-  if (have) return have.value;
-  const id = randomUUID();
-  const r = await store.txn([{ key: CLUSTER_ID_KEY, target: 'create', op: '=', value: 0 }], [{ type: 'put', key: CLUSTER_ID_KEY, value: id }]);
-  return r.succeeded ? id : (await store.get(CLUSTER_ID_KEY))!.value;
+function sharedClusterId(store: Store): Promise<string> {
+  return getOrCreate(store, CLUSTER_ID_KEY, async () => randomUUID());
 }

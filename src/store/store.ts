@@ -271,3 +271,19 @@ export function compareHolds(c: Compare, kv: KeyValue | undefined): boolean {
     case '>': return order > 0;
   }
 }
+
+/**
+ * getOrCreate returns `key`'s value, or makes one (`make` runs only when the
+ * key is absent) and writes it unless another writer did meanwhile: the
+ * first write wins, and every caller returns the winner's value.
+ */
+export async function getOrCreate(store: Store, key: string, make: () => Promise<string>): Promise<string> {
+  const have = await store.get(key);
+  if (have) return have.value;
+  const value = await make();
+  const r = await store.txn([{ key, target: 'create', op: '=', value: 0 }], [{ type: 'put', key, value }]);
+  if (r.succeeded) return value;
+  const won = await store.get(key);
+  if (!won) throw new StoreError(`${key} was written by another writer and deleted again`, 'conflict');
+  return won.value;
+}
