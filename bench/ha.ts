@@ -34,9 +34,9 @@ const args = benchArgs('npm run bench:ha [-- --rounds N --ttl DUR --writes N --c
 const ROUNDS = intFlag('--rounds', args.rounds, 1, 50);
 const WRITES = intFlag('--writes', args.writes, 10, 1_000_000);
 const CONCURRENCY = intFlag('--concurrency', args.concurrency, 1, 256);
-/** Ports of the bench's own: etcd clients 46579, 46589, 46599 (peers one above), servers 46610–46612. */
-const ETCD_BASE = 46579;
-const SERVER_PORT = 46610;
+/** Ports of the bench's own: etcd clients 31779, 31789, 31799 (peers one above), servers 31810–31812. */
+const ETCD_BASE = 31779;
+const SERVER_PORT = 31810;
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-ha-'));

@@ -27,7 +27,7 @@ const dir = mkdtempSync(join(tmpdir(), 'baton-election-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A 3-member etcd of this file's own, started by the first case that needs it; each case gets a key prefix of its own. */
-const etcd = new EtcdCluster({ basePort: 44849 });
+const etcd = new EtcdCluster({ basePort: 31579 });
 let etcdUp: Promise<void> | undefined;
 let etcdCase = 0;
 afterAll(() => etcd.cleanup(), 60_000);

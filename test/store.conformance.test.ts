@@ -18,7 +18,7 @@ runStoreConformance('sqlite file', async ({ clock }) => SqliteStore.open(join(di
 
 describe('etcd', () => {
   // Every case shares this cluster, each under a key prefix of its own.
-  const etcd = new EtcdCluster({ basePort: 42379, progressNotifyMs: 200 });
+  const etcd = new EtcdCluster({ basePort: 31379, progressNotifyMs: 200 });
   beforeAll(() => etcd.start());
   afterAll(() => etcd.cleanup());
   runStoreConformance('etcd (3 members)', async ({ prefix }) => EtcdStore.connect({ endpoints: etcd.endpoints, prefix: `/${prefix}`, requestTimeoutMs: 2_000 }), {

@@ -3,8 +3,8 @@
  * die (kill -9), stop answering (SIGSTOP) or lose quorum, TLS with client
  * certificates, how endpoints are checked, and the etcd event store (its
  * conformance, and several servers sharing it). A 3-member cluster of this
- * file's own (ports 42479-42500), a TLS member on 42509-42510, and nothing
- * listening on 42469.
+ * file's own (ports 31479-31500), a TLS member on 31509-31510, and nothing
+ * listening on 31469.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCA, createClientCert, createServingCert } from '../src/base/pki.js';
@@ -17,7 +17,7 @@ import { FakeClock } from '../src/base/clock.js';
 import { StoreError, StoreUnavailableError, type Store } from '../src/store/store.js';
 import { EtcdCluster } from './helpers/etcd.js';
 
-const etcd = new EtcdCluster({ basePort: 42479 });
+const etcd = new EtcdCluster({ basePort: 31479 });
 beforeAll(() => etcd.start());
 afterAll(() => etcd.cleanup());
 
@@ -135,7 +135,7 @@ describe('etcd connection options', () => {
   });
 
   it('says at open that no member answers', async () => {
-    const err = await EtcdStore.open({ endpoints: ['http://127.0.0.1:42469'], requestTimeoutMs: 300 }).catch((e) => e);
+    const err = await EtcdStore.open({ endpoints: ['http://127.0.0.1:31469'], requestTimeoutMs: 300 }).catch((e) => e);
     expect(err).toBeInstanceOf(StoreUnavailableError);
     expect(String(err.message)).toMatch(/etcd revision failed/);
   });
@@ -144,7 +144,7 @@ describe('etcd connection options', () => {
     const ca = await createCA('etcd-test-ca');
     const serving = await createServingCert(ca, { ips: ['127.0.0.1'], dns: ['localhost'] });
     const client = await createClientCert(ca, 'baton-server');
-    const tlsEtcd = new EtcdCluster({ basePort: 42509, members: 1, tls: { ca: ca.certPem, cert: serving.certPem, key: serving.keyPem, client: { cert: client.certPem, key: client.keyPem } } });
+    const tlsEtcd = new EtcdCluster({ basePort: 31509, members: 1, tls: { ca: ca.certPem, cert: serving.certPem, key: serving.keyPem, client: { cert: client.certPem, key: client.keyPem } } });
     try {
       await tlsEtcd.start();
       const store = await open({ endpoints: tlsEtcd.endpoints, tls: { ca: ca.certPem, cert: client.certPem, key: client.keyPem } });

@@ -27,7 +27,7 @@ import { eventually, stopProc, TEST_IMAGE } from '../helpers/proc.js';
 const NODES = ['n2', 'n3', 'n4'] as const;
 
 describe('three servers on etcd', () => {
-  const etcd = new EtcdCluster({ basePort: 44049, progressNotifyMs: 200 });
+  const etcd = new EtcdCluster({ basePort: 31679, progressNotifyMs: 200 });
   let c: TestCluster;
   let store: EtcdStore;
   /** Every state any node was seen in, from a watch that runs through the whole file. */
@@ -49,7 +49,7 @@ describe('three servers on etcd', () => {
   beforeAll(async () => {
     await etcd.start();
     store = await EtcdStore.open({ endpoints: etcd.endpoints });
-    c = new TestCluster('baton-ha-', { heartbeatIntervalMs: 1000, nodeDownAfterMs: 10_000, bookmarkIntervalMs: 1000 }, 44000, { ha: { servers: 3, etcd: etcd.endpoints, leaderTtl: '1s' } });
+    c = new TestCluster('baton-ha-', { heartbeatIntervalMs: 1000, nodeDownAfterMs: 10_000, bookmarkIntervalMs: 1000 }, 44000, { ha: { servers: 3, etcd: etcd.endpoints, leaderTtl: '1s', serverPort: 31710 } });
     await c.start(NODES);
     // Node states for the whole file: none may turn NotReady or Down because a server went away.
     void (async () => {

@@ -11,7 +11,7 @@
  * nodes crosses real interfaces; stop() deletes the namespaces and the
  * bridge (and with them each node's task network).
  *
- * With `ha`, there are several servers (`servers[i]` on port base + 100 + i)
+ * With `ha`, there are several servers (`servers[i]` on `ha.serverPort` + i)
  * on an etcd cluster of the test's, sharing a cluster key; the agents and the
  * client know every server's URL.
  */
@@ -56,7 +56,8 @@ export class TestCluster {
       /** Run each agent in a network namespace of its own, joined to the others by a bridge the test owns (NetnsHarness). */
       netns?: boolean;
       /** Several servers on etcd (these client URLs), with this leader TTL. */
-      ha?: { servers: number; etcd: string[]; leaderTtl?: string };
+      /** Several servers on etcd (these client URLs), with this leader TTL; server i listens on serverPort + i (below the ephemeral ports: servers are restarted on their port). */
+      ha?: { servers: number; etcd: string[]; leaderTtl?: string; serverPort: number };
     } = {},
   ) {
     if (opts.netns) this.netns = new NetnsHarness();
@@ -115,7 +116,7 @@ export class TestCluster {
     const ha = this.opts.ha;
     if (ha && i !== undefined) {
       const p = startProc(
-        ['server', '--data-dir', join(this.dir, `server${i}`), '--listen', `127.0.0.1:${this.portBase + 100 + i}`, '--name', `s${i}`, '--cluster-cidr', this.clusterCidr, '--log-level', process.env.BATON_TEST_SERVER_LOG ?? 'warn',
+        ['server', '--data-dir', join(this.dir, `server${i}`), '--listen', `127.0.0.1:${ha.serverPort + i}`, '--name', `s${i}`, '--cluster-cidr', this.clusterCidr, '--log-level', process.env.BATON_TEST_SERVER_LOG ?? 'warn',
           '--store', 'etcd', '--etcd-endpoints', ha.etcd.join(','), '--cluster-key', join(this.dir, 'cluster.key'), '--init-cluster-key', '--leader-ttl', ha.leaderTtl ?? '1s'],
         this.env,
       );

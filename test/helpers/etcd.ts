@@ -5,8 +5,10 @@
  *
  * Ports come from a base the test file chooses, so files never share a
  * cluster: member i listens for clients on base + 10·i and for peers on
- * base + 10·i + 1 (base 42379: clients 42379, 42389, 42399; peers 42380,
- * 42390, 42400).
+ * base + 10·i + 1 (base 31379: clients 31379, 31389, 31399; peers 31380,
+ * 31390, 31400). Bases stay below the kernel's ephemeral ports (32768 on):
+ * a member restarted on its port found it taken by some connection's local
+ * end there (the HA test saw "bind: address already in use").
  *
  * Timings are short so tests run in seconds: a 50 ms heartbeat and 500 ms
  * election timeout make etcd's smallest lease TTL 1 s (it is 1.5 × the
