@@ -243,10 +243,13 @@ ${echo(18254, '    deploy:\n      replicas: 2\n    x-baton:\n      lb: {algorith
       expect(await endpoints('udp_relay')).toHaveLength(2);
     }, 5 * 10_000);
     const names = async (svc: string) => live(await c.tasksOf(svc)).map((t) => t.metadata.name).sort();
-    const clients = await Promise.all([0, 1, 2, 3].map(() => udpClient()));
+    let clients: Awaited<ReturnType<typeof udpClient>>[] = [];
     try {
       // Kernel path (round robin, in nftables), through n3, which runs neither task: each client is a flow that keeps its task.
+      // Fresh clients on each try: a flow that began while n3's mesh knew one task only stays on it (conntrack), as it should.
       const first = await eventually(async () => {
+        for (const u of clients) u.close();
+        clients = await Promise.all([0, 1, 2, 3].map(() => udpClient()));
         const got = await Promise.all(clients.map((u, i) => u.ask('127.0.0.3', 18253, `|k${i}`)));
         for (const [i, g] of got.entries()) expect(g).toMatch(new RegExp(`^udp_kern\\.\\d+\\.\\w+\\|k${i}$`));
         expect(new Set(got.map((g) => g!.split('|')[0])).size).toBe(2);
