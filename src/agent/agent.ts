@@ -153,6 +153,7 @@ export class Agent {
       // Simulated nodes (no listener) sample nothing and report no usage, as before the split.
       usage: () => (this.listener ? this.sampler.report() : Promise.resolve(undefined)),
       onAuthError: (e) => this.onAuthError(e),
+      onServers: (urls) => this.identity.updateServers(urls),
     });
     this.reconciler = new TaskReconciler(opts, {
       state: this.state,

@@ -66,6 +66,22 @@ export class NodeIdentity {
     this.use(creds);
   }
 
+  /**
+   * updateServers takes the live servers a heartbeat reply lists: the client
+   * fails over among them, and the list is saved so a restart knows them too.
+   * The URLs this agent was started with stay first (a name or balancer the
+   * servers do not know of themselves).
+   */
+  updateServers(urls: string[]): void {
+    const configured = (this.opts.server ?? '').split(',').map((u) => u.trim().replace(/\/+$/, '')).filter(Boolean);
+    const next = [...new Set([...configured, ...urls])];
+    if (next.join(',') === this.client.servers.join(',')) return;
+    this.client.setServers(next);
+    this.creds = { ...this.creds, server: next.join(',') };
+    saveCredentials(this.opts.dataDir, this.creds);
+    this.log.info({ servers: next }, 'servers of the cluster changed');
+  }
+
   /** rejoin joins afresh after this node was removed while away, if the agent was given a token; else it says how. */
   async rejoin(): Promise<void> {
     const { opts } = this;

@@ -5,6 +5,7 @@
  * and usage), and registers again when the server has forgotten the node.
  * Registration also tells it the address ranges its task namespaces route.
  */
+import { z } from 'zod';
 import { hostname as osHostname, cpus as osCpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -36,6 +37,8 @@ export interface SessionDeps {
   usage: () => Promise<UsageReport | undefined>;
   /** A refusal that may mean this node was removed. */
   onAuthError: (e: unknown) => void;
+  /** Servers sharing a store: the URLs of every live server, as a heartbeat reply lists them. */
+  onServers?: (urls: string[]) => void;
 }
 
 /** The answer to `POST /nodes/register`, as the server sends it. */
@@ -149,7 +152,7 @@ export class NodeSession {
         // With several servers, a beat that gets no answer within one interval moves the client to the next server
         // (a paused one still takes the connection): the node misses no more than that beat.
         const timeoutMs = client.servers.length > 1 ? this.heartbeatMs : undefined;
-        const r = await client.call<{ heartbeatIntervalMs?: number; statusFlushMs?: number }>(
+        const r = await client.call<{ heartbeatIntervalMs?: number; statusFlushMs?: number; servers?: unknown }>(
           'POST',
           `/api/v1/nodes/${encodeURIComponent(deps.state.name)}/heartbeat`,
           {
@@ -163,6 +166,8 @@ export class NodeSession {
         // The server stretches the interval as the cluster grows (a bounded beat rate).
         if (r.heartbeatIntervalMs && r.heartbeatIntervalMs > 0) this.heartbeatMs = Math.max(this.opts.heartbeatMs ?? 0, r.heartbeatIntervalMs);
         deps.status.advise(r.statusFlushMs);
+        const servers = serverList(r.servers);
+        if (servers) deps.onServers?.(servers);
       } catch (e) {
         const err = e as BatonError;
         deps.onAuthError(err);
@@ -175,4 +180,13 @@ export class NodeSession {
       }
     }
   }
+}
+
+/** A heartbeat reply's server URLs: https origins only, a bounded list. */
+const serverListSchema = z.array(z.string().max(300).url().refine((u) => { const p = new URL(u); return p.protocol === 'https:' && p.pathname === '/' && !p.search && !p.username; }, 'an https origin')).min(1).max(64);
+
+/** serverList reads a heartbeat reply's server URLs, or nothing when they are absent or malformed. */
+function serverList(v: unknown): string[] | undefined {
+  const r = serverListSchema.safeParse(v);
+  return r.success ? r.data.map((u) => u.replace(/\/+$/, '')) : undefined;
 }

@@ -39,6 +39,8 @@ export interface ClientOptions {
 
 export interface WatchOptions {
   resourceVersion?: string;
+  /** The store epoch of resourceVersion (a list's metadata.storeEpoch): a server on another epoch answers 410. */
+  storeEpoch?: string;
   fieldSelector?: Record<string, string>;
   labelSelector?: Record<string, string>;
   /** Leave out changes of status alone (same generation and labels). */
@@ -125,7 +127,7 @@ export class ApiClient {
   private f: typeof fetch;
   private init: Record<string, unknown>;
   private dispatcher: Dispatcher | undefined;
-  private readonly endpoints: Endpoint[];
+  private endpoints: Endpoint[];
   /** The server requests go to: the last one that answered. */
   private current = 0;
 
@@ -145,6 +147,17 @@ export class ApiClient {
   /** Every server this client knows, in order. */
   get servers(): string[] {
     return this.endpoints.map((e) => e.url);
+  }
+
+  /**
+   * setServers replaces the servers this client knows (servers were added or
+   * removed); requests keep going to the current one while it is listed.
+   */
+  setServers(urls: string[]): void {
+    if (urls.length === 0) return;
+    const now = this.server;
+    this.endpoints = urls.map(endpoint);
+    this.current = Math.max(0, this.endpoints.findIndex((e) => e.url === now));
   }
 
   /** setTransport swaps the transport (a renewed certificate) for every later request. */
@@ -256,7 +269,7 @@ export class ApiClient {
   async *watch<T>(kind: KindInfo, o: WatchOptions = {}): AsyncGenerator<WireWatchEvent<T>> {
     const res = await this.raw(
       'GET',
-      `/api/v1/${kind.plural}${qs({ watch: 'true', resourceVersion: o.resourceVersion, fieldSelector: selector(o.fieldSelector), labelSelector: selector(o.labelSelector), ...(o.ignoreStatusUpdates ? { ignoreStatusUpdates: 'true' } : {}) })}`,
+      `/api/v1/${kind.plural}${qs({ watch: 'true', resourceVersion: o.resourceVersion, storeEpoch: o.storeEpoch, fieldSelector: selector(o.fieldSelector), labelSelector: selector(o.labelSelector), ...(o.ignoreStatusUpdates ? { ignoreStatusUpdates: 'true' } : {}) })}`,
       undefined,
       o.signal ?? new AbortController().signal,
     );

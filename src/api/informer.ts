@@ -30,6 +30,8 @@ export class Informer {
   private stopped = false;
   private done?: Promise<void>;
   private rv?: string;
+  /** The store epoch of rv (the list's): a watch from it on a store of another epoch is told 410 and lists again. */
+  private epoch?: string;
 
   constructor(
     private readonly client: ApiClient,
@@ -67,13 +69,14 @@ export class Informer {
           const seen = new Map<string, any>();
           for (const o of list.items) seen.set(o.metadata.name, o);
           this.rv = list.metadata.resourceVersion;
+          this.epoch = list.metadata.storeEpoch;
           for (const [name, old] of this.objects) if (!seen.has(name)) this.opts.onEvent('DELETED', old);
           this.objects.clear();
           for (const [n, o] of seen) this.objects.set(n, o);
           this.synced = true;
           this.opts.onSync?.(this.objects);
         }
-        for await (const ev of this.client.watch<any>(this.kind, { resourceVersion: this.rv, fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector, ignoreStatusUpdates: this.opts.ignoreStatusUpdates, signal: this.abort.signal })) {
+        for await (const ev of this.client.watch<any>(this.kind, { resourceVersion: this.rv, storeEpoch: this.epoch, fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector, ignoreStatusUpdates: this.opts.ignoreStatusUpdates, signal: this.abort.signal })) {
           failures = 0;
           if (ev.type === 'ERROR') {
             if ((ev.object as { code?: number }).code === 410) this.rv = undefined;

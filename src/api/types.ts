@@ -693,6 +693,8 @@ export interface EventSpec {
 
 export interface ListMeta {
   resourceVersion: string;
+  /** The store epoch the revision counts in; give it back when watching from that revision. */
+  storeEpoch?: string;
   continue?: string;
 }
 
@@ -721,10 +723,14 @@ export interface ClusterInfo {
   version: string;
   apiVersion: string;
   storeBackend: string;
+  /** Revisions count within an epoch; a copy of the state into another store starts a new one. */
+  storeEpoch: string;
   revision: string;
   /** Servers sharing a store: which leads (its name and term), and whether the one that answered does. */
   leader?: { identity: string; term: number; since: string };
   leading?: boolean;
+  /** Servers sharing a store: every live one, by name and URL. */
+  servers?: { name: string; url: string }[];
 }
 
 export interface ApplyServiceResult {

@@ -230,10 +230,24 @@ async function sharedStore(f: StoreFlags & { listen: string }) {
     return undefined;
   }
   if (backend !== 'etcd') throw new BatonError('BATON_ERR_BAD_REQUEST', `--store must be sqlite or etcd, got "${backend}"`);
+  const ttlMs = durationFlag(f.leaderTtl ?? '3s', '--leader-ttl')!;
+  const etcd = await openEtcd(f, '--store etcd');
+  return {
+    options: { store: etcd.store, events: etcd.events, clusterKeyFile: etcd.keyFile, election: { identity: f.name ?? f.listen, ttlSeconds: Math.max(1, Math.round(ttlMs / 1000)) } },
+    close: etcd.close,
+  };
+}
+
+/**
+ * openEtcd reads the etcd flags (endpoints, TLS files, the cluster key) and
+ * connects: the store and its event store, and the cluster key's file (made
+ * first with --init-cluster-key). `what` names the command in errors.
+ */
+export async function openEtcd(f: StoreFlags, what: string) {
   const endpoints = (f.etcdEndpoints ?? '').split(',').map((e) => e.trim()).filter(Boolean);
-  if (endpoints.length === 0) throw new BatonError('BATON_ERR_BAD_REQUEST', '--store etcd needs --etcd-endpoints URL[,URL...]');
+  if (endpoints.length === 0) throw new BatonError('BATON_ERR_BAD_REQUEST', `${what} needs --etcd-endpoints URL[,URL...]`);
   for (const e of endpoints) if (!/^https?:\/\/[^/\s]+$/.test(e)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--etcd-endpoints: "${e}" is not http(s)://host:port`);
-  if (!f.clusterKey) throw new BatonError('BATON_ERR_BAD_REQUEST', '--store etcd needs --cluster-key FILE (every server the same; the first server of a new cluster makes it with --init-cluster-key)');
+  if (!f.clusterKey) throw new BatonError('BATON_ERR_BAD_REQUEST', `${what} needs --cluster-key FILE (every server the same; the first server of a new cluster makes it with --init-cluster-key)`);
   const keyFile = resolve(f.clusterKey);
   if (f.initClusterKey && !existsSync(keyFile)) ClusterKey.create(keyFile);
   const read = (file: string | undefined, flag: string) => {
@@ -242,16 +256,21 @@ async function sharedStore(f: StoreFlags & { listen: string }) {
     return readFileSync(file);
   };
   const tls = { ca: read(f.etcdCa, '--etcd-ca'), cert: read(f.etcdCert, '--etcd-cert'), key: read(f.etcdKey, '--etcd-key') };
-  const ttlMs = durationFlag(f.leaderTtl ?? '3s', '--leader-ttl')!;
   const { EtcdStore } = await import('../store/etcd/etcdStore.js');
-  const { EtcdEventStore } = await import('../store/etcd/etcdEventStore.js');
+  const { EtcdEventStore, EVENTS_ETCD_PREFIX } = await import('../store/etcd/etcdEventStore.js');
   const store = await EtcdStore.open({ endpoints, ...(tls.ca || tls.cert ? { tls } : {}) }).catch((e: Error) => {
     throw new BatonError('BATON_ERR_STORE_UNAVAILABLE', `cannot reach etcd at ${endpoints.join(',')}: ${e.message}`);
   });
   const timings = timingsFromEnv();
-  const events = await EtcdEventStore.open(store, { ...(timings?.eventTtlMs ? { ttlMs: timings.eventTtlMs } : {}) });
+  // Events in a view of their own: no range or copy of the objects' keys meets them.
+  const eventsView = store.view(EVENTS_ETCD_PREFIX);
+  const events = await EtcdEventStore.open(eventsView, { ...(timings?.eventTtlMs ? { ttlMs: timings.eventTtlMs } : {}) });
   return {
-    options: { store, events, clusterKeyFile: keyFile, election: { identity: f.name ?? f.listen, ttlSeconds: Math.max(1, Math.round(ttlMs / 1000)) } },
+    store,
+    eventsView,
+    events,
+    keyFile,
+    endpoints,
     close: async () => {
       await events.close?.();
       await store.close();

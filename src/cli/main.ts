@@ -37,6 +37,16 @@ interface Globals {
   ca?: string;
 }
 
+/** withEtcdFlags adds the flags that reach etcd (endpoints, TLS files) and name the cluster key. */
+function withEtcdFlags(c: Command, clusterKeyHelp: string): Command {
+  return c
+    .option('--etcd-endpoints <urls>', 'etcd client URLs, comma-separated (http://127.0.0.1:2379,...); https with --etcd-ca')
+    .option('--etcd-ca <file>', "CA certificate of the etcd members' certificates")
+    .option('--etcd-cert <file>', 'client certificate for etcd')
+    .option('--etcd-key <file>', 'client key for etcd')
+    .option('--cluster-key <file>', clusterKeyHelp);
+}
+
 function client(cmd: Command): { api: ApiClient; g: Globals } {
   const g = cmd.optsWithGlobals() as Globals;
   const t = resolveTarget(g);
@@ -110,7 +120,7 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'data directory', batonHome())
     .action(async (o) => (await daemon()).runDown(o));
 
-  program
+  const serverCmd = program
     .command('server')
     .description('run the control plane')
     .option('--data-dir <dir>', 'data directory', batonHome())
@@ -119,12 +129,8 @@ export function buildProgram(): Command {
     .option('--cluster-cidr <cidr>', CLUSTER_CIDR_HELP, DEFAULT_CLUSTER_CIDR)
     .option('--node-cidr-size <n>', NODE_CIDR_SIZE_HELP, String(DEFAULT_NODE_CIDR_SIZE))
     .option('--service-cidr <cidr>', SERVICE_CIDR_HELP, DEFAULT_SERVICE_CIDR)
-    .option('--store <backend>', 'sqlite (this server alone, in its data directory) or etcd (several servers sharing it)', 'sqlite')
-    .option('--etcd-endpoints <urls>', 'etcd client URLs, comma-separated (http://127.0.0.1:2379,...); https with --etcd-ca')
-    .option('--etcd-ca <file>', "CA certificate of the etcd members' certificates")
-    .option('--etcd-cert <file>', 'client certificate for etcd')
-    .option('--etcd-key <file>', 'client key for etcd')
-    .option('--cluster-key <file>', 'the key every server of the cluster shares (32 random bytes, hex, mode 0600): the CA is kept in the store sealed with it')
+    .option('--store <backend>', 'sqlite (this server alone, in its data directory) or etcd (several servers sharing it)', 'sqlite');
+  withEtcdFlags(serverCmd, 'the key every server of the cluster shares (32 random bytes, hex, mode 0600): the CA is kept in the store sealed with it')
     .option('--init-cluster-key', 'make --cluster-key first (the first server of a new cluster); give the file to the others')
     .option('--name <name>', 'this server among several: shown as the leader (default: its listen address)')
     .option('--leader-ttl <duration>', 'how long a leader that stopped answering stays leader before another takes over', '3s')
@@ -409,6 +415,26 @@ export function buildProgram(): Command {
       if (i.leader) out(`leader ${i.leader.identity} since ${i.leader.since} (term ${i.leader.term})`);
     });
   program
+    .command('servers')
+    .description('the live servers of a cluster on etcd (each one adds itself when it starts and leaves when it stops)')
+    .option('--update-context', 'write their URLs into the current context, so the CLI fails over among them')
+    .action(async (o: { updateContext?: boolean }, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const i = await api.info();
+      const servers = i.servers ?? [{ name: '(this server)', url: api.server }];
+      const rows = servers.map((s) => [s.name, s.url, i.leader?.identity === s.name ? 'leader' : i.leader ? 'follower' : '']);
+      out(g.output === 'table' ? table(['NAME', 'URL', 'ROLE'], rows) : renderOne(g.output, servers));
+      if (o.updateContext) {
+        const f = readContexts();
+        const name = g.context ?? f.current;
+        const ctx = name ? f.contexts[name] : undefined;
+        if (!ctx) throw new BatonError('BATON_ERR_BAD_REQUEST', 'no current context to update (baton context ls)');
+        ctx.server = servers.map((s) => s.url).join(',');
+        writeContexts(f);
+        out(`context "${name}" now lists ${servers.length} server(s): ${ctx.server}`);
+      }
+    });
+  program
     .command('dashboard')
     .description("print the web dashboard's address and the token to sign in with")
     .action(async (_o, cmd: Command) => {
@@ -560,11 +586,19 @@ export function buildProgram(): Command {
       chmodSync(file, 0o600);
       out(`snapshot written to ${file}`);
     });
-  snapshot
-    .command('restore <file>')
-    .description('replace the state of a stopped server with a snapshot')
+  withEtcdFlags(snapshot.command('restore <file>'), "the key the snapshot's cluster was sealed with (its servers' --cluster-key)")
+    .description("replace the state of a stopped server with a snapshot (SQLite), or write it into etcd (--store etcd)")
     .option('--data-dir <dir>', 'server data directory', batonHome())
+    .option('--store <backend>', 'sqlite (the server in --data-dir) or etcd (the store of servers that are all stopped)', 'sqlite')
+    .option('--replace', 'etcd: overwrite the state already there (every server stopped)')
     .action(async (file: string, o) => {
+      if (o.store === 'etcd') {
+        const { restoreIntoEtcd } = await import('./migrate.js');
+        const r = await restoreIntoEtcd(file, o);
+        out(`restored ${file} into etcd: ${r.keys} keys, ${r.events} events, store epoch ${r.epoch}; start the servers again`);
+        return;
+      }
+      if (o.store !== 'sqlite') throw new BatonError('BATON_ERR_BAD_REQUEST', `--store must be sqlite or etcd, got "${o.store}"`);
       const { SqliteStore } = await import('../store/sqlite/sqliteStore.js');
       const { lockDir } = await import('../base/lock.js');
       const dir = join(resolve(o.dataDir), 'server');
@@ -577,6 +611,23 @@ export function buildProgram(): Command {
         release();
       }
       out(`restored ${file} into ${dir}; start the server again`);
+    });
+
+  withEtcdFlags(program.command('migrate'), 'the key every server will share (the CA is sealed with it in etcd)')
+    .description("move a stopped server's (or baton up's) SQLite state into an empty etcd; containers keep running, and agents reconnect to a server on etcd at the same address")
+    .option('--data-dir <dir>', "the server's (or baton up's) data directory", batonHome())
+    .option('--to <backend>', 'where to move the state (etcd)', 'etcd')
+    .option('--init-cluster-key', 'make --cluster-key first')
+    .action(async (o) => {
+      if (o.to !== 'etcd') throw new BatonError('BATON_ERR_BAD_REQUEST', `--to must be etcd, got "${o.to}"`);
+      const { migrateToEtcd } = await import('./migrate.js');
+      const { result, dir, endpoints } = await migrateToEtcd(o);
+      out(
+        `moved ${result.keys} keys and ${result.events} events from ${join(dir, 'state.db')} (revision ${result.revision}) to etcd at ${endpoints.join(',')}; store epoch ${result.epoch}\n` +
+          `next: start a server on etcd with this data directory at the old address, so the agents reconnect:\n` +
+          `  baton server --data-dir ${resolve(o.dataDir)} --listen HOST:PORT --store etcd --etcd-endpoints ${endpoints.join(',')} --cluster-key ${resolve(o.clusterKey)}\n` +
+          `and the agent of baton up: baton agent --data-dir ${join(resolve(o.dataDir), 'agent')} --address ADDRESS`,
+      );
     });
 
   // ------------------------------------------------------------ contexts

@@ -36,7 +36,7 @@ import { SERVER_CLIENT_CN } from '../api/tls.js';
 const JOIN_SECRET_KEY = '/baton/pki/join/worker';
 const ISSUED_PREFIX = '/baton/pki/issued/';
 const REVOKED_PREFIX = '/baton/pki/revoked/';
-const CA_KEY = '/baton/pki/ca';
+export const CA_KEY = '/baton/pki/ca';
 const PKI_PREFIX = '/baton/pki/';
 const RENEW_SERVING_BEFORE_MS = 30 * 24 * 3600 * 1000;
 
@@ -142,11 +142,15 @@ export class ClusterPki {
     this.follow(revoked.revision);
   }
 
+  /** sealedCa is the CA's record in a shared store: the certificate, and the key sealed with the cluster key. */
+  static sealedCa(ca: KeyPairPem, key: ClusterKey): string {
+    return JSON.stringify({ certPem: ca.certPem, keySealed: key.seal(ca.keyPem, CA_KEY) });
+  }
+
   /** sharedCa reads the CA from the store, or makes it there if no server has (the first to write wins; the others read its). */
   private async sharedCa(key: ClusterKey): Promise<KeyPairPem> {
     const value = await getOrCreate(this.store, CA_KEY, async () => {
-      const ca = await createCA('baton-cluster-ca');
-      return JSON.stringify({ certPem: ca.certPem, keySealed: key.seal(ca.keyPem, CA_KEY) });
+      return ClusterPki.sealedCa(await createCA('baton-cluster-ca'), key);
     });
     const v = JSON.parse(value) as { certPem: string; keySealed: string };
     return { certPem: v.certPem, keyPem: key.open(v.keySealed, CA_KEY) };

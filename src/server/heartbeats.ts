@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Clock } from '../base/clock.js';
-import type { Store, Watch } from '../store/store.js';
+import type { Op, Store, Watch } from '../store/store.js';
 
 export interface Beat {
   at: number;
@@ -80,6 +80,14 @@ export class Heartbeats {
 }
 
 export const HEARTBEATS_PREFIX = '/baton/heartbeats/';
+/** Where each live server says where it answers (on its heartbeat lease: the key goes when the server does). */
+export const SERVERS_PREFIX = '/baton/servers/';
+
+export interface ServerRecord {
+  name: string;
+  url: string;
+}
+const serverRecordSchema = z.object({ name: z.string().max(253), url: z.string().url().max(300) });
 
 const beatSchema = z.object({
   at: z.number().finite(),
@@ -107,6 +115,10 @@ export class HeartbeatExchange {
   private watch?: Watch;
   private lease?: number;
   private stopped = false;
+  /** This server's URL once it listens; written with the next publish (and again on each new lease). */
+  private url?: string;
+  private announced = false;
+  private known?: { at: number; servers: ServerRecord[] };
 
   constructor(
     private readonly store: Store,
@@ -163,11 +175,44 @@ export class HeartbeatExchange {
     for (const [node, beat] of Object.entries(r.data)) this.heartbeats.merge(node, beat);
   }
 
+  /** announce says where this server answers: agents and clients learn every live server's URL from the store. */
+  announce(url: string): void {
+    this.url = url;
+    this.announced = false;
+  }
+
+  /**
+   * servers lists the live servers (those whose lease holds), read from the
+   * store at most once per interval: every heartbeat reply carries it.
+   */
+  async servers(): Promise<ServerRecord[]> {
+    const now = performance.now();
+    if (this.known && now - this.known.at < this.intervalMs) return this.known.servers;
+    const { kvs } = await this.store.range(SERVERS_PREFIX);
+    const servers: ServerRecord[] = [];
+    for (const kv of kvs) {
+      try {
+        const r = serverRecordSchema.safeParse(JSON.parse(kv.value));
+        if (r.success) servers.push(r.data);
+      } catch {
+        /* a damaged record is left out */
+      }
+    }
+    this.known = { at: now, servers };
+    return servers;
+  }
+
   private async publish(): Promise<void> {
     try {
-      if (this.lease === undefined) this.lease = (await this.store.leaseGrant(Math.max(1, Math.ceil((this.intervalMs * 5) / 1000)))).id;
-      else await this.store.leaseKeepAlive(this.lease);
-      await this.store.txn([], [{ type: 'put', key: HEARTBEATS_PREFIX + this.identity, value: JSON.stringify(this.heartbeats.local()), lease: this.lease }]);
+      if (this.lease === undefined) {
+        this.lease = (await this.store.leaseGrant(Math.max(1, Math.ceil((this.intervalMs * 5) / 1000)))).id;
+        this.announced = false;
+      } else await this.store.leaseKeepAlive(this.lease);
+      const ops: Op[] = [{ type: 'put', key: HEARTBEATS_PREFIX + this.identity, value: JSON.stringify(this.heartbeats.local()), lease: this.lease }];
+      const announcing = this.url !== undefined && !this.announced;
+      if (announcing) ops.push({ type: 'put', key: SERVERS_PREFIX + this.identity, value: JSON.stringify({ name: this.identity, url: this.url }), lease: this.lease });
+      await this.store.txn([], ops);
+      if (announcing) this.announced = true;
     } catch (e) {
       this.lease = undefined;
       this.log.debug({ err: (e as Error).message }, 'could not publish heartbeats; trying again');

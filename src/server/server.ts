@@ -5,7 +5,9 @@
  * Start order matters and is the layer order: store → caches (list+watch) →
  * controllers (only while leading) → HTTP. Stop is the reverse.
  */
+import { networkInterfaces } from 'node:os';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { BatonError } from '../base/errors.js';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
@@ -14,6 +16,8 @@ import { systemClock, type Clock } from '../base/clock.js';
 import { lockDir } from '../base/lock.js';
 import { STORE_KINDS } from '../api/kinds.js';
 import { getOrCreate, type Store } from '../store/store.js';
+import { exportSnapshot, storeEpoch } from '../store/transfer.js';
+import { migrateSchema } from './schema.js';
 import type { EventStore } from '../store/events.js';
 import { SqliteStore } from '../store/sqlite/sqliteStore.js';
 import { SqliteEventStore } from '../store/sqlite/sqliteEventStore.js';
@@ -24,7 +28,7 @@ import { Tokens } from './auth.js';
 import { HeartbeatExchange, Heartbeats } from './heartbeats.js';
 import { ClusterPki } from './clusterPki.js';
 import { buildHttp } from './http.js';
-import { DEFAULT_TIMINGS, type Controller, type ControllerContext, type Timings } from './controllers/context.js';
+import { DEFAULT_TIMINGS, recordEvent, type Controller, type ControllerContext, type Timings } from './controllers/context.js';
 import { ServiceController } from './controllers/serviceController.js';
 import { SchedulerController } from './controllers/schedulerController.js';
 import { EndpointsController } from './controllers/endpointsController.js';
@@ -88,6 +92,8 @@ export class BatonServer {
   /** The election, with several servers; otherwise this server always leads. */
   election?: Election;
   leadership: Leadership = alwaysLeader;
+  /** Servers sharing a store: the heartbeat exchange, which also keeps the directory of live servers. */
+  private exchange?: HeartbeatExchange;
   private logs?: LogRouter;
   private tokens?: Tokens;
   private limiter?: AddressRateLimiter;
@@ -97,6 +103,8 @@ export class BatonServer {
   adminToken = '';
   pki!: ClusterPki;
   store!: Store;
+  /** The store's epoch (transfer.ts): a copy into another store gets a new one, and watches from another epoch are told 410. */
+  storeEpoch = '';
   ctx!: ControllerContext;
   /** Where nodes' task ranges and service VIPs come from, as the flags gave it. */
   network!: TaskNetwork;
@@ -121,6 +129,12 @@ export class BatonServer {
     this.network = network;
     const dir = join(opts.dataDir, 'server');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // A data directory whose state `baton migrate` moved to etcd must not come back as a SQLite server: two stores would diverge.
+    const moved = join(dir, MOVED_FILE);
+    if (!opts.store && existsSync(moved)) {
+      const m = JSON.parse(readFileSync(moved, 'utf8')) as { endpoints?: string[]; at?: string };
+      throw new BatonError('BATON_ERR_CONFLICT', `the state of ${dir} was moved to etcd (${(m.endpoints ?? []).join(',')}) at ${m.at}: start this server with --store etcd --etcd-endpoints ... --cluster-key ...`);
+    }
     this.releaseLock = lockDir(dir, 'baton server');
     const clock = opts.clock ?? systemClock;
     const log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { component: 'server' } }, pino.destination(2));
@@ -131,6 +145,7 @@ export class BatonServer {
     else this.store = sqlite = SqliteStore.open(join(dir, 'state.db'), { clock });
     const events = opts.events ?? (sqlite ? new SqliteEventStore(sqlite, { ttlMs: timings.eventTtlMs, seriesWindowMs: timings.eventSeriesWindowMs }) : undefined);
     if (!events) throw new Error('an injected store needs an injected event store');
+    this.storeEpoch = await storeEpoch(this.store);
 
     // Cluster identity and the admin token, made once; nodes join with certificates.
     const idFile = join(dir, 'cluster.json');
@@ -206,7 +221,7 @@ export class BatonServer {
       this.leadership = this.election;
       leaderCtx = { ...this.ctx, registry: new Registry(new FencedStore(this.store, this.election), clock) };
       // Published twice per heartbeat interval: the leader sees a beat another server took at most half an interval late.
-      const exchange = new HeartbeatExchange(this.store, this.ctx.heartbeats, opts.election.identity, Math.max(100, timings.heartbeatIntervalMs / 2), log);
+      const exchange = (this.exchange = new HeartbeatExchange(this.store, this.ctx.heartbeats, opts.election.identity, Math.max(100, timings.heartbeatIntervalMs / 2), log));
       await exchange.start();
       this.stoppers.push(() => exchange.stop());
     }
@@ -215,12 +230,31 @@ export class BatonServer {
     const scheduler = new SchedulerController(leaderCtx, new SpreadPlacer());
     this.controllers = [new NodeLifecycleController(leaderCtx), scheduler, new ServiceController(leaderCtx, scheduler), new EndpointsController(leaderCtx), new CronController(leaderCtx), this.autoscaler];
     let leading = false;
+    let terms = 0;
+    // The stored schema is brought to this build's before any controller reads it: by the one server at start,
+    // or by each new leader (through its fence) when servers share the store; each migration runs once.
+    const migrate = async (): Promise<void> => {
+      try {
+        for (const m of await migrateSchema(leaderCtx.registry.store, log, () => clock.now())) {
+          recordEvent(this.ctx, { type: 'Normal', reason: 'SchemaMigrated', kind: 'Cluster', name: this.clusterId, source: 'server', message: `stored schema ${m.to}: ${m.what}` });
+        }
+      } catch (err) {
+        log.error({ err: String(err) }, 'could not migrate the stored schema; the controllers run on it as it is, and the next leader tries again');
+      }
+    };
+    if (!this.election) await migrate();
     this.leadershipUnsub = this.leadership.onDidChange((now) => {
       if (now === leading) return;
       leading = now;
+      const term = ++terms;
+      if (!now) {
+        for (const c of this.controllers) c.stop();
+        return;
+      }
       // A new leader gives every node a fresh grace period before judging it by heartbeats.
-      if (now && this.election) this.ctx.heartbeats.restartGrace();
-      for (const c of this.controllers) (now ? c.start() : c.stop());
+      if (this.election) this.ctx.heartbeats.restartGrace();
+      if (!this.election) for (const c of this.controllers) c.start();
+      else void migrate().finally(() => leading && term === terms && this.controllers.forEach((c) => c.start()));
     });
     this.election?.start();
 
@@ -252,6 +286,7 @@ export class BatonServer {
       tokens,
       clusterId: this.clusterId,
       storeBackend: this.store.backend,
+      storeEpoch: this.storeEpoch,
       caches: this.caches,
       pki: this.pki,
       limiter: this.limiter,
@@ -261,14 +296,15 @@ export class BatonServer {
       autoscaler: this.autoscaler,
       meshes,
       ...(this.election ? { election: this.election } : {}),
-      snapshot: sqlite
-        ? async () => {
-            // In the server's own 0700 directory, not the shared /tmp: the copy holds the CA's key and token hashes (and is 0600 itself).
-            const file = join(opts.dataDir, 'server', `snapshot-${process.pid}-${Date.now()}.db`);
-            await sqlite!.backup(file);
-            return file;
-          }
-        : undefined,
+      ...(this.exchange ? { servers: () => this.exchange!.servers() } : {}),
+      snapshot: async () => {
+        // In the server's own 0700 directory, not the shared /tmp: the copy holds token hashes and the CA (its key sealed, on etcd), and is 0600 itself.
+        const file = join(opts.dataDir, 'server', `snapshot-${process.pid}-${Date.now()}.db`);
+        // SQLite copies its own file online; another backend's state is read at one revision into a file of the same format.
+        if (sqlite) await sqlite.backup(file);
+        else await exportSnapshot({ store: this.store, events }, file);
+        return file;
+      },
     });
     // Thousands of agents may connect within one turn of a busy event loop (Node's default backlog is 511): a full
     // accept queue drops their SYNs, and each drop costs a client 1, 3, then 7 seconds of TCP retransmission.
@@ -276,6 +312,7 @@ export class BatonServer {
     const addr = this.app.server.address();
     const p = typeof addr === 'object' && addr ? addr.port : port;
     this.url = `https://${host.includes(':') ? `[${host}]` : host}:${p}`;
+    this.exchange?.announce(this.advertisedUrl(host, p));
     log.info({ url: this.url, clusterId: this.clusterId, store: this.store.backend, taskNetwork: describeNetwork(network) }, 'server started');
   }
 
@@ -304,6 +341,16 @@ export class BatonServer {
     return this.pki.ca.certPem;
   }
 
+  /** advertisedUrl: where others reach this server; for a wildcard listen address, the machine's first external IPv4 address. */
+  private advertisedUrl(host: string, port: number): string {
+    let h = host;
+    if (h === '0.0.0.0' || h === '::' || h === '') {
+      const external = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal);
+      h = external?.address ?? '127.0.0.1';
+    }
+    return `https://${h.includes(':') ? `[${h}]` : h}:${port}`;
+  }
+
   async stop(): Promise<void> {
     this.leadershipUnsub?.();
     for (const c of this.controllers) c.stop();
@@ -329,7 +376,9 @@ export function splitHostPort(listen: string): [string, number] {
   return [m[1] || '127.0.0.1', Number(m[2])];
 }
 
-const CLUSTER_ID_KEY = '/baton/cluster/id';
+export const CLUSTER_ID_KEY = '/baton/cluster/id';
+/** In a server's data directory once `baton migrate` moved its state to etcd: it records where, and keeps a SQLite server from starting there. */
+export const MOVED_FILE = 'moved-to-etcd.json';
 
 /** sharedClusterId reads the cluster's id from the store, or names the cluster there (the first server to write wins). */
 function sharedClusterId(store: Store): Promise<string> {

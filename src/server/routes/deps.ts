@@ -3,6 +3,7 @@
  * rules more than one of them applies (a node acts only for itself; a node's
  * last heartbeat comes from memory).
  */
+import type { ServerRecord } from '../heartbeats.js';
 import type { Election } from '../election.js';
 import { BlockList, isIP } from 'node:net';
 import type { FastifyRequest } from 'fastify';
@@ -37,6 +38,8 @@ export interface HttpDeps {
   tokens: Tokens;
   clusterId: string;
   storeBackend: string;
+  /** The store's epoch: lists carry it, and a watch that names another is told 410 Gone. */
+  storeEpoch: string;
   caches: Record<string, WatchCache>;
   /** The cluster's PKI: serves HTTPS and authenticates nodes by certificate. */
   pki: ClusterPki;
@@ -52,8 +55,10 @@ export interface HttpDeps {
   meshes: MeshRevisions;
   /** Servers sharing a store: this one's election (who leads). */
   election?: Election;
-  /** Writes an online backup of the store to a file and returns its path (SQLite only). */
-  snapshot?: () => Promise<string>;
+  /** Servers sharing a store: every live server's name and URL (heartbeat replies and /info carry them). */
+  servers?: () => Promise<ServerRecord[]>;
+  /** Writes an online backup of the store to a file (a SQLite snapshot, whatever the backend) and returns its path. */
+  snapshot: () => Promise<string>;
   logger?: boolean;
 }
 

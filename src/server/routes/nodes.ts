@@ -127,7 +127,9 @@ export function registerNodeRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const next = beatInterval(undefined);
       // Judged against the interval the agent beats at now; it learns `next` from this answer.
       ctx.heartbeats.beat(name, b.engine ?? { ok: true, version: '' }, b.intervalMs ?? next, b.volumes ? [...b.volumes].sort() : undefined);
-      return { heartbeatIntervalMs: next, statusFlushMs: statusFlushInterval(ctx.timings, nodeCache(deps).objects.size) };
+      // Servers sharing a store: the agent learns every live server's URL, to fail over to (added servers included).
+      const servers = deps.servers ? (await deps.servers().catch(() => [])).map((s) => s.url) : undefined;
+      return { heartbeatIntervalMs: next, statusFlushMs: statusFlushInterval(ctx.timings, nodeCache(deps).objects.size), ...(servers?.length ? { servers } : {}) };
     },
   });
 

@@ -30,6 +30,8 @@ const listQuery = z.object({
   limit: queryInt(1, 100_000).optional(),
   continue: queryText().optional(),
   ignoreStatusUpdates: flag,
+  /** The epoch the client's resourceVersion belongs to (from a list's metadata): another epoch's revision is 410 Gone. */
+  storeEpoch: queryText(64).optional(),
 });
 
 const deleteQuery = z.object({ resourceVersion: queryText(32).optional() });
@@ -59,14 +61,14 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
     if (q.limit !== undefined) {
       if (fields || labels) throw new BatonError('BATON_ERR_BAD_REQUEST', 'limit cannot be combined with selectors');
       const r = await ctx.registry.list(kind, { limit: q.limit, continue: q.continue, atRevision: q.resourceVersion || undefined });
-      return { items: r.items, metadata: { resourceVersion: String(r.revision), ...(r.continue ? { continue: r.continue } : {}) } };
+      return { items: r.items, metadata: { resourceVersion: String(r.revision), storeEpoch: deps.storeEpoch, ...(r.continue ? { continue: r.continue } : {}) } };
     }
     // Serve from the watch cache once it has seen every write committed before this request (a consistent read);
     // read the store only if the cache cannot catch up in time: decoding 100,000 tasks to answer one agent costs seconds.
     const rev = await ctx.registry.store.currentRevision();
-    if (await cache.syncedTo(rev, CONSISTENT_READ_WAIT_MS)) return { items: cache.list(fields, labels), metadata: { resourceVersion: String(cache.revision) } };
+    if (await cache.syncedTo(rev, CONSISTENT_READ_WAIT_MS)) return { items: cache.list(fields, labels), metadata: { resourceVersion: String(cache.revision), storeEpoch: deps.storeEpoch } };
     const r = await ctx.registry.list(kind);
-    return { items: cache.filter(r.items, fields, labels), metadata: { resourceVersion: String(r.revision) } };
+    return { items: cache.filter(r.items, fields, labels), metadata: { resourceVersion: String(r.revision), storeEpoch: deps.storeEpoch } };
   }
 
   for (const kind of KINDS) {
@@ -88,6 +90,10 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
         if (req.role === 'agent' && kind === taskKind && fields?.['spec.nodeName'] !== req.node) throw new BatonError('BATON_ERR_FORBIDDEN', `node ${req.node} may list only its own tasks (fieldSelector spec.nodeName=${req.node})`);
         // A node that watches Endpoints runs a routing mesh: stopping tasks wait for it (MeshRevisions).
         if (q.watch && req.role === 'agent' && kind === endpointsKind) deps.meshes.watching(req.node!);
+        // A revision of another epoch (the state was copied into this store since) means nothing here: list again.
+        if (q.watch && q.storeEpoch !== undefined && q.storeEpoch !== deps.storeEpoch) {
+          throw new BatonError('BATON_ERR_GONE', `resourceVersion ${q.resourceVersion ?? 0} is of store epoch ${q.storeEpoch}; this store's epoch is ${deps.storeEpoch} (its state was copied here): list again`);
+        }
         if (q.watch) return serveWatch(deps, reply, kind, cache, q.resourceVersion ?? 0, fields, labels, q.ignoreStatusUpdates);
         const r = await listKind(kind, cache, q, fields, labels);
         // Node lists carry the last heartbeat from memory: it is never written per beat.

@@ -50,8 +50,10 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
       version: VERSION,
       apiVersion: 'baton/v1',
       storeBackend: deps.storeBackend,
+      storeEpoch: deps.storeEpoch,
       revision: String(await ctx.registry.store.currentRevision()),
       ...(deps.election ? { leader: await deps.election.leader(), leading: deps.election.leading } : {}),
+      ...(deps.servers ? { servers: await deps.servers() } : {}),
     }),
   });
 
@@ -148,7 +150,6 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
     url: '/api/v1/snapshot',
     access: ['admin'],
     handler: async (_req, reply) => {
-      if (!deps.snapshot) throw new BatonError('BATON_ERR_BAD_REQUEST', `snapshots need the sqlite store; this server uses ${deps.storeBackend}`);
       const file = await deps.snapshot();
       const { createReadStream } = await import('node:fs');
       const { rm } = await import('node:fs/promises');

@@ -45,6 +45,8 @@ export interface EtcdEventStoreOptions extends EventStoreOptions {
   retryMs?: number;
 }
 
+/** Where a server's events live in etcd: a view beside the objects' prefix ("/baton/"), never inside it. */
+export const EVENTS_ETCD_PREFIX = '/baton-events/';
 export const DEFAULT_EVENT_LEASE_WINDOW_MS = 60_000;
 export const DEFAULT_EVENT_WRITE_DELAY_MS = 100;
 
