@@ -19,7 +19,7 @@ import { serviceKind, taskKind } from '../../src/api/kinds.js';
 import type { ClusterInfo, Task } from '../../src/api/types.js';
 import { tlsTransport, withTransport } from '../../src/api/tls.js';
 import { EtcdCluster } from '../helpers/etcd.js';
-import { baton, cleanupDir, docker, eventually, portRange, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, TEST_IMAGE, type Proc } from '../helpers/proc.js';
+import { baton, cleanupDir, eventually, portRange, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, taskContainers, TEST_IMAGE, type Proc } from '../helpers/proc.js';
 
 const SERVER_PORT = 31940;
 const AGENT_FLAGS = ['--port-range', portRange(25000), '--listen-port', '0', '--pull', 'never', '--egress', 'none', '--dns-upstream', 'none'];
@@ -45,15 +45,7 @@ describe('baton up on SQLite, moved to three servers on etcd', () => {
     return new ApiClient(withTransport({ server: `https://127.0.0.1:${SERVER_PORT + i}`, token: readFileSync(join(dataDir, 'server/admin.token'), 'utf8').trim(), timeoutMs: 5000 }, t));
   };
   /** containers: the cluster's task containers, id → start time. */
-  const containers = async (): Promise<Map<string, string>> => {
-    const ids = (await docker(['ps', '-q', '--no-trunc', '--filter', `label=baton.cluster=${clusterId}`, '--filter', 'label=baton.task'])).split('\n').filter(Boolean);
-    const out = new Map<string, string>();
-    for (const id of ids) {
-      const [started, pause] = (await docker(['inspect', '-f', '{{.State.StartedAt}} {{index .Config.Labels "baton.pause"}}', id])).trim().split(' ');
-      if (!pause) out.set(id, started!);
-    }
-    return out;
-  };
+  const containers = () => taskContainers(clusterId);
   const running = async (i = 0) => (await api(i).list<Task>(taskKind)).items.filter((t) => t.status.state === 'running' && t.spec.desiredState === 'running');
 
   beforeAll(async () => {

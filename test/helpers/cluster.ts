@@ -24,7 +24,7 @@ import type { Node, Task } from '../../src/api/types.js';
 import { tlsTransport, withTransport, type Transport } from '../../src/api/tls.js';
 import { removeNodeNetwork } from './net.js';
 import { HARNESS_GATEWAY, NetnsHarness } from './netns.js';
-import { baton, cleanupDir, docker, eventually, freePort, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, type Proc } from './proc.js';
+import { baton, BIN, cleanupDir, docker, eventually, freePort, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, type Proc } from './proc.js';
 
 export class TestCluster {
   dir = '';
@@ -111,6 +111,10 @@ export class TestCluster {
     }, 30_000);
   }
 
+  /** The build servers and agents start from: bin/baton.js of this checkout, or of an older one (the upgrade test). */
+  bin = BIN;
+  private readonly withBin = (argv: string[]): string[] => argv.map((a) => (a === BIN ? this.bin : a));
+
   /** startServer (re)starts the server (with ha: server i) on the same port and data dir. */
   async startServer(i?: number): Promise<void> {
     const ha = this.opts.ha;
@@ -119,13 +123,14 @@ export class TestCluster {
         ['server', '--data-dir', join(this.dir, `server${i}`), '--listen', `127.0.0.1:${ha.serverPort + i}`, '--name', `s${i}`, '--cluster-cidr', this.clusterCidr, '--log-level', process.env.BATON_TEST_SERVER_LOG ?? 'warn',
           '--store', 'etcd', '--etcd-endpoints', ha.etcd.join(','), '--cluster-key', join(this.dir, 'cluster.key'), '--init-cluster-key', '--leader-ttl', ha.leaderTtl ?? '1s'],
         this.env,
+        this.withBin,
       );
       this.servers[i] = p;
       if (i === 0) this.server = p;
       this.urls[i] = (await waitOutput(p, /listening on (\S+)/, 30_000))[1]!;
       return;
     }
-    this.server = startProc(['server', '--data-dir', join(this.dir, 'server'), '--listen', `${this.netns ? HARNESS_GATEWAY : '127.0.0.1'}:${this.port}`, '--cluster-cidr', this.clusterCidr, '--log-level', 'warn'], this.env);
+    this.server = startProc(['server', '--data-dir', join(this.dir, 'server'), '--listen', `${this.netns ? HARNESS_GATEWAY : '127.0.0.1'}:${this.port}`, '--cluster-cidr', this.clusterCidr, '--log-level', 'warn'], this.env, this.withBin);
     this.url = (await waitOutput(this.server, /listening on (\S+)/, 30_000))[1]!;
   }
 
@@ -134,7 +139,7 @@ export class TestCluster {
     const p = startProc(
       ['agent', '--join', this.url, '--token', this.token, '--name', n, '--address', this.address(n), '--data-dir', join(this.dir, n), '--port-range', `${base}-${base + 199}`, '--listen-port', '0', '--pull', 'never', '--egress', 'none', '--dns-upstream', 'none', '--log-level', process.env.BATON_TEST_AGENT_LOG ?? 'warn', ...(this.opts.dockerSocket ? ['--docker-socket', this.opts.dockerSocket] : []), ...(this.opts.agentArgs ?? [])],
       this.env,
-      this.netns && ((argv) => this.netns!.wrap(Number(n.slice(1)), argv)),
+      this.netns ? (argv) => this.netns!.wrap(Number(n.slice(1)), this.withBin(argv)) : this.withBin,
     );
     this.agents.set(n, p);
     return p;

@@ -117,6 +117,17 @@ export async function eventually<T>(fn: () => Promise<T>, timeoutMs: number, eve
   throw last;
 }
 
+/** taskContainers: a cluster's running task containers (pause containers left out), id → start time; a restart changes the time. */
+export async function taskContainers(clusterId: string, host?: string): Promise<Map<string, string>> {
+  const ids = (await docker(['ps', '-q', '--no-trunc', '--filter', `label=baton.cluster=${clusterId}`, '--filter', 'label=baton.task'], host)).split('\n').filter(Boolean);
+  const out = new Map<string, string>();
+  for (const id of ids) {
+    const [started, pause] = (await docker(['inspect', '-f', '{{.State.StartedAt}} {{index .Config.Labels "baton.pause"}}', id], host)).trim().split(' ');
+    if (!pause) out.set(id, started!);
+  }
+  return out;
+}
+
 /** A port range no other test file (or a Quick-start cluster on 20000-20999) uses. */
 export function portRange(base: number): string {
   return `${base}-${base + 199}`;

@@ -82,7 +82,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: HttpDeps): void {
       }
       if (!compatible(VERSION, b.agentVersion)) {
         recordEvent(ctx, { type: 'Warning', reason: 'AgentRefused', kind: 'Node', name: b.name, source: 'api', message: `agent version ${b.agentVersion} is not compatible with server ${VERSION}` });
-        throw new BatonError('BATON_ERR_INCOMPATIBLE_AGENT', `agent version ${b.agentVersion} is not compatible with server version ${VERSION}; run an agent of version ${VERSION.split('.').slice(0, 2).join('.')}.x`);
+        throw new BatonError('BATON_ERR_INCOMPATIBLE_AGENT', `agent version ${b.agentVersion} is not compatible with server version ${VERSION}; agents may be this minor version or one before it, never newer (upgrade the servers first, then the agents)`);
       }
       const now = new Date(ctx.clock.now()).toISOString();
       const interval = beatInterval(b.heartbeatMs);
