@@ -9,6 +9,8 @@ import { createServer as createHttp, type Server as HttpServer } from 'node:http
 import { createServer as createTcp, type Server as TcpServer, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../src/api/client.js';
+import { Informer } from '../src/api/informer.js';
+import { serviceKind } from '../src/api/kinds.js';
 import { isBatonError } from '../src/base/errors.js';
 
 const closers: (() => void)[] = [];
@@ -76,5 +78,52 @@ describe('ApiClient with several servers', () => {
     a.close();
     const none = await api2.call('GET', '/api/v1/info').catch((e) => e);
     expect(isBatonError(none) && none.code).toBe('BATON_ERR_UNAVAILABLE');
+  }, 30_000);
+
+  it('moves an informer\'s watch to the next server when the client does: a watch held on a server that went silent is opened again there', async () => {
+    /** A server that lists one service and holds a watch; `mute` makes it stop answering anything (a paused server). */
+    const watcher = async (name: string) => {
+      const state = { mute: false, watches: 0, lists: 0, streams: [] as import('node:http').ServerResponse[] };
+      const s = createHttp((req, res) => {
+        if (state.mute) return; // the connection stays open; nothing is ever said
+        const u = new URL(req.url!, 'http://x');
+        if (u.pathname === '/api/v1/info') return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name }));
+        if (u.searchParams.get('watch') === 'true') {
+          state.watches++;
+          res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+          res.flushHeaders();
+          state.streams.push(res);
+          return;
+        }
+        state.lists++;
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ items: [{ metadata: { name: 'web', resourceVersion: '5' } }], metadata: { resourceVersion: '5', storeEpoch: 'e1' } }));
+      });
+      const port = await listen(s);
+      closers.push(() => {
+        s.closeAllConnections();
+        s.close();
+      });
+      return { url: `http://127.0.0.1:${port}`, state };
+    };
+    const a = await watcher('a');
+    const b = await watcher('b');
+    const api = new ApiClient({ server: `${a.url},${b.url}`, timeoutMs: 300 });
+    const seen: string[] = [];
+    const inf = new Informer(api, serviceKind, { onEvent: (type, o) => seen.push(`${type} ${o.metadata.name}`), retry: { initialMs: 50, maxMs: 200 } });
+    inf.start();
+    try {
+      await expect.poll(() => a.state.watches, { timeout: 5000 }).toBe(1);
+      // a stops answering: its watch stays open and silent. The next call times out there and moves the client to b.
+      a.state.mute = true;
+      expect(await api.call<{ name: string }>('GET', '/api/v1/info')).toEqual({ name: 'b' });
+      // The informer watches again, on b, from the revision it had (no list: b never got one).
+      await expect.poll(() => b.state.watches, { timeout: 5000 }).toBe(1);
+      b.state.streams[0]!.write(JSON.stringify({ type: 'MODIFIED', object: { metadata: { name: 'web', resourceVersion: '6' } } }) + '\n');
+      await expect.poll(() => seen, { timeout: 5000 }).toContain('MODIFIED web');
+      expect(inf.revision).toBe('6');
+      expect(b.state.lists).toBe(0);
+    } finally {
+      await inf.stop();
+    }
   }, 30_000);
 });

@@ -152,6 +152,8 @@ export class NodeSession {
         // With several servers, a beat that gets no answer within one interval moves the client to the next server
         // (a paused one still takes the connection): the node misses no more than that beat.
         const timeoutMs = client.servers.length > 1 ? this.heartbeatMs : undefined;
+        // Every other call too (status reports, lists): a server that stopped answering costs at most an interval (not below 1 s).
+        if (timeoutMs) client.setTimeout(Math.max(1000, timeoutMs));
         const r = await client.call<{ heartbeatIntervalMs?: number; statusFlushMs?: number; servers?: unknown }>(
           'POST',
           `/api/v1/nodes/${encodeURIComponent(deps.state.name)}/heartbeat`,

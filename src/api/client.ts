@@ -157,7 +157,29 @@ export class ApiClient {
     if (urls.length === 0) return;
     const now = this.server;
     this.endpoints = urls.map(endpoint);
-    this.current = Math.max(0, this.endpoints.findIndex((e) => e.url === now));
+    this.moveTo(Math.max(0, this.endpoints.findIndex((e) => e.url === now)), now);
+  }
+
+  private readonly serverListeners = new Set<(server: string) => void>();
+
+  /**
+   * onDidChangeServer: fn runs when requests move to another server (the
+   * current one gave no answer). A stream held on the old one may hang (a
+   * stopped server keeps its connections open): its owner opens it again.
+   */
+  onDidChangeServer(fn: (server: string) => void): () => void {
+    this.serverListeners.add(fn);
+    return () => this.serverListeners.delete(fn);
+  }
+
+  private moveTo(index: number, from: string): void {
+    this.current = index;
+    if (this.server !== from) for (const fn of this.serverListeners) fn(this.server);
+  }
+
+  /** setTimeout sets the deadline of every later call that is not a stream (with several servers, shorter than a heartbeat). */
+  setTimeout(ms: number): void {
+    this.opts.timeoutMs = ms;
   }
 
   /** setTransport swaps the transport (a renewed certificate) for every later request. */
@@ -193,7 +215,7 @@ export class ApiClient {
       } catch (e) {
         const err = unreachable(ep.url, e, timeout);
         const noAnswer = err instanceof BatonError && err.code === 'BATON_ERR_UNAVAILABLE';
-        if (noAnswer && this.endpoints.length > 1) this.current = (this.current + 1) % this.endpoints.length;
+        if (noAnswer && this.endpoints.length > 1 && this.endpoints[this.current] === ep) this.moveTo((this.current + 1) % this.endpoints.length, ep.url);
         if (!noAnswer || i + 1 >= tries) throw err;
       }
     }

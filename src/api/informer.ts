@@ -49,12 +49,20 @@ export class Informer {
     return this.rv;
   }
 
+  /** Ends the watch in progress only (the loop watches again from the last revision). */
+  private rewatch?: AbortController;
+  private unsubscribe?: () => void;
+
   start(): void {
+    // When the client moves to another server, a watch held on the old one may hang (a stopped server keeps the
+    // connection open and sends nothing): watch again, through the new one, from the last revision.
+    this.unsubscribe = this.client.onDidChangeServer(() => this.rewatch?.abort());
     this.done = this.run();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unsubscribe?.();
     this.abort.abort();
     await this.done?.catch(() => {});
   }
@@ -63,6 +71,7 @@ export class Informer {
     let failures = 0;
     this.rv = undefined;
     while (!this.stopped) {
+      this.rewatch = undefined;
       try {
         if (this.rv === undefined) {
           const list = await this.client.list<any>(this.kind, { fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector });
@@ -76,7 +85,9 @@ export class Informer {
           this.synced = true;
           this.opts.onSync?.(this.objects);
         }
-        for await (const ev of this.client.watch<any>(this.kind, { resourceVersion: this.rv, storeEpoch: this.epoch, fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector, ignoreStatusUpdates: this.opts.ignoreStatusUpdates, signal: this.abort.signal })) {
+        const rewatch = (this.rewatch = new AbortController());
+        const signal = AbortSignal.any([this.abort.signal, rewatch.signal]);
+        for await (const ev of this.client.watch<any>(this.kind, { resourceVersion: this.rv, storeEpoch: this.epoch, fieldSelector: this.opts.fieldSelector, labelSelector: this.opts.labelSelector, ignoreStatusUpdates: this.opts.ignoreStatusUpdates, signal })) {
           failures = 0;
           if (ev.type === 'ERROR') {
             if ((ev.object as { code?: number }).code === 410) this.rv = undefined;
@@ -90,6 +101,8 @@ export class Informer {
         }
       } catch (e) {
         if (this.stopped) return;
+        // Ended on purpose (the client moved to another server): watch again at once.
+        if (this.rewatch?.signal.aborted) continue;
         const err = e as Error & { code?: string };
         if (err.code === 'BATON_ERR_GONE') this.rv = undefined;
         this.opts.onError?.(err);

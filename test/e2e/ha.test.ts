@@ -121,10 +121,13 @@ describe('three servers on etcd', () => {
     const before = await store.currentRevision();
     c.servers[leader]!.child.kill('SIGSTOP');
     try {
-      // Another takes over, and acts: a scale, taken by any server that answers, is carried out by the new leader.
-      expect((await c.baton(['service', 'scale', 'ha_app=45'])).code).toBe(0);
+      // Another takes over, and acts: a scale, taken by any server that answers, is carried out by the new leader,
+      // and its new tasks start while the old leader still sleeps: an agent whose watches it held (open and silent)
+      // moved them to another server along with its heartbeats.
+      expect((await c.baton(['service', 'scale', 'ha_app=55'])).code).toBe(0);
       await eventually(async () => expect((await termsSince(before)).some((x) => x.term !== oldTerm)).toBe(true), 30_000, 100);
-      await eventually(async () => expect(live(await c.tasksOf('ha_app'))).toHaveLength(45), 60_000);
+      await eventually(async () => expect(live(await c.tasksOf('ha_app'))).toHaveLength(55), 60_000);
+      await eventually(async () => expect(await c.running('ha_app')).toHaveLength(55), 60_000);
     } finally {
       c.servers[leader]!.child.kill('SIGCONT');
     }
@@ -134,8 +137,8 @@ describe('three servers on etcd', () => {
     const firstNew = terms.findIndex((x) => x.term !== oldTerm);
     expect(firstNew).toBeGreaterThanOrEqual(0);
     expect(terms.slice(firstNew).filter((x) => x.term === oldTerm)).toEqual([]);
-    await eventually(async () => expect(live(await c.tasksOf('ha_app'))).toHaveLength(45), 30_000);
-  }, 120_000);
+    await eventually(async () => expect(live(await c.tasksOf('ha_app'))).toHaveLength(55), 30_000);
+  }, 180_000);
 
   it('carries on with one etcd member down; without quorum writes fail with the coded error and containers run on; then it carries on', async () => {
     await etcd.kill(2);
