@@ -369,9 +369,11 @@ export interface BatonChild {
  * nodes: the default cluster CIDR (10.42.0.0/16, a /24 each) holds 256
  * nodes, and registration past that is refused. 10.42.0.0/15 in /28s holds
  * 8,192, staying next to the default rather than claiming all of 10/8
- * (simulated nodes plumb nothing, but a range is a claim on the network).
+ * (simulated nodes plumb nothing, but a range is a claim on the network);
+ * it covers the default service CIDR (10.43.0.0/16), so VIPs come from
+ * 10.44.0.0/16 instead.
  */
-export const LARGE_CLUSTER_ARGS = ['--cluster-cidr', '10.42.0.0/15', '--node-cidr-size', '28'];
+export const LARGE_CLUSTER_ARGS = ['--cluster-cidr', '10.42.0.0/15', '--node-cidr-size', '28', '--service-cidr', '10.44.0.0/16'];
 
 /**
  * spawnBaton runs `node [nodeArgs] bin/baton.js args` and waits (up to 60 s)

@@ -16,7 +16,12 @@
  * It runs first: the pure passes leave this process a large heap to collect.
  *
  *   npm run bench:scheduler -- [--tasks 100000] [--nodes 100,1000,5000,10000]
- *                              [--e2e-nodes 5000] [--e2e-replicas 100000] [--e2e-sims 2] [--no-e2e] [--no-pure]
+ *                              [--e2e-nodes 5000] [--e2e-replicas 100000] [--e2e-sims 2]
+ *                              [--e2e-store sqlite|etcd|both] [--no-e2e] [--no-pure]
+ *
+ * With --e2e-store etcd the server keeps its state in a 3-member etcd the
+ * bench starts on this machine (Debian's etcd 3.4); `both` runs SQLite, then
+ * etcd, and prints them side by side.
  *
  * The default end-to-end size is the issue's: 100,000 replicas on 5,000
  * simulated nodes (about 2 minutes to join them, 1 to deploy; the whole
@@ -29,6 +34,7 @@ import { join } from 'node:path';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
+import { EtcdCluster } from '../test/helpers/etcd.js';
 import { cpuMs, LARGE_CLUSTER_ARGS, log, median, now, Sampler, sleep, spawnBaton } from './lib.js';
 import { defaultContainerSpec, type Node, type Task } from '../src/api/types.js';
 import { SpreadPlacer } from '../src/scheduler/placement.js';
@@ -43,6 +49,8 @@ const { values } = parseArgs({
     'e2e-nodes': { type: 'string', default: '5000' },
     'e2e-replicas': { type: 'string', default: '100000' },
     'e2e-sims': { type: 'string', default: '2' },
+    // sqlite, etcd (a 3-member etcd of the bench's own, one server on it), or both in one run (etcd beside SQLite).
+    'e2e-store': { type: 'string', default: 'sqlite' },
     'no-e2e': { type: 'boolean', default: false },
     'no-pure': { type: 'boolean', default: false },
   },
@@ -52,6 +60,8 @@ const SIZES = values.nodes!.split(',').map(Number);
 if (!(TASKS > 0) || SIZES.some((n) => !(n > 0))) throw new Error('--tasks and --nodes must be positive');
 
 const ZONES = ['a', 'b', 'c', 'd'];
+/** Ports of the bench's own for its etcd (clients 31779, 31789, 31799; bench:ha uses them too, never at the same time). */
+const ETCD_BASE = 31779;
 const nowIso = new Date().toISOString();
 
 function mkNode(i: number): Node {
@@ -104,7 +114,11 @@ function pendingTasks(n: number): Task[] {
 
 // End to end first: the pure passes leave this process a large heap to collect, which would compete for the
 // machine's two cores with the server and the simulated nodes being measured.
-if (!values['no-e2e']) await endToEnd(Number(values['e2e-nodes']), Number(values['e2e-replicas']), Number(values['e2e-sims']));
+const STORES = values['e2e-store'] === 'both' ? ['sqlite', 'etcd'] : [values['e2e-store']!];
+if (STORES.some((x) => x !== 'sqlite' && x !== 'etcd')) throw new Error('--e2e-store must be sqlite, etcd or both');
+const e2eRuns: string[] = [];
+if (!values['no-e2e']) for (const store of STORES) e2eRuns.push(await endToEnd(Number(values['e2e-nodes']), Number(values['e2e-replicas']), Number(values['e2e-sims']), store as 'sqlite' | 'etcd'));
+if (e2eRuns.length > 1) process.stdout.write(`\n# bench:scheduler, end to end, side by side\n${e2eRuns.join('\n')}\n`);
 
 const rows: string[][] = [['nodes', 'tasks placed', 'pending', 'seconds', 'placements/s', 'goal']];
 for (const size of values['no-pure'] ? [] : SIZES) {
@@ -127,14 +141,22 @@ if (!values['no-pure']) {
 
 // ---------------------------------------------------------------- end to end
 
-async function endToEnd(nodeCount: number, replicas: number, sims: number): Promise<void> {
+/** endToEnd runs one deployment on a real server (on `store`) and simulated nodes; returns its one-line summary. */
+async function endToEnd(nodeCount: number, replicas: number, sims: number, store: 'sqlite' | 'etcd'): Promise<string> {
   if (!(nodeCount > 0 && replicas > 0 && sims > 0)) throw new Error('--e2e-nodes, --e2e-replicas and --e2e-sims must be positive');
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-sched-'));
   const children: ChildProcess[] = [];
   // Thousands of agents hold thousands of connections: raise the open-file limit of the processes we start (prlimit, by their PID).
   const nofile = (pid: number | undefined) => pid && spawnSync('prlimit', [`--nofile=200000:200000`, `--pid=${pid}`]);
+  let etcd: EtcdCluster | undefined;
   try {
-    const server = await spawnBaton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn', ...LARGE_CLUSTER_ARGS], {
+    let storeArgs: string[] = [];
+    if (store === 'etcd') {
+      etcd = new EtcdCluster({ basePort: ETCD_BASE, progressNotifyMs: 1000, dataRoot: dir });
+      await etcd.start();
+      storeArgs = ['--store', 'etcd', '--etcd-endpoints', etcd.endpoints.join(','), '--cluster-key', join(dir, 'cluster.key'), '--init-cluster-key', '--name', 's0'];
+    }
+    const server = await spawnBaton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn', ...storeArgs, ...LARGE_CLUSTER_ARGS], {
       env: { BATON_HOME: dir },
       ready: [/baton server listening on (https:\/\/\S+)/, /join token: (BATON-\S+)/],
       what: 'baton server',
@@ -219,7 +241,7 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
     const f = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
     const row = (what: string, xs: number[]) => process.stdout.write(`  ${what.padEnd(52)} p50 ${f(pct(xs, 50)).padStart(8)}  p90 ${f(pct(xs, 90)).padStart(8)}  last ${f(pct(xs, 100)).padStart(8)}\n`);
     const rate = replicas / totalS;
-    process.stdout.write(`\n# bench:scheduler, end to end: ${replicas} replicas of 10 services on ${nodeCount} simulated nodes (${sims} baton sim processes), SQLite store\n`);
+    process.stdout.write(`\n# bench:scheduler, end to end: ${replicas} replicas of 10 services on ${nodeCount} simulated nodes (${sims} baton sim processes), ${store === 'etcd' ? 'etcd store (3 members on this machine)' : 'SQLite store'}\n`);
     process.stdout.write(`nodes joined and Ready: ${joinS.toFixed(1)} s\n`);
     process.stdout.write(`apply → all running: ${totalS.toFixed(1)} s = ${rate.toFixed(0)} tasks/s (goal >= 1500/s: ${rate >= 1500 ? 'PASS' : 'FAIL'}; stretch 3750/s: ${rate >= 3750 ? 'PASS' : 'no'})\n`);
     process.stdout.write(`where the time went (${sample.length} tasks; times since the apply call began; the API call itself took ${f(applyMs)}):\n`);
@@ -238,8 +260,10 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number): Prom
     process.stdout.write(`server peak RSS during the run: ${(serverSampler.peakKiB / 1024).toFixed(0)} MiB\n`);
     process.stdout.write('anchors: Nomad C1M 3,750/s with 5 servers, C2M ~1,500/s; kube-scheduler 270 pods/s at 5,000 nodes\n');
     await tls.close();
+    return `${store.padEnd(6)}: ${replicas} replicas on ${nodeCount} nodes, apply → all running ${totalS.toFixed(1)} s = ${rate.toFixed(0)} tasks/s; server CPU ${cpu[0]!.toFixed(1)} s, peak RSS ${(serverSampler.peakKiB / 1024).toFixed(0)} MiB, event-loop p99 ${lag('p99').toFixed(0)} ms`;
   } finally {
     for (const c of children.reverse()) await stopChild(c);
+    await etcd?.cleanup();
     rmSync(dir, { recursive: true, force: true });
   }
 }
