@@ -12,7 +12,10 @@
  *    15 s).
  * 2. API writes: the same number of `scale` calls (alternating replica
  *    counts, some in flight at once) against a server on SQLite and against
- *    one of the servers on etcd, in the same run: calls/s and p99 latency.
+ *    one of the servers on etcd, in the same run: calls/s and p99 latency;
+ *    and the peer, etcd itself on the same cluster through the etcd3 client:
+ *    puts one after another (what a Store that keeps its txns in issue order
+ *    can reach at best) and all at once.
  *
  * Nothing runs containers: the services have no node to go to, so their
  * tasks stay pending, which is controller work all the same.
@@ -24,6 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
+import { Etcd3 } from 'etcd3';
 import { EtcdStore } from '../src/store/etcd/etcdStore.js';
 import { serviceSpecFor } from './haSpec.js';
 import { EtcdCluster } from '../test/helpers/etcd.js';
@@ -118,10 +122,24 @@ async function main(): Promise<void> {
   const onSqlite = await writeRate(sqlite.api, 'SQLite (one server)');
   const onEtcd = await writeRate(client(urls[(Number((await all.info()).leader!.identity.slice(1)) + 1) % 3]!), 'etcd (3 members, through a follower)');
 
+  // ---- the peer, same cluster, same run: etcd itself through the etcd3 client, puts one after another and all at once
+  const raw = new Etcd3({ hosts: etcd.endpoints });
+  onCleanup('etcd3 client', async () => raw.close());
+  const rawPuts = async (concurrent: boolean) => {
+    const t0 = now();
+    if (concurrent) await Promise.all(Array.from({ length: WRITES }, (_, i) => raw.put(`/bench-raw/c${i}`).value('x')));
+    else for (let i = 0; i < WRITES; i++) await raw.put(`/bench-raw/s${i}`).value('x');
+    return WRITES / ((now() - t0) / 1000);
+  };
+  const rawSeq = await rawPuts(false);
+  const rawAll = await rawPuts(true);
+  log(`etcd alone (etcd3 client, same cluster): ${WRITES} puts one after another ${rawSeq.toFixed(0)}/s, all at once ${rawAll.toFixed(0)}/s`);
+
   const sorted = [...failovers].sort((a, b) => a - b);
   console.log('\nbench:ha');
   console.log(`failover (kill -9 of the leader → the new leader's first write), leader TTL ${args.ttl}, ${ROUNDS} rounds: p50 ${Math.round(median(sorted))} ms, max ${Math.round(sorted.at(-1)!)} ms (goal ≤ 5000 ms)`);
   console.log(`API writes (scale): SQLite ${onSqlite.rate.toFixed(0)}/s p99 ${onSqlite.p99.toFixed(1)} ms; etcd ${onEtcd.rate.toFixed(0)}/s p99 ${onEtcd.p99.toFixed(1)} ms; etcd/SQLite rate ${ratio(onEtcd.rate, onSqlite.rate)}`);
+  console.log(`etcd alone on the same cluster: puts one after another ${rawSeq.toFixed(0)}/s, ${WRITES} at once ${rawAll.toFixed(0)}/s; Baton's scale calls on etcd / etcd's sequential puts ${ratio(onEtcd.rate, rawSeq)}`);
 }
 
 main()
