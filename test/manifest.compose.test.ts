@@ -7,7 +7,7 @@ import {
   readCompose,
   type ComposeReadOptions,
   type ComposeResult,
-} from '../src/manifest/compose.js';
+} from '../src/manifest/compose/index.js';
 import { interpolateString, interpolateTree } from '../src/manifest/interpolate.js';
 import { parseBytes, parseDurationMs } from '../src/manifest/units.js';
 import type { ServiceSpec } from '../src/api/types.js';

@@ -12,10 +12,10 @@
  * warned about with its reason there.
  */
 
-import { defaultNetwork, type NetworkMode, type PortSpec, type ServiceNetwork } from '../api/types.js';
-import { dnsNameSchema, MAX_NETWORK_ALIASES, MAX_SERVICE_NETWORKS, networkNameSchema } from '../api/schemas.js';
-import type { PathSegment } from './interpolate.js';
-import { formatKeyPath } from './keyPath.js';
+import { defaultNetwork, type NetworkMode, type PortSpec, type ServiceNetwork } from '../../api/types.js';
+import { dnsNameSchema, MAX_NETWORK_ALIASES, MAX_SERVICE_NETWORKS, networkNameSchema } from '../../api/schemas.js';
+import type { PathSegment } from '../interpolate.js';
+import { formatKeyPath } from '../keyPath.js';
 
 /** NetworkCtx is what this module needs of the reader's context (compose.ts's Ctx). */
 export interface NetworkCtx {

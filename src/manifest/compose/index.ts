@@ -51,14 +51,14 @@ import {
   type Toleration,
   type Ulimit,
   type UpdateConfig,
-} from '../api/types.js';
-import type { ErrorDetail } from '../base/errors.js';
+} from '../../api/types.js';
+import type { ErrorDetail } from '../../base/errors.js';
 import composeSpecSchema from './compose-spec.json' with { type: 'json' };
-import { checkPublishedPorts, readEndpointMode, readLinks, readNetworks, readServiceNetworking, type DeclaredNetworks, type PublishedPort } from './composeNetworks.js';
-import { interpolateString, interpolateTree, type Lookup, type PathSegment } from './interpolate.js';
-import { formatKeyPath } from './keyPath.js';
-import { isKubernetesDocument, kubernetesRefusal } from './kubernetes.js';
-import { parseBytes, parseDurationMs, type UnitResult } from './units.js';
+import { checkPublishedPorts, readEndpointMode, readLinks, readNetworks, readServiceNetworking, type DeclaredNetworks, type PublishedPort } from './networks.js';
+import { interpolateString, interpolateTree, type Lookup, type PathSegment } from '../interpolate.js';
+import { formatKeyPath } from '../keyPath.js';
+import { isKubernetesDocument, kubernetesRefusal } from '../kubernetes.js';
+import { parseBytes, parseDurationMs, type UnitResult } from '../units.js';
 
 export { formatKeyPath };
 
