@@ -3,6 +3,8 @@
  * of a key reached through one, and Compose's !reset and !override tags.
  */
 import { describe, it, expect } from 'vitest';
+import { LineCounter, isScalar, parseDocument } from 'yaml';
+import { walkAst } from '../../src/manifest/compose/yamlAst.js';
 import { read } from '../helpers/compose.js';
 
 describe('readCompose: YAML', () => {
@@ -43,5 +45,30 @@ describe('readCompose: YAML', () => {
     expect(r.warnings).toEqual([]);
     expect(r.services[0]!.spec.container.user).toBeUndefined();
     expect(r.services[0]!.spec.container.hostname).toBe('h');
+  });
+});
+
+describe('walkAst', () => {
+  const text = 'x-base: &base\n  ports: &p [80, 443]\nservices:\n  web:\n    <<: *base\n    more: *p\n';
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, merge: true });
+  const line = (offset: number | undefined) => (offset === undefined ? undefined : lineCounter.linePos(offset).line);
+
+  it('follows a path through a merge key, a sequence and an alias to the node and its line', () => {
+    const merged = walkAst(doc, ['services', 'web', 'ports', 1]);
+    expect(merged.complete).toBe(true);
+    expect(line(merged.offset)).toBe(2);
+    expect(isScalar(merged.node) && merged.node.value).toBe(443);
+    const aliased = walkAst(doc, ['services', 'web', 'more', 0]);
+    expect(aliased.complete).toBe(true);
+    expect(isScalar(aliased.node) && aliased.node.value).toBe(80);
+  });
+
+  it('stops at the deepest key that exists, so an issue about a missing key points at its parent', () => {
+    const r = walkAst(doc, ['services', 'web', 'image']);
+    expect(r.complete).toBe(false);
+    expect(r.node).toBeUndefined();
+    expect(line(r.offset)).toBe(4);
+    expect(walkAst(doc, ['services', 'web', 'more', 5]).complete).toBe(false);
   });
 });
