@@ -54,7 +54,7 @@ import { join } from 'node:path';
 import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
 import type { Task } from '../src/api/types.js';
-import { readCompose } from '../src/manifest/compose.js';
+import { readCompose } from '../src/manifest/compose/index.js';
 import Docker from 'dockerode';
 import { ensurePauseImage } from '../src/agent/docker/sandbox.js';
 import { PAUSE_IMAGE, PAUSE_LABEL } from '../src/agent/net/pauseImage.js';

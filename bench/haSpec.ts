@@ -3,7 +3,7 @@
  * Baton's own reader (what `baton apply` sends), so the bench writes what a
  * user's apply would.
  */
-import { readCompose } from '../src/manifest/compose.js';
+import { readCompose } from '../src/manifest/compose/index.js';
 
 /** serviceSpecFor is stack `stack`'s service `name` with `replicas` replicas, as the API's apply takes it. */
 export function serviceSpecFor(stack: string, name: string, replicas: number) {

@@ -17,7 +17,7 @@ import { tlsTransport, withTransport } from '../src/api/tls.js';
 import { tableName } from '../src/agent/nft.js';
 import { netTableName } from '../src/agent/net/netTable.js';
 import { deleteBridge, ifName } from '../src/agent/net/plumbing.js';
-import { readCompose } from '../src/manifest/compose.js';
+import { readCompose } from '../src/manifest/compose/index.js';
 
 export const DOCKER = '/usr/bin/docker';
 

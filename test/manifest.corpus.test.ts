@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, expect } from 'vitest';
-import { readCompose, type ComposeResult } from '../src/manifest/compose.js';
+import { readCompose, type ComposeResult } from '../src/manifest/compose/index.js';
 import { KUBERNETES_REFUSAL } from '../src/manifest/kubernetes.js';
 
 // The corpus of real-world Compose and Kubernetes files is not part of the

@@ -1,11 +1,11 @@
 /**
- * The Compose reader's networking (src/manifest/composeNetworks.ts): the
+ * The Compose reader's networking (src/manifest/compose/networks.ts): the
  * top-level `networks`, a service's `networks` and `network_mode`, links,
  * endpoint_mode, and published ports across the services of one file.
  */
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { COMPOSE_KEY_POLICY, readCompose, type ComposeReadOptions, type ComposeResult } from '../src/manifest/compose.js';
+import { COMPOSE_KEY_POLICY, readCompose, type ComposeReadOptions, type ComposeResult } from '../src/manifest/compose/index.js';
 import type { ServiceSpec } from '../src/api/types.js';
 
 function read(text: string, opts: Partial<ComposeReadOptions> = {}): ComposeResult {

@@ -185,7 +185,7 @@ export function buildProgram(): Command {
       const file = resolve(o.file);
       if (!existsSync(file)) throw new BatonError('BATON_ERR_BAD_REQUEST', `${o.file}: no such file`);
       const text = readFileSync(file, 'utf8');
-      const { parseDotEnv, readCompose } = await import('../manifest/compose.js');
+      const { parseDotEnv, readCompose } = await import('../manifest/compose/index.js');
       const dotenv = join(dirname(file), '.env');
       const env = { ...(existsSync(dotenv) ? parseDotEnv(readFileSync(dotenv, 'utf8')) : {}), ...process.env };
       const r = readCompose(text, { fileName: basename(file), baseDir: dirname(file), env, stack: o.stack, ignoreUnsupported: !!o.ignoreUnsupported });

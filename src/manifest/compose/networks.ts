@@ -8,16 +8,16 @@
  * decides which services reach each other and which names each task's DNS
  * answers. So a network's driver, subnet or options have nothing to act on:
  * a value that asks for Baton's own behaviour passes, anything else goes to
- * the key policy table (COMPOSE_KEY_POLICY in compose.ts) and is refused or
+ * the key policy table (COMPOSE_KEY_POLICY in keyPolicy.ts) and is refused or
  * warned about with its reason there.
  */
 
-import { defaultNetwork, type NetworkMode, type PortSpec, type ServiceNetwork } from '../api/types.js';
-import { dnsNameSchema, MAX_NETWORK_ALIASES, MAX_SERVICE_NETWORKS, networkNameSchema } from '../api/schemas.js';
-import type { PathSegment } from './interpolate.js';
-import { formatKeyPath } from './keyPath.js';
+import { defaultNetwork, type NetworkMode, type PortSpec, type ServiceNetwork } from '../../api/types.js';
+import { dnsNameSchema, MAX_NETWORK_ALIASES, MAX_SERVICE_NETWORKS, networkNameSchema } from '../../api/schemas.js';
+import type { PathSegment } from '../interpolate.js';
+import { formatKeyPath } from '../keyPath.js';
 
-/** NetworkCtx is what this module needs of the reader's context (compose.ts's Ctx). */
+/** NetworkCtx is what this module needs of the reader's context (Ctx in issues.ts). */
 export interface NetworkCtx {
   readonly stack: string;
   error(segs: PathSegment[], message: string): void;

@@ -1,0 +1,180 @@
+/**
+ * readCompose: the pipeline from a Compose file's text to services, in its
+ * order (YAML and the Kubernetes refusal, interpolation, the schema, the
+ * stack name, translation), and the issues collected on the way turned into
+ * ErrorDetails with their lines, sorted.
+ */
+
+import path from 'node:path';
+import { LineCounter, isScalar, parseAllDocuments } from 'yaml';
+import type { ErrorDetail } from '../../base/errors.js';
+import { interpolateTree, type Lookup } from '../interpolate.js';
+import { formatKeyPath } from '../keyPath.js';
+import { isKubernetesDocument, kubernetesRefusal } from '../kubernetes.js';
+import { Ctx, isObj, type Issue, type Obj } from './issues.js';
+import { checkPublishedPorts } from './networks.js';
+import { validateSchema } from './schema.js';
+import { translateService } from './services.js';
+import { translateTopLevel } from './topLevel.js';
+import type { ComposeReadOptions, ComposeResult, ComposeService } from './types.js';
+import { applyComposeTags, isEmptyDoc, walkAst } from './yamlAst.js';
+
+const STACK_NAME = /^[a-z0-9][a-z0-9_-]*$/;
+
+/** sanitiseStackName turns a directory name into a stack name the way Compose derives a project name. */
+function sanitiseStackName(raw: string): string {
+  const s = raw
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]/g, '')
+    .replace(/^[^a-z0-9]+/, '');
+  return s === '' ? 'default' : s;
+}
+
+/**
+ * readCompose translates one Compose file into Baton services. It never
+ * throws: every problem (YAML syntax, Kubernetes documents, interpolation,
+ * schema, unsupported keys, bad values) comes back in errors with its key
+ * path and line, all of them at once, and services is empty whenever there
+ * is any error so that nothing half-read gets applied.
+ */
+export function readCompose(text: string, opts: ComposeReadOptions): ComposeResult {
+  const fallbackStack = opts.stack ?? sanitiseStackName(path.basename(path.resolve(opts.baseDir)));
+  try {
+    return readComposeUnchecked(text, opts, fallbackStack);
+  } catch (e) {
+    return {
+      stack: fallbackStack,
+      services: [],
+      warnings: [],
+      errors: [{ path: opts.fileName, message: `internal error while reading the file: ${e instanceof Error ? e.message : String(e)}` }],
+    };
+  }
+}
+
+function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackStack: string): ComposeResult {
+  const lineCounter = new LineCounter();
+  const docs = Array.from(parseAllDocuments(text, { lineCounter, merge: true, prettyErrors: false, uniqueKeys: true }));
+  const fileIssues: ErrorDetail[] = [];
+  const fileWarnings: ErrorDetail[] = [];
+  const line = (offset: number | undefined) => (offset === undefined ? undefined : lineCounter.linePos(offset).line);
+  const result = (errors: ErrorDetail[], warnings: ErrorDetail[] = fileWarnings): ComposeResult => ({ stack: fallbackStack, services: [], warnings, errors });
+
+  for (const doc of docs) {
+    for (const e of doc.errors) fileIssues.push(withLine({ path: opts.fileName, message: `YAML syntax error: ${e.message}` }, line(e.pos[0])));
+    for (const w of doc.warnings) {
+      if (/!(reset|override)\b/.test(w.message)) continue;
+      fileWarnings.push(withLine({ path: opts.fileName, message: `YAML: ${w.message}` }, line(w.pos[0])));
+    }
+  }
+  const k8s = docs.map((d, i) => ({ d, i })).filter(({ d }) => d.errors.length === 0 && isKubernetesDocument(d));
+  if (k8s.length > 0) {
+    const errs = [...fileIssues];
+    for (const { d, i } of k8s) errs.push(kubernetesRefusal(d, i, lineCounter));
+    docs.forEach((d, i) => {
+      if (d.errors.length === 0 && !isEmptyDoc(d) && !isKubernetesDocument(d)) {
+        errs.push(withLine({ path: `documents[${i}]`, message: 'neither a Kubernetes object nor the only document of a Compose file' }, line(d.contents?.range?.[0])));
+      }
+    });
+    return result(sortIssues(errs));
+  }
+  if (fileIssues.length > 0) return result(fileIssues);
+  const nonEmpty = docs.filter((d) => !isEmptyDoc(d));
+  if (nonEmpty.length === 0) return result([{ path: opts.fileName, message: 'the file is empty: a Compose file needs a `services` mapping' }]);
+  if (nonEmpty.length > 1) {
+    return result(
+      docs
+        .map((d, i) => ({ d, i }))
+        .filter(({ d }) => !isEmptyDoc(d))
+        .slice(1)
+        .map(({ d, i }) => withLine({ path: `documents[${i}]`, message: `a Compose file holds one YAML document; this file has ${nonEmpty.length}` }, line(d.contents?.range?.[0]))),
+    );
+  }
+
+  const doc = nonEmpty[0]!;
+  applyComposeTags(doc);
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 1000 });
+  } catch (e) {
+    return result([{ path: opts.fileName, message: `YAML: ${e instanceof Error ? e.message : String(e)}` }]);
+  }
+  if (!isObj(raw)) return result([withLine({ path: opts.fileName, message: 'a Compose file must be a mapping with a `services` key' }, line(doc.contents?.range?.[0]))]);
+
+  const ctx = new Ctx(
+    opts,
+    (segs) => line(walkAst(doc, segs).offset),
+    (segs) => {
+      const r = walkAst(doc, segs);
+      return r.complete && isScalar(r.node) ? r.node.source : undefined;
+    },
+  );
+  for (const w of fileWarnings) ctx.warnings.push({ segs: [], rawPath: w.path, message: w.message, line: w.line });
+
+  // Interpolation, then the schema, both on the whole document.
+  const lookup: Lookup = (name) => (Object.prototype.hasOwnProperty.call(opts.env, name) ? opts.env[name] : undefined);
+  const interpolated = interpolateTree(raw, lookup);
+  for (const e of interpolated.errors) ctx.error(e.path, e.message, true);
+  for (const w of interpolated.warnings) ctx.warn(w.path, w.message);
+  const data = interpolated.value as Obj;
+
+  for (const i of validateSchema(data)) ctx.error(i.segs, i.message, true);
+
+  // The stack name.
+  if (opts.stack !== undefined) {
+    if (!STACK_NAME.test(opts.stack)) {
+      ctx.errors.push({ segs: [], rawPath: '--stack', message: `invalid stack name "${opts.stack}": use lowercase letters, digits, "_" and "-", starting with a letter or digit` });
+    }
+    ctx.stack = opts.stack;
+  } else if (typeof data.name === 'string' && data.name !== '') {
+    if (!STACK_NAME.test(data.name)) ctx.error(['name'], `invalid project name "${data.name}": use lowercase letters, digits, "_" and "-", starting with a letter or digit`);
+    ctx.stack = data.name;
+  } else {
+    ctx.stack = fallbackStack;
+  }
+
+  translateTopLevel(ctx, data);
+  const services: ComposeService[] = [];
+  if (isObj(data.services)) {
+    ctx.serviceKeys = new Set(Object.keys(data.services));
+    for (const [key, svc] of Object.entries(data.services)) {
+      const s = translateService(ctx, key, svc);
+      if (s) services.push(s);
+    }
+    if (Object.keys(data.services).length === 0) ctx.error(['services'], 'the file defines no services');
+    checkPublishedPorts(ctx, ctx.publishedPorts);
+  } else if (data.services === undefined) {
+    ctx.error(['services'], 'the file defines no services: a Compose file needs a `services` mapping');
+  }
+
+  const errors = finalize(ctx, ctx.errors, true);
+  const warnings = finalize(ctx, ctx.warnings, false);
+  return { stack: ctx.stack, services: errors.length > 0 ? [] : services, warnings, errors };
+}
+
+function withLine(d: ErrorDetail, line: number | undefined): ErrorDetail {
+  return line === undefined ? d : { ...d, line };
+}
+
+function sortIssues(list: ErrorDetail[]): ErrorDetail[] {
+  return list
+    .map((d, i) => ({ d, i }))
+    .sort((a, b) => (a.d.line ?? Number.MAX_SAFE_INTEGER) - (b.d.line ?? Number.MAX_SAFE_INTEGER) || a.i - b.i)
+    .map(({ d }) => d);
+}
+
+/** finalize formats paths, attaches lines, hides translation errors under a schema or interpolation error, drops duplicates and sorts by line. */
+function finalize(ctx: Ctx, issues: Issue[], isErrors: boolean): ErrorDetail[] {
+  const blockers = isErrors ? issues.filter((i) => i.blocking).map((i) => formatKeyPath(i.segs)) : [];
+  const seen = new Set<string>();
+  const out: ErrorDetail[] = [];
+  for (const issue of issues) {
+    const p = issue.rawPath ?? formatKeyPath(issue.segs);
+    if (!issue.blocking && blockers.some((b) => p === b || p.startsWith(`${b}.`) || p.startsWith(`${b}[`))) continue;
+    const key = `${p}\u0000${issue.message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const line = issue.line ?? (issue.rawPath ? undefined : ctx.locate(issue.segs));
+    out.push(withLine({ path: p === '' ? ctx.opts.fileName : p, message: issue.message }, line));
+  }
+  return sortIssues(out);
+}

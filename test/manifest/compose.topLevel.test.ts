@@ -1,0 +1,25 @@
+/**
+ * The file's top level (src/manifest/compose/topLevel.ts): top-level keys
+ * the policy table decides, and declared volumes' drivers.
+ */
+import { describe, it, expect } from 'vitest';
+import { read } from '../helpers/compose.js';
+
+describe('readCompose: key policy', () => {
+  it('warns about top-level definitions alone and the obsolete version', () => {
+    const r = read('version: "3.9"\nservices:\n  web: {image: x}\nnetworks:\n  front:\nsecrets:\n  s: {file: ./s}\nconfigs:\n  c: {file: ./c}\n');
+    expect(r.errors).toEqual([]);
+    expect(r.warnings.map((w) => [w.path, w.line])).toEqual([
+      ['version', 1],
+      ['secrets', 6],
+      ['configs', 8],
+    ]);
+  });
+
+  it('refuses non-local volume drivers', () => {
+    expect(read('services:\n  web: {image: x}\nvolumes:\n  v: {driver: rexray}\n').errors).toEqual([
+      { path: 'volumes.v.driver', message: '`volumes.v.driver` is not supported by Baton yet: Baton creates volumes with the engine\'s "local" driver', line: 4 },
+    ]);
+    expect(read('services:\n  web: {image: x}\nvolumes:\n  v: {driver: local}\n').errors).toEqual([]);
+  });
+});
