@@ -183,7 +183,12 @@ describe('rollouts', () => {
       const s = await svc('jb_work');
       maxActive = Math.max(maxActive, live(await c.tasksOf('jb_work')).length);
       expect(s.status.job).toMatchObject({ state: 'complete', succeeded: 4, completions: 4, failed: 0 });
-    }, 60_000);
+    }, 60_000).catch(async (e) => {
+      // CI saw one task of this job fail once (failed: 1): say which and why.
+      const ts = (await c.tasksOf('jb_work')).map((t) => ({ name: t.metadata.name, node: t.spec.nodeName, state: t.status.state, exitCode: t.status.exitCode, error: t.status.error, message: t.status.message }));
+      console.error(`jb_work tasks: ${JSON.stringify(ts)}\nevents: ${JSON.stringify((await c.api.events({ service: 'jb_work' })).items.map((x: { reason: string; message: string }) => `${x.reason}: ${x.message}`))}`);
+      throw e;
+    });
     expect(maxActive).toBeLessThanOrEqual(2);
     const done = (await c.tasksOf('jb_work')).filter((t) => t.status.state === 'complete');
     expect(done).toHaveLength(4);
