@@ -90,7 +90,8 @@ withCorpus('corpus: Compose files', () => {
         ...common.map(([r, n]) => `  ${String(n).padStart(3)} × ${r}`),
       ].join('\n'),
     );
-    expect(strictOk).toBeGreaterThanOrEqual(5);
+    // The floor: what translates as it is today (68 files: 29, with secrets and configs); a regression fails here. Raise it as more translates.
+    expect(strictOk).toBeGreaterThanOrEqual(composeFiles.length === 68 ? 29 : 5);
     expect(laxOk).toBeGreaterThan(strictOk);
   });
 

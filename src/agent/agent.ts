@@ -18,6 +18,7 @@
  * away; after a restart the agent adopts its containers by label and removes
  * containers no task wants only after a successful sync with the server.
  */
+import { DEFAULT_RUN_DIR, TaskFiles } from './files.js';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
@@ -86,6 +87,8 @@ export class Agent {
   /** Task output kept on this node, and its copier. */
   logs?: LogStore;
   private collector?: LogCollector;
+  /** Secrets and configs as files (containers only: simulated tasks have no file system). */
+  private files?: TaskFiles;
   private listener?: AgentListener;
   metrics?: Registry;
   /** This node's task network (tasks in namespaces of their own), once registered; or why there is none. */
@@ -169,6 +172,7 @@ export class Agent {
       network: () => this.network,
       networkChanged: () => this.syncIsolation(),
       networkError: () => this.networkError,
+      files: () => this.files,
       dns: (stack) => {
         if (!this.discovery || !this.network) return undefined;
         const domain = this.opts.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN;
@@ -213,6 +217,7 @@ export class Agent {
         this.listener = new AgentListener({ address: this.opts.address, port: this.opts.listenPort ?? 7950, node: this.name, tls: this.identity.creds, logs: this.logs, metrics: this.metrics });
         await this.listener.start();
       }
+      if (this.opts.driver.name !== 'sim') this.files = new TaskFiles(join(this.opts.runDir ?? DEFAULT_RUN_DIR, this.name, 'files'), this.name, () => this.client, this.log);
       await this.adoption.adopt();
       await this.registerOrRejoin();
       await this.openNetwork();
@@ -233,6 +238,8 @@ export class Agent {
         for (const name of objs.keys()) this.queue.add(name);
         for (const name of this.state.locals.keys()) this.queue.add(name);
         this.adoption.sweepOnce();
+        // Files of tasks this node no longer has (removed while the agent was away) go.
+        void this.files?.sweep(new Set([...objs.values()].map((t: Task) => t.metadata.uid))).catch(() => {});
       },
       onEvent: (_type, t: Task) => this.queue.add(t.metadata.name),
       onError: (err) => this.log.debug({ err: err.message }, 'task watch interrupted; reconnecting'),

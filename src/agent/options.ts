@@ -15,6 +15,8 @@ export interface AgentOptions {
   name?: string;
   address: string;
   dataDir: string;
+  /** Where secrets and configs are kept as files, under <runDir>/<node>/files (default /run/baton; a tmpfs, or one is mounted there). */
+  runDir?: string;
   driver: Driver;
   cpus?: number;
   memoryBytes?: number;

@@ -6,6 +6,7 @@
  * running and ready from its health checks, stop it gracefully (after its
  * endpoint is gone from the mesh) when told, and remove what nothing wants.
  */
+import type { TaskFiles } from './files.js';
 import type { Logger } from 'pino';
 import type { Task } from '../api/types.js';
 import { hasProbe, isTerminal, restartDelay } from '../api/types.js';
@@ -41,6 +42,8 @@ export interface ReconcilerDeps {
   networkError: () => string | undefined;
   /** A task got or gave back its address here (the isolation rules follow). */
   networkChanged: () => void;
+  /** Secrets and configs as files (undefined for simulated nodes). */
+  files: () => TaskFiles | undefined;
   /** The resolv.conf of a task of this stack on the task network (the node's resolver), when the node runs one. */
   dns: (stack: string) => SandboxDns | undefined;
 }
@@ -68,6 +71,7 @@ export class TaskReconciler {
         await driver.destroy(local.handle);
       }
       await this.releaseNetwork(name, local);
+      if (local.uid) await this.deps.files()?.release(local.uid).catch(() => {});
       this.deps.ports.release((local.ports ?? []).map((p) => p.hostPort));
       this.deps.state.locals.delete(name);
       this.deps.deregistration()?.forget(name);
@@ -239,6 +243,9 @@ export class TaskReconciler {
         const mesh = this.deps.mesh();
         if (mesh && spec.networkMode === 'host') spec = { ...spec, extraHosts: [...spec.extraHosts, ...(await mesh.hostsWhenSynced(task.metadata.labels['baton.stack'] ?? ''))] };
       }
+      // Secrets and configs: written to the node's tmpfs (again at every start) and bind-mounted read-only.
+      const files = await this.deps.files()?.prepare(task);
+      if (files?.length) spec = { ...spec, mounts: [...spec.mounts, ...files] };
       local.handle = await driver.start({
         taskName: task.metadata.name,
         taskUid: task.metadata.uid,

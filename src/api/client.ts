@@ -12,7 +12,7 @@ import { BatonError, ERROR_CODES, type ErrorCode } from '../base/errors.js';
 import type { Dispatcher } from 'undici';
 import type { KindInfo } from './kinds.js';
 import { nodeKind, serviceKind, taskKind } from './kinds.js';
-import { parseLogLine, type ApplyResponse, type AutoscaleView, type ClusterInfo, type List, type LogLine, type LogQuery, type Node, type Service, type ServiceSpec, type ServiceStats, type Task, type TopResponse, type WireWatchEvent } from './types.js';
+import { parseLogLine, type ApplyResponse, type AutoscaleView, type ClusterInfo, type FileInput, type List, type LogLine, type LogQuery, type Node, type Service, type ServiceSpec, type ServiceStats, type Task, type TopResponse, type WireWatchEvent } from './types.js';
 
 export interface ClientOptions {
   /**
@@ -311,7 +311,7 @@ export class ApiClient {
   nodes(): Promise<List<Node>> {
     return this.list<Node>(nodeKind);
   }
-  apply(stack: string, body: { services: { name: string; spec: ServiceSpec; labels: Record<string, string> }[]; prune: boolean; dryRun: boolean }): Promise<ApplyResponse> {
+  apply(stack: string, body: { services: { name: string; spec: ServiceSpec; labels: Record<string, string> }[]; prune: boolean; dryRun: boolean; secrets?: FileInput[]; configs?: FileInput[] }): Promise<ApplyResponse> {
     return this.call('POST', `/api/v1/stacks/${encodeURIComponent(stack)}/apply`, body);
   }
   stacks(): Promise<{ items: { name: string; services: number; replicas: number; ready: number }[] }> {

@@ -5,7 +5,7 @@
  * Revision) is a new row here, not a rewrite elsewhere.
  */
 import type { z } from 'zod';
-import { hasProbe, isGlobal, type Endpoints, type Node, type Revision, type Service, type Task } from './types.js';
+import { hasProbe, isGlobal, type Config, type Endpoints, type Node, type Revision, type Secret, type Service, type Task } from './types.js';
 import { nodeSpecSchema, serviceSpecSchema } from './schemas.js';
 
 export interface Column<T> {
@@ -197,7 +197,28 @@ export const revisionKind: KindInfo<Revision> = {
   ],
 };
 
-export const KINDS = [nodeKind, serviceKind, taskKind, endpointsKind, revisionKind, eventKind] as const;
+/** fileKind: secrets and configs are listed alike (their content is never in the object). */
+function fileKind<T extends Secret | Config>(kind: 'Secret' | 'Config', plural: string): KindInfo<T> {
+  return {
+    kind,
+    plural,
+    storage: 'store',
+    // Written through their own routes, which take the content and keep it apart from the object.
+    clientWritable: false,
+    fields: { 'metadata.name': (o) => o.metadata.name },
+    columns: [
+      { header: 'NAME', get: (o) => o.metadata.name },
+      { header: 'HASH', get: (o) => o.spec.hash.slice(0, 12) },
+      { header: 'SIZE', get: (o) => bytes(o.spec.size) },
+      { header: 'AGE', get: (o) => age(o.metadata.creationTimestamp) },
+    ],
+  };
+}
+
+export const secretKind = fileKind<Secret>('Secret', 'secrets');
+export const configKind = fileKind<Config>('Config', 'configs');
+
+export const KINDS = [nodeKind, serviceKind, taskKind, endpointsKind, revisionKind, secretKind, configKind, eventKind] as const;
 export const STORE_KINDS = KINDS.filter((k) => k.storage === 'store');
 
 export function kindByPlural(plural: string): KindInfo | undefined {

@@ -33,6 +33,26 @@ export const MAX_NETWORK_ALIASES = 32;
 
 export const labelsSchema = z.record(z.string(), z.string());
 
+/**
+ * A secret or config as a file in the container: an absolute path without
+ * "." or ".." segments (it becomes a bind mount's target), an owner and a
+ * mode; `hash` is the server's to fill in.
+ */
+export const fileRefSchema = z
+  .object({
+    source: name,
+    target: z
+      .string()
+      .max(4096)
+      .regex(/^\/[^\0]*$/, 'an absolute path')
+      .refine((p) => !p.split('/').some((seg) => seg === '.' || seg === '..'), 'no "." or ".." segments'),
+    uid: z.number().int().min(0).max(2 ** 31 - 1),
+    gid: z.number().int().min(0).max(2 ** 31 - 1),
+    mode: z.number().int().min(0).max(0o777),
+    hash: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  })
+  .strict();
+
 export const containerSpecSchema = z.object({
   image: z.string().min(1),
   command: z.array(z.string()).optional(),
@@ -64,6 +84,8 @@ export const containerSpecSchema = z.object({
     }),
   ),
   networkMode: z.enum(['bridge', 'host', 'none']),
+  secrets: z.array(fileRefSchema).max(100).optional(),
+  configs: z.array(fileRefSchema).max(100).optional(),
 });
 
 const amounts = z.object({
@@ -295,3 +317,11 @@ export const joinRequestSchema = z.object({
 });
 
 export type JoinRequest = z.infer<typeof joinRequestSchema>;
+
+/** A secret's or config's content as base64: 500 KiB (Swarm's limit) is at most this many characters. */
+export const fileDataSchema = z
+  .string()
+  .max(Math.ceil((500 * 1024) / 3) * 4 + 4, 'at most 500 KiB')
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
+export const fileLabelsSchema = z.record(z.string().max(253), z.string().max(1024)).optional();
+export const fileInputSchema = z.object({ name: objectNameSchema, data: fileDataSchema, labels: fileLabelsSchema }).strict();

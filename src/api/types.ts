@@ -116,6 +116,10 @@ export interface ContainerSpec {
   /** undefined: the agent's --pull default. */
   pullPolicy?: PullPolicy;
   mounts: MountSpec[];
+  /** Secrets delivered as files (on a tmpfs, never in the environment); undefined: none. */
+  secrets?: FileRefSpec[];
+  /** Configs delivered as files at their targets; undefined: none. */
+  configs?: FileRefSpec[];
   /**
    * bridge: a network namespace of the task's own, with its own address on
    * its node's task network (Compose's default); host: the node's network,
@@ -125,6 +129,35 @@ export interface ContainerSpec {
 }
 
 export type NetworkMode = 'bridge' | 'host' | 'none';
+
+/**
+ * FileRefSpec: a secret or config a task gets as a read-only file, as
+ * Swarm's service `secrets`/`configs`: which one, where, its owner and mode.
+ */
+export interface FileRefSpec {
+  /** The secret's or config's name in the cluster. */
+  source: string;
+  /** Absolute path in the container (secrets: /run/secrets/<source> by default; configs: /<source>). */
+  target: string;
+  uid: number;
+  gid: number;
+  /** File mode, 0o444 by default. */
+  mode: number;
+  /**
+   * The content hash the task was made for, filled in by the server: a new
+   * content changes the spec, so the service rolls by its update_config.
+   */
+  hash?: string;
+}
+
+/** A secret or config as the API shows it: its content hash and size, never its content. */
+export interface FileObjectSpec {
+  /** sha256 of the content, hex. */
+  hash: string;
+  size: number;
+}
+export type Secret = Resource<'Secret', FileObjectSpec, Record<string, never>>;
+export type Config = Resource<'Config', FileObjectSpec, Record<string, never>>;
 
 /** defaultContainerSpec is a container spec with every default filled in (init on, 10 s grace, a network namespace of its own). */
 export function defaultContainerSpec(image: string): ContainerSpec {
@@ -744,12 +777,25 @@ export interface ApplyRequest {
   services: { name: string; spec: ServiceSpec; labels: Record<string, string> }[];
   prune: boolean;
   dryRun: boolean;
+  /** Secrets and configs the file defines (content as base64): created or given their new content in the same txn. */
+  secrets?: FileInput[];
+  configs?: FileInput[];
+}
+
+/** FileInput: a secret's or config's content as a client sends it. */
+export interface FileInput {
+  name: string;
+  /** base64 */
+  data: string;
+  labels?: Record<string, string>;
 }
 
 export interface ApplyResponse {
   stack: string;
   revision: string;
   results: ApplyServiceResult[];
+  /** Secrets and configs the apply created or gave a new content (never their content). */
+  files?: { kind: 'secret' | 'config'; name: string; action: 'create' | 'update' }[];
   warnings: string[];
   /** With dryRun: where each created or updated service's tasks would land if placed now (node → count), and why any would stay pending. */
   placement?: Record<string, { nodes: Record<string, number>; pending: Record<string, number> }>;

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { ApiClient } from '../api/client.js';
 import { tlsTransport, withTransport } from '../api/tls.js';
-import { endpointsKind, nodeKind, revisionKind, serviceColumnsWithVip, serviceKind, taskKind, eventKind, type Column, type KindInfo } from '../api/kinds.js';
+import { configKind, endpointsKind, nodeKind, revisionKind, secretKind, serviceColumnsWithVip, serviceKind, taskKind, eventKind, type Column, type KindInfo } from '../api/kinds.js';
 import type { Endpoints, Node, Revision, SchedulingDecision, Service, Task } from '../api/types.js';
 import { isGlobal, isJob, isTerminal } from '../api/types.js';
 import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
@@ -55,6 +55,17 @@ function client(cmd: Command): { api: ApiClient; g: Globals } {
   // With several servers, a silent one (paused, cut off) is left after 10 s rather than the default 30 s.
   const several = t.server.includes(',');
   return { api: new ApiClient(withTransport({ server: t.server, token: t.token, ...(several ? { timeoutMs: 10_000 } : {}) }, transport)), g };
+}
+
+/** labelMap reads key=value flags into labels. */
+function labelMap(list: string[], flag: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const l of list) {
+    const i = l.indexOf('=');
+    if (i <= 0) throw new BatonError('BATON_ERR_BAD_REQUEST', `${flag} ${l}: must look like key=value`);
+    labels[l.slice(0, i)] = l.slice(i + 1);
+  }
+  return labels;
 }
 
 function out(s: string): void {
@@ -192,7 +203,14 @@ export function buildProgram(): Command {
       for (const w of r.warnings) process.stderr.write(`warning: ${o.file}: ${w.path}${w.line ? ` (line ${w.line})` : ''}: ${w.message}\n`);
       if (r.errors.length) throw new BatonError('BATON_ERR_MANIFEST', `${o.file} has ${r.errors.length} error${r.errors.length > 1 ? 's' : ''}; nothing was applied`, r.errors);
       const { api } = client(cmd);
-      const res = await api.apply(r.stack, { services: r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels })), prune: !!o.prune, dryRun: !!o.dryRun });
+      const res = await api.apply(r.stack, {
+        services: r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels })),
+        prune: !!o.prune,
+        dryRun: !!o.dryRun,
+        ...(r.secrets.length ? { secrets: r.secrets } : {}),
+        ...(r.configs.length ? { configs: r.configs } : {}),
+      });
+      for (const f of res.files ?? []) out(o.dryRun ? `(dry run) would ${f.action} ${f.kind} ${f.name}` : `${f.action === 'create' ? 'created' : 'updated'} ${f.kind} ${f.name}`);
       for (const x of res.results) {
         const done = { create: 'created', update: 'updated', unchanged: 'unchanged', delete: 'deleted' }[x.action];
         out(o.dryRun && x.action !== 'unchanged' ? `(dry run) would ${x.action} service ${x.name}` : `${done} service ${x.name}`);
@@ -226,6 +244,45 @@ export function buildProgram(): Command {
     });
 
   // ------------------------------------------------------------ services
+  // ------------------------------------------------------------ secrets and configs
+  for (const kind of [secretKind, configKind]) {
+    const noun = kind.kind.toLowerCase();
+    const group = program.command(noun).description(`manage ${kind.plural} (tasks get them as files${noun === 'secret' ? ' at /run/secrets/NAME; encrypted at rest' : ''})`);
+    addKindCommands(group, kind);
+    const content = (file: string): string => {
+      const data = file === '-' ? readFileSync(0) : existsSync(file) ? readFileSync(file) : undefined;
+      if (!data) throw new BatonError('BATON_ERR_BAD_REQUEST', `${file}: no such file (give a file, or - for standard input)`);
+      return data.toString('base64');
+    };
+    group
+      .command('create <name> <file>')
+      .description(`create a ${noun} from FILE (- reads standard input)`)
+      .option('--label <k=v...>', 'label (repeatable)')
+      .action(async (name: string, file: string, o: { label?: string[] }, cmd: Command) => {
+        const { api } = client(cmd);
+        const r = await api.call<{ spec: { hash: string } }>('POST', `/api/v1/${kind.plural}`, { name, data: content(file), ...(o.label ? { labels: labelMap(o.label, '--label') } : {}) });
+        out(`created ${noun} ${name} (sha256 ${r.spec.hash.slice(0, 12)})`);
+      });
+    group
+      .command('update <name> <file>')
+      .description(`give a ${noun} a new content from FILE (- reads standard input); the services using it roll by their update_config`)
+      .action(async (name: string, file: string, _o, cmd: Command) => {
+        const { api } = client(cmd);
+        const r = await api.call<{ spec: { hash: string }; rolled: string[] }>('PUT', `/api/v1/${kind.plural}/${encodeURIComponent(name)}`, { data: content(file) });
+        out(`${noun} ${name} is now sha256 ${r.spec.hash.slice(0, 12)}${r.rolled.length ? `; rolling ${r.rolled.join(', ')}` : ''}`);
+      });
+    group
+      .command('rm <name...>')
+      .description(`remove ${kind.plural} that no service uses`)
+      .action(async (names: string[], _o, cmd: Command) => {
+        const { api } = client(cmd);
+        for (const n of names) {
+          await api.call('DELETE', `/api/v1/${kind.plural}/${encodeURIComponent(n)}`);
+          out(`removed ${noun} ${n}`);
+        }
+      });
+  }
+
   const service = program.command('service').description('manage services');
   // Each service's VIP is in its Endpoints.
   addKindCommands(service, serviceKind, async (api) => {
@@ -466,12 +523,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--availability <a>', 'scheduling availability').choices(['active', 'pause', 'drain']))
     .action(async (name: string, o, cmd: Command) => {
       const { api, g } = client(cmd);
-      const labelsAdd: Record<string, string> = {};
-      for (const l of (o.labelAdd as string[] | undefined) ?? []) {
-        const i = l.indexOf('=');
-        if (i <= 0) throw new BatonError('BATON_ERR_BAD_REQUEST', `--label-add ${l}: must look like key=value`);
-        labelsAdd[l.slice(0, i)] = l.slice(i + 1);
-      }
+      const labelsAdd = labelMap((o.labelAdd as string[] | undefined) ?? [], '--label-add');
       if (!Object.keys(labelsAdd).length && !o.labelRm && !o.availability) throw new BatonError('BATON_ERR_BAD_REQUEST', 'nothing to change: pass --label-add, --label-rm or --availability');
       const n = await api.call<Node>('PATCH', `/api/v1/nodes/${encodeURIComponent(name)}`, { labelsAdd, labelsRemove: o.labelRm ?? [], availability: o.availability });
       if (g.output !== 'table') return out(renderOne(g.output, n));

@@ -21,6 +21,7 @@ import { BatonError } from '../base/errors.js';
 import { ClusterKey } from '../server/clusterKey.js';
 import { CA_KEY, ClusterPki } from '../server/clusterPki.js';
 import { LEADER_KEY } from '../server/election.js';
+import { FILE_DATA_PREFIX } from '../server/files.js';
 import { CLUSTER_ID_KEY, MOVED_FILE } from '../server/server.js';
 import { copyState, isEmpty, openSnapshot, type CopyResult } from '../store/transfer.js';
 import { openEtcd, type StoreFlags } from './daemon.js';
@@ -60,6 +61,9 @@ export async function migrateToEtcd(f: MigrateFlags): Promise<{ result: CopyResu
     const ca = { certPem: readFileSync(join(dir, 'ca.crt'), 'utf8'), keyPem: readFileSync(join(dir, 'ca.key'), 'utf8') };
     const { clusterId } = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as { clusterId: string };
     source = SqliteStore.open(join(dir, 'state.db'), { backgroundCheckpoints: false });
+    // Secret and config contents were sealed with the single server's own key: they are sealed again with the cluster key.
+    const ownKey = existsSync(join(dir, 'secrets.key')) ? ClusterKey.load(join(dir, 'secrets.key')) : undefined;
+    const reseal = (k: string, v: string) => (k.startsWith(FILE_DATA_PREFIX) && ownKey ? key.seal(ownKey.open(v, k), k) : v);
     const result = await copyState(
       { store: source, events: new SqliteEventStore(source) },
       { store: etcd.store, events: etcd.events },
@@ -67,6 +71,7 @@ export async function migrateToEtcd(f: MigrateFlags): Promise<{ result: CopyResu
         { key: CA_KEY, value: ClusterPki.sealedCa(ca, key) },
         { key: CLUSTER_ID_KEY, value: clusterId },
       ],
+      reseal,
     );
     await etcd.events.flushed();
     writeFileSync(join(dir, MOVED_FILE), JSON.stringify({ endpoints: etcd.endpoints, at: new Date().toISOString(), epoch: result.epoch }) + '\n', { mode: 0o600 });

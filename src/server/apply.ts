@@ -7,7 +7,8 @@
 import { BatonError, type ErrorDetail } from '../base/errors.js';
 import { serviceKind } from '../api/kinds.js';
 import { objectNameSchema, serviceSpecSchema, zodDetails } from '../api/schemas.js';
-import type { ApplyRequest, ApplyResponse, ApplyServiceResult, Node, Service, Task } from '../api/types.js';
+import type { ApplyRequest, ApplyResponse, ApplyServiceResult, Config, Node, Secret, Service, Task } from '../api/types.js';
+import { FILE_KINDS, rollOps, withHashes, type FileContents, type FileKindName } from './files.js';
 import type { Placer } from '../scheduler/placement.js';
 import { NO_DRAIN, reconcileService } from './controllers/serviceReconciler.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../store/store.js';
@@ -46,9 +47,10 @@ export function diffLines(a: unknown, b: unknown, path = ''): string[] {
   return [`${path}: ${JSON.stringify(a) ?? '(none)'} → ${JSON.stringify(b) ?? '(none)'}`];
 }
 
-export async function applyStack(registry: Registry, req: ApplyRequest): Promise<ApplyResponse> {
+export async function applyStack(registry: Registry, req: ApplyRequest, files?: FileContents): Promise<ApplyResponse> {
   const details = validateApply(req);
   if (details.length) throw new BatonError('BATON_ERR_VALIDATION', `stack "${req.stack}" is invalid`, details);
+  if ((req.secrets?.length || req.configs?.length) && !files) throw new BatonError('BATON_ERR_BAD_REQUEST', 'this server keeps no secrets or configs');
 
   for (let attempt = 0; attempt < 5; attempt++) {
     const existing = (await registry.list<Service & AnyObject>(serviceKind)).items;
@@ -58,6 +60,13 @@ export async function applyStack(registry: Registry, req: ApplyRequest): Promise
     const compares: Compare[] = [];
     const ops: Op[] = [];
     const results: ApplyServiceResult[] = [];
+    // Secrets and configs first: the services' references take their hashes (a new content rolls them).
+    const planned = files ? await planFiles(registry, files, req) : { compares: [], ops: [], changes: [], hash: () => undefined };
+    compares.push(...planned.compares);
+    ops.push(...planned.ops);
+    const refProblems: ErrorDetail[] = [];
+    for (const s of req.services) s.spec = { ...s.spec, container: withHashes(s.spec.container, planned.hash, `services.${s.spec.shortName}`, refProblems) };
+    if (refProblems.length) throw new BatonError('BATON_ERR_VALIDATION', `stack "${req.stack}" uses secrets or configs that do not exist`, refProblems);
     for (const s of req.services) {
       const labels = { ...s.labels, [STACK_LABEL]: req.stack };
       const cur = byName.get(s.name);
@@ -85,6 +94,14 @@ export async function applyStack(registry: Registry, req: ApplyRequest): Promise
       ops.push(u.op);
       results.push({ name: s.name, action: 'update', diff });
     }
+    // Services outside this file that use a secret or config it changed roll too.
+    const declaredNames = new Set(req.services.map((s) => s.name));
+    for (const c of planned.changes.filter((x) => x.action === 'update')) {
+      const roll = rollOps(registry, existing.filter((s) => !declaredNames.has(s.metadata.name)), c.kind, c.name, c.hash);
+      compares.push(...roll.compares);
+      ops.push(...roll.ops);
+      for (const n of roll.names) results.push({ name: n, action: 'update', diff: [`spec.container.${c.kind}s: ${c.name} has a new content`] });
+    }
     if (req.prune) {
       const declared = new Set(req.services.map((s) => s.name));
       for (const cur of existing) {
@@ -99,14 +116,40 @@ export async function applyStack(registry: Registry, req: ApplyRequest): Promise
     if (ops.length > MAX_TXN_OPS) {
       throw new BatonError('BATON_ERR_TOO_LARGE', `stack "${req.stack}" changes ${ops.length} services at once; one apply is one transaction of at most ${MAX_TXN_OPS}`);
     }
+    const changedFiles = planned.changes.map(({ kind, name, action }) => ({ kind, name, action }));
     if (req.dryRun || ops.length === 0) {
-      return { stack: req.stack, revision: String(await registry.store.currentRevision()), results, warnings: [] };
+      return { stack: req.stack, revision: String(await registry.store.currentRevision()), results, warnings: [], ...(changedFiles.length ? { files: changedFiles } : {}) };
     }
     const r = await registry.store.txn(compares, ops);
-    if (r.succeeded) return { stack: req.stack, revision: String(r.revision), results, warnings: [] };
+    if (r.succeeded) return { stack: req.stack, revision: String(r.revision), results, warnings: [], ...(changedFiles.length ? { files: changedFiles } : {}) };
     // Someone changed a service between our read and write: read again.
   }
   throw new BatonError('BATON_ERR_CONFLICT', `stack "${req.stack}" kept changing while applying; try again`);
+}
+
+/**
+ * planFiles plans the writes of the secrets and configs a file defines, and
+ * says each one's hash: the new content's, or the one in the cluster.
+ */
+async function planFiles(registry: Registry, files: FileContents, req: ApplyRequest) {
+  const compares: Compare[] = [];
+  const ops: Op[] = [];
+  const changes: { kind: FileKindName; name: string; action: 'create' | 'update'; hash: string }[] = [];
+  const hashes = new Map<string, string>();
+  for (const kind of ['secret', 'config'] as const) {
+    const current = new Map((await registry.list<Secret | Config>(FILE_KINDS[kind])).items.map((o) => [o.metadata.name, o]));
+    for (const [name, o] of current) hashes.set(`${kind}/${name}`, o.spec.hash);
+    for (const f of (kind === 'secret' ? req.secrets : req.configs) ?? []) {
+      const cur = current.get(f.name);
+      const p = files.plan(kind, f.name, Buffer.from(f.data, 'base64'), cur, { ...f.labels, [STACK_LABEL]: req.stack });
+      if (!p) continue;
+      compares.push(p.compare);
+      ops.push(...p.ops);
+      hashes.set(`${kind}/${f.name}`, p.object.spec.hash);
+      changes.push({ kind, name: f.name, action: cur ? 'update' : 'create', hash: p.object.spec.hash });
+    }
+  }
+  return { compares, ops, changes, hash: (kind: FileKindName, name: string) => hashes.get(`${kind}/${name}`) };
 }
 
 /**

@@ -23,6 +23,7 @@ import { registerServiceRoutes } from './routes/services.js';
 import { registerNodeRoutes } from './routes/nodes.js';
 import { registerObserveRoutes } from './routes/observe.js';
 import { registerJoinRoutes } from './routes/join.js';
+import { registerFileRoutes } from './routes/files.js';
 import { registerMeshRoutes } from './routes/mesh.js';
 
 export type { HttpDeps } from './routes/deps.js';
@@ -127,6 +128,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   registerServiceRoutes(app, deps);
   registerNodeRoutes(app, deps);
   registerMeshRoutes(app, deps);
+  registerFileRoutes(app, deps);
 
   registerJoinRoutes(app, deps);
 

@@ -18,6 +18,7 @@ import { STORE_KINDS } from '../api/kinds.js';
 import { getOrCreate, type Store } from '../store/store.js';
 import { exportSnapshot, storeEpoch } from '../store/transfer.js';
 import { migrateSchema } from './schema.js';
+import { FileContents } from './files.js';
 import type { EventStore } from '../store/events.js';
 import { SqliteStore } from '../store/sqlite/sqliteStore.js';
 import { SqliteEventStore } from '../store/sqlite/sqliteEventStore.js';
@@ -287,6 +288,7 @@ export class BatonServer {
       clusterId: this.clusterId,
       storeBackend: this.store.backend,
       storeEpoch: this.storeEpoch,
+      files: new FileContents(this.ctx.registry, clusterKey ?? secretsKey(dir)),
       caches: this.caches,
       pki: this.pki,
       limiter: this.limiter,
@@ -379,6 +381,16 @@ export function splitHostPort(listen: string): [string, number] {
 export const CLUSTER_ID_KEY = '/baton/cluster/id';
 /** In a server's data directory once `baton migrate` moved its state to etcd: it records where, and keeps a SQLite server from starting there. */
 export const MOVED_FILE = 'moved-to-etcd.json';
+
+/**
+ * secretsKey: a single server seals secret contents with a key of its own in
+ * its data directory (0600), made at first use; servers sharing a store use
+ * the cluster key instead.
+ */
+function secretsKey(dir: string): ClusterKey {
+  const file = join(dir, 'secrets.key');
+  return existsSync(file) ? ClusterKey.load(file) : ClusterKey.create(file);
+}
 
 /** sharedClusterId reads the cluster's id from the store, or names the cluster there (the first server to write wins). */
 function sharedClusterId(store: Store): Promise<string> {

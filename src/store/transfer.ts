@@ -56,6 +56,8 @@ export async function copyState(
   from: { store: Store; events?: EventStore },
   to: { store: Store; events?: EventStore },
   extra: Array<{ key: string; value: string }> = [],
+  /** Rewrites a value on its way (a migration re-seals what the source sealed with a key of its own). */
+  map: (key: string, value: string) => string = (_k, v) => v,
 ): Promise<CopyResult> {
   if (!(await isEmpty(to.store))) throw new StoreError('the target store is not empty', 'conflict');
   const revision = await from.store.currentRevision();
@@ -73,7 +75,7 @@ export async function copyState(
     const page = await from.store.range('', { atRevision: revision, limit: PAGE, ...(cont !== undefined ? { continue: cont } : {}) });
     for (const kv of page.kvs) {
       if (kv.lease !== 0 || kv.key === STORE_EPOCH_KEY || extraKeys.has(kv.key)) continue;
-      ops.push({ type: 'put', key: kv.key, value: kv.value });
+      ops.push({ type: 'put', key: kv.key, value: map(kv.key, kv.value) });
       if (ops.length === MAX_TXN_OPS) await flush();
     }
     cont = page.continue;

@@ -10,7 +10,6 @@ import { read, errorsOf } from '../helpers/compose.js';
 describe('readCompose: key policy', () => {
   it.each([
     ['privileged: true', 'services.web.privileged', '`services.web.privileged` is not supported by Baton yet'],
-    ['secrets: [s]', 'services.web.secrets', '`services.web.secrets` is not supported by Baton yet'],
     ['links: ["db:database"]', 'services.web.links[0]', "`services.web.links[0]` (alias database) is not supported by Baton yet: a link's alias is seen by the linking service alone, and a network's names are the same for every task on it: give the alias with `networks.<name>.aliases`"],
     ['platform: wasi/wasm', 'services.web.platform', '`services.web.platform` is not supported by Baton yet: it selects which image variant runs'],
     ['profiles: [debug]', 'services.web.profiles', '`services.web.profiles` is not supported by Baton yet: profiles choose which services run, and Baton has no --profile yet'],

@@ -6,14 +6,12 @@ import { describe, it, expect } from 'vitest';
 import { read } from '../helpers/compose.js';
 
 describe('readCompose: key policy', () => {
-  it('warns about top-level definitions alone and the obsolete version', () => {
-    const r = read('version: "3.9"\nservices:\n  web: {image: x}\nnetworks:\n  front:\nsecrets:\n  s: {file: ./s}\nconfigs:\n  c: {file: ./c}\n');
+  it('warns about the obsolete version; secrets and configs defined and not used are still read (apply creates them)', () => {
+    const r = read('version: "3.9"\nservices:\n  web: {image: x}\nnetworks:\n  front:\nsecrets:\n  s: {external: true}\nconfigs:\n  c: {content: "x"}\n', { stack: 'st' });
     expect(r.errors).toEqual([]);
-    expect(r.warnings.map((w) => [w.path, w.line])).toEqual([
-      ['version', 1],
-      ['secrets', 6],
-      ['configs', 8],
-    ]);
+    expect(r.warnings.map((w) => [w.path, w.line])).toEqual([['version', 1]]);
+    expect(r.configs.map((c) => c.name)).toEqual(['st_c']);
+    expect(r.secrets).toEqual([]);
   });
 
   it('refuses non-local volume drivers', () => {

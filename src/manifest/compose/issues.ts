@@ -9,6 +9,7 @@ import { formatKeyPath } from '../keyPath.js';
 import { COMPOSE_KEY_POLICY } from './keyPolicy.js';
 import type { DeclaredNetworks, PublishedPort } from './networks.js';
 import type { ComposeReadOptions } from './types.js';
+import type { DeclaredFile, FileKind } from './files.js';
 
 /** Obj is a YAML mapping as parsed: any keys, values not yet checked. */
 export type Obj = Record<string, unknown>;
@@ -37,6 +38,8 @@ export class Ctx {
   publishedPorts: PublishedPort[] = [];
   /** The file's service keys, so x-baton (anti-)affinity can name a sibling by its short name. */
   serviceKeys = new Set<string>();
+  /** Top-level secrets and configs by key (files.ts). */
+  files: Record<FileKind, Map<string, DeclaredFile>> = { secret: new Map(), config: new Map() };
 
   constructor(
     readonly opts: ComposeReadOptions,

@@ -38,8 +38,6 @@ const unsupported = (reason?: string): KeyPolicy => (reason ? { kind: 'unsupport
 export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   // top level
   version: warn('obsolete: Baton reads every file as the Compose Specification'),
-  secrets: warn('definitions alone change nothing, and services cannot use secrets in Baton yet'),
-  configs: warn('definitions alone change nothing, and services cannot use configs in Baton yet'),
   models: warn('definitions alone change nothing, and services cannot use models in Baton yet'),
   include: unsupported('Baton reads one file; merge the included files into it'),
   'volumes.*.driver': unsupported('Baton creates volumes with the engine\'s "local" driver'),
@@ -80,7 +78,6 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.blkio_config': unsupported(),
   'services.*.cgroup': unsupported(),
   'services.*.cgroup_parent': unsupported(),
-  'services.*.configs': unsupported(),
   'services.*.cpu_count': unsupported('use `deploy.resources.limits.cpus`'),
   'services.*.cpu_percent': unsupported('use `deploy.resources.limits.cpus`'),
   'services.*.cpu_shares': unsupported('use `deploy.resources.limits.cpus`'),
@@ -119,7 +116,6 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.provider': unsupported(),
   'services.*.pull_refresh_after': unsupported(),
   'services.*.runtime': unsupported(),
-  'services.*.secrets': unsupported(),
   'services.*.security_opt': unsupported(),
   'services.*.shm_size': unsupported(),
   'services.*.storage_opt': unsupported(),

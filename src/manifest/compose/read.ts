@@ -17,6 +17,7 @@ import { validateSchema } from './schema.js';
 import { translateService } from './services.js';
 import { translateTopLevel } from './topLevel.js';
 import type { ComposeReadOptions, ComposeResult, ComposeService } from './types.js';
+import { fileInputs } from './files.js';
 import { applyComposeTags, isEmptyDoc, walkAst } from './yamlAst.js';
 
 const STACK_NAME = /^[a-z0-9][a-z0-9_-]*$/;
@@ -45,6 +46,8 @@ export function readCompose(text: string, opts: ComposeReadOptions): ComposeResu
     return {
       stack: fallbackStack,
       services: [],
+      secrets: [],
+      configs: [],
       warnings: [],
       errors: [{ path: opts.fileName, message: `internal error while reading the file: ${e instanceof Error ? e.message : String(e)}` }],
     };
@@ -57,7 +60,7 @@ function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackSt
   const fileIssues: ErrorDetail[] = [];
   const fileWarnings: ErrorDetail[] = [];
   const line = (offset: number | undefined) => (offset === undefined ? undefined : lineCounter.linePos(offset).line);
-  const result = (errors: ErrorDetail[], warnings: ErrorDetail[] = fileWarnings): ComposeResult => ({ stack: fallbackStack, services: [], warnings, errors });
+  const result = (errors: ErrorDetail[], warnings: ErrorDetail[] = fileWarnings): ComposeResult => ({ stack: fallbackStack, services: [], secrets: [], configs: [], warnings, errors });
 
   for (const doc of docs) {
     for (const e of doc.errors) fileIssues.push(withLine({ path: opts.fileName, message: `YAML syntax error: ${e.message}` }, line(e.pos[0])));
@@ -148,7 +151,8 @@ function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackSt
 
   const errors = finalize(ctx, ctx.errors, true);
   const warnings = finalize(ctx, ctx.warnings, false);
-  return { stack: ctx.stack, services: errors.length > 0 ? [] : services, warnings, errors };
+  const ok = errors.length === 0;
+  return { stack: ctx.stack, services: ok ? services : [], secrets: ok ? fileInputs(ctx, 'secret') : [], configs: ok ? fileInputs(ctx, 'config') : [], warnings, errors };
 }
 
 function withLine(d: ErrorDetail, line: number | undefined): ErrorDetail {

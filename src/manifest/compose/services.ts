@@ -29,12 +29,15 @@ import { SERVICE_SCHEMA_KEYS } from './schema.js';
 import { STACK_LABEL, type ComposeService } from './types.js';
 import { command, duration, listOrDict, stringList, text, toBool, toInt } from './values.js';
 import { volumes } from './volumes.js';
+import { serviceRefs } from './files.js';
 import { xBaton, type XProbe } from './xBaton.js';
 
 const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
 const SERVICE_HANDLED = [
   'image',
+  'secrets',
+  'configs',
   'build',
   'command',
   'entrypoint',
@@ -139,6 +142,10 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
   container.networkMode = net.mode;
   if (svc.links !== undefined) readLinks(ctx, svc.links, at('links'));
   volumes(ctx, svc.volumes, at('volumes'), container);
+  const secrets = serviceRefs(ctx, 'secret', svc.secrets, at('secrets'));
+  if (secrets.length) container.secrets = secrets;
+  const configs = serviceRefs(ctx, 'config', svc.configs, at('configs'));
+  if (configs.length) container.configs = configs;
 
   const ports = svc.ports === undefined ? [] : translatePorts(ctx, svc.ports, at('ports'));
   // `network_mode: host` says the program binds its ports on the host itself: each is a fixed host port, as `mode: host` publishing is.

@@ -8,8 +8,9 @@ import type { PathSegment } from '../interpolate.js';
 import { isObj, type Ctx, type Obj } from './issues.js';
 import { COMPOSE_KEY_POLICY } from './keyPolicy.js';
 import { readNetworks } from './networks.js';
+import { readDefinitions } from './files.js';
 
-const TOP_LEVEL_HANDLED = ['name', 'services', 'volumes', 'networks'];
+const TOP_LEVEL_HANDLED = ['name', 'services', 'volumes', 'networks', 'secrets', 'configs'];
 
 export function translateTopLevel(ctx: Ctx, data: Obj): void {
   for (const key of Object.keys(data)) {
@@ -23,6 +24,8 @@ export function translateTopLevel(ctx: Ctx, data: Obj): void {
     ctx.policy([key], key);
   }
   ctx.networks = readNetworks(ctx, data.networks);
+  readDefinitions(ctx, 'secret', data.secrets);
+  readDefinitions(ctx, 'config', data.configs);
   if (!isObj(data.volumes)) return;
   for (const [name, vol] of Object.entries(data.volumes)) {
     const segs: PathSegment[] = ['volumes', name];

@@ -3,7 +3,7 @@
  * text, and what it gives back.
  */
 
-import type { ServiceSpec } from '../../api/types.js';
+import type { FileInput, ServiceSpec } from '../../api/types.js';
 import type { ErrorDetail } from '../../base/errors.js';
 
 /** ComposeReadOptions is everything readCompose needs besides the text, so the reader stays pure and testable with tables. */
@@ -18,8 +18,10 @@ export interface ComposeReadOptions {
   stack?: string;
   /** Turns "not supported by Baton yet" errors into warnings and drops the key. */
   ignoreUnsupported?: boolean;
-  /** Reads an env_file; default fs.readFileSync(p, 'utf8'). The reader's only I/O. */
+  /** Reads an env_file; default fs.readFileSync(p, 'utf8'). The reader's only I/O, with readFileBytes. */
   readFile?: (absPath: string) => string;
+  /** Reads a secret's or config's `file:`; default fs.readFileSync(p). */
+  readFileBytes?: (absPath: string) => Buffer;
 }
 
 /** ComposeService is one translated service, named `${stack}_${key}` so services of different stacks never collide. */
@@ -35,6 +37,9 @@ export interface ComposeService {
 export interface ComposeResult {
   stack: string;
   services: ComposeService[];
+  /** The secrets and configs the file defines (not external ones), to create or update with the apply. */
+  secrets: FileInput[];
+  configs: FileInput[];
   warnings: ErrorDetail[];
   errors: ErrorDetail[];
 }

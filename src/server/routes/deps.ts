@@ -4,6 +4,7 @@
  * last heartbeat comes from memory).
  */
 import type { ServerRecord } from '../heartbeats.js';
+import type { FileContents } from '../files.js';
 import type { Election } from '../election.js';
 import { BlockList, isIP } from 'node:net';
 import type { FastifyRequest } from 'fastify';
@@ -55,6 +56,8 @@ export interface HttpDeps {
   meshes: MeshRevisions;
   /** Servers sharing a store: this one's election (who leads). */
   election?: Election;
+  /** Secret and config contents (sealed in the store). */
+  files: FileContents;
   /** Servers sharing a store: every live server's name and URL (heartbeat replies and /info carry them). */
   servers?: () => Promise<ServerRecord[]>;
   /** Writes an online backup of the store to a file (a SQLite snapshot, whatever the backend) and returns its path. */

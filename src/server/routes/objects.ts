@@ -11,7 +11,9 @@ import { z } from 'zod';
 import { BatonError } from '../../base/errors.js';
 import { KINDS, endpointsKind, nodeKind, serviceKind, taskKind, type KindInfo } from '../../api/kinds.js';
 import { objectNameSchema, taskStatusBatchSchema, taskStatusPutSchema, zodDetails } from '../../api/schemas.js';
-import type { Node, Task, TaskStatus } from '../../api/types.js';
+import type { Node, ServiceSpec, Task, TaskStatus } from '../../api/types.js';
+import { resolveFileRefs } from '../files.js';
+import type { Registry } from '../registry.js';
 import { GoneError, isStatusOnly, type WatchCache } from '../watchCache.js';
 import { defineRoute, flag, nameParam, queryInt, queryText } from './route.js';
 import { nodeCache, recordPosted, sameAddress, taskCache, withLastBeat, type HttpDeps } from './deps.js';
@@ -119,7 +121,7 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
         access: ['admin'],
         body: objectBody,
         handler: async (_req, reply, { body }) => {
-          const spec = validateObject(kind, body);
+          const spec = await withFileHashes(ctx.registry, kind, validateObject(kind, body));
           const obj = await ctx.registry.create(kind, { metadata: { name: body.metadata.name!, labels: body.metadata.labels }, spec, status: initialStatus(kind) });
           return reply.status(201).send(obj);
         },
@@ -131,7 +133,7 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
         params: nameParam,
         body: objectBody,
         handler: async (_req, _reply, { params, body }) => {
-          const spec = validateObject(kind, { spec: body.spec, metadata: { name: params.name } });
+          const spec = await withFileHashes(ctx.registry, kind, validateObject(kind, { spec: body.spec, metadata: { name: params.name } }));
           return ctx.registry.update(kind, params.name, body.metadata.resourceVersion, { spec, labels: body.metadata.labels });
         },
       });
@@ -240,6 +242,13 @@ function validateObject(kind: KindInfo, body: { metadata: { name?: unknown }; sp
   }
   if (details.length) throw new BatonError('BATON_ERR_VALIDATION', `invalid ${kind.kind.toLowerCase()}`, details);
   return spec;
+}
+
+/** withFileHashes: a service's secret and config references take their current hashes (or it is refused). */
+async function withFileHashes(registry: Registry, kind: KindInfo, spec: unknown): Promise<unknown> {
+  if (kind !== serviceKind) return spec;
+  const s = spec as ServiceSpec;
+  return { ...s, container: await resolveFileRefs(registry, s.container, 'spec.container') };
 }
 
 function initialStatus(kind: KindInfo): unknown {

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { BatonError } from '../../base/errors.js';
 import { revisionKind, serviceKind, taskKind } from '../../api/kinds.js';
 import { isGlobal, type ApplyRequest, type Node, type Service, type Task } from '../../api/types.js';
+import { fileInputSchema } from '../../api/schemas.js';
 import { filterNode, Snapshot, SpreadPlacer } from '../../scheduler/placement.js';
 import { pause, promote, restart, resume, rollback } from '../rollout.js';
 import { applyStack, previewPlacement, removeStack } from '../apply.js';
@@ -33,6 +34,8 @@ const applyBody = z
       .max(1000),
     prune: z.boolean().optional(),
     dryRun: z.boolean().optional(),
+    secrets: z.array(fileInputSchema).max(100).optional(),
+    configs: z.array(fileInputSchema).max(100).optional(),
   })
   .strict();
 
@@ -157,7 +160,7 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
     handler: async (_req, _reply, { params: { stack }, body }) => {
       // applyStack checks each spec against the service schema, listing every problem with its path.
       const services = body.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels ?? {} })) as ApplyRequest['services'];
-      const res = await applyStack(ctx.registry, { stack, services, prune: !!body.prune, dryRun: !!body.dryRun });
+      const res = await applyStack(ctx.registry, { stack, services, prune: !!body.prune, dryRun: !!body.dryRun, ...(body.secrets ? { secrets: body.secrets } : {}), ...(body.configs ? { configs: body.configs } : {}) }, deps.files);
       if (body.dryRun) {
         const changed = new Set(res.results.filter((r) => r.action === 'create' || r.action === 'update').map((r) => r.name));
         const nodes = [...nodeCache(deps).objects.values()] as unknown as Node[];
@@ -165,7 +168,8 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
         res.placement = previewPlacement(services, changed, nodes, tasks, new SpreadPlacer(), ctx.clock.now());
       } else {
         const changed = res.results.filter((r) => r.action !== 'unchanged');
-        if (changed.length) recordEvent(ctx, { type: 'Normal', reason: 'StackApplied', kind: 'Stack', name: stack, source: 'api', message: changed.map((r) => `${r.action} ${r.name}`).join(', ') });
+        const filesChanged = (res.files ?? []).map((f) => `${f.action} ${f.kind} ${f.name}`);
+        if (changed.length || filesChanged.length) recordEvent(ctx, { type: 'Normal', reason: 'StackApplied', kind: 'Stack', name: stack, source: 'api', message: [...filesChanged, ...changed.map((r) => `${r.action} ${r.name}`)].join(', ') });
       }
       return res;
     },

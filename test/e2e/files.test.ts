@@ -1,0 +1,131 @@
+/**
+ * Secrets and configs end to end, on the shared dockerd: a Compose file's
+ * secret (from a file) and config (inline) reach the task's container as
+ * files with the declared owner and mode, from a tmpfs on the node; the
+ * secret's content is nowhere else (docker inspect, the API's answers,
+ * events, the server's SQLite files with the WAL, the agent's log store);
+ * a new content rolls the service.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { live, TestCluster } from '../helpers/cluster.js';
+import { docker, eventually, TEST_IMAGE, writeFile } from '../helpers/proc.js';
+
+const run = promisify(execFile);
+const SECRET = 'pa55-w0rd-never-in-clear';
+const NEWER = 'rotated-pa55-w0rd-never-in-clear';
+
+/** filesUnder: every regular file below dir. */
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...filesUnder(p));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+describe('secrets and configs reach the container as files', () => {
+  const c = new TestCluster('baton-files-', { heartbeatIntervalMs: 500, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000 }, 29000);
+
+  beforeAll(async () => {
+    await c.start(['n2', 'n3']);
+  }, 60_000);
+  afterAll(async () => {
+    await c.stop();
+  }, 60_000);
+
+  const container = async () => {
+    const [t] = live(await c.tasksOf('vault_app')).filter((x) => x.status.state === 'running');
+    expect(t?.status.containerId).toBeDefined();
+    return t!;
+  };
+  const sh = async (id: string, cmd: string) => (await docker(['exec', id, 'sh', '-c', cmd])).trim();
+
+  it('delivers the secret and the config with their owner and mode, from a tmpfs, and the content is nowhere else', async () => {
+    writeFile(c.dir, 'db_password.txt', SECRET);
+    await c.apply('vault', `services:
+  app:
+    image: ${TEST_IMAGE}
+    command: ["sleep", "3600"]
+    deploy:
+      placement: {constraints: ["node.name == n2"]}
+    secrets:
+      - source: db_password
+        uid: "103"
+        gid: "104"
+        mode: 0440
+    configs:
+      - source: app_conf
+        target: /etc/app.conf
+secrets:
+  db_password:
+    file: ./db_password.txt
+configs:
+  app_conf:
+    content: "listen = 8080\\n"
+`);
+    const t = await eventually(container, 5 * 10_000);
+    const id = t.status.containerId!;
+    expect(await sh(id, 'cat /run/secrets/db_password')).toBe(SECRET);
+    expect(await sh(id, 'stat -c "%a %u %g" /run/secrets/db_password')).toBe('440 103 104');
+    expect(await sh(id, 'cat /etc/app.conf')).toBe('listen = 8080');
+    expect(await sh(id, 'stat -c "%a" /etc/app.conf')).toBe('444');
+    // Read-only in the container.
+    await expect(docker(['exec', id, 'sh', '-c', 'echo x > /run/secrets/db_password'])).rejects.toThrow();
+
+    // On the node, the file is on a tmpfs.
+    const inspect = await docker(['inspect', id]);
+    const mount = (JSON.parse(inspect)[0].Mounts as { Source: string; Destination: string }[]).find((m) => m.Destination === '/run/secrets/db_password')!;
+    expect((await run('stat', ['-f', '-c', '%T', mount.Source])).stdout.trim()).toBe('tmpfs');
+
+    // Nowhere else: the engine's view of the container, the API's answers, events, the server's files (WAL too), the agent's logs.
+    expect(inspect).not.toContain(SECRET);
+    const answers = [
+      JSON.stringify((await c.api.tasks({ fieldSelector: { 'spec.serviceName': 'vault_app' } })).items),
+      JSON.stringify(await c.api.call('GET', '/api/v1/services/vault_app')),
+      JSON.stringify(await c.api.call('GET', '/api/v1/secrets')),
+      JSON.stringify(await c.api.call('GET', '/api/v1/secrets/vault_db_password')),
+      JSON.stringify(await c.api.events({ limit: 1000 })),
+      (await c.baton(['secret', 'inspect', 'vault_db_password'])).stdout,
+    ];
+    for (const a of answers) {
+      expect(a).not.toContain(SECRET);
+      expect(a).not.toContain(Buffer.from(SECRET).toString('base64'));
+    }
+    const serverFiles = filesUnder(join(c.dir, 'server'));
+    expect(serverFiles.some((f) => f.endsWith('state.db-wal') || f.endsWith('state.db'))).toBe(true);
+    for (const dir of [join(c.dir, 'server'), join(c.dir, 'n2'), join(c.dir, 'n3')]) {
+      for (const f of filesUnder(dir)) {
+        if (statSync(f).size > 64 << 20) continue;
+        const bytes = readFileSync(f);
+        expect(bytes.includes(SECRET), `${f} holds the secret in clear`).toBe(false);
+        expect(bytes.includes(Buffer.from(SECRET).toString('base64')), `${f} holds the secret in base64`).toBe(false);
+      }
+    }
+  }, 120_000);
+
+  it('rolls the service when the secret gets a new content', async () => {
+    const before = await container();
+    writeFile(c.dir, 'newer.txt', NEWER);
+    const r = await c.baton(['secret', 'update', 'vault_db_password', join(c.dir, 'newer.txt')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/rolling vault_app/);
+    const after = await eventually(async () => {
+      const t = await container();
+      expect(t.metadata.name).not.toBe(before.metadata.name);
+      return t;
+    }, 5 * 10_000);
+    expect(await sh(after.status.containerId!, 'cat /run/secrets/db_password')).toBe(NEWER);
+    // The old task's files went with it.
+    await eventually(async () => expect(live(await c.tasksOf('vault_app'))).toHaveLength(1), 30_000);
+    expect((await c.baton(['stack', 'rm', 'vault'])).code).toBe(0);
+    await eventually(async () => expect(await c.running('vault_app')).toEqual([]), 30_000);
+    const rm = await c.baton(['secret', 'rm', 'vault_db_password']);
+    expect(rm.code, rm.stderr).toBe(0);
+  }, 120_000);
+});
