@@ -171,6 +171,10 @@ export const serviceSpecSchema = z.object({
       failedHistory: nonNegInt,
     })
     .optional(),
+  dependsOn: z
+    .array(z.object({ service: name, condition: z.enum(['service_started', 'service_healthy', 'service_completed_successfully']), required: z.boolean() }).strict())
+    .max(100)
+    .optional(),
   x: z.record(z.string(), z.unknown()),
 }).superRefine((s, ctx) => {
   // UDP reaches a task only through its own namespace (the node's DNAT, the mesh's relay); a host-networked program would have to bind the published port itself.

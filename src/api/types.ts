@@ -315,8 +315,23 @@ export interface ServiceSpec {
   job?: JobSpec;
   /** A cron job: the service is a template; each firing makes a run (a replicated-job service `<name>-<time>`). */
   schedule?: ScheduleSpec;
+  /**
+   * Compose's `depends_on`: when the service is first deployed, its tasks
+   * wait to be placed until each dependency meets its condition. Once one
+   * of its tasks has run, it is not held again (later restarts start at once).
+   */
+  dependsOn?: Dependency[];
   /** Baton extension (Compose `x-baton`); later issues add keys. */
   x: Record<string, unknown>;
+}
+
+export interface Dependency {
+  /** The dependency's service name (`<stack>_<key>`). */
+  service: string;
+  /** started: every wanted replica runs; healthy: every one is ready; completed: its job completed. */
+  condition: 'service_started' | 'service_healthy' | 'service_completed_successfully';
+  /** false: a dependency that is not deployed is not waited for. */
+  required: boolean;
 }
 
 export interface ServiceNetwork {

@@ -39,7 +39,6 @@ describe('readCompose: key policy', () => {
     ['container_name: web1', 'services.web.container_name'],
     ['logging:\n  driver: json-file', 'services.web.logging'],
     ['links: [db]', 'services.web.links'],
-    ['depends_on: [db]', 'services.web.depends_on'],
     ['stdin_open: true', 'services.web.stdin_open'],
     ['tty: true', 'services.web.tty'],
     ['deploy:\n  endpoint_mode: dnsrr', 'services.web.deploy.endpoint_mode'],

@@ -58,7 +58,6 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.attach': warn('it only decides whether `docker compose up` streams the service\'s logs'),
   'services.*.build': warn('Baton does not build images; it runs `image`'),
   'services.*.container_name': warn('Baton names each task\'s container itself'),
-  'services.*.depends_on': warn('start order only; Baton starts every service at once and restarts failed tasks, as `docker stack deploy` does'),
   'services.*.develop': warn('`docker compose watch` settings for local development'),
   'services.*.logging': warn('Baton reads task logs through the engine\'s default log driver'),
   'services.*.links=name': warn('services reach each other by name on the networks they share, so a link without an alias adds nothing'),

@@ -18,6 +18,7 @@ import { translateService } from './services.js';
 import { translateTopLevel } from './topLevel.js';
 import type { ComposeReadOptions, ComposeResult, ComposeService } from './types.js';
 import { fileInputs } from './files.js';
+import { checkDependencyGraph } from './dependsOn.js';
 import { applyComposeTags, isEmptyDoc, walkAst } from './yamlAst.js';
 
 const STACK_NAME = /^[a-z0-9][a-z0-9_-]*$/;
@@ -145,6 +146,7 @@ function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackSt
     }
     if (Object.keys(data.services).length === 0) ctx.error(['services'], 'the file defines no services');
     checkPublishedPorts(ctx, ctx.publishedPorts);
+    checkDependencyGraph(ctx, services);
   } else if (data.services === undefined) {
     ctx.error(['services'], 'the file defines no services: a Compose file needs a `services` mapping');
   }

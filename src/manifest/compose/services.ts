@@ -30,12 +30,14 @@ import { STACK_LABEL, type ComposeService } from './types.js';
 import { command, duration, listOrDict, stringList, text, toBool, toInt } from './values.js';
 import { volumes } from './volumes.js';
 import { serviceRefs } from './files.js';
+import { dependsOn } from './dependsOn.js';
 import { xBaton, type XProbe } from './xBaton.js';
 
 const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
 const SERVICE_HANDLED = [
   'image',
+  'depends_on',
   'secrets',
   'configs',
   'build',
@@ -258,6 +260,7 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
   if (canary && mode !== 'replicated') ctx.error(at('x-baton', 'canary'), 'canaries are for replicated services; a global service updates node by node');
   else if (canary && canary.count > replicas) ctx.error(at('x-baton', 'canary'), `${canary.count} canaries for ${replicas} replica(s): at most one per replica`);
 
+  const dependencies = dependsOn(ctx, svc.depends_on, at('depends_on'));
   const spec: ServiceSpec = {
     stack: ctx.stack,
     shortName: key,
@@ -276,6 +279,7 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
     ...(job ? { job } : {}),
     ...(schedule ? { schedule } : {}),
     ...(autoscale ? { autoscale } : {}),
+    ...(dependencies.length ? { dependsOn: dependencies } : {}),
     x,
   };
   return { name: `${ctx.stack}_${key}`, shortName: key, spec, labels };

@@ -19,10 +19,11 @@
  * node's tasks at once and reports them in one request: on 5,000 nodes, one
  * pass per service made five to ten status requests per node where one does.
  */
+import { startedServices, waitReason } from './dependencies.js';
 import { WorkQueue } from '../../base/workqueue.js';
 import { timeSlicer } from '../../base/yield.js';
 import { taskKind } from '../../api/kinds.js';
-import type { Node, Task } from '../../api/types.js';
+import type { Node, Service, Task } from '../../api/types.js';
 import { isTerminal } from '../../api/types.js';
 import { priorityOf, type Placement, type Placer } from '../../scheduler/placement.js';
 import { recordEvent, writeInWaves, type Controller, type ControllerContext, queueOptions } from './context.js';
@@ -148,6 +149,10 @@ export class SchedulerController implements Controller, TaskPlacement {
         if ((e.type !== 'DELETED' && t.spec.nodeName === '' && t.spec.desiredState === 'running') || (prev && !isTerminal(prev.status.state) && (e.type === 'DELETED' || isTerminal(t.status.state)))) this.trigger();
       }),
       this.ctx.nodes.onDidChange(() => this.trigger()),
+      // A dependency that becomes ready (or completes) lets the tasks that wait for it go.
+      this.ctx.services.onDidChange(() => {
+        if (this.pending.size > 0) this.trigger();
+      }),
     );
     this.queue.add(PASS);
   }
@@ -188,6 +193,26 @@ export class SchedulerController implements Controller, TaskPlacement {
     if (again) this.trigger();
   }
 
+  /** holdForDependencies takes out of `pending` (in place) the tasks whose services wait for a dependency, with the reason. */
+  private holdForDependencies(pending: Task[], tasks: Task[]): { task: Task; reason: string }[] {
+    const services = this.ctx.services.objects as Map<string, Service>;
+    if (![...new Set(pending.map((t) => t.spec.serviceName))].some((n) => services.get(n)?.spec.dependsOn?.length)) return [];
+    const started = startedServices(tasks);
+    const view = { service: (n: string) => services.get(n), hasStarted: (n: string) => started.has(n) };
+    const reasons = new Map<string, string | undefined>();
+    const held: { task: Task; reason: string }[] = [];
+    let kept = 0;
+    for (const t of pending) {
+      const svc = t.spec.serviceName;
+      if (!reasons.has(svc)) reasons.set(svc, waitReason(services.get(svc), view));
+      const why = reasons.get(svc);
+      if (why) held.push({ task: t, reason: why });
+      else pending[kept++] = t;
+    }
+    pending.length = kept;
+    return held;
+  }
+
   /** passOnce places what it can; true when it should run again (tasks left over, or placements that lost a race). */
   private async passOnce(): Promise<boolean> {
     const { ctx } = this;
@@ -204,6 +229,8 @@ export class SchedulerController implements Controller, TaskPlacement {
     this.arrivals = [];
     const tasks = [...ctx.tasks.objects.values()] as Task[];
     pending.sort(byPriorityThenAge);
+    // Start order (depends_on): a task whose service waits for a dependency is not placed this pass; it says why.
+    const held = this.holdForDependencies(pending, tasks);
     // A bounded pass: the rest wait for the next one, and a pass's memory and time stay bounded.
     let more = pending.length > MAX_PER_PASS;
     if (more) pending.length = MAX_PER_PASS;
@@ -232,6 +259,7 @@ export class SchedulerController implements Controller, TaskPlacement {
       }
     }
     const plan = session.plan;
+    plan.unplaced.push(...held);
     ctx.metrics?.schedulerPass(busy / 1000);
     // Each node's placements written together: its agent hears of them in one burst and reports them in one request.
     plan.placed = groupByNode(plan.placed);

@@ -1,10 +1,15 @@
 /**
- * Secrets and configs end to end, on the shared dockerd: a Compose file's
+ * Compose features end to end, on the shared dockerd.
+ *
+ * Secrets and configs: a Compose file's
  * secret (from a file) and config (inline) reach the task's container as
  * files with the declared owner and mode, from a tmpfs on the node; the
  * secret's content is nowhere else (docker inspect, the API's answers,
  * events, the server's SQLite files with the WAL, the agent's log store);
  * a new content rolls the service.
+ *
+ * Start order: `depends_on: {db: {condition: service_healthy}}` places web's
+ * task only once db is healthy, and says what it waits for meanwhile.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
@@ -30,7 +35,7 @@ function filesUnder(dir: string): string[] {
 }
 
 describe('secrets and configs reach the container as files', () => {
-  const c = new TestCluster('baton-files-', { heartbeatIntervalMs: 500, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000 }, 29000);
+  const c = new TestCluster('baton-compose-', { heartbeatIntervalMs: 500, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000 }, 29000);
 
   beforeAll(async () => {
     await c.start(['n2', 'n3']);
@@ -127,5 +132,41 @@ configs:
     await eventually(async () => expect(await c.running('vault_app')).toEqual([]), 30_000);
     const rm = await c.baton(['secret', 'rm', 'vault_db_password']);
     expect(rm.code, rm.stderr).toBe(0);
+  }, 120_000);
+
+  it('starts a service only once its dependency is healthy, and says what it waits for', async () => {
+    await c.apply('dep', `services:
+  web:
+    image: ${TEST_IMAGE}
+    command: ["sleep", "3600"]
+    depends_on:
+      db: {condition: service_healthy}
+  db:
+    image: ${TEST_IMAGE}
+    command: ["sh", "-c", "sleep 3; touch /tmp/ok; exec sleep 3600"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 500ms
+      timeout: 1s
+      retries: 1
+`);
+    // While db is not healthy yet, web's task waits, and says for what.
+    const waiting = await eventually(async () => {
+      const [t] = await c.tasksOf('dep_web');
+      expect(t?.status.pendingReason).toMatch(/^waiting for dep_db: 0\/1 healthy/);
+      return t!;
+    }, 5 * 5000);
+    expect(waiting.spec.nodeName).toBe('');
+    expect((await c.baton(['service', 'ps', 'dep_web'])).stdout).toMatch(/waiting for dep_db: 0\/1 healthy/);
+    // Then db turns healthy, and web starts after it.
+    const web = await eventually(async () => {
+      const [t] = live(await c.tasksOf('dep_web')).filter((x) => x.status.state === 'running');
+      expect(t).toBeDefined();
+      return t!;
+    }, 5 * 10_000);
+    const [db] = live(await c.tasksOf('dep_db'));
+    expect(db!.status.readyAt).toBeDefined();
+    expect(Date.parse(web.status.startedAt!)).toBeGreaterThanOrEqual(Date.parse(db!.status.readyAt!));
+    expect((await c.baton(['stack', 'rm', 'dep'])).code).toBe(0);
   }, 120_000);
 });
