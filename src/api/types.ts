@@ -47,6 +47,13 @@ export interface PortSpec {
   protocol: 'tcp' | 'udp';
   mode: 'ingress' | 'host';
   name?: string;
+  /**
+   * The address the port is published on (Compose's host_ip; see
+   * api/hostIp.ts): a loopback address on every node, reachable only from
+   * the node itself; another address only on the node whose address it is.
+   * Absent: every node's address (Compose's 0.0.0.0 and ::).
+   */
+  hostIP?: string;
 }
 
 export interface MountSpec {
@@ -593,8 +600,8 @@ export interface EndpointsSpec {
   vip?: string;
   /** The networks the service's tasks are on, with the aliases it answers to on each (serviceNetworks: its stack's default one when it names none). */
   networks: ServiceNetwork[];
-  /** Ports the mesh publishes on every node's address (mode ingress); protocol absent for TCP. */
-  published: { published: number; target: number; protocol?: 'udp' }[];
+  /** Ports the mesh publishes on every node's address (mode ingress), or where their hostIP says (api/hostIp.ts); protocol absent for TCP. */
+  published: { published: number; target: number; protocol?: 'udp'; hostIP?: string }[];
   /** Container TCP ports the mesh serves on the service's VIP (ports and expose); empty for a bridge service without ports. */
   targets: number[];
   /** Container UDP ports the mesh serves on the service's VIP (its UDP ports); absent when none. */

@@ -139,8 +139,9 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.deploy.resources.reservations.generic_resources': unsupported(),
   'services.*.deploy.resources.reservations.devices': unsupported(),
   'services.*.ports[]/sctp': unsupported('Baton publishes TCP and UDP ports'),
-  'services.*.ports[].host_ip': unsupported('Baton publishes ports on every host address in this release'),
-  'services.*.ports[].published=range': unsupported('publish one port per target port'),
+  'services.*.ports[].published=range': unsupported(
+    'a published range for one target port asks for any free port of it, chosen where the container starts; the routing mesh publishes one port, the same on every node, so name one (e.g. "8000:80")',
+  ),
   'services.*.expose[]/sctp': unsupported('Baton exposes TCP and UDP ports'),
   'services.*.volumes[].type=cluster': unsupported(),
   'services.*.volumes[].type=npipe': unsupported(),

@@ -23,7 +23,7 @@ import { environment, extraHosts, healthcheck, mergeProbe, pullPolicy, ulimits }
 import { isObj, type Ctx } from './issues.js';
 import { COMPOSE_KEY_POLICY } from './keyPolicy.js';
 import { readEndpointMode, readLinks, readServiceNetworking } from './networks.js';
-import { translateExpose, translatePorts } from './ports.js';
+import { checkHostAddresses, translateExpose, translatePorts } from './ports.js';
 import { translateResources, translateRestart, translateUpdate } from './resources.js';
 import { SERVICE_SCHEMA_KEYS } from './schema.js';
 import { STACK_LABEL, type ComposeService } from './types.js';
@@ -143,6 +143,7 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
   const ports = svc.ports === undefined ? [] : translatePorts(ctx, svc.ports, at('ports'));
   // `network_mode: host` says the program binds its ports on the host itself: each is a fixed host port, as `mode: host` publishing is.
   if (svc.network_mode === 'host') for (const p of ports) Object.assign(p, { mode: 'host', published: p.published ?? p.target });
+  checkHostAddresses(ctx, ports, container.networkMode);
   const expose = svc.expose === undefined ? [] : translateExpose(ctx, svc.expose, at('expose'), ports);
   if (container.networkMode !== 'bridge' && ports.some((p) => p.protocol === 'udp')) ctx.error(at(svc.ports === undefined ? 'expose' : 'ports'), `a UDP port needs the task's own network (network_mode: ${container.networkMode} has none to forward into); remove network_mode or the UDP port`);
 
