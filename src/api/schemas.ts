@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import type { ErrorDetail } from '../base/errors.js';
 import { isLoopbackIP, isWildcardIP, parseIP } from './hostIp.js';
-import { wholeMillicores } from './types.js';
+import { SPREAD_PREFERENCE, wholeMillicores } from './types.js';
 
 const name = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'must start with a letter or digit and contain only letters, digits, "_", "." or "-" (at most 63)');
 const nonNegInt = z.number().int().min(0);
@@ -116,7 +116,7 @@ export const serviceSpecSchema = z.object({
   }),
   placement: z.object({
     constraints: z.array(z.string()),
-    preferences: z.array(z.string().regex(/^node\.labels\.\S+$/, 'a spread preference is node.labels.<key>')).optional(),
+    preferences: z.array(z.string().regex(SPREAD_PREFERENCE, 'a spread preference is node.labels.<key>, node.id, node.hostname or node.name')).optional(),
     maxReplicasPerNode: z.number().int().min(1).optional(),
     strategy: z.enum(['spread', 'binpack']).optional(),
     priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),

@@ -159,6 +159,9 @@ export interface ResourceAmounts {
   memoryBytes: number;
 }
 
+/** SPREAD_PREFERENCE: the node attributes a spread preference may name (node.hostname groups nodes that share one, as several agents on one machine do). */
+export const SPREAD_PREFERENCE = /^(node\.labels\.\S+|node\.id|node\.hostname|node\.name)$/;
+
 /** wholeMillicores: a cpu amount Baton can hold exactly, in whole millicores (at most three decimals), as Kubernetes does. */
 export function wholeMillicores(cpus: number): boolean {
   return Math.abs(cpus * 1000 - Math.round(cpus * 1000)) <= 1e-6;
@@ -175,7 +178,11 @@ export interface ResourceSpec {
 export interface PlacementSpec {
   /** Swarm-style constraints, all of which must hold: `node.labels.zone == a`, `node.hostname != x`. */
   constraints: string[];
-  /** Spread preferences, outermost first: tasks spread evenly over the values of each (`node.labels.zone`). */
+  /**
+   * Spread preferences, outermost first: tasks spread evenly over the values
+   * of each (`node.labels.zone`; `node.id`, `node.hostname`, `node.name`:
+   * one per node, round robin, as Swarm does; SPREAD_PREFERENCE).
+   */
   preferences?: string[];
   /** At most this many live tasks of the service on one node. */
   maxReplicasPerNode?: number;

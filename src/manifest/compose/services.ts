@@ -10,6 +10,7 @@ import {
   defaultContainerSpec,
   isGlobal,
   isJob,
+  SPREAD_PREFERENCE,
   type AutoscaleSpec,
   type CanarySpec,
   type ContainerSpec,
@@ -190,13 +191,14 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
     }
     if (pl.preferences !== undefined) {
       const prefs: string[] = [];
-      if (!Array.isArray(pl.preferences)) ctx.error(dseg('placement', 'preferences'), 'must be a list of {spread: node.labels.<key>}');
+      if (!Array.isArray(pl.preferences)) ctx.error(dseg('placement', 'preferences'), 'must be a list of {spread: <node attribute>}');
       else
         pl.preferences.forEach((p, i) => {
           const at2 = dseg('placement', 'preferences', i);
-          if (!isObj(p) || Object.keys(p).length !== 1 || typeof p.spread !== 'string') return ctx.error(at2, 'must be {spread: node.labels.<key>}');
-          if (!/^node\.labels\.\S+$/.test(p.spread)) return ctx.error([...at2, 'spread'], `"${p.spread}": Baton spreads over node labels only (node.labels.<key>)`);
-          prefs.push(p.spread);
+          if (!isObj(p) || Object.keys(p).length !== 1 || typeof p.spread !== 'string') return ctx.error(at2, 'must be {spread: <node attribute>}, e.g. {spread: node.labels.zone}');
+          const spread = p.spread.trim();
+          if (!SPREAD_PREFERENCE.test(spread)) return ctx.error([...at2, 'spread'], `"${p.spread}": Baton spreads over node.labels.<key>, node.id, node.hostname or node.name`);
+          prefs.push(spread);
         });
       if (prefs.length) placement.preferences = prefs;
     }
