@@ -370,6 +370,21 @@ describe('SpreadPlacer: constraints, preferences, replicas per node, strategies'
     expect(matchConstraint(expr, n)).toBe(want);
   });
 
+  it('places node.role == manager on the nodes that run a server only, and != manager on the others', () => {
+    // Alike in all but role: the role is part of a node's class, or one verdict would be cached for all three.
+    const nodes = [node('up', { role: 'manager' }), node('w1'), node('w2', { role: 'worker' })];
+    expect(['up', 'w1', 'w2'].map((n) => matchConstraint('node.role == manager', nodes.find((x) => x.metadata.name === n)!))).toEqual([true, false, false]);
+    const mgr = service({ replicas: 3, placement: { constraints: ['node.role == manager'] } }, 'app_mgr');
+    const wrk = service({ replicas: 4, placement: { constraints: ['node.role != manager'] } }, 'app_wrk');
+    for (const heap of [true, false]) {
+      const plan = new SpreadPlacer({ heap }).place([...pend(mgr, 3), ...pend(wrk, 4)], nodes, []);
+      expect(plan.placed.filter((p) => p.task.spec.serviceName === 'app_mgr').map((p) => p.node.metadata.name)).toEqual(['up', 'up', 'up']);
+      expect(new Set(plan.placed.filter((p) => p.task.spec.serviceName === 'app_wrk').map((p) => p.node.metadata.name))).toEqual(new Set(['w1', 'w2']));
+    }
+    const only = new SpreadPlacer().place(pend(mgr, 1), [node('w1'), node('w2')], []);
+    expect(only.unplaced[0]!.reason).toBe('0/2 nodes available: 2 constraint not satisfied (node.role==manager)');
+  });
+
   it('names the failing constraint in the pending reason', () => {
     const svc = service({ replicas: 1, placement: { constraints: ['node.labels.zone == eu'] } });
     const plan = new SpreadPlacer().place(pend(svc, 1), [node('a', {}, 'active', { zone: 'us' }), node('b', {}, 'active', { zone: 'us' })], []);

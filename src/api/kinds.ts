@@ -61,6 +61,7 @@ export const nodeKind: KindInfo<Node> = {
     { header: 'NAME', get: (n) => n.metadata.name },
     { header: 'STATUS', get: (n) => ({ ready: 'Ready', notready: 'NotReady', down: 'Down', unknown: 'Unknown' })[n.status.state] ?? n.status.state },
     { header: 'AVAILABILITY', get: (n) => n.spec.availability },
+    { header: 'ROLE', get: (n) => n.status.role ?? 'worker' },
     { header: 'ADDRESS', get: (n) => n.status.address },
     { header: 'TASK RANGE', get: (n) => n.status.taskRange ?? '-' },
     { header: 'CPUS', get: (n) => `${n.status.allocated.cpus}/${n.status.capacity.cpus}` },

@@ -671,6 +671,13 @@ export interface NodeStatus {
   portRange: [number, number];
   /** The agent's HTTPS port on `address` (the server reads logs there); absent for simulated nodes. */
   agentPort?: number;
+  /**
+   * manager: the node runs a server (its agent runs in the server's own
+   * process: `baton up`), which the server verified itself at registration
+   * rather than taking the agent's word; absent: a worker. Swarm's
+   * node.role.
+   */
+  role?: 'manager' | 'worker';
   /** The node's OS and CPU architecture, as Swarm's node.platform.os/arch (linux, x86_64). */
   platform?: { os: string; arch: string };
   /** Named volumes the node's engine holds for this cluster: a task mounting one goes back to this node. */

@@ -97,6 +97,8 @@ describe('readCompose: validation', () => {
     expect(spec.placement).toEqual({ constraints: ['node.labels.zone == a', 'node.platform.os == linux'], preferences: ['node.labels.zone', 'node.labels.rack'], maxReplicasPerNode: 2, strategy: 'binpack' });
     expect(service('deploy:\n  placement:\n    max_replicas_per_node: 0').placement).toEqual({ constraints: [] });
     for (const spread of ['node.id', 'node.hostname', 'node.name']) expect(service(`deploy:\n  placement:\n    preferences:\n      - spread: ${spread}`).placement.preferences).toEqual([spread]);
+    expect(service('deploy:\n  placement:\n    constraints: ["node.role == manager", "node.role != manager", "node.role==worker"]').placement.constraints).toHaveLength(3);
+    expect(errorsOf('deploy:\n  placement:\n    constraints: ["node.role == master"]')).toEqual(['services.web.deploy.placement.constraints[0]: "master": node.role is manager (a node that runs a server: baton up\'s) or worker']);
     expect(errorsOf('deploy:\n  placement:\n    constraints: ["zone=a", "engine.labels.x == y", "node.color == red"]\n    preferences:\n      - spread: engine.labels.zone\n    max_replicas_per_node: -1\nx-baton:\n  strategy: tight')).toEqual([
       'services.web.deploy.placement.constraints[0]: "zone=a" must look like <attribute> == <value> or <attribute> != <value>, e.g. node.labels.zone == a',
       'services.web.deploy.placement.constraints[1]: "engine.labels.x": engine labels are not supported; use node labels (baton node update --label-add)',

@@ -288,5 +288,7 @@ export function constraintProblem(expr: string): string | undefined {
   if (key.startsWith('node.labels.') && key.length > 'node.labels.'.length) return undefined;
   if (key.startsWith('engine.labels.')) return `"${key}": engine labels are not supported; use node labels (baton node update --label-add)`;
   if (!CONSTRAINT_KEYS.includes(key)) return `"${key}" is not a node attribute Baton knows; use one of ${CONSTRAINT_KEYS.join(', ')}, node.labels.<key>`;
+  // A role no node has would leave the service pending for good (== ) or mean nothing (!=): say so now.
+  if (key === 'node.role' && m[3] !== 'manager' && m[3] !== 'worker') return `"${m[3]}": node.role is manager (a node that runs a server: baton up's) or worker`;
   return undefined;
 }
