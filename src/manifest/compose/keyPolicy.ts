@@ -42,8 +42,13 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   configs: warn('definitions alone change nothing, and services cannot use configs in Baton yet'),
   models: warn('definitions alone change nothing, and services cannot use models in Baton yet'),
   include: unsupported('Baton reads one file; merge the included files into it'),
-  'volumes.*.driver': unsupported('Baton creates volumes with the engine\'s "local" driver'),
-  'volumes.*.driver_opts': unsupported('Baton creates volumes with the engine\'s "local" driver and no options'),
+  'volumes.*.driver': unsupported(
+    'remote filesystems and volume plugins are not supported: a task may run on any node, and Baton keeps volumes with each node\'s "local" driver (bind a path mounted on every node with type: none, o: bind, device: <path>)',
+  ),
+  'volumes.*.driver_opts': unsupported('Baton reads the local driver\'s bind (type: none, o: bind, device: <absolute path>) and tmpfs (type: tmpfs, o: size=…,mode=…) options only'),
+  'volumes.*.driver_opts.type=remote': unsupported(
+    'remote filesystems are not supported: whichever node runs the task would mount the share itself, with no one to see it fail or to unmount it; mount it on the nodes and bind its path (type: none, o: bind, device: <path>)',
+  ),
   'volumes.*.labels': warn('volume labels are metadata only'),
   // top-level networks (networks.ts): values that ask for what Baton does anyway pass without a row
   'networks.*.driver_opts': unsupported(DRIVER_OPTS_REASON),
