@@ -71,3 +71,8 @@ export function node(name: string, over: Partial<Node['status']> = {}, availabil
     },
   };
 }
+
+/** registration is the body of `POST /nodes/register` an agent at 127.0.0.1 sends, with `over` on top. */
+export function registration(name: string, over: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name, address: '127.0.0.1', hostname: name, agentVersion: '0.1.0', capacity: { cpus: 2, memoryBytes: 2 ** 30 }, portRange: [1, 2], engine: { ok: true, version: 'test' }, ...over };
+}

@@ -21,6 +21,7 @@ import { parseCidr } from '../src/base/cidr.js';
 import { rangeKey, taskNetwork, TASK_RANGE_PREFIX } from '../src/server/ipam.js';
 import { parseRanges } from '../src/agent/session.js';
 import { keysUnder, serverKit } from './helpers/serverKit.js';
+import { registration } from './fixtures.js';
 
 const { tmp, start, memory, admin, track } = serverKit('baton-ipam-');
 
@@ -43,15 +44,7 @@ async function joinNode(server: BatonServer, name: string): Promise<Member> {
   return {
     name,
     register: (at = server) =>
-      new ApiClient(withTransport({ server: at.url, timeoutMs: 10_000 }, t)).call<Registered>('POST', '/api/v1/nodes/register', {
-        name,
-        address: '127.0.0.1',
-        hostname: name,
-        agentVersion: '0.1.0',
-        capacity: { cpus: 2, memoryBytes: 2 ** 30 },
-        portRange: [1, 2],
-        engine: { ok: true, version: 'test' },
-      }),
+      new ApiClient(withTransport({ server: at.url, timeoutMs: 10_000 }, t)).call<Registered>('POST', '/api/v1/nodes/register', registration(name)),
   };
 }
 

@@ -370,6 +370,21 @@ describe('SpreadPlacer: constraints, preferences, replicas per node, strategies'
     expect(matchConstraint(expr, n)).toBe(want);
   });
 
+  it('places node.role == manager on the nodes that run a server only, and != manager on the others', () => {
+    // Alike in all but role: the role is part of a node's class, or one verdict would be cached for all three.
+    const nodes = [node('up', { role: 'manager' }), node('w1'), node('w2', { role: 'worker' })];
+    expect(['up', 'w1', 'w2'].map((n) => matchConstraint('node.role == manager', nodes.find((x) => x.metadata.name === n)!))).toEqual([true, false, false]);
+    const mgr = service({ replicas: 3, placement: { constraints: ['node.role == manager'] } }, 'app_mgr');
+    const wrk = service({ replicas: 4, placement: { constraints: ['node.role != manager'] } }, 'app_wrk');
+    for (const heap of [true, false]) {
+      const plan = new SpreadPlacer({ heap }).place([...pend(mgr, 3), ...pend(wrk, 4)], nodes, []);
+      expect(plan.placed.filter((p) => p.task.spec.serviceName === 'app_mgr').map((p) => p.node.metadata.name)).toEqual(['up', 'up', 'up']);
+      expect(new Set(plan.placed.filter((p) => p.task.spec.serviceName === 'app_wrk').map((p) => p.node.metadata.name))).toEqual(new Set(['w1', 'w2']));
+    }
+    const only = new SpreadPlacer().place(pend(mgr, 1), [node('w1'), node('w2')], []);
+    expect(only.unplaced[0]!.reason).toBe('0/2 nodes available: 2 constraint not satisfied (node.role==manager)');
+  });
+
   it('names the failing constraint in the pending reason', () => {
     const svc = service({ replicas: 1, placement: { constraints: ['node.labels.zone == eu'] } });
     const plan = new SpreadPlacer().place(pend(svc, 1), [node('a', {}, 'active', { zone: 'us' }), node('b', {}, 'active', { zone: 'us' })], []);
@@ -394,6 +409,43 @@ describe('SpreadPlacer: constraints, preferences, replicas per node, strategies'
     expect(Object.fromEntries(perZone)).toEqual({ a: 2, b: 2, '-': 2 });
     // Inside zone a the two tasks are on two different nodes.
     expect(new Set(where(plan).filter((n) => n.startsWith('a'))).size).toBe(2);
+  });
+
+  it.each(['node.id', 'node.name', 'node.hostname'])('spreads over %s one task per node, round robin, even where binpack would fill one node', (pref) => {
+    const res = { reservations: { cpus: 0.1, memoryBytes: 0 }, limits: { cpus: 0, memoryBytes: 0 } };
+    const nodes = [node('a'), node('b'), node('c'), node('d')];
+    const count = (names: string[]) => Object.fromEntries(['a', 'b', 'c', 'd'].map((n) => [n, names.filter((x) => x === n).length]));
+    for (const strategy of ['spread', 'binpack'] as const) {
+      const svc = service({ replicas: 10, resources: res, placement: { constraints: [], preferences: [pref], strategy } });
+      // Two tasks already run on a: the others catch up first, then all take turns.
+      const running = [task(svc, 11, { node: 'a' }), task(svc, 12, { node: 'a' })];
+      for (const heap of [true, false]) {
+        const plan = new SpreadPlacer({ heap }).place(pend(svc, 10), nodes, running);
+        expect(plan.unplaced).toEqual([]);
+        expect(count(where(plan)), `${strategy}, heap ${heap}`).toEqual({ a: 1, b: 3, c: 3, d: 3 });
+        // Round robin: every prefix of the plan is within one task per node (counting those already running).
+        const seen = new Map([['a', 2]]);
+        for (const n of where(plan)) {
+          seen.set(n, (seen.get(n) ?? 0) + 1);
+          const counts = ['a', 'b', 'c', 'd'].map((x) => seen.get(x) ?? 0);
+          if (Math.min(...counts) >= 2) expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1);
+        }
+      }
+    }
+    // Without the preference, binpack puts every task on the node it fills first.
+    const packed = service({ replicas: 10, resources: res, placement: { constraints: [], strategy: 'binpack' } });
+    expect(new Set(where(new SpreadPlacer().place(pend(packed, 10), nodes, [])))).toEqual(new Set(['a']));
+  });
+
+  it('spreads over node.hostname by machine when agents share one', () => {
+    const svc = service({ replicas: 6, placement: { constraints: [], preferences: ['node.hostname'] } });
+    // a1 and a2 are two agents on machine h1; b1 is alone on h2: each machine gets half.
+    const nodes = [node('a1', { hostname: 'h1' }), node('a2', { hostname: 'h1' }), node('b1', { hostname: 'h2' })];
+    for (const heap of [true, false]) {
+      const names = where(new SpreadPlacer({ heap }).place(pend(svc, 6), nodes, []));
+      expect(names.filter((n) => n === 'b1')).toHaveLength(3);
+      expect([names.filter((n) => n === 'a1').length, names.filter((n) => n === 'a2').length].sort()).toEqual([1, 2]);
+    }
   });
 
   it('binpack fills the most allocated node first; spread the least', () => {
@@ -629,6 +681,8 @@ describe('the heap path places exactly as a full scan does, and a pass fed in pa
           memGi: fc.constantFrom(1, 2, 8),
           ready: fc.boolean(),
           soft: fc.boolean(),
+          // Agents sharing a machine share a hostname: spreading over it is then by machine, not by node.
+          machine: fc.constantFrom(undefined, 'm1', 'm2'),
         }),
         { minLength: 1, maxLength: 9 },
       ),
@@ -638,7 +692,7 @@ describe('the heap path places exactly as a full scan does, and a pass fed in pa
           cpus: fc.constantFrom(0, 0.1, 0.25, 0.5, 1),
           memMi: fc.constantFrom(0, 256, 1024),
           constraint: fc.constantFrom(undefined, 'node.labels.zone != c', 'node.labels.zone == a', 'node.hostname != n0'),
-          spread: fc.boolean(),
+          spread: fc.constantFrom(undefined, 'node.labels.zone', 'node.id', 'node.hostname'),
           cap: fc.constantFrom(undefined, 1, 2),
           binpack: fc.boolean(),
           antiSelf: fc.boolean(),
@@ -654,7 +708,7 @@ describe('the heap path places exactly as a full scan does, and a pass fed in pa
     fc.assert(
       fc.property(arb, ({ nodes: ns, services: svs, part }) => {
         const nodes = ns.map((n, i) => {
-          const nd = node(`n${i}`, { capacity: { cpus: n.cpus, memoryBytes: n.memGi * 1024 ** 3 }, state: n.ready ? 'ready' : 'notready' }, 'active', { zone: n.zone });
+          const nd = node(`n${i}`, { capacity: { cpus: n.cpus, memoryBytes: n.memGi * 1024 ** 3 }, state: n.ready ? 'ready' : 'notready', hostname: n.machine ?? `n${i}` }, 'active', { zone: n.zone });
           if (n.soft) nd.spec.taints = [{ key: 'old', effect: 'PreferNoSchedule' }];
           return nd;
         });
@@ -667,7 +721,7 @@ describe('the heap path places exactly as a full scan does, and a pass fed in pa
               ports: sv.port ? [{ target: 80, published: sv.port, protocol: 'tcp', mode: 'host' }] : [],
               placement: {
                 constraints: sv.constraint ? [sv.constraint] : [],
-                ...(sv.spread ? { preferences: ['node.labels.zone'] } : {}),
+                ...(sv.spread ? { preferences: [sv.spread] } : {}),
                 ...(sv.cap ? { maxReplicasPerNode: sv.cap } : {}),
                 ...(sv.binpack ? { strategy: 'binpack' as const } : {}),
                 ...(sv.antiSelf ? { antiAffinity: [{ service: `app_s${i}`, required: true }] } : {}),

@@ -3,8 +3,8 @@
  * mode), fed by Endpoints objects only:
  *
  * - every published port (mode ingress) of every service listens on this
- *   node's address and forwards each connection to one of the service's
- *   ready endpoints, on any node;
+ *   node's address (or where its host IP says: api/hostIp.ts) and forwards
+ *   each connection to one of the service's ready endpoints, on any node;
  * - every service gets a VIP from the cluster's service range, routed for
  *   this node's tasks by its kernel table (to the endpoints, or to a proxy
  *   of this mesh on the task network's gateway); the node's resolver answers
@@ -32,7 +32,7 @@
  * connections never reach this process; the userspace listener stays for
  * the moments it has no endpoint (it holds) and for the other services.
  */
-import { createServer, connect, isIPv4, type Server, type Socket } from 'node:net';
+import { createServer, connect, isIP, isIPv4, type Server, type Socket } from 'node:net';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -40,6 +40,7 @@ import { Informer } from '../api/informer.js';
 import type { ApiClient } from '../api/client.js';
 import { endpointsKind } from '../api/kinds.js';
 import type { EndpointAddress, Endpoints, EndpointsSpec } from '../api/types.js';
+import { publishedAddress } from '../api/hostIp.js';
 import { NftPath, type KernelRoute } from './nft.js';
 import { TableSweeper } from './net/tables.js';
 import { dialOf, kernelEndpoints, kernelOnly, vipPool, zero, type Route, type RouteCounters } from './meshRoutes.js';
@@ -84,6 +85,8 @@ interface Listening {
   server: Server;
   service: string;
   target: number;
+  /** A port bound to an address other than the node's (host_ip): the userspace proxy's alone (see kernelRoutes). */
+  userspace?: true;
 }
 
 /** A UDP port's relay: a published port, a loopback VIP's port, or (port known once bound) a service VIP's port on the gateway. */
@@ -91,6 +94,7 @@ interface UdpListening {
   relay: UdpRelay;
   service: string;
   target: number;
+  userspace?: true;
 }
 
 /** A service VIP's proxy for one container port: listening on the task network's gateway, at a port the kernel sends it to. */
@@ -288,11 +292,14 @@ export class Mesh {
   /** kernelRoutes: the listeners whose service needs nothing but round robin, with the endpoints to spread over. */
   private kernelRoutes(): KernelRoute[] {
     const out: KernelRoute[] = [];
-    const listeners: [string, { service: string; target: number }, 'udp' | undefined][] = [
+    const listeners: [string, { service: string; target: number; userspace?: true }, 'udp' | undefined][] = [
       ...[...this.listening].map(([k, l]) => [k, l, undefined] as [string, Listening, undefined]),
       ...[...this.udpListening].map(([k, l]) => [k, l, 'udp'] as [string, UdpListening, 'udp']),
     ];
     for (const [key, l, protocol] of listeners) {
+      // A packet from 127.0.0.1 DNATed to another host's task leaves only with route_localnet on the node's interfaces (the door
+      // CVE-2020-8558 opened); a port bound to a host IP other than the node's stays in userspace, which dials from the node.
+      if (l.userspace) continue;
       const r = this.routes.get(l.service);
       if (!r || !kernelOnly(r.spec, protocol)) continue;
       const endpoints = kernelEndpoints(r.spec, l.target);
@@ -415,7 +422,15 @@ export class Mesh {
     const vip = this.vipFor(name);
     const want = new Map<string, number>();
     const wantUdp = new Map<string, number>();
-    for (const p of e.spec.published) (p.protocol === 'udp' ? wantUdp : want).set(`${this.opts.address}:${p.published}`, p.target);
+    // A port bound to a host IP is published where api/hostIp.ts says: that loopback address, or only the node that has it.
+    const userspace = new Set<string>();
+    for (const p of e.spec.published) {
+      const at = publishedAddress(p.hostIP, this.opts.address);
+      if (at === undefined || isIP(at) === 0) continue;
+      const key = `${at}:${p.published}`;
+      (p.protocol === 'udp' ? wantUdp : want).set(key, p.target);
+      if (at !== this.opts.address) userspace.add(key);
+    }
     if (vip) for (const t of e.spec.targets) want.set(`${vip}:${t}`, t);
     if (vip) for (const t of e.spec.udpTargets ?? []) wantUdp.set(`${vip}:${t}`, t);
     for (const [key, l] of this.listening) {
@@ -424,7 +439,7 @@ export class Mesh {
         this.listening.delete(key);
       }
     }
-    for (const [key, target] of want) if (!this.listening.has(key)) this.listen(key, name, target);
+    for (const [key, target] of want) if (!this.listening.has(key)) this.listen(key, name, target, userspace.has(key));
     for (const [key, l] of this.udpListening) {
       if (l.service === name && wantUdp.get(key) !== l.target) {
         l.relay.close();
@@ -433,7 +448,7 @@ export class Mesh {
     }
     for (const [key, target] of wantUdp) {
       const i = key.lastIndexOf(':');
-      if (!this.udpListening.has(key)) this.listenUdp(this.udpListening, key, key.slice(0, i), Number(key.slice(i + 1)), name, target);
+      if (!this.udpListening.has(key)) this.listenUdp(this.udpListening, key, key.slice(0, i), Number(key.slice(i + 1)), name, target, false, userspace.has(key));
     }
     const udpVip = new Set(this.opts.taskNetwork && e.spec.vip ? (e.spec.udpTargets ?? []) : []);
     for (const [key, u] of this.udpVipProxies) {
@@ -509,7 +524,7 @@ export class Mesh {
     }
   }
 
-  private listen(key: string, service: string, target: number): void {
+  private listen(key: string, service: string, target: number, userspace: boolean): void {
     const i = key.lastIndexOf(':');
     const host = key.slice(0, i);
     const port = Number(key.slice(i + 1));
@@ -519,7 +534,7 @@ export class Mesh {
       if (this.listening.get(key)?.server === server) this.listening.delete(key);
     });
     server.listen({ host, port, backlog: 1024 });
-    this.listening.set(key, { server, service, target });
+    this.listening.set(key, { server, service, target, ...(userspace ? { userspace } : {}) });
   }
 
   /** listenVip starts a VIP's proxy for one container port on the gateway; once it listens, the kernel rules send there. */
@@ -548,12 +563,12 @@ export class Mesh {
    * gateway, for this node's tasks (network isolation applies), at a port
    * the kernel sends the VIP's datagrams to once it is bound.
    */
-  private listenUdp(into: Map<string, UdpListening>, key: string, host: string, port: number, service: string, target: number, vip = false): void {
+  private listenUdp(into: Map<string, UdpListening>, key: string, host: string, port: number, service: string, target: number, vip = false, userspace = false): void {
     const relay = meshUdpRelay(this.proxyContext, { host, port, service, target, idleMs: this.opts.udpIdleMs, admit: vip ? this.opts.admit : undefined }, (err) => {
       this.opts.log.warn({ service, listen: `${host}:${port}/udp`, err: err.code ?? err.message }, 'routing mesh cannot relay a UDP port');
       if (into.get(key)?.relay === relay) into.delete(key);
     });
-    const entry: UdpListening = { relay, service, target };
+    const entry: UdpListening = { relay, service, target, ...(userspace ? { userspace } : {}) };
     into.set(key, entry);
     void relay.listen().then(() => {
       if (vip && into.get(key) === entry) this.syncKernel();

@@ -13,6 +13,13 @@ export interface AgentOptions {
   /** The join token; needed only for the first join (or after the certificate expired). */
   joinToken?: string;
   name?: string;
+  /**
+   * This agent runs in a server's own process (`baton up`), so its node has
+   * the manager role: it claims it at registration, and the server checks
+   * the claim against the agent it was handed (BatonServer.hostsAgent).
+   * No flag sets it.
+   */
+  manager?: boolean;
   address: string;
   dataDir: string;
   /** Where secrets and configs are kept as files, under <runDir>/<node>/files (default /run/baton; a tmpfs, or one is mounted there). */

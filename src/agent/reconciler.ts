@@ -21,7 +21,7 @@ import type { Deregistration } from './deregistration.js';
 import type { PortAllocator } from './ports.js';
 import { LABEL_CLUSTER, LABEL_NODE, LABEL_NODE_NAME, LABEL_PORTS, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, LABEL_TASK_UID, type AgentState, type TaskLocal } from './state.js';
 import type { StatusReporter } from './status.js';
-import type { TaskNetworking } from './net/taskNetworking.js';
+import type { HostPortMapping, TaskNetworking } from './net/taskNetworking.js';
 
 export type ReconcilerOptions = Pick<AgentOptions, 'address' | 'driver' | 'pull' | 'backoffResetMs' | 'deregisterMs'>;
 
@@ -354,8 +354,14 @@ export class TaskReconciler {
 }
 
 /** nodeMappings are a bridged task's node ports: its TCP host ports (claimed from the allocator), and its `mode: host` UDP ports as published. */
-function nodeMappings(task: Task, local: TaskLocal): { hostPort: number; target: number; protocol: 'tcp' | 'udp' }[] {
-  const tcp = (local.ports ?? []).map((p) => ({ hostPort: p.hostPort, target: p.target, protocol: 'tcp' as const }));
-  const udp = task.spec.ports.filter((p) => p.mode === 'host' && p.published !== undefined && p.protocol === 'udp').map((p) => ({ hostPort: p.published!, target: p.target, protocol: 'udp' as const }));
+function nodeMappings(task: Task, local: TaskLocal): HostPortMapping[] {
+  const hostIP = (target: number, protocol: 'tcp' | 'udp') => {
+    const ip = task.spec.ports.find((p) => p.mode === 'host' && p.target === target && p.protocol === protocol)?.hostIP;
+    return ip === undefined ? {} : { hostIP: ip };
+  };
+  const tcp = (local.ports ?? []).map((p) => ({ hostPort: p.hostPort, target: p.target, protocol: 'tcp' as const, ...hostIP(p.target, 'tcp') }));
+  const udp = task.spec.ports
+    .filter((p) => p.mode === 'host' && p.published !== undefined && p.protocol === 'udp')
+    .map((p) => ({ hostPort: p.published!, target: p.target, protocol: 'udp' as const, ...(p.hostIP === undefined ? {} : { hostIP: p.hostIP }) }));
   return [...tcp, ...udp];
 }

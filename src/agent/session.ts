@@ -22,7 +22,7 @@ import type { AgentState } from './state.js';
 import type { StatusReporter } from './status.js';
 import type { UsageReport } from './usage.js';
 
-export type SessionOptions = Pick<AgentOptions, 'address' | 'dataDir' | 'driver' | 'cpus' | 'memoryBytes' | 'labels' | 'portRange' | 'heartbeatMs'>;
+export type SessionOptions = Pick<AgentOptions, 'address' | 'dataDir' | 'driver' | 'cpus' | 'memoryBytes' | 'labels' | 'portRange' | 'heartbeatMs' | 'manager'>;
 
 export interface SessionDeps {
   state: AgentState;
@@ -113,6 +113,7 @@ export class NodeSession {
           portRange: opts.portRange,
           heartbeatMs: opts.heartbeatMs,
           ...(port !== undefined ? { agentPort: port } : {}),
+          ...(opts.manager ? { role: 'manager' } : {}),
           platform: { os: process.platform, arch: ({ x64: 'x86_64', arm64: 'aarch64', arm: 'armv7l', ia32: 'i386' } as Record<string, string>)[process.arch] ?? process.arch },
           engine: { ok: info.ok, version: info.version, error: info.error },
         });

@@ -26,6 +26,9 @@ export interface KindInfo<T = any> {
   columns: Column<T>[];
 }
 
+/** hostOf shows where a published port is bound: `*` for every node's address, else its host IP (an IPv6 one in brackets). */
+const hostOf = (ip: string | undefined): string => (ip === undefined ? '*' : ip.includes(':') ? `[${ip}]` : ip);
+
 function age(iso: string | undefined): string {
   if (!iso) return '-';
   const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
@@ -58,6 +61,7 @@ export const nodeKind: KindInfo<Node> = {
     { header: 'NAME', get: (n) => n.metadata.name },
     { header: 'STATUS', get: (n) => ({ ready: 'Ready', notready: 'NotReady', down: 'Down', unknown: 'Unknown' })[n.status.state] ?? n.status.state },
     { header: 'AVAILABILITY', get: (n) => n.spec.availability },
+    { header: 'ROLE', get: (n) => n.status.role ?? 'worker' },
     { header: 'ADDRESS', get: (n) => n.status.address },
     { header: 'TASK RANGE', get: (n) => n.status.taskRange ?? '-' },
     { header: 'CPUS', get: (n) => `${n.status.allocated.cpus}/${n.status.capacity.cpus}` },
@@ -84,7 +88,7 @@ export const serviceKind: KindInfo<Service> = {
     { header: 'IMAGE', get: (s) => s.spec.container.image },
     {
       header: 'PORTS',
-      get: (s) => s.spec.ports.map((p) => (p.published ? `*:${p.published}->${p.target}/${p.protocol}` : `${p.target}/${p.protocol}`)).join(', '),
+      get: (s) => s.spec.ports.map((p) => (p.published ? `${hostOf(p.hostIP)}:${p.published}->${p.target}/${p.protocol}` : `${p.target}/${p.protocol}`)).join(', '),
     },
   ],
 };
@@ -174,7 +178,7 @@ export const endpointsKind: KindInfo<Endpoints> = {
   columns: [
     { header: 'NAME', get: (e) => e.metadata.name },
     { header: 'VIP', get: (e) => e.spec.vip ?? '-' },
-    { header: 'PUBLISHED', get: (e) => e.spec.published.map((p) => `*:${p.published}->${p.target}${p.protocol === 'udp' ? '/udp' : ''}`).join(',') || '-' },
+    { header: 'PUBLISHED', get: (e) => e.spec.published.map((p) => `${hostOf(p.hostIP)}:${p.published}->${p.target}${p.protocol === 'udp' ? '/udp' : ''}`).join(',') || '-' },
     { header: 'LB', get: (e) => `${e.spec.lb.algorithm}${e.spec.lb.proxyProtocol !== 'off' ? ` proxy-${e.spec.lb.proxyProtocol}` : ''}` },
     // Where the mesh dials each endpoint: a task's own address, or its node's address and host ports.
     { header: 'ENDPOINTS', get: (e) => e.spec.endpoints.map((a) => `${a.taskIP ?? a.address}:${Object.values(a.ports).join('/')}`).join(',') || '<none>' },

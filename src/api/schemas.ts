@@ -6,7 +6,8 @@
  */
 import { z } from 'zod';
 import type { ErrorDetail } from '../base/errors.js';
-import { wholeMillicores } from './types.js';
+import { isLoopbackIP, isWildcardIP, parseIP } from './hostIp.js';
+import { SPREAD_PREFERENCE, wholeMillicores } from './types.js';
 
 const name = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'must start with a letter or digit and contain only letters, digits, "_", "." or "-" (at most 63)');
 const nonNegInt = z.number().int().min(0);
@@ -118,6 +119,7 @@ export const serviceSpecSchema = z.object({
       protocol: z.enum(['tcp', 'udp']),
       mode: z.enum(['ingress', 'host']),
       name: z.string().optional(),
+      hostIP: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' }).optional(),
     }),
   ),
   expose: z.array(z.number().int().min(1).max(65535)),
@@ -136,7 +138,7 @@ export const serviceSpecSchema = z.object({
   }),
   placement: z.object({
     constraints: z.array(z.string()),
-    preferences: z.array(z.string().regex(/^node\.labels\.\S+$/, 'a spread preference is node.labels.<key>')).optional(),
+    preferences: z.array(z.string().regex(SPREAD_PREFERENCE, 'a spread preference is node.labels.<key>, node.id, node.hostname or node.name')).optional(),
     maxReplicasPerNode: z.number().int().min(1).optional(),
     strategy: z.enum(['spread', 'binpack']).optional(),
     priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
@@ -180,6 +182,9 @@ export const serviceSpecSchema = z.object({
   // UDP reaches a task only through its own namespace (the node's DNAT, the mesh's relay); a host-networked program would have to bind the published port itself.
   s.ports.forEach((p, i) => {
     if (p.protocol === 'udp' && s.container.networkMode !== 'bridge') ctx.addIssue({ code: 'custom', path: ['ports', i, 'protocol'], message: `a UDP port needs the task's own network namespace; networkMode is ${s.container.networkMode}` });
+    // A host-networked program binds its ports itself, wherever it likes; a `mode: host` mapping onto an address only some nodes own would need its task placed there.
+    if (p.hostIP !== undefined && !isWildcardIP(p.hostIP) && p.mode === 'host' && (s.container.networkMode !== 'bridge' || !isLoopbackIP(p.hostIP) || parseIP(p.hostIP)?.length !== 4))
+      ctx.addIssue({ code: 'custom', path: ['ports', i, 'hostIP'], message: s.container.networkMode !== 'bridge' ? `a host address needs the task's own network namespace; networkMode is ${s.container.networkMode}` : 'a mode: host port may be bound to an IPv4 loopback address only (publish it through the mesh, mode ingress, to bind it to one node\'s address)' });
   });
 });
 

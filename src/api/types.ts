@@ -47,6 +47,13 @@ export interface PortSpec {
   protocol: 'tcp' | 'udp';
   mode: 'ingress' | 'host';
   name?: string;
+  /**
+   * The address the port is published on (Compose's host_ip; see
+   * api/hostIp.ts): a loopback address on every node, reachable only from
+   * the node itself; another address only on the node whose address it is.
+   * Absent: every node's address (Compose's 0.0.0.0 and ::).
+   */
+  hostIP?: string;
 }
 
 export interface MountSpec {
@@ -185,6 +192,9 @@ export interface ResourceAmounts {
   memoryBytes: number;
 }
 
+/** SPREAD_PREFERENCE: the node attributes a spread preference may name (node.hostname groups nodes that share one, as several agents on one machine do). */
+export const SPREAD_PREFERENCE = /^(node\.labels\.\S+|node\.id|node\.hostname|node\.name)$/;
+
 /** wholeMillicores: a cpu amount Baton can hold exactly, in whole millicores (at most three decimals), as Kubernetes does. */
 export function wholeMillicores(cpus: number): boolean {
   return Math.abs(cpus * 1000 - Math.round(cpus * 1000)) <= 1e-6;
@@ -201,7 +211,11 @@ export interface ResourceSpec {
 export interface PlacementSpec {
   /** Swarm-style constraints, all of which must hold: `node.labels.zone == a`, `node.hostname != x`. */
   constraints: string[];
-  /** Spread preferences, outermost first: tasks spread evenly over the values of each (`node.labels.zone`). */
+  /**
+   * Spread preferences, outermost first: tasks spread evenly over the values
+   * of each (`node.labels.zone`; `node.id`, `node.hostname`, `node.name`:
+   * one per node, round robin, as Swarm does; SPREAD_PREFERENCE).
+   */
   preferences?: string[];
   /** At most this many live tasks of the service on one node. */
   maxReplicasPerNode?: number;
@@ -641,8 +655,8 @@ export interface EndpointsSpec {
   vip?: string;
   /** The networks the service's tasks are on, with the aliases it answers to on each (serviceNetworks: its stack's default one when it names none). */
   networks: ServiceNetwork[];
-  /** Ports the mesh publishes on every node's address (mode ingress); protocol absent for TCP. */
-  published: { published: number; target: number; protocol?: 'udp' }[];
+  /** Ports the mesh publishes on every node's address (mode ingress), or where their hostIP says (api/hostIp.ts); protocol absent for TCP. */
+  published: { published: number; target: number; protocol?: 'udp'; hostIP?: string }[];
   /** Container TCP ports the mesh serves on the service's VIP (ports and expose); empty for a bridge service without ports. */
   targets: number[];
   /** Container UDP ports the mesh serves on the service's VIP (its UDP ports); absent when none. */
@@ -705,6 +719,13 @@ export interface NodeStatus {
   portRange: [number, number];
   /** The agent's HTTPS port on `address` (the server reads logs there); absent for simulated nodes. */
   agentPort?: number;
+  /**
+   * manager: the node runs a server (its agent runs in the server's own
+   * process: `baton up`), which the server verified itself at registration
+   * rather than taking the agent's word; absent: a worker. Swarm's
+   * node.role.
+   */
+  role?: 'manager' | 'worker';
   /** The node's OS and CPU architecture, as Swarm's node.platform.os/arch (linux, x86_64). */
   platform?: { os: string; arch: string };
   /** Named volumes the node's engine holds for this cluster: a task mounting one goes back to this node. */

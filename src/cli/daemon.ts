@@ -312,8 +312,10 @@ export async function runUp(f: UpFlags, argv: string[]): Promise<void> {
   const server = await BatonServer.start({ dataDir, listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan, ...network });
   let agent: Agent | undefined;
   try {
-    // The local agent joins exactly as a remote one does: token, CSR, mutual TLS.
-    agent = new Agent(agentOptions({ ...f, dataDir: join(dataDir, 'agent') }, server.url, server.joinToken));
+    // The local agent joins exactly as a remote one does: token, CSR, mutual TLS. It runs a server, so its node is a
+    // manager: the server, handed the agent it runs, grants the role that the agent's registration claims.
+    agent = new Agent({ ...agentOptions({ ...f, dataDir: join(dataDir, 'agent') }, server.url, server.joinToken), manager: true });
+    server.hostsAgent(agent.name);
     await agent.start();
   } catch (e) {
     await server.stop();

@@ -79,7 +79,7 @@ export function nodeAttribute(key: string, node: Node): string | undefined {
   if (key === 'node.hostname') return node.status.hostname;
   if (key === 'node.name') return node.metadata.name;
   if (key === 'node.id') return node.metadata.uid;
-  if (key === 'node.role') return 'worker';
+  if (key === 'node.role') return node.status.role ?? 'worker';
   if (key === 'node.platform.os') return node.status.platform?.os;
   if (key === 'node.platform.arch') return node.status.platform?.arch;
   if (key.startsWith('node.labels.')) return node.metadata.labels[key.slice('node.labels.'.length)];
@@ -182,7 +182,7 @@ export function occupy(ns: NodeState, t: Task): void {
   ns.version++;
 }
 
-/** NodeClass groups nodes that every static filter treats alike (state, availability, labels, platform, taints), as Nomad's computed node class does. */
+/** NodeClass groups nodes that every static filter treats alike (state, availability, role, labels, platform, taints), as Nomad's computed node class does. */
 export interface NodeClass {
   key: string;
   /** For people: "zone=a,disk=ssd" (or "no labels"), with taints and state when they matter. */
@@ -247,7 +247,7 @@ export class Snapshot {
 
 function classKey(n: Node): string {
   const labels = Object.entries(n.metadata.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify([n.status.state, n.spec.availability, labels, n.status.platform ?? null, n.spec.taints ?? []]);
+  return JSON.stringify([n.status.state, n.spec.availability, n.status.role ?? 'worker', labels, n.status.platform ?? null, n.spec.taints ?? []]);
 }
 
 function classLabel(n: Node): string {
@@ -255,6 +255,7 @@ function classLabel(n: Node): string {
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([k, v]) => `${k}=${v}`);
   const parts = [labels.length ? labels.join(',') : 'no labels'];
+  if (n.status.role === 'manager') parts.push('manager');
   if (n.spec.taints?.length) parts.push(`taints ${n.spec.taints.map(formatTaint).join(',')}`);
   if (n.status.state !== 'ready') parts.push(n.status.state);
   if (n.spec.availability !== 'active') parts.push(n.spec.availability);

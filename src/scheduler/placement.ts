@@ -86,13 +86,15 @@ const TOP_CLASSES = 10;
 interface Entry {
   ns: NodeState;
   version: number;
+  /** A spread preference over values that each node holds alone (node.id): the service's tasks on this node, before anything else. */
+  kp: number;
   k0: number;
   k1: number;
   k2: number;
   k3: number;
 }
 
-const compareEntries = (a: Entry, b: Entry): number => a.k0 - b.k0 || a.k1 - b.k1 || a.k2 - b.k2 || a.k3 - b.k3 || a.ns.order - b.ns.order;
+const compareEntries = (a: Entry, b: Entry): number => a.kp - b.kp || a.k0 - b.k0 || a.k1 - b.k1 || a.k2 - b.k2 || a.k3 - b.k3 || a.ns.order - b.ns.order;
 
 /**
  * A Group is the tasks of one pass that ask the same of a node (service,
@@ -121,6 +123,14 @@ interface Group {
   live: number;
   /** The one spread preference (heap path), with one heap per label value. */
   pref?: string;
+  /**
+   * The one spread preference names a value each node holds alone (node.id,
+   * node.name, a hostname no other node shares): spreading over it is one
+   * per node, round robin, as Swarm's. Its groups are the nodes, so the
+   * service's count on each node leads the node's score in one heap (one
+   * heap per node would cost a scan of every heap per task).
+   */
+  perNode?: boolean;
   heaps: Map<string, TinyQueue<Entry>>;
   /** Set once a task of the group found no node: later ones fail the same way (Nomad's coalesced failures). */
   failed?: { reason: string; decision: SchedulingDecision };
@@ -178,6 +188,8 @@ class Pass {
   /** Live tasks of a service per value of a preference label: `${service}\0${pref}` → value → count. */
   private readonly prefCounts = new Map<string, Map<string, number>>();
   private readonly prefsOf = new Map<string, string[]>();
+  /** Per preference: whether every node holds a value of it that no other node has. */
+  private readonly unique = new Map<string, boolean>();
   private readonly victimsTaken = new Set<string>();
 
   constructor(
@@ -227,7 +239,7 @@ class Pass {
       sample: task, need, binpack: pl.strategy === 'binpack', fast,
       member: new Uint8Array(n), members: [], avoid: new Uint8Array(n),
       staticCounts: new Map(), staticByClass: new Map(), dynCounts: new Map(), dynByClass: new Map(), resourceOut: [], live: 0,
-      ...(fast && pl.preferences?.length === 1 ? { pref: pl.preferences[0] } : {}),
+      ...(fast && pl.preferences?.length === 1 ? (this.perNode(pl.preferences[0]!) ? { perNode: true } : { pref: pl.preferences[0] }) : {}),
       heaps: new Map(),
     };
     const identity = hasIdentityConstraint(task);
@@ -265,6 +277,22 @@ class Pass {
     return g;
   }
 
+  /** perNode: every node has a value of `pref` that no other node has (node.id always; node.hostname unless agents share a machine). */
+  private perNode(pref: string): boolean {
+    let u = this.unique.get(pref);
+    if (u === undefined) {
+      const seen = new Set<string>();
+      u = this.snap.nodes.every((ns) => {
+        const v = nodeAttribute(pref, ns.node);
+        if (v === undefined || seen.has(v)) return false;
+        seen.add(v);
+        return true;
+      });
+      this.unique.set(pref, u);
+    }
+    return u;
+  }
+
   private heapFor(g: Group, ns: NodeState): TinyQueue<Entry> {
     const v = g.pref === undefined ? '' : (nodeAttribute(g.pref, ns.node) ?? '');
     let h = g.heaps.get(v);
@@ -274,9 +302,9 @@ class Pass {
 
   private entry(g: Group, ns: NodeState, avoid = g.avoid[ns.idx]!): Entry {
     const used = usedFraction(ns);
-    return g.binpack
-      ? { ns, version: ns.version, k0: avoid, k1: -used, k2: -ns.count, k3: 0 }
-      : { ns, version: ns.version, k0: avoid, k1: ns.services.get(g.sample.spec.serviceName) ?? 0, k2: used, k3: ns.count };
+    const mine = ns.services.get(g.sample.spec.serviceName) ?? 0;
+    const kp = g.perNode ? mine : 0;
+    return g.binpack ? { ns, version: ns.version, kp, k0: avoid, k1: -used, k2: -ns.count, k3: 0 } : { ns, version: ns.version, kp, k0: avoid, k1: mine, k2: used, k3: ns.count };
   }
 
   // ---------------------------------------------------------------- heap path
@@ -334,7 +362,8 @@ class Pass {
         const e = this.top(g, h);
         if (e && (!best || compareEntries(e, best[1]) < 0)) best = [h, e];
       }
-      if (!best) break;
+      // As with label values, only the emptiest nodes are candidates (and ranked), as a scan narrows them.
+      if (!best || (taken.length > 0 && best[1].kp !== taken[0]![1].kp)) break;
       best[0].pop();
       taken.push(best);
     }

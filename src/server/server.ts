@@ -297,6 +297,7 @@ export class BatonServer {
       logs: this.logs,
       autoscaler: this.autoscaler,
       meshes,
+      managers: this.managers,
       ...(this.election ? { election: this.election } : {}),
       ...(this.exchange ? { servers: () => this.exchange!.servers() } : {}),
       snapshot: async () => {
@@ -316,6 +317,19 @@ export class BatonServer {
     this.url = `https://${host.includes(':') ? `[${host}]` : host}:${p}`;
     this.exchange?.announce(this.advertisedUrl(host, p));
     log.info({ url: this.url, clusterId: this.clusterId, store: this.store.backend, taskNetwork: describeNetwork(network) }, 'server started');
+  }
+
+  /** The nodes whose agent runs in this process (hostsAgent). */
+  private readonly managers = new Set<string>();
+
+  /**
+   * hostsAgent tells the server that the agent of node `name` runs in its
+   * own process (`baton up`): that node, when it registers with its
+   * certificate and claims it, has the manager role. No request can add a
+   * name here, so no agent elsewhere becomes a manager by saying so.
+   */
+  hostsAgent(name: string): void {
+    this.managers.add(name);
   }
 
   /** joinToken is the current worker join token. */

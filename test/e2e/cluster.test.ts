@@ -82,7 +82,7 @@ describe('a cluster of one server and four agent processes', () => {
     }, 30_000);
     const ls = await baton(['node', 'ls'], env);
     expect(ls.code, ls.stderr).toBe(0);
-    for (const n of NODES.slice(0, 3)) expect(ls.stdout).toMatch(new RegExp(`${n}\\s+Ready\\s+active\\s+${addr(n).replace(/\./g, '\\.')}\\s.*zone=${ZONE[n]}`));
+    for (const n of NODES.slice(0, 3)) expect(ls.stdout).toMatch(new RegExp(`${n}\\s+Ready\\s+active\\s+worker\\s+${addr(n).replace(/\./g, '\\.')}\\s.*zone=${ZONE[n]}`));
     const n2 = await node('n2');
     expect(n2.status.capacity.cpus).toBeGreaterThan(0);
     expect(n2.status.agentVersion).toMatch(/^\d+\.\d+\.\d+/);

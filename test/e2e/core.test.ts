@@ -192,6 +192,41 @@ services:
     expect((await baton(['stack', 'rm', 'bad'], env)).code).toBe(0);
   });
 
+  it("gives baton up's node the manager role: node.role == manager places there, != manager waits and says why", async () => {
+    const nodes = JSON.parse((await baton(['-o', 'json', 'node', 'ls'], env)).stdout);
+    expect(nodes.map((n: { status: { role?: string } }) => n.status.role)).toEqual(['manager']);
+    const table = (await baton(['node', 'ls'], env)).stdout.split('\n');
+    const col = table[0]!.indexOf('ROLE');
+    expect(col).toBeGreaterThan(0);
+    expect(table[1]!.slice(col, col + 'manager'.length)).toBe('manager');
+    const file = writeFile(
+      home,
+      'roles.yaml',
+      `name: roles
+services:
+  mgr:
+    image: ${TEST_IMAGE}
+    command: ["sleep", "600"]
+    deploy:
+      placement: {constraints: ["node.role == manager"]}
+  wrk:
+    image: ${TEST_IMAGE}
+    command: ["sleep", "600"]
+    deploy:
+      placement: {constraints: ["node.role != manager"]}
+`,
+    );
+    expect((await baton(['apply', '-f', file], env)).code).toBe(0);
+    try {
+      await eventually(async () => {
+        expect((await tasks('roles_mgr')).map((t) => `${t.spec.nodeName} ${t.status.state}`)).toEqual(['e2e-node running']);
+        expect((await tasks('roles_wrk')).map((t) => t.status.pendingReason)).toEqual(['0/1 nodes available: 1 constraint not satisfied (node.role!=manager)']);
+      }, 30_000);
+    } finally {
+      expect((await baton(['stack', 'rm', 'roles'], env)).code).toBe(0);
+    }
+  });
+
   it('refuses a wrong token with 401 and a clear message', async () => {
     const ctx = YAML.parse(readFileSync(`${home}/contexts.yaml`, 'utf8'));
     const server = ctx.contexts.default.server as string;

@@ -164,6 +164,53 @@ describe('tasks on two nodes in network namespaces of their own, joined by a rea
     expect([...(await ask(c.address('n3'), 18281, 10, 50)).keys()].sort()).toEqual([...lc.values()].map((t) => t.metadata.name).sort());
   }, 120_000);
 
+  it('publishes a port bound to a node\'s address on that node only, and one bound to 127.0.0.1 on every node for itself alone (a mode: host one where its task runs)', async () => {
+    await c.apply('hip', `services:
+  web:
+    image: ${TEST_IMAGE}
+    command: ${HTTPD80}
+    ports: ["${c.address('n3')}:18282:80", "127.0.0.1:18283:80"]
+    deploy:
+      replicas: 2
+      placement: {max_replicas_per_node: 1}
+  local:
+    image: ${TEST_IMAGE}
+    command: ${HTTPD80}
+    ports: [{target: 80, published: 18284, mode: host, host_ip: 127.0.0.1}]
+    deploy:
+      placement: {constraints: ["node.name == n3"]}
+`);
+    await eventually(async () => expect(await endpoints('hip_web')).toHaveLength(2), 5 * 15_000);
+    const names = [...(await byNode('hip_web')).values()].map((t) => t.metadata.name).sort();
+    // n3 owns the address: its kernel path takes the port there, and every answer comes (from both nodes' tasks).
+    await eventually(async () => expect(await meshTable('n3')).toMatch(new RegExp(`ip daddr ${esc(c.address('n3'))} tcp dport 18282 goto route_\\d+`)), 5 * 5000);
+    expect([...(await ask(c.address('n3'), 18282, 10)).keys()].sort()).toEqual(names);
+    // n2 does not publish it, on its own address or anywhere else.
+    expect(await getBody(c.address('n2'), 18282)).toEqual({ ok: false, body: 'ECONNREFUSED' });
+    expect(await meshTable('n2')).not.toMatch(/dport 18282/);
+    // 127.0.0.1:18283 answers on each node, from inside its namespace, through the userspace proxy (no kernel rule on loopback);
+    // from outside, no node's address has it.
+    const fromInside = (n: string, port = 18283) =>
+      h().exec(num(n), [process.execPath, '-e', `require('http').get({host: '127.0.0.1', port: ${port}, path: '/id', agent: false}, (r) => { let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => console.log(b.trim())); }).on('error', (e) => { console.log(e.code); })`]);
+    for (const n of NODES) {
+      const seen = new Set<string>();
+      for (let i = 0; i < 10; i++) seen.add((await fromInside(n)).trim());
+      expect([...seen].sort(), `from inside ${n}`).toEqual(names);
+      expect(await getBody(c.address(n), 18283)).toEqual({ ok: false, body: 'ECONNREFUSED' });
+      expect(await meshTable(n)).not.toMatch(/dport 18283/);
+    }
+    // A mode: host port on 127.0.0.1: mapped into the task on its node's loopback only (n3's task network table), nowhere else.
+    const local = await eventually(async () => {
+      const [t] = live(await c.tasksOf('hip_local'));
+      expect(t?.spec.nodeName).toBe('n3');
+      return t!;
+    }, 5 * 15_000);
+    await eventually(async () => expect((await fromInside('n3', 18284)).trim()).toBe(local.metadata.name), 5 * 5000);
+    expect((await fromInside('n2', 18284)).trim()).toBe('ECONNREFUSED');
+    expect(await getBody(c.address('n3'), 18284)).toEqual({ ok: false, body: 'ECONNREFUSED' });
+    expect((await c.baton(['stack', 'rm', 'hip'])).code).toBe(0);
+  }, 120_000);
+
   it('gives the tasks on both nodes no default route: only their own range, through their bridge', async () => {
     for (const t of live(await c.tasksOf('mh_rr'))) {
       // /proc/net/route: Iface Destination Gateway Flags … Mask, hex; a default route has destination and mask 00000000.

@@ -96,11 +96,14 @@ describe('readCompose: validation', () => {
     const spec = service('deploy:\n  placement:\n    constraints: ["node.labels.zone == a", "node.platform.os == linux"]\n    preferences:\n      - spread: node.labels.zone\n      - spread: node.labels.rack\n    max_replicas_per_node: 2\nx-baton:\n  strategy: binpack');
     expect(spec.placement).toEqual({ constraints: ['node.labels.zone == a', 'node.platform.os == linux'], preferences: ['node.labels.zone', 'node.labels.rack'], maxReplicasPerNode: 2, strategy: 'binpack' });
     expect(service('deploy:\n  placement:\n    max_replicas_per_node: 0').placement).toEqual({ constraints: [] });
-    expect(errorsOf('deploy:\n  placement:\n    constraints: ["zone=a", "engine.labels.x == y", "node.color == red"]\n    preferences:\n      - spread: node.hostname\n    max_replicas_per_node: -1\nx-baton:\n  strategy: tight')).toEqual([
+    for (const spread of ['node.id', 'node.hostname', 'node.name']) expect(service(`deploy:\n  placement:\n    preferences:\n      - spread: ${spread}`).placement.preferences).toEqual([spread]);
+    expect(service('deploy:\n  placement:\n    constraints: ["node.role == manager", "node.role != manager", "node.role==worker"]').placement.constraints).toHaveLength(3);
+    expect(errorsOf('deploy:\n  placement:\n    constraints: ["node.role == master"]')).toEqual(['services.web.deploy.placement.constraints[0]: "master": node.role is manager (a node that runs a server: baton up\'s) or worker']);
+    expect(errorsOf('deploy:\n  placement:\n    constraints: ["zone=a", "engine.labels.x == y", "node.color == red"]\n    preferences:\n      - spread: engine.labels.zone\n    max_replicas_per_node: -1\nx-baton:\n  strategy: tight')).toEqual([
       'services.web.deploy.placement.constraints[0]: "zone=a" must look like <attribute> == <value> or <attribute> != <value>, e.g. node.labels.zone == a',
       'services.web.deploy.placement.constraints[1]: "engine.labels.x": engine labels are not supported; use node labels (baton node update --label-add)',
       'services.web.deploy.placement.constraints[2]: "node.color" is not a node attribute Baton knows; use one of node.id, node.hostname, node.name, node.role, node.platform.os, node.platform.arch, node.labels.<key>',
-      'services.web.deploy.placement.preferences[0].spread: "node.hostname": Baton spreads over node labels only (node.labels.<key>)',
+      'services.web.deploy.placement.preferences[0].spread: "engine.labels.zone": Baton spreads over node.labels.<key>, node.id, node.hostname or node.name',
       'services.web.deploy.placement.max_replicas_per_node: must be a whole number ≥ 0 (0 means no limit), got -1',
       'services.web.x-baton.strategy: must be spread (fewest tasks, least allocated; the default) or binpack (most allocated first), got "tight"',
     ]);

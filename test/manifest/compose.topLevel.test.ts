@@ -14,10 +14,20 @@ describe('readCompose: key policy', () => {
     expect(r.secrets).toEqual([]);
   });
 
-  it('refuses non-local volume drivers', () => {
+  it('refuses non-local volume drivers, saying why, and takes `driver: local` written out', () => {
     expect(read('services:\n  web: {image: x}\nvolumes:\n  v: {driver: rexray}\n').errors).toEqual([
-      { path: 'volumes.v.driver', message: '`volumes.v.driver` is not supported by Baton yet: Baton creates volumes with the engine\'s "local" driver', line: 4 },
+      {
+        path: 'volumes.v.driver',
+        message:
+          '`volumes.v.driver` (driver rexray) is not supported by Baton yet: remote filesystems and volume plugins are not supported: a task may run on any node, and Baton keeps volumes with each node\'s "local" driver (bind a path mounted on every node with type: none, o: bind, device: <path>)',
+        line: 4,
+      },
     ]);
-    expect(read('services:\n  web: {image: x}\nvolumes:\n  v: {driver: local}\n').errors).toEqual([]);
+    // A plain named volume, as with no driver at all.
+    for (const v of ['{driver: local}', '{driver: local, driver_opts: {}}', '{driver: default}', '{}']) {
+      const r = read(`services:\n  web: {image: x, volumes: ["v:/data"]}\nvolumes:\n  v: ${v}\n`);
+      expect(r.errors, v).toEqual([]);
+      expect(r.services[0]!.spec.container.mounts, v).toEqual([{ type: 'volume', source: 'app_v', target: '/data', readOnly: false }]);
+    }
   });
 });

@@ -6,10 +6,12 @@
  * node's port mappings into tasks (netTable.ts).
  */
 import { readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { attach, deleteBridge, detach, ensureBridge, gatewayOf, ifName, intToIp, ipToInt, parseCidr, type BridgeOptions, type Cidr } from './plumbing.js';
 import { NetTable, netTableName, type PortMapping } from './netTable.js';
+import { publishedAddress } from '../../api/hostIp.js';
 
 export interface NodeNetworkOptions {
   node: string;
@@ -123,12 +125,23 @@ export class NodeNetwork {
     return address;
   }
 
-  /** setMappings maps node ports into a task (replacing what it had) and loads the table. */
-  async setMappings(task: string, ports: readonly { hostPort: number; target: number; protocol?: 'tcp' | 'udp' }[]): Promise<void> {
+  /**
+   * setMappings maps node ports into a task (replacing what it had) and
+   * loads the table: on the node's address, or on the loopback address a
+   * port's host IP names (api/hostIp.ts; an IPv4 table, so an IPv6 one, or
+   * an address this node does not have, maps nothing).
+   */
+  async setMappings(task: string, ports: readonly { hostPort: number; target: number; protocol?: 'tcp' | 'udp'; hostIP?: string }[]): Promise<void> {
     const to = this.addresses.get(task);
     if (!to) return;
     if (ports.length === 0 && !this.mappings.has(task)) return;
-    this.mappings.set(task, ports.map((p) => ({ address: this.opts.address, port: p.hostPort, protocol: p.protocol ?? 'tcp', to, toPort: p.target })));
+    this.mappings.set(
+      task,
+      ports.flatMap((p) => {
+        const address = publishedAddress(p.hostIP, this.opts.address);
+        return address !== undefined && isIPv4(address) ? [{ address, port: p.hostPort, protocol: p.protocol ?? 'tcp', to, toPort: p.target }] : [];
+      }),
+    );
     await this.sync();
   }
 

@@ -26,6 +26,8 @@ export interface HostPortMapping {
   hostPort: number;
   target: number;
   protocol: 'tcp' | 'udp';
+  /** The port's host IP (a loopback one: api/hostIp.ts); absent: the node's address. */
+  hostIP?: string;
 }
 
 export class TaskNetworking {

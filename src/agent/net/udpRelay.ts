@@ -20,6 +20,7 @@
  * its endpoint until it expires (the mesh flushes those, see mesh.ts).
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
 
 export interface UdpTarget {
   /** The endpoint's task name, for counters and for noticing it left. */
@@ -66,7 +67,8 @@ export class UdpRelay {
   port?: number;
 
   constructor(private readonly opts: UdpRelayOptions) {
-    this.socket = createSocket({ type: 'udp4', reuseAddr: false });
+    // A port bound to ::1 (host_ip) listens on IPv6; endpoints are IPv4 (the sessions below).
+    this.socket = createSocket({ type: isIPv6(opts.host) ? 'udp6' : 'udp4', reuseAddr: false });
     this.socket.on('message', (msg, from) => this.fromClient(msg, from));
     this.socket.on('error', (err) => {
       this.opts.onError(err);

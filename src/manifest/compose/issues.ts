@@ -8,6 +8,7 @@ import type { PathSegment } from '../interpolate.js';
 import { formatKeyPath } from '../keyPath.js';
 import { COMPOSE_KEY_POLICY } from './keyPolicy.js';
 import type { DeclaredNetworks, PublishedPort } from './networks.js';
+import type { DeclaredVolume } from './volumes.js';
 import type { ComposeReadOptions } from './types.js';
 import type { DeclaredFile, FileKind } from './files.js';
 
@@ -31,7 +32,7 @@ export class Ctx {
   readonly errors: Issue[] = [];
   readonly warnings: Issue[] = [];
   stack = '';
-  volumes = new Map<string, { source: string }>();
+  volumes = new Map<string, DeclaredVolume>();
   /** Network keys a service may name → full names (networks.ts). */
   networks: DeclaredNetworks = new Map();
   /** Every translated port with its item's path, so a port two services publish is found once all are read. */

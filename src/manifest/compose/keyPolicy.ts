@@ -40,8 +40,13 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   version: warn('obsolete: Baton reads every file as the Compose Specification'),
   models: warn('definitions alone change nothing, and services cannot use models in Baton yet'),
   include: unsupported('Baton reads one file; merge the included files into it'),
-  'volumes.*.driver': unsupported('Baton creates volumes with the engine\'s "local" driver'),
-  'volumes.*.driver_opts': unsupported('Baton creates volumes with the engine\'s "local" driver and no options'),
+  'volumes.*.driver': unsupported(
+    'remote filesystems and volume plugins are not supported: a task may run on any node, and Baton keeps volumes with each node\'s "local" driver (bind a path mounted on every node with type: none, o: bind, device: <path>)',
+  ),
+  'volumes.*.driver_opts': unsupported('Baton reads the local driver\'s bind (type: none, o: bind, device: <absolute path>) and tmpfs (type: tmpfs, o: size=…,mode=…) options only'),
+  'volumes.*.driver_opts.type=remote': unsupported(
+    'remote filesystems are not supported: whichever node runs the task would mount the share itself, with no one to see it fail or to unmount it; mount it on the nodes and bind its path (type: none, o: bind, device: <path>)',
+  ),
   'volumes.*.labels': warn('volume labels are metadata only'),
   // top-level networks (networks.ts): values that ask for what Baton does anyway pass without a row
   'networks.*.driver_opts': unsupported(DRIVER_OPTS_REASON),
@@ -134,8 +139,9 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.deploy.resources.reservations.generic_resources': unsupported(),
   'services.*.deploy.resources.reservations.devices': unsupported(),
   'services.*.ports[]/sctp': unsupported('Baton publishes TCP and UDP ports'),
-  'services.*.ports[].host_ip': unsupported('Baton publishes ports on every host address in this release'),
-  'services.*.ports[].published=range': unsupported('publish one port per target port'),
+  'services.*.ports[].published=range': unsupported(
+    'a published range for one target port asks for any free port of it, chosen where the container starts; the routing mesh publishes one port, the same on every node, so name one (e.g. "8000:80")',
+  ),
   'services.*.expose[]/sctp': unsupported('Baton exposes TCP and UDP ports'),
   'services.*.volumes[].type=cluster': unsupported(),
   'services.*.volumes[].type=npipe': unsupported(),

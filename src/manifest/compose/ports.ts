@@ -5,12 +5,33 @@
  * so each translated port is kept in Ctx.publishedPorts with its path.
  */
 
+import { isIP, isIPv4 } from 'node:net';
+import { isLoopbackIP, isWildcardIP } from '../../api/hostIp.js';
 import type { PortSpec } from '../../api/types.js';
 import type { PathSegment } from '../interpolate.js';
 import { isObj, type Ctx, type Obj } from './issues.js';
 import { text } from './values.js';
 
 const PORT_RANGE = /^(\d+)(?:-(\d+))?$/;
+
+/**
+ * hostIp reads host_ip: an IP address (net.isIP) or nothing; `0.0.0.0` and
+ * `::` mean every node's address, which is what no host_ip means, so they
+ * give undefined too. Where the others are published: api/hostIp.ts.
+ */
+function hostIp(ctx: Ctx, raw: string, segs: PathSegment[]): { ip?: string } | undefined {
+  if (raw === '' || (isIP(raw) !== 0 && isWildcardIP(raw))) return {};
+  if (isIP(raw) === 0) {
+    ctx.error(segs, `host_ip ${JSON.stringify(raw)} is not an IP address`);
+    return undefined;
+  }
+  if (raw.includes('%')) {
+    ctx.error(segs, `host_ip ${JSON.stringify(raw)}: a zone index names an interface of one host; give the address alone`);
+    return undefined;
+  }
+  return { ip: raw };
+}
+
 
 function parseRange(s: string): [number, number] | undefined {
   const m = PORT_RANGE.exec(s.trim());
@@ -56,19 +77,19 @@ function shortPort(ctx: Ctx, raw: string, segs: PathSegment[]): PortSpec[] {
     protocol = rest.slice(slash + 1).toLowerCase();
     rest = rest.slice(0, slash);
   }
-  let hostIp: string | undefined;
+  let hostIP: string | undefined;
   if (rest.startsWith('[')) {
     const close = rest.indexOf(']');
     if (close < 0 || rest[close + 1] !== ':') {
       ctx.error(segs, `invalid port ${JSON.stringify(raw)}: expected [host_ip:][published:]target[/protocol]`);
       return [];
     }
-    hostIp = rest.slice(1, close);
+    hostIP = rest.slice(1, close);
     rest = rest.slice(close + 2);
   }
   let parts = rest.split(':');
-  if (hostIp === undefined && parts.length > 2) {
-    hostIp = parts.slice(0, -2).join(':');
+  if (hostIP === undefined && parts.length > 2) {
+    hostIP = parts.slice(0, -2).join(':');
     parts = parts.slice(-2);
   }
   if (parts.length > 2 || parts.some((p, i) => p === '' && i === parts.length - 1)) {
@@ -80,10 +101,8 @@ function shortPort(ctx: Ctx, raw: string, segs: PathSegment[]): PortSpec[] {
     else ctx.error(segs, `invalid protocol ${JSON.stringify(protocol)} in port ${JSON.stringify(raw)}: must be tcp or udp`);
     return [];
   }
-  if (hostIp !== undefined && hostIp !== '') {
-    ctx.unsupported(segs, 'services.*.ports[].host_ip', `host IP ${hostIp}`);
-    if (!ctx.opts.ignoreUnsupported) return [];
-  }
+  const bound = hostIp(ctx, hostIP ?? '', segs);
+  if (!bound) return [];
   const target = parseRange(parts[parts.length - 1]!);
   const pubRaw = parts.length === 2 ? parts[0]! : '';
   const published = pubRaw === '' ? undefined : parseRange(pubRaw);
@@ -104,6 +123,7 @@ function shortPort(ctx: Ctx, raw: string, segs: PathSegment[]): PortSpec[] {
   for (let k = 0; k < count; k++) {
     const p: PortSpec = { target: target[0] + k, protocol: protocol as PortSpec['protocol'], mode: 'ingress' };
     if (published) p.published = published[0] + k;
+    if (bound.ip !== undefined) p.hostIP = bound.ip;
     out.push(p);
   }
   return out;
@@ -118,10 +138,8 @@ function longPort(ctx: Ctx, item: Obj, segs: PathSegment[]): PortSpec | undefine
     else ctx.error(at('protocol'), `must be tcp or udp, got ${JSON.stringify(item.protocol)}`);
     return undefined;
   }
-  if (item.host_ip !== undefined && item.host_ip !== '') {
-    ctx.unsupported(at('host_ip'), 'services.*.ports[].host_ip');
-    if (!ctx.opts.ignoreUnsupported) return undefined;
-  }
+  const bound = item.host_ip === undefined || item.host_ip === null ? {} : hostIp(ctx, text(item.host_ip), at('host_ip'));
+  if (!bound) return undefined;
   if (item.target === undefined) {
     ctx.error(segs, '`target` is required');
     return undefined;
@@ -149,7 +167,24 @@ function longPort(ctx: Ctx, item: Obj, segs: PathSegment[]): PortSpec | undefine
     else ctx.error(at('mode'), `must be host or ingress, got ${JSON.stringify(item.mode)}`);
   }
   if (typeof item.name === 'string' && item.name !== '') p.name = item.name;
+  if (bound.ip !== undefined) p.hostIP = bound.ip;
   return p;
+}
+
+/**
+ * checkHostAddresses refuses a host_ip where no node could honour it: a
+ * host-networked service's program binds its ports itself, wherever it
+ * likes; a `mode: host` port is mapped on the node its task lands on, so
+ * only a loopback address (every node has it) fits. Through the mesh
+ * (mode ingress) any address works: only the node that owns it publishes.
+ */
+export function checkHostAddresses(ctx: Ctx, ports: readonly PortSpec[], networkMode: string): void {
+  for (const { segs, port } of ctx.publishedPorts) {
+    if (port.hostIP === undefined || !ports.includes(port)) continue;
+    if (networkMode !== 'bridge') ctx.error(segs, `host_ip ${port.hostIP}: a service with network_mode: ${networkMode} binds its ports itself, so Baton cannot choose their address; remove host_ip or network_mode`);
+    else if (port.mode === 'host' && !(isLoopbackIP(port.hostIP) && isIPv4(port.hostIP)))
+      ctx.error(segs, `host_ip ${port.hostIP}: a mode: host port is mapped on whichever node runs the task, so it may be bound to an IPv4 loopback address only; publish it through the routing mesh (mode: ingress), which publishes it only on the node that has this address`);
+  }
 }
 
 /**

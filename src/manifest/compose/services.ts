@@ -10,6 +10,7 @@ import {
   defaultContainerSpec,
   isGlobal,
   isJob,
+  SPREAD_PREFERENCE,
   type AutoscaleSpec,
   type CanarySpec,
   type ContainerSpec,
@@ -23,7 +24,7 @@ import { environment, extraHosts, healthcheck, mergeProbe, pullPolicy, ulimits }
 import { isObj, type Ctx } from './issues.js';
 import { COMPOSE_KEY_POLICY } from './keyPolicy.js';
 import { readEndpointMode, readLinks, readServiceNetworking } from './networks.js';
-import { translateExpose, translatePorts } from './ports.js';
+import { checkHostAddresses, translateExpose, translatePorts } from './ports.js';
 import { translateResources, translateRestart, translateUpdate } from './resources.js';
 import { SERVICE_SCHEMA_KEYS } from './schema.js';
 import { STACK_LABEL, type ComposeService } from './types.js';
@@ -152,6 +153,7 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
   const ports = svc.ports === undefined ? [] : translatePorts(ctx, svc.ports, at('ports'));
   // `network_mode: host` says the program binds its ports on the host itself: each is a fixed host port, as `mode: host` publishing is.
   if (svc.network_mode === 'host') for (const p of ports) Object.assign(p, { mode: 'host', published: p.published ?? p.target });
+  checkHostAddresses(ctx, ports, container.networkMode);
   const expose = svc.expose === undefined ? [] : translateExpose(ctx, svc.expose, at('expose'), ports);
   if (container.networkMode !== 'bridge' && ports.some((p) => p.protocol === 'udp')) ctx.error(at(svc.ports === undefined ? 'expose' : 'ports'), `a UDP port needs the task's own network (network_mode: ${container.networkMode} has none to forward into); remove network_mode or the UDP port`);
 
@@ -198,13 +200,14 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
     }
     if (pl.preferences !== undefined) {
       const prefs: string[] = [];
-      if (!Array.isArray(pl.preferences)) ctx.error(dseg('placement', 'preferences'), 'must be a list of {spread: node.labels.<key>}');
+      if (!Array.isArray(pl.preferences)) ctx.error(dseg('placement', 'preferences'), 'must be a list of {spread: <node attribute>}');
       else
         pl.preferences.forEach((p, i) => {
           const at2 = dseg('placement', 'preferences', i);
-          if (!isObj(p) || Object.keys(p).length !== 1 || typeof p.spread !== 'string') return ctx.error(at2, 'must be {spread: node.labels.<key>}');
-          if (!/^node\.labels\.\S+$/.test(p.spread)) return ctx.error([...at2, 'spread'], `"${p.spread}": Baton spreads over node labels only (node.labels.<key>)`);
-          prefs.push(p.spread);
+          if (!isObj(p) || Object.keys(p).length !== 1 || typeof p.spread !== 'string') return ctx.error(at2, 'must be {spread: <node attribute>}, e.g. {spread: node.labels.zone}');
+          const spread = p.spread.trim();
+          if (!SPREAD_PREFERENCE.test(spread)) return ctx.error([...at2, 'spread'], `"${p.spread}": Baton spreads over node.labels.<key>, node.id, node.hostname or node.name`);
+          prefs.push(spread);
         });
       if (prefs.length) placement.preferences = prefs;
     }
@@ -296,5 +299,7 @@ export function constraintProblem(expr: string): string | undefined {
   if (key.startsWith('node.labels.') && key.length > 'node.labels.'.length) return undefined;
   if (key.startsWith('engine.labels.')) return `"${key}": engine labels are not supported; use node labels (baton node update --label-add)`;
   if (!CONSTRAINT_KEYS.includes(key)) return `"${key}" is not a node attribute Baton knows; use one of ${CONSTRAINT_KEYS.join(', ')}, node.labels.<key>`;
+  // A role no node has would leave the service pending for good (== ) or mean nothing (!=): say so now.
+  if (key === 'node.role' && m[3] !== 'manager' && m[3] !== 'worker') return `"${m[3]}": node.role is manager (a node that runs a server: baton up's) or worker`;
   return undefined;
 }

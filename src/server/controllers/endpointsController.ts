@@ -56,7 +56,9 @@ export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSp
     stack: s.stack,
     shortName: s.shortName,
     networks: serviceNetworks(s),
-    published: s.ports.filter((p) => p.mode === 'ingress' && p.published !== undefined).map((p) => ({ published: p.published!, target: p.target, ...(p.protocol === 'udp' ? { protocol: 'udp' as const } : {}) })),
+    published: s.ports
+      .filter((p) => p.mode === 'ingress' && p.published !== undefined)
+      .map((p) => ({ published: p.published!, target: p.target, ...(p.protocol === 'udp' ? { protocol: 'udp' as const } : {}), ...(p.hostIP !== undefined ? { hostIP: p.hostIP } : {}) })),
     targets,
     ...(udpTargets.length ? { udpTargets } : {}),
     lb: { ...DEFAULT_LB, ...(s.x.lb as Partial<LbSpec> | undefined) },

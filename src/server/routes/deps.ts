@@ -54,6 +54,12 @@ export interface HttpDeps {
   autoscaler: AutoscaleController;
   /** The Endpoints revision each node's routing mesh has applied (deregistration of stopping tasks). */
   meshes: MeshRevisions;
+  /**
+   * The nodes whose agent runs in this server's own process (`baton up`'s):
+   * only they may register with the manager role. The server knows them
+   * because it was handed the agent it runs, not because an agent says so.
+   */
+  managers: ReadonlySet<string>;
   /** Servers sharing a store: this one's election (who leads). */
   election?: Election;
   /** Secret and config contents (sealed in the store). */

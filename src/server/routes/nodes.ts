@@ -38,6 +38,8 @@ const registerBody = z.object({
   portRange: z.tuple([port, port]).refine(([lo, hi]) => lo <= hi, 'the range must run from low to high'),
   engine,
   agentPort: port.optional(),
+  /** Claimed by the agent that runs in the server's own process; the server checks it (HttpDeps.managers). */
+  role: z.enum(['manager', 'worker']).optional(),
 });
 
 const usageCount = z.record(z.string().max(253), z.number().min(0).max(Number.MAX_SAFE_INTEGER));
@@ -80,6 +82,12 @@ export function registerNodeRoutes(app: FastifyInstance, deps: HttpDeps): void {
       if (req.role === 'agent' && !sameAddress(req.nodeAddress, b.address)) {
         throw new BatonError('BATON_ERR_FORBIDDEN', `node ${b.name} may register only at ${req.nodeAddress ?? 'the address it joined with'}`, [{ path: 'body.address', message: `${b.address} is not the address this node's certificate was issued for; join again with a token to move the node` }]);
       }
+      // The manager role is the server's to give: it knows the agent it runs itself, and the certificate says who this is.
+      const manager = b.role === 'manager';
+      if (manager && !(req.role === 'agent' && deps.managers.has(b.name))) {
+        recordEvent(ctx, { type: 'Warning', reason: 'RoleRefused', kind: 'Node', name: b.name, source: 'api', message: `node ${b.name} claimed the manager role, but it does not run a server` });
+        throw new BatonError('BATON_ERR_FORBIDDEN', `node ${b.name} may not register as a manager: only a node that runs a server (the agent of \`baton up\`, in the server's own process) is one`, [{ path: 'body.role', message: 'leave role out, or use worker' }]);
+      }
       if (!compatible(VERSION, b.agentVersion)) {
         recordEvent(ctx, { type: 'Warning', reason: 'AgentRefused', kind: 'Node', name: b.name, source: 'api', message: `agent version ${b.agentVersion} is not compatible with server ${VERSION}` });
         throw new BatonError('BATON_ERR_INCOMPATIBLE_AGENT', `agent version ${b.agentVersion} is not compatible with server version ${VERSION}; agents may be this minor version or one before it, never newer (upgrade the servers first, then the agents)`);
@@ -87,7 +95,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const now = new Date(ctx.clock.now()).toISOString();
       const interval = beatInterval(b.heartbeatMs);
       ctx.heartbeats.beat(b.name, b.engine, interval);
-      const status = (prev?: NodeStatus): NodeStatus => ({
+      const status = ({ role: _was, ...prev }: Partial<NodeStatus> = {}): NodeStatus => ({
         ...prev,
         state: prev?.state ?? 'unknown',
         message: prev?.message ?? 'registered',
@@ -100,6 +108,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: HttpDeps): void {
         engineVersion: b.engine.version,
         portRange: b.portRange,
         agentPort: b.agentPort,
+        ...(manager ? { role: 'manager' as const } : {}),
         ...(b.platform ? { platform: b.platform } : {}),
         lastHeartbeat: now,
         timestamp: prev?.timestamp ?? now,
