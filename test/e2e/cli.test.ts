@@ -38,7 +38,7 @@ describe('baton CLI against a real server', () => {
     expect(r.stderr).toMatch(/^error: \S*bad\.yaml has \d+ errors; nothing was applied/);
     expect(r.stderr).toMatch(/services\.web\.enviroment \(line 4\): .*did you mean `environment`/);
     expect(r.stderr).toMatch(/services\.web\.deploy\.replicas \(line 7\)/);
-    expect(r.stderr).toMatch(/services\.db\.secrets \(line 10\): .*not supported/);
+    expect(r.stderr).toMatch(/services\.db\.secrets\[0\] \(line 10\): secret "pw" is not defined in the top-level `secrets`/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(await svcNames()).toEqual([]);
   });

@@ -16,6 +16,7 @@ import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { serviceKind } from '../../src/api/kinds.js';
 import { live, TestCluster } from '../helpers/cluster.js';
 import { docker, eventually, TEST_IMAGE, writeFile } from '../helpers/proc.js';
 
@@ -149,6 +150,7 @@ configs:
       interval: 500ms
       timeout: 1s
       retries: 1
+      start_period: 20s
 `);
     // While db is not healthy yet, web's task waits, and says for what.
     const waiting = await eventually(async () => {
@@ -163,7 +165,11 @@ configs:
       const [t] = live(await c.tasksOf('dep_web')).filter((x) => x.status.state === 'running');
       expect(t).toBeDefined();
       return t!;
-    }, 5 * 10_000);
+    }, 5 * 10_000).catch(async (e) => {
+      const show = async (n: string) => JSON.stringify({ status: (await c.api.get<{ status: unknown }>(serviceKind, n)).status, tasks: (await c.tasksOf(n)).map((t) => t.status) });
+      console.error(`dep_db: ${await show('dep_db')}\ndep_web: ${await show('dep_web')}`);
+      throw e;
+    });
     const [db] = live(await c.tasksOf('dep_db'));
     expect(db!.status.readyAt).toBeDefined();
     expect(Date.parse(web.status.startedAt!)).toBeGreaterThanOrEqual(Date.parse(db!.status.readyAt!));
