@@ -4,20 +4,20 @@
  * non-zero exit (a stack trace only with BATON_DEBUG=1).
  */
 import { Command, Option } from 'commander';
-import { existsSync, readFileSync, createWriteStream, copyFileSync, chmodSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve, basename } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
 import { ApiClient } from '../api/client.js';
-import { tlsTransport, withTransport } from '../api/tls.js';
-import { configKind, endpointsKind, nodeKind, revisionKind, secretKind, serviceColumnsWithVip, serviceKind, taskKind, eventKind, type Column, type KindInfo } from '../api/kinds.js';
+import { endpointsKind, nodeKind, revisionKind, serviceColumnsWithVip, serviceKind, taskKind, eventKind } from '../api/kinds.js';
 import type { Endpoints, Node, Revision, SchedulingDecision, Service, Task } from '../api/types.js';
 import { isGlobal, isJob, isTerminal } from '../api/types.js';
 import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
 import { VERSION } from '../base/version.js';
-import { batonHome, contextsPath, readContexts, resolveTarget, writeContexts } from './context.js';
-import { render, renderOne, table, type Format } from './output.js';
+import { batonHome, readContexts, resolveTarget, writeContexts } from './context.js';
+import { render, renderOne, table } from './output.js';
+import { addKindCommands, client, labelMap, out, withEtcdFlags, type Globals } from './common.js';
+import { registerFileCommands } from './fileCommands.js';
+import { registerStateCommands } from './stateCommands.js';
 import { DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_SIZE, DEFAULT_SERVICE_CIDR, MAX_NODE_CIDR_SIZE } from '../server/ipam.js';
 
 const CLUSTER_CIDR_HELP = "the IPv4 range every node's task range is taken from";
@@ -27,49 +27,6 @@ const NODE_CIDR_SIZE_HELP = `prefix length of each node's task range (longer tha
 /** daemon loads the server and agent code only for the commands that run them, so client verbs start fast. */
 function daemon() {
   return import('./daemon.js');
-}
-
-interface Globals {
-  output: Format;
-  server?: string;
-  token?: string;
-  context?: string;
-  ca?: string;
-}
-
-/** withEtcdFlags adds the flags that reach etcd (endpoints, TLS files) and name the cluster key. */
-function withEtcdFlags(c: Command, clusterKeyHelp: string): Command {
-  return c
-    .option('--etcd-endpoints <urls>', 'etcd client URLs, comma-separated (http://127.0.0.1:2379,...); https with --etcd-ca')
-    .option('--etcd-ca <file>', "CA certificate of the etcd members' certificates")
-    .option('--etcd-cert <file>', 'client certificate for etcd')
-    .option('--etcd-key <file>', 'client key for etcd')
-    .option('--cluster-key <file>', clusterKeyHelp);
-}
-
-function client(cmd: Command): { api: ApiClient; g: Globals } {
-  const g = cmd.optsWithGlobals() as Globals;
-  const t = resolveTarget(g);
-  // With the context's CA, trust only the cluster; without one, the system's roots.
-  const transport = t.ca ? tlsTransport({ caPem: t.ca }) : undefined;
-  // With several servers, a silent one (paused, cut off) is left after 10 s rather than the default 30 s.
-  const several = t.server.includes(',');
-  return { api: new ApiClient(withTransport({ server: t.server, token: t.token, ...(several ? { timeoutMs: 10_000 } : {}) }, transport)), g };
-}
-
-/** labelMap reads key=value flags into labels. */
-function labelMap(list: string[], flag: string): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const l of list) {
-    const i = l.indexOf('=');
-    if (i <= 0) throw new BatonError('BATON_ERR_BAD_REQUEST', `${flag} ${l}: must look like key=value`);
-    labels[l.slice(0, i)] = l.slice(i + 1);
-  }
-  return labels;
-}
-
-function out(s: string): void {
-  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
 }
 
 function addAgentFlags(c: Command, defaults: { portRange: string; address: string }): Command {
@@ -244,44 +201,7 @@ export function buildProgram(): Command {
     });
 
   // ------------------------------------------------------------ services
-  // ------------------------------------------------------------ secrets and configs
-  for (const kind of [secretKind, configKind]) {
-    const noun = kind.kind.toLowerCase();
-    const group = program.command(noun).description(`manage ${kind.plural} (tasks get them as files${noun === 'secret' ? ' at /run/secrets/NAME; encrypted at rest' : ''})`);
-    addKindCommands(group, kind);
-    const content = (file: string): string => {
-      const data = file === '-' ? readFileSync(0) : existsSync(file) ? readFileSync(file) : undefined;
-      if (!data) throw new BatonError('BATON_ERR_BAD_REQUEST', `${file}: no such file (give a file, or - for standard input)`);
-      return data.toString('base64');
-    };
-    group
-      .command('create <name> <file>')
-      .description(`create a ${noun} from FILE (- reads standard input)`)
-      .option('--label <k=v...>', 'label (repeatable)')
-      .action(async (name: string, file: string, o: { label?: string[] }, cmd: Command) => {
-        const { api } = client(cmd);
-        const r = await api.call<{ spec: { hash: string } }>('POST', `/api/v1/${kind.plural}`, { name, data: content(file), ...(o.label ? { labels: labelMap(o.label, '--label') } : {}) });
-        out(`created ${noun} ${name} (sha256 ${r.spec.hash.slice(0, 12)})`);
-      });
-    group
-      .command('update <name> <file>')
-      .description(`give a ${noun} a new content from FILE (- reads standard input); the services using it roll by their update_config`)
-      .action(async (name: string, file: string, _o, cmd: Command) => {
-        const { api } = client(cmd);
-        const r = await api.call<{ spec: { hash: string }; rolled: string[] }>('PUT', `/api/v1/${kind.plural}/${encodeURIComponent(name)}`, { data: content(file) });
-        out(`${noun} ${name} is now sha256 ${r.spec.hash.slice(0, 12)}${r.rolled.length ? `; rolling ${r.rolled.join(', ')}` : ''}`);
-      });
-    group
-      .command('rm <name...>')
-      .description(`remove ${kind.plural} that no service uses`)
-      .action(async (names: string[], _o, cmd: Command) => {
-        const { api } = client(cmd);
-        for (const n of names) {
-          await api.call('DELETE', `/api/v1/${kind.plural}/${encodeURIComponent(n)}`);
-          out(`removed ${noun} ${n}`);
-        }
-      });
-  }
+  registerFileCommands(program);
 
   const service = program.command('service').description('manage services');
   // Each service's VIP is in its Endpoints.
@@ -625,109 +545,8 @@ export function buildProgram(): Command {
       }
     });
 
-  // ------------------------------------------------------------ snapshots
-  const snapshot = program.command('snapshot').description('back up and restore the cluster state');
-  snapshot
-    .command('save <file>')
-    .description('write an online backup of the store (SQLite) to FILE')
-    .action(async (file: string, _o, cmd: Command) => {
-      const { api } = client(cmd);
-      const res = await api.raw('GET', '/api/v1/snapshot', undefined, new AbortController().signal);
-      // The snapshot holds the whole cluster state (the CA's key, token hashes): only its owner may read it.
-      await pipeline(Readable.from(res.body ?? []), createWriteStream(file, { mode: 0o600 }));
-      chmodSync(file, 0o600);
-      out(`snapshot written to ${file}`);
-    });
-  withEtcdFlags(snapshot.command('restore <file>'), "the key the snapshot's cluster was sealed with (its servers' --cluster-key)")
-    .description("replace the state of a stopped server with a snapshot (SQLite), or write it into etcd (--store etcd)")
-    .option('--data-dir <dir>', 'server data directory', batonHome())
-    .option('--store <backend>', 'sqlite (the server in --data-dir) or etcd (the store of servers that are all stopped)', 'sqlite')
-    .option('--replace', 'etcd: overwrite the state already there (every server stopped)')
-    .action(async (file: string, o) => {
-      if (o.store === 'etcd') {
-        const { restoreIntoEtcd } = await import('./migrate.js');
-        const r = await restoreIntoEtcd(file, o);
-        out(`restored ${file} into etcd: ${r.keys} keys, ${r.events} events, store epoch ${r.epoch}; start the servers again`);
-        return;
-      }
-      if (o.store !== 'sqlite') throw new BatonError('BATON_ERR_BAD_REQUEST', `--store must be sqlite or etcd, got "${o.store}"`);
-      const { SqliteStore } = await import('../store/sqlite/sqliteStore.js');
-      const { lockDir } = await import('../base/lock.js');
-      const dir = join(resolve(o.dataDir), 'server');
-      const release = lockDir(dir, 'baton snapshot restore');
-      try {
-        const dest = join(dir, 'state.db');
-        if (existsSync(dest)) copyFileSync(dest, `${dest}.before-restore`);
-        await SqliteStore.restore(resolve(file), dest);
-      } finally {
-        release();
-      }
-      out(`restored ${file} into ${dir}; start the server again`);
-    });
-
-  withEtcdFlags(program.command('migrate'), 'the key every server will share (the CA is sealed with it in etcd)')
-    .description("move a stopped server's (or baton up's) SQLite state into an empty etcd; containers keep running, and agents reconnect to a server on etcd at the same address")
-    .option('--data-dir <dir>', "the server's (or baton up's) data directory", batonHome())
-    .option('--to <backend>', 'where to move the state (etcd)', 'etcd')
-    .option('--init-cluster-key', 'make --cluster-key first')
-    .action(async (o) => {
-      if (o.to !== 'etcd') throw new BatonError('BATON_ERR_BAD_REQUEST', `--to must be etcd, got "${o.to}"`);
-      const { migrateToEtcd } = await import('./migrate.js');
-      const { result, dir, endpoints } = await migrateToEtcd(o);
-      out(
-        `moved ${result.keys} keys and ${result.events} events from ${join(dir, 'state.db')} (revision ${result.revision}) to etcd at ${endpoints.join(',')}; store epoch ${result.epoch}\n` +
-          `next: start a server on etcd with this data directory at the old address, so the agents reconnect:\n` +
-          `  baton server --data-dir ${resolve(o.dataDir)} --listen HOST:PORT --store etcd --etcd-endpoints ${endpoints.join(',')} --cluster-key ${resolve(o.clusterKey)}\n` +
-          `and the agent of baton up: baton agent --data-dir ${join(resolve(o.dataDir), 'agent')} --address ADDRESS`,
-      );
-    });
-
-  // ------------------------------------------------------------ contexts
-  const context = program.command('context').description('manage client contexts');
-  context
-    .command('ls')
-    .description('list contexts')
-    .action(async (_o, cmd: Command) => {
-      const g = cmd.optsWithGlobals() as Globals;
-      const f = readContexts();
-      const rows = Object.entries(f.contexts).map(([n, c]) => [n === f.current ? `${n} *` : n, c.server]);
-      out(g.output === 'table' ? table(['NAME', 'SERVER'], rows) : renderOne(g.output, { current: f.current, contexts: Object.fromEntries(Object.entries(f.contexts).map(([n, c]) => [n, { server: c.server }])) }));
-    });
-  context
-    .command('use <name>')
-    .description('make a context the current one')
-    .action(async (name: string) => {
-      const f = readContexts();
-      if (!f.contexts[name]) throw new BatonError('BATON_ERR_NOT_FOUND', `context "${name}" not found in ${contextsPath()}`);
-      f.current = name;
-      writeContexts(f);
-      out(`now using context "${name}"`);
-    });
-
+  registerStateCommands(program);
   return program;
-}
-
-/**
- * addKindCommands adds `ls` and `inspect` for a kind, driven by its row in
- * the KINDS table; `columns` may add to the table what other objects say.
- */
-function addKindCommands(group: Command, kind: KindInfo, columns: (api: ApiClient) => Promise<Column<any>[]> = async () => kind.columns): void {
-  const noun = kind.kind.toLowerCase();
-  group
-    .command('ls')
-    .description(`list ${kind.plural}`)
-    .action(async (_o, cmd: Command) => {
-      const { api, g } = client(cmd);
-      const r = await api.list<unknown>(kind);
-      out(render(g.output, r.items, g.output === 'table' ? await columns(api) : kind.columns));
-    });
-  group
-    .command('inspect <name>')
-    .description(`show a ${noun} in full`)
-    .action(async (name: string, _o, cmd: Command) => {
-      const { api, g } = client(cmd);
-      out(renderOne(g.output === 'table' ? 'yaml' : g.output, await api.get(kind, name)));
-    });
 }
 
 interface Explanation {
