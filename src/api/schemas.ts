@@ -327,10 +327,13 @@ export const joinRequestSchema = z.object({
 
 export type JoinRequest = z.infer<typeof joinRequestSchema>;
 
-/** A secret's or config's content as base64: 500 KiB (Swarm's limit) is at most this many characters. */
+/** The largest secret or config, Swarm's limit (500 KiB): the reader, the API and the server hold to it. */
+export const MAX_FILE_BYTES = 500 * 1024;
+
+/** A secret's or config's content as base64: MAX_FILE_BYTES is at most this many characters. */
 export const fileDataSchema = z
   .string()
-  .max(Math.ceil((500 * 1024) / 3) * 4 + 4, 'at most 500 KiB')
+  .max(Math.ceil(MAX_FILE_BYTES / 3) * 4 + 4, 'at most 500 KiB')
   .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
 export const fileLabelsSchema = z.record(z.string().max(253), z.string().max(1024)).optional();
 export const fileInputSchema = z.object({ name: objectNameSchema, data: fileDataSchema, labels: fileLabelsSchema }).strict();

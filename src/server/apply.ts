@@ -61,7 +61,9 @@ export async function applyStack(registry: Registry, req: ApplyRequest, files?: 
     const ops: Op[] = [];
     const results: ApplyServiceResult[] = [];
     // Secrets and configs first: the services' references take their hashes (a new content rolls them).
-    const planned = files ? await planFiles(registry, files, req) : { compares: [], ops: [], changes: [], hash: () => undefined };
+    // Read only when the file defines some or a service uses some: most applies do neither.
+    const usesFiles = !!(req.secrets?.length || req.configs?.length) || req.services.some((s) => s.spec.container.secrets?.length || s.spec.container.configs?.length);
+    const planned = files && usesFiles ? await planFiles(registry, files, req) : { compares: [], ops: [], changes: [], hash: () => undefined };
     compares.push(...planned.compares);
     ops.push(...planned.ops);
     const refProblems: ErrorDetail[] = [];

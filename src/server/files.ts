@@ -21,13 +21,12 @@
 import { createHash } from 'node:crypto';
 import { BatonError, type ErrorDetail } from '../base/errors.js';
 import { configKind, secretKind, serviceKind, type KindInfo } from '../api/kinds.js';
+import { MAX_FILE_BYTES } from '../api/schemas.js';
 import type { Config, FileObjectSpec, FileRefSpec, Secret, Service, Task } from '../api/types.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../store/store.js';
 import type { ClusterKey } from './clusterKey.js';
 import type { AnyObject, Registry } from './registry.js';
 
-/** Swarm's limit for a secret or config (500 KiB). */
-export const MAX_FILE_BYTES = 500 * 1024;
 
 export type FileKindName = 'secret' | 'config';
 

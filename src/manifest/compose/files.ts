@@ -17,13 +17,12 @@
 import { posix, resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { FileInput, FileRefSpec } from '../../api/types.js';
+import { MAX_FILE_BYTES, objectNameSchema } from '../../api/schemas.js';
 import type { PathSegment } from '../interpolate.js';
 import { isObj, type Ctx, type Obj } from './issues.js';
 
 export type FileKind = 'secret' | 'config';
 
-/** Swarm's limit for a secret or config. */
-export const MAX_FILE_BYTES = 500 * 1024;
 
 export interface DeclaredFile {
   /** The name in the cluster. */
@@ -54,7 +53,7 @@ export function readDefinitions(ctx: Ctx, kind: FileKind, defs: unknown): void {
     const external = d.external === true || d.external === 'true' || legacy !== undefined;
     const named = typeof d.name === 'string' && d.name !== '' ? d.name : typeof legacy?.name === 'string' && legacy.name !== '' ? legacy.name : undefined;
     const name = named ?? (external ? key : `${ctx.stack}_${key}`);
-    if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/.test(name)) ctx.error(named ? [...segs, 'name'] : segs, `"${name}" is not a usable ${kind} name: letters, digits, "_", "." or "-", at most 63`);
+    if (!objectNameSchema.safeParse(name).success) ctx.error(named ? [...segs, 'name'] : segs, `"${name}" is not a usable ${kind} name: letters, digits, "_", "." or "-", at most 63`);
     const sources = (['file', 'environment', 'content'] as const).filter((k) => d[k] !== undefined);
     if (external) {
       if (sources.length) ctx.error(segs, `an external ${kind} has no ${sources.join(' or ')}: it is in the cluster already`);
