@@ -10,8 +10,6 @@ import { ApiClient } from '../src/api/client.js';
 import { secretKind, serviceKind, taskKind } from '../src/api/kinds.js';
 import type { Secret, Service, Task } from '../src/api/types.js';
 import { serviceSpec } from './fixtures.js';
-import { withTransport } from '../src/api/tls.js';
-import { joinCluster } from '../src/agent/join.js';
 import { isBatonError } from '../src/base/errors.js';
 import { memoryServer, type MemoryServer } from './helpers/memoryServer.js';
 
@@ -25,11 +23,7 @@ describe('secrets and configs on the server', () => {
 
   beforeAll(async () => {
     m = await memoryServer('baton-files-', { heartbeatIntervalMs: 500 });
-    for (const [name, address] of [['f1', '127.0.0.2'], ['f2', '127.0.0.3']] as const) {
-      const c = await joinCluster({ server: m.server.url, token: m.server.joinToken, name, address });
-      nodes[name] = new ApiClient(withTransport({ server: m.server.url }, m.transport({ certPem: c.certPem, keyPem: c.keyPem })));
-      await nodes[name].call('POST', '/api/v1/nodes/register', { name, address, hostname: name, agentVersion: '0.2.0', capacity: { cpus: 2, memoryBytes: 2 ** 30 }, portRange: [1, 2], engine: { ok: true, version: 'test' } });
-    }
+    for (const [name, address] of [['f1', '127.0.0.2'], ['f2', '127.0.0.3']] as const) nodes[name] = await m.node(name, address);
   });
   afterAll(async () => {
     await m?.stop();

@@ -189,10 +189,10 @@ export class ApiClient {
     this.dispatcher = t.dispatcher;
   }
 
-  private headers(body: boolean): Record<string, string> {
+  private headers(body: string | Uint8Array | undefined): Record<string, string> {
     const h: Record<string, string> = {};
     if (this.opts.token) h.authorization = `Bearer ${this.opts.token}`;
-    if (body) h['content-type'] = 'application/json';
+    if (body !== undefined) h['content-type'] = typeof body === 'string' ? 'application/json' : 'application/octet-stream';
     return h;
   }
 
@@ -200,11 +200,12 @@ export class ApiClient {
    * raw sends one request and returns the answer, or throws a BatonError for
    * a non-2xx answer (the server's code, message and details) or no answer.
    * Without a signal the call times out after the client's timeout; with
-   * one (streams) it runs until the signal aborts.
+   * one (streams) it runs until the signal aborts. Bytes (a Uint8Array)
+   * go as they are (application/octet-stream); anything else as JSON.
    */
   async raw(method: string, path: string, body?: unknown, signal?: AbortSignal, timeoutMs?: number): Promise<ApiResponse> {
     const timeout = timeoutMs ?? this.opts.timeoutMs ?? 30_000;
-    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const payload = body === undefined ? undefined : body instanceof Uint8Array ? body : JSON.stringify(body);
     let res: ApiResponse | undefined;
     // Each server once, starting with the current one; a stream (signal given) tries one, and its caller's retry goes to the next.
     const tries = signal ? 1 : this.endpoints.length;
@@ -233,12 +234,12 @@ export class ApiClient {
     return res;
   }
 
-  private async viaDispatcher(d: Dispatcher, ep: Endpoint, method: string, path: string, payload: string | undefined, signal: AbortSignal | undefined, timeout: number): Promise<ApiResponse> {
+  private async viaDispatcher(d: Dispatcher, ep: Endpoint, method: string, path: string, payload: string | Uint8Array | undefined, signal: AbortSignal | undefined, timeout: number): Promise<ApiResponse> {
     const r = await d.request({
       origin: ep.origin,
       path: ep.basePath + path,
       method: method as Dispatcher.HttpMethod,
-      headers: this.headers(payload !== undefined),
+      headers: this.headers(payload),
       body: payload,
       // Undici's own timers instead of an AbortSignal per call; a stream (signal given) may stay quiet for long.
       headersTimeout: timeout,
@@ -248,10 +249,10 @@ export class ApiClient {
     return { status: r.statusCode, ok: r.statusCode >= 200 && r.statusCode < 300, json: () => r.body.json(), body: r.body };
   }
 
-  private async viaFetch(ep: Endpoint, method: string, path: string, payload: string | undefined, signal: AbortSignal | undefined, timeout: number): Promise<ApiResponse> {
+  private async viaFetch(ep: Endpoint, method: string, path: string, payload: string | Uint8Array | undefined, signal: AbortSignal | undefined, timeout: number): Promise<ApiResponse> {
     const r = await this.f(ep.url + path, {
       method,
-      headers: this.headers(payload !== undefined),
+      headers: this.headers(payload),
       body: payload,
       signal: signal ?? AbortSignal.timeout(timeout),
       ...this.init,
@@ -313,6 +314,19 @@ export class ApiClient {
   }
   apply(stack: string, body: { services: { name: string; spec: ServiceSpec; labels: Record<string, string> }[]; prune: boolean; dryRun: boolean; secrets?: FileInput[]; configs?: FileInput[] }): Promise<ApplyResponse> {
     return this.call('POST', `/api/v1/stacks/${encodeURIComponent(stack)}/apply`, body);
+  }
+  /** blobStat: a blob's size when a server has it; a BATON_ERR_NOT_FOUND error when none has. */
+  blobStat(digest: string): Promise<{ digest: string; size: number }> {
+    return this.call('GET', `/api/v1/blobs/${digest}/stat`);
+  }
+  /** putBlob uploads a blob (a build context) by its digest; the server checks the bytes against it. */
+  putBlob(digest: string, data: Uint8Array, timeoutMs = 600_000): Promise<{ digest: string; size: number }> {
+    return this.call('PUT', `/api/v1/blobs/${digest}`, data, { timeoutMs });
+  }
+  /** blob reads a blob's bytes as a stream, until the signal aborts. */
+  async blob(digest: string, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    const res = await this.raw('GET', `/api/v1/blobs/${digest}`, undefined, signal);
+    return res.body ?? (async function* () {})();
   }
   stacks(): Promise<{ items: { name: string; services: number; replicas: number; ready: number }[] }> {
     return this.call('GET', '/api/v1/stacks');

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { ErrorDetail } from '../base/errors.js';
+import { buildSpecSchema } from './buildSchema.js';
 import { isLoopbackIP, isWildcardIP, parseIP } from './hostIp.js';
 import { SPREAD_PREFERENCE, wholeMillicores } from './types.js';
 
@@ -87,6 +88,8 @@ export const containerSpecSchema = z.object({
   networkMode: z.enum(['bridge', 'host', 'none']),
   secrets: z.array(fileRefSchema).max(100).optional(),
   configs: z.array(fileRefSchema).max(100).optional(),
+  // The server also checks that a built image is tagged with its build's hash (blobs.ts: checkBuilds).
+  build: buildSpecSchema.optional(),
 });
 
 const amounts = z.object({

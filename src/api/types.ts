@@ -127,6 +127,8 @@ export interface ContainerSpec {
   secrets?: FileRefSpec[];
   /** Configs delivered as files at their targets; undefined: none. */
   configs?: FileRefSpec[];
+  /** Compose `build:`: each node builds `image` from this context on its own engine before the first start (api/build.ts). */
+  build?: BuildSpec;
   /**
    * bridge: a network namespace of the task's own, with its own address on
    * its node's task network (Compose's default); host: the node's network,
@@ -136,6 +138,36 @@ export interface ContainerSpec {
 }
 
 export type NetworkMode = 'bridge' | 'host' | 'none';
+
+/**
+ * BuildSpec: how a node builds a service's image (Compose `build:`). The
+ * context is a tar archive the servers keep, named by its digest; the image
+ * is tagged `<stack>_<service>:<build hash>` (api/build.ts), so a node
+ * builds each context once, and a changed context or argument is a new
+ * image, which rolls the service.
+ */
+export interface BuildSpec {
+  /** The context archive: "sha256:<hex>" of its bytes. */
+  context: string;
+  /** Its size in bytes (at most MAX_BUILD_CONTEXT_BYTES). */
+  size: number;
+  /** The Dockerfile's path inside the context. */
+  dockerfile: string;
+  /** Build arguments (ARG). */
+  args: Record<string, string>;
+  /** The stage to build (multi-stage Dockerfiles). */
+  target?: string;
+  /** Labels set on the image. */
+  labels: Record<string, string>;
+  /** The network of RUN steps; undefined: the engine's default network where it has one, else none (api/build.ts). */
+  network?: 'default' | 'host' | 'none';
+  /** Build without the engine's layer cache. */
+  noCache?: boolean;
+  /** Pull a newer base image even when one is present. */
+  pull?: boolean;
+  /** "host:ip" entries for /etc/hosts during RUN steps. */
+  extraHosts?: string[];
+}
 
 /**
  * FileRefSpec: a secret or config a task gets as a read-only file, as

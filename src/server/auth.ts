@@ -7,7 +7,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { systemClock, type Clock } from '../base/clock.js';
 import type { Store } from '../store/store.js';
 
-export type Role = 'admin' | 'agent';
+/** admin and agent come with tokens (and agents with node certificates); server is another server of the cluster, by its client certificate (CN baton-server), which no token and no node has. */
+export type Role = 'admin' | 'agent' | 'server';
 
 export interface TokenRecord {
   id: string;

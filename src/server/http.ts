@@ -25,6 +25,8 @@ import { registerObserveRoutes } from './routes/observe.js';
 import { registerJoinRoutes } from './routes/join.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerMeshRoutes } from './routes/mesh.js';
+import { registerBlobRoutes } from './routes/blobs.js';
+import { SERVER_CLIENT_CN } from '../api/tls.js';
 
 export type { HttpDeps } from './routes/deps.js';
 
@@ -73,6 +75,12 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     if (serial) {
       if (!sock.authorized) refuse(req, cn, certRefusal(String(sock.authorizationError)));
       if (pki.isRevoked(serial)) refuse(req, cn, `the certificate of node ${cn} was revoked (baton node rm); to come back, join again with a token`, [{ path: 'certificate', message: 'revoked' }]);
+      // Another server of the cluster (blobs.ts): its client certificate's CN is one no node may join with.
+      if (cn === SERVER_CLIENT_CN) {
+        if (!access?.includes('server')) throw new BatonError('BATON_ERR_FORBIDDEN', `a server certificate may not call ${route}`);
+        req.role = 'server';
+        return;
+      }
       if (!access?.includes('agent')) throw new BatonError('BATON_ERR_FORBIDDEN', `a node certificate may not call ${route}`);
       req.role = 'agent';
       req.node = cn;
@@ -129,6 +137,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   registerNodeRoutes(app, deps);
   registerMeshRoutes(app, deps);
   registerFileRoutes(app, deps);
+  registerBlobRoutes(app, deps);
 
   registerJoinRoutes(app, deps);
 

@@ -25,6 +25,7 @@ import { SqliteEventStore } from '../store/sqlite/sqliteEventStore.js';
 import { SpreadPlacer } from '../scheduler/placement.js';
 import { Registry } from './registry.js';
 import { WatchCache } from './watchCache.js';
+import type { Revision, Service, Task } from '../api/types.js';
 import { Tokens } from './auth.js';
 import { HeartbeatExchange, Heartbeats } from './heartbeats.js';
 import { ClusterPki } from './clusterPki.js';
@@ -44,6 +45,8 @@ import { AddressRateLimiter } from './rateLimit.js';
 import { describeNetwork, taskNetwork, type TaskNetwork } from './ipam.js';
 import { alwaysLeader, Election, FencedStore, type Leadership } from './election.js';
 import { ClusterKey } from './clusterKey.js';
+import { Blobs } from './blobs.js';
+import { MAX_BUILD_CONTEXT_BYTES } from '../api/build.js';
 
 export interface ServerOptions {
   dataDir: string;
@@ -259,6 +262,14 @@ export class BatonServer {
     });
     this.election?.start();
 
+    // Build contexts: files of this server's own, copied to and fetched from the others when servers share a store.
+    const blobs = new Blobs(dir, {
+      maxBytes: MAX_BUILD_CONTEXT_BYTES,
+      log,
+      ...(this.exchange && opts.election ? { peers: { list: () => this.exchange!.servers(), self: opts.election.identity, tls: { caPem: this.pki.ca.certPem, certPem: this.pki.client.certPem, keyPem: this.pki.client.keyPem } } } : {}),
+    });
+    this.stoppers.push(() => blobs.close());
+
     // Housekeeping: compaction with a stated retention, and the event TTL.
     const housekeep = async () => {
       try {
@@ -275,6 +286,9 @@ export class BatonServer {
           await this.pki.prune();
         }
         events.prune(clock.now());
+        // Every server keeps its own copies of the blobs: each sweeps its own.
+        const swept = blobs.sweep(referencedBlobs(this.caches), clock.now(), timings.blobGraceMs);
+        if (swept) log.info({ swept }, 'deleted build contexts nothing names any more');
       } catch (e) {
         log.warn({ err: String(e) }, 'housekeeping failed');
       }
@@ -289,6 +303,7 @@ export class BatonServer {
       storeBackend: this.store.backend,
       storeEpoch: this.storeEpoch,
       files: new FileContents(this.ctx.registry, clusterKey ?? secretsKey(dir)),
+      blobs,
       caches: this.caches,
       pki: this.pki,
       limiter: this.limiter,
@@ -409,4 +424,14 @@ function secretsKey(dir: string): ClusterKey {
 /** sharedClusterId reads the cluster's id from the store, or names the cluster there (the first server to write wins). */
 function sharedClusterId(store: Store): Promise<string> {
   return getOrCreate(store, CLUSTER_ID_KEY, async () => randomUUID());
+}
+
+/** referencedBlobs: the build contexts that services, their kept revisions and their tasks name (a rollback or a restart may need any of them). */
+function referencedBlobs(caches: Record<string, WatchCache>): Set<string> {
+  const out = new Set<string>();
+  const add = (c: { build?: { context: string } } | undefined) => c?.build && out.add(c.build.context);
+  for (const s of caches.services?.objects.values() ?? []) add((s as unknown as Service).spec.container);
+  for (const r of caches.revisions?.objects.values() ?? []) add((r as unknown as Revision).spec.spec.container);
+  for (const t of caches.tasks?.objects.values() ?? []) add((t as unknown as Task).spec.container);
+  return out;
 }

@@ -63,8 +63,8 @@ describe('readCompose: supported keys', () => {
     expect(service(body).container).toMatchObject(expected);
   });
 
-  it('refuses pull_policy build and bad values', () => {
-    expect(errorsOf('pull_policy: build')).toEqual(['services.web.pull_policy: pull_policy "build" needs an image build, and Baton does not build images']);
+  it('refuses pull_policy build without a build, and bad values', () => {
+    expect(errorsOf('pull_policy: build')).toEqual(['services.web.pull_policy: pull_policy "build" needs a build section']);
     expect(errorsOf('ulimits:\n  nofile: {soft: 2, hard: 1}')).toEqual(['services.web.ulimits.nofile: soft limit 2 exceeds hard limit 1']);
     expect(errorsOf('stop_grace_period: "10"')).toEqual(['services.web.stop_grace_period: invalid duration "10": missing unit (for example "10s")']);
     expect(errorsOf('stop_grace_period: 10')).toEqual(['services.web.stop_grace_period: must be a string']);

@@ -49,11 +49,13 @@ describe('readCompose: supported keys', () => {
     ]);
   });
 
-  it('requires an image and warns about build next to one', () => {
-    expect(read('services:\n  web:\n    build: .\n').errors).toEqual([{ path: 'services.web.image', message: 'image is required (Baton does not build images)', line: 2 }]);
+  it('requires an image or a build, and runs the image when a service has both', () => {
+    expect(read('services:\n  web:\n    command: [x]\n').errors).toEqual([{ path: 'services.web.image', message: 'image is required, or build to build one', line: 2 }]);
     const r = read('services:\n  web:\n    image: app:1\n    build: .\n');
     expect(r.errors).toEqual([]);
-    expect(r.warnings).toEqual([{ path: 'services.web.build', message: '`services.web.build` is ignored: Baton does not build images; it runs `image`', line: 4 }]);
+    expect(r.services[0]!.build).toBeUndefined();
+    expect(r.services[0]!.spec.container.image).toBe('app:1');
+    expect(r.warnings).toEqual([{ path: 'services.web.build', message: '`services.web.build` is ignored: the service has an `image`, which Baton runs (Compose pulls it too, and builds only when the pull fails); set `pull_policy: build` to build it', line: 4 }]);
   });
 
   it('reads container labels and service labels', () => {

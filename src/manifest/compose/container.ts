@@ -175,7 +175,7 @@ export function pullPolicy(ctx: Ctx, v: unknown, segs: PathSegment[]): PullPolic
     case 'if_not_present':
       return 'missing';
     case 'build':
-      ctx.error(segs, 'pull_policy "build" needs an image build, and Baton does not build images');
+      // The image is built (build.ts), never pulled: nothing to set.
       return undefined;
     default:
       if (typeof v === 'string' && /^(refresh|daily|weekly|every_([0-9]+[wdhms])+)$/.test(v)) {

@@ -23,6 +23,7 @@
  *   ports.ts       ports and expose
  *   volumes.ts     volumes and tmpfs mounts
  *   resources.ts   resources, update_config/rollback_config, restart policies
+ *   build.ts       build: the context, Dockerfile and arguments (the CLI packs the context)
  *   xBaton.ts      the x-baton extension
  *   values.ts      value helpers (booleans, numbers, durations, sizes, lists, commands)
  */
@@ -33,4 +34,5 @@ export { COMPOSE_KEY_POLICY, type KeyPolicy } from './keyPolicy.js';
 export { readCompose } from './read.js';
 export { constraintProblem } from './services.js';
 export { STACK_LABEL, type ComposeReadOptions, type ComposeResult, type ComposeService } from './types.js';
+export type { LocalBuild } from './build.js';
 export { X_BATON_KEYS, type XBatonKey, type XProbe } from './xBaton.js';

@@ -15,6 +15,8 @@ const MAC_REASON = "Baton gives each task's interface a MAC address of its own; 
 const DRIVER_OPTS_REASON = "Baton's network takes no driver options";
 /** DNS_REASON: why a task's resolver settings are Baton's. */
 const DNS_REASON = "each task resolves names through its node's resolver, which answers the cluster's names and forwards the others to the agent's --dns-upstream";
+/** BUILDKIT_REASON: why a build key needs what the nodes' builder lacks. */
+const BUILDKIT_REASON = "it needs BuildKit, and each node builds through its engine's API with the classic builder";
 /** KeyPolicy says what the reader does with a key Compose knows but Baton does not translate, and why. */
 export interface KeyPolicy {
   /** warn: ignoring the key changes neither what runs, nor what it can reach, nor what it keeps. unsupported: it would; refuse. */
@@ -61,7 +63,21 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
 
   // service level: warn only
   'services.*.attach': warn('it only decides whether `docker compose up` streams the service\'s logs'),
-  'services.*.build': warn('Baton does not build images; it runs `image`'),
+  'services.*.build': warn('the service has an `image`, which Baton runs (Compose pulls it too, and builds only when the pull fails); set `pull_policy: build` to build it'),
+  'services.*.build.cache_from': warn('each node builds with its own engine\'s layer cache'),
+  'services.*.build.tags': warn('Baton tags a built image `<stack>_<service>:<build hash>` on each node that builds it'),
+  'services.*.build.platforms': warn('each node builds the image for its own platform'),
+  'services.*.build.provenance': warn('attestations need BuildKit; they change nothing that runs'),
+  'services.*.build.sbom': warn('attestations need BuildKit; they change nothing that runs'),
+  'services.*.build.shm_size': warn('builds get the engine\'s default /dev/shm'),
+  'services.*.build.ulimits': warn('builds get the engine\'s default limits'),
+  'services.*.build.isolation': warn('builds get the engine\'s default isolation (Linux engines have one)'),
+  'services.*.build.ssh': unsupported(BUILDKIT_REASON),
+  'services.*.build.secrets': unsupported(BUILDKIT_REASON),
+  'services.*.build.cache_to': unsupported(BUILDKIT_REASON),
+  'services.*.build.additional_contexts': unsupported(BUILDKIT_REASON),
+  'services.*.build.entitlements': unsupported(BUILDKIT_REASON),
+  'services.*.build.privileged': unsupported('a privileged build runs its RUN steps with every capability of the node'),
   'services.*.container_name': warn('Baton names each task\'s container itself'),
   'services.*.develop': warn('`docker compose watch` settings for local development'),
   'services.*.logging': warn('Baton reads task logs through the engine\'s default log driver'),

@@ -32,6 +32,8 @@ import { command, duration, listOrDict, stringList, text, toBool, toInt } from '
 import { volumes } from './volumes.js';
 import { serviceRefs } from './files.js';
 import { dependsOn } from './dependsOn.js';
+import { readBuild, type LocalBuild } from './build.js';
+import { buildRepository } from '../../api/build.js';
 import { xBaton, type XProbe } from './xBaton.js';
 
 const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -96,14 +98,20 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
     ctx.policy(at(k), `services.*.${k}`);
   }
 
-  // image (required) and build
+  // image, or build (build.ts): a service with both runs its image unless pull_policy says build
   let image = '';
-  if (typeof svc.image === 'string' && svc.image.trim() !== '') {
+  let build: LocalBuild | undefined;
+  const buildIt = svc.build !== undefined && svc.build !== null && (typeof svc.image !== 'string' || svc.image.trim() === '' || svc.pull_policy === 'build');
+  if (buildIt) {
+    build = readBuild(ctx, svc.build, at('build'));
+    image = buildRepository(`${ctx.stack}_${key}`);
+  } else if (typeof svc.image === 'string' && svc.image.trim() !== '') {
     image = svc.image.trim();
     if (svc.build !== undefined) ctx.policy(at('build'), 'services.*.build');
-  } else if (svc.image === undefined || svc.image === null || svc.image === '') {
-    ctx.error(at('image'), 'image is required (Baton does not build images)');
+  } else {
+    ctx.error(at('image'), 'image is required, or build to build one');
   }
+  if (svc.pull_policy === 'build' && svc.build === undefined) ctx.error(at('pull_policy'), 'pull_policy "build" needs a build section');
 
   const container: ContainerSpec = defaultContainerSpec(image);
 
@@ -285,7 +293,7 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
     ...(dependencies.length ? { dependsOn: dependencies } : {}),
     x,
   };
-  return { name: `${ctx.stack}_${key}`, shortName: key, spec, labels };
+  return { name: `${ctx.stack}_${key}`, shortName: key, spec, labels, ...(build ? { build } : {}) };
 }
 
 /** CONSTRAINT_KEYS are the node attributes a placement constraint may test, as in Swarm. */

@@ -5,6 +5,7 @@
 
 import type { FileInput, ServiceSpec } from '../../api/types.js';
 import type { ErrorDetail } from '../../base/errors.js';
+import type { LocalBuild } from './build.js';
 
 /** ComposeReadOptions is everything readCompose needs besides the text, so the reader stays pure and testable with tables. */
 export interface ComposeReadOptions {
@@ -31,6 +32,8 @@ export interface ComposeService {
   spec: ServiceSpec;
   /** Service labels: deploy.labels plus baton.stack. */
   labels: Record<string, string>;
+  /** `build:`: spec.container.image is then the repository alone; the CLI packs the context and fills in the tag and spec.container.build. */
+  build?: LocalBuild;
 }
 
 /** ComposeResult carries every warning and error together; services is empty whenever errors is not, so nothing half-read is applied. */

@@ -49,6 +49,8 @@ export interface Timings {
   /** Store history kept for watchers (revisions older than this window are compacted). */
   compactIntervalMs: number;
   compactRetainRevisions: number;
+  /** A build context no service, revision or task names is deleted once it is this old (it covers an upload whose apply is still to come). */
+  blobGraceMs: number;
   /** How often a held watch stream gets a BOOKMARK with the current revision. */
   bookmarkIntervalMs: number;
   /** Drain: replacements in flight per service at once. */
@@ -105,6 +107,7 @@ export const DEFAULT_TIMINGS: Timings = {
   nodeDownAfterMs: 10_000,
   eventTtlMs: 60 * 60 * 1000,
   compactIntervalMs: 5 * 60 * 1000,
+  blobGraceMs: 60 * 60 * 1000,
   compactRetainRevisions: 10_000,
   bookmarkIntervalMs: 30_000,
   drainParallel: 2,

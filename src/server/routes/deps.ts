@@ -5,6 +5,7 @@
  */
 import type { ServerRecord } from '../heartbeats.js';
 import type { FileContents } from '../files.js';
+import type { Blobs } from '../blobs.js';
 import type { Election } from '../election.js';
 import { BlockList, isIP } from 'node:net';
 import type { FastifyRequest } from 'fastify';
@@ -64,6 +65,8 @@ export interface HttpDeps {
   election?: Election;
   /** Secret and config contents (sealed in the store). */
   files: FileContents;
+  /** Build contexts, as files every server keeps. */
+  blobs: Blobs;
   /** Servers sharing a store: every live server's name and URL (heartbeat replies and /info carry them). */
   servers?: () => Promise<ServerRecord[]>;
   /** Writes an online backup of the store to a file (a SQLite snapshot, whatever the backend) and returns its path. */

@@ -4,6 +4,7 @@
  * the task status subresource, where agents report (validated field by field,
  * and only for their own tasks, at addresses their node owns).
  */
+import { checkBuilds } from '../blobs.js';
 import { isIPv4 } from 'node:net';
 import { contains, parseCidr } from '../../base/cidr.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -122,6 +123,7 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
         body: objectBody,
         handler: async (_req, reply, { body }) => {
           const spec = await withFileHashes(ctx.registry, kind, validateObject(kind, body));
+          if (kind === serviceKind) await checkBuilds(deps.blobs, [{ path: 'spec.container', container: (spec as ServiceSpec).container }]);
           const obj = await ctx.registry.create(kind, { metadata: { name: body.metadata.name!, labels: body.metadata.labels }, spec, status: initialStatus(kind) });
           return reply.status(201).send(obj);
         },
@@ -134,6 +136,7 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
         body: objectBody,
         handler: async (_req, _reply, { params, body }) => {
           const spec = await withFileHashes(ctx.registry, kind, validateObject(kind, { spec: body.spec, metadata: { name: params.name } }));
+          if (kind === serviceKind) await checkBuilds(deps.blobs, [{ path: 'spec.container', container: (spec as ServiceSpec).container }]);
           return ctx.registry.update(kind, params.name, body.metadata.resourceVersion, { spec, labels: body.metadata.labels });
         },
       });

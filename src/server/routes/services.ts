@@ -12,6 +12,7 @@ import { fileInputSchema } from '../../api/schemas.js';
 import { filterNode, Snapshot, SpreadPlacer } from '../../scheduler/placement.js';
 import { pause, promote, restart, resume, rollback } from '../rollout.js';
 import { applyStack, previewPlacement, removeStack } from '../apply.js';
+import { checkBuilds } from '../blobs.js';
 import { recordEvent } from '../controllers/context.js';
 import type { AnyObject } from '../registry.js';
 import { defineRoute, flag, nameParam } from './route.js';
@@ -160,6 +161,7 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
     handler: async (_req, _reply, { params: { stack }, body }) => {
       // applyStack checks each spec against the service schema, listing every problem with its path.
       const services = body.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels ?? {} })) as ApplyRequest['services'];
+      await checkBuilds(deps.blobs, services.map((s, i) => ({ path: `services[${i}].spec.container`, container: s.spec?.container })));
       const res = await applyStack(ctx.registry, { stack, services, prune: !!body.prune, dryRun: !!body.dryRun, ...(body.secrets ? { secrets: body.secrets } : {}), ...(body.configs ? { configs: body.configs } : {}) }, deps.files);
       if (body.dryRun) {
         const changed = new Set(res.results.filter((r) => r.action === 'create' || r.action === 'update').map((r) => r.name));
