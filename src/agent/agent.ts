@@ -19,6 +19,7 @@
  * containers no task wants only after a successful sync with the server.
  */
 import { DEFAULT_RUN_DIR, TaskFiles } from './files.js';
+import { ImageBuilds } from './builds.js';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
@@ -43,7 +44,7 @@ import { isRevoked, NodeIdentity } from './identity.js';
 import { StatusReporter } from './status.js';
 import { EngineWatch } from './engineWatch.js';
 import { Adoption } from './adoption.js';
-import { LABEL_TASK } from './state.js';
+import { LABEL_CLUSTER, LABEL_TASK } from './state.js';
 import { NodeSession } from './session.js';
 import { UsageSampler } from './usage.js';
 import { TaskReconciler } from './reconciler.js';
@@ -89,6 +90,8 @@ export class Agent {
   private collector?: LogCollector;
   /** Secrets and configs as files (containers only: simulated tasks have no file system). */
   private files?: TaskFiles;
+  /** Images built for services with `build:` (drivers that build images). */
+  private builds?: ImageBuilds;
   private listener?: AgentListener;
   metrics?: Registry;
   /** This node's task network (tasks in namespaces of their own), once registered; or why there is none. */
@@ -173,6 +176,7 @@ export class Agent {
       networkChanged: () => this.syncIsolation(),
       networkError: () => this.networkError,
       files: () => this.files,
+      builds: () => this.builds,
       dns: (stack) => {
         if (!this.discovery || !this.network) return undefined;
         const domain = this.opts.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN;
@@ -217,6 +221,7 @@ export class Agent {
         this.listener = new AgentListener({ address: this.opts.address, port: this.opts.listenPort ?? 7950, node: this.name, tls: this.identity.creds, logs: this.logs, metrics: this.metrics });
         await this.listener.start();
       }
+      if (this.opts.driver.images) this.builds = new ImageBuilds(join(this.opts.dataDir, 'builds'), () => this.client, this.opts.driver.images, this.log, () => ({ [LABEL_CLUSTER]: this.state.clusterId }), this.opts.buildTimeoutMs);
       if (this.opts.driver.name !== 'sim') this.files = new TaskFiles(join(this.opts.runDir ?? DEFAULT_RUN_DIR, this.name, 'files'), this.name, () => this.client, this.log);
       await this.adoption.adopt();
       await this.registerOrRejoin();

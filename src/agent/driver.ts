@@ -4,7 +4,8 @@
  * scheduling. Docker is the driver today; a simulated driver (for thousands of
  * nodes in one process) and an exec driver implement the same interface later.
  */
-import type { ContainerSpec, ResourceSpec } from '../api/types.js';
+import type { Readable } from 'node:stream';
+import type { BuildSpec, ContainerSpec, ResourceSpec } from '../api/types.js';
 
 /** TaskConfig is everything a driver needs to start one task's container. */
 export interface TaskConfig {
@@ -133,8 +134,22 @@ export function volumeLabels(labels: Record<string, string>): Record<string, str
   return out;
 }
 
+/** ImageBuilder: a driver's images, for the services it builds (Compose `build:`). */
+export interface ImageBuilder {
+  /** has: whether the engine has the image. */
+  has(image: string): Promise<boolean>;
+  /**
+   * build makes `image` from a context archive, calling onStep with each
+   * step as it starts ("Step 2/5 : RUN ..."). A build that fails is a
+   * DriverError saying why in the builder's words.
+   */
+  build(image: string, context: Readable, build: BuildSpec, onStep: (step: string) => void, signal: AbortSignal): Promise<void>;
+}
+
 export interface Driver {
   readonly name: string;
+  /** The driver's images, when it builds them (Docker); the sim driver has none. */
+  readonly images?: ImageBuilder;
   /** Whether tasks really bind their host ports (so the agent trial-binds before handing one out); default true. */
   readonly bindsHostPorts?: boolean;
   /** ping reports whether the engine answers, and its version. Never throws. */

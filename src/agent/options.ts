@@ -46,6 +46,8 @@ export interface AgentOptions {
   /** The cluster domain (default cluster.local): `<service>.<stack>.svc.<domain>`. */
   clusterDomain?: string;
   pull: 'never' | 'missing' | 'always';
+  /** Bound on fetching a build context and building an image from it (default 30 minutes). */
+  buildTimeoutMs?: number;
   clock?: Clock;
   logger?: Logger;
   logLevel?: string;

@@ -7,6 +7,7 @@
  * endpoint is gone from the mesh) when told, and remove what nothing wants.
  */
 import type { TaskFiles } from './files.js';
+import type { ImageBuilds } from './builds.js';
 import type { Logger } from 'pino';
 import type { Task } from '../api/types.js';
 import { hasProbe, isTerminal, restartDelay } from '../api/types.js';
@@ -44,6 +45,8 @@ export interface ReconcilerDeps {
   networkChanged: () => void;
   /** Secrets and configs as files (undefined for simulated nodes). */
   files: () => TaskFiles | undefined;
+  /** Images of services built from a context (undefined for simulated nodes). */
+  builds: () => ImageBuilds | undefined;
   /** The resolv.conf of a task of this stack on the task network (the node's resolver), when the node runs one. */
   dns: (stack: string) => SandboxDns | undefined;
 }
@@ -226,6 +229,8 @@ export class TaskReconciler {
     let spec = task.spec.container;
     let sandbox: SandboxHandle | undefined;
     try {
+      // A built image is made on this node first (builds.ts); its steps are the task's progress.
+      await this.deps.builds()?.ensure(task, (m) => this.deps.status.report(task, local, 'preparing', m));
       if (bridged) {
         // Its own namespace (held by its sandbox, started again if the engine stopped it) and address; its container ports are its own.
         const net = await bridged.prepare(name, task.metadata.uid, labels, this.deps.dns(task.metadata.labels['baton.stack'] ?? ''));
@@ -255,7 +260,8 @@ export class TaskReconciler {
         resources: task.spec.resources,
         env,
         labels,
-        pullPolicy: task.spec.container.pullPolicy ?? this.opts.pull,
+        // A built image was just made here (or found): there is nothing to pull it from.
+        pullPolicy: task.spec.container.build ? 'never' : (task.spec.container.pullPolicy ?? this.opts.pull),
         ...(sandbox ? { sandbox } : {}),
       });
     } catch (e) {

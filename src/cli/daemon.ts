@@ -43,6 +43,7 @@ export interface AgentFlags {
   pull: string;
   dockerSocket?: string;
   engineTimeout?: string;
+  buildTimeout?: string;
   logLevel?: string;
   statusFlush?: string;
   resync?: string;
@@ -124,6 +125,7 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     logMaxAgeMs: durationFlag(f.logMaxAge, '--log-max-age'),
     statsIntervalMs: durationFlag(f.statsInterval, '--stats-interval'),
     deregisterMs: durationFlag(f.deregisterTimeout, '--deregister-timeout'),
+    buildTimeoutMs: durationFlag(f.buildTimeout, '--build-timeout'),
     name: f.name,
     address: f.address,
     dataDir: resolve(f.dataDir),

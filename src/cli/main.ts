@@ -4,12 +4,10 @@
  * non-zero exit (a stack trace only with BATON_DEBUG=1).
  */
 import { Command, Option } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve, basename } from 'node:path';
-import { ApiClient } from '../api/client.js';
+import { join } from 'node:path';
 import { endpointsKind, nodeKind, revisionKind, serviceColumnsWithVip, serviceKind, taskKind, eventKind } from '../api/kinds.js';
 import type { Endpoints, Node, Revision, SchedulingDecision, Service, Task } from '../api/types.js';
-import { isGlobal, isJob, isTerminal } from '../api/types.js';
+import { isJob, isTerminal } from '../api/types.js';
 import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
 import { VERSION } from '../base/version.js';
@@ -18,6 +16,7 @@ import { render, renderOne, table } from './output.js';
 import { addKindCommands, client, labelMap, out, withEtcdFlags, type Globals } from './common.js';
 import { registerFileCommands } from './fileCommands.js';
 import { registerStateCommands } from './stateCommands.js';
+import { converged, progress, registerApply } from './apply.js';
 import { DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_SIZE, DEFAULT_SERVICE_CIDR, MAX_NODE_CIDR_SIZE } from '../server/ipam.js';
 
 const CLUSTER_CIDR_HELP = "the IPv4 range every node's task range is taken from";
@@ -46,6 +45,7 @@ function addAgentFlags(c: Command, defaults: { portRange: string; address: strin
     .addOption(new Option('--pull <policy>', 'image pull policy').choices(['never', 'missing', 'always']).default('missing'))
     .option('--docker-socket <path>', 'Docker engine socket', '/var/run/docker.sock')
     .option('--engine-timeout <duration>', 'how long one engine call (not a stream) may take before it fails and its task is retried', '2m')
+    .option('--build-timeout <duration>', "how long fetching a service's build context and building its image may take", '30m')
     .option('--listen-port <port>', "the agent's HTTPS port on --address (the server reads logs there; /metrics for Prometheus)", '7950')
     .option('--log-max-size <bytes>', 'task output kept on this node, all tasks together', '100m')
     .option('--log-max-age <duration>', 'task output older than this is removed', '24h')
@@ -139,48 +139,7 @@ export function buildProgram(): Command {
     });
 
   // ------------------------------------------------------------ apply & stacks
-  program
-    .command('apply')
-    .description('create or update a stack from a Compose file, atomically')
-    .requiredOption('-f, --file <file>', 'Compose file')
-    .option('--stack <name>', 'stack name (default: the file\'s `name`, else its directory)')
-    .option('--dry-run', 'print what would change; change nothing')
-    .option('--prune', 'remove services of the stack that left the file')
-    .option('--wait', 'block until the stack has converged')
-    .option('--timeout <seconds>', 'with --wait, give up after this long', '300')
-    .option('--ignore-unsupported', 'turn "not supported" errors into warnings and drop those keys')
-    .action(async (o, cmd: Command) => {
-      const file = resolve(o.file);
-      if (!existsSync(file)) throw new BatonError('BATON_ERR_BAD_REQUEST', `${o.file}: no such file`);
-      const text = readFileSync(file, 'utf8');
-      const { parseDotEnv, readCompose } = await import('../manifest/compose/index.js');
-      const dotenv = join(dirname(file), '.env');
-      const env = { ...(existsSync(dotenv) ? parseDotEnv(readFileSync(dotenv, 'utf8')) : {}), ...process.env };
-      const r = readCompose(text, { fileName: basename(file), baseDir: dirname(file), env, stack: o.stack, ignoreUnsupported: !!o.ignoreUnsupported });
-      for (const w of r.warnings) process.stderr.write(`warning: ${o.file}: ${w.path}${w.line ? ` (line ${w.line})` : ''}: ${w.message}\n`);
-      if (r.errors.length) throw new BatonError('BATON_ERR_MANIFEST', `${o.file} has ${r.errors.length} error${r.errors.length > 1 ? 's' : ''}; nothing was applied`, r.errors);
-      const { api } = client(cmd);
-      const res = await api.apply(r.stack, {
-        services: r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels })),
-        prune: !!o.prune,
-        dryRun: !!o.dryRun,
-        ...(r.secrets.length ? { secrets: r.secrets } : {}),
-        ...(r.configs.length ? { configs: r.configs } : {}),
-      });
-      for (const f of res.files ?? []) out(o.dryRun ? `(dry run) would ${f.action} ${f.kind} ${f.name}` : `${f.action === 'create' ? 'created' : 'updated'} ${f.kind} ${f.name}`);
-      for (const x of res.results) {
-        const done = { create: 'created', update: 'updated', unchanged: 'unchanged', delete: 'deleted' }[x.action];
-        out(o.dryRun && x.action !== 'unchanged' ? `(dry run) would ${x.action} service ${x.name}` : `${done} service ${x.name}`);
-        for (const d of x.diff ?? []) out(`    ${d}`);
-        const pl = res.placement?.[x.name];
-        if (pl) {
-          const where = Object.entries(pl.nodes).sort(([a], [b]) => a.localeCompare(b)).map(([n, c]) => `${n}×${c}`);
-          if (where.length) out(`    would place: ${where.join(', ')}`);
-          for (const [why, c] of Object.entries(pl.pending)) out(`    would stay pending: ${c} × ${why}`);
-        }
-      }
-      if (o.wait && !o.dryRun) await waitStack(api, r.stack, r.services.map((s) => s.name), Number(o.timeout) * 1000);
-    });
+  registerApply(program);
 
   const stack = program.command('stack').description('manage stacks');
   stack
@@ -579,57 +538,6 @@ function formatExplanation(t: Task, x: Explanation): string {
 
 function sortTasks(ts: Task[]): Task[] {
   return [...ts].sort((a, b) => a.spec.serviceName.localeCompare(b.spec.serviceName) || a.spec.slot - b.spec.slot || b.metadata.creationTimestamp.localeCompare(a.metadata.creationTimestamp));
-}
-
-/** waitStack blocks until every service is observed at its generation with all replicas ready, printing progress. */
-/** progress: one service's state for --wait and rollout-status: ready count, and the rollout when one runs. */
-function progress(s: Service): string {
-  const want = isGlobal(s.spec) ? s.status.desired : s.spec.replicas;
-  const r = s.status.rollout;
-  const roll = r && r.state !== 'completed' ? `, ${r.state} ${r.updated}/${r.total}${r.failed ? ` (${r.failed} failed)` : ''}${r.message ? `: ${r.message}` : ''}` : '';
-  return `${s.metadata.name} ${s.status.ready ?? 0}/${want} ready${roll}`;
-}
-
-/** converged: observed at its generation, every replica ready, the rollout complete; failed: the rollout stopped or rolled back. */
-function converged(s: Service): 'yes' | 'no' | 'failed' {
-  const r = s.status.rollout;
-  if (s.status.observedGeneration < s.metadata.generation) return 'no';
-  // Rolled back by itself (not by hand), or stopped by failures.
-  if (r && ((r.state === 'rolled-back' && r.message?.startsWith('rolled back by itself')) || (r.state === 'paused' && r.failed > 0))) return 'failed';
-  const want = isGlobal(s.spec) ? s.status.desired : s.spec.replicas;
-  return s.status.ready === want && (!r || r.state === 'completed' || r.state === 'rolled-back') && !s.status.message ? 'yes' : 'no';
-}
-
-async function waitStack(api: ApiClient, stack: string, names: string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  const reported = new Set<string>();
-  while (Date.now() < deadline) {
-    const [svcs, tasks] = await Promise.all([api.services(), api.tasks()]);
-    const mine = svcs.items.filter((s: Service) => names.includes(s.metadata.name));
-    const line = mine.map(progress).join('; ');
-    if (line !== last) {
-      out(`waiting: ${line}`);
-      last = line;
-    }
-    for (const t of tasks.items) {
-      if (!names.includes(t.spec.serviceName) || t.spec.desiredState !== 'running') continue;
-      const why = t.status.error ?? (t.status.state === 'pending' ? t.status.pendingReason : undefined);
-      const key = `${t.metadata.name}:${t.status.state}:${why}`;
-      if (why && !reported.has(key)) {
-        reported.add(key);
-        out(`  ${t.metadata.name}: ${t.status.state}: ${why}`);
-      }
-    }
-    const failed = mine.filter((s) => converged(s) === 'failed');
-    if (failed.length) throw new BatonError('BATON_ERR_CONFLICT', `the rollout of ${failed.map((s) => `${s.metadata.name} ${s.status.rollout!.state}: ${s.status.rollout!.message ?? ''}`).join('; ')} (baton service history, baton events --service NAME)`);
-    if (mine.length === names.length && mine.every((s) => converged(s) === 'yes')) {
-      out(`stack ${stack} converged`);
-      return;
-    }
-    await sleep(500);
-  }
-  throw new BatonError('BATON_ERR_UNAVAILABLE', `stack ${stack} did not converge within ${Math.round(timeoutMs / 1000)} s (last: ${last})`);
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -10,10 +10,17 @@
  *
  * Start order: `depends_on: {db: {condition: service_healthy}}` places web's
  * task only once db is healthy, and says what it waits for meanwhile.
+ *
+ * Build: a service with `build:` and no image is built on its node from the
+ * context `baton apply` uploaded (.dockerignore honoured, build args passed,
+ * RUN steps run), tagged `<stack>_<service>:<hash>`, and serves what its
+ * Dockerfile copied; apply shows the steps; the same context is not built
+ * again; a changed file rolls the service onto a new image; a failing step
+ * fails the apply with the builder's words.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { serviceKind } from '../../src/api/kinds.js';
@@ -175,4 +182,76 @@ configs:
     expect(Date.parse(web.status.startedAt!)).toBeGreaterThanOrEqual(Date.parse(db!.status.readyAt!));
     expect((await c.baton(['stack', 'rm', 'dep'])).code).toBe(0);
   }, 120_000);
+
+  it('builds a service from its context on its node, and it serves what the Dockerfile copied', async () => {
+    const ctx = join(c.dir, 'shop');
+    mkdirSync(join(ctx, 'web', 'www'), { recursive: true });
+    writeFile(join(ctx, 'web'), 'Dockerfile', `FROM ${TEST_IMAGE}
+ARG GREETING=none
+COPY www /www
+RUN echo "$GREETING" > /www/greeting.txt
+CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]
+`);
+    writeFile(join(ctx, 'web', 'www'), 'index.html', '<h1>built by baton</h1>\n');
+    writeFile(join(ctx, 'web', 'www'), 'notes.secret', 'not for the image\n');
+    writeFile(join(ctx, 'web'), '.dockerignore', '**/*.secret\n');
+    const yaml = `name: shop
+services:
+  web:
+    build:
+      context: ./web
+      args: {GREETING: hello}
+    deploy:
+      placement: {constraints: ["node.name == n3"]}
+`;
+    const file = writeFile(ctx, 'compose.yaml', yaml);
+    const first = await c.baton(['apply', '-f', file]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/uploaded build context [0-9a-f]{12} \(\d+ KiB, 3 files\)/);
+    // Its steps as the node runs them (the CLI shows what it sees each time it looks).
+    expect(first.stdout).toMatch(/shop_web\.1\.[0-9a-f]+ on n3: building image shop_web:[0-9a-f]{12}: Step \d+\/\d+ : /);
+    const image = /built (shop_web:[0-9a-f]{12})/.exec(first.stdout)![1]!;
+
+    const t = await eventually(async () => {
+      const [x] = live(await c.tasksOf('shop_web'));
+      expect(x?.status.containerId).toBeDefined();
+      return x!;
+    }, 5 * 10_000);
+    expect(t.spec.nodeName).toBe('n3');
+    expect(t.spec.container.image).toBe(image);
+    const id = t.status.containerId!;
+    expect(await sh(id, 'wget -qO- http://127.0.0.1:8080/index.html')).toBe('<h1>built by baton</h1>');
+    expect(await sh(id, 'cat /www/greeting.txt')).toBe('hello');
+    expect(await sh(id, 'ls /www')).not.toContain('notes.secret');
+    // On the node's engine, with the cluster's label.
+    const labels = JSON.parse(await docker(['image', 'inspect', image, '--format', '{{json .Config.Labels}}'])) as Record<string, string>;
+    expect(labels).toMatchObject({ 'baton.cluster': c.clusterId });
+
+    // The same file again: nothing to upload, build or roll.
+    const again = await c.baton(['apply', '-f', file]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain('unchanged service shop_web');
+    expect(again.stdout).not.toMatch(/uploaded|building/);
+
+    // A changed file is a new context, a new image, and a rollout onto it.
+    writeFile(join(ctx, 'web', 'www'), 'index.html', '<h1>built again</h1>\n');
+    const changed = await c.baton(['apply', '-f', file]);
+    expect(changed.code, changed.stderr).toBe(0);
+    const image2 = /built (shop_web:[0-9a-f]{12})/.exec(changed.stdout)![1]!;
+    expect(image2).not.toBe(image);
+    const t2 = await eventually(async () => {
+      const [x] = live(await c.tasksOf('shop_web')).filter((y) => y.spec.container.image === image2);
+      expect(x?.status.containerId).toBeDefined();
+      return x!;
+    }, 5 * 10_000);
+    expect(await sh(t2.status.containerId!, 'wget -qO- http://127.0.0.1:8080/index.html')).toBe('<h1>built again</h1>');
+
+    // A step that fails: the apply says which and why.
+    writeFile(join(ctx, 'web'), 'Dockerfile', `FROM ${TEST_IMAGE}\nRUN echo broken; exit 3\n`);
+    const broken = await c.baton(['apply', '-f', file]);
+    expect(broken.code).not.toBe(0);
+    expect(broken.stderr).toMatch(/the image of shop_web did not build on n3: building shop_web:[0-9a-f]{12}: The command '\/bin\/sh -c echo broken; exit 3' returned a non-zero code: 3/);
+    expect((await c.baton(['stack', 'rm', 'shop'])).code).toBe(0);
+    await eventually(async () => expect(await c.running('shop_web')).toEqual([]), 30_000);
+  }, 180_000);
 });

@@ -9,10 +9,11 @@
  * engine connection with its bounded calls and error mapping (engine.ts),
  * names and handles (handles.ts), the create request (containerBody.ts), a
  * container's start/wait/stop/removal (lifecycle.ts), images and pulls
- * (images.ts), volumes (volumes.ts), exec (exec.ts), usage (stats.ts), the
+ * (images.ts), builds (build.ts), volumes (volumes.ts), exec (exec.ts), usage (stats.ts), the
  * log stream (logStream.ts), the event stream (events.ts) and sandboxes
  * (sandbox.ts).
  */
+import { DockerImages } from './build.js';
 import type Docker from 'dockerode';
 import { PAUSE_LABEL } from '../net/pauseImage.js';
 import type {
@@ -75,12 +76,15 @@ export class DockerDriver implements Driver {
   private readonly usage: StatsReader;
   /** The pause image, once ensured on this engine (sandboxes). */
   private pauseImage?: Promise<void>;
+  /** Built images (build.ts). */
+  readonly images: DockerImages;
 
   constructor(opts: DockerDriverOptions = {}) {
     this.pullTimeoutMs = opts.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
     this.engine = new DockerEngine(opts.socketPath ?? DEFAULT_SOCKET, opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
     this.eventStreams = new EngineEvents(this.engine);
     this.usage = new StatsReader(this.engine);
+    this.images = new DockerImages(this.engine);
   }
 
   ping(): Promise<EngineInfo> {

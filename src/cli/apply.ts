@@ -1,0 +1,210 @@
+/**
+ * `baton apply -f FILE`: a Compose file in, one atomic apply out.
+ *
+ * 1. The reader translates the file (manifest/compose); any error and
+ *    nothing is sent.
+ * 2. Services with `build:` have their contexts packed (buildContext.ts),
+ *    named by digest and tagged by their build's hash (api/build.ts), and
+ *    uploaded unless a server has them already.
+ * 3. The apply itself: services, secrets and configs in one txn.
+ * 4. When a built service changed, the nodes build its image: apply shows
+ *    each task's build progress until its container starts, and a build's
+ *    error as the reason apply fails (`--detach` leaves at once).
+ * 5. `--wait`: until the stack has converged.
+ */
+import type { Command } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { ApiClient } from '../api/client.js';
+import { buildImage } from '../api/build.js';
+import { isGlobal, type BuildSpec, type Service, type Task } from '../api/types.js';
+import { BatonError } from '../base/errors.js';
+import { sleep } from '../base/clock.js';
+import type { ComposeService } from '../manifest/compose/index.js';
+import { packContext, type PackedContext } from './buildContext.js';
+import { client, out } from './common.js';
+
+export function registerApply(program: Command): void {
+  program
+    .command('apply')
+    .description('create or update a stack from a Compose file, atomically')
+    .requiredOption('-f, --file <file>', 'Compose file')
+    .option('--stack <name>', "stack name (default: the file's `name`, else its directory)")
+    .option('--dry-run', 'print what would change; change nothing')
+    .option('--prune', 'remove services of the stack that left the file')
+    .option('--wait', 'block until the stack has converged')
+    .option('--timeout <seconds>', 'with --wait, and for builds, give up after this long', '300')
+    .option('--detach', "do not follow the builds of built services' images")
+    .option('--ignore-unsupported', 'turn "not supported" errors into warnings and drop those keys')
+    .action(async (o, cmd: Command) => {
+      const file = resolve(o.file);
+      if (!existsSync(file)) throw new BatonError('BATON_ERR_BAD_REQUEST', `${o.file}: no such file`);
+      const text = readFileSync(file, 'utf8');
+      const { parseDotEnv, readCompose } = await import('../manifest/compose/index.js');
+      const dotenv = join(dirname(file), '.env');
+      const env = { ...(existsSync(dotenv) ? parseDotEnv(readFileSync(dotenv, 'utf8')) : {}), ...process.env };
+      const r = readCompose(text, { fileName: basename(file), baseDir: dirname(file), env, stack: o.stack, ignoreUnsupported: !!o.ignoreUnsupported });
+      for (const w of r.warnings) process.stderr.write(`warning: ${o.file}: ${w.path}${w.line ? ` (line ${w.line})` : ''}: ${w.message}\n`);
+      if (r.errors.length) throw new BatonError('BATON_ERR_MANIFEST', `${o.file} has ${r.errors.length} error${r.errors.length > 1 ? 's' : ''}; nothing was applied`, r.errors);
+      const { api } = client(cmd);
+      await prepareBuilds(api, r.services);
+      const res = await api.apply(r.stack, {
+        services: r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels })),
+        prune: !!o.prune,
+        dryRun: !!o.dryRun,
+        ...(r.secrets.length ? { secrets: r.secrets } : {}),
+        ...(r.configs.length ? { configs: r.configs } : {}),
+      });
+      for (const f of res.files ?? []) out(o.dryRun ? `(dry run) would ${f.action} ${f.kind} ${f.name}` : `${f.action === 'create' ? 'created' : 'updated'} ${f.kind} ${f.name}`);
+      for (const x of res.results) {
+        const done = { create: 'created', update: 'updated', unchanged: 'unchanged', delete: 'deleted' }[x.action];
+        out(o.dryRun && x.action !== 'unchanged' ? `(dry run) would ${x.action} service ${x.name}` : `${done} service ${x.name}`);
+        for (const d of x.diff ?? []) out(`    ${d}`);
+        const pl = res.placement?.[x.name];
+        if (pl) {
+          const where = Object.entries(pl.nodes)
+            .sort(([a], [b]) => a.localeCompare(b))
+            .map(([n, c]) => `${n}×${c}`);
+          if (where.length) out(`    would place: ${where.join(', ')}`);
+          for (const [why, c] of Object.entries(pl.pending)) out(`    would stay pending: ${c} × ${why}`);
+        }
+      }
+      const timeoutMs = Number(o.timeout) * 1000;
+      if (!o.dryRun && !o.detach) {
+        const changed = new Set(res.results.filter((x) => x.action === 'create' || x.action === 'update').map((x) => x.name));
+        const built = r.services.filter((s) => s.spec.container.build && changed.has(s.name));
+        if (built.length) await followBuilds(api, built.map((s) => ({ name: s.name, image: s.spec.container.image })), timeoutMs);
+      }
+      if (o.wait && !o.dryRun) await waitStack(api, r.stack, r.services.map((s) => s.name), timeoutMs);
+    });
+}
+
+/**
+ * prepareBuilds packs each built service's context, names its image by its
+ * build's hash, and uploads each context no server has yet (a context two
+ * services share goes once).
+ */
+async function prepareBuilds(api: ApiClient, services: ComposeService[]): Promise<void> {
+  const packed = new Map<string, PackedContext>();
+  for (const s of services) {
+    const b = s.build;
+    if (!b) continue;
+    const p = await packContext(b);
+    const spec: BuildSpec = {
+      context: p.digest,
+      size: p.data.length,
+      dockerfile: p.dockerfile,
+      args: b.args,
+      labels: b.labels,
+      ...(b.target ? { target: b.target } : {}),
+      ...(b.network ? { network: b.network } : {}),
+      ...(b.noCache ? { noCache: true } : {}),
+      ...(b.pull ? { pull: true } : {}),
+      ...(b.extraHosts ? { extraHosts: b.extraHosts } : {}),
+    };
+    s.spec.container = { ...s.spec.container, build: spec, image: buildImage(s.name, spec) };
+    packed.set(p.digest, p);
+  }
+  for (const p of packed.values()) {
+    const have = await api.blobStat(p.digest).catch((e) => {
+      if (e instanceof BatonError && e.code === 'BATON_ERR_NOT_FOUND') return undefined;
+      throw e;
+    });
+    if (have) continue;
+    await api.putBlob(p.digest, p.data);
+    out(`uploaded build context ${p.digest.slice(7, 19)} (${size(p.data.length)}, ${p.files} files)`);
+  }
+}
+
+function size(bytes: number): string {
+  return bytes < 1024 * 1024 ? `${Math.max(1, Math.round(bytes / 1024))} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+/** Task states past the build: its container was created. */
+const BUILT_STATES = new Set(['starting', 'running', 'complete']);
+
+/**
+ * followBuilds prints the build progress of the tasks of built services
+ * (their status messages while they prepare) until every one of them has a
+ * task whose container started; a task rejected while building fails it
+ * with the builder's words.
+ */
+async function followBuilds(api: ApiClient, services: { name: string; image: string }[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const said = new Map<string, string>();
+  const waiting = new Set(services.map((s) => s.name));
+  const images = new Map(services.map((s) => [s.name, s.image]));
+  while (waiting.size) {
+    if (Date.now() > deadline) throw new BatonError('BATON_ERR_UNAVAILABLE', `the images of ${[...waiting].join(', ')} were not built within ${Math.round(timeoutMs / 1000)} s (baton service ps shows where they are)`);
+    const tasks = (await api.tasks()).items.filter((t: Task) => waiting.has(t.spec.serviceName) && t.spec.container.image === images.get(t.spec.serviceName));
+    for (const t of tasks) {
+      const where = `${t.metadata.name}${t.spec.nodeName ? ` on ${t.spec.nodeName}` : ''}`;
+      const m = t.status.state === 'preparing' ? t.status.message : t.status.state === 'rejected' ? `${t.status.message}: ${t.status.error ?? ''}` : '';
+      if (m && said.get(t.metadata.name) !== m) {
+        said.set(t.metadata.name, m);
+        out(`  ${where}: ${m}`);
+      }
+      if (t.status.state === 'rejected' && /\bbuild/.test(`${t.status.error ?? ''}`)) {
+        throw new BatonError('BATON_ERR_CONFLICT', `the image of ${t.spec.serviceName} did not build on ${t.spec.nodeName ?? 'its node'}: ${t.status.error}; the stack was applied, and the node tries again with backoff: fix the build and apply again`);
+      }
+    }
+    for (const name of [...waiting]) {
+      if (tasks.some((t) => t.spec.serviceName === name && BUILT_STATES.has(t.status.state))) {
+        waiting.delete(name);
+        out(`built ${images.get(name)}`);
+      }
+    }
+    if (waiting.size) await sleep(300);
+  }
+}
+
+/** progress: one service's state for --wait and rollout-status: ready count, and the rollout when one runs. */
+export function progress(s: Service): string {
+  const want = isGlobal(s.spec) ? s.status.desired : s.spec.replicas;
+  const r = s.status.rollout;
+  const roll = r && r.state !== 'completed' ? `, ${r.state} ${r.updated}/${r.total}${r.failed ? ` (${r.failed} failed)` : ''}${r.message ? `: ${r.message}` : ''}` : '';
+  return `${s.metadata.name} ${s.status.ready ?? 0}/${want} ready${roll}`;
+}
+
+/** converged: observed at its generation, every replica ready, the rollout complete; failed: the rollout stopped or rolled back. */
+export function converged(s: Service): 'yes' | 'no' | 'failed' {
+  const r = s.status.rollout;
+  if (s.status.observedGeneration < s.metadata.generation) return 'no';
+  // Rolled back by itself (not by hand), or stopped by failures.
+  if (r && ((r.state === 'rolled-back' && r.message?.startsWith('rolled back by itself')) || (r.state === 'paused' && r.failed > 0))) return 'failed';
+  const want = isGlobal(s.spec) ? s.status.desired : s.spec.replicas;
+  return s.status.ready === want && (!r || r.state === 'completed' || r.state === 'rolled-back') && !s.status.message ? 'yes' : 'no';
+}
+
+/** waitStack blocks until every service is observed at its generation with all replicas ready, printing progress. */
+async function waitStack(api: ApiClient, stack: string, names: string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  const reported = new Set<string>();
+  while (Date.now() < deadline) {
+    const [svcs, tasks] = await Promise.all([api.services(), api.tasks()]);
+    const mine = svcs.items.filter((s: Service) => names.includes(s.metadata.name));
+    const line = mine.map(progress).join('; ');
+    if (line !== last) {
+      out(`waiting: ${line}`);
+      last = line;
+    }
+    for (const t of tasks.items) {
+      if (!names.includes(t.spec.serviceName) || t.spec.desiredState !== 'running') continue;
+      const why = t.status.error ?? (t.status.state === 'pending' ? t.status.pendingReason : undefined);
+      const key = `${t.metadata.name}:${t.status.state}:${why}`;
+      if (why && !reported.has(key)) {
+        reported.add(key);
+        out(`  ${t.metadata.name}: ${t.status.state}: ${why}`);
+      }
+    }
+    const failed = mine.filter((s) => converged(s) === 'failed');
+    if (failed.length) throw new BatonError('BATON_ERR_CONFLICT', `the rollout of ${failed.map((s) => `${s.metadata.name} ${s.status.rollout!.state}: ${s.status.rollout!.message ?? ''}`).join('; ')} (baton service history, baton events --service NAME)`);
+    if (mine.length === names.length && mine.every((s) => converged(s) === 'yes')) {
+      out(`stack ${stack} converged`);
+      return;
+    }
+    await sleep(500);
+  }
+  throw new BatonError('BATON_ERR_UNAVAILABLE', `stack ${stack} did not converge within ${Math.round(timeoutMs / 1000)} s (last: ${last})`);
+}
