@@ -68,6 +68,10 @@ describe('ClusterNames', () => {
     ['cache.other.svc.cluster.local', SHARED_DEMO, a('10.96.0.21')],
     ['api.demo.svc.cluster.local', OTHER, NX],
     ['web.demo.svc.cluster.local', DEMO, a('10.42.0.3', '10.42.0.4')],
+    // An alias has the Kubernetes form too (a Kubernetes Service's name), on the network that carries it.
+    ['backend.demo.svc.cluster.local', DEMO, a('10.96.0.10')],
+    ['backend.other.svc.cluster.local', OTHER, a('10.96.0.20')],
+    ['backend.demo.svc.cluster.local', OTHER, NX],
     // Case and the trailing dot do not matter.
     ['API.', DEMO, a('10.96.0.10')],
     ['Tasks.Demo_API', DEMO, a('10.42.0.2', '10.42.1.2')],

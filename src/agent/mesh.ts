@@ -101,9 +101,16 @@ interface UdpListening {
 interface VipProxy {
   server: Server;
   service: string;
+  /** The VIP's port, and the container port it reaches (the same unless the service maps it: vipPorts). */
+  vipPort: number;
   target: number;
   /** Known once it listens. */
   port?: number;
+}
+
+/** vipPairs: every TCP port of a service's VIP with the container port it reaches. */
+function vipPairs(e: { targets: number[]; vipPorts?: { port: number; target: number }[] }): [number, number][] {
+  return [...e.targets.map((t) => [t, t] as [number, number]), ...(e.vipPorts ?? []).map((v) => [v.port, v.target] as [number, number])];
 }
 
 export class Mesh {
@@ -321,9 +328,10 @@ export class Mesh {
     const net = this.opts.taskNetwork;
     if (!net) return [];
     const out: KernelRoute[] = [];
-    const proxies: [{ service: string; target: number }, number | undefined, 'udp' | undefined][] = [
+    // Each: the service, its VIP's port, the container port it reaches, where this mesh's proxy listens, the protocol.
+    const proxies: [{ service: string; vipPort: number; target: number }, number | undefined, 'udp' | undefined][] = [
       ...[...this.vipProxies.values()].map((p) => [p, p.port, undefined] as [VipProxy, number | undefined, undefined]),
-      ...[...this.udpVipProxies.values()].map((p) => [p, p.relay.port, 'udp'] as [UdpListening, number | undefined, 'udp']),
+      ...[...this.udpVipProxies.values()].map((p) => [{ service: p.service, vipPort: p.target, target: p.target }, p.relay.port, 'udp'] as [{ service: string; vipPort: number; target: number }, number | undefined, 'udp']),
     ];
     for (const [p, port, protocol] of proxies) {
       const r = this.routes.get(p.service);
@@ -334,7 +342,7 @@ export class Mesh {
         if (port === undefined) continue;
         endpoints.push({ task: '', address: net.gateway, port });
       }
-      out.push({ service: p.service, address: vip, port: p.target, iif: net.bridge, endpoints, ...(protocol ? { protocol } : {}) });
+      out.push({ service: p.service, address: vip, port: p.vipPort, iif: net.bridge, endpoints, ...(protocol ? { protocol } : {}) });
     }
     return out;
   }
@@ -431,7 +439,7 @@ export class Mesh {
       (p.protocol === 'udp' ? wantUdp : want).set(key, p.target);
       if (at !== this.opts.address) userspace.add(key);
     }
-    if (vip) for (const t of e.spec.targets) want.set(`${vip}:${t}`, t);
+    if (vip) for (const [port, t] of vipPairs(e.spec)) want.set(`${vip}:${port}`, t);
     if (vip) for (const t of e.spec.udpTargets ?? []) wantUdp.set(`${vip}:${t}`, t);
     for (const [key, l] of this.listening) {
       if (l.service === name && want.get(key) !== l.target) {
@@ -458,14 +466,14 @@ export class Mesh {
       }
     }
     for (const t of udpVip) if (!this.udpVipProxies.has(`${name}:${t}`)) this.listenUdp(this.udpVipProxies, `${name}:${t}`, this.opts.taskNetwork!.gateway, 0, name, t, true);
-    const vipTargets = new Set(this.opts.taskNetwork && e.spec.vip ? e.spec.targets : []);
+    const vipTargets = new Map(this.opts.taskNetwork && e.spec.vip ? vipPairs(e.spec) : []);
     for (const [key, p] of this.vipProxies) {
-      if (p.service === name && !vipTargets.has(p.target)) {
+      if (p.service === name && vipTargets.get(p.vipPort) !== p.target) {
         p.server.close();
         this.vipProxies.delete(key);
       }
     }
-    for (const t of vipTargets) if (!this.vipProxies.has(`${name}:${t}`)) this.listenVip(name, t);
+    for (const [port, t] of vipTargets) if (!this.vipProxies.has(`${name}:${port}`)) this.listenVip(name, port, t);
     // Held connections go as soon as there is somewhere to go.
     if (e.spec.endpoints.length) for (const w of [...r.waiters]) w();
     // Counters of endpoints long gone (and idle) are dropped.
@@ -537,16 +545,16 @@ export class Mesh {
     this.listening.set(key, { server, service, target, ...(userspace ? { userspace } : {}) });
   }
 
-  /** listenVip starts a VIP's proxy for one container port on the gateway; once it listens, the kernel rules send there. */
-  private listenVip(service: string, target: number): void {
-    const key = `${service}:${target}`;
+  /** listenVip starts a VIP's proxy for one of its ports (reaching container port target) on the gateway; once it listens, the kernel rules send there. */
+  private listenVip(service: string, vipPort: number, target: number): void {
+    const key = `${service}:${vipPort}`;
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (sock) => {
       // The kernel path checks the networks at the task a connection reaches (netTable.ts); this path, at the proxy.
       const spec = this.routes.get(service)?.spec;
       if (spec && this.opts.admit && !this.opts.admit(sock.remoteAddress ?? '', spec)) return void sock.destroy();
       proxyConnection(this.proxyContext, sock, service, target);
     });
-    const proxy: VipProxy = { server, service, target };
+    const proxy: VipProxy = { server, service, vipPort, target };
     server.on('error', (err: Error & { code?: string }) => {
       this.opts.log.warn({ service, target, err: err.code ?? err.message }, 'routing mesh cannot serve a service VIP to this node\'s tasks');
       if (this.vipProxies.get(key) === proxy) this.vipProxies.delete(key);

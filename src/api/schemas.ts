@@ -126,6 +126,10 @@ export const serviceSpecSchema = z.object({
     }),
   ),
   expose: z.array(z.number().int().min(1).max(65535)),
+  vipPorts: z
+    .array(z.object({ port, target: port }).strict())
+    .max(1024)
+    .optional(),
   networks: z
     .array(z.object({ name: networkNameSchema, aliases: z.array(dnsNameSchema).max(MAX_NETWORK_ALIASES) }))
     .max(MAX_SERVICE_NETWORKS)

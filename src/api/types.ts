@@ -339,6 +339,12 @@ export interface ServiceSpec {
   /** Ports reachable by other tasks only (Compose `expose`). */
   expose: number[];
   /**
+   * More ports of the service's VIP, each answered by a container port
+   * (a Kubernetes Service's `port: 80, targetPort: 8080`); the VIP also
+   * serves every container port of `ports` and `expose` as itself. TCP.
+   */
+  vipPorts?: VipPort[];
+  /**
    * The networks its tasks join (Compose `networks:`), by full name
    * (`<stack>_<key>`, or an external network's own name), with the extra
    * names it answers to on each. Empty: its stack's default network
@@ -378,6 +384,13 @@ export interface Dependency {
   condition: 'service_started' | 'service_healthy' | 'service_completed_successfully';
   /** false: a dependency that is not deployed is not waited for. */
   required: boolean;
+}
+
+export interface VipPort {
+  /** The port on the VIP. */
+  port: number;
+  /** The container port it reaches (one of the service's targets). */
+  target: number;
 }
 
 export interface ServiceNetwork {
@@ -693,6 +706,8 @@ export interface EndpointsSpec {
   targets: number[];
   /** Container UDP ports the mesh serves on the service's VIP (its UDP ports); absent when none. */
   udpTargets?: number[];
+  /** More VIP ports, each reaching one of the targets (ServiceSpec.vipPorts); absent when none. */
+  vipPorts?: VipPort[];
   lb: LbSpec;
   /** Ready tasks, by task name. */
   endpoints: EndpointAddress[];

@@ -105,7 +105,11 @@ export class ClusterNames {
       if (s.stack !== '') add(`${s.shortName}.${s.stack}.svc${this.suffix}`, { rank: Rank.Full, networks, addresses: service });
       for (const n of s.networks) {
         const on = new Set([n.name]);
-        for (const alias of n.aliases) add(alias, { rank: Rank.Alias, networks: on, addresses: service });
+        for (const alias of n.aliases) {
+          add(alias, { rank: Rank.Alias, networks: on, addresses: service });
+          // An alias is a name of the service in its stack (a Kubernetes Service's name): its Kubernetes form too.
+          if (s.stack !== '') add(`${alias}.${s.stack}.svc${this.suffix}`, { rank: Rank.Full, networks: on, addresses: service });
+        }
       }
     }
     this.names = names;

@@ -40,6 +40,7 @@ export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSp
   if (!hasEndpoints(svc)) return undefined;
   const targets = [...new Set([...s.ports.filter((p) => p.protocol !== 'udp').map((p) => p.target), ...s.expose])].sort((a, b) => a - b);
   const udpTargets = [...new Set(s.ports.filter((p) => p.protocol === 'udp').map((p) => p.target))].sort((a, b) => a - b);
+  const vipPorts = (s.vipPorts ?? []).filter((v) => targets.includes(v.target) && !targets.includes(v.port)).sort((a, b) => a.port - b.port);
   const endpoints = tasks
     // Without a port to route, an endpoint matters only for its address of its own (DNS): a simulated node's tasks have none, and a service of 100,000 of them stays an empty list.
     .filter((t) => t.spec.desiredState === 'running' && isTaskReady(t) && t.status.hostIP && t.spec.nodeName && (targets.length > 0 || udpTargets.length > 0 || t.status.taskIP))
@@ -61,6 +62,8 @@ export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSp
       .map((p) => ({ published: p.published!, target: p.target, ...(p.protocol === 'udp' ? { protocol: 'udp' as const } : {}), ...(p.hostIP !== undefined ? { hostIP: p.hostIP } : {}) })),
     targets,
     ...(udpTargets.length ? { udpTargets } : {}),
+    // A VIP port reaches a container port the service serves; one that names another is left out, as is one that is a target itself.
+    ...(vipPorts.length ? { vipPorts } : {}),
     lb: { ...DEFAULT_LB, ...(s.x.lb as Partial<LbSpec> | undefined) },
     endpoints,
   };
