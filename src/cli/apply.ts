@@ -1,8 +1,10 @@
 /**
- * `baton apply -f FILE`: a Compose file in, one atomic apply out.
+ * `baton apply -f FILE|DIR`: a Compose file or Kubernetes manifests in, one
+ * atomic apply out.
  *
- * 1. The reader translates the file (manifest/compose); any error and
- *    nothing is sent.
+ * 1. The reader translates the file (manifest/compose, or
+ *    manifest/kubernetes for manifests, told apart by content); any error
+ *    and nothing is sent.
  * 2. Services with `build:` have their contexts packed (buildContext.ts),
  *    named by digest and tagged by their build's hash (api/build.ts), and
  *    uploaded unless a server has them already.
@@ -13,37 +15,33 @@
  * 5. `--wait`: until the stack has converged.
  */
 import type { Command } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ApiClient } from '../api/client.js';
 import { buildImage } from '../api/build.js';
 import { isGlobal, type BuildSpec, type Service, type Task } from '../api/types.js';
 import { BatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
-import type { ComposeService } from '../manifest/compose/index.js';
+import type { ComposeResult, ComposeService } from '../manifest/compose/index.js';
 import { packContext, type PackedContext } from './buildContext.js';
 import { client, out } from './common.js';
 
 export function registerApply(program: Command): void {
   program
     .command('apply')
-    .description('create or update a stack from a Compose file, atomically')
-    .requiredOption('-f, --file <file>', 'Compose file')
-    .option('--stack <name>', "stack name (default: the file's `name`, else its directory)")
+    .description('create or update a stack from a Compose file or Kubernetes manifests, atomically')
+    .requiredOption('-f, --file <path>', 'a Compose file, a file of Kubernetes manifests, or a directory of them')
+    .option('--stack <name>', "stack name (default: the Compose file's `name`, else its directory; the manifests' namespace, else default)")
     .option('--dry-run', 'print what would change; change nothing')
     .option('--prune', 'remove services of the stack that left the file')
     .option('--wait', 'block until the stack has converged')
     .option('--timeout <seconds>', 'with --wait, and for builds, give up after this long', '300')
     .option('--detach', "do not follow the builds of built services' images")
+    .option('--profile <name...>', 'enable a Compose profile (repeatable; or COMPOSE_PROFILES, comma-separated): services with profiles are deployed only when one is enabled')
     .option('--ignore-unsupported', 'turn "not supported" errors into warnings and drop those keys')
     .action(async (o, cmd: Command) => {
-      const file = resolve(o.file);
-      if (!existsSync(file)) throw new BatonError('BATON_ERR_BAD_REQUEST', `${o.file}: no such file`);
-      const text = readFileSync(file, 'utf8');
-      const { parseDotEnv, readCompose } = await import('../manifest/compose/index.js');
-      const dotenv = join(dirname(file), '.env');
-      const env = { ...(existsSync(dotenv) ? parseDotEnv(readFileSync(dotenv, 'utf8')) : {}), ...process.env };
-      const r = readCompose(text, { fileName: basename(file), baseDir: dirname(file), env, stack: o.stack, ignoreUnsupported: !!o.ignoreUnsupported });
+      const profiles = [...(o.profile ?? []), ...(process.env.COMPOSE_PROFILES ?? '').split(',').map((p) => p.trim()).filter(Boolean)];
+      const r = await readManifests(o.file, { stack: o.stack, ignoreUnsupported: !!o.ignoreUnsupported, profiles });
       for (const w of r.warnings) process.stderr.write(`warning: ${o.file}: ${w.path}${w.line ? ` (line ${w.line})` : ''}: ${w.message}\n`);
       if (r.errors.length) throw new BatonError('BATON_ERR_MANIFEST', `${o.file} has ${r.errors.length} error${r.errors.length > 1 ? 's' : ''}; nothing was applied`, r.errors);
       const { api } = client(cmd);
@@ -77,6 +75,32 @@ export function registerApply(program: Command): void {
       }
       if (o.wait && !o.dryRun) await waitStack(api, r.stack, r.services.map((s) => s.name), timeoutMs);
     });
+}
+
+/**
+ * readManifests reads what `-f` names: a Compose file, a file of
+ * Kubernetes manifests (told apart by content: a document with apiVersion
+ * and kind), or a directory of Kubernetes manifests (its *.yaml, *.yml and
+ * *.json files, in name order, as one apply).
+ */
+export async function readManifests(path: string, o: { stack?: string; ignoreUnsupported: boolean; profiles?: string[] }): Promise<ComposeResult> {
+  const file = resolve(path);
+  if (!existsSync(file)) throw new BatonError('BATON_ERR_BAD_REQUEST', `${path}: no such file or directory`);
+  const k8s = await import('../manifest/kubernetes/index.js');
+  if (statSync(file).isDirectory()) {
+    const names = readdirSync(file).filter((n) => /\.(ya?ml|json)$/i.test(n) && statSync(join(file, n)).isFile()).sort();
+    if (!names.length) throw new BatonError('BATON_ERR_BAD_REQUEST', `${path}: a directory of Kubernetes manifests, but it holds no .yaml, .yml or .json file`);
+    const files = names.map((n) => ({ name: n, text: readFileSync(join(file, n), 'utf8') }));
+    const compose = files.filter((f) => !k8s.looksLikeKubernetes(f.text)).map((f) => f.name);
+    if (compose.length) throw new BatonError('BATON_ERR_MANIFEST', `${path}: a directory is read as Kubernetes manifests, and ${compose.join(', ')} holds none; apply a Compose file by itself`);
+    return k8s.readKubernetes(files, { ...(o.stack !== undefined ? { stack: o.stack } : {}), ignoreUnsupported: o.ignoreUnsupported });
+  }
+  const text = readFileSync(file, 'utf8');
+  if (k8s.looksLikeKubernetes(text)) return k8s.readKubernetes([{ name: basename(file), text }], { ...(o.stack !== undefined ? { stack: o.stack } : {}), ignoreUnsupported: o.ignoreUnsupported });
+  const { parseDotEnv, readCompose } = await import('../manifest/compose/index.js');
+  const dotenv = join(dirname(file), '.env');
+  const env = { ...(existsSync(dotenv) ? parseDotEnv(readFileSync(dotenv, 'utf8')) : {}), ...process.env };
+  return readCompose(text, { fileName: basename(file), baseDir: dirname(file), env, ...(o.stack !== undefined ? { stack: o.stack } : {}), ignoreUnsupported: o.ignoreUnsupported, profiles: o.profiles ?? [] });
 }
 
 /**

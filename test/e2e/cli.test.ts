@@ -43,12 +43,15 @@ describe('baton CLI against a real server', () => {
     expect(await svcNames()).toEqual([]);
   });
 
-  it('refuses Kubernetes manifests document by document', async () => {
-    const f = writeFile(dir, 'k8s.yaml', 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n');
+  it('reads Kubernetes manifests by their content, and refuses what Baton cannot run with each document\'s path and line', async () => {
+    const f = writeFile(dir, 'k8s.yaml', 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: other}}\n    spec:\n      containers: [{name: web, image: nginx}]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n');
     const r = await baton(['apply', '-f', f], env);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('Kubernetes manifests are not supported yet: Deployment web');
-    expect(r.stderr).toContain('Kubernetes manifests are not supported yet: Service web');
+    expect(r.stderr).toMatch(/k8s\.yaml has 2 errors; nothing was applied/);
+    expect(r.stderr).toMatch(/documents\[0\]\.spec\.selector \(line 6\): does not select the template's own labels/);
+    expect(r.stderr).toMatch(/documents\[1\]\.kind \(line 13\): Ingress web is not supported by Baton: publish the service/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(await svcNames()).toEqual([]);
   });
 
   it('dry-runs, applies, and prunes with a diff', async () => {

@@ -64,18 +64,18 @@ describe('readCompose: YAML', () => {
 });
 
 describe('readCompose: Kubernetes', () => {
-  it('refuses each Kubernetes document with its kind and name', () => {
+  it('refuses each Kubernetes document among Compose with its kind and name (apply gives manifests to the Kubernetes reader)', () => {
     const r = read('apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n---\n# svc\napiVersion: v1\nkind: Service\nmetadata:\n  name: web-svc\n---\n');
     expect(r.services).toEqual([]);
     expect(r.errors).toEqual([
-      { path: 'documents[0]', message: 'Kubernetes manifests are not supported yet: Deployment web', line: 1 },
-      { path: 'documents[1]', message: 'Kubernetes manifests are not supported yet: Service web-svc', line: 7 },
+      { path: 'documents[0]', message: 'a Kubernetes Deployment web among Compose: a file is either a Compose file or Kubernetes manifests', line: 1 },
+      { path: 'documents[1]', message: 'a Kubernetes Service web-svc among Compose: a file is either a Compose file or Kubernetes manifests', line: 7 },
     ]);
   });
 
   it('names objects without metadata by kind alone', () => {
     expect(read('apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [a.yaml]\n').errors).toEqual([
-      { path: 'documents[0]', message: 'Kubernetes manifests are not supported yet: Kustomization', line: 1 },
+      { path: 'documents[0]', message: 'a Kubernetes Kustomization among Compose: a file is either a Compose file or Kubernetes manifests', line: 1 },
     ]);
   });
 });
@@ -128,5 +128,23 @@ describe('readCompose: hostile keys', () => {
       'services.web.deploy.mode',
     ]);
     for (const e of r.errors) expect(e.message).not.toMatch(/^internal error/);
+  });
+});
+
+describe('readCompose: profiles', () => {
+  const file = 'services:\n  web:\n    image: nginx\n  seed:\n    image: seed\n    profiles: [seed]\n  debug:\n    image: busybox\n    profiles: [debug, tools]\n';
+  it('leaves out services whose profiles are not enabled, saying so, as docker compose up does', () => {
+    const r = read(file);
+    expect(r.errors).toEqual([]);
+    expect(r.services.map((s) => s.shortName)).toEqual(['web']);
+    expect(r.warnings.map((w) => `${w.path}: ${w.message}`)).toEqual(['services.seed.profiles: services.seed is not deployed: none of its profiles (seed) is enabled (--profile)', 'services.debug.profiles: services.debug is not deployed: none of its profiles (debug, tools) is enabled (--profile)']);
+    expect(read(file, { profiles: ['tools'] }).services.map((s) => s.shortName)).toEqual(['web', 'debug']);
+    expect(read(file, { profiles: ['*'] }).services).toHaveLength(3);
+  });
+
+  it('refuses a service that needs one left out', () => {
+    const r = read('services:\n  web:\n    image: nginx\n    depends_on: [seed]\n  seed:\n    image: seed\n    profiles: [seed]\n');
+    expect(r.errors).toEqual([{ path: 'services.web.depends_on[0]', message: 'depends on seed, whose profiles are not enabled: enable one with --profile', line: 4 }]);
+    expect(read('services:\n  web:\n    image: nginx\n    depends_on: [seed]\n  seed:\n    image: seed\n    profiles: [seed]\n', { profiles: ['seed'] }).errors).toEqual([]);
   });
 });

@@ -132,7 +132,6 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.post_start': unsupported(),
   'services.*.pre_stop': unsupported(),
   'services.*.privileged': unsupported(),
-  'services.*.profiles': unsupported('profiles choose which services run, and Baton has no --profile yet'),
   'services.*.provider': unsupported(),
   'services.*.pull_refresh_after': unsupported(),
   'services.*.runtime': unsupported(),

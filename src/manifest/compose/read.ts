@@ -6,11 +6,11 @@
  */
 
 import path from 'node:path';
-import { LineCounter, isScalar, parseAllDocuments } from 'yaml';
+import { LineCounter, isScalar, parseAllDocuments, type Document } from 'yaml';
 import type { ErrorDetail } from '../../base/errors.js';
 import { interpolateTree, type Lookup } from '../interpolate.js';
 import { formatKeyPath } from '../keyPath.js';
-import { isKubernetesDocument, kubernetesRefusal } from '../kubernetes.js';
+import { isKubernetesDocument } from '../kubernetes/documents.js';
 import { Ctx, isObj, type Issue, type Obj } from './issues.js';
 import { checkPublishedPorts } from './networks.js';
 import { validateSchema } from './schema.js';
@@ -147,6 +147,7 @@ function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackSt
     if (Object.keys(data.services).length === 0) ctx.error(['services'], 'the file defines no services');
     checkPublishedPorts(ctx, ctx.publishedPorts);
     checkDependencyGraph(ctx, services);
+    dropDisabledProfiles(ctx, data.services, services);
   } else if (data.services === undefined) {
     ctx.error(['services'], 'the file defines no services: a Compose file needs a `services` mapping');
   }
@@ -155,6 +156,47 @@ function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackSt
   const warnings = finalize(ctx, ctx.warnings, false);
   const ok = errors.length === 0;
   return { stack: ctx.stack, services: ok ? services : [], secrets: ok ? fileInputs(ctx, 'secret') : [], configs: ok ? fileInputs(ctx, 'config') : [], warnings, errors };
+}
+
+/**
+ * kubernetesRefusal: the one error for a Kubernetes object met by the
+ * Compose reader (`baton apply` gives files of Kubernetes objects to the
+ * Kubernetes reader, so this is a file that mixes the two), read from the
+ * AST only, so template placeholders elsewhere cannot make it fail.
+ */
+function kubernetesRefusal(doc: Document, index: number, lineCounter: LineCounter): ErrorDetail {
+  const scalar = (v: unknown): string | undefined => {
+    const raw = isScalar(v) ? v.value : v;
+    return raw === null || raw === undefined || typeof raw === 'object' ? undefined : String(raw);
+  };
+  const kind = scalar(doc.get('kind', true)) ?? 'object';
+  const name = scalar(doc.getIn(['metadata', 'name'], true));
+  return withLine({ path: `documents[${index}]`, message: `a Kubernetes ${kind}${name ? ` ${name}` : ''} among Compose: a file is either a Compose file or Kubernetes manifests` }, lineCounter.linePos(doc.contents?.range?.[0] ?? 0).line);
+}
+
+/**
+ * dropDisabledProfiles leaves out the services whose `profiles` name none
+ * of the enabled ones, as `docker compose up` does (each is still read, so
+ * its errors are reported); a service that stays may not need one that goes.
+ */
+function dropDisabledProfiles(ctx: Ctx, raw: Obj, services: ComposeService[]): void {
+  const enabled = new Set(ctx.opts.profiles ?? []);
+  const dropped = new Set<string>();
+  for (const [key, svc] of Object.entries(raw)) {
+    if (!isObj(svc) || svc.profiles === undefined) continue;
+    const profiles = Array.isArray(svc.profiles) ? svc.profiles.map(String) : [];
+    if (enabled.has('*') || profiles.some((p) => enabled.has(p))) continue;
+    dropped.add(`${ctx.stack}_${key}`);
+    ctx.warn(['services', key, 'profiles'], `services.${key} is not deployed: none of its profiles (${profiles.join(', ')}) is enabled (--profile)`);
+  }
+  if (!dropped.size) return;
+  for (let i = services.length - 1; i >= 0; i--) if (dropped.has(services[i]!.name)) services.splice(i, 1);
+  for (const s of services) {
+    (s.spec.dependsOn ?? []).forEach((d, i) => {
+      if (d.required && dropped.has(d.service)) ctx.error(['services', s.shortName, 'depends_on', i], `depends on ${d.service.slice(ctx.stack.length + 1)}, whose profiles are not enabled: enable one with --profile`);
+    });
+    if (s.spec.dependsOn) s.spec.dependsOn = s.spec.dependsOn.filter((d) => !dropped.has(d.service));
+  }
 }
 
 function withLine(d: ErrorDetail, line: number | undefined): ErrorDetail {

@@ -72,6 +72,7 @@ const SERVICE_HANDLED = [
   'stop_grace_period',
   'healthcheck',
   'pull_policy',
+  'profiles',
   'restart',
   'cpus',
   'mem_limit',

@@ -17,6 +17,8 @@ export interface ComposeReadOptions {
   env: Record<string, string | undefined>;
   /** --stack; default: the top-level `name`, else the basename of baseDir, sanitised. */
   stack?: string;
+  /** Profiles enabled (`--profile`, COMPOSE_PROFILES): a service with `profiles` is deployed only when one of them is. */
+  profiles?: string[];
   /** Turns "not supported by Baton yet" errors into warnings and drops the key. */
   ignoreUnsupported?: boolean;
   /** Reads an env_file; default fs.readFileSync(p, 'utf8'). The reader's only I/O, with readFileBytes. */
