@@ -33,11 +33,17 @@ export interface SandboxHandle {
   pid: number;
 }
 
-/** SandboxDns is the resolv.conf a sandbox's containers share: the node's resolver, the search list, options. */
+/**
+ * SandboxDns is the naming a sandbox's containers share: the resolv.conf
+ * (the node's resolver, the search list, options; none when servers is
+ * empty) and the hostname (a container joining the sandbox's namespaces
+ * takes the sandbox's).
+ */
 export interface SandboxDns {
   servers: string[];
   search: string[];
   options: string[];
+  hostname?: string;
 }
 
 /** TaskHandle is opaque to everyone but the driver that made it; `version` lets a newer agent read an older handle. */

@@ -233,7 +233,10 @@ export class TaskReconciler {
       await this.deps.builds()?.ensure(task, (m) => this.deps.status.report(task, local, 'preparing', m));
       if (bridged) {
         // Its own namespace (held by its sandbox, started again if the engine stopped it) and address; its container ports are its own.
-        const net = await bridged.prepare(name, task.metadata.uid, labels, this.deps.dns(task.metadata.labels['baton.stack'] ?? ''));
+        // The task's hostname is its sandbox's: its containers join the sandbox's namespaces and take it.
+        const dns = this.deps.dns(task.metadata.labels['baton.stack'] ?? '');
+        const hostname = task.spec.container.hostname;
+        const net = await bridged.prepare(name, task.metadata.uid, labels, hostname ? { ...(dns ?? { servers: [], search: [], options: [] }), hostname } : dns);
         sandbox = net.sandbox;
         local.taskIP = net.taskIP;
         this.deps.networkChanged();

@@ -61,6 +61,7 @@ export async function ensureSandbox(docker: Docker, containerName: string, label
           name,
           Image: image,
           Labels: { ...labels, [PAUSE_LABEL]: '1' },
+          ...(dns?.hostname ? { Hostname: dns.hostname } : {}),
           StopSignal: 'SIGKILL',
           HostConfig: {
             NetworkMode: 'none',
@@ -70,7 +71,7 @@ export async function ensureSandbox(docker: Docker, containerName: string, label
             PidsLimit: 4,
             RestartPolicy: { Name: 'no' },
             // The resolv.conf every container of the task shares (they join this namespace, and its files).
-            ...(dns ? { Dns: dns.servers, DnsSearch: dns.search, DnsOptions: dns.options } : {}),
+            ...(dns?.servers.length ? { Dns: dns.servers, DnsSearch: dns.search, DnsOptions: dns.options } : {}),
           },
         })
       ).id;
