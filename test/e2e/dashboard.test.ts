@@ -62,6 +62,17 @@ describe('the web dashboard', () => {
   /** The largest tick shown when the service page first showed logs. */
   let ticksAtOpen = -1;
 
+  /** gotoPage navigates, once more if Chromium aborted it because an interface came or went (the cluster's tasks make veths). */
+  const gotoPage = async (url: string) => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await page.goto(url);
+      } catch (e) {
+        if (attempt >= 4 || !String(e).includes('ERR_NETWORK_CHANGED')) throw e;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  };
   const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
   const testid = (id: string) => page.locator(`[data-testid="${id}"]`);
   /** The tick numbers in the live tail now. */
@@ -138,7 +149,7 @@ describe('the web dashboard', () => {
   }, 60_000);
 
   it('refuses a wrong token with a clear message and signs in with the admin token', async () => {
-    await page.goto(`${c.url}/`);
+    await gotoPage(`${c.url}/`);
     await testid('login-token').fill('baton.000000000000.not-the-token');
     await testid('login-submit').click();
     await testid('login-error').waitFor();
@@ -208,14 +219,14 @@ describe('the web dashboard', () => {
     x-baton:
       autoscale: {min: 1, max: 2, cpu: 80%}
 `);
-    await page.goto(`${c.url}/#/services/dashas_w`);
+    await gotoPage(`${c.url}/#/services/dashas_w`);
     const section = page.locator('[data-testid="autoscale"]');
     await section.locator('text=between 1 and 2').waitFor({ timeout: 5 * 5000 });
     await section.locator('[data-testid="autoscale-targets"] td', { hasText: '80%' }).waitFor();
     // Once the autoscaler has measured the task: its CPU now, and why it keeps 1 replica.
     await section.locator('text=/cpu \\d+% of target 80% across 1 task/').waitFor({ timeout: 5 * 10_000 });
     await shot('06-autoscale');
-    await page.goto(`${c.url}/#/services/${SERVICE}`);
+    await gotoPage(`${c.url}/#/services/${SERVICE}`);
     await page.locator('[data-testid="task-row"][data-state="running"]').first().waitFor();
   }, 120_000);
 

@@ -126,13 +126,19 @@ describe('rollouts', () => {
     // A rolling restart replaces every task with the same spec; a rollback by hand returns to revision 1.
     const before = live(await c.tasksOf('kr_web')).map((t) => t.metadata.name).sort();
     expect((await c.baton(['service', 'restart', 'kr_web'])).code).toBe(0);
-    expect((await c.baton(['service', 'rollout-status', 'kr_web', '--timeout', '60'])).code).toBe(0);
+    // What rollout-status saw, and the tasks, when it does not succeed.
+    const settled = async () => {
+      const r = await c.baton(['service', 'rollout-status', 'kr_web', '--timeout', '60']);
+      const dump = (await c.tasksOf('kr_web')).map((t) => `${t.metadata.name} ${t.spec.specHash} ${t.spec.desiredState}/${t.status.state} r${t.status.restartCount} ${t.status.error ?? t.status.message}`).join('\n');
+      expect(r.code, `${r.stdout}\n${r.stderr}\n${JSON.stringify((await svc('kr_web')).status.rollout)}\n${dump}`).toBe(0);
+    };
+    await settled();
     const after = live(await c.tasksOf('kr_web')).map((t) => t.metadata.name).sort();
     expect(after.filter((n) => before.includes(n))).toEqual([]);
     expect(await versions('kr_web')).toEqual(['v2', 'v2', 'v2']);
     const rb = await c.baton(['service', 'rollback', 'kr_web', '--to', '1']);
     expect(rb.code, rb.stderr).toBe(0);
-    expect((await c.baton(['service', 'rollout-status', 'kr_web', '--timeout', '60'])).code).toBe(0);
+    await settled();
     expect(await versions('kr_web')).toEqual(['v1', 'v1', 'v1']);
   }, 180_000);
 
