@@ -96,6 +96,40 @@ describe('controllers against a store with a fake clock', () => {
     sc.stop();
   });
 
+  it('gives each slot of a stateful service its ordinal\'s name and volume, and places an ordered one ordinal by ordinal', async () => {
+    const sc = new ServiceController(ctx);
+    const sched = new SchedulerController(ctx, new SpreadPlacer());
+    await addNodes(['a', 'b']);
+    const spec = serviceSpec({ stack: 'db', shortName: 'pg', replicas: 3, stateful: { ordered: true, volumes: [{ name: 'data', target: '/var/lib/pg', readOnly: false }] } });
+    await ctx.registry.create(serviceKind, { metadata: { name: 'db_pg' }, spec, status: {} });
+    await settle();
+    await sc.reconcile('db_pg');
+    await settle();
+    const bySlot = () => new Map(tasks().map((t) => [t.spec.slot, t]));
+    for (const [slot, t] of bySlot()) {
+      expect(t.spec.container.hostname).toBe(`pg-${slot - 1}`);
+      expect(t.spec.container.mounts).toContainEqual({ type: 'volume', source: `db_data-pg-${slot - 1}`, target: '/var/lib/pg', readOnly: false });
+    }
+    // Only ordinal 0 is placed; the others say what they wait for.
+    await sched.pass().catch(() => {});
+    await settle();
+    expect(bySlot().get(1)!.spec.nodeName).not.toBe('');
+    expect(bySlot().get(2)!.spec.nodeName).toBe('');
+    expect(bySlot().get(2)!.status.pendingReason).toBe('waiting for pg-0 to be ready (ordered start)');
+    expect(bySlot().get(3)!.status.pendingReason).toBe('waiting for pg-0 to be ready (ordered start)');
+    // Ordinal 0 turns ready: ordinal 1 goes, 2 waits for it.
+    const t0 = bySlot().get(1)!;
+    const now = new Date(clock.now()).toISOString();
+    await ctx.registry.updateStatus(taskKind, [{ name: t0.metadata.name, status: { ...t0.status, state: 'running', startedAt: now, readyAt: now, timestamp: now } }]);
+    await settle();
+    await sched.pass().catch(() => {});
+    await settle();
+    expect(bySlot().get(2)!.spec.nodeName).not.toBe('');
+    expect(bySlot().get(3)!.status.pendingReason).toBe('waiting for pg-1 to be ready (ordered start)');
+    sc.stop();
+    sched.stop();
+  });
+
   it('places pending tasks on Ready nodes in one batch, and explains when it cannot', async () => {
     const sc = new ServiceController(ctx);
     const sched = new SchedulerController(ctx, new SpreadPlacer());

@@ -20,6 +20,7 @@ const SERVICES: ServiceRecord[] = [
   { fullName: 'demo_web', stack: 'demo', shortName: 'web', taskIPs: ['10.42.0.3', '10.42.0.4'], networks: [{ name: 'demo_default', aliases: [] }] },
   { fullName: 'demo_db', stack: 'demo', shortName: 'db', vip: '10.96.0.11', taskIPs: [], networks: [{ name: 'demo_default', aliases: ['db.internal'] }] },
   { fullName: 'other_api', stack: 'other', shortName: 'api', vip: '10.96.0.20', taskIPs: ['10.42.2.2'], networks: [{ name: 'other_default', aliases: ['backend'] }] },
+  { fullName: 'demo_pg', stack: 'demo', shortName: 'pg', taskIPs: ['10.42.0.7', '10.42.1.7'], networks: [{ name: 'demo_default', aliases: ['postgres'] }], ordinals: [{ name: 'pg-0', address: '10.42.0.7' }, { name: 'pg-1', address: '10.42.1.7' }] },
   { fullName: 'other_cache', stack: 'other', shortName: 'cache', vip: '10.96.0.21', taskIPs: ['10.42.2.3'], networks: [{ name: 'other_default', aliases: [] }, { name: 'shared', aliases: ['backend'] }] },
   { fullName: 'lone', stack: '', shortName: 'lone', vip: '10.96.0.30', taskIPs: ['10.42.3.2'], networks: [{ name: 'shared', aliases: [] }] },
 ];
@@ -72,6 +73,11 @@ describe('ClusterNames', () => {
     ['backend.demo.svc.cluster.local', DEMO, a('10.96.0.10')],
     ['backend.other.svc.cluster.local', OTHER, a('10.96.0.20')],
     ['backend.demo.svc.cluster.local', OTHER, NX],
+    // A StatefulSet's pods by ordinal, under its name and its governing Service's (an alias).
+    ['pg-0.pg', DEMO, a('10.42.0.7')],
+    ['pg-1.postgres', DEMO, a('10.42.1.7')],
+    ['pg-1.postgres.demo.svc.cluster.local', DEMO, a('10.42.1.7')],
+    ['pg-0.pg', OTHER, FWD],
     // Case and the trailing dot do not matter.
     ['API.', DEMO, a('10.96.0.10')],
     ['Tasks.Demo_API', DEMO, a('10.42.0.2', '10.42.1.2')],

@@ -29,7 +29,7 @@ export interface KindInfo<T = any> {
 /** hostOf shows where a published port is bound: `*` for every node's address, else its host IP (an IPv6 one in brackets). */
 const hostOf = (ip: string | undefined): string => (ip === undefined ? '*' : ip.includes(':') ? `[${ip}]` : ip);
 
-function age(iso: string | undefined): string {
+export function age(iso: string | undefined): string {
   if (!iso) return '-';
   const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
   if (s < 60) return `${s}s`;

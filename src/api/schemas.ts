@@ -184,6 +184,13 @@ export const serviceSpecSchema = z.object({
     .array(z.object({ service: name, condition: z.enum(['service_started', 'service_healthy', 'service_completed_successfully']), required: z.boolean() }).strict())
     .max(100)
     .optional(),
+  stateful: z
+    .object({
+      ordered: z.boolean(),
+      volumes: z.array(z.object({ name: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a volume claim name').max(63), target: z.string().startsWith('/'), readOnly: z.boolean() }).strict()).max(32),
+    })
+    .strict()
+    .optional(),
   x: z.record(z.string(), z.unknown()),
 }).superRefine((s, ctx) => {
   // UDP reaches a task only through its own namespace (the node's DNAT, the mesh's relay); a host-networked program would have to bind the published port itself.

@@ -373,8 +373,26 @@ export interface ServiceSpec {
    * of its tasks has run, it is not held again (later restarts start at once).
    */
   dependsOn?: Dependency[];
+  /**
+   * A Kubernetes StatefulSet's identity for each slot: the task of slot N is
+   * ordinal N−1, named `<shortName>-<ordinal>` (its hostname), with named
+   * volumes of its own that its slot's tasks keep, on the node that has them.
+   */
+  stateful?: StatefulSpec;
   /** Baton extension (Compose `x-baton`); later issues add keys. */
   x: Record<string, unknown>;
+}
+
+export interface StatefulSpec {
+  /** OrderedReady: a slot's task is placed only once every lower slot's task is ready; false: all at once (Parallel). */
+  ordered: boolean;
+  /** Volumes per ordinal (volumeClaimTemplates): named `<stack>_<name>-<shortName>-<ordinal>`, mounted at target. */
+  volumes: { name: string; target: string; readOnly: boolean }[];
+}
+
+/** statefulOrdinal: the ordinal of a StatefulSet's slot (Kubernetes counts from 0, slots from 1). */
+export function statefulOrdinal(slot: number): number {
+  return slot - 1;
 }
 
 export interface Dependency {
@@ -708,6 +726,8 @@ export interface EndpointsSpec {
   udpTargets?: number[];
   /** More VIP ports, each reaching one of the targets (ServiceSpec.vipPorts); absent when none. */
   vipPorts?: VipPort[];
+  /** A StatefulSet's service: each ready task is also named after its ordinal (`<shortName>-<ordinal>.<service name>`). */
+  stateful?: true;
   lb: LbSpec;
   /** Ready tasks, by task name. */
   endpoints: EndpointAddress[];

@@ -17,6 +17,7 @@ import { addKindCommands, client, labelMap, out, withEtcdFlags, type Globals } f
 import { registerFileCommands } from './fileCommands.js';
 import { registerStateCommands } from './stateCommands.js';
 import { converged, progress, registerApply } from './apply.js';
+import { registerGet } from './get.js';
 import { DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_SIZE, DEFAULT_SERVICE_CIDR, MAX_NODE_CIDR_SIZE } from '../server/ipam.js';
 
 const CLUSTER_CIDR_HELP = "the IPv4 range every node's task range is taken from";
@@ -161,6 +162,7 @@ export function buildProgram(): Command {
 
   // ------------------------------------------------------------ services
   registerFileCommands(program);
+  registerGet(program);
 
   const service = program.command('service').description('manage services');
   // Each service's VIP is in its Endpoints.

@@ -8,6 +8,10 @@
  *   `frontend.k8s.svc.cluster.local` and the port mapping through the VIP;
  * - a NodePort Service: the page on every node's address;
  * - readiness by an HTTP probe on a named port; a Job that completes.
+ *
+ * And a StatefulSet of 3 (namespace state): its pods start in order, each
+ * named after its ordinal (hostname, `kv-1.kv` in DNS) with a volume of its
+ * own, which a rolling restart hands to the ordinal's next pod.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
@@ -133,6 +137,22 @@ describe('Kubernetes manifests', () => {
       await eventually(async () => expect(await getBody(address, NODE_PORT, '/index.html')).toEqual({ ok: true, body: '<h1>from a ConfigMap</h1>' }), 5 * 5000);
     }
 
+    // kubectl's words for what was applied.
+    const get = async (...args: string[]) => {
+      const g = await c.baton(['get', ...args]);
+      expect(g.code, g.stderr).toBe(0);
+      return g.stdout;
+    };
+    expect(await get('deploy', '-n', 'k8s')).toMatch(/NAME\s+READY\s+UP-TO-DATE\s+AVAILABLE\s+AGE\n(client\s+1\/1.*\n)?web\s+2\/2\s+2\s+2\s/);
+    expect(await get('svc', 'frontend', '-n', 'k8s')).toMatch(/frontend\s+ClusterIP\s+10\.\d+\.\d+\.\d+\s+80:8080\/TCP/);
+    expect(await get('svc', '-n', 'k8s')).toMatch(new RegExp(`web-public\\s+NodePort\\s+\\S+\\s+8080:${NODE_PORT}/TCP`));
+    expect(await get('cm', '-n', 'k8s')).toMatch(/site\s+1\s/);
+    expect((await get('pods', '-n', 'k8s')).split('\n').filter((l) => /^web\b|k8s_web\./.test(l) && /1\/1\s+Running/.test(l))).toHaveLength(2);
+    expect(await get('deploy', '-n', 'nowhere')).toContain('No resources found in nowhere namespace.');
+    const missing = await c.baton(['get', 'deploy', 'nope', '-n', 'k8s']);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('Deployment "nope" not found in namespace k8s');
+
     // The Job ran to completion.
     await eventually(async () => expect((await c.api.get<Service>(serviceKind, 'k8s_once')).status.job?.state).toBe('complete'), 5 * 10_000);
 
@@ -143,4 +163,83 @@ describe('Kubernetes manifests', () => {
     expect((await c.baton(['stack', 'rm', 'k8s'])).code).toBe(0);
     await eventually(async () => expect(await c.running('k8s_web')).toEqual([]), 30_000);
   }, 240_000);
+
+  it('starts a StatefulSet in order, names each pod after its ordinal, and keeps each ordinal\'s volume across a restart', async () => {
+    const file = writeFile(c.dir, 'state.yaml', `apiVersion: v1
+kind: Service
+metadata: {name: kv, namespace: state}
+spec:
+  clusterIP: None
+  selector: {app: kv}
+  ports: [{port: 8080}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: kv, namespace: state}
+spec:
+  serviceName: kv
+  replicas: 3
+  selector: {matchLabels: {app: kv}}
+  template:
+    metadata: {labels: {app: kv}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: kv
+        image: ${TEST_IMAGE}
+        command: [sh, -c, "hostname >> /data/boots; exec httpd -f -p 8080 -h /data"]
+        ports: [{containerPort: 8080}]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 10Mi}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: probe, namespace: state}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: p, image: ${TEST_IMAGE}, command: [sleep, "3600"]}]
+`);
+    // Left by an earlier run that stopped before its cleanup (the cluster's own go when it stops).
+    await docker(['volume', 'rm', '-f', 'state_data-kv-0', 'state_data-kv-1', 'state_data-kv-2']).catch(() => '');
+    const r = await c.baton(['apply', '-f', file]);
+    expect(r.code, r.stderr).toBe(0);
+    const pods = await eventually(async () => {
+      const ts = live(await c.tasksOf('state_kv')).filter((t) => t.status.readyAt);
+      expect(ts).toHaveLength(3);
+      return ts.sort((a, b) => a.spec.slot - b.spec.slot);
+    }, 5 * 20_000);
+    // In order: each ordinal started once the one before it was ready.
+    for (let i = 1; i < 3; i++) expect(Date.parse(pods[i]!.status.startedAt!)).toBeGreaterThanOrEqual(Date.parse(pods[i - 1]!.status.readyAt!));
+    for (const [i, t] of pods.entries()) {
+      expect((await docker(['exec', t.status.containerId!, 'hostname'])).trim()).toBe(`kv-${i}`);
+      expect((await docker(['exec', t.status.containerId!, 'cat', '/data/boots'])).trim()).toBe(`kv-${i}`);
+    }
+    expect((await docker(['volume', 'ls', '-q', '--filter', 'name=state_data-kv-'])).split('\n').filter(Boolean).sort()).toEqual(['state_data-kv-0', 'state_data-kv-1', 'state_data-kv-2']);
+    // By name from another pod: the ordinal under its governing Service.
+    const [probe] = await eventually(async () => {
+      const ts = live(await c.tasksOf('state_probe'));
+      expect(ts).toHaveLength(1);
+      return ts as [Task];
+    }, 5 * 10_000);
+    await eventually(async () => expect((await docker(['exec', probe.status.containerId!, 'wget', '-q', '-O', '-', 'http://kv-2.kv:8080/boots'])).trim()).toBe('kv-2'), 5 * 5000);
+    expect((await docker(['exec', probe.status.containerId!, 'wget', '-q', '-O', '-', 'http://kv-1.kv.state.svc.cluster.local:8080/boots'])).trim()).toBe('kv-1');
+
+    // A rolling restart: every pod is new, on its ordinal's node, with its ordinal's volume (two boots recorded).
+    const before = new Map(pods.map((t) => [t.spec.slot, t]));
+    expect((await c.baton(['service', 'restart', 'state_kv'])).code).toBe(0);
+    const after = await eventually(async () => {
+      const ts = live(await c.tasksOf('state_kv')).filter((t) => t.status.readyAt && t.metadata.name !== before.get(t.spec.slot)?.metadata.name);
+      expect(ts).toHaveLength(3);
+      return ts;
+    }, 5 * 30_000);
+    for (const t of after) {
+      expect(t.spec.nodeName).toBe(before.get(t.spec.slot)!.spec.nodeName);
+      expect((await docker(['exec', t.status.containerId!, 'cat', '/data/boots'])).trim().split('\n')).toEqual([`kv-${t.spec.slot - 1}`, `kv-${t.spec.slot - 1}`]);
+    }
+    expect((await c.baton(['stack', 'rm', 'state'])).code).toBe(0);
+    await eventually(async () => expect(await c.running('state_kv')).toEqual([]), 30_000);
+  }, 300_000);
 });

@@ -86,6 +86,9 @@ export async function removeClusterContainers(clusterId: string, host?: string):
   }
   // Its agents left their task networks up for their tasks: they go with them.
   await removeClusterNetworks(clusterId);
+  // Named volumes its nodes made carry its label too (a StatefulSet's per ordinal, say).
+  const volumes = (await docker(['volume', 'ls', '-q', '--filter', `label=baton.cluster=${clusterId}`], host)).split('\n').filter(Boolean);
+  if (volumes.length) await docker(['volume', 'rm', '-f', ...volumes], host).catch(() => {});
   // Images its nodes built (Compose build:) carry its label.
   const images = (await docker(['images', '-q', '--filter', `label=baton.cluster=${clusterId}`], host)).split('\n').filter(Boolean);
   if (images.length) await docker(['rmi', '-f', ...new Set(images)], host).catch(() => {});

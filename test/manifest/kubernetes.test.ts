@@ -42,7 +42,9 @@ describe('readKubernetes: workloads', () => {
     expect(r.stack).toBe('shop');
     const s = r.services[0]!;
     expect(s.name).toBe('shop_web');
-    expect(s.labels).toEqual({ tier: 'front', 'baton.stack': 'shop' });
+    expect(s.labels).toEqual({ tier: 'front', 'baton.stack': 'shop', 'baton.kubernetes.kind': 'Deployment', 'baton.kubernetes.name': 'web' });
+    // The pod's labels are its container's.
+    expect(s.spec.container.labels).toEqual({ app: 'web' });
     expect(s.spec).toMatchObject({ stack: 'shop', shortName: 'web', mode: 'replicated', replicas: 3, expose: [80], restartPolicy: { condition: 'any', delayMs: 10_000, maxDelayMs: 300_000 } });
     expect(s.spec.container).toMatchObject({ image: 'nginx:1.27', init: false, stopGracePeriodMs: 30_000, networkMode: 'bridge' });
     // Default strategy: 25% surge of 3 is 1, so start-first one at a time.
@@ -193,6 +195,35 @@ value: 1000
   });
 });
 
+describe('readKubernetes: StatefulSet', () => {
+  const sts = (extra = '') => `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: pg}
+spec:
+  serviceName: pg
+  replicas: 3
+  selector: {matchLabels: {app: pg}}
+${extra}  template:
+    metadata: {labels: {app: pg}}
+    spec:
+      containers:
+      - name: pg
+        image: postgres:16
+        volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+`;
+  it('reads ordinals with a volume each, ordered unless Parallel, rolled one ordinal at a time', () => {
+    const s = only(sts());
+    expect(s).toMatchObject({ mode: 'replicated', replicas: 3, stateful: { ordered: true, volumes: [{ name: 'data', target: '/var/lib/postgresql/data', readOnly: false }] }, update: { parallelism: 1, order: 'stop-first' } });
+    // The claim is not a mount of the template itself: each slot gets its own (serviceReconciler).
+    expect(s.container.mounts).toEqual([]);
+    expect(only(sts('  podManagementPolicy: Parallel\n')).stateful!.ordered).toBe(false);
+    expect(read(sts('  updateStrategy: {rollingUpdate: {partition: 2}}\n')).errors[0]!.path).toBe('documents[0].spec.updateStrategy.rollingUpdate.partition');
+  });
+});
+
 describe('readKubernetes: Services and autoscalers', () => {
   const svc = (spec: string, name = 'web') => `---\napiVersion: v1\nkind: Service\nmetadata: {name: ${name}}\nspec:\n${spec.replace(/^(?=.)/gm, '  ')}`;
 
@@ -201,6 +232,8 @@ describe('readKubernetes: Services and autoscalers', () => {
     expect(s.expose).toEqual([8080]);
     expect(s.vipPorts).toEqual([{ port: 80, target: 8080 }]);
     expect(s.networks).toEqual([{ name: 'default_default', aliases: ['frontend'] }]);
+    // `baton get services` reads the Service back from its workload's labels.
+    expect(JSON.parse(read(deployment('ports: [{containerPort: 8080, name: http}]\n') + svc('selector: {app: web}\nports: [{port: 80, targetPort: http}]\n', 'frontend')).services[0]!.labels['baton.kubernetes.services']!)).toEqual([{ name: 'frontend', type: 'ClusterIP', ports: ['80:8080/TCP'] }]);
   });
 
   it('publishes NodePort and LoadBalancer ports on every node', () => {

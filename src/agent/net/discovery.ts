@@ -12,7 +12,7 @@
  * no task of this node sees no cluster name.
  */
 import type { Logger } from 'pino';
-import { serviceNetworks, type EndpointsSpec } from '../../api/types.js';
+import { serviceNetworks, statefulOrdinal, type EndpointsSpec } from '../../api/types.js';
 import { ClusterNames, type DnsClient, type ServiceRecord } from './dnsNames.js';
 import { Resolver } from './dns.js';
 
@@ -37,6 +37,15 @@ export function recordOf(spec: EndpointsSpec): ServiceRecord {
     ...(spec.vip ? { vip: spec.vip } : {}),
     taskIPs: spec.endpoints.flatMap((e) => (e.taskIP ? [e.taskIP] : [])),
     networks: spec.networks ?? serviceNetworks({ stack: spec.stack }),
+    // A StatefulSet's pods by ordinal: a task's name is `<service>.<slot>.<id>`, and ordinal = slot − 1.
+    ...(spec.stateful
+      ? {
+          ordinals: spec.endpoints.flatMap((e) => {
+            const slot = Number(e.task.slice(spec.serviceName.length + 1).split('.')[0]);
+            return e.taskIP && e.task.startsWith(`${spec.serviceName}.`) && Number.isInteger(slot) && slot >= 1 ? [{ name: `${spec.shortName}-${statefulOrdinal(slot)}`, address: e.taskIP }] : [];
+          }),
+        }
+      : {}),
   };
 }
 

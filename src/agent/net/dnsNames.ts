@@ -37,6 +37,8 @@ export interface ServiceRecord {
   /** Addresses of its ready tasks. */
   taskIPs: string[];
   networks: { name: string; aliases: string[] }[];
+  /** A StatefulSet's ready pods by name (`web-0`): each answers as `<name>.<service or alias>` too. */
+  ordinals?: { name: string; address: string }[];
 }
 
 export interface DnsClient {
@@ -109,6 +111,14 @@ export class ClusterNames {
           add(alias, { rank: Rank.Alias, networks: on, addresses: service });
           // An alias is a name of the service in its stack (a Kubernetes Service's name): its Kubernetes form too.
           if (s.stack !== '') add(`${alias}.${s.stack}.svc${this.suffix}`, { rank: Rank.Full, networks: on, addresses: service });
+        }
+      }
+      // A StatefulSet's pods: `web-0.<service>` in its stack, and `web-0.<service>.<stack>.svc.<domain>`, under its name and each alias.
+      for (const o of s.ordinals ?? []) {
+        const parents = [s.shortName, ...new Set(s.networks.flatMap((n) => n.aliases))];
+        for (const parent of parents) {
+          add(`${o.name}.${parent}`, { rank: Rank.OwnStack, networks, stack: s.stack, addresses: [o.address] });
+          if (s.stack !== '') add(`${o.name}.${parent}.${s.stack}.svc${this.suffix}`, { rank: Rank.Full, networks, addresses: [o.address] });
         }
       }
     }

@@ -15,7 +15,7 @@ const refuse = (reason: string): KindRule => ({ action: 'refuse', reason });
 const warn = (reason: string): KindRule => ({ action: 'warn', reason });
 
 const RBAC = "Baton's tasks get no Kubernetes API, so there is nothing for RBAC to authorize; Baton's own users and roles are the security issue's";
-const STORAGE = "Baton keeps volumes with each node's local driver: a StatefulSet's volumeClaimTemplates and a pod's emptyDir or hostPath say what a task gets";
+const STORAGE = "Baton keeps volumes with each node's local driver: a StatefulSet's volumeClaimTemplates (a volume per ordinal) and a pod's emptyDir or hostPath say what a task gets";
 
 export const KIND_RULES: Readonly<Record<string, KindRule>> = {
   Deployment: translate('apps/v1', 'apps/v1beta1', 'apps/v1beta2', 'extensions/v1beta1'),
@@ -33,7 +33,7 @@ export const KIND_RULES: Readonly<Record<string, KindRule>> = {
   PriorityClass: translate('scheduling.k8s.io/v1', 'scheduling.k8s.io/v1beta1'),
   ServiceAccount: warn("pods get no Kubernetes API credentials in Baton (there is no Kubernetes API): the account is accepted and means nothing"),
   PodDisruptionBudget: warn("drains and rollouts do not consult disruption budgets yet: a drain replaces a node's tasks by its services' update_config"),
-  StatefulSet: refuse('stable pod names, per-ordinal volumes and ordered start are not built yet; a Deployment with a named volume is the nearest'),
+  StatefulSet: translate('apps/v1', 'apps/v1beta1', 'apps/v1beta2'),
   Role: refuse(RBAC),
   ClusterRole: refuse(RBAC),
   RoleBinding: refuse(RBAC),

@@ -21,6 +21,8 @@ export interface PodResult {
   hostPorts: PortSpec[];
   /** The pod template's labels (Services select on them). */
   labels: Record<string, string>;
+  /** Mounts of a StatefulSet's volumeClaimTemplates (a volume per ordinal). */
+  claimMounts: { name: string; target: string; readOnly: boolean }[];
 }
 
 const POD_FIELDS = new Set(['containers', 'initContainers', 'volumes', 'restartPolicy', 'terminationGracePeriodSeconds', 'nodeSelector', 'affinity', 'tolerations', 'priorityClassName', 'priority', 'topologySpreadConstraints', 'hostNetwork', 'hostname', 'securityContext']);
@@ -47,7 +49,7 @@ const CONTAINER_IGNORED: Record<string, string> = {
 };
 
 /** pod reads the pod spec at `at` (e.g. spec.template.spec) with the template's labels. */
-export function readPod(d: KDoc, issues: Issues, world: World, at: PathSegment[], spec: unknown, labels: Record<string, string>): PodResult | undefined {
+export function readPod(d: KDoc, issues: Issues, world: World, at: PathSegment[], spec: unknown, labels: Record<string, string>, claims: ReadonlySet<string> = new Set()): PodResult | undefined {
   if (!isObj(spec)) {
     issues.error(d, at, 'a pod spec is required');
     return undefined;
@@ -102,7 +104,7 @@ export function readPod(d: KDoc, issues: Issues, world: World, at: PathSegment[]
   const ports = readPorts(d, issues, cp('ports'), c0.ports);
   const hostPorts: PortSpec[] = ports.filter((x) => x.hostPort).map((x) => ({ target: x.port, published: x.hostPort!, protocol: x.protocol, mode: 'host' as const }));
   readSecurity(d, issues, p('securityContext'), spec.securityContext, cp('securityContext'), c0.securityContext, container);
-  readVolumes(d, issues, world, p(), spec.volumes, cp('volumeMounts'), c0.volumeMounts, container);
+  const claimMounts = readVolumes(d, issues, world, p(), spec.volumes, cp('volumeMounts'), c0.volumeMounts, container, claims);
 
   const live = probe(d, issues, cp('livenessProbe'), c0.livenessProbe, ports);
   const ready = probe(d, issues, cp('readinessProbe'), c0.readinessProbe, ports);
@@ -120,7 +122,7 @@ export function readPod(d: KDoc, issues: Issues, world: World, at: PathSegment[]
   const placement = readPlacement(d, issues, world, p(), spec, labels);
   const restart = spec.restartPolicy === 'Never' ? 'none' : spec.restartPolicy === 'OnFailure' ? 'on-failure' : 'any';
   if (spec.restartPolicy !== undefined && !['Always', 'OnFailure', 'Never'].includes(String(spec.restartPolicy))) issues.error(d, p('restartPolicy'), 'must be Always, OnFailure or Never');
-  return { container, resources, placement, restart, ports: ports.map(({ port, name, protocol }) => ({ port, protocol, ...(name ? { name } : {}) })), hostPorts, labels };
+  return { container, resources, placement, restart, ports: ports.map(({ port, name, protocol }) => ({ port, protocol, ...(name ? { name } : {}) })), hostPorts, labels, claimMounts };
 }
 
 function strings(d: KDoc, issues: Issues, at: PathSegment[], v: unknown): string[] {
@@ -303,17 +305,26 @@ function readSecurity(d: KDoc, issues: Issues, podAt: PathSegment[], pod: unknow
 }
 
 /** readVolumes: each volumeMount of the container, by its volume's kind. */
-function readVolumes(d: KDoc, issues: Issues, world: World, pod: PathSegment[], volumes: unknown, at: PathSegment[], mounts: unknown, container: ContainerSpec): void {
+function readVolumes(d: KDoc, issues: Issues, world: World, pod: PathSegment[], volumes: unknown, at: PathSegment[], mounts: unknown, container: ContainerSpec, claims: ReadonlySet<string>): PodResult['claimMounts'] {
   const byName = new Map<string, { v: Obj; i: number }>();
+  const claimMounts: PodResult['claimMounts'] = [];
   if (Array.isArray(volumes)) volumes.forEach((v, i) => isObj(v) && typeof v.name === 'string' && byName.set(v.name, { v, i }));
-  if (mounts === undefined) return;
-  if (!Array.isArray(mounts)) return issues.error(d, at, 'must be a list');
+  if (mounts === undefined) return claimMounts;
+  if (!Array.isArray(mounts)) {
+    issues.error(d, at, 'must be a list');
+    return claimMounts;
+  }
   const configs: FileRefSpec[] = [];
   const secrets: FileRefSpec[] = [];
   mounts.forEach((m, i) => {
     const s = [...at, i];
     if (!isObj(m) || typeof m.name !== 'string' || typeof m.mountPath !== 'string' || !m.mountPath.startsWith('/')) return issues.error(d, s, 'needs a name and an absolute mountPath');
     const vol = byName.get(m.name);
+    if (!vol && claims.has(m.name)) {
+      if (m.subPath !== undefined) issues.unsupported(d, [...s, 'subPath'], 'a subPath of a claim', 'the volume of an ordinal is mounted whole');
+      claimMounts.push({ name: m.name, target: m.mountPath, readOnly: m.readOnly === true });
+      return;
+    }
     if (!vol) return issues.error(d, [...s, 'name'], `no volume of the pod is named "${m.name}"`);
     const vs = [...pod, 'volumes', vol.i];
     const readOnly = m.readOnly === true;
@@ -358,6 +369,7 @@ function readVolumes(d: KDoc, issues: Issues, world: World, pod: PathSegment[], 
   });
   if (configs.length) container.configs = configs;
   if (secrets.length) container.secrets = secrets;
+  return claimMounts;
 }
 
 function readPlacement(d: KDoc, issues: Issues, world: World, at: PathSegment[], spec: Obj, labels: Record<string, string>): PlacementSpec {

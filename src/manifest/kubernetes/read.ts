@@ -22,7 +22,7 @@ export interface KubernetesReadOptions {
   ignoreUnsupported?: boolean;
 }
 
-const WORKLOADS = new Set(['Deployment', 'ReplicaSet', 'ReplicationController', 'Pod', 'DaemonSet', 'Job', 'CronJob']);
+const WORKLOADS = new Set(['Deployment', 'ReplicaSet', 'ReplicationController', 'Pod', 'DaemonSet', 'Job', 'CronJob', 'StatefulSet']);
 const STACK_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 
 export function readKubernetes(files: { name: string; text: string }[], opts: KubernetesReadOptions = {}): ComposeResult {

@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { defaultNetwork, type AutoscaleSpec } from '../../api/types.js';
 import { isObj, type Issues, type KDoc } from './documents.js';
 import { selects, validPort } from './pod.js';
-import type { Workload } from './workloads.js';
+import { HPA_LABEL, SERVICES_LABEL, type Workload } from './workloads.js';
 
 /** nodePortFor: a stable port of Kubernetes' NodePort range for a Service port that names none. */
 export function nodePortFor(namespace: string, service: string, port: number): number {
@@ -49,6 +49,10 @@ export function applyService(d: KDoc, issues: Issues, workloads: Workload[], sta
   }
   const ports = Array.isArray(spec.ports) ? spec.ports : [];
   if (ports.length === 0) issues.error(d, ['spec', 'ports'], 'a Service needs a port');
+  // What `baton get services` shows: the Service as it was written, on the workload it became part of.
+  const shown: string[] = [];
+  const known = JSON.parse(w.labels[SERVICES_LABEL] ?? '[]') as { name: string; type: string; ports: string[] }[];
+  known.push({ name: d.name, type, ports: shown });
   ports.forEach((p, i) => {
     const at = ['spec', 'ports', i];
     if (!isObj(p) || !validPort(p.port)) return issues.error(d, [...at, 'port'], 'must be a port number (1-65535)');
@@ -66,6 +70,7 @@ export function applyService(d: KDoc, issues: Issues, workloads: Workload[], sta
     if (!w.pod.ports.some((x) => x.port === target) && w.pod.ports.length > 0) issues.warn(d, [...at, 'targetPort'], `${target} is not among the container's declared ports (${w.pod.ports.map((x) => x.port).join(', ')})`);
     // On the VIP: the container port, and the Service's port when it is another (TCP).
     if (protocol === 'tcp' && !w.spec.expose.includes(target)) w.spec.expose.push(target);
+    shown.push(`${p.port}${p.port !== target ? `:${target}` : ''}${type !== 'ClusterIP' ? `:${(p.nodePort as number | undefined) ?? (type === 'LoadBalancer' ? p.port : nodePortFor(stack, d.name, p.port))}` : ''}/${protocol.toUpperCase()}`);
     if (p.port !== target) {
       if (protocol === 'udp') issues.unsupported(d, [...at, 'port'], `a UDP Service port (${p.port}) that is not its targetPort (${target})`, `the service's virtual IP serves UDP on its container ports; make port ${target}`);
       else {
@@ -87,6 +92,7 @@ export function applyService(d: KDoc, issues: Issues, workloads: Workload[], sta
       }
     }
   });
+  w.labels[SERVICES_LABEL] = JSON.stringify(known);
 }
 
 export function applyAutoscaler(d: KDoc, issues: Issues, workloads: Workload[]): void {
@@ -125,4 +131,5 @@ export function applyAutoscaler(d: KDoc, issues: Issues, workloads: Workload[]):
     if (x.policies !== undefined) issues.warn(d, ['spec', 'behavior', dir, 'policies'], 'ignored: Baton moves straight to the replicas the metrics ask for, within the stabilization window');
   }
   w.spec.autoscale = a;
+  w.labels[HPA_LABEL] = d.name;
 }

@@ -18,6 +18,14 @@ export interface Workload {
   labels: Record<string, string>;
 }
 
+/** The service labels that say which Kubernetes object a service came from (`baton get`). */
+export const KIND_LABEL = 'baton.kubernetes.kind';
+export const NAME_LABEL = 'baton.kubernetes.name';
+/** The Services that select it, as JSON: [{name, type, ports: ["80:8080/TCP", "8080:8080:33480/TCP"]}]. */
+export const SERVICES_LABEL = 'baton.kubernetes.services';
+/** The HorizontalPodAutoscaler that scales it. */
+export const HPA_LABEL = 'baton.kubernetes.hpa';
+
 /** Kubernetes' crash loop backoff: 10 s, doubling, at most 5 minutes. */
 const CRASH_BACKOFF = { delayMs: 10_000, maxDelayMs: 300_000, factor: 2, maxAttempts: 0, windowMs: 0 };
 
@@ -54,15 +62,18 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
   }
   const podLabels = strMap(isObj(template.metadata) ? template.metadata.labels : undefined);
   // A selector must select the template's own pods (the API server refuses it otherwise).
-  if (['Deployment', 'ReplicaSet', 'DaemonSet'].includes(d.kind) || (d.kind === 'ReplicationController' && spec.selector !== undefined)) {
+  if (['Deployment', 'ReplicaSet', 'DaemonSet', 'StatefulSet'].includes(d.kind) || (d.kind === 'ReplicationController' && spec.selector !== undefined)) {
     const sel = d.kind === 'ReplicationController' ? { matchLabels: spec.selector } : isObj(spec.selector) ? spec.selector : undefined;
     // Before apps/v1 the selector defaulted to the template's labels.
     if (!sel && d.kind !== 'ReplicationController' && d.apiVersion === 'apps/v1') issues.error(d, ['spec', 'selector'], 'a selector is required');
     else if (sel && !selects(sel as Obj, podLabels)) issues.error(d, ['spec', 'selector'], "does not select the template's own labels");
   }
-  const pod = readPod(d, issues, world, podAt, template.spec, podLabels);
+  const claims = d.kind === 'StatefulSet' ? claimTemplates(d, issues, spec) : new Set<string>();
+  const pod = readPod(d, issues, world, podAt, template.spec, podLabels, claims);
   if (!pod) return undefined;
-  const labels = strMap(isObj(o.metadata) ? o.metadata.labels : undefined);
+  // The pod's labels are its container's (docker inspect shows them); the workload's kind and name are the service's, for `baton get`.
+  pod.container.labels = { ...podLabels };
+  const labels = { ...strMap(isObj(o.metadata) ? o.metadata.labels : undefined), [KIND_LABEL]: d.kind, [NAME_LABEL]: d.name };
   const s: ServiceSpec = {
     stack: world.stack,
     shortName: d.name,
@@ -95,6 +106,22 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
       if (spec.progressDeadlineSeconds !== undefined) issues.ignored(d, ['spec', 'progressDeadlineSeconds'], "a stalled rollout pauses; `baton service rollout-status` shows it");
       if (spec.paused === true) issues.unsupported(d, ['spec', 'paused'], 'a paused Deployment', 'apply it when it should roll out');
       break;
+    case 'StatefulSet': {
+      s.replicas = int('replicas', 1);
+      if (pod.restart !== 'any') issues.error(d, [...podAt, 'restartPolicy'], "a StatefulSet's pods restart Always");
+      const policy = spec.podManagementPolicy ?? 'OrderedReady';
+      if (policy !== 'OrderedReady' && policy !== 'Parallel') issues.error(d, ['spec', 'podManagementPolicy'], 'must be OrderedReady or Parallel');
+      s.stateful = { ordered: policy !== 'Parallel', volumes: pod.claimMounts };
+      const us = isObj(spec.updateStrategy) ? spec.updateStrategy : {};
+      if (us.type === 'OnDelete') issues.unsupported(d, ['spec', 'updateStrategy', 'type'], 'OnDelete updates', 'Baton rolls a spec change out by its update settings');
+      if (isObj(us.rollingUpdate) && us.rollingUpdate.partition !== undefined && us.rollingUpdate.partition !== 0) issues.unsupported(d, ['spec', 'updateStrategy', 'rollingUpdate', 'partition'], 'a partitioned update', 'a rollout updates every ordinal');
+      // One ordinal at a time, the old one stopped first: it holds the ordinal's name and volume.
+      s.update = { ...DEFAULT_UPDATE_CONFIG, parallelism: 1, order: 'stop-first', monitorMs: int('minReadySeconds', 0) * 1000 };
+      if (spec.persistentVolumeClaimRetentionPolicy !== undefined) issues.ignored(d, ['spec', 'persistentVolumeClaimRetentionPolicy'], "an ordinal's volume stays on its node until removed by hand (docker volume rm)");
+      if (spec.revisionHistoryLimit !== undefined) issues.ignored(d, ['spec', 'revisionHistoryLimit'], 'Baton keeps every service\'s revisions (baton service history)');
+      if (typeof spec.serviceName === 'string' && spec.serviceName !== '') world.governing.set(d.name, spec.serviceName);
+      break;
+    }
     case 'Pod':
       // A bare pod that is not restarted runs to completion once: a job of one.
       if (pod.restart !== 'any') {
@@ -130,6 +157,24 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
     }
   }
   return { doc: d, spec: s, pod, labels };
+}
+
+/** claimTemplates: the names of a StatefulSet's volumeClaimTemplates (each a volume per ordinal; the storage request is the node's to give). */
+function claimTemplates(d: KDoc, issues: Issues, spec: Obj): Set<string> {
+  const out = new Set<string>();
+  if (spec.volumeClaimTemplates === undefined) return out;
+  if (!Array.isArray(spec.volumeClaimTemplates)) {
+    issues.error(d, ['spec', 'volumeClaimTemplates'], 'must be a list');
+    return out;
+  }
+  spec.volumeClaimTemplates.forEach((t, i) => {
+    const name = isObj(t) && isObj(t.metadata) && typeof t.metadata.name === 'string' ? t.metadata.name : undefined;
+    if (!name || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) return issues.error(d, ['spec', 'volumeClaimTemplates', i, 'metadata', 'name'], 'a claim needs a name of lowercase letters, digits, "-" and "."');
+    out.add(name);
+    const cs = isObj(t) && isObj(t.spec) ? t.spec : {};
+    if (cs.storageClassName !== undefined && cs.storageClassName !== null) issues.ignored(d, ['spec', 'volumeClaimTemplates', i, 'spec', 'storageClassName'], "each ordinal's volume is a local volume on its node");
+  });
+  return out;
 }
 
 /** readStrategy: a Deployment's strategy as Baton's rollout. */

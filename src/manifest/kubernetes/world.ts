@@ -20,6 +20,8 @@ export class World {
   readonly configMaps = new Map<string, FileSet>();
   readonly secrets = new Map<string, FileSet>();
   readonly priorities = new Map<string, number>();
+  /** StatefulSet → the Service that governs it (its pods' DNS names are under that Service's name). */
+  readonly governing = new Map<string, string>();
 
   constructor(readonly stack: string) {}
 

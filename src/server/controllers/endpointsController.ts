@@ -64,6 +64,7 @@ export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSp
     ...(udpTargets.length ? { udpTargets } : {}),
     // A VIP port reaches a container port the service serves; one that names another is left out, as is one that is a target itself.
     ...(vipPorts.length ? { vipPorts } : {}),
+    ...(s.stateful ? { stateful: true as const } : {}),
     lb: { ...DEFAULT_LB, ...(s.x.lb as Partial<LbSpec> | undefined) },
     endpoints,
   };

@@ -24,7 +24,7 @@ import { WorkQueue } from '../../base/workqueue.js';
 import { timeSlicer } from '../../base/yield.js';
 import { taskKind } from '../../api/kinds.js';
 import type { Node, Service, Task } from '../../api/types.js';
-import { isTerminal } from '../../api/types.js';
+import { isTaskReady, isTerminal, statefulOrdinal } from '../../api/types.js';
 import { priorityOf, type Placement, type Placer } from '../../scheduler/placement.js';
 import { recordEvent, writeInWaves, type Controller, type ControllerContext, queueOptions } from './context.js';
 import type { AnyObject } from '../registry.js';
@@ -193,19 +193,34 @@ export class SchedulerController implements Controller, TaskPlacement {
     if (again) this.trigger();
   }
 
-  /** holdForDependencies takes out of `pending` (in place) the tasks whose services wait for a dependency, with the reason. */
+  /**
+   * holdForDependencies takes out of `pending` (in place) the tasks whose
+   * services wait for a dependency, and those of an ordered StatefulSet
+   * whose lower ordinals are not all ready yet (OrderedReady), with the reason.
+   */
   private holdForDependencies(pending: Task[], tasks: Task[]): { task: Task; reason: string }[] {
     const services = this.ctx.services.objects as Map<string, Service>;
-    if (![...new Set(pending.map((t) => t.spec.serviceName))].some((n) => services.get(n)?.spec.dependsOn?.length)) return [];
+    const names = [...new Set(pending.map((t) => t.spec.serviceName))];
+    if (!names.some((n) => services.get(n)?.spec.dependsOn?.length || services.get(n)?.spec.stateful?.ordered)) return [];
     const started = startedServices(tasks);
     const view = { service: (n: string) => services.get(n), hasStarted: (n: string) => started.has(n) };
     const reasons = new Map<string, string | undefined>();
+    const readySlots = orderedReadySlots(names.filter((n) => services.get(n)?.spec.stateful?.ordered), tasks);
     const held: { task: Task; reason: string }[] = [];
     let kept = 0;
     for (const t of pending) {
       const svc = t.spec.serviceName;
       if (!reasons.has(svc)) reasons.set(svc, waitReason(services.get(svc), view));
-      const why = reasons.get(svc);
+      const ready = readySlots.get(svc);
+      let why = reasons.get(svc);
+      if (!why && ready) {
+        // The lowest ordinal not ready yet, below this one.
+        for (let slot = 1; slot < t.spec.slot; slot++) {
+          if (ready.has(slot)) continue;
+          why = `waiting for ${services.get(svc)!.spec.shortName}-${statefulOrdinal(slot)} to be ready (ordered start)`;
+          break;
+        }
+      }
       if (why) held.push({ task: t, reason: why });
       else pending[kept++] = t;
     }
@@ -366,4 +381,14 @@ function groupByNode(placed: Placement[]): Placement[] {
     else byNode.set(p.node.metadata.name, [p]);
   }
   return [...byNode.values()].flat();
+}
+
+/** orderedReadySlots: for each of these services, the slots whose task should run and is ready. */
+function orderedReadySlots(services: string[], tasks: Task[]): Map<string, Set<number>> {
+  const out = new Map(services.map((n) => [n, new Set<number>()]));
+  for (const t of tasks) {
+    const set = out.get(t.spec.serviceName);
+    if (set && t.spec.desiredState === 'running' && isTaskReady(t)) set.add(t.spec.slot);
+  }
+  return out;
 }

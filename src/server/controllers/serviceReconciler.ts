@@ -28,7 +28,7 @@
  */
 import { createHash } from 'node:crypto';
 import { backoffDelay } from '../../base/backoff.js';
-import { DEFAULT_UPDATE_CONFIG, isGlobal, isJob, isTaskReady, isTerminal, type JobStatus, type RolloutStatus, type Service, type ServiceStatus, type Task, type TaskSpec, type UpdateConfig } from '../../api/types.js';
+import { DEFAULT_UPDATE_CONFIG, isGlobal, isJob, isTaskReady, isTerminal, statefulOrdinal, type JobStatus, type RolloutStatus, type Service, type ServiceSpec, type ServiceStatus, type Task, type TaskSpec, type UpdateConfig } from '../../api/types.js';
 import { stableStringify } from '../registry.js';
 import { formatTaint, GLOBAL_TASK_LABEL, matchConstraint, tolerates, untolerated } from '../../scheduler/filters.js';
 import type { Node, Taint } from '../../api/types.js';
@@ -649,6 +649,13 @@ function consecutiveFailures(list: Task[], cur: Task | undefined): number {
   return n;
 }
 
+/** statefulContainer: a StatefulSet slot's container: its ordinal's hostname and volumes. */
+function statefulContainer(s: ServiceSpec, slot: number): ServiceSpec['container'] {
+  const ordinal = statefulOrdinal(slot);
+  const mounts = s.stateful!.volumes.map((v) => ({ type: 'volume' as const, source: `${s.stack || 'baton'}_${v.name}-${s.shortName}-${ordinal}`, target: v.target, readOnly: v.readOnly }));
+  return { ...s.container, hostname: `${s.shortName}-${ordinal}`, mounts: [...s.container.mounts, ...mounts] };
+}
+
 export function newTaskSpec(svc: Service, slot: number, hash: string, pinnedNode?: string): TaskSpec {
   const s = svc.spec;
   const placement = pinnedNode ? { ...s.placement, constraints: [...s.placement.constraints, `node.name == ${pinnedNode}`] } : s.placement;
@@ -659,7 +666,7 @@ export function newTaskSpec(svc: Service, slot: number, hash: string, pinnedNode
     specHash: hash,
     nodeName: '',
     desiredState: 'running',
-    container: s.container,
+    container: s.stateful && !pinnedNode ? statefulContainer(s, slot) : s.container,
     ports: s.ports,
     expose: s.expose,
     resources: s.resources,
