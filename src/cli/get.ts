@@ -10,10 +10,15 @@
 import type { Command } from 'commander';
 import { age, configKind, endpointsKind, secretKind, serviceKind, taskKind } from '../api/kinds.js';
 import type { Config, Endpoints, Secret, Service, Task } from '../api/types.js';
-import { isGlobal } from '../api/types.js';
+import { isGlobal, statefulOrdinal } from '../api/types.js';
 import { BatonError } from '../base/errors.js';
 import { client, out } from './common.js';
 import { renderOne, table } from './output.js';
+
+/** podName: a StatefulSet's pod is its ordinal's name; any other pod, its task's. */
+function podName(s: Service, t: Task): string {
+  return s.spec.stateful ? `${s.spec.shortName}-${statefulOrdinal(t.spec.slot)}` : t.metadata.name;
+}
 
 const KIND_LABEL = 'baton.kubernetes.kind';
 const NAME_LABEL = 'baton.kubernetes.name';
@@ -26,6 +31,7 @@ const ALIASES: Record<string, string> = {
   replicaset: 'ReplicaSet', replicasets: 'ReplicaSet', rs: 'ReplicaSet',
   replicationcontroller: 'ReplicationController', replicationcontrollers: 'ReplicationController', rc: 'ReplicationController',
   daemonset: 'DaemonSet', daemonsets: 'DaemonSet', ds: 'DaemonSet',
+  statefulset: 'StatefulSet', statefulsets: 'StatefulSet', sts: 'StatefulSet',
   job: 'Job', jobs: 'Job', cronjob: 'CronJob', cronjobs: 'CronJob', cj: 'CronJob',
   pod: 'Pod', pods: 'Pod', po: 'Pod',
   service: 'Service', services: 'Service', svc: 'Service',
@@ -38,7 +44,7 @@ const ALIASES: Record<string, string> = {
 export function registerGet(program: Command): void {
   program
     .command('get <kind> [name]')
-    .description("list what Kubernetes manifests made, in kubectl's words (deployments, pods, services, configmaps, secrets, jobs, cronjobs, daemonsets, hpa, namespaces)")
+    .description("list what Kubernetes manifests made, in kubectl's words (deployments, statefulsets, pods, services, configmaps, secrets, jobs, cronjobs, daemonsets, hpa, namespaces)")
     .option('-n, --namespace <ns>', 'the namespace (a stack)', 'default')
     .option('-A, --all-namespaces', 'every namespace')
     .action(async (kindArg: string, name: string | undefined, o, cmd: Command) => {
@@ -66,6 +72,8 @@ export function registerGet(program: Command): void {
         case 'ReplicaSet':
         case 'ReplicationController':
           return show(workloads(kind).map((s) => ({ obj: s, cells: [...nsCell(s.metadata.labels), short(s), `${s.status.ready}/${s.spec.replicas}`, String(s.status.rollout?.updated ?? s.status.running), String(s.status.ready), age(s.metadata.creationTimestamp)] })), ['NAME', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'AGE']);
+        case 'StatefulSet':
+          return show(workloads(kind).map((s) => ({ obj: s, cells: [...nsCell(s.metadata.labels), short(s), `${s.status.ready}/${s.spec.replicas}`, age(s.metadata.creationTimestamp)] })), ['NAME', 'READY', 'AGE']);
         case 'DaemonSet':
           return show(workloads(kind).map((s) => ({ obj: s, cells: [...nsCell(s.metadata.labels), short(s), String(s.status.desired), String(s.status.running), String(s.status.ready), age(s.metadata.creationTimestamp)] })), ['NAME', 'DESIRED', 'CURRENT', 'READY', 'AGE']);
         case 'Job':
@@ -76,7 +84,7 @@ export function registerGet(program: Command): void {
           const byName = new Map(services.map((s) => [s.metadata.name, s]));
           const tasks = (await api.list<Task>(taskKind)).items.filter((t) => byName.has(t.spec.serviceName) && t.spec.desiredState === 'running');
           return show(
-            tasks.map((t) => ({ obj: t, cells: [...nsCell(byName.get(t.spec.serviceName)!.metadata.labels), t.metadata.name, t.status.state === 'running' && t.status.ready !== false ? '1/1' : '0/1', t.status.state === 'running' ? 'Running' : t.status.state === 'complete' ? 'Completed' : t.status.state[0]!.toUpperCase() + t.status.state.slice(1), String(t.status.restartCount), age(t.metadata.creationTimestamp), t.spec.nodeName || '<none>'] })),
+            tasks.map((t) => ({ obj: t, cells: [...nsCell(byName.get(t.spec.serviceName)!.metadata.labels), podName(byName.get(t.spec.serviceName)!, t), t.status.state === 'running' && t.status.ready !== false ? '1/1' : '0/1', t.status.state === 'running' ? 'Running' : t.status.state === 'complete' ? 'Completed' : t.status.state[0]!.toUpperCase() + t.status.state.slice(1), String(t.status.restartCount), age(t.metadata.creationTimestamp), t.spec.nodeName || '<none>'] })),
             ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE', 'NODE'],
           );
         }

@@ -218,6 +218,8 @@ spec:
       expect((await docker(['exec', t.status.containerId!, 'cat', '/data/boots'])).trim()).toBe(`kv-${i}`);
     }
     expect((await docker(['volume', 'ls', '-q', '--filter', 'name=state_data-kv-'])).split('\n').filter(Boolean).sort()).toEqual(['state_data-kv-0', 'state_data-kv-1', 'state_data-kv-2']);
+    expect((await c.baton(['get', 'sts', '-n', 'state'])).stdout).toMatch(/kv\s+3\/3\s/);
+    expect((await c.baton(['get', 'pods', '-n', 'state'])).stdout).toMatch(/kv-0\s+1\/1\s+Running[\s\S]*kv-1\s+1\/1\s+Running[\s\S]*kv-2\s+1\/1\s+Running/);
     // By name from another pod: the ordinal under its governing Service.
     const [probe] = await eventually(async () => {
       const ts = live(await c.tasksOf('state_probe'));
