@@ -19,10 +19,12 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ApiClient } from '../api/client.js';
 import { buildImage } from '../api/build.js';
-import { isGlobal, type BuildSpec, type Service, type Task } from '../api/types.js';
+import { isGlobal, type BuildSpec, type Config, type Secret, type Service, type Task } from '../api/types.js';
 import { BatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
-import type { ComposeResult, ComposeService } from '../manifest/compose/index.js';
+import { STACK_LABEL, type ComposeResult, type ComposeService } from '../manifest/compose/types.js';
+import type { KubernetesReadOptions } from '../manifest/kubernetes/index.js';
+import { configKind, secretKind, serviceKind } from '../api/kinds.js';
 import { packContext, type PackedContext } from './buildContext.js';
 import { client, out } from './common.js';
 
@@ -41,10 +43,10 @@ export function registerApply(program: Command): void {
     .option('--ignore-unsupported', 'turn "not supported" errors into warnings and drop those keys')
     .action(async (o, cmd: Command) => {
       const profiles = [...(o.profile ?? []), ...(process.env.COMPOSE_PROFILES ?? '').split(',').map((p) => p.trim()).filter(Boolean)];
-      const r = await readManifests(o.file, { stack: o.stack, ignoreUnsupported: !!o.ignoreUnsupported, profiles });
+      const { api } = client(cmd);
+      const r = await readManifests(o.file, { stack: o.stack, ignoreUnsupported: !!o.ignoreUnsupported, profiles, earlier: (stack) => earlierObjects(api, stack) });
       for (const w of r.warnings) process.stderr.write(`warning: ${o.file}: ${w.path}${w.line ? ` (line ${w.line})` : ''}: ${w.message}\n`);
       if (r.errors.length) throw new BatonError('BATON_ERR_MANIFEST', `${o.file} has ${r.errors.length} error${r.errors.length > 1 ? 's' : ''}; nothing was applied`, r.errors);
-      const { api } = client(cmd);
       await prepareBuilds(api, r.services);
       const res = await api.apply(r.stack, {
         services: r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels })),
@@ -83,7 +85,7 @@ export function registerApply(program: Command): void {
  * and kind), or a directory of Kubernetes manifests (its *.yaml, *.yml and
  * *.json files, in name order, as one apply).
  */
-export async function readManifests(path: string, o: { stack?: string; ignoreUnsupported: boolean; profiles?: string[] }): Promise<ComposeResult> {
+export async function readManifests(path: string, o: { stack?: string; ignoreUnsupported: boolean; profiles?: string[]; earlier?: (stack: string) => Promise<KubernetesReadOptions['earlier']> }): Promise<ComposeResult> {
   const file = resolve(path);
   if (!existsSync(file)) throw new BatonError('BATON_ERR_BAD_REQUEST', `${path}: no such file or directory`);
   const k8s = await import('../manifest/kubernetes/index.js');
@@ -93,14 +95,39 @@ export async function readManifests(path: string, o: { stack?: string; ignoreUns
     const files = names.map((n) => ({ name: n, text: readFileSync(join(file, n), 'utf8') }));
     const compose = files.filter((f) => !k8s.looksLikeKubernetes(f.text)).map((f) => f.name);
     if (compose.length) throw new BatonError('BATON_ERR_MANIFEST', `${path}: a directory is read as Kubernetes manifests, and ${compose.join(', ')} holds none; apply a Compose file by itself`);
-    return k8s.readKubernetes(files, { ...(o.stack !== undefined ? { stack: o.stack } : {}), ignoreUnsupported: o.ignoreUnsupported });
+    return readKubernetesWithEarlier(k8s.readKubernetes, files, o);
   }
   const text = readFileSync(file, 'utf8');
-  if (k8s.looksLikeKubernetes(text)) return k8s.readKubernetes([{ name: basename(file), text }], { ...(o.stack !== undefined ? { stack: o.stack } : {}), ignoreUnsupported: o.ignoreUnsupported });
+  if (k8s.looksLikeKubernetes(text)) return readKubernetesWithEarlier(k8s.readKubernetes, [{ name: basename(file), text }], o);
   const { parseDotEnv, readCompose } = await import('../manifest/compose/index.js');
   const dotenv = join(dirname(file), '.env');
   const env = { ...(existsSync(dotenv) ? parseDotEnv(readFileSync(dotenv, 'utf8')) : {}), ...process.env };
   return readCompose(text, { fileName: basename(file), baseDir: dirname(file), env, ...(o.stack !== undefined ? { stack: o.stack } : {}), ignoreUnsupported: o.ignoreUnsupported, profiles: o.profiles ?? [] });
+}
+
+/**
+ * readKubernetesWithEarlier reads manifests with what earlier applies made
+ * in their stack (a Service applied apart from its Deployment, kubectl's
+ * file-by-file habit): once for the stack, once more with its objects.
+ */
+async function readKubernetesWithEarlier(read: typeof import('../manifest/kubernetes/index.js').readKubernetes, files: { name: string; text: string }[], o: { stack?: string; ignoreUnsupported: boolean; earlier?: (stack: string) => Promise<KubernetesReadOptions['earlier']> }): Promise<ComposeResult> {
+  const base = { ...(o.stack !== undefined ? { stack: o.stack } : {}), ignoreUnsupported: o.ignoreUnsupported };
+  const first = read(files, base);
+  if (!o.earlier) return first;
+  const earlier = await o.earlier(first.stack);
+  return read(files, { ...base, ...(earlier ? { earlier } : {}) });
+}
+
+/** earlierObjects: the stack's services, configs and secrets that Kubernetes manifests made. */
+async function earlierObjects(api: ApiClient, stack: string): Promise<KubernetesReadOptions['earlier']> {
+  const inStack = { labelSelector: { [STACK_LABEL]: stack } };
+  const [services, configs, secrets] = await Promise.all([api.list<Service>(serviceKind, inStack), api.list<Config>(configKind, inStack), api.list<Secret>(secretKind, inStack)]);
+  const files = [...configs.items, ...secrets.items].flatMap((f) => {
+    const l = f.metadata.labels ?? {};
+    const kind = l['baton.kubernetes.kind'];
+    return (kind === 'ConfigMap' || kind === 'Secret') && l['baton.kubernetes.name'] && l['baton.kubernetes.key'] ? [{ kind, name: l['baton.kubernetes.name'], key: l['baton.kubernetes.key'] } as const] : [];
+  });
+  return { services: services.items.filter((s) => s.metadata.labels?.['baton.kubernetes.kind']).map((s) => ({ spec: s.spec, labels: s.metadata.labels ?? {} })), files };
 }
 
 /**

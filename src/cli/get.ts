@@ -14,6 +14,7 @@ import { isGlobal, statefulOrdinal } from '../api/types.js';
 import { BatonError } from '../base/errors.js';
 import { client, out } from './common.js';
 import { renderOne, table } from './output.js';
+import { serviceRecords, type ServiceRecord } from '../manifest/kubernetes/services.js';
 
 /** podName: a StatefulSet's pod is its ordinal's name; any other pod, its task's. */
 function podName(s: Service, t: Task): string {
@@ -22,7 +23,6 @@ function podName(s: Service, t: Task): string {
 
 const KIND_LABEL = 'baton.kubernetes.kind';
 const NAME_LABEL = 'baton.kubernetes.name';
-const SERVICES_LABEL = 'baton.kubernetes.services';
 const HPA_LABEL = 'baton.kubernetes.hpa';
 
 /** Each kind kubectl knows by these names, and the workload kinds it lists. */
@@ -90,8 +90,10 @@ export function registerGet(program: Command): void {
         }
         case 'Service': {
           const vips = new Map((await api.list<Endpoints>(endpointsKind)).items.map((e) => [e.metadata.name, e.spec.vip]));
+          // kubectl's PORT(S): port[:targetPort when another][:nodePort]/PROTOCOL.
+          const portsOf = (x: ServiceRecord) => x.ports.map((p) => `${p.port}${p.port !== p.target ? `:${p.target}` : ''}${p.nodePort !== undefined ? `:${p.nodePort}` : ''}/${p.protocol.toUpperCase()}`).join(',');
           const rows = services.flatMap((s) =>
-            (JSON.parse(s.metadata.labels![SERVICES_LABEL] ?? '[]') as { name: string; type: string; ports: string[] }[]).map((x) => ({ obj: { service: x, bakedInto: s.metadata.name, vip: vips.get(s.metadata.name) }, cells: [...nsCell(s.metadata.labels), x.name, x.type, vips.get(s.metadata.name) ?? '<none>', x.ports.join(','), age(s.metadata.creationTimestamp)] })),
+            serviceRecords(s.metadata.labels!).map((x) => ({ obj: { service: x, partOf: s.metadata.name, vip: vips.get(s.metadata.name) }, cells: [...nsCell(s.metadata.labels), x.name, x.type, vips.get(s.metadata.name) ?? '<none>', portsOf(x), age(s.metadata.creationTimestamp)] })),
           );
           return show(rows, ['NAME', 'TYPE', 'CLUSTER-IP', 'PORT(S)', 'AGE']);
         }

@@ -164,6 +164,49 @@ describe('Kubernetes manifests', () => {
     await eventually(async () => expect(await c.running('k8s_web')).toEqual([]), 30_000);
   }, 240_000);
 
+  it('joins a Service applied on its own to the Deployment of an earlier apply, and keeps it when the Deployment is applied again', async () => {
+    const dep = (replicas: number) => writeFile(c.dir, 'files-dep.yaml', `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: files}
+spec:
+  replicas: ${replicas}
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: api
+        image: ${TEST_IMAGE}
+        command: [sh, -c, "echo api > /tmp/index.html; exec httpd -f -p 9090 -h /tmp"]
+        ports: [{name: web, containerPort: 9090}]
+`);
+    const svc = writeFile(c.dir, 'files-svc.yaml', `apiVersion: v1
+kind: Service
+metadata: {name: api-public, namespace: files}
+spec:
+  type: NodePort
+  selector: {app: api}
+  ports: [{port: 80, targetPort: web, nodePort: ${NODE_PORT + 1}}]
+`);
+    for (const f of [dep(1), svc]) {
+      const r = await c.baton(['apply', '-f', f]);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const reach = async () => {
+      for (const address of ['127.0.0.2', '127.0.0.3']) await eventually(async () => expect(await getBody(address, NODE_PORT + 1, '/index.html')).toEqual({ ok: true, body: 'api' }), 5 * 5000);
+    };
+    await reach();
+    // The Deployment again, scaled: the Service stays on it.
+    const r = await c.baton(['apply', '-f', dep(2)]);
+    expect(r.code, r.stderr).toBe(0);
+    await eventually(async () => expect(live(await c.tasksOf('files_api'))).toHaveLength(2), 5 * 10_000);
+    await reach();
+    expect((await c.baton(['get', 'svc', '-n', 'files'])).stdout).toMatch(new RegExp(`api-public\\s+NodePort\\s+\\S+\\s+80:9090:${NODE_PORT + 1}/TCP`));
+    expect((await c.baton(['stack', 'rm', 'files'])).code).toBe(0);
+    await eventually(async () => expect(await c.running('files_api')).toEqual([]), 30_000);
+  }, 180_000);
+
   it('starts a StatefulSet in order, names each pod after its ordinal, and keeps each ordinal\'s volume across a restart', async () => {
     const file = writeFile(c.dir, 'state.yaml', `apiVersion: v1
 kind: Service

@@ -42,7 +42,7 @@ describe('readKubernetes: workloads', () => {
     expect(r.stack).toBe('shop');
     const s = r.services[0]!;
     expect(s.name).toBe('shop_web');
-    expect(s.labels).toEqual({ tier: 'front', 'baton.stack': 'shop', 'baton.kubernetes.kind': 'Deployment', 'baton.kubernetes.name': 'web' });
+    expect(s.labels).toEqual({ tier: 'front', 'baton.stack': 'shop', 'baton.kubernetes.kind': 'Deployment', 'baton.kubernetes.name': 'web', 'baton.kubernetes.ports': JSON.stringify({ ports: [{ port: 80, protocol: 'tcp', name: 'http' }], hostPorts: [] }) });
     // The pod's labels are its container's.
     expect(s.spec.container.labels).toEqual({ app: 'web' });
     expect(s.spec).toMatchObject({ stack: 'shop', shortName: 'web', mode: 'replicated', replicas: 3, expose: [80], restartPolicy: { condition: 'any', delayMs: 10_000, maxDelayMs: 300_000 } });
@@ -135,7 +135,7 @@ stringData: {tls.key: KEY}
     expect(c.tmpfs).toEqual(['/cache']);
     expect(c.configs).toEqual([{ source: 'default_cfg.app.conf', target: '/etc/app/app.conf', uid: 0, gid: 0, mode: 0o440 }]);
     expect(c.secrets).toEqual([{ source: 'default_tls.tls.crt', target: '/etc/tls/cert.pem', uid: 0, gid: 0, mode: 0o400 }]);
-    expect(r.configs).toEqual([{ name: 'default_cfg.app.conf', data: Buffer.from('x = 1\n').toString('base64'), labels: { 'baton.kubernetes.kind': 'ConfigMap', 'baton.kubernetes.name': 'cfg' } }]);
+    expect(r.configs).toEqual([{ name: 'default_cfg.app.conf', data: Buffer.from('x = 1\n').toString('base64'), labels: { 'baton.kubernetes.kind': 'ConfigMap', 'baton.kubernetes.name': 'cfg', 'baton.kubernetes.key': 'app.conf' } }]);
     expect(r.secrets.map((x) => [x.name, Buffer.from(x.data, 'base64').toString()])).toEqual([
       ['default_tls.tls.crt', 'CERT'],
       ['default_tls.tls.key', 'KEY'],
@@ -233,7 +233,7 @@ describe('readKubernetes: Services and autoscalers', () => {
     expect(s.vipPorts).toEqual([{ port: 80, target: 8080 }]);
     expect(s.networks).toEqual([{ name: 'default_default', aliases: ['frontend'] }]);
     // `baton get services` reads the Service back from its workload's labels.
-    expect(JSON.parse(read(deployment('ports: [{containerPort: 8080, name: http}]\n') + svc('selector: {app: web}\nports: [{port: 80, targetPort: http}]\n', 'frontend')).services[0]!.labels['baton.kubernetes.services']!)).toEqual([{ name: 'frontend', type: 'ClusterIP', ports: ['80:8080/TCP'] }]);
+    expect(JSON.parse(read(deployment('ports: [{containerPort: 8080, name: http}]\n') + svc('selector: {app: web}\nports: [{port: 80, targetPort: http}]\n', 'frontend')).services[0]!.labels['baton.kubernetes.services']!)).toEqual([{ name: 'frontend', type: 'ClusterIP', ports: [{ port: 80, target: 8080, protocol: 'tcp' }] }]);
   });
 
   it('publishes NodePort and LoadBalancer ports on every node', () => {
@@ -250,13 +250,49 @@ describe('readKubernetes: Services and autoscalers', () => {
   it('refuses a Service that selects nothing, or a port that names no container port', () => {
     const r = read(deployment() + svc('selector: {app: nope}\nports: [{port: 80}]\n'));
     expect(r.services).toEqual([]);
-    expect(r.errors).toEqual([{ path: 'documents[1].spec.selector', message: 'selects no pod of this apply (app=nope)', line: 19 }]);
+    expect(r.errors).toEqual([{ path: 'documents[1].spec.selector', message: 'selects no pod of this apply or of an earlier one in default (app=nope)', line: 19 }]);
     expect(read(deployment('ports: [{containerPort: 80}]\n') + svc('selector: {app: web}\nports: [{port: 80, targetPort: http}]\n')).errors[0]!.message).toBe('names no port of Deployment web\'s container ("http")');
   });
 
   it('autoscales the target of an HPA on CPU and memory with its windows', () => {
     const hpa = `---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 2\n  maxReplicas: 10\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 70}}\n  - type: Resource\n    resource: {name: memory, target: {type: Utilization, averageUtilization: 80}}\n  behavior:\n    scaleDown: {stabilizationWindowSeconds: 60}\n`;
     expect(only(deployment() + hpa).autoscale).toEqual({ min: 2, max: 10, cpu: 0.7, memory: 0.8, scaleUp: { stabilizationMs: 0 }, scaleDown: { stabilizationMs: 60_000 } });
+  });
+});
+
+describe('readKubernetes: applies file by file', () => {
+  const svcDoc = (port: number) => `apiVersion: v1\nkind: Service\nmetadata: {name: frontend}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: ${port}, targetPort: http, nodePort: 30111}]\n`;
+  const earlierOf = (r: ReturnType<typeof read>) => ({ services: r.services.map((x) => ({ spec: x.spec, labels: x.labels })), files: [] });
+
+  it('adds a Service to the workload an earlier apply made, and keeps it when the workload is applied again', () => {
+    const dep = read(deployment('ports: [{containerPort: 8080, name: http}]\n'));
+    expect(dep.errors).toEqual([]);
+    // The Service alone: it finds the Deployment of the earlier apply, and the apply carries that service, changed.
+    const withSvc = readKubernetes([{ name: 's.yaml', text: svcDoc(80) }], { earlier: earlierOf(dep) });
+    expect(withSvc.errors).toEqual([]);
+    const web = withSvc.services[0]!;
+    expect(web.name).toBe('default_web');
+    expect(web.spec).toMatchObject({ expose: [8080], vipPorts: [{ port: 80, target: 8080 }], networks: [{ name: 'default_default', aliases: ['frontend'] }], ports: [{ target: 8080, published: 30111, protocol: 'tcp', mode: 'ingress' }] });
+    // The Deployment alone again: the Service stays on it.
+    const again = readKubernetes([{ name: 'd.yaml', text: deployment('ports: [{containerPort: 8080, name: http}]\n', '', 'replicas: 2\n') }], { earlier: earlierOf(withSvc) });
+    expect(again.errors).toEqual([]);
+    expect(again.services[0]!.spec).toMatchObject({ replicas: 2, vipPorts: [{ port: 80, target: 8080 }], networks: [{ name: 'default_default', aliases: ['frontend'] }] });
+    // The Service changed: its old port goes, nothing is doubled.
+    const changed = readKubernetes([{ name: 's.yaml', text: svcDoc(81) }], { earlier: earlierOf(again) });
+    expect(changed.services[0]!.spec.vipPorts).toEqual([{ port: 81, target: 8080 }]);
+    expect(changed.services[0]!.spec.ports).toEqual([{ target: 8080, published: 30111, protocol: 'tcp', mode: 'ingress' }]);
+    // A workload no Service of this apply selects is not applied again.
+    expect(readKubernetes([{ name: 'x.yaml', text: 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n' }], { earlier: earlierOf(changed) }).services).toEqual([]);
+  });
+
+  it('mounts the keys of a ConfigMap an earlier apply made, and says why its values cannot reach the environment', () => {
+    const earlier = { services: [], files: [{ kind: 'ConfigMap' as const, name: 'cfg', key: 'app.conf' }] };
+    const mounted = readKubernetes([{ name: 'd.yaml', text: deployment('volumeMounts: [{name: conf, mountPath: /etc/app}]\n', 'volumes: [{name: conf, configMap: {name: cfg}}]\n') }], { earlier });
+    expect(mounted.errors).toEqual([]);
+    expect(mounted.services[0]!.spec.container.configs).toEqual([{ source: 'default_cfg.app.conf', target: '/etc/app/app.conf', uid: 0, gid: 0, mode: 0o644 }]);
+    expect(mounted.configs).toEqual([]);
+    const env = readKubernetes([{ name: 'd.yaml', text: deployment('envFrom: [{configMapRef: {name: cfg}}]\n') }], { earlier });
+    expect(env.errors[0]!.message).toMatch(/ConfigMap "cfg" was applied earlier: its values reach a pod's environment only from the apply that holds it/);
   });
 });
 

@@ -142,9 +142,10 @@ function readEnv(d: KDoc, issues: Issues, world: World, at: PathSegment[], c: Ob
       if (isObj(src.configMapRef)) {
         const cm = world.configMap(String(src.configMapRef.name ?? ''));
         if (!cm) {
-          if (src.configMapRef.optional !== true) issues.error(d, [...s, 'configMapRef', 'name'], `ConfigMap "${String(src.configMapRef.name)}" is not in this apply`);
+          if (src.configMapRef.optional !== true) issues.error(d, [...s, 'configMapRef', 'name'], `ConfigMap "${String(src.configMapRef.name)}" is not in this apply or an earlier one in ${world.stack}`);
           return;
         }
+        if (!cm.doc) return issues.error(d, [...s, 'configMapRef', 'name'], EARLIER_VALUES(String(src.configMapRef.name)));
         for (const [k, v] of cm.entries) env[prefix + k] = v.toString('utf8');
       } else if (isObj(src.secretRef)) issues.unsupported(d, [...s, 'secretRef'], 'a Secret in the environment', SECRET_ENV_REASON);
       else issues.error(d, s, 'needs configMapRef or secretRef');
@@ -162,8 +163,9 @@ function readEnv(d: KDoc, issues: Issues, world: World, at: PathSegment[], c: Ob
           const ref = vf.configMapKeyRef;
           const cm = world.configMap(String(ref.name ?? ''));
           const value = cm?.entries.get(String(ref.key ?? ''));
-          if (value !== undefined) env[e.name] = value.toString('utf8');
-          else if (ref.optional !== true) issues.error(d, [...s, 'valueFrom', 'configMapKeyRef'], cm ? `ConfigMap "${String(ref.name)}" has no key "${String(ref.key)}"` : `ConfigMap "${String(ref.name)}" is not in this apply`);
+          if (cm && !cm.doc) issues.error(d, [...s, 'valueFrom', 'configMapKeyRef'], EARLIER_VALUES(String(ref.name)));
+          else if (value !== undefined) env[e.name] = value.toString('utf8');
+          else if (ref.optional !== true) issues.error(d, [...s, 'valueFrom', 'configMapKeyRef'], cm ? `ConfigMap "${String(ref.name)}" has no key "${String(ref.key)}"` : `ConfigMap "${String(ref.name)}" is not in this apply or an earlier one in ${world.stack}`);
         } else if (isObj(vf.secretKeyRef)) issues.unsupported(d, [...s, 'valueFrom', 'secretKeyRef'], 'a Secret in the environment', SECRET_ENV_REASON);
         else if (isObj(vf.fieldRef)) {
           const f = String(vf.fieldRef.fieldPath ?? '');
@@ -175,6 +177,9 @@ function readEnv(d: KDoc, issues: Issues, world: World, at: PathSegment[], c: Ob
   }
   return env;
 }
+
+/** A ConfigMap of an earlier apply has its keys known to the CLI, not its values. */
+const EARLIER_VALUES = (name: string) => `ConfigMap "${name}" was applied earlier: its values reach a pod's environment only from the apply that holds it (apply both together, or mount it as a volume)`;
 
 const SECRET_ENV_REASON = 'Baton never puts a secret in a container\'s environment (docker inspect and /proc show it): mount the Secret as a volume and read the file';
 
@@ -348,7 +353,7 @@ function readVolumes(d: KDoc, issues: Issues, world: World, pod: PathSegment[], 
       if (Array.isArray(src.items)) items = src.items.filter(isObj).map((it) => ({ key: String(it.key), path: String(it.path ?? it.key), mode: typeof it.mode === 'number' ? it.mode : mode }));
       else if (files) items = [...files.entries.keys()].map((key) => ({ key, path: key, mode }));
       else {
-        if (src.optional !== true) issues.error(d, [...vs, isConfig ? 'configMap' : 'secret'], `${kindWord} "${objName}" is not in this apply, and the volume lists no items`);
+        if (src.optional !== true) issues.error(d, [...vs, isConfig ? 'configMap' : 'secret'], `${kindWord} "${objName}" is not in this apply or an earlier one in ${world.stack}, and the volume lists no items`);
         return;
       }
       for (const it of items) {

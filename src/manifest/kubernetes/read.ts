@@ -13,13 +13,22 @@ import { STACK_LABEL, type ComposeResult, type ComposeService } from '../compose
 import { Issues, parseDocuments, type KDoc } from './documents.js';
 import { KIND_RULES } from './kinds.js';
 import { applyAutoscaler, applyService } from './services.js';
-import { World } from './world.js';
-import { readWorkload, type Workload } from './workloads.js';
+import { World, type EarlierFile } from './world.js';
+import { earlierWorkload, HPA_LABEL, readWorkload, type Workload } from './workloads.js';
+import { attachService, serviceRecords } from './services.js';
+import type { ServiceSpec } from '../../api/types.js';
 
 export interface KubernetesReadOptions {
   /** --stack: every document goes into it, whatever its namespace. */
   stack?: string;
   ignoreUnsupported?: boolean;
+  /**
+   * What earlier applies made in the stack (the CLI lists them): workloads
+   * a Service or HPA of this apply may select, and the Services and HPAs
+   * kept on a workload this apply brings again; ConfigMap and Secret keys
+   * a volume may mount.
+   */
+  earlier?: { services: { spec: ServiceSpec; labels: Record<string, string> }[]; files: EarlierFile[] };
 }
 
 const WORKLOADS = new Set(['Deployment', 'ReplicaSet', 'ReplicationController', 'Pod', 'DaemonSet', 'Job', 'CronJob', 'StatefulSet']);
@@ -72,7 +81,7 @@ export function readKubernetes(files: { name: string; text: string }[], opts: Ku
     if (namespaces.size > 1) issues.errors.push({ path: 'metadata.namespace', message: `the documents are in several namespaces (${[...namespaces].sort().join(', ')}): one apply is one stack; apply each namespace apart, or give --stack` });
     stack = [...namespaces][0] ?? 'default';
   }
-  const world = new World(stack);
+  const world = new World(stack, opts.earlier?.files ?? []);
   for (const d of kept) if (['ConfigMap', 'Secret', 'PriorityClass'].includes(d.kind)) world.gather(d, issues);
 
   const workloads: Workload[] = [];
@@ -88,11 +97,36 @@ export function readKubernetes(files: { name: string; text: string }[], opts: Ku
     const w = readWorkload(d, issues, world);
     if (w) workloads.push(w);
   }
-  for (const d of kept) if (d.kind === 'Service') applyService(d, issues, workloads, stack);
-  for (const d of kept) if (d.kind === 'HorizontalPodAutoscaler') applyAutoscaler(d, issues, workloads);
+  // The workloads of earlier applies in the stack, which this apply's Services and HPAs may select.
+  const earlier = new Map<string, { svc: { spec: ServiceSpec; labels: Record<string, string> }; w: Workload }>();
+  for (const svc of opts.earlier?.services ?? []) {
+    const w = earlierWorkload(svc);
+    if (w && svc.labels[STACK_LABEL] === stack) earlier.set(w.doc.name, { svc, w });
+  }
+  const external = [...earlier.values()].map((e) => e.w).filter((w) => !names.has(w.doc.name));
+  const candidates = [...workloads, ...external];
+  for (const d of kept) if (d.kind === 'Service') applyService(d, issues, candidates, stack);
+  for (const d of kept) if (d.kind === 'HorizontalPodAutoscaler') applyAutoscaler(d, issues, candidates);
+  // A workload of an earlier apply keeps the Services and HPA that earlier applies gave it and this one does not name.
+  const servicesHere = new Set(kept.filter((d) => d.kind === 'Service').map((d) => d.name));
+  const hpasHere = new Set(kept.filter((d) => d.kind === 'HorizontalPodAutoscaler').map((d) => d.name));
+  for (const w of [...workloads, ...external.filter((x) => x.earlier!.touched)]) {
+    const before = earlier.get(w.doc.name)?.svc;
+    if (!before) continue;
+    for (const rec of serviceRecords(before.labels)) {
+      if (servicesHere.has(rec.name)) continue;
+      const problem = attachService(w, rec, stack);
+      if (problem) issues.warn(w.earlier ? undefined : w.doc, [], `Service ${rec.name} of an earlier apply no longer fits ${w.doc.kind} ${w.doc.name}: ${problem}`);
+    }
+    const hpa = before.labels[HPA_LABEL];
+    if (hpa && !hpasHere.has(hpa) && before.spec.autoscale && !w.spec.autoscale) {
+      w.spec.autoscale = before.spec.autoscale;
+      w.labels[HPA_LABEL] = hpa;
+    }
+  }
 
   if (issues.errors.length) return empty(stack);
-  const services: ComposeService[] = workloads.map((w) => ({ name: `${stack}_${w.spec.shortName}`, shortName: w.spec.shortName, spec: w.spec, labels: { ...w.labels, [STACK_LABEL]: stack! } }));
+  const services: ComposeService[] = [...workloads, ...external.filter((x) => x.earlier!.touched)].map((w) => ({ name: `${stack}_${w.spec.shortName}`, shortName: w.spec.shortName, spec: w.spec, labels: { ...w.labels, [STACK_LABEL]: stack! } }));
   return { stack, services, secrets: world.files('secret'), configs: world.files('config'), warnings: sortIssues(issues.warnings), errors: [] };
 }
 

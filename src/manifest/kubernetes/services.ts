@@ -26,33 +26,45 @@ export function nodePortFor(namespace: string, service: string, port: number): n
   return 30000 + (h.readUInt32BE(0) % 2768);
 }
 
+/** ServiceRecord: a Kubernetes Service as it is kept on the workload it selects (label SERVICES_LABEL), so a later apply of either finds it. */
+export interface ServiceRecord {
+  name: string;
+  type: 'ClusterIP' | 'NodePort' | 'LoadBalancer';
+  ports: { port: number; target: number; protocol: 'tcp' | 'udp'; nodePort?: number }[];
+}
+
+/** serviceRecords: the Services kept on a workload (none when the label is absent or unreadable). */
+export function serviceRecords(labels: Record<string, string>): ServiceRecord[] {
+  try {
+    const v = JSON.parse(labels[SERVICES_LABEL] ?? '[]') as unknown;
+    return Array.isArray(v) ? (v as ServiceRecord[]).filter((r) => typeof r?.name === 'string' && Array.isArray(r.ports)) : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * applyService reads a Service and adds it to the one workload it selects,
+ * among this apply's and, when the CLI found them, the stack's earlier ones.
+ */
 export function applyService(d: KDoc, issues: Issues, workloads: Workload[], stack: string): void {
   const spec = isObj(d.obj.spec) ? d.obj.spec : {};
   const type = typeof spec.type === 'string' ? spec.type : 'ClusterIP';
   if (type === 'ExternalName') return issues.unsupported(d, ['spec', 'type'], 'an ExternalName Service', "Baton's names resolve to the cluster's services; give the program the outside name itself");
-  if (!['ClusterIP', 'NodePort', 'LoadBalancer'].includes(type)) return issues.error(d, ['spec', 'type'], 'must be ClusterIP, NodePort, LoadBalancer or ExternalName');
+  if (type !== 'ClusterIP' && type !== 'NodePort' && type !== 'LoadBalancer') return issues.error(d, ['spec', 'type'], 'must be ClusterIP, NodePort, LoadBalancer or ExternalName');
   if (!isObj(spec.selector) || Object.keys(spec.selector).length === 0) return issues.unsupported(d, ['spec', 'selector'], 'a Service without a selector', 'Baton keeps endpoints itself, from the pods a selector finds');
   const sel = { matchLabels: spec.selector };
   const matched = workloads.filter((w) => selects(sel, w.pod.labels));
-  if (matched.length === 0) return issues.error(d, ['spec', 'selector'], `selects no pod of this apply (${Object.entries(spec.selector).map(([k, v]) => `${k}=${String(v)}`).join(', ')})`);
+  if (matched.length === 0) return issues.error(d, ['spec', 'selector'], `selects no pod of this apply or of an earlier one in ${stack} (${Object.entries(spec.selector).map(([k, v]) => `${k}=${String(v)}`).join(', ')})`);
   if (matched.length > 1) return issues.unsupported(d, ['spec', 'selector'], `a Service over the pods of several workloads (${matched.map((w) => `${w.doc.kind} ${w.doc.name}`).join(', ')})`, 'a Baton service is one workload; give each its own Service');
   const w = matched[0]!;
   for (const k of ['externalIPs', 'loadBalancerIP', 'loadBalancerSourceRanges']) if (spec[k] !== undefined) issues.unsupported(d, ['spec', k], `\`${k}\``, "a published port is on every node's address");
   if (spec.sessionAffinity === 'ClientIP') issues.warn(d, ['spec', 'sessionAffinity'], "ignored: Baton's mesh balances each connection (round robin or least connections)");
   if (spec.externalTrafficPolicy === 'Local') issues.warn(d, ['spec', 'externalTrafficPolicy'], "ignored: a published port reaches the service's tasks on every node (the PROXY protocol, x-baton.lb, keeps the client's address)");
   if (spec.clusterIP === 'None') issues.warn(d, ['spec', 'clusterIP'], `a headless Service: ${d.name} resolves to a virtual IP in Baton; tasks.${d.name} resolves to the pods' own addresses`);
-
-  // Its name, when it is not the workload's.
-  if (d.name !== w.spec.shortName) {
-    const nets = w.spec.networks?.length ? w.spec.networks : [{ name: defaultNetwork(stack), aliases: [] }];
-    w.spec.networks = nets.map((n) => ({ ...n, aliases: [...new Set([...n.aliases, d.name])] }));
-  }
   const ports = Array.isArray(spec.ports) ? spec.ports : [];
   if (ports.length === 0) issues.error(d, ['spec', 'ports'], 'a Service needs a port');
-  // What `baton get services` shows: the Service as it was written, on the workload it became part of.
-  const shown: string[] = [];
-  const known = JSON.parse(w.labels[SERVICES_LABEL] ?? '[]') as { name: string; type: string; ports: string[] }[];
-  known.push({ name: d.name, type, ports: shown });
+  const rec: ServiceRecord = { name: d.name, type, ports: [] };
   ports.forEach((p, i) => {
     const at = ['spec', 'ports', i];
     if (!isObj(p) || !validPort(p.port)) return issues.error(d, [...at, 'port'], 'must be a port number (1-65535)');
@@ -65,34 +77,49 @@ export function applyService(d: KDoc, issues: Issues, workloads: Workload[], sta
         const named = w.pod.ports.find((x) => x.name === p.targetPort);
         if (!named) return issues.error(d, [...at, 'targetPort'], `names no port of ${w.doc.kind} ${w.doc.name}'s container ("${p.targetPort}")`);
         target = named.port;
-      } else return issues.error(d, [...at, 'targetPort'], 'must be a port number or a container port\'s name');
+      } else return issues.error(d, [...at, 'targetPort'], "must be a port number or a container port's name");
     }
     if (!w.pod.ports.some((x) => x.port === target) && w.pod.ports.length > 0) issues.warn(d, [...at, 'targetPort'], `${target} is not among the container's declared ports (${w.pod.ports.map((x) => x.port).join(', ')})`);
-    // On the VIP: the container port, and the Service's port when it is another (TCP).
-    if (protocol === 'tcp' && !w.spec.expose.includes(target)) w.spec.expose.push(target);
-    shown.push(`${p.port}${p.port !== target ? `:${target}` : ''}${type !== 'ClusterIP' ? `:${(p.nodePort as number | undefined) ?? (type === 'LoadBalancer' ? p.port : nodePortFor(stack, d.name, p.port))}` : ''}/${protocol.toUpperCase()}`);
-    if (p.port !== target) {
-      if (protocol === 'udp') issues.unsupported(d, [...at, 'port'], `a UDP Service port (${p.port}) that is not its targetPort (${target})`, `the service's virtual IP serves UDP on its container ports; make port ${target}`);
-      else {
-        const taken = (w.spec.vipPorts ?? []).find((v) => v.port === p.port);
-        if (taken && taken.target !== target) return issues.error(d, [...at, 'port'], `port ${p.port} of ${w.spec.shortName}'s VIP reaches ${taken.target} already`);
-        if (!taken) w.spec.vipPorts = [...(w.spec.vipPorts ?? []), { port: p.port, target }];
-      }
+    if (p.port !== target && protocol === 'udp') return issues.unsupported(d, [...at, 'port'], `a UDP Service port (${p.port}) that is not its targetPort (${target})`, `the service's virtual IP serves UDP on its container ports; make port ${target}`);
+    if (p.nodePort !== undefined && !validPort(p.nodePort)) return issues.error(d, [...at, 'nodePort'], 'must be a port number (1-65535)');
+    rec.ports.push({ port: p.port, target, protocol, ...(type !== 'ClusterIP' ? { nodePort: (p.nodePort as number | undefined) ?? (type === 'LoadBalancer' ? p.port : nodePortFor(stack, d.name, p.port)) } : {}) });
+  });
+  const problem = attachService(w, rec, stack);
+  if (problem) issues.error(d, ['spec', 'ports'], problem);
+  if (w.earlier) w.earlier.touched = true;
+}
+
+/**
+ * attachService adds a Service to its workload: its name (when not the
+ * workload's own), its ports on the VIP (the container port, and the
+ * Service's when it is another), published ports, and the record itself.
+ * A record of the same name is replaced (the Service applied again).
+ */
+export function attachService(w: Workload, rec: ServiceRecord, stack: string): string | undefined {
+  w.labels[SERVICES_LABEL] = JSON.stringify([...serviceRecords(w.labels).filter((r) => r.name !== rec.name), rec]);
+  if (rec.name !== w.spec.shortName) {
+    const nets = w.spec.networks?.length ? w.spec.networks : [{ name: defaultNetwork(stack), aliases: [] }];
+    w.spec.networks = nets.map((n) => ({ ...n, aliases: [...new Set([...n.aliases, rec.name])] }));
+  }
+  for (const p of rec.ports) {
+    if (p.protocol === 'tcp' && !w.spec.expose.includes(p.target)) w.spec.expose.push(p.target);
+    if (p.protocol === 'tcp' && p.port !== p.target) {
+      const taken = (w.spec.vipPorts ?? []).find((v) => v.port === p.port);
+      if (taken && taken.target !== p.target) return `port ${p.port} of ${w.spec.shortName}'s VIP reaches ${taken.target} already`;
+      if (!taken) w.spec.vipPorts = [...(w.spec.vipPorts ?? []), { port: p.port, target: p.target }];
     }
-    if (protocol === 'udp' && !w.spec.ports.some((x) => x.target === target && x.protocol === 'udp')) w.spec.ports.push({ target, protocol: 'udp', mode: 'ingress' });
-    if (type === 'NodePort' || type === 'LoadBalancer') {
-      if (p.nodePort !== undefined && !validPort(p.nodePort)) return issues.error(d, [...at, 'nodePort'], 'must be a port number (1-65535)');
-      const published = (p.nodePort as number | undefined) ?? (type === 'LoadBalancer' ? p.port : nodePortFor(stack, d.name, p.port));
-      const existing = w.spec.ports.find((x) => x.published === published && x.protocol === protocol);
-      if (existing && existing.target !== target) return issues.error(d, [...at, 'nodePort'], `port ${published} is published already for ${existing.target}`);
+    if (p.protocol === 'udp' && !w.spec.ports.some((x) => x.target === p.target && x.protocol === 'udp')) w.spec.ports.push({ target: p.target, protocol: 'udp', mode: 'ingress' });
+    if (p.nodePort !== undefined) {
+      const existing = w.spec.ports.find((x) => x.published === p.nodePort && x.protocol === p.protocol);
+      if (existing && existing.target !== p.target) return `port ${p.nodePort} is published already for ${existing.target}`;
       if (!existing) {
         // The VIP-only UDP entry gives way to the published one.
-        w.spec.ports = w.spec.ports.filter((x) => !(x.protocol === protocol && x.target === target && x.published === undefined));
-        w.spec.ports.push({ target, published, protocol, mode: 'ingress' });
+        w.spec.ports = w.spec.ports.filter((x) => !(x.protocol === p.protocol && x.target === p.target && x.published === undefined));
+        w.spec.ports.push({ target: p.target, published: p.nodePort, protocol: p.protocol, mode: 'ingress' });
       }
     }
-  });
-  w.labels[SERVICES_LABEL] = JSON.stringify(known);
+  }
+  return undefined;
 }
 
 export function applyAutoscaler(d: KDoc, issues: Issues, workloads: Workload[]): void {
@@ -132,4 +159,5 @@ export function applyAutoscaler(d: KDoc, issues: Issues, workloads: Workload[]):
   }
   w.spec.autoscale = a;
   w.labels[HPA_LABEL] = d.name;
+  if (w.earlier) w.earlier.touched = true;
 }

@@ -7,15 +7,19 @@ import { DEFAULT_UPDATE_CONFIG, type JobSpec, type ScheduleSpec, type ServiceSpe
 import type { PathSegment } from '../interpolate.js';
 import { isObj, type Issues, type KDoc, type Obj } from './documents.js';
 import { readPod, selects, type PodResult } from './pod.js';
+import { serviceRecords } from './services.js';
 import type { World } from './world.js';
 
 /** Workload: one translated workload, which Services and HPAs then add to. */
 export interface Workload {
   doc: KDoc;
   spec: ServiceSpec;
-  pod: PodResult;
+  /** What Services need of the pod: its labels and ports. */
+  pod: Pick<PodResult, 'labels' | 'ports'>;
   /** metadata.labels: the service's labels. */
   labels: Record<string, string>;
+  /** A workload of an earlier apply (the CLI found it in the stack): applied again only when a Service of this apply changes it. */
+  earlier?: { touched: boolean };
 }
 
 /** The service labels that say which Kubernetes object a service came from (`baton get`). */
@@ -25,11 +29,49 @@ export const NAME_LABEL = 'baton.kubernetes.name';
 export const SERVICES_LABEL = 'baton.kubernetes.services';
 /** The HorizontalPodAutoscaler that scales it. */
 export const HPA_LABEL = 'baton.kubernetes.hpa';
+/** Its container's ports (JSON: {ports, hostPorts}), so a later apply of a Service finds them and can take its own additions back off. */
+export const PORTS_LABEL = 'baton.kubernetes.ports';
 
 /** Kubernetes' crash loop backoff: 10 s, doubling, at most 5 minutes. */
 const CRASH_BACKOFF = { delayMs: 10_000, maxDelayMs: 300_000, factor: 2, maxAttempts: 0, windowMs: 0 };
 
 const strMap = (v: unknown): Record<string, string> => (isObj(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, String(x)])) : {});
+
+/** podPorts: a pod's own ports in a service (before any Service adds to them): hostPorts published on its node, UDP ports on the VIP, TCP ports exposed. */
+function podPorts(pod: Pick<PodResult, 'ports' | 'hostPorts'>): Pick<ServiceSpec, 'ports' | 'expose'> {
+  return {
+    ports: [...pod.hostPorts, ...pod.ports.filter((p) => p.protocol === 'udp').map((p) => ({ target: p.port, protocol: 'udp' as const, mode: 'ingress' as const }))],
+    expose: [...new Set(pod.ports.filter((p) => p.protocol === 'tcp').map((p) => p.port))],
+  };
+}
+
+/**
+ * earlierWorkload is a workload a former apply made (a Baton service of
+ * the stack with the kind and name labels), with what Services added taken
+ * back off (from its ports label and its Service records), so this apply's
+ * Services, and its kept ones, can be added again.
+ */
+export function earlierWorkload(svc: { spec: ServiceSpec; labels: Record<string, string> }): Workload | undefined {
+  const kind = svc.labels[KIND_LABEL];
+  const name = svc.labels[NAME_LABEL];
+  if (!kind || !name) return undefined;
+  let own: Pick<PodResult, 'ports' | 'hostPorts'>;
+  try {
+    own = JSON.parse(svc.labels[PORTS_LABEL] ?? '{"ports":[],"hostPorts":[]}') as Pick<PodResult, 'ports' | 'hostPorts'>;
+  } catch {
+    return undefined;
+  }
+  const added = new Set(serviceRecords(svc.labels).map((r) => r.name));
+  const networks = (svc.spec.networks ?? []).map((n) => ({ ...n, aliases: n.aliases.filter((a) => !added.has(a)) }));
+  const spec: ServiceSpec = { ...structuredClone(svc.spec), ...podPorts(own) };
+  delete spec.vipPorts;
+  if (networks.length && !(networks.length === 1 && networks[0]!.aliases.length === 0 && networks[0]!.name === `${spec.stack}_default`)) spec.networks = networks;
+  else delete spec.networks;
+  const labels = { ...svc.labels };
+  delete labels[SERVICES_LABEL];
+  const doc = { kind, apiVersion: '', name, obj: {}, base: [], line: () => undefined } as KDoc;
+  return { doc, spec, pod: { labels: { ...svc.spec.container.labels }, ports: own.ports }, labels, earlier: { touched: false } };
+}
 
 /** readWorkload translates a workload document, or says why it cannot. */
 export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | undefined {
@@ -73,15 +115,14 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
   if (!pod) return undefined;
   // The pod's labels are its container's (docker inspect shows them); the workload's kind and name are the service's, for `baton get`.
   pod.container.labels = { ...podLabels };
-  const labels = { ...strMap(isObj(o.metadata) ? o.metadata.labels : undefined), [KIND_LABEL]: d.kind, [NAME_LABEL]: d.name };
+  const labels = { ...strMap(isObj(o.metadata) ? o.metadata.labels : undefined), [KIND_LABEL]: d.kind, [NAME_LABEL]: d.name, [PORTS_LABEL]: JSON.stringify({ ports: pod.ports, hostPorts: pod.hostPorts }) };
   const s: ServiceSpec = {
     stack: world.stack,
     shortName: d.name,
     mode: 'replicated',
     replicas: 1,
     container: pod.container,
-    ports: [...pod.hostPorts, ...pod.ports.filter((p) => p.protocol === 'udp').map((p) => ({ target: p.port, protocol: 'udp' as const, mode: 'ingress' as const }))],
-    expose: [...new Set(pod.ports.filter((p) => p.protocol === 'tcp').map((p) => p.port))],
+    ...podPorts(pod),
     resources: pod.resources,
     restartPolicy: { condition: pod.restart, ...CRASH_BACKOFF },
     placement: pod.placement,

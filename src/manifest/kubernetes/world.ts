@@ -9,8 +9,16 @@ import type { FileInput } from '../../api/types.js';
 import { isObj, type Issues, type KDoc } from './documents.js';
 
 export interface FileSet {
-  doc: KDoc;
+  /** The document, or none for one of an earlier apply (whose keys only are known: its values stay on the servers). */
+  doc?: KDoc;
   entries: Map<string, Buffer>;
+}
+
+/** A key of a ConfigMap or Secret an earlier apply made (the CLI lists them from the stack's configs and secrets). */
+export interface EarlierFile {
+  kind: 'ConfigMap' | 'Secret';
+  name: string;
+  key: string;
 }
 
 /** Baton's object names: letters, digits, "_", "." and "-", at most 63. */
@@ -23,14 +31,26 @@ export class World {
   /** StatefulSet → the Service that governs it (its pods' DNS names are under that Service's name). */
   readonly governing = new Map<string, string>();
 
-  constructor(readonly stack: string) {}
+  private readonly earlier = new Map<string, FileSet>();
+
+  constructor(
+    readonly stack: string,
+    earlier: readonly EarlierFile[] = [],
+  ) {
+    for (const f of earlier) {
+      const key = `${f.kind}/${f.name}`;
+      let set = this.earlier.get(key);
+      if (!set) this.earlier.set(key, (set = { entries: new Map() }));
+      set.entries.set(f.key, Buffer.alloc(0));
+    }
+  }
 
   configMap(name: string): FileSet | undefined {
-    return this.configMaps.get(name);
+    return this.configMaps.get(name) ?? this.earlier.get(`ConfigMap/${name}`);
   }
 
   secret(name: string): FileSet | undefined {
-    return this.secrets.get(name);
+    return this.secrets.get(name) ?? this.earlier.get(`Secret/${name}`);
   }
 
   priority(name: string): number | undefined {
@@ -49,7 +69,7 @@ export class World {
   files(kind: 'config' | 'secret'): FileInput[] {
     const out: FileInput[] = [];
     for (const [name, set] of kind === 'config' ? this.configMaps : this.secrets) {
-      for (const [key, data] of set.entries) out.push({ name: this.fileName(kind, name, key), data: data.toString('base64'), labels: { 'baton.kubernetes.kind': kind === 'config' ? 'ConfigMap' : 'Secret', 'baton.kubernetes.name': name } });
+      for (const [key, data] of set.entries) out.push({ name: this.fileName(kind, name, key), data: data.toString('base64'), labels: { 'baton.kubernetes.kind': kind === 'config' ? 'ConfigMap' : 'Secret', 'baton.kubernetes.name': name, 'baton.kubernetes.key': key } });
     }
     return out;
   }
