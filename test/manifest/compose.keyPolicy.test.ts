@@ -11,7 +11,6 @@ describe('readCompose: key policy', () => {
   it.each([
     ['privileged: true', 'services.web.privileged', '`services.web.privileged` is not supported by Baton yet'],
     ['links: ["db:database"]', 'services.web.links[0]', "`services.web.links[0]` (alias database) is not supported by Baton yet: a link's alias is seen by the linking service alone, and a network's names are the same for every task on it: give the alias with `networks.<name>.aliases`"],
-    ['platform: wasi/wasm', 'services.web.platform', '`services.web.platform` is not supported by Baton yet: it selects which image variant runs'],
     ['cpu_shares: 512', 'services.web.cpu_shares', '`services.web.cpu_shares` is not supported by Baton yet: use `deploy.resources.limits.cpus`'],
     ['devices: ["/dev/ttyUSB0:/dev/ttyUSB0"]', 'services.web.devices', '`services.web.devices` is not supported by Baton yet'],
   ])('%s is an error, and a warning with --ignore-unsupported', (body, path, message) => {

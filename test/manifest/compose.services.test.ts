@@ -58,6 +58,13 @@ describe('readCompose: supported keys', () => {
     expect(r.warnings).toEqual([{ path: 'services.web.build', message: '`services.web.build` is ignored: the service has an `image`, which Baton runs (Compose pulls it too, and builds only when the pull fails); set `pull_policy: build` to build it', line: 4 }]);
   });
 
+  it('places a service with a platform on nodes of that OS and architecture, by the names nodes report', () => {
+    expect(service('platform: linux/amd64').placement.constraints).toEqual(['node.platform.os == linux', 'node.platform.arch == x86_64']);
+    expect(service('platform: linux/arm64/v8\ndeploy:\n  placement:\n    constraints: ["node.labels.zone == a"]').placement.constraints).toEqual(['node.platform.os == linux', 'node.platform.arch == aarch64', 'node.labels.zone == a']);
+    expect(service('platform: linux').placement.constraints).toEqual(['node.platform.os == linux']);
+    expect(errorsOf('platform: wasi/wasm')).toEqual(['services.web.platform: `services.web.platform` (architecture wasm) is not supported by Baton yet: Baton places a platform on the nodes that report it: amd64, arm64, arm/v7, arm/v6, 386, ppc64le, s390x, riscv64']);
+  });
+
   it('reads container labels and service labels', () => {
     const r = read('services:\n  web:\n    image: nginx\n    labels: [a=1, b]\n    deploy:\n      labels:\n        traefik.enable: "true"\n        n: 5\n', { stack: 's' });
     expect(r.services[0]!.spec.container.labels).toEqual({ a: '1', b: '' });

@@ -64,6 +64,8 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   // service level: warn only
   'services.*.attach': warn('it only decides whether `docker compose up` streams the service\'s logs'),
   'services.*.build': warn('the service has an `image`, which Baton runs (Compose pulls it too, and builds only when the pull fails); set `pull_policy: build` to build it'),
+  // Only an architecture no node reports reaches this row: the others are placement constraints (services.ts).
+  'services.*.platform': unsupported('Baton places a platform on the nodes that report it: amd64, arm64, arm/v7, arm/v6, 386, ppc64le, s390x, riscv64'),
   'services.*.build.cache_from': warn('each node builds with its own engine\'s layer cache'),
   'services.*.build.tags': warn('Baton tags a built image `<stack>_<service>:<build hash>` on each node that builds it'),
   'services.*.build.platforms': warn('each node builds the image for its own platform'),
@@ -128,7 +130,6 @@ export const COMPOSE_KEY_POLICY: Readonly<Record<string, KeyPolicy>> = {
   'services.*.oom_kill_disable': unsupported(),
   'services.*.oom_score_adj': unsupported(),
   'services.*.pid': unsupported(),
-  'services.*.platform': unsupported('it selects which image variant runs'),
   'services.*.post_start': unsupported(),
   'services.*.pre_stop': unsupported(),
   'services.*.privileged': unsupported(),

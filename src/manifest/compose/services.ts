@@ -72,6 +72,7 @@ const SERVICE_HANDLED = [
   'stop_grace_period',
   'healthcheck',
   'pull_policy',
+  'platform',
   'profiles',
   'restart',
   'cpus',
@@ -195,6 +196,7 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
   const resources = translateResources(ctx, svc, deploy, base);
   const restartPolicy = translateRestart(ctx, svc, deploy, base);
   const constraints: string[] = [];
+  if (svc.platform !== undefined) constraints.push(...platformConstraints(ctx, svc.platform, at('platform')));
   const placement: ServiceSpec['placement'] = { constraints };
   if (isObj(deploy.placement)) {
     const pl = deploy.placement;
@@ -301,6 +303,33 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
 const CONSTRAINT_KEYS = ['node.id', 'node.hostname', 'node.name', 'node.role', 'node.platform.os', 'node.platform.arch'];
 
 /** constraintProblem says what is wrong with a constraint expression, or undefined when it is well formed. */
+/** Docker's architecture names (what nodes report, as Swarm's node.platform.arch) for the OCI names a platform is written with. */
+const ARCH: Record<string, string> = { amd64: 'x86_64', arm64: 'aarch64', 'arm64/v8': 'aarch64', 'arm/v7': 'armv7l', 'arm/v6': 'armv6l', '386': 'i386', ppc64le: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+
+/**
+ * platformConstraints: `platform: linux/amd64` places the service's tasks on
+ * nodes of that OS and architecture, whose engines then run that variant of
+ * the image (Swarm's platform constraint).
+ */
+function platformConstraints(ctx: Ctx, v: unknown, segs: PathSegment[]): string[] {
+  const m = typeof v === 'string' ? /^([a-z0-9]+)(?:\/(.+))?$/.exec(v.trim().toLowerCase()) : null;
+  if (!m) {
+    ctx.error(segs, 'must be os[/arch[/variant]], e.g. linux/amd64');
+    return [];
+  }
+  const out = [`node.platform.os == ${m[1]}`];
+  if (m[2] !== undefined) {
+    const arch = ARCH[m[2]] ?? ARCH[m[2].split('/')[0]!];
+    // Dropped whole (with --ignore-unsupported): a platform no node reports would hold the service pending for ever.
+    if (!arch) {
+      ctx.unsupported(segs, 'services.*.platform', `architecture ${m[2]}`);
+      return [];
+    }
+    out.push(`node.platform.arch == ${arch}`);
+  }
+  return out;
+}
+
 export function constraintProblem(expr: string): string | undefined {
   const m = /^\s*([\w.\-/]+)\s*(==|!=)\s*(.+?)\s*$/.exec(expr);
   if (!m) return `"${expr}" must look like <attribute> == <value> or <attribute> != <value>, e.g. node.labels.zone == a`;
