@@ -31,8 +31,17 @@ export interface ConformanceOptions {
   time?: StoreTime;
 }
 
-/** settle lets every queued microtask and timer due now run, so watch batches already due have been delivered. */
-export const settle = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+/**
+ * settle lets every queued microtask, timer due now and immediate run, so
+ * watch batches already due have been delivered: a timer turn, then a few
+ * check-phase turns, because a txn issued while a batch is delivered commits
+ * in a setImmediate (group commit), which a loaded machine may run after a
+ * timer of 0 ms has fired.
+ */
+export const settle = async (): Promise<void> => {
+  await new Promise<void>((resolve) => setTimeout(resolve, 0));
+  for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+};
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** How long a real backend may take to deliver what is due (a catch-up watch waits for etcd's 100 ms sync loop). */
