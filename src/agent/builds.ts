@@ -13,14 +13,16 @@
  *   scheduler's backoff tries again, as for any start that fails); the
  *   engine's layer cache makes a retry cheap.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { digestStream } from '../base/digest.js';
 import { createReadStream, createWriteStream, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { Transform, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { ApiClient } from '../api/client.js';
 import type { Task } from '../api/types.js';
+import { bytes } from '../api/kinds.js';
 import { DriverError, type ImageBuilder } from './driver.js';
 
 /** Default bound on fetching a context and building from it. */
@@ -83,20 +85,14 @@ export class ImageBuilds {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const file = join(this.dir, `context-${randomBytes(6).toString('hex')}.tar`);
     try {
-      tell(`fetching the build context of ${image} (${mib(b.size)})`);
-      const hash = createHash('sha256');
-      const check = new Transform({
-        transform(chunk: Buffer, _e, done) {
-          hash.update(chunk);
-          done(null, chunk);
-        },
-      });
+      tell(`fetching the build context of ${image} (${bytes(b.size)})`);
+      const check = digestStream();
       try {
-        await pipeline(Readable.from(await this.client().blob(b.context, signal)), check, createWriteStream(file, { mode: 0o600 }));
+        await pipeline(Readable.from(await this.client().blob(b.context, signal)), check.stream, createWriteStream(file, { mode: 0o600 }));
       } catch (err) {
         throw new DriverError(`fetching the build context ${b.context}: ${(err as Error).message}`, 'failed');
       }
-      const got = `sha256:${hash.digest('hex')}`;
+      const got = check.digest();
       if (got !== b.context) throw new DriverError(`the build context fetched is ${got}, not ${b.context}`, 'failed');
       tell(`building image ${image}`);
       // The cluster's label does not enter the build's hash (the same build in every cluster is the same image name).
@@ -111,8 +107,4 @@ export class ImageBuilds {
       }
     }
   }
-}
-
-function mib(bytes: number): string {
-  return bytes < 1024 * 1024 ? `${Math.max(1, Math.round(bytes / 1024))} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
 }

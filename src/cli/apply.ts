@@ -25,7 +25,9 @@ import { sleep } from '../base/clock.js';
 import { STACK_LABEL, type ComposeResult, type ComposeService } from '../manifest/compose/types.js';
 import type { KubernetesReadOptions } from '../manifest/kubernetes/index.js';
 import { configKind, secretKind, serviceKind } from '../api/kinds.js';
-import { packContext, type PackedContext } from './buildContext.js';
+import type { PackedContext } from './buildContext.js';
+import { KEY_LABEL, KIND_LABEL, NAME_LABEL } from '../manifest/kubernetes/labels.js';
+import { bytes } from '../api/kinds.js';
 import { client, out } from './common.js';
 
 export function registerApply(program: Command): void {
@@ -124,10 +126,10 @@ async function earlierObjects(api: ApiClient, stack: string): Promise<Kubernetes
   const [services, configs, secrets] = await Promise.all([api.list<Service>(serviceKind, inStack), api.list<Config>(configKind, inStack), api.list<Secret>(secretKind, inStack)]);
   const files = [...configs.items, ...secrets.items].flatMap((f) => {
     const l = f.metadata.labels ?? {};
-    const kind = l['baton.kubernetes.kind'];
-    return (kind === 'ConfigMap' || kind === 'Secret') && l['baton.kubernetes.name'] && l['baton.kubernetes.key'] ? [{ kind, name: l['baton.kubernetes.name'], key: l['baton.kubernetes.key'] } as const] : [];
+    const kind = l[KIND_LABEL];
+    return (kind === 'ConfigMap' || kind === 'Secret') && l[NAME_LABEL] && l[KEY_LABEL] ? [{ kind, name: l[NAME_LABEL], key: l[KEY_LABEL] } as const] : [];
   });
-  return { services: services.items.filter((s) => s.metadata.labels?.['baton.kubernetes.kind']).map((s) => ({ spec: s.spec, labels: s.metadata.labels ?? {} })), files };
+  return { services: services.items.filter((s) => s.metadata.labels?.[KIND_LABEL]).map((s) => ({ spec: s.spec, labels: s.metadata.labels ?? {} })), files };
 }
 
 /**
@@ -137,6 +139,8 @@ async function earlierObjects(api: ApiClient, stack: string): Promise<Kubernetes
  */
 async function prepareBuilds(api: ApiClient, services: ComposeService[]): Promise<void> {
   const packed = new Map<string, PackedContext>();
+  if (!services.some((s) => s.build)) return;
+  const { packContext } = await import('./buildContext.js');
   for (const s of services) {
     const b = s.build;
     if (!b) continue;
@@ -163,12 +167,8 @@ async function prepareBuilds(api: ApiClient, services: ComposeService[]): Promis
     });
     if (have) continue;
     await api.putBlob(p.digest, p.data);
-    out(`uploaded build context ${p.digest.slice(7, 19)} (${size(p.data.length)}, ${p.files} files)`);
+    out(`uploaded build context ${p.digest.slice(7, 19)} (${bytes(p.data.length)}, ${p.files} files)`);
   }
-}
-
-function size(bytes: number): string {
-  return bytes < 1024 * 1024 ? `${Math.max(1, Math.round(bytes / 1024))} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
 /** Task states past the build: its container was created. */
@@ -195,7 +195,8 @@ async function followBuilds(api: ApiClient, services: { name: string; image: str
         said.set(t.metadata.name, m);
         out(`  ${where}: ${m}`);
       }
-      if (t.status.state === 'rejected' && /\bbuild/.test(`${t.status.error ?? ''}`)) {
+      // A build's failure, in the agent's words (agent/builds.ts); any other rejection is the start backoff's, as for any service.
+      if (t.status.state === 'rejected' && /^(building |fetching the build context|the build context)/.test(t.status.error ?? '')) {
         throw new BatonError('BATON_ERR_CONFLICT', `the image of ${t.spec.serviceName} did not build on ${t.spec.nodeName ?? 'its node'}: ${t.status.error}; the stack was applied, and the node tries again with backoff: fix the build and apply again`);
       }
     }

@@ -14,16 +14,13 @@ import { isGlobal, statefulOrdinal } from '../api/types.js';
 import { BatonError } from '../base/errors.js';
 import { client, out } from './common.js';
 import { renderOne, table } from './output.js';
-import { serviceRecords, type ServiceRecord } from '../manifest/kubernetes/services.js';
+import { HPA_LABEL, KIND_LABEL, NAME_LABEL, serviceRecords, type ServiceRecord } from '../manifest/kubernetes/labels.js';
 
 /** podName: a StatefulSet's pod is its ordinal's name; any other pod, its task's. */
 function podName(s: Service, t: Task): string {
   return s.spec.stateful ? `${s.spec.shortName}-${statefulOrdinal(t.spec.slot)}` : t.metadata.name;
 }
 
-const KIND_LABEL = 'baton.kubernetes.kind';
-const NAME_LABEL = 'baton.kubernetes.name';
-const HPA_LABEL = 'baton.kubernetes.hpa';
 
 /** Each kind kubectl knows by these names, and the workload kinds it lists. */
 const ALIASES: Record<string, string> = {

@@ -18,11 +18,12 @@
  *   rollback) names once they are older than a grace period, which covers
  *   an upload whose apply has not come yet.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { digestStream } from '../base/digest.js';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { Agent as Dispatcher } from 'undici';
 import type { Logger } from 'pino';
@@ -109,23 +110,14 @@ export class Blobs {
   async receive(digest: string, body: Readable): Promise<{ size: number }> {
     const dest = this.file(digest);
     const tmp = join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-    const hash = createHash('sha256');
-    let size = 0;
     const max = this.o.maxBytes;
-    const count = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        size += chunk.length;
-        if (size > max) return done(new BatonError('BATON_ERR_TOO_LARGE', `the blob is larger than ${max} bytes, the limit of a build context`));
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    });
+    const check = digestStream(max, () => new BatonError('BATON_ERR_TOO_LARGE', `the blob is larger than ${max} bytes, the limit of a build context`));
     try {
-      await pipeline(body, count, createWriteStream(tmp, { mode: 0o600 }));
-      const got = `sha256:${hash.digest('hex')}`;
+      await pipeline(body, check.stream, createWriteStream(tmp, { mode: 0o600 }));
+      const got = check.digest();
       if (got !== digest) throw new BatonError('BATON_ERR_BAD_REQUEST', `the body's digest is ${got}, not ${digest}: nothing was kept`);
       renameSync(tmp, dest);
-      return { size };
+      return { size: check.size() };
     } catch (err) {
       try {
         unlinkSync(tmp);

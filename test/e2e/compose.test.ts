@@ -207,7 +207,7 @@ services:
     const file = writeFile(ctx, 'compose.yaml', yaml);
     const first = await c.baton(['apply', '-f', file]);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stdout).toMatch(/uploaded build context [0-9a-f]{12} \(\d+ KiB, 3 files\)/);
+    expect(first.stdout).toMatch(/uploaded build context [0-9a-f]{12} \([\d.]+KiB, 3 files\)/);
     // Its steps as the node runs them (the CLI shows what it sees each time it looks).
     expect(first.stdout).toMatch(/shop_web\.1\.[0-9a-f]+ on n3: building image shop_web:[0-9a-f]{12}: Step \d+\/\d+ : /);
     const image = /built (shop_web:[0-9a-f]{12})/.exec(first.stdout)![1]!;

@@ -10,9 +10,8 @@
  *   workloads.ts   Deployment, ReplicaSet, ReplicationController, Pod, DaemonSet, Job, CronJob
  *   pod.ts         a pod template: its container, probes, volumes, resources, placement
  *   services.ts    Services and HorizontalPodAutoscalers, added to the workloads they select
+ *   labels.ts      the labels that record where a Baton object came from (read back by later applies and `baton get`)
  *   quantity.ts    CPU and memory quantities
  */
 export { readKubernetes, type KubernetesReadOptions } from './read.js';
 export { isKubernetesDocument, looksLikeKubernetes } from './documents.js';
-export { KIND_RULES } from './kinds.js';
-export { nodePortFor } from './services.js';

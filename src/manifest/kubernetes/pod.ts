@@ -363,7 +363,7 @@ function readVolumes(d: KDoc, issues: Issues, world: World, pod: PathSegment[], 
         }
         if (subPath !== undefined && subPath !== it.path) continue;
         const target = subPath !== undefined ? m.mountPath : `${m.mountPath.replace(/\/$/, '')}/${it.path}`;
-        (isConfig ? configs : secrets).push({ source: world.fileName(isConfig ? 'config' : 'secret', objName, it.key), target, uid: 0, gid: 0, mode: it.mode & 0o777 });
+        (isConfig ? configs : secrets).push({ source: world.fileName(objName, it.key), target, uid: 0, gid: 0, mode: it.mode & 0o777 });
       }
     } else if (isObj(v.persistentVolumeClaim)) {
       issues.unsupported(d, [...vs, 'persistentVolumeClaim'], 'a PersistentVolumeClaim', "Baton keeps volumes with each node's local driver; use hostPath or emptyDir, or a named volume in Compose");

@@ -15,7 +15,8 @@ import { KIND_RULES } from './kinds.js';
 import { applyAutoscaler, applyService } from './services.js';
 import { World, type EarlierFile } from './world.js';
 import { earlierWorkload, HPA_LABEL, readWorkload, type Workload } from './workloads.js';
-import { attachService, serviceRecords } from './services.js';
+import { attachService } from './services.js';
+import { serviceRecords } from './labels.js';
 import type { ServiceSpec } from '../../api/types.js';
 
 export interface KubernetesReadOptions {
@@ -116,7 +117,7 @@ export function readKubernetes(files: { name: string; text: string }[], opts: Ku
     for (const rec of serviceRecords(before.labels)) {
       if (servicesHere.has(rec.name)) continue;
       const problem = attachService(w, rec, stack);
-      if (problem) issues.warn(w.earlier ? undefined : w.doc, [], `Service ${rec.name} of an earlier apply no longer fits ${w.doc.kind} ${w.doc.name}: ${problem}`);
+      if (problem) issues.warnings.push({ path: `${w.doc.kind} ${w.doc.name}`, message: `Service ${rec.name} of an earlier apply no longer fits it: ${problem}` });
     }
     const hpa = before.labels[HPA_LABEL];
     if (hpa && !hpasHere.has(hpa) && before.spec.autoscale && !w.spec.autoscale) {

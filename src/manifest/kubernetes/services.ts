@@ -18,29 +18,15 @@ import { createHash } from 'node:crypto';
 import { defaultNetwork, type AutoscaleSpec } from '../../api/types.js';
 import { isObj, type Issues, type KDoc } from './documents.js';
 import { selects, validPort } from './pod.js';
-import { HPA_LABEL, SERVICES_LABEL, type Workload } from './workloads.js';
+import type { Workload } from './workloads.js';
+import { HPA_LABEL, SERVICES_LABEL, serviceRecords, type ServiceRecord } from './labels.js';
+
+export { serviceRecords, type ServiceRecord };
 
 /** nodePortFor: a stable port of Kubernetes' NodePort range for a Service port that names none. */
 export function nodePortFor(namespace: string, service: string, port: number): number {
   const h = createHash('sha256').update(`${namespace}/${service}/${port}`).digest();
   return 30000 + (h.readUInt32BE(0) % 2768);
-}
-
-/** ServiceRecord: a Kubernetes Service as it is kept on the workload it selects (label SERVICES_LABEL), so a later apply of either finds it. */
-export interface ServiceRecord {
-  name: string;
-  type: 'ClusterIP' | 'NodePort' | 'LoadBalancer';
-  ports: { port: number; target: number; protocol: 'tcp' | 'udp'; nodePort?: number }[];
-}
-
-/** serviceRecords: the Services kept on a workload (none when the label is absent or unreadable). */
-export function serviceRecords(labels: Record<string, string>): ServiceRecord[] {
-  try {
-    const v = JSON.parse(labels[SERVICES_LABEL] ?? '[]') as unknown;
-    return Array.isArray(v) ? (v as ServiceRecord[]).filter((r) => typeof r?.name === 'string' && Array.isArray(r.ports)) : [];
-  } catch {
-    return [];
-  }
 }
 
 /**

@@ -7,7 +7,9 @@ import { DEFAULT_UPDATE_CONFIG, type JobSpec, type ScheduleSpec, type ServiceSpe
 import type { PathSegment } from '../interpolate.js';
 import { isObj, type Issues, type KDoc, type Obj } from './documents.js';
 import { readPod, selects, type PodResult } from './pod.js';
-import { serviceRecords } from './services.js';
+import { HPA_LABEL, KIND_LABEL, NAME_LABEL, PORTS_LABEL, SERVICES_LABEL, serviceRecords } from './labels.js';
+
+export { HPA_LABEL };
 import type { World } from './world.js';
 
 /** Workload: one translated workload, which Services and HPAs then add to. */
@@ -21,16 +23,6 @@ export interface Workload {
   /** A workload of an earlier apply (the CLI found it in the stack): applied again only when a Service of this apply changes it. */
   earlier?: { touched: boolean };
 }
-
-/** The service labels that say which Kubernetes object a service came from (`baton get`). */
-export const KIND_LABEL = 'baton.kubernetes.kind';
-export const NAME_LABEL = 'baton.kubernetes.name';
-/** The Services that select it, as JSON: [{name, type, ports: ["80:8080/TCP", "8080:8080:33480/TCP"]}]. */
-export const SERVICES_LABEL = 'baton.kubernetes.services';
-/** The HorizontalPodAutoscaler that scales it. */
-export const HPA_LABEL = 'baton.kubernetes.hpa';
-/** Its container's ports (JSON: {ports, hostPorts}), so a later apply of a Service finds them and can take its own additions back off. */
-export const PORTS_LABEL = 'baton.kubernetes.ports';
 
 /** Kubernetes' crash loop backoff: 10 s, doubling, at most 5 minutes. */
 const CRASH_BACKOFF = { delayMs: 10_000, maxDelayMs: 300_000, factor: 2, maxAttempts: 0, windowMs: 0 };

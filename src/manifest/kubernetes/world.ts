@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { FileInput } from '../../api/types.js';
 import { isObj, type Issues, type KDoc } from './documents.js';
+import { KEY_LABEL, KIND_LABEL, NAME_LABEL } from './labels.js';
 
 export interface FileSet {
   /** The document, or none for one of an earlier apply (whose keys only are known: its values stay on the servers). */
@@ -58,7 +59,7 @@ export class World {
   }
 
   /** fileName: the Baton config or secret holding one key of a ConfigMap or Secret, `<stack>_<object>.<key>` (hashed when longer than a name may be). */
-  fileName(_kind: 'config' | 'secret', object: string, key: string): string {
+  fileName(object: string, key: string): string {
     const full = `${this.stack}_${object}.${key}`.replace(/[^A-Za-z0-9_.-]/g, '-');
     if (full.length <= NAME_MAX) return full;
     const h = createHash('sha256').update(full).digest('hex').slice(0, 10);
@@ -69,7 +70,7 @@ export class World {
   files(kind: 'config' | 'secret'): FileInput[] {
     const out: FileInput[] = [];
     for (const [name, set] of kind === 'config' ? this.configMaps : this.secrets) {
-      for (const [key, data] of set.entries) out.push({ name: this.fileName(kind, name, key), data: data.toString('base64'), labels: { 'baton.kubernetes.kind': kind === 'config' ? 'ConfigMap' : 'Secret', 'baton.kubernetes.name': name, 'baton.kubernetes.key': key } });
+      for (const [key, data] of set.entries) out.push({ name: this.fileName(name, key), data: data.toString('base64'), labels: { [KIND_LABEL]: kind === 'config' ? 'ConfigMap' : 'Secret', [NAME_LABEL]: name, [KEY_LABEL]: key } });
     }
     return out;
   }
