@@ -132,6 +132,26 @@ export function TaskTable({ tasks, usage, show, testid = 'tasks' }: { tasks: Tas
                   ) : null}
                 </td>
               </tr>
+              {(t.status.containers ?? []).map((c) => (
+                <tr key={`${t.metadata.name}/${c.name}`} className="container-row" data-testid="container-row" data-task={t.metadata.name} data-container={c.name} data-state={c.state}>
+                  <td className="mono muted">
+                    {'\u2514 '}
+                    {c.name} <span className="small">({c.role})</span>
+                  </td>
+                  <td />
+                  <td>
+                    <Badge value={c.state === 'exited' ? `exited ${c.exitCode ?? '?'}` : c.state} tone={c.state === 'exited' ? (c.exitCode === 0 ? 'ok' : 'bad') : undefined} />
+                  </td>
+                  <td />
+                  <td />
+                  <td>{c.ready === undefined ? <span className="muted">-</span> : <Badge value={c.ready ? 'ready' : 'not ready'} tone={c.ready ? 'ok' : 'warn'} />}</td>
+                  <td>{c.restartCount}</td>
+                  <td />
+                  <td />
+                  <td />
+                  <td className="muted">{c.message ?? ''}</td>
+                </tr>
+              ))}
               {ex ? (
                 <tr className="explain-row">
                   <td colSpan={cols}>

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Driver } from './driver.js';
 import type { LogCollector } from './logs.js';
 import type { PortAllocator } from './ports.js';
-import { LABEL_PORTS, LABEL_TASK, parsePorts, type AgentState } from './state.js';
+import { LABEL_CONTAINER, LABEL_PORTS, LABEL_TASK, parsePorts, type AgentState, type TaskLocal } from './state.js';
 
 export interface AdoptionOptions {
   driver: Driver;
@@ -28,13 +28,27 @@ export class Adoption {
     const { driver, state, ports, log } = this.opts;
     if (!state.engineOk) return;
     const found = await driver.list(state.labelsFilter());
+    const adopted = new Set<TaskLocal>();
     for (const c of found) {
       const name = c.labels[LABEL_TASK];
       if (!name) continue;
+      let local = state.locals.get(name);
+      if (!local || !adopted.has(local)) state.locals.set(name, (local = { crashes: 0, restarts: [], restartCount: 0 }));
+      adopted.add(local);
+      const container = c.labels[LABEL_CONTAINER];
+      if (container) {
+        // One of its other containers (a sidecar, an init container): its ports are the main container's.
+        local.pod ??= { containers: new Map(), initDone: false };
+        local.pod.containers.set(container, { handle: c.handle, state: 'waiting', crashes: 0, restarts: [], restartCount: 0 });
+        continue;
+      }
       const bound = parsePorts(c.labels[LABEL_PORTS]);
       ports.reserve(bound.map((p) => p.hostPort));
-      state.locals.set(name, { handle: c.handle, ports: bound, crashes: 0, restarts: [], restartCount: 0 });
+      local.handle = c.handle;
+      local.ports = bound;
     }
+    // A task whose main container was made has had its init containers run.
+    for (const local of adopted) if (local.pod) local.pod.initDone = local.handle !== undefined;
     if (found.length) log.info({ count: found.length }, 'adopted existing containers');
   }
 

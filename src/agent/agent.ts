@@ -19,6 +19,8 @@
  * containers no task wants only after a successful sync with the server.
  */
 import { DEFAULT_RUN_DIR, TaskFiles } from './files.js';
+import { taskOfKey } from './pod.js';
+import { TaskDirs } from './taskDirs.js';
 import { ImageBuilds } from './builds.js';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
@@ -90,6 +92,8 @@ export class Agent {
   private collector?: LogCollector;
   /** Secrets and configs as files (containers only: simulated tasks have no file system). */
   private files?: TaskFiles;
+  /** The directories a task's containers share (containers only). */
+  private dirs?: TaskDirs;
   /** Images built for services with `build:` (drivers that build images). */
   private builds?: ImageBuilds;
   private listener?: AgentListener;
@@ -120,7 +124,8 @@ export class Agent {
       backoff: { initialMs: 250, maxMs: 10_000 },
       onError: (key, err) => this.log.warn({ task: key, err: String(err) }, 'task reconcile failed; will retry'),
     });
-    this.health = new HealthMonitor(opts.driver, this.clock, (task) => this.queue.add(task), opts.maxProbesInFlight ?? 16);
+    // A sidecar's probes go by `<task>~<container>` (pod.ts): its task is reconciled.
+    this.health = new HealthMonitor(opts.driver, this.clock, (key) => this.queue.add(taskOfKey(key)), opts.maxProbesInFlight ?? 16);
     this.identity = new NodeIdentity({ server: opts.server, joinToken: opts.joinToken, name: this.name, address: opts.address, dataDir: opts.dataDir }, this.clock, this.log, signal, (creds) => {
       this.state.clusterId = creds.clusterId;
       this.listener?.setCredentials(creds);
@@ -177,6 +182,7 @@ export class Agent {
       networkError: () => this.networkError,
       files: () => this.files,
       builds: () => this.builds,
+      dirs: () => this.dirs,
       dns: (stack) => {
         if (!this.discovery || !this.network) return undefined;
         const domain = this.opts.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN;
@@ -222,6 +228,7 @@ export class Agent {
         await this.listener.start();
       }
       if (this.opts.driver.images) this.builds = new ImageBuilds(join(this.opts.dataDir, 'builds'), () => this.client, this.opts.driver.images, this.log, () => ({ [LABEL_CLUSTER]: this.state.clusterId }), this.opts.buildTimeoutMs);
+      if (this.opts.driver.name !== 'sim') this.dirs = new TaskDirs(join(this.opts.dataDir, 'taskdirs'));
       if (this.opts.driver.name !== 'sim') this.files = new TaskFiles(join(this.opts.runDir ?? DEFAULT_RUN_DIR, this.name, 'files'), this.name, () => this.client, this.log);
       await this.adoption.adopt();
       await this.registerOrRejoin();
@@ -244,7 +251,9 @@ export class Agent {
         for (const name of this.state.locals.keys()) this.queue.add(name);
         this.adoption.sweepOnce();
         // Files of tasks this node no longer has (removed while the agent was away) go.
-        void this.files?.sweep(new Set([...objs.values()].map((t: Task) => t.metadata.uid))).catch(() => {});
+        const uids = new Set([...objs.values()].map((t: Task) => t.metadata.uid));
+        void this.files?.sweep(uids).catch(() => {});
+        void this.dirs?.sweep(uids).catch(() => {});
       },
       onEvent: (_type, t: Task) => this.queue.add(t.metadata.name),
       onError: (err) => this.log.debug({ err: err.message }, 'task watch interrupted; reconnecting'),

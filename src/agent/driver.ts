@@ -24,6 +24,11 @@ export interface TaskConfig {
   pullPolicy: 'always' | 'missing' | 'never';
   /** The sandbox whose network namespace the container joins (its task's), instead of spec.networkMode. */
   sandbox?: SandboxHandle;
+  /**
+   * One more container of the task (a pod's sidecar or init container),
+   * named `<task container>_<name>`; absent for the task's main container.
+   */
+  container?: { name: string; role: 'init' | 'sidecar' };
 }
 
 /** SandboxHandle names a task's sandbox: what holds its network namespace while its containers come and go. */

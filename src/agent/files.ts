@@ -19,7 +19,7 @@ import { promisify } from 'node:util';
 import { z } from 'zod';
 import type { Logger } from 'pino';
 import type { ApiClient } from '../api/client.js';
-import type { FileRefSpec, MountSpec, Task } from '../api/types.js';
+import type { ContainerSpec, FileRefSpec, MountSpec, Task } from '../api/types.js';
 import { BatonError } from '../base/errors.js';
 
 const run = promisify(execFile);
@@ -42,13 +42,17 @@ export class TaskFiles {
   ) {}
 
   /** needed: whether a task has files to deliver. */
-  static needed(task: Task): boolean {
-    return !!(task.spec.container.secrets?.length || task.spec.container.configs?.length);
+  static needed(spec: ContainerSpec): boolean {
+    return !!(spec.secrets?.length || spec.configs?.length);
   }
 
-  /** prepare writes the task's files and returns the bind mounts that put them at their targets. */
-  async prepare(task: Task): Promise<MountSpec[]> {
-    if (!TaskFiles.needed(task)) return [];
+  /**
+   * prepare writes the files of one of the task's containers (its main one
+   * unless `container` names another) and returns the bind mounts that put
+   * them at their targets.
+   */
+  async prepare(task: Task, spec: ContainerSpec = task.spec.container, container?: string): Promise<MountSpec[]> {
+    if (!TaskFiles.needed(spec)) return [];
     await (this.ready ??= this.ensureTmpfs().catch((e) => {
       this.ready = undefined;
       throw e;
@@ -57,9 +61,10 @@ export class TaskFiles {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const mounts: MountSpec[] = [];
     for (const kind of ['secret', 'config'] as const) {
-      const refs: FileRefSpec[] = (kind === 'secret' ? task.spec.container.secrets : task.spec.container.configs) ?? [];
+      const refs: FileRefSpec[] = (kind === 'secret' ? spec.secrets : spec.configs) ?? [];
       for (const [i, ref] of refs.entries()) {
-        const file = join(dir, `${kind}-${i}`);
+        // A container name is a DNS label (schemas.ts): no path separator.
+        const file = join(dir, `${container ? `${container}.` : ''}${kind}-${i}`);
         await this.write(kind, ref, file);
         mounts.push({ type: 'bind', source: file, target: ref.target, readOnly: true });
       }

@@ -79,7 +79,8 @@ export interface ReadOptions {
 }
 
 /** A task name as a file name: task names are object names (a-z, 0-9, '.', '-', '_'), anything else is refused. */
-const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+// `~` joins a task's name and one of its other containers' (agent/pod.ts).
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._~-]{0,252}$/;
 
 /** nanoTime normalises an RFC 3339 UTC time to 9 fraction digits, so times compare as text. */
 export function nanoTime(t: string): string {

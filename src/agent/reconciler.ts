@@ -9,18 +9,20 @@
 import type { TaskFiles } from './files.js';
 import type { ImageBuilds } from './builds.js';
 import type { Logger } from 'pino';
-import type { Task } from '../api/types.js';
-import { hasProbe, isTerminal, restartDelay } from '../api/types.js';
+import type { ContainerSpec, PodContainer, Task } from '../api/types.js';
+import { hasProbe, isPod, isTerminal, restartDelay } from '../api/types.js';
 import type { Clock } from '../base/clock.js';
 import type { WorkQueue } from '../base/workqueue.js';
-import { DriverError, type SandboxDns, type SandboxHandle, type TaskHandle, type TaskInspect } from './driver.js';
+import { DriverError, type SandboxDns, type SandboxHandle, type TaskConfig, type TaskHandle, type TaskInspect } from './driver.js';
 import type { AgentOptions } from './options.js';
 import type { HealthMonitor, HealthVerdict } from './health.js';
 import type { LogCollector } from './logs.js';
 import type { Mesh } from './mesh.js';
 import type { Deregistration } from './deregistration.js';
 import type { PortAllocator } from './ports.js';
-import { LABEL_CLUSTER, LABEL_NODE, LABEL_NODE_NAME, LABEL_PORTS, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, LABEL_TASK_UID, type AgentState, type TaskLocal } from './state.js';
+import { LABEL_CLUSTER, LABEL_CONTAINER, LABEL_NODE, LABEL_NODE_NAME, LABEL_PORTS, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, LABEL_TASK_UID, type AgentState, type TaskLocal } from './state.js';
+import { PodContainers, type StartContainer } from './pod.js';
+import type { TaskDirs } from './taskDirs.js';
 import type { StatusReporter } from './status.js';
 import type { HostPortMapping, TaskNetworking } from './net/taskNetworking.js';
 
@@ -47,15 +49,22 @@ export interface ReconcilerDeps {
   files: () => TaskFiles | undefined;
   /** Images of services built from a context (undefined for simulated nodes). */
   builds: () => ImageBuilds | undefined;
+  /** The directories a task's containers share (undefined for simulated nodes). */
+  dirs: () => TaskDirs | undefined;
   /** The resolv.conf of a task of this stack on the task network (the node's resolver), when the node runs one. */
   dns: (stack: string) => SandboxDns | undefined;
 }
 
 export class TaskReconciler {
+  /** A task's other containers (sidecars, init containers). */
+  private readonly pod: PodContainers;
+
   constructor(
     private readonly opts: ReconcilerOptions,
     private readonly deps: ReconcilerDeps,
-  ) {}
+  ) {
+    this.pod = new PodContainers({ driver: opts.driver, health: deps.health, queue: deps.queue, clock: deps.clock, log: deps.log, collector: deps.collector, backoffResetMs: opts.backoffResetMs ?? 60_000 });
+  }
 
   async reconcile(name: string): Promise<void> {
     const task = this.deps.state.task(name);
@@ -73,8 +82,10 @@ export class TaskReconciler {
         await this.deps.collector()?.drain(name);
         await driver.destroy(local.handle);
       }
+      await this.pod.remove(name, local);
       await this.releaseNetwork(name, local);
       if (local.uid) await this.deps.files()?.release(local.uid).catch(() => {});
+      if (local.uid) await this.deps.dirs()?.release(local.uid).catch(() => {});
       this.deps.ports.release((local.ports ?? []).map((p) => p.hostPort));
       this.deps.state.locals.delete(name);
       this.deps.deregistration()?.forget(name);
@@ -114,12 +125,12 @@ export class TaskReconciler {
         await driver.stop(local.handle!, task.spec.container.stopGracePeriodMs, task.spec.container.stopSignal);
         this.deps.deregistration()?.forget(name);
         const after = await driver.inspect(local.handle!);
-        await this.releaseNetwork(name, local);
+        await this.finish(name, local, task);
         this.deps.status.report(task, local, 'shutdown', 'stopped', { exitCode: after.exitCode, finishedAt: after.finishedAt });
       } else if (!isTerminal(task.status.state) || (local.status && !isTerminal(local.status.state))) {
-        await this.releaseNetwork(name, local);
+        await this.finish(name, local, task);
         this.deps.status.report(task, local, 'shutdown', exists ? 'stopped' : 'never started', exists ? { exitCode: insp!.exitCode, finishedAt: insp!.finishedAt } : {});
-      } else await this.releaseNetwork(name, local);
+      } else await this.finish(name, local, task);
       return;
     }
 
@@ -133,7 +144,7 @@ export class TaskReconciler {
     }
     // Done here (failed, complete, rejected): the server replaces it with a new task. Not started again even before the
     // server has the report: an event of its sandbox's container would otherwise start it again and again meanwhile.
-    if (local.status && isTerminal(local.status.state)) return void (await this.releaseNetwork(name, local));
+    if (local.status && isTerminal(local.status.state)) return void (await this.finish(name, local, task));
 
     if (exists && insp!.state === 'exited') {
       const code = insp!.exitCode ?? -1;
@@ -152,14 +163,14 @@ export class TaskReconciler {
         const exit = { exitCode: code, finishedAt: insp!.finishedAt };
         if (!wants) {
           local.unhealthy = undefined;
-          await this.releaseNetwork(name, local);
+          await this.finish(name, local, task);
           this.deps.status.report(task, local, failed ? 'failed' : 'complete', why, { ...exit, ...(failed ? { error: insp!.error || `${why}${insp!.oomKilled ? ' (out of memory)' : ''}` } : {}) });
           return;
         }
         if (policy.maxAttempts > 0 && local.restarts.length >= policy.maxAttempts) {
           // Past its attempts on this node: the task fails and its service places a new one, elsewhere if it can.
           local.unhealthy = undefined;
-          await this.releaseNetwork(name, local);
+          await this.finish(name, local, task);
           this.deps.status.report(task, local, 'failed', `restart limit reached (${policy.maxAttempts})`, { ...exit, error: `${why}; gave up after ${policy.maxAttempts} restarts on ${this.deps.state.name}` });
           return;
         }
@@ -215,64 +226,33 @@ export class TaskReconciler {
       });
     }
     this.deps.status.report(task, local, exists ? 'starting' : 'preparing', exists ? 'restarting in place' : 'creating container');
-    const labels = {
-      [LABEL_CLUSTER]: this.deps.state.clusterId,
-      [LABEL_NODE]: this.deps.state.nodeUid,
-      [LABEL_NODE_NAME]: this.deps.state.name,
-      [LABEL_TASK]: task.metadata.name,
-      [LABEL_TASK_UID]: task.metadata.uid,
-      [LABEL_SERVICE]: task.spec.serviceName,
-      [LABEL_SLOT]: String(task.spec.slot),
-      [LABEL_PORTS]: JSON.stringify(local.ports ?? []),
-    };
-    const env: Record<string, string> = { BATON_HOST_IP: this.opts.address, BATON_TASK: task.metadata.name, BATON_SERVICE: task.spec.serviceName, BATON_SLOT: String(task.spec.slot) };
-    let spec = task.spec.container;
-    let sandbox: SandboxHandle | undefined;
     try {
       // A built image is made on this node first (builds.ts); its steps are the task's progress.
       await this.deps.builds()?.ensure(task, (m) => this.deps.status.report(task, local, 'preparing', m));
-      if (bridged) {
-        // Its own namespace (held by its sandbox, started again if the engine stopped it) and address; its container ports are its own.
-        // The task's hostname is its sandbox's: its containers join the sandbox's namespaces and take it.
-        const dns = this.deps.dns(task.metadata.labels['baton.stack'] ?? '');
-        const hostname = task.spec.container.hostname;
-        const net = await bridged.prepare(name, task.metadata.uid, labels, hostname ? { ...(dns ?? { servers: [], search: [], options: [] }), hostname } : dns);
-        sandbox = net.sandbox;
-        local.taskIP = net.taskIP;
-        this.deps.networkChanged();
-        await bridged.mapPorts(name, nodeMappings(task, local));
-        env.BATON_HOST_IP = net.taskIP;
-        for (const t of targets) env[`BATON_PORT_${t}`] = String(t);
-        if (targets.length) env.PORT = String(targets[0]);
-      } else {
-        for (const p of local.ports ?? []) env[`BATON_PORT_${p.target}`] = String(p.hostPort);
-        if (local.ports?.length) env.PORT = String(local.ports[0]!.hostPort);
-        // Service names resolve to this node's VIPs, where the mesh listens (Swarm's service DNS, for unmodified images).
-        const mesh = this.deps.mesh();
-        if (mesh && spec.networkMode === 'host') spec = { ...spec, extraHosts: [...spec.extraHosts, ...(await mesh.hostsWhenSynced(task.metadata.labels['baton.stack'] ?? ''))] };
+      const ctx = await this.attach(task, local, bridged);
+      if (isPod(task.spec) && !exists) {
+        // Its init containers run first, each to completion (pod.ts); their exits reconcile the task again.
+        const init = await this.pod.runInit(task, local, this.podStarter(task, local, ctx));
+        if (init.done === false) {
+          if (!init.failed) return void this.deps.status.report(task, local, 'preparing', init.message);
+          await this.finish(name, local, task);
+          return void this.deps.status.report(task, local, 'failed', init.failed.why, { exitCode: init.failed.exitCode, finishedAt: init.failed.finishedAt, error: init.failed.why });
+        }
       }
-      // Secrets and configs: written to the node's tmpfs (again at every start) and bind-mounted read-only.
-      const files = await this.deps.files()?.prepare(task);
-      if (files?.length) spec = { ...spec, mounts: [...spec.mounts, ...files] };
       local.handle = await driver.start({
-        taskName: task.metadata.name,
-        taskUid: task.metadata.uid,
-        serviceName: task.spec.serviceName,
-        slot: task.spec.slot,
-        spec,
+        ...ctx.base,
+        spec: await this.withFiles(task, ctx.extraHosts(task.spec.container)),
         resources: task.spec.resources,
-        env,
-        labels,
+        labels: { ...ctx.labels, [LABEL_PORTS]: JSON.stringify(local.ports ?? []) },
         // A built image was just made here (or found): there is nothing to pull it from.
         pullPolicy: task.spec.container.build ? 'never' : (task.spec.container.pullPolicy ?? this.opts.pull),
-        ...(sandbox ? { sandbox } : {}),
       });
     } catch (e) {
       if (e instanceof DriverError && e.reason === 'engine_unavailable') throw e;
       const msg = (e as Error).message;
       this.deps.ports.release((local.ports ?? []).map((p) => p.hostPort));
       local.ports = [];
-      await this.releaseNetwork(name, local).catch(() => {});
+      await this.finish(name, local, task).catch(() => {});
       this.deps.status.report(task, local, 'rejected', 'could not start', { error: msg });
       return;
     }
@@ -281,6 +261,82 @@ export class TaskReconciler {
     local.startedAt = after.startedAt ? Date.parse(after.startedAt) : this.deps.clock.now();
     if (after.state === 'running') await this.running(task, local, after);
     else this.deps.queue.add(name); // it already exited: handle the exit
+  }
+
+  /**
+   * attach readies what every container of the task starts with: its
+   * labels and environment, and either its own namespace (its sandbox,
+   * started again if the engine stopped it, and its address; its container
+   * ports are its own) or, on the node's network, its host ports and the
+   * service names of the mesh.
+   */
+  private async attach(task: Task, local: TaskLocal, bridged: TaskNetworking | undefined): Promise<StartContext> {
+    const name = task.metadata.name;
+    const targets = [...new Set([...task.spec.ports.map((p) => p.target), ...task.spec.expose])];
+    const labels = {
+      [LABEL_CLUSTER]: this.deps.state.clusterId,
+      [LABEL_NODE]: this.deps.state.nodeUid,
+      [LABEL_NODE_NAME]: this.deps.state.name,
+      [LABEL_TASK]: task.metadata.name,
+      [LABEL_TASK_UID]: task.metadata.uid,
+      [LABEL_SERVICE]: task.spec.serviceName,
+      [LABEL_SLOT]: String(task.spec.slot),
+    };
+    const env: Record<string, string> = { BATON_HOST_IP: this.opts.address, BATON_TASK: task.metadata.name, BATON_SERVICE: task.spec.serviceName, BATON_SLOT: String(task.spec.slot) };
+    let sandbox: SandboxHandle | undefined;
+    let hosts: string[] = [];
+    if (bridged) {
+      // The task's hostname is its sandbox's: its containers join the sandbox's namespaces and take it.
+      const dns = this.deps.dns(task.metadata.labels['baton.stack'] ?? '');
+      const hostname = task.spec.container.hostname;
+      const net = await bridged.prepare(name, task.metadata.uid, labels, hostname ? { ...(dns ?? { servers: [], search: [], options: [] }), hostname } : dns);
+      sandbox = net.sandbox;
+      local.taskIP = net.taskIP;
+      this.deps.networkChanged();
+      await bridged.mapPorts(name, nodeMappings(task, local));
+      env.BATON_HOST_IP = net.taskIP;
+      for (const t of targets) env[`BATON_PORT_${t}`] = String(t);
+      if (targets.length) env.PORT = String(targets[0]);
+    } else {
+      for (const p of local.ports ?? []) env[`BATON_PORT_${p.target}`] = String(p.hostPort);
+      if (local.ports?.length) env.PORT = String(local.ports[0]!.hostPort);
+      // Service names resolve to this node's VIPs, where the mesh listens (Swarm's service DNS, for unmodified images).
+      const mesh = this.deps.mesh();
+      if (mesh && task.spec.container.networkMode === 'host') hosts = await mesh.hostsWhenSynced(task.metadata.labels['baton.stack'] ?? '');
+    }
+    return {
+      labels,
+      base: { taskName: task.metadata.name, taskUid: task.metadata.uid, serviceName: task.spec.serviceName, slot: task.spec.slot, env, ...(sandbox ? { sandbox } : {}) },
+      extraHosts: (c) => (hosts.length && c.networkMode === 'host' ? { ...c, extraHosts: [...c.extraHosts, ...hosts] } : c),
+    };
+  }
+
+  /** withFiles: a container's secrets and configs written to the node's tmpfs (again at every start) and bind-mounted read-only, and its task directories. */
+  private async withFiles(task: Task, spec: ContainerSpec, container?: string): Promise<ContainerSpec> {
+    const files = await this.deps.files()?.prepare(task, spec, container);
+    const mounts = [...spec.mounts, ...(files ?? [])];
+    const dirs = this.deps.dirs();
+    return { ...spec, mounts: dirs ? await dirs.resolve(task.metadata.uid, mounts) : mounts.filter((m) => m.type !== 'task') };
+  }
+
+  /** podStarter starts one of the task's other containers as its main one: same namespace, environment and labels (but no ports of its own). */
+  private podStarter(task: Task, local: TaskLocal, known?: StartContext): StartContainer {
+    let ctx = known;
+    return async (pc: PodContainer, role) => {
+      if (!ctx) {
+        const bridged = this.bridged(task);
+        if (bridged === 'unavailable') throw new Error(`this node has no task network (${this.deps.networkError() ?? 'not ready yet'})`);
+        ctx = await this.attach(task, local, bridged);
+      }
+      return this.opts.driver.start({
+        ...ctx.base,
+        spec: await this.withFiles(task, ctx.extraHosts(pc.container), pc.name),
+        resources: pc.resources,
+        labels: { ...ctx.labels, [LABEL_CONTAINER]: pc.name },
+        pullPolicy: pc.container.pullPolicy ?? this.opts.pull,
+        container: { name: pc.name, role },
+      });
+    };
   }
 
   /**
@@ -314,19 +370,40 @@ export class TaskReconciler {
       this.deps.queue.add(name);
       return;
     }
-    const isReady = (!live || v.healthy === true) && (!ready || v.ready === true);
+    const mainReady = (!live || v.healthy === true) && (!ready || v.ready === true);
+    // Its sidecars run beside it (pod.ts); the task is ready when they are too.
+    let sidecars: Awaited<ReturnType<PodContainers['superviseSidecars']>> | undefined;
+    await this.pod.recall(task, local);
+    if (task.spec.sidecars?.length) {
+      this.pod.local(local).mainReady = live || ready ? mainReady : undefined;
+      const probeAt = local.taskIP ? { address: local.taskIP, ports: [] } : { address: this.opts.address, ports: local.ports ?? [] };
+      sidecars = await this.pod.superviseSidecars(task, local, this.podStarter(task, local), probeAt);
+      if (sidecars.failed) {
+        // A sidecar past its restart attempts fails the task, as the main container would: its service places a new one.
+        await driver.stop(local.handle!, c.stopGracePeriodMs, c.stopSignal);
+        await this.finish(name, local, task);
+        this.deps.status.report(task, local, 'failed', sidecars.failed.why, { exitCode: sidecars.failed.exitCode, error: `${sidecars.failed.why} on ${this.deps.state.name}` });
+        return;
+      }
+    }
+    const isReady = mainReady && (sidecars?.ready ?? true);
     if (!isReady) local.readySince = undefined;
     else local.readySince ??= this.deps.clock.now();
+    const waiting = (task.spec.sidecars ?? []).map((p) => ({ name: p.name, c: local.pod?.containers.get(p.name) })).find(({ c }) => !c || c.state !== 'running' || c.ready === false);
     const message = isReady
       ? 'started'
-      : v.ready === false
+      : !mainReady && v.ready === false
         ? `not ready: ${v.output ?? 'readiness probe failing'}`
-        : `started; waiting for the ${live && v.healthy === undefined ? 'health check' : 'readiness probe'}`;
+        : !mainReady
+          ? `started; waiting for the ${live && v.healthy === undefined ? 'health check' : 'readiness probe'}`
+          : `started; waiting for container ${waiting?.name ?? '?'}${waiting?.c?.message ? ` (${waiting.c.message})` : ''}`;
+    // With sidecar probes, `ready` speaks for every container (isTaskReady reads it).
+    const readyField = sidecars?.probes ? (v.ready ?? true) && sidecars.ready : v.ready;
     this.deps.status.report(task, local, 'running', message, {
       startedAt: insp.startedAt,
       ...(isReady ? { readyAt: new Date(local.readySince!).toISOString() } : {}),
       ...(v.healthy !== undefined ? { healthy: v.healthy } : {}),
-      ...(v.ready !== undefined ? { ready: v.ready } : {}),
+      ...(readyField !== undefined ? { ready: readyField } : {}),
     });
   }
 
@@ -339,6 +416,12 @@ export class TaskReconciler {
   private bridged(task: Task): TaskNetworking | 'unavailable' | undefined {
     if (task.spec.container.networkMode !== 'bridge' || !this.opts.driver.sandbox) return undefined;
     return this.deps.network() ?? 'unavailable';
+  }
+
+  /** finish: the task's main container no longer runs for good (stopped, failed, complete): its other containers stop, and its namespace and address go. */
+  private async finish(name: string, local: TaskLocal, task: Task): Promise<void> {
+    await this.pod.stop(name, local, task);
+    await this.releaseNetwork(name, local);
   }
 
   /** releaseNetwork gives back a task's namespace and address once its container no longer runs for good (stopped, failed, complete, gone). */
@@ -360,6 +443,14 @@ export class TaskReconciler {
     if (!deregistration || (task.spec.ports.length === 0 && task.spec.expose.length === 0) || local.readySince === undefined) return 0;
     return deregistration.remainingMs(task.metadata.name, task.spec.serviceName);
   }
+}
+
+/** StartContext is what every container of a task starts with (attach). */
+interface StartContext {
+  labels: Record<string, string>;
+  base: Pick<TaskConfig, 'taskName' | 'taskUid' | 'serviceName' | 'slot' | 'env' | 'sandbox'>;
+  /** The mesh's service names, for a container on the node's network. */
+  extraHosts: (c: ContainerSpec) => ContainerSpec;
 }
 
 /** nodeMappings are a bridged task's node ports: its TCP host ports (claimed from the allocator), and its `mode: host` UDP ports as published. */

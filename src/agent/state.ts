@@ -7,6 +7,7 @@
 import type { Informer } from '../api/informer.js';
 import type { Task, TaskPortBinding, TaskStatus } from '../api/types.js';
 import type { TaskHandle } from './driver.js';
+import type { PodLocal } from './pod.js';
 
 export const LABEL_CLUSTER = 'baton.cluster';
 export const LABEL_NODE = 'baton.node';
@@ -16,6 +17,8 @@ export const LABEL_TASK_UID = 'baton.task.uid';
 export const LABEL_SERVICE = 'baton.service';
 export const LABEL_SLOT = 'baton.slot';
 export const LABEL_PORTS = 'baton.ports';
+/** On a task's other containers (sidecars, init containers): their name in the task. */
+export const LABEL_CONTAINER = 'baton.container';
 
 /** TaskLocal is what the agent knows of one task beyond its object: its container, ports, crash history and last report. */
 export interface TaskLocal {
@@ -38,6 +41,8 @@ export interface TaskLocal {
   unhealthy?: string;
   /** The last status we produced (reported or buffered). */
   status?: TaskStatus;
+  /** Its other containers (sidecars, init containers), when it has any. */
+  pod?: PodLocal;
 }
 
 export class AgentState {

@@ -8,10 +8,11 @@ import type { Logger } from 'pino';
 import type { ApiClient, NewEventBody } from '../api/client.js';
 import { taskKind } from '../api/kinds.js';
 import { REPORT_TEXT_MAX } from '../api/schemas.js';
-import type { Task, TaskState, TaskStatus } from '../api/types.js';
+import { isPod, type Task, type TaskState, type TaskStatus } from '../api/types.js';
 import { sleep, type Clock } from '../base/clock.js';
 import type { BatonError } from '../base/errors.js';
 import { stableStringify } from '../base/json.js';
+import { podStatuses } from './pod.js';
 import type { TaskLocal } from './state.js';
 
 /** A flush carries at most this many statuses and events (the server takes up to 1000 events a request). */
@@ -80,11 +81,13 @@ export class StatusReporter {
       ...(local.restartCount > 0 && prev.exitCode !== undefined ? { exitCode: prev.exitCode } : {}),
       // (The scheduler's decision belongs to the server, which keeps it: never echoed back.)
       ...extra,
+      ...(isPod(task.spec) ? { containers: podStatuses(task, local, state, extra) } : {}),
       timestamp: prev.state === state ? prev.timestamp : new Date(clock.now()).toISOString(),
     };
     // The server refuses a report past its bounds: an engine's long error text is cut here, not lost with the report.
     status.message = clip(status.message);
     if (status.error !== undefined) status.error = clip(status.error);
+    for (const c of status.containers ?? []) if (c.message !== undefined) c.message = clip(c.message);
     if (sameReport(local.status, status) || (sameReport(task.status, status) && !this.pendingStatus.has(task.metadata.name))) {
       local.status = status;
       return;

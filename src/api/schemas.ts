@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { ErrorDetail } from '../base/errors.js';
 import { buildSpecSchema } from './buildSchema.js';
 import { isLoopbackIP, isWildcardIP, parseIP } from './hostIp.js';
-import { SPREAD_PREFERENCE, wholeMillicores } from './types.js';
+import { MAIN_CONTAINER, SPREAD_PREFERENCE, wholeMillicores } from './types.js';
 
 const name = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'must start with a letter or digit and contain only letters, digits, "_", "." or "-" (at most 63)');
 const nonNegInt = z.number().int().min(0);
@@ -31,6 +31,8 @@ export const networkNameSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,
 export const dnsNameSchema = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'a DNS name').max(253);
 /** The most networks a service joins, and the most aliases it has on one. */
 export const MAX_SERVICE_NETWORKS = 32;
+/** A task's sidecars, and its init containers, at most (Kubernetes sets no limit; a pod with more is not one task). */
+export const MAX_POD_CONTAINERS = 16;
 export const MAX_NETWORK_ALIASES = 32;
 
 export const labelsSchema = z.record(z.string(), z.string());
@@ -78,12 +80,15 @@ export const containerSpecSchema = z.object({
   readiness: probe.optional(),
   pullPolicy: z.enum(['always', 'missing', 'never']).optional(),
   mounts: z.array(
-    z.object({
-      type: z.enum(['bind', 'volume', 'tmpfs']),
-      source: z.string().optional(),
-      target: z.string().min(1),
-      readOnly: z.boolean(),
-    }),
+    z
+      .object({
+        type: z.enum(['bind', 'volume', 'tmpfs', 'task']),
+        source: z.string().optional(),
+        target: z.string().min(1),
+        readOnly: z.boolean(),
+      })
+      // A task directory's name becomes a directory of the agent's: a DNS label, nothing else.
+      .refine((m) => m.type !== 'task' || (m.source !== undefined && CONTAINER_NAME.test(m.source)), { message: "a task directory's source must be a lowercase DNS label (an emptyDir's name)", path: ['source'] }),
   ),
   networkMode: z.enum(['bridge', 'host', 'none']),
   secrets: z.array(fileRefSchema).max(100).optional(),
@@ -92,6 +97,12 @@ export const containerSpecSchema = z.object({
   build: buildSpecSchema.optional(),
 });
 
+/** A container's name inside its task: a DNS label, as Kubernetes names them. */
+const CONTAINER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const containerName = z
+  .string()
+  .regex(CONTAINER_NAME, 'must be a lowercase DNS label (a-z, 0-9 and -, at most 63)');
+
 const amounts = z.object({
   cpus: z
     .number()
@@ -99,6 +110,10 @@ const amounts = z.object({
     .refine(wholeMillicores, 'cpus must be whole millicores (at most three decimals)'),
   memoryBytes: nonNegInt,
 });
+
+const resources = z.object({ reservations: amounts, limits: amounts.extend({ pids: nonNegInt.optional() }) });
+
+const podContainer = z.object({ name: containerName, container: containerSpecSchema, resources }).strict();
 
 const updateConfig = z.object({
   parallelism: nonNegInt,
@@ -134,7 +149,7 @@ export const serviceSpecSchema = z.object({
     .array(z.object({ name: networkNameSchema, aliases: z.array(dnsNameSchema).max(MAX_NETWORK_ALIASES) }))
     .max(MAX_SERVICE_NETWORKS)
     .optional(),
-  resources: z.object({ reservations: amounts, limits: amounts.extend({ pids: nonNegInt.optional() }) }),
+  resources,
   restartPolicy: z.object({
     condition: z.enum(['any', 'on-failure', 'none']),
     delayMs: ms,
@@ -187,12 +202,26 @@ export const serviceSpecSchema = z.object({
   stateful: z
     .object({
       ordered: z.boolean(),
-      volumes: z.array(z.object({ name: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a volume claim name').max(63), target: z.string().startsWith('/'), readOnly: z.boolean() }).strict()).max(32),
+      volumes: z.array(z.object({ name: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a volume claim name').max(63), target: z.string().startsWith('/'), readOnly: z.boolean(), container: containerName.optional() }).strict()).max(32),
     })
     .strict()
     .optional(),
+  containerName: containerName.optional(),
+  sidecars: z.array(podContainer).max(MAX_POD_CONTAINERS).optional(),
+  initContainers: z.array(podContainer).max(MAX_POD_CONTAINERS).optional(),
   x: z.record(z.string(), z.unknown()),
 }).superRefine((s, ctx) => {
+  // A task's containers share its network namespace: its own (bridge) or the node's (host); with none each would have a loopback of its own.
+  if ((s.sidecars?.length || s.initContainers?.length) && s.container.networkMode === 'none') ctx.addIssue({ code: 'custom', path: ['sidecars'], message: "a task's containers share its network namespace; networkMode none gives each container a loopback of its own" });
+  const seen = new Set([s.containerName ?? MAIN_CONTAINER]);
+  for (const [key, list] of [['sidecars', s.sidecars], ['initContainers', s.initContainers]] as const) {
+    (list ?? []).forEach((c, i) => {
+      if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: [key, i, 'name'], message: `another container of the task is named "${c.name}"` });
+      seen.add(c.name);
+      if (c.container.networkMode !== s.container.networkMode) ctx.addIssue({ code: 'custom', path: [key, i, 'container', 'networkMode'], message: `must be the main container's (${s.container.networkMode}): a task's containers share one network namespace` });
+      if (c.container.build) ctx.addIssue({ code: 'custom', path: [key, i, 'container', 'build'], message: 'only the main container is built from a context' });
+    });
+  }
   // UDP reaches a task only through its own namespace (the node's DNAT, the mesh's relay); a host-networked program would have to bind the published port itself.
   s.ports.forEach((p, i) => {
     if (p.protocol === 'udp' && s.container.networkMode !== 'bridge') ctx.addIssue({ code: 'custom', path: ['ports', i, 'protocol'], message: `a UDP port needs the task's own network namespace; networkMode is ${s.container.networkMode}` });
@@ -277,6 +306,22 @@ export const taskStatusReportSchema = z
     startedAt: isoTime.optional(),
     finishedAt: isoTime.optional(),
     timestamp: isoTime,
+    containers: z
+      .array(
+        z
+          .object({
+            name: containerName,
+            role: z.enum(['init', 'main', 'sidecar']),
+            state: z.enum(['waiting', 'running', 'exited']),
+            exitCode: z.number().int().min(-2147483648).max(4294967295).optional(),
+            restartCount: z.number().int().min(0).max(1e9),
+            ready: z.boolean().optional(),
+            message: text.optional(),
+          })
+          .strict(),
+      )
+      .max(2 * MAX_POD_CONTAINERS + 1)
+      .optional(),
   })
   .strict();
 

@@ -57,8 +57,9 @@ export interface PortSpec {
 }
 
 export interface MountSpec {
-  type: 'bind' | 'volume' | 'tmpfs';
-  /** Host path (bind) or volume name (volume); absent for anonymous volumes and tmpfs. */
+  /** task: a directory the task's containers share, empty when the task is made and removed with it (a Kubernetes emptyDir). */
+  type: 'bind' | 'volume' | 'tmpfs' | 'task';
+  /** Host path (bind), volume name (volume) or the task directory's name (task); absent for anonymous volumes and tmpfs. */
   source?: string;
   target: string;
   readOnly: boolean;
@@ -379,15 +380,68 @@ export interface ServiceSpec {
    * volumes of its own that its slot's tasks keep, on the node that has them.
    */
   stateful?: StatefulSpec;
+  /** The main container's name inside its task (a Kubernetes container's name); default "main". */
+  containerName?: string;
+  /** More containers of each task, started with the main one (a pod's sidecars): see PodContainer. */
+  sidecars?: PodContainer[];
+  /** Containers run in order, each to completion, before the task's others start (a pod's init containers). */
+  initContainers?: PodContainer[];
   /** Baton extension (Compose `x-baton`); later issues add keys. */
   x: Record<string, unknown>;
+}
+
+/**
+ * PodContainer is one more container of a task, as in a Kubernetes pod or a
+ * Nomad group: it shares the task's network namespace (its ports are the
+ * task's, localhost reaches the others), its `task` mounts (emptyDir) and
+ * its lifetime. A crash restarts that container alone, by the task's
+ * restart policy; the task is ready when every container's probes pass.
+ */
+export interface PodContainer {
+  /** Its name inside the task (a DNS label): `baton logs TASK -c NAME`. */
+  name: string;
+  container: ContainerSpec;
+  /** Its own limits; the task's reservations (what the scheduler places) already count it. */
+  resources: ResourceSpec;
+}
+
+/** The main container's name when a service gives none. */
+export const MAIN_CONTAINER = 'main';
+
+/** podContainers: whether a task runs more than its one container. */
+export function isPod(s: { sidecars?: PodContainer[]; initContainers?: PodContainer[] }): boolean {
+  return (s.sidecars?.length ?? 0) > 0 || (s.initContainers?.length ?? 0) > 0;
+}
+
+/** podContainerNames: the names of a task's containers, main first. */
+export function podContainerNames(s: { containerName?: string; sidecars?: PodContainer[]; initContainers?: PodContainer[] }): string[] {
+  return [s.containerName ?? MAIN_CONTAINER, ...(s.sidecars ?? []).map((p) => p.name), ...(s.initContainers ?? []).map((p) => p.name)];
+}
+
+type PodSpecLike = { container: ContainerSpec; sidecars?: PodContainer[]; initContainers?: PodContainer[] };
+
+/** podContainerSpecs: every container spec of a service's or task's tasks, main first, with its key path in the spec. */
+export function podContainerSpecs(s: PodSpecLike): { path: string; container: ContainerSpec }[] {
+  return [
+    { path: 'container', container: s.container },
+    ...(s.sidecars ?? []).map((p, i) => ({ path: `sidecars[${i}].container`, container: p.container })),
+    ...(s.initContainers ?? []).map((p, i) => ({ path: `initContainers[${i}].container`, container: p.container })),
+  ];
+}
+
+/** mapPodContainers rewrites every container spec of a service's or task's tasks (`path` as podContainerSpecs). */
+export function mapPodContainers<S extends PodSpecLike>(s: S, fn: (c: ContainerSpec, path: string) => ContainerSpec): S {
+  const pod = (list: PodContainer[] | undefined, key: string) => list?.map((p, i) => ({ ...p, container: fn(p.container, `${key}[${i}].container`) }));
+  const sidecars = pod(s.sidecars, 'sidecars');
+  const initContainers = pod(s.initContainers, 'initContainers');
+  return { ...s, container: fn(s.container, 'container'), ...(sidecars ? { sidecars } : {}), ...(initContainers ? { initContainers } : {}) };
 }
 
 export interface StatefulSpec {
   /** OrderedReady: a slot's task is placed only once every lower slot's task is ready; false: all at once (Parallel). */
   ordered: boolean;
-  /** Volumes per ordinal (volumeClaimTemplates): named `<stack>_<name>-<shortName>-<ordinal>`, mounted at target. */
-  volumes: { name: string; target: string; readOnly: boolean }[];
+  /** Volumes per ordinal (volumeClaimTemplates): named `<stack>_<name>-<shortName>-<ordinal>`, mounted at target (in the named pod container; absent: the main one). */
+  volumes: { name: string; target: string; readOnly: boolean; container?: string }[];
 }
 
 /** statefulOrdinal: the ordinal of a StatefulSet's slot (Kubernetes counts from 0, slots from 1). */
@@ -590,6 +644,24 @@ export interface TaskSpec {
   placement: PlacementSpec;
   /** Nodes where earlier attempts of this slot failed past their restart policy: the scheduler ranks them last (Nomad's reschedule penalty). */
   avoidNodes?: string[];
+  /** The service's containerName, sidecars and initContainers (a pod). */
+  containerName?: string;
+  sidecars?: PodContainer[];
+  initContainers?: PodContainer[];
+}
+
+/** ContainerStatus is one container of a task that runs several (a pod), as its agent last saw it. */
+export interface ContainerStatus {
+  name: string;
+  role: 'init' | 'main' | 'sidecar';
+  /** waiting: not started yet (or between restarts); exited: an init container that completed, or one that stopped. */
+  state: 'waiting' | 'running' | 'exited';
+  exitCode?: number;
+  restartCount: number;
+  /** Its probes' verdict; undefined when it has none. */
+  ready?: boolean;
+  /** Why it waits or what it last did ("exited with code 1; restarting in 2s"). */
+  message?: string;
 }
 
 export interface TaskPortBinding {
@@ -642,6 +714,8 @@ export interface TaskStatus {
   finishedAt?: string;
   /** When the state last changed (ISO-8601). */
   timestamp: string;
+  /** Each container of a task that runs several (sidecars, init containers). */
+  containers?: ContainerStatus[];
   /** Why the task is pending, when placement could not place it. */
   pendingReason?: string;
   /** The scheduler's last decision for this task (`baton explain`). */
@@ -658,11 +732,13 @@ export function hasProbe(h: HealthcheckSpec | undefined): h is HealthcheckSpec {
 /** isTaskReady: running, its health check (if any) passed, and its readiness probe (if any) passed. Only ready tasks get traffic. */
 export function isTaskReady(t: Task): boolean {
   const c = t.spec.container;
+  // A sidecar's probes count too: its agent reports `ready` for the whole task.
+  const sidecarProbes = t.spec.sidecars?.some((s) => hasProbe(s.container.healthcheck) || hasProbe(s.container.readiness)) ?? false;
   return (
     t.status.state === 'running' &&
     t.status.healthy !== false &&
     (!hasProbe(c.healthcheck) || t.status.healthy === true) &&
-    (!hasProbe(c.readiness) || t.status.ready === true)
+    ((!hasProbe(c.readiness) && !sidecarProbes) || t.status.ready === true)
   );
 }
 
@@ -928,6 +1004,8 @@ export interface LogQuery {
   since?: string;
   /** Only lines whose text matches this regular expression (JavaScript syntax). */
   grep?: string;
+  /** A task's: one of its containers (a pod's sidecar or init container). */
+  container?: string;
 }
 
 export function parseLogLine(line: string): LogLine | undefined {

@@ -81,7 +81,7 @@ export function registerGet(program: Command): void {
           const byName = new Map(services.map((s) => [s.metadata.name, s]));
           const tasks = (await api.list<Task>(taskKind)).items.filter((t) => byName.has(t.spec.serviceName) && t.spec.desiredState === 'running');
           return show(
-            tasks.map((t) => ({ obj: t, cells: [...nsCell(byName.get(t.spec.serviceName)!.metadata.labels), podName(byName.get(t.spec.serviceName)!, t), t.status.state === 'running' && t.status.ready !== false ? '1/1' : '0/1', t.status.state === 'running' ? 'Running' : t.status.state === 'complete' ? 'Completed' : t.status.state[0]!.toUpperCase() + t.status.state.slice(1), String(t.status.restartCount), age(t.metadata.creationTimestamp), t.spec.nodeName || '<none>'] })),
+            tasks.map((t) => ({ obj: t, cells: [...nsCell(byName.get(t.spec.serviceName)!.metadata.labels), podName(byName.get(t.spec.serviceName)!, t), podReady(t), podPhase(t), String(podRestarts(t)), age(t.metadata.creationTimestamp), t.spec.nodeName || '<none>'] })),
             ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE', 'NODE'],
           );
         }
@@ -118,4 +118,27 @@ export function registerGet(program: Command): void {
         }
       }
     });
+}
+
+/** podReady: READY as kubectl prints it, the pod's containers ready of its containers (init containers apart). */
+function podReady(t: Task): string {
+  const cs = t.status.containers?.filter((c) => c.role !== 'init');
+  if (!cs) return t.status.state === 'running' && t.status.ready !== false ? '1/1' : '0/1';
+  // A container without probes is ready while it runs; the main one's readiness is the task's when it is the only prober.
+  const ready = cs.filter((c) => c.state === 'running' && c.ready !== false).length;
+  return `${ready}/${cs.length}`;
+}
+
+/** podPhase: STATUS as kubectl prints it, Init:N/M while init containers run. */
+function podPhase(t: Task): string {
+  const s = t.status.state;
+  const inits = t.status.containers?.filter((c) => c.role === 'init') ?? [];
+  const done = inits.filter((c) => c.state === 'exited' && c.exitCode === 0).length;
+  if ((s === 'preparing' || s === 'starting' || s === 'assigned') && inits.length && done < inits.length) return `Init:${done}/${inits.length}`;
+  return s === 'running' ? 'Running' : s === 'complete' ? 'Completed' : s[0]!.toUpperCase() + s.slice(1);
+}
+
+/** podRestarts: RESTARTS, every container's. */
+function podRestarts(t: Task): number {
+  return t.status.containers ? t.status.containers.reduce((n, c) => n + c.restartCount, 0) : t.status.restartCount;
 }

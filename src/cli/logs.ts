@@ -42,6 +42,7 @@ function writeOut(stream: NodeJS.WriteStream, s: string): Promise<void> | undefi
 
 export async function printLogs(api: ApiClient, name: string, q: LogQuery & { timestamps?: boolean }, signal?: AbortSignal): Promise<void> {
   const target = await logTarget(api, name);
+  if (q.container !== undefined && 'service' in target) throw new BatonError('BATON_ERR_BAD_REQUEST', `-c names a container of one task, and ${name} is a service: pass one of its tasks (baton service ps ${name})`);
   const body = await api.logStream(target, q, signal);
   const decoder = new TextDecoder();
   let carry = '';
@@ -65,7 +66,8 @@ export async function printLogs(api: ApiClient, name: string, q: LogQuery & { ti
         start = nl + 1;
         continue;
       }
-      const who = text.slice(start, a);
+      // A pod container's lines come as <task>~<container>@<node>: shown as <task>/<container>@<node>.
+      const who = text.slice(start, a).replace('~', '/');
       const line = text.slice(c + 1, nl + 1);
       if (who.startsWith('-@')) err += `baton: ${line}`;
       else if (text.charCodeAt(b + 1) === 101 /* e */) err += `${who}    | ${q.timestamps ? text.slice(a + 1, b) + ' ' : ''}${line}`;

@@ -12,7 +12,7 @@ import { BatonError, formatDetails, isBatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
 import { VERSION } from '../base/version.js';
 import { batonHome, readContexts, resolveTarget, writeContexts } from './context.js';
-import { render, renderOne, table } from './output.js';
+import { render, renderOne, table, taskTable } from './output.js';
 import { addKindCommands, client, labelMap, out, withEtcdFlags, type Globals } from './common.js';
 import { registerFileCommands } from './fileCommands.js';
 import { registerStateCommands } from './stateCommands.js';
@@ -179,7 +179,7 @@ export function buildProgram(): Command {
       await api.get(serviceKind, name);
       const r = await api.tasks({ fieldSelector: { 'spec.serviceName': name } });
       const items = sortTasks(r.items).filter((t) => o.all || t.spec.desiredState === 'running' || !isTerminal(t.status.state));
-      out(render(g.output, items, taskKind.columns));
+      out(taskTable(g.output, items));
     });
   service
     .command('scale <assignments...>')
@@ -270,6 +270,7 @@ export function buildProgram(): Command {
       .option('--since <when>', 'only lines since a duration ago (10m, 1h30m) or a time (RFC 3339)')
       .option('-t, --timestamps', 'print each line with its time')
       .option('--grep <regex>', 'only lines matching this regular expression')
+      .option('-c, --container <name>', "one container of a task that runs several (a pod's sidecar or init container); a service's logs hold them all")
       .action(async (target: string, o, cmd: Command) => {
         const { api } = client(cmd);
         if (o.tail !== 'all' && !/^\d+$/.test(o.tail)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--tail must be a number of lines or "all", got "${o.tail}"`);
@@ -281,7 +282,7 @@ export function buildProgram(): Command {
           }
         }
         const { printLogs } = await import('./logs.js');
-        await printLogs(api, target, { follow: Boolean(o.follow), tail: o.tail === 'all' ? undefined : Number(o.tail), since: o.since, grep: o.grep, timestamps: Boolean(o.timestamps) });
+        await printLogs(api, target, { follow: Boolean(o.follow), tail: o.tail === 'all' ? undefined : Number(o.tail), since: o.since, grep: o.grep, timestamps: Boolean(o.timestamps), ...(o.container ? { container: String(o.container) } : {}) });
       });
   addLogsCommand(program, 'logs');
   addLogsCommand(service, 'logs');
@@ -339,7 +340,7 @@ export function buildProgram(): Command {
       const { api, g } = client(cmd);
       await api.get(serviceKind, name);
       const r = await api.tasks({ fieldSelector: { 'spec.serviceName': name } });
-      out(render(g.output, sortTasks(r.items), taskKind.columns));
+      out(taskTable(g.output, sortTasks(r.items)));
     });
   addLogsCommand(jobCmd, 'logs');
   program
@@ -481,7 +482,7 @@ export function buildProgram(): Command {
       const { api, g } = client(cmd);
       const r = await api.tasks(o.node ? { fieldSelector: { 'spec.nodeName': o.node } } : {});
       const items = sortTasks(r.items).filter((t) => o.all || t.spec.desiredState === 'running' || !isTerminal(t.status.state));
-      out(render(g.output, items, taskKind.columns));
+      out(taskTable(g.output, items));
     });
 
   program

@@ -3,7 +3,8 @@
  * pad columns with three spaces, as `docker service ls` does.
  */
 import YAML from 'yaml';
-import type { Column } from '../api/kinds.js';
+import { taskKind, type Column } from '../api/kinds.js';
+import { podContainerNames, podContainerSpecs, type Task } from '../api/types.js';
 
 export type Format = 'table' | 'json' | 'yaml';
 
@@ -29,4 +30,35 @@ export function render<T>(format: Format, items: T[], columns: Column<T>[], raw:
 export function renderOne(format: Format, obj: unknown): string {
   if (format === 'yaml') return YAML.stringify(obj);
   return JSON.stringify(obj, null, 2);
+}
+
+/**
+ * taskTable renders tasks as `baton service ps` prints them: a task that
+ * runs several containers (a pod) has a line for each below its own
+ * (`\_ name`), with its state, readiness, restarts and last message, as
+ * Docker prints a task's earlier attempts.
+ */
+export function taskTable(format: Format, items: Task[]): string {
+  if (format !== 'table' || !items.some((t) => t.status.containers?.length)) return render(format, items, taskKind.columns);
+  const cols = taskKind.columns;
+  const rows: string[][] = [];
+  for (const t of items) {
+    rows.push(cols.map((c) => c.get(t)));
+    const images = new Map(podContainerSpecs(t.spec).map(({ container }, i) => [podContainerNames(t.spec)[i], container.image]));
+    for (const c of t.status.containers ?? []) {
+      const cell: Record<string, string> = {
+        NAME: ` \\_ ${c.name} (${c.role})`,
+        IMAGE: images.get(c.name) ?? '',
+        'CURRENT STATE': c.state === 'exited' ? `Exited (${c.exitCode ?? '?'})` : `${c.state[0]!.toUpperCase()}${c.state.slice(1)}`,
+        HEALTH: c.ready === undefined ? '-' : c.ready ? 'ready' : 'not ready',
+        RESTARTS: String(c.restartCount),
+        ERROR: c.message ?? '',
+      };
+      rows.push(cols.map((col) => cell[col.header] ?? ''));
+    }
+  }
+  return table(
+    cols.map((c) => c.header),
+    rows,
+  );
 }

@@ -7,7 +7,7 @@
 import { BatonError, type ErrorDetail } from '../base/errors.js';
 import { serviceKind } from '../api/kinds.js';
 import { objectNameSchema, serviceSpecSchema, zodDetails } from '../api/schemas.js';
-import type { ApplyRequest, ApplyResponse, ApplyServiceResult, Config, Node, Secret, Service, Task } from '../api/types.js';
+import { mapPodContainers, podContainerSpecs, type ApplyRequest, type ApplyResponse, type ApplyServiceResult, type Config, type Node, type Secret, type Service, type Task } from '../api/types.js';
 import { FILE_KINDS, rollOps, withHashes, type FileContents, type FileKindName } from './files.js';
 import type { Placer } from '../scheduler/placement.js';
 import { NO_DRAIN, reconcileService } from './controllers/serviceReconciler.js';
@@ -62,12 +62,12 @@ export async function applyStack(registry: Registry, req: ApplyRequest, files?: 
     const results: ApplyServiceResult[] = [];
     // Secrets and configs first: the services' references take their hashes (a new content rolls them).
     // Read only when the file defines some or a service uses some: most applies do neither.
-    const usesFiles = !!(req.secrets?.length || req.configs?.length) || req.services.some((s) => s.spec.container.secrets?.length || s.spec.container.configs?.length);
+    const usesFiles = !!(req.secrets?.length || req.configs?.length) || req.services.some((s) => podContainerSpecs(s.spec).some(({ container: c }) => c.secrets?.length || c.configs?.length));
     const planned = files && usesFiles ? await planFiles(registry, files, req) : { compares: [], ops: [], changes: [], hash: () => undefined };
     compares.push(...planned.compares);
     ops.push(...planned.ops);
     const refProblems: ErrorDetail[] = [];
-    for (const s of req.services) s.spec = { ...s.spec, container: withHashes(s.spec.container, planned.hash, `services.${s.spec.shortName}`, refProblems) };
+    for (const s of req.services) s.spec = mapPodContainers(s.spec, (c, at) => withHashes(c, planned.hash, `services.${s.spec.shortName}${at === 'container' ? '' : `.${at}`}`, refProblems));
     if (refProblems.length) throw new BatonError('BATON_ERR_VALIDATION', `stack "${req.stack}" uses secrets or configs that do not exist`, refProblems);
     for (const s of req.services) {
       const labels = { ...s.labels, [STACK_LABEL]: req.stack };

@@ -22,7 +22,7 @@ import { createHash } from 'node:crypto';
 import { BatonError, type ErrorDetail } from '../base/errors.js';
 import { configKind, secretKind, serviceKind, type KindInfo } from '../api/kinds.js';
 import { MAX_FILE_BYTES } from '../api/schemas.js';
-import type { Config, FileObjectSpec, FileRefSpec, Secret, Service, Task } from '../api/types.js';
+import { mapPodContainers, podContainerSpecs, type Config, type FileObjectSpec, type FileRefSpec, type Secret, type Service, type ServiceSpec, type Task } from '../api/types.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../store/store.js';
 import type { ClusterKey } from './clusterKey.js';
 import type { AnyObject, Registry } from './registry.js';
@@ -109,7 +109,7 @@ export class FileContents {
 
   /** remove deletes a secret or config that no service uses. */
   async remove(kind: FileKindName, name: string, services: Service[]): Promise<void> {
-    const users = services.filter((s) => refsOf(s.spec.container, kind).some((r) => r.source === name)).map((s) => s.metadata.name);
+    const users = services.filter((s) => podContainerSpecs(s.spec).some((c) => refsOf(c.container, kind).some((r) => r.source === name))).map((s) => s.metadata.name);
     if (users.length) throw new BatonError('BATON_ERR_CONFLICT', `${kind} "${name}" is in use by ${users.join(', ')}: remove it from them first`);
     const k = FILE_KINDS[kind];
     const current = await this.registry.mustGet<Secret | Config>(k, name);
@@ -128,7 +128,7 @@ export class FileContents {
 export function entitled(tasks: Iterable<Task>, node: string, kind: FileKindName, name: string): boolean {
   for (const t of tasks) {
     if (t.spec.nodeName !== node || t.spec.desiredState !== 'running') continue;
-    if (refsOf(t.spec.container, kind).some((r) => r.source === name)) return true;
+    if (podContainerSpecs(t.spec).some((c) => refsOf(c.container, kind).some((r) => r.source === name))) return true;
   }
   return false;
 }
@@ -158,11 +158,14 @@ export function withHashes<T extends { secrets?: FileRefSpec[]; configs?: FileRe
 export function rollOps(registry: Registry, services: (Service & AnyObject)[], kind: FileKindName, name: string, hash: string): { compares: Compare[]; ops: Op[]; names: string[] } {
   const out = { compares: [] as Compare[], ops: [] as Op[], names: [] as string[] };
   for (const s of services) {
-    const refs = refsOf(s.spec.container, kind);
-    if (!refs.some((r) => r.source === name && r.hash !== hash)) continue;
-    const renewed = refs.map((r) => (r.source === name ? { ...r, hash } : r));
-    const container = { ...s.spec.container, ...(kind === 'secret' ? { secrets: renewed } : { configs: renewed }) };
-    const next = registry.specUpdate(s, { spec: { ...s.spec, container } });
+    if (!podContainerSpecs(s.spec).some((c) => refsOf(c.container, kind).some((r) => r.source === name && r.hash !== hash))) continue;
+    const spec = mapPodContainers(s.spec, (c) => {
+      const refs = refsOf(c, kind);
+      if (!refs.some((r) => r.source === name)) return c;
+      const renewed = refs.map((r) => (r.source === name ? { ...r, hash } : r));
+      return { ...c, ...(kind === 'secret' ? { secrets: renewed } : { configs: renewed }) };
+    });
+    const next = registry.specUpdate(s, { spec });
     const u = registry.updateOp(serviceKind, s, next);
     out.compares.push(u.compare);
     out.ops.push(u.op);
@@ -171,15 +174,15 @@ export function rollOps(registry: Registry, services: (Service & AnyObject)[], k
   return out;
 }
 
-/** resolveFileRefs fills in a container spec's hashes from the cluster's secrets and configs, or says which do not exist. */
-export async function resolveFileRefs<T extends { secrets?: FileRefSpec[]; configs?: FileRefSpec[] }>(registry: Registry, container: T, path: string): Promise<T> {
-  if (!container.secrets?.length && !container.configs?.length) return container;
+/** resolveFileRefs fills in the hashes of a service's container specs from the cluster's secrets and configs, or says which do not exist. */
+export async function resolveFileRefs(registry: Registry, spec: ServiceSpec, path: string): Promise<ServiceSpec> {
+  if (!podContainerSpecs(spec).some(({ container: c }) => c.secrets?.length || c.configs?.length)) return spec;
   const hashes = new Map<string, string>();
   for (const kind of ['secret', 'config'] as const) {
     for (const o of (await registry.list<Secret | Config>(FILE_KINDS[kind])).items) hashes.set(`${kind}/${o.metadata.name}`, o.spec.hash);
   }
   const details: ErrorDetail[] = [];
-  const out = withHashes(container, (kind, name) => hashes.get(`${kind}/${name}`), path, details);
+  const out = mapPodContainers(spec, (c, at) => withHashes(c, (kind, name) => hashes.get(`${kind}/${name}`), `${path}.${at}`, details));
   if (details.length) throw new BatonError('BATON_ERR_VALIDATION', 'the service uses secrets or configs that do not exist', details);
   return out;
 }

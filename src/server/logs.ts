@@ -61,7 +61,8 @@ export class LogRouter {
   private nodesFor(target: { service: string } | { task: string }): Node[] {
     const withListener = (n: Node | undefined): n is Node => !!n && !!n.status.agentPort && n.status.state !== 'down';
     if ('task' in target) {
-      const t = this.tasks.objects.get(target.task) as unknown as Task | undefined;
+      // A pod container's logs go by `<task>~<container>` (agent/pod.ts).
+      const t = this.tasks.objects.get(target.task.split('~')[0]!) as unknown as Task | undefined;
       const n = t?.spec.nodeName ? (this.nodes.objects.get(t.spec.nodeName) as unknown as Node | undefined) : undefined;
       if (t && withListener(n)) return [n];
     }

@@ -430,6 +430,7 @@ function sharedClusterId(store: Store): Promise<string> {
 function referencedBlobs(caches: Record<string, WatchCache>): Set<string> {
   const out = new Set<string>();
   const add = (c: { build?: { context: string } } | undefined) => c?.build && out.add(c.build.context);
+  // (Only a task's main container is built: schemas.ts.)
   for (const s of caches.services?.objects.values() ?? []) add((s as unknown as Service).spec.container);
   for (const r of caches.revisions?.objects.values() ?? []) add((r as unknown as Revision).spec.spec.container);
   for (const t of caches.tasks?.objects.values() ?? []) add((t as unknown as Task).spec.container);

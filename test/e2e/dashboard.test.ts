@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { serviceKind } from '../../src/api/kinds.js';
 import type { Service } from '../../src/api/types.js';
-import { eventually, ROOT, TEST_IMAGE } from '../helpers/proc.js';
+import { eventually, ROOT, TEST_IMAGE, writeFile } from '../helpers/proc.js';
 import { live, TestCluster } from '../helpers/cluster.js';
 
 const NODES = ['n2', 'n3'] as const;
@@ -226,6 +226,30 @@ describe('the web dashboard', () => {
     // Once the autoscaler has measured the task: its CPU now, and why it keeps 1 replica.
     await section.locator('text=/cpu \\d+% of target 80% across 1 task/').waitFor({ timeout: 5 * 10_000 });
     await shot('06-autoscale');
+    await gotoPage(`${c.url}/#/services/${SERVICE}`);
+    await page.locator('[data-testid="task-row"][data-state="running"]').first().waitFor();
+  }, 120_000);
+
+  it('shows each container of a pod under its task', async () => {
+    const file = writeFile(c.dir, 'dashpod.yaml', `apiVersion: v1
+kind: Pod
+metadata: {name: duo, namespace: dashpod}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers: [{name: prep, image: ${TEST_IMAGE}, command: ["true"]}]
+  containers:
+  - {name: app, image: ${TEST_IMAGE}, command: [sleep, "3600"]}
+  - {name: helper, image: ${TEST_IMAGE}, command: [sleep, "3600"]}
+`);
+    const r = await c.baton(['apply', '-f', file]);
+    expect(r.code, r.stderr).toBe(0);
+    await gotoPage(`${c.url}/#/services/dashpod_duo`);
+    await page.locator('[data-testid="task-row"][data-state="running"]').first().waitFor({ timeout: 5 * 10_000 });
+    await page.locator('[data-testid="container-row"][data-container="helper"][data-state="running"]').waitFor({ timeout: 5 * 5000 });
+    const rows = await page.locator('[data-testid="container-row"]').allTextContents();
+    expect(rows.map((x) => x.replace(/\s+/g, ' ').trim())).toEqual([expect.stringMatching(/^└ prep \(init\)\s*exited 0/), expect.stringMatching(/^└ app \(main\)\s*running/), expect.stringMatching(/^└ helper \(sidecar\)\s*running/)]);
+    await shot('065-pod');
+    expect((await c.baton(['stack', 'rm', 'dashpod'])).code).toBe(0);
     await gotoPage(`${c.url}/#/services/${SERVICE}`);
     await page.locator('[data-testid="task-row"][data-state="running"]').first().waitFor();
   }, 120_000);

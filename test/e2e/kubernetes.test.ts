@@ -12,15 +12,20 @@
  * And a StatefulSet of 3 (namespace state): its pods start in order, each
  * named after its ordinal (hostname, `kv-1.kv` in DNS) with a volume of its
  * own, which a rolling restart hands to the ordinal's next pod.
+ *
+ * And a pod of three containers (namespace pods): an init container writes
+ * the page into an emptyDir, the main container serves it, a sidecar reads
+ * it over localhost and gates the task's readiness; each container's logs
+ * apart, and a sidecar that crashes is restarted alone, in place.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Service, Task } from '../../src/api/types.js';
 import { serviceKind } from '../../src/api/kinds.js';
 import { getBody } from '../helpers/http.js';
 import { live, TestCluster } from '../helpers/cluster.js';
-import { docker, eventually, TEST_IMAGE, writeFile } from '../helpers/proc.js';
+import { docker, eventually, stopProc, TEST_IMAGE, writeFile } from '../helpers/proc.js';
 
 const NODE_PORT = 33480;
 
@@ -287,4 +292,159 @@ spec:
     expect((await c.baton(['stack', 'rm', 'state'])).code).toBe(0);
     await eventually(async () => expect(await c.running('state_kv')).toEqual([]), 30_000);
   }, 300_000);
+
+  it('runs a pod: an init container fills an emptyDir the main container serves, a sidecar reaches it on localhost, and a crashed sidecar restarts alone', async () => {
+    const file = writeFile(c.dir, 'pods.yaml', `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: site, namespace: pods}
+spec:
+  selector: {matchLabels: {app: site}}
+  template:
+    metadata: {labels: {app: site}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      initContainers:
+      - name: render
+        image: ${TEST_IMAGE}
+        command: [sh, -c, "echo rendered-by-init > /work/index.html; echo init-done"]
+        volumeMounts: [{name: html, mountPath: /work}]
+      containers:
+      - name: web
+        image: ${TEST_IMAGE}
+        command: [httpd, -f, -p, "8080", -h, /www]
+        ports: [{name: http, containerPort: 8080}]
+        volumeMounts: [{name: html, mountPath: /www, readOnly: true}]
+      - name: poller
+        image: ${TEST_IMAGE}
+        command: [sh, -c, "while true; do wget -q -O /tmp/last http://127.0.0.1:8080/index.html && cat /tmp/last; sleep 0.3; done"]
+        readinessProbe: {exec: {command: [grep, -q, rendered-by-init, /tmp/last]}, periodSeconds: 1}
+      volumes: [{name: html, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: site, namespace: pods}
+spec:
+  type: NodePort
+  selector: {app: site}
+  ports: [{port: 8080, targetPort: http, nodePort: ${NODE_PORT + 2}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: retry, namespace: pods}
+spec:
+  selector: {matchLabels: {app: retry}}
+  template:
+    metadata: {labels: {app: retry}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      initContainers:
+      - name: flaky
+        image: ${TEST_IMAGE}
+        command: [sh, -c, "test -f /scratch/tried && exit 0; touch /scratch/tried; exit 3"]
+        volumeMounts: [{name: scratch, mountPath: /scratch}]
+      containers: [{name: main, image: ${TEST_IMAGE}, command: [sleep, "3600"]}]
+      volumes: [{name: scratch, emptyDir: {}}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: broken, namespace: pods}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      initContainers: [{name: check, image: ${TEST_IMAGE}, command: [sh, -c, "exit 4"]}]
+      containers: [{name: never, image: ${TEST_IMAGE}, command: [echo, never]}]
+`);
+    const r = await c.baton(['apply', '-f', file]);
+    expect(r.code, r.stderr).toBe(0);
+    // Ready only once the sidecar's probe passes: it fetched, over the pod's loopback, the page the init container wrote.
+    const pod = await eventually(async () => {
+      const ts = live(await c.tasksOf('pods_site')).filter((t) => t.status.readyAt);
+      expect(ts).toHaveLength(1);
+      return ts[0]!;
+    }, 5 * 20_000);
+    expect(pod.status.containers).toMatchObject([
+      { name: 'render', role: 'init', state: 'exited', exitCode: 0, restartCount: 0 },
+      { name: 'web', role: 'main', state: 'running' },
+      { name: 'poller', role: 'sidecar', state: 'running', ready: true, restartCount: 0 },
+    ]);
+    for (const address of ['127.0.0.2', '127.0.0.3']) {
+      await eventually(async () => expect(await getBody(address, NODE_PORT + 2, '/index.html')).toEqual({ ok: true, body: 'rendered-by-init' }), 5 * 5000);
+    }
+
+    // An init container that fails is started again in place (the pod's policy restarts), then the task goes on.
+    await eventually(async () => {
+      const [t] = live(await c.tasksOf('pods_retry'));
+      expect(t?.status.containers?.[0]).toMatchObject({ name: 'flaky', state: 'exited', exitCode: 0, restartCount: 1 });
+    }, 5 * 15_000);
+    // With restartPolicy Never, a failed init container fails the pod, saying which; its main container never ran.
+    const failed = await eventually(async () => {
+      const [t] = (await c.tasksOf('pods_broken')).filter((x) => x.status.state === 'failed');
+      expect(t).toBeDefined();
+      return t!;
+    }, 5 * 15_000);
+    expect(failed.status.error).toContain('init container check (1/1) exited with code 4');
+    expect(failed.status.containers?.find((x) => x.name === 'never')).toMatchObject({ state: 'waiting' });
+    await eventually(async () => expect((await c.api.get<Service>(serviceKind, 'pods_broken')).status.job?.state).toBe('failed'), 5 * 10_000);
+
+    // Each container's output apart; the CLI and kubectl's view list them.
+    const logs = async (...args: string[]) => {
+      const l = await c.baton(['logs', pod.metadata.name, ...args]);
+      expect(l.code, l.stderr).toBe(0);
+      return l.stdout;
+    };
+    await eventually(async () => expect(await logs('-c', 'render')).toContain('init-done'), 5 * 5000);
+    await eventually(async () => expect(await logs('-c', 'poller')).toContain(`${pod.metadata.name}/poller@${pod.spec.nodeName}`), 5 * 5000);
+    expect(await logs('-c', 'poller')).toContain('rendered-by-init');
+    expect(await logs()).not.toContain('rendered-by-init');
+    const wrong = await c.baton(['logs', pod.metadata.name, '-c', 'nope']);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toContain('has no container "nope" (it has web, poller, render)');
+    const ps = await c.baton(['service', 'ps', 'pods_site']);
+    expect(ps.stdout).toMatch(/\\_ render \(init\)\s+\S+\s+Exited \(0\)/);
+    expect(ps.stdout).toMatch(/\\_ poller \(sidecar\)\s+\S+\s+Running\s+ready\s+0/);
+    expect((await c.baton(['get', 'pods', '-n', 'pods'])).stdout).toMatch(/pods_site\.\S+\s+2\/2\s+Running\s+0\s/);
+
+    // The sidecar crashes: it alone is started again, in place; the main container and the task stay.
+    const main = pod.status.containerId!;
+    const poller = (await docker(['ps', '-q', '--filter', `name=^${pod.metadata.name}_poller$`])).trim();
+    expect(poller).not.toBe('');
+    await docker(['kill', poller]);
+    const restarted = await eventually(async () => {
+      const t = (await c.tasksOf('pods_site')).find((x) => x.metadata.name === pod.metadata.name)!;
+      expect(t.status.containers?.find((x) => x.name === 'poller')).toMatchObject({ state: 'running', restartCount: 1, ready: true });
+      expect(t.status.readyAt).toBeDefined();
+      return t;
+    }, 5 * 15_000);
+    expect(restarted.status.containerId).toBe(main);
+    expect(restarted.status.restartCount).toBe(0);
+    expect(live(await c.tasksOf('pods_site'))).toHaveLength(1);
+    expect((await docker(['ps', '-q', '--filter', `name=^${pod.metadata.name}_poller$`])).trim()).toBe(poller);
+
+    // An agent restart adopts every container of the pod: none is made again, and each keeps its count.
+    await stopProc(c.agents.get(pod.spec.nodeName)!);
+    c.startAgent(pod.spec.nodeName);
+    await eventually(async () => expect(await c.state(pod.spec.nodeName)).toBe('ready'), 5 * 10_000);
+    await eventually(async () => {
+      const t = (await c.tasksOf('pods_site')).find((x) => x.metadata.name === pod.metadata.name)!;
+      expect(t.status.containers).toMatchObject([
+        { name: 'render', state: 'exited', exitCode: 0 },
+        { name: 'web', state: 'running' },
+        { name: 'poller', state: 'running', restartCount: 1, ready: true },
+      ]);
+      expect(t.status.readyAt).toBeDefined();
+    }, 5 * 10_000);
+    expect(live(await c.tasksOf('pods_site')).map((t) => t.status.containerId)).toEqual([main]);
+    expect((await docker(['ps', '-q', '--filter', `name=^${pod.metadata.name}_poller$`])).trim()).toBe(poller);
+
+    // Removed with its task: every container, and the emptyDir.
+    const dirOf = join(c.dir, pod.spec.nodeName, 'taskdirs', pod.metadata.uid);
+    expect(existsSync(join(dirOf, 'html', 'index.html'))).toBe(true);
+    expect((await c.baton(['stack', 'rm', 'pods'])).code).toBe(0);
+    await eventually(async () => {
+      expect(await docker(['ps', '-aq', '--filter', `label=baton.task=${pod.metadata.name}`])).toBe('');
+      expect(existsSync(dirOf)).toBe(false);
+    }, 5 * 10_000);
+  }, 240_000);
 });

@@ -129,7 +129,7 @@ stringData: {tls.key: KEY}
     expect(r.errors).toEqual([]);
     const c = r.services[0]!.spec.container;
     expect(c.mounts).toEqual([
-      { type: 'volume', target: '/tmp/s', readOnly: false },
+      { type: 'task', source: 'scratch', target: '/tmp/s', readOnly: false },
       { type: 'bind', source: '/var/log', target: '/var/log/app', readOnly: true },
     ]);
     expect(c.tmpfs).toEqual(['/cache']);
@@ -334,12 +334,57 @@ metadata: {name: w}
     expect(read('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: x}\n', { stack: 'mine' }).stack).toBe('mine');
   });
 
-  it('refuses sidecars, init containers, a Secret in the environment and privileged containers, naming their paths', () => {
+  it('refuses a Secret in the environment, privileged containers, and pod containers Kubernetes would refuse, naming their paths', () => {
     const errs = (t: string) => read(t).errors.map((e) => e.path);
-    expect(errs(deployment('', 'initContainers: [{name: i, image: busybox}]\n'))).toEqual(['documents[0].spec.template.spec.initContainers']);
     expect(errs(deployment('env: [{name: P, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n'))).toEqual(['documents[0].spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef']);
     expect(errs(deployment('securityContext: {privileged: true}\n'))).toEqual(['documents[0].spec.template.spec.containers[0].securityContext.privileged']);
-    expect(errs(deployment().replace('spec:\n      containers:', 'spec:\n      containers:\n      - {name: side, image: envoy}'))).toEqual(['documents[0].spec.template.spec.containers[1]']);
+    // A sidecar needs a name, and a name of its own.
+    expect(errs(deployment().replace('spec:\n      containers:', 'spec:\n      containers:\n      - {image: envoy}'))).toEqual(['documents[0].spec.template.spec.containers[0].name']);
+    expect(read(deployment('', 'initContainers: [{name: web, image: busybox}]\n')).errors).toMatchObject([{ path: 'documents[0].spec.template.spec.initContainers[0].name', message: 'another container of the pod is named "web"' }]);
+    expect(errs(deployment('', 'initContainers: [{name: i, image: busybox, readinessProbe: {tcpSocket: {port: 80}}}]\n'))).toEqual(['documents[0].spec.template.spec.initContainers[0].readinessProbe']);
+    expect(errs(deployment('', 'initContainers: [{name: Init_1, image: busybox}]\n'))).toEqual(['documents[0].spec.template.spec.initContainers[0].name']);
+    expect(errs(deployment('restartPolicy: Always\n'))).toEqual(['documents[0].spec.template.spec.containers[0].restartPolicy']);
+  });
+
+  it('translates a pod of several containers: the first is the main one, the others sidecars, init containers before them; they share emptyDirs', () => {
+    const r = read(
+      deployment(
+        'ports: [{name: http, containerPort: 80}]\nresources: {requests: {cpu: 250m, memory: 64Mi}, limits: {memory: 128Mi}}\nvolumeMounts: [{name: html, mountPath: /usr/share/nginx/html}, {name: shm, mountPath: /dev/shm}]\n',
+        `initContainers:
+- name: fetch
+  image: busybox
+  command: [sh, -c, 'echo hi > /work/index.html']
+  resources: {requests: {cpu: '1', memory: 16Mi}}
+  volumeMounts: [{name: html, mountPath: /work}]
+- name: mesh
+  image: envoy
+  restartPolicy: Always
+  ports: [{name: admin, containerPort: 9901}]
+  readinessProbe: {httpGet: {port: admin, path: /ready}}
+volumes:
+- {name: html, emptyDir: {}}
+- {name: shm, emptyDir: {medium: Memory}}
+`,
+      ).replace('spec:\n      containers:', 'spec:\n      containers:\n      - name: logger\n        image: busybox\n        args: [tail, -f, /dev/null]\n        resources: {requests: {cpu: 100m, memory: 32Mi}}\n        volumeMounts: [{name: html, mountPath: /logs, readOnly: true}]'),
+    );
+    expect(r.errors).toEqual([]);
+    const s = r.services[0]!.spec;
+    // The first container listed is the task's main one.
+    expect(s.containerName).toBe('logger');
+    expect(s.container.mounts).toEqual([{ type: 'task', source: 'html', target: '/logs', readOnly: true }]);
+    expect(s.sidecars!.map((c) => c.name)).toEqual(['mesh', 'web']);
+    expect(s.initContainers!.map((c) => [c.name, c.container.entrypoint])).toEqual([['fetch', ['sh', '-c', 'echo hi > /work/index.html']]]);
+    expect(s.initContainers![0]!.container.mounts).toEqual([{ type: 'task', source: 'html', target: '/work', readOnly: false }]);
+    const web = s.sidecars!.find((c) => c.name === 'web')!;
+    // An emptyDir only one container mounts keeps its medium.
+    expect(web.container.tmpfs).toEqual(['/dev/shm']);
+    expect(web.resources.limits.memoryBytes).toBe(128 * 2 ** 20);
+    expect(s.sidecars!.find((c) => c.name === 'mesh')!.container.readiness?.http).toEqual({ path: '/ready', port: 9901 });
+    // The task reserves its containers' sum (100m + 250m), and no less than its largest init container (1 CPU).
+    expect(s.resources.reservations).toEqual({ cpus: 1, memoryBytes: (32 + 64) * 2 ** 20 });
+    // Every container's ports are the task's (one namespace).
+    expect(s.expose.sort()).toEqual([80, 9901]);
+    expect(r.warnings.map((w) => w.path)).not.toContain('documents[0].spec.template.spec.initContainers[1]');
   });
 });
 

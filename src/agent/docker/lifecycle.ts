@@ -21,7 +21,8 @@ const CONFLICT_SETTLE_MS = 10_000;
 
 /** startTask is Driver.start: the task's container, created (pulling its image as config says) unless it exists, and running. */
 export async function startTask(engine: DockerEngine, config: TaskConfig, pullTimeoutMs: number): Promise<TaskHandle> {
-  const name = containerName(config.taskName);
+  // `_`: a task's name ends in `.<id>`, its sandbox's in `.pause`; a pod container's never looks like either.
+  const name = config.container ? `${containerName(config.taskName)}_${config.container.name}` : containerName(config.taskName);
   const existing = await inspectByName(engine, name);
   if (existing) {
     try {

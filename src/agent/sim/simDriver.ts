@@ -169,7 +169,7 @@ export class SimDriver implements Driver {
   }
 
   async start(config: TaskConfig): Promise<TaskHandle> {
-    const name = `baton-${config.taskName}`;
+    const name = `baton-${config.taskName}${config.container ? `_${config.container.name}` : ''}`;
     let c = this.engine.containers.get(name);
     if (c?.state === 'running') return c.handle;
     if (!c) {
@@ -186,6 +186,12 @@ export class SimDriver implements Driver {
     c.exitCode = undefined;
     c.startedAt = new Date().toISOString();
     this.engine.emit({ type: 'start', handle: c.handle, labels: c.labels });
+    if (config.container?.role === 'init') {
+      // A simulated init container does its work at once.
+      const target = c;
+      setImmediate(() => this.exit(target, 0));
+      return c.handle;
+    }
     if (this.o.failureRate > 0 && this.o.random() < this.o.failureRate) {
       const target = c;
       target.timer = setTimeout(() => this.exit(target, 1), this.o.failAfterMs);

@@ -8,7 +8,8 @@
  *   kinds.ts       the kind table: translated, accepted with a warning, refused and why
  *   world.ts       what the documents know of each other: the stack, ConfigMaps, Secrets, PriorityClasses
  *   workloads.ts   Deployment, ReplicaSet, ReplicationController, Pod, DaemonSet, Job, CronJob
- *   pod.ts         a pod template: its container, probes, volumes, resources, placement
+ *   pod.ts         a pod template: its containers (main, sidecars, init), resources, placement
+ *   container.ts   one container: image, command, env, ports, probes, resources, volume mounts
  *   services.ts    Services and HorizontalPodAutoscalers, added to the workloads they select
  *   labels.ts      the labels that record where a Baton object came from (read back by later applies and `baton get`)
  *   quantity.ts    CPU and memory quantities

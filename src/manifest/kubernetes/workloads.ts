@@ -107,6 +107,7 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
   if (!pod) return undefined;
   // The pod's labels are its container's (docker inspect shows them); the workload's kind and name are the service's, for `baton get`.
   pod.container.labels = { ...podLabels };
+  for (const c of [...(pod.sidecars ?? []), ...(pod.initContainers ?? [])]) c.container.labels = { ...podLabels };
   const labels = { ...strMap(isObj(o.metadata) ? o.metadata.labels : undefined), [KIND_LABEL]: d.kind, [NAME_LABEL]: d.name, [PORTS_LABEL]: JSON.stringify({ ports: pod.ports, hostPorts: pod.hostPorts }) };
   const s: ServiceSpec = {
     stack: world.stack,
@@ -118,6 +119,9 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
     resources: pod.resources,
     restartPolicy: { condition: pod.restart, ...CRASH_BACKOFF },
     placement: pod.placement,
+    ...(pod.containerName ? { containerName: pod.containerName } : {}),
+    ...(pod.sidecars ? { sidecars: pod.sidecars } : {}),
+    ...(pod.initContainers ? { initContainers: pod.initContainers } : {}),
     x: {},
   };
   const int = (k: string, dflt: number, at: PathSegment[] = ['spec', k], from: Obj = spec): number => {

@@ -28,7 +28,7 @@
  */
 import { createHash } from 'node:crypto';
 import { backoffDelay } from '../../base/backoff.js';
-import { DEFAULT_UPDATE_CONFIG, isGlobal, isJob, isTaskReady, isTerminal, statefulOrdinal, type JobStatus, type RolloutStatus, type Service, type ServiceSpec, type ServiceStatus, type Task, type TaskSpec, type UpdateConfig } from '../../api/types.js';
+import { DEFAULT_UPDATE_CONFIG, isGlobal, isJob, isTaskReady, isTerminal, statefulOrdinal, type ContainerSpec, type JobStatus, type RolloutStatus, type Service, type ServiceSpec, type ServiceStatus, type Task, type TaskSpec, type UpdateConfig } from '../../api/types.js';
 import { stableStringify } from '../registry.js';
 import { formatTaint, GLOBAL_TASK_LABEL, matchConstraint, tolerates, untolerated } from '../../scheduler/filters.js';
 import type { Node, Taint } from '../../api/types.js';
@@ -107,7 +107,21 @@ export interface ServicePlan {
 export function specHash(svc: Service): string {
   const s = svc.spec;
   return createHash('sha256')
-    .update(stableStringify({ c: s.container, p: s.ports, e: s.expose, r: s.resources, rp: s.restartPolicy, pl: s.placement, ...(s.forceUpdate ? { f: s.forceUpdate } : {}) }))
+    .update(
+      stableStringify({
+        c: s.container,
+        p: s.ports,
+        e: s.expose,
+        r: s.resources,
+        rp: s.restartPolicy,
+        pl: s.placement,
+        ...(s.forceUpdate ? { f: s.forceUpdate } : {}),
+        // A pod's other containers (absent for one container, so the hashes of existing services stay as they were).
+        ...(s.containerName ? { cn: s.containerName } : {}),
+        ...(s.sidecars?.length ? { sc: s.sidecars } : {}),
+        ...(s.initContainers?.length ? { ic: s.initContainers } : {}),
+      }),
+    )
     .digest('hex')
     .slice(0, 12);
 }
@@ -650,10 +664,10 @@ function consecutiveFailures(list: Task[], cur: Task | undefined): number {
 }
 
 /** statefulContainer: a StatefulSet slot's container: its ordinal's hostname and volumes. */
-function statefulContainer(s: ServiceSpec, slot: number): ServiceSpec['container'] {
+function statefulContainer(s: ServiceSpec, slot: number, c: ContainerSpec = s.container, name?: string): ContainerSpec {
   const ordinal = statefulOrdinal(slot);
-  const mounts = s.stateful!.volumes.map((v) => ({ type: 'volume' as const, source: `${s.stack || 'baton'}_${v.name}-${s.shortName}-${ordinal}`, target: v.target, readOnly: v.readOnly }));
-  return { ...s.container, hostname: `${s.shortName}-${ordinal}`, mounts: [...s.container.mounts, ...mounts] };
+  const mounts = s.stateful!.volumes.filter((v) => v.container === name).map((v) => ({ type: 'volume' as const, source: `${s.stack || 'baton'}_${v.name}-${s.shortName}-${ordinal}`, target: v.target, readOnly: v.readOnly }));
+  return { ...c, hostname: `${s.shortName}-${ordinal}`, mounts: [...c.mounts, ...mounts] };
 }
 
 export function newTaskSpec(svc: Service, slot: number, hash: string, pinnedNode?: string): TaskSpec {
@@ -672,5 +686,8 @@ export function newTaskSpec(svc: Service, slot: number, hash: string, pinnedNode
     resources: s.resources,
     restartPolicy: s.restartPolicy,
     placement,
+    ...(s.containerName ? { containerName: s.containerName } : {}),
+    ...(s.sidecars?.length ? { sidecars: s.stateful && !pinnedNode ? s.sidecars.map((p) => ({ ...p, container: statefulContainer(s, slot, p.container, p.name) })) : s.sidecars } : {}),
+    ...(s.initContainers?.length ? { initContainers: s.stateful && !pinnedNode ? s.initContainers.map((p) => ({ ...p, container: statefulContainer(s, slot, p.container, p.name) })) : s.initContainers } : {}),
   };
 }

@@ -250,8 +250,7 @@ function validateObject(kind: KindInfo, body: { metadata: { name?: unknown }; sp
 /** withFileHashes: a service's secret and config references take their current hashes (or it is refused). */
 async function withFileHashes(registry: Registry, kind: KindInfo, spec: unknown): Promise<unknown> {
   if (kind !== serviceKind) return spec;
-  const s = spec as ServiceSpec;
-  return { ...s, container: await resolveFileRefs(registry, s.container, 'spec.container') };
+  return resolveFileRefs(registry, spec as ServiceSpec, 'spec');
 }
 
 function initialStatus(kind: KindInfo): unknown {

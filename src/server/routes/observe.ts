@@ -8,12 +8,12 @@ import { z } from 'zod';
 import { BatonError } from '../../base/errors.js';
 import { VERSION } from '../../base/version.js';
 import { newEventSchema } from '../../api/schemas.js';
-import type { ClusterInfo, Node, TopResponse } from '../../api/types.js';
+import { MAIN_CONTAINER, podContainerNames, type ClusterInfo, type Node, type Task, type TopResponse } from '../../api/types.js';
 import type { StoredEvent } from '../../store/events.js';
 import { matchesEventQuery } from '../../store/events.js';
 import { parseSince } from '../logs.js';
 import { defineRoute, flag, nameParam, queryInt, queryText } from './route.js';
-import { nodeCache, recordPosted, serviceCache, type HttpDeps } from './deps.js';
+import { nodeCache, recordPosted, serviceCache, taskCache, type HttpDeps } from './deps.js';
 
 const eventsQuery = z.object({
   kind: queryText(64).optional(),
@@ -31,6 +31,8 @@ const logsQuery = z.object({
   tail: z.union([z.literal('all'), z.literal(''), queryInt(0, 10_000_000)]).optional(),
   since: queryText(64).optional(),
   grep: queryText(1024).optional(),
+  /** One container of a task that runs several (its main one when absent). */
+  container: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a container's name (a DNS label)").optional(),
 });
 
 /** A log target's name: what a task or service may be called (a removed one's logs stay readable). */
@@ -114,8 +116,17 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
         const q = logOptions(query);
         const known = target === 'service' && serviceCache(deps).objects.has(name);
         if (!known && !LOG_NAME.test(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `${target} "${name}" not found`);
+        if (query.container !== undefined && target === 'service') throw new BatonError('BATON_ERR_BAD_REQUEST', "a container is one task's: pass a task (baton logs TASK -c NAME)", [{ path: 'query.container', message: "a service's logs hold every container's" }]);
+        if (query.container !== undefined && target === 'task') {
+          const t = taskCache(deps).objects.get(name) as unknown as Task | undefined;
+          const names = t ? podContainerNames(t.spec) : undefined;
+          if (names && !names.includes(query.container)) throw new BatonError('BATON_ERR_NOT_FOUND', `task "${name}" has no container "${query.container}" (it has ${names.join(', ')})`, [{ path: 'query.container', message: `one of ${names.join(', ')}` }]);
+        }
         reply.hijack();
-        await deps.logs.serve(target === 'service' ? { service: name } : { task: name }, q, reply.raw);
+        // A pod container's lines are kept under `<task>~<container>` (agent/pod.ts); the main container's under the task's name.
+        const main = (t?: Task) => query.container === (t?.spec.containerName ?? MAIN_CONTAINER);
+        const key = target === 'task' && query.container !== undefined && !main(taskCache(deps).objects.get(name) as unknown as Task | undefined) ? `${name}~${query.container}` : name;
+        await deps.logs.serve(target === 'service' ? { service: name } : { task: key }, q, reply.raw);
       },
     });
   }
