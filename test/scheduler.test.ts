@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { reconcileService, refreshCounts, specHash, steadyPlan, GLOBAL_NODE_LABEL } from '../src/server/controllers/serviceReconciler.js';
 import { SpreadPlacer, REASON_NOT_READY, REASON_HOST_PORT, REASON_VOLUME, REASON_CPU, REASON_MEMORY, REASON_CONSTRAINT, matchConstraint, allocatedByNode, parseTaint, tolerates, priorityOf, fixedHostPorts } from '../src/scheduler/placement.js';
 import { node, service, task } from './fixtures.js';
-import type { Task } from '../src/api/types.js';
+import type { Service, ServiceSpec, Task } from '../src/api/types.js';
 
 describe('reconcileService (pure)', () => {
   it('creates one task per empty slot with deterministic names', () => {
@@ -219,6 +219,40 @@ describe('reconcileService drain', () => {
     const retired = { ...failed, spec: { ...failed.spec, desiredState: 'shutdown' as const } };
     expect(reconcileService(svc, [old, retired], 500, drain()).create).toEqual([]);
     expect(reconcileService(svc, [old, retired], 1100, drain()).create.map((c) => c.attempt)).toEqual([3]);
+  });
+
+  it('holds a task past the drain deadline while stopping it would break the disruption budget, and says why', () => {
+    const svc = (budget: ServiceSpec['disruptionBudget']) => service({ replicas: 2, disruptionBudget: budget });
+    const at = (s: Service) => {
+      const old = task(s, 1, { node: 'n1' });
+      const other = task(s, 2, { node: 'n2' });
+      const pending = task(s, 1, { node: '', attempt: 2, state: 'pending' });
+      return { old, tasks: [old, other, pending] };
+    };
+    const held = svc({ minAvailable: 2 });
+    const h = at(held);
+    const p = reconcileService(held, h.tasks, 1000, drain(1000));
+    expect(p.setDesired).toEqual([]);
+    expect(p.requeueAfterMs).toBeGreaterThan(0);
+    expect(p.status?.message).toMatch(/^drain of n1 held: stopping app_web\.1\.\w+ before its replacement is ready would break the disruption budget \(minAvailable 2\)$/);
+    // 50% of 2 may be unavailable: one task, so it stops.
+    const loose = svc({ maxUnavailable: '50%' });
+    const l = at(loose);
+    expect(reconcileService(loose, l.tasks, 1000, drain(1000)).setDesired).toEqual([{ task: l.old, desiredState: 'shutdown' }]);
+  });
+
+  it('starts the new task first in a stop-first update while the disruption budget allows no ready task to stop', () => {
+    const stopFirst = { parallelism: 1, delayMs: 0, failureAction: 'pause' as const, monitorMs: 0, maxFailureRatio: 0, order: 'stop-first' as const };
+    const plan = (budget: ServiceSpec['disruptionBudget']) => {
+      const s = service({ replicas: 2, update: stopFirst, disruptionBudget: budget });
+      return reconcileService(s, [task(s, 1, { node: 'n1', hash: 'old' }), task(s, 2, { node: 'n2', hash: 'old' })], 10);
+    };
+    const strict = plan({ minAvailable: '100%' });
+    expect(strict.setDesired).toEqual([]);
+    expect(strict.create.map((c) => c.slot)).toEqual([1]);
+    const loose = plan({ maxUnavailable: 1 });
+    expect(loose.setDesired.map((x) => [x.task.spec.slot, x.desiredState])).toEqual([[1, 'shutdown']]);
+    expect(loose.create).toEqual([]);
   });
 
   it('property: during a drain the ready count never drops below replicas before the deadline', () => {

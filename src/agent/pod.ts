@@ -24,6 +24,7 @@ import type { WorkQueue } from '../base/workqueue.js';
 import { DriverError, type Driver, type TaskHandle, type TaskInspect } from './driver.js';
 import type { HealthMonitor, ProbeTarget } from './health.js';
 import type { LogCollector } from './logs.js';
+import { stopContainer } from './preStop.js';
 import type { TaskLocal } from './state.js';
 
 /** ContainerLocal is what the agent knows of one pod container. */
@@ -211,7 +212,7 @@ export class PodContainers {
           c.unhealthy = v.output ?? 'health check failed';
           health.unwatch(key);
           this.deps.log.info({ task: name, container: pc.name, why: c.unhealthy }, 'a sidecar failed its health check; stopping it');
-          await driver.stop(c.handle!, pc.container.stopGracePeriodMs, pc.container.stopSignal);
+          await stopContainer(driver, clock, this.deps.log, c.handle!, pc.container, { task: name, container: pc.name });
           queue.add(name);
           ready = false;
           continue;
@@ -300,7 +301,7 @@ export class PodContainers {
         const insp = await this.deps.driver.inspect(c.handle);
         if (insp.state !== 'running') return;
         const spec = specs.get(cname);
-        await this.deps.driver.stop(c.handle, spec?.stopGracePeriodMs ?? 10_000, spec?.stopSignal);
+        await stopContainer(this.deps.driver, this.deps.clock, this.deps.log, c.handle, spec ?? { stopGracePeriodMs: 10_000 }, { task: name, container: cname });
         const after = await this.deps.driver.inspect(c.handle);
         Object.assign(c, { state: 'exited', exitCode: after.exitCode, message: 'stopped', ready: undefined });
       }),

@@ -22,6 +22,7 @@ import type { Deregistration } from './deregistration.js';
 import type { PortAllocator } from './ports.js';
 import { LABEL_CLUSTER, LABEL_CONTAINER, LABEL_NODE, LABEL_NODE_NAME, LABEL_PORTS, LABEL_SERVICE, LABEL_SLOT, LABEL_TASK, LABEL_TASK_UID, type AgentState, type TaskLocal } from './state.js';
 import { PodContainers, type StartContainer } from './pod.js';
+import { stopContainer } from './preStop.js';
 import type { TaskDirs } from './taskDirs.js';
 import type { StatusReporter } from './status.js';
 import type { HostPortMapping, TaskNetworking } from './net/taskNetworking.js';
@@ -122,7 +123,7 @@ export class TaskReconciler {
           this.deps.queue.addAfter(name, wait);
           return;
         }
-        await driver.stop(local.handle!, task.spec.container.stopGracePeriodMs, task.spec.container.stopSignal);
+        await stopContainer(driver, this.deps.clock, this.deps.log, local.handle!, task.spec.container, { task: name });
         this.deps.deregistration()?.forget(name);
         const after = await driver.inspect(local.handle!);
         await this.finish(name, local, task);
@@ -366,7 +367,7 @@ export class TaskReconciler {
       local.unhealthy = v.output ?? 'health check failed';
       this.deps.health.unwatch(name);
       this.deps.log.info({ task: name, why: local.unhealthy }, 'task failed its health check; stopping it');
-      await driver.stop(local.handle!, c.stopGracePeriodMs, c.stopSignal);
+      await stopContainer(driver, this.deps.clock, this.deps.log, local.handle!, c, { task: name });
       this.deps.queue.add(name);
       return;
     }
@@ -380,7 +381,7 @@ export class TaskReconciler {
       sidecars = await this.pod.superviseSidecars(task, local, this.podStarter(task, local), probeAt);
       if (sidecars.failed) {
         // A sidecar past its restart attempts fails the task, as the main container would: its service places a new one.
-        await driver.stop(local.handle!, c.stopGracePeriodMs, c.stopSignal);
+        await stopContainer(driver, this.deps.clock, this.deps.log, local.handle!, c, { task: name });
         await this.finish(name, local, task);
         this.deps.status.report(task, local, 'failed', sidecars.failed.why, { exitCode: sidecars.failed.exitCode, error: `${sidecars.failed.why} on ${this.deps.state.name}` });
         return;

@@ -50,7 +50,10 @@ export class UsageSampler {
       if (!local.handle || local.status?.state !== 'running') continue;
       const task = this.state.task(name);
       try {
-        const s = await this.driver.stats(local.handle);
+        // A pod's usage is its containers' together (what its requests, and so its autoscaling, count).
+        const sidecars = [...(local.pod?.containers.values() ?? [])].filter((c) => c.handle && c.state === 'running').map((c) => c.handle!);
+        const parts = [await this.driver.stats(local.handle), ...(await Promise.all(sidecars.map((h) => this.driver.stats(h).catch(() => undefined)))).filter((x) => x !== undefined)];
+        const s = parts.length === 1 ? parts[0]! : { cpuSeconds: parts.reduce((n, x) => n + x.cpuSeconds, 0), memoryBytes: parts.reduce((n, x) => n + x.memoryBytes, 0), memoryLimitBytes: parts.some((x) => x.memoryLimitBytes === 0) ? 0 : parts.reduce((n, x) => n + x.memoryLimitBytes, 0), timeMs: Math.max(...parts.map((x) => x.timeMs)) };
         const prev = this.usage.get(name);
         const dt = prev ? (s.timeMs - prev.timeMs) / 1000 : 0;
         const cpu = prev && dt > 0 && s.cpuSeconds >= prev.cpuSeconds ? (s.cpuSeconds - prev.cpuSeconds) / dt : 0;

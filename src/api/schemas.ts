@@ -78,6 +78,11 @@ export const containerSpecSchema = z.object({
   stopGracePeriodMs: ms,
   healthcheck: probe.optional(),
   readiness: probe.optional(),
+  preStop: z
+    .object({ command: z.array(z.string()).min(1).max(256).optional(), sleepMs: ms.optional() })
+    .strict()
+    .refine((h) => (h.command === undefined) !== (h.sleepMs === undefined), 'give a command or a sleep')
+    .optional(),
   pullPolicy: z.enum(['always', 'missing', 'never']).optional(),
   mounts: z.array(
     z
@@ -112,6 +117,9 @@ const amounts = z.object({
 });
 
 const resources = z.object({ reservations: amounts, limits: amounts.extend({ pids: nonNegInt.optional() }) });
+
+/** A count of tasks, or a percentage of the replicas ("25%"). */
+const budgetAmount = z.union([z.number().int().min(0).max(100_000), z.string().regex(/^(100|[1-9]?[0-9])%$/, 'a percentage from 0% to 100%')]);
 
 const podContainer = z.object({ name: containerName, container: containerSpecSchema, resources }).strict();
 
@@ -205,6 +213,11 @@ export const serviceSpecSchema = z.object({
       volumes: z.array(z.object({ name: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a volume claim name').max(63), target: z.string().startsWith('/'), readOnly: z.boolean(), container: containerName.optional() }).strict()).max(32),
     })
     .strict()
+    .optional(),
+  disruptionBudget: z
+    .object({ minAvailable: budgetAmount.optional(), maxUnavailable: budgetAmount.optional() })
+    .strict()
+    .refine((b) => (b.minAvailable === undefined) !== (b.maxUnavailable === undefined), 'give one of minAvailable and maxUnavailable')
     .optional(),
   containerName: containerName.optional(),
   sidecars: z.array(podContainer).max(MAX_POD_CONTAINERS).optional(),

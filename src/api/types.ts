@@ -121,6 +121,12 @@ export interface ContainerSpec {
   healthcheck?: HealthcheckSpec;
   /** x-baton.readiness: gates readiness only (alive but not yet ready to serve); failing never restarts the task. */
   readiness?: HealthcheckSpec;
+  /**
+   * Run before the stop signal when the agent stops the container (a
+   * Kubernetes preStop hook): a command in the container, or a pause; both
+   * count against stopGracePeriodMs, and the signal follows either way.
+   */
+  preStop?: { command?: string[]; sleepMs?: number };
   /** undefined: the agent's --pull default. */
   pullPolicy?: PullPolicy;
   mounts: MountSpec[];
@@ -380,6 +386,15 @@ export interface ServiceSpec {
    * volumes of its own that its slot's tasks keep, on the node that has them.
    */
   stateful?: StatefulSpec;
+  /**
+   * How many of its tasks must stay ready while a node drain or a stop-first
+   * update stops some (a Kubernetes PodDisruptionBudget): a drain past its
+   * deadline stops a task before its replacement is ready, and a stop-first
+   * update stops an old task before its new one runs, only while the budget
+   * allows; else it waits for the replacement (the update starts the new task
+   * first). A number, or a percentage of the replicas ("50%").
+   */
+  disruptionBudget?: DisruptionBudget;
   /** The main container's name inside its task (a Kubernetes container's name); default "main". */
   containerName?: string;
   /** More containers of each task, started with the main one (a pod's sidecars): see PodContainer. */
@@ -403,6 +418,23 @@ export interface PodContainer {
   container: ContainerSpec;
   /** Its own limits; the task's reservations (what the scheduler places) already count it. */
   resources: ResourceSpec;
+}
+
+/** DisruptionBudget: one of minAvailable or maxUnavailable, each a count or a percentage of the replicas ("25%"). */
+export interface DisruptionBudget {
+  minAvailable?: number | string;
+  maxUnavailable?: number | string;
+}
+
+/**
+ * disruptionsAllowed: how many of a service's ready tasks may stop before
+ * their replacements are ready, with `expected` replicas of which `ready`
+ * are ready now; percentages round up, as Kubernetes rounds them.
+ */
+export function disruptionsAllowed(b: DisruptionBudget, expected: number, ready: number): number {
+  const count = (v: number | string) => (typeof v === 'number' ? v : Math.ceil((Number(v.slice(0, -1)) / 100) * expected));
+  const healthy = b.minAvailable !== undefined ? count(b.minAvailable) : b.maxUnavailable !== undefined ? expected - count(b.maxUnavailable) : 0;
+  return ready - healthy;
 }
 
 /** The main container's name when a service gives none. */

@@ -10,11 +10,11 @@
 import type { Command } from 'commander';
 import { age, configKind, endpointsKind, secretKind, serviceKind, taskKind } from '../api/kinds.js';
 import type { Config, Endpoints, Secret, Service, Task } from '../api/types.js';
-import { isGlobal, statefulOrdinal } from '../api/types.js';
+import { disruptionsAllowed, isGlobal, statefulOrdinal } from '../api/types.js';
 import { BatonError } from '../base/errors.js';
 import { client, out } from './common.js';
 import { renderOne, table } from './output.js';
-import { HPA_LABEL, KIND_LABEL, NAME_LABEL, serviceRecords, type ServiceRecord } from '../manifest/kubernetes/labels.js';
+import { HPA_LABEL, KIND_LABEL, NAME_LABEL, PDB_LABEL, serviceRecords, type ServiceRecord } from '../manifest/kubernetes/labels.js';
 
 /** podName: a StatefulSet's pod is its ordinal's name; any other pod, its task's. */
 function podName(s: Service, t: Task): string {
@@ -35,13 +35,14 @@ const ALIASES: Record<string, string> = {
   configmap: 'ConfigMap', configmaps: 'ConfigMap', cm: 'ConfigMap',
   secret: 'Secret', secrets: 'Secret',
   horizontalpodautoscaler: 'HorizontalPodAutoscaler', horizontalpodautoscalers: 'HorizontalPodAutoscaler', hpa: 'HorizontalPodAutoscaler',
+  poddisruptionbudget: 'PodDisruptionBudget', poddisruptionbudgets: 'PodDisruptionBudget', pdb: 'PodDisruptionBudget',
   namespace: 'Namespace', namespaces: 'Namespace', ns: 'Namespace',
 };
 
 export function registerGet(program: Command): void {
   program
     .command('get <kind> [name]')
-    .description("list what Kubernetes manifests made, in kubectl's words (deployments, statefulsets, pods, services, configmaps, secrets, jobs, cronjobs, daemonsets, hpa, namespaces)")
+    .description("list what Kubernetes manifests made, in kubectl's words (deployments, statefulsets, pods, services, configmaps, secrets, jobs, cronjobs, daemonsets, hpa, pdb, namespaces)")
     .option('-n, --namespace <ns>', 'the namespace (a stack)', 'default')
     .option('-A, --all-namespaces', 'every namespace')
     .action(async (kindArg: string, name: string | undefined, o, cmd: Command) => {
@@ -76,7 +77,10 @@ export function registerGet(program: Command): void {
         case 'Job':
           return show(workloads(kind).map((s) => ({ obj: s, cells: [...nsCell(s.metadata.labels), short(s), `${s.status.job?.succeeded ?? 0}/${s.spec.job?.completions ?? 1}`, s.status.job?.state ?? 'pending', age(s.metadata.creationTimestamp)] })), ['NAME', 'COMPLETIONS', 'STATUS', 'AGE']);
         case 'CronJob':
-          return show(workloads(kind).map((s) => ({ obj: s, cells: [...nsCell(s.metadata.labels), short(s), s.spec.schedule?.cron ?? '', s.spec.schedule?.timeZone ?? '<none>', age(s.metadata.creationTimestamp)] })), ['NAME', 'SCHEDULE', 'TIMEZONE', 'AGE']);
+          return show(
+            workloads(kind).map((s) => ({ obj: s, cells: [...nsCell(s.metadata.labels), short(s), s.spec.schedule?.cron ?? '', s.spec.schedule?.timeZone ?? '<none>', String(s.status.cron?.active.length ?? 0), s.status.cron?.lastScheduleTime ? age(s.status.cron.lastScheduleTime) : '<none>', age(s.metadata.creationTimestamp)] })),
+            ['NAME', 'SCHEDULE', 'TIMEZONE', 'ACTIVE', 'LAST SCHEDULE', 'AGE'],
+          );
         case 'Pod': {
           const byName = new Map(services.map((s) => [s.metadata.name, s]));
           const tasks = (await api.list<Task>(taskKind)).items.filter((t) => byName.has(t.spec.serviceName) && t.spec.desiredState === 'running');
@@ -111,6 +115,17 @@ export function registerGet(program: Command): void {
           return show(
             services.filter((s) => s.metadata.labels![HPA_LABEL] && s.spec.autoscale).map((s) => ({ obj: s.spec.autoscale, cells: [...nsCell(s.metadata.labels), s.metadata.labels![HPA_LABEL]!, `${s.metadata.labels![KIND_LABEL]}/${short(s)}`, [s.spec.autoscale!.cpu !== undefined ? `cpu: ${Math.round(s.spec.autoscale!.cpu * 100)}%` : '', s.spec.autoscale!.memory !== undefined ? `memory: ${Math.round(s.spec.autoscale!.memory * 100)}%` : ''].filter(Boolean).join(', '), String(s.spec.autoscale!.min), String(s.spec.autoscale!.max), String(isGlobal(s.spec) ? s.status.desired : s.spec.replicas)] })),
             ['NAME', 'REFERENCE', 'TARGETS', 'MINPODS', 'MAXPODS', 'REPLICAS'],
+          );
+        case 'PodDisruptionBudget':
+          return show(
+            services
+              .filter((s) => s.metadata.labels![PDB_LABEL] && s.spec.disruptionBudget)
+              .map((s) => {
+                const b = s.spec.disruptionBudget!;
+                const allowed = Math.max(0, disruptionsAllowed(b, s.spec.replicas, s.status.ready));
+                return { obj: b, cells: [...nsCell(s.metadata.labels), s.metadata.labels![PDB_LABEL]!, String(b.minAvailable ?? 'N/A'), String(b.maxUnavailable ?? 'N/A'), String(allowed), age(s.metadata.creationTimestamp)] };
+              }),
+            ['NAME', 'MIN AVAILABLE', 'MAX UNAVAILABLE', 'ALLOWED DISRUPTIONS', 'AGE'],
           );
         case 'Namespace': {
           const stacks = (await api.stacks()).items;

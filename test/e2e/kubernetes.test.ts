@@ -17,9 +17,13 @@
  * the page into an emptyDir, the main container serves it, a sidecar reads
  * it over localhost and gates the task's readiness; each container's logs
  * apart, and a sidecar that crashes is restarted alone, in place.
+ *
+ * And a PodDisruptionBudget (namespace pdb): a drain whose replacement
+ * cannot be placed holds the node's task past the drain deadline while
+ * the budget forbids stopping it, and stops it once the budget allows.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Service, Task } from '../../src/api/types.js';
 import { serviceKind } from '../../src/api/kinds.js';
@@ -99,10 +103,26 @@ spec:
 };
 
 describe('Kubernetes manifests', () => {
-  const c = new TestCluster('baton-k8s-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000 }, 34000);
+  const c = new TestCluster('baton-k8s-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000, drainDeadlineMs: 2000, usageBucketMs: 500, autoscaleSyncMs: 500 }, 34000);
 
   beforeAll(async () => {
     await c.start(['n2', 'n3']);
+    // A CronJob fires at the start of a minute: applied first, checked by the last test, while the others run.
+    const r = await c.baton(['apply', '-f', writeFile(c.dir, 'cron.yaml', `apiVersion: batch/v1
+kind: CronJob
+metadata: {name: stamp, namespace: cron}
+spec:
+  schedule: "* * * * *"
+  concurrencyPolicy: Forbid
+  successfulJobsHistoryLimit: 1
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: s, image: ${TEST_IMAGE}, command: [sh, -c, "echo stamped"]}]
+`)]);
+    expect(r.code, r.stderr).toBe(0);
   }, 90_000);
   afterAll(async () => {
     await c.stop();
@@ -342,8 +362,14 @@ spec:
         image: ${TEST_IMAGE}
         command: [sh, -c, "test -f /scratch/tried && exit 0; touch /scratch/tried; exit 3"]
         volumeMounts: [{name: scratch, mountPath: /scratch}]
-      containers: [{name: main, image: ${TEST_IMAGE}, command: [sleep, "3600"]}]
-      volumes: [{name: scratch, emptyDir: {}}]
+      containers:
+      - name: main
+        image: ${TEST_IMAGE}
+        command: [sleep, "3600"]
+        # Run before the stop signal: it leaves a file on the node.
+        lifecycle: {preStop: {exec: {command: [sh, -c, "echo stopped-by-hook > /out/prestop"]}}}
+        volumeMounts: [{name: out, mountPath: /out}]
+      volumes: [{name: scratch, emptyDir: {}}, {name: out, hostPath: {path: ${join(c.dir, 'prestop-out')}}}]
 ---
 apiVersion: batch/v1
 kind: Job
@@ -446,5 +472,120 @@ spec:
       expect(await docker(['ps', '-aq', '--filter', `label=baton.task=${pod.metadata.name}`])).toBe('');
       expect(existsSync(dirOf)).toBe(false);
     }, 5 * 10_000);
+    // The retry pod's preStop hook ran as it stopped.
+    await eventually(async () => expect(readFileSync(join(c.dir, 'prestop-out', 'prestop'), 'utf8')).toBe('stopped-by-hook\n'), 5 * 10_000);
   }, 240_000);
+
+  it('holds a drained node\'s task while the PodDisruptionBudget forbids stopping it, and stops it once the budget allows', async () => {
+    const write = (budget: string) => writeFile(c.dir, 'pdb.yaml', `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: guarded, namespace: pdb}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: guarded}}
+  template:
+    metadata: {labels: {app: guarded}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      # One per node, on two nodes: a drained node's replacement has nowhere to go.
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: guarded}}}
+      containers:
+      - name: g
+        image: ${TEST_IMAGE}
+        command: [sh, -c, "echo ok > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: guarded, namespace: pdb}
+spec:
+  ${budget}
+  selector: {matchLabels: {app: guarded}}
+`);
+    const r = await c.baton(['apply', '-f', write('minAvailable: 2')]);
+    expect(r.code, r.stderr).toBe(0);
+    const onN2 = await eventually(async () => {
+      const ts = live(await c.tasksOf('pdb_guarded')).filter((t) => t.status.readyAt);
+      expect(ts.map((t) => t.spec.nodeName).sort()).toEqual(['n2', 'n3']);
+      return ts.find((t) => t.spec.nodeName === 'n2')!;
+    }, 5 * 15_000);
+    try {
+      expect((await c.baton(['node', 'update', '--availability', 'drain', 'n2'])).code).toBe(0);
+      // Past the drain deadline (2 s), the budget holds the task: its service says so, and it still serves.
+      await eventually(async () => expect((await c.api.get<Service>(serviceKind, 'pdb_guarded')).status.message).toMatch(/^drain of n2 held: stopping pdb_guarded\.\d+\.\w+ before its replacement is ready would break the disruption budget \(minAvailable 2\)$/), 5 * 10_000);
+      expect((await c.baton(['get', 'pdb', '-n', 'pdb'])).stdout).toMatch(/guarded\s+2\s+N\/A\s+0\s/);
+      const still = (await c.tasksOf('pdb_guarded')).find((t) => t.metadata.name === onN2.metadata.name)!;
+      expect(still.spec.desiredState).toBe('running');
+      expect(still.status.state).toBe('running');
+      // A budget that allows one task down: the drain goes on and stops it.
+      const loose = await c.baton(['apply', '-f', write('maxUnavailable: 1')]);
+      expect(loose.code, loose.stderr).toBe(0);
+      await eventually(async () => {
+        const t = (await c.tasksOf('pdb_guarded')).find((x) => x.metadata.name === onN2.metadata.name)!;
+        expect(t.spec.desiredState).toBe('shutdown');
+      }, 5 * 10_000);
+    } finally {
+      expect((await c.baton(['node', 'update', '--availability', 'active', 'n2'])).code).toBe(0);
+    }
+    // Back to active, the waiting replacement lands on n2.
+    await eventually(async () => expect(live(await c.tasksOf('pdb_guarded')).map((t) => t.spec.nodeName).sort()).toEqual(['n2', 'n3']), 5 * 15_000);
+    expect((await c.baton(['stack', 'rm', 'pdb'])).code).toBe(0);
+    await eventually(async () => expect(await c.running('pdb_guarded')).toEqual([]), 30_000);
+  }, 240_000);
+
+  it('scales a Deployment by its HorizontalPodAutoscaler under CPU load', async () => {
+    const r = await c.baton(['apply', '-f', writeFile(c.dir, 'hpa.yaml', `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: burn, namespace: hpa}
+spec:
+  selector: {matchLabels: {app: burn}}
+  template:
+    metadata: {labels: {app: burn}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: burn
+        image: ${TEST_IMAGE}
+        command: [sh, -c, "while :; do :; done"]
+        # A fifth of a core: 200% of what it requests, far past the HPA's 50%.
+        resources: {requests: {cpu: 100m}, limits: {cpu: 200m}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: burn, namespace: hpa}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: burn}
+  minReplicas: 1
+  maxReplicas: 2
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+`)]);
+    expect(r.code, r.stderr).toBe(0);
+    await eventually(async () => {
+      expect((await c.api.get<Service>(serviceKind, 'hpa_burn')).spec.replicas).toBe(2);
+      expect(live(await c.tasksOf('hpa_burn'))).toHaveLength(2);
+    }, 5 * 20_000);
+    expect((await c.baton(['get', 'hpa', '-n', 'hpa'])).stdout).toMatch(/burn\s+Deployment\/burn\s+cpu: 50%\s+1\s+2\s+2/);
+    expect((await c.baton(['stack', 'rm', 'hpa'])).code).toBe(0);
+    await eventually(async () => expect(await c.running('hpa_burn')).toEqual([]), 30_000);
+  }, 180_000);
+
+  it('fired the CronJob applied before the others at the start of a minute', async () => {
+    const run = await eventually(async () => {
+      const runs = (await c.api.services()).items.filter((s) => s.metadata.labels?.['baton.cron'] === 'cron_stamp' && s.status.job?.state === 'complete');
+      expect(runs.length).toBeGreaterThan(0);
+      return runs[0]!;
+    }, 5 * 61_000);
+    const cron = await c.api.get<Service>(serviceKind, 'cron_stamp');
+    // On the minute, as Kubernetes fires a five-field schedule.
+    expect(new Date(cron.status.cron!.lastScheduleTime!).getUTCSeconds()).toBe(0);
+    expect((await c.baton(['get', 'cronjobs', '-n', 'cron'])).stdout).toMatch(/stamp\s+\* \* \* \* \*\s+<none>\s+\d+\s+\S+\s+\S+/);
+    const logs = await c.baton(['logs', run.metadata.name]);
+    expect(logs.stdout).toContain('stamped');
+    expect((await c.baton(['stack', 'rm', 'cron'])).code).toBe(0);
+  }, 5 * 61_000 + 30_000);
 });

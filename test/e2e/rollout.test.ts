@@ -31,7 +31,8 @@ describe('rollouts', () => {
   }, 60_000);
 
   it('a version that fails its health check is rolled back by itself', async () => {
-    const deploy = `    healthcheck: {test: ["CMD-SHELL", "test -f /tmp/index.html"], interval: 200ms, timeout: 1s, retries: 1}
+    // A 5 s probe timeout: on a loaded machine an exec can take over a second, and a v1 task that timed out once would count as failed in the rollback.
+    const deploy = `    healthcheck: {test: ["CMD-SHELL", "test -f /tmp/index.html"], interval: 200ms, timeout: 5s, retries: 1}
     deploy:
       replicas: 3
       update_config: {parallelism: 1, monitor: 2s, failure_action: rollback}

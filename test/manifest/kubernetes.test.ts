@@ -258,6 +258,21 @@ describe('readKubernetes: Services and autoscalers', () => {
     const hpa = `---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 2\n  maxReplicas: 10\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 70}}\n  - type: Resource\n    resource: {name: memory, target: {type: Utilization, averageUtilization: 80}}\n  behavior:\n    scaleDown: {stabilizationWindowSeconds: 60}\n`;
     expect(only(deployment() + hpa).autoscale).toEqual({ min: 2, max: 10, cpu: 0.7, memory: 0.8, scaleUp: { stabilizationMs: 0 }, scaleDown: { stabilizationMs: 60_000 } });
   });
+
+  it('gives the workloads a PodDisruptionBudget selects its budget, kept when the workload is applied again alone', () => {
+    const pdb = (body: string) => `---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web-pdb}\nspec:\n  selector: {matchLabels: {app: web}}\n${body}`;
+    expect(only(deployment() + pdb('  minAvailable: 2\n')).disruptionBudget).toEqual({ minAvailable: 2 });
+    const r = read(deployment() + pdb('  maxUnavailable: 25%\n'));
+    expect(r.errors).toEqual([]);
+    expect(r.services[0]!.spec.disruptionBudget).toEqual({ maxUnavailable: '25%' });
+    expect(r.services[0]!.labels['baton.kubernetes.pdb']).toBe('web-pdb');
+    const again = readKubernetes([{ name: 'd.yaml', text: deployment('', '', 'replicas: 3\n') }], { earlier: { services: r.services.map((x) => ({ spec: x.spec, labels: x.labels })), files: [] } });
+    expect(again.services[0]!.spec).toMatchObject({ replicas: 3, disruptionBudget: { maxUnavailable: '25%' } });
+    const errs = (t: string) => read(t).errors.map((e) => `${e.path}: ${e.message}`);
+    expect(errs(deployment() + pdb('  minAvailable: 1\n  maxUnavailable: 1\n'))).toEqual(['documents[1].spec: give one of minAvailable and maxUnavailable']);
+    expect(errs(deployment() + pdb('  minAvailable: half\n'))).toEqual(['documents[1].spec.minAvailable: must be a whole number or a percentage ("50%")']);
+    expect(errs(deployment() + pdb('  minAvailable: 1\n').replace('{app: web}}', '{app: nope}}'))).toEqual(['documents[1].spec.selector: selects no pod of this apply or of an earlier one in default']);
+  });
 });
 
 describe('readKubernetes: applies file by file', () => {
@@ -344,6 +359,14 @@ metadata: {name: w}
     expect(errs(deployment('', 'initContainers: [{name: i, image: busybox, readinessProbe: {tcpSocket: {port: 80}}}]\n'))).toEqual(['documents[0].spec.template.spec.initContainers[0].readinessProbe']);
     expect(errs(deployment('', 'initContainers: [{name: Init_1, image: busybox}]\n'))).toEqual(['documents[0].spec.template.spec.initContainers[0].name']);
     expect(errs(deployment('restartPolicy: Always\n'))).toEqual(['documents[0].spec.template.spec.containers[0].restartPolicy']);
+    expect(errs(deployment('lifecycle: {preStop: {httpGet: {port: 80, path: /drain}}}\n'))).toEqual(['documents[0].spec.template.spec.containers[0].lifecycle.preStop.httpGet']);
+    expect(errs(deployment('lifecycle: {postStart: {exec: {command: [x]}}}\n'))).toEqual(['documents[0].spec.template.spec.containers[0].lifecycle.postStart']);
+    expect(errs(deployment('', 'initContainers: [{name: i, image: busybox, lifecycle: {preStop: {sleep: {seconds: 1}}}}]\n'))).toEqual(['documents[0].spec.template.spec.initContainers[0].lifecycle']);
+  });
+
+  it('runs a preStop hook before the stop signal: a command, or a pause', () => {
+    expect(only(deployment('lifecycle: {preStop: {exec: {command: [nginx, -s, quit]}}}\n')).container.preStop).toEqual({ command: ['nginx', '-s', 'quit'] });
+    expect(only(deployment('lifecycle: {preStop: {sleep: {seconds: 5}}}\n')).container.preStop).toEqual({ sleepMs: 5000 });
   });
 
   it('translates a pod of several containers: the first is the main one, the others sidecars, init containers before them; they share emptyDirs', () => {

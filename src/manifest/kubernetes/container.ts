@@ -55,7 +55,6 @@ export function readContainer(d: KDoc, issues: Issues, world: World, pod: PodCon
   for (const k of Object.keys(c)) {
     if (CONTAINER_FIELDS.has(k)) continue;
     if (k in CONTAINER_IGNORED) issues.ignored(d, cp(k), CONTAINER_IGNORED[k]!);
-    else if (k === 'lifecycle') issues.unsupported(d, cp(k), 'lifecycle hooks', 'Baton stops a task with its stop signal and grace period; it runs no postStart or preStop command');
     else issues.unsupported(d, cp(k), `\`${k}\``);
   }
   let name: string | undefined;
@@ -104,11 +103,15 @@ export function readContainer(d: KDoc, issues: Issues, world: World, pod: PodCon
     if (live) container.healthcheck = live;
     if (ready) container.readiness = ready;
   }
+  if (c.lifecycle !== undefined) {
+    if (role === 'init' && !sidecar) issues.error(d, cp('lifecycle'), 'an init container has no lifecycle hooks (it runs to completion)');
+    else readLifecycle(d, issues, cp('lifecycle'), c.lifecycle, container);
+  }
   const resources = readResources(d, issues, cp('resources'), c.resources);
   return { ...(name ? { name } : {}), container, resources, ports, claimMounts, sidecar };
 }
 
-const CONTAINER_FIELDS = new Set(['name', 'image', 'imagePullPolicy', 'command', 'args', 'workingDir', 'env', 'envFrom', 'ports', 'resources', 'volumeMounts', 'livenessProbe', 'readinessProbe', 'startupProbe', 'securityContext', 'restartPolicy']);
+const CONTAINER_FIELDS = new Set(['name', 'image', 'imagePullPolicy', 'command', 'args', 'workingDir', 'env', 'envFrom', 'ports', 'resources', 'volumeMounts', 'livenessProbe', 'readinessProbe', 'startupProbe', 'securityContext', 'restartPolicy', 'lifecycle']);
 const CONTAINER_IGNORED: Record<string, string> = {
   terminationMessagePath: "Baton keeps a task's exit code and its engine's error",
   terminationMessagePolicy: "Baton keeps a task's exit code and its engine's error",
@@ -116,6 +119,27 @@ const CONTAINER_IGNORED: Record<string, string> = {
   stdinOnce: 'tasks run without a terminal',
   tty: 'tasks run without a terminal',
 };
+
+/** readLifecycle: a preStop hook that runs a command or pauses (before the stop signal, within the grace period). */
+function readLifecycle(d: KDoc, issues: Issues, at: PathSegment[], v: unknown, container: ContainerSpec): void {
+  if (!isObj(v)) return issues.error(d, at, 'must be a mapping');
+  for (const k of Object.keys(v)) if (k !== 'preStop' && k !== 'postStart') issues.unsupported(d, [...at, k], `\`${k}\``);
+  if (v.postStart !== undefined) issues.unsupported(d, [...at, 'postStart'], 'a postStart hook', "Baton starts a container and then probes it; make the step part of the image's entrypoint");
+  const h = v.preStop;
+  if (h === undefined) return;
+  const hs = [...at, 'preStop'];
+  if (!isObj(h)) return issues.error(d, hs, 'must be a mapping');
+  if (isObj(h.exec)) {
+    const cmd = Array.isArray(h.exec.command) ? h.exec.command.map(String) : [];
+    if (!cmd.length) return issues.error(d, [...hs, 'exec', 'command'], 'must be a command');
+    container.preStop = { command: cmd };
+  } else if (isObj(h.sleep)) {
+    const secs = h.sleep.seconds;
+    if (typeof secs !== 'number' || !Number.isInteger(secs) || secs < 0) return issues.error(d, [...hs, 'sleep', 'seconds'], 'must be a whole number of seconds');
+    container.preStop = { sleepMs: secs * 1000 };
+  } else if (isObj(h.httpGet) || isObj(h.tcpSocket)) issues.unsupported(d, [...hs, isObj(h.httpGet) ? 'httpGet' : 'tcpSocket'], `a ${isObj(h.httpGet) ? 'httpGet' : 'tcpSocket'} preStop hook`, 'Baton runs exec and sleep hooks');
+  else issues.error(d, hs, 'needs exec or sleep');
+}
 
 function strings(d: KDoc, issues: Issues, at: PathSegment[], v: unknown): string[] {
   if (Array.isArray(v) && v.every((x) => typeof x === 'string' || typeof x === 'number')) return v.map(String);

@@ -32,7 +32,7 @@ export const KIND_RULES: Readonly<Record<string, KindRule>> = {
   Namespace: translate('v1'),
   PriorityClass: translate('scheduling.k8s.io/v1', 'scheduling.k8s.io/v1beta1'),
   ServiceAccount: warn("pods get no Kubernetes API credentials in Baton (there is no Kubernetes API): the account is accepted and means nothing"),
-  PodDisruptionBudget: warn("drains and rollouts do not consult disruption budgets yet: a drain replaces a node's tasks by its services' update_config"),
+  PodDisruptionBudget: translate('policy/v1', 'policy/v1beta1'),
   StatefulSet: translate('apps/v1', 'apps/v1beta1', 'apps/v1beta2'),
   Role: refuse(RBAC),
   ClusterRole: refuse(RBAC),

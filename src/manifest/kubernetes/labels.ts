@@ -12,6 +12,8 @@ export const NAME_LABEL = 'baton.kubernetes.name';
 export const SERVICES_LABEL = 'baton.kubernetes.services';
 /** The HorizontalPodAutoscaler that scales it. */
 export const HPA_LABEL = 'baton.kubernetes.hpa';
+/** The PodDisruptionBudget that covers it. */
+export const PDB_LABEL = 'baton.kubernetes.pdb';
 /** Its container's ports (JSON: {ports, hostPorts}), so a later apply of a Service finds them and can take its own additions back off. */
 export const PORTS_LABEL = 'baton.kubernetes.ports';
 /** A config's or secret's key in its ConfigMap or Secret. */

@@ -12,11 +12,11 @@ import type { ErrorDetail } from '../../base/errors.js';
 import { STACK_LABEL, type ComposeResult, type ComposeService } from '../compose/types.js';
 import { Issues, parseDocuments, type KDoc } from './documents.js';
 import { KIND_RULES } from './kinds.js';
-import { applyAutoscaler, applyService } from './services.js';
+import { applyAutoscaler, applyDisruptionBudget, applyService } from './services.js';
 import { World, type EarlierFile } from './world.js';
 import { earlierWorkload, HPA_LABEL, readWorkload, type Workload } from './workloads.js';
 import { attachService } from './services.js';
-import { serviceRecords } from './labels.js';
+import { PDB_LABEL, serviceRecords } from './labels.js';
 import type { ServiceSpec } from '../../api/types.js';
 
 export interface KubernetesReadOptions {
@@ -108,9 +108,11 @@ export function readKubernetes(files: { name: string; text: string }[], opts: Ku
   const candidates = [...workloads, ...external];
   for (const d of kept) if (d.kind === 'Service') applyService(d, issues, candidates, stack);
   for (const d of kept) if (d.kind === 'HorizontalPodAutoscaler') applyAutoscaler(d, issues, candidates);
+  for (const d of kept) if (d.kind === 'PodDisruptionBudget') applyDisruptionBudget(d, issues, candidates, stack);
   // A workload of an earlier apply keeps the Services and HPA that earlier applies gave it and this one does not name.
   const servicesHere = new Set(kept.filter((d) => d.kind === 'Service').map((d) => d.name));
   const hpasHere = new Set(kept.filter((d) => d.kind === 'HorizontalPodAutoscaler').map((d) => d.name));
+  const pdbsHere = new Set(kept.filter((d) => d.kind === 'PodDisruptionBudget').map((d) => d.name));
   for (const w of [...workloads, ...external.filter((x) => x.earlier!.touched)]) {
     const before = earlier.get(w.doc.name)?.svc;
     if (!before) continue;
@@ -123,6 +125,11 @@ export function readKubernetes(files: { name: string; text: string }[], opts: Ku
     if (hpa && !hpasHere.has(hpa) && before.spec.autoscale && !w.spec.autoscale) {
       w.spec.autoscale = before.spec.autoscale;
       w.labels[HPA_LABEL] = hpa;
+    }
+    const pdb = before.labels[PDB_LABEL];
+    if (pdb && !pdbsHere.has(pdb) && before.spec.disruptionBudget && !w.spec.disruptionBudget) {
+      w.spec.disruptionBudget = before.spec.disruptionBudget;
+      w.labels[PDB_LABEL] = pdb;
     }
   }
 

@@ -1,6 +1,6 @@
 /**
- * Services and HorizontalPodAutoscalers, which add to the workloads they
- * select:
+ * Services, HorizontalPodAutoscalers and PodDisruptionBudgets, which add to
+ * the workloads they select:
  *
  * - a Service's selector finds the one workload of the apply whose pods it
  *   selects; its name, when not the workload's own, becomes a name the
@@ -12,14 +12,16 @@
  *   of 30000-32767 derived from the Service's name and port, the same on
  *   every apply);
  * - an HPA's target workload autoscales (cpu and memory utilisation of the
- *   requests, stabilization windows).
+ *   requests, stabilization windows);
+ * - a PodDisruptionBudget's minAvailable or maxUnavailable becomes the
+ *   disruption budget of each workload whose pods it selects.
  */
 import { createHash } from 'node:crypto';
 import { defaultNetwork, type AutoscaleSpec } from '../../api/types.js';
 import { isObj, type Issues, type KDoc } from './documents.js';
 import { selects, validPort } from './pod.js';
 import type { Workload } from './workloads.js';
-import { HPA_LABEL, SERVICES_LABEL, serviceRecords, type ServiceRecord } from './labels.js';
+import { HPA_LABEL, PDB_LABEL, SERVICES_LABEL, serviceRecords, type ServiceRecord } from './labels.js';
 
 export { serviceRecords, type ServiceRecord };
 
@@ -146,4 +148,38 @@ export function applyAutoscaler(d: KDoc, issues: Issues, workloads: Workload[]):
   w.spec.autoscale = a;
   w.labels[HPA_LABEL] = d.name;
   if (w.earlier) w.earlier.touched = true;
+}
+
+/** applyDisruptionBudget gives each workload whose pods the PodDisruptionBudget selects its budget. */
+export function applyDisruptionBudget(d: KDoc, issues: Issues, workloads: Workload[], stack: string): void {
+  const spec = isObj(d.obj.spec) ? d.obj.spec : {};
+  const amount = (k: 'minAvailable' | 'maxUnavailable'): number | string | undefined => {
+    const v = spec[k];
+    if (v === undefined) return undefined;
+    if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
+    if (typeof v === 'string' && /^(100|[1-9]?[0-9])%$/.test(v)) return v;
+    issues.error(d, ['spec', k], 'must be a whole number or a percentage ("50%")');
+    return undefined;
+  };
+  const min = amount('minAvailable');
+  const max = amount('maxUnavailable');
+  if (min !== undefined && max !== undefined) return issues.error(d, ['spec'], 'give one of minAvailable and maxUnavailable');
+  if (min === undefined && max === undefined) {
+    if (spec.minAvailable === undefined && spec.maxUnavailable === undefined) issues.error(d, ['spec'], 'needs minAvailable or maxUnavailable');
+    return;
+  }
+  if (spec.unhealthyPodEvictionPolicy !== undefined) issues.warn(d, ['spec', 'unhealthyPodEvictionPolicy'], 'ignored: a task that is not ready never counts towards the budget, and stopping it never needs one');
+  const sel = isObj(spec.selector) ? spec.selector : undefined;
+  const matched = sel ? workloads.filter((w) => selects(sel, w.pod.labels)) : [];
+  if (matched.length === 0) return issues.error(d, ['spec', 'selector'], `selects no pod of this apply or of an earlier one in ${stack}`);
+  if (matched.length > 1) issues.warn(d, ['spec', 'selector'], `covers several workloads (${matched.map((w) => `${w.doc.kind} ${w.doc.name}`).join(', ')}): each keeps the budget on its own tasks`);
+  for (const w of matched) {
+    if (w.spec.mode !== 'replicated') {
+      issues.warn(d, ['spec', 'selector'], `${w.doc.kind} ${w.doc.name} is not replicated: a drain stops its tasks without a budget, as kubectl drain leaves DaemonSet pods and jobs`);
+      continue;
+    }
+    w.spec.disruptionBudget = min !== undefined ? { minAvailable: min } : { maxUnavailable: max! };
+    w.labels[PDB_LABEL] = d.name;
+    if (w.earlier) w.earlier.touched = true;
+  }
 }

@@ -28,7 +28,7 @@
  */
 import { createHash } from 'node:crypto';
 import { backoffDelay } from '../../base/backoff.js';
-import { DEFAULT_UPDATE_CONFIG, isGlobal, isJob, isTaskReady, isTerminal, statefulOrdinal, type ContainerSpec, type JobStatus, type RolloutStatus, type Service, type ServiceSpec, type ServiceStatus, type Task, type TaskSpec, type UpdateConfig } from '../../api/types.js';
+import { DEFAULT_UPDATE_CONFIG, disruptionsAllowed, isGlobal, isJob, isTaskReady, isTerminal, statefulOrdinal, type ContainerSpec, type JobStatus, type RolloutStatus, type Service, type ServiceSpec, type ServiceStatus, type Task, type TaskSpec, type UpdateConfig } from '../../api/types.js';
 import { stableStringify } from '../registry.js';
 import { formatTaint, GLOBAL_TASK_LABEL, matchConstraint, tolerates, untolerated } from '../../scheduler/filters.js';
 import type { Node, Taint } from '../../api/types.js';
@@ -75,6 +75,9 @@ export interface DrainState {
 }
 
 export const NO_DRAIN: DrainState = { draining: new Map(), parallel: 2, deadlineMs: 60_000 };
+
+/** How often a drain held by a disruption budget looks again (a task turning ready reconciles the service at once anyway). */
+const BUDGET_RECHECK_MS = 5000;
 
 /** Annotations that steer a rollout (written by the API and the controller, read here). */
 export const ROLLOUT_PAUSED = 'baton.rollout.paused';
@@ -277,6 +280,16 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     blocked = 'awaiting-promotion';
     message = `${canary!.count} canary task(s) started; waiting for baton service promote`;
   }
+  // A disruption budget: how many ready tasks a drain or a stop-first update may still stop before their replacements are ready.
+  const budgetSpec = global ? undefined : svc.spec.disruptionBudget;
+  let budget = Infinity;
+  if (budgetSpec) {
+    const readySlots = new Set<string | number>();
+    for (const t of tasks) if (t.spec.desiredState === 'running' && wanted.has(keyOf(t)) && isTaskReady(t)) readySlots.add(keyOf(t));
+    budget = disruptionsAllowed(budgetSpec, keys.length, readySlots.size);
+  }
+  let budgetHeld: string | undefined;
+  const budgetWords = budgetSpec ? (budgetSpec.minAvailable !== undefined ? `minAvailable ${budgetSpec.minAvailable}` : `maxUnavailable ${budgetSpec.maxUnavailable}`) : '';
   // Which old slots start their update now: up to parallelism in transition, `delay` after the last batch.
   const startNow = new Set<string | number>();
   if (!blocked && oldSlots.length > 0) {
@@ -351,6 +364,15 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
           want(due - now);
           continue;
         }
+        // Past the deadline the old task stops before its replacement is ready, unless that breaks the disruption budget.
+        if (older.some(isTaskReady)) {
+          if (budget < 1) {
+            budgetHeld ??= `drain of ${older[0]!.spec.nodeName} held: stopping ${older[0]!.metadata.name} before its replacement is ready would break the disruption budget (${budgetWords})`;
+            want(BUDGET_RECHECK_MS);
+            continue;
+          }
+          budget--;
+        }
       }
       for (const extra of older) plan.setDesired.push({ task: extra, desiredState: 'shutdown' });
       continue;
@@ -390,7 +412,12 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
         const wait = tries.length ? stateTime(tries.at(-1)!) + slotBackoff(svc, tries.length) - now : 0;
         if (wait > 0) want(wait);
         else if (startFirst) make();
-        else plan.setDesired.push({ task: cur, desiredState: 'shutdown' });
+        // Stop-first, unless stopping a ready task breaks the disruption budget: then its new task starts first.
+        else if (isTaskReady(cur) && budget < 1) make();
+        else {
+          if (isTaskReady(cur)) budget--;
+          plan.setDesired.push({ task: cur, desiredState: 'shutdown' });
+        }
         continue;
       }
       if (!isTerminal(cur.status.state)) continue;
@@ -453,7 +480,7 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     desired: keys.length,
     running,
     ready,
-    ...(rolling ? { message: `${state === 'progressing' ? 'updating' : state} ${rollout.updated}/${keys.length}` } : {}),
+    ...(budgetHeld ? { message: budgetHeld } : rolling ? { message: `${state === 'progressing' ? 'updating' : state} ${rollout.updated}/${keys.length}` } : {}),
     rollout,
   };
   if (requeue !== undefined) plan.requeueAfterMs = requeue;
