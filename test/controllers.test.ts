@@ -8,7 +8,7 @@ import { FakeClock } from '../src/base/clock.js';
 import { MemoryStore } from '../src/store/memory/memoryStore.js';
 import { MemoryEventStore } from '../src/store/memory/memoryEventStore.js';
 import { endpointsKind, nodeKind, serviceKind, taskKind } from '../src/api/kinds.js';
-import type { Node, Task } from '../src/api/types.js';
+import type { Node, Service, Task } from '../src/api/types.js';
 import { Registry } from '../src/server/registry.js';
 import { WatchCache } from '../src/server/watchCache.js';
 import { Heartbeats } from '../src/server/heartbeats.js';
@@ -93,6 +93,30 @@ describe('controllers against a store with a fake clock', () => {
     const slot1 = tasks().filter((t) => t.spec.slot === 1);
     expect(slot1).toHaveLength(2);
     expect(slot1.find((t) => t.metadata.name !== t1.metadata.name)!.metadata.labels['baton.attempt']).toBe('2');
+    sc.stop();
+  });
+
+  it('removes a finished job once its ttlAfterFinishedMs has passed, and not before', async () => {
+    const sc = new ServiceController(ctx);
+    await ctx.registry.create(serviceKind, { metadata: { name: 'app_once' }, spec: serviceSpec({ shortName: 'once', mode: 'replicated-job', replicas: 1, job: { completions: 1, parallelism: 1, backoffLimit: 0, ttlAfterFinishedMs: 5000 }, restartPolicy: { condition: 'none', delayMs: 0, maxDelayMs: 0, maxAttempts: 0, windowMs: 0 } }), status: {} });
+    await settle();
+    await sc.reconcile('app_once');
+    await settle();
+    const [t] = tasks();
+    await ctx.registry.updateStatus(taskKind, [{ name: t!.metadata.name, status: { ...t!.status, state: 'complete', exitCode: 0, timestamp: new Date(clock.now()).toISOString() } }]);
+    await settle();
+    await sc.reconcile('app_once');
+    await settle();
+    expect((ctx.services.objects.get('app_once') as unknown as Service).status.job?.state).toBe('complete');
+    clock.advance(4999);
+    await sc.reconcile('app_once');
+    await settle();
+    expect(ctx.services.objects.has('app_once')).toBe(true);
+    clock.advance(1);
+    await sc.reconcile('app_once');
+    await settle();
+    expect(ctx.services.objects.has('app_once')).toBe(false);
+    expect(ctx.events.list({ type: 'JobExpired' })).toHaveLength(1);
     sc.stop();
   });
 

@@ -255,6 +255,18 @@ describe('reconcileService drain', () => {
     expect(loose.create).toEqual([]);
   });
 
+  it('marks a rollout that moves no slot forward within its progress deadline stalled, and goes on', () => {
+    const s = service({ replicas: 1, update: { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 0, maxFailureRatio: 0, order: 'start-first', progressDeadlineMs: 1000 } });
+    const tasks = [task(s, 1, { node: 'n1', hash: 'old' }), task(s, 1, { node: 'n2', attempt: 2, state: 'starting' })];
+    const first = reconcileService(s, tasks, 10);
+    expect(first.status?.rollout).toMatchObject({ state: 'progressing', progressAt: new Date(10).toISOString() });
+    expect(first.status?.rollout?.stalled).toBeUndefined();
+    expect(first.requeueAfterMs).toBe(1000);
+    const later = { ...s, status: first.status! };
+    const stalled = reconcileService(later, tasks, 1010);
+    expect(stalled.status?.rollout).toMatchObject({ state: 'progressing', stalled: true, message: 'no slot moved forward for 1 s (progress deadline)', progressAt: new Date(10).toISOString() });
+  });
+
   it('property: during a drain the ready count never drops below replicas before the deadline', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 3 }), fc.array(fc.boolean(), { minLength: 1, maxLength: 60 }), (replicas, parallel, coin) => {

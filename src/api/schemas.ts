@@ -130,6 +130,7 @@ const updateConfig = z.object({
   monitorMs: ms,
   maxFailureRatio: z.number().min(0).max(1),
   order: z.enum(['stop-first', 'start-first']),
+  progressDeadlineMs: ms.optional(),
 });
 
 export const serviceSpecSchema = z.object({
@@ -193,7 +194,8 @@ export const serviceSpecSchema = z.object({
     })
     .refine((a) => a.min <= a.max, 'min must not be above max')
     .optional(),
-  job: z.object({ completions: z.number().int().min(1).max(100_000), parallelism: z.number().int().min(1).max(100_000), backoffLimit: nonNegInt }).optional(),
+  job: z.object({ completions: z.number().int().min(1).max(100_000), parallelism: z.number().int().min(1).max(100_000), backoffLimit: nonNegInt, ttlAfterFinishedMs: ms.optional() }).optional(),
+  revisionHistoryLimit: z.number().int().min(0).max(1000).optional(),
   schedule: z
     .object({
       cron: z.string().min(1),

@@ -318,6 +318,8 @@ export interface UpdateConfig {
   maxFailureRatio: number;
   /** stop-first: the old task stops before its replacement starts; start-first: the replacement is ready first. */
   order: 'stop-first' | 'start-first';
+  /** A rollout that moves no slot forward for this long is stalled (Kubernetes' progressDeadlineSeconds); undefined: never. */
+  progressDeadlineMs?: number;
 }
 
 export const DEFAULT_UPDATE_CONFIG: UpdateConfig = { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 5000, maxFailureRatio: 0, order: 'stop-first' };
@@ -395,6 +397,8 @@ export interface ServiceSpec {
    * first). A number, or a percentage of the replicas ("50%").
    */
   disruptionBudget?: DisruptionBudget;
+  /** Revisions kept besides the current one (`baton service history`, rollbacks; Kubernetes' revisionHistoryLimit); default 9. */
+  revisionHistoryLimit?: number;
   /** The main container's name inside its task (a Kubernetes container's name); default "main". */
   containerName?: string;
   /** More containers of each task, started with the main one (a pod's sidecars): see PodContainer. */
@@ -549,6 +553,8 @@ export interface JobSpec {
   parallelism: number;
   /** Failed tasks tolerated before the job fails (Kubernetes' backoffLimit; default 6). */
   backoffLimit: number;
+  /** A finished job (complete or failed) is removed this long after it finished (Kubernetes' ttlSecondsAfterFinished); undefined: kept. */
+  ttlAfterFinishedMs?: number;
 }
 
 export interface ScheduleSpec {
@@ -602,6 +608,10 @@ export interface RolloutStatus {
   message?: string;
   startedAt?: string;
   finishedAt?: string;
+  /** When it last moved (it started, or a slot finished updating): with update.progressDeadlineMs, how long it has stood still. */
+  progressAt?: string;
+  /** It stood still past update.progressDeadlineMs (Kubernetes' ProgressDeadlineExceeded): it goes on, and `apply --wait` fails. */
+  stalled?: boolean;
 }
 
 export interface ServiceStatus {

@@ -223,7 +223,7 @@ export function converged(s: Service): 'yes' | 'no' | 'failed' {
   const r = s.status.rollout;
   if (s.status.observedGeneration < s.metadata.generation) return 'no';
   // Rolled back by itself (not by hand), or stopped by failures.
-  if (r && ((r.state === 'rolled-back' && r.message?.startsWith('rolled back by itself')) || (r.state === 'paused' && r.failed > 0))) return 'failed';
+  if (r && ((r.state === 'rolled-back' && r.message?.startsWith('rolled back by itself')) || (r.state === 'paused' && r.failed > 0) || r.stalled)) return 'failed';
   const want = isGlobal(s.spec) ? s.status.desired : s.spec.replicas;
   return s.status.ready === want && (!r || r.state === 'completed' || r.state === 'rolled-back') && !s.status.message ? 'yes' : 'no';
 }

@@ -58,7 +58,8 @@ export async function recordRevision(ctx: Ctx, svc: Service): Promise<number | u
     // Made meanwhile (a stale cache): it is there, which is all we need.
     if ((e as BatonError).code !== 'BATON_ERR_ALREADY_EXISTS') throw e;
   }
-  for (const old of list.slice(0, Math.max(0, list.length + 1 - REVISION_HISTORY_LIMIT))) {
+  const keep = svc.spec.revisionHistoryLimit !== undefined ? svc.spec.revisionHistoryLimit + 1 : REVISION_HISTORY_LIMIT;
+  for (const old of list.slice(0, Math.max(0, list.length + 1 - keep))) {
     await ctx.registry.store.txn([], [{ type: 'delete', key: ctx.registry.key(revisionKind, old.metadata.name) }]);
   }
   return revision;

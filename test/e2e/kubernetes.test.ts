@@ -232,7 +232,7 @@ spec:
     await eventually(async () => expect(await c.running('files_api')).toEqual([]), 30_000);
   }, 180_000);
 
-  it('starts a StatefulSet in order, names each pod after its ordinal, and keeps each ordinal\'s volume across a restart', async () => {
+  it('starts a StatefulSet in order, names each pod after its ordinal, and keeps each ordinal\'s name and volume across a restart and a kill', async () => {
     const file = writeFile(c.dir, 'state.yaml', `apiVersion: v1
 kind: Service
 metadata: {name: kv, namespace: state}
@@ -309,6 +309,16 @@ spec:
       expect(t.spec.nodeName).toBe(before.get(t.spec.slot)!.spec.nodeName);
       expect((await docker(['exec', t.status.containerId!, 'cat', '/data/boots'])).trim().split('\n')).toEqual([`kv-${t.spec.slot - 1}`, `kv-${t.spec.slot - 1}`]);
     }
+    // Killed: kv-1 comes back as kv-1, with its volume (a third boot) and its name in DNS.
+    const kv1 = after.find((t) => t.spec.slot === 2)!;
+    await docker(['kill', kv1.status.containerId!]);
+    await eventually(async () => {
+      const t = live(await c.tasksOf('state_kv')).find((x) => x.spec.slot === 2 && x.status.readyAt);
+      expect(t).toBeDefined();
+      expect((await docker(['exec', t!.status.containerId!, 'cat', '/data/boots'])).trim().split('\n')).toEqual(['kv-1', 'kv-1', 'kv-1']);
+      expect((await docker(['exec', t!.status.containerId!, 'hostname'])).trim()).toBe('kv-1');
+    }, 5 * 15_000);
+    await eventually(async () => expect((await docker(['exec', probe.status.containerId!, 'wget', '-q', '-O', '-', 'http://kv-1.kv:8080/boots'])).trim().split('\n')).toHaveLength(3), 5 * 5000);
     expect((await c.baton(['stack', 'rm', 'state'])).code).toBe(0);
     await eventually(async () => expect(await c.running('state_kv')).toEqual([]), 30_000);
   }, 300_000);

@@ -142,6 +142,30 @@ stringData: {tls.key: KEY}
     ]);
   });
 
+  it('places with or away from the pods of other workloads by pod (anti-)affinity, required or preferred', () => {
+    const other = (name: string) => `---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ${name}}\nspec:\n  selector: {matchLabels: {app: ${name}}}\n  template:\n    metadata: {labels: {app: ${name}}}\n    spec:\n      containers: [{name: c, image: redis}]\n`;
+    const affinity = (body: string) => deployment('', `affinity:\n${body}`) + other('cache') + other('batch');
+    const r = read(
+      affinity(`  podAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+    - {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: cache}}}
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+    - {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: web}}}
+    preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 50
+      podAffinityTerm: {topologyKey: kubernetes.io/hostname, labelSelector: {matchExpressions: [{key: app, operator: In, values: [batch]}]}}
+`),
+    );
+    expect(r.errors).toEqual([]);
+    expect(r.services.find((x) => x.shortName === 'web')!.spec.placement).toMatchObject({ affinity: [{ service: 'default_cache', required: true }], antiAffinity: [{ service: 'default_batch', required: false }], maxReplicasPerNode: 1 });
+    const errs = (t: string) => read(t).errors.map((e) => `${e.path}: ${e.message}`);
+    expect(errs(affinity('  podAffinity:\n    requiredDuringSchedulingIgnoredDuringExecution:\n    - {topologyKey: topology.kubernetes.io/zone, labelSelector: {matchLabels: {app: cache}}}\n'))[0]).toMatch(/podAffinity\.requiredDuringSchedulingIgnoredDuringExecution\[0\]\.topologyKey: a pod affinity by topology\.kubernetes\.io\/zone is not supported by Baton/);
+    expect(errs(affinity('  podAffinity:\n    requiredDuringSchedulingIgnoredDuringExecution:\n    - {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: nope}}}\n'))).toEqual([
+      'documents[0].spec.template.spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector: selects no pod of this apply or of an earlier one in default: the pods could never be placed',
+    ]);
+  });
+
   it('places by nodeSelector, node affinity, self anti-affinity, spread, tolerations and priority', () => {
     const text = `${deployment('', `nodeSelector: {disk: ssd, kubernetes.io/os: linux}
 affinity:
@@ -362,6 +386,15 @@ metadata: {name: w}
     expect(errs(deployment('lifecycle: {preStop: {httpGet: {port: 80, path: /drain}}}\n'))).toEqual(['documents[0].spec.template.spec.containers[0].lifecycle.preStop.httpGet']);
     expect(errs(deployment('lifecycle: {postStart: {exec: {command: [x]}}}\n'))).toEqual(['documents[0].spec.template.spec.containers[0].lifecycle.postStart']);
     expect(errs(deployment('', 'initContainers: [{name: i, image: busybox, lifecycle: {preStop: {sleep: {seconds: 1}}}}]\n'))).toEqual(['documents[0].spec.template.spec.initContainers[0].lifecycle']);
+  });
+
+  it('keeps revisionHistoryLimit old revisions, stalls a rollout past progressDeadlineSeconds, and removes a Job ttlSecondsAfterFinished after it finished', () => {
+    expect(only(deployment('', '', 'revisionHistoryLimit: 2\n')).revisionHistoryLimit).toBe(2);
+    expect(only(deployment('', '', 'progressDeadlineSeconds: 120\n')).update).toMatchObject({ progressDeadlineMs: 120_000 });
+    const job = read(`apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  ttlSecondsAfterFinished: 30\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: j, image: busybox}]\n`);
+    expect(job.errors).toEqual([]);
+    expect(job.warnings).toEqual([]);
+    expect(job.services[0]!.spec.job).toMatchObject({ ttlAfterFinishedMs: 30_000 });
   });
 
   it('runs a preStop hook before the stop signal: a command, or a pause', () => {

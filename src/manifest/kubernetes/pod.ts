@@ -26,10 +26,20 @@ export interface PodResult {
   labels: Record<string, string>;
   /** Mounts of a StatefulSet's volumeClaimTemplates (a volume per ordinal). */
   claimMounts: ClaimMount[];
+  /** Pod (anti-)affinity terms over other workloads' pods, resolved once every workload is known. */
+  podTerms: PodTerm[];
   /** With more than one container: the first one's name, and the others. */
   containerName?: string;
   sidecars?: PodContainer[];
   initContainers?: PodContainer[];
+}
+
+/** PodTerm: a pod (anti-)affinity term by host over the pods of other workloads. */
+export interface PodTerm {
+  anti: boolean;
+  required: boolean;
+  selector: Obj;
+  at: PathSegment[];
 }
 
 const POD_FIELDS = new Set(['containers', 'initContainers', 'volumes', 'restartPolicy', 'terminationGracePeriodSeconds', 'nodeSelector', 'affinity', 'tolerations', 'priorityClassName', 'priority', 'topologySpreadConstraints', 'hostNetwork', 'hostname', 'securityContext']);
@@ -98,7 +108,8 @@ export function readPod(d: KDoc, issues: Issues, world: World, at: PathSegment[]
   const hostPorts: PortSpec[] = ports.filter((x) => x.hostPort).map((x) => ({ target: x.port, published: x.hostPort!, protocol: x.protocol, mode: 'host' as const }));
   const claimMounts = [main, ...sidecars, ...initContainers].flatMap((c) => c.claimMounts);
   const podContainer = (c: ContainerResult): PodContainer => ({ name: c.name!, container: c.container, resources: c.resources });
-  const placement = readPlacement(d, issues, world, p(), spec, labels);
+  const podTerms: PodTerm[] = [];
+  const placement = readPlacement(d, issues, world, p(), spec, labels, podTerms);
   const restart = spec.restartPolicy === 'Never' ? 'none' : spec.restartPolicy === 'OnFailure' ? 'on-failure' : 'any';
   if (spec.restartPolicy !== undefined && !['Always', 'OnFailure', 'Never'].includes(String(spec.restartPolicy))) issues.error(d, p('restartPolicy'), 'must be Always, OnFailure or Never');
   return {
@@ -110,13 +121,14 @@ export function readPod(d: KDoc, issues: Issues, world: World, at: PathSegment[]
     hostPorts,
     labels,
     claimMounts,
+    podTerms,
     ...(main.name && (sidecars.length || initContainers.length) ? { containerName: main.name } : {}),
     ...(sidecars.length ? { sidecars: sidecars.map(podContainer) } : {}),
     ...(initContainers.length ? { initContainers: initContainers.map(podContainer) } : {}),
   };
 }
 
-function readPlacement(d: KDoc, issues: Issues, world: World, at: PathSegment[], spec: Obj, labels: Record<string, string>): PlacementSpec {
+function readPlacement(d: KDoc, issues: Issues, world: World, at: PathSegment[], spec: Obj, labels: Record<string, string>, podTerms: PodTerm[]): PlacementSpec {
   const placement: PlacementSpec = { constraints: [] };
   const nodeKey = (k: string): string | undefined => {
     if (k === 'kubernetes.io/hostname') return 'node.hostname';
@@ -150,17 +162,41 @@ function readPlacement(d: KDoc, issues: Issues, world: World, at: PathSegment[],
       });
       if (a.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution !== undefined) issues.ignored(d, [...as, 'nodeAffinity', 'preferredDuringSchedulingIgnoredDuringExecution'], 'preferred node affinity only ranks nodes; Baton spreads tasks instead');
     }
-    if (isObj(a.podAntiAffinity)) {
-      // The common case: at most one of these pods per node.
-      const req = a.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution;
-      const pref = a.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution;
-      const selfByHost = (t: unknown) => isObj(t) && t.topologyKey === 'kubernetes.io/hostname' && selects(isObj(t.labelSelector) ? t.labelSelector : undefined, labels);
-      if (Array.isArray(req) && req.length === 1 && selfByHost(req[0])) placement.maxReplicasPerNode = 1;
-      else if (req !== undefined) issues.unsupported(d, [...as, 'podAntiAffinity', 'requiredDuringSchedulingIgnoredDuringExecution'], 'this pod anti-affinity', 'Baton reads one term that keeps the pods themselves apart by kubernetes.io/hostname (at most one per node)');
-      if (Array.isArray(pref) && pref.every((w) => isObj(w) && selfByHost(w.podAffinityTerm))) placement.preferences = ['node.id'];
-      else if (pref !== undefined) issues.ignored(d, [...as, 'podAntiAffinity', 'preferredDuringSchedulingIgnoredDuringExecution'], 'Baton spreads a service\'s tasks over nodes already');
+    // Pod (anti-)affinity: a term over the pods themselves by host is a spread (at most one per node when required);
+    // a term over other workloads' pods is resolved once every workload is known (podTerms, read.ts).
+    for (const anti of [true, false]) {
+      const key = anti ? 'podAntiAffinity' : 'podAffinity';
+      const pa = a[key];
+      if (pa === undefined) continue;
+      if (!isObj(pa)) {
+        issues.error(d, [...as, key], 'must be a mapping');
+        continue;
+      }
+      for (const [field, required] of [['requiredDuringSchedulingIgnoredDuringExecution', true], ['preferredDuringSchedulingIgnoredDuringExecution', false]] as const) {
+        const list = pa[field];
+        if (list === undefined) continue;
+        if (!Array.isArray(list)) {
+          issues.error(d, [...as, key, field], 'must be a list');
+          continue;
+        }
+        list.forEach((entry, i) => {
+          const at: PathSegment[] = [...as, key, field, i, ...(required ? [] : ['podAffinityTerm'])];
+          const term = required ? entry : isObj(entry) ? entry.podAffinityTerm : undefined;
+          if (!isObj(term)) return issues.error(d, at, 'must be a pod affinity term');
+          if (term.topologyKey !== 'kubernetes.io/hostname') return issues.unsupported(d, [...at, 'topologyKey'], `a pod ${anti ? 'anti-' : ''}affinity by ${String(term.topologyKey)}`, 'Baton places tasks together or apart by node (kubernetes.io/hostname)');
+          if (term.namespaces !== undefined || term.namespaceSelector !== undefined) return issues.unsupported(d, [...at, term.namespaces !== undefined ? 'namespaces' : 'namespaceSelector'], 'a term over other namespaces', "a workload's affinity names the services of its own stack");
+          const sel = isObj(term.labelSelector) ? term.labelSelector : undefined;
+          if (!sel) return issues.error(d, [...at, 'labelSelector'], 'a term needs a labelSelector');
+          if (selects(sel, labels)) {
+            if (!anti) return issues.ignored(d, at, "affinity to the workload's own pods: Baton places a service's tasks by its spread");
+            if (required) placement.maxReplicasPerNode = 1;
+            else placement.preferences = ['node.id'];
+            return;
+          }
+          podTerms.push({ anti, required, selector: sel, at });
+        });
+      }
     }
-    if (a.podAffinity !== undefined) issues.unsupported(d, [...as, 'podAffinity'], 'pod affinity', 'x-baton.affinity names services, not labels');
   }
   if (Array.isArray(spec.topologySpreadConstraints)) {
     spec.topologySpreadConstraints.forEach((t, i) => {

@@ -12,7 +12,7 @@ import type { ErrorDetail } from '../../base/errors.js';
 import { STACK_LABEL, type ComposeResult, type ComposeService } from '../compose/types.js';
 import { Issues, parseDocuments, type KDoc } from './documents.js';
 import { KIND_RULES } from './kinds.js';
-import { applyAutoscaler, applyDisruptionBudget, applyService } from './services.js';
+import { applyAutoscaler, applyDisruptionBudget, applyPodTerms, applyService } from './services.js';
 import { World, type EarlierFile } from './world.js';
 import { earlierWorkload, HPA_LABEL, readWorkload, type Workload } from './workloads.js';
 import { attachService } from './services.js';
@@ -106,6 +106,7 @@ export function readKubernetes(files: { name: string; text: string }[], opts: Ku
   }
   const external = [...earlier.values()].map((e) => e.w).filter((w) => !names.has(w.doc.name));
   const candidates = [...workloads, ...external];
+  for (const w of workloads) applyPodTerms(w, issues, candidates, stack);
   for (const d of kept) if (d.kind === 'Service') applyService(d, issues, candidates, stack);
   for (const d of kept) if (d.kind === 'HorizontalPodAutoscaler') applyAutoscaler(d, issues, candidates);
   for (const d of kept) if (d.kind === 'PodDisruptionBudget') applyDisruptionBudget(d, issues, candidates, stack);

@@ -16,8 +16,8 @@ import type { World } from './world.js';
 export interface Workload {
   doc: KDoc;
   spec: ServiceSpec;
-  /** What Services need of the pod: its labels and ports. */
-  pod: Pick<PodResult, 'labels' | 'ports'>;
+  /** What Services need of the pod: its labels and ports; and its affinity terms over other workloads (this apply's workloads only). */
+  pod: Pick<PodResult, 'labels' | 'ports'> & Partial<Pick<PodResult, 'podTerms'>>;
   /** metadata.labels: the service's labels. */
   labels: Record<string, string>;
   /** A workload of an earlier apply (the CLI found it in the stack): applied again only when a Service of this apply changes it. */
@@ -139,8 +139,8 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
       if (pod.restart !== 'any') issues.error(d, [...podAt, 'restartPolicy'], `a ${d.kind}'s pods restart Always`);
       if (d.kind === 'Deployment') s.update = readStrategy(d, issues, spec, s.replicas);
       if (spec.minReadySeconds !== undefined) s.update = { ...(s.update ?? DEFAULT_UPDATE_CONFIG), monitorMs: int('minReadySeconds', 0) * 1000 };
-      if (spec.revisionHistoryLimit !== undefined) issues.ignored(d, ['spec', 'revisionHistoryLimit'], 'Baton keeps every service\'s revisions (baton service history)');
-      if (spec.progressDeadlineSeconds !== undefined) issues.ignored(d, ['spec', 'progressDeadlineSeconds'], "a stalled rollout pauses; `baton service rollout-status` shows it");
+      if (spec.revisionHistoryLimit !== undefined) s.revisionHistoryLimit = int('revisionHistoryLimit', 10);
+      if (spec.progressDeadlineSeconds !== undefined) s.update = { ...(s.update ?? DEFAULT_UPDATE_CONFIG), progressDeadlineMs: int('progressDeadlineSeconds', 600) * 1000 };
       if (spec.paused === true) issues.unsupported(d, ['spec', 'paused'], 'a paused Deployment', 'apply it when it should roll out');
       break;
     case 'StatefulSet': {
@@ -155,7 +155,7 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
       // One ordinal at a time, the old one stopped first: it holds the ordinal's name and volume.
       s.update = { ...DEFAULT_UPDATE_CONFIG, parallelism: 1, order: 'stop-first', monitorMs: int('minReadySeconds', 0) * 1000 };
       if (spec.persistentVolumeClaimRetentionPolicy !== undefined) issues.ignored(d, ['spec', 'persistentVolumeClaimRetentionPolicy'], "an ordinal's volume stays on its node until removed by hand (docker volume rm)");
-      if (spec.revisionHistoryLimit !== undefined) issues.ignored(d, ['spec', 'revisionHistoryLimit'], 'Baton keeps every service\'s revisions (baton service history)');
+      if (spec.revisionHistoryLimit !== undefined) s.revisionHistoryLimit = int('revisionHistoryLimit', 10);
       if (typeof spec.serviceName === 'string' && spec.serviceName !== '') world.governing.set(d.name, spec.serviceName);
       break;
     }
@@ -188,7 +188,7 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
       for (const k of ['completionMode', 'podFailurePolicy', 'successPolicy', 'suspend', 'activeDeadlineSeconds']) {
         if (jobSpec[k] !== undefined && jobSpec[k] !== 'NonIndexed' && jobSpec[k] !== false) issues.unsupported(d, [...jat, k], `\`${k}\``, 'Baton runs a job\'s tasks to their completions, retrying up to backoffLimit');
       }
-      if (jobSpec.ttlSecondsAfterFinished !== undefined) issues.ignored(d, [...jat, 'ttlSecondsAfterFinished'], 'a finished job stays until its stack is removed (a cron job keeps its history limits)');
+      if (jobSpec.ttlSecondsAfterFinished !== undefined) job.ttlAfterFinishedMs = int('ttlSecondsAfterFinished', 0, [...jat, 'ttlSecondsAfterFinished'], jobSpec) * 1000;
       if (d.kind === 'CronJob') s.schedule = readSchedule(d, issues, spec);
       break;
     }

@@ -8,7 +8,7 @@
 import { WorkQueue } from '../../base/workqueue.js';
 import { timeSlicer } from '../../base/yield.js';
 import { serviceKind, taskKind } from '../../api/kinds.js';
-import type { Node, Service, ServiceStatus, Taint, Task } from '../../api/types.js';
+import type { JobStatus, Node, Service, ServiceStatus, Taint, Task } from '../../api/types.js';
 import { isGlobal, isTaskReady, isTerminal } from '../../api/types.js';
 import { stableStringify, type AnyObject } from '../registry.js';
 import { GLOBAL_NODE_LABEL, PROMOTED, reconcileService, refreshCounts, steadyPlan, type DrainState, type ServicePlan } from './serviceReconciler.js';
@@ -361,6 +361,27 @@ export class ServiceController implements Controller {
       this.steady.set(name, { uid: svc.metadata.uid, generation: svc.metadata.generation, status: plan.status, awaiting: new Set(plan.create.map((c) => c.name)) });
     } else this.steady.delete(name);
     if (plan.requeueAfterMs !== undefined) this.want(name, plan.requeueAfterMs);
+    if (svc && plan.status?.job) await this.expire(svc, plan.status.job);
+  }
+
+  /** expire removes a finished job once its ttlAfterFinishedMs has passed (Kubernetes' ttlSecondsAfterFinished), or asks to look again then. */
+  private async expire(svc: Service, job: JobStatus): Promise<void> {
+    const ttl = svc.spec.job?.ttlAfterFinishedMs;
+    if (ttl === undefined || job.state === 'running' || !job.completedAt) return;
+    const name = svc.metadata.name;
+    const left = Date.parse(job.completedAt) + ttl - this.ctx.clock.now();
+    if (left > 0) return this.want(name, left);
+    // The same service, and no other of its name; a status written meanwhile (a conflict) is read again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.ctx.registry.delete(serviceKind, name, { uid: svc.metadata.uid });
+        break;
+      } catch (e) {
+        if (isBatonError(e) && e.code === 'BATON_ERR_NOT_FOUND') return;
+        if (!isBatonError(e) || e.code !== 'BATON_ERR_CONFLICT' || attempt >= 3) throw e;
+      }
+    }
+    recordEvent(this.ctx, { type: 'Normal', reason: 'JobExpired', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/service', message: `${name} ${job.state} at ${job.completedAt}; removed ${ttl / 1000} s later (ttlSecondsAfterFinished)` });
   }
 }
 

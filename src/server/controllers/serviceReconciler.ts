@@ -463,6 +463,16 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
 
   const { running, ready } = countTasks(tasks, hash, (t) => wanted.has(keyOf(t)));
   const state: RolloutStatus['state'] = finished ? prev!.state : !rolling ? (rollingBack ? 'rolled-back' : 'completed') : (blocked ?? (rollingBack ? 'rolling-back' : 'progressing'));
+  // Progress: when the rollout last moved a slot forward; standing still past the deadline, it is stalled (and goes on).
+  const progressAt = rolling ? (prev?.hash === hash && prev.progressAt && prev.updated === Math.max(0, keys.length - oldSlots.length - updating) ? prev.progressAt : new Date(now).toISOString()) : undefined;
+  let stalled = false;
+  if (progressAt && up.progressDeadlineMs !== undefined && !blocked) {
+    const left = Date.parse(progressAt) + up.progressDeadlineMs - now;
+    if (left <= 0) {
+      stalled = true;
+      message ??= `no slot moved forward for ${Math.round(up.progressDeadlineMs / 1000)} s (progress deadline)`;
+    } else want(left);
+  }
   const rollout: RolloutStatus = {
     hash,
     ...(prev?.hash === hash && prev.revision !== undefined ? { revision: prev.revision } : {}),
@@ -474,6 +484,8 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     ...(message && rolling ? { message } : rollingBack && ann[ROLLBACK_REASON] ? { message: `rolled back by itself: ${ann[ROLLBACK_REASON]}` } : {}),
     startedAt: prev?.hash === hash && prev.startedAt ? prev.startedAt : new Date(now).toISOString(),
     ...(state === 'completed' || state === 'rolled-back' ? { finishedAt: prev?.hash === hash && prev.finishedAt ? prev.finishedAt : new Date(now).toISOString() } : {}),
+    ...(progressAt ? { progressAt } : {}),
+    ...(stalled ? { stalled: true } : {}),
   };
   plan.status = {
     observedGeneration: svc.metadata.generation,
