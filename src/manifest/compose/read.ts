@@ -5,6 +5,7 @@
  * ErrorDetails with their lines, sorted.
  */
 
+import { MAX_ALIAS_COUNT, nestingMessage, parserMessage, textProblem, valueTooDeep } from '../yamlBounds.js';
 import path from 'node:path';
 import { LineCounter, isScalar, parseAllDocuments, type Document } from 'yaml';
 import type { ErrorDetail } from '../../base/errors.js';
@@ -56,6 +57,8 @@ export function readCompose(text: string, opts: ComposeReadOptions): ComposeResu
 }
 
 function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackStack: string): ComposeResult {
+  const bound = textProblem(text);
+  if (bound) return { stack: fallbackStack, services: [], secrets: [], configs: [], warnings: [], errors: [withLine({ path: opts.fileName, message: bound.message }, bound.line)] };
   const lineCounter = new LineCounter();
   const docs = Array.from(parseAllDocuments(text, { lineCounter, merge: true, prettyErrors: false, uniqueKeys: true }));
   const fileIssues: ErrorDetail[] = [];
@@ -64,7 +67,7 @@ function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackSt
   const result = (errors: ErrorDetail[], warnings: ErrorDetail[] = fileWarnings): ComposeResult => ({ stack: fallbackStack, services: [], secrets: [], configs: [], warnings, errors });
 
   for (const doc of docs) {
-    for (const e of doc.errors) fileIssues.push(withLine({ path: opts.fileName, message: `YAML syntax error: ${e.message}` }, line(e.pos[0])));
+    for (const e of doc.errors) fileIssues.push(withLine({ path: opts.fileName, message: `YAML syntax error: ${parserMessage(e.message)}` }, line(e.pos[0])));
     for (const w of doc.warnings) {
       if (/!(reset|override)\b/.test(w.message)) continue;
       fileWarnings.push(withLine({ path: opts.fileName, message: `YAML: ${w.message}` }, line(w.pos[0])));
@@ -98,10 +101,11 @@ function readComposeUnchecked(text: string, opts: ComposeReadOptions, fallbackSt
   applyComposeTags(doc);
   let raw: unknown;
   try {
-    raw = doc.toJS({ maxAliasCount: 1000 });
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (e) {
-    return result([{ path: opts.fileName, message: `YAML: ${e instanceof Error ? e.message : String(e)}` }]);
+    return result([{ path: opts.fileName, message: `YAML: ${parserMessage(e instanceof Error ? e.message : String(e))}` }]);
   }
+  if (valueTooDeep(raw)) return result([{ path: opts.fileName, message: nestingMessage() }]);
   if (!isObj(raw)) return result([withLine({ path: opts.fileName, message: 'a Compose file must be a mapping with a `services` key' }, line(doc.contents?.range?.[0]))]);
 
   const ctx = new Ctx(

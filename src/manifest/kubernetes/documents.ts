@@ -3,6 +3,7 @@
  * kinds opened into their items, each with what every message about it
  * needs (where it is: file, document index, key path, line).
  */
+import { MAX_ALIAS_COUNT, nestingMessage, parserMessage, textProblem, valueTooDeep } from '../yamlBounds.js';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import type { ErrorDetail } from '../../base/errors.js';
 import type { PathSegment } from '../interpolate.js';
@@ -83,6 +84,11 @@ export function parseDocuments(files: { name: string; text: string }[], issues: 
   const out: KDoc[] = [];
   const several = files.length > 1;
   for (const f of files) {
+    const bound = textProblem(f.text);
+    if (bound) {
+      issues.errors.push({ path: several ? f.name : 'documents', message: bound.message, ...(bound.line ? { line: bound.line } : {}) });
+      continue;
+    }
     const lc = new LineCounter();
     // YAML 1.1, as Kubernetes reads manifests: `defaultMode: 0644` is octal.
     const docs = Array.from(parseAllDocuments(f.text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, merge: true, logLevel: 'error', version: '1.1' }));
@@ -90,15 +96,19 @@ export function parseDocuments(files: { name: string; text: string }[], issues: 
     docs.forEach((doc, i) => {
       const where = { path: `${several ? `${f.name}: ` : ''}documents[${i}]` };
       if (doc.errors.length) {
-        for (const e of doc.errors) issues.errors.push({ ...where, message: `YAML syntax error: ${e.message}`, ...(lineAt(e.pos[0]) ? { line: lineAt(e.pos[0])! } : {}) });
+        for (const e of doc.errors) issues.errors.push({ ...where, message: `YAML syntax error: ${parserMessage(e.message)}`, ...(lineAt(e.pos[0]) ? { line: lineAt(e.pos[0])! } : {}) });
         return;
       }
       if (isEmptyDoc(doc)) return;
       let js: unknown;
       try {
-        js = doc.toJS({ maxAliasCount: 1000 });
+        js = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
       } catch (e) {
-        issues.errors.push({ ...where, message: `YAML: ${e instanceof Error ? e.message : String(e)}` });
+        issues.errors.push({ ...where, message: `YAML: ${parserMessage(e instanceof Error ? e.message : String(e))}` });
+        return;
+      }
+      if (valueTooDeep(js)) {
+        issues.errors.push({ ...where, message: nestingMessage() });
         return;
       }
       const make = (obj: Obj, base: PathSegment[]): KDoc => ({

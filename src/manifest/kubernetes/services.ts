@@ -188,15 +188,16 @@ export function applyDisruptionBudget(d: KDoc, issues: Issues, workloads: Worklo
  * applyPodTerms resolves a workload's pod (anti-)affinity terms over other
  * workloads' pods: each workload a term selects becomes a service its tasks
  * are placed with (affinity) or away from (anti-affinity), by node, required
- * or preferred. A required term that selects nothing is an error (its pods
- * could never be placed); a preferred one is only warned about.
+ * or preferred. A required affinity that selects nothing is an error (its
+ * pods could never be placed); any other term that does is warned about.
  */
 export function applyPodTerms(w: Workload, issues: Issues, workloads: Workload[], stack: string): void {
   for (const t of w.pod.podTerms ?? []) {
     const matched = workloads.filter((x) => x !== w && selects(t.selector, x.pod.labels));
     if (matched.length === 0) {
       const what = `selects no pod of this apply or of an earlier one in ${stack}`;
-      if (t.required) issues.error(w.doc, [...t.at, 'labelSelector'], `${what}: the pods could never be placed`);
+      // Required affinity to no pod can never be met; anti-affinity to none always is.
+      if (t.required && !t.anti) issues.error(w.doc, [...t.at, 'labelSelector'], `${what}: the pods could never be placed`);
       else issues.warn(w.doc, [...t.at, 'labelSelector'], `${what}; ignored`);
       continue;
     }
