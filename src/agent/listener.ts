@@ -71,6 +71,7 @@ export class AgentListener {
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+      res.flushHeaders();
       const abort = new AbortController();
       res.on('close', () => abort.abort());
       const readOne = async (task: string) => {

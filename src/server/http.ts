@@ -9,7 +9,7 @@
  * detail of ours.
  */
 import { StoreError } from '../store/store.js';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import { BatonError, isBatonError } from '../base/errors.js';
 import { peerIdentity } from './clusterPki.js';
@@ -49,6 +49,11 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     logger: false,
     bodyLimit: 16 * 1024 * 1024,
     forceCloseConnections: true,
+    // A path segment may be any name the API takes (at most 253 characters), so the route's schema says what is wrong with it.
+    routerOptions: { maxParamLength: 512 },
+    // The router's own refusals (a malformed or over-long path) in the catalogue's words, never echoing the path.
+    frameworkErrors: (err: { code?: string }, _req: FastifyRequest, reply: FastifyReply) =>
+      reply.status(400).send(new BatonError('BATON_ERR_BAD_REQUEST', err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a segment of the path is longer than 512 characters' : err.code === 'FST_ERR_BAD_URL' ? 'the path is not a valid URL' : 'bad request').toJSON()),
     https: { key: pki.serving.keyPem, cert: pki.serving.certPem, ca: pki.ca.certPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
   app.server.on('secureConnection', (sock: TLSSocket) => pki.track(sock));

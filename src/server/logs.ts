@@ -74,6 +74,8 @@ export class LogRouter {
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+    // The answer starts now, also for a quiet service that a follower waits on.
+    res.flushHeaders();
     const started = new Date(this.now()).toISOString();
     try {
       if (!q.follow) {

@@ -72,6 +72,7 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
       reply.hijack();
       const raw = reply.raw;
       raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      raw.flushHeaders();
       for (const e of items) raw.write(JSON.stringify({ type: 'ADDED', object: e }) + '\n');
       const unsub = ctx.events.subscribe((e) => {
         // A repeat comes again with its count grown: MODIFIED, the same id.
