@@ -87,14 +87,18 @@ describe('a pod on simulated nodes', () => {
   const engine = new SimEngine();
   let agent: Agent;
   let tls: ReturnType<typeof tlsTransport>;
+  const driver = new SimDriver(engine, { startLatencyMs: 5 });
+  const startAgent = async () => {
+    agent = new Agent({ server: server.url, joinToken: server.joinToken, name: 'p0', address: simAddress(0), dataDir: join(dir, 'p0'), driver, cpus: 4, memoryBytes: 8 * 1024 ** 3, portRange: [21000, 21099], mesh: false, listenPort: null, pull: 'never', logLevel: 'silent' });
+    await agent.start();
+  };
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'baton-pod-'));
     server = await BatonServer.start({ dataDir: join(dir, 'server'), listen: '127.0.0.1:0', store: new MemoryStore(), events: new MemoryEventStore(), logLevel: 'silent', timings: { heartbeatIntervalMs: 200 } });
     tls = tlsTransport({ caPem: server.caPem });
     api = new ApiClient(withTransport({ server: server.url, token: server.adminToken }, tls));
-    agent = new Agent({ server: server.url, joinToken: server.joinToken, name: 'p0', address: simAddress(0), dataDir: join(dir, 'p0'), driver: new SimDriver(engine, { startLatencyMs: 5 }), cpus: 4, memoryBytes: 8 * 1024 ** 3, portRange: [21000, 21099], mesh: false, listenPort: null, pull: 'never', logLevel: 'silent' });
-    await agent.start();
+    await startAgent();
   });
 
   afterAll(async () => {
@@ -104,7 +108,7 @@ describe('a pod on simulated nodes', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('runs the init containers first, then the main container with its sidecars, and reports each', async () => {
+  it('runs the init containers first, then the main container with its sidecars, reports each, and keeps their counts across an agent restart', async () => {
     const spec = serviceSpec({ stack: 'sim', shortName: 'pod', replicas: 1, containerName: 'app', sidecars: [side('proxy')], initContainers: [side('schema'), side('seed')] });
     await api.apply('sim', { services: [{ name: 'sim_pod', spec, labels: {} }], prune: false, dryRun: false });
     const t = await eventually(async () => {
@@ -126,6 +130,26 @@ describe('a pod on simulated nodes', () => {
     const started = (n: string) => Date.parse(engine.containers.get(n)!.startedAt!);
     expect(started(`baton-${t.metadata.name}_seed`)).toBeGreaterThanOrEqual(started(`baton-${t.metadata.name}_schema`));
     expect(started(`baton-${t.metadata.name}`)).toBeGreaterThanOrEqual(started(`baton-${t.metadata.name}_seed`));
+
+    // The main container and the sidecar each exit and are started again in place; an agent restart keeps both counts.
+    const byName = (n: string) => engine.containers.get(n)!.handle;
+    const current = async () => (await api.tasks({ fieldSelector: { 'spec.serviceName': 'sim_pod' } })).items[0]!;
+    await driver.stop(byName(`baton-${t.metadata.name}`));
+    await eventually(async () => expect((await current()).status).toMatchObject({ state: 'running', restartCount: 1 }), 20_000);
+    await driver.stop(byName(`baton-${t.metadata.name}_proxy`));
+    await eventually(async () => expect((await current()).status.containers?.find((c) => c.name === 'proxy')).toMatchObject({ state: 'running', restartCount: 1 }), 20_000);
+    await agent.stop();
+    await startAgent();
+    // Once the new agent has judged the task, what it reports is in the store (the old report would pass at once otherwise).
+    const produced = () => [...agent.taskStatuses()].find((x) => x.task === t.metadata.name)?.status;
+    await eventually(async () => expect((agent as unknown as { state: { locals: Map<string, { status?: unknown }> } }).state.locals.get(t.metadata.name)?.status).toBeDefined(), 20_000);
+    await agent.flush();
+    expect(produced()?.restartCount).toBe(1);
+    await eventually(async () => {
+      const after = await current();
+      expect(after.status.restartCount).toBe(1);
+      expect(after.status.containers).toMatchObject([{ name: 'schema', state: 'exited', exitCode: 0 }, { name: 'seed', state: 'exited', exitCode: 0 }, { name: 'app', state: 'running', restartCount: 1 }, { name: 'proxy', state: 'running', restartCount: 1 }]);
+    }, 20_000);
 
     // Removing the service removes every container of the task.
     await api.apply('sim', { services: [], prune: true, dryRun: false });

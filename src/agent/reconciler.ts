@@ -104,7 +104,9 @@ export class TaskReconciler {
       }
       this.deps.state.locals.set(name, local);
     }
-    // Adopted after an agent restart: its address is the one this node keeps for it.
+    // Adopted after an agent restart (adoption knew only its container): its restart count is the one it last reported,
+    // and its address the one this node keeps for it.
+    if (local.uid === undefined) local.restartCount = Math.max(local.restartCount, task.status.restartCount ?? 0);
     local.uid ??= task.metadata.uid;
     local.taskIP ??= this.deps.network()?.addressOf(name);
     if (!this.deps.state.engineOk) {
