@@ -224,7 +224,7 @@ export class Agent {
         this.logs = new LogStore({ dir: join(this.opts.dataDir, 'logs'), maxBytes: this.opts.logMaxBytes, maxAgeMs: this.opts.logMaxAgeMs, now: () => this.clock.now() });
         this.collector = new LogCollector(this.logs, this.opts.driver, this.log);
         this.metrics = agentMetrics(this);
-        this.listener = new AgentListener({ address: this.opts.address, port: this.opts.listenPort ?? 7950, node: this.name, tls: this.identity.creds, logs: this.logs, metrics: this.metrics });
+        this.listener = new AgentListener({ address: this.opts.address, port: this.opts.listenPort ?? 7950, node: this.name, tls: this.identity.creds, logs: this.logs, metrics: this.metrics, ...(this.opts.metricsToken ? { metricsToken: this.opts.metricsToken } : {}) });
         await this.listener.start();
       }
       if (this.opts.driver.images) this.builds = new ImageBuilds(join(this.opts.dataDir, 'builds'), () => this.client, this.opts.driver.images, this.log, () => ({ [LABEL_CLUSTER]: this.state.clusterId }), this.opts.buildTimeoutMs);

@@ -8,9 +8,10 @@
  *
  *   GET /logs?task=T | service=S [&follow=true&tail=N&since=RFC3339&grep=RE]
  *       text, one line per record: `<task>@<node> <time> <o|e> <text>`
- *   GET /metrics   Prometheus text (open, read-only, like cAdvisor's port)
+ *   GET /metrics   Prometheus text (open, read-only, like cAdvisor's port; or only with the scrape token, --metrics-auth token)
  *   GET /healthz
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import type { ServerResponse } from 'node:http';
@@ -28,6 +29,8 @@ export interface ListenerOptions {
   tls: { caPem: string; certPem: string; keyPem: string };
   logs: LogStore;
   metrics: Registry;
+  /** When set, /metrics answers only a request with `Authorization: Bearer <metricsToken>`. */
+  metricsToken?: string;
 }
 
 const write = writeOrWait;
@@ -48,7 +51,17 @@ export class AgentListener {
     this.app = app;
 
     app.get('/healthz', async () => ({ ok: true, node: opts.node }));
-    app.get('/metrics', async (_req, reply) => reply.type(opts.metrics.contentType).send(await opts.metrics.metrics()));
+    const wanted = opts.metricsToken === undefined ? undefined : createHash('sha256').update(opts.metricsToken).digest();
+    app.get('/metrics', async (req, reply) => {
+      if (wanted) {
+        const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
+        // Compared as digests of equal length, in constant time.
+        if (!m || !timingSafeEqual(createHash('sha256').update(m[1]!).digest(), wanted)) {
+          return reply.status(401).header('www-authenticate', 'Bearer').send({ error: { code: 'BATON_ERR_UNAUTHORIZED', message: "this agent's /metrics wants the scrape token (--metrics-auth token): send Authorization: Bearer <token>" } });
+        }
+      }
+      return reply.type(opts.metrics.contentType).send(await opts.metrics.metrics());
+    });
 
     app.get('/logs', async (req, reply) => {
       const sock = req.raw.socket as TLSSocket;

@@ -68,6 +68,8 @@ export interface AgentOptions {
   certCheckMs?: number;
   /** The agent's HTTPS port on its address (logs and metrics for the server; default 7950); null: no listener (simulated nodes). */
   listenPort?: number | null;
+  /** The bearer token a scraper must send to /metrics (--metrics-auth token); undefined: /metrics is open. */
+  metricsToken?: string;
   /** Log retention on this node: total bytes (default 100 MiB) and age (default 24 h). */
   logMaxBytes?: number;
   logMaxAgeMs?: number;

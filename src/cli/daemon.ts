@@ -22,6 +22,9 @@ import { batonHome, saveContext } from './context.js';
 import { parseUpstream } from '../agent/net/dns.js';
 
 export interface AgentFlags {
+  /** none: /metrics is open; token: it wants the bearer token of metricsTokenFile. */
+  metricsAuth?: string;
+  metricsTokenFile?: string;
   /** The server to join (https://HOST:7400). */
   server?: string;
   /** The join token. */
@@ -110,6 +113,16 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
   }
   const listenPort = f.listenPort !== undefined ? Number(f.listenPort) : undefined;
   if (listenPort !== undefined && !(Number.isInteger(listenPort) && listenPort >= 0 && listenPort <= 65535)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--listen-port must be a port number (0 picks a free one), got "${f.listenPort}"`);
+  let metricsToken: string | undefined;
+  if (f.metricsAuth === 'token') {
+    if (!f.metricsTokenFile) throw new BatonError('BATON_ERR_BAD_REQUEST', '--metrics-auth token needs --metrics-token-file FILE (the bearer token a scraper sends)');
+    try {
+      metricsToken = readFileSync(f.metricsTokenFile, 'utf8').trim();
+    } catch (e) {
+      throw new BatonError('BATON_ERR_BAD_REQUEST', `--metrics-token-file ${f.metricsTokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    if (metricsToken.length < 16 || /\s/.test(metricsToken)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--metrics-token-file ${f.metricsTokenFile}: the token must be at least 16 characters, without spaces`);
+  } else if (f.metricsTokenFile) throw new BatonError('BATON_ERR_BAD_REQUEST', '--metrics-token-file is read with --metrics-auth token');
   let portRange: [number, number];
   try {
     portRange = parsePortRange(f.portRange);
@@ -121,6 +134,7 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     joinToken,
     heartbeatMs: durationFlag(f.heartbeat, '--heartbeat'),
     listenPort,
+    ...(metricsToken ? { metricsToken } : {}),
     logMaxBytes,
     logMaxAgeMs: durationFlag(f.logMaxAge, '--log-max-age'),
     statsIntervalMs: durationFlag(f.statsInterval, '--stats-interval'),

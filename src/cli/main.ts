@@ -48,6 +48,8 @@ function addAgentFlags(c: Command, defaults: { portRange: string; address: strin
     .option('--engine-timeout <duration>', 'how long one engine call (not a stream) may take before it fails and its task is retried', '2m')
     .option('--build-timeout <duration>', "how long fetching a service's build context and building its image may take", '30m')
     .option('--listen-port <port>', "the agent's HTTPS port on --address (the server reads logs there; /metrics for Prometheus)", '7950')
+    .addOption(new Option('--metrics-auth <mode>', "who may read the agent's /metrics: anyone (none), or a scraper with the bearer token of --metrics-token-file (token)").choices(['none', 'token']).default('none'))
+    .option('--metrics-token-file <file>', 'the file holding the bearer token a scraper sends to /metrics (--metrics-auth token; at least 16 characters)')
     .option('--log-max-size <bytes>', 'task output kept on this node, all tasks together', '100m')
     .option('--log-max-age <duration>', 'task output older than this is removed', '24h')
     .option('--stats-interval <duration>', "how often running tasks' CPU and memory are sampled", '2s')
