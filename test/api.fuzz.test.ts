@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { memoryServer, type MemoryServer } from './helpers/memoryServer.js';
 import type { Transport } from '../src/api/tls.js';
-import { ROUTES } from '../src/server/routes/route.js';
+import { readFileSync } from 'node:fs';
+import { ROUTES, routesTable } from '../src/server/routes/route.js';
 import { joinCluster } from '../src/agent/join.js';
 
 /** Cases per route (each route's own property run); the seed is printed on a failure to replay it. */
@@ -97,6 +98,38 @@ describe('the API under fuzzed requests', () => {
       );
     }, 120_000);
   }
+
+  it('answers each caller by the access table: strangers 401, a node on a route not its own 403, the admin on its routes past the authorizer', async () => {
+    const ask = async (route: (typeof ROUTES)[number], who: 'admin' | 'node' | 'nobody' | 'bad-token') => {
+      const t = who === 'node' ? node : admin;
+      const headers: Record<string, string> = who === 'admin' ? { authorization: `Bearer ${s.server.adminToken}` } : who === 'bad-token' ? { authorization: 'Bearer baton_0000000000000000.not-a-secret' } : {};
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), READ_MS);
+      try {
+        const res = await t.fetch(`${s.server.url}${route.url.replace(/:[a-z]+/g, 'no-such-object')}`, { method: route.method, headers, signal: abort.signal, ...t.init } as RequestInit);
+        await res.text().catch(() => '');
+        return res.status;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    for (const r of ROUTES) {
+      if (r.access === 'open') continue;
+      const where = `${r.method} ${r.url}`;
+      expect(await ask(r, 'nobody'), where).toBe(401);
+      expect(await ask(r, 'bad-token'), where).toBe(401);
+      if (!r.access.includes('agent')) expect(await ask(r, 'node'), where).toBe(403);
+      const a = await ask(r, 'admin');
+      if (r.access.includes('admin')) expect([401, 403], where).not.toContain(a);
+      else expect(a, where).toBe(403);
+    }
+  });
+
+  it('is the table docs/architecture.md gives', () => {
+    const doc = readFileSync(new URL('../docs/architecture.md', import.meta.url), 'utf8');
+    const m = /<!-- routes:begin -->\n([\s\S]*?)\n<!-- routes:end -->/.exec(doc);
+    expect(m?.[1], 'docs/architecture.md between the routes markers (regenerate it from routesTable())').toBe(routesTable());
+  });
 
   it('keeps serving after all of it', async () => {
     const res = await admin.fetch(`${s.server.url}/healthz`, { ...admin.init } as RequestInit);

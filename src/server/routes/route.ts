@@ -52,6 +52,12 @@ export interface RouteEntry {
 /** ROUTES: every API route declared, in declaration order (one table for the whole process: routes do not vary by server). */
 export const ROUTES: RouteEntry[] = [];
 
+/** routesTable renders ROUTES as the Markdown table docs/architecture.md carries (a test keeps the two equal). */
+export function routesTable(): string {
+  const who = (a: Access) => (a === 'open' ? 'anyone (the proof is checked inside)' : a.join(', '));
+  return ['| Method | Route | Who may call it |', '|---|---|---|', ...ROUTES.map((r) => `| ${r.method} | \`${r.url}\` | ${who(r.access)} |`)].join('\n');
+}
+
 /** The config key the route's access rides under, for the authorizer's hook. */
 declare module 'fastify' {
   interface FastifyContextConfig {
