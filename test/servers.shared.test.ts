@@ -28,7 +28,7 @@ describe('servers sharing a store', () => {
     const store = new MemoryStore();
     const events = new MemoryEventStore();
     const start = (name: string, key = keyFile) =>
-      BatonServer.start({ dataDir: join(dir, name), listen: '127.0.0.1:0', store, events, logLevel: 'silent', clusterKeyFile: key, election: { identity: name, ttlSeconds: 1 }, timings: { heartbeatIntervalMs: 200 } });
+      BatonServer.start({ dataDir: join(dir, name), listen: '127.0.0.1:0', store, events, logLevel: 'silent', clusterKeyFile: key, election: { identity: name, ttlSeconds: 1 }, timings: { heartbeatIntervalMs: 200, tokenRecheckMs: 500 } });
     const a = await start('a');
     const b = await start('b');
     try {
@@ -48,6 +48,12 @@ describe('servers sharing a store', () => {
         expect(info.leader.identity).toBe(a.leadership.leading ? 'a' : 'b');
         expect(info.leading).toBe(s.leadership.leading);
       }
+      // A token made through one server works on the other; revoked through it, the other refuses it within tokenRecheckMs.
+      const made = (await a.inject({ method: 'POST', url: '/api/v1/tokens', headers: { authorization: `Bearer ${a.adminToken}` }, payload: { name: 'shared', role: 'viewer' } })).json() as { token: string };
+      const viaB = () => b.inject({ method: 'GET', url: '/api/v1/services', headers: { authorization: `Bearer ${made.token}` } });
+      expect((await viaB()).statusCode).toBe(200);
+      expect((await a.inject({ method: 'DELETE', url: '/api/v1/tokens/shared', headers: { authorization: `Bearer ${a.adminToken}` } })).statusCode).toBe(200);
+      await eventually(async () => expect((await viaB()).statusCode).toBe(401), 5 * 500);
       // A join secret rotated through one server is the other's at once.
       const token = await (a.leadership.leading ? b : a).pki.rotate();
       await eventually(async () => expect(a.joinToken).toBe(token), 5000);

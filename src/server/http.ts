@@ -23,6 +23,7 @@ import { registerServiceRoutes } from './routes/services.js';
 import { registerNodeRoutes } from './routes/nodes.js';
 import { registerObserveRoutes } from './routes/observe.js';
 import { registerJoinRoutes } from './routes/join.js';
+import { registerTokenRoutes } from './routes/tokens.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerMeshRoutes } from './routes/mesh.js';
 import { registerBlobRoutes } from './routes/blobs.js';
@@ -95,16 +96,17 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const h = req.headers.authorization;
     const token = h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined;
     // A token already known costs nothing; any other attempt (it may need a store read) spends from its address's bucket.
-    let role = token === undefined ? undefined : tokens.cached(token);
-    if (!role) {
+    let caller = token === undefined ? undefined : tokens.cached(token);
+    if (!caller) {
       deps.limiter.spend(req.ip, 'failed authentications');
       if (token === undefined) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'missing bearer token: pass --token or use a context with one (baton context ls)');
-      role = await tokens.verify(token);
+      caller = await tokens.verify(token);
     }
-    if (!role) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'invalid token: it is unknown to this cluster or malformed');
+    if (!caller) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'invalid token: it is unknown to this cluster, revoked, expired or malformed');
     // Unmatched paths under /api need an admin (then they are a 404).
-    if (!(access ?? ['admin']).includes(role)) throw new BatonError('BATON_ERR_FORBIDDEN', `this call needs the ${(access ?? ['admin']).join(' or ')} role`);
-    req.role = role;
+    if (!(access ?? ['admin']).includes(caller.role)) throw new BatonError('BATON_ERR_FORBIDDEN', `this call needs the ${(access ?? ['admin']).join(' or ')} role; the token${caller.name ? ` ${caller.name}` : ''} is a ${caller.role}`);
+    req.role = caller.role;
+    if (caller.stacks) req.stacks = caller.stacks;
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -142,6 +144,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   registerNodeRoutes(app, deps);
   registerMeshRoutes(app, deps);
   registerFileRoutes(app, deps);
+  registerTokenRoutes(app, deps);
   registerBlobRoutes(app, deps);
 
   registerJoinRoutes(app, deps);

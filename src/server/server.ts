@@ -153,7 +153,7 @@ export class BatonServer {
 
     // Cluster identity and the admin token, made once; nodes join with certificates.
     const idFile = join(dir, 'cluster.json');
-    const tokens = (this.tokens = new Tokens(this.store, { clock, missTtlMs: timings.authMissTtlMs, maxMisses: timings.authMissCacheSize }));
+    const tokens = (this.tokens = new Tokens(this.store, { clock, missTtlMs: timings.authMissTtlMs, maxMisses: timings.authMissCacheSize, recheckMs: timings.tokenRecheckMs }));
     // A server without the cluster's key cannot read its CA: it says so and does not start.
     const clusterKey = opts.clusterKeyFile ? ClusterKey.load(opts.clusterKeyFile) : undefined;
     if (clusterKey) {

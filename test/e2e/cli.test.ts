@@ -72,6 +72,23 @@ describe('baton CLI against a real server', () => {
     expect(ps.stdout).toMatch(/no nodes in the cluster/);
   });
 
+  it('makes tokens with roles: a deployer scales in its stack and is refused elsewhere; a revoked token is refused', async () => {
+    const made = await baton(['token', 'create', 'ci', '--role', 'deployer', '--stacks', 'shop', '--ttl', '30d', '-q'], env);
+    expect(made.code, made.stderr).toBe(0);
+    const ci = { ...env, BATON_TOKEN: made.stdout.trim() };
+    expect((await baton(['service', 'scale', 'shop_web=1'], ci)).stdout).toContain('shop_web scaled to 1');
+    const f = writeFile(dir, 'elsewhere.yaml', `name: elsewhere\nservices:\n  web:\n    image: ${TEST_IMAGE}\n`);
+    const refused = await baton(['apply', '-f', f], ci);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('this token may act only in the stacks shop, not in elsewhere');
+    expect(refused.stderr).not.toMatch(/\n\s+at /);
+    const ls = await baton(['token', 'ls'], env);
+    expect(ls.stdout).toMatch(/ci\s+deployer\s+shop\s+\d{4}-\d\d-\d\dT/);
+    expect((await baton(['token', 'ls'], ci)).stderr).toContain('this call needs the admin role; the token ci is a deployer');
+    expect((await baton(['token', 'revoke', 'ci'], env)).stdout).toContain('token ci revoked');
+    expect((await baton(['service', 'ls'], ci)).stderr).toContain('revoked');
+  });
+
   it('saves a snapshot online and restores it into a stopped server', async () => {
     const snap = join(dir, 'snap.db');
     const r = await baton(['snapshot', 'save', snap], env);

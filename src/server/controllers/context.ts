@@ -87,6 +87,8 @@ export interface Timings {
   authMissTtlMs: number;
   /** At most this many unknown token ids are remembered (the least recently seen are forgotten first). */
   authMissCacheSize: number;
+  /** A token found is trusted this long before it is read again: a token revoked through another server is refused here within it. */
+  tokenRecheckMs: number;
   /** Unused join nonces the server holds at most, in all and per source address (an IPv6 /64 is one address). */
   maxJoinNonces: number;
   maxJoinNoncesPerAddress: number;
@@ -122,6 +124,7 @@ export const DEFAULT_TIMINGS: Timings = {
   autoscaleSyncMs: 2000,
   eventSeriesWindowMs: 10 * 60 * 1000,
   authMissTtlMs: 10_000,
+  tokenRecheckMs: 5000,
   authMissCacheSize: 1024,
   maxJoinNonces: 10_000,
   maxJoinNoncesPerAddress: 16,

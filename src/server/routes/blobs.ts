@@ -10,7 +10,7 @@ import { BatonError } from '../../base/errors.js';
 import { blobDigestSchema, MAX_BUILD_CONTEXT_BYTES } from '../../api/build.js';
 import type { Task } from '../../api/types.js';
 import { TASKS_BY_NODE } from '../controllers/context.js';
-import { defineRoute } from './route.js';
+import { defineRoute, DEPLOYERS } from './route.js';
 import { taskCache, type HttpDeps } from './deps.js';
 
 const params = z.object({ digest: blobDigestSchema });
@@ -30,7 +30,7 @@ export function registerBlobRoutes(app: FastifyInstance, deps: HttpDeps): void {
   defineRoute(app, {
     method: 'GET',
     url: '/api/v1/blobs/:digest/stat',
-    access: ['admin'],
+    access: DEPLOYERS,
     params,
     handler: async (_req, _reply, { params: p }) => {
       if (!(await blobs.ensure(p.digest))) throw new BatonError('BATON_ERR_NOT_FOUND', `blob ${p.digest} is not on any server`);
@@ -41,7 +41,9 @@ export function registerBlobRoutes(app: FastifyInstance, deps: HttpDeps): void {
   defineRoute(app, {
     method: 'PUT',
     url: '/api/v1/blobs/:digest',
-    access: ['admin', 'server'],
+    access: [...DEPLOYERS, 'server'],
+    // A build context, named by its digest: of no stack (an apply that names it is held to the deployer's stacks).
+    stacks: () => [],
     params,
     body: stream,
     handler: async (req, reply, { params: p, body }) => {

@@ -11,7 +11,7 @@ import { BlockList, isIP } from 'node:net';
 import type { FastifyRequest } from 'fastify';
 import { BatonError } from '../../base/errors.js';
 import { nodeKind, serviceKind, taskKind } from '../../api/kinds.js';
-import type { Node } from '../../api/types.js';
+import type { Node, Service, Task } from '../../api/types.js';
 import type { NewEventBody } from '../../api/client.js';
 import type { Role, Tokens } from '../auth.js';
 import type { ClusterPki } from '../clusterPki.js';
@@ -32,6 +32,8 @@ declare module 'fastify' {
     node?: string;
     /** For a caller with a node certificate: the IP address its certificate was issued for. */
     nodeAddress?: string;
+    /** For a deployer's token: the stacks it acts in. */
+    stacks?: string[];
   }
 }
 
@@ -89,6 +91,29 @@ export function serviceCache(deps: HttpDeps): WatchCache {
 
 export function taskCache(deps: HttpDeps): WatchCache {
   return deps.caches[taskKind.plural]!;
+}
+
+/** serviceStacks: the stack a service is in ('' for none), for a deployer's scope; undefined when there is no such service (the route answers 404). */
+export function serviceStacks(deps: HttpDeps, name: string): string[] | undefined {
+  const s = serviceCache(deps).objects.get(name) as unknown as Service | undefined;
+  return s ? [s.spec.stack] : undefined;
+}
+
+/**
+ * logStacks: the stack whose logs a call reads: a service's, or a task's
+ * (its label); a removed one's (logs outlive it) by its name's stack
+ * prefix, `<stack>_<service>`, or none.
+ */
+export function logStacks(deps: HttpDeps, target: 'service' | 'task', name: string): string[] {
+  if (target === 'service') {
+    const known = serviceStacks(deps, name);
+    if (known) return known;
+  } else {
+    const t = taskCache(deps).objects.get(name) as unknown as Task | undefined;
+    if (t) return serviceStacks(deps, t.spec.serviceName) ?? [t.metadata.labels['baton.stack'] ?? ''];
+  }
+  const i = name.indexOf('_');
+  return [i > 0 ? name.slice(0, i) : ''];
 }
 
 /** withLastBeat: a node as listed, with its last heartbeat from memory (it is never written per beat). */

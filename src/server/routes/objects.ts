@@ -16,8 +16,8 @@ import type { Node, ServiceSpec, Task, TaskStatus } from '../../api/types.js';
 import { resolveFileRefs } from '../files.js';
 import type { Registry } from '../registry.js';
 import { GoneError, isStatusOnly, type WatchCache } from '../watchCache.js';
-import { defineRoute, flag, nameParam, queryInt, queryText } from './route.js';
-import { nodeCache, recordPosted, sameAddress, taskCache, withLastBeat, type HttpDeps } from './deps.js';
+import { defineRoute, DEPLOYERS, flag, nameParam, queryInt, queryText, READERS } from './route.js';
+import { nodeCache, recordPosted, sameAddress, serviceStacks, taskCache, withLastBeat, type HttpDeps } from './deps.js';
 
 /** Buffered bytes after which a slow watch stream is closed; the client re-watches from its last revision. */
 const SLOW_WATCHER_BYTES = 8 * 1024 * 1024;
@@ -85,7 +85,7 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
     defineRoute(app, {
       method: 'GET',
       url: base,
-      access: agentReads ? ['admin', 'agent'] : ['admin'],
+      access: agentReads ? [...READERS, 'agent'] : READERS,
       query: listQuery,
       handler: async (req, reply, { query: q }) => {
         const fields = parseSelector(q.fieldSelector, 'fieldSelector');
@@ -107,7 +107,7 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
     defineRoute(app, {
       method: 'GET',
       url: `${base}/:name`,
-      access: ['admin'],
+      access: READERS,
       params: nameParam,
       handler: async (_req, _reply, { params }) => {
         const obj = await ctx.registry.mustGet(kind, params.name);
@@ -119,7 +119,7 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
       defineRoute(app, {
         method: 'POST',
         url: base,
-        access: ['admin'],
+        ...(kind === serviceKind ? { access: DEPLOYERS, stacks: ({ body }: { body: { spec?: unknown } }) => [stackOf(body.spec)] } : { access: ['admin'] as const }),
         body: objectBody,
         handler: async (_req, reply, { body }) => {
           const spec = await withFileHashes(ctx.registry, kind, validateObject(kind, body));
@@ -131,7 +131,7 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
       defineRoute(app, {
         method: 'PUT',
         url: `${base}/:name`,
-        access: ['admin'],
+        ...(kind === serviceKind ? { access: DEPLOYERS, stacks: ({ params, body }: { params: { name: string }; body: { spec?: unknown } }) => [...(serviceStacks(deps, params.name) ?? []), stackOf(body.spec)] } : { access: ['admin'] as const }),
         params: nameParam,
         body: objectBody,
         handler: async (_req, _reply, { params, body }) => {
@@ -143,7 +143,7 @@ export function registerObjectRoutes(app: FastifyInstance, deps: HttpDeps): void
       defineRoute(app, {
         method: 'DELETE',
         url: `${base}/:name`,
-        access: ['admin'],
+        ...(kind === serviceKind ? { access: DEPLOYERS, stacks: ({ params }: { params: { name: string } }) => serviceStacks(deps, params.name) } : { access: ['admin'] as const }),
         params: nameParam,
         query: deleteQuery,
         handler: async (_req, _reply, { params, query }) => ctx.registry.delete(kind, params.name, { resourceVersion: query.resourceVersion }),
@@ -245,6 +245,12 @@ function validateObject(kind: KindInfo, body: { metadata: { name?: unknown }; sp
   }
   if (details.length) throw new BatonError('BATON_ERR_VALIDATION', `invalid ${kind.kind.toLowerCase()}`, details);
   return spec;
+}
+
+/** stackOf: the stack a service spec in a request names ('' for none or for a body that is not one: its schema refuses it after). */
+function stackOf(spec: unknown): string {
+  const st = spec && typeof spec === 'object' ? (spec as { stack?: unknown }).stack : undefined;
+  return typeof st === 'string' ? st : '';
 }
 
 /** withFileHashes: a service's secret and config references take their current hashes (or it is refused). */

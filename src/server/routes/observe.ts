@@ -12,8 +12,8 @@ import { MAIN_CONTAINER, podContainerNames, type ClusterInfo, type Node, type Ta
 import type { StoredEvent } from '../../store/events.js';
 import { matchesEventQuery } from '../../store/events.js';
 import { parseSince } from '../logs.js';
-import { defineRoute, flag, nameParam, queryInt, queryText } from './route.js';
-import { nodeCache, recordPosted, serviceCache, taskCache, type HttpDeps } from './deps.js';
+import { defineRoute, flag, nameParam, queryInt, queryText, READERS } from './route.js';
+import { logStacks, nodeCache, recordPosted, serviceCache, taskCache, type HttpDeps } from './deps.js';
 
 const eventsQuery = z.object({
   kind: queryText(64).optional(),
@@ -46,7 +46,7 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'GET',
     url: '/api/v1/info',
-    access: ['admin', 'agent'],
+    access: [...READERS, 'agent'],
     handler: async (): Promise<ClusterInfo> => ({
       clusterId: deps.clusterId,
       version: VERSION,
@@ -63,7 +63,7 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'GET',
     url: '/api/v1/events',
-    access: ['admin'],
+    access: READERS,
     query: eventsQuery,
     handler: async (_req, reply, { query: q }) => {
       const query = { kind: q.kind, name: q.name, service: q.service, node: q.node, type: q.type, afterId: q.afterId, limit: q.limit };
@@ -110,7 +110,8 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
     defineRoute(app, {
       method: 'GET',
       url: `/api/v1/${target}s/:name/logs`,
-      access: ['admin'],
+      access: READERS,
+      stacks: ({ params }) => logStacks(deps, target, params.name),
       params: nameParam,
       query: logsQuery,
       handler: async (_req, reply, { params: { name }, query }) => {
@@ -136,7 +137,7 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'GET',
     url: '/api/v1/top',
-    access: ['admin'],
+    access: READERS,
     handler: async (): Promise<TopResponse> => {
       const tasks = deps.usage.tasks();
       const perNode = new Map<string, number>();
@@ -152,7 +153,7 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'GET',
     url: '/metrics',
-    access: ['admin'],
+    access: READERS,
     handler: async (_req, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
   });
 

@@ -37,6 +37,13 @@ export interface RouteDef<P, Q, B> {
   body?: z.ZodType<B>;
   /** A body limit below the API's 16 MiB (routes open to strangers). */
   bodyLimit?: number;
+  /**
+   * The stacks the call acts in, when a deployer calls it (a deployer acts
+   * only in the stacks of its token): each must be one of them. Undefined
+   * (the object does not exist): the handler answers (a 404). Every route
+   * that lets a deployer change something names its stacks.
+   */
+  stacks?: (input: RouteInput<P, Q, B>) => string[] | undefined;
   /** Runs after the authorizer, before the body is read (a per-address rate limit). */
   onRequest?: (req: FastifyRequest) => Promise<void>;
   /** Returns the reply's body, or hijacks the reply (streams) and returns nothing. */
@@ -47,15 +54,22 @@ export interface RouteEntry {
   method: Method;
   url: string;
   access: Access;
+  /** A deployer's call is held to its stacks. */
+  scoped: boolean;
 }
+
+/** Every token role reads. */
+export const READERS: readonly Role[] = ['admin', 'deployer', 'viewer'];
+/** An admin and, within its stacks, a deployer. */
+export const DEPLOYERS: readonly Role[] = ['admin', 'deployer'];
 
 /** ROUTES: every API route declared, in declaration order (one table for the whole process: routes do not vary by server). */
 export const ROUTES: RouteEntry[] = [];
 
 /** routesTable renders ROUTES as the Markdown table docs/architecture.md carries (a test keeps the two equal). */
 export function routesTable(): string {
-  const who = (a: Access) => (a === 'open' ? 'anyone (the proof is checked inside)' : a.join(', '));
-  return ['| Method | Route | Who may call it |', '|---|---|---|', ...ROUTES.map((r) => `| ${r.method} | \`${r.url}\` | ${who(r.access)} |`)].join('\n');
+  const who = (r: RouteEntry) => (r.access === 'open' ? 'anyone (the proof is checked inside)' : r.access.map((x) => (x === 'deployer' && r.scoped ? 'deployer (its stacks)' : x)).join(', '));
+  return ['| Method | Route | Who may call it |', '|---|---|---|', ...ROUTES.map((r) => `| ${r.method} | \`${r.url}\` | ${who(r)} |`)].join('\n');
 }
 
 /** The config key the route's access rides under, for the authorizer's hook. */
@@ -70,7 +84,8 @@ const NONE = z.object({});
 const NO_BODY = z.union([z.undefined(), z.null(), z.object({}).strict()]);
 
 export function defineRoute<P = Record<string, never>, Q = Record<string, never>, B = undefined>(app: FastifyInstance, def: RouteDef<P, Q, B>): void {
-  if (!ROUTES.some((r) => r.method === def.method && r.url === def.url)) ROUTES.push({ method: def.method, url: def.url, access: def.access });
+  if (def.access !== 'open' && def.access.includes('deployer') && def.method !== 'GET' && !def.stacks) throw new Error(`${def.method} ${def.url} lets a deployer change something without naming its stacks`);
+  if (!ROUTES.some((r) => r.method === def.method && r.url === def.url)) ROUTES.push({ method: def.method, url: def.url, access: def.access, scoped: def.stacks !== undefined });
   const params = (def.params ?? NONE) as z.ZodType<P>;
   const query = (def.query ?? NONE) as z.ZodType<Q>;
   const body = (def.body ?? NO_BODY) as z.ZodType<B>;
@@ -80,12 +95,18 @@ export function defineRoute<P = Record<string, never>, Q = Record<string, never>
     config: { access: def.access },
     ...(def.bodyLimit !== undefined ? { bodyLimit: def.bodyLimit } : {}),
     ...(def.onRequest ? { onRequest: def.onRequest } : {}),
-    handler: async (req, reply) =>
-      def.handler(req, reply, {
+    handler: async (req, reply) => {
+      const input = {
         params: parseInput(params, req.params, 'params', 'BATON_ERR_BAD_REQUEST'),
         query: parseInput(query, req.query, 'query', 'BATON_ERR_BAD_REQUEST'),
         body: parseInput(body, req.body, 'body', 'BATON_ERR_BAD_REQUEST'),
-      }),
+      };
+      if (req.role === 'deployer' && def.stacks) {
+        const outside = (def.stacks(input) ?? []).filter((s) => !(req.stacks ?? []).includes(s));
+        if (outside.length) throw new BatonError('BATON_ERR_FORBIDDEN', `this token may act only in the stacks ${(req.stacks ?? []).join(', ') || '(none)'}, not in ${outside.map((s) => (s === '' ? 'a service of no stack' : s)).join(', ')}`);
+      }
+      return def.handler(req, reply, input);
+    },
   });
 }
 

@@ -15,8 +15,8 @@ import { applyStack, previewPlacement, removeStack } from '../apply.js';
 import { checkBuilds } from '../blobs.js';
 import { recordEvent } from '../controllers/context.js';
 import type { AnyObject } from '../registry.js';
-import { defineRoute, flag, nameParam } from './route.js';
-import { nodeCache, serviceCache, taskCache, type HttpDeps } from './deps.js';
+import { defineRoute, DEPLOYERS, flag, nameParam, READERS } from './route.js';
+import { nodeCache, serviceCache, serviceStacks, taskCache, type HttpDeps } from './deps.js';
 
 const stackParam = z.object({ stack: z.string().min(1).max(63) });
 
@@ -46,7 +46,8 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'POST',
     url: '/api/v1/services/:name/scale',
-    access: ['admin'],
+    access: DEPLOYERS,
+    stacks: ({ params }) => serviceStacks(deps, params.name),
     params: nameParam,
     body: z.object({ replicas: z.number({ error: 'replicas must be a whole number from 0 to 100000' }).int('replicas must be a whole number from 0 to 100000').min(0, 'replicas must be a whole number from 0 to 100000').max(100_000, 'replicas must be a whole number from 0 to 100000') }).strict(),
     handler: async (_req, _reply, { params: { name }, body: { replicas } }) => {
@@ -66,7 +67,8 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'POST',
     url: '/api/v1/services/:name/rollback',
-    access: ['admin'],
+    access: DEPLOYERS,
+    stacks: ({ params }) => serviceStacks(deps, params.name),
     params: nameParam,
     body: z.object({ to: z.number().int().min(1, 'to must be a revision number').optional() }).strict().optional(),
     handler: async (_req, _reply, { params: { name }, body }) => {
@@ -78,7 +80,8 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
     defineRoute(app, {
       method: 'POST',
       url: `/api/v1/services/:name/${verb}`,
-      access: ['admin'],
+      access: DEPLOYERS,
+      stacks: ({ params }) => serviceStacks(deps, params.name),
       params: nameParam,
       handler: async (_req, _reply, { params }) => fn(rolloutCtx, params.name),
     });
@@ -87,7 +90,7 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'GET',
     url: '/api/v1/autoscale',
-    access: ['admin'],
+    access: READERS,
     handler: async () => ({ items: [...deps.autoscaler.views.values()].sort((a, b) => a.service.localeCompare(b.service)) }),
   });
   // A node's mesh holding a connection for a service scaled to zero wakes it.
@@ -102,7 +105,7 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'GET',
     url: '/api/v1/tasks/:name/explain',
-    access: ['admin'],
+    access: READERS,
     params: nameParam,
     query: z.object({ allNodes: flag }),
     handler: async (_req, _reply, { params: { name }, query }) => {
@@ -126,7 +129,7 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'GET',
     url: '/api/v1/services/:name/stats',
-    access: ['admin'],
+    access: READERS,
     params: nameParam,
     handler: async (_req, _reply, { params: { name } }) => {
       if (!serviceCache(deps).objects.has(name)) throw new BatonError('BATON_ERR_NOT_FOUND', `service "${name}" not found`);
@@ -138,7 +141,7 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'GET',
     url: '/api/v1/stacks',
-    access: ['admin'],
+    access: READERS,
     handler: async () => {
       const stacks = new Map<string, { name: string; services: number; replicas: number; ready: number }>();
       for (const s of serviceCache(deps).list() as unknown as Service[]) {
@@ -155,7 +158,8 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'POST',
     url: '/api/v1/stacks/:stack/apply',
-    access: ['admin'],
+    access: DEPLOYERS,
+    stacks: ({ params }) => [params.stack],
     params: stackParam,
     body: applyBody,
     handler: async (_req, _reply, { params: { stack }, body }) => {
@@ -179,7 +183,8 @@ export function registerServiceRoutes(app: FastifyInstance, deps: HttpDeps): voi
   defineRoute(app, {
     method: 'DELETE',
     url: '/api/v1/stacks/:stack',
-    access: ['admin'],
+    access: DEPLOYERS,
+    stacks: ({ params }) => [params.stack],
     params: stackParam,
     handler: async (_req, _reply, { params: { stack } }) => {
       const removed = await removeStack(ctx.registry, stack);
