@@ -48,8 +48,8 @@ describe('Tokens: unknown ids', () => {
     expect(store.reads).toBe(2);
 
     // A known token is verified from memory, never counted among the misses.
-    expect(tokens.cached(admin)).toEqual({ role: 'admin' });
-    expect(await tokens.verify(admin)).toEqual({ role: 'admin' });
+    expect(tokens.cached(admin)).toMatchObject({ role: 'admin' });
+    expect(await tokens.verify(admin)).toMatchObject({ role: 'admin' });
     expect(tokens.cached(admin.slice(0, -1) + (admin.endsWith('A') ? 'B' : 'A'))).toBeUndefined();
     expect(store.reads).toBe(2);
   });

@@ -2,7 +2,8 @@
  * Tokens with roles over the real HTTPS API on the memory store: an admin
  * makes, lists and revokes them; every route answers each role by the
  * access table (a viewer reads, a deployer reads and deploys, only in its
- * stacks); a revoked or expired token is refused.
+ * stacks); a revoked or expired token is refused; the audit log records
+ * who asked to change what, and what came of it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../src/api/client.js';
@@ -11,6 +12,10 @@ import { ROUTES } from '../src/server/routes/route.js';
 import { isBatonError } from '../src/base/errors.js';
 import { memoryServer, type MemoryServer } from './helpers/memoryServer.js';
 import { serviceSpec } from './fixtures.js';
+import { eventually } from './helpers/proc.js';
+import { AuditLog, AUDIT_PREFIX, type AuditEntry } from '../src/server/audit.js';
+import { MemoryStore } from '../src/store/memory/memoryStore.js';
+import pino from 'pino';
 
 describe('tokens with roles', () => {
   let s: MemoryServer;
@@ -99,5 +104,40 @@ describe('tokens with roles', () => {
     await s.api.call('DELETE', '/api/v1/tokens/ops');
     expect(await fail(ops.services())).toMatchObject({ code: 'BATON_ERR_UNAUTHORIZED', message: expect.stringContaining('revoked') });
     expect(await fail(s.api.call('DELETE', '/api/v1/tokens/ops'))).toMatchObject({ code: 'BATON_ERR_NOT_FOUND' });
+  });
+
+  it('keeps an audit log of the requests that asked to change something: who, role, route, object, result, address', async () => {
+    const entries = async (q = '') => (await s.api.call<{ items: AuditEntry[] }>('GET', `/api/v1/audit${q}`)).items;
+    await eventually(async () => {
+      const all = await entries();
+      // The deployer's scale in its stack, and its refusal in another, each with its result.
+      expect(all).toEqual(expect.arrayContaining([
+        expect.objectContaining({ user: 'ci', role: 'deployer', method: 'POST', route: '/api/v1/services/:name/scale', object: 'name=app_web', status: 200, address: '127.0.0.1' }),
+        expect.objectContaining({ user: 'ci', role: 'deployer', route: '/api/v1/services/:name/scale', object: 'name=other_web', status: 403, error: 'BATON_ERR_FORBIDDEN' }),
+        expect.objectContaining({ user: 'grafana', role: 'viewer', route: '/api/v1/services/:name/scale', status: 403 }),
+        expect.objectContaining({ user: expect.stringMatching(/^token [0-9a-f]{12}$/), role: 'admin', method: 'DELETE', route: '/api/v1/tokens/:name', object: 'name=ops', status: 200 }),
+      ]));
+      // Reads are not audited; nodes' and servers' own traffic neither.
+      expect(all.some((e) => e.method === 'GET' || e.role === 'agent')).toBe(false);
+    }, 5 * 2000);
+    expect((await entries('?user=grafana')).every((e) => e.user === 'grafana')).toBe(true);
+    expect(await entries(`?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`)).toEqual([]);
+    expect(await fail(as(tokens.grafana!).call('GET', '/api/v1/audit'))).toMatchObject({ code: 'BATON_ERR_FORBIDDEN' });
+  });
+});
+
+describe('the audit log in the store', () => {
+  it('lists the newest entries oldest first, and prunes those past the retention', async () => {
+    const store = new MemoryStore();
+    const audit = new AuditLog(store, pino({ level: 'silent' }));
+    const at = (ms: number) => ({ time: new Date(ms).toISOString(), user: `u${ms}`, role: 'admin', method: 'POST', route: '/api/v1/x', object: '', status: 200, address: '127.0.0.1' });
+    for (const ms of [3000, 1000, 2000, 300_000]) audit.record(at(ms));
+    await eventually(async () => expect((await store.range(AUDIT_PREFIX)).kvs).toHaveLength(4), 5000);
+    expect((await audit.list()).map((e) => e.user)).toEqual(['u1000', 'u2000', 'u3000', 'u300000']);
+    expect((await audit.list({ limit: 2 })).map((e) => e.user)).toEqual(['u3000', 'u300000']);
+    expect((await audit.list({ since: new Date(2500).toISOString() })).map((e) => e.user)).toEqual(['u3000', 'u300000']);
+    expect(await audit.prune(100_000)).toBe(3);
+    expect((await audit.list()).map((e) => e.user)).toEqual(['u300000']);
+    await store.close();
   });
 });

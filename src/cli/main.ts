@@ -517,6 +517,39 @@ export function buildProgram(): Command {
       out(`token ${name} revoked`);
     });
 
+  program
+    .command('audit')
+    .description('the audit log: every request that asked to change something, by a token or by no one (who, role, route, object, result, address, time)')
+    .option('-f, --follow', 'keep printing new entries')
+    .option('--user <name>', "only this token's (its name, or token <id>)")
+    .option('--since <when>', 'only entries since a duration ago (10m, 2h) or a time (RFC 3339)')
+    .option('--limit <n>', 'the newest N entries', '100')
+    .action(async (o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      if (!/^\d+$/.test(String(o.limit)) || Number(o.limit) < 1) throw new BatonError('BATON_ERR_BAD_REQUEST', `--limit must be a number of entries, got "${o.limit}"`);
+      type Entry = { id: string; time: string; user: string; role: string; method: string; route: string; object: string; status: number; error?: string; address: string };
+      const fetchSince = async (since: string | undefined, limit: number) => {
+        const q = new URLSearchParams({ limit: String(limit), ...(o.user ? { user: String(o.user) } : {}), ...(since ? { since } : {}) });
+        return (await api.call<{ items: Entry[] }>('GET', `/api/v1/audit?${q}`)).items;
+      };
+      const row = (e: Entry) => [e.time, e.user, e.role, e.method, e.route, e.object || '-', `${e.status}${e.error ? ` ${e.error}` : ''}`, e.address];
+      const headers = ['TIME', 'USER', 'ROLE', 'METHOD', 'ROUTE', 'OBJECT', 'RESULT', 'ADDRESS'];
+      let items = await fetchSince(o.since, Number(o.limit));
+      if (!o.follow) return out(g.output === 'table' ? table(headers, items.map(row)) : renderOne(g.output, items));
+      out(table(headers, items.map(row)));
+      const seen = new Set(items.map((e) => e.id));
+      let last = items.at(-1)?.time ?? new Date().toISOString();
+      for (;;) {
+        await sleep(1000);
+        items = (await fetchSince(last, 10_000)).filter((e) => !seen.has(e.id));
+        for (const e of items) {
+          seen.add(e.id);
+          out(row(e).join('   '));
+          last = e.time;
+        }
+      }
+    });
+
   // Endpoints: what every node's routing mesh routes to (ready tasks, published ports, load-balancing settings).
   addKindCommands(program.command('endpoints').description("show services' routing: published ports and ready endpoints"), endpointsKind);
 

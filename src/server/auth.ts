@@ -38,6 +38,8 @@ export interface TokenRecord {
 /** Who a token is, once checked: its role, and the stacks a deployer acts in. */
 export interface Caller {
   role: Role;
+  /** The token's id (the part of it that is not secret). */
+  id: string;
   name?: string;
   stacks?: string[];
 }
@@ -145,7 +147,7 @@ export class Tokens {
     const a = Buffer.from(rec.hash, 'hex');
     const b = Buffer.from(sha256(token), 'hex');
     if (a.length !== b.length || !timingSafeEqual(a, b)) return undefined;
-    return { role: rec.role, ...(rec.name ? { name: rec.name } : {}), ...(rec.stacks ? { stacks: rec.stacks } : {}) };
+    return { role: rec.role, id: rec.id, ...(rec.name ? { name: rec.name } : {}), ...(rec.stacks ? { stacks: rec.stacks } : {}) };
   }
 
   /** lookup reads an id not in memory: once per id at a time, and not again while it is remembered as unknown. */

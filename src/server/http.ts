@@ -103,10 +103,37 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       caller = await tokens.verify(token);
     }
     if (!caller) throw new BatonError('BATON_ERR_UNAUTHORIZED', 'invalid token: it is unknown to this cluster, revoked, expired or malformed');
+    // Known before the access check, so the audit log says who was refused.
+    req.role = caller.role;
+    req.who = caller.name ?? `token ${caller.id}`;
+    if (caller.stacks) req.stacks = caller.stacks;
     // Unmatched paths under /api need an admin (then they are a 404).
     if (!(access ?? ['admin']).includes(caller.role)) throw new BatonError('BATON_ERR_FORBIDDEN', `this call needs the ${(access ?? ['admin']).join(' or ')} role; the token${caller.name ? ` ${caller.name}` : ''} is a ${caller.role}`);
-    req.role = caller.role;
-    if (caller.stacks) req.stacks = caller.stacks;
+  });
+
+  // The audit log: every request that may change something, by a token or by no one (nodes' and servers' own traffic apart).
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (reply.statusCode >= 400 && typeof payload === 'string' && payload.length < 65_536) req.errorCode = /"code":"(BATON_ERR_[A-Z_]+)"/.exec(payload)?.[1];
+    return payload;
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' || req.role === 'agent' || req.role === 'server') return;
+    // A refusal for the rate limit is not written: a flood must not become a flood of writes.
+    if (reply.statusCode === 429) return;
+    const url = req.routeOptions.url;
+    if (!url?.startsWith('/api/')) return;
+    const params = (req.params ?? {}) as Record<string, unknown>;
+    deps.audit.record({
+      time: new Date(ctx.clock.now()).toISOString(),
+      user: req.who ?? 'anonymous',
+      role: req.role ?? 'none',
+      method: req.method,
+      route: url,
+      object: Object.entries(params).map(([k, v]) => `${k}=${String(v).slice(0, 253)}`).join(','),
+      status: reply.statusCode,
+      ...(req.errorCode ? { error: req.errorCode } : {}),
+      address: req.ip,
+    });
   });
 
   app.addHook('onResponse', async (req, reply) => {

@@ -5,6 +5,7 @@
  * Start order matters and is the layer order: store → caches (list+watch) →
  * controllers (only while leading) → HTTP. Stop is the reverse.
  */
+import { AuditLog } from './audit.js';
 import { networkInterfaces } from 'node:os';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { BatonError } from '../base/errors.js';
@@ -270,6 +271,9 @@ export class BatonServer {
     });
     this.stoppers.push(() => blobs.close());
 
+    // The audit log of what people and programs asked to change (audit.ts).
+    const audit = new AuditLog(this.store, log);
+
     // Housekeeping: compaction with a stated retention, and the event TTL.
     const housekeep = async () => {
       try {
@@ -284,6 +288,8 @@ export class BatonServer {
             await new Promise<void>((resolve) => setImmediate(resolve));
           }
           await this.pki.prune();
+          const pruned = await audit.prune(clock.now() - timings.auditRetentionMs);
+          if (pruned) log.info({ pruned }, 'deleted audit entries past their retention');
         }
         events.prune(clock.now());
         // Every server keeps its own copies of the blobs: each sweeps its own.
@@ -298,6 +304,7 @@ export class BatonServer {
 
     this.app = buildHttp({
       ctx: this.ctx,
+      audit,
       tokens,
       clusterId: this.clusterId,
       storeBackend: this.store.backend,

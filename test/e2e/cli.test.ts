@@ -87,6 +87,13 @@ describe('baton CLI against a real server', () => {
     expect((await baton(['token', 'ls'], ci)).stderr).toContain('this call needs the admin role; the token ci is a deployer');
     expect((await baton(['token', 'revoke', 'ci'], env)).stdout).toContain('token ci revoked');
     expect((await baton(['service', 'ls'], ci)).stderr).toContain('revoked');
+    // The audit log: the scale and the refused apply, each with its result.
+    await eventually(async () => {
+      const audit = await baton(['audit', '--user', 'ci'], env);
+      expect(audit.code, audit.stderr).toBe(0);
+      expect(audit.stdout).toMatch(/ci\s+deployer\s+POST\s+\/api\/v1\/services\/:name\/scale\s+name=shop_web\s+200\s+127\.0\.0\.1/);
+      expect(audit.stdout).toMatch(/ci\s+deployer\s+POST\s+\/api\/v1\/stacks\/:stack\/apply\s+stack=elsewhere\s+403 BATON_ERR_FORBIDDEN/);
+    }, 5 * 2000);
   });
 
   it('saves a snapshot online and restores it into a stopped server', async () => {

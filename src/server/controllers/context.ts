@@ -89,6 +89,8 @@ export interface Timings {
   authMissCacheSize: number;
   /** A token found is trusted this long before it is read again: a token revoked through another server is refused here within it. */
   tokenRecheckMs: number;
+  /** Audit entries older than this are deleted by the leader's housekeeping. */
+  auditRetentionMs: number;
   /** Unused join nonces the server holds at most, in all and per source address (an IPv6 /64 is one address). */
   maxJoinNonces: number;
   maxJoinNoncesPerAddress: number;
@@ -125,6 +127,7 @@ export const DEFAULT_TIMINGS: Timings = {
   eventSeriesWindowMs: 10 * 60 * 1000,
   authMissTtlMs: 10_000,
   tokenRecheckMs: 5000,
+  auditRetentionMs: 7 * 86_400_000,
   authMissCacheSize: 1024,
   maxJoinNonces: 10_000,
   maxJoinNoncesPerAddress: 16,

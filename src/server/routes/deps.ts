@@ -3,6 +3,7 @@
  * rules more than one of them applies (a node acts only for itself; a node's
  * last heartbeat comes from memory).
  */
+import type { AuditLog } from '../audit.js';
 import type { ServerRecord } from '../heartbeats.js';
 import type { FileContents } from '../files.js';
 import type { Blobs } from '../blobs.js';
@@ -34,12 +35,17 @@ declare module 'fastify' {
     nodeAddress?: string;
     /** For a deployer's token: the stacks it acts in. */
     stacks?: string[];
+    /** For a token: who it is, for the audit log (its name, else its id). */
+    who?: string;
+    /** The catalogue code of the answer, when it refused (for the audit log). */
+    errorCode?: string;
   }
 }
 
 export interface HttpDeps {
   ctx: ControllerContext;
   tokens: Tokens;
+  audit: AuditLog;
   clusterId: string;
   storeBackend: string;
   /** The store's epoch: lists carry it, and a watch that names another is told 410 Gone. */

@@ -59,6 +59,15 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
     }),
   });
 
+  // ---------------------------------------------------------------- the audit log
+  defineRoute(app, {
+    method: 'GET',
+    url: '/api/v1/audit',
+    access: ['admin'],
+    query: z.object({ user: queryText(253).optional(), since: queryText(64).optional(), limit: queryInt(1, 10_000).optional() }),
+    handler: async (_req, _reply, { query: q }) => ({ items: await deps.audit.list({ ...(q.user ? { user: q.user } : {}), ...(q.since ? { since: parseSince(q.since, ctx.clock.now()) } : {}), ...(q.limit ? { limit: q.limit } : {}) }) }),
+  });
+
   // ---------------------------------------------------------------- events
   defineRoute(app, {
     method: 'GET',
