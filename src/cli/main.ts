@@ -19,7 +19,7 @@ import { registerStateCommands } from './stateCommands.js';
 import { converged, progress, registerApply } from './apply.js';
 import { registerGet } from './get.js';
 import { DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_SIZE, DEFAULT_SERVICE_CIDR, MAX_NODE_CIDR_SIZE } from '../server/ipam.js';
-import { parseDurationMs } from '../manifest/units.js';
+import { registerAccessCommands } from './access.js';
 
 const CLUSTER_CIDR_HELP = "the IPv4 range every node's task range is taken from";
 const SERVICE_CIDR_HELP = 'the IPv4 range service VIPs are taken from (apart from the cluster CIDR)';
@@ -473,82 +473,7 @@ export function buildProgram(): Command {
       out(`To add a worker node, run on it:\n\n    baton agent --join ${api.servers.join(',')} --token ${r.token} --address ADDRESS --data-dir DIR\n`);
     });
 
-  // Tokens with roles: who may do what (admin, deployer in its stacks, viewer).
-  const tokenCmd = program.command('token').description('API tokens with roles: admin (everything), deployer (apply, scale, roll out, logs in its stacks; reads the rest), viewer (reads)');
-  tokenCmd
-    .command('create <name>')
-    .description('make a token and print it (the only time it is shown)')
-    .addOption(new Option('--role <role>', 'what it may do').choices(['admin', 'deployer', 'viewer']).makeOptionMandatory())
-    .option('--stacks <a,b>', 'the stacks a deployer acts in (comma-separated)')
-    .option('--ttl <duration>', 'how long it is valid (e.g. 30d, 12h); default: until revoked')
-    .option('--description <text>', 'what it is for')
-    .option('-q, --quiet', 'print only the token')
-    .action(async (name: string, o, cmd: Command) => {
-      const { api, g } = client(cmd);
-      let ttlMs: number | undefined;
-      if (o.ttl !== undefined) {
-        // Days as well as Go's units (a token's life is counted in days).
-        const days = /^(\d+)d$/.exec(String(o.ttl));
-        const r = days ? { ok: true as const, value: Number(days[1]) * 86_400_000 } : parseDurationMs(String(o.ttl), '--ttl');
-        if (!r.ok || !(r.value > 0)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--ttl must be a duration such as 30d or 12h, got "${o.ttl}"`);
-        ttlMs = r.value;
-      }
-      const stacks = o.stacks === undefined ? undefined : String(o.stacks).split(',').map((x) => x.trim()).filter(Boolean);
-      const r = await api.call<{ name: string; role: string; stacks?: string[]; expiresAt?: string; token: string }>('POST', '/api/v1/tokens', { name, role: o.role, ...(stacks ? { stacks } : {}), ...(ttlMs !== undefined ? { ttlMs } : {}), ...(o.description ? { description: String(o.description) } : {}) });
-      if (o.quiet) return out(r.token);
-      if (g.output !== 'table') return out(renderOne(g.output, r));
-      out(`token ${r.name}: ${r.role}${r.stacks ? ` in ${r.stacks.join(', ')}` : ''}${r.expiresAt ? `, until ${r.expiresAt}` : ''}\n\n    ${r.token}\n\nIt is shown only now. Use it with --token, BATON_TOKEN, or a context (baton context add NAME --server URL --token TOKEN).`);
-    });
-  tokenCmd
-    .command('ls')
-    .description('list the tokens (never their secrets)')
-    .action(async (_o, cmd: Command) => {
-      const { api, g } = client(cmd);
-      const r = await api.call<{ items: { name?: string; role: string; stacks?: string[]; expiresAt?: string; createdAt: string; description: string }[] }>('GET', '/api/v1/tokens');
-      if (g.output !== 'table') return out(renderOne(g.output, r.items));
-      out(table(['NAME', 'ROLE', 'STACKS', 'EXPIRES', 'CREATED', 'DESCRIPTION'], r.items.map((t) => [t.name ?? '-', t.role, t.stacks?.join(',') ?? '*', t.expiresAt ?? 'never', t.createdAt, t.description])));
-    });
-  tokenCmd
-    .command('revoke <name>')
-    .description('revoke a token: refused at once by the server that answers, by every server within 5 s')
-    .action(async (name: string, _o, cmd: Command) => {
-      const { api } = client(cmd);
-      await api.call('DELETE', `/api/v1/tokens/${encodeURIComponent(name)}`);
-      out(`token ${name} revoked`);
-    });
-
-  program
-    .command('audit')
-    .description('the audit log: every request that asked to change something, by a token or by no one (who, role, route, object, result, address, time)')
-    .option('-f, --follow', 'keep printing new entries')
-    .option('--user <name>', "only this token's (its name, or token <id>)")
-    .option('--since <when>', 'only entries since a duration ago (10m, 2h) or a time (RFC 3339)')
-    .option('--limit <n>', 'the newest N entries', '100')
-    .action(async (o, cmd: Command) => {
-      const { api, g } = client(cmd);
-      if (!/^\d+$/.test(String(o.limit)) || Number(o.limit) < 1) throw new BatonError('BATON_ERR_BAD_REQUEST', `--limit must be a number of entries, got "${o.limit}"`);
-      type Entry = { id: string; time: string; user: string; role: string; method: string; route: string; object: string; status: number; error?: string; address: string };
-      const fetchSince = async (since: string | undefined, limit: number) => {
-        const q = new URLSearchParams({ limit: String(limit), ...(o.user ? { user: String(o.user) } : {}), ...(since ? { since } : {}) });
-        return (await api.call<{ items: Entry[] }>('GET', `/api/v1/audit?${q}`)).items;
-      };
-      const row = (e: Entry) => [e.time, e.user, e.role, e.method, e.route, e.object || '-', `${e.status}${e.error ? ` ${e.error}` : ''}`, e.address];
-      const headers = ['TIME', 'USER', 'ROLE', 'METHOD', 'ROUTE', 'OBJECT', 'RESULT', 'ADDRESS'];
-      let items = await fetchSince(o.since, Number(o.limit));
-      if (!o.follow) return out(g.output === 'table' ? table(headers, items.map(row)) : renderOne(g.output, items));
-      out(table(headers, items.map(row)));
-      const seen = new Set(items.map((e) => e.id));
-      let last = items.at(-1)?.time ?? new Date().toISOString();
-      for (;;) {
-        await sleep(1000);
-        items = (await fetchSince(last, 10_000)).filter((e) => !seen.has(e.id));
-        for (const e of items) {
-          seen.add(e.id);
-          out(row(e).join('   '));
-          last = e.time;
-        }
-      }
-    });
+  registerAccessCommands(program);
 
   // Endpoints: what every node's routing mesh routes to (ready tasks, published ports, load-balancing settings).
   addKindCommands(program.command('endpoints').description("show services' routing: published ports and ready endpoints"), endpointsKind);
