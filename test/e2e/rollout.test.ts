@@ -163,7 +163,10 @@ describe('rollouts', () => {
     expect(await versions('cn_web')).toEqual(['v1', 'v1', 'v1', 'v2']);
     const p = await c.baton(['service', 'promote', 'cn_web']);
     expect(p.code, p.stderr).toBe(0);
-    expect((await c.baton(['service', 'rollout-status', 'cn_web', '--timeout', '60'])).code).toBe(0);
+    const rs = await c.baton(['service', 'rollout-status', 'cn_web', '--timeout', '60']);
+    // On a failure, what stopped it and each task's story.
+    const story = async () => `${rs.stderr}\n${(await c.tasksOf('cn_web')).map((t) => `${t.metadata.name} ${t.spec.specHash} ${t.spec.nodeName} ${t.spec.desiredState}/${t.status.state} r${t.status.restartCount} ${t.status.error ?? t.status.message} ready=${t.status.readyAt}`).join('\n')}`;
+    expect(rs.code, rs.code === 0 ? '' : await story()).toBe(0);
     expect(await versions('cn_web')).toEqual(['v2', 'v2', 'v2']);
     const reasons = (await c.api.events({ service: 'cn_web' })).items.map((e: { reason: string }) => e.reason);
     expect(reasons).toEqual(expect.arrayContaining(['CanariesStarted', 'RolloutCompleted']));
