@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   BATON_ERR_TLS: 495,
   BATON_ERR_JOIN_REFUSED: 403,
   BATON_ERR_RATE_LIMITED: 429,
+  /** A write would take a stack past its quota (Kubernetes answers `exceeded quota` with 403 too). */
+  BATON_ERR_QUOTA_EXCEEDED: 403,
   BATON_ERR_INTERNAL: 500,
 } as const;
 

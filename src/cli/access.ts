@@ -1,12 +1,15 @@
 /**
  * Who may do what, and what they did: `baton token create|ls|revoke`
  * (API tokens with a role: admin, deployer in its stacks, viewer) and
- * `baton audit` (every request that asked to change something).
+ * `baton audit` (every request that asked to change something), and
+ * `baton quota set|ls|rm` (what a stack's services may ask for together).
  */
 import { Command, Option } from 'commander';
 import { BatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
-import { parseDurationMs } from '../manifest/units.js';
+import { parseBytes, parseDurationMs } from '../manifest/units.js';
+import { bytes } from '../api/kinds.js';
+import type { QuotaView } from '../api/quotas.js';
 import { client, out } from './common.js';
 import { renderOne, table } from './output.js';
 
@@ -87,4 +90,64 @@ export function registerAccessCommands(program: Command): void {
         }
       }
     });
+
+  registerQuotaCommands(program);
+}
+
+function registerQuotaCommands(program: Command): void {
+  const quotaCmd = program.command('quota').description("stacks' quotas: the most tasks, CPUs and memory a stack's services may ask for together (Kubernetes' ResourceQuota)");
+  quotaCmd
+    .command('set <stack>')
+    .description('set a stack\'s quota (replacing its limits): apply, scale and the autoscaler stay within it')
+    .option('--cpus <n>', 'CPUs its tasks may reserve in all (e.g. 4, 0.5)')
+    .option('--memory <size>', 'memory its tasks may reserve in all (e.g. 8GiB, 512m)')
+    .option('--tasks <n>', 'tasks it may run at once')
+    .action(async (stack: string, o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const hard: { cpus?: number; memoryBytes?: number; tasks?: number } = {};
+      if (o.cpus !== undefined) {
+        if (!/^\d+(\.\d{1,3})?$/.test(String(o.cpus))) throw new BatonError('BATON_ERR_BAD_REQUEST', `--cpus must be a number of CPUs with at most three decimals, got "${o.cpus}"`);
+        hard.cpus = Number(o.cpus);
+      }
+      if (o.memory !== undefined) {
+        const r = parseBytes(String(o.memory), '--memory');
+        if (!r.ok) throw new BatonError('BATON_ERR_BAD_REQUEST', `--memory: ${r.error.message}`);
+        hard.memoryBytes = r.value;
+      }
+      if (o.tasks !== undefined) {
+        if (!/^\d+$/.test(String(o.tasks))) throw new BatonError('BATON_ERR_BAD_REQUEST', `--tasks must be a whole number, got "${o.tasks}"`);
+        hard.tasks = Number(o.tasks);
+      }
+      if (Object.keys(hard).length === 0) throw new BatonError('BATON_ERR_BAD_REQUEST', 'say what the quota limits: --cpus, --memory and/or --tasks');
+      const q = await api.call<QuotaView>('PUT', `/api/v1/quotas/${encodeURIComponent(stack)}`, hard);
+      if (g.output !== 'table') return out(renderOne(g.output, q));
+      out(`quota of stack ${stack}: ${quotaCells(q).join(', ')}`);
+    });
+  quotaCmd
+    .command('ls')
+    .description("every quota, with what its stack uses now (used/limit)")
+    .action(async (_o, cmd: Command) => {
+      const { api, g } = client(cmd);
+      const r = await api.call<{ items: QuotaView[] }>('GET', '/api/v1/quotas');
+      if (g.output !== 'table') return out(renderOne(g.output, r.items));
+      out(table(['STACK', 'TASKS', 'CPUS', 'MEMORY', 'SET BY', 'UPDATED'], r.items.map((q) => [q.stack, ...quotaCells(q, true), q.updatedBy ?? '-', q.updatedAt])));
+    });
+  quotaCmd
+    .command('rm <stack>')
+    .description("remove a stack's quota")
+    .action(async (stack: string, _o, cmd: Command) => {
+      const { api } = client(cmd);
+      await api.call('DELETE', `/api/v1/quotas/${encodeURIComponent(stack)}`);
+      out(`quota of stack ${stack} removed`);
+    });
+}
+
+/** quotaCells: used/limit of tasks, CPUs and memory ("-" for what is not limited). */
+function quotaCells(q: QuotaView, bare = false): string[] {
+  const cell = (used: string, hard: string | undefined, what: string) => (hard === undefined ? (bare ? `${used}/-` : `${what} not limited (${used} used)`) : bare ? `${used}/${hard}` : `${what} ${used} of ${hard} used`);
+  return [
+    cell(String(q.used.tasks), q.hard.tasks === undefined ? undefined : String(q.hard.tasks), 'tasks'),
+    cell(String(q.used.cpus), q.hard.cpus === undefined ? undefined : String(q.hard.cpus), 'cpus'),
+    cell(bytes(q.used.memoryBytes), q.hard.memoryBytes === undefined ? undefined : bytes(q.hard.memoryBytes), 'memory'),
+  ];
 }

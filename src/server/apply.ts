@@ -12,7 +12,7 @@ import { FILE_KINDS, rollOps, withHashes, type FileContents, type FileKindName }
 import type { Placer } from '../scheduler/placement.js';
 import { NO_DRAIN, reconcileService } from './controllers/serviceReconciler.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../store/store.js';
-import { stableStringify, type AnyObject, type Registry } from './registry.js';
+import { stableStringify, type AnyObject, type Registry, type WriteChange } from './registry.js';
 
 const STACK_LABEL = 'baton.stack';
 
@@ -60,6 +60,8 @@ export async function applyStack(registry: Registry, req: ApplyRequest, files?: 
     const compares: Compare[] = [];
     const ops: Op[] = [];
     const results: ApplyServiceResult[] = [];
+    /** What the services' writes change, for their stacks' quotas (charged in this txn). */
+    const changes: WriteChange[] = [];
     // Secrets and configs first: the services' references take their hashes (a new content rolls them).
     // Read only when the file defines some or a service uses some: most applies do neither.
     const usesFiles = !!(req.secrets?.length || req.configs?.length) || req.services.some((s) => podContainerSpecs(s.spec).some(({ container: c }) => c.secrets?.length || c.configs?.length));
@@ -75,6 +77,7 @@ export async function applyStack(registry: Registry, req: ApplyRequest, files?: 
       if (!cur) {
         const obj = registry.build(serviceKind, { metadata: { name: s.name, labels }, spec: s.spec, status: { observedGeneration: 0, desired: s.spec.replicas, ready: 0, running: 0 } });
         const c = registry.createOp(serviceKind, obj);
+        changes.push({ after: obj });
         compares.push(c.compare);
         ops.push(c.op);
         results.push({ name: s.name, action: 'create' });
@@ -92,6 +95,7 @@ export async function applyStack(registry: Registry, req: ApplyRequest, files?: 
       }
       const next = registry.specUpdate(cur, { spec: s.spec, labels });
       const u = registry.updateOp(serviceKind, cur, next);
+      changes.push({ before: cur, after: next });
       compares.push(u.compare);
       ops.push(u.op);
       results.push({ name: s.name, action: 'update', diff });
@@ -110,11 +114,16 @@ export async function applyStack(registry: Registry, req: ApplyRequest, files?: 
         // A cron job's runs belong to their template, not to the file.
         if (cur.spec.stack !== req.stack || declared.has(cur.metadata.name) || cur.metadata.ownerRefs?.some((r) => r.kind === 'Service')) continue;
         const d = registry.deleteOp(serviceKind, cur);
+        changes.push({ before: cur });
         compares.push(d.compare);
         ops.push(d.op);
         results.push({ name: cur.metadata.name, action: 'delete' });
       }
     }
+    // The stack's quota: refused here (a dry run too) when the stack would ask for more than it allows.
+    const charge = await registry.guardOps(serviceKind, changes);
+    compares.push(...charge.compares);
+    ops.push(...charge.ops);
     if (ops.length > MAX_TXN_OPS) {
       throw new BatonError('BATON_ERR_TOO_LARGE', `stack "${req.stack}" changes ${ops.length} services at once; one apply is one transaction of at most ${MAX_TXN_OPS}`);
     }

@@ -24,6 +24,7 @@ import { registerNodeRoutes } from './routes/nodes.js';
 import { registerObserveRoutes } from './routes/observe.js';
 import { registerJoinRoutes } from './routes/join.js';
 import { registerTokenRoutes } from './routes/tokens.js';
+import { registerQuotaRoutes } from './routes/quotas.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerMeshRoutes } from './routes/mesh.js';
 import { registerBlobRoutes } from './routes/blobs.js';
@@ -172,6 +173,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   registerMeshRoutes(app, deps);
   registerFileRoutes(app, deps);
   registerTokenRoutes(app, deps);
+  registerQuotaRoutes(app, deps);
   registerBlobRoutes(app, deps);
 
   registerJoinRoutes(app, deps);

@@ -31,6 +31,19 @@ export interface AnyObject {
   status: any;
 }
 
+/** WriteChange is one object a write creates (no before), changes, or deletes (no after). */
+export interface WriteChange {
+  before?: AnyObject;
+  after?: AnyObject;
+}
+
+/**
+ * WriteGuard adds its own compares and puts to a write of its kind, in the
+ * write's transaction, or throws to refuse it (a stack's quota: quotas.ts).
+ * A compare of a guard that fails makes the write read again and retry.
+ */
+export type WriteGuard = (changes: readonly WriteChange[]) => Promise<{ compares: Compare[]; ops: Op[] }>;
+
 export interface NewObject<S = unknown, St = unknown> {
   metadata: { name: string; uid?: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerRefs?: ObjectMeta['ownerRefs'] };
   spec: S;
@@ -85,11 +98,27 @@ function deepFreeze(o: unknown): void {
   for (const v of Object.values(o)) deepFreeze(v);
 }
 
+/** How often a guarded write is tried again when only what its guard read changed. */
+const GUARD_ATTEMPTS = 10;
+
 export class Registry {
   constructor(
     readonly store: Store,
     private readonly clock: Clock = systemClock,
   ) {}
+
+  private readonly guards = new Map<string, WriteGuard>();
+
+  /** guard sets the write guard of a kind: create, update and mutate add what it returns to their transaction. */
+  guard(kind: KindInfo, fn: WriteGuard): void {
+    this.guards.set(kind.plural, fn);
+  }
+
+  /** guardOps: what a kind's guard adds to a write of these changes (nothing when it has none); writers that build their own transactions (apply) call it. */
+  async guardOps(kind: KindInfo, changes: readonly WriteChange[]): Promise<{ compares: Compare[]; ops: Op[] }> {
+    const g = this.guards.get(kind.plural);
+    return g ? g(changes) : { compares: [], ops: [] };
+  }
 
   key(kind: KindInfo, name: string): string {
     return storeKey(kind.plural, name);
@@ -141,10 +170,17 @@ export class Registry {
   async create<T = AnyObject>(kind: KindInfo, o: NewObject): Promise<T> {
     const obj = this.build(kind, o);
     const { compare, op } = this.createOp(kind, obj);
-    const r = await this.store.txn([compare], [op]);
-    if (!r.succeeded) throw new BatonError('BATON_ERR_ALREADY_EXISTS', `${kind.kind.toLowerCase()} "${obj.metadata.name}" already exists`);
-    obj.metadata.resourceVersion = String(r.revision);
-    return obj as T;
+    for (let attempt = 0; attempt < GUARD_ATTEMPTS; attempt++) {
+      const g = await this.guardOps(kind, [{ after: obj }]);
+      const r = await this.store.txn([compare, ...g.compares], [op, ...g.ops]);
+      if (r.succeeded) {
+        obj.metadata.resourceVersion = String(r.revision);
+        return obj as T;
+      }
+      // The name is taken, or (only with a guard) what the guard read changed meanwhile: read again.
+      if (g.compares.length === 0 || (await this.store.get(compare.key))) break;
+    }
+    throw new BatonError('BATON_ERR_ALREADY_EXISTS', `${kind.kind.toLowerCase()} "${obj.metadata.name}" already exists`);
   }
 
   /**
@@ -182,10 +218,17 @@ export class Registry {
     }
     const obj = this.specUpdate(current, next);
     const { compare, op } = this.updateOp(kind, current, obj);
-    const r = await this.store.txn([compare], [op]);
-    if (!r.succeeded) throw conflict(kind, name, current.metadata.resourceVersion, '(newer)');
-    obj.metadata.resourceVersion = String(r.revision);
-    return obj as T;
+    for (let attempt = 0; attempt < GUARD_ATTEMPTS; attempt++) {
+      const g = await this.guardOps(kind, [{ before: current, after: obj }]);
+      const r = await this.store.txn([compare, ...g.compares], [op, ...g.ops]);
+      if (r.succeeded) {
+        obj.metadata.resourceVersion = String(r.revision);
+        return obj as T;
+      }
+      const now = await this.store.get(compare.key);
+      if (g.compares.length === 0 || now?.modRevision !== compare.value) break;
+    }
+    throw conflict(kind, name, current.metadata.resourceVersion, '(newer)');
   }
 
   /** mutate re-reads, applies fn and writes with CAS, retrying on conflict: for server-side read-modify-write. */
@@ -196,7 +239,8 @@ export class Registry {
       const next = fn(structuredClone(current));
       if (!next) return current;
       const { compare, op } = this.updateOp(kind, current, next);
-      const r = await this.store.txn([compare], [op]);
+      const g = await this.guardOps(kind, [{ before: current, after: next }]);
+      const r = await this.store.txn([compare, ...g.compares], [op, ...g.ops]);
       if (r.succeeded) {
         next.metadata.resourceVersion = String(r.revision);
         return next;

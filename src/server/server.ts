@@ -15,7 +15,9 @@ import pino, { type Logger } from 'pino';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { systemClock, type Clock } from '../base/clock.js';
 import { lockDir } from '../base/lock.js';
-import { STORE_KINDS } from '../api/kinds.js';
+import { serviceKind, STORE_KINDS } from '../api/kinds.js';
+import { eligibleForGlobal } from '../api/quotas.js';
+import { Quotas } from './quotas.js';
 import { getOrCreate, type Store } from '../store/store.js';
 import { exportSnapshot, storeEpoch } from '../store/transfer.js';
 import { migrateSchema } from './schema.js';
@@ -26,7 +28,7 @@ import { SqliteEventStore } from '../store/sqlite/sqliteEventStore.js';
 import { SpreadPlacer } from '../scheduler/placement.js';
 import { Registry } from './registry.js';
 import { WatchCache } from './watchCache.js';
-import type { Revision, Service, Task } from '../api/types.js';
+import type { Node, Revision, Service, Task } from '../api/types.js';
 import { Tokens } from './auth.js';
 import { HeartbeatExchange, Heartbeats } from './heartbeats.js';
 import { ClusterPki } from './clusterPki.js';
@@ -190,6 +192,9 @@ export class BatonServer {
       this.caches[k.plural] = c;
     }
     const registry = new Registry(this.store, clock);
+    // Stacks' quotas, charged in the transaction of every service write that changes what a stack asks for.
+    const quotas = new Quotas(registry, () => eligibleForGlobal(this.caches.nodes!.list() as unknown as Node[]), clock);
+    registry.guard(serviceKind, quotas.guard);
     this.ctx = {
       registry,
       nodes: this.caches.nodes!,
@@ -225,12 +230,13 @@ export class BatonServer {
       this.election = new Election({ store: this.store, identity: opts.election.identity, ttlSeconds: opts.election.ttlSeconds, log });
       this.leadership = this.election;
       leaderCtx = { ...this.ctx, registry: new Registry(new FencedStore(this.store, this.election), clock) };
+      leaderCtx.registry.guard(serviceKind, quotas.guard);
       // Published twice per heartbeat interval: the leader sees a beat another server took at most half an interval late.
       const exchange = (this.exchange = new HeartbeatExchange(this.store, this.ctx.heartbeats, opts.election.identity, Math.max(100, timings.heartbeatIntervalMs / 2), log));
       await exchange.start();
       this.stoppers.push(() => exchange.stop());
     }
-    this.autoscaler = new AutoscaleController(leaderCtx, usage);
+    this.autoscaler = new AutoscaleController(leaderCtx, usage, quotas);
     this.logs = new LogRouter({ caPem: this.pki.ca.certPem, certPem: this.pki.client.certPem, keyPem: this.pki.client.keyPem }, this.caches.nodes!, this.caches.tasks!, log, () => clock.now());
     const scheduler = new SchedulerController(leaderCtx, new SpreadPlacer());
     this.controllers = [new NodeLifecycleController(leaderCtx), scheduler, new ServiceController(leaderCtx, scheduler), new EndpointsController(leaderCtx), new CronController(leaderCtx), this.autoscaler];
@@ -306,6 +312,7 @@ export class BatonServer {
       ctx: this.ctx,
       audit,
       tokens,
+      quotas,
       clusterId: this.clusterId,
       storeBackend: this.store.backend,
       storeEpoch: this.storeEpoch,

@@ -96,6 +96,27 @@ describe('baton CLI against a real server', () => {
     }, 5 * 2000);
   });
 
+  it('sets a quota on a stack: a scale past it is refused with what is left; quota ls shows used/limit', async () => {
+    const set = await baton(['quota', 'set', 'shop', '--tasks', '3', '--memory', '1GiB'], env);
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toContain('quota of stack shop: tasks 1 of 3 used, cpus not limited (0 used), memory 0 of 1GiB used');
+    // shop_web reserves no memory, and the quota limits memory: it cannot be counted, so it cannot grow.
+    const unreserved = await baton(['service', 'scale', 'shop_web=2'], env);
+    expect(unreserved.code).not.toBe(0);
+    expect(unreserved.stderr).toContain('reserves no memory, and the quota of stack "shop" limits memory');
+    expect((await baton(['quota', 'set', 'shop', '--tasks', '3'], env)).code).toBe(0);
+    const over = await baton(['service', 'scale', 'shop_web=5'], env);
+    expect(over.code).not.toBe(0);
+    expect(over.stderr).toContain('the quota of stack "shop" does not allow this: tasks asks for 5 tasks in all; the quota is 3 tasks, 1 task in use, 2 tasks left');
+    expect(over.stderr).not.toMatch(/\n\s+at /);
+    expect((await baton(['service', 'scale', 'shop_web=3'], env)).code).toBe(0);
+    expect((await baton(['quota', 'ls'], env)).stdout).toMatch(/shop\s+3\/3\s+0\/-\s+0\/-\s+token [0-9a-f]+\s+\d{4}-/);
+    const bad = await baton(['quota', 'set', 'shop'], env);
+    expect(bad.stderr).toContain('say what the quota limits: --cpus, --memory and/or --tasks');
+    expect((await baton(['quota', 'rm', 'shop'], env)).stdout).toContain('quota of stack shop removed');
+    expect((await baton(['service', 'scale', 'shop_web=1'], env)).code).toBe(0);
+  });
+
   it('saves a snapshot online and restores it into a stopped server', async () => {
     const snap = join(dir, 'snap.db');
     const r = await baton(['snapshot', 'save', snap], env);

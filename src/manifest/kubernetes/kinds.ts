@@ -14,7 +14,7 @@ const translate = (...apiVersions: string[]): KindRule => ({ action: 'translate'
 const refuse = (reason: string): KindRule => ({ action: 'refuse', reason });
 const warn = (reason: string): KindRule => ({ action: 'warn', reason });
 
-const RBAC = "Baton's tasks get no Kubernetes API, so there is nothing for RBAC to authorize; Baton's own users and roles are the security issue's";
+const RBAC = "Baton's tasks get no Kubernetes API, so there is nothing for RBAC to authorize; Baton's own users are tokens with a role (baton token create NAME --role admin|deployer|viewer [--stacks a,b])";
 const STORAGE = "Baton keeps volumes with each node's local driver: a StatefulSet's volumeClaimTemplates (a volume per ordinal) and a pod's emptyDir or hostPath say what a task gets";
 
 export const KIND_RULES: Readonly<Record<string, KindRule>> = {
@@ -49,7 +49,7 @@ export const KIND_RULES: Readonly<Record<string, KindRule>> = {
   MutatingWebhookConfiguration: refuse('admission webhooks extend the Kubernetes API, which Baton does not serve'),
   ValidatingWebhookConfiguration: refuse('admission webhooks extend the Kubernetes API, which Baton does not serve'),
   LimitRange: refuse('Baton has no per-namespace defaults or limits'),
-  ResourceQuota: refuse('Baton has no per-namespace quotas'),
+  ResourceQuota: refuse("a namespace's quota is an admin's to set, not a manifest's: baton quota set STACK [--tasks N] [--cpus N] [--memory SIZE] (what its pods, requests.cpu and requests.memory limit)"),
   Kustomization: refuse('render it first (kubectl kustomize DIR > all.yaml) and apply the output'),
   Endpoints: refuse("Baton keeps each service's endpoints itself, from its ready tasks"),
   EndpointSlice: refuse("Baton keeps each service's endpoints itself, from its ready tasks"),

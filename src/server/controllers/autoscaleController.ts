@@ -9,9 +9,11 @@
  * holds for it) brings it back at once.
  */
 import { serviceKind } from '../../api/kinds.js';
+import { BatonError } from '../../base/errors.js';
 import { isJob, isTaskReady, type AutoscaleView, type Service, type Task } from '../../api/types.js';
 import { recommend, stabilize, type Recommendation } from '../autoscale.js';
 import type { UsageStore } from '../usage.js';
+import type { Quotas } from '../quotas.js';
 import type { AnyObject } from '../registry.js';
 import { indexTasks, recordEvent, TASKS_BY_SERVICE, type Controller, type ControllerContext } from './context.js';
 
@@ -29,6 +31,8 @@ export class AutoscaleController implements Controller {
   constructor(
     private readonly ctx: ControllerContext,
     private readonly usage: UsageStore,
+    /** Stacks' quotas: the autoscaler stops at them (and says so) rather than being refused. */
+    private readonly quotas?: Quotas,
   ) {
     indexTasks(ctx.tasks);
   }
@@ -84,7 +88,14 @@ export class AutoscaleController implements Controller {
       const hist = (this.history.get(name) ?? []).filter((r) => r.at >= now - window);
       hist.push({ at: now, desired: rec.desired });
       this.history.set(name, hist);
-      const next = stabilize(a, current, hist, now);
+      let next = stabilize(a, current, hist, now);
+      if (next > current && this.quotas && svc.spec.stack) {
+        const fit = await this.quotas.maxReplicas(svc);
+        if (fit.replicas < next) {
+          next = Math.max(current, fit.replicas);
+          rec.why.push(`held at ${next} by the quota of stack ${svc.spec.stack} (${fit.limit})`);
+        }
+      }
       // Node capacity is respected, not hidden: tasks the scheduler could not place are part of the explanation.
       const pending = (this.ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[]).filter((t) => t.spec.desiredState === 'running' && t.status.state === 'pending' && t.status.pendingReason);
       if (pending.length) rec.why.push(`${pending.length} task(s) pending: ${pending[0]!.status.pendingReason}`);
@@ -122,12 +133,20 @@ export class AutoscaleController implements Controller {
 
   private async setReplicas(svc: Service, replicas: number, message: string): Promise<void> {
     const name = svc.metadata.name;
-    const out = await this.ctx.registry.mutate<Service & AnyObject>(serviceKind, name, (cur) => {
-      if (cur.metadata.uid !== svc.metadata.uid || !cur.spec.autoscale || cur.spec.replicas === replicas) return undefined;
-      cur.spec.replicas = replicas;
-      cur.metadata.generation++;
-      return cur;
-    });
+    let out: (Service & AnyObject) | undefined;
+    try {
+      out = await this.ctx.registry.mutate<Service & AnyObject>(serviceKind, name, (cur) => {
+        if (cur.metadata.uid !== svc.metadata.uid || !cur.spec.autoscale || cur.spec.replicas === replicas) return undefined;
+        cur.spec.replicas = replicas;
+        cur.metadata.generation++;
+        return cur;
+      });
+    } catch (e) {
+      // Another service of the stack took the headroom since this pass looked: the next pass stops at what is left.
+      if (!(e instanceof BatonError) || e.code !== 'BATON_ERR_QUOTA_EXCEEDED') throw e;
+      recordEvent(this.ctx, { type: 'Warning', reason: 'QuotaExceeded', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/autoscale', message: `${name}: could not scale to ${replicas}: ${e.message}` });
+      return;
+    }
     if (!out) return;
     const at = new Date(this.ctx.clock.now()).toISOString();
     const v = this.views.get(name);

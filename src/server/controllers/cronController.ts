@@ -111,8 +111,11 @@ export class CronController implements Controller {
           });
           recordEvent(ctx, { type: 'Normal', reason: 'RunStarted', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/cron', message: `${name}: started run ${runName} (due at ${lastScheduled})` });
         } catch (e) {
-          // Made already (a retried reconcile): nothing to do.
-          if ((e as { code?: string }).code !== 'BATON_ERR_ALREADY_EXISTS') throw e;
+          const code = (e as { code?: string }).code;
+          // Made already (a retried reconcile): nothing to do. Over its stack's quota: this run is skipped, and says why.
+          if (code === 'BATON_ERR_QUOTA_EXCEEDED') {
+            recordEvent(ctx, { type: 'Warning', reason: 'RunRefused', kind: 'Service', name, uid: svc.metadata.uid, service: name, source: 'controller/cron', message: `${name}: did not start the run due at ${lastScheduled}: ${(e as Error).message}` });
+          } else if (code !== 'BATON_ERR_ALREADY_EXISTS') throw e;
         }
       }
     }

@@ -4,6 +4,7 @@
  * last heartbeat comes from memory).
  */
 import type { AuditLog } from '../audit.js';
+import type { Quotas } from '../quotas.js';
 import type { ServerRecord } from '../heartbeats.js';
 import type { FileContents } from '../files.js';
 import type { Blobs } from '../blobs.js';
@@ -46,6 +47,8 @@ export interface HttpDeps {
   ctx: ControllerContext;
   tokens: Tokens;
   audit: AuditLog;
+  /** Stacks' quotas (also the registry's guard of service writes). */
+  quotas: Quotas;
   clusterId: string;
   storeBackend: string;
   /** The store's epoch: lists carry it, and a watch that names another is told 410 Gone. */
