@@ -1,21 +1,23 @@
 /**
- * The shell: login with the admin token (kept in sessionStorage, checked with
- * GET /api/v1/info), the header with the cluster id, and hash routing:
- * #/ (overview), #/services/<name>, #/nodes/<name>.
+ * The shell: login with any token (kept in sessionStorage, checked with
+ * GET /api/v1/info, which says its role), the header with the cluster id
+ * and who is signed in, and hash routing: #/ (overview),
+ * #/services/<name>, #/nodes/<name>, #/audit (an admin's).
  */
 import { useCallback, useEffect, useMemo, useState, type FormEvent } from 'react';
 import type { ApiClient } from '../../src/api/client.ts';
 import { nodeKind, serviceKind } from '../../src/api/kinds.ts';
 import type { ClusterInfo, Node, Service } from '../../src/api/types.ts';
-import { ClusterContext } from './cluster.ts';
+import { callerText, ClusterContext } from './cluster.ts';
 import { makeClient, session, SessionContext, useInformer, type Session } from './data.ts';
 import { errorText } from './format.ts';
 import { href, Logo, Notice } from './components.tsx';
 import { Overview } from './Overview.tsx';
 import { ServicePage } from './ServicePage.tsx';
 import { NodePage } from './NodePage.tsx';
+import { AuditPage } from './AuditPage.tsx';
 
-type Route = { page: 'overview' } | { page: 'service'; name: string } | { page: 'node'; name: string } | { page: 'missing'; path: string };
+type Route = { page: 'overview' } | { page: 'audit' } | { page: 'service'; name: string } | { page: 'node'; name: string } | { page: 'missing'; path: string };
 
 function parseRoute(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
@@ -26,6 +28,7 @@ function parseRoute(hash: string): Route {
     return { page: 'missing', path };
   }
   if (parts.length === 0) return { page: 'overview' };
+  if (parts[0] === 'audit' && parts.length === 1) return { page: 'audit' };
   if (parts[0] === 'services' && parts.length === 2) return { page: 'service', name: parts[1]! };
   if (parts[0] === 'nodes' && parts.length === 2) return { page: 'node', name: parts[1]! };
   return { page: 'missing', path };
@@ -44,7 +47,7 @@ function useRoute(): Route {
 /** loginError words a failed token check for a person at the login form. */
 function loginError(e: unknown): string {
   const code = (e as { code?: string })?.code;
-  if (code === 'BATON_ERR_UNAUTHORIZED') return `Wrong token: the server did not accept it (${errorText(e)}). Use the cluster's admin token, the one the baton CLI uses.`;
+  if (code === 'BATON_ERR_UNAUTHORIZED') return `Wrong token: the server did not accept it (${errorText(e)}). Use a token from baton token create, or the admin token the baton CLI uses.`;
   if (code === 'BATON_ERR_FORBIDDEN') return `This token may not use the dashboard: ${errorText(e)}`;
   return `Could not check the token: ${errorText(e)}`;
 }
@@ -105,7 +108,7 @@ function Login({ message, onLogin }: { message?: string; onLogin: (a: Authed, to
   const submit = async (ev: FormEvent) => {
     ev.preventDefault();
     const t = token.trim();
-    if (!t) return setError('Enter the admin token.');
+    if (!t) return setError('Enter a token.');
     setBusy(true);
     setError(undefined);
     const api = makeClient(t);
@@ -125,8 +128,8 @@ function Login({ message, onLogin }: { message?: string; onLogin: (a: Authed, to
         <h1>
           <Logo /> Baton
         </h1>
-        <p className="muted">Sign in with the cluster's admin token: the one the baton CLI uses (its context's token, or BATON_TOKEN).</p>
-        <label htmlFor="token">Admin token</label>
+        <p className="muted">Sign in with a token: an admin's (the one the baton CLI uses: its context's token, or BATON_TOKEN), a deployer's or a viewer's (baton token create). The dashboard offers what its role may do.</p>
+        <label htmlFor="token">Token</label>
         <input id="token" type="password" autoComplete="off" autoFocus placeholder="baton.xxxxxxxxxxxx.…" value={token} onChange={(e) => setToken(e.target.value)} data-testid="login-token" />
         <button type="submit" className="primary" disabled={busy} data-testid="login-submit">
           {busy ? 'Checking…' : 'Sign in'}
@@ -170,6 +173,11 @@ function ClusterShell({ info, logout }: { info: ClusterInfo; logout: (why?: stri
           <a href={href('/')} className={route.page === 'overview' ? 'active' : undefined} data-testid="nav-overview">
             Overview
           </a>
+          {info.caller?.role === 'admin' ? (
+            <a href={href('/audit')} className={route.page === 'audit' ? 'active' : undefined} data-testid="nav-audit">
+              Audit log
+            </a>
+          ) : null}
         </nav>
         <div className="cluster-meta">
           <span title="cluster id">
@@ -177,6 +185,9 @@ function ClusterShell({ info, logout }: { info: ClusterInfo; logout: (why?: stri
           </span>
           <span className="muted">
             v{info.version} · {info.storeBackend} · {ready}/{nodes.items.length} nodes ready
+          </span>
+          <span className="muted" data-testid="caller" data-role={info.caller?.role}>
+            {callerText(info)}
           </span>
         </div>
         <button className="ghost" onClick={() => logout()} data-testid="logout">
@@ -187,6 +198,15 @@ function ClusterShell({ info, logout }: { info: ClusterInfo; logout: (why?: stri
         {route.page === 'overview' ? <Overview /> : null}
         {route.page === 'service' ? <ServicePage key={route.name} name={route.name} /> : null}
         {route.page === 'node' ? <NodePage key={route.name} name={route.name} /> : null}
+        {route.page === 'audit' ? (
+          info.caller?.role === 'admin' ? (
+            <AuditPage />
+          ) : (
+            <Notice kind="warn" testid="audit-not-allowed">
+              The audit log is an admin's to read; this token is {callerText(info)}.
+            </Notice>
+          )
+        ) : null}
         {route.page === 'missing' ? (
           <Notice kind="warn">
             Nothing at <code>{route.path}</code>. <a href={href('/')}>Back to the overview</a>.

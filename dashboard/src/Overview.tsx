@@ -1,5 +1,6 @@
 /** The cluster overview: nodes with their capacity and live usage, services with their replica health. */
 import type { Node, Service, TopResponse } from '../../src/api/types.ts';
+import type { QuotaView } from '../../src/api/quotas.ts';
 import { useCluster } from './cluster.ts';
 import { useHeartbeats, usePoll, useSession, type PollState } from './data.ts';
 import { age, bytes, cpus } from './format.ts';
@@ -13,6 +14,7 @@ export function Overview() {
     <div className="page" data-testid="page-overview">
       <NodesSection nodes={nodes.items} synced={nodes.synced} error={nodes.error} top={top} />
       <ServicesSection services={services.items} synced={services.synced} error={services.error} />
+      <QuotasSection />
     </div>
   );
 }
@@ -142,6 +144,38 @@ function ServicesSection({ services, synced, error }: { services: Service[]; syn
           </tbody>
         </table>
       )}
+    </Section>
+  );
+}
+
+/** Stacks' quotas, each limit as a bar of what the stack's services ask for; shown when there are some. */
+function QuotasSection() {
+  const { api } = useSession();
+  const quotas = usePoll(() => api.call<{ items: QuotaView[] }>('GET', '/api/v1/quotas'), 5000, [api]);
+  const items = quotas.data?.items ?? [];
+  if (items.length === 0) return null;
+  return (
+    <Section title={`Quotas (${items.length})`} testid="quotas">
+      <table className="table">
+        <thead>
+          <tr>
+            <th>Stack</th>
+            <th className="wide">Tasks</th>
+            <th className="wide">CPUs</th>
+            <th className="wide">Memory</th>
+          </tr>
+        </thead>
+        <tbody>
+          {items.map((q) => (
+            <tr key={q.stack} data-testid={`quota-row-${q.stack}`}>
+              <td>{q.stack}</td>
+              <td>{q.hard.tasks !== undefined ? <Bar label="tasks" used={q.used.tasks} total={q.hard.tasks} format={String} testid="quota-tasks" /> : <span className="muted small">{q.used.tasks}, not limited</span>}</td>
+              <td>{q.hard.cpus !== undefined ? <Bar label="CPUs" used={q.used.cpus} total={q.hard.cpus} format={cpus} /> : <span className="muted small">{cpus(q.used.cpus)}, not limited</span>}</td>
+              <td>{q.hard.memoryBytes !== undefined ? <Bar label="memory" used={q.used.memoryBytes} total={q.hard.memoryBytes} format={bytes} /> : <span className="muted small">{bytes(q.used.memoryBytes)}, not limited</span>}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
     </Section>
   );
 }

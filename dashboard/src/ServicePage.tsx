@@ -5,7 +5,7 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import { taskKind } from '../../src/api/kinds.ts';
 import type { Service, Task } from '../../src/api/types.ts';
-import { useCluster } from './cluster.ts';
+import { callerText, mayDeploy, useCluster } from './cluster.ts';
 import { useEvents, useInformer, useLogTail, usePoll, useSession } from './data.ts';
 import { bytes, cpus, errorText, rate } from './format.ts';
 import { Badge, EventsList, href, LineChart, NodeLink, Notice, ReplicaBar, Section } from './components.tsx';
@@ -140,6 +140,7 @@ function reserves(svc: Service): string {
 
 function ScaleControl({ svc }: { svc: Service }) {
   const { api } = useSession();
+  const { info } = useCluster();
   const replicas = svc.spec.replicas;
   const [value, setValue] = useState(String(replicas));
   const [dirty, setDirty] = useState(false);
@@ -151,6 +152,13 @@ function ScaleControl({ svc }: { svc: Service }) {
   }, [replicas, dirty]);
 
   if (svc.spec.mode === 'global') return <p className="muted small">A global service runs one task on every eligible node; it cannot be scaled.</p>;
+  if (!mayDeploy(info, svc.spec.stack)) {
+    return (
+      <p className="muted small" data-testid="scale-not-allowed">
+        Signed in as {callerText(info)}: scaling {svc.spec.stack ? `stack ${svc.spec.stack}` : 'this service'} needs an admin{svc.spec.stack ? ` or a deployer of ${svc.spec.stack}` : ''}.
+      </p>
+    );
+  }
 
   const submit = async (ev: FormEvent) => {
     ev.preventDefault();

@@ -16,3 +16,21 @@ export function useCluster(): ClusterData {
   if (!c) throw new Error('useCluster outside the shell');
   return c;
 }
+
+/**
+ * mayDeploy: whether the signed-in token may change the services of a stack
+ * (scale them): an admin anywhere, a deployer in its stacks. The server
+ * judges every call by its access table; this only keeps the page from
+ * offering what it would refuse.
+ */
+export function mayDeploy(info: ClusterInfo, stack: string): boolean {
+  const c = info.caller;
+  return c?.role === 'admin' || (c?.role === 'deployer' && (c.stacks ?? []).includes(stack));
+}
+
+/** callerText: who is signed in, in words ("ci, deployer in shop, web"). */
+export function callerText(info: ClusterInfo): string {
+  const c = info.caller;
+  if (!c) return 'signed in';
+  return `${c.name}, ${c.role}${c.role === 'deployer' ? ` in ${(c.stacks ?? []).join(', ')}` : ''}`;
+}

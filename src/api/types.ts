@@ -985,6 +985,8 @@ export interface ClusterInfo {
   leading?: boolean;
   /** Servers sharing a store: every live one, by name and URL. */
   servers?: { name: string; url: string }[];
+  /** The token that asked: its role, its name (or `token <id>`), and a deployer's stacks. */
+  caller?: { role: 'admin' | 'deployer' | 'viewer'; name: string; stacks?: string[] };
 }
 
 export interface ApplyServiceResult {

@@ -268,4 +268,65 @@ spec:
     expect(await page.evaluate(() => sessionStorage.getItem('baton.token'))).toBeNull();
     expect(pageErrors).toEqual([]);
   }, 60_000);
+
+  it("signs in with any token and offers only what its role may do; an admin reads the audit log and every role the stacks' quotas", async () => {
+    await c.api.call('PUT', '/api/v1/quotas/dash', { tasks: 4 });
+    const make = async (name: string, body: object) => (await c.api.call<{ token: string }>('POST', '/api/v1/tokens', { name, ...body })).token;
+    const signIn = async (token: string) => {
+      await testid('login-token').fill(token);
+      await testid('login-submit').click();
+      await testid('caller').waitFor();
+      await page.evaluate(() => {
+        location.hash = '#/';
+      });
+      await testid('page-overview').waitFor();
+    };
+    const signOut = async () => {
+      await testid('logout').click();
+      await testid('login-form').waitFor();
+    };
+
+    // A viewer: reads the service, the quota; no scale form, no audit log (nor by its address).
+    await signIn(await make('grafana', { role: 'viewer' }));
+    expect(await testid('caller').textContent()).toBe('grafana, viewer');
+    await page.locator('[data-testid="quota-row-dash"] [data-testid="quota-tasks"]', { hasText: '2 / 4' }).waitFor();
+    expect(await testid('nav-audit').count()).toBe(0);
+    await gotoPage(`${c.url}/#/services/${SERVICE}`);
+    await testid('scale-not-allowed').waitFor();
+    expect(await testid('scale-not-allowed').textContent()).toContain('Signed in as grafana, viewer: scaling stack dash needs an admin or a deployer of dash');
+    expect(await testid('scale-form').count()).toBe(0);
+    await gotoPage(`${c.url}/#/audit`);
+    await testid('audit-not-allowed').waitFor();
+    await shot('08-viewer');
+    await signOut();
+
+    // A deployer of another stack: reads, may not scale here. A deployer of this stack scales, within the quota.
+    await signIn(await make('other-ci', { role: 'deployer', stacks: ['other'] }));
+    await gotoPage(`${c.url}/#/services/${SERVICE}`);
+    await testid('scale-not-allowed').waitFor();
+    await signOut();
+    await signIn(await make('ci', { role: 'deployer', stacks: ['dash'] }));
+    expect(await testid('caller').textContent()).toBe('ci, deployer in dash');
+    await gotoPage(`${c.url}/#/services/${SERVICE}`);
+    await testid('scale-input').fill('5');
+    await testid('scale-submit').click();
+    await page.locator('[data-testid="scale-error"]', { hasText: 'the quota of stack "dash" does not allow this' }).waitFor();
+    await testid('scale-input').fill('1');
+    await testid('scale-submit').click();
+    await testid('scale-done').waitFor();
+    await shot('09-deployer');
+    await signOut();
+
+    // An admin: the audit log shows the deployer's refused and granted scales.
+    await signIn(c.env.BATON_TOKEN!);
+    expect(await testid('caller').getAttribute('data-role')).toBe('admin');
+    await testid('nav-audit').click();
+    await testid('page-audit').waitFor();
+    await testid('audit-user').fill('ci');
+    await page.locator('[data-testid="audit-row"][data-user="ci"][data-status="403"]', { hasText: 'BATON_ERR_QUOTA_EXCEEDED' }).waitFor();
+    await page.locator('[data-testid="audit-row"][data-user="ci"][data-status="200"]', { hasText: `name=${SERVICE}` }).waitFor();
+    await shot('10-audit');
+    await c.api.call('DELETE', '/api/v1/quotas/dash');
+    expect(pageErrors).toEqual([]);
+  }, 120_000);
 });

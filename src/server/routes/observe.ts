@@ -47,8 +47,10 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
     method: 'GET',
     url: '/api/v1/info',
     access: [...READERS, 'agent'],
-    handler: async (): Promise<ClusterInfo> => ({
+    handler: async (req): Promise<ClusterInfo> => ({
       clusterId: deps.clusterId,
+      // Who asked (a token's role, name and a deployer's stacks): the dashboard shows only what that role may do.
+      ...(req.role === 'admin' || req.role === 'deployer' || req.role === 'viewer' ? { caller: { role: req.role, name: req.who ?? '', ...(req.stacks ? { stacks: req.stacks } : {}) } } : {}),
       version: VERSION,
       apiVersion: 'baton/v1',
       storeBackend: deps.storeBackend,
