@@ -14,6 +14,14 @@ import type { Service, ServiceSpec } from '../src/api/types.js';
 import { memoryServer, type MemoryServer } from './helpers/memoryServer.js';
 import { serviceSpec } from './fixtures.js';
 import { eventually } from './helpers/proc.js';
+import { EtcdCluster } from './helpers/etcd.js';
+import { EtcdStore } from '../src/store/etcd/etcdStore.js';
+import { MemoryEventStore } from '../src/store/memory/memoryEventStore.js';
+import { BatonServer } from '../src/server/server.js';
+import { ClusterKey } from '../src/server/clusterKey.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const GiB = 2 ** 30;
 const reserved = (cpus: number, memoryBytes: number): ServiceSpec['resources'] => ({ reservations: { cpus, memoryBytes }, limits: { cpus: 0, memoryBytes: 0 } });
@@ -139,4 +147,44 @@ describe('quotas per stack', () => {
     }
     expect(await replicas('auto_api')).toBe(3);
   });
+});
+
+/**
+ * The same charge across two servers on one etcd (the HA set-up): scales
+ * sent at once through both cannot share the headroom either.
+ */
+describe('quotas on etcd, two servers', () => {
+  const etcd = new EtcdCluster({ basePort: 32079, members: 1 });
+  const dir = mkdtempSync(join(tmpdir(), 'baton-quotas-etcd-'));
+  const servers: BatonServer[] = [];
+  const stores: EtcdStore[] = [];
+  afterAll(async () => {
+    for (const s of servers) await s.stop().catch(() => undefined);
+    for (const st of stores) await st.close().catch(() => undefined);
+    await etcd.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('charges scales sent through both servers at once: no more than the quota is granted', async () => {
+    await etcd.start();
+    const key = join(dir, 'cluster.key');
+    ClusterKey.create(key);
+    const events = new MemoryEventStore();
+    for (const name of ['a', 'b']) {
+      const store = await EtcdStore.open({ endpoints: etcd.endpoints, prefix: '/quotas/' });
+      stores.push(store);
+      servers.push(await BatonServer.start({ dataDir: join(dir, name), listen: '127.0.0.1:0', store, events, logLevel: 'silent', clusterKeyFile: key, election: { identity: name, ttlSeconds: 1 }, timings: { heartbeatIntervalMs: 200 } }));
+    }
+    const call = (i: number, method: 'GET' | 'POST' | 'PUT', url: string, payload?: object) => servers[i % 2]!.inject({ method, url, headers: { authorization: `Bearer ${servers[i % 2]!.adminToken}` }, ...(payload ? { payload } : {}) });
+    const names = Array.from({ length: 12 }, (_, i) => `c${i}`);
+    const applied = await call(0, 'POST', '/api/v1/stacks/burst/apply', { services: names.map((n) => ({ name: `burst_${n}`, spec: serviceSpec({ stack: 'burst', shortName: n, replicas: 0, resources: reserved(0.1, 0) }), labels: {} })), prune: false, dryRun: false });
+    expect(applied.statusCode, applied.body).toBe(200);
+    expect((await call(1, 'PUT', '/api/v1/quotas/burst', { tasks: 10 })).statusCode).toBe(200);
+    const results = await Promise.all(names.map((n, i) => call(i, 'POST', `/api/v1/services/burst_${n}/scale`, { replicas: 2 })));
+    const codes = results.map((r) => (r.statusCode === 200 ? 'ok' : (r.json() as { error: { code: string } }).error.code));
+    expect(codes.filter((c) => c === 'ok')).toHaveLength(5);
+    expect(codes.filter((c) => c === 'BATON_ERR_QUOTA_EXCEEDED')).toHaveLength(7);
+    const used = (await call(1, 'GET', '/api/v1/quotas/burst')).json() as QuotaView;
+    expect(used.used.tasks).toBe(10);
+  }, 60_000);
 });
