@@ -26,41 +26,17 @@
  *   `node.name == <node>` constraint, so the scheduler still checks resources
  *   and explains a pending one. Nodes that stop being eligible lose their task.
  */
-import { createHash } from 'node:crypto';
-import { backoffDelay } from '../../base/backoff.js';
-import { DEFAULT_UPDATE_CONFIG, disruptionsAllowed, isGlobal, isJob, isTaskReady, isTerminal, statefulOrdinal, type ContainerSpec, type JobStatus, type RolloutStatus, type Service, type ServiceSpec, type ServiceStatus, type Task, type TaskSpec, type UpdateConfig } from '../../api/types.js';
-import { stableStringify } from '../registry.js';
-import { formatTaint, GLOBAL_TASK_LABEL, matchConstraint, tolerates, untolerated } from '../../scheduler/filters.js';
+import { disruptionsAllowed, isGlobal, isJob, isTaskReady, isTerminal, type RolloutStatus, type Service, type ServiceStatus, type Task, type TaskSpec } from '../../api/types.js';
+import { formatTaint, tolerates } from '../../scheduler/filters.js';
 import type { Node, Taint } from '../../api/types.js';
+import { attemptOf, consecutiveFailures, created, failedSince, GLOBAL_NODE_LABEL, globalEligible, newTaskSpec, shouldReplace, slotBackoff, specHash, stateTime, taskIdentity, TASK_HISTORY_LIMIT, type NewTaskPlan } from './taskSlots.js';
+import { countTasks, PROMOTED, RESUMED_AT, ROLLBACK_REASON, ROLLBACK_TO, ROLLOUT_PAUSED, rolloutTests } from './rolloutRules.js';
+import { reconcileJob } from './jobReconciler.js';
 
-/** GLOBAL_NODE_LABEL marks the node a global service's task belongs to (its slot). */
-export const GLOBAL_NODE_LABEL = GLOBAL_TASK_LABEL;
-
-export const TASK_HISTORY_LIMIT = 5;
-
-export interface NewTaskPlan {
-  name: string;
-  uid: string;
-  slot: number;
-  /** For a global service: the node this task belongs to. */
-  node?: string;
-  attempt: number;
-  spec: TaskSpec;
-}
-
-/** globalEligible lists the nodes a global service runs on: active, not Down, its constraints met. */
-export function globalEligible(svc: Service, nodes: readonly Node[]): string[] {
-  return nodes
-    .filter(
-      (n) =>
-        n.spec.availability === 'active' &&
-        n.status.state !== 'down' &&
-        svc.spec.placement.constraints.every((c) => matchConstraint(c, n)) &&
-        untolerated(n, svc.spec.placement.tolerations, ['NoSchedule', 'NoExecute']).length === 0,
-    )
-    .map((n) => n.metadata.name)
-    .sort();
-}
+// What the reconcilers' modules define, for those who import them from here.
+export { GLOBAL_NODE_LABEL, globalEligible, newTaskSpec, specHash, taskIdentity, TASK_HISTORY_LIMIT, type NewTaskPlan } from './taskSlots.js';
+export { PROMOTED, RESUMED_AT, ROLLBACK_REASON, ROLLBACK_TO, ROLLOUT_PAUSED } from './rolloutRules.js';
+export { DEFAULT_BACKOFF_LIMIT } from './jobReconciler.js';
 
 /** DrainState tells the reconciler which nodes are draining, since when, and how to pace migrations. */
 export interface DrainState {
@@ -79,17 +55,6 @@ export const NO_DRAIN: DrainState = { draining: new Map(), parallel: 2, deadline
 /** How often a drain held by a disruption budget looks again (a task turning ready reconciles the service at once anyway). */
 const BUDGET_RECHECK_MS = 5000;
 
-/** Annotations that steer a rollout (written by the API and the controller, read here). */
-export const ROLLOUT_PAUSED = 'baton.rollout.paused';
-/** The rollout to this spec hash is a rollback: it follows rollback_config. */
-export const ROLLBACK_TO = 'baton.rollout.rollbackTo';
-/** The canaries of this spec hash were promoted. */
-export const PROMOTED = 'baton.rollout.promoted';
-/** Why the service was rolled back by itself (absent after a rollback by hand). */
-export const ROLLBACK_REASON = 'baton.rollout.rollbackReason';
-/** Failures before this time no longer count (a resume after a failure pause). */
-export const RESUMED_AT = 'baton.rollout.resumedAt';
-
 export interface ServicePlan {
   create: NewTaskPlan[];
   /** The rollout failed and its failure_action is rollback: the controller rolls the spec back. */
@@ -104,57 +69,6 @@ export interface ServicePlan {
   /** Every slot holds exactly one task, wanted running, of the current spec, or none yet (its create is planned); no other slot has any, and nothing is created beside a live task. */
   allSettled?: boolean;
   status?: ServiceStatus;
-}
-
-/** specHash covers every field that shapes a task's container; changing any of them makes new tasks. */
-export function specHash(svc: Service): string {
-  const s = svc.spec;
-  return createHash('sha256')
-    .update(
-      stableStringify({
-        c: s.container,
-        p: s.ports,
-        e: s.expose,
-        r: s.resources,
-        rp: s.restartPolicy,
-        pl: s.placement,
-        ...(s.forceUpdate ? { f: s.forceUpdate } : {}),
-        // A pod's other containers (absent for one container, so the hashes of existing services stay as they were).
-        ...(s.containerName ? { cn: s.containerName } : {}),
-        ...(s.sidecars?.length ? { sc: s.sidecars } : {}),
-        ...(s.initContainers?.length ? { ic: s.initContainers } : {}),
-      }),
-    )
-    .digest('hex')
-    .slice(0, 12);
-}
-
-/** taskIdentity is deterministic, so a retried create collides instead of duplicating. */
-export function taskIdentity(serviceName: string, serviceUid: string, slot: number | string, hash: string, attempt: number): { name: string; uid: string } {
-  const h = createHash('sha256').update(`${serviceUid}/${slot}/${hash}/${attempt}`).digest('hex');
-  return { name: `${serviceName}.${slot}.${h.slice(0, 10)}`, uid: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}` };
-}
-
-function attemptOf(t: Task): number {
-  return Number(t.metadata.labels['baton.attempt'] ?? '0');
-}
-
-function created(t: Task): number {
-  return Date.parse(t.metadata.creationTimestamp);
-}
-
-function stateTime(t: Task): number {
-  return Date.parse(t.status.timestamp);
-}
-
-/** shouldReplace: the task ended while it should run, and its policy wants it running again. */
-function shouldReplace(t: Task): boolean {
-  const st = t.status.state;
-  if (st === 'rejected' || st === 'orphaned' || st === 'shutdown') return true;
-  const cond = t.spec.restartPolicy.condition;
-  if (st === 'complete') return cond === 'any';
-  if (st === 'failed') return cond !== 'none';
-  return false;
 }
 
 export function reconcileService(svc: Service | undefined, tasks: Task[], now: number, drain: DrainState = NO_DRAIN, nodes: readonly Node[] = []): ServicePlan {
@@ -502,49 +416,6 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
 }
 
 /**
- * rolloutTests are the rollout's judgements of a task of the spec `hash`:
- * when it is stable (ready for the update's monitor period), and whether it
- * failed in the rollout (failed, rejected, restarted or unhealthy before it
- * was stable, and after the last resume).
- */
-function rolloutTests(svc: Service, hash: string, now: number) {
-  const ann = svc.metadata.annotations ?? {};
-  const rollingBack = ann[ROLLBACK_TO] === hash;
-  const up: UpdateConfig = (rollingBack ? svc.spec.rollbackConfig : svc.spec.update) ?? DEFAULT_UPDATE_CONFIG;
-  const resumedAt = Date.parse(ann[RESUMED_AT] ?? '') || 0;
-  /** stableAt: when a ready task of the new spec has been ready for `monitor` (undefined while not ready). */
-  const stableAt = (t: Task): number | undefined => {
-    if (!isTaskReady(t)) return undefined;
-    const since = Date.parse(t.status.readyAt ?? t.status.startedAt ?? t.status.timestamp);
-    return (Number.isFinite(since) ? since : now) + up.monitorMs;
-  };
-  /** failedInRollout: a task of the new spec that failed, was rejected, crashed or turned unhealthy before it was stable. */
-  const failedInRollout = (t: Task): boolean => {
-    // Cheap tests first: this runs for every task of a large service.
-    if (t.spec.specHash !== hash) return false;
-    const st = t.status.state;
-    const bad = st === 'failed' || st === 'rejected' || (!isTerminal(st) && (t.status.restartCount > 0 || t.status.healthy === false));
-    if (!bad || stateTime(t) < resumedAt) return false;
-    if (st === 'failed' || st === 'rejected') return true;
-    const at = stableAt(t);
-    return at === undefined || at > now;
-  };
-  return { rollingBack, up, stableAt, failedInRollout };
-}
-
-/** countTasks counts a service's live tasks in wanted slots: running ones, and ready ones of the current spec. */
-function countTasks(tasks: readonly Task[], hash: string, inSlot: (t: Task) => boolean): { running: number; ready: number } {
-  let running = 0;
-  let ready = 0;
-  for (const t of tasks) {
-    if (t.spec.desiredState !== 'running' || !inSlot(t)) continue;
-    if (t.status.state === 'running') running++;
-    if (isTaskReady(t) && t.spec.specHash === hash) ready++;
-  }
-  return { running, ready };
-}
-
-/**
  * steadyPlan tells whether a replicated service's plan leaves it steady:
  * every slot settled (one task, wanted running, of the current spec) or
  * empty with its new task already in the scheduler's hands (`held`), its
@@ -580,153 +451,3 @@ export function refreshCounts(svc: Service, status: ServiceStatus, tasks: readon
   return { ...status, ...countTasks(tasks, hash, inSlot), rollout: { ...status.rollout!, failed } };
 }
 
-/** DEFAULT_BACKOFF_LIMIT: failed tasks a job tolerates (Kubernetes' default). */
-export const DEFAULT_BACKOFF_LIMIT = 6;
-
-/**
- * reconcileJob runs a job to completion: slots 1..completions (or one per
- * eligible node for a global job), each done once one of its tasks of the
- * current spec completed (exit 0); at most `parallelism` tasks live at once;
- * a failed task is retried in a new task after the slot's backoff, and more
- * than backoffLimit failed tasks fail the job (its live tasks stop). Tasks
- * never restart in place: a job task's restart policy is `none`.
- */
-function reconcileJob(svc: Service, tasks: Task[], now: number, nodes: readonly Node[], plan: ServicePlan): ServicePlan {
-  const hash = specHash(svc);
-  const global = svc.spec.mode === 'global-job';
-  const job = svc.spec.job ?? { completions: 1, parallelism: 1, backoffLimit: DEFAULT_BACKOFF_LIMIT };
-  const keys: (string | number)[] = global ? globalEligible(svc, nodes) : Array.from({ length: job.completions }, (_, i) => i + 1);
-  const keyOf = (t: Task): string | number => (global ? (t.metadata.labels[GLOBAL_NODE_LABEL] ?? '') : t.spec.slot);
-  const bySlot = new Map<string | number, Task[]>();
-  let failed = 0;
-  let active = 0;
-  for (const t of tasks) {
-    // A spec change re-runs the job: tasks of another spec stop and do not count.
-    if (t.spec.specHash !== hash) {
-      if (t.spec.desiredState === 'running') plan.setDesired.push({ task: t, desiredState: 'shutdown' });
-      continue;
-    }
-    const k = keyOf(t);
-    const list = bySlot.get(k);
-    if (list) list.push(t);
-    else bySlot.set(k, [t]);
-    if (t.status.state === 'failed' || t.status.state === 'rejected') failed++;
-    if (t.spec.desiredState === 'running' && !isTerminal(t.status.state)) active++;
-  }
-  for (const list of bySlot.values()) list.sort((a, b) => attemptOf(a) - attemptOf(b));
-  const doneSlot = (k: string | number) => (bySlot.get(k) ?? []).some((t) => t.status.state === 'complete');
-  const succeeded = keys.filter(doneSlot).length;
-  const prev = svc.status?.job;
-  let state: JobStatus['state'] = succeeded === keys.length ? 'complete' : failed > job.backoffLimit ? 'failed' : 'running';
-  // A finished job stays finished (until its spec changes).
-  if (prev && prev.state !== 'running' && svc.status?.rollout?.hash === hash) state = prev.state;
-  let requeue: number | undefined;
-  // Ended tasks leave the running set: complete ones as complete, the others shut down.
-  for (const list of bySlot.values()) {
-    for (const t of list) {
-      if (t.spec.desiredState !== 'running') continue;
-      if (state === 'failed' && !isTerminal(t.status.state)) plan.setDesired.push({ task: t, desiredState: 'shutdown', reason: `job failed: ${failed} failed task(s), more than backoff_limit ${job.backoffLimit}` });
-      else if (isTerminal(t.status.state)) plan.setDesired.push({ task: t, desiredState: t.status.state === 'complete' ? 'complete' : 'shutdown' });
-    }
-  }
-  if (state === 'running') {
-    let room = global ? Infinity : job.parallelism - active;
-    for (const slot of keys) {
-      if (room <= 0) break;
-      const list = bySlot.get(slot) ?? [];
-      if (doneSlot(slot) || list.some((t) => t.spec.desiredState === 'running' && !isTerminal(t.status.state))) continue;
-      const failures = list.filter((t) => t.status.state === 'failed' || t.status.state === 'rejected').length;
-      if (failures > 0) {
-        const due = stateTime(list.at(-1)!) + slotBackoff(svc, failures);
-        if (due > now) {
-          requeue = Math.min(requeue ?? Infinity, due - now);
-          continue;
-        }
-      }
-      const attempt = list.reduce((m, t) => Math.max(m, attemptOf(t)), 0) + 1;
-      const id = taskIdentity(svc.metadata.name, svc.metadata.uid, slot, hash, attempt);
-      const spec = global ? newTaskSpec(svc, 0, hash, String(slot)) : newTaskSpec(svc, Number(slot), hash);
-      spec.restartPolicy = { ...spec.restartPolicy, condition: 'none' };
-      plan.create.push({ ...id, slot: global ? 0 : Number(slot), ...(global ? { node: String(slot) } : {}), attempt, spec });
-      room--;
-    }
-  }
-  // History: every task of the current run is kept (its logs and exit codes); older runs' tasks go.
-  for (const t of tasks) if (t.spec.specHash !== hash && t.spec.desiredState !== 'running' && isTerminal(t.status.state)) plan.delete.push(t);
-  const startedAt = prev?.startedAt && svc.status?.rollout?.hash === hash ? prev.startedAt : new Date(now).toISOString();
-  plan.status = {
-    observedGeneration: svc.metadata.generation,
-    desired: keys.length,
-    running: active,
-    ready: succeeded,
-    // The spec hash the job status belongs to (a new spec is a new run).
-    rollout: { hash, state: 'completed', updated: keys.length, total: keys.length, failed: 0, startedAt },
-    job: {
-      state,
-      completions: keys.length,
-      succeeded,
-      failed,
-      active,
-      startedAt,
-      ...(state !== 'running' ? { completedAt: prev?.completedAt && prev.state === state ? prev.completedAt : new Date(now).toISOString() } : {}),
-      ...(state === 'failed' ? { message: `${failed} task(s) failed, more than backoff_limit ${job.backoffLimit}` } : {}),
-    },
-  };
-  if (requeue !== undefined) plan.requeueAfterMs = requeue;
-  return plan;
-}
-
-/** failedSince counts the replacements that failed after cur in its slot (list is in attempt order). */
-function failedSince(list: Task[], cur: Task): number {
-  let n = 0;
-  for (let i = list.length - 1; i >= 0 && list[i] !== cur; i--) if (list[i]!.status.state === 'failed' || list[i]!.status.state === 'rejected') n++;
-  return n;
-}
-
-/** slotBackoff is how long a slot waits before replacing a task after `failures` failures in a row (the restart policy's backoff). */
-function slotBackoff(svc: Service, failures: number): number {
-  const rp = svc.spec.restartPolicy;
-  return backoffDelay({ initialMs: rp.delayMs || 1000, maxMs: Math.max(rp.maxDelayMs, rp.delayMs) || 30_000, factor: rp.factor ?? 2 }, failures);
-}
-
-/** consecutiveFailures counts the slot's latest tasks that ended badly; a task lost with its node is not its own failure, and ends the count. */
-function consecutiveFailures(list: Task[], cur: Task | undefined): number {
-  let n = 0;
-  const all = cur && !list.includes(cur) ? [...list, cur] : list;
-  for (let i = all.length - 1; i >= 0; i--) {
-    const t = all[i]!;
-    if (!isTerminal(t.status.state) || t.status.state === 'orphaned') break;
-    if (t.status.state === 'complete' || (t.status.state === 'shutdown' && t.spec.desiredState !== 'running')) break;
-    n++;
-  }
-  return n;
-}
-
-/** statefulContainer: a StatefulSet slot's container: its ordinal's hostname and volumes. */
-function statefulContainer(s: ServiceSpec, slot: number, c: ContainerSpec = s.container, name?: string): ContainerSpec {
-  const ordinal = statefulOrdinal(slot);
-  const mounts = s.stateful!.volumes.filter((v) => v.container === name).map((v) => ({ type: 'volume' as const, source: `${s.stack || 'baton'}_${v.name}-${s.shortName}-${ordinal}`, target: v.target, readOnly: v.readOnly }));
-  return { ...c, hostname: `${s.shortName}-${ordinal}`, mounts: [...c.mounts, ...mounts] };
-}
-
-export function newTaskSpec(svc: Service, slot: number, hash: string, pinnedNode?: string): TaskSpec {
-  const s = svc.spec;
-  const placement = pinnedNode ? { ...s.placement, constraints: [...s.placement.constraints, `node.name == ${pinnedNode}`] } : s.placement;
-  return {
-    serviceName: svc.metadata.name,
-    serviceUid: svc.metadata.uid,
-    slot,
-    specHash: hash,
-    nodeName: '',
-    desiredState: 'running',
-    container: s.stateful && !pinnedNode ? statefulContainer(s, slot) : s.container,
-    ports: s.ports,
-    expose: s.expose,
-    resources: s.resources,
-    restartPolicy: s.restartPolicy,
-    placement,
-    ...(s.containerName ? { containerName: s.containerName } : {}),
-    ...(s.sidecars?.length ? { sidecars: s.stateful && !pinnedNode ? s.sidecars.map((p) => ({ ...p, container: statefulContainer(s, slot, p.container, p.name) })) : s.sidecars } : {}),
-    ...(s.initContainers?.length ? { initContainers: s.stateful && !pinnedNode ? s.initContainers.map((p) => ({ ...p, container: statefulContainer(s, slot, p.container, p.name) })) : s.initContainers } : {}),
-  };
-}
