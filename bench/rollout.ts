@@ -4,7 +4,7 @@
  * parallelism 2, order start-first, monitor 5 s, delay 0 s.
  *
  *   npm run bench:rollout -- [--replicas 20] [--runs 1] [--parallelism 2]
- *                            [--monitor-s 5] [--order start-first]
+ *                            [--monitor-s 5] [--order start-first] [--min-ready-s 0]
  *                            [--deadline-s 300] [--skip-baton] [--skip-swarm]
  *
  * The workload is `sh -c 'echo vN > /tmp/x; exec sleep 3600'` on
@@ -73,6 +73,8 @@ interface Opts {
   runs: number;
   parallelism: number;
   monitorS: number;
+  /** Baton only: x-baton.min_ready (Kubernetes' minReadySeconds); 0: none. */
+  minReadyS: number;
   order: 'start-first' | 'stop-first';
   deadlineMs: number;
   pollMs: number;
@@ -86,6 +88,7 @@ const USAGE = `usage: npm run bench:rollout -- [options]
   --parallelism N    update parallelism (default 2)
   --monitor-s N      update monitor in seconds (default 5)
   --order O          start-first | stop-first (default start-first)
+  --min-ready-s N    Baton: x-baton.min_ready, each batch waits for its new tasks to stay ready N s (default 0: none)
   --deadline-s N     give up on one rollout after N seconds (default 300)
   --poll-ms N        status poll interval (default 200)
   --skip-baton       measure only Swarm
@@ -94,7 +97,7 @@ const USAGE = `usage: npm run bench:rollout -- [options]
 `;
 
 function parseOpts(): Opts {
-  const values = benchArgs(USAGE, { replicas: '20', runs: '1', parallelism: '2', 'monitor-s': '5', order: 'start-first', 'deadline-s': '300', 'poll-ms': '200', 'skip-baton': false, 'skip-swarm': false });
+  const values = benchArgs(USAGE, { replicas: '20', runs: '1', parallelism: '2', 'monitor-s': '5', 'min-ready-s': '0', order: 'start-first', 'deadline-s': '300', 'poll-ms': '200', 'skip-baton': false, 'skip-swarm': false });
   const order = values.order;
   if (order !== 'start-first' && order !== 'stop-first') throw new Error(`--order must be start-first or stop-first, got "${order}"`);
   return {
@@ -102,6 +105,7 @@ function parseOpts(): Opts {
     runs: intFlag('runs', values.runs, 1),
     parallelism: intFlag('parallelism', values.parallelism, 1),
     monitorS: intFlag('monitor-s', values['monitor-s'], 0),
+    minReadyS: intFlag('min-ready-s', values['min-ready-s'], 0),
     order,
     deadlineMs: intFlag('deadline-s', values['deadline-s'], 1) * 1000,
     pollMs: intFlag('poll-ms', values['poll-ms'], 20),
@@ -227,6 +231,7 @@ function composeText(o: Opts, v: number): string {
     '    deploy:',
     `      replicas: ${o.replicas}`,
     `      update_config: {parallelism: ${o.parallelism}, order: ${o.order}, monitor: ${o.monitorS}s, delay: 0s}`,
+    ...(o.minReadyS > 0 ? ['    x-baton:', `      min_ready: ${o.minReadyS}s`] : []),
     '',
   ].join('\n');
 }
@@ -277,7 +282,7 @@ async function benchBaton(o: Opts): Promise<SystemResult> {
     log(`baton: apply ${STACK} v1 with ${o.replicas} replicas`);
     const services = composeServices(o, 1, dir);
     const up = services[0]!.spec.update;
-    res.settings = up ? `update parallelism=${up.parallelism} order=${up.order} monitor=${up.monitorMs / 1000}s delay=${up.delayMs / 1000}s failure_action=${up.failureAction}; init=${services[0]!.spec.container.init}` : 'update: default';
+    res.settings = up ? `update parallelism=${up.parallelism} order=${up.order} monitor=${up.monitorMs / 1000}s${up.minReadyMs ? ` min_ready=${up.minReadyMs / 1000}s` : ''} delay=${up.delayMs / 1000}s failure_action=${up.failureAction}; init=${services[0]!.spec.container.init}` : 'update: default';
     const d0 = now();
     await api.apply(STACK, { services, prune: false, dryRun: false });
     let hash = await waitFor(`${BATON_SVC} v1 ${o.replicas}/${o.replicas} running, rollout completed`, async () => (agentsAlive(), steady(1)), { timeoutMs: 180_000, everyMs: 200 });

@@ -23,7 +23,7 @@ const stopped = (t: Task): Task => ({ ...t, spec: { ...t.spec, desiredState: 'sh
 const withAnn = (svc: Service, a: Record<string, string>): Service => ({ ...svc, metadata: { ...svc.metadata, annotations: { ...svc.metadata.annotations, ...a } } });
 
 describe('rollouts (pure)', () => {
-  it('stop-first with parallelism 2: two old tasks stop at once, their replacements follow, then the next batch after monitor', () => {
+  it("stop-first with parallelism 2: two old tasks stop at once, their replacements follow; the next batch starts once they run, their monitor goes on in the background (Swarm's meaning)", () => {
     const { svc, tasks } = pair(4, { parallelism: 2 });
     const p1 = reconcileService(svc, tasks, 0);
     expect(p1.setDesired.map((s) => s.task.spec.slot)).toEqual([1, 2]);
@@ -34,15 +34,38 @@ describe('rollouts (pure)', () => {
     const p2 = reconcileService(svc, t2, 10);
     expect(p2.create.map((c) => c.slot)).toEqual([1, 2]);
     expect(p2.setDesired).toEqual([]);
-    // Ready, but not yet for `monitor`: still the first batch.
+    // Starting: still the first batch.
+    const t3s = [...t2, task(svc, 1, { attempt: 2, state: 'starting' }), task(svc, 2, { attempt: 2, state: 'starting' })];
+    expect(reconcileService(svc, t3s, 50).setDesired).toEqual([]);
+    // Running (ready): the next batch at once, though their monitor window has just begun.
     const t3 = [...t2, fresh(svc, 1, 100), fresh(svc, 2, 100)];
-    const p3 = reconcileService(svc, t3, 100 + MONITOR - 1);
-    expect(p3.setDesired).toEqual([]);
-    expect(p3.requeueAfterMs).toBe(1);
-    // Monitor passed: the next batch.
-    const p4 = reconcileService(svc, t3, 100 + MONITOR);
-    expect(p4.setDesired.map((s) => s.task.spec.slot)).toEqual([3, 4]);
-    expect(p4.status!.rollout).toMatchObject({ state: 'progressing', updated: 2 });
+    const p3 = reconcileService(svc, t3, 100);
+    expect(p3.setDesired.map((s) => s.task.spec.slot)).toEqual([3, 4]);
+    expect(p3.status!.rollout).toMatchObject({ state: 'progressing', updated: 2 });
+    // Every slot updated: the rollout completes only once the last batch's monitor window has passed, as Swarm's does.
+    const t4 = [...t3.slice(0, 2), stopped(tasks[2]!), stopped(tasks[3]!), ...t3.slice(4), fresh(svc, 3, 200), fresh(svc, 4, 200)];
+    const p4 = reconcileService(svc, t4, 200 + MONITOR - 1);
+    expect(p4.status!.rollout).toMatchObject({ state: 'progressing', updated: 4 });
+    expect(p4.requeueAfterMs).toBe(1);
+    expect(reconcileService(svc, t4, 200 + MONITOR).status!.rollout).toMatchObject({ state: 'completed', updated: 4 });
+    // A task of the first batch that fails inside its monitor window, after the next batch started, still fails the rollout.
+    const crashed = { ...t3[5]!, status: { ...t3[5]!.status, restartCount: 1, timestamp: new Date(150).toISOString() } } as Task;
+    const p5 = reconcileService(svc, [...t3.slice(0, 5), crashed], 150);
+    expect(p5.status!.rollout).toMatchObject({ state: 'paused', failed: 1 });
+  });
+
+  it('min_ready (Kubernetes minReadySeconds): a new task counts as available, letting the next batch start, only once ready that long', () => {
+    const { svc, tasks } = pair(2, { minReadyMs: 500 });
+    const t = [stopped(tasks[0]!), fresh(svc, 1, 100), tasks[1]!];
+    const early = reconcileService(svc, t, 599);
+    expect(early.setDesired).toEqual([]);
+    expect(early.requeueAfterMs).toBe(1);
+    expect(reconcileService(svc, t, 600).setDesired.map((s) => s.task.spec.slot)).toEqual([2]);
+    // Start-first: the old task stops only once its replacement is available.
+    const sf = pair(1, { order: 'start-first', minReadyMs: 500 });
+    const both = [...sf.tasks, fresh(sf.svc, 1, 100)];
+    expect(reconcileService(sf.svc, both, 599).setDesired).toEqual([]);
+    expect(reconcileService(sf.svc, both, 600).setDesired.map((s) => s.desiredState)).toEqual(['shutdown']);
   });
 
   it('start-first: the replacement starts beside the old task, which stops once the new one is ready', () => {
@@ -55,7 +78,9 @@ describe('rollouts (pure)', () => {
     const ready = fresh(svc, 1, 20);
     const p3 = reconcileService(svc, [...tasks, ready], 30);
     expect(p3.setDesired.map((s) => [s.task.spec.slot, s.task.spec.specHash, s.desiredState])).toEqual([[1, tasks[0]!.spec.specHash, 'shutdown']]);
-    expect(p3.create).toEqual([]); // slot 2 waits for slot 1's monitor
+    expect(p3.create).toEqual([]); // slot 2 waits while slot 1's old task is still wanted
+    // Slot 1's old task is going: slot 2 starts, without waiting for slot 1's monitor window.
+    expect(reconcileService(svc, [stopped(tasks[0]!), tasks[1]!, ready], 31).create.map((c) => c.slot)).toEqual([2]);
   });
 
   it('parallelism 0 updates every slot at once; delay waits after a batch', () => {
@@ -63,9 +88,10 @@ describe('rollouts (pure)', () => {
     expect(reconcileService(all.svc, all.tasks, 0).setDesired).toHaveLength(3);
     const { svc, tasks } = pair(2, { delayMs: 5000 });
     const t = [stopped(tasks[0]!), fresh(svc, 1, 0), tasks[1]!];
-    expect(reconcileService(svc, t, MONITOR).setDesired).toEqual([]);
-    expect(reconcileService(svc, t, MONITOR).requeueAfterMs).toBe(5000);
-    expect(reconcileService(svc, t, MONITOR + 5000).setDesired.map((s) => s.task.spec.slot)).toEqual([2]);
+    expect(reconcileService(svc, t, 0).setDesired).toEqual([]);
+    expect(reconcileService(svc, t, 4999).setDesired).toEqual([]);
+    expect(reconcileService(svc, t, 4999).requeueAfterMs).toBe(1);
+    expect(reconcileService(svc, t, 5000).setDesired.map((s) => s.task.spec.slot)).toEqual([2]);
   });
 
   it('a new task that fails pauses the rollout (failure_action pause), or asks for a rollback', () => {

@@ -128,6 +128,7 @@ const updateConfig = z.object({
   delayMs: ms,
   failureAction: z.enum(['pause', 'continue', 'rollback']),
   monitorMs: ms,
+  minReadyMs: ms.optional(),
   maxFailureRatio: z.number().min(0).max(1),
   order: z.enum(['stop-first', 'start-first']),
   progressDeadlineMs: ms.optional(),

@@ -308,12 +308,23 @@ export function restartDelay(p: RestartPolicy, crashes: number): number {
 export interface UpdateConfig {
   /** Slots updated at once; 0 = all at once. */
   parallelism: number;
-  /** Wait after a batch is done before the next one starts. */
+  /** Wait after a batch's new tasks are running (ready, where they have a health check) before the next batch starts. */
   delayMs: number;
   /** What a failed rollout does: stop starting new slots (pause), go on, or roll back to the previous revision. */
   failureAction: 'pause' | 'continue' | 'rollback';
-  /** A new task counts as updated only after staying ready this long; a failure within it counts against the rollout. */
+  /**
+   * Swarm's monitor: after each new task is ready, how long a failure of it
+   * (it fails, restarts or turns unhealthy) counts toward maxFailureRatio.
+   * Watched in the background: the next batch does not wait for it, the
+   * rollout's completion does (after the last batch, as Swarm's does).
+   */
   monitorMs: number;
+  /**
+   * Kubernetes' minReadySeconds (`x-baton.min_ready`): a new task counts as
+   * available, and so lets its old task stop and the next batch start, only
+   * once it stayed ready this long; default 0.
+   */
+  minReadyMs?: number;
   /** Failed tasks / updated slots tolerated before failureAction (0: the first failure). */
   maxFailureRatio: number;
   /** stop-first: the old task stops before its replacement starts; start-first: the replacement is ready first. */

@@ -85,6 +85,14 @@ describe('readCompose: validation', () => {
     ]);
   });
 
+  it('reads x-baton.min_ready into the update and rollback settings (Kubernetes minReadySeconds), over update_config', () => {
+    const s = service('deploy:\n  update_config: {parallelism: 2, monitor: 3s}\nx-baton:\n  min_ready: 10s');
+    expect(s.update).toMatchObject({ parallelism: 2, monitorMs: 3000, minReadyMs: 10_000 });
+    expect(s.rollbackConfig).toMatchObject({ minReadyMs: 10_000 });
+    expect(service('x-baton:\n  min_ready: 0s').update).toBeUndefined();
+    expect(errorsOf('x-baton:\n  min_ready: soon')[0]).toMatch(/^services\.web\.x-baton\.min_ready: .*how long a new task must stay ready/);
+  });
+
   it('reads x-baton.schedule (cron job): 5 or 6 fields, time zone, concurrency, history; and says what is wrong', () => {
     expect(service('x-baton:\n  schedule: "*/5 * * * *"')).toMatchObject({ mode: 'replicated-job', schedule: { cron: '*/5 * * * *', concurrency: 'allow', successfulHistory: 3, failedHistory: 1 } });
     expect(service('x-baton:\n  schedule: {cron: "*/10 * * * * *", time_zone: Europe/Paris, concurrency: forbid, successful_history: 1, failed_history: 0}').schedule).toEqual({ cron: '*/10 * * * * *', timeZone: 'Europe/Paris', concurrency: 'forbid', successfulHistory: 1, failedHistory: 0 });

@@ -201,7 +201,7 @@ value: 1000
 
   it('reads Recreate, a surge-free rolling update and minReadySeconds', () => {
     expect(only(deployment('', '', 'strategy: {type: Recreate}\n')).update).toMatchObject({ parallelism: 0, order: 'stop-first' });
-    expect(only(deployment('', '', 'replicas: 10\nminReadySeconds: 7\nstrategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 20%}}\n')).update).toMatchObject({ parallelism: 2, order: 'stop-first', monitorMs: 7000 });
+    expect(only(deployment('', '', 'replicas: 10\nminReadySeconds: 7\nstrategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 20%}}\n')).update).toMatchObject({ parallelism: 2, order: 'stop-first', monitorMs: 0, minReadyMs: 7000 });
   });
 
   it('reads a DaemonSet as global, a Job as a replicated job, a CronJob as a schedule, a bare Pod as one task', () => {

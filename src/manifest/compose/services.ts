@@ -8,6 +8,7 @@
 
 import {
   defaultContainerSpec,
+  DEFAULT_UPDATE_CONFIG,
   isGlobal,
   isJob,
   SPREAD_PREFERENCE,
@@ -268,8 +269,13 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
   } else {
     for (const k of ['completions', 'parallelism', 'backoff_limit'] as const) if (x[k] !== undefined) ctx.error(at('x-baton', k), `only a job has ${k}: use deploy.mode replicated-job or global-job`);
   }
-  const update = deploy.update_config !== undefined ? translateUpdate(ctx, deploy.update_config, dseg('update_config'), false) : undefined;
-  const rollbackConfig = deploy.rollback_config !== undefined ? translateUpdate(ctx, deploy.rollback_config, dseg('rollback_config'), true) : undefined;
+  let update = deploy.update_config !== undefined ? translateUpdate(ctx, deploy.update_config, dseg('update_config'), false) : undefined;
+  let rollbackConfig = deploy.rollback_config !== undefined ? translateUpdate(ctx, deploy.rollback_config, dseg('rollback_config'), true) : undefined;
+  // x-baton.min_ready holds both an update's and a rollback's new tasks to being ready that long (Kubernetes' minReadySeconds).
+  if (typeof x.min_ready === 'number' && x.min_ready > 0) {
+    update = { ...(update ?? DEFAULT_UPDATE_CONFIG), minReadyMs: x.min_ready };
+    rollbackConfig = { ...(rollbackConfig ?? DEFAULT_UPDATE_CONFIG), minReadyMs: x.min_ready };
+  }
   const canary = x.canary as CanarySpec | undefined;
   if (canary && mode !== 'replicated') ctx.error(at('x-baton', 'canary'), 'canaries are for replicated services; a global service updates node by node');
   else if (canary && canary.count > replicas) ctx.error(at('x-baton', 'canary'), `${canary.count} canaries for ${replicas} replica(s): at most one per replica`);

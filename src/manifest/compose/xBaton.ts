@@ -168,6 +168,14 @@ export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
       return out;
     },
   },
+  /** Kubernetes' minReadySeconds: a new task is available only after staying ready this long (UpdateConfig.minReadyMs). */
+  min_ready: {
+    translate(value, report) {
+      const d = parseDurationMs(value, 'min_ready');
+      if (!d.ok) return report.error(`${d.error.message} (how long a new task must stay ready before it counts as available, e.g. 10s)`);
+      return d.value;
+    },
+  },
   canary: {
     translate(value, report) {
       const count = isObj(value) ? value.count : value;

@@ -138,7 +138,7 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
       s.replicas = int('replicas', 1);
       if (pod.restart !== 'any') issues.error(d, [...podAt, 'restartPolicy'], `a ${d.kind}'s pods restart Always`);
       if (d.kind === 'Deployment') s.update = readStrategy(d, issues, spec, s.replicas);
-      if (spec.minReadySeconds !== undefined) s.update = { ...(s.update ?? DEFAULT_UPDATE_CONFIG), monitorMs: int('minReadySeconds', 0) * 1000 };
+      if (spec.minReadySeconds !== undefined) s.update = { ...(s.update ?? DEFAULT_UPDATE_CONFIG), monitorMs: 0, ...minReady(int('minReadySeconds', 0)) };
       if (spec.revisionHistoryLimit !== undefined) s.revisionHistoryLimit = int('revisionHistoryLimit', 10);
       if (spec.progressDeadlineSeconds !== undefined) s.update = { ...(s.update ?? DEFAULT_UPDATE_CONFIG), progressDeadlineMs: int('progressDeadlineSeconds', 600) * 1000 };
       if (spec.paused === true) issues.unsupported(d, ['spec', 'paused'], 'a paused Deployment', 'apply it when it should roll out');
@@ -153,7 +153,7 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
       if (us.type === 'OnDelete') issues.unsupported(d, ['spec', 'updateStrategy', 'type'], 'OnDelete updates', 'Baton rolls a spec change out by its update settings');
       if (isObj(us.rollingUpdate) && us.rollingUpdate.partition !== undefined && us.rollingUpdate.partition !== 0) issues.unsupported(d, ['spec', 'updateStrategy', 'rollingUpdate', 'partition'], 'a partitioned update', 'a rollout updates every ordinal');
       // One ordinal at a time, the old one stopped first: it holds the ordinal's name and volume.
-      s.update = { ...DEFAULT_UPDATE_CONFIG, parallelism: 1, order: 'stop-first', monitorMs: int('minReadySeconds', 0) * 1000 };
+      s.update = { ...DEFAULT_UPDATE_CONFIG, parallelism: 1, order: 'stop-first', monitorMs: 0, ...minReady(int('minReadySeconds', 0)) };
       if (spec.persistentVolumeClaimRetentionPolicy !== undefined) issues.ignored(d, ['spec', 'persistentVolumeClaimRetentionPolicy'], "an ordinal's volume stays on its node until removed by hand (docker volume rm)");
       if (spec.revisionHistoryLimit !== undefined) s.revisionHistoryLimit = int('revisionHistoryLimit', 10);
       if (typeof spec.serviceName === 'string' && spec.serviceName !== '') world.governing.set(d.name, spec.serviceName);
@@ -172,7 +172,7 @@ export function readWorkload(d: KDoc, issues: Issues, world: World): Workload | 
       if (us.type === 'OnDelete') issues.unsupported(d, ['spec', 'updateStrategy', 'type'], 'OnDelete updates', 'Baton rolls a spec change out by its update settings');
       const ru = isObj(us.rollingUpdate) ? us.rollingUpdate : {};
       const unavailable = typeof ru.maxUnavailable === 'number' ? ru.maxUnavailable : 1;
-      s.update = { ...DEFAULT_UPDATE_CONFIG, parallelism: Math.max(1, unavailable), monitorMs: int('minReadySeconds', 0) * 1000 };
+      s.update = { ...DEFAULT_UPDATE_CONFIG, parallelism: Math.max(1, unavailable), monitorMs: 0, ...minReady(int('minReadySeconds', 0)) };
       break;
     }
     case 'Job':
@@ -212,6 +212,11 @@ function claimTemplates(d: KDoc, issues: Issues, spec: Obj): Set<string> {
     if (cs.storageClassName !== undefined && cs.storageClassName !== null) issues.ignored(d, ['spec', 'volumeClaimTemplates', i, 'spec', 'storageClassName'], "each ordinal's volume is a local volume on its node");
   });
   return out;
+}
+
+/** minReady: minReadySeconds as UpdateConfig.minReadyMs (a new pod is available once ready that long), absent for 0. */
+function minReady(seconds: number): { minReadyMs?: number } {
+  return seconds > 0 ? { minReadyMs: seconds * 1000 } : {};
 }
 
 /** readStrategy: a Deployment's strategy as Baton's rollout. */

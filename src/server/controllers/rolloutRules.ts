@@ -20,20 +20,32 @@ export const RESUMED_AT = 'baton.rollout.resumedAt';
 
 /**
  * rolloutTests are the rollout's judgements of a task of the spec `hash`:
- * when it is stable (ready for the update's monitor period), and whether it
- * failed in the rollout (failed, rejected, restarted or unhealthy before it
- * was stable, and after the last resume).
+ * when it is available (ready, for minReady when one is set: its old task
+ * may stop and the next batch start), when it is stable (ready for the
+ * update's monitor period too: no failure of it counts any more), and
+ * whether it failed in the rollout (failed, rejected, restarted or
+ * unhealthy before it was stable, and after the last resume).
  */
 export function rolloutTests(svc: Service, hash: string, now: number) {
   const ann = svc.metadata.annotations ?? {};
   const rollingBack = ann[ROLLBACK_TO] === hash;
   const up: UpdateConfig = (rollingBack ? svc.spec.rollbackConfig : svc.spec.update) ?? DEFAULT_UPDATE_CONFIG;
   const resumedAt = Date.parse(ann[RESUMED_AT] ?? '') || 0;
-  /** stableAt: when a ready task of the new spec has been ready for `monitor` (undefined while not ready). */
-  const stableAt = (t: Task): number | undefined => {
+  const minReady = up.minReadyMs ?? 0;
+  const readySince = (t: Task): number | undefined => {
     if (!isTaskReady(t)) return undefined;
     const since = Date.parse(t.status.readyAt ?? t.status.startedAt ?? t.status.timestamp);
-    return (Number.isFinite(since) ? since : now) + up.monitorMs;
+    return Number.isFinite(since) ? since : now;
+  };
+  /** availableAt: when a ready task of the new spec has been ready for minReady (undefined while not ready). */
+  const availableAt = (t: Task): number | undefined => {
+    const since = readySince(t);
+    return since === undefined ? undefined : since + minReady;
+  };
+  /** stableAt: when a ready task of the new spec is past its monitor window (and available). */
+  const stableAt = (t: Task): number | undefined => {
+    const since = readySince(t);
+    return since === undefined ? undefined : since + Math.max(up.monitorMs, minReady);
   };
   /** failedInRollout: a task of the new spec that failed, was rejected, crashed or turned unhealthy before it was stable. */
   const failedInRollout = (t: Task): boolean => {
@@ -46,7 +58,7 @@ export function rolloutTests(svc: Service, hash: string, now: number) {
     const at = stableAt(t);
     return at === undefined || at > now;
   };
-  return { rollingBack, up, stableAt, failedInRollout };
+  return { rollingBack, up, availableAt, stableAt, failedInRollout };
 }
 
 /** countTasks counts a service's live tasks in wanted slots: running ones, and ready ones of the current spec. */

@@ -124,15 +124,17 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
 
   // ---- the rollout: where each slot stands, derived from its tasks
   const ann = svc.metadata.annotations ?? {};
-  const { rollingBack, up, stableAt, failedInRollout } = rolloutTests(svc, hash, now);
+  const { rollingBack, up, availableAt, stableAt, failedInRollout } = rolloutTests(svc, hash, now);
   let requeue: number | undefined;
   const want = (ms: number) => (requeue = requeue === undefined ? ms : Math.min(requeue, ms));
   const oldSlots: (string | number)[] = [];
   let updating = 0;
   let failures = 0;
+  /** Updated slots whose new task is still in its monitor window: the rollout is not complete until they pass it. */
+  let monitoring = 0;
   let settledSlots = 0;
   let emptySlots = 0;
-  let lastStable = 0;
+  let lastAvailable = -Infinity;
   /** New tasks started beside old ones (start-first transitions and canaries). */
   let beside = 0;
   for (const slot of keys) {
@@ -153,11 +155,19 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     const stopping = list.some((t) => t.spec.desiredState !== 'running' && !isTerminal(t.status.state) && t.spec.nodeName);
     if (fresh && old.length) beside++;
     if (fresh) {
-      const st = stableAt(fresh);
-      if (st !== undefined && st <= now && old.length === 0) lastStable = Math.max(lastStable, st);
-      else {
+      // Swarm's pacing: the slot is done once its new task is running (ready; available, with min_ready) and its old
+      // one is going; its monitor window runs on in the background, and only the rollout's completion waits for it.
+      const av = availableAt(fresh);
+      if (av !== undefined && av <= now && old.length === 0) {
+        lastAvailable = Math.max(lastAvailable, av);
+        const st = stableAt(fresh)!;
+        if (st > now) {
+          monitoring++;
+          want(st - now);
+        }
+      } else {
         updating++;
-        if (st !== undefined && st > now) want(st - now);
+        if (av !== undefined && av > now) want(av - now);
       }
     } else if (old.some((t) => !isTerminal(t.status.state))) oldSlots.push(slot);
     // Old task stopping or stopped, its replacement not made yet (stop-first): in transition.
@@ -166,7 +176,7 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
   // A rollout that completed stays complete (a later restart of a task is not a rollout).
   const prev = svc.status?.rollout;
   const finished = prev?.hash === hash && (prev.state === 'completed' || prev.state === 'rolled-back');
-  const rolling = !finished && (oldSlots.length > 0 || updating > 0);
+  const rolling = !finished && (oldSlots.length > 0 || updating > 0 || monitoring > 0);
   const canary = svc.spec.canary && !rollingBack ? svc.spec.canary : undefined;
   let promoted = !canary || ann[PROMOTED] === hash;
   if (canary && !promoted && canary.autoPromoteMs !== undefined && beside >= canary.count) {
@@ -209,7 +219,7 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
   if (!blocked && oldSlots.length > 0) {
     let room = up.parallelism === 0 ? oldSlots.length : up.parallelism - updating;
     if (!promoted) room = Math.min(room, canary!.count - beside);
-    const nextAt = up.delayMs > 0 && lastStable > 0 && updating === 0 ? lastStable + up.delayMs : 0;
+    const nextAt = up.delayMs > 0 && lastAvailable > -Infinity && updating === 0 ? lastAvailable + up.delayMs : 0;
     if (nextAt > now) {
       want(nextAt - now);
       room = 0;
@@ -262,7 +272,12 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
       if (newest.spec.specHash === hash && older.every((t) => t.spec.specHash !== hash) && !older.every(onDraining)) {
         // A start-first update (or a canary): the old task serves until its replacement is ready (and promoted).
         if (isTerminal(newest.status.state)) plan.setDesired.push({ task: newest, desiredState: 'shutdown' });
-        else if (promoted && isTaskReady(newest)) for (const o of older) plan.setDesired.push({ task: o, desiredState: 'shutdown' });
+        else if (promoted && isTaskReady(newest)) {
+          // Available (ready for min_ready): its old task stops now; until then, look again when it will be.
+          const av = availableAt(newest)!;
+          if (av <= now) for (const o of older) plan.setDesired.push({ task: o, desiredState: 'shutdown' });
+          else want(av - now);
+        }
         continue;
       }
       if (older.every(onDraining) && isTerminal(newest.status.state)) {
@@ -406,7 +421,11 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
     desired: keys.length,
     running,
     ready,
-    ...(budgetHeld ? { message: budgetHeld } : rolling ? { message: `${state === 'progressing' ? 'updating' : state} ${rollout.updated}/${keys.length}` } : {}),
+    ...(budgetHeld
+      ? { message: budgetHeld }
+      : rolling
+        ? { message: state === 'progressing' && oldSlots.length === 0 && updating === 0 ? `updated ${keys.length}/${keys.length}; watching ${monitoring} new task(s) for failures (monitor ${up.monitorMs / 1000} s)` : `${state === 'progressing' ? 'updating' : state} ${rollout.updated}/${keys.length}` }
+        : {}),
     rollout,
   };
   if (requeue !== undefined) plan.requeueAfterMs = requeue;
