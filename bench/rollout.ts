@@ -602,9 +602,10 @@ function report(o: Opts, machine: Record<string, string>, baton: SystemResult | 
   out.push('## notes');
   out.push('- Swarm\'s updater (swarmkit manager/orchestrator/update) runs `parallelism` workers; each moves to its next slot as soon as the');
   out.push('  new task is RUNNING (start-first: then stops the old one), and `monitor` is waited once after the last slot before it');
-  out.push('  marks the update completed. Baton counts a slot in transition until its new task has stayed ready for `monitor`, so each');
-  out.push('  batch waits monitor before the next one starts: expect roughly replicas/parallelism × (start + monitor) for Baton against');
-  out.push('  replicas/parallelism × start + monitor for Swarm.');
+  out.push('  marks the update completed. Baton does the same (its next batch starts once the new tasks run, each task\'s monitor');
+  out.push('  window runs in the background, the rollout completes once the last one closed): both take about');
+  out.push('  replicas/parallelism × (a batch\'s start) + monitor. With --min-ready-s R Baton also waits R after each batch (Kubernetes\'');
+  out.push('  minReadySeconds): about replicas/parallelism × (start + R) + monitor.');
   out.push('- Both systems run the same image, command and settings on the same engine; Baton spreads over 2 agents on one engine,');
   out.push('  Swarm has one node. t0 is the wall clock just before the apply / `docker service update --detach`; docker events times are');
   out.push('  dockerd\'s timeNano (same host clock).');

@@ -59,6 +59,10 @@ export class StatusReporter {
   private readonly pendingStatus = new Map<string, { name: string; uid: string; status: TaskStatus }>();
   private readonly pendingEvents: NewEventBody[] = [];
   private flushMs: number;
+  /** When the last flush began (clock ms). */
+  private lastFlush = -Infinity;
+  /** Ends the loop's idle wait: a report arrived. */
+  private wake?: () => void;
 
   constructor(private readonly opts: StatusReporterOptions) {
     this.flushMs = opts.statusFlushMs ?? 200;
@@ -94,6 +98,7 @@ export class StatusReporter {
     }
     local.status = status;
     this.pendingStatus.set(task.metadata.name, { name: task.metadata.name, uid: task.metadata.uid, status });
+    this.wake?.();
     if (prev.state === state) return;
     const event = (type: 'Normal' | 'Warning', reason: string, text: string) =>
       this.pendingEvents.push({ type, reason, message: text, kind: 'Task', name: task.metadata.name, uid: task.metadata.uid, node, service: task.spec.serviceName, source: `agent/${node}` });
@@ -121,10 +126,39 @@ export class StatusReporter {
     if (typeof ms === 'number' && ms > 0) this.flushMs = Math.max(this.opts.statusFlushMs ?? 200, ms);
   }
 
+  /**
+   * loop sends what is buffered at most once per flush interval. While the
+   * server has not stretched the interval (a small cluster), a report after
+   * a quiet spell goes at once, so the next step of a rollout waits for no
+   * timer; in a large cluster, where the server asks for less, every agent
+   * keeps its own phase and their reports stay spread over the interval.
+   */
   async loop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      await sleep(this.flushMs, signal);
+      const leading = this.flushMs <= (this.opts.statusFlushMs ?? 200);
+      if (leading && this.pendingStatus.size === 0 && this.pendingEvents.length === 0) {
+        await this.idle(this.flushMs, signal);
+        continue;
+      }
+      const wait = leading ? this.lastFlush + this.flushMs - this.opts.clock.now() : this.flushMs;
+      if (wait > 0) await sleep(wait, signal);
+      if (signal.aborted) return;
+      this.lastFlush = this.opts.clock.now();
       await this.flush().catch((e) => this.opts.log.debug({ err: String(e) }, 'status flush failed; will retry'));
+    }
+  }
+
+  /** idle waits up to ms, or until a report arrives. */
+  private async idle(ms: number, signal: AbortSignal): Promise<void> {
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    this.wake = stop;
+    try {
+      await sleep(ms, ac.signal);
+    } finally {
+      this.wake = undefined;
+      signal.removeEventListener('abort', stop);
     }
   }
 

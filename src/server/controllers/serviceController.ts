@@ -102,7 +102,22 @@ export class ServiceController implements Controller {
    * service at most about 2% of a core.
    */
   private batchDelay(service: string): number {
-    return Math.max(this.ctx.timings.statusBatchMs, Math.min(5000, 50 * (this.cost.get(service) ?? 0)));
+    return this.throttled(service, Math.max(this.ctx.timings.statusBatchMs, Math.min(5000, 50 * (this.cost.get(service) ?? 0))));
+  }
+
+  /** When each service was last reconciled or recounted (clock ms). */
+  private readonly lastRun = new Map<string, number>();
+
+  /**
+   * throttled: how long a batched change waits so that a service runs at
+   * most once per `window`: nothing when it has not run for a window (the
+   * next step of a rollout follows a task turning ready at once), the rest
+   * of the window when it has (a deploy's thousands of reports still make
+   * one reconcile a window).
+   */
+  private throttled(service: string, window: number): number {
+    const last = this.lastRun.get(service);
+    return last === undefined ? 0 : Math.max(0, last + window - this.ctx.clock.now());
   }
 
   /** How long the last recount of each steady service took (ms). */
@@ -110,7 +125,7 @@ export class ServiceController implements Controller {
 
   /** recountDelay is how long count changes of a steady service wait: statusBatchMs, up to a second for one whose recount costs milliseconds. */
   private recountDelay(service: string): number {
-    return Math.max(this.ctx.timings.statusBatchMs, Math.min(1000, 200 * (this.recountCost.get(service) ?? 0)));
+    return this.throttled(service, Math.max(this.ctx.timings.statusBatchMs, Math.min(1000, 200 * (this.recountCost.get(service) ?? 0))));
   }
 
   stop(): void {
@@ -222,6 +237,7 @@ export class ServiceController implements Controller {
    * fifth of the server's time in all; a recount is a loop over its tasks.
    */
   private async run(name: string): Promise<void> {
+    this.lastRun.set(name, this.ctx.clock.now());
     const svc = this.ctx.services.objects.get(name) as Service | undefined;
     const st = this.steady.get(name);
     if (!this.full.has(name) && svc && st && st.uid === svc.metadata.uid && st.generation === svc.metadata.generation) {
@@ -266,6 +282,7 @@ export class ServiceController implements Controller {
     if (!svc && tasks.length === 0) {
       this.cost.delete(name);
       this.recountCost.delete(name);
+      this.lastRun.delete(name);
       this.steady.delete(name);
       return;
     }
