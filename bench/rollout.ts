@@ -225,6 +225,8 @@ function composeText(o: Opts, v: number): string {
     '  web:',
     `    image: ${IMAGE}`,
     `    command: ${JSON.stringify(cmd(v))}`,
+    // As Swarm's (--network host): the same work per task on both sides (no sandbox, no veth).
+    '    network_mode: host',
     '    labels:',
     `      ${LABEL}: "${LABEL_VALUE}"`,
     `      ${VERSION_LABEL}: "v${v}"`,

@@ -61,8 +61,10 @@ export class StatusReporter {
   private flushMs: number;
   /** When the last flush began (clock ms). */
   private lastFlush = -Infinity;
-  /** Ends the loop's idle wait: a report arrived. */
+  /** Ends the loop's wait: a report arrived (idle), or an urgent one did (a task changed state or turned ready). */
   private wake?: () => void;
+  /** A report waiting to be sent changes a task's state or readiness: what the server's next step waits for. */
+  private urgent = false;
 
   constructor(private readonly opts: StatusReporterOptions) {
     this.flushMs = opts.statusFlushMs ?? 200;
@@ -98,6 +100,7 @@ export class StatusReporter {
     }
     local.status = status;
     this.pendingStatus.set(task.metadata.name, { name: task.metadata.name, uid: task.metadata.uid, status });
+    if (prev.state !== state || (status.readyAt !== undefined && prev.readyAt === undefined)) this.urgent = true;
     this.wake?.();
     if (prev.state === state) return;
     const event = (type: 'Normal' | 'Warning', reason: string, text: string) =>
@@ -129,27 +132,37 @@ export class StatusReporter {
   /**
    * loop sends what is buffered at most once per flush interval. While the
    * server has not stretched the interval (a small cluster), a report after
-   * a quiet spell goes at once, so the next step of a rollout waits for no
-   * timer; in a large cluster, where the server asks for less, every agent
-   * keeps its own phase and their reports stay spread over the interval.
+   * a quiet spell goes at once, and one that changes a task's state or
+   * readiness (what a rollout's next step waits for) waits a quarter of the
+   * interval at most, so the next step waits for no timer; in a large
+   * cluster, where the server asks for less, every agent keeps its own phase
+   * and their reports stay spread over the interval.
    */
   async loop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       const leading = this.flushMs <= (this.opts.statusFlushMs ?? 200);
       if (leading && this.pendingStatus.size === 0 && this.pendingEvents.length === 0) {
-        await this.idle(this.flushMs, signal);
+        await this.wait(this.flushMs, signal);
         continue;
       }
-      const wait = leading ? this.lastFlush + this.flushMs - this.opts.clock.now() : this.flushMs;
-      if (wait > 0) await sleep(wait, signal);
+      if (leading) {
+        const since = this.opts.clock.now() - this.lastFlush;
+        const gap = this.urgent ? this.flushMs / 4 : this.flushMs;
+        if (since < gap) {
+          // An urgent report arriving meanwhile shortens the wait.
+          await this.wait(gap - since, signal);
+          continue;
+        }
+      } else await sleep(this.flushMs, signal);
       if (signal.aborted) return;
       this.lastFlush = this.opts.clock.now();
+      this.urgent = false;
       await this.flush().catch((e) => this.opts.log.debug({ err: String(e) }, 'status flush failed; will retry'));
     }
   }
 
-  /** idle waits up to ms, or until a report arrives. */
-  private async idle(ms: number, signal: AbortSignal): Promise<void> {
+  /** wait waits up to ms, or until a report arrives. */
+  private async wait(ms: number, signal: AbortSignal): Promise<void> {
     const ac = new AbortController();
     const stop = () => ac.abort();
     signal.addEventListener('abort', stop, { once: true });

@@ -20,6 +20,9 @@ import { DRAIN_STARTED_ANNOTATION, indexTasks, recordEvent, TASKS_BY_NODE, TASKS
 
 /** Creates run in slices of this much busy time (see the scheduler's SLICE_MS). */
 const SLICE_MS = 100;
+/** The batch window of a service that is rolling out (statusBatchMs for the others). */
+const ROLLING_BATCH_MS = 25;
+
 /** At most this many tasks are created per reconcile of a service (Kubernetes' burstReplicas; here a whole 10,000-replica service, so that a deploy is one scheduler pass). */
 const CREATE_BURST = 20_000;
 
@@ -102,7 +105,10 @@ export class ServiceController implements Controller {
    * service at most about 2% of a core.
    */
   private batchDelay(service: string): number {
-    return this.throttled(service, Math.max(this.ctx.timings.statusBatchMs, Math.min(5000, 50 * (this.cost.get(service) ?? 0))));
+    // A service rolling out paces its next batch by these changes: a shorter window (a large one's cost still stretches it).
+    const state = (this.ctx.services.objects.get(service) as Service | undefined)?.status?.rollout?.state;
+    const floor = state === 'progressing' || state === 'rolling-back' ? Math.min(ROLLING_BATCH_MS, this.ctx.timings.statusBatchMs) : this.ctx.timings.statusBatchMs;
+    return this.throttled(service, Math.max(floor, Math.min(5000, 50 * (this.cost.get(service) ?? 0))));
   }
 
   /** When each service was last reconciled or recounted (clock ms). */
