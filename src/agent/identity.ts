@@ -10,7 +10,7 @@ import { tlsTransport, withTransport } from '../api/tls.js';
 import { backoffDelay } from '../base/backoff.js';
 import { sleep, type Clock } from '../base/clock.js';
 import { BatonError } from '../base/errors.js';
-import { certInfo } from '../base/pki.js';
+import { certValidity } from '../base/certs.js';
 import { credentialState, joinCluster, localDialAddress, loadCredentials, renewCertificate, saveCredentials, type NodeCredentials } from './join.js';
 
 /** isRevoked: the server refused this node's certificate as revoked (it says so in the error details). */
@@ -135,7 +135,7 @@ export class NodeIdentity {
         const next = await renewCertificate(this.client, this.creds);
         saveCredentials(this.opts.dataDir, next);
         this.use(next);
-        this.log.info({ notAfter: certInfo(next.certPem).notAfter.toISOString() }, 'renewed the node certificate');
+        this.log.info({ notAfter: certValidity(next.certPem).notAfter.toISOString() }, 'renewed the node certificate');
       } catch (e) {
         onError(e);
         this.log.warn({ err: String(e) }, 'certificate renewal failed; will retry');

@@ -16,7 +16,7 @@ import { networkInterfaces } from 'node:os';
 import { ApiClient } from '../api/client.js';
 import { insecureTransport, tlsTransport, withTransport } from '../api/tls.js';
 import { BatonError } from '../base/errors.js';
-import { certFingerprint, certInfo, generateKeyAndCsr, verifyChain } from '../base/pki.js';
+import { certFingerprint, certValidity, verifyChain } from '../base/certs.js';
 import { joinProof, parseJoinToken } from '../base/joinToken.js';
 
 export interface NodeCredentials {
@@ -63,7 +63,7 @@ export function saveCredentials(dataDir: string, c: NodeCredentials): void {
 export function credentialState(c: NodeCredentials, now = new Date()): 'ok' | 'renew' | 'expired' {
   const v = verifyChain(c.certPem, c.caPem, now);
   if (!v.ok) return 'expired';
-  const info = certInfo(c.certPem);
+  const info = certValidity(c.certPem);
   const life = info.notAfter.getTime() - info.notBefore.getTime();
   return now.getTime() >= info.notBefore.getTime() + (life * 2) / 3 ? 'renew' : 'ok';
 }
@@ -114,7 +114,7 @@ export async function joinCluster(o: { server: string; token: string; name: stri
   try {
     const api = new ApiClient(withTransport({ server, timeoutMs: 30_000 }, pinned));
     const { nonce } = await api.call<{ nonce: string }>('POST', '/api/v1/join/nonce', {});
-    const { keyPem, csrPem } = await generateKeyAndCsr(o.name);
+    const { keyPem, csrPem } = await (await import('../base/pki.js')).generateKeyAndCsr(o.name);
     const res = await api.call<{ certificate: string; ca: string; clusterId: string }>('POST', '/api/v1/join', {
       name: o.name,
       address: o.address,
@@ -132,7 +132,7 @@ export async function joinCluster(o: { server: string; token: string; name: stri
 
 /** renewCertificate asks for a fresh certificate over mutual TLS with a new key. */
 export async function renewCertificate(client: ApiClient, c: NodeCredentials): Promise<NodeCredentials> {
-  const { keyPem, csrPem } = await generateKeyAndCsr(c.name);
+  const { keyPem, csrPem } = await (await import('../base/pki.js')).generateKeyAndCsr(c.name);
   const res = await client.call<{ certificate: string; ca: string }>('POST', `/api/v1/nodes/${encodeURIComponent(c.name)}/certificate`, { csr: csrPem });
   if (!verifyChain(res.certificate, c.caPem).ok) throw new BatonError('BATON_ERR_TLS', 'the renewed certificate does not chain to the cluster CA; keeping the old one');
   return { ...c, certPem: res.certificate, keyPem };

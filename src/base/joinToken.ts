@@ -12,7 +12,7 @@
  * (fixed-length fields), never by splitting on '-'.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { PkiError } from './pki.js';
+import { PkiError } from './certs.js';
 
 const PREFIX = 'BATON';
 const VERSION = 1;

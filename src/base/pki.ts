@@ -13,6 +13,9 @@
 import { createHash, createPrivateKey, createPublicKey, randomBytes, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import type * as X509 from '@peculiar/x509';
+import { certFingerprint, parseNode, PkiError, sha256hex, validity, verifyChain } from './certs.js';
+
+export { certFingerprint, certValidity, PkiError, verifyChain } from './certs.js';
 
 /**
  * installReflectMetadataShim exists because @peculiar/x509 2.x depends on
@@ -99,16 +102,6 @@ export interface CertInfo {
   usages: ('client' | 'server')[];
 }
 
-/** PkiError is a refused PKI operation with a stable code (invalid_csr, invalid_cert, invalid_key, ca_key_mismatch, …) that callers map to an API error. */
-export class PkiError extends Error {
-  constructor(
-    message: string,
-    readonly code: string,
-  ) {
-    super(message);
-    this.name = 'PkiError';
-  }
-}
 
 /**
  * createCA makes the cluster's root of trust on first start: a fresh P-256
@@ -137,14 +130,6 @@ export async function createCA(commonName: string, opts: { days?: number } = {})
   return { certPem: pem(cert.toString('pem')), keyPem: await exportKeyPem(keys.privateKey) };
 }
 
-/**
- * certFingerprint is the sha256 of a certificate's DER in lowercase hex: the
- * value a join token pins the CA by, and what `openssl x509 -fingerprint
- * -sha256` shows (without colons).
- */
-export function certFingerprint(certPem: string): string {
-  return sha256hex(parseNode(certPem).raw);
-}
 
 /** certInfo decodes the fields Baton shows and acts on (serial, names, validity, CA flag, usages) without verifying anything. */
 export function certInfo(certPem: string): CertInfo {
@@ -257,31 +242,6 @@ export async function createClientCert(ca: KeyPairPem, commonName: string, days 
   return { certPem, keyPem: await exportKeyPem(keys.privateKey) };
 }
 
-/**
- * verifyChain checks a leaf against the cluster CA the way OpenSSL would
- * (issuer name and AKI/SKI must match, the CA must be a CA, the signature must
- * verify, both must be within their validity at `now`), for use outside a TLS
- * handshake: checking a stored or presented certificate, or deciding whether a
- * node must re-join. Synchronous: node:crypto verifies without WebCrypto.
- * Throws PkiError invalid_cert if either text is not a certificate.
- */
-export function verifyChain(
-  certPem: string,
-  caPem: string,
-  now: Date = new Date(),
-): { ok: true } | { ok: false; reason: 'expired' | 'not_yet_valid' | 'wrong_ca' | 'bad_signature' } {
-  const leaf = parseNode(certPem);
-  const ca = parseNode(caPem);
-  if (!ca.ca || !leaf.checkIssued(ca)) return { ok: false, reason: 'wrong_ca' };
-  if (!leaf.verify(ca.publicKey)) return { ok: false, reason: 'bad_signature' };
-  const t = now.getTime();
-  for (const c of [leaf, ca]) {
-    const { notBefore, notAfter } = validity(c);
-    if (t < notBefore.getTime()) return { ok: false, reason: 'not_yet_valid' };
-    if (t > notAfter.getTime()) return { ok: false, reason: 'expired' };
-  }
-  return { ok: true };
-}
 
 interface LoadedCa {
   cert: X509.X509Certificate;
@@ -378,29 +338,6 @@ async function readCa(ca: KeyPairPem): Promise<LoadedCa> {
   return { cert, signingKey, keyId };
 }
 
-/**
- * Parsed certificates by their PEM text, a few at a time: the same CA is
- * parsed at every join check and chain check (thousands in `baton sim`).
- * X509Certificate objects never change, so sharing one is safe.
- */
-const parsed = new Map<string, NodeX509>();
-const PARSED_MAX = 16;
-
-function parseNode(certPem: string): NodeX509 {
-  if (typeof certPem !== 'string' || !certPem.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new PkiError('not a PEM certificate (no BEGIN CERTIFICATE line)', 'invalid_cert');
-  }
-  let c = parsed.get(certPem);
-  if (c) return c;
-  try {
-    c = new NodeX509(certPem);
-  } catch (e) {
-    throw new PkiError(`certificate cannot be decoded: ${(e as Error).message}`, 'invalid_cert');
-  }
-  if (parsed.size >= PARSED_MAX) parsed.delete(parsed.keys().next().value!);
-  parsed.set(certPem, c);
-  return c;
-}
 
 function parseCsr(csrPem: string): X509.Pkcs10CertificateRequest {
   if (typeof csrPem !== 'string' || !/-----BEGIN (NEW )?CERTIFICATE REQUEST-----/.test(csrPem)) {
@@ -422,12 +359,6 @@ async function csrVerifies(csr: X509.Pkcs10CertificateRequest): Promise<boolean>
 }
 
 /** validity reads a certificate's notBefore and notAfter from OpenSSL's text ("Nov 27 16:00:00 2026 GMT"; whole seconds, as certificates hold them). */
-function validity(c: NodeX509): { notBefore: Date; notAfter: Date } {
-  const notBefore = new Date(Date.parse(c.validFrom));
-  const notAfter = new Date(Date.parse(c.validTo));
-  if (Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime())) throw new PkiError(`certificate validity cannot be read (${c.validFrom} to ${c.validTo})`, 'invalid_cert');
-  return { notBefore, notAfter };
-}
 
 async function newKeyPair(): Promise<CryptoKeyPair> {
   return webcrypto.subtle.generateKey(EC_KEY_ALG, true, ['sign', 'verify']);
@@ -486,9 +417,6 @@ function wholeSecond(d: Date): Date {
   return new Date(Math.floor(d.getTime() / 1000) * 1000);
 }
 
-function sha256hex(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 function pem(text: string): string {
   const t = text.replace(/\r\n/g, '\n').trim();

@@ -14,7 +14,7 @@ import { parsePortRange } from '../agent/ports.js';
 import { sleep } from '../base/clock.js';
 import { BatonError } from '../base/errors.js';
 import { parseBytes, parseDurationMs } from '../manifest/units.js';
-import { BatonServer } from '../server/server.js';
+import type { BatonServer } from '../server/server.js';
 import { ClusterKey } from '../server/clusterKey.js';
 import { describeNetwork, taskNetwork } from '../server/ipam.js';
 import type { Timings } from '../server/controllers/context.js';
@@ -210,6 +210,8 @@ export interface StoreFlags {
 
 export async function runServer(f: { dataDir: string; listen: string; logLevel?: string; tlsSan?: string[] } & NetworkFlags & StoreFlags): Promise<void> {
   const shared = await sharedStore(f);
+  // The server's code is loaded only by the commands that run one: an agent process never holds it.
+  const { BatonServer } = await import('../server/server.js');
   let server: BatonServer;
   try {
     server = await BatonServer.start({ dataDir: resolve(f.dataDir), listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan, ...networkOptions(f), ...(shared?.options ?? {}) });
@@ -325,6 +327,7 @@ export async function runUp(f: UpFlags, argv: string[]): Promise<void> {
   // Checked here too, so that `up -d` says what is wrong instead of pointing at the background process's log.
   taskNetwork(network.clusterCidr, network.nodeCidrSize, network.serviceCidr);
   if (f.detach) return detach(dataDir, argv, f);
+  const { BatonServer } = await import('../server/server.js');
   const server = await BatonServer.start({ dataDir, listen: f.listen, logLevel: f.logLevel, timings: timingsFromEnv(), tlsSans: f.tlsSan, ...network });
   let agent: Agent | undefined;
   try {
