@@ -14,6 +14,8 @@ export interface ContextEntry {
   token: string;
   /** PEM of the cluster CA (clustering issue). */
   ca?: string;
+  /** The data directory of the `baton up` that wrote it: `baton down` stops that one. */
+  dataDir?: string;
 }
 
 export interface ContextFile {

@@ -18,7 +18,7 @@ import type { BatonServer } from '../server/server.js';
 import { ClusterKey } from '../server/clusterKey.js';
 import { describeNetwork, taskNetwork } from '../server/ipam.js';
 import type { Timings } from '../server/controllers/context.js';
-import { batonHome, saveContext } from './context.js';
+import { batonHome, readContexts, saveContext } from './context.js';
 import { parseUpstream } from '../agent/net/dns.js';
 
 export interface AgentFlags {
@@ -340,7 +340,7 @@ export async function runUp(f: UpFlags, argv: string[]): Promise<void> {
     await server.stop();
     throw e;
   }
-  saveContext(f.context, { server: server.url, token: server.adminToken, ca: server.caPem }, true);
+  saveContext(f.context, { server: server.url, token: server.adminToken, ca: server.caPem, dataDir }, true);
   writeFileSync(pidFile(dataDir), `${process.pid}\n`);
   process.stdout.write(`baton is up: server ${server.url}, node ${agent.name}\ncontext "${f.context}" saved in ${join(batonHome(), 'contexts.yaml')}\n`);
   onSignals(async () => {
@@ -385,8 +385,12 @@ function readPid(dataDir: string): number | undefined {
   }
 }
 
-export async function runDown(f: { dataDir: string }): Promise<void> {
-  const dataDir = resolve(f.dataDir);
+export async function runDown(f: { dataDir?: string; context?: string }): Promise<void> {
+  // The cluster to stop: --data-dir, else the one the current context (or --context) was written by, else BATON_HOME's.
+  const contexts = readContexts();
+  const name = f.context || process.env.BATON_CONTEXT || contexts.current;
+  if (f.context && !contexts.contexts[f.context]) throw new BatonError('BATON_ERR_NOT_FOUND', `context "${f.context}" not found; see baton context ls`);
+  const dataDir = resolve(f.dataDir ?? (name ? contexts.contexts[name]?.dataDir : undefined) ?? batonHome());
   const pid = readPid(dataDir);
   if (!pid) {
     process.stdout.write(`baton is not running (no live pid in ${pidFile(dataDir)})\n`);

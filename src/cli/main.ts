@@ -88,9 +88,9 @@ export function buildProgram(): Command {
 
   program
     .command('down')
-    .description('stop a background `baton up` (containers keep running)')
-    .option('--data-dir <dir>', 'data directory', batonHome())
-    .action(async (o) => (await daemon()).runDown(o));
+    .description('stop a background `baton up` (containers keep running): the current context\'s, or the one at --data-dir')
+    .option('--data-dir <dir>', 'data directory (default: the current context\'s baton up, else BATON_HOME)')
+    .action(async (o, cmd: Command) => (await daemon()).runDown({ ...o, context: cmd.optsWithGlobals().context }));
 
   const serverCmd = program
     .command('server')

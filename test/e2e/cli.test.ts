@@ -144,7 +144,7 @@ describe('baton CLI against a real server', () => {
     expect(use.stderr).toMatch(/context "nope" not found/);
   });
 
-  it('runs in the background with up -d and stops with down, leaving containers to adopt', async () => {
+  it('runs in the background with up -d and stops with a plain down (through the context), leaving containers to adopt', async () => {
     const home = tempDir('baton-upd-');
     const e = { BATON_HOME: home, BATON_TIMINGS: JSON.stringify({ heartbeatIntervalMs: 300 }) };
     let clusterId = '';
@@ -159,9 +159,11 @@ describe('baton CLI against a real server', () => {
       const ctx = await baton(['context', 'ls'], e);
       expect(ctx.stdout).toMatch(/default \*\s+https:\/\/127\.0\.0\.1:\d+/);
       await eventually(async () => expect((await baton(['node', 'ls'], e)).stdout).toMatch(/Ready/), 15_000);
-      const down = await baton(['down', '--data-dir', join(home, 'd')], e);
+      // A plain `down` stops the cluster of the current context (written by `up`), not BATON_HOME's.
+      const down = await baton(['down'], e);
       expect(down.code, down.stderr).toBe(0);
       expect(down.stdout).toMatch(/baton stopped/);
+      expect((await baton(['down', '--context', 'nope'], e)).stderr).toContain('context "nope" not found');
       const after = await baton(['service', 'ls'], e);
       expect(after.stderr).toMatch(/cannot reach the server/);
     } finally {
