@@ -258,6 +258,13 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
     const lag = (q: string) => Number(new RegExp(`^baton_server_nodejs_eventloop_lag_${q}_seconds (\\S+)`, 'm').exec(m1)?.[1] ?? NaN) * 1000;
     process.stdout.write(`  server event-loop delay during the run: p50 ${lag('p50').toFixed(0)} ms, p90 ${lag('p90').toFixed(0)} ms, p99 ${lag('p99').toFixed(0)} ms, max ${lag('max').toFixed(0)} ms\n`);
     process.stdout.write(`server peak RSS during the run: ${(serverSampler.peakKiB / 1024).toFixed(0)} MiB\n`);
+    // Where the server's memory is at the end (prom-client's process and V8 figures): the JS heap is often the smaller part.
+    const gauge = (name: string, label?: string) => {
+      let sum = 0;
+      for (const mm of m1.matchAll(new RegExp(`^baton_server_${name}${label ? `\\{[^}]*${label}[^}]*\\}` : '(?:\\{[^}]*\\})?'} (\\S+)`, 'gm'))) sum += Number(mm[1]);
+      return sum / 1048576;
+    };
+    process.stdout.write(`server memory at the end: RSS ${gauge('process_resident_memory_bytes').toFixed(0)} MiB; V8 heap used ${gauge('nodejs_heap_size_used_bytes').toFixed(0)} of ${gauge('nodejs_heap_size_total_bytes').toFixed(0)} MiB (old space ${gauge('nodejs_heap_space_size_used_bytes', 'space="old"').toFixed(0)}/${gauge('nodejs_heap_space_size_total_bytes', 'space="old"').toFixed(0)}, new space ${gauge('nodejs_heap_space_size_total_bytes', 'space="new"').toFixed(0)}); external ${gauge('nodejs_external_memory_bytes').toFixed(0)} MiB\n`);
     process.stdout.write('anchors: Nomad C1M 3,750/s with 5 servers, C2M ~1,500/s; kube-scheduler 270 pods/s at 5,000 nodes\n');
     await tls.close();
     return `${store.padEnd(6)}: ${replicas} replicas on ${nodeCount} nodes, apply → all running ${totalS.toFixed(1)} s = ${rate.toFixed(0)} tasks/s; server CPU ${cpu[0]!.toFixed(1)} s, peak RSS ${(serverSampler.peakKiB / 1024).toFixed(0)} MiB, event-loop p99 ${lag('p99').toFixed(0)} ms`;
