@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerDriver, containerName } from '../src/agent/docker/dockerDriver.js';
+import { isStaleTask } from '../src/agent/docker/engine.js';
 import { DriverError, type DriverEvent, type TaskConfig, type TaskHandle } from '../src/agent/driver.js';
 import { defaultContainerSpec, type ContainerSpec, type ResourceSpec } from '../src/api/types.js';
 
@@ -124,6 +125,12 @@ describe('DockerDriver', () => {
     expect(info.version).toMatch(/^\d+\./);
     expect(info.cpus).toBeGreaterThan(0);
     expect(info.memoryBytes).toBeGreaterThan(0);
+  });
+
+  it("tells the engine's refusals of a start that died with it (the container must be replaced) from others", () => {
+    const engineError = (statusCode: number, message: string) => Object.assign(new Error(`(HTTP code ${statusCode}) ${message}`), { statusCode, json: { message } });
+    for (const m of ['could not start task 0123456789abcdef: already exists', 'Conflict. The container name is already in use: id already in use', 'OCI runtime start failed: cannot start a stopped process: unknown']) expect(isStaleTask(engineError(500, m)), m).toBe(true);
+    for (const [code, m] of [[500, 'OCI runtime create failed: executable file not found'], [404, 'cannot start a stopped process'], [409, 'id already in use']] as const) expect(isStaleTask(engineError(code, m)), m).toBe(false);
   });
 
   it('containerName keeps valid names and makes invalid ones valid without collisions', () => {

@@ -153,9 +153,11 @@ export function lineSplitter(onLine: (line: string) => void): ((chunk: Buffer | 
  * isStaleTask: the engine refused a start because containerd still holds
  * the container's task, or the container itself, from a start that died
  * with dockerd ("could not start task <id>: already exists", "id already
- * in use"). Waiting does not clear it; the container has to be replaced.
+ * in use", or runc's "cannot start a stopped process" for a task whose
+ * process died with the engine). Waiting does not clear it; the container
+ * has to be replaced.
  */
 export function isStaleTask(err: unknown): boolean {
   const m = engineMessage(err);
-  return statusOf(err) === 500 && (/\btask [0-9a-f]{12,}.*already exists/i.test(m) || /\bid already in use\b/i.test(m));
+  return statusOf(err) === 500 && (/\btask [0-9a-f]{12,}.*already exists/i.test(m) || /\bid already in use\b/i.test(m) || /\bcannot start a stopped process\b/i.test(m));
 }

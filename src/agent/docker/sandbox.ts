@@ -92,7 +92,12 @@ export async function ensureSandbox(docker: Docker, containerName: string, label
         await c.remove({ force: true });
         return ensureSandbox(docker, containerName, labels, image, dns, true);
       }
-      if (statusOf(e) !== 304) throw e;
+      if (statusOf(e) !== 304) {
+        // A pause container that cannot start is of no use to anyone: removed here, or it would outlive the task it was
+        // made for (the task holds no address yet, so releasing its network would not look for it).
+        await c.remove({ force: true }).catch(() => undefined);
+        throw e;
+      }
     }
     info = await c.inspect();
   }
