@@ -436,6 +436,8 @@ interface Writer {
 interface SystemResult {
   name: string;
   full: ReadResult[];
+  /** Baton: the same full reads with --no-merge (each node's lines as they come, grouped by task), beside the merged ones. */
+  unmerged?: ReadResult[];
   follow?: ReadResult;
   writer?: Writer;
   /** The whole output was readable with a non-following `--tail 1` read before the full reads. */
@@ -570,6 +572,7 @@ async function benchBaton(o: Opts, tick: string): Promise<SystemResult> {
       for (let i = 0; i < o.reads; i++) {
         checkInterrupted();
         res.full.push(await readAll(`baton logs (full read ${i + 1}/${o.reads})`, process.execPath, [BATON_BIN, 'logs', TP_SVC], { env: cliEnv, prefixed: true, follow: false, opts: o }));
+        (res.unmerged ??= []).push(await readAll(`baton logs --no-merge (full read ${i + 1}/${o.reads})`, process.execPath, [BATON_BIN, 'logs', '--no-merge', TP_SVC], { env: cliEnv, prefixed: true, follow: false, opts: o }));
       }
       log(`baton: removing stack ${TP_STACK}`);
       await api.removeStack(TP_STACK).catch((e) => log(`warning: remove stack ${TP_STACK}: ${(e as Error).message}`));
@@ -818,6 +821,8 @@ function report(o: Opts, machine: Record<string, string>, tick: string, sys: { b
     out.push(`  ${k}:`, ...parts.map((p) => `    ${p}`));
   }
   const b = fig.baton!;
+  const um = (sys.baton.unmerged ?? []).map((x) => (x.spawnToEndMs > 0 ? x.check.received / (x.spawnToEndMs / 1000) : NaN));
+  if (um.length) out.push(`baton logs merged in time order vs --no-merge (grouped, as before the merge): full read ${nr(b.full)} vs ${median(um).toFixed(0)} lines/s = ${(b.full.v / median(um)).toFixed(2)}× (goal ≥ 0.8×)${sys.baton.unmerged!.every(readValid) ? '' : ' (an unmerged read was INVALID)'}`);
   for (const peer of ['docker', 'swarm'] as const) {
     const p = fig[peer]!;
     const r = sys[peer];

@@ -6,7 +6,7 @@
  * Each log stream is an ordinary HTTP response, so back-pressure and
  * cancellation are HTTP's: a slow reader slows only its own stream.
  *
- *   GET /logs?task=T | service=S [&follow=true&tail=N&since=RFC3339&grep=RE]
+ *   GET /logs?task=T | service=S [&follow=true&tail=N&since=RFC3339&grep=RE&merge=false]
  *       text, one line per record: `<task>@<node> <time> <o|e> <text>`
  *   GET /metrics   Prometheus text (open, read-only, like cAdvisor's port; or only with the scrape token, --metrics-auth token)
  *   GET /healthz
@@ -18,6 +18,7 @@ import type { ServerResponse } from 'node:http';
 import { writeOrWait } from '../base/stream.js';
 import type { Registry } from 'prom-client';
 import type { LogStore } from './logs.js';
+import { lineTime, LineMerger } from '../base/lineMerge.js';
 import { SERVER_CLIENT_CN } from '../api/tls.js';
 import { BatonError } from '../base/errors.js';
 
@@ -87,30 +88,44 @@ export class AgentListener {
       res.flushHeaders();
       const abort = new AbortController();
       res.on('close', () => abort.abort());
-      const readOne = async (task: string) => {
+      const merge = q.merge !== 'false';
+      /** One task's records, each line prefixed with its task and node. */
+      const linesOf = async function* (task: string): AsyncGenerator<string> {
         const prefix = `${task}@${opts.node} `;
         for await (const chunk of opts.logs.read(task, { tail, since: q.since, grep, follow, signal: abort.signal })) {
           // Every record is a whole line: prefix each with its task and node.
-          const p = write(res, prefix + chunk.slice(0, -1).replaceAll('\n', '\n' + prefix) + '\n');
+          yield prefix + chunk.slice(0, -1).replaceAll('\n', '\n' + prefix) + '\n';
+        }
+      };
+      const copy = async (source: AsyncIterable<string>) => {
+        for await (const chunk of source) {
+          const p = write(res, chunk);
           if (p) await p;
           if (abort.signal.aborted) return;
         }
       };
       const wanted = (task: string, service: string) => ('task' in filter ? task === filter.task : service === filter.service);
       const known = new Set(opts.logs.list(filter).map((t) => t.task));
+      // Merged: every task's lines in time order (base/lineMerge.ts); else task by task (following: each as it comes).
+      const merger = merge ? new LineMerger({ key: lineTime, follow, signal: abort.signal }) : undefined;
+      const running: Promise<void>[] = [];
+      const add = (task: string) => (merger ? merger.add(linesOf(task)) : running.push(copy(linesOf(task))));
       try {
         if (!follow) {
-          // A finished read goes task by task, each in order.
-          for (const t of known) await readOne(t);
+          if (merger) {
+            for (const t of known) add(t);
+            await copy(merger.lines());
+          } else for (const t of known) await copy(linesOf(t));
         } else {
           // Following: every task at once, and the tasks that start writing here later.
-          const running: Promise<void>[] = [...known].map(readOne);
+          for (const t of known) add(t);
           const stop = opts.logs.onNewTask((task, service) => {
             if (wanted(task, service) && !known.has(task)) {
               known.add(task);
-              running.push(readOne(task));
+              add(task);
             }
           });
+          if (merger) await copy(merger.lines());
           await new Promise<void>((resolve) => abort.signal.addEventListener('abort', () => resolve(), { once: true }));
           stop();
           await Promise.allSettled(running);

@@ -355,7 +355,7 @@ export class ApiClient {
    */
   async logStream(target: { service: string } | { task: string }, q: LogQuery = {}, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
     const path = 'service' in target ? `/api/v1/services/${encodeURIComponent(target.service)}/logs` : `/api/v1/tasks/${encodeURIComponent(target.task)}/logs`;
-    const res = await this.raw('GET', path + qs({ follow: q.follow ? 'true' : undefined, tail: q.tail, since: q.since, grep: q.grep, container: q.container }), undefined, signal ?? new AbortController().signal);
+    const res = await this.raw('GET', path + qs({ follow: q.follow ? 'true' : undefined, tail: q.tail, since: q.since, grep: q.grep, container: q.container, merge: q.merge === false ? 'false' : undefined }), undefined, signal ?? new AbortController().signal);
     return res.body ?? (async function* () {})();
   }
   async *logs(target: { service: string } | { task: string }, q: LogQuery = {}, signal?: AbortSignal): AsyncGenerator<LogLine> {

@@ -1061,6 +1061,8 @@ export interface LogQuery {
   grep?: string;
   /** A task's: one of its containers (a pod's sidecar or init container). */
   container?: string;
+  /** false: each node's lines as they come, grouped by task; by default every line in time order. */
+  merge?: boolean;
 }
 
 export function parseLogLine(line: string): LogLine | undefined {

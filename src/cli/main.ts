@@ -267,13 +267,14 @@ export function buildProgram(): Command {
   const addLogsCommand = (parent: Command, name: string) =>
     parent
       .command(`${name} <service|task>`)
-      .description("print a service's or task's logs from every node, each line prefixed with its task (also of removed containers)")
+      .description("print a service's or task's logs from every node in time order, each line prefixed with its task (also of removed containers)")
       .option('-f, --follow', 'keep printing new lines, also of tasks that start later')
       .option('--tail <n>', 'only the last N lines of each task', 'all')
       .option('--since <when>', 'only lines since a duration ago (10m, 1h30m) or a time (RFC 3339)')
       .option('-t, --timestamps', 'print each line with its time')
       .option('--grep <regex>', 'only lines matching this regular expression')
       .option('-c, --container <name>', "one container of a task that runs several (a pod's sidecar or init container); a service's logs hold them all")
+      .option('--no-merge', 'each node\'s lines as they come, grouped by task, instead of one time order across tasks and nodes (following: no watermark delay)')
       .action(async (target: string, o, cmd: Command) => {
         const { api } = client(cmd);
         if (o.tail !== 'all' && !/^\d+$/.test(o.tail)) throw new BatonError('BATON_ERR_BAD_REQUEST', `--tail must be a number of lines or "all", got "${o.tail}"`);
@@ -285,7 +286,7 @@ export function buildProgram(): Command {
           }
         }
         const { printLogs } = await import('./logs.js');
-        await printLogs(api, target, { follow: Boolean(o.follow), tail: o.tail === 'all' ? undefined : Number(o.tail), since: o.since, grep: o.grep, timestamps: Boolean(o.timestamps), ...(o.container ? { container: String(o.container) } : {}) });
+        await printLogs(api, target, { follow: Boolean(o.follow), tail: o.tail === 'all' ? undefined : Number(o.tail), since: o.since, grep: o.grep, timestamps: Boolean(o.timestamps), ...(o.merge === false ? { merge: false } : {}), ...(o.container ? { container: String(o.container) } : {}) });
       });
   addLogsCommand(program, 'logs');
   addLogsCommand(service, 'logs');

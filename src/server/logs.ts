@@ -1,7 +1,8 @@
 /**
  * LogRouter answers `GET /services/<s>/logs` and `GET /tasks/<t>/logs` by
  * calling the agents' listeners (mutual TLS, the server's client
- * certificate) and merging their streams line by line into one response,
+ * certificate) and merging their streams into one response in time order
+ * (base/lineMerge.ts: each agent merges its tasks, the server its agents),
  * each line `<task>@<node> <time> <o|e> <text>`, as `docker service logs`
  * prefixes its lines. Agents keep logs past their containers, so a removed
  * task's logs are still there; a service's logs are asked of every node
@@ -13,6 +14,7 @@ import { Agent as Dispatcher } from 'undici';
 import { createSecureContext } from 'node:tls';
 import type { ServerResponse } from 'node:http';
 import { writeOrWait } from '../base/stream.js';
+import { keyAt, lineTime, LineMerger } from '../base/lineMerge.js';
 import type { Logger } from 'pino';
 import { BatonError } from '../base/errors.js';
 import type { Node, Task } from '../api/types.js';
@@ -20,6 +22,8 @@ import type { WatchCache } from './watchCache.js';
 
 export interface LogRequest {
   follow: boolean;
+  /** false: each node's lines as they come (grouped by task), not merged in time order. */
+  merge?: boolean;
   tail?: number;
   /** RFC 3339 (absolute). */
   since?: string;
@@ -41,7 +45,14 @@ export function parseSince(s: string, now: number): string {
   throw new BatonError('BATON_ERR_BAD_REQUEST', `since: "${s}" is neither a duration (10m, 1h30m) nor a time (2026-01-02T15:04:05Z)`);
 }
 
-const write = writeOrWait;
+/** copyInto writes a source's chunks into res, waiting while res is full, until it ends or the signal aborts. */
+async function copyInto(res: ServerResponse, source: AsyncIterable<string>, signal: AbortSignal): Promise<void> {
+  for await (const chunk of source) {
+    const w = writeOrWait(res, chunk);
+    if (w) await w;
+    if (signal.aborted) return;
+  }
+}
 
 export class LogRouter {
   private readonly dispatcher: Dispatcher;
@@ -69,7 +80,11 @@ export class LogRouter {
     return [...this.nodes.objects.values()].map((n) => n as unknown as Node).filter(withListener);
   }
 
-  /** serve streams the logs into res until done (or, following, until the client goes). */
+  /**
+   * serve streams the logs into res until done (or, following, until the
+   * client goes): merged in time order across the nodes (each agent merges
+   * its own tasks), or with `merge: false` node by node as they come.
+   */
   async serve(target: { service: string } | { task: string }, q: LogRequest, res: ServerResponse): Promise<void> {
     const abort = new AbortController();
     res.on('close', () => abort.abort());
@@ -77,17 +92,28 @@ export class LogRouter {
     // The answer starts now, also for a quiet service that a follower waits on.
     res.flushHeaders();
     const started = new Date(this.now()).toISOString();
+    const merge = q.merge !== false;
+    const merger = merge ? new LineMerger({ key: lineTime, follow: q.follow, now: this.now, signal: abort.signal }) : undefined;
+    /** Unmerged: each source copied into res as it comes. */
+    const copying: Promise<void>[] = [];
+    const add = (source: AsyncIterable<string>) => {
+      if (merger) merger.add(source);
+      else copying.push(copyInto(res, source, abort.signal));
+    };
     try {
       if (!q.follow) {
-        for (const n of this.nodesFor(target)) await this.fromNode(n, target, q, res, abort.signal);
+        if (merger) {
+          for (const n of this.nodesFor(target)) add(this.fromNode(n, target, q, abort.signal));
+          await copyInto(res, merger.lines(), abort.signal);
+        } else for (const n of this.nodesFor(target)) await copyInto(res, this.fromNode(n, target, q, abort.signal), abort.signal);
         return;
       }
-      const reading = new Map<string, Promise<void>>();
+      const reading = new Set<string>();
       const follow = (n: Node, since: string | undefined) => {
         const key = `${n.metadata.name}@${n.status.address}:${n.status.agentPort}`;
         if (reading.has(key)) return;
-        const p = this.followNode(n, target, { ...q, since }, res, abort.signal).finally(() => reading.delete(key));
-        reading.set(key, p);
+        reading.add(key);
+        add(this.followNode(n, target, { ...q, since }, abort.signal, () => reading.delete(key)));
       };
       for (const n of this.nodesFor(target)) follow(n, q.since);
       // Nodes that join (or come back) while we follow: their lines from the moment we started.
@@ -95,39 +121,45 @@ export class LogRouter {
         const n = ev.object as unknown as Node | undefined;
         if (ev.type !== 'DELETED' && n?.status.agentPort && n.status.state === 'ready' && !abort.signal.aborted) follow(n, q.since ?? started);
       });
+      if (merger) await copyInto(res, merger.lines(), abort.signal);
       await new Promise<void>((resolve) => abort.signal.addEventListener('abort', () => resolve(), { once: true }));
       unsub();
-      await Promise.allSettled([...reading.values()]);
+      await Promise.allSettled(copying);
     } finally {
       res.end();
     }
   }
 
   /** followNode reads a node until the client goes, reconnecting (from the last time it saw) when the agent restarts. */
-  private async followNode(n: Node, target: { service: string } | { task: string }, q: LogRequest, res: ServerResponse, signal: AbortSignal): Promise<void> {
+  private async *followNode(n: Node, target: { service: string } | { task: string }, q: LogRequest, signal: AbortSignal, done: () => void): AsyncGenerator<string> {
     let since = q.since;
     let tail = q.tail;
-    for (let attempt = 0; !signal.aborted; attempt++) {
-      const last = await this.fromNode(n, target, { ...q, since, tail }, res, signal, attempt > 0);
-      if (last) {
-        since = last;
-        // Later reads pick up after the last line seen; the tail applied once.
-        tail = undefined;
+    try {
+      for (let attempt = 0; !signal.aborted; attempt++) {
+        const seen: { last?: string } = {};
+        yield* this.fromNode(n, target, { ...q, since, tail }, signal, attempt > 0, seen);
+        if (seen.last) {
+          since = seen.last;
+          // Later reads pick up after the last line seen; the tail applied once.
+          tail = undefined;
+        }
+        if (signal.aborted) return;
+        const cur = this.nodes.objects.get(n.metadata.name) as unknown as Node | undefined;
+        if (!cur || cur.status.state === 'down') return;
+        n = cur;
+        await new Promise((r) => setTimeout(r, Math.min(5000, 500 * (attempt + 1))).unref());
       }
-      if (signal.aborted) return;
-      const cur = this.nodes.objects.get(n.metadata.name) as unknown as Node | undefined;
-      if (!cur || cur.status.state === 'down') return;
-      n = cur;
-      await new Promise((r) => setTimeout(r, Math.min(5000, 500 * (attempt + 1))).unref());
+    } finally {
+      done();
     }
   }
 
   /**
-   * fromNode copies one node's answer into res, whole lines at a time, and
-   * returns the time of the last line it copied. `quiet` leaves out the
-   * error line (a follower retrying).
+   * fromNode yields one node's answer, whole lines at a time, and notes the
+   * time of the last line in `seen`. `quiet` leaves out the error line (a
+   * follower retrying).
    */
-  private async fromNode(n: Node, target: { service: string } | { task: string }, q: LogRequest, res: ServerResponse, signal: AbortSignal, quiet = false): Promise<string | undefined> {
+  private async *fromNode(n: Node, target: { service: string } | { task: string }, q: LogRequest, signal: AbortSignal, quiet = false, seen: { last?: string } = {}): AsyncGenerator<string> {
     const p = new URLSearchParams();
     if ('task' in target) p.set('task', target.task);
     else p.set('service', target.service);
@@ -135,8 +167,9 @@ export class LogRouter {
     if (q.tail !== undefined) p.set('tail', String(q.tail));
     if (q.since) p.set('since', q.since);
     if (q.grep) p.set('grep', q.grep);
+    if (q.merge === false) p.set('merge', 'false');
     const host = n.status.address.includes(':') ? `[${n.status.address}]` : n.status.address;
-    let lastTime: string | undefined;
+    let failed: string | undefined;
     try {
       const r = await this.dispatcher.request({ origin: `https://${host}:${n.status.agentPort}`, path: `/logs?${p}`, method: 'GET', signal, headersTimeout: 10_000, bodyTimeout: 0 });
       if (r.statusCode !== 200) {
@@ -155,19 +188,16 @@ export class LogRouter {
         const lines = text.slice(0, end + 1);
         // The time of the last line: after the first space of its last line.
         const ls = lines.lastIndexOf('\n', end - 1) + 1;
-        const sp = lines.indexOf(' ', ls);
-        if (sp > 0) lastTime = lines.slice(sp + 1, sp + 31);
-        const w = write(res, lines);
-        if (w) await w;
+        seen.last = lineTime(lines.slice(ls)) || seen.last;
+        yield lines;
         if (signal.aborted) break;
       }
     } catch (e) {
-      if (signal.aborted) return lastTime;
-      const msg = (e as { code?: string; message?: string }).code ?? (e as Error).message;
-      this.log.debug({ node: n.metadata.name, err: msg }, 'reading logs from a node failed');
-      if (!quiet) await write(res, `-@${n.metadata.name} ${new Date(this.now()).toISOString()} e cannot read logs from node ${n.metadata.name} (${n.status.address}:${n.status.agentPort}): ${msg}\n`);
+      if (signal.aborted) return;
+      failed = (e as { code?: string; message?: string }).code ?? (e as Error).message;
+      this.log.debug({ node: n.metadata.name, err: failed }, 'reading logs from a node failed');
     }
-    return lastTime;
+    if (failed !== undefined && !quiet) yield `-@${n.metadata.name} ${keyAt(this.now())} e cannot read logs from node ${n.metadata.name} (${n.status.address}:${n.status.agentPort}): ${failed}\n`;
   }
 
   async close(): Promise<void> {

@@ -75,7 +75,7 @@ describe('observability', () => {
     expect(bad.stderr).not.toMatch(/\n\s+at /);
   }, 180_000);
 
-  it('follows new lines and new tasks; logs outlive the removed containers', async () => {
+  it('follows new lines and new tasks; logs outlive the removed containers, merged in time order across tasks and nodes', async () => {
     await c.apply(
       'obs2',
       `services:
@@ -109,6 +109,16 @@ describe('observability', () => {
     const byTask = await c.baton(['logs', names[0]!, '--tail', '2']);
     expect(byTask.stdout.trim().split('\n')).toHaveLength(2);
     expect(byTask.stdout).toMatch(/tick \d+ from [12]/);
+    // One time order across both tasks (and nodes), their lines interleaved; --no-merge keeps each task's lines together.
+    const rows = (out: string) => out.trim().split('\n').map((l) => ({ who: l.slice(0, l.indexOf(' ')), time: l.slice(l.indexOf('| ') + 2, l.indexOf('| ') + 32) }));
+    const switches = (rs: { who: string }[]) => rs.filter((r, i) => i > 0 && r.who !== rs[i - 1]!.who).length;
+    const merged = rows((await c.baton(['logs', 'obs2_ticker', '-t'])).stdout);
+    expect(merged.length).toBeGreaterThan(10);
+    for (let i = 1; i < merged.length; i++) expect(merged[i]!.time >= merged[i - 1]!.time, `${merged[i - 1]!.time} then ${merged[i]!.time}`).toBe(true);
+    expect(switches(merged)).toBeGreaterThan(2);
+    const grouped = rows((await c.baton(['logs', 'obs2_ticker', '-t', '--no-merge'])).stdout);
+    expect(grouped).toHaveLength(merged.length);
+    expect(switches(grouped)).toBe(1);
   }, 120_000);
 
   it('an agent restart loses and repeats no line; a container restart keeps its lines', async () => {

@@ -33,6 +33,8 @@ const logsQuery = z.object({
   grep: queryText(1024).optional(),
   /** One container of a task that runs several (its main one when absent). */
   container: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a container's name (a DNS label)").optional(),
+  /** false: each node's lines as they come, grouped by task, not merged in time order. */
+  merge: z.enum(['true', 'false']).optional(),
 });
 
 /** A log target's name: what a task or service may be called (a removed one's logs stay readable). */
@@ -114,7 +116,7 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
       }
     }
     const tail = q.tail === undefined || q.tail === '' || q.tail === 'all' ? undefined : q.tail;
-    return { follow: q.follow, tail, since: q.since ? parseSince(q.since, ctx.clock.now()) : undefined, grep: q.grep || undefined };
+    return { follow: q.follow, tail, since: q.since ? parseSince(q.since, ctx.clock.now()) : undefined, grep: q.grep || undefined, merge: q.merge !== 'false' };
   };
   // A removed service's or task's logs stay readable on its nodes for their retention: "not found" only for a name nothing could have.
   for (const target of ['service', 'task'] as const) {
