@@ -111,6 +111,19 @@ export class ServiceController implements Controller {
     return this.throttled(service, Math.max(floor, Math.min(5000, 50 * (this.cost.get(service) ?? 0))));
   }
 
+  /**
+   * The highest attempt of each slot whose tasks were all deleted (by
+   * service uid and slot), in memory: a new leader starts without it, and a
+   * slot scaled away and back within a leader change may take a deleted
+   * task's name, as every slot did before this was kept.
+   */
+  private readonly pastAttempts = new Map<string, { uid: string; slots: Map<string | number, number> }>();
+
+  private pastAttempt(svc: Service, slot: string | number): number {
+    const p = this.pastAttempts.get(svc.metadata.name);
+    return p && p.uid === svc.metadata.uid ? (p.slots.get(slot) ?? 0) : 0;
+  }
+
   /** When each service was last reconciled or recounted (clock ms). */
   private readonly lastRun = new Map<string, number>();
 
@@ -289,11 +302,12 @@ export class ServiceController implements Controller {
       this.cost.delete(name);
       this.recountCost.delete(name);
       this.lastRun.delete(name);
+      this.pastAttempts.delete(name);
       this.steady.delete(name);
       return;
     }
     const nodes = svc && isGlobal(svc.spec) ? ([...ctx.nodes.objects.values()] as unknown as Node[]) : [];
-    const plan = reconcileService(svc, tasks, ctx.clock.now(), this.drainState(), nodes);
+    const plan = reconcileService(svc, tasks, ctx.clock.now(), this.drainState(), nodes, svc ? (slot) => this.pastAttempt(svc, slot) : undefined);
     this.cost.set(name, performance.now() - began);
 
     // Creates: at most CREATE_BURST per reconcile (the rest on the next, once the cache shows these). The scheduler
@@ -368,8 +382,17 @@ export class ServiceController implements Controller {
       const cur = ctx.tasks.objects.get(t.metadata.name);
       if (!cur) continue;
       const { compare, op } = ctx.registry.deleteOp(taskKind, cur);
-      await ctx.registry.store.txn([compare], [op]);
+      const r = await ctx.registry.store.txn([compare], [op]);
+      // The last task of a slot scaled away: its attempt is remembered, so the slot's next task never takes its name.
+      if (r.succeeded && svc && !tasks.some((o) => o !== t && slotOf(o) === slotOf(t) && !plan.delete.includes(o))) {
+        let p = this.pastAttempts.get(name);
+        if (!p || p.uid !== svc.metadata.uid) this.pastAttempts.set(name, (p = { uid: svc.metadata.uid, slots: new Map() }));
+        p.slots.set(slotOf(t), Math.max(p.slots.get(slotOf(t)) ?? 0, Number(t.metadata.labels['baton.attempt'] ?? 0)));
+      }
     }
+    // A slot that has tasks again numbers them from its list: forgotten (bounded by the slots scaled away and not back).
+    const past = this.pastAttempts.get(name);
+    if (past) for (const c of plan.create) past.slots.delete(c.node ?? c.slot);
     if (svc && plan.status?.rollout) {
       const revision = await recordRevision(ctx, svc);
       if (revision !== undefined) plan.status.rollout.revision = revision;
@@ -419,4 +442,9 @@ function taskPhase(t: Task): string {
 /** newPending: a task as the service controller has it made: wanted running, placed (assigned) or waiting for placement. */
 function newPending(t: Task): boolean {
   return t.spec.desiredState === 'running' && (t.status.state === 'pending' || t.status.state === 'assigned');
+}
+
+/** slotOf: a task's slot as the reconciler keys it (a global service's: its node). */
+function slotOf(t: Task): string | number {
+  return t.metadata.labels[GLOBAL_NODE_LABEL] ?? t.spec.slot;
 }

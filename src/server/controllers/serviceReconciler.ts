@@ -71,7 +71,13 @@ export interface ServicePlan {
   status?: ServiceStatus;
 }
 
-export function reconcileService(svc: Service | undefined, tasks: Task[], now: number, drain: DrainState = NO_DRAIN, nodes: readonly Node[] = []): ServicePlan {
+/**
+ * pastAttempts, when given, says the highest attempt a slot's tasks had
+ * that are deleted now (a slot scaled away and back): a new task of the
+ * slot numbers its attempt past it, so it never takes a deleted task's
+ * name (task identities are deterministic).
+ */
+export function reconcileService(svc: Service | undefined, tasks: Task[], now: number, drain: DrainState = NO_DRAIN, nodes: readonly Node[] = [], pastAttempts?: (slot: string | number) => number): ServicePlan {
   const plan: ServicePlan = { create: [], setDesired: [], delete: [] };
 
   if (!svc) {
@@ -249,7 +255,7 @@ export function reconcileService(svc: Service | undefined, tasks: Task[], now: n
       if (!isTerminal(t.status.state) && !drain.draining.has(t.spec.nodeName) && !drain.noExecute?.has(t.spec.nodeName)) continue;
     }
     const live = list.filter((t) => t.spec.desiredState === 'running');
-    const nextAttempt = list.reduce((m, t) => Math.max(m, attemptOf(t)), 0) + 1;
+    const nextAttempt = list.reduce((m, t) => Math.max(m, attemptOf(t)), pastAttempts?.(slot) ?? 0) + 1;
     const make = () => {
       const id = taskIdentity(svc.metadata.name, svc.metadata.uid, slot, hash, nextAttempt);
       if (global) plan.create.push({ ...id, slot: 0, node: String(slot), attempt: nextAttempt, spec: newTaskSpec(svc, 0, hash, String(slot)) });
