@@ -93,6 +93,16 @@ describe('readCompose: validation', () => {
     expect(errorsOf('x-baton:\n  min_ready: soon')[0]).toMatch(/^services\.web\.x-baton\.min_ready: .*how long a new task must stay ready/);
   });
 
+  it('reads x-baton.metrics {port, path} (where its tasks serve Prometheus metrics), and says what is wrong', () => {
+    expect(service('x-baton:\n  metrics: {port: 9100}').x.metrics).toEqual({ port: 9100 });
+    expect(service('x-baton:\n  metrics: {port: 9100, path: /stats}').x.metrics).toEqual({ port: 9100, path: '/stats' });
+    expect(errorsOf('x-baton:\n  metrics: {port: 0, scheme: https}')).toEqual([
+      'services.web.x-baton.metrics.scheme: unknown key "scheme" (x-baton.metrics has port, path)',
+      'services.web.x-baton.metrics.port: must be a container port from 1 to 65535, got 0',
+    ]);
+    expect(errorsOf('x-baton:\n  metrics: {port: 80, path: stats}')).toEqual(['services.web.x-baton.metrics.path: must be a URL path starting with "/", got "stats"']);
+  });
+
   it('reads x-baton.schedule (cron job): 5 or 6 fields, time zone, concurrency, history; and says what is wrong', () => {
     expect(service('x-baton:\n  schedule: "*/5 * * * *"')).toMatchObject({ mode: 'replicated-job', schedule: { cron: '*/5 * * * *', concurrency: 'allow', successfulHistory: 3, failedHistory: 1 } });
     expect(service('x-baton:\n  schedule: {cron: "*/10 * * * * *", time_zone: Europe/Paris, concurrency: forbid, successful_history: 1, failed_history: 0}').schedule).toEqual({ cron: '*/10 * * * * *', timeZone: 'Europe/Paris', concurrency: 'forbid', successfulHistory: 1, failedHistory: 0 });

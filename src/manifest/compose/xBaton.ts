@@ -214,6 +214,17 @@ export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
       return out;
     },
   },
+  /** Where its tasks serve Prometheus metrics: {port, path} (GET /api/v1/sd/prometheus lists them). */
+  metrics: {
+    translate(value, report) {
+      if (!isObj(value)) return report.error('must be a mapping {port, path: /metrics}');
+      for (const k of Object.keys(value)) if (k !== 'port' && k !== 'path') report.error(`unknown key "${k}" (x-baton.metrics has port, path)`, [k]);
+      const port = value.port;
+      if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535) return report.error(`must be a container port from 1 to 65535, got ${JSON.stringify(port)}`, ['port']);
+      if (value.path !== undefined && (typeof value.path !== 'string' || !/^\/[\x21-\x7e]{0,255}$/.test(value.path))) return report.error(`must be a URL path starting with "/", got ${JSON.stringify(value.path)}`, ['path']);
+      return { port, ...(value.path !== undefined ? { path: value.path } : {}) };
+    },
+  },
   lb: {
     translate(value, report) {
       if (!isObj(value)) return report.error('must be a mapping: {algorithm: round_robin|least_conn, proxy_protocol: off|v1|v2, hold_timeout: 30s}');

@@ -8,10 +8,11 @@ import { z } from 'zod';
 import { BatonError } from '../../base/errors.js';
 import { VERSION } from '../../base/version.js';
 import { newEventSchema } from '../../api/schemas.js';
-import { MAIN_CONTAINER, podContainerNames, type ClusterInfo, type Node, type Task, type TopResponse } from '../../api/types.js';
+import { MAIN_CONTAINER, podContainerNames, type ClusterInfo, type Node, type Service, type Task, type TopResponse } from '../../api/types.js';
 import type { StoredEvent } from '../../store/events.js';
 import { matchesEventQuery } from '../../store/events.js';
 import { parseSince } from '../logs.js';
+import { prometheusTargets } from '../promSd.js';
 import { defineRoute, flag, nameParam, queryInt, queryText, READERS } from './route.js';
 import { logStacks, nodeCache, recordPosted, serviceCache, taskCache, type HttpDeps } from './deps.js';
 
@@ -61,6 +62,19 @@ export function registerObserveRoutes(app: FastifyInstance, deps: HttpDeps): voi
       ...(deps.election ? { leader: await deps.election.leader(), leading: deps.election.leading } : {}),
       ...(deps.servers ? { servers: await deps.servers() } : {}),
     }),
+  });
+
+  // ---------------------------------------------------------------- Prometheus discovery
+  defineRoute(app, {
+    method: 'GET',
+    url: '/api/v1/sd/prometheus',
+    access: READERS,
+    handler: async () =>
+      prometheusTargets(
+        [...nodeCache(deps).objects.values()] as unknown as Node[],
+        [...serviceCache(deps).objects.values()] as unknown as Service[],
+        [...taskCache(deps).objects.values()] as unknown as Task[],
+      ),
   });
 
   // ---------------------------------------------------------------- the audit log
