@@ -22,7 +22,7 @@ import { ApiClient } from '../../src/api/client.js';
 import { nodeKind } from '../../src/api/kinds.js';
 import type { Node, Task } from '../../src/api/types.js';
 import { tlsTransport, withTransport, type Transport } from '../../src/api/tls.js';
-import { removeNodeNetwork } from './net.js';
+import { removeNodeNetwork, staleClusters } from './net.js';
 import { HARNESS_GATEWAY, NetnsHarness } from './netns.js';
 import { baton, BIN, cleanupDir, docker, eventually, freePort, removeClusterContainers, startProc, stopProc, tempDir, waitOutput, writeFile, type Proc } from './proc.js';
 
@@ -89,6 +89,8 @@ export class TestCluster {
   async start(nodes: readonly string[]): Promise<void> {
     this.dir = tempDir(this.prefix);
     this.env = { BATON_HOME: this.dir, BATON_TIMINGS: JSON.stringify(this.timings) };
+    // A run of this file killed before its end left its tasks and network up: they go first.
+    if (!this.netns) for (const stale of await staleClusters(this.clusterCidr)) await removeClusterContainers(stale, this.dockerHost);
     // The harness's bridge address is this run's alone: the port base's last port is free there.
     this.port = this.netns ? this.portBase + 999 : await freePort();
     await this.netns?.up(nodes.map((n) => Number(n.slice(1))));
