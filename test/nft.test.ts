@@ -41,10 +41,10 @@ describe('NftPath', () => {
 
   it('renders one chain per route and per endpoint', () => {
     const { text, chains } = rulesetText('baton_x', [{ service: 's', address: '127.0.0.9', port: 80, endpoints: [{ task: 't1', address: '127.0.0.3', port: 20001 }] }]);
-    expect(text).toMatch(/ip daddr 127\.0\.0\.9 tcp dport 80 goto route_0/);
-    expect(text).toMatch(/numgen inc mod 1 vmap \{ 0 : goto ep_0_0 \}/);
+    expect(text).toMatch(/ip daddr 127\.0\.0\.9 tcp dport 80 goto route_0_0/);
+    expect(text).toMatch(/numgen inc mod 1 vmap \{ 0 : goto ep_0_0_0 \}/);
     expect(text).toMatch(/meta l4proto tcp counter dnat to 127\.0\.0\.3:20001/);
-    expect([...chains]).toEqual([['ep_0_0', { service: 's', task: 't1' }]]);
+    expect([...chains]).toEqual([['ep_0_0_0', { service: 's', task: 't1' }]]);
   });
 
   it('masquerades only the connections it DNATs to another node, and not those of this node\'s tasks', () => {
@@ -82,6 +82,24 @@ describe('NftPath', () => {
     expect(await get('127.0.0.29', 18999)).toBe('127.0.0.22');
     const counts = await path.counts();
     expect(counts.get('web')).toEqual({ total: 11, byTask: new Map([['a', 5], ['b', 6]]) });
+    // A swap adds the next generation's chains and deletes the last one's once its counts are read: only one is left.
+    const chainNames = async () => [...(await execFileP('/usr/sbin/nft', ['list', 'table', 'ip', tableName(node, 'cafe0123-test')])).stdout.matchAll(/chain ((?:route|ep)_\d+_[\d_]+) \{/g)].map((m) => m[1]!.replace(/^(route|ep)_\d+_/, '$1_'));
+    expect((await chainNames()).sort()).toEqual(['ep_0_0', 'route_0']);
+
+    // Connections made while the routes change again and again are all counted: none falls between a read and a swap.
+    let made = 0;
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        await get('127.0.0.29', 18999);
+        made++;
+      }
+    })();
+    for (let i = 0; i < 30; i++) expect(await path.sync([{ ...route, endpoints: i % 2 ? route.endpoints : [route.endpoints[0]!] }])).toBeUndefined();
+    stop = true;
+    await load;
+    expect(made).toBeGreaterThan(0);
+    expect((await path.counts()).get('web')!.total).toBe(11 + made);
     await path.close();
     expect(await tables()).not.toContain(tableName(node, 'cafe0123-test'));
     await expect(get('127.0.0.29', 18999)).rejects.toMatchObject({ code: 'ECONNREFUSED' });

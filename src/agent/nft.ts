@@ -91,14 +91,8 @@ function checkAddress(what: string, address: unknown, port: unknown): void {
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${what}: port ${JSON.stringify(port)} is not an integer in 1..65535`);
 }
 
-/**
- * rulesetText renders the whole table for the routes: what `nft -f` loads in
- * one transaction, with the owner in its comment. It throws, naming the
- * route, on an address that is not IPv4 or a port that is not an integer in
- * 1..65535 (the server checks what agents report too; this is the last word
- * before the kernel).
- */
-export function rulesetText(table: string, routes: readonly KernelRoute[], owner?: TableOwner, nat: NatOptions = {}): { text: string; chains: Map<string, { service: string; task: string }> } {
+/** checkRoutes refuses, naming the route, what is not an IPv4 address, an integer port, a task bridge, a protocol. */
+function checkRoutes(table: string, routes: readonly KernelRoute[]): void {
   if (!/^[a-zA-Z0-9_]{1,120}$/.test(table)) throw new Error(`nftables table name ${JSON.stringify(table)} is not one tableName() makes`);
   for (const r of routes) {
     const what = `kernel route of service ${JSON.stringify(r.service)}`;
@@ -107,7 +101,61 @@ export function rulesetText(table: string, routes: readonly KernelRoute[], owner
     if (r.protocol !== undefined && r.protocol !== 'udp') throw new Error(`${what}: protocol ${JSON.stringify(r.protocol)} is not tcp or udp`);
     for (const e of r.endpoints) checkAddress(`${what}, endpoint ${JSON.stringify(e.task)}`, e.address, e.port);
   }
-  const chains = new Map<string, { service: string; task: string }>();
+}
+
+/** Endpoint chain → whose connections its counter counts. */
+type ChainOwners = Map<string, { service: string; task: string }>;
+
+/** The routes' part of a table: one generation's route and endpoint chains, and the rules of `services` and `remote` that lead into them. */
+interface RoutesPart {
+  /** The generation's chains, route chains first (the order they can be deleted in). */
+  generation: string[];
+  chainLines: string[];
+  services: string[];
+  remote: string[];
+  chains: ChainOwners;
+}
+
+function routesPart(routes: readonly KernelRoute[], gen: number): RoutesPart {
+  const part: RoutesPart = { generation: [], chainLines: [], services: [], remote: [], chains: new Map() };
+  const endpointChains: string[] = [];
+  routes.forEach((r, i) => {
+    if (r.endpoints.length === 0) return;
+    const proto = r.protocol ?? 'tcp';
+    const route = `route_${gen}_${i}`;
+    part.services.push(`    ${r.iif ? `iifname "${r.iif}" ` : ''}ip daddr ${r.address} ${proto} dport ${r.port} goto ${route}`);
+    // Only connections this table DNATed (to one of its listeners), never someone else's.
+    part.remote.push(`    meta l4proto ${proto} ct original ip daddr ${r.address} ct original proto-dst ${r.port} masquerade`);
+    const map = r.endpoints.map((_, k) => `${k} : goto ep_${gen}_${i}_${k}`).join(', ');
+    part.generation.push(route);
+    part.chainLines.push(`  chain ${route} {`, `    numgen inc mod ${r.endpoints.length} vmap { ${map} }`, '  }');
+    r.endpoints.forEach((e, k) => {
+      const ep = `ep_${gen}_${i}_${k}`;
+      endpointChains.push(ep);
+      if (e.task !== '') part.chains.set(ep, { service: r.service, task: e.task });
+      part.chainLines.push(`  chain ${ep} {`, `    meta l4proto ${proto} counter dnat to ${e.address}:${e.port}`, '  }');
+    });
+  });
+  part.generation.push(...endpointChains);
+  return part;
+}
+
+/** routesLines: the generation's chains, then `services` and `remote` leading into them. */
+function routesLines(part: RoutesPart): string[] {
+  return [...part.chainLines, '  chain services {', ...part.services, '  }', '  chain remote {', ...part.remote, '  }'];
+}
+
+/**
+ * rulesetText renders the whole table for the routes: what `nft -f` loads in
+ * one transaction, with the owner in its comment. Its route and endpoint
+ * chains carry the generation `gen` in their names (swapText replaces them
+ * by the next generation's). It throws, naming the route, on an address
+ * that is not IPv4 or a port that is not an integer in 1..65535 (the server
+ * checks what agents report too; this is the last word before the kernel).
+ */
+export function rulesetText(table: string, routes: readonly KernelRoute[], owner?: TableOwner, nat: NatOptions = {}, gen = 0): { text: string; chains: ChainOwners; generation: string[] } {
+  checkRoutes(table, routes);
+  const part = routesPart(routes, gen);
   const lines = [
     `table ip ${table} {`,
     ...(owner ? [`  comment "${ownerComment(owner)}"`] : []),
@@ -124,32 +172,56 @@ export function rulesetText(table: string, routes: readonly KernelRoute[], owner
     // Leaving for another node (not over loopback, not into this node's range), from anyone but this node's tasks.
     `    ct status dnat oifname != "lo"${nat.taskRange ? ` ip saddr != ${formatCidr(nat.taskRange)} ip daddr != ${formatCidr(nat.taskRange)}` : ''} goto remote`,
     '  }',
+    ...routesLines(part),
+    '}',
   ];
-  const services: string[] = [];
-  const remote: string[] = [];
-  routes.forEach((r, i) => {
-    if (r.endpoints.length === 0) return;
-    const proto = r.protocol ?? 'tcp';
-    services.push(`    ${r.iif ? `iifname "${r.iif}" ` : ''}ip daddr ${r.address} ${proto} dport ${r.port} goto route_${i}`);
-    // Only connections this table DNATed (to one of its listeners), never someone else's.
-    remote.push(`    meta l4proto ${proto} ct original ip daddr ${r.address} ct original proto-dst ${r.port} masquerade`);
-    const map = r.endpoints.map((_, k) => `${k} : goto ep_${i}_${k}`).join(', ');
-    lines.push(`  chain route_${i} {`, `    numgen inc mod ${r.endpoints.length} vmap { ${map} }`, '  }');
-    r.endpoints.forEach((e, k) => {
-      if (e.task !== '') chains.set(`ep_${i}_${k}`, { service: r.service, task: e.task });
-      lines.push(`  chain ep_${i}_${k} {`, `    meta l4proto ${proto} counter dnat to ${e.address}:${e.port}`, '  }');
-    });
-  });
-  lines.push('  chain services {', ...services, '  }', '  chain remote {', ...remote, '  }', '}');
-  return { text: lines.join('\n') + '\n', chains };
+  return { text: lines.join('\n') + '\n', chains: part.chains, generation: part.generation };
+}
+
+/**
+ * swapText replaces, in one transaction, the routes of a table that
+ * rulesetText made: generation `gen`'s chains are added, and `services` and
+ * `remote` are refilled to lead into them. The previous generation's chains
+ * stay, unreachable: no connection enters them after the swap, so their
+ * counters are final and are read before they are deleted (a table replaced
+ * whole would lose the connections counted between the last read and the
+ * replacement).
+ */
+export function swapText(table: string, routes: readonly KernelRoute[], gen: number): { text: string; chains: ChainOwners; generation: string[] } {
+  checkRoutes(table, routes);
+  const part = routesPart(routes, gen);
+  const lines = [
+    `flush chain ip ${table} services`,
+    `flush chain ip ${table} remote`,
+    `table ip ${table} {`,
+    ...routesLines(part),
+    '}',
+  ];
+  return { text: lines.join('\n') + '\n', chains: part.chains, generation: part.generation };
+}
+
+/** add adds the counts of `b` into `a`. */
+function add(a: KernelCounts, b: KernelCounts): void {
+  for (const [svc, c] of b) {
+    let o = a.get(svc);
+    if (!o) a.set(svc, (o = { total: 0, byTask: new Map() }));
+    o.total += c.total;
+    for (const [t, n] of c.byTask) o.byTask.set(t, (o.byTask.get(t) ?? 0) + n);
+  }
 }
 
 export class NftPath {
-  private chains = new Map<string, { service: string; task: string }>();
-  /** Connections counted by tables already replaced. */
+  private chains: ChainOwners = new Map();
   private readonly carried: KernelCounts = new Map();
   private applied = '';
   private loaded = false;
+  /** The generation of the routes' chains in the table now. */
+  private gen = 0;
+  /** The chains of the generation in the table now; those swapped out whose deletion failed. */
+  private generation: string[] = [];
+  private stale: string[] = [];
+  /** One change or read at a time: a read between a swap and the carry of the old counts would go backwards. */
+  private lock: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly table: string,
@@ -168,48 +240,71 @@ export class NftPath {
     return err ?? t;
   }
 
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(fn, fn);
+    this.lock = next.catch(() => undefined);
+    return next;
+  }
+
   /**
-   * sync replaces the table with these routes; the same routes again cost
-   * nothing. Returns an error text, or undefined. Routes it refuses leave an
-   * empty table: their connections go through the userspace proxy rather
-   * than by rules made for endpoints that have changed since.
+   * sync replaces the table's routes with these; the same routes again cost
+   * nothing. Returns an error text, or undefined. Routes it refuses leave no
+   * route: their connections go through the userspace proxy rather than by
+   * rules made for endpoints that have changed since.
    */
   async sync(routes: readonly KernelRoute[]): Promise<string | undefined> {
     const key = JSON.stringify(routes);
     if (key === this.applied) return undefined;
     try {
-      rulesetText(this.table, routes, undefined, this.nat);
+      checkRoutes(this.table, routes);
     } catch (e) {
       return (await this.load([])) ?? (e as Error).message;
     }
     return this.load(routes, key);
   }
 
-  private async load(routes: readonly KernelRoute[], key = JSON.stringify(routes)): Promise<string | undefined> {
-    if (this.loaded) await this.carry();
-    const { text, chains } = rulesetText(this.table, routes, this.owner, this.nat);
-    // Create-if-missing, delete, and add anew in one transaction: never a moment without rules for a live route.
-    const r = await run(['-f', '-'], `table ip ${this.table}\ndelete table ip ${this.table}\n${text}`);
-    if (r.code !== 0) return `nft: ${r.stderr.trim() || `exit ${r.code}`}`;
-    this.chains = chains;
-    this.applied = key;
-    this.loaded = true;
-    return undefined;
+  private load(routes: readonly KernelRoute[], key = JSON.stringify(routes)): Promise<string | undefined> {
+    return this.serial(async () => {
+      const gen = ++this.gen;
+      if (!this.loaded) {
+        const { text, chains, generation } = rulesetText(this.table, routes, this.owner, this.nat, gen);
+        // Create-if-missing, delete, and add anew in one transaction: never a moment without rules for a live route.
+        const r = await run(['-f', '-'], `table ip ${this.table}\ndelete table ip ${this.table}\n${text}`);
+        if (r.code !== 0) return `nft: ${r.stderr.trim() || `exit ${r.code}`}`;
+        this.chains = chains;
+        this.generation = generation;
+        this.applied = key;
+        this.loaded = true;
+        return undefined;
+      }
+      const { text, chains, generation } = swapText(this.table, routes, gen);
+      const r = await run(['-f', '-'], text);
+      if (r.code !== 0) return `nft: ${r.stderr.trim() || `exit ${r.code}`}`;
+      // The old generation counts nothing more: its counts are final. Read them, then delete it.
+      const old = this.chains;
+      const doomed = [...this.stale, ...this.generation];
+      this.chains = chains;
+      this.generation = generation;
+      this.applied = key;
+      add(this.carried, await this.read(old));
+      this.stale = [];
+      if (doomed.length) {
+        const d = await run(['-f', '-'], doomed.map((c) => `delete chain ip ${this.table} ${c}`).join('\n') + '\n');
+        // Left for the next swap: an unreachable chain costs nothing meanwhile.
+        if (d.code !== 0) this.stale = doomed.length > 10_000 ? [] : doomed;
+      }
+      return undefined;
+    });
   }
 
   /** counts: connections the kernel routed, per service and task, since the agent started. */
-  async counts(): Promise<KernelCounts> {
-    const now = await this.read();
-    const out: KernelCounts = new Map();
-    for (const src of [this.carried, now]) {
-      for (const [svc, c] of src) {
-        let o = out.get(svc);
-        if (!o) out.set(svc, (o = { total: 0, byTask: new Map() }));
-        o.total += c.total;
-        for (const [t, n] of c.byTask) o.byTask.set(t, (o.byTask.get(t) ?? 0) + n);
-      }
-    }
-    return out;
+  counts(): Promise<KernelCounts> {
+    return this.serial(async () => {
+      const out: KernelCounts = new Map();
+      add(out, this.carried);
+      add(out, await this.read(this.chains));
+      return out;
+    });
   }
 
   async close(): Promise<void> {
@@ -218,18 +313,10 @@ export class NftPath {
     await run(['delete', 'table', 'ip', this.table]);
   }
 
-  private async carry(): Promise<void> {
-    for (const [svc, c] of await this.read()) {
-      let o = this.carried.get(svc);
-      if (!o) this.carried.set(svc, (o = { total: 0, byTask: new Map() }));
-      o.total += c.total;
-      for (const [t, n] of c.byTask) o.byTask.set(t, (o.byTask.get(t) ?? 0) + n);
-    }
-  }
-
-  private async read(): Promise<KernelCounts> {
+  /** read sums the counters of the endpoint chains in `chains`, by service and task. */
+  private async read(chains: Map<string, { service: string; task: string }>): Promise<KernelCounts> {
     const out: KernelCounts = new Map();
-    if (!this.loaded) return out;
+    if (!this.loaded || chains.size === 0) return out;
     const r = await run(['-j', 'list', 'table', 'ip', this.table]);
     if (r.code !== 0) return out;
     let doc: { nftables?: { rule?: { chain: string; expr: { counter?: { packets: number } }[] } }[] };
@@ -240,7 +327,7 @@ export class NftPath {
     }
     for (const item of doc.nftables ?? []) {
       const rule = item.rule;
-      const owner = rule && this.chains.get(rule.chain);
+      const owner = rule && chains.get(rule.chain);
       if (!owner) continue;
       const packets = rule.expr.find((e) => e.counter)?.counter?.packets ?? 0;
       let o = out.get(owner.service);
