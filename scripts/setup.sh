@@ -241,10 +241,24 @@ setup_chromium() {
   [ -x /usr/bin/chromium ] || die "chromium installed but /usr/bin/chromium is missing"
 }
 
+# tmux and zsh: the shell completion test types into real bash and zsh in a
+# tmux terminal; prometheus (with promtool): the discovery test scrapes
+# through http_sd_configs and checks the exposition format.
+setup_tools() {
+  local bin pkg
+  for pair in /usr/bin/tmux:tmux /usr/bin/zsh:zsh /usr/bin/prometheus:prometheus /usr/bin/promtool:prometheus; do
+    bin="${pair%%:*}"; pkg="${pair#*:}"
+    if [ -x "$bin" ]; then log "$pkg present ($bin)"; continue; fi
+    apt_install "$pkg"
+    [ -x "$bin" ] || die "$pkg installed but $bin is missing"
+  done
+}
+
 setup_node_deps
 setup_docker
 setup_test_image
 setup_nft
 setup_chromium
 setup_etcd
+setup_tools
 log "done"

@@ -5,7 +5,8 @@
  * and the node's log store. Values are read when scraped (collect), so
  * nothing is kept twice.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { processMetrics } from '../base/processMetrics.js';
 import type { TaskStatus } from '../api/types.js';
 import type { RouteCounters } from './mesh.js';
 
@@ -31,7 +32,7 @@ const MESH: [keyof RouteCounters, string, string][] = [
 export function agentMetrics(a: AgentMetricsSource): Registry {
   const reg = new Registry();
   reg.setDefaultLabels({ node: a.name });
-  collectDefaultMetrics({ register: reg, prefix: 'baton_agent_' });
+  processMetrics(reg, 'baton_agent_');
 
   new Counter({
     name: 'baton_task_cpu_seconds_total',

@@ -6,7 +6,8 @@
  * service), so one scrape of the server sees the whole cluster. Counts by
  * state are read from the watch caches when scraped.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { processMetrics } from '../base/processMetrics.js';
 import type { WorkQueue } from '../base/workqueue.js';
 import type { ControlPlaneMetrics } from './controllers/context.js';
 import type { WatchCache } from './watchCache.js';
@@ -24,7 +25,7 @@ export class ServerMetrics implements ControlPlaneMetrics {
 
   constructor(caches: Record<string, WatchCache>, usage: UsageStore) {
     const reg = this.registry;
-    collectDefaultMetrics({ register: reg, prefix: 'baton_server_' });
+    processMetrics(reg, 'baton_server_');
     this.requests = new Counter({ name: 'baton_api_requests_total', help: 'API requests by method, route and status code.', labelNames: ['method', 'route', 'code'], registers: [reg] });
     this.latency = new Histogram({
       name: 'baton_api_request_duration_seconds',

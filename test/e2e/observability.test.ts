@@ -3,7 +3,8 @@
  * processes (127.0.0.2, 127.0.0.3) on the real dockerd.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import parsePrometheus from 'parse-prometheus-text-format';
@@ -11,7 +12,7 @@ import { tlsTransport } from '../../src/api/tls.js';
 import type { Node, TopResponse } from '../../src/api/types.js';
 import { nodeKind } from '../../src/api/kinds.js';
 import { TestCluster, live } from '../helpers/cluster.js';
-import { docker, eventually, startProc, stopProc, waitOutput, getOnce } from '../helpers/proc.js';
+import { docker, eventually, freePort, startProc, stopProc, waitOutput, getOnce } from '../helpers/proc.js';
 
 const IMAGE = 'baton-test/busybox:latest';
 const LINES = 50_000;
@@ -231,6 +232,95 @@ describe('observability', () => {
       expect(s.points.some((p) => p.requestsPerSecond > 0)).toBe(true);
     }, 20_000);
   }, 120_000);
+
+  it('lets a real Prometheus find and scrape every agent and every task that serves metrics; promtool passes both outputs; the Grafana dashboard names only real metrics', async () => {
+    await c.apply(
+      'obs5',
+      `services:
+  exporter:
+    image: ${IMAGE}
+    command: ["sh", "-c", "mkdir -p /www && printf '# HELP demo_up A task that serves metrics.\\n# TYPE demo_up gauge\\ndemo_up 1\\n' > /www/metrics && exec httpd -f -p 9100 -h /www"]
+    x-baton:
+      metrics: { port: 9100, path: /metrics }
+`,
+    );
+    await eventually(async () => expect(live(await c.tasksOf('obs5_exporter')).filter((t) => t.status.state === 'running')).toHaveLength(1), 30_000);
+    const dir = mkdtempSync(join(c.dir, 'prom-'));
+    const ca = join(c.dir, 'server/server/ca.crt');
+    writeFileSync(join(dir, 'token'), c.env.BATON_TOKEN!, { mode: 0o600 });
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      `global: { scrape_interval: 1s, scrape_timeout: 1s }
+scrape_configs:
+  - job_name: baton
+    tls_config: { ca_file: ${ca} }
+    http_sd_configs:
+      - url: ${c.url}/api/v1/sd/prometheus
+        refresh_interval: 1s
+        authorization: { type: Bearer, credentials_file: ${join(dir, "token")} }
+        tls_config: { ca_file: ${ca} }
+`,
+    );
+    const port = await freePort();
+    const prom = spawn('/usr/bin/prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let promLog = '';
+    prom.stderr!.on('data', (d: Buffer) => (promLog += d.toString()));
+    const api = async <T,>(path: string): Promise<T> => {
+      const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(3000) });
+      return ((await r.json()) as { data: T }).data;
+    };
+    try {
+      // Its targets page: both agents (https, the cluster CA) and the task (http, its own address), all up.
+      type Target = { labels: Record<string, string>; scrapeUrl: string; health: string; lastError: string };
+      const targets = await eventually(async () => {
+        const t = (await api<{ activeTargets: Target[] }>('/api/v1/targets')).activeTargets;
+        expect(t.map((x) => `${x.labels.baton_role}/${x.labels.baton_node}/${x.health}/${x.lastError}`).sort(), promLog).toEqual(['agent/n2/up/', 'agent/n3/up/', expect.stringMatching(/^task\/n[23]\/up\/$/)]);
+        return t;
+      }, 60_000);
+      const task = targets.find((t) => t.labels.baton_role === 'task')!;
+      expect(task.labels).toMatchObject({ baton_stack: 'obs5', baton_service: 'obs5_exporter', baton_slot: '1' });
+      expect(task.scrapeUrl).toMatch(/^http:\/\/10\.137\.\d+\.\d+:9100\/metrics$/);
+      expect(targets.filter((t) => t.labels.baton_role === 'agent').every((t) => t.scrapeUrl.startsWith('https://127.0.0.'))).toBe(true);
+      // What it scraped is queryable, labelled by task.
+      await eventually(async () => {
+        const r = await api<{ result: { metric: Record<string, string> }[] }>('/api/v1/query?query=demo_up');
+        expect(r.result.map((x) => x.metric.baton_service)).toEqual(['obs5_exporter']);
+      }, 30_000);
+
+      // promtool lints the exposition format of the server's and an agent's /metrics.
+      const tls = tlsTransport({ caPem: readFileSync(ca, 'utf8') });
+      const n2 = await c.api.get<Node>(nodeKind, 'n2');
+      let agentText: string;
+      try {
+        agentText = await (await tls.fetch(`https://127.0.0.2:${n2.status.agentPort}/metrics`, tls.init as RequestInit)).text();
+      } finally {
+        await tls.close();
+      }
+      const res = await c.api.raw('GET', '/metrics');
+      let serverText = '';
+      for await (const chunk of res.body!) serverText += Buffer.from(chunk).toString();
+      for (const text of [serverText, agentText]) {
+        const lint = spawnSync('/usr/bin/promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+        expect(lint.status, `${lint.stdout}${lint.stderr}`).toBe(0);
+      }
+
+      // The Grafana dashboard: it parses, every query is valid PromQL (Prometheus evaluates it), and every metric it names is served.
+      const served = new Set([...(parsePrometheus(serverText) as Family[]), ...(parsePrometheus(agentText) as Family[])].map((f) => f.name));
+      const dash = JSON.parse(readFileSync(new URL('../../contrib/grafana/baton.json', import.meta.url), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+      const exprs = dash.panels.flatMap((p) => p.targets.map((t) => t.expr));
+      expect(exprs.length).toBeGreaterThanOrEqual(10);
+      for (const expr of exprs) {
+        const names = [...expr.matchAll(/\bbaton_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, ''));
+        expect(names.length, expr).toBeGreaterThan(0);
+        for (const n of names) expect(served, `${n} in ${expr}`).toContain(n);
+        const r = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(3000) });
+        expect(((await r.json()) as { status: string }).status, expr).toBe('success');
+      }
+    } finally {
+      prom.kill('SIGTERM');
+      await new Promise((r) => (prom.exitCode !== null ? r(null) : prom.once('exit', r)));
+    }
+  }, 180_000);
 
   it('records state changes as events, filtered by service, node and type', async () => {
     await c.apply(
