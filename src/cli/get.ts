@@ -22,8 +22,8 @@ function podName(s: Service, t: Task): string {
 }
 
 
-/** Each kind kubectl knows by these names, and the workload kinds it lists. */
-const ALIASES: Record<string, string> = {
+/** Each kind `baton get` reads, by every name kubectl knows it by. */
+export const KUBECTL_KINDS: Record<string, string> = {
   deployment: 'Deployment', deployments: 'Deployment', deploy: 'Deployment',
   replicaset: 'ReplicaSet', replicasets: 'ReplicaSet', rs: 'ReplicaSet',
   replicationcontroller: 'ReplicationController', replicationcontrollers: 'ReplicationController', rc: 'ReplicationController',
@@ -46,8 +46,8 @@ export function registerGet(program: Command): void {
     .option('-n, --namespace <ns>', 'the namespace (a stack)', 'default')
     .option('-A, --all-namespaces', 'every namespace')
     .action(async (kindArg: string, name: string | undefined, o, cmd: Command) => {
-      const kind = ALIASES[kindArg.toLowerCase()];
-      if (!kind) throw new BatonError('BATON_ERR_BAD_REQUEST', `unknown kind "${kindArg}": baton get reads ${[...new Set(Object.values(ALIASES))].join(', ')}`);
+      const kind = KUBECTL_KINDS[kindArg.toLowerCase()];
+      if (!kind) throw new BatonError('BATON_ERR_BAD_REQUEST', `unknown kind "${kindArg}": baton get reads ${[...new Set(Object.values(KUBECTL_KINDS))].join(', ')}`);
       const { api, g } = client(cmd);
       // Namespaces are listed whole.
       const all = !!o.allNamespaces || kind === 'Namespace';

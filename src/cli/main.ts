@@ -3,7 +3,7 @@
  * over the typed ApiClient, and every failure is one line on stderr with a
  * non-zero exit (a stack trace only with BATON_DEBUG=1).
  */
-import { Command, Option } from 'commander';
+import { Argument, Command, Option } from 'commander';
 import { join } from 'node:path';
 import { endpointsKind, nodeKind, revisionKind, serviceColumnsWithVip, serviceKind, taskKind, eventKind } from '../api/kinds.js';
 import type { Endpoints, Node, Revision, SchedulingDecision, Service, Task } from '../api/types.js';
@@ -514,6 +514,15 @@ export function buildProgram(): Command {
     });
 
   registerStateCommands(program);
+
+  program
+    .command('completion')
+    .description('print the shell completion script: source <(baton completion bash), or zsh after compinit')
+    .addArgument(new Argument('<shell>', 'the shell').choices(['bash', 'zsh']))
+    .action(async (shell: 'bash' | 'zsh') => {
+      const { completionScript } = await import('./completion.js');
+      process.stdout.write(completionScript(shell));
+    });
   return program;
 }
 
@@ -551,6 +560,14 @@ function sortTasks(ts: Task[]): Task[] {
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
+  // What the completion scripts run on Tab: the words after `baton`, the last being the one under the cursor.
+  if (argv[2] === '__complete') {
+    const { complete } = await import('./completion.js');
+    const words = argv.slice(3);
+    const candidates = await complete(program, words.length ? words : ['']).catch(() => []);
+    if (candidates.length) process.stdout.write(candidates.join('\n') + '\n');
+    return;
+  }
   program.exitOverride();
   try {
     await program.parseAsync(argv);
