@@ -30,7 +30,7 @@ import type { Registry } from 'prom-client';
 import type { ApiClient } from '../api/client.js';
 import { Informer } from '../api/informer.js';
 import { nodeKind, taskKind } from '../api/kinds.js';
-import type { Task, TaskStatus } from '../api/types.js';
+import { MAIN_CONTAINER, type Task, type TaskStatus } from '../api/types.js';
 import { sleep, systemClock, type Clock } from '../base/clock.js';
 import { BatonError } from '../base/errors.js';
 import { lockDir } from '../base/lock.js';
@@ -39,7 +39,7 @@ import { PortAllocator } from './ports.js';
 import { HealthMonitor } from './health.js';
 import { defaultVipRange, Mesh } from './mesh.js';
 import { LogCollector, LogStore } from './logs.js';
-import { AgentListener } from './listener.js';
+import { AgentListener, type ListenerOptions } from './listener.js';
 import { agentMetrics } from './metrics.js';
 import { AgentState } from './state.js';
 import { isRevoked, NodeIdentity } from './identity.js';
@@ -224,7 +224,7 @@ export class Agent {
         this.logs = new LogStore({ dir: join(this.opts.dataDir, 'logs'), maxBytes: this.opts.logMaxBytes, maxAgeMs: this.opts.logMaxAgeMs, now: () => this.clock.now() });
         this.collector = new LogCollector(this.logs, this.opts.driver, this.log);
         this.metrics = agentMetrics(this);
-        this.listener = new AgentListener({ address: this.opts.address, port: this.opts.listenPort ?? 7950, node: this.name, tls: this.identity.creds, logs: this.logs, metrics: this.metrics, ...(this.opts.metricsToken ? { metricsToken: this.opts.metricsToken } : {}) });
+        this.listener = new AgentListener({ address: this.opts.address, port: this.opts.listenPort ?? 7950, node: this.name, tls: this.identity.creds, logs: this.logs, metrics: this.metrics, ...(this.opts.metricsToken ? { metricsToken: this.opts.metricsToken } : {}), ...(this.execOptions() ? { exec: this.execOptions() } : {}) });
         await this.listener.start();
       }
       if (this.opts.driver.images) this.builds = new ImageBuilds(join(this.opts.dataDir, 'builds'), () => this.client, this.opts.driver.images, this.log, () => ({ [LABEL_CLUSTER]: this.state.clusterId }), this.opts.buildTimeoutMs);
@@ -281,6 +281,28 @@ export class Agent {
     );
     if (this.listener) this.loops.push(this.sampler.loop(this.opts.statsIntervalMs ?? 2000, signal), this.logRetentionLoop());
     this.log.info({ node: this.name, address: this.opts.address, server: this.identity.creds.server }, 'agent started');
+  }
+
+  /** execOptions: how the listener's /exec finds a task's running container here (`baton exec`); undefined when the driver cannot attach. */
+  private execOptions(): ListenerOptions['exec'] {
+    const driver = this.opts.driver;
+    if (!driver.attach) return undefined;
+    return {
+      find: (name, container) => {
+        const local = this.state.locals.get(name);
+        const task = this.state.task(name);
+        const state = local?.status?.state;
+        if (!local?.handle || state !== 'running') throw new BatonError('BATON_ERR_CONFLICT', `task ${name} is not running on node ${this.name}${state ? ` (it is ${state})` : ''}`);
+        const main = task?.spec.containerName ?? MAIN_CONTAINER;
+        if (container === undefined || container === main) return local.handle;
+        const other = local.pod?.containers.get(container);
+        if (!other) throw new BatonError('BATON_ERR_NOT_FOUND', `task ${name} has no container ${container}`);
+        if (!other.handle || other.state !== 'running') throw new BatonError('BATON_ERR_CONFLICT', `container ${container} of task ${name} is not running (it is ${other.state})`);
+        return other.handle;
+      },
+      attach: (handle, o) => driver.attach!(handle, o),
+      onSession: (task, cmd, exitCode) => this.log.info({ task, command: cmd[0], exitCode }, 'exec ended'),
+    };
   }
 
   /**

@@ -116,6 +116,24 @@ export interface ExecResult {
   output: string;
 }
 
+/** ExecSession is a command a person runs in a task's container (`baton exec`), attached. */
+export interface ExecSession {
+  /** The command's output (its TTY's, with one); ends when it exits. */
+  stdout: Readable;
+  /** Its standard error, apart only without a TTY. */
+  stderr?: Readable;
+  /** write sends bytes to its standard input (when attached). */
+  write(data: Buffer): void;
+  /** endInput closes its standard input. */
+  endInput(): void;
+  /** resize sets its TTY's size. */
+  resize(cols: number, rows: number): Promise<void>;
+  /** wait resolves with its exit code once it ended (-1 when the engine could not say). */
+  wait(): Promise<number>;
+  /** close detaches (a TTY's command gets SIGHUP). */
+  close(): void;
+}
+
 /** A probe as a driver that simulates its tasks answers it (the sim driver). */
 export type SimulatedProbe = { kind: 'http' | 'tcp' | 'exec'; what: string };
 
@@ -191,6 +209,8 @@ export interface Driver {
   followLogs?(handle: TaskHandle, after: string, onRecords: (records: string, lastTime: string) => void, signal: AbortSignal): Promise<void>;
   /** exec runs a command in the task's container (an exec health check); a timeout returns exitCode -1. */
   exec(handle: TaskHandle, cmd: string[], timeoutMs: number): Promise<ExecResult>;
+  /** attach runs a command in the task's container for a person, attached (`baton exec`); a driver without it cannot. */
+  attach?(handle: TaskHandle, o: { cmd: string[]; tty: boolean; stdin: boolean }): Promise<ExecSession>;
   /** imageHealthcheck is the image's own HEALTHCHECK test (Docker form), for a healthcheck that keeps it; undefined when it has none. */
   imageHealthcheck(image: string): Promise<string[] | undefined>;
   /** probe, when a driver has it, answers every probe itself: its tasks do not really listen (the sim driver). */

@@ -8,6 +8,8 @@
  *
  *   GET /logs?task=T | service=S [&follow=true&tail=N&since=RFC3339&grep=RE&merge=false]
  *       text, one line per record: `<task>@<node> <time> <o|e> <text>`
+ *   GET /exec?task=T&command=C…[&container=N&tty=true&stdin=true]   (WebSocket: agent/execBridge.ts)
+ *       a command attached in a task's container, for the server only
  *   GET /metrics   Prometheus text (open, read-only, like cAdvisor's port; or only with the scrape token, --metrics-auth token)
  *   GET /healthz
  */
@@ -20,7 +22,12 @@ import type { Registry } from 'prom-client';
 import type { LogStore } from './logs.js';
 import { lineTime, LineMerger } from '../base/lineMerge.js';
 import { SERVER_CLIENT_CN } from '../api/tls.js';
-import { BatonError } from '../base/errors.js';
+import { BatonError, isBatonError } from '../base/errors.js';
+import websocket from '@fastify/websocket';
+import { z } from 'zod';
+import type { ExecSession, TaskHandle } from './driver.js';
+import { bridgeExec } from './execBridge.js';
+import { EXEC_SUBPROTOCOL, execQuery, statusFrame, toBuffer } from '../base/execProtocol.js';
 
 
 export interface ListenerOptions {
@@ -30,6 +37,13 @@ export interface ListenerOptions {
   tls: { caPem: string; certPem: string; keyPem: string };
   logs: LogStore;
   metrics: Registry;
+  /** How /exec finds a task's container and attaches a command in it; without it, /exec is refused. */
+  exec?: {
+    /** find: the running container of task (and container, for a pod's other ones); throws a BatonError saying why not. */
+    find(task: string, container?: string): TaskHandle;
+    attach(handle: TaskHandle, o: { cmd: string[]; tty: boolean; stdin: boolean }): Promise<ExecSession>;
+    onSession(task: string, cmd: string[], exitCode: number | undefined): void;
+  };
   /** When set, /metrics answers only a request with `Authorization: Bearer <metricsToken>`. */
   metricsToken?: string;
 }
@@ -62,6 +76,49 @@ export class AgentListener {
         }
       }
       return reply.type(opts.metrics.contentType).send(await opts.metrics.metrics());
+    });
+
+    // ---------------------------------------------------------------- exec
+    await app.register(websocket, { options: { maxPayload: 1 << 20, handleProtocols: (p: Set<string>) => (p.has(EXEC_SUBPROTOCOL) ? EXEC_SUBPROTOCOL : false) } });
+    const execTargets = new WeakMap<object, { handle: TaskHandle; q: z.infer<typeof execQuery>; task: string }>();
+    const refuse = (reply: import('fastify').FastifyReply, status: number, code: string, message: string) => reply.status(status).send({ error: { code, message } });
+    app.route({
+      method: 'GET',
+      url: '/exec',
+      preValidation: async (req, reply) => {
+        const sock = req.raw.socket as TLSSocket;
+        const peer = sock.authorized ? sock.getPeerCertificate() : undefined;
+        if (!peer || peer.subject?.CN !== SERVER_CLIENT_CN) return refuse(reply, 403, 'BATON_ERR_FORBIDDEN', "only the cluster's server may exec here; use baton exec");
+        if (!opts.exec) return refuse(reply, 400, 'BATON_ERR_BAD_REQUEST', `node ${opts.node} cannot run commands in its tasks (its driver has no exec)`);
+        const { task, ...rest } = req.query as Record<string, unknown>;
+        const q = execQuery.safeParse(rest);
+        if (typeof task !== 'string' || !task || task.length > 253 || !q.success) return refuse(reply, 400, 'BATON_ERR_BAD_REQUEST', `bad exec request${q.success ? ': pass task=' : `: ${q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`}`);
+        try {
+          execTargets.set(req, { handle: opts.exec.find(task, q.data.container), q: q.data, task });
+        } catch (e) {
+          if (!isBatonError(e)) throw e;
+          return refuse(reply, e.status, e.code, e.message);
+        }
+      },
+      handler: async (_req, reply) => refuse(reply, 400, 'BATON_ERR_BAD_REQUEST', 'exec is a WebSocket: send an upgrade'),
+      wsHandler: (socket, req) => {
+        const target = execTargets.get(req)!;
+        const exec = opts.exec!;
+        // What the client sends while the command starts (its first resize, typed-ahead input) waits for it.
+        const early: Buffer[] = [];
+        const collect = (d: Buffer | ArrayBuffer | Buffer[]) => early.push(toBuffer(d));
+        socket.on('message', collect);
+        exec
+          .attach(target.handle, { cmd: target.q.command, tty: target.q.tty, stdin: target.q.stdin })
+          .then(
+            (session) => {
+              socket.off('message', collect);
+              if (socket.readyState !== socket.OPEN) return session.close();
+              bridgeExec(socket, session, (code) => exec.onSession(target.task, target.q.command, code), early);
+            },
+            (e: Error) => socket.send(statusFrame({ error: `cannot run ${target.q.command[0]} in ${target.task}: ${e.message}`.slice(0, 4000) }), () => socket.close(1000)),
+          );
+      },
     });
 
     app.get('/logs', async (req, reply) => {

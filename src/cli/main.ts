@@ -20,6 +20,7 @@ import { converged, progress, registerApply } from './apply.js';
 import { registerGet } from './get.js';
 import { DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_SIZE, DEFAULT_SERVICE_CIDR, MAX_NODE_CIDR_SIZE } from '../server/ipam.js';
 import { registerAccessCommands } from './access.js';
+import { registerExec } from './exec.js';
 
 const CLUSTER_CIDR_HELP = "the IPv4 range every node's task range is taken from";
 const SERVICE_CIDR_HELP = 'the IPv4 range service VIPs are taken from (apart from the cluster CIDR)';
@@ -514,6 +515,7 @@ export function buildProgram(): Command {
     });
 
   registerStateCommands(program);
+  registerExec(program);
 
   program
     .command('completion')

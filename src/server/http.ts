@@ -9,6 +9,9 @@
  * detail of ours.
  */
 import { StoreError } from '../store/store.js';
+import websocket from '@fastify/websocket';
+import { EXEC_SUBPROTOCOL } from '../base/execProtocol.js';
+import { registerExecRoutes } from './routes/exec.js';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import { BatonError, isBatonError } from '../base/errors.js';
@@ -177,6 +180,9 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   registerBlobRoutes(app, deps);
 
   registerJoinRoutes(app, deps);
+  // exec's WebSocket route is declared once the plugin that upgrades is loaded (it wraps the routes declared after it).
+  void app.register(websocket, { options: { maxPayload: 1 << 20, handleProtocols: (p: Set<string>) => (p.has(EXEC_SUBPROTOCOL) ? EXEC_SUBPROTOCOL : false) } });
+  void app.register(async (scope) => registerExecRoutes(scope, deps));
 
   registerDashboard(app, DASHBOARD_DIR);
   return app;

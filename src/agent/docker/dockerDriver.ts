@@ -22,6 +22,7 @@ import type {
   DriverEvent,
   EngineInfo,
   ExecResult,
+  ExecSession,
   ExitResult,
   ListedTask,
   SandboxHandle,
@@ -32,7 +33,7 @@ import type {
 } from '../driver.js';
 import { DockerEngine, statusOf } from './engine.js';
 import { EngineEvents } from './events.js';
-import { execIn } from './exec.js';
+import { execAttach, execIn } from './exec.js';
 import { DOCKER_DRIVER_NAME, containerName, containerOf, handleOf, inspectOf, labelFilters, stateOf } from './handles.js';
 import { imageHealthcheck } from './images.js';
 import { destroyTask, startTask, stopTask, waitTask } from './lifecycle.js';
@@ -122,6 +123,10 @@ export class DockerDriver implements Driver {
 
   async exec(handle: TaskHandle, cmd: string[], timeoutMs: number): Promise<ExecResult> {
     return execIn(this.engine, containerOf(this.engine.docker, handle), cmd, timeoutMs);
+  }
+
+  attach(handle: TaskHandle, o: { cmd: string[]; tty: boolean; stdin: boolean }): Promise<ExecSession> {
+    return execAttach(this.engine, containerOf(this.engine.docker, handle), o);
   }
 
   imageHealthcheck(image: string): Promise<string[] | undefined> {
