@@ -132,7 +132,7 @@ describe('tasks on two nodes in network namespaces of their own, joined by a rea
     // n2's kernel rules spread 18280 over both tasks before the requests start (a load racing them would send some through userspace).
     await eventually(async () => {
       const table = await meshTable('n2');
-      const route = new RegExp(`ip daddr ${esc(c.address('n2'))} tcp dport 18280 goto (route_\\d+)`).exec(table)?.[1];
+      const route = new RegExp(`ip daddr ${esc(c.address('n2'))} tcp dport 18280 goto (route_\\d+_\\d+)`).exec(table)?.[1];
       expect(route).toBeDefined();
       expect(table).toMatch(new RegExp(`chain ${route} \\{\\s+numgen inc mod 2 `));
     }, 5 * 5000);
@@ -183,7 +183,7 @@ describe('tasks on two nodes in network namespaces of their own, joined by a rea
     await eventually(async () => expect(await endpoints('hip_web')).toHaveLength(2), 5 * 15_000);
     const names = [...(await byNode('hip_web')).values()].map((t) => t.metadata.name).sort();
     // n3 owns the address: its kernel path takes the port there, and every answer comes (from both nodes' tasks).
-    await eventually(async () => expect(await meshTable('n3')).toMatch(new RegExp(`ip daddr ${esc(c.address('n3'))} tcp dport 18282 goto route_\\d+`)), 5 * 5000);
+    await eventually(async () => expect(await meshTable('n3')).toMatch(new RegExp(`ip daddr ${esc(c.address('n3'))} tcp dport 18282 goto route_\\d+_\\d+`)), 5 * 5000);
     expect([...(await ask(c.address('n3'), 18282, 10)).keys()].sort()).toEqual(names);
     // n2 does not publish it, on its own address or anywhere else.
     expect(await getBody(c.address('n2'), 18282)).toEqual({ ok: false, body: 'ECONNREFUSED' });
