@@ -6,6 +6,7 @@
  *   command's, and 4 MiB of output arrives whole;
  * - with a TTY, in a real terminal (tmux): type into sh and read the
  *   screen, resize the window, Ctrl-C a sleep, exit with a code;
+ * - `-c NAME` runs in a pod's other container;
  * - refusals say what and where: a task that is not running, a name that is
  *   nothing, a viewer, a deployer of another stack; every exec is an event
  *   and an audit entry.
@@ -15,7 +16,7 @@ import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
-import { BIN, eventually, TEST_IMAGE } from '../helpers/proc.js';
+import { BIN, eventually, TEST_IMAGE, writeFile } from '../helpers/proc.js';
 import { live, TestCluster } from '../helpers/cluster.js';
 
 const execFileP = promisify(execFile);
@@ -68,6 +69,34 @@ describe('baton exec', () => {
     // A command the image lacks: the engine's answer and docker exec's code.
     const missing = await run(c.env, ['exec', task, '--', 'no-such-command']);
     expect(missing.code).toBe(126);
+  });
+
+  it("runs in a pod's other container with -c, and names the containers there are when the name is wrong", async () => {
+    const f = writeFile(c.dir, 'pod.yaml', `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: duo, namespace: expod}
+spec:
+  selector: {matchLabels: {app: duo}}
+  template:
+    metadata: {labels: {app: duo}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: main, image: ${TEST_IMAGE}, command: [sleep, "3600"], env: [{name: WHO, value: main}]}
+      - {name: side, image: ${TEST_IMAGE}, command: [sleep, "3600"], env: [{name: WHO, value: side}]}
+`);
+    const applied = await c.baton(['apply', '-f', f]);
+    expect(applied.code, applied.stderr).toBe(0);
+    const pod = await eventually(async () => {
+      const t = live(await c.tasksOf('expod_duo'))[0];
+      expect(t?.status.containers?.every((x) => x.state === 'running')).toBe(true);
+      return t!;
+    }, 5 * 10_000);
+    const who = async (...args: string[]) => (await run(c.env, ['exec', ...args, pod.metadata.name, '--', 'sh', '-c', 'echo $WHO'])).stdout.toString();
+    expect(await who()).toBe('main\n');
+    expect(await who('-c', 'side')).toBe('side\n');
+    const wrong = await run(c.env, ['exec', '-c', 'nope', pod.metadata.name, '--', 'true']);
+    expect(wrong.stderr).toMatch(/^error: task expod_duo\.1\.\w+ has no container "nope" \(it has main, side\)/);
   });
 
   it('gives a real terminal: typed input, the window size and its changes, Ctrl-C to the command, its exit code', async () => {
