@@ -241,12 +241,14 @@ setup_chromium() {
   [ -x /usr/bin/chromium ] || die "chromium installed but /usr/bin/chromium is missing"
 }
 
-# tmux and zsh: the shell completion test types into real bash and zsh in a
-# tmux terminal; prometheus (with promtool): the discovery test scrapes
-# through http_sd_configs and checks the exposition format.
+# tmux and zsh: the shell completion and exec tests type into real bash and
+# zsh in a tmux terminal; prometheus (with promtool): the discovery test
+# scrapes through http_sd_configs and checks the exposition format;
+# docker-registry, htpasswd and openssl: the private registry test runs a
+# real registry (distribution 2.8) with TLS and htpasswd on a loopback port.
 setup_tools() {
   local bin pkg
-  for pair in /usr/bin/tmux:tmux /usr/bin/zsh:zsh /usr/bin/prometheus:prometheus /usr/bin/promtool:prometheus; do
+  for pair in /usr/bin/tmux:tmux /usr/bin/zsh:zsh /usr/bin/prometheus:prometheus /usr/bin/promtool:prometheus /usr/bin/docker-registry:docker-registry /usr/bin/htpasswd:apache2-utils /usr/bin/openssl:openssl; do
     bin="${pair%%:*}"; pkg="${pair#*:}"
     if [ -x "$bin" ]; then log "$pkg present ($bin)"; continue; fi
     apt_install "$pkg"

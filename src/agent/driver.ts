@@ -6,6 +6,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { BuildSpec, ContainerSpec, ResourceSpec } from '../api/types.js';
+import type { RegistryCredential } from '../api/registries.js';
 
 /** TaskConfig is everything a driver needs to start one task's container. */
 export interface TaskConfig {
@@ -22,6 +23,8 @@ export interface TaskConfig {
   labels: Record<string, string>;
   /** Effective pull policy after the agent's default is applied. */
   pullPolicy: 'always' | 'missing' | 'never';
+  /** The registry login the image is pulled with (the container's pullSecret); for the pull alone, never logged. */
+  registryAuth?: RegistryCredential;
   /** The sandbox whose network namespace the container joins (its task's), instead of spec.networkMode. */
   sandbox?: SandboxHandle;
   /**

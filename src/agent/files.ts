@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import type { ApiClient } from '../api/client.js';
 import type { ContainerSpec, FileRefSpec, MountSpec, Task } from '../api/types.js';
 import { BatonError } from '../base/errors.js';
+import { dockerConfigCredential, registryCredentialSchema, registryOf, type RegistryCredential } from '../api/registries.js';
 
 const run = promisify(execFile);
 /** Where agents keep what must stay in RAM (a tmpfs on most systems). */
@@ -87,6 +88,29 @@ export class TaskFiles {
   private taskDir(uid: string): string {
     if (!UUID.test(uid)) throw new BatonError('BATON_ERR_BAD_REQUEST', `task uid ${JSON.stringify(uid.slice(0, 64))} is not a UUID`);
     return join(this.root, uid);
+  }
+
+  /**
+   * registryAuth reads the registry login a container's image is pulled
+   * with (its pullSecret), for the pull alone: never written anywhere.
+   */
+  async registryAuth(spec: ContainerSpec): Promise<RegistryCredential | undefined> {
+    if (!spec.pullSecret) return undefined;
+    const name = spec.pullSecret.source;
+    const res = answerSchema.safeParse(await this.client().call('GET', `/api/v1/nodes/${encodeURIComponent(this.node)}/secrets/${encodeURIComponent(name)}`));
+    if (!res.success) throw new BatonError('BATON_ERR_INTERNAL', `the server's answer for secret "${name}" is malformed`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(Buffer.from(res.data.data, 'base64').toString('utf8'));
+    } catch {
+      parsed = undefined;
+    }
+    const cred = registryCredentialSchema.safeParse(parsed);
+    if (cred.success) return cred.data;
+    // A Kubernetes kubernetes.io/dockerconfigjson Secret (imagePullSecrets): the entry of the image's registry.
+    const fromDockerConfig = dockerConfigCredential(parsed, registryOf(spec.image));
+    if (fromDockerConfig) return fromDockerConfig;
+    throw new BatonError('BATON_ERR_BAD_REQUEST', `secret "${name}" (the pull secret of ${spec.image}) holds no login for registry ${registryOf(spec.image)}: make one with baton registry login`);
   }
 
   /** write fetches one content and writes it as `file`, unless the file holds it already. */

@@ -10,6 +10,7 @@ import type { TaskFiles } from './files.js';
 import type { ImageBuilds } from './builds.js';
 import type { Logger } from 'pino';
 import type { ContainerSpec, PodContainer, Task } from '../api/types.js';
+import type { RegistryCredential } from '../api/registries.js';
 import { hasProbe, isPod, isTerminal, restartDelay } from '../api/types.js';
 import type { Clock } from '../base/clock.js';
 import type { WorkQueue } from '../base/workqueue.js';
@@ -249,6 +250,7 @@ export class TaskReconciler {
         labels: { ...ctx.labels, [LABEL_PORTS]: JSON.stringify(local.ports ?? []) },
         // A built image was just made here (or found): there is nothing to pull it from.
         pullPolicy: task.spec.container.build ? 'never' : (task.spec.container.pullPolicy ?? this.opts.pull),
+        ...(await this.registryAuth(task.spec.container)),
       });
     } catch (e) {
       if (e instanceof DriverError && e.reason === 'engine_unavailable') throw e;
@@ -314,6 +316,12 @@ export class TaskReconciler {
     };
   }
 
+  /** registryAuth: the registry login a container's image is pulled with, when it names one (its pullSecret). */
+  private async registryAuth(spec: ContainerSpec): Promise<{ registryAuth?: RegistryCredential }> {
+    const auth = spec.pullSecret ? await this.deps.files()?.registryAuth(spec) : undefined;
+    return auth ? { registryAuth: auth } : {};
+  }
+
   /** withFiles: a container's secrets and configs written to the node's tmpfs (again at every start) and bind-mounted read-only, and its task directories. */
   private async withFiles(task: Task, spec: ContainerSpec, container?: string): Promise<ContainerSpec> {
     const files = await this.deps.files()?.prepare(task, spec, container);
@@ -337,6 +345,7 @@ export class TaskReconciler {
         resources: pc.resources,
         labels: { ...ctx.labels, [LABEL_CONTAINER]: pc.name },
         pullPolicy: pc.container.pullPolicy ?? this.opts.pull,
+        ...(await this.registryAuth(pc.container)),
         container: { name: pc.name, role },
       });
     };

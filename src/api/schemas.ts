@@ -97,6 +97,7 @@ export const containerSpecSchema = z.object({
   ),
   networkMode: z.enum(['bridge', 'host', 'none']),
   secrets: z.array(fileRefSchema).max(100).optional(),
+  pullSecret: z.object({ source: name }).strict().optional(),
   configs: z.array(fileRefSchema).max(100).optional(),
   // The server also checks that a built image is tagged with its build's hash (blobs.ts: checkBuilds).
   build: buildSpecSchema.optional(),

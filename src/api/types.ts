@@ -132,6 +132,12 @@ export interface ContainerSpec {
   mounts: MountSpec[];
   /** Secrets delivered as files (on a tmpfs, never in the environment); undefined: none. */
   secrets?: FileRefSpec[];
+  /**
+   * The secret holding the credentials the agent pulls `image` with
+   * (`baton registry login` makes one per registry: api/registries.ts);
+   * never a file in the container. undefined: pull without credentials.
+   */
+  pullSecret?: { source: string };
   /** Configs delivered as files at their targets; undefined: none. */
   configs?: FileRefSpec[];
   /** Compose `build:`: each node builds `image` from this context on its own engine before the first start (api/build.ts). */

@@ -19,7 +19,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ApiClient } from '../api/client.js';
 import { buildImage } from '../api/build.js';
-import { isGlobal, type BuildSpec, type Config, type Secret, type Service, type Task } from '../api/types.js';
+import { isGlobal, mapPodContainers, type BuildSpec, type Config, type Secret, type Service, type ServiceSpec, type Task } from '../api/types.js';
+import { registryOf } from '../api/registries.js';
 import { BatonError } from '../base/errors.js';
 import { sleep } from '../base/clock.js';
 import { STACK_LABEL, type ComposeResult, type ComposeService } from '../manifest/compose/types.js';
@@ -43,6 +44,7 @@ export function registerApply(program: Command): void {
     .option('--detach', "do not follow the builds of built services' images")
     .option('--profile <name...>', 'enable a Compose profile (repeatable; or COMPOSE_PROFILES, comma-separated): services with profiles are deployed only when one is enabled')
     .option('--ignore-unsupported', 'turn "not supported" errors into warnings and drop those keys')
+    .option('--with-registry-auth', "every service whose image is on a registry this cluster is logged in to (baton registry ls) pulls with that login, unless it names its own (x-baton.pull_secret)")
     .action(async (o, cmd: Command) => {
       const profiles = [...(o.profile ?? []), ...(process.env.COMPOSE_PROFILES ?? '').split(',').map((p) => p.trim()).filter(Boolean)];
       const { api } = client(cmd);
@@ -50,6 +52,7 @@ export function registerApply(program: Command): void {
       for (const w of r.warnings) process.stderr.write(`warning: ${o.file}: ${w.path}${w.line ? ` (line ${w.line})` : ''}: ${w.message}\n`);
       if (r.errors.length) throw new BatonError('BATON_ERR_MANIFEST', `${o.file} has ${r.errors.length} error${r.errors.length > 1 ? 's' : ''}; nothing was applied`, r.errors);
       await prepareBuilds(api, r.services);
+      if (o.withRegistryAuth) await withRegistryAuth(api, r.services);
       const res = await api.apply(r.stack, {
         services: r.services.map((s) => ({ name: s.name, spec: s.spec, labels: s.labels })),
         prune: !!o.prune,
@@ -259,4 +262,19 @@ async function waitStack(api: ApiClient, stack: string, names: string[], timeout
     await sleep(500);
   }
   throw new BatonError('BATON_ERR_UNAVAILABLE', `stack ${stack} did not converge within ${Math.round(timeoutMs / 1000)} s (last: ${last})`);
+}
+
+/**
+ * withRegistryAuth gives every container of the services whose image is on
+ * a registry the cluster is logged in to, and that names no pull secret of
+ * its own, that login's secret (`docker stack deploy --with-registry-auth`).
+ */
+async function withRegistryAuth(api: ApiClient, services: { spec: ServiceSpec }[]): Promise<void> {
+  const logins = new Map((await api.call<{ items: { server: string; secret: string }[] }>('GET', '/api/v1/registries')).items.map((l) => [l.server, l.secret]));
+  for (const s of services) {
+    s.spec = mapPodContainers(s.spec, (c) => {
+      const secret = logins.get(registryOf(c.image));
+      return secret && !c.pullSecret ? { ...c, pullSecret: { source: secret } } : c;
+    });
+  }
 }

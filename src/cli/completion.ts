@@ -28,7 +28,7 @@ export const FILES = '__files__';
 /** How long a completion waits for the cluster. */
 const CLUSTER_DEADLINE_MS = 2000;
 
-type Source = 'services' | 'tasks' | 'nodes' | 'stacks' | 'secrets' | 'configs' | 'tokens' | 'contexts' | 'files' | 'kinds' | 'roles';
+type Source = 'services' | 'tasks' | 'nodes' | 'stacks' | 'secrets' | 'configs' | 'tokens' | 'registries' | 'contexts' | 'files' | 'kinds' | 'roles';
 
 /**
  * ARGUMENTS: what each command's positional arguments name, by command path
@@ -75,6 +75,7 @@ const ARGUMENTS: Record<string, Source[][]> = {
   'snapshot restore': [['files']],
   'context use': [['contexts']],
   exec: [['tasks', 'services'], []],
+  'registry logout': [['registries']],
 };
 
 /** The global flags that choose the cluster, as typed on the line. */
@@ -186,6 +187,8 @@ async function fromSource(source: Source, target: Target): Promise<string[]> {
       return (await api.list<{ metadata: { name: string } }>(configKind)).items.map((s) => s.metadata.name);
     case 'tokens':
       return (await api.call<{ items: { name?: string }[] }>('GET', '/api/v1/tokens')).items.flatMap((t) => (t.name ? [t.name] : []));
+    case 'registries':
+      return (await api.call<{ items: { server: string }[] }>('GET', '/api/v1/registries')).items.map((l) => l.server);
   }
 }
 

@@ -21,6 +21,7 @@ import { registerGet } from './get.js';
 import { DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_SIZE, DEFAULT_SERVICE_CIDR, MAX_NODE_CIDR_SIZE } from '../server/ipam.js';
 import { registerAccessCommands } from './access.js';
 import { registerExec } from './exec.js';
+import { registerRegistryCommands } from './registry.js';
 
 const CLUSTER_CIDR_HELP = "the IPv4 range every node's task range is taken from";
 const SERVICE_CIDR_HELP = 'the IPv4 range service VIPs are taken from (apart from the cluster CIDR)';
@@ -516,6 +517,7 @@ export function buildProgram(): Command {
 
   registerStateCommands(program);
   registerExec(program);
+  registerRegistryCommands(program);
 
   program
     .command('completion')

@@ -8,7 +8,7 @@ import { BatonError, type ErrorDetail } from '../base/errors.js';
 import { serviceKind } from '../api/kinds.js';
 import { objectNameSchema, serviceSpecSchema, zodDetails } from '../api/schemas.js';
 import { mapPodContainers, podContainerSpecs, type ApplyRequest, type ApplyResponse, type ApplyServiceResult, type Config, type Node, type Secret, type Service, type Task } from '../api/types.js';
-import { FILE_KINDS, rollOps, withHashes, type FileContents, type FileKindName } from './files.js';
+import { FILE_KINDS, rollOps, usesFiles, withHashes, type FileContents, type FileKindName } from './files.js';
 import type { Placer } from '../scheduler/placement.js';
 import { NO_DRAIN, reconcileService } from './controllers/serviceReconciler.js';
 import { MAX_TXN_OPS, type Compare, type Op } from '../store/store.js';
@@ -64,8 +64,8 @@ export async function applyStack(registry: Registry, req: ApplyRequest, files?: 
     const changes: WriteChange[] = [];
     // Secrets and configs first: the services' references take their hashes (a new content rolls them).
     // Read only when the file defines some or a service uses some: most applies do neither.
-    const usesFiles = !!(req.secrets?.length || req.configs?.length) || req.services.some((s) => podContainerSpecs(s.spec).some(({ container: c }) => c.secrets?.length || c.configs?.length));
-    const planned = files && usesFiles ? await planFiles(registry, files, req) : { compares: [], ops: [], changes: [], hash: () => undefined };
+    const needsFiles = !!(req.secrets?.length || req.configs?.length) || req.services.some((s) => podContainerSpecs(s.spec).some(({ container: c }) => usesFiles(c)));
+    const planned = files && needsFiles ? await planFiles(registry, files, req) : { compares: [], ops: [], changes: [], hash: () => undefined };
     compares.push(...planned.compares);
     ops.push(...planned.ops);
     const refProblems: ErrorDetail[] = [];

@@ -44,6 +44,11 @@ export function contentHash(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** usesFiles: whether a container spec refers to any secret or config (as files, or to pull its image with). */
+export function usesFiles(c: { secrets?: FileRefSpec[]; configs?: FileRefSpec[]; pullSecret?: { source: string } }): boolean {
+  return !!(c.secrets?.length || c.configs?.length || c.pullSecret);
+}
+
 /** refsOf: the secrets or configs a container spec uses. */
 export function refsOf(spec: { secrets?: FileRefSpec[]; configs?: FileRefSpec[] }, kind: FileKindName): FileRefSpec[] {
   return (kind === 'secret' ? spec.secrets : spec.configs) ?? [];
@@ -109,7 +114,7 @@ export class FileContents {
 
   /** remove deletes a secret or config that no service uses. */
   async remove(kind: FileKindName, name: string, services: Service[]): Promise<void> {
-    const users = services.filter((s) => podContainerSpecs(s.spec).some((c) => refsOf(c.container, kind).some((r) => r.source === name))).map((s) => s.metadata.name);
+    const users = services.filter((s) => podContainerSpecs(s.spec).some((c) => refsOf(c.container, kind).some((r) => r.source === name) || (kind === 'secret' && c.container.pullSecret?.source === name))).map((s) => s.metadata.name);
     if (users.length) throw new BatonError('BATON_ERR_CONFLICT', `${kind} "${name}" is in use by ${users.join(', ')}: remove it from them first`);
     const k = FILE_KINDS[kind];
     const current = await this.registry.mustGet<Secret | Config>(k, name);
@@ -128,7 +133,7 @@ export class FileContents {
 export function entitled(tasks: Iterable<Task>, node: string, kind: FileKindName, name: string): boolean {
   for (const t of tasks) {
     if (t.spec.nodeName !== node || t.spec.desiredState !== 'running') continue;
-    if (podContainerSpecs(t.spec).some((c) => refsOf(c.container, kind).some((r) => r.source === name))) return true;
+    if (podContainerSpecs(t.spec).some((c) => refsOf(c.container, kind).some((r) => r.source === name) || (kind === 'secret' && c.container.pullSecret?.source === name))) return true;
   }
   return false;
 }
@@ -138,8 +143,12 @@ export function entitled(tasks: Iterable<Task>, node: string, kind: FileKindName
  * its secret or config (from `hashes`, by kind and name); a reference to one
  * that does not exist is an error detail at its path.
  */
-export function withHashes<T extends { secrets?: FileRefSpec[]; configs?: FileRefSpec[] }>(container: T, hashes: (kind: FileKindName, name: string) => string | undefined, path: string, details: ErrorDetail[]): T {
+export function withHashes<T extends { secrets?: FileRefSpec[]; configs?: FileRefSpec[]; pullSecret?: { source: string } }>(container: T, hashes: (kind: FileKindName, name: string) => string | undefined, path: string, details: ErrorDetail[]): T {
   const out = { ...container };
+  // The secret a pull uses must exist too (it holds no file: nothing to hash into the spec).
+  if (container.pullSecret && hashes('secret', container.pullSecret.source) === undefined) {
+    details.push({ path: `${path}.pullSecret.source`, message: `secret "${container.pullSecret.source}" does not exist: log in to the image's registry (baton registry login SERVER), or create the secret` });
+  }
   for (const kind of ['secret', 'config'] as const) {
     const refs = refsOf(container, kind);
     if (!refs.length) continue;
@@ -176,7 +185,7 @@ export function rollOps(registry: Registry, services: (Service & AnyObject)[], k
 
 /** resolveFileRefs fills in the hashes of a service's container specs from the cluster's secrets and configs, or says which do not exist. */
 export async function resolveFileRefs(registry: Registry, spec: ServiceSpec, path: string): Promise<ServiceSpec> {
-  if (!podContainerSpecs(spec).some(({ container: c }) => c.secrets?.length || c.configs?.length)) return spec;
+  if (!podContainerSpecs(spec).some(({ container: c }) => usesFiles(c))) return spec;
   const hashes = new Map<string, string>();
   for (const kind of ['secret', 'config'] as const) {
     for (const o of (await registry.list<Secret | Config>(FILE_KINDS[kind])).items) hashes.set(`${kind}/${o.metadata.name}`, o.spec.hash);

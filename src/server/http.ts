@@ -12,6 +12,7 @@ import { StoreError } from '../store/store.js';
 import websocket from '@fastify/websocket';
 import { EXEC_SUBPROTOCOL } from '../base/execProtocol.js';
 import { registerExecRoutes } from './routes/exec.js';
+import { registerRegistryRoutes } from './routes/registries.js';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import { BatonError, isBatonError } from '../base/errors.js';
@@ -175,6 +176,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   registerNodeRoutes(app, deps);
   registerMeshRoutes(app, deps);
   registerFileRoutes(app, deps);
+  registerRegistryRoutes(app, deps);
   registerTokenRoutes(app, deps);
   registerQuotaRoutes(app, deps);
   registerBlobRoutes(app, deps);

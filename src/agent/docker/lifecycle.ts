@@ -41,7 +41,7 @@ export async function startTask(engine: DockerEngine, config: TaskConfig, pullTi
   ensureBindSources(config);
   let id: string;
   try {
-    id = await createWithPullPolicy(engine, body, config.spec.image, config.pullPolicy, pullTimeoutMs);
+    id = await createWithPullPolicy(engine, body, config.spec.image, config.pullPolicy, pullTimeoutMs, config.registryAuth);
   } catch (err) {
     if (statusOf(err) !== 409) throw err instanceof DriverError ? err : engine.toDriverError(err);
     // Created concurrently, or by an earlier attempt that crashed before

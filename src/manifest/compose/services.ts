@@ -243,6 +243,7 @@ export function translateService(ctx: Ctx, key: string, svc: unknown): ComposeSe
   if (backoff?.factor !== undefined) restartPolicy.factor = backoff.factor;
   if (x.healthcheck) container.healthcheck = mergeProbe(container.healthcheck, x.healthcheck as XProbe);
   if (x.readiness) container.readiness = mergeProbe(undefined, x.readiness as XProbe);
+  if (typeof x.pull_secret === 'string') container.pullSecret = { source: x.pull_secret };
   if (x.strategy === 'binpack' || x.strategy === 'spread') placement.strategy = x.strategy;
   if (Array.isArray(x.tolerations) && x.tolerations.length) placement.tolerations = x.tolerations as Toleration[];
   if (typeof x.priority === 'number' && x.priority !== 0) placement.priority = x.priority;

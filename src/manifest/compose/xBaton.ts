@@ -214,6 +214,13 @@ export const X_BATON_KEYS: Readonly<Record<string, XBatonKey>> = {
       return out;
     },
   },
+  /** The secret holding the registry login its image is pulled with (baton registry login makes `registry-<server>`). */
+  pull_secret: {
+    translate(value, report) {
+      if (typeof value === 'string' && /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/.test(value)) return value;
+      return report.error(`must be the name of a secret holding a registry login (baton registry ls shows them), got ${JSON.stringify(value)}`);
+    },
+  },
   /** Where its tasks serve Prometheus metrics: {port, path} (GET /api/v1/sd/prometheus lists them). */
   metrics: {
     translate(value, report) {

@@ -66,7 +66,7 @@ export function readPod(d: KDoc, issues: Issues, world: World, at: PathSegment[]
   for (const k of Object.keys(spec)) {
     if (POD_FIELDS.has(k)) continue;
     if (k in POD_IGNORED) issues.ignored(d, p(k), POD_IGNORED[k]!);
-    else if (k === 'imagePullSecrets') issues.unsupported(d, p(k), '`imagePullSecrets`', 'agents pull without registry credentials for now');
+    else if (k === 'imagePullSecrets') continue;
     else issues.unsupported(d, p(k), `\`${k}\``);
   }
   const containers = Array.isArray(spec.containers) ? spec.containers : [];
@@ -100,6 +100,21 @@ export function readPod(d: KDoc, issues: Issues, world: World, at: PathSegment[]
     if (seen.has(c.name)) issues.error(d, where, `another container of the pod is named "${c.name}"`);
     seen.set(c.name, where);
   });
+  // imagePullSecrets: a kubernetes.io/dockerconfigjson Secret of this apply (or an earlier one) is the pull secret of every container.
+  if (spec.imagePullSecrets !== undefined) {
+    const list = spec.imagePullSecrets;
+    if (!Array.isArray(list) || !list.every((x) => isObj(x) && typeof x.name === 'string')) issues.error(d, p('imagePullSecrets'), 'must be a list of {name: <Secret>}');
+    else if (list.length) {
+      if (list.length > 1) issues.warn(d, p('imagePullSecrets', 1), 'Baton pulls with one pull secret: the first');
+      const name = String((list[0] as Obj).name);
+      if (world.secret(name)?.entries.has('.dockerconfigjson')) {
+        const pullSecret = { source: world.fileName(name, '.dockerconfigjson') };
+        for (const c of [main, ...more, ...initial]) if (c) c.container.pullSecret = pullSecret;
+      } else {
+        issues.unsupported(d, p('imagePullSecrets', 0), `\`imagePullSecrets\` naming Secret "${name}", which these manifests do not define as a kubernetes.io/dockerconfigjson Secret`, 'log in with baton registry login SERVER and apply with --with-registry-auth');
+      }
+    }
+  }
   // The task reserves what its containers ask for together, and at least what any init container does (they run before the others).
   const sum = (k: 'cpus' | 'memoryBytes') => Math.max([main, ...sidecars].reduce((n, c) => n + c.resources.reservations[k], 0), ...initContainers.map((c) => c.resources.reservations[k]));
   const resources: ResourceSpec = { reservations: { cpus: Math.round(sum('cpus') * 1000) / 1000, memoryBytes: sum('memoryBytes') }, limits: main.resources.limits };
