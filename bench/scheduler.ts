@@ -198,6 +198,21 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
     const m0 = await metricsText(api);
     const requests0 = requestCounts(m0);
     const latency0 = requestCounts(m0, 'baton_api_request_duration_seconds_sum');
+    // API latency while the deploy runs, as a client sees it: a read (GET /api/v1/services) and a small write
+    // (PUT of a config no task uses: the Kubernetes SLO's mutating call), one of each every 200 ms.
+    await api.call('POST', '/api/v1/configs', { name: 'bench-probe', data: Buffer.from('0').toString('base64') });
+    const probe = { reads: [] as number[], writes: [] as number[], stop: false };
+    const probing = (async () => {
+      for (let i = 1; !probe.stop; i++) {
+        let t = now();
+        await api.services();
+        probe.reads.push(now() - t);
+        t = now();
+        await api.call('PUT', '/api/v1/configs/bench-probe', { data: Buffer.from(String(i)).toString('base64') });
+        probe.writes.push(now() - t);
+        await sleep(200);
+      }
+    })();
     const t0 = now();
     await api.apply('bench', { services: svcs, prune: false, dryRun: false });
     const applyMs = now() - t0;
@@ -222,6 +237,8 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
       return running >= replicas;
     }, 250);
     const totalS = (now() - t0) / 1000;
+    probe.stop = true;
+    await probing;
     serverSampler.stop();
     const m1 = await metricsText(api);
     const requests1 = requestCounts(m1);
@@ -253,6 +270,8 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
     process.stdout.write(`  (after the last start: agents' status reports and the service controller's count: ${f(totalS * 1000 - pct(sample.map((t) => at(t.status.startedAt) - wall0), 100))})\n`);
     process.stdout.write(`  CPU seconds during the run: server ${cpu[0]!.toFixed(1)}, sim processes ${cpu.slice(1).map((c) => c.toFixed(1)).join(' + ')} (of ${(2 * totalS).toFixed(0)} on 2 cores)\n`);
     const served = [...requests1].map(([k, n]) => [k, n - (requests0.get(k) ?? 0)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+    const q = (xs: number[], p: number) => pct(xs, p).toFixed(0);
+    process.stdout.write(`  API latency during the deploy (a probe every 200 ms): GET /api/v1/services p50 ${q(probe.reads, 50)} ms, p99 ${q(probe.reads, 99)} ms, max ${q(probe.reads, 100)} ms (${probe.reads.length}); PUT /api/v1/configs/:name (a write) p50 ${q(probe.writes, 50)} ms, p99 ${q(probe.writes, 99)} ms, max ${q(probe.writes, 100)} ms (${probe.writes.length})\n`);
     process.stdout.write(`  API requests served during the run: ${served.reduce((n, [, c]) => n + c, 0)} (${served.slice(0, 5).map(([k, c]) => `${k} ${c}, mean ${((((latency1.get(k) ?? 0) - (latency0.get(k) ?? 0)) / c) * 1000).toFixed(0)} ms`).join('; ')})\n`);
     // prom-client's event-loop delay histogram covers the time since the previous scrape: the whole run.
     const lag = (q: string) => Number(new RegExp(`^baton_server_nodejs_eventloop_lag_${q}_seconds (\\S+)`, 'm').exec(m1)?.[1] ?? NaN) * 1000;
