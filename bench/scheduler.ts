@@ -156,7 +156,7 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
       await etcd.start();
       storeArgs = ['--store', 'etcd', '--etcd-endpoints', etcd.endpoints.join(','), '--cluster-key', join(dir, 'cluster.key'), '--init-cluster-key', '--name', 's0'];
     }
-    const server = await spawnBaton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn', ...storeArgs, ...LARGE_CLUSTER_ARGS], {
+    const server = await spawnBaton(['server', '--data-dir', join(dir, 'server'), '--listen', '127.0.0.1:0', '--log-level', 'warn', ...storeArgs, ...clusterArgs(nodeCount)], {
       env: { BATON_HOME: dir },
       ready: [/baton server listening on (https:\/\/\S+)/, /join token: (BATON-\S+)/],
       what: 'baton server',
@@ -292,6 +292,15 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
     await etcd?.cleanup();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * clusterArgs: the address ranges for `nodes` simulated nodes. LARGE_CLUSTER_ARGS (10.42.0.0/15 in /28s) hold
+ * 8,192 nodes, and a registration past them is refused; more take 10.40.0.0/14 (16,384 /28s), beside the
+ * service CIDR 10.44.0.0/16 as before. Simulated nodes plumb nothing: the ranges are only the server's to give.
+ */
+function clusterArgs(nodes: number): string[] {
+  return nodes <= 8192 ? LARGE_CLUSTER_ARGS : ['--cluster-cidr', '10.40.0.0/14', '--node-cidr-size', '28', '--service-cidr', '10.44.0.0/16'];
 }
 
 /** metricsText reads the server's Prometheus text. */
