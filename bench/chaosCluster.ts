@@ -32,7 +32,7 @@ export const AGENTS = [
  * Task and service ranges of the bench's own, so that it can run beside another bench or the tests: no other
  * bench or test uses 10.150.0.0/16 or 10.151.0.0/16 (the defaults are 10.42 and 10.43; bench:mesh, dns and
  * converge take 10.146; the e2e tests 10.200–10.204, and a TestCluster 10.(100 + port base / 1000), today
- * 10.126–10.147: one on a port base of 50000 or 51000 would take these).
+ * 10.126–10.149: one on a port base of 50000 or 51000 would take these).
  */
 const SERVER_ARGS = ['--cluster-cidr', '10.150.0.0/16', '--service-cidr', '10.151.0.0/16'];
 export const TIMINGS = { heartbeatIntervalMs: 500, missedHeartbeats: 3, nodeDownAfterMs: 5000, bookmarkIntervalMs: 1000 };

@@ -28,7 +28,7 @@ const USER = 'puller';
 const PASSWORD = 'reg-pass-7f3c1d2e9b';
 
 describe('private registries', () => {
-  const c = new TestCluster('baton-registry-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000 }, 46000, { agentArgs: ['--pull', 'missing'] });
+  const c = new TestCluster('baton-registry-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 30_000, bookmarkIntervalMs: 1000 }, 35000, { agentArgs: ['--pull', 'missing'] });
   let registry: ChildProcess | undefined;
   let registryLog = '';
   let server = '';
