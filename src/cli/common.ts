@@ -28,14 +28,23 @@ export function withEtcdFlags(c: Command, clusterKeyHelp: string): Command {
     .option('--cluster-key <file>', clusterKeyHelp);
 }
 
-export function client(cmd: Command): { api: ApiClient; g: Globals } {
-  const g = cmd.optsWithGlobals() as Globals;
-  const t = resolveTarget(g);
+/**
+ * clientFor: the API client for these target flags (then the environment, then the context), and
+ * the resolved target; close ends its connections.
+ */
+export function clientFor(flags: Pick<Globals, 'server' | 'token' | 'context' | 'ca'>, o: { timeoutMs?: number } = {}): { api: ApiClient; target: ReturnType<typeof resolveTarget>; close: () => Promise<void> } {
+  const t = resolveTarget(flags);
   // With the context's CA, trust only the cluster; without one, the system's roots.
   const transport = t.ca ? tlsTransport({ caPem: t.ca }) : undefined;
   // With several servers, a silent one (paused, cut off) is left after 10 s rather than the default 30 s.
-  const several = t.server.includes(',');
-  return { api: new ApiClient(withTransport({ server: t.server, token: t.token, ...(several ? { timeoutMs: 10_000 } : {}) }, transport)), g };
+  const timeoutMs = o.timeoutMs ?? (t.server.includes(',') ? 10_000 : undefined);
+  const api = new ApiClient(withTransport({ server: t.server, token: t.token, ...(timeoutMs !== undefined ? { timeoutMs } : {}) }, transport));
+  return { api, target: t, close: async () => void (await transport?.close()) };
+}
+
+export function client(cmd: Command): { api: ApiClient; g: Globals } {
+  const g = cmd.optsWithGlobals() as Globals;
+  return { api: clientFor(g).api, g };
 }
 
 /** labelMap reads key=value flags into labels. */

@@ -19,8 +19,8 @@ import type { Command, Option } from 'commander';
 import { ApiClient } from '../api/client.js';
 import { configKind, nodeKind, secretKind, serviceKind, taskKind } from '../api/kinds.js';
 import type { Service, Task, Node } from '../api/types.js';
-import { tlsTransport, withTransport } from '../api/tls.js';
-import { readContexts, resolveTarget } from './context.js';
+import { readContexts } from './context.js';
+import { clientFor } from './common.js';
 import { KUBECTL_KINDS } from './get.js';
 
 /** The one-line answer that asks the shell to complete file names. */
@@ -151,9 +151,7 @@ function parseLine(program: Command, done: string[]): { want: Want; target: Targ
 /** clusterClient: the client the completed command would use, with a short deadline; undefined when there is no cluster to ask. */
 function clusterClient(target: Target): ApiClient | undefined {
   try {
-    const t = resolveTarget(target);
-    const transport = t.ca ? tlsTransport({ caPem: t.ca }) : undefined;
-    return new ApiClient(withTransport({ server: t.server, token: t.token, timeoutMs: CLUSTER_DEADLINE_MS }, transport));
+    return clientFor(target, { timeoutMs: CLUSTER_DEADLINE_MS }).api;
   } catch {
     return undefined;
   }

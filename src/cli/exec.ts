@@ -10,15 +10,12 @@
  * deploy/NAME picks one pod likewise).
  */
 import type { Command } from 'commander';
-import { WebSocket } from 'ws';
 import { ApiClient } from '../api/client.js';
 import { serviceKind, taskKind } from '../api/kinds.js';
-import { tlsTransport, withTransport } from '../api/tls.js';
 import type { Task } from '../api/types.js';
 import { BatonError, isBatonError, type ErrorCode } from '../base/errors.js';
 import { CH_STATUS, CH_STDERR, CH_STDOUT, closeFrame, EXEC_SUBPROTOCOL, execSearch, frame, CH_STDIN, parseFrame, resizeFrame, toBuffer } from '../base/execProtocol.js';
-import { resolveTarget } from './context.js';
-import type { Globals } from './common.js';
+import { clientFor, type Globals } from './common.js';
 
 /** resolveTask: the task NAME is, or the running task of service NAME with the lowest slot. */
 async function resolveTask(api: ApiClient, name: string): Promise<string> {
@@ -82,14 +79,12 @@ interface ExecFlags {
 
 /** runExec connects, copies both ways, and resolves with the command's exit code. */
 async function runExec(g: Globals, target: string, command: string[], o: ExecFlags): Promise<number> {
-  const t = resolveTarget(g);
-  const transport = t.ca ? tlsTransport({ caPem: t.ca }) : undefined;
-  const api = new ApiClient(withTransport({ server: t.server, token: t.token }, transport));
+  const { api, target: t, close } = clientFor(g);
   let task: string;
   try {
     task = await resolveTask(api, target);
   } finally {
-    await transport?.close();
+    await close();
   }
   const tty = !!o.tty;
   const stdin = !!o.stdin;
@@ -107,7 +102,9 @@ async function runExec(g: Globals, target: string, command: string[], o: ExecFla
   throw lastError ?? new BatonError('BATON_ERR_BAD_REQUEST', 'no server to exec through');
 }
 
-function session(url: string, token: string, ca: string | undefined, tty: boolean, stdin: boolean): Promise<number> {
+/** session runs one exec over a WebSocket (ws is loaded here, not at every CLI start). */
+async function session(url: string, token: string, ca: string | undefined, tty: boolean, stdin: boolean): Promise<number> {
+  const { WebSocket } = await import('ws');
   return new Promise<number>((resolve, reject) => {
     const ws = new WebSocket(url, EXEC_SUBPROTOCOL, { headers: { authorization: `Bearer ${token}` }, ...(ca ? { ca } : {}), maxPayload: 1 << 20, handshakeTimeout: 30_000 });
     let status: number | undefined;
