@@ -23,8 +23,8 @@ export interface TaskConfig {
   labels: Record<string, string>;
   /** Effective pull policy after the agent's default is applied. */
   pullPolicy: 'always' | 'missing' | 'never';
-  /** The registry login the image is pulled with (the container's pullSecret); for the pull alone, never logged. */
-  registryAuth?: RegistryCredential;
+  /** Reads the registry login the image is pulled with (the container's pullSecret), only when a pull happens; for the pull alone, never logged. */
+  registryAuth?: () => Promise<RegistryCredential>;
   /** The sandbox whose network namespace the container joins (its task's), instead of spec.networkMode. */
   sandbox?: SandboxHandle;
   /**

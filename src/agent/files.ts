@@ -94,9 +94,9 @@ export class TaskFiles {
    * registryAuth reads the registry login a container's image is pulled
    * with (its pullSecret), for the pull alone: never written anywhere.
    */
-  async registryAuth(spec: ContainerSpec): Promise<RegistryCredential | undefined> {
-    if (!spec.pullSecret) return undefined;
-    const name = spec.pullSecret.source;
+  async registryAuth(spec: ContainerSpec): Promise<RegistryCredential> {
+    const name = spec.pullSecret?.source;
+    if (!name) throw new BatonError('BATON_ERR_BAD_REQUEST', `${spec.image} names no pull secret`);
     const res = answerSchema.safeParse(await this.client().call('GET', `/api/v1/nodes/${encodeURIComponent(this.node)}/secrets/${encodeURIComponent(name)}`));
     if (!res.success) throw new BatonError('BATON_ERR_INTERNAL', `the server's answer for secret "${name}" is malformed`);
     let parsed: unknown;

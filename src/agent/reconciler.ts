@@ -250,7 +250,7 @@ export class TaskReconciler {
         labels: { ...ctx.labels, [LABEL_PORTS]: JSON.stringify(local.ports ?? []) },
         // A built image was just made here (or found): there is nothing to pull it from.
         pullPolicy: task.spec.container.build ? 'never' : (task.spec.container.pullPolicy ?? this.opts.pull),
-        ...(await this.registryAuth(task.spec.container)),
+        ...this.registryAuth(task.spec.container),
       });
     } catch (e) {
       if (e instanceof DriverError && e.reason === 'engine_unavailable') throw e;
@@ -316,10 +316,10 @@ export class TaskReconciler {
     };
   }
 
-  /** registryAuth: the registry login a container's image is pulled with, when it names one (its pullSecret). */
-  private async registryAuth(spec: ContainerSpec): Promise<{ registryAuth?: RegistryCredential }> {
-    const auth = spec.pullSecret ? await this.deps.files()?.registryAuth(spec) : undefined;
-    return auth ? { registryAuth: auth } : {};
+  /** registryAuth: how to read the registry login a container's image is pulled with, when it names one (its pullSecret); read only if the engine pulls. */
+  private registryAuth(spec: ContainerSpec): { registryAuth?: () => Promise<RegistryCredential> } {
+    const files = spec.pullSecret ? this.deps.files() : undefined;
+    return files ? { registryAuth: () => files.registryAuth(spec) } : {};
   }
 
   /** withFiles: a container's secrets and configs written to the node's tmpfs (again at every start) and bind-mounted read-only, and its task directories. */
@@ -345,7 +345,7 @@ export class TaskReconciler {
         resources: pc.resources,
         labels: { ...ctx.labels, [LABEL_CONTAINER]: pc.name },
         pullPolicy: pc.container.pullPolicy ?? this.opts.pull,
-        ...(await this.registryAuth(pc.container)),
+        ...this.registryAuth(pc.container),
         container: { name: pc.name, role },
       });
     };

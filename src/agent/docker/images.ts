@@ -21,7 +21,7 @@ export async function createWithPullPolicy(
   image: string,
   policy: TaskConfig['pullPolicy'],
   pullTimeoutMs: number,
-  auth?: RegistryCredential,
+  auth?: () => Promise<RegistryCredential>,
 ): Promise<string> {
   const { docker } = engine;
   if (policy === 'always') await pull(engine, image, pullTimeoutMs, auth);
@@ -82,7 +82,9 @@ async function explainPull(image: string, message: string, auth?: RegistryCreden
 }
 
 /** pull follows the engine's progress stream to its end; errors arrive inside the stream as well as by status. */
-async function pull(engine: DockerEngine, image: string, pullTimeoutMs: number, auth?: RegistryCredential): Promise<void> {
+async function pull(engine: DockerEngine, image: string, pullTimeoutMs: number, login?: () => Promise<RegistryCredential>): Promise<void> {
+  // The login is read only now that a pull happens: an image already on the node needs none.
+  const auth = login ? await login() : undefined;
   const signal = AbortSignal.timeout(pullTimeoutMs);
   try {
     const stream = await engine.docker.pull(image, { abortSignal: signal, ...(auth ? { authconfig: { username: auth.username, password: auth.password, serveraddress: auth.serveraddress } } : {}) });
