@@ -245,10 +245,12 @@ setup_chromium() {
 # zsh in a tmux terminal; prometheus (with promtool): the discovery test
 # scrapes through http_sd_configs and checks the exposition format;
 # docker-registry, htpasswd and openssl: the private registry test runs a
-# real registry (distribution 2.8) with TLS and htpasswd on a loopback port.
+# real registry (distribution 2.8) with TLS and htpasswd on a loopback port;
+# haproxy: agents hand it the published ports of least_conn and PROXY
+# protocol services (the mesh and haproxy tests), and bench:mesh's peer.
 setup_tools() {
   local bin pkg
-  for pair in /usr/bin/tmux:tmux /usr/bin/zsh:zsh /usr/bin/prometheus:prometheus /usr/bin/promtool:prometheus /usr/bin/docker-registry:docker-registry /usr/bin/htpasswd:apache2-utils /usr/bin/openssl:openssl; do
+  for pair in /usr/bin/tmux:tmux /usr/bin/zsh:zsh /usr/bin/prometheus:prometheus /usr/bin/promtool:prometheus /usr/bin/docker-registry:docker-registry /usr/bin/htpasswd:apache2-utils /usr/bin/openssl:openssl /usr/sbin/haproxy:haproxy; do
     bin="${pair%%:*}"; pkg="${pair#*:}"
     if [ -x "$bin" ]; then log "$pkg present ($bin)"; continue; fi
     apt_install "$pkg"

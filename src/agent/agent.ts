@@ -260,7 +260,7 @@ export class Agent {
     });
     this.state.informer.start();
     if (this.opts.mesh !== false) {
-      this.mesh = new Mesh(this.client, { node: this.name, cluster: this.state.clusterId, address: this.opts.address, taskRange: this.state.taskRange, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel, tableSweepMs: this.opts.tableSweepMs, ...(this.network ? { taskNetwork: { bridge: this.network.bridge, gateway: this.network.gateway }, admit: (client, spec) => this.view.mayReach(client, spec) } : {}) });
+      this.mesh = new Mesh(this.client, { node: this.name, cluster: this.state.clusterId, address: this.opts.address, taskRange: this.state.taskRange, vipRange: this.opts.vipRange ?? defaultVipRange(this.opts.address), dataDir: this.opts.dataDir, log: this.log, kernel: this.opts.meshKernel, userspace: this.opts.meshUserspace, proxyDrainMs: this.opts.meshProxyDrainMs, tableSweepMs: this.opts.tableSweepMs, ...(this.network ? { taskNetwork: { bridge: this.network.bridge, gateway: this.network.gateway }, admit: (client, spec) => this.view.mayReach(client, spec) } : {}) });
       const signal = this.abort.signal;
       new MeshReporter({ client: this.client, node: this.name, mesh: this.mesh, minIntervalMs: () => this.status.flushInterval, signal, log: this.log });
       this.deregistration = new Deregistration({ client: this.client, mesh: this.mesh, clock: this.clock, timeoutMs: this.opts.deregisterMs ?? 10_000, wake: (t) => this.queue.add(t), signal, log: this.log });

@@ -29,8 +29,10 @@
  *
  * A service that needs only round robin over endpoints it has takes the
  * kernel fast path (nft.ts: nftables DNAT in a table this agent owns) and its
- * connections never reach this process; the userspace listener stays for
- * the moments it has no endpoint (it holds) and for the other services.
+ * connections never reach this process; the other TCP ports go to the
+ * node's HAProxy while their service has endpoints (net/haproxy.ts); the
+ * Node proxy's listener stays for the moments a service has no endpoint (it
+ * holds) and for what neither takes (meshPaths.ts says which is which).
  */
 import { createServer, connect, isIP, isIPv4, type Server, type Socket } from 'node:net';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -41,12 +43,10 @@ import type { ApiClient } from '../api/client.js';
 import { endpointsKind } from '../api/kinds.js';
 import type { EndpointAddress, Endpoints, EndpointsSpec } from '../api/types.js';
 import { publishedAddress } from '../api/hostIp.js';
-import { NftPath, type KernelRoute } from './nft.js';
-import { TableSweeper } from './net/tables.js';
-import { dialOf, kernelEndpoints, kernelOnly, vipPool, zero, type Route, type RouteCounters } from './meshRoutes.js';
+import { MeshPaths, type ListenerView, type MeshSnapshot, type VipProxyView } from './meshPaths.js';
+import { addCounters, vipPool, zero, type Route, type RouteCounters } from './meshRoutes.js';
 import { meshUdpRelay, proxyConnection, type ProxyContext } from './meshProxy.js';
 import type { UdpRelay } from './net/udpRelay.js';
-import { conntrackAvailable, deleteFlows, type StaleFlow } from './net/conntrack.js';
 
 export { defaultVipRange, dialOf, hostPortOf, type RouteCounters } from './meshRoutes.js';
 
@@ -60,6 +60,14 @@ export interface MeshOptions {
   taskRange?: string;
   /** Route plain round-robin services in the kernel (nftables DNAT) when it can (default true). */
   kernel?: boolean;
+  /**
+   * Which proxy takes the TCP ports the kernel does not route while their
+   * service has endpoints: HAProxy when installed (the default), or the
+   * Node proxy (meshProxy.ts), which always takes the rest (meshPaths.ts).
+   */
+  userspace?: 'haproxy' | 'node';
+  /** How long HAProxy's workers replaced by a reload may serve their open connections (default 30 min). */
+  proxyDrainMs?: number;
   /** How often the tables of this cluster's agents that are gone (killed) are removed from the host (default 10 s; also at once at start). */
   tableSweepMs?: number;
   /** Where this node's VIPs come from: a.b.c.0/24 or a.b.0.0/16 inside 127.0.0.0/8. */
@@ -85,7 +93,7 @@ interface Listening {
   server: Server;
   service: string;
   target: number;
-  /** A port bound to an address other than the node's (host_ip): the userspace proxy's alone (see kernelRoutes). */
+  /** A port bound to an address other than the node's (host_ip): the Node proxy's alone (meshPaths.ts). */
   userspace?: true;
 }
 
@@ -121,17 +129,11 @@ export class Mesh {
   /** UDP relays by `<address>:<port>`, and the VIP relays on the gateway by `<service>:<target>`. */
   private readonly udpListening = new Map<string, UdpListening>();
   private readonly udpVipProxies = new Map<string, UdpListening>();
-  /** The UDP flows the kernel's rules send somewhere: `<address>:<port>` → the endpoint addresses, to delete the flows of those that leave. */
-  private udpFlows = new Map<string, Set<string>>();
-  private warnedConntrack = false;
   private readonly vips = new Map<string, string>();
   private readonly pool: string[];
   private informer?: Informer;
   private closed = false;
-  private kernel?: NftPath;
-  private sweeper?: TableSweeper;
-  private kernelSync?: Promise<void>;
-  private kernelDirty = false;
+  private readonly paths: MeshPaths;
   /** The store revision of the Endpoints this mesh's routes reflect (userspace), and of those in effect, kernel rules included. */
   private seen = 0;
   private applied = 0;
@@ -152,6 +154,11 @@ export class Mesh {
       activate: (service) => this.activate(service),
       connectTimeoutMs: opts.connectTimeoutMs ?? 2000,
     };
+    this.paths = new MeshPaths(
+      { ...opts, connectTimeoutMs: this.proxyContext.connectTimeoutMs },
+      () => this.snapshot(),
+      (revision) => this.markApplied(revision),
+    );
     const file = this.vipFile();
     if (existsSync(file)) {
       try {
@@ -167,18 +174,7 @@ export class Mesh {
   }
 
   async start(): Promise<void> {
-    if (this.opts.kernel !== false) {
-      const k = await NftPath.open(this.opts.node, this.opts.cluster, this.opts.taskRange).catch((e: Error) => e.message);
-      if (typeof k === 'string') this.opts.log.info({ why: k }, 'routing mesh: no kernel fast path; every connection goes through the userspace proxy');
-      else {
-        this.kernel = k;
-        this.sweeper = new TableSweeper(this.opts.cluster, k.table, this.opts.tableSweepMs ?? 10_000, (removed, err) => {
-          if (removed.length) this.opts.log.info({ tables: removed }, 'routing mesh: removed the nftables tables of agents that are gone');
-          if (err) this.opts.log.debug({ err: err.message }, 'routing mesh: could not sweep the nftables tables of agents that are gone');
-        });
-        this.sweeper.start();
-      }
-    }
+    await this.paths.open();
     this.informer = new Informer(this.client, endpointsKind, {
       onSync: (objs) => {
         let newest = 0;
@@ -212,9 +208,7 @@ export class Mesh {
       m.clear();
     }
     for (const r of this.routes.values()) for (const w of r.waiters) w();
-    await this.sweeper?.stop();
-    await this.kernelSync;
-    await this.kernel?.close();
+    await this.paths.close();
   }
 
   /** hostsFor is the hosts entries a task of `stack` gets: its stack's services by short name, every service by full name. */
@@ -284,67 +278,43 @@ export class Mesh {
     return this.vips.get(service);
   }
 
-  /** counters: per service, its totals and each endpoint's; connections the kernel routed are counted too (their bytes are not). */
+  /**
+   * counters: per service, its totals and each endpoint's: the Node proxy's,
+   * HAProxy's (bytes and errors too), and the connections the kernel routed
+   * (their bytes are not counted).
+   */
   async counters(): Promise<Record<string, { total: RouteCounters; endpoints: Record<string, RouteCounters> }>> {
     const out: Record<string, { total: RouteCounters; endpoints: Record<string, RouteCounters> }> = {};
     for (const [name, r] of this.routes) out[name] = { total: { ...r.total }, endpoints: Object.fromEntries([...r.byTask].map(([t, c]) => [t, { ...c }])) };
-    for (const [svc, k] of (await this.kernel?.counts()) ?? []) {
+    const { kernel, proxy } = await this.paths.counts();
+    for (const [svc, k] of kernel) {
       const o = (out[svc] ??= { total: zero(), endpoints: {} });
       o.total.connections += k.total;
       for (const [task, n] of k.byTask) (o.endpoints[task] ??= zero()).connections += n;
     }
+    for (const [svc, p] of proxy) {
+      const o = (out[svc] ??= { total: zero(), endpoints: {} });
+      addCounters(o.total, p.total);
+      for (const [task, c] of p.byTask) addCounters((o.endpoints[task] ??= zero()), c);
+    }
     return out;
   }
 
-  /** kernelRoutes: the listeners whose service needs nothing but round robin, with the endpoints to spread over. */
-  private kernelRoutes(): KernelRoute[] {
-    const out: KernelRoute[] = [];
-    const listeners: [string, { service: string; target: number; userspace?: true }, 'udp' | undefined][] = [
-      ...[...this.listening].map(([k, l]) => [k, l, undefined] as [string, Listening, undefined]),
-      ...[...this.udpListening].map(([k, l]) => [k, l, 'udp'] as [string, UdpListening, 'udp']),
-    ];
-    for (const [key, l, protocol] of listeners) {
-      // A packet from 127.0.0.1 DNATed to another host's task leaves only with route_localnet on the node's interfaces (the door
-      // CVE-2020-8558 opened); a port bound to a host IP other than the node's stays in userspace, which dials from the node.
-      if (l.userspace) continue;
-      const r = this.routes.get(l.service);
-      if (!r || !kernelOnly(r.spec, protocol)) continue;
-      const endpoints = kernelEndpoints(r.spec, l.target);
-      if (endpoints.length === 0) continue;
-      const i = key.lastIndexOf(':');
-      out.push({ service: l.service, address: key.slice(0, i), port: Number(key.slice(i + 1)), endpoints, ...(protocol ? { protocol } : {}) });
-    }
-    out.push(...this.vipRoutes());
-    return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port));
+  /** userspaceProxy: which proxy takes the TCP ports the kernel does not route on this node. */
+  get userspaceProxy(): 'haproxy' | 'node' {
+    return this.paths.proxy;
   }
 
-  /**
-   * vipRoutes: each service VIP's container ports, for packets from this
-   * node's tasks (its bridge): round robin over the endpoints in the kernel
-   * when that is all the service needs, else to this mesh's proxy on the
-   * gateway (holding, least_conn, the PROXY protocol).
-   */
-  private vipRoutes(): KernelRoute[] {
-    const net = this.opts.taskNetwork;
-    if (!net) return [];
-    const out: KernelRoute[] = [];
-    // Each: the service, its VIP's port, the container port it reaches, where this mesh's proxy listens, the protocol.
-    const proxies: [{ service: string; vipPort: number; target: number }, number | undefined, 'udp' | undefined][] = [
-      ...[...this.vipProxies.values()].map((p) => [p, p.port, undefined] as [VipProxy, number | undefined, undefined]),
-      ...[...this.udpVipProxies.values()].map((p) => [{ service: p.service, vipPort: p.target, target: p.target }, p.relay.port, 'udp'] as [{ service: string; vipPort: number; target: number }, number | undefined, 'udp']),
+  /** snapshot: the listeners, VIP proxies and routes as they are now, for the kernel and HAProxy (meshPaths.ts). */
+  private snapshot(): MeshSnapshot {
+    const listeners: ListenerView[] = [];
+    for (const [key, l] of this.listening) listeners.push({ key, service: l.service, target: l.target, ...(l.userspace ? { userspace: true as const } : {}) });
+    for (const [key, l] of this.udpListening) listeners.push({ key, service: l.service, target: l.target, protocol: 'udp', ...(l.userspace ? { userspace: true as const } : {}) });
+    const vipProxies: VipProxyView[] = [
+      ...[...this.vipProxies.values()].map((p) => ({ service: p.service, vipPort: p.vipPort, target: p.target, port: p.port })),
+      ...[...this.udpVipProxies.values()].map((p) => ({ service: p.service, vipPort: p.target, target: p.target, port: p.relay.port, protocol: 'udp' as const })),
     ];
-    for (const [p, port, protocol] of proxies) {
-      const r = this.routes.get(p.service);
-      const vip = r?.spec.vip;
-      if (!r || !vip || !isIPv4(vip)) continue;
-      const endpoints = kernelOnly(r.spec, protocol) ? kernelEndpoints(r.spec, p.target) : [];
-      if (endpoints.length === 0) {
-        if (port === undefined) continue;
-        endpoints.push({ task: '', address: net.gateway, port });
-      }
-      out.push({ service: p.service, address: vip, port: p.vipPort, iif: net.bridge, endpoints, ...(protocol ? { protocol } : {}) });
-    }
-    return out;
+    return { listeners, vipProxies, routes: this.routes, revision: this.seen };
   }
 
   private informerRevision(): number {
@@ -360,7 +330,7 @@ export class Mesh {
     if (changed > this.changed) this.changed = changed;
     this.seen = Math.max(this.seen, this.informerRevision());
     for (const fn of this.changeListeners) fn();
-    if (this.kernel) this.syncKernel();
+    if (this.paths.active) this.paths.sync();
     else this.markApplied(this.seen);
   }
 
@@ -368,55 +338,6 @@ export class Mesh {
     if (revision <= this.applied) return;
     this.applied = revision;
     for (const fn of this.appliedListeners) fn(revision);
-  }
-
-  /**
-   * syncKernel brings the node's nftables table in line, one load at a time
-   * (changes meanwhile are folded into the next); a load that succeeds puts
-   * the revision its routes were read at in effect. One that fails leaves
-   * the old rules routing, so that revision is not applied.
-   */
-  private syncKernel(): void {
-    if (!this.kernel || this.closed) return;
-    this.kernelDirty = true;
-    if (this.kernelSync) return;
-    this.kernelSync = (async () => {
-      // Everything delivered in this turn (a whole list) goes into the same load.
-      await null;
-      while (this.kernelDirty && !this.closed) {
-        this.kernelDirty = false;
-        const revision = this.seen;
-        const routes = this.kernelRoutes();
-        const err = await this.kernel!.sync(routes);
-        if (err) this.opts.log.warn({ err }, 'routing mesh: the kernel fast path could not be updated; the userspace proxy carries on');
-        else {
-          await this.flushUdpFlows(routes);
-          this.markApplied(revision);
-        }
-      }
-      this.kernelSync = undefined;
-    })();
-  }
-
-  /** flushUdpFlows deletes the conntrack flows that the kernel's rules no longer make: those DNATed to an endpoint that left. */
-  private async flushUdpFlows(routes: readonly KernelRoute[]): Promise<void> {
-    const now = new Map<string, Set<string>>();
-    for (const r of routes) if (r.protocol === 'udp') now.set(`${r.address}:${r.port}`, new Set(r.endpoints.map((e) => e.address)));
-    const stale: StaleFlow[] = [];
-    for (const [key, was] of this.udpFlows) {
-      const i = key.lastIndexOf(':');
-      const still = now.get(key);
-      for (const to of was) if (!still?.has(to)) stale.push({ address: key.slice(0, i), port: Number(key.slice(i + 1)), to });
-    }
-    this.udpFlows = now;
-    if (stale.length === 0) return;
-    if (!conntrackAvailable()) {
-      if (!this.warnedConntrack) this.opts.log.warn('routing mesh: conntrack (Debian package conntrack) is missing: a UDP client that keeps sending stays with an endpoint that left until it pauses for 30 s');
-      this.warnedConntrack = true;
-      return;
-    }
-    const errors = await deleteFlows(stale);
-    if (errors.length) this.opts.log.warn({ errors }, 'routing mesh: could not delete the UDP flows of endpoints that left');
   }
 
   // ------------------------------------------------------------ following endpoints
@@ -561,7 +482,7 @@ export class Mesh {
     });
     server.listen({ host: this.opts.taskNetwork!.gateway, port: 0, backlog: 1024 }, () => {
       proxy.port = (server.address() as { port: number }).port;
-      if (this.vipProxies.get(key) === proxy) this.syncKernel();
+      if (this.vipProxies.get(key) === proxy) this.paths.sync();
     });
     this.vipProxies.set(key, proxy);
   }
@@ -579,7 +500,7 @@ export class Mesh {
     const entry: UdpListening = { relay, service, target, ...(userspace ? { userspace } : {}) };
     into.set(key, entry);
     void relay.listen().then(() => {
-      if (vip && into.get(key) === entry) this.syncKernel();
+      if (vip && into.get(key) === entry) this.paths.sync();
     });
   }
 

@@ -26,6 +26,11 @@ export interface RouteCounters {
   connectMsMax: number;
 }
 
+/** addCounters adds `b` into `a` (the maximum of the connect times). */
+export function addCounters(a: RouteCounters, b: RouteCounters): void {
+  for (const k of Object.keys(b) as (keyof RouteCounters)[]) a[k] = k === 'connectMsMax' ? Math.max(a[k], b[k]) : a[k] + b[k];
+}
+
 export const zero = (): RouteCounters => ({ connections: 0, active: 0, bytesIn: 0, bytesOut: 0, errors: 0, dropped: 0, retries: 0, held: 0, connectMsSum: 0, connectMsMax: 0 });
 
 export interface Route {

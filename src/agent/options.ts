@@ -35,6 +35,10 @@ export interface AgentOptions {
   mesh?: boolean;
   /** Let the mesh route plain round-robin services in the kernel (nftables), when it can (default true). */
   meshKernel?: boolean;
+  /** Which proxy carries the TCP ports the kernel does not route while their service has endpoints (default haproxy, when installed). */
+  meshUserspace?: 'haproxy' | 'node';
+  /** How long HAProxy's workers replaced by a change of routes may serve their open connections (default 30 min). */
+  meshProxyDrainMs?: number;
   /** How often the nftables tables of this cluster's agents that are gone are removed from the host (default 10 s). */
   tableSweepMs?: number;
   /** Run tasks of network mode bridge in namespaces of their own on this node's task network (default true; needs a driver with sandboxes). */

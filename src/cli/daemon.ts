@@ -39,6 +39,8 @@ export interface AgentFlags {
   portRange: string;
   vipRange?: string;
   meshKernel?: string;
+  meshUserspace?: string;
+  meshProxyDrain?: string;
   meshSweep?: string;
   egress?: string;
   dnsUpstream?: string;
@@ -150,6 +152,8 @@ export function agentOptions(f: AgentFlags, server: string | undefined, joinToke
     portRange,
     ...(f.vipRange ? { vipRange: f.vipRange } : {}),
     meshKernel: f.meshKernel !== 'off',
+    meshUserspace: (f.meshUserspace === 'node' ? 'node' : 'haproxy') as 'node' | 'haproxy',
+    meshProxyDrainMs: durationFlag(f.meshProxyDrain, '--mesh-proxy-drain'),
     tableSweepMs: durationFlag(f.meshSweep, '--mesh-sweep'),
     egress: f.egress !== 'none',
     ...(f.dnsUpstream !== undefined ? { dnsUpstream: dnsUpstreamFlag(f.dnsUpstream) } : {}),

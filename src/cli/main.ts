@@ -42,6 +42,8 @@ function addAgentFlags(c: Command, defaults: { portRange: string; address: strin
     .option('--port-range <a-b>', 'host ports for task ports; agents on one host must not overlap', defaults.portRange)
     .option('--vip-range <cidr>', "loopback range for this node's service VIPs, 127.X.Y.0/24 or 127.X.0.0/16 (default: from --address)")
     .addOption(new Option('--mesh-kernel <mode>', 'route plain round-robin services with nftables DNAT when possible').choices(['on', 'off']).default('on'))
+    .addOption(new Option('--mesh-userspace <proxy>', "which proxy carries the published ports the kernel does not route (least_conn, the PROXY protocol) while their service has endpoints: the host's HAProxy (when installed) or Baton's Node proxy").choices(['haproxy', 'node']).default('haproxy'))
+    .option('--mesh-proxy-drain <duration>', "how long HAProxy's workers replaced by a change of routes may serve their open connections", '30m')
     .option('--dns-upstream <servers>', "where the node's resolver sends names outside the cluster: nameservers (ip or ip:port, comma-separated) or none (default: the node's own, from /etc/resolv.conf)")
     .option('--cluster-domain <domain>', 'the cluster domain: <service>.<stack>.svc.<domain> resolves in tasks', 'cluster.local')
     .addOption(new Option('--egress <mode>', "whether tasks in their own namespace reach outside the cluster's ranges: nat (masqueraded to the node's address) or none").choices(['nat', 'none']).default('nat'))

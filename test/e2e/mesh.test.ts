@@ -9,11 +9,15 @@
  * - a task that is not ready yet gets no traffic;
  * - `web` reaches `api:8080` by name with an unmodified command line;
  * - the PROXY protocol header (v1 and v2) carries the client's address;
+ * - least_conn, through the node's HAProxy (nftables sends the port there),
+ *   and through the Node proxy while HAProxy, killed, is started again;
  * - with no endpoint a connection is held and goes through once one appears.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBody } from '../helpers/http.js';
 import { connect } from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { endpointsKind } from '../../src/api/kinds.js';
@@ -33,6 +37,15 @@ const get = getBody;
 describe('the routing mesh on a 3-node cluster', () => {
   const c = new TestCluster('baton-mesh-', { heartbeatIntervalMs: 300, nodeDownAfterMs: 5000, bookmarkIntervalMs: 1000 }, 27000);
   const endpoints = async (svc: string) => (await c.api.get<Endpoints>(endpointsKind, svc)).spec.endpoints;
+  /** meshApplied waits until every node's mesh has applied the service's Endpoints as they are now. */
+  const meshApplied = async (svc: string) => {
+    const rv = (await c.api.get<Endpoints>(endpointsKind, svc)).metadata.resourceVersion;
+    const r = await c.api.call<{ applied: boolean; pending: string[] }>('GET', `/api/v1/endpoints/-/applied?revision=${rv}&timeoutMs=25000`, undefined, { timeoutMs: 30_000 });
+    expect(r.pending).toEqual([]);
+  };
+  /** The HAProxy master an agent runs (its pid file), and the addresses of the frontends its current configuration binds. */
+  const haproxyPid = (n: string) => Number(readFileSync(join(c.dir, n, 'haproxy', 'haproxy.pid'), 'utf8').trim());
+  const haproxyFrontends = async (n: string) => (existsSync(join(c.dir, n, 'haproxy', 'haproxy.cfg')) ? readFileSync(join(c.dir, n, 'haproxy', 'haproxy.cfg'), 'utf8').match(/^ {2}bind \S+$/gm)?.join(' ') ?? '' : '');
 
   beforeAll(() => c.start(NODES), 90_000);
   afterAll(() => c.stop());
@@ -239,6 +252,9 @@ describe('the routing mesh on a 3-node cluster', () => {
       lb: {algorithm: least_conn}
 `);
     await eventually(async () => expect(await endpoints('lc_web')).toHaveLength(2), 5 * 5000);
+    await meshApplied('lc_web');
+    // On these nodes (nftables, HAProxy installed) the kernel sends the port's connections to the node's HAProxy.
+    expect(await haproxyFrontends('n2')).toContain('127.0.0.2:');
     // One idle connection pins one endpoint; every short request after it goes to the other one.
     const idle = connect({ host: '127.0.0.2', port: 18085 });
     await new Promise<void>((r, j) => idle.once('connect', () => r()).once('error', j));
@@ -259,6 +275,17 @@ describe('the routing mesh on a 3-node cluster', () => {
       idle.on('close', () => r(b.split('\r\n\r\n')[1]!.trim()));
     });
     expect(seen.has(pinned)).toBe(false);
+
+    // HAProxy killed: the Node proxy takes the port at once, and the agent starts HAProxy again.
+    const pid = haproxyPid('n2');
+    process.kill(pid, 'SIGKILL');
+    await eventually(async () => {
+      const r = await get('127.0.0.2', 18085);
+      expect(r.ok, r.body).toBe(true);
+      expect(haproxyPid('n2')).not.toBe(pid);
+      expect(await haproxyFrontends('n2')).toContain('127.0.0.2:');
+    }, 5 * 5000);
+    for (let i = 0; i < 4; i++) expect((await get('127.0.0.2', 18085)).ok).toBe(true);
     expect((await c.baton(['stack', 'rm', 'lc'])).code).toBe(0);
   });
 
