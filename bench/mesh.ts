@@ -1,7 +1,7 @@
 /**
- * bench:mesh — L4 load balancing (issue "Load balancing", and issue 18's
- * backends in namespaces of their own): two sets of three backends, each
- * reached four ways in one run:
+ * bench:mesh — L4 load balancing (issue "Load balancing", issue 18's
+ * backends in namespaces of their own, and issue 23's userspace path): two
+ * sets of three backends, each reached five ways in one run:
  *
  *   direct     wrk → one backend (where its Endpoints entry says it answers:
  *              the task's own address and port 80 for a task in a namespace,
@@ -18,9 +18,19 @@
  *              on`, the default); the bench says which path it found;
  *   mesh-user  wrk → the published port on 127.0.6.3 (node3), whose agent
  *              runs with `--mesh-kernel off`: every connection through the
- *              agent's userspace proxy (what services with least_conn or the
- *              PROXY protocol get on every node, and every service on a node
- *              without nftables).
+ *              userspace path that services with least_conn or the PROXY
+ *              protocol get on every node: the agent's nftables table DNATs
+ *              the port to a frontend of the HAProxy the agent runs and
+ *              drives (`--mesh-userspace haproxy`, the default), on the same
+ *              address;
+ *   mesh-node  wrk → the published port on 127.0.6.4 (node4), whose agent
+ *              runs with `--mesh-kernel off --mesh-userspace node`: every
+ *              connection through Baton's own Node proxy (what a node
+ *              without HAProxy or nftables uses; for information).
+ *
+ * Same cores: the peer HAProxy and the agent's HAProxy both run with
+ * HAProxy's default threads (one per core: 2 here), on the same machine as
+ * wrk and the backends; neither is pinned.
  *
  * The sets (bench/meshBackends.ts; --sets):
  *
@@ -135,7 +145,7 @@ const LB_ADDR = '127.0.6.1';
 const AGENTS = [
   { name: 'meshbench-node2', address: '127.0.6.2', args: [] as string[] },
   { name: 'meshbench-node3', address: '127.0.6.3', args: ['--mesh-kernel', 'off'] },
-  { name: 'meshbench-node4', address: '127.0.6.4', args: [] as string[] },
+  { name: 'meshbench-node4', address: '127.0.6.4', args: ['--mesh-kernel', 'off', '--mesh-userspace', 'node'] },
 ];
 /**
  * Agent i gets host ports base + 100·i .. +99. The bench takes the first base whose ports have no TIME_WAIT
@@ -147,15 +157,17 @@ const portRange = (base: number, i: number) => `${base + 100 * i}-${base + 100 *
 const FEW = 1000;
 /** `mesh`: node2's agent with its defaults. */
 const MESH_NODE = AGENTS[0]!;
-/** `mesh-user`: node3's agent, userspace proxy only. */
+/** `mesh-user`: node3's agent, no DNAT to endpoints: its HAProxy carries every port. */
 const USER_NODE = AGENTS[1]!;
+/** `mesh-node`: node4's agent, the Node proxy only. */
+const NODE_NODE = AGENTS[2]!;
 const NFT = '/usr/sbin/nft';
 
 type SetName = 'web' | 'httpd';
-type PathName = 'direct' | 'haproxy' | 'mesh' | 'mesh-user';
+type PathName = 'direct' | 'haproxy' | 'mesh' | 'mesh-user' | 'mesh-node';
 type LoadName = 'keep-alive' | 'new-conn';
 const ALL_SETS: SetName[] = ['web', 'httpd'];
-const ALL_PATHS: PathName[] = ['direct', 'haproxy', 'mesh', 'mesh-user'];
+const ALL_PATHS: PathName[] = ['direct', 'haproxy', 'mesh', 'mesh-user', 'mesh-node'];
 const LOADS: LoadName[] = ['keep-alive', 'new-conn'];
 /** Each set's service, its published port (every node) and HAProxy's frontend port. */
 const SETS: Record<SetName, { svc: string; published: number; haproxyPort: number }> = {
@@ -317,6 +329,7 @@ interface SetResult {
   meshMode: string;
   meshKernel: boolean;
   userMode: string;
+  nodeMode: string;
   /** The backends' containers (not their pause containers) and, in namespaces, their PIDs (the way to their TCP state). */
   backendIds: string[];
   backendPids: number[];
@@ -330,7 +343,7 @@ interface Results {
   paths: PathName[];
   sets: Partial<Record<SetName, SetResult>>;
   haproxyThreads: string;
-  agentPid: { mesh: number; user: number };
+  agentPid: { mesh: number; user: number; node: number };
   /** The agents' host ports start here. */
   portBase: number;
   /** Any warm-up or run that failed: "set/load/path: message". */
@@ -401,12 +414,19 @@ async function setUp(cluster: BenchCluster, set: SetName, r: SetResult): Promise
       ? `kernel fast path: nftables DNAT (numgen inc mod ${r.endpoints.length}) in table ${table(MESH_NODE.name)}, the agent's default`
       : `userspace proxy (${t === undefined ? `the agent made no nftables table ${table(MESH_NODE.name)}` : `no rule for ${rule} in table ${table(MESH_NODE.name)}`})`;
   }
-  r.userMode = 'userspace proxy (agent run with --mesh-kernel off)';
-  if (await kernelRule(USER_NODE.name)) {
-    r.userMode = 'KERNEL (its table has a DNAT rule although the agent runs with --mesh-kernel off)';
-    log(`warning: ${USER_NODE.name} runs with --mesh-kernel off but has an nftables rule for ${rule}`);
+  // node3's rule DNATs to its HAProxy (one endpoint: the node's own address, another port), never to the tasks.
+  const toProxy = await waitFor(`${USER_NODE.name}'s nftables rule to its HAProxy for ${USER_NODE.address}:${published}`, async () => {
+    const t = await nftTable(USER_NODE.name, clusterId);
+    return t?.includes(rule) && new RegExp(`dnat to ${USER_NODE.address.replace(/\./g, '\\.')}:\\d+`).test(t) ? true : undefined;
+  }, { timeoutMs: 15_000, everyMs: 200 }).catch(() => false);
+  r.userMode = toProxy ? `HAProxy driven by the agent (--mesh-kernel off; nftables DNAT to its frontend on ${USER_NODE.address})` : 'Node proxy (NO DNAT to HAProxy: is haproxy installed?)';
+  if (!toProxy) log(`warning: ${USER_NODE.name} has no nftables rule sending ${rule} to its HAProxy`);
+  r.nodeMode = 'Node proxy (agent run with --mesh-kernel off --mesh-userspace node)';
+  if (await kernelRule(NODE_NODE.name)) {
+    r.nodeMode = 'KERNEL (its table has a DNAT rule although the agent runs with --mesh-kernel off --mesh-userspace node)';
+    log(`warning: ${NODE_NODE.name} runs with --mesh-kernel off --mesh-userspace node but has an nftables rule for ${rule}`);
   }
-  log(`${set}: mesh on ${MESH_NODE.name}: ${r.meshMode}; mesh-user on ${USER_NODE.name}: ${r.userMode}`);
+  log(`${set}: mesh on ${MESH_NODE.name}: ${r.meshMode}; mesh-user on ${USER_NODE.name}: ${r.userMode}; mesh-node on ${NODE_NODE.name}: ${r.nodeMode}`);
 }
 
 /** A step of the schedule: one set's load on some paths, maybe after a wait (see the header). */
@@ -452,7 +472,7 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
   let ok = false;
   try {
     for (const set of o.sets)
-      for (const [host, port] of [[MESH_NODE.address, SETS[set].published], [USER_NODE.address, SETS[set].published], [LB_ADDR, SETS[set].haproxyPort]] as const)
+      for (const [host, port] of [[MESH_NODE.address, SETS[set].published], [USER_NODE.address, SETS[set].published], [NODE_NODE.address, SETS[set].published], [LB_ADDR, SETS[set].haproxyPort]] as const)
         if (!(await portFree(host, port))) throw new Error(`${host}:${port} is in use; this bench needs it free`);
 
     const web = o.sets.includes('web') ? await webBackend(o.backend, dir, tools.haproxy) : undefined;
@@ -466,6 +486,7 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
         meshMode: '',
         meshKernel: false,
         userMode: '',
+        nodeMode: '',
         backendIds: [],
         backendPids: [],
         waits: [],
@@ -487,7 +508,18 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
     await cluster.waitReady();
     const meshAgent = cluster.agents.find((a) => a.name === MESH_NODE.name)!;
     const userAgent = cluster.agents.find((a) => a.name === USER_NODE.name)!;
-    res.agentPid = { mesh: meshAgent.child.pid!, user: userAgent.child.pid! };
+    const nodeAgent = cluster.agents.find((a) => a.name === NODE_NODE.name)!;
+    res.agentPid = { mesh: meshAgent.child.pid!, user: userAgent.child.pid!, node: nodeAgent.child.pid! };
+    /** The worker of the HAProxy node3's agent runs (its master's pid file, then the master's child): mesh-user's proxy process. */
+    const userProxyPid = (): number | undefined => {
+      try {
+        const master = Number(readFileSync(join(dir, USER_NODE.name, 'haproxy', 'haproxy.pid'), 'utf8').trim());
+        const kids = readFileSync(`/proc/${master}/task/${master}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+        return kids.at(-1);
+      } catch {
+        return undefined;
+      }
+    };
 
     // ------------------------------------------------ the backends
     const text = stackText({
@@ -517,12 +549,12 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
     // ------------------------------------------------ round robin, seen from the client
     const target = (set: SetName, p: PathName): { host: string; port: number } => {
       const s = SETS[set];
-      return p === 'direct' ? dial(res.sets[set]!.direct!) : p === 'haproxy' ? { host: LB_ADDR, port: s.haproxyPort } : { host: p === 'mesh' ? MESH_NODE.address : USER_NODE.address, port: s.published };
+      return p === 'direct' ? dial(res.sets[set]!.direct!) : p === 'haproxy' ? { host: LB_ADDR, port: s.haproxyPort } : { host: p === 'mesh' ? MESH_NODE.address : p === 'mesh-user' ? USER_NODE.address : NODE_NODE.address, port: s.published };
     };
     for (const set of o.sets) {
       const r = res.sets[set]!;
       const all = new Set(r.endpoints.map((e) => e.task));
-      for (const p of ['haproxy', 'mesh', 'mesh-user'] as const) {
+      for (const p of ['haproxy', 'mesh', 'mesh-user', 'mesh-node'] as const) {
         const t = target(set, p);
         await waitFor(`${set} ${p} answering on ${t.host}:${t.port}`, async () => ((await get(t.host, t.port, 2000)).status === 200 ? true : undefined), { timeoutMs: 30_000, everyMs: 200 });
         const seen: string[] = [];
@@ -536,8 +568,8 @@ async function bench(o: Opts, tools: { wrk: string; haproxy: string }, res: Resu
     // ------------------------------------------------ load
     const url = (set: SetName, p: PathName) => `http://${target(set, p).host}:${target(set, p).port}/`;
     const probes = (set: SetName, p: PathName): Probes => ({
-      proxyPid: p === 'haproxy' ? lb.child.pid : p === 'mesh' ? meshAgent.child.pid : p === 'mesh-user' ? userAgent.child.pid : undefined,
-      agentPids: [meshAgent.child.pid!, userAgent.child.pid!],
+      proxyPid: p === 'haproxy' ? lb.child.pid : p === 'mesh' ? meshAgent.child.pid : p === 'mesh-user' ? userProxyPid() : p === 'mesh-node' ? nodeAgent.child.pid : undefined,
+      agentPids: [meshAgent.child.pid!, userAgent.child.pid!, nodeAgent.child.pid!],
       backendIds: res.sets[set]!.backendIds,
       netstat: tcpFiles(res.sets[set]!, 'netstat'),
     });
@@ -688,8 +720,9 @@ function reportSet(o: Opts, res: Results, set: SetName, out: string[]): void {
   out.push(`       haproxy   = http://${LB_ADDR}:${haproxyPort}/ (mode tcp, balance roundrobin, ${res.haproxyThreads || 'n/a'})`);
   out.push(`       mesh      = http://${MESH_NODE.address}:${published}/ (the published port on ${MESH_NODE.name}, agent pid ${res.agentPid.mesh || 'n/a'}): ${r.meshMode || 'n/a'}`);
   out.push(`       mesh-user = http://${USER_NODE.address}:${published}/ (the published port on ${USER_NODE.name}, agent pid ${res.agentPid.user || 'n/a'}): ${r.userMode || 'n/a'}`);
+  out.push(`       mesh-node = http://${NODE_NODE.address}:${published}/ (the published port on ${NODE_NODE.name}, agent pid ${res.agentPid.node || 'n/a'}): ${r.nodeMode || 'n/a'}`);
   const short = (t: string) => t.replace(`${svc}.`, '');
-  out.push(`round robin check (6 requests each): ${(['haproxy', 'mesh', 'mesh-user'] as const).map((p) => `${p} → ${(r.spread[p] ?? []).map(short).join(' ') || 'n/a'}`).join('; ')}`);
+  out.push(`round robin check (6 requests each): ${(['haproxy', 'mesh', 'mesh-user', 'mesh-node'] as const).map((p) => `${p} → ${(r.spread[p] ?? []).map(short).join(' ') || 'n/a'}`).join('; ')}`);
   for (const w of r.waits) out.push(w);
   const titles: Record<LoadName, string> = {
     'keep-alive': `keep-alive: wrk -t1 -c${o.kaConns} -d${o.durationS}s --latency${set === 'httpd' ? ' (httpd closes every connection: wrk reconnects)' : ''}`,
@@ -712,7 +745,7 @@ function reportSet(o: Opts, res: Results, set: SetName, out: string[]): void {
       );
     }
     const perReq = (x: Agg) => (x.requests > 0 ? x.cpuMs.proxy / x.requests : NaN);
-    for (const m of ['mesh', 'mesh-user'] as const)
+    for (const m of ['mesh', 'mesh-user', 'mesh-node'] as const)
       if (paths.includes(m) && paths.includes('haproxy'))
         out.push(`ratio ${m}/haproxy: req/s ${ratio(a[m].rps, a.haproxy.rps)}  p50 ${ratio(a[m].p50, a.haproxy.p50)}  p99 ${ratio(a[m].p99, a.haproxy.p99)}  proxy CPU per request ${ratio(perReq(a[m]), perReq(a.haproxy))}`);
     if (paths.includes('direct')) out.push(`ratio to direct (req/s): ${paths.filter((p) => p !== 'direct').map((p) => `${p} ${ratio(a[p].rps, a.direct.rps)}`).join('  ')}`);
@@ -732,9 +765,13 @@ function reportSet(o: Opts, res: Results, set: SetName, out: string[]): void {
   out.push(`## Goals, set ${set}`);
   const ka = aggs['keep-alive'];
   const nc = aggs['new-conn'];
-  for (const m of ['mesh', 'mesh-user'] as const) {
+  for (const m of ['mesh', 'mesh-user', 'mesh-node'] as const) {
     if (!paths.includes(m)) continue;
-    const tag = m === 'mesh' ? `mesh (${r.meshKernel ? 'kernel' : 'userspace'}, the default)` : 'mesh-user (userspace proxy; for information)';
+    const tag = m === 'mesh' ? `mesh (${r.meshKernel ? 'kernel' : 'userspace'}, the default)` : m === 'mesh-user' ? 'mesh-user (the userspace path: HAProxy driven by the agent)' : 'mesh-node (the Node proxy; for information)';
+    if (m === 'mesh-user') {
+      out.push(`issue 23 (userspace path), ${tag} ${goalLine('keep-alive', ka[m], ka.haproxy, 1.0, true)}`);
+      out.push(`issue 23 (userspace path), ${tag} ${goalLine('new connections', nc[m], nc.haproxy, 1.0, true)}`);
+    }
     if (r.network === 'bridge') {
       out.push(`issue 18 (backends in namespaces), ${tag} ${goalLine('keep-alive', ka[m], ka.haproxy, 1.0, true)}`);
       out.push(`issue 18 (backends in namespaces), ${tag} ${goalLine('new connections', nc[m], nc.haproxy, 1.0, true)}`);
@@ -744,7 +781,7 @@ function reportSet(o: Opts, res: Results, set: SetName, out: string[]): void {
       out.push(`issue "Load balancing", ${tag} ${goalLine('new connections', nc[m], nc.haproxy, 0.7, false)}`);
     }
   }
-  for (const [m, node, pid] of [['mesh', MESH_NODE, res.agentPid.mesh], ['mesh-user', USER_NODE, res.agentPid.user]] as const) {
+  for (const [m, node, pid] of [['mesh', MESH_NODE, res.agentPid.mesh], ['mesh-node', NODE_NODE, res.agentPid.node]] as const) {
     if (!paths.includes(m)) continue;
     const xs = [ka[m], nc[m]].filter((x) => x.n > 0);
     const cpu = sum(xs.map((x) => x.cpuMs.proxy));
@@ -755,7 +792,7 @@ function reportSet(o: Opts, res: Results, set: SetName, out: string[]): void {
   const idle = LOADS.flatMap((l) => (['direct', 'haproxy'] as const).map((p) => aggs[l][p])).filter((x) => x.n > 0);
   const idleCpu = sum(idle.map((x) => x.cpuMs.agents));
   const idleWall = idle.reduce((s, x) => s + x.wallMs, 0);
-  if (Number.isFinite(idleCpu) && idleWall > 0) out.push(`the two mesh agents together during the ${set} direct and haproxy runs (their background): ${fmt((100 * idleCpu) / idleWall, 1)}% of one core`);
+  if (Number.isFinite(idleCpu) && idleWall > 0) out.push(`the three mesh agents together during the ${set} direct and haproxy runs (their background): ${fmt((100 * idleCpu) / idleWall, 1)}% of one core`);
 }
 
 function report(o: Opts, res: Results): void {
@@ -818,7 +855,7 @@ async function main(): Promise<number> {
   if (!machine.haproxy.startsWith('2.6')) log(`note: the issue names HAProxy 2.6; this is ${machine.haproxy}`);
   await requireImage(IMAGE);
 
-  const res: Results = { machine, paths: o.paths, sets: {}, haproxyThreads: '', agentPid: { mesh: 0, user: 0 }, portBase: 0, failures: [] };
+  const res: Results = { machine, paths: o.paths, sets: {}, haproxyThreads: '', agentPid: { mesh: 0, user: 0, node: 0 }, portBase: 0, failures: [] };
   let failed: string | undefined;
   const t0 = now();
   try {
