@@ -9,7 +9,8 @@
  * - HAProxy (net/haproxy.ts): any other TCP port whose service has
  *   endpoints (least connections, the PROXY protocol; every port when
  *   `kernel` is off) is DNATed to a frontend of the node's HAProxy on the
- *   same address, when `userspace` is `haproxy` and HAProxy is installed;
+ *   same address, when `userspace` is `haproxy` and HAProxy is installed
+ *   (started with the first such port: a node without one runs none);
  * - the Node proxy (meshProxy.ts) takes the rest: a service with no
  *   endpoint (it holds), UDP ports the kernel does not route (a relay),
  *   ports bound to a host IP other than the node's, the service VIPs of
@@ -24,7 +25,8 @@ import { isIPv4 } from 'node:net';
 import type { Logger } from 'pino';
 import { NftPath, type KernelCounts, type KernelRoute } from './nft.js';
 import { TableSweeper } from './net/tables.js';
-import { HaproxyPath, type Live, type ProxyCounts, type WantedFrontend } from './net/haproxy.js';
+import { findHaproxy, HaproxyPath, type Live, type ProxyCounts, type WantedFrontend } from './net/haproxy.js';
+import { addCounts } from './net/haproxyConfig.js';
 import { kernelEndpoints, kernelOnly, type Route } from './meshRoutes.js';
 import { conntrackAvailable, deleteFlows, type StaleFlow } from './net/conntrack.js';
 
@@ -97,8 +99,20 @@ export class MeshPaths {
 
   /** proxy: which userspace proxy takes the TCP ports the kernel does not route, as it turned out. */
   get proxy(): 'haproxy' | 'node' {
-    return this.haproxy ? 'haproxy' : 'node';
+    return this.proxyState === 'idle' || this.proxyState === 'up' ? 'haproxy' : 'node';
   }
+
+  /**
+   * HAProxy's state: `off` (not asked for, not installed, or no nftables to
+   * steer with), `idle` (started on the first frontend it gets: a node whose
+   * services need none runs no HAProxy), `up`, `down` (it died or could not
+   * start; the Node proxy carries its ports until a retry).
+   */
+  private proxyState: 'off' | 'idle' | 'up' | 'down' = 'off';
+  private restartTimer?: NodeJS.Timeout;
+  private restartDelayMs = 1000;
+  /** What HAProxy processes that died had counted, up to their last reload or deleted server. */
+  private readonly proxyCarried: ProxyCounts = new Map();
 
   async open(): Promise<void> {
     const wantProxy = (this.o.userspace ?? 'haproxy') === 'haproxy';
@@ -115,38 +129,49 @@ export class MeshPaths {
     });
     this.sweeper.start();
     if (!wantProxy) return;
-    const h = await this.startProxy();
-    if (typeof h === 'string') this.o.log.info({ why: h }, 'routing mesh: no HAProxy; the Node proxy takes what the kernel does not route');
-    else this.haproxy = h;
+    if (findHaproxy()) this.proxyState = 'idle';
+    else this.o.log.info('routing mesh: haproxy is not installed (Debian package haproxy); the Node proxy takes what the kernel does not route');
   }
 
-  private startProxy(): Promise<HaproxyPath | string> {
-    return HaproxyPath.open({ dataDir: this.o.dataDir, log: this.o.log, connectTimeoutMs: this.o.connectTimeoutMs, drainMs: this.o.proxyDrainMs, onExit: () => this.proxyExited() });
+  /** startProxy starts HAProxy for the first frontend (or again after it died); on failure the Node proxy carries on and it is tried again later. */
+  private async startProxy(): Promise<void> {
+    let h: HaproxyPath | string | undefined;
+    h = await HaproxyPath.open({ dataDir: this.o.dataDir, log: this.o.log, connectTimeoutMs: this.o.connectTimeoutMs, drainMs: this.o.proxyDrainMs, onExit: () => h !== undefined && this.proxyExited(h) });
+    if (this.closed) {
+      if (typeof h !== 'string') await h.close();
+      return;
+    }
+    if (typeof h === 'string') {
+      this.o.log.warn({ why: h, retryMs: this.restartDelayMs }, 'routing mesh: HAProxy could not be started; the Node proxy carries its ports meanwhile');
+      return this.retryLater();
+    }
+    this.haproxy = h;
+    this.proxyState = 'up';
+    this.restartDelayMs = 1000;
   }
-
-  private restartTimer?: NodeJS.Timeout;
 
   /**
    * proxyExited: HAProxy died (killed, crashed). The kernel stops sending
    * there at once (the Node proxy takes those ports), and HAProxy is
    * started again after 1 s, then 2 s, 4 s… up to a minute between tries.
    */
-  private proxyExited(delayMs = 1000): void {
+  private proxyExited(h: HaproxyPath | string): void {
+    if (typeof h === 'string' || this.haproxy !== h) return;
+    addCounts(this.proxyCarried, h.carriedCounts());
     this.haproxy = undefined;
+    this.retryLater();
     this.sync();
+  }
+
+  private retryLater(): void {
+    this.proxyState = 'down';
     if (this.closed) return;
-    this.restartTimer = setTimeout(async () => {
-      if (this.closed) return;
-      const h = await this.startProxy();
-      if (typeof h === 'string' || this.closed) {
-        if (typeof h !== 'string') await h.close();
-        else this.o.log.warn({ why: h }, 'routing mesh: HAProxy could not be started again; trying later');
-        return this.proxyExited(Math.min(delayMs * 2, 60_000));
-      }
-      this.o.log.info('routing mesh: HAProxy is back');
-      this.haproxy = h;
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      this.proxyState = 'idle';
       this.sync();
-    }, delayMs);
+    }, this.restartDelayMs);
+    this.restartDelayMs = Math.min(this.restartDelayMs * 2, 60_000);
   }
 
   async close(): Promise<void> {
@@ -160,8 +185,11 @@ export class MeshPaths {
 
   /** counts: connections the kernel routed (no bytes), and everything HAProxy counted, per service. */
   async counts(): Promise<{ kernel: KernelCounts; proxy: ProxyCounts }> {
-    const [kernel, proxy] = await Promise.all([this.kernel?.counts() ?? new Map(), this.haproxy?.counts().catch(() => new Map()) ?? new Map()]);
-    return { kernel: kernel as KernelCounts, proxy: proxy as ProxyCounts };
+    const [kernel, live] = await Promise.all([this.kernel?.counts() ?? new Map(), this.haproxy?.counts().catch(() => new Map()) ?? new Map()]);
+    const proxy: ProxyCounts = new Map();
+    addCounts(proxy, this.proxyCarried);
+    addCounts(proxy, live as ProxyCounts);
+    return { kernel: kernel as KernelCounts, proxy };
   }
 
   /**
@@ -179,8 +207,14 @@ export class MeshPaths {
       await null;
       while (this.dirty && !this.closed) {
         this.dirty = false;
-        const snap = this.snapshot();
-        const frontends = this.frontends(snap);
+        let snap = this.snapshot();
+        let frontends = this.frontends(snap);
+        if (frontends.length && this.proxyState === 'idle') {
+          await this.startProxy();
+          if (this.closed) break;
+          snap = this.snapshot();
+          frontends = this.frontends(snap);
+        }
         const live = this.haproxy ? this.warnProxy(await this.haproxy.prepare(frontends)) : new Map<string, Live>();
         const routes = this.kernelRoutes(snap, live);
         const err = await this.kernel!.sync(routes);
@@ -198,14 +232,13 @@ export class MeshPaths {
 
   /** proxied: the listener goes to HAProxy (when it runs and the service has an endpoint there). */
   private proxied(l: ListenerView, r: Route | undefined): boolean {
-    if (!this.haproxy || l.protocol === 'udp' || l.userspace || !r) return false;
+    if ((this.proxyState !== 'idle' && this.proxyState !== 'up') || l.protocol === 'udp' || l.userspace || !r) return false;
     return this.o.kernel === false || !kernelOnly(r.spec, undefined);
   }
 
   /** frontends: the listeners HAProxy takes, with their service's endpoints. */
   private frontends(snap: MeshSnapshot): WantedFrontend[] {
     const out: WantedFrontend[] = [];
-    if (!this.haproxy) return out;
     for (const l of snap.listeners) {
       const r = snap.routes.get(l.service);
       if (!r || !this.proxied(l, r)) continue;

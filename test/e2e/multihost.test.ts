@@ -152,8 +152,18 @@ describe('tasks on two nodes in network namespaces of their own, joined by a rea
 
   it('serves a published port from a task on each node over the userspace path (least_conn), a connection to n3\'s task going through n3', async () => {
     const lc = await byNode('mh_lc');
-    // least_conn takes no kernel rule: every connection reaches n2's proxy, which dials the task's own address.
-    expect(await meshTable('n2')).not.toMatch(/dport 18281/);
+    // least_conn takes no rule to the tasks: n2's table sends the port to n2's HAProxy (n2's address, another port), which dials
+    // each task's own address.
+    await eventually(async () => {
+      const table = await meshTable('n2');
+      const route = new RegExp(`ip daddr ${esc(c.address('n2'))} tcp dport 18281 goto (route_\\d+_\\d+)`).exec(table)?.[1];
+      expect(route).toBeDefined();
+      const ep = new RegExp(`chain ${route} \\{\\s+numgen inc mod 1 vmap \\{ 0 : goto (ep_\\d+_\\d+_0) \\}`).exec(table)?.[1];
+      expect(ep).toBeDefined();
+      const to = new RegExp(`chain ${ep} \\{\\s+meta l4proto tcp counter packets \\d+ bytes \\d+ dnat to (\\S+)`).exec(table)?.[1];
+      expect(to).toMatch(new RegExp(`^${esc(c.address('n2'))}:\\d+$`));
+      expect(to).not.toBe(`${c.address('n2')}:18281`);
+    }, 5 * 5000);
     const n3task = lc.get('n3')!;
     const before = await counted(n3task.metadata.name);
     // Ties go round the ring, so short requests one after another alternate.

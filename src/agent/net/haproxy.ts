@@ -419,6 +419,13 @@ export class HaproxyPath {
     return out === '' || (ok !== '' && out.startsWith(ok)) ? undefined : `HAProxy refused "${cmd.split(' ').slice(0, 2).join(' ')}": ${out.split('\n')[0]}`;
   }
 
+  /** carriedCounts: what replaced workers and deleted servers counted (what stays known if HAProxy dies). */
+  carriedCounts(): ProxyCounts {
+    const out: ProxyCounts = new Map();
+    addCounts(out, this.carried);
+    return out;
+  }
+
   /** counts: connections, bytes, errors and retries per service and task through HAProxy since the agent started it. */
   counts(): Promise<ProxyCounts> {
     return this.serial(async () => {
