@@ -131,7 +131,12 @@ describe('HaproxyPath (the host\'s HAProxy)', () => {
     await h.finish([more]);
     expect(await workerPid()).toBe(before);
     const seen = new Set<string>();
-    for (let i = 0; i < 8; i++) seen.add((await ask(port)).answer);
+    for (let i = 0; i < 8; i++) {
+      seen.add((await ask(port)).answer);
+      // HAProxy counts a connection until it has closed both sides: wait until it counts the pinned one alone, or two closing
+      // ones would tie with it.
+      await eventually(async () => expect((await h.counts()).get('svc')!.total.active).toBe(1), 10_000);
+    }
     expect(seen.has(pinned.answer)).toBe(false);
     expect(seen.size).toBe(2);
     pinned.sock.destroy();

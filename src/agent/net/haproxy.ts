@@ -42,7 +42,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { addCounts, checkAddress, parseProc, parseStats, renderConfig, serverOptions, statsCounts, type ConfigIndex, type ProcList, type ProxyCounts, type ProxyFrontend } from './haproxyConfig.js';
+import { addCounts, checkAddress, parseProc, parseStats, renderConfig, serverOptions, settled, statsCounts, type ConfigIndex, type ProcList, type ProxyCounts, type ProxyFrontend } from './haproxyConfig.js';
 
 export type { ProxyFrontend, ProxyCounts } from './haproxyConfig.js';
 
@@ -326,7 +326,7 @@ export class HaproxyPath {
         if (!row || Number(row.scur) !== 0) continue;
         const err = await this.command(`del server ${b.name}/${name}`, 'Server deleted');
         if (err) return err;
-        addCounts(this.carried, statsCounts([row], this.indexOf()));
+        addCounts(this.carried, settled(statsCounts([row], this.indexOf())));
         b.servers.delete(name);
       }
     }
@@ -400,7 +400,8 @@ export class HaproxyPath {
     }
     // The replaced worker accepts nothing more: what it counted now is final but for its open connections' bytes.
     const final = (await Promise.all(before.current.map((pid) => this.workerStats(pid).catch(() => undefined)))).filter((s) => s !== undefined);
-    addCounts(this.carried, statsCounts(final.length ? final.flat() : (snapshot ?? []), oldIndex));
+    // Its connections still open are no longer counted as open (only the current worker is read from now on).
+    addCounts(this.carried, settled(statsCounts(final.length ? final.flat() : (snapshot ?? []), oldIndex)));
     this.text = text;
     this.worker = after.current[0];
     return undefined;

@@ -180,7 +180,16 @@ function addTask(byTask: Map<string, RouteCounters>, task: string, c: RouteCount
   }
 }
 
-/** addCounts adds `b` into `a` (the active counts too: a worker replaced by a reload still carries its open connections). */
+/** settled: `c` as kept once its worker or server is gone from view: what it counted, with no connection counted as open. */
+export function settled(c: ProxyCounts): ProxyCounts {
+  for (const o of c.values()) {
+    o.total.active = 0;
+    for (const t of o.byTask.values()) t.active = 0;
+  }
+  return c;
+}
+
+/** addCounts adds `b` into `a`. */
 export function addCounts(a: ProxyCounts, b: ProxyCounts): void {
   for (const [svc, o] of b) {
     let t = a.get(svc);
