@@ -40,6 +40,7 @@ import { defaultContainerSpec, type Node, type Task } from '../src/api/types.js'
 import { SpreadPlacer } from '../src/scheduler/placement.js';
 import { newTaskSpec, specHash, taskIdentity } from '../src/server/controllers/serviceReconciler.js';
 import type { Service } from '../src/api/types.js';
+import { SERVER_NODE_FLAGS } from '../src/base/nodeFlags.js';
 
 const { values } = parseArgs({
   options: {
@@ -147,6 +148,8 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-sched-'));
   const children: ChildProcess[] = [];
   // Thousands of agents hold thousands of connections: raise the open-file limit of the processes we start (prlimit, by their PID).
+  const serverNodeArgs = process.env.BENCH_SERVER_NODE_ARGS !== undefined ? process.env.BENCH_SERVER_NODE_ARGS.split(' ').filter(Boolean) : [...SERVER_NODE_FLAGS];
+  process.stdout.write(`server node flags: ${serverNodeArgs.join(' ') || "(Node's defaults)"}${process.env.BENCH_SERVER_NODE_ARGS !== undefined ? ' (BENCH_SERVER_NODE_ARGS)' : ' (as baton up -d launches it)'}\n`);
   const nofile = (pid: number | undefined) => pid && spawnSync('prlimit', [`--nofile=200000:200000`, `--pid=${pid}`]);
   let etcd: EtcdCluster | undefined;
   try {
@@ -160,8 +163,9 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
       env: { BATON_HOME: dir },
       ready: [/baton server listening on (https:\/\/\S+)/, /join token: (BATON-\S+)/],
       what: 'baton server',
-      // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir /tmp/prof" profiles the server.
-      nodeArgs: (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      // The server's flags as `baton up -d` launches it (base/nodeFlags.ts); BENCH_SERVER_NODE_ARGS replaces them
+      // ("" for Node's defaults, "--cpu-prof --cpu-prof-dir /tmp/prof" to profile the server).
+      nodeArgs: serverNodeArgs,
     });
     children.push(server.child);
     nofile(server.child.pid);

@@ -4,6 +4,7 @@
  * Each process locks its data directory; stopping leaves containers running,
  * to be adopted by the next start.
  */
+import { withServerFlags } from '../base/nodeFlags.js';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -362,7 +363,8 @@ async function detach(dataDir: string, argv: string[], f: UpFlags): Promise<void
   const out = openSync(log, 'a');
   const bin = fileURLToPath(new URL('../../../bin/baton.js', import.meta.url));
   const args = argv.filter((a) => a !== '-d' && a !== '--detach');
-  const child = spawn(process.execPath, [bin, ...args], { detached: true, stdio: ['ignore', out, out], env: process.env });
+  // The server's V8 flags (base/nodeFlags.ts) through NODE_OPTIONS: V8 reads them only at start.
+  const child = spawn(process.execPath, [bin, ...args], { detached: true, stdio: ['ignore', out, out], env: withServerFlags(process.env) });
   child.unref();
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {

@@ -152,6 +152,10 @@ describe('baton CLI against a real server', () => {
       const up = await baton(['up', '-d', '--data-dir', join(home, 'd'), '--listen', '127.0.0.1:0', '--port-range', portRange(24800), '--listen-port', '0', '--pull', 'never', '--cluster-cidr', '10.202.0.0/16', '--egress', 'none', '--dns-upstream', 'none'], e);
       expect(up.code, up.stderr).toBe(0);
       expect(up.stdout).toMatch(/baton is up in the background \(pid \d+\)/);
+      // The server runs with its V8 flags (base/nodeFlags.ts), which V8 takes only at start: the child got them.
+      const pid = /\(pid (\d+)\)/.exec(up.stdout)![1]!;
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      expect(environ.find((v) => v.startsWith('NODE_OPTIONS='))).toContain('--max-semi-space-size=64');
       clusterId = JSON.parse(readFileSync(join(home, 'd/server/cluster.json'), 'utf8')).clusterId;
       const again = await baton(['up', '-d', '--data-dir', join(home, 'd'), '--listen', '127.0.0.1:0'], e);
       expect(again.code).toBe(1);
