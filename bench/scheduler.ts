@@ -28,9 +28,9 @@
  * bench within 5 minutes).
  */
 import { parseArgs } from 'node:util';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
@@ -148,7 +148,10 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-sched-'));
   const children: ChildProcess[] = [];
   // Thousands of agents hold thousands of connections: raise the open-file limit of the processes we start (prlimit, by their PID).
-  const serverNodeArgs = process.env.BENCH_SERVER_NODE_ARGS !== undefined ? process.env.BENCH_SERVER_NODE_ARGS.split(' ').filter(Boolean) : [...SERVER_NODE_FLAGS];
+  const serverNodeArgs = [
+    ...(process.env.BENCH_SERVER_NODE_ARGS !== undefined ? process.env.BENCH_SERVER_NODE_ARGS.split(' ').filter(Boolean) : SERVER_NODE_FLAGS),
+    ...(process.env.BENCH_HEAP_SNAPSHOT ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dirname(resolve(process.env.BENCH_HEAP_SNAPSHOT))}`] : []),
+  ];
   process.stdout.write(`server node flags: ${serverNodeArgs.join(' ') || "(Node's defaults)"}${process.env.BENCH_SERVER_NODE_ARGS !== undefined ? ' (BENCH_SERVER_NODE_ARGS)' : ' (as baton up -d launches it)'}\n`);
   const nofile = (pid: number | undefined) => pid && spawnSync('prlimit', [`--nofile=200000:200000`, `--pid=${pid}`]);
   let etcd: EtcdCluster | undefined;
@@ -287,6 +290,8 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
       for (const mm of m1.matchAll(new RegExp(`^baton_server_${name}${label ? `\\{[^}]*${label}[^}]*\\}` : '(?:\\{[^}]*\\})?'} (\\S+)`, 'gm'))) sum += Number(mm[1]);
       return sum / 1048576;
     };
+    // BENCH_HEAP_SNAPSHOT=<file>: a heap snapshot of the server now (all tasks running), after the full GC V8 makes for one.
+    if (process.env.BENCH_HEAP_SNAPSHOT) await heapSnapshot(server.child, process.env.BENCH_HEAP_SNAPSHOT);
     process.stdout.write(`server memory at the end: RSS ${gauge('process_resident_memory_bytes').toFixed(0)} MiB; V8 heap used ${gauge('nodejs_heap_size_used_bytes').toFixed(0)} of ${gauge('nodejs_heap_size_total_bytes').toFixed(0)} MiB (old space ${gauge('nodejs_heap_space_size_used_bytes', 'space="old"').toFixed(0)}/${gauge('nodejs_heap_space_size_total_bytes', 'space="old"').toFixed(0)}, new space ${gauge('nodejs_heap_space_size_total_bytes', 'space="new"').toFixed(0)}); external ${gauge('nodejs_external_memory_bytes').toFixed(0)} MiB\n`);
     process.stdout.write('anchors: Nomad C1M 3,750/s with 5 servers, C2M ~1,500/s; kube-scheduler 270 pods/s at 5,000 nodes\n');
     await tls.close();
@@ -342,4 +347,26 @@ async function stopChild(c: ChildProcess): Promise<void> {
   const t = setTimeout(() => c.pid && c.exitCode === null && process.kill(c.pid, 'SIGKILL'), 30_000);
   await exited;
   clearTimeout(t);
+}
+
+/** heapSnapshot has the server (started with --heapsnapshot-signal=SIGUSR2) write a heap snapshot, waits until it is whole, and names it `file`. */
+async function heapSnapshot(server: ChildProcess, file: string): Promise<void> {
+  const dir = dirname(resolve(file));
+  const before = new Set(readdirSync(dir));
+  server.kill('SIGUSR2');
+  log(`heap snapshot of the server (pid ${server.pid}) asked for; waiting until it is written`);
+  let last = -1;
+  for (let waited = 0; waited < 600_000; waited += 1000) {
+    await sleep(1000);
+    const f = readdirSync(dir).find((n) => n.endsWith('.heapsnapshot') && !before.has(n));
+    if (!f) continue;
+    const size = statSync(join(dir, f)).size;
+    if (size > 0 && size === last) {
+      renameSync(join(dir, f), resolve(file));
+      log(`heap snapshot: ${resolve(file)} (${(size / 1048576).toFixed(0)} MiB)`);
+      return;
+    }
+    last = size;
+  }
+  throw new Error('the server wrote no heap snapshot within 10 minutes');
 }

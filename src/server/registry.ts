@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { BatonError } from '../base/errors.js';
-import { stableStringify } from '../base/json.js';
+import { stableStringify, withProps } from '../base/json.js';
 
 export { stableStringify };
 import { systemClock, type Clock } from '../base/clock.js';
@@ -82,7 +82,7 @@ function putOp(key: string, obj: AnyObject): Op {
 export function decodeWatched<T = AnyObject>(kv: KeyValue): T {
   const p = takeParsed(kv) as AnyObject | undefined;
   if (!p) return decode<T>(kv);
-  return { ...p, metadata: { ...p.metadata, resourceVersion: String(kv.modRevision) } } as T;
+  return withProps(p, { metadata: withProps(p.metadata, { resourceVersion: String(kv.modRevision) }) }) as T;
 }
 
 /**
@@ -292,11 +292,11 @@ export class Registry {
           let status = item.status;
           if (keep.length && status && typeof status === 'object') {
             const cur = (current.status ?? {}) as Record<string, unknown>;
-            const next = { ...(status as Record<string, unknown>) };
+            const next = withProps(status as Record<string, unknown>, {}) as Record<string, unknown>;
             for (const k of keep) if (next[k] === undefined && cur[k] !== undefined) next[k] = cur[k];
             status = next;
           }
-          const obj: AnyObject = { ...current, metadata: { ...current.metadata, statusVersion: String(Number(sv) + 1) }, status };
+          const obj = withProps(current, { metadata: withProps(current.metadata, { statusVersion: String(Number(sv) + 1) }), status }) as AnyObject;
           const { compare, op } = this.updateOp(kind, current, obj);
           compares.push(compare);
           ops.push(op);

@@ -19,6 +19,7 @@
  * node's tasks at once and reports them in one request: on 5,000 nodes, one
  * pass per service made five to ten status requests per node where one does.
  */
+import { withProps } from '../../base/json.js';
 import { startedServices, waitReason } from './dependencies.js';
 import { WorkQueue } from '../../base/workqueue.js';
 import { timeSlicer } from '../../base/yield.js';
@@ -298,7 +299,8 @@ export class SchedulerController implements Controller, TaskPlacement {
         const { task, node, decision } = plan.placed[i]!;
         // A fresh top level over the task's unchanged parts: it is encoded, never mutated.
         const { pendingReason: _, ...status } = task.status;
-        const assigned = { ...status, state: 'assigned' as const, message: `assigned to ${node.metadata.name}`, timestamp: now, scheduling: { ...decision, at: now } };
+        // Copied by withProps (base/json.ts): one hidden class for every task's status, not one each.
+        const assigned = withProps(status, { state: 'assigned' as const, message: `assigned to ${node.metadata.name}`, timestamp: now, scheduling: withProps(decision, { at: now }) });
         if (isNew.has(task.metadata.name)) return ctx.registry.createOp(taskKind, { ...task, spec: { ...task.spec, nodeName: node.metadata.name }, status: assigned });
         const next: Task = {
           ...task,
