@@ -380,9 +380,11 @@ export const LARGE_CLUSTER_ARGS = ['--cluster-cidr', '10.42.0.0/15', '--node-cid
  * until its stdout has matched every `ready` pattern; it rejects with the
  * output when the process exits first. stderr is kept as a tail for errors.
  */
-export async function spawnBaton(args: string[], o: { env: Record<string, string>; ready: RegExp[]; what: string; nodeArgs?: string[]; timeoutMs?: number }): Promise<BatonChild> {
+export async function spawnBaton(args: string[], o: { env: Record<string, string>; ready: RegExp[]; what: string; nodeArgs?: string[]; timeoutMs?: number; spawned?: (child: ChildProcess) => void }): Promise<BatonChild> {
   log(`starting ${o.what}: node ${[...(o.nodeArgs ?? []), BATON_BIN, ...args].join(' ')}`);
   const child = spawn(process.execPath, [...(o.nodeArgs ?? []), BATON_BIN, ...args], { cwd: fileURLToPath(new URL('../..', import.meta.url)), env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // At once, before it is up: a bench interrupted meanwhile must still stop it.
+  o.spawned?.(child);
   let tail = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (s: string) => {

@@ -155,6 +155,17 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
   process.stdout.write(`server node flags: ${serverNodeArgs.join(' ') || "(Node's defaults)"}${process.env.BENCH_SERVER_NODE_ARGS !== undefined ? ' (BENCH_SERVER_NODE_ARGS)' : ' (as baton up -d launches it)'}\n`);
   const nofile = (pid: number | undefined) => pid && spawnSync('prlimit', [`--nofile=200000:200000`, `--pid=${pid}`]);
   let etcd: EtcdCluster | undefined;
+  // Ctrl-C or SIGTERM mid-run: stop the server, the sim processes and etcd this run started (by PID), remove its dir.
+  const onSignal = (sig: NodeJS.Signals) => {
+    log(`${sig}: stopping the server, the simulated nodes and the store this run started`);
+    void (async () => {
+      for (const c of [...children].reverse()) await stopChild(c);
+      await etcd?.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    })().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     let storeArgs: string[] = [];
     if (store === 'etcd') {
@@ -169,8 +180,8 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
       // The server's flags as `baton up -d` launches it (base/nodeFlags.ts); BENCH_SERVER_NODE_ARGS replaces them
       // ("" for Node's defaults, "--cpu-prof --cpu-prof-dir /tmp/prof" to profile the server).
       nodeArgs: serverNodeArgs,
+      spawned: (c) => children.push(c),
     });
-    children.push(server.child);
     nofile(server.child.pid);
     const [url, token] = server.matches as [string, string];
     const tls = tlsTransport({ caPem: readFileSync(join(dir, 'server', 'server', 'ca.crt'), 'utf8') });
@@ -184,9 +195,8 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
       const n = Math.min(per, nodeCount - z * per);
       const sim = await spawnBaton(
         ['sim', '--join', url, '--token', token, '--nodes', String(n), '--cpus', '64', '--memory', '256g', '--label', `zone=${ZONES[z % ZONES.length]}`, '--start-latency', '200ms', '--name-prefix', `${ZONES[z % ZONES.length]}${z}-`, '--data-dir', join(dir, `sim${z}`), '--concurrency', '64'],
-        { env: { BATON_HOME: dir }, ready: [/sim: (\d+)\/\d+ simulated nodes up/], what: `baton sim (${n} nodes)`, timeoutMs: 600_000, nodeArgs: (process.env.BENCH_SIM_NODE_ARGS ?? '').split(' ').filter(Boolean) },
+        { env: { BATON_HOME: dir }, ready: [/sim: (\d+)\/\d+ simulated nodes up/], what: `baton sim (${n} nodes)`, timeoutMs: 600_000, nodeArgs: (process.env.BENCH_SIM_NODE_ARGS ?? '').split(' ').filter(Boolean), spawned: (c) => children.push(c) },
       );
-      children.push(sim.child);
       nofile(sim.child.pid);
     }));
     await until('every node Ready', 600_000, async () => (await api.nodes()).items.filter((x) => x.status.state === 'ready').length >= nodeCount);
@@ -297,6 +307,8 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
     await tls.close();
     return `${store.padEnd(6)}: ${replicas} replicas on ${nodeCount} nodes, apply → all running ${totalS.toFixed(1)} s = ${rate.toFixed(0)} tasks/s; server CPU ${cpu[0]!.toFixed(1)} s, peak RSS ${(serverSampler.peakKiB / 1024).toFixed(0)} MiB, event-loop p99 ${lag('p99').toFixed(0)} ms`;
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     for (const c of children.reverse()) await stopChild(c);
     await etcd?.cleanup();
     rmSync(dir, { recursive: true, force: true });
