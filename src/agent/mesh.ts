@@ -300,11 +300,6 @@ export class Mesh {
     return out;
   }
 
-  /** userspaceProxy: which proxy takes the TCP ports the kernel does not route on this node. */
-  get userspaceProxy(): 'haproxy' | 'node' {
-    return this.paths.proxy;
-  }
-
   /** snapshot: the listeners, VIP proxies and routes as they are now, for the kernel and HAProxy (meshPaths.ts). */
   private snapshot(): MeshSnapshot {
     const listeners: ListenerView[] = [];

@@ -97,11 +97,6 @@ export class MeshPaths {
     return this.kernel !== undefined;
   }
 
-  /** proxy: which userspace proxy takes the TCP ports the kernel does not route, as it turned out. */
-  get proxy(): 'haproxy' | 'node' {
-    return this.proxyState === 'idle' || this.proxyState === 'up' ? 'haproxy' : 'node';
-  }
-
   /**
    * HAProxy's state: `off` (not asked for, not installed, or no nftables to
    * steer with), `idle` (started on the first frontend it gets: a node whose

@@ -85,8 +85,8 @@ export interface NatOptions {
   taskRange?: Cidr;
 }
 
-/** checkAddress refuses what is not an IPv4 address and a port (an integer in 1..65535): only those are written into a ruleset. */
-function checkAddress(what: string, address: unknown, port: unknown): void {
+/** checkAddress refuses what is not an IPv4 address and a port (an integer in 1..65535): only those are written into a ruleset (or HAProxy's configuration, net/haproxyConfig.ts). */
+export function checkAddress(what: string, address: unknown, port: unknown): void {
   if (typeof address !== 'string' || !isIPv4(address)) throw new Error(`${what}: address ${JSON.stringify(address)} is not an IPv4 address`);
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${what}: port ${JSON.stringify(port)} is not an integer in 1..65535`);
 }

@@ -42,7 +42,8 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { addCounts, checkAddress, parseProc, parseStats, renderConfig, serverOptions, settled, statsCounts, type ConfigIndex, type ProcList, type ProxyCounts, type ProxyFrontend } from './haproxyConfig.js';
+import { checkAddress } from '../nft.js';
+import { addCounts, parseProc, parseStats, renderConfig, serverOptions, settled, statsCounts, type ConfigIndex, type ProcList, type ProxyCounts, type ProxyFrontend } from './haproxyConfig.js';
 
 export type { ProxyFrontend, ProxyCounts } from './haproxyConfig.js';
 
@@ -192,11 +193,6 @@ export class HaproxyPath {
     this.text = text;
     this.worker = up.current[0];
     return undefined;
-  }
-
-  /** running: HAProxy is up. */
-  get running(): boolean {
-    return !this.exited;
   }
 
   private configOptions() {

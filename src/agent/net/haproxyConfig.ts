@@ -10,8 +10,8 @@
  * The index tables that come back with the text map HAProxy's names to the
  * mesh's again.
  */
-import { isIPv4 } from 'node:net';
-import { zero, type RouteCounters } from '../meshRoutes.js';
+import { addCounters, zero, type RouteCounters } from '../meshRoutes.js';
+import { checkAddress } from '../nft.js';
 
 /** One frontend: a published port (or loopback VIP port) whose connections the kernel steers to HAProxy. */
 export interface ProxyFrontend {
@@ -38,12 +38,6 @@ export interface ConfigOptions {
 /** Which service and task a backend and server of a rendered configuration stand for. */
 export interface ConfigIndex {
   backends: Map<string, { service: string; servers: Map<string, string> }>;
-}
-
-/** checkAddress refuses what is not an IPv4 address and a port (an integer in 1..65535): only those are written into a configuration or a command. */
-export function checkAddress(what: string, address: unknown, port: unknown): void {
-  if (typeof address !== 'string' || !isIPv4(address)) throw new Error(`${what}: address ${JSON.stringify(address)} is not an IPv4 address`);
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${what}: port ${JSON.stringify(port)} is not an integer in 1..65535`);
 }
 
 const ms = (n: number, what: string): string => {
@@ -166,18 +160,16 @@ export function statsCounts(rows: readonly Record<string, string>[], index: Conf
     o.total.errors += c.errors;
     o.total.connectMsSum += c.connectMsSum;
     o.total.connectMsMax = Math.max(o.total.connectMsMax, c.connectMsMax);
-    addTask(o.byTask, task, c);
+    addTo(o.byTask, task, c);
   }
   return out;
 }
 
-function addTask(byTask: Map<string, RouteCounters>, task: string, c: RouteCounters): void {
+/** addTo adds a task's counters into `byTask` (a copy when the task is new there). */
+function addTo(byTask: Map<string, RouteCounters>, task: string, c: RouteCounters): void {
   const was = byTask.get(task);
-  if (!was) return void byTask.set(task, { ...c });
-  for (const k of Object.keys(c) as (keyof RouteCounters)[]) {
-    if (k === 'connectMsMax') was[k] = Math.max(was[k], c[k]);
-    else was[k] += c[k];
-  }
+  if (was) addCounters(was, c);
+  else byTask.set(task, { ...c });
 }
 
 /** settled: `c` as kept once its worker or server is gone from view: what it counted, with no connection counted as open. */
@@ -194,8 +186,8 @@ export function addCounts(a: ProxyCounts, b: ProxyCounts): void {
   for (const [svc, o] of b) {
     let t = a.get(svc);
     if (!t) a.set(svc, (t = { total: zero(), byTask: new Map() }));
-    addTask(new Map([['', t.total]]), '', o.total);
-    for (const [task, c] of o.byTask) addTask(t.byTask, task, c);
+    addCounters(t.total, o.total);
+    for (const [task, c] of o.byTask) addTo(t.byTask, task, c);
   }
 }
 
