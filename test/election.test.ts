@@ -136,4 +136,44 @@ describe('heartbeats shared between servers', () => {
       await store.close();
     }
   }, 30_000);
+
+  it('starts every node\'s grace again while the store has no quorum, so no node is judged by beats this server could not see', async () => {
+    await (etcdUp ??= etcd.start());
+    const store = await EtcdStore.open({ endpoints: etcd.endpoints, prefix: `/election-${etcdCase++}/` });
+    const clock = { now: () => Date.now(), setTimeout: (fn: () => void, ms: number) => { const t = setTimeout(fn, ms); return () => clearTimeout(t); } };
+    const ha = new Heartbeats(clock);
+    const hb = new Heartbeats(clock);
+    const a = new HeartbeatExchange(store, ha, 'a', 100, log);
+    const b = new HeartbeatExchange(store, hb, 'b', 100, log);
+    await a.start();
+    await b.start();
+    try {
+      ha.beat('n1', { ok: true, version: '20.10' }, 1000);
+      await eventually(async () => expect(hb.get('n1')).toBeDefined(), 5000);
+      const graceBefore = hb.startedAt;
+      // Two members of three stopped: no quorum, no write lands.
+      const away = Date.now();
+      etcd.pause(1);
+      etcd.pause(2);
+      try {
+        await eventually(async () => expect(hb.startedAt).toBeGreaterThan(away + 400), 10_000);
+        expect(graceBefore).toBeLessThan(away);
+      } finally {
+        etcd.resume(1);
+        etcd.resume(2);
+      }
+      // Back: a beat a received reaches b again, and b's grace stops moving.
+      ha.beat('n1', { ok: false, version: '20.10', error: 'after the outage' }, 1000);
+      await eventually(async () => expect(hb.get('n1')?.engineOk).toBe(false), 30_000);
+      await eventually(async () => {
+        const grace = hb.startedAt;
+        await new Promise((r) => setTimeout(r, 600));
+        expect(hb.startedAt).toBe(grace);
+      }, 30_000);
+    } finally {
+      await a.stop();
+      await b.stop();
+      await store.close();
+    }
+  }, 90_000);
 });

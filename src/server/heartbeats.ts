@@ -109,6 +109,13 @@ const publishedSchema = z.record(z.string().max(253), beatSchema);
  * turns NotReady because the leader changed. One write per server per
  * interval, whatever the number of nodes (Kubernetes' node Leases cost one
  * write per node).
+ *
+ * While this server cannot write its beats to the store (the store away or
+ * without quorum), other servers' beats cannot be reaching it either: the
+ * grace of every node starts again, over and over, until it can again. So
+ * a leader whose store was away judges no node by beats it could not see
+ * (a CI run of the HA test saw a leader mark a healthy node NotReady the
+ * moment etcd had quorum again, 4.6 s after the last beat it had merged).
  */
 export class HeartbeatExchange {
   private timer?: NodeJS.Timeout;
@@ -119,6 +126,9 @@ export class HeartbeatExchange {
   private url?: string;
   private announced = false;
   private known?: { at: number; servers: ServerRecord[] };
+  /** When this server last wrote its beats to the store, and the check of how long ago that is. */
+  private lastPublished = Date.now();
+  private staleCheck?: NodeJS.Timeout;
 
   constructor(
     private readonly store: Store,
@@ -139,11 +149,20 @@ export class HeartbeatExchange {
       });
     };
     tick();
+    this.staleCheck = setInterval(() => {
+      if (this.stale()) this.heartbeats.restartGrace();
+    }, this.intervalMs);
+  }
+
+  /** stale: no write of this server's beats has reached the store for four publish intervals. */
+  private stale(): boolean {
+    return Date.now() - this.lastPublished > 4 * this.intervalMs;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.staleCheck);
     this.watch?.close();
     if (this.lease !== undefined) await this.store.leaseRevoke(this.lease).catch(() => {});
   }
@@ -213,6 +232,9 @@ export class HeartbeatExchange {
       if (announcing) ops.push({ type: 'put', key: SERVERS_PREFIX + this.identity, value: JSON.stringify({ name: this.identity, url: this.url }), lease: this.lease });
       await this.store.txn([], ops);
       if (announcing) this.announced = true;
+      // Back after the store was away: every node's grace starts from now, before the beats merged meanwhile are judged.
+      if (this.stale()) this.heartbeats.restartGrace();
+      this.lastPublished = Date.now();
     } catch (e) {
       this.lease = undefined;
       this.log.debug({ err: (e as Error).message }, 'could not publish heartbeats; trying again');
