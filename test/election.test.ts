@@ -103,16 +103,22 @@ for (const [name, open] of [
   });
 }
 
+/** twoServers: the heartbeats of servers a and b, and their exchanges over `store`, started (every 100 ms). */
+async function twoServers(store: Store) {
+  const clock = { now: () => Date.now(), setTimeout: (fn: () => void, ms: number) => { const t = setTimeout(fn, ms); return () => clearTimeout(t); } };
+  const ha = new Heartbeats(clock);
+  const hb = new Heartbeats(clock);
+  const a = new HeartbeatExchange(store, ha, 'a', 100, log);
+  const b = new HeartbeatExchange(store, hb, 'b', 100, log);
+  await a.start();
+  await b.start();
+  return { ha, hb, a, b };
+}
+
 describe('heartbeats shared between servers', () => {
   it('lets every server see the beats any server received, newest first, without publishing them again', async () => {
     const store = new MemoryStore();
-    const clock = { now: () => Date.now(), setTimeout: (fn: () => void, ms: number) => { const t = setTimeout(fn, ms); return () => clearTimeout(t); } };
-    const ha = new Heartbeats(clock);
-    const hb = new Heartbeats(clock);
-    const a = new HeartbeatExchange(store, ha, 'a', 100, log);
-    const b = new HeartbeatExchange(store, hb, 'b', 100, log);
-    await a.start();
-    await b.start();
+    const { ha, hb, a, b } = await twoServers(store);
     try {
       const changed: string[] = [];
       hb.onDidChange((n) => changed.push(n));
@@ -140,13 +146,7 @@ describe('heartbeats shared between servers', () => {
   it('starts every node\'s grace again while the store has no quorum, so no node is judged by beats this server could not see', async () => {
     await (etcdUp ??= etcd.start());
     const store = await EtcdStore.open({ endpoints: etcd.endpoints, prefix: `/election-${etcdCase++}/` });
-    const clock = { now: () => Date.now(), setTimeout: (fn: () => void, ms: number) => { const t = setTimeout(fn, ms); return () => clearTimeout(t); } };
-    const ha = new Heartbeats(clock);
-    const hb = new Heartbeats(clock);
-    const a = new HeartbeatExchange(store, ha, 'a', 100, log);
-    const b = new HeartbeatExchange(store, hb, 'b', 100, log);
-    await a.start();
-    await b.start();
+    const { ha, hb, a, b } = await twoServers(store);
     try {
       ha.beat('n1', { ok: true, version: '20.10' }, 1000);
       await eventually(async () => expect(hb.get('n1')).toBeDefined(), 5000);
