@@ -16,9 +16,14 @@
  * 200 ms for --idle-s: RSS (VmRSS from /proc) as its mean and peak, and
  * CPU time (utime + stime) over the window as a share of one core. The
  * anchor is k3s' agent, about 275 MB RSS (its published footprint; not a
- * same-run peer). Only 127.0.0.0/8 is contacted; everything is removed at
+ * same-run peer). It also prints each process's RSS split into its own
+ * pages and pages mapped from files (shared), and the agent's CPU split
+ * into its main thread and the rest. BENCH_AGENT_NODE_ARGS (node flags
+ * before the script) or BENCH_AGENT_NODE_OPTIONS (its NODE_OPTIONS) run the
+ * agent with other V8 settings, for an A/B. Only 127.0.0.0/8 is contacted; everything is removed at
  * the end, also on failure or Ctrl-C. Progress to stderr, results to stdout.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Task } from '../src/api/types.js';
 import { benchArgs, BenchCluster, checkInterrupted, cleanUpOnSignals, cpuMs, intFlag, log, machineInfo, pidOfComm, reportHeader, requireImage, rssKiB, runMain, secs, sleep, stackServices, waitFor } from './lib.js';
 
@@ -41,6 +46,35 @@ interface Sample {
   rss: number[];
   cpu0: number;
   cpuMs: number;
+}
+
+/** USER_HZ, the unit of /proc's CPU times: 100 on Linux (as bench/lib.ts cpuMs). */
+const CLOCK_TICKS = 100;
+
+/** threadCpuMs: CPU time (ms) of each thread of a process, by thread id; the main thread's id is the pid. */
+function threadCpuMs(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS);
+    } catch {
+      // The thread ended.
+    }
+  }
+  return out;
+}
+
+/** rssSplitKiB: a process's resident memory of its own (anonymous) and mapped from files (the node binary and libraries, shared with every process that maps them). */
+function rssSplitKiB(pid: number): { anon: number; file: number } | undefined {
+  try {
+    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st)?.[1] ?? NaN);
+    return { anon: kib('RssAnon'), file: kib('RssFile') };
+  } catch {
+    return undefined;
+  }
 }
 
 function sampleOf(what: string, pid: number | undefined): Sample | undefined {
@@ -94,6 +128,7 @@ async function main(): Promise<number> {
       sampleOf('dockerd', pidOfComm('dockerd')),
       sampleOf('containerd', pidOfComm('containerd')),
     ].filter((s): s is Sample => s !== undefined);
+    const threads0 = threadCpuMs(agent.child.pid!);
     const t0 = Date.now();
     while (Date.now() - t0 < idleMs) {
       checkInterrupted();
@@ -105,6 +140,9 @@ async function main(): Promise<number> {
     }
     const windowMs = Date.now() - t0;
     for (const s of samples) s.cpuMs = (cpuMs(s.pid) ?? NaN) - s.cpu0;
+    const threads1 = threadCpuMs(agent.child.pid!);
+    const mainThreadMs = (threads1.get(agent.child.pid!) ?? NaN) - (threads0.get(agent.child.pid!) ?? 0);
+    const split = new Map(samples.map((x) => [x.what, rssSplitKiB(x.pid)]));
     cluster.agentsAlive();
 
     const mib = (k: number) => (k / 1024).toFixed(1);
@@ -112,10 +150,15 @@ async function main(): Promise<number> {
     const out = reportHeader('footprint', `footprint-${process.pid}`, machine, Date.now() - began);
     out.push(`workload ${tasks} tasks of \`sleep 3600\` (${IMAGE}), ${v.network} network; one agent, Baton's default settings; settle ${secs(settleMs)} s, window ${secs(windowMs)} s, RSS sampled every 200 ms`);
     out.push('');
-    out.push('process          rss_mean_MiB  rss_peak_MiB  cpu_%_of_a_core');
-    for (const s of samples) out.push(`${s.what.padEnd(16)} ${mib(mean(s.rss)).padStart(12)}  ${mib(Math.max(...s.rss)).padStart(12)}  ${((s.cpuMs / windowMs) * 100).toFixed(2).padStart(15)}`);
+    out.push('process          rss_mean_MiB  rss_peak_MiB  cpu_%_of_a_core  own_MiB  files_MiB');
+    for (const s of samples) {
+      const sp = split.get(s.what);
+      out.push(`${s.what.padEnd(16)} ${mib(mean(s.rss)).padStart(12)}  ${mib(Math.max(...s.rss)).padStart(12)}  ${((s.cpuMs / windowMs) * 100).toFixed(2).padStart(15)}  ${mib(sp?.anon ?? NaN).padStart(7)}  ${mib(sp?.file ?? NaN).padStart(9)}`);
+    }
     const a = samples.find((s) => s.what === 'baton agent')!;
     out.push('');
+    out.push("own_MiB / files_MiB: RssAnon / RssFile at the window's end: memory of the process's own, and pages mapped from files (the node binary and libraries, shared with every process that maps them)");
+    out.push(`agent's main thread: ${((mainThreadMs / windowMs) * 100).toFixed(2)}% of a core; its other ${threads1.size - 1} threads (V8's, libuv's): ${(((a.cpuMs - mainThreadMs) / windowMs) * 100).toFixed(2)}%`);
     out.push(`goal: agent RSS ≤ 80 MiB (k3s' agent: ~275 MB): ${mib(Math.max(...a.rss))} MiB peak, ${(Math.max(...a.rss) / 1024 / 275).toFixed(2)}× k3s' agent; CPU ≤ 1% of a core: ${((a.cpuMs / windowMs) * 100).toFixed(2)}%`);
     process.stdout.write(out.join('\n') + '\n');
     ok = true;

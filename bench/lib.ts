@@ -534,11 +534,20 @@ export interface BenchAgent {
  */
 export const CONFINED_AGENT_ARGS = ['--egress', 'none', '--dns-upstream', 'none'];
 
-/** spawnBenchAgent starts `baton agent` joining `url`, with its data under dir/<name> (BATON_HOME=dir), confined (CONFINED_AGENT_ARGS) unless a.args says otherwise. */
+/**
+ * spawnBenchAgent starts `baton agent` joining `url`, with its data under
+ * dir/<name> (BATON_HOME=dir), confined (CONFINED_AGENT_ARGS) unless a.args
+ * says otherwise. For A/B runs of V8 settings, BENCH_AGENT_NODE_ARGS (node
+ * flags, space-separated, before the script) and BENCH_AGENT_NODE_OPTIONS
+ * (the agent's NODE_OPTIONS) apply to every agent a bench starts.
+ */
 export function spawnBenchAgent(a: { name: string; address: string; args?: string[] }, portRange: string, url: string, token: string, dir: string): BenchAgent {
+  const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const nodeOptions = process.env.BENCH_AGENT_NODE_OPTIONS;
   const args = [BATON_BIN, 'agent', '--join', url, '--token', token, '--name', a.name, '--address', a.address, '--port-range', portRange, '--data-dir', join(dir, a.name), '--pull', 'never', '--log-level', 'warn', ...CONFINED_AGENT_ARGS, ...(a.args ?? [])];
-  log(`starting baton agent ${a.name}: node ${args.join(' ')}`);
-  const child = spawn(process.execPath, args, { cwd: fileURLToPath(new URL('../..', import.meta.url)), env: { ...process.env, BATON_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  log(`starting baton agent ${a.name}: ${nodeOptions ? `NODE_OPTIONS=${nodeOptions} ` : ''}node ${[...nodeArgs, ...args].join(' ')}`);
+  const env = { ...process.env, BATON_HOME: dir, ...(nodeOptions !== undefined ? { NODE_OPTIONS: nodeOptions } : {}) };
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: fileURLToPath(new URL('../..', import.meta.url)), env, stdio: ['ignore', 'pipe', 'pipe'] });
   return { name: a.name, address: a.address, child, tail: outputTail(child) };
 }
 

@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { NftPath, rulesetText, tableName, type KernelRoute } from '../src/agent/nft.js';
 import { parseCidr } from '../src/base/cidr.js';
 import { ownerComment, ownerGone, parseOwnerComment, selfOwner, type TableOwner } from '../src/agent/net/owner.js';
-import { sweepTables } from '../src/agent/net/tables.js';
+import { sweepTables, type Listed } from '../src/agent/net/tables.js';
 
 const execFileP = promisify(execFile);
 const tables = async () => (await execFileP('/usr/sbin/nft', ['list', 'tables'])).stdout;
@@ -185,6 +185,49 @@ describe('sweepTables against the real kernel', () => {
     for (const kept of [t('live'), t('otherns'), t('nocomment'), t('self'), t('dead', other)]) expect(left).toContain(kept);
     // A second sweep finds nothing more.
     expect(await sweepTables(cluster, t('self'))).toEqual([]);
+  });
+
+  it('a sweep that keeps what it read judges a known table without reading it again, and never by a stale entry', async () => {
+    const me = selfOwner();
+    /** ownerProc: a live child process as a table owner, and a way to end it. */
+    const ownerProc = async () => {
+      const child = spawn('sleep', ['30']);
+      await new Promise((r) => child.once('spawn', r));
+      const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+      const owner: TableOwner = { ...me, pid: child.pid!, start: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) };
+      const end = async () => {
+        child.kill('SIGKILL');
+        await new Promise((r) => child.once('exit', r));
+      };
+      return { owner, end };
+    };
+    // A cluster of its own: the first test leaves tables in `cluster`.
+    const mine = `e${process.pid.toString(16).padStart(7, '0')}`.slice(0, 8) + '-test';
+    const t = (node: string) => tableName(node, mine);
+    const known = new Map<string, Listed>();
+    const a = await ownerProc();
+    const b = await ownerProc();
+    await load(t('k-gone'), a.owner);
+    await load(t('k-remade'), b.owner);
+    await load(t('k-self'), me);
+    expect(await sweepTables(mine, t('k-self'), me, known)).toEqual([]);
+    // Both are known now, with their handles; the sweeper's own table is not read at all.
+    expect([...known.keys()]).toEqual(expect.arrayContaining([t('k-gone'), t('k-remade')]));
+    expect(known.has(t('k-self'))).toBe(false);
+    // k-remade is made anew by a live process under the same name; then both first owners end.
+    await nft(['delete', 'table', 'ip', t('k-remade')]);
+    await load(t('k-remade'), me);
+    await a.end();
+    await b.end();
+    // k-gone goes on what was known; the remade table is judged by its old entry, whose handle is gone: nothing deleted.
+    expect(await sweepTables(mine, t('k-self'), me, known)).toEqual([t('k-gone')]);
+    expect(known.has(t('k-remade'))).toBe(false);
+    // The next sweep reads it again, and keeps it: its owner runs.
+    expect(await sweepTables(mine, t('k-self'), me, known)).toEqual([]);
+    const left = (await nft(['list', 'tables', 'ip'])).stdout;
+    expect(left).toContain(t('k-remade'));
+    expect(left).not.toContain(t('k-gone'));
+    expect(known.get(t('k-remade'))?.owner).toEqual(me);
   });
 
   it('NftPath writes its owner, this process, into its table', async () => {

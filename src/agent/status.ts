@@ -142,7 +142,8 @@ export class StatusReporter {
     while (!signal.aborted) {
       const leading = this.flushMs <= (this.opts.statusFlushMs ?? 200);
       if (leading && this.pendingStatus.size === 0 && this.pendingEvents.length === 0) {
-        await this.wait(this.flushMs, signal);
+        // Nothing to send: sleep until a report arrives (no timer: an idle agent is not woken five times a second for nothing).
+        await this.wait(undefined, signal);
         continue;
       }
       if (leading) {
@@ -161,14 +162,16 @@ export class StatusReporter {
     }
   }
 
-  /** wait waits up to ms, or until a report arrives. */
-  private async wait(ms: number, signal: AbortSignal): Promise<void> {
+  /** wait waits up to ms (with none, for as long as it takes), or until a report arrives. */
+  private async wait(ms: number | undefined, signal: AbortSignal): Promise<void> {
     const ac = new AbortController();
     const stop = () => ac.abort();
     signal.addEventListener('abort', stop, { once: true });
     this.wake = stop;
     try {
-      await sleep(ms, ac.signal);
+      if (signal.aborted) return;
+      if (ms !== undefined) await sleep(ms, ac.signal);
+      else await new Promise<void>((resolve) => ac.signal.addEventListener('abort', () => resolve(), { once: true }));
     } finally {
       this.wake = undefined;
       signal.removeEventListener('abort', stop);

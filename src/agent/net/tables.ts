@@ -22,41 +22,61 @@ import { count, ownerGone, parseOwnerComment, selfOwner, type TableOwner } from 
 const TABLE_NAME = /^baton_[a-zA-Z0-9_]{1,114}$/;
 
 /** A table as the sweep judged it. */
-interface Listed {
+export interface Listed {
   name: string;
   handle: number;
   owner?: TableOwner;
 }
 
-/** clusterTables lists this host's tables of the cluster (`ip` family), each with its handle and owner. */
-async function clusterTables(cluster: string): Promise<Listed[]> {
+/**
+ * clusterTables lists this host's tables of the cluster (`ip` family) other
+ * than `own`, each with its handle and owner. A table in `known` (what an
+ * earlier listing read, by name) is not read again: one `nft list tables`
+ * per sweep instead of one more per table. A table made anew under a known
+ * name has another handle, so judging it by the old entry deletes nothing
+ * (sweepTables then forgets the entry, and the next sweep reads it).
+ */
+async function clusterTables(cluster: string, own: string, known?: Map<string, Listed>): Promise<Listed[]> {
   const prefix = tableName('', cluster);
   const r = await run(['list', 'tables', 'ip']);
   if (r.code !== 0) throw new Error(`nft list tables: ${r.stderr.trim() || `exit ${r.code}`}`);
   const out: Listed[] = [];
+  const listed = new Set<string>();
   for (const line of r.stdout.split('\n')) {
     const name = /^table ip (\S+)$/.exec(line.trim())?.[1];
-    if (!name || !name.startsWith(prefix) || !TABLE_NAME.test(name)) continue;
+    if (!name || name === own || !name.startsWith(prefix) || !TABLE_NAME.test(name)) continue;
+    listed.add(name);
+    const was = known?.get(name);
+    if (was) {
+      out.push(was);
+      continue;
+    }
     // -a: the handle; -t: no set elements. A table gone since the listing is simply skipped.
     const t = await run(['-a', '-t', 'list', 'table', 'ip', name]);
     if (t.code !== 0) continue;
     const handle = count(/^table ip \S+ \{ # handle (\d{1,10})$/m.exec(t.stdout)?.[1] ?? '');
     if (handle === undefined) continue;
     const comment = /^\s*comment "([^"]*)"\s*$/m.exec(t.stdout)?.[1];
-    out.push({ name, handle, owner: comment === undefined ? undefined : parseOwnerComment(comment) });
+    const table: Listed = { name, handle, owner: comment === undefined ? undefined : parseOwnerComment(comment) };
+    // One without an owner is read again each time: a table made anew under its name may carry one.
+    if (table.owner) known?.set(name, table);
+    out.push(table);
   }
+  if (known) for (const name of known.keys()) if (!listed.has(name)) known.delete(name);
   return out;
 }
 
 /**
  * sweepTables deletes the cluster's tables whose owner is gone, except
  * `own`; it returns the names it deleted. Tables without an owner it can
- * read, and every other cluster's, are never touched.
+ * read, and every other cluster's, are never touched. `known` carries what
+ * one sweep read to the next (TableSweeper).
  */
-export async function sweepTables(cluster: string, own: string, here: TableOwner = selfOwner()): Promise<string[]> {
+export async function sweepTables(cluster: string, own: string, here: TableOwner = selfOwner(), known?: Map<string, Listed>): Promise<string[]> {
   const removed: string[] = [];
-  for (const t of await clusterTables(cluster)) {
-    if (t.name === own || !t.owner || !ownerGone(t.owner, here)) continue;
+  for (const t of await clusterTables(cluster, own, known)) {
+    if (!t.owner || !ownerGone(t.owner, here)) continue;
+    known?.delete(t.name);
     const r = await run(['delete', 'table', 'ip', 'handle', String(t.handle)]);
     if (r.code === 0) removed.push(t.name);
   }
@@ -68,6 +88,10 @@ export class TableSweeper {
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
   private stopped = false;
+  /** What the sweeps read of each table, by name. */
+  private readonly known = new Map<string, Listed>();
+  /** This process, as its tables name it. */
+  private readonly here = selfOwner();
 
   constructor(
     private readonly cluster: string,
@@ -88,7 +112,7 @@ export class TableSweeper {
 
   private tick(): void {
     if (this.stopped) return;
-    this.running = sweepTables(this.cluster, this.own)
+    this.running = sweepTables(this.cluster, this.own, this.here, this.known)
       .then((removed) => this.onSweep(removed), (err: Error) => this.onSweep([], err))
       .finally(() => {
         this.running = undefined;
