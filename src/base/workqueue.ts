@@ -9,9 +9,22 @@
  *   forgets its failures.
  * - `addAfter` schedules a key on the injected clock (for "check again when
  *   this deadline passes" without polling).
+ * - Keys whose handlers finish at once run one after another only while the
+ *   event loop's turn is short (TURN_BUDGET_MS); then the rest waits for
+ *   the next turn.
  */
 import { KeyedBackoff, type BackoffOptions } from './backoff.js';
 import { systemClock, type Clock } from './clock.js';
+import { turnBusyMs } from './yield.js';
+
+/**
+ * A queue starts no further key in a turn of the event loop that has run
+ * this long already (base/yield.ts turnBusyMs): the next key waits for the
+ * next turn, so a burst of keys (a large deploy makes every service's
+ * reconcile due at once) does not hold every request and heartbeat until it
+ * is done. One key's own work is not cut.
+ */
+export const TURN_BUDGET_MS = 20;
 
 export interface WorkQueueOptions {
   name: string;
@@ -34,6 +47,8 @@ export class WorkQueue {
   private active = 0;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
+  /** A pump waits for the next turn of the event loop (TURN_BUDGET_MS). */
+  private pumpDeferred = false;
 
   constructor(
     private readonly handler: (key: string) => Promise<void>,
@@ -106,6 +121,15 @@ export class WorkQueue {
   }
 
   private pump(): void {
+    if (this.pumpDeferred) return;
+    if (this.queue.length > 0 && turnBusyMs() > TURN_BUDGET_MS) {
+      this.pumpDeferred = true;
+      setImmediate(() => {
+        this.pumpDeferred = false;
+        this.pump();
+      });
+      return;
+    }
     const workers = this.opts.workers ?? 1;
     while (!this.stopped && this.active < workers && this.queue.length > 0) {
       const key = this.queue.shift()!;

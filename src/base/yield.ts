@@ -15,3 +15,27 @@ export function timeSlicer(sliceMs: number): () => Promise<void> {
     since = performance.now();
   };
 }
+
+/** When the current turn of the event loop began, as turnBusyMs first saw it; undefined until a turn is marked. */
+let turnBegan: number | undefined;
+
+/**
+ * turnBusyMs: how long the current turn of the event loop has been running
+ * (since the first call in it), across everything that runs in it: one
+ * callback and every microtask it leads to. A work queue whose handlers
+ * finish without real I/O (the store is synchronous behind its promises)
+ * runs key after key in one turn; asked this after each key, it hands the
+ * rest to the next turn once the turn is long enough, so HTTP requests,
+ * heartbeats and watches are served in between (WorkQueue). A setImmediate
+ * marks the turn's end: it runs only once the turn's microtasks are done.
+ */
+export function turnBusyMs(): number {
+  const now = performance.now();
+  if (turnBegan === undefined) {
+    turnBegan = now;
+    setImmediate(() => {
+      turnBegan = undefined;
+    });
+  }
+  return now - turnBegan;
+}
