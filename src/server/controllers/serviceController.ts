@@ -316,8 +316,14 @@ export class ServiceController implements Controller {
     // (a reconcile during a large deploy would build thousands of task objects only for the scheduler to merge them).
     const wanted = this.placement ? plan.create.filter((c) => !this.placement!.submitted(c.name)) : plan.create;
     const more = wanted.length > CREATE_BURST;
-    const creates = wanted.slice(0, CREATE_BURST).map((c) =>
-      ctx.registry.build(taskKind, {
+    // Built in slices of busy time: a 10,000-replica service's task objects take a few hundred ms to build, and the
+    // event loop serves requests and heartbeats in between (the key stays this worker's meanwhile).
+    const slice = timeSlicer(SLICE_MS);
+    const creates: ReturnType<typeof ctx.registry.build>[] = [];
+    const pendingSince = new Date(ctx.clock.now()).toISOString();
+    for (const c of wanted.slice(0, CREATE_BURST)) {
+      if (creates.length % 256 === 255) await slice();
+      creates.push(ctx.registry.build(taskKind, {
         metadata: {
           name: c.name,
           uid: c.uid,
@@ -331,9 +337,9 @@ export class ServiceController implements Controller {
           ownerRefs: svc ? [{ kind: 'Service', name, uid: svc.metadata.uid }] : [],
         },
         spec: c.spec,
-        status: { state: 'pending', message: 'waiting for placement', ports: [], restartCount: 0, timestamp: new Date(ctx.clock.now()).toISOString() },
-      }),
-    );
+        status: { state: 'pending', message: 'waiting for placement', ports: [], restartCount: 0, timestamp: pendingSince },
+      }));
+    }
     // Guarded by "absent": a create someone already made (stale cache) is refused alone.
     let lastRev = 0;
     if (!this.placement) lastRev = (await writeInWaves(ctx, creates.length, (i) => ctx.registry.createOp(taskKind, creates[i]!), timeSlicer(SLICE_MS))).lastRev;
