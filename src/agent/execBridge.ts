@@ -13,10 +13,7 @@
  */
 import type { WebSocket } from 'ws';
 import type { ExecSession } from './driver.js';
-import { CH_CLOSE, CH_RESIZE, CH_STDERR, CH_STDIN, CH_STDOUT, frame, parseFrame, statusFrame, toBuffer } from '../base/execProtocol.js';
-
-/** Output waits while this much is queued on the socket. */
-const HIGH_WATER_BYTES = 1 << 20;
+import { CH_CLOSE, CH_RESIZE, CH_STDERR, CH_STDIN, CH_STDOUT, frame, holdWhileQueued, parseFrame, statusFrame, toBuffer } from '../base/execProtocol.js';
 
 export function bridgeExec(socket: WebSocket, session: ExecSession, onEnd: (exitCode: number | undefined) => void, early: Buffer[] = []): void {
   let closed = false;
@@ -24,15 +21,7 @@ export function bridgeExec(socket: WebSocket, session: ExecSession, onEnd: (exit
     stream.on('data', (chunk: Buffer) => {
       if (closed) return;
       socket.send(frame(channel, chunk));
-      if (socket.bufferedAmount > HIGH_WATER_BYTES) {
-        stream.pause();
-        const retry = setInterval(() => {
-          if (closed || socket.bufferedAmount <= HIGH_WATER_BYTES / 2) {
-            clearInterval(retry);
-            stream.resume();
-          }
-        }, 10);
-      }
+      holdWhileQueued(socket, stream, () => closed);
     });
   };
   pump(session.stdout, CH_STDOUT);

@@ -86,6 +86,31 @@ export function parseFrame(msg: Buffer): Frame | undefined {
   }
 }
 
+/** Exec output waits while this much is queued on the socket it goes to, in the agent and in the server alike. */
+export const EXEC_HIGH_WATER_BYTES = 1 << 20;
+
+/** Sources paused by holdWhileQueued, each until its socket drained. */
+const held = new WeakSet<object>();
+
+/**
+ * holdWhileQueued pauses `source` while `socket` has more than
+ * EXEC_HIGH_WATER_BYTES queued, and resumes it once under half of that, or
+ * once `gone()` (the socket closed). Called after each send: a person's
+ * slow terminal (or network) slows the command's output instead of growing
+ * this process's memory. A source already held is left as it is.
+ */
+export function holdWhileQueued(socket: { readonly bufferedAmount: number }, source: { pause(): unknown; resume(): unknown }, gone: () => boolean): void {
+  if (socket.bufferedAmount <= EXEC_HIGH_WATER_BYTES || held.has(source)) return;
+  held.add(source);
+  source.pause();
+  const retry = setInterval(() => {
+    if (!gone() && socket.bufferedAmount > EXEC_HIGH_WATER_BYTES / 2) return;
+    clearInterval(retry);
+    held.delete(source);
+    source.resume();
+  }, 10);
+}
+
 /** toBuffer: a ws message as one Buffer, whatever form the library handed it in. */
 export function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
   if (Buffer.isBuffer(data)) return data;

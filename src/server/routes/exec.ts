@@ -16,15 +16,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { WebSocket } from 'ws';
 import { BatonError } from '../../base/errors.js';
-import { EXEC_SUBPROTOCOL, execQuery, execSearch, statusFrame, toBuffer, type ExecQuery } from '../../base/execProtocol.js';
+import { EXEC_SUBPROTOCOL, execQuery, execSearch, holdWhileQueued, statusFrame, toBuffer, type ExecQuery } from '../../base/execProtocol.js';
 import { podContainerNames, type Node, type Task } from '../../api/types.js';
 import { recordEvent } from '../controllers/context.js';
 import { DEPLOYERS, nameParam, parseInput, ROUTES } from './route.js';
 import { logStacks, nodeCache, taskCache, type HttpDeps } from './deps.js';
 
 const URL_PATTERN = '/api/v1/tasks/:name/exec';
-/** The agent's output waits while this much is queued towards the person. */
-const HIGH_WATER_BYTES = 1 << 20;
 /** How long the agent may take to answer the second hop's upgrade. */
 const AGENT_CONNECT_MS = 10_000;
 
@@ -86,7 +84,6 @@ export function registerExecRoutes(app: FastifyInstance, deps: HttpDeps): void {
         handshakeTimeout: AGENT_CONNECT_MS,
         maxPayload: 1 << 20,
       });
-      let paused = false;
       const fail = (why: string) => {
         if (client.readyState === WebSocket.OPEN) client.send(statusFrame({ error: why.slice(0, 4000) }), () => client.close(1000));
       };
@@ -111,17 +108,7 @@ export function registerExecRoutes(app: FastifyInstance, deps: HttpDeps): void {
       agent.on('message', (d: Buffer | ArrayBuffer | Buffer[]) => {
         if (client.readyState !== WebSocket.OPEN) return;
         client.send(toBuffer(d));
-        if (client.bufferedAmount > HIGH_WATER_BYTES && !paused) {
-          paused = true;
-          agent.pause();
-          const retry = setInterval(() => {
-            if (client.readyState !== WebSocket.OPEN || client.bufferedAmount <= HIGH_WATER_BYTES / 2) {
-              clearInterval(retry);
-              paused = false;
-              agent.resume();
-            }
-          }, 10);
-        }
+        holdWhileQueued(client, agent, () => client.readyState !== WebSocket.OPEN);
       });
       agent.on('error', (e) => fail(`cannot reach the agent of node ${node.metadata.name} (${node.status.address}:${node.status.agentPort}): ${e.message}`));
       agent.on('close', () => {
