@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import YAML from 'yaml';
+import { yaml } from './yaml.js';
 import { BatonError } from '../base/errors.js';
 
 export interface ContextEntry {
@@ -35,7 +35,7 @@ export function readContexts(): ContextFile {
   const p = contextsPath();
   if (!existsSync(p)) return { contexts: {} };
   try {
-    const v = YAML.parse(readFileSync(p, 'utf8')) ?? {};
+    const v = yaml().parse(readFileSync(p, 'utf8')) ?? {};
     return { current: v.current, contexts: v.contexts ?? {} };
   } catch (e) {
     throw new BatonError('BATON_ERR_BAD_REQUEST', `${p} is not valid YAML: ${(e as Error).message}`);
@@ -46,7 +46,7 @@ export function writeContexts(f: ContextFile): void {
   const p = contextsPath();
   mkdirSync(dirname(p), { recursive: true, mode: 0o700 });
   const tmp = `${p}.${process.pid}.tmp`;
-  writeFileSync(tmp, YAML.stringify(f), { mode: 0o600 });
+  writeFileSync(tmp, yaml().stringify(f), { mode: 0o600 });
   renameSync(tmp, p);
 }
 

@@ -2,7 +2,7 @@
  * Output renders objects as docker-like tables, JSON or YAML (-o). Tables
  * pad columns with three spaces, as `docker service ls` does.
  */
-import YAML from 'yaml';
+import { yaml } from './yaml.js';
 import { taskKind, type Column } from '../api/kinds.js';
 import { podContainerNames, podContainerSpecs, type Task } from '../api/types.js';
 
@@ -20,7 +20,7 @@ export function table(headers: string[], rows: string[][]): string {
 
 export function render<T>(format: Format, items: T[], columns: Column<T>[], raw: unknown = items): string {
   if (format === 'json') return JSON.stringify(raw, null, 2);
-  if (format === 'yaml') return YAML.stringify(raw);
+  if (format === 'yaml') return yaml().stringify(raw);
   return table(
     columns.map((c) => c.header),
     items.map((i) => columns.map((c) => c.get(i))),
@@ -28,7 +28,7 @@ export function render<T>(format: Format, items: T[], columns: Column<T>[], raw:
 }
 
 export function renderOne(format: Format, obj: unknown): string {
-  if (format === 'yaml') return YAML.stringify(obj);
+  if (format === 'yaml') return yaml().stringify(obj);
   return JSON.stringify(obj, null, 2);
 }
 
