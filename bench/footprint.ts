@@ -20,12 +20,13 @@
  * pages and pages mapped from files (shared), and the agent's CPU split
  * into its main thread and the rest. BENCH_AGENT_NODE_ARGS (node flags
  * before the script) or BENCH_AGENT_NODE_OPTIONS (its NODE_OPTIONS) run the
- * agent with other V8 settings, for an A/B. Only 127.0.0.0/8 is contacted; everything is removed at
- * the end, also on failure or Ctrl-C. Progress to stderr, results to stdout.
+ * agent with other V8 settings, for an A/B. Only 127.0.0.0/8 is contacted;
+ * everything is removed at the end, also on failure or Ctrl-C. Progress to
+ * stderr, results to stdout.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import type { Task } from '../src/api/types.js';
-import { benchArgs, BenchCluster, checkInterrupted, cleanUpOnSignals, cpuMs, intFlag, log, machineInfo, pidOfComm, reportHeader, requireImage, rssKiB, runMain, secs, sleep, stackServices, waitFor } from './lib.js';
+import { benchArgs, BenchCluster, checkInterrupted, cleanUpOnSignals, cpuMs, intFlag, log, machineInfo, pidOfComm, reportHeader, requireImage, rssKiB, rssSplitKiB, runMain, secs, sleep, stackServices, waitFor } from './lib.js';
 
 const IMAGE = 'baton-test/busybox:latest';
 const LABEL = 'baton.bench';
@@ -48,33 +49,14 @@ interface Sample {
   cpuMs: number;
 }
 
-/** USER_HZ, the unit of /proc's CPU times: 100 on Linux (as bench/lib.ts cpuMs). */
-const CLOCK_TICKS = 100;
-
 /** threadCpuMs: CPU time (ms) of each thread of a process, by thread id; the main thread's id is the pid. */
 function threadCpuMs(pid: number): Map<number, number> {
   const out = new Map<number, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      out.set(Number(tid), ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS);
-    } catch {
-      // The thread ended.
-    }
+    const ms = cpuMs(pid, Number(tid));
+    if (ms !== undefined) out.set(Number(tid), ms); // else the thread ended
   }
   return out;
-}
-
-/** rssSplitKiB: a process's resident memory of its own (anonymous) and mapped from files (the node binary and libraries, shared with every process that maps them). */
-function rssSplitKiB(pid: number): { anon: number; file: number } | undefined {
-  try {
-    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kib = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st)?.[1] ?? NaN);
-    return { anon: kib('RssAnon'), file: kib('RssFile') };
-  } catch {
-    return undefined;
-  }
 }
 
 function sampleOf(what: string, pid: number | undefined): Sample | undefined {

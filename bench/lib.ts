@@ -280,10 +280,21 @@ export function rssKiB(pid: number): number | undefined {
   }
 }
 
-/** cpuMs is user+system CPU time of a live process in milliseconds. */
-export function cpuMs(pid: number): number | undefined {
+/** rssSplitKiB: a live process's resident memory of its own (RssAnon) and mapped from files (RssFile: the node binary and libraries, shared with every process that maps them). */
+export function rssSplitKiB(pid: number): { anon: number; file: number } | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st)?.[1] ?? NaN);
+    return { anon: kib('RssAnon'), file: kib('RssFile') };
+  } catch {
+    return undefined;
+  }
+}
+
+/** cpuMs is user+system CPU time of a live process in milliseconds; with `tid`, of that one thread of it. */
+export function cpuMs(pid: number, tid?: number): number | undefined {
+  try {
+    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // fields[0] is state (field 3); utime is field 14, stime 15.
     const ticks = Number(fields[11]) + Number(fields[12]);
