@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createServer, connect, type Socket } from 'node:net';
-import { endpointsSpec } from '../src/server/controllers/endpointsController.js';
+import { endpointsSpec, listed, routesPorts } from '../src/server/controllers/endpointsController.js';
 import { defaultVipRange } from '../src/agent/mesh.js';
 import { proxyHeader } from '../src/agent/net/proxyProtocol.js';
 import { service, task } from './fixtures.js';
@@ -72,6 +72,27 @@ describe('endpointsSpec', () => {
     const own = ready(task(svc, 2, { node: 'n2' }), '127.0.0.2', []);
     own.status.taskIP = '10.42.0.5';
     expect(endpointsSpec(svc, [sim, own])!.endpoints.map((e) => e.task)).toEqual([own.metadata.name]);
+  });
+
+  it('says a task is listed exactly when endpointsSpec lists it (the controller reconciles a service only for such a task\'s change)', () => {
+    const udp = service({ ports: [{ target: 53, published: 5353, protocol: 'udp', mode: 'ingress' }] });
+    const exposed = service({ expose: [9000] });
+    const bare = service({});
+    for (const svc of [udp, exposed, bare]) {
+      const variants: Task[] = [];
+      for (const taskIP of [undefined, '10.42.0.5'])
+        for (const hostIP of ['', '127.0.0.2'])
+          for (const desired of ['running', 'shutdown'] as const)
+            for (const state of ['running', 'starting'] as const)
+              for (const node of ['', 'n2']) {
+                const t = ready(task(svc, variants.length + 1, { node, desired, state }), hostIP, []);
+                if (taskIP) t.status.taskIP = taskIP;
+                variants.push(t);
+              }
+      const inSpec = new Set(endpointsSpec(svc, variants)!.endpoints.map((e) => e.task));
+      expect(inSpec.size).toBeGreaterThan(0);
+      for (const t of variants) expect(listed(t, routesPorts(svc.spec)), `${svc.metadata.name} ${JSON.stringify(t.status)}`).toBe(inSpec.has(t.metadata.name));
+    }
   });
 
   it('gives a service on the host\'s network, or on none, without ports no endpoints object', () => {

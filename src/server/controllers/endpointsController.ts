@@ -29,6 +29,22 @@ function hasEndpoints(svc: Service | undefined): svc is Service {
   return svc !== undefined && (svc.spec.ports.length > 0 || svc.spec.expose.length > 0 || svc.spec.container.networkMode === 'bridge');
 }
 
+/** routesPorts: the service has a port the mesh routes (tcp or udp, published or exposed), so every ready task of it is an endpoint. */
+export function routesPorts(s: Service['spec']): boolean {
+  return s.ports.length > 0 || s.expose.length > 0;
+}
+
+/**
+ * listed is whether a task is one of its service's endpoints: it is to run,
+ * ready, placed with a host address, and reachable (the service routes a
+ * port, or the task has an address of its own for DNS). Without a port to
+ * route, a simulated node's tasks (no address of their own) are never listed,
+ * and a service of 100,000 of them stays an empty list.
+ */
+export function listed(t: Task, ports: boolean): boolean {
+  return (ports || !!t.status.taskIP) && t.spec.desiredState === 'running' && !!t.status.hostIP && !!t.spec.nodeName && isTaskReady(t);
+}
+
 /**
  * endpointsSpec is the pure rule: a service and its tasks → its Endpoints
  * (without its VIP, which the controller keeps or gives), or undefined when
@@ -41,9 +57,9 @@ export function endpointsSpec(svc: Service, tasks: readonly Task[]): EndpointsSp
   const targets = [...new Set([...s.ports.filter((p) => p.protocol !== 'udp').map((p) => p.target), ...s.expose])].sort((a, b) => a - b);
   const udpTargets = [...new Set(s.ports.filter((p) => p.protocol === 'udp').map((p) => p.target))].sort((a, b) => a - b);
   const vipPorts = (s.vipPorts ?? []).filter((v) => targets.includes(v.target) && !targets.includes(v.port)).sort((a, b) => a.port - b.port);
+  const ports = routesPorts(s);
   const endpoints = tasks
-    // Without a port to route, an endpoint matters only for its address of its own (DNS): a simulated node's tasks have none, and a service of 100,000 of them stays an empty list.
-    .filter((t) => t.spec.desiredState === 'running' && isTaskReady(t) && t.status.hostIP && t.spec.nodeName && (targets.length > 0 || udpTargets.length > 0 || t.status.taskIP))
+    .filter((t) => listed(t, ports))
     .map((t) => ({
       task: t.metadata.name,
       node: t.spec.nodeName,
@@ -93,10 +109,13 @@ export class EndpointsController implements Controller {
       this.ctx.tasks.onDidChange((e) => {
         const t = e.object as Task;
         const p = e.prev as Task | undefined;
+        const svc = this.ctx.services.objects.get(t.spec.serviceName) as unknown as Service | undefined;
         // Most services need no Endpoints (host networking, no ports): their tasks' events cost a lookup, not a reconcile.
-        if (!hasEndpoints(this.ctx.services.objects.get(t.spec.serviceName) as unknown as Service | undefined) && !this.ctx.endpoints.objects.has(t.spec.serviceName)) return;
-        const was = p !== undefined && p.spec.desiredState === 'running' && isTaskReady(p);
-        const is = e.type !== 'DELETED' && t.spec.desiredState === 'running' && isTaskReady(t);
+        if (!hasEndpoints(svc) && !this.ctx.endpoints.objects.has(t.spec.serviceName)) return;
+        // Only a task listed before or after the change can change the list (a service gone, or changed, is queued by its own event).
+        const ports = svc !== undefined && routesPorts(svc.spec);
+        const was = p !== undefined && listed(p, ports);
+        const is = e.type !== 'DELETED' && listed(t, ports);
         if (was || is) this.queue.addAfter(t.spec.serviceName, batch);
       }),
     );
