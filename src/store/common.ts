@@ -135,11 +135,17 @@ export interface KvBackend {
 class TxnWriter {
   readonly events: WatchEvent[] = [];
   private readonly staged = new Map<string, KeyValue | undefined>();
+  /** What this txn read from the backend: a compare and the put after it read a key once (nothing else writes during a txn). */
+  private readonly read = new Map<string, KeyValue | undefined>();
 
   constructor(private readonly kv: KvBackend, readonly revision: number) {}
 
   current(key: string): KeyValue | undefined {
-    return this.staged.has(key) ? this.staged.get(key) : this.kv.get(key);
+    if (this.staged.has(key)) return this.staged.get(key);
+    if (this.read.has(key)) return this.read.get(key);
+    const kv = this.kv.get(key);
+    this.read.set(key, kv);
+    return kv;
   }
 
   put(key: string, value: string, lease: number, parsed?: unknown): void {
@@ -654,12 +660,25 @@ export class EventSeries {
   /** repeatOf returns the stored event that `e`, occurring at `time`, repeats, or undefined. */
   repeatOf(e: NewEvent, time: number, holds: (s: StoredEvent) => boolean): StoredEvent | undefined {
     if (this.windowMs <= 0) return undefined;
-    for (const [k, s] of this.open) {
-      if (s.lastTime >= time - this.windowMs && this.open.size <= this.max) break;
-      this.open.delete(k);
-    }
+    if (this.open.size > this.max + (this.max >> 2)) this.trim(time);
     const s = this.open.get(seriesKey(e));
     return s && holds(s) && time - s.lastTime <= this.windowMs ? s : undefined;
+  }
+
+  /**
+   * trim drops the series seen longest ago, down to `max` and past the
+   * window. It runs once the map holds a quarter more than `max`, not at
+   * every event: a Map walked from its start after deletions at its front
+   * steps over every deleted slot until it is rehashed, so dropping one entry
+   * per event cost a walk per event (a deploy of 100,000 tasks spent a second
+   * of the server's time in it). What stays past the window is never
+   * matched: repeatOf checks the window itself.
+   */
+  private trim(time: number): void {
+    for (const [k, s] of this.open) {
+      if (this.open.size <= this.max && s.lastTime >= time - this.windowMs) break;
+      this.open.delete(k);
+    }
   }
 
   /** seen records `s` as the latest of its series (a new event, or one whose count just grew). */
