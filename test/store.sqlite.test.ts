@@ -68,7 +68,7 @@ describe('SqliteStore on disk', () => {
     expect((await b.leaseGrant(5)).id).toBeGreaterThan(lease.id);
   });
 
-  it('rolls back a whole group commit when a backend write fails, refusing every txn in it', async () => {
+  it('rolls back a whole group commit when a backend write fails, refusing every txn it ran; the txns after it commit in the next group', async () => {
     const s = openStore(fresh());
     await put(s, 'before', '1');
     const rev = await s.currentRevision();
@@ -76,12 +76,33 @@ describe('SqliteStore on disk', () => {
     s.db.exec(`CREATE TRIGGER boom BEFORE INSERT ON log WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ABORT, 'disk says no'); END`);
     const group = [put(s, 'a', '1'), put(s, 'boom', '2'), put(s, 'b', '3')];
     const results = await Promise.allSettled(group);
-    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'fulfilled']);
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/disk says no/);
-    expect(await s.currentRevision()).toBe(rev);
     expect(await s.get('a')).toBeUndefined();
-    // The store goes on: the next txn commits at the next revision.
-    expect((await put(s, 'after', '4')).revision).toBe(rev + 1);
+    // b never ran in the failed group: it commits on its own, at the next revision.
+    expect((results[2] as PromiseFulfilledResult<{ revision: number }>).value.revision).toBe(rev + 1);
+    expect((await s.get('b'))?.value).toBe('3');
+    // The store goes on.
+    expect((await put(s, 'after', '4')).revision).toBe(rev + 2);
+  });
+
+  it('ends a group commit at its time budget: the txns after it commit in a later turn, each still in order', async () => {
+    const s = SqliteStore.open(fresh(), { groupCommitBudgetMs: 0 });
+    open.push(s);
+    const order: string[] = [];
+    const issued = ['a', 'b', 'c'].map((k) => put(s, k, k).then((r) => order.push(`${k}@${r.revision}`)));
+    // Queued after the store's own flush: with the whole queue in one group it would run after all three.
+    setImmediate(() => order.push('between'));
+    await Promise.all(issued);
+    expect(order).toEqual(['a@1', 'between', 'b@2', 'c@3']);
+    // The default budget commits a turn's txns together.
+    const t = openStore(fresh());
+    const order2: string[] = [];
+    const issued2 = ['a', 'b', 'c'].map((k) => put(t, k, k).then(() => order2.push(k)));
+    setImmediate(() => order2.push('between'));
+    await Promise.all(issued2);
+    await new Promise((r) => setImmediate(r));
+    expect(order2).toEqual(['a', 'b', 'c', 'between']);
   });
 
   it('refuses a database from a newer schema', () => {

@@ -44,12 +44,22 @@ export interface StoreOptions {
   progressIntervalMs?: number;
   /** How often expired leases are looked for (default 1000 ms). */
   leaseCheckIntervalMs?: number;
+  /** How long one group commit may take before the txns after it wait for the next turn (default GROUP_COMMIT_BUDGET_MS). */
+  groupCommitBudgetMs?: number;
 }
 
 /** DEFAULT_PROGRESS_INTERVAL_MS: etcd-like cadence that keeps quiet, filtered watchers above compaction. */
 export const DEFAULT_PROGRESS_INTERVAL_MS = 5_000;
 /** DEFAULT_LEASE_CHECK_INTERVAL_MS bounds how late past its TTL a lease's keys are deleted. */
 export const DEFAULT_LEASE_CHECK_INTERVAL_MS = 1_000;
+/**
+ * GROUP_COMMIT_BUDGET_MS: a group commit takes the queued txns in order until
+ * it has run this long; the rest commit in the next turn of the event loop,
+ * after timers and I/O. A busy server's agents post thousands of status
+ * writes between two turns, and one commit of all of them (with the watch
+ * events it sends) held the event loop for hundreds of milliseconds.
+ */
+export const GROUP_COMMIT_BUDGET_MS = 25;
 /** CATCHUP_BATCH_EVENTS caps the events in one replayed watch batch, so a long replay is not one giant array per callback. */
 export const CATCHUP_BATCH_EVENTS = 1_000;
 
@@ -309,9 +319,11 @@ export abstract class BaseStore implements Store {
   private readonly timers: (() => void)[] = [];
   /** Txns waiting for the next group commit, in the order issued. */
   private pending: PendingTxn[] = [];
+  private readonly groupBudgetMs: number;
 
   protected constructor(readonly backend: string, private readonly kv: KvBackend, opts: StoreOptions = {}) {
     this.clock = opts.clock ?? systemClock;
+    this.groupBudgetMs = opts.groupCommitBudgetMs ?? GROUP_COMMIT_BUDGET_MS;
     this.every(opts.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS, () => this.sendProgress());
     this.every(opts.leaseCheckIntervalMs ?? DEFAULT_LEASE_CHECK_INTERVAL_MS, () => this.expireLeases());
   }
@@ -339,9 +351,10 @@ export abstract class BaseStore implements Store {
   }
 
   /**
-   * txn queues the txn for the next group commit (see flush): every txn issued
-   * in one turn of the event loop commits in one backend transaction, each at
-   * its own revision, in the order issued.
+   * txn queues the txn for the next group commit (see flush): the txns issued
+   * in one turn of the event loop commit together in one backend transaction
+   * (as many as fit in the group's time budget), each at its own revision, in
+   * the order issued.
    */
   txn(compares: Compare[], success: Op[], failure: Op[] = []): Promise<TxnResult> {
     try {
@@ -364,15 +377,22 @@ export abstract class BaseStore implements Store {
    * refused on its own, while a backend write that fails (nothing Baton
    * expects) rolls back the whole group and refuses every txn in it. Watchers
    * hear each committed txn, in order, only after the whole group is durable.
+   *
+   * A group takes the queued txns in order until it has run `budgetMs`; the
+   * rest wait for the next turn, so timers, heartbeats and reads are served
+   * between two groups of a long queue.
    */
-  private flush(): void {
-    const batch = this.pending;
-    this.pending = [];
-    if (batch.length === 0) return;
+  private flush(budgetMs = this.groupBudgetMs): void {
+    const queue = this.pending;
+    if (queue.length === 0) return;
     const outcomes: ({ ok: true; r: Applied<boolean> } | { ok: false; err: unknown })[] = [];
+    const began = performance.now();
+    // Nothing is queued while this runs: the group's writes are synchronous, and watchers and callers hear of them after.
+    let taken = 0;
     try {
       this.kv.atomically(() => {
-        for (const p of batch) {
+        while (taken < queue.length) {
+          const p = queue[taken++]!;
           try {
             outcomes.push({ ok: true, r: this.apply((w) => this.runTxn(w, p)) });
           } catch (err) {
@@ -380,12 +400,17 @@ export abstract class BaseStore implements Store {
             if (err instanceof WriteFailed) throw err.cause;
             outcomes.push({ ok: false, err });
           }
+          if (performance.now() - began >= budgetMs) break;
         }
       });
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      const group = queue.splice(0, taken);
+      if (queue.length) setImmediate(() => this.flush());
+      for (const p of group) p.reject(err);
       return;
     }
+    const batch = queue.splice(0, taken);
+    if (queue.length) setImmediate(() => this.flush());
     for (let i = 0; i < batch.length; i++) {
       const o = outcomes[i]!;
       if (!o.ok) {
@@ -496,7 +521,7 @@ export abstract class BaseStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.flush(); // what was issued before close commits
+    this.flush(Infinity); // what was issued before close commits
     this.closed = true;
     for (const cancel of this.timers) cancel();
     for (const w of [...this.watchers]) w.delivery.push(new StoreClosedError());
