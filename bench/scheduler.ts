@@ -28,14 +28,14 @@
  * bench within 5 minutes).
  */
 import { parseArgs } from 'node:util';
-import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { ApiClient } from '../src/api/client.js';
 import { tlsTransport, withTransport } from '../src/api/tls.js';
 import { EtcdCluster } from '../test/helpers/etcd.js';
-import { cpuMs, LARGE_CLUSTER_ARGS, log, median, now, Sampler, sleep, spawnBaton } from './lib.js';
+import { cpuMs, LARGE_CLUSTER_ARGS, log, median, now, rssSplitKiB, Sampler, sleep, spawnBaton } from './lib.js';
 import { defaultContainerSpec, type Node, type Task } from '../src/api/types.js';
 import { SpreadPlacer } from '../src/scheduler/placement.js';
 import { newTaskSpec, specHash, taskIdentity } from '../src/server/controllers/serviceReconciler.js';
@@ -64,6 +64,19 @@ const ZONES = ['a', 'b', 'c', 'd'];
 /** Ports of the bench's own for its etcd (clients 31779, 31789, 31799; bench:ha uses them too, never at the same time). */
 const ETCD_BASE = 31779;
 const nowIso = new Date().toISOString();
+
+/** socketCount: how many sockets a process holds open (its file descriptors that are sockets). */
+function socketCount(pid: number): number {
+  let n = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')) n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
 
 function mkNode(i: number): Node {
   return {
@@ -183,6 +196,7 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
       spawned: (c) => children.push(c),
     });
     nofile(server.child.pid);
+    const alone = rssSplitKiB(server.child.pid!);
     const [url, token] = server.matches as [string, string];
     const tls = tlsTransport({ caPem: readFileSync(join(dir, 'server', 'server', 'ca.crt'), 'utf8') });
     const api = new ApiClient(withTransport({ server: url, token: readFileSync(join(dir, 'server', 'server', 'admin.token'), 'utf8').trim() }, tls));
@@ -202,6 +216,9 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
     await until('every node Ready', 600_000, async () => (await api.nodes()).items.filter((x) => x.status.state === 'ready').length >= nodeCount);
     const joinS = (now() - tJoin) / 1000;
     log(`${nodeCount} simulated nodes Ready in ${joinS.toFixed(1)} s`);
+    // The server with every node joined and no task yet: most of its own memory is then the nodes' connections (bench:conns).
+    const joined = rssSplitKiB(server.child.pid!);
+    const sockets = socketCount(server.child.pid!);
 
     const serverSampler = new Sampler(server.child.pid!, 500);
     serverSampler.start();
@@ -277,6 +294,12 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
     const rate = replicas / totalS;
     process.stdout.write(`\n# bench:scheduler, end to end: ${replicas} replicas of 10 services on ${nodeCount} simulated nodes (${sims} baton sim processes), ${store === 'etcd' ? 'etcd store (3 members on this machine)' : 'SQLite store'}\n`);
     process.stdout.write(`nodes joined and Ready: ${joinS.toFixed(1)} s\n`);
+    if (joined && alone) {
+      process.stdout.write(
+        `server once joined, before the deploy: RSS ${((joined.anon + joined.file) / 1024).toFixed(0)} MiB, its own ${(alone.anon / 1024).toFixed(0)} → ${(joined.anon / 1024).toFixed(0)} MiB since it started: ` +
+          `${((joined.anon - alone.anon) / nodeCount).toFixed(0)} KiB per node joined (${sockets} sockets open; bench:conns measures one connection alone)\n`,
+      );
+    }
     process.stdout.write(`apply → all running: ${totalS.toFixed(1)} s = ${rate.toFixed(0)} tasks/s (goal >= 1500/s: ${rate >= 1500 ? 'PASS' : 'FAIL'}; stretch 3750/s: ${rate >= 3750 ? 'PASS' : 'no'})\n`);
     process.stdout.write(`where the time went (${sample.length} tasks; times since the apply call began; the API call itself took ${f(applyMs)}):\n`);
     row('created (service controller → store)', sample.map((t) => at(t.metadata.creationTimestamp) - wall0));
