@@ -169,6 +169,13 @@ export class WatchCache {
     for (const o of this.objects.values()) this.indexPut(o, undefined);
   }
 
+  /** eachIndexed iterates the objects whose index value equals `value`, without copying them into an array (the cache must not change meanwhile). */
+  eachIndexed(name: string, value: string): Iterable<AnyObject> {
+    const idx = this.indexes.get(name);
+    if (!idx) throw new Error(`no index "${name}" on ${this.kind.plural}`);
+    return idx.map.get(value)?.values() ?? [];
+  }
+
   /** byIndex returns the objects whose index value equals `value`. */
   byIndex(name: string, value: string): AnyObject[] {
     const idx = this.indexes.get(name);

@@ -25,6 +25,8 @@ const ROLLING_BATCH_MS = 25;
 
 /** At most this many tasks are created per reconcile of a service (Kubernetes' burstReplicas; here a whole 10,000-replica service, so that a deploy is one scheduler pass). */
 const CREATE_BURST = 20_000;
+/** The longest a steady service's counts wait for a recount (recountDelay). */
+const MAX_RECOUNT_WINDOW_MS = 5000;
 
 export class ServiceController implements Controller {
   readonly name = 'service';
@@ -142,9 +144,16 @@ export class ServiceController implements Controller {
   /** How long the last recount of each steady service took (ms). */
   private readonly recountCost = new Map<string, number>();
 
-  /** recountDelay is how long count changes of a steady service wait: statusBatchMs, up to a second for one whose recount costs milliseconds. */
+  /**
+   * recountDelay is how long count changes of a steady service wait:
+   * statusBatchMs, or 200 times what its last recount took (half a percent
+   * of the server's time per service), up to MAX_RECOUNT_WINDOW_MS. A
+   * service of 20,000 tasks, whose recount takes 15–20 ms, recounts every 3–4
+   * s during a deploy instead of every second (ten such services took a
+   * quarter of the server's time).
+   */
   private recountDelay(service: string): number {
-    return this.throttled(service, Math.max(this.ctx.timings.statusBatchMs, Math.min(1000, 200 * (this.recountCost.get(service) ?? 0))));
+    return this.throttled(service, Math.max(this.ctx.timings.statusBatchMs, Math.min(MAX_RECOUNT_WINDOW_MS, 200 * (this.recountCost.get(service) ?? 0))));
   }
 
   stop(): void {
@@ -261,7 +270,7 @@ export class ServiceController implements Controller {
     const st = this.steady.get(name);
     if (!this.full.has(name) && svc && st && st.uid === svc.metadata.uid && st.generation === svc.metadata.generation) {
       const began = performance.now();
-      const tasks = this.ctx.tasks.byIndex(TASKS_BY_SERVICE, name) as unknown as Task[];
+      const tasks = this.ctx.tasks.eachIndexed(TASKS_BY_SERVICE, name) as unknown as Iterable<Task>;
       st.status = refreshCounts(svc, st.status, tasks, this.ctx.clock.now());
       this.recountCost.set(name, performance.now() - began);
       this.deployFinished(svc, st.status);
