@@ -274,6 +274,11 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
     probe.stop = true;
     await probing;
     serverSampler.stop();
+    // Nodes that turned NotReady (or worse) during the deploy: a node's status timestamp moves when its state does.
+    const nodesAfter = (await api.nodes()).items;
+    const notReadyAtEnd = nodesAfter.filter((x) => x.status.state !== 'ready').length;
+    const applied = Date.now() - (now() - t0);
+    const changedState = nodesAfter.filter((x) => Date.parse(x.status.timestamp) >= applied).length;
     const m1 = await metricsText(api);
     const requests1 = requestCounts(m1);
     const latency1 = requestCounts(m1, 'baton_api_request_duration_seconds_sum');
@@ -300,6 +305,7 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
           `${((joined.anon - alone.anon) / nodeCount).toFixed(0)} KiB per node joined (${sockets} sockets open; bench:conns measures one connection alone)\n`,
       );
     }
+    process.stdout.write(`nodes during the deploy: ${changedState} of ${nodeCount} changed state (NotReady and back, or worse), ${notReadyAtEnd} not Ready at the end\n`);
     process.stdout.write(`apply → all running: ${totalS.toFixed(1)} s = ${rate.toFixed(0)} tasks/s (goal >= 1500/s: ${rate >= 1500 ? 'PASS' : 'FAIL'}; stretch 3750/s: ${rate >= 3750 ? 'PASS' : 'no'})\n`);
     process.stdout.write(`where the time went (${sample.length} tasks; times since the apply call began; the API call itself took ${f(applyMs)}):\n`);
     row('created (service controller → store)', sample.map((t) => at(t.metadata.creationTimestamp) - wall0));
