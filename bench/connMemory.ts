@@ -16,12 +16,12 @@
  * each after a full GC.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, Agent as HttpAgent, get as httpGet } from 'node:http';
 import { createServer as createHttpsServer, Agent as HttpsAgent, get as httpsGet } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createCA, createServingCert } from '../src/base/pki.js';
+import { rssSplitKiB } from './lib.js';
 
 interface Sample {
   rssAnonKiB: number;
@@ -30,8 +30,7 @@ interface Sample {
 
 function sample(): Sample {
   (globalThis as { gc?: () => void }).gc?.();
-  const st = readFileSync('/proc/self/status', 'utf8');
-  return { rssAnonKiB: Number(/^RssAnon:\s+(\d+) kB/m.exec(st)?.[1] ?? NaN), heapKiB: process.memoryUsage().heapUsed / 1024 };
+  return { rssAnonKiB: rssSplitKiB(process.pid)?.anon ?? NaN, heapKiB: process.memoryUsage().heapUsed / 1024 };
 }
 
 // The child: a server of one kind, answering the parent's samples.

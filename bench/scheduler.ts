@@ -277,8 +277,9 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
     // Nodes that turned NotReady (or worse) during the deploy: a node's status timestamp moves when its state does.
     const nodesAfter = (await api.nodes()).items;
     const notReadyAtEnd = nodesAfter.filter((x) => x.status.state !== 'ready').length;
-    const applied = Date.now() - (now() - t0);
-    const changedState = nodesAfter.filter((x) => Date.parse(x.status.timestamp) >= applied).length;
+    // The apply call's start on the wall clock: every timestamp below is taken against it.
+    const wall0 = Date.now() - (now() - t0);
+    const changedState = nodesAfter.filter((x) => Date.parse(x.status.timestamp) >= wall0).length;
     const m1 = await metricsText(api);
     const requests1 = requestCounts(m1);
     const latency1 = requestCounts(m1, 'baton_api_request_duration_seconds_sum');
@@ -289,7 +290,6 @@ async function endToEnd(nodeCount: number, replicas: number, sims: number, store
     for (const svc of svcs) sample.push(...(await api.tasks({ fieldSelector: { 'spec.serviceName': svc.name } })).items);
     if (process.env.BENCH_DUMP_TASK) log(`sample task (${JSON.stringify(sample[0]).length} bytes): ${JSON.stringify(sample[0])}`);
     const at = (iso: string | undefined) => (iso ? Date.parse(iso) : NaN);
-    const wall0 = Date.now() - (now() - t0);
     const pct = (xs: number[], p: number) => {
       const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
       return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;

@@ -26,7 +26,7 @@ import { indexTasks, TASKS_BY_SERVICE, type Controller, type ControllerContext, 
 
 /** hasEndpoints: the service has a port for the mesh to route (ports or expose), or tasks with addresses of their own for DNS to answer with (bridge). */
 function hasEndpoints(svc: Service | undefined): svc is Service {
-  return svc !== undefined && (svc.spec.ports.length > 0 || svc.spec.expose.length > 0 || svc.spec.container.networkMode === 'bridge');
+  return svc !== undefined && (routesPorts(svc.spec) || svc.spec.container.networkMode === 'bridge');
 }
 
 /** routesPorts: the service has a port the mesh routes (tcp or udp, published or exposed), so every ready task of it is an endpoint. */
